@@ -1,0 +1,42 @@
+namespace Qwen3Sharp.Tensors;
+
+/// <summary>
+/// A read-only 2-D weight matrix used in place (memory-mapped file or native buffer):
+/// <c>[RowCount, ColCount]</c>, row-major, as stored by PyTorch (<c>Linear.weight</c> is [out, in]).
+/// The memory it points to is owned elsewhere and must outlive the view.
+/// </summary>
+public readonly unsafe struct WeightView
+{
+    public readonly byte* Data;
+    public readonly DType DType;
+    public readonly int RowCount;
+    public readonly int ColCount;
+
+    public WeightView(byte* data, DType dtype, int rowCount, int colCount)
+    {
+        Data = data;
+        DType = dtype;
+        RowCount = rowCount;
+        ColCount = colCount;
+    }
+
+    public long ByteCount => (long)RowCount * ColCount * DType.ByteSize();
+
+    public byte* Row(int row) => Data + (long)row * ColCount * DType.ByteSize();
+
+    /// <summary>One element as float32 (slow path: tests and loading only).</summary>
+    public float this[int row, int col]
+    {
+        get
+        {
+            long i = (long)row * ColCount + col;
+            return DType switch
+            {
+                DType.F32 => ((float*)Data)[i],
+                DType.F16 => (float)((Half*)Data)[i],
+                DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)Data)[i] << 16),
+                _ => throw new InvalidOperationException(),
+            };
+        }
+    }
+}
