@@ -8,6 +8,10 @@ namespace Qwen3Sharp.Chat.Parsing;
 /// <remarks>
 /// Rules (identical for whole and streamed input, whatever the split):
 /// <list type="bullet">
+/// <item>Without <see cref="ChatParserOptions.StartsInsideReasoning"/>, reasoning starts only with a leading
+///   <c>&lt;think&gt;</c> (whitespace before it allowed); a leading <c>&lt;/think&gt;</c> closes an empty block. Text
+///   that starts otherwise is content, even if a <c>&lt;/think&gt;</c> follows later: deciding that would mean
+///   holding back the whole output, so a pre-filled <c>&lt;think&gt;</c> must be announced through the options.</item>
 /// <item>Reasoning is stripped of leading and trailing <c>\n</c> and content after <c>&lt;/think&gt;</c> of leading
 ///   <c>\n</c>, as Qwen's chat template does (<c>"&lt;think&gt;\nabc\n&lt;/think&gt;\n\nanswer"</c> -> reasoning
 ///   "abc", content "answer"). Output cut off inside reasoning is all reasoning.</item>
@@ -135,7 +139,18 @@ public sealed class ChatStreamParser
                         continue;
                     }
 
-                    if (!final && IsProperPrefixOf(rest, ChatTags.ThinkStart))
+                    if (rest.StartsWith(ChatTags.ThinkEnd, StringComparison.Ordinal))
+                    {
+                        // A leading </think> closes an empty reasoning block whose opening was in the prompt
+                        // (e.g. a caller's prefill "\n</think>\n\n"); it is never meant as content.
+                        _buffer = _buffer[(i + ChatTags.ThinkEnd.Length)..];
+                        SawReasoning = true;
+                        _state = State.Content;
+                        _skipLeading = Skip.Newlines;
+                        continue;
+                    }
+
+                    if (!final && (IsProperPrefixOf(rest, ChatTags.ThinkStart) || IsProperPrefixOf(rest, ChatTags.ThinkEnd)))
                     {
                         return;
                     }

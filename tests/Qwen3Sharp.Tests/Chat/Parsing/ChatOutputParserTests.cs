@@ -45,6 +45,9 @@ public class ChatOutputParserTests
         new("empty think", Thinking, "<think>\n\n</think>\n\nanswer", "", "answer", []),
         new("empty think, prefilled", Prefilled, "\n</think>\n\nanswer", "", "answer", []),
         new("partial open tag at end", Thinking, "<thi", null, "<thi", []),
+        new("leading end tag closes empty block", Thinking, "\n</think>\n\nanswer", "", "answer", []),
+        new("late end tag without open tag is content", Thinking, "abc</think>x", null, "abc</think>x", []),
+        new("partial end tag at end", Thinking, "</thi", null, "</thi", []),
         new("tools on, zero calls", ToolsOnly, "Just text.\n", null, "Just text.\n", []),
         new("tools on, angle brackets", ToolsOnly, "a < b <tool and <x> <tool_call", null, "a < b <tool and <x> <tool_call", []),
         new("one call", ToolsOnly, Weather, null, "", [("get_weather", WeatherArgs)]),
@@ -193,6 +196,29 @@ public class ChatOutputParserTests
         parser.Append("ris\", \"unit\": \"c\"}}\n</tool_call>", deltas);
         Assert.Equal([ChatDelta.ToolCallStart(0, "call_x", "get_weather"), ChatDelta.ToolCallArguments(0, WeatherArgs)], deltas);
         Assert.Equal(1, parser.ToolCallCount);
+    }
+
+    [Theory]
+    [InlineData("<|im_start|>assistant\n<think>\n", "\n</think>\n\n<tool_call>\n{\"name\": \"")]
+    [InlineData("<|im_start|>assistant\n", "<think>\n\n</think>\n\n<tool_call>\n{\"name\": \"")]
+    [InlineData("<|im_start|>assistant\n<think>\n\n</think>\n\n", "<tool_call>\n{\"name\": \"")]
+    public void Stream_ForcedToolCallPrefill_ParsesCallWithEmptyReasoning(string prompt, string prefill)
+    {
+        // The chat layer forces a call by appending a prefill to the prompt and feeding the same prefill to the parser.
+        foreach (ChatParserOptions options in new[] { ChatParserOptions.ForPrompt(prompt, true), ChatParserOptions.ForPrompt(prompt + prefill, true) })
+        {
+            var parser = new ChatStreamParser(options, () => "call_0");
+            var deltas = new List<ChatDelta>();
+            parser.Append(prefill, deltas);
+            parser.Append("get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"c\"}}\n</tool_call>", deltas);
+            parser.Finish(deltas);
+            var acc = new ChatDeltaAccumulator();
+            acc.AddRange(deltas);
+            ParsedChatOutput output = acc.ToOutput(parser.SawReasoning);
+            Assert.True(output.Reasoning is null or "", $"reasoning [{output.Reasoning}]");
+            Assert.Equal("", output.Content);
+            Assert.Equal([new ParsedToolCall("call_0", "get_weather", WeatherArgs)], output.ToolCalls);
+        }
     }
 
     [Fact]
