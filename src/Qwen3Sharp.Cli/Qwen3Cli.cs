@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using System.CommandLine.Parsing;
 using Qwen3Sharp.Cli.Commands;
 
@@ -35,7 +36,7 @@ public static class Qwen3Cli
 
     public static async Task<int> InvokeAsync(string[] args, CliContext context, CancellationToken cancellationToken = default)
     {
-        RootCommand root = CreateRootCommand(context);
+        Command root = CreateRootCommand(context);
         ParseResult parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -68,9 +69,12 @@ public static class Qwen3Cli
     }
 
     /// <summary>The command tree; each subcommand's action binds its options record and calls its RunAsync.</summary>
-    public static RootCommand CreateRootCommand(CliContext context)
+    public static Command CreateRootCommand(CliContext context)
     {
-        var root = new RootCommand("qwen3: run Qwen3 language models in pure .NET — an OpenAI-compatible server, a chat REPL, one-shot generation, hub downloads and benchmarks.");
+        // a named Command rather than RootCommand, whose name is the host executable ("testhost" in tests)
+        var root = new Command("qwen3", "qwen3: run Qwen3 language models in pure .NET — an OpenAI-compatible server, a chat REPL, one-shot generation, hub downloads and benchmarks.");
+        root.Options.Add(new HelpOption());
+        root.Options.Add(new VersionOption());
         root.Subcommands.Add(ServeCommand.Create(context));
         root.Subcommands.Add(ChatCommand.Create(context));
         root.Subcommands.Add(RunCommand.Create(context));
@@ -88,7 +92,7 @@ public static class Qwen3Cli
     public static object? Bind(ParseResult parse) =>
         parse.CommandResult.Command is IBindableCommand command ? command.Bind(parse) : null;
 
-    private static void WriteHelp(RootCommand root, CommandResult commandResult, TextWriter writer)
+    private static void WriteHelp(Command root, CommandResult commandResult, TextWriter writer)
     {
         var path = new List<string>();
         for (SymbolResult? r = commandResult; r is CommandResult c && c.Command != root; r = r.Parent)

@@ -28,21 +28,39 @@ internal sealed class CliCommand<TOptions> : Command, IBindableCommand where TOp
 /// <summary>Option builders with range and enum validation (a failed check is a usage error: exit code 2).</summary>
 internal static class CliOptions
 {
-    public static Option<int> Int(string name, string description, int defaultValue, int min, int max)
-    {
-        var option = new Option<int>(name) { Description = description, DefaultValueFactory = _ => defaultValue, HelpName = "N" };
-        option.Validators.Add(r => CheckRange(r, r.GetValueOrDefault<int>(), min, max));
-        return option;
-    }
-
-    public static Option<int?> OptionalInt(string name, string description, int min, int max)
-    {
-        var option = new Option<int?>(name) { Description = description, HelpName = "N" };
-        option.Validators.Add(r =>
+    public static Option<int> Int(string name, string description, int defaultValue, int min, int max) =>
+        new(name)
         {
-            if (r.GetValueOrDefault<int?>() is int v) CheckRange(r, v, min, max);
-        });
-        return option;
+            Description = description,
+            HelpName = "N",
+            DefaultValueFactory = _ => defaultValue,
+            CustomParser = r => ParseInRange(r, name, min, max) ?? defaultValue,
+        };
+
+    public static Option<int?> OptionalInt(string name, string description, int min, int max) =>
+        new(name)
+        {
+            Description = description,
+            HelpName = "N",
+            CustomParser = r => ParseInRange(r, name, min, max),
+        };
+
+    // One place for "is it an integer" and "is it in range", so both are usage errors with our wording.
+    private static int? ParseInRange(ArgumentResult result, string name, int min, int max)
+    {
+        if (result.Tokens.Count == 0) return null;
+        string text = result.Tokens[^1].Value;
+        if (!int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int value))
+        {
+            result.AddError($"{name} must be an integer (got '{text}').");
+            return null;
+        }
+        if (value < min || value > max)
+        {
+            result.AddError($"{name} must be between {min} and {max} (got {value}).");
+            return null;
+        }
+        return value;
     }
 
     public static Option<string> Choice(string name, string description, string defaultValue, params string[] values)
@@ -77,9 +95,4 @@ internal static class CliOptions
     public static Option<int?> CtxSize() =>
         OptionalInt("--ctx-size", "Context length in tokens [default: the model's max_position_embeddings].", 16, 1 << 20);
 
-    private static void CheckRange(OptionResult result, int value, int min, int max)
-    {
-        if (value < min || value > max)
-            result.AddError($"{result.Option.Name} must be between {min} and {max} (got {value}).");
-    }
 }

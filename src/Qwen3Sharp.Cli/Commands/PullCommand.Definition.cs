@@ -16,12 +16,6 @@ public static partial class PullCommand
     internal static Command Create(CliContext context)
     {
         var model = new Argument<string>("model") { Description = "Hub model id ORG/NAME[@REVISION], e.g. Qwen/Qwen3-1.7B.", HelpName = "ORG/NAME" };
-        model.Validators.Add(r =>
-        {
-            string text = r.GetValueOrDefault<string>() ?? "";
-            if (!ModelReference.TryParse(text, out _))
-                r.AddError($"'{text}' is not a hub model id: expected ORG/NAME or ORG/NAME@REVISION, e.g. Qwen/Qwen3-1.7B.");
-        });
         var revision = new Option<string?>("--revision")
         {
             Description = "Branch, tag or commit sha to download [default: main].",
@@ -48,7 +42,9 @@ public static partial class PullCommand
         {
             string? text = r.GetValue(model);
             string? rev = r.GetValue(revision);
-            if (text is not null && rev is not null && ModelReference.TryParse(text, out ModelReference parsed)
+            if (text is not null && !ModelReference.TryParse(text, out _))
+                r.AddError($"'{text}' is not a hub model id: expected ORG/NAME or ORG/NAME@REVISION, e.g. Qwen/Qwen3-1.7B.");
+            else if (text is not null && rev is not null && ModelReference.TryParse(text, out ModelReference parsed)
                 && text.Contains('@') && parsed.Revision != rev)
             {
                 r.AddError($"The revision is given twice ('{text}' and --revision {rev}); give it once.");

@@ -30,12 +30,23 @@ public static partial class RunCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object with content, reasoning and usage." };
         var noThink = new Option<bool>("--no-think") { Description = "Disable thinking (enable_thinking=false)." };
         Option<int?> maxTokens = CliOptions.OptionalInt("--max-tokens", "Most tokens to generate [default: until end of sequence].", 1, 1 << 20);
-        var temperature = new Option<float?>("--temperature") { Description = "Sampling temperature, 0 = greedy [default: 0.6 thinking, 0.7 non-thinking].", HelpName = "T" };
-        temperature.Validators.Add(r =>
+        var temperature = new Option<float?>("--temperature")
         {
-            if (r.GetValueOrDefault<float?>() is float t && (!float.IsFinite(t) || t < 0 || t > 2))
-                r.AddError($"--temperature must be between 0 and 2 (got {t}).");
-        });
+            Description = "Sampling temperature, 0 = greedy [default: 0.6 thinking, 0.7 non-thinking].",
+            HelpName = "T",
+            CustomParser = r =>
+            {
+                if (r.Tokens.Count == 0) return null;
+                string text = r.Tokens[^1].Value;
+                if (float.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float t)
+                    && float.IsFinite(t) && t >= 0 && t <= 2)
+                {
+                    return t;
+                }
+                r.AddError($"--temperature must be between 0 and 2 (got '{text}').");
+                return null;
+            },
+        };
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for reproducible sampling.", HelpName = "N" };
         var command = new CliCommand<RunOptions>("run", "Generate one answer to a prompt and exit.",
             parse => new RunOptions
