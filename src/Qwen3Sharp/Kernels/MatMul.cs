@@ -11,7 +11,14 @@ namespace Qwen3Sharp.Kernels;
 /// <item>Decode (tokenCount 1, BF16): memory bound. Four rows stream at once, each bf16 vector split into its
 /// even and odd elements by a shift and a mask against an activation permuted to match (see <see cref="ISimd{TV}"/>),
 /// two accumulators per row.</item>
-/// <item>Everything else (prefill, F16, F32): compute bound. A work item is a block of <see cref="RowBlock"/> rows;
+/// <item>Prefill (tokenCount ≥ 2 vectors): compute bound, an outer-product kernel without horizontal sums.
+/// The activation is packed once per call into panels of 2·Count tokens, column-major
+/// (<c>[panel][col][2·Count]</c>); a work item converts <see cref="PanelRowBlock"/> weight rows to float32
+/// once into the worker's scratch and runs every panel through a register tile of 6 rows × 2 vectors of
+/// tokens (12 accumulators; 12 rows × 2 vectors = 24 with Vector512), each step one weight broadcast per row
+/// and two activation loads.</item>
+/// <item>Small batches (2 ≤ tokenCount &lt; 2 vectors) and F16/F32 decode: a work item is a block of
+/// <see cref="RowBlock"/> rows; A work item is a block of <see cref="RowBlock"/> rows;
 /// it converts <see cref="ColumnBlock"/> columns of them to float32 once into the worker's scratch and reuses
 /// them for every token through a register tile of 4 tokens × 4 rows (Vector512: 16 accumulators) or
 /// 2 × 4 (narrower vectors), partial sums added into the destination per column block.</item>
@@ -22,6 +29,7 @@ public static unsafe class MatMul
 {
     internal const int RowBlock = 16;
     internal const int ColumnBlock = 1024;
+    internal const int PanelRowBlock = 48;
 
     /// <summary>
     /// <paramref name="x"/> [tokenCount, w.ColCount] times <paramref name="w"/>ᵀ into
@@ -105,6 +113,30 @@ public static unsafe class MatMul
                     Accumulate = accumulate,
                 };
                 pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
+            }
+            else if (tokenCount >= 2 * TS.Count)
+            {
+                int panelTokens = 2 * TS.Count;
+                int panelCount = (tokenCount + panelTokens - 1) / panelTokens;
+                float* packed = (float*)pool.SharedScratch((long)panelCount * panelTokens * cols * sizeof(float));
+                var pack = new PackJob { X = px, Packed = packed, TokenCount = tokenCount, ColCount = cols, PanelTokens = panelTokens };
+                pool.Run(ref pack, panelCount);
+                long weightFloats = w.DType == DType.F32 ? 0 : (long)PanelRowBlock * cols;
+                pool.EnsureWorkerScratch((weightFloats + 64) * sizeof(float));
+
+                var job = new PanelJob<TV, TS>
+                {
+                    Weights = w.Data,
+                    DType = w.DType,
+                    Packed = packed,
+                    Y = py,
+                    TokenCount = tokenCount,
+                    RowCount = rows,
+                    ColCount = cols,
+                    Accumulate = accumulate,
+                    Scratch = pool.WorkerScratchTable,
+                };
+                pool.Run(ref job, (rows + PanelRowBlock - 1) / PanelRowBlock);
             }
             else
             {
@@ -332,6 +364,222 @@ public static unsafe class MatMul
                 }
             }
         }
+    }
+
+    /// <summary>x [tokenCount, cols] into panels [panelCount][cols][panelTokens], zero past the last token.</summary>
+    private struct PackJob : IPoolJob
+    {
+        public float* X;
+        public float* Packed;
+        public int TokenCount, ColCount, PanelTokens;
+
+        public readonly void Execute(int index, int worker)
+        {
+            int cols = ColCount, nr = PanelTokens;
+            float* panel = Packed + (long)index * cols * nr;
+            for (int j = 0; j < nr; j++)
+            {
+                int t = index * nr + j;
+                if (t < TokenCount)
+                {
+                    float* xt = X + (long)t * cols;
+                    for (int k = 0; k < cols; k++)
+                    {
+                        panel[(long)k * nr + j] = xt[k];
+                    }
+                }
+                else
+                {
+                    for (int k = 0; k < cols; k++)
+                    {
+                        panel[(long)k * nr + j] = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    private struct PanelJob<TV, TS> : IPoolJob where TV : unmanaged where TS : ISimd<TV>
+    {
+        public byte* Weights;     // [RowCount, ColCount] of DType
+        public DType DType;
+        public float* Packed;     // [panelCount][ColCount][2 * TS.Count]
+        public float* Y;          // [TokenCount, RowCount]
+        public int TokenCount, RowCount, ColCount;
+        public bool Accumulate;
+        public void** Scratch;    // per worker: [PanelRowBlock, ColCount] floats + a 64-float spill area
+
+        public readonly void Execute(int index, int worker)
+            => PanelRows<TV, TS>(Weights, DType, Packed, TokenCount, RowCount, ColCount, index * PanelRowBlock,
+                (float*)Scratch[worker], Y, Accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PanelRows<TV, TS>(byte* weights, DType dtype, float* packed, int tokenCount, int rowCount, int cols,
+        int r0, float* scratch, float* y, bool accumulate)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int rows = Math.Min(PanelRowBlock, rowCount - r0);
+        int nr = 2 * TS.Count;
+        float* wb;               // [rows, cols]
+        float* spill;            // [2 * TS.Count] accumulators on their way to y
+        if (dtype == DType.F32)
+        {
+            wb = (float*)weights + (long)r0 * cols;
+            spill = scratch;
+        }
+        else
+        {
+            ConvertBlock<TV, TS>((ushort*)weights + (long)r0 * cols, cols, dtype, rows, cols, scratch);
+            wb = scratch;
+            spill = scratch + (long)PanelRowBlock * cols;
+        }
+
+        for (int t0 = 0; t0 < tokenCount; t0 += nr)
+        {
+            float* panel = packed + (long)t0 * cols;
+            int tokens = Math.Min(nr, tokenCount - t0);
+            float* yt = y + (long)t0 * rowCount + r0;
+            int r = 0;
+            if (TS.WideTile)
+            {
+                for (; r + 12 <= rows; r += 12)
+                {
+                    Panel12<TV, TS>(panel, wb + (long)r * cols, cols, yt + r, rowCount, tokens, accumulate, spill);
+                }
+            }
+
+            for (; r + 6 <= rows; r += 6)
+            {
+                Panel6<TV, TS>(panel, wb + (long)r * cols, cols, yt + r, rowCount, tokens, accumulate, spill);
+            }
+
+            for (; r < rows; r++)
+            {
+                Panel1<TV, TS>(panel, wb + (long)r * cols, cols, yt + r, rowCount, tokens, accumulate, spill);
+            }
+        }
+    }
+
+    /// <summary>Writes one row's accumulators (tokens along the vector) to y[t, row] for the panel's valid tokens.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StorePanelRow<TV, TS>(TV lo, TV hi, float* y, int ys, int tokens, bool add, float* spill)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        TS.Store(lo, spill);
+        TS.Store(hi, spill + TS.Count);
+        for (int j = 0; j < tokens; j++)
+        {
+            Store(y + (long)j * ys, spill[j], add);
+        }
+    }
+
+    /// <summary>6 rows × 2 vectors of tokens over all columns: 12 accumulators, no horizontal sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Panel6<TV, TS>(float* panel, float* w, int cols, float* y, int ys, int tokens, bool add, float* spill)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count, nr = 2 * lanes;
+        float* w0 = w, w1 = w + cols, w2 = w + 2 * cols, w3 = w + 3 * cols, w4 = w + 4 * cols, w5 = w + 5 * cols;
+        TV c00 = TS.Zero, c01 = TS.Zero, c10 = TS.Zero, c11 = TS.Zero, c20 = TS.Zero, c21 = TS.Zero;
+        TV c30 = TS.Zero, c31 = TS.Zero, c40 = TS.Zero, c41 = TS.Zero, c50 = TS.Zero, c51 = TS.Zero;
+        float* p = panel;
+        for (int k = 0; k < cols; k++, p += nr)
+        {
+            TV xa = TS.Load(p), xb = TS.Load(p + lanes);
+            TV b = TS.Broadcast(w0[k]);
+            c00 = TS.MultiplyAdd(b, xa, c00); c01 = TS.MultiplyAdd(b, xb, c01);
+            b = TS.Broadcast(w1[k]);
+            c10 = TS.MultiplyAdd(b, xa, c10); c11 = TS.MultiplyAdd(b, xb, c11);
+            b = TS.Broadcast(w2[k]);
+            c20 = TS.MultiplyAdd(b, xa, c20); c21 = TS.MultiplyAdd(b, xb, c21);
+            b = TS.Broadcast(w3[k]);
+            c30 = TS.MultiplyAdd(b, xa, c30); c31 = TS.MultiplyAdd(b, xb, c31);
+            b = TS.Broadcast(w4[k]);
+            c40 = TS.MultiplyAdd(b, xa, c40); c41 = TS.MultiplyAdd(b, xb, c41);
+            b = TS.Broadcast(w5[k]);
+            c50 = TS.MultiplyAdd(b, xa, c50); c51 = TS.MultiplyAdd(b, xb, c51);
+        }
+
+        StorePanelRow<TV, TS>(c00, c01, y, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c10, c11, y + 1, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c20, c21, y + 2, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c30, c31, y + 3, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c40, c41, y + 4, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c50, c51, y + 5, ys, tokens, add, spill);
+    }
+
+    /// <summary>12 rows × 2 vectors of tokens: 24 accumulators, for 32-register machines (AVX-512).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Panel12<TV, TS>(float* panel, float* w, int cols, float* y, int ys, int tokens, bool add, float* spill)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count, nr = 2 * lanes;
+        float* w0 = w, w3 = w + 3 * cols, w6 = w + 6 * cols, w9 = w + 9 * cols;
+        long c1 = cols, c2 = 2L * cols;
+        TV c00 = TS.Zero, c01 = TS.Zero, c10 = TS.Zero, c11 = TS.Zero, c20 = TS.Zero, c21 = TS.Zero;
+        TV c30 = TS.Zero, c31 = TS.Zero, c40 = TS.Zero, c41 = TS.Zero, c50 = TS.Zero, c51 = TS.Zero;
+        TV c60 = TS.Zero, c61 = TS.Zero, c70 = TS.Zero, c71 = TS.Zero, c80 = TS.Zero, c81 = TS.Zero;
+        TV c90 = TS.Zero, c91 = TS.Zero, cA0 = TS.Zero, cA1 = TS.Zero, cB0 = TS.Zero, cB1 = TS.Zero;
+        float* p = panel;
+        for (int k = 0; k < cols; k++, p += nr)
+        {
+            TV xa = TS.Load(p), xb = TS.Load(p + lanes);
+            TV b = TS.Broadcast(w0[k]);
+            c00 = TS.MultiplyAdd(b, xa, c00); c01 = TS.MultiplyAdd(b, xb, c01);
+            b = TS.Broadcast(w0[c1 + k]);
+            c10 = TS.MultiplyAdd(b, xa, c10); c11 = TS.MultiplyAdd(b, xb, c11);
+            b = TS.Broadcast(w0[c2 + k]);
+            c20 = TS.MultiplyAdd(b, xa, c20); c21 = TS.MultiplyAdd(b, xb, c21);
+            b = TS.Broadcast(w3[k]);
+            c30 = TS.MultiplyAdd(b, xa, c30); c31 = TS.MultiplyAdd(b, xb, c31);
+            b = TS.Broadcast(w3[c1 + k]);
+            c40 = TS.MultiplyAdd(b, xa, c40); c41 = TS.MultiplyAdd(b, xb, c41);
+            b = TS.Broadcast(w3[c2 + k]);
+            c50 = TS.MultiplyAdd(b, xa, c50); c51 = TS.MultiplyAdd(b, xb, c51);
+            b = TS.Broadcast(w6[k]);
+            c60 = TS.MultiplyAdd(b, xa, c60); c61 = TS.MultiplyAdd(b, xb, c61);
+            b = TS.Broadcast(w6[c1 + k]);
+            c70 = TS.MultiplyAdd(b, xa, c70); c71 = TS.MultiplyAdd(b, xb, c71);
+            b = TS.Broadcast(w6[c2 + k]);
+            c80 = TS.MultiplyAdd(b, xa, c80); c81 = TS.MultiplyAdd(b, xb, c81);
+            b = TS.Broadcast(w9[k]);
+            c90 = TS.MultiplyAdd(b, xa, c90); c91 = TS.MultiplyAdd(b, xb, c91);
+            b = TS.Broadcast(w9[c1 + k]);
+            cA0 = TS.MultiplyAdd(b, xa, cA0); cA1 = TS.MultiplyAdd(b, xb, cA1);
+            b = TS.Broadcast(w9[c2 + k]);
+            cB0 = TS.MultiplyAdd(b, xa, cB0); cB1 = TS.MultiplyAdd(b, xb, cB1);
+        }
+
+        StorePanelRow<TV, TS>(c00, c01, y, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c10, c11, y + 1, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c20, c21, y + 2, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c30, c31, y + 3, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c40, c41, y + 4, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c50, c51, y + 5, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c60, c61, y + 6, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c70, c71, y + 7, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c80, c81, y + 8, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(c90, c91, y + 9, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(cA0, cA1, y + 10, ys, tokens, add, spill);
+        StorePanelRow<TV, TS>(cB0, cB1, y + 11, ys, tokens, add, spill);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Panel1<TV, TS>(float* panel, float* w, int cols, float* y, int ys, int tokens, bool add, float* spill)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count, nr = 2 * lanes;
+        TV c0 = TS.Zero, c1 = TS.Zero;
+        float* p = panel;
+        for (int k = 0; k < cols; k++, p += nr)
+        {
+            TV b = TS.Broadcast(w[k]);
+            c0 = TS.MultiplyAdd(b, TS.Load(p), c0);
+            c1 = TS.MultiplyAdd(b, TS.Load(p + lanes), c1);
+        }
+
+        StorePanelRow<TV, TS>(c0, c1, y, ys, tokens, add, spill);
     }
 
     /// <summary>rows × kn elements of a bf16/f16 matrix (row stride <paramref name="stride"/>) to float32 [rows, kn].</summary>

@@ -7,7 +7,7 @@ namespace Qwen3Sharp.Tests.Kernels;
 
 public sealed class MatMulTests
 {
-    private static readonly int[] TokenCounts = [1, 2, 3, 5, 8, 17];
+    private static readonly int[] TokenCounts = [1, 2, 3, 5, 8, 17, 40];
 
     // (rows, cols): odd rows (not multiples of the 4-row tile or 16-row block), columns with every kind of
     // remainder, and one crossing the 1024-column conversion block.
