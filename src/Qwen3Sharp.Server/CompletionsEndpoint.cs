@@ -326,9 +326,9 @@ internal static class CompletionsEndpoint
                         Logprobs.Tokens.Add(token);
                         Logprobs.TokenLogprobs.Add(ChatCompletionsEndpoint.Finite(lp.Logprob));
                         var top = new Dictionary<string, float>();
-                        foreach ((int topId, float topLogprob) in lp.Top)
+                        foreach (var alternative in lp.Top)
                         {
-                            top.TryAdd(_server.Chat.Tokenizer.Decode([topId]), ChatCompletionsEndpoint.Finite(topLogprob));
+                            top.TryAdd(_server.Chat.Tokenizer.Decode([alternative.TokenId]), ChatCompletionsEndpoint.Finite(alternative.Logprob));
                         }
 
                         Logprobs.TopLogprobs.Add(top);
