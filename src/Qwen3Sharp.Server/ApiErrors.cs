@@ -96,7 +96,7 @@ internal static class ErrorMapper
     public static Task WriteAsync(HttpContext context, ApiException error)
     {
         context.Response.StatusCode = error.StatusCode;
-        return context.Response.WriteAsJsonAsync(ToBody(error), ServerJsonContext.Default.ErrorResponse);
+        return context.Response.WriteAsJsonAsync(ToBody(error), ServerJson.Context.ErrorResponse);
     }
 
     public static ErrorResponse ToBody(ApiException error) =>

@@ -24,7 +24,7 @@ internal static class ChatCompletionsEndpoint
     public static async Task HandleAsync(HttpContext context)
     {
         var server = context.RequestServices.GetRequiredService<Qwen3ServerState>();
-        ChatCompletionRequestDto dto = await Body.ReadAsync(context, ServerJsonContext.Default.ChatCompletionRequestDto);
+        ChatCompletionRequestDto dto = await Body.ReadAsync(context, ServerJson.Context.ChatCompletionRequestDto);
         ChatPlan plan = Plan(dto, server);
         PreparedChat[] prepared = Enumerable.Range(0, plan.N).Select(i => server.Chat.Prepare(plan.RequestFor(i))).ToArray();
         if (plan.Stream)
@@ -177,7 +177,7 @@ internal static class ChatCompletionsEndpoint
             Choices = choices,
             Usage = usage.ToDto(),
         };
-        await context.Response.WriteAsJsonAsync(response, ServerJsonContext.Default.ChatCompletionResponse, cancellationToken: context.RequestAborted);
+        await context.Response.WriteAsJsonAsync(response, ServerJson.Context.ChatCompletionResponse, cancellationToken: context.RequestAborted);
     }
 
     private static async Task<ChatResult> RunAsync(ChatService chat, PreparedChat prepared, CancellationTokenSource cancel)
@@ -214,7 +214,7 @@ internal static class ChatCompletionsEndpoint
 
         for (int i = 0; i < plan.N; i++)
         {
-            await sse.WriteAsync(Chunk(i, new ChatDeltaDto { Role = "assistant", Content = "" }), ServerJsonContext.Default.ChatCompletionChunk);
+            await sse.WriteAsync(Chunk(i, new ChatDeltaDto { Role = "assistant", Content = "" }), ServerJson.Context.ChatCompletionChunk);
         }
 
         var pending = new List<TokenLogprobDto>?[plan.N];
@@ -264,12 +264,12 @@ internal static class ChatCompletionsEndpoint
 
                 ChatLogprobsDto? logprobs = pending[i] is { Count: > 0 } p ? new ChatLogprobsDto { Content = p } : null;
                 pending[i] = null;
-                await sse.WriteAsync(Chunk(i, delta, finish, logprobs), ServerJsonContext.Default.ChatCompletionChunk);
+                await sse.WriteAsync(Chunk(i, delta, finish, logprobs), ServerJson.Context.ChatCompletionChunk);
             }
         }
         catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested && ex is not OperationCanceledException)
         {
-            await sse.WriteAsync(ErrorMapper.ToBody(ErrorMapper.Map(ex, context)), ServerJsonContext.Default.ErrorResponse);
+            await sse.WriteAsync(ErrorMapper.ToBody(ErrorMapper.Map(ex, context)), ServerJson.Context.ErrorResponse);
             await sse.WriteDoneAsync();
             return;
         }
@@ -284,7 +284,7 @@ internal static class ChatCompletionsEndpoint
                 SystemFingerprint = Qwen3ServerState.SystemFingerprint,
                 Choices = [],
                 Usage = usage.ToDto(),
-            }, ServerJsonContext.Default.ChatCompletionChunk);
+            }, ServerJson.Context.ChatCompletionChunk);
         }
 
         await sse.WriteDoneAsync();

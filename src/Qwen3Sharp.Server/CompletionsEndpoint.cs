@@ -24,7 +24,7 @@ internal static class CompletionsEndpoint
     public static async Task HandleAsync(HttpContext context)
     {
         var server = context.RequestServices.GetRequiredService<Qwen3ServerState>();
-        CompletionRequestDto dto = await Body.ReadAsync(context, ServerJsonContext.Default.CompletionRequestDto);
+        CompletionRequestDto dto = await Body.ReadAsync(context, ServerJson.Context.CompletionRequestDto);
         Plan plan = MakePlan(dto, server);
         if (plan.Stream)
         {
@@ -189,7 +189,7 @@ internal static class CompletionsEndpoint
             }).ToList(),
             Usage = usage.ToDto(),
         };
-        await context.Response.WriteAsJsonAsync(response, ServerJsonContext.Default.CompletionResponse, cancellationToken: context.RequestAborted);
+        await context.Response.WriteAsJsonAsync(response, ServerJson.Context.CompletionResponse, cancellationToken: context.RequestAborted);
     }
 
     private static async Task RunAsync(Qwen3ServerState server, GenerationRequest generation, ChoiceOutput output, CancellationTokenSource cancel)
@@ -234,7 +234,7 @@ internal static class CompletionsEndpoint
         {
             for (int k = 0; k < outputs.Length; k++)
             {
-                await sse.WriteAsync(Chunk(k, plan.Prompts[k / plan.N].Text, null, null), ServerJsonContext.Default.CompletionResponse);
+                await sse.WriteAsync(Chunk(k, plan.Prompts[k / plan.N].Text, null, null), ServerJson.Context.CompletionResponse);
             }
         }
 
@@ -248,13 +248,13 @@ internal static class CompletionsEndpoint
                 CompletionLogprobsDto? logprobs = o.Logprobs is { } all && all.Tokens.Count > logprobsBefore ? all.Since(logprobsBefore) : null;
                 if (e is GenerationFinished || text.Length > 0 || logprobs is not null)
                 {
-                    await sse.WriteAsync(Chunk(k, text, logprobs, o.FinishReason), ServerJsonContext.Default.CompletionResponse);
+                    await sse.WriteAsync(Chunk(k, text, logprobs, o.FinishReason), ServerJson.Context.CompletionResponse);
                 }
             }
         }
         catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested && ex is not OperationCanceledException)
         {
-            await sse.WriteAsync(ErrorMapper.ToBody(ErrorMapper.Map(ex, context)), ServerJsonContext.Default.ErrorResponse);
+            await sse.WriteAsync(ErrorMapper.ToBody(ErrorMapper.Map(ex, context)), ServerJson.Context.ErrorResponse);
             await sse.WriteDoneAsync();
             return;
         }
@@ -280,7 +280,7 @@ internal static class CompletionsEndpoint
                 SystemFingerprint = Qwen3ServerState.SystemFingerprint,
                 Choices = [],
                 Usage = usage.ToDto(),
-            }, ServerJsonContext.Default.CompletionResponse);
+            }, ServerJson.Context.CompletionResponse);
         }
 
         await sse.WriteDoneAsync();

@@ -322,3 +322,12 @@ public sealed class ErrorBody
 [JsonSerializable(typeof(ApplyTemplateResponse))]
 [JsonSerializable(typeof(ErrorResponse))]
 public sealed partial class ServerJsonContext : JsonSerializerContext;
+
+/// <summary>The context the endpoints use: <see cref="ServerJsonContext"/> writing non-ASCII text and tags as they are (as vLLM and llama.cpp do) rather than as \u escapes.</summary>
+internal static class ServerJson
+{
+    public static ServerJsonContext Context { get; } = new(new System.Text.Json.JsonSerializerOptions(ServerJsonContext.Default.Options)
+    {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+}

@@ -47,6 +47,24 @@ public sealed record ServerOptions
     /// <summary>Most choices one request may ask for (n, or prompts × n for completions).</summary>
     public int MaxChoices { get; init; } = 8;
 
+    /// <summary>
+    /// The name a model directory is served under: its folder name (<c>/models/Qwen3-1.7B</c> gives <c>Qwen3-1.7B</c>),
+    /// or the repository name for a Hugging Face cache snapshot (<c>…/models--Qwen--Qwen3-1.7B/snapshots/&lt;hash&gt;</c>).
+    /// </summary>
+    public static string ModelNameFromDirectory(string directory)
+    {
+        string full = Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+        string? parent = Path.GetDirectoryName(full);
+        string? repo = parent is null ? null : Path.GetDirectoryName(parent);
+        if (parent is not null && repo is not null && Path.GetFileName(parent) == "snapshots"
+            && Path.GetFileName(repo) is { } cache && cache.StartsWith("models--", StringComparison.Ordinal))
+        {
+            return cache[(cache.LastIndexOf("--", StringComparison.Ordinal) + 2)..];
+        }
+
+        return Path.GetFileName(full);
+    }
+
     /// <summary>The chat-layer settings these options imply, for building the <see cref="ChatService"/> the server runs on.</summary>
     public ChatServiceOptions ToChatServiceOptions() => new()
     {

@@ -23,7 +23,7 @@ internal sealed class SseWriter
     {
         _context = context;
         _body = context.Response.BodyWriter;
-        _json = new Utf8JsonWriter(_body);
+        _json = new Utf8JsonWriter(_body, new JsonWriterOptions { Encoder = ServerJson.Context.Options.Encoder });
     }
 
     public Task StartAsync()

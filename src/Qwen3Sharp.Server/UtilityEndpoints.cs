@@ -12,18 +12,18 @@ internal static class ModelEndpoints
     {
         var server = context.RequestServices.GetRequiredService<Qwen3ServerState>();
         var list = new ModelListResponse { Data = [Card(server)] };
-        return context.Response.WriteAsJsonAsync(list, ServerJsonContext.Default.ModelListResponse, cancellationToken: context.RequestAborted);
+        return context.Response.WriteAsJsonAsync(list, ServerJson.Context.ModelListResponse, cancellationToken: context.RequestAborted);
     }
 
     public static Task GetAsync(HttpContext context)
     {
         var server = context.RequestServices.GetRequiredService<Qwen3ServerState>();
         server.ResolveModel(context.Request.RouteValues["id"] as string);
-        return context.Response.WriteAsJsonAsync(Card(server), ServerJsonContext.Default.ModelCardDto, cancellationToken: context.RequestAborted);
+        return context.Response.WriteAsJsonAsync(Card(server), ServerJson.Context.ModelCardDto, cancellationToken: context.RequestAborted);
     }
 
     public static Task HealthAsync(HttpContext context) =>
-        context.Response.WriteAsJsonAsync(new HealthResponse(), ServerJsonContext.Default.HealthResponse, cancellationToken: context.RequestAborted);
+        context.Response.WriteAsJsonAsync(new HealthResponse(), ServerJson.Context.HealthResponse, cancellationToken: context.RequestAborted);
 
     private static ModelCardDto Card(Qwen3ServerState server) => new() { Id = server.ModelId, Created = server.Created };
 }
@@ -34,31 +34,33 @@ internal static class UtilityEndpoints
     public static async Task TokenizeAsync(HttpContext context)
     {
         var server = context.RequestServices.GetRequiredService<Qwen3ServerState>();
-        TokenizeRequestDto dto = await Body.ReadAsync(context, ServerJsonContext.Default.TokenizeRequestDto);
+        TokenizeRequestDto dto = await Body.ReadAsync(context, ServerJson.Context.TokenizeRequestDto);
         if (dto.Content is null)
         {
             throw new RequestValidationException("'content' is required.", "content", "missing_required_parameter");
         }
 
-        // Qwen3 adds no BOS or EOS, so add_special changes nothing; special-token text is always parsed.
-        RequestFields.NotSupported(dto.ParseSpecial == false, "parse_special", "special-token text is always parsed as special tokens.");
-        int[] tokens = server.Chat.Tokenizer.Encode(dto.Content);
+        // Qwen3 adds no BOS or EOS, so add_special changes nothing. parse_special (default true, as llama.cpp):
+        // whether text like <|im_end|> becomes its special token or is tokenized as plain text.
+        var ids = new List<int>();
+        server.Chat.Tokenizer.Encode(dto.Content, ids, parseAddedTokens: dto.ParseSpecial ?? true);
+        int[] tokens = [.. ids];
         if (dto.WithPieces == true)
         {
             var pieces = tokens.Select(id => new TokenPieceDto { Id = id, Piece = server.Chat.Tokenizer.Decode([id]) }).ToList();
             await context.Response.WriteAsJsonAsync(new TokenizeWithPiecesResponse { Tokens = pieces },
-                ServerJsonContext.Default.TokenizeWithPiecesResponse, cancellationToken: context.RequestAborted);
+                ServerJson.Context.TokenizeWithPiecesResponse, cancellationToken: context.RequestAborted);
             return;
         }
 
         await context.Response.WriteAsJsonAsync(new TokenizeResponse { Tokens = tokens },
-            ServerJsonContext.Default.TokenizeResponse, cancellationToken: context.RequestAborted);
+            ServerJson.Context.TokenizeResponse, cancellationToken: context.RequestAborted);
     }
 
     public static async Task DetokenizeAsync(HttpContext context)
     {
         var server = context.RequestServices.GetRequiredService<Qwen3ServerState>();
-        DetokenizeRequestDto dto = await Body.ReadAsync(context, ServerJsonContext.Default.DetokenizeRequestDto);
+        DetokenizeRequestDto dto = await Body.ReadAsync(context, ServerJson.Context.DetokenizeRequestDto);
         int[] tokens = dto.Tokens ?? throw new RequestValidationException("'tokens' is required.", "tokens", "missing_required_parameter");
         int vocab = server.Chat.Engine.VocabSize;
         for (int i = 0; i < tokens.Length; i++)
@@ -70,14 +72,14 @@ internal static class UtilityEndpoints
         }
 
         await context.Response.WriteAsJsonAsync(new DetokenizeResponse { Content = server.Chat.Tokenizer.Decode(tokens) },
-            ServerJsonContext.Default.DetokenizeResponse, cancellationToken: context.RequestAborted);
+            ServerJson.Context.DetokenizeResponse, cancellationToken: context.RequestAborted);
     }
 
     /// <summary>The prompt a chat request renders to (the same template variables and thinking resolution as /v1/chat/completions).</summary>
     public static async Task ApplyTemplateAsync(HttpContext context)
     {
         var server = context.RequestServices.GetRequiredService<Qwen3ServerState>();
-        ApplyTemplateRequestDto dto = await Body.ReadAsync(context, ServerJsonContext.Default.ApplyTemplateRequestDto);
+        ApplyTemplateRequestDto dto = await Body.ReadAsync(context, ServerJson.Context.ApplyTemplateRequestDto);
         JsonArray messages = RequestFields.Messages(dto.Messages);
         JsonArray? tools = RequestFields.Tools(dto.Tools);
         var request = new ChatRequest
@@ -90,6 +92,6 @@ internal static class UtilityEndpoints
         };
         PreparedChat prepared = server.Chat.Prepare(request);
         await context.Response.WriteAsJsonAsync(new ApplyTemplateResponse { Prompt = prepared.Prompt },
-            ServerJsonContext.Default.ApplyTemplateResponse, cancellationToken: context.RequestAborted);
+            ServerJson.Context.ApplyTemplateResponse, cancellationToken: context.RequestAborted);
     }
 }

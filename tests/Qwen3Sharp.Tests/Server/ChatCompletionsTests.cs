@@ -405,6 +405,27 @@ public sealed class ChatCompletionsTests(ServerFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task Chat_ThinkingBudget_ClosesReasoningEarly()
+    {
+        JsonObject body = ServerHarness.ChatBody("Hi");
+        body["thinking_budget"] = 1;
+        JsonNode message = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!["message"]!;
+        Assert.Contains("Considering the limited time by the user", (string)message["reasoning_content"]!);
+        Assert.DoesNotContain(Scripts.Reasoning, (string)message["reasoning_content"]!);
+    }
+
+    [Fact]
+    public async Task Chat_ToolCallArguments_WrittenWithoutUnicodeEscapes()
+    {
+        JsonObject body = ServerHarness.ChatBody("What is the weather in Paris?");
+        body["tools"] = new JsonArray(Weather());
+        using HttpResponseMessage r = await _server.PostAsync("/v1/chat/completions", body);
+        string raw = await r.Content.ReadAsStringAsync();
+        Assert.Contains("\\\"city\\\"", raw);  // \"city\" inside the arguments string
+        Assert.DoesNotContain("\\u0022", raw);
+    }
+
+    [Fact]
     public async Task Chat_ContentPartsAndDeveloperRole_Accepted()
     {
         var body = new JsonObject

@@ -48,7 +48,10 @@ public sealed class CompletionsAndUtilityTests(ServerFixture fixture) : IClassFi
     {
         JsonObject body = Body("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
         body["max_tokens"] = 64;
-        JsonNode r = await _server.PostOkAsync("/v1/completions", body);
+        using HttpResponseMessage response = await _server.PostAsync("/v1/completions", body);
+        string raw = await response.Content.ReadAsStringAsync();
+        Assert.Contains("\"<think>\\n", raw);  // tags written as they are, not as \u003C escapes
+        JsonNode r = JsonNode.Parse(raw)!;
         Assert.Equal($"<think>\n{Scripts.Reasoning}\n</think>\n\n{Scripts.Answer}", (string)r["choices"]![0]!["text"]!);
     }
 
@@ -185,6 +188,23 @@ public sealed class CompletionsAndUtilityTests(ServerFixture fixture) : IClassFi
         Assert.Equal("Hello world", string.Concat(pieces.Select(x => (string)x!["piece"]!)));
         Assert.Equal(ServerHarness.Tokenizer.Encode("Hello world"), pieces.Select(x => (int)x!["id"]!));
     }
+
+    [Fact]
+    public async Task Tokenize_ParseSpecialFalse_SpecialTextIsPlainText()
+    {
+        JsonNode t = await _server.PostOkAsync("/tokenize", new JsonObject { ["content"] = "<|im_end|>", ["parse_special"] = false });
+        int[] tokens = t["tokens"]!.AsArray().Select(x => (int)x!).ToArray();
+        Assert.True(tokens.Length > 1);
+        Assert.DoesNotContain(ServerHarness.Tokenizer.ImEnd!.Value, tokens);
+        Assert.Equal("<|im_end|>", ServerHarness.Tokenizer.Decode(tokens));
+    }
+
+    [Theory]
+    [InlineData("/models/Qwen3-1.7B", "Qwen3-1.7B")]
+    [InlineData("/models/Qwen3-1.7B/", "Qwen3-1.7B")]
+    [InlineData("/home/u/.cache/huggingface/hub/models--Qwen--Qwen3-1.7B/snapshots/0123abc", "Qwen3-1.7B")]
+    public void ModelNameFromDirectory_FolderOrCacheRepoName(string directory, string expected) =>
+        Assert.Equal(expected, Qwen3Sharp.Server.ServerOptions.ModelNameFromDirectory(directory));
 
     [Fact]
     public async Task ApplyTemplate_MatchesChatServiceRendering()
