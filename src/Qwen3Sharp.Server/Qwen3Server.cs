@@ -40,8 +40,14 @@ public static class Qwen3Server
         app.MapCompletions();
         app.MapModels();
         app.MapUtility();
+        app.MapFallback(UnknownUrl);
         return app;
     }
+
+    /// <summary>OpenAI's answer to a path it does not serve, in its error shape rather than an empty 404.</summary>
+    public static Task UnknownUrl(HttpContext context) =>
+        throw new ApiException(StatusCodes.Status404NotFound, "invalid_request_error",
+            $"Invalid URL ({context.Request.Method} {context.Request.Path}).", code: "unknown_url");
 
     /// <summary>The address the started server listens on (e.g. <c>http://127.0.0.1:53211</c> when the port was 0).</summary>
     public static Uri GetBoundAddress(this WebApplication app)

@@ -133,6 +133,13 @@ public sealed class ServerErrorTests(ServerFixture fixture) : IClassFixture<Serv
     }
 
     [Fact]
+    public async Task UnknownUrl_404InOpenAiShape()
+    {
+        await AssertError(await _server.PostAsync("/v1/embeddings", "{}"), HttpStatusCode.NotFound, code: "unknown_url");
+        await AssertError(await _server.Http.GetAsync("/v2/models"), HttpStatusCode.NotFound, code: "unknown_url");
+    }
+
+    [Fact]
     public async Task Chat_PromptLongerThanContext_400()
     {
         await using ServerHarness small = await ServerHarness.StartAsync(contextSize: 64);
