@@ -220,7 +220,11 @@ public sealed class HubClient : IDisposable
 
         PulledFileSource source;
         long downloaded = 0;
-        if (File.Exists(blobPath))
+        if (File.Exists(pointerPath)) // another pull of the same snapshot finished it while we waited for the lock
+        {
+            source = PulledFileSource.Cached;
+        }
+        else if (File.Exists(blobPath))
         {
             source = PulledFileSource.LinkedExistingBlob;
         }
@@ -235,7 +239,7 @@ public sealed class HubClient : IDisposable
             source = PulledFileSource.Downloaded;
         }
 
-        CreatePointer(blobPath, pointerPath);
+        if (source != PulledFileSource.Cached) CreatePointer(blobPath, pointerPath);
         long length = LengthOf(blobPath);
         progress?.OnFileCompleted(name, length, source);
         return new PulledFile(name, length, source, downloaded);

@@ -260,6 +260,21 @@ public sealed class HubClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PullAsync_TwoConcurrentPullsOfOneRepo_DownloadEachFileOnce()
+    {
+        using var a = new HubClient(Settings());
+        using var b = new HubClient(Settings());
+
+        PullResult[] results = await Task.WhenAll(a.PullAsync(HubTestModel.RepoId), b.PullAsync(HubTestModel.RepoId));
+
+        foreach (string name in HubTestModel.PulledNames)
+        {
+            Assert.Equal(1, _hub.ContentRequests.Count(r => r.Path.EndsWith("/" + name, StringComparison.Ordinal)));
+            Assert.All(results, r => Assert.Equal(_files[name], File.ReadAllBytes(Path.Combine(r.SnapshotDir, name))));
+        }
+    }
+
+    [Fact]
     public async Task PullAsync_CommitShaRevision_DoesNotWriteRef()
     {
         using var client = new HubClient(Settings());
