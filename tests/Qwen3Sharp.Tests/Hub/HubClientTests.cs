@@ -286,6 +286,25 @@ public sealed class HubClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PullAsync_DiskFull_ThrowsDiskFullWithAdvice()
+    {
+        if (!OperatingSystem.IsLinux() || !File.Exists("/dev/full")) return; // ENOSPC on demand exists only on Linux
+        const string shard = "model-00001-of-00002.safetensors";
+        string blobs = Path.Combine(RepoDir, "blobs");
+        Directory.CreateDirectory(blobs);
+        // the partial download of one shard is a link to /dev/full, whose writes fail with ENOSPC
+        File.CreateSymbolicLink(Path.Combine(blobs, FakeHub.Sha256(_files[shard]) + ".incomplete"), "/dev/full");
+        using var client = new HubClient(Settings());
+
+        HubException e = await Assert.ThrowsAsync<HubException>(() => client.PullAsync(HubTestModel.RepoId));
+
+        Assert.Equal(HubErrorKind.DiskFull, e.Kind);
+        Assert.Equal(shard, e.FileName);
+        Assert.Contains("disk is full", e.Message);
+        Assert.Contains("HF_HOME", e.Message);
+    }
+
+    [Fact]
     public void IsDiskFull_WriteToDevFull_IsRecognised()
     {
         if (!OperatingSystem.IsLinux() || !File.Exists("/dev/full")) return; // ENOSPC on demand exists only on Linux
