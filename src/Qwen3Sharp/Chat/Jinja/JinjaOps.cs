@@ -271,6 +271,13 @@ internal static class JinjaOps
                 {
                     var s = obj.AsString;
                     long i = key.AsInt;
+                    if (HasSurrogates(s))
+                    {
+                        var cps = CodePoints(s);
+                        if (i < 0) i += cps.Length;
+                        if (i >= 0 && i < cps.Length) return cps[(int)i];
+                        return JinjaValue.UndefinedNamed($"'{ObjectTypeRepr(obj)}' has no element {key.AsInt}");
+                    }
                     if (i < 0) i += s.Length;
                     if (i >= 0 && i < s.Length) return s[(int)i].ToString();
                     return JinjaValue.UndefinedNamed($"'{ObjectTypeRepr(obj)}' has no element {key.AsInt}");
@@ -287,6 +294,13 @@ internal static class JinjaOps
         ThrowIfUndefined(obj);
         long st = step.IsNone || step.IsUndefined ? 1 : AsIndex(step);
         if (st == 0) throw new JinjaRuntimeException("slice step cannot be zero");
+        if (obj.IsString && HasSurrogates(obj.AsString))
+        {
+            // Python indexes code points: slice the code-point list, then join.
+            var cps = new JinjaList(CodePoints(obj.AsString).Select(JinjaValue.FromString));
+            var sliced = Slice(JinjaValue.FromList(cps), start, stop, step).AsList;
+            return string.Concat(sliced.Select(x => x.AsString));
+        }
         int len = obj.Kind switch
         {
             JinjaKind.List => obj.AsList.Count,
@@ -320,6 +334,25 @@ internal static class JinjaOps
         return sb.ToString();
     }
 
+    /// <summary>True when the UTF-16 text has surrogates, i.e. Python's code-point indexing differs from .NET's.</summary>
+    public static bool HasSurrogates(string s) => s.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') >= 0;
+
+    /// <summary>The text split into code points (a surrogate pair stays together), as Python indexes a str.</summary>
+    public static string[] CodePoints(string s)
+    {
+        var list = new List<string>(s.Length);
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]))
+            {
+                list.Add(s.Substring(i, 2));
+                i++;
+            }
+            else list.Add(s[i].ToString());
+        }
+        return list.ToArray();
+    }
+
     private static long Clamp(long index, int len, long min, long max)
     {
         if (index < 0) index += len;
@@ -333,7 +366,7 @@ internal static class JinjaOps
     /// <summary>Python <c>len()</c>; undefined has length 0.</summary>
     public static long Length(JinjaValue v) => v.Kind switch
     {
-        JinjaKind.String => v.AsString.Length,
+        JinjaKind.String => HasSurrogates(v.AsString) ? CodePoints(v.AsString).Length : v.AsString.Length,
         JinjaKind.List => v.AsList.Count,
         JinjaKind.Dict => v.AsDict.Count,
         JinjaKind.Undefined => 0,
