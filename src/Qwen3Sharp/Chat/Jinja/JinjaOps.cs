@@ -33,10 +33,8 @@ internal static class JinjaOps
             l.AddRange(b.AsList);
             return JinjaValue.FromList(l);
         }
-        if (a.IsString || b.IsString)
-            throw new JinjaRuntimeException(a.IsString
-                ? $"can only concatenate str (not \"{b.TypeName}\") to str"
-                : $"unsupported operand type(s) for +: '{a.TypeName}' and 'str'");
+        if (a.IsString || a.Kind == JinjaKind.List)
+            throw new JinjaRuntimeException($"can only concatenate {a.TypeName} (not \"{b.TypeName}\") to {a.TypeName}");
         throw Unsupported("+", a, b);
     }
 

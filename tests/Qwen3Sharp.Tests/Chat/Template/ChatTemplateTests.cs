@@ -54,6 +54,16 @@ public sealed class ChatTemplateTests : IDisposable
     }
 
     [Fact]
+    public void Load_SpecialTokensMapAndProcessorTemplate_AreUsedAsFallbacks()
+    {
+        File.WriteAllText(Path.Combine(_dir, "tokenizer_config.json"), "{\"eos_token\": \"</s>\"}");
+        File.WriteAllText(Path.Combine(_dir, "special_tokens_map.json"),
+            "{\"bos_token\": {\"content\": \"<s>\", \"lstrip\": false}, \"eos_token\": \"<ignored>\"}");
+        File.WriteAllText(Path.Combine(_dir, "chat_template.json"), "{\"chat_template\": \"{{ bos_token }}{{ eos_token }}\"}");
+        Assert.Equal("<s></s>", ChatTemplate.Load(_dir)!.Render(Messages(), null, false));
+    }
+
+    [Fact]
     public void Load_NoTemplate_ReturnsNull()
     {
         File.WriteAllText(Path.Combine(_dir, "tokenizer_config.json"), "{\"eos_token\": \"</s>\"}");
