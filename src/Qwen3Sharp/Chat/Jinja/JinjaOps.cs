@@ -14,7 +14,7 @@ internal static class JinjaOps
     }
 
     private static JinjaRuntimeException Unsupported(string op, JinjaValue a, JinjaValue b) =>
-        new($"unsupported operand type(s) for {op}: '{a.TypeName}' and '{b.TypeName}'");
+        new($"unsupported operand type(s) for {(op == "**" ? "** or pow()" : op)}: '{a.TypeName}' and '{b.TypeName}'");
 
     public static JinjaValue Add(JinjaValue a, JinjaValue b)
     {
@@ -46,12 +46,15 @@ internal static class JinjaOps
         if (op == "%" && a.IsString) return PyStrings.PercentFormat(a.AsString, b);
         if (op == "*")
         {
-            if (a.IsString && b.Kind is JinjaKind.Int or JinjaKind.Bool) return Repeat(a.AsString, b.AsInt);
-            if (b.IsString && a.Kind is JinjaKind.Int or JinjaKind.Bool) return Repeat(b.AsString, a.AsInt);
-            if (a.Kind == JinjaKind.List && b.Kind is JinjaKind.Int or JinjaKind.Bool)
+            bool aSeq = a.Kind is JinjaKind.String or JinjaKind.List, bSeq = b.Kind is JinjaKind.String or JinjaKind.List;
+            if (aSeq || bSeq)
             {
-                var l = new JinjaList { IsTuple = a.AsList.IsTuple };
-                for (long i = 0; i < b.AsInt; i++) l.AddRange(a.AsList);
+                var (seq, count) = aSeq ? (a, b) : (b, a);
+                if (count.Kind is not (JinjaKind.Int or JinjaKind.Bool))
+                    throw new JinjaRuntimeException($"can't multiply sequence by non-int of type '{count.TypeName}'");
+                if (seq.IsString) return Repeat(seq.AsString, count.AsInt);
+                var l = new JinjaList { IsTuple = seq.AsList.IsTuple };
+                for (long i = 0; i < count.AsInt; i++) l.AddRange(seq.AsList);
                 return JinjaValue.FromList(l);
             }
         }
@@ -64,7 +67,7 @@ internal static class JinjaOps
             case "*":
                 return ints ? JinjaValue.FromInt(unchecked(a.AsInt * b.AsInt)) : a.ToDouble() * b.ToDouble();
             case "/":
-                if (b.ToDouble() == 0) throw new JinjaRuntimeException("division by zero");
+                if (b.ToDouble() == 0) throw new JinjaRuntimeException(ints ? "division by zero" : "float division by zero");
                 return a.ToDouble() / b.ToDouble();
             case "//":
                 if (ints)
@@ -79,7 +82,7 @@ internal static class JinjaOps
             case "%":
                 if (ints)
                 {
-                    if (b.AsInt == 0) throw new JinjaRuntimeException("integer division or modulo by zero");
+                    if (b.AsInt == 0) throw new JinjaRuntimeException("integer modulo by zero");
                     long r = a.AsInt % b.AsInt;
                     if (r != 0 && ((r < 0) != (b.AsInt < 0))) r += b.AsInt;
                     return JinjaValue.FromInt(r);
@@ -93,6 +96,7 @@ internal static class JinjaOps
                     return r;
                 }
             case "**":
+                if (a.ToDouble() == 0 && b.ToDouble() < 0) throw new JinjaRuntimeException("0.0 cannot be raised to a negative power");
                 if (ints && b.AsInt >= 0)
                 {
                     long result = 1, bas = a.AsInt;
@@ -132,7 +136,7 @@ internal static class JinjaOps
             return a.ToDouble().CompareTo(b.ToDouble());
         }
         if (a.IsString && b.IsString) return string.CompareOrdinal(a.AsString, b.AsString);
-        if (a.Kind == JinjaKind.List && b.Kind == JinjaKind.List)
+        if (a.Kind == JinjaKind.List && b.Kind == JinjaKind.List && a.AsList.IsTuple == b.AsList.IsTuple)
         {
             var x = a.AsList;
             var y = b.AsList;
