@@ -1,14 +1,163 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
 namespace Qwen3Sharp.Kernels;
 
-public static class SwiGlu
+public static unsafe class SwiGlu
 {
     /// <summary>destination = silu(gate) * up, elementwise; destination may alias gate.</summary>
     public static void SiluMul(ReadOnlySpan<float> gate, ReadOnlySpan<float> up, Span<float> destination)
-        => Reference.ScalarKernels.SiluMul(gate, up, destination);
+    {
+        if (up.Length < gate.Length || destination.Length < gate.Length)
+        {
+            throw new ArgumentException($"gate has {gate.Length} elements but up has {up.Length} and destination {destination.Length}.");
+        }
+
+        fixed (float* g = gate, u = up, d = destination)
+        {
+            Elementwise.Binary<SiluMulOperator>(g, u, gate.Length, d);
+        }
+    }
+
+    /// <summary>silu(g) · u = g / (1 + e^-g) · u.</summary>
+    internal readonly struct SiluMulOperator : IBinaryOperator
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float Invoke(float g, float u) => g / (1f + MathF.Exp(-g)) * u;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static TV Invoke<TV, TS>(TV g, TV u) where TV : unmanaged where TS : ISimd<TV>
+            => TS.Multiply(TS.Divide(g, TS.Add(TS.Broadcast(1f), SimdMath.Exp<TV, TS>(TS.Subtract(TS.Zero, g)))), u);
+    }
 }
 
-public static class Softmax
+public static unsafe class Softmax
 {
     /// <summary>In-place numerically stable softmax.</summary>
-    public static void Apply(Span<float> x) => Reference.ScalarKernels.Softmax(x);
+    public static void Apply(Span<float> x)
+    {
+        fixed (float* p = x)
+        {
+            int n = x.Length;
+            if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
+            {
+                InPlace<Vector512<float>, Simd512>(p, n);
+            }
+            else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count)
+            {
+                InPlace<Vector256<float>, Simd256>(p, n);
+            }
+            else if (Vector128.IsHardwareAccelerated && n >= Vector128<float>.Count)
+            {
+                InPlace<Vector128<float>, Simd128>(p, n);
+            }
+            else
+            {
+                InPlace<float, SimdScalar>(p, n);
+            }
+        }
+    }
+
+    internal static void InPlace<TV, TS>(float* x, int n) where TV : unmanaged where TS : ISimd<TV>
+    {
+        if (n == 0)
+        {
+            return;
+        }
+
+        int lanes = TS.Count;
+        int main = n - n % lanes;
+        float max = float.NegativeInfinity;
+        if (main > 0)
+        {
+            TV m = TS.Load(x);
+            for (int i = lanes; i < main; i += lanes)
+            {
+                m = TS.Max(m, TS.Load(x + i));
+            }
+
+            max = TS.MaxAcross(m);
+        }
+
+        for (int i = main; i < n; i++)
+        {
+            max = MathF.Max(max, x[i]);
+        }
+
+        TV vmax = TS.Broadcast(max);
+        TV sum = TS.Zero;
+        for (int i = 0; i < main; i += lanes)
+        {
+            TV e = SimdMath.Exp<TV, TS>(TS.Subtract(TS.Load(x + i), vmax));
+            TS.Store(e, x + i);
+            sum = TS.Add(sum, e);
+        }
+
+        float total = TS.Sum(sum);
+        for (int i = main; i < n; i++)
+        {
+            x[i] = MathF.Exp(x[i] - max);
+            total += x[i];
+        }
+
+        float inv = 1f / total;
+        TV vinv = TS.Broadcast(inv);
+        for (int i = 0; i < main; i += lanes)
+        {
+            TS.Store(TS.Multiply(TS.Load(x + i), vinv), x + i);
+        }
+
+        for (int i = main; i < n; i++)
+        {
+            x[i] *= inv;
+        }
+    }
+}
+
+/// <summary>An elementwise binary operation, scalar and vector (TensorPrimitives' operator pattern).</summary>
+internal interface IBinaryOperator
+{
+    static abstract float Invoke(float a, float b);
+    static abstract TV Invoke<TV, TS>(TV a, TV b) where TV : unmanaged where TS : ISimd<TV>;
+}
+
+/// <summary>The one driver for elementwise operators: the widest accelerated vector, then a scalar tail.</summary>
+internal static unsafe class Elementwise
+{
+    public static void Binary<TOp>(float* a, float* b, int n, float* destination) where TOp : IBinaryOperator
+    {
+        if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
+        {
+            Binary<TOp, Vector512<float>, Simd512>(a, b, n, destination);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count)
+        {
+            Binary<TOp, Vector256<float>, Simd256>(a, b, n, destination);
+        }
+        else if (Vector128.IsHardwareAccelerated && n >= Vector128<float>.Count)
+        {
+            Binary<TOp, Vector128<float>, Simd128>(a, b, n, destination);
+        }
+        else
+        {
+            Binary<TOp, float, SimdScalar>(a, b, n, destination);
+        }
+    }
+
+    /// <summary>destination may alias a or b exactly (each element is read before it is written).</summary>
+    internal static void Binary<TOp, TV, TS>(float* a, float* b, int n, float* destination)
+        where TOp : IBinaryOperator where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count;
+        int main = n - n % lanes;
+        for (int i = 0; i < main; i += lanes)
+        {
+            TS.Store(TOp.Invoke<TV, TS>(TS.Load(a + i), TS.Load(b + i)), destination + i);
+        }
+
+        for (int i = main; i < n; i++)
+        {
+            destination[i] = TOp.Invoke(a[i], b[i]);
+        }
+    }
 }

@@ -1,6 +1,9 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
 namespace Qwen3Sharp.Kernels;
 
-public static class Attention
+public static unsafe class Attention
 {
     /// <summary>
     /// Causal grouped-query attention of a batch of new tokens against the cache.
@@ -9,9 +12,190 @@ public static class Attention
     /// 0..startPosition + t. Query head h reads kv head h / (headCount / kvHeadCount).
     /// destination [tokenCount, headCount * headDim].
     /// </summary>
+    /// <remarks>
+    /// One pool item per (token, kv head): the group of query heads sharing that kv head score all visible
+    /// positions into the worker's scratch [group, context], softmax, and sum the values.
+    /// </remarks>
     public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
         ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int headCount, int kvHeadCount, int headDim,
         float scale, Span<float> destination)
-        => Reference.ScalarKernels.CausalAttention(q, tokenCount, startPosition, keys, values, headCount,
-            kvHeadCount, headDim, scale, destination);
+    {
+        if (Vector512.IsHardwareAccelerated && headDim >= Vector512<float>.Count)
+        {
+            Run<Vector512<float>, Simd512>(pool, q, tokenCount, startPosition, keys, values, headCount, kvHeadCount, headDim, scale, destination);
+        }
+        else if (Vector256.IsHardwareAccelerated && headDim >= Vector256<float>.Count)
+        {
+            Run<Vector256<float>, Simd256>(pool, q, tokenCount, startPosition, keys, values, headCount, kvHeadCount, headDim, scale, destination);
+        }
+        else if (Vector128.IsHardwareAccelerated && headDim >= Vector128<float>.Count)
+        {
+            Run<Vector128<float>, Simd128>(pool, q, tokenCount, startPosition, keys, values, headCount, kvHeadCount, headDim, scale, destination);
+        }
+        else
+        {
+            Run<float, SimdScalar>(pool, q, tokenCount, startPosition, keys, values, headCount, kvHeadCount, headDim, scale, destination);
+        }
+    }
+
+    internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
+        ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int headCount, int kvHeadCount, int headDim,
+        float scale, Span<float> destination)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        if (kvHeadCount <= 0 || headCount % kvHeadCount != 0)
+        {
+            throw new ArgumentException($"headCount {headCount} is not a multiple of kvHeadCount {kvHeadCount}.");
+        }
+
+        int context = startPosition + tokenCount;
+        long qCount = (long)tokenCount * headCount * headDim;
+        long kvCount = (long)context * kvHeadCount * headDim;
+        if (q.Length < qCount || destination.Length < qCount || keys.Length < kvCount || values.Length < kvCount)
+        {
+            throw new ArgumentException(
+                $"Attention over {tokenCount} tokens at {startPosition} needs q and destination of {qCount} and keys and values " +
+                $"of {kvCount} elements; got q {q.Length}, destination {destination.Length}, keys {keys.Length}, values {values.Length}.");
+        }
+
+        if (tokenCount == 0 || headDim == 0)
+        {
+            return;
+        }
+
+        int group = headCount / kvHeadCount;
+        pool.EnsureWorkerScratch((long)group * context * sizeof(float));
+        fixed (float* pq = q, pk = keys, pv = values, pd = destination)
+        {
+            var job = new CausalJob<TV, TS>
+            {
+                Q = pq,
+                Keys = pk,
+                Values = pv,
+                Destination = pd,
+                StartPosition = startPosition,
+                Context = context,
+                HeadCount = headCount,
+                KvHeadCount = kvHeadCount,
+                HeadDim = headDim,
+                Scale = scale,
+                Scratch = pool.WorkerScratchTable,
+            };
+            pool.Run(ref job, tokenCount * kvHeadCount);
+        }
+    }
+
+    private struct CausalJob<TV, TS> : IPoolJob where TV : unmanaged where TS : ISimd<TV>
+    {
+        public float* Q;            // [tokenCount, headCount * headDim]
+        public float* Keys;         // [context, kvHeadCount * headDim]
+        public float* Values;       // [context, kvHeadCount * headDim]
+        public float* Destination;  // [tokenCount, headCount * headDim]
+        public int StartPosition, Context, HeadCount, KvHeadCount, HeadDim;
+        public float Scale;
+        public void** Scratch;      // per worker: [group, Context]
+
+        public readonly void Execute(int index, int worker)
+        {
+            int t = index / KvHeadCount, kvh = index % KvHeadCount;
+            int group = HeadCount / KvHeadCount;
+            int visible = StartPosition + t + 1;
+            int kvStride = KvHeadCount * HeadDim;
+            float* kBase = Keys + kvh * HeadDim;
+            float* vBase = Values + kvh * HeadDim;
+            float* scores = (float*)Scratch[worker];
+            for (int g = 0; g < group; g++)
+            {
+                int h = kvh * group + g;
+                float* qh = Q + ((long)t * HeadCount + h) * HeadDim;
+                float* s = scores + (long)g * Context;
+                for (int p = 0; p < visible; p++)
+                {
+                    s[p] = Dot<TV, TS>(qh, kBase + (long)p * kvStride, HeadDim) * Scale;
+                }
+
+                Softmax.InPlace<TV, TS>(s, visible);
+                WeightedSum<TV, TS>(s, visible, vBase, kvStride, HeadDim, Destination + ((long)t * HeadCount + h) * HeadDim);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot<TV, TS>(float* a, float* b, int n) where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count;
+        int main = n - n % lanes;
+        TV acc0 = TS.Zero, acc1 = TS.Zero;
+        int i = 0;
+        for (; i + 2 * lanes <= main; i += 2 * lanes)
+        {
+            acc0 = TS.MultiplyAdd(TS.Load(a + i), TS.Load(b + i), acc0);
+            acc1 = TS.MultiplyAdd(TS.Load(a + i + lanes), TS.Load(b + i + lanes), acc1);
+        }
+
+        for (; i < main; i += lanes)
+        {
+            acc0 = TS.MultiplyAdd(TS.Load(a + i), TS.Load(b + i), acc0);
+        }
+
+        float sum = TS.Sum(TS.Add(acc0, acc1));
+        for (i = main; i < n; i++)
+        {
+            sum += a[i] * b[i];
+        }
+
+        return sum;
+    }
+
+    /// <summary>destination [n] = Σ_p weights[p] · values[p * stride ..], four vectors of the head at a time.</summary>
+    private static void WeightedSum<TV, TS>(float* weights, int count, float* values, int stride, int n, float* destination)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count;
+        int main = n - n % lanes;
+        int i = 0;
+        for (; i + 4 * lanes <= main; i += 4 * lanes)
+        {
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+            float* v = values + i;
+            for (int p = 0; p < count; p++, v += stride)
+            {
+                TV w = TS.Broadcast(weights[p]);
+                a0 = TS.MultiplyAdd(w, TS.Load(v), a0);
+                a1 = TS.MultiplyAdd(w, TS.Load(v + lanes), a1);
+                a2 = TS.MultiplyAdd(w, TS.Load(v + 2 * lanes), a2);
+                a3 = TS.MultiplyAdd(w, TS.Load(v + 3 * lanes), a3);
+            }
+
+            TS.Store(a0, destination + i);
+            TS.Store(a1, destination + i + lanes);
+            TS.Store(a2, destination + i + 2 * lanes);
+            TS.Store(a3, destination + i + 3 * lanes);
+        }
+
+        for (; i < main; i += lanes)
+        {
+            TV a = TS.Zero;
+            float* v = values + i;
+            for (int p = 0; p < count; p++, v += stride)
+            {
+                a = TS.MultiplyAdd(TS.Broadcast(weights[p]), TS.Load(v), a);
+            }
+
+            TS.Store(a, destination + i);
+        }
+
+        for (; i < n; i++)
+        {
+            float a = 0;
+            float* v = values + i;
+            for (int p = 0; p < count; p++, v += stride)
+            {
+                a += weights[p] * *v;
+            }
+
+            destination[i] = a;
+        }
+    }
 }

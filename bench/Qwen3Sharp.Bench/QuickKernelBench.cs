@@ -1,0 +1,114 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics;
+using Qwen3Sharp.Kernels;
+using Qwen3Sharp.Tensors;
+
+namespace Qwen3Sharp.Bench;
+
+/// <summary>
+/// A few seconds of Stopwatch figures for the matmul kernels next to the bandwidth measured in the same run.
+/// Matvec weights rotate through copies totalling at least 512 MB so every call streams from DRAM, as in a
+/// real decode step. Besides wall-clock rates it prints rates per process CPU-second ("cpu"), which stay
+/// meaningful when the machine is shared.
+/// </summary>
+internal static class QuickKernelBench
+{
+    public static void Run(int threads, string what = "all")
+    {
+        using var pool = new WorkerPool(threads);
+        double bandwidth = MemoryBandwidth.Measure(pool);
+        Console.WriteLine($"threads {threads}  measured read bandwidth {bandwidth:F1} GB/s  load {File.ReadAllText("/proc/loadavg").Trim()}");
+        if (what is "all" or "prefill" or "peak")
+        {
+            (double wall, double cpu) = Time(() => FmaPeak(1 << 22));
+            double flops = 12.0 * 2 * Vector256<float>.Count * (1 << 22);
+            Console.WriteLine($"fma peak (Vector256, 12 chains, 1 thread): {flops / cpu / 1e9:F1} GFLOP/s per CPU-second ({flops / wall / 1e9:F1} wall)");
+        }
+
+        if (what is "all" or "matvec")
+        {
+            foreach ((int rows, int cols) in new[] { (2048, 2048), (6144, 2048), (2048, 6144), (151936, 2048) })
+            {
+                long bytes = (long)rows * cols * 2;
+                int copies = (int)Math.Max(1, (512L << 20) / bytes);
+                var weights = new BenchWeights[copies];
+                for (int i = 0; i < copies; i++)
+                {
+                    weights[i] = new BenchWeights(DType.BF16, rows, cols, seed: i);
+                }
+
+                float[] x = new float[cols], y = new float[rows];
+                Array.Fill(x, 0.01f);
+                (double wall, double cpu) = Time(() =>
+                {
+                    foreach (BenchWeights w in weights)
+                    {
+                        MatMul.Multiply(pool, x, 1, w.View, y);
+                    }
+                });
+                double gbps = bytes * copies / wall / 1e9;
+                Console.WriteLine($"matvec bf16 {rows,6}x{cols}: {wall / copies * 1e6,9:F1} µs  {gbps,6:F1} GB/s  " +
+                    $"{100 * gbps / bandwidth,5:F1}% of bandwidth  (cpu {bytes * copies / cpu / 1e9 * threads:F1} GB/s)");
+                foreach (BenchWeights w in weights)
+                {
+                    w.Dispose();
+                }
+            }
+        }
+
+        if (what is "all" or "prefill")
+        {
+            foreach ((int rows, int cols, int tokens) in new[] { (2048, 2048, 64), (2048, 2048, 512), (6144, 2048, 512), (2048, 6144, 512) })
+            {
+                using var w = new BenchWeights(DType.BF16, rows, cols);
+                float[] x = new float[tokens * cols], y = new float[tokens * rows];
+                Array.Fill(x, 0.01f);
+                (double wall, double cpu) = Time(() => MatMul.Multiply(pool, x, tokens, w.View, y));
+                double flops = 2.0 * tokens * rows * cols;
+                Console.WriteLine($"matmul bf16 {rows}x{cols} tokens {tokens}: {wall * 1e3,8:F2} ms  {flops / wall / 1e9,6:F1} GFLOP/s  " +
+                    $"(cpu {flops / cpu / 1e9 * threads:F1} GFLOP/s per {threads} busy threads)");
+            }
+        }
+    }
+
+    private static float FmaPeak(int n)
+    {
+        Vector256<float> a0 = Vector256.Create(1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+        Vector256<float> a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+        Vector256<float> m = Vector256.Create(0.999999f), c = Vector256.Create(1e-7f);
+        for (int i = 0; i < n; i++)
+        {
+            a0 = Vector256.MultiplyAddEstimate(a0, m, c); a1 = Vector256.MultiplyAddEstimate(a1, m, c);
+            a2 = Vector256.MultiplyAddEstimate(a2, m, c); a3 = Vector256.MultiplyAddEstimate(a3, m, c);
+            a4 = Vector256.MultiplyAddEstimate(a4, m, c); a5 = Vector256.MultiplyAddEstimate(a5, m, c);
+            a6 = Vector256.MultiplyAddEstimate(a6, m, c); a7 = Vector256.MultiplyAddEstimate(a7, m, c);
+            a8 = Vector256.MultiplyAddEstimate(a8, m, c); a9 = Vector256.MultiplyAddEstimate(a9, m, c);
+            a10 = Vector256.MultiplyAddEstimate(a10, m, c); a11 = Vector256.MultiplyAddEstimate(a11, m, c);
+        }
+
+        return Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+    }
+
+    /// <summary>Best wall time and best process CPU time of repeated runs (about a second, at least 3) after a warm-up.</summary>
+    private static (double Wall, double Cpu) Time(Action action)
+    {
+        action();
+        double best = double.MaxValue, bestCpu = double.MaxValue;
+        var total = Stopwatch.StartNew();
+        int runs = 0;
+        var process = Process.GetCurrentProcess();
+        while (runs < 3 || total.Elapsed.TotalSeconds < 1.5)
+        {
+            process.Refresh();
+            TimeSpan cpu0 = process.TotalProcessorTime;
+            long start = Stopwatch.GetTimestamp();
+            action();
+            best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
+            process.Refresh();
+            bestCpu = Math.Min(bestCpu, (process.TotalProcessorTime - cpu0).TotalSeconds);
+            runs++;
+        }
+
+        return (best, Math.Max(bestCpu, 1e-9));
+    }
+}

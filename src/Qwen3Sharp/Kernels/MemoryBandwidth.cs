@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Runtime.Intrinsics;
+using System.Runtime.InteropServices;
+
+namespace Qwen3Sharp.Kernels;
+
+/// <summary>Measured memory read bandwidth: the bound a decode matvec is judged against.</summary>
+public static unsafe class MemoryBandwidth
+{
+    private const int ChunkBytes = 1 << 20;
+
+    /// <summary>
+    /// Read bandwidth in GB/s (10^9 bytes per second): the best of three vectorised sums over a fresh native buffer
+    /// of <paramref name="bytes"/> on all pool threads (after one untimed pass that faults the pages in).
+    /// </summary>
+    public static double Measure(WorkerPool pool, long bytes = 1L << 30)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        ArgumentOutOfRangeException.ThrowIfLessThan(bytes, (long)ChunkBytes);
+        long chunks = bytes / ChunkBytes;
+        bytes = chunks * ChunkBytes;
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        float* sinks = (float*)NativeMemory.AllocZeroed((nuint)pool.ThreadCount * 16, sizeof(float));
+        try
+        {
+            var job = new SumJob { Buffer = buffer, Sinks = sinks, Fill = true };
+            pool.Run(ref job, (int)chunks);
+            job.Fill = false;
+            double best = double.MaxValue;
+            for (int rep = 0; rep < 3; rep++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                pool.Run(ref job, (int)chunks);
+                best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
+            }
+
+            return bytes / best / 1e9;
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(buffer);
+            NativeMemory.Free(sinks);
+        }
+    }
+
+    private struct SumJob : IPoolJob
+    {
+        public byte* Buffer;
+        public float* Sinks;   // [threads, 16]: keeps the sums observable
+        public bool Fill;
+
+        public readonly void Execute(int index, int worker)
+        {
+            float* p = (float*)(Buffer + (long)index * ChunkBytes);
+            int n = ChunkBytes / sizeof(float);
+            if (Fill)
+            {
+                new Span<float>(p, n).Fill(1f);
+                return;
+            }
+
+            float s;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                s = Sum<Vector512<float>, Simd512>(p, n);
+            }
+            else if (Vector256.IsHardwareAccelerated)
+            {
+                s = Sum<Vector256<float>, Simd256>(p, n);
+            }
+            else if (Vector128.IsHardwareAccelerated)
+            {
+                s = Sum<Vector128<float>, Simd128>(p, n);
+            }
+            else
+            {
+                s = Sum<float, SimdScalar>(p, n);
+            }
+
+            Sinks[worker * 16] += s;
+        }
+    }
+
+    private static float Sum<TV, TS>(float* p, int n) where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count;
+        TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+        for (int i = 0; i < n; i += 4 * lanes)
+        {
+            a0 = TS.Add(a0, TS.Load(p + i));
+            a1 = TS.Add(a1, TS.Load(p + i + lanes));
+            a2 = TS.Add(a2, TS.Load(p + i + 2 * lanes));
+            a3 = TS.Add(a3, TS.Load(p + i + 3 * lanes));
+        }
+
+        return TS.Sum(TS.Add(TS.Add(a0, a1), TS.Add(a2, a3)));
+    }
+}

@@ -1,0 +1,336 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Qwen3Sharp.Kernels;
+
+/// <summary>
+/// The operations every kernel is written against, once, for a vector type <typeparamref name="TV"/>
+/// of <see cref="Count"/> float lanes. Implemented for Vector512, Vector256, Vector128 and plain float
+/// (the scalar fallback), so one generic kernel body serves every ISA and the tests can run each
+/// instantiation on any machine (Vector512 is emulated in software where it is not accelerated).
+/// </summary>
+/// <remarks>
+/// BF16 pairs: a vector of <see cref="Count"/> uint lanes loaded from 2·Count bf16 values holds element 2j in
+/// the low half and 2j+1 in the high half of lane j. <c>lane &lt;&lt; 16</c> is element 2j as float32 and
+/// <c>lane &amp; 0xFFFF0000</c> is element 2j+1: two cheap bit operations and no shuffle. The activation is
+/// permuted to match once per call (<see cref="MatMul"/>).
+/// </remarks>
+internal unsafe interface ISimd<TV> where TV : struct
+{
+    /// <summary>2^112: rescales a half's exponent bits shifted into float position.</summary>
+    public const float TwoPow112 = 5.192296858534828e33f;
+
+    /// <summary>Float lanes per vector.</summary>
+    static abstract int Count { get; }
+
+    /// <summary>True where a 4-token × 4-row register tile fits the register file (32 registers).</summary>
+    static abstract bool WideTile { get; }
+
+    static abstract TV Zero { get; }
+    static abstract TV Broadcast(float value);
+    static abstract TV Load(float* source);
+    static abstract void Store(TV value, float* destination);
+    static abstract TV Add(TV a, TV b);
+    static abstract TV Subtract(TV a, TV b);
+    static abstract TV Multiply(TV a, TV b);
+    static abstract TV Divide(TV a, TV b);
+    static abstract TV Max(TV a, TV b);
+    static abstract TV Min(TV a, TV b);
+
+    /// <summary>a · b + c, fused where the hardware has FMA.</summary>
+    static abstract TV MultiplyAdd(TV a, TV b, TV c);
+
+    static abstract float Sum(TV value);
+    static abstract float MaxAcross(TV value);
+
+    /// <summary>2^n · p for integer-valued n in [-126, 127] (exponent arithmetic on the bits).</summary>
+    static abstract TV ScaleByPowerOfTwo(TV p, TV n);
+    static abstract TV Round(TV value);
+
+    /// <summary>2·Count bf16 values at <paramref name="source"/> as (even elements, odd elements).</summary>
+    static abstract void LoadBf16Pair(ushort* source, out TV even, out TV odd);
+
+    /// <summary>2·Count bf16 values to float32 in natural order.</summary>
+    static abstract void Bf16ToSingle(ushort* source, float* destination);
+
+    /// <summary>2·Count IEEE half values to float32 in natural order.</summary>
+    static abstract void F16ToSingle(ushort* source, float* destination);
+}
+
+internal unsafe struct Simd512 : ISimd<Vector512<float>>
+{
+    public static int Count => Vector512<float>.Count;
+    public static bool WideTile => true;
+    public static Vector512<float> Zero => Vector512<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Broadcast(float value) => Vector512.Create(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(float* source) => Vector512.Load(source);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> value, float* destination) => value.Store(destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Subtract(Vector512<float> a, Vector512<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Multiply(Vector512<float> a, Vector512<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Divide(Vector512<float> a, Vector512<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Min(Vector512<float> a, Vector512<float> b) => Vector512.Min(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.MultiplyAddEstimate(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> value) => Vector512.Sum(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxAcross(Vector512<float> value)
+    {
+        Vector256<float> m = Vector256.Max(value.GetLower(), value.GetUpper());
+        return Simd256.MaxAcross(m);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> ScaleByPowerOfTwo(Vector512<float> p, Vector512<float> n)
+        => (p.AsInt32() + (Vector512.ConvertToInt32(n) << 23)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> value) => Vector512.Round(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBf16Pair(ushort* source, out Vector512<float> even, out Vector512<float> odd)
+    {
+        Vector512<uint> v = Vector512.Load((uint*)source);
+        even = (v << 16).AsSingle();
+        odd = (v & Vector512.Create(0xFFFF0000u)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Bf16ToSingle(ushort* source, float* destination)
+    {
+        Vector512<ushort> v = Vector512.Load(source);
+        (Vector512.WidenLower(v) << 16).AsSingle().Store(destination);
+        (Vector512.WidenUpper(v) << 16).AsSingle().Store(destination + 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void F16ToSingle(ushort* source, float* destination)
+    {
+        Vector512<ushort> v = Vector512.Load(source);
+        HalfBits(Vector512.WidenLower(v)).Store(destination);
+        HalfBits(Vector512.WidenUpper(v)).Store(destination + 16);
+    }
+
+    /// <summary>Half bits (zero-extended) to float: shift into place, rescale the exponent by 2^112
+    /// (exact for normals and subnormals), keep inf/NaN, restore the sign.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> HalfBits(Vector512<uint> h)
+    {
+        Vector512<uint> magnitude = h & Vector512.Create(0x7FFFu);
+        Vector512<uint> sign = (h & Vector512.Create(0x8000u)) << 16;
+        Vector512<uint> shifted = magnitude << 13;
+        Vector512<uint> finite = (shifted.AsSingle() * Vector512.Create(ISimd<float>.TwoPow112)).AsUInt32();
+        Vector512<uint> special = shifted | Vector512.Create(0x7F800000u);
+        Vector512<uint> isSpecial = Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7C00u));
+        return (Vector512.ConditionalSelect(isSpecial, special, finite) | sign).AsSingle();
+    }
+}
+
+internal unsafe struct Simd256 : ISimd<Vector256<float>>
+{
+    public static int Count => Vector256<float>.Count;
+    public static bool WideTile => false;
+    public static Vector256<float> Zero => Vector256<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Broadcast(float value) => Vector256.Create(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(float* source) => Vector256.Load(source);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> value, float* destination) => value.Store(destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Subtract(Vector256<float> a, Vector256<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Multiply(Vector256<float> a, Vector256<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Divide(Vector256<float> a, Vector256<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Min(Vector256<float> a, Vector256<float> b) => Vector256.Min(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> value) => Vector256.Sum(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxAcross(Vector256<float> value)
+        => Simd128.MaxAcross(Vector128.Max(value.GetLower(), value.GetUpper()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> ScaleByPowerOfTwo(Vector256<float> p, Vector256<float> n)
+        => (p.AsInt32() + (Vector256.ConvertToInt32(n) << 23)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> value) => Vector256.Round(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBf16Pair(ushort* source, out Vector256<float> even, out Vector256<float> odd)
+    {
+        Vector256<uint> v = Vector256.Load((uint*)source);
+        even = (v << 16).AsSingle();
+        odd = (v & Vector256.Create(0xFFFF0000u)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Bf16ToSingle(ushort* source, float* destination)
+    {
+        Vector256<ushort> v = Vector256.Load(source);
+        (Vector256.WidenLower(v) << 16).AsSingle().Store(destination);
+        (Vector256.WidenUpper(v) << 16).AsSingle().Store(destination + 8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void F16ToSingle(ushort* source, float* destination)
+    {
+        Vector256<ushort> v = Vector256.Load(source);
+        HalfBits(Vector256.WidenLower(v)).Store(destination);
+        HalfBits(Vector256.WidenUpper(v)).Store(destination + 8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> HalfBits(Vector256<uint> h)
+    {
+        Vector256<uint> magnitude = h & Vector256.Create(0x7FFFu);
+        Vector256<uint> sign = (h & Vector256.Create(0x8000u)) << 16;
+        Vector256<uint> shifted = magnitude << 13;
+        Vector256<uint> finite = (shifted.AsSingle() * Vector256.Create(ISimd<float>.TwoPow112)).AsUInt32();
+        Vector256<uint> special = shifted | Vector256.Create(0x7F800000u);
+        Vector256<uint> isSpecial = Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00u));
+        return (Vector256.ConditionalSelect(isSpecial, special, finite) | sign).AsSingle();
+    }
+}
+
+internal unsafe struct Simd128 : ISimd<Vector128<float>>
+{
+    public static int Count => Vector128<float>.Count;
+    public static bool WideTile => false;
+    public static Vector128<float> Zero => Vector128<float>.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Broadcast(float value) => Vector128.Create(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Load(float* source) => Vector128.Load(source);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector128<float> value, float* destination) => value.Store(destination);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Add(Vector128<float> a, Vector128<float> b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Subtract(Vector128<float> a, Vector128<float> b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Multiply(Vector128<float> a, Vector128<float> b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Divide(Vector128<float> a, Vector128<float> b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Min(Vector128<float> a, Vector128<float> b) => Vector128.Min(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> value) => Vector128.Sum(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxAcross(Vector128<float> value)
+        => MathF.Max(MathF.Max(value.GetElement(0), value.GetElement(1)), MathF.Max(value.GetElement(2), value.GetElement(3)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> ScaleByPowerOfTwo(Vector128<float> p, Vector128<float> n)
+        => (p.AsInt32() + (Vector128.ConvertToInt32(n) << 23)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> value) => Vector128.Round(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBf16Pair(ushort* source, out Vector128<float> even, out Vector128<float> odd)
+    {
+        Vector128<uint> v = Vector128.Load((uint*)source);
+        even = (v << 16).AsSingle();
+        odd = (v & Vector128.Create(0xFFFF0000u)).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Bf16ToSingle(ushort* source, float* destination)
+    {
+        Vector128<ushort> v = Vector128.Load(source);
+        (Vector128.WidenLower(v) << 16).AsSingle().Store(destination);
+        (Vector128.WidenUpper(v) << 16).AsSingle().Store(destination + 4);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void F16ToSingle(ushort* source, float* destination)
+    {
+        Vector128<ushort> v = Vector128.Load(source);
+        HalfBits(Vector128.WidenLower(v)).Store(destination);
+        HalfBits(Vector128.WidenUpper(v)).Store(destination + 4);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> HalfBits(Vector128<uint> h)
+    {
+        Vector128<uint> magnitude = h & Vector128.Create(0x7FFFu);
+        Vector128<uint> sign = (h & Vector128.Create(0x8000u)) << 16;
+        Vector128<uint> shifted = magnitude << 13;
+        Vector128<uint> finite = (shifted.AsSingle() * Vector128.Create(ISimd<float>.TwoPow112)).AsUInt32();
+        Vector128<uint> special = shifted | Vector128.Create(0x7F800000u);
+        Vector128<uint> isSpecial = Vector128.GreaterThanOrEqual(magnitude, Vector128.Create(0x7C00u));
+        return (Vector128.ConditionalSelect(isSpecial, special, finite) | sign).AsSingle();
+    }
+}
+
+/// <summary>The scalar fallback: one lane, plain float arithmetic.</summary>
+internal unsafe struct SimdScalar : ISimd<float>
+{
+    public static int Count => 1;
+    public static bool WideTile => false;
+    public static float Zero => 0f;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Broadcast(float value) => value;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Load(float* source) => *source;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(float value, float* destination) => *destination = value;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Add(float a, float b) => a + b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Subtract(float a, float b) => a - b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Multiply(float a, float b) => a * b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Divide(float a, float b) => a / b;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Max(float a, float b) => MathF.Max(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Min(float a, float b) => MathF.Min(a, b);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MultiplyAdd(float a, float b, float c) => a * b + c;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(float value) => value;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(float value) => value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float ScaleByPowerOfTwo(float p, float n)
+        => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(p) + ((int)n << 23));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Round(float value) => MathF.Round(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBf16Pair(ushort* source, out float even, out float odd)
+    {
+        uint v = *(uint*)source;
+        even = BitConverter.UInt32BitsToSingle(v << 16);
+        odd = BitConverter.UInt32BitsToSingle(v & 0xFFFF0000u);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Bf16ToSingle(ushort* source, float* destination)
+    {
+        destination[0] = BitConverter.UInt32BitsToSingle((uint)source[0] << 16);
+        destination[1] = BitConverter.UInt32BitsToSingle((uint)source[1] << 16);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void F16ToSingle(ushort* source, float* destination)
+    {
+        destination[0] = (float)BitConverter.UInt16BitsToHalf(source[0]);
+        destination[1] = (float)BitConverter.UInt16BitsToHalf(source[1]);
+    }
+}
+
+/// <summary>Vectorised float32 maths shared by the elementwise kernels.</summary>
+internal static class SimdMath
+{
+    /// <summary>
+    /// e^x with a degree-6 polynomial on [-ln2/2, ln2/2] after range reduction (Cephes expf; about 1 ulp).
+    /// Inputs below -87.3 flush to 0 and above 88.7 saturate to +inf-adjacent values; NaN propagates.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Exp<TV, TS>(TV x) where TV : struct where TS : ISimd<TV>
+    {
+        x = TS.Min(TS.Max(x, TS.Broadcast(-87.33654f)), TS.Broadcast(88.72283f));
+        TV n = TS.Round(TS.Multiply(x, TS.Broadcast(1.44269504088896341f)));
+        // r = x - n ln2, ln2 split into a high part exact in float and a low correction.
+        TV r = TS.MultiplyAdd(n, TS.Broadcast(-0.693359375f), x);
+        r = TS.MultiplyAdd(n, TS.Broadcast(2.12194440e-4f), r);
+        TV p = TS.Broadcast(1.9875691500e-4f);
+        p = TS.MultiplyAdd(p, r, TS.Broadcast(1.3981999507e-3f));
+        p = TS.MultiplyAdd(p, r, TS.Broadcast(8.3334519073e-3f));
+        p = TS.MultiplyAdd(p, r, TS.Broadcast(4.1665795894e-2f));
+        p = TS.MultiplyAdd(p, r, TS.Broadcast(1.6666665459e-1f));
+        p = TS.MultiplyAdd(p, r, TS.Broadcast(5.0000001201e-1f));
+        TV r2 = TS.Multiply(r, r);
+        p = TS.MultiplyAdd(p, r2, TS.Add(r, TS.Broadcast(1f)));
+        // n in [-126, 128]: scale in two steps so 2^128 does not overflow the exponent field.
+        TV half = TS.Round(TS.Multiply(n, TS.Broadcast(0.5f)));
+        return TS.ScaleByPowerOfTwo(TS.ScaleByPowerOfTwo(p, half), TS.Subtract(n, half));
+    }
+}

@@ -1,0 +1,69 @@
+using System.Runtime.Intrinsics;
+using Qwen3Sharp.Kernels;
+using Qwen3Sharp.Kernels.Reference;
+
+namespace Qwen3Sharp.Tests.Kernels;
+
+public sealed class AttentionTests
+{
+    // (headCount, kvHeadCount, headDim, startPosition, tokenCount)
+    private static readonly (int H, int Kv, int D, int Start, int T)[] Configs =
+        [(2, 1, 8, 0, 1), (4, 2, 16, 3, 5), (16, 8, 128, 20, 3), (16, 8, 128, 0, 17), (3, 3, 7, 0, 4), (2, 1, 33, 10, 17), (8, 2, 64, 300, 1)];
+
+    public static TheoryData<string> Isas()
+    {
+        var data = new TheoryData<string>();
+        foreach (string isa in Isa.All)
+        {
+            data.Add(isa);
+        }
+
+        return data;
+    }
+
+    [Theory, MemberData(nameof(Isas))]
+    public void Causal_GroupedQueryConfigs_MatchesScalar(string isa)
+    {
+        using var pool = new WorkerPool(2);
+        var rng = new Random(5);
+        foreach (var (h, kv, d, start, t) in Configs)
+        {
+            int context = start + t;
+            float[] q = KernelAssert.Random(rng, t * h * d, 2f);
+            float[] k = KernelAssert.Random(rng, context * kv * d, 2f);
+            float[] v = KernelAssert.Random(rng, context * kv * d);
+            float scale = 1f / MathF.Sqrt(d);
+            float[] expected = new float[t * h * d], actual = new float[t * h * d];
+            ScalarKernels.CausalAttention(q, t, start, k, v, h, kv, d, scale, expected);
+            switch (isa)
+            {
+                case Isa.Dispatch: Attention.Causal(pool, q, t, start, k, v, h, kv, d, scale, actual); break;
+                case "V512": Attention.Run<Vector512<float>, Simd512>(pool, q, t, start, k, v, h, kv, d, scale, actual); break;
+                case "V256": Attention.Run<Vector256<float>, Simd256>(pool, q, t, start, k, v, h, kv, d, scale, actual); break;
+                case "V128": Attention.Run<Vector128<float>, Simd128>(pool, q, t, start, k, v, h, kv, d, scale, actual); break;
+                default: Attention.Run<float, SimdScalar>(pool, q, t, start, k, v, h, kv, d, scale, actual); break;
+            }
+
+            KernelAssert.Close(expected, actual, atol: 2e-6f, rtol: 1e-5f, $"Attention {isa} heads={h}/{kv} headDim={d} start={start} tokens={t}");
+        }
+    }
+
+    [Fact]
+    public void Causal_HeadsNotMultipleOfKvHeads_Throws()
+    {
+        using var pool = new WorkerPool(1);
+        Assert.Throws<ArgumentException>(() =>
+            Attention.Causal(pool, new float[24], 1, 0, new float[16], new float[16], 3, 2, 8, 1f, new float[24]));
+    }
+}
+
+public sealed class MemoryBandwidthTests
+{
+    [Fact]
+    public void Measure_SmallBuffer_ReturnsPositiveFiniteRate()
+    {
+        using var pool = new WorkerPool(2);
+        double gbps = MemoryBandwidth.Measure(pool, 8L << 20);
+        Assert.True(gbps > 0 && double.IsFinite(gbps), $"bandwidth {gbps}");
+    }
+}

@@ -1,0 +1,103 @@
+using System.Runtime.Intrinsics;
+using Qwen3Sharp.Kernels;
+using Qwen3Sharp.Kernels.Reference;
+using Qwen3Sharp.Tensors;
+
+namespace Qwen3Sharp.Tests.Kernels;
+
+public sealed class MatMulTests
+{
+    private static readonly int[] TokenCounts = [1, 2, 3, 5, 8, 17, 40];
+
+    // (rows, cols): odd rows (not multiples of the 4-row tile or 16-row block), columns with every kind of
+    // remainder, and one crossing the 1024-column conversion block.
+    private static readonly (int Rows, int Cols)[] Shapes =
+        [(1, 1), (3, 7), (5, 33), (17, 64), (33, 100), (20, 1023), (7, 2080), (64, 128)];
+
+    public static TheoryData<DType, string, bool> Cases()
+    {
+        var data = new TheoryData<DType, string, bool>();
+        foreach (DType d in new[] { DType.BF16, DType.F16, DType.F32 })
+        {
+            foreach (string isa in Isa.All)
+            {
+                data.Add(d, isa, false);
+                data.Add(d, isa, true);
+            }
+        }
+
+        return data;
+    }
+
+    internal static void Run(string isa, WorkerPool pool, float[] x, int tokenCount, in WeightView w, float[] y, bool accumulate)
+    {
+        switch (isa)
+        {
+            case Isa.Dispatch when accumulate: MatMul.MultiplyAdd(pool, x, tokenCount, w, y); break;
+            case Isa.Dispatch: MatMul.Multiply(pool, x, tokenCount, w, y); break;
+            case "V512": MatMul.Run<Vector512<float>, Simd512>(pool, x, tokenCount, w, y, accumulate); break;
+            case "V256": MatMul.Run<Vector256<float>, Simd256>(pool, x, tokenCount, w, y, accumulate); break;
+            case "V128": MatMul.Run<Vector128<float>, Simd128>(pool, x, tokenCount, w, y, accumulate); break;
+            default: MatMul.Run<float, SimdScalar>(pool, x, tokenCount, w, y, accumulate); break;
+        }
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Multiply_EveryShapeAndTokenCount_MatchesScalar(DType dtype, string isa, bool accumulate)
+    {
+        using var pool = new WorkerPool(2);
+        var rng = new Random(42);
+        foreach ((int rows, int cols) in Shapes)
+        {
+            using var weights = new TestWeights(rng, dtype, rows, cols);
+            foreach (int tokens in TokenCounts)
+            {
+                float[] x = KernelAssert.Random(rng, tokens * cols);
+                float[] initial = KernelAssert.Random(rng, tokens * rows);
+                float[] expected = (float[])initial.Clone();
+                float[] actual = (float[])initial.Clone();
+                ScalarKernels.MatMul(x, tokens, weights.View, expected, accumulate);
+                Run(isa, pool, x, tokens, weights.View, actual, accumulate);
+                KernelAssert.Close(expected, actual, atol: 1e-5f * (1 + MathF.Sqrt(cols)), rtol: 1e-5f,
+                    $"{dtype} {isa} accumulate={accumulate} tokens={tokens} rows={rows} cols={cols}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(DType.BF16, 1)]
+    [InlineData(DType.BF16, 5)]
+    [InlineData(DType.F16, 1)]
+    [InlineData(DType.F32, 3)]
+    public void Multiply_QwenShape_MatchesScalar(DType dtype, int tokens)
+    {
+        using var pool = new WorkerPool(2);
+        var rng = new Random(7);
+        using var weights = new TestWeights(rng, dtype, 256, 2048, scale: 0.05f);
+        float[] x = KernelAssert.Random(rng, tokens * 2048);
+        float[] expected = new float[tokens * 256];
+        float[] actual = new float[tokens * 256];
+        ScalarKernels.MatMul(x, tokens, weights.View, expected, accumulate: false);
+        MatMul.Multiply(pool, x, tokens, weights.View, actual);
+        KernelAssert.Close(expected, actual, atol: 2e-5f, rtol: 1e-5f, $"{dtype} 256x2048 tokens={tokens}");
+    }
+
+    [Fact]
+    public void Multiply_ShortDestination_Throws()
+    {
+        using var pool = new WorkerPool(1);
+        using var weights = new TestWeights(new Random(1), DType.BF16, 4, 8);
+        var e = Assert.Throws<ArgumentException>(() => MatMul.Multiply(pool, new float[16], 2, weights.View, new float[7]));
+        Assert.Contains("destination", e.Message);
+    }
+
+    [Fact]
+    public void Multiply_ZeroTokens_LeavesDestinationUntouched()
+    {
+        using var pool = new WorkerPool(2);
+        using var weights = new TestWeights(new Random(1), DType.BF16, 4, 8);
+        float[] y = [1, 2, 3];
+        MatMul.Multiply(pool, [], 0, weights.View, y);
+        Assert.Equal([1f, 2f, 3f], y);
+    }
+}
