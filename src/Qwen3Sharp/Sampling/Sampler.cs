@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Qwen3Sharp.Engine;
 
 namespace Qwen3Sharp.Sampling;
 
@@ -14,7 +15,7 @@ namespace Qwen3Sharp.Sampling;
 /// that joins the output, sampled or forced. The same seed, logits and accepted tokens give the same tokens on
 /// every machine: the PRNG is <see cref="SeededRandom"/>, not <see cref="Random"/>.
 /// </remarks>
-public sealed class Sampler
+public sealed class Sampler : ITokenSampler
 {
     /// <summary>Up to this k, top-k is one scan keeping a sorted list; above it, quickselect over all candidates.</summary>
     internal const int SmallTopK = 64;
