@@ -20,6 +20,9 @@ public sealed class Sampler : ITokenSampler
     /// <summary>Up to this k, top-k is one scan keeping a sorted list; above it, quickselect over all candidates.</summary>
     internal const int SmallTopK = 64;
 
+    /// <summary>Temperatures below this are greedy (vLLM's epsilon): dividing by them would only overflow.</summary>
+    public const float GreedyTemperature = 1e-5f;
+
     private readonly float[] _work;            // [vocabSize] logits after bias and penalties
     private readonly float[] _values;          // [vocabSize] candidate logits, then probabilities
     private readonly int[] _ids;               // [vocabSize] candidate token ids
@@ -100,7 +103,7 @@ public sealed class Sampler : ITokenSampler
     {
         ApplyBiasAndPenalties(logits);
         SamplingParams p = Parameters;
-        if (p.Temperature == 0f)
+        if (p.Temperature < GreedyTemperature)
         {
             int best = SamplerSteps.ArgMax(_work);
             if (best < 0)

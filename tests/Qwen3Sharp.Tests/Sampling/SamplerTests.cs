@@ -85,6 +85,14 @@ public class SamplerTests
     }
 
     [Fact]
+    public void Greedy_TinyTemperature_IsGreedy()
+    {
+        var s = new Sampler(3, new SamplingParams { Temperature = 1e-7f, Seed = 1 });
+        Assert.Equal(1, s.Sample([1f, 1.0001f, 1f]));
+        Assert.Equal(1, s.LastCandidateIds.Length);
+    }
+
+    [Fact]
     public void Greedy_Ties_PickLowestId()
     {
         var s = new Sampler(4, new SamplingParams { Temperature = 0f });
