@@ -58,7 +58,7 @@ public sealed class ChatService
         Template = template;
         _generationConfig = generationConfig;
         Options = options ?? new ChatServiceOptions();
-        var stops = new HashSet<int>(generationConfig?.EosTokenIds ?? []);
+        var stops = new HashSet<int>(generationConfig?.EosTokenId ?? []);
         if (tokenizer.ImEnd is { } imEnd)
         {
             stops.Add(imEnd);
@@ -268,7 +268,19 @@ public sealed class ChatService
 
     private SamplingParams SamplingFor(SamplingOverrides o, bool thinking)
     {
-        SamplingParams d = SamplingDefaults.Resolve(thinking, _generationConfig);
+        SamplingParams d = SamplingDefaults.Resolve(thinking, _generationConfig is { } g
+            ? new ModelSamplingDefaults
+            {
+                DoSample = g.DoSample,
+                Temperature = (float?)g.Temperature,
+                TopP = (float?)g.TopP,
+                TopK = g.TopK,
+                MinP = (float?)g.MinP,
+                RepetitionPenalty = (float?)g.RepetitionPenalty,
+                PresencePenalty = (float?)g.PresencePenalty,
+                FrequencyPenalty = (float?)g.FrequencyPenalty,
+            }
+            : null);
         return d with
         {
             Temperature = o.Temperature ?? d.Temperature,

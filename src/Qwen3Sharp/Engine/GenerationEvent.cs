@@ -36,7 +36,7 @@ public sealed class TokenGenerated : GenerationEvent
 }
 
 /// <summary>Log-probabilities of a chosen token under the model's distribution, with the most likely alternatives.</summary>
-public sealed record TokenLogprobs(int TokenId, float Logprob, IReadOnlyList<(int TokenId, float Logprob)> Top);
+public sealed record TokenLogprobs(int TokenId, float Logprob, IReadOnlyList<Sampling.TokenLogprob> Top);
 
 /// <summary>The last event of every generation.</summary>
 public sealed class GenerationFinished : GenerationEvent

@@ -14,7 +14,7 @@ namespace Qwen3Sharp.Engine;
 public sealed class InferenceEngine : IDisposable
 {
     private readonly IModelRunner _runner;
-    private readonly Func<SamplingParams, ITokenSampler> _createSampler;
+    private readonly Func<GenerationRequest, ITokenSampler> _createSampler;
     private readonly Func<bool, ITextDecoder> _createDecoder;
     private readonly EngineOptions _options;
     private readonly Channel<SequenceRequest> _incoming;
@@ -26,7 +26,7 @@ public sealed class InferenceEngine : IDisposable
     private long _nextId;
     private int _queued;
 
-    public InferenceEngine(IModelRunner runner, Func<SamplingParams, ITokenSampler> createSampler,
+    public InferenceEngine(IModelRunner runner, Func<GenerationRequest, ITokenSampler> createSampler,
         Func<bool, ITextDecoder> createDecoder, EngineOptions? options = null)
     {
         _runner = runner;
@@ -63,6 +63,11 @@ public sealed class InferenceEngine : IDisposable
         {
             await foreach (GenerationEvent e in r.Output.Reader.ReadAllAsync(CancellationToken.None))
             {
+                if (e is TokenGenerated && cancellationToken.IsCancellationRequested)
+                {
+                    continue;  // produced before the engine saw the cancel: drop it, wait for the finish
+                }
+
                 yield return e;
             }
         }
@@ -162,7 +167,7 @@ public sealed class InferenceEngine : IDisposable
 
     private void Admit(SequenceRequest r)
     {
-        r.Sampler = _createSampler(r.Request.Sampling);
+        r.Sampler = _createSampler(r.Request);
         r.Decoder = _createDecoder(r.Request.SkipSpecialTokens);
         r.StopMatcher = new StopStringMatcher(r.Request.StopStrings);
         if (r.MaxNewTokens == 0 || r.CancelRequested)
@@ -219,7 +224,7 @@ public sealed class InferenceEngine : IDisposable
         }
         else
         {
-            if (q.TopLogprobs is { } top)
+            if (q.TopLogprobs is not null)
             {
                 _logits.AsSpan().CopyTo(_rawLogits);
             }
@@ -227,7 +232,9 @@ public sealed class InferenceEngine : IDisposable
             token = r.Sampler!.Sample(_logits);
             if (q.TopLogprobs is { } topCount)
             {
-                logprobs = Logprobs.Compute(_rawLogits, token, topCount);
+                var top = new TokenLogprob[Math.Min(topCount, LogprobCalculator.MaxTopCount)];
+                float logprob = LogprobCalculator.Compute(_rawLogits, token, top);
+                logprobs = new TokenLogprobs(token, logprob, top);
             }
         }
 
