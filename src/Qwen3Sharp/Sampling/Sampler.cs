@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using Qwen3Sharp.Engine;
 
 namespace Qwen3Sharp.Sampling;
 
@@ -15,7 +14,7 @@ namespace Qwen3Sharp.Sampling;
 /// that joins the output, sampled or forced. The same seed, logits and accepted tokens give the same tokens on
 /// every machine: the PRNG is <see cref="SeededRandom"/>, not <see cref="Random"/>.
 /// </remarks>
-public sealed class Sampler : ITokenSampler
+public sealed class Sampler
 {
     /// <summary>Up to this k, top-k is one scan keeping a sorted list; above it, quickselect over all candidates.</summary>
     internal const int SmallTopK = 64;

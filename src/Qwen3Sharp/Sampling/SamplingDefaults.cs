@@ -1,26 +1,8 @@
-using Qwen3Sharp.Loading;
-
 namespace Qwen3Sharp.Sampling;
 
 /// <summary>The sampling fields of a checkpoint's <c>generation_config.json</c> (null = absent).</summary>
 public sealed record ModelSamplingDefaults
 {
-    public static ModelSamplingDefaults From(GenerationConfig config)
-    {
-        ArgumentNullException.ThrowIfNull(config);
-        return new ModelSamplingDefaults
-        {
-            DoSample = config.DoSample,
-            Temperature = (float?)config.Temperature,
-            TopP = (float?)config.TopP,
-            TopK = config.TopK,
-            MinP = (float?)config.MinP,
-            RepetitionPenalty = (float?)config.RepetitionPenalty,
-            PresencePenalty = (float?)config.PresencePenalty,
-            FrequencyPenalty = (float?)config.FrequencyPenalty,
-        };
-    }
-
     public bool? DoSample { get; init; }
     public float? Temperature { get; init; }
     public float? TopP { get; init; }
@@ -49,9 +31,6 @@ public static class SamplingDefaults
     public static SamplingParams ForMode(bool thinking) => thinking
         ? new SamplingParams { Temperature = 0.6f, TopP = 0.95f, TopK = 20, MinP = 0f }
         : new SamplingParams { Temperature = 0.7f, TopP = 0.8f, TopK = 20, MinP = 0f };
-
-    public static SamplingParams Resolve(bool thinking, GenerationConfig? generationConfig, bool modelDefaultsWin = false)
-        => Resolve(thinking, generationConfig is null ? null : ModelSamplingDefaults.From(generationConfig), modelDefaultsWin);
 
     public static SamplingParams Resolve(bool thinking, ModelSamplingDefaults? model = null, bool modelDefaultsWin = false)
     {

@@ -1,4 +1,3 @@
-using Qwen3Sharp.Loading;
 using Qwen3Sharp.Sampling;
 
 namespace Qwen3Sharp.Tests.Sampling;
@@ -42,18 +41,4 @@ public class SamplingDefaultsTests
     [Fact]
     public void Resolve_NoModelDefaults_IsModeDefaults()
         => Assert.Equal(SamplingDefaults.ForMode(true), SamplingDefaults.Resolve(true));
-
-    [Fact]
-    public void Resolve_Qwen3GenerationConfigJson_KeepsModeDefaults()
-    {
-        // Qwen3-1.7B's generation_config.json (thinking-mode values only).
-        GenerationConfig config = GenerationConfig.Parse("""
-            {"bos_token_id": 151643, "do_sample": true, "eos_token_id": [151645, 151643], "pad_token_id": 151643,
-             "temperature": 0.6, "top_k": 20, "top_p": 0.95, "transformers_version": "4.51.0"}
-            """);
-        SamplingParams nonThinking = SamplingDefaults.Resolve(thinking: false, config);
-        Assert.Equal(SamplingDefaults.ForMode(false), nonThinking);
-        Assert.Equal(SamplingDefaults.ForMode(true), SamplingDefaults.Resolve(thinking: true, config));
-        Assert.Equal(SamplingDefaults.ForMode(true), SamplingDefaults.Resolve(thinking: true, (GenerationConfig?)null));
-    }
 }
