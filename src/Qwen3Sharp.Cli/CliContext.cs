@@ -9,6 +9,7 @@ public sealed class CliContext
         Error = System.Console.Error,
         GetEnvironmentVariable = Environment.GetEnvironmentVariable,
         IsOutputTerminal = !System.Console.IsOutputRedirected,
+        IsErrorTerminal = !System.Console.IsErrorRedirected,
         IsConsole = true,
     });
 
@@ -23,6 +24,9 @@ public sealed class CliContext
 
     /// <summary>True when <see cref="Out"/> is an interactive terminal: progress bars instead of log lines.</summary>
     public bool IsOutputTerminal { get; init; }
+
+    /// <summary>True when <see cref="Error"/> is an interactive terminal (download progress of serve/chat/run goes there).</summary>
+    public bool IsErrorTerminal { get; init; }
 
     /// <summary>True for the real process console (Ctrl+C handling, Spectre's own console).</summary>
     public bool IsConsole { get; init; }

@@ -27,8 +27,7 @@ internal static class ModelSource
             return demo;
         }
 
-        IPullProgress? progress = context.IsOutputTerminal ? null : new LogPullProgress(context.Error);
-        return await locator.ResolveAsync(model, progress, ct);
+        return await context.ResolveModelAsync(model, ct);
     }
 
     /// <summary>

@@ -30,6 +30,7 @@ public static class Qwen3Cli
                 Error = stderr ?? Console.Error,
                 GetEnvironmentVariable = environment ?? Environment.GetEnvironmentVariable,
                 IsOutputTerminal = stdout is null && !Console.IsOutputRedirected,
+                IsErrorTerminal = stderr is null && !Console.IsErrorRedirected,
             };
         return InvokeAsync(args, context, cancellationToken);
     }

@@ -76,7 +76,7 @@ internal sealed class SpectrePullProgress : IPullProgress
 
     private SpectrePullProgress(ProgressContext context) => _context = context;
 
-    public static async Task<PullResult> RunAsync(IAnsiConsole console, Func<IPullProgress, Task<PullResult>> pull)
+    public static async Task<T> RunAsync<T>(IAnsiConsole console, Func<IPullProgress, Task<T>> pull)
     {
         return await console.Progress()
             .AutoClear(false)

@@ -62,26 +62,24 @@ public sealed class ChatTemplate
     public static ChatTemplate? Load(string modelDirectory)
     {
         string configPath = Path.Combine(modelDirectory, "tokenizer_config.json");
-        JsonObject? config = null;
-        if (File.Exists(configPath))
-        {
-            try
-            {
-                config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject;
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{configPath}: invalid JSON ({e.Message})", e);
-            }
-        }
+        JsonObject? config = File.Exists(configPath) ? ParseObject(configPath) : null;
         var specialTokens = SpecialTokensOf(config);
+        // Older models keep special tokens in special_tokens_map.json; tokenizer_config.json wins where both set one.
+        string mapPath = Path.Combine(modelDirectory, "special_tokens_map.json");
+        if (File.Exists(mapPath) && ParseObject(mapPath) is { } map)
+            foreach (var (k, v) in SpecialTokensOf(map))
+                specialTokens.TryAdd(k, v);
 
         var sources = new Dictionary<string, string>(StringComparer.Ordinal);
         string? defaultSource = null;
         string jinjaPath = Path.Combine(modelDirectory, "chat_template.jinja");
         if (File.Exists(jinjaPath)) defaultSource = File.ReadAllText(jinjaPath);
 
-        switch (config?["chat_template"])
+        JsonNode? templateNode = config?["chat_template"];
+        // Processor-style models keep the template in chat_template.json.
+        string processorPath = Path.Combine(modelDirectory, "chat_template.json");
+        if (templateNode is null && File.Exists(processorPath)) templateNode = ParseObject(processorPath)?["chat_template"];
+        switch (templateNode)
         {
             case JsonValue v when v.GetValueKind() == JsonValueKind.String:
                 defaultSource ??= v.GetValue<string>();
@@ -112,6 +110,18 @@ public sealed class ChatTemplate
         bool multi = named.Count > 1 || defaultSource is null;
         foreach (var t in named.Values) t._named = multi ? named : new Dictionary<string, ChatTemplate>(StringComparer.Ordinal);
         return main;
+    }
+
+    private static JsonObject? ParseObject(string path)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject;
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: invalid JSON ({e.Message})", e);
+        }
     }
 
     /// <summary>transformers' <c>special_tokens_map</c>: the set (non-empty) special-token attributes.</summary>

@@ -63,6 +63,11 @@ public sealed class InferenceEngine : IDisposable
         {
             await foreach (GenerationEvent e in r.Output.Reader.ReadAllAsync(CancellationToken.None))
             {
+                if (e is TokenGenerated && cancellationToken.IsCancellationRequested)
+                {
+                    continue;  // produced before the engine saw the cancel: drop it, wait for the finish
+                }
+
                 yield return e;
             }
         }

@@ -220,7 +220,11 @@ public sealed class HubClient : IDisposable
 
         PulledFileSource source;
         long downloaded = 0;
-        if (File.Exists(blobPath))
+        if (File.Exists(pointerPath)) // another pull of the same snapshot finished it while we waited for the lock
+        {
+            source = PulledFileSource.Cached;
+        }
+        else if (File.Exists(blobPath))
         {
             source = PulledFileSource.LinkedExistingBlob;
         }
@@ -235,7 +239,7 @@ public sealed class HubClient : IDisposable
             source = PulledFileSource.Downloaded;
         }
 
-        CreatePointer(blobPath, pointerPath);
+        if (source != PulledFileSource.Cached) CreatePointer(blobPath, pointerPath);
         long length = LengthOf(blobPath);
         progress?.OnFileCompleted(name, length, source);
         return new PulledFile(name, length, source, downloaded);
@@ -304,7 +308,7 @@ public sealed class HubClient : IDisposable
                 throw Corrupt(model, name, partialPath, $"it has {length:N0} bytes but the hub published {size:N0}");
             if (expectedSha256 is not null)
             {
-                if (state.HashedBytes != length) state.Restart(partialPath);
+                if (state.HashedBytes != length) state.Restart(partialPath, length);
                 string actual = Convert.ToHexStringLower(state.Hash.GetHashAndReset());
                 if (!actual.Equals(expectedSha256, StringComparison.OrdinalIgnoreCase))
                     throw Corrupt(model, name, partialPath, $"its sha256 is {actual} but the hub published {expectedSha256}");
@@ -354,8 +358,8 @@ public sealed class HubClient : IDisposable
             bool append = have > 0 && response.StatusCode == HttpStatusCode.PartialContent
                 && response.Content.Headers.ContentRange?.From == have;
             long position = append ? have : 0;
-            if (!append) state.Restart(null);
-            else if (state.HashedBytes != position) state.Restart(partialPath);
+            if (!append) state.Restart(null, 0);
+            else if (state.HashedBytes != position) state.Restart(partialPath, position);
             if (!append) progress?.OnFileProgress(name, 0, expectedSize);
 
             FileStream file;
@@ -447,19 +451,23 @@ public sealed class HubClient : IDisposable
             HashedBytes += data.Length;
         }
 
-        /// <summary>Starts over, hashing the current content of <paramref name="partialPath"/> when given.</summary>
-        public void Restart(string? partialPath)
+        /// <summary>Starts over, hashing the first <paramref name="bytes"/> bytes of <paramref name="partialPath"/> when given.</summary>
+        public void Restart(string? partialPath, long bytes)
         {
             Hash.Dispose();
             Hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             HashedBytes = 0;
-            if (partialPath is null || !File.Exists(partialPath)) return;
+            if (partialPath is null || bytes == 0) return;
             byte[] buffer = ArrayPool<byte>.Shared.Rent(CopyBufferBytes);
             try
             {
                 using FileStream stream = File.OpenRead(partialPath);
                 int n;
-                while ((n = stream.Read(buffer, 0, buffer.Length)) > 0) Append(buffer.AsSpan(0, n));
+                while (HashedBytes < bytes
+                       && (n = stream.Read(buffer, 0, (int)Math.Min(buffer.Length, bytes - HashedBytes))) > 0)
+                {
+                    Append(buffer.AsSpan(0, n));
+                }
             }
             finally
             {

@@ -219,8 +219,17 @@ public static unsafe class MatMul
             ushort* p3 = p2 + cols;
             TV a0 = TS.Zero, b0 = TS.Zero, a1 = TS.Zero, b1 = TS.Zero;
             TV a2 = TS.Zero, b2 = TS.Zero, a3 = TS.Zero, b3 = TS.Zero;
+            ushort* next = p0 + 4L * cols;     // the next group of rows, streamed in ahead (rows are short streams)
             for (int c = 0; c < main; c += block)
             {
+                if (((c * sizeof(ushort)) & 63) == 0)
+                {
+                    SimdMath.Prefetch(next + c);
+                    SimdMath.Prefetch(next + cols + c);
+                    SimdMath.Prefetch(next + 2 * cols + c);
+                    SimdMath.Prefetch(next + 3 * cols + c);
+                }
+
                 TV xe = TS.Load(xp + c);
                 TV xo = TS.Load(xp + c + lanes);
                 TS.LoadBf16Pair(p0 + c, out TV e, out TV o);

@@ -7,7 +7,7 @@ namespace Qwen3Sharp.Kernels;
 /// <summary>Measured memory read bandwidth: the bound a decode matvec is judged against.</summary>
 public static unsafe class MemoryBandwidth
 {
-    private const int ChunkBytes = 1 << 20;
+    internal const int ChunkBytes = 1 << 20;
 
     /// <summary>
     /// Read bandwidth in GB/s (10^9 bytes per second): the best of three vectorised sums over a fresh native buffer
@@ -23,14 +23,12 @@ public static unsafe class MemoryBandwidth
         float* sinks = (float*)NativeMemory.AllocZeroed((nuint)pool.ThreadCount * 16, sizeof(float));
         try
         {
-            var job = new SumJob { Buffer = buffer, Sinks = sinks, Fill = true };
-            pool.Run(ref job, (int)chunks);
-            job.Fill = false;
+            Fill(pool, buffer, bytes);
             double best = double.MaxValue;
             for (int rep = 0; rep < 3; rep++)
             {
                 long start = Stopwatch.GetTimestamp();
-                pool.Run(ref job, (int)chunks);
+                ReadPass(pool, buffer, bytes, sinks);
                 best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
             }
 
@@ -41,6 +39,21 @@ public static unsafe class MemoryBandwidth
             NativeMemory.AlignedFree(buffer);
             NativeMemory.Free(sinks);
         }
+    }
+
+    /// <summary>Writes every page of <paramref name="buffer"/> (a multiple of 1 MiB) so later reads hit DRAM, not the zero page.</summary>
+    internal static void Fill(WorkerPool pool, byte* buffer, long bytes)
+    {
+        var job = new SumJob { Buffer = buffer, Fill = true };
+        pool.Run(ref job, (int)(bytes / ChunkBytes));
+    }
+
+    /// <summary>One vectorised read of <paramref name="buffer"/> on all pool threads; sums land in
+    /// <paramref name="sinks"/> [ThreadCount * 16].</summary>
+    internal static void ReadPass(WorkerPool pool, byte* buffer, long bytes, float* sinks)
+    {
+        var job = new SumJob { Buffer = buffer, Sinks = sinks };
+        pool.Run(ref job, (int)(bytes / ChunkBytes));
     }
 
     private struct SumJob : IPoolJob

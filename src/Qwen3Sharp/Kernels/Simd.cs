@@ -51,6 +51,7 @@ internal unsafe interface ISimd<TV> where TV : struct
     static abstract void LoadBf16Pair(ushort* source, out TV even, out TV odd);
 
     /// <summary>2·Count bf16 values to float32 in natural order.</summary>
+    /// <remarks>See also <see cref="SimdMath.Prefetch"/> for streaming kernels.</remarks>
     static abstract void Bf16ToSingle(ushort* source, float* destination);
 
     /// <summary>2·Count IEEE half values to float32 in natural order.</summary>
@@ -307,8 +308,18 @@ internal unsafe struct SimdScalar : ISimd<float>
 }
 
 /// <summary>Vectorised float32 maths shared by the elementwise kernels.</summary>
-internal static class SimdMath
+internal static unsafe class SimdMath
 {
+    /// <summary>A hint to bring the cache line at <paramref name="address"/> into all cache levels (x86 only; a no-op elsewhere).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Prefetch(void* address)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        {
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(address);
+        }
+    }
+
     /// <summary>
     /// e^x with a degree-6 polynomial on [-ln2/2, ln2/2] after range reduction (Cephes expf; about 1 ulp).
     /// Inputs below -87.3 flush to 0 and above 88.7 saturate to +inf-adjacent values; NaN propagates.

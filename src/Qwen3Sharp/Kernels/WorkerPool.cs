@@ -17,28 +17,34 @@ public interface IPoolJob
 /// plus the calling thread. One pool per model; kernels receive it as their first argument.
 /// </summary>
 /// <remarks>
-/// A job is a function pointer and a state pointer, so dispatch allocates nothing. Items are handed out by an
-/// atomic counter (dynamic scheduling copes with a busy, shared machine). Idle workers spin for
-/// <see cref="SpinTicks"/> and then block on a monitor. One job runs at a time: a call made while another is
-/// running (from another thread, or from inside a job) runs inline on its own thread.
-/// The first exception thrown by a job item stops the remaining items and is rethrown to the caller.
-/// Each worker owns a 64-byte-aligned scratch block that kernels grow before dispatch
+/// A job is a function pointer and a state pointer, so dispatch allocates nothing. Items are claimed one at a
+/// time with a compare-and-swap on a single word holding (generation, item count, next item), and the caller
+/// returns as soon as every item has completed: a worker that wakes late (descheduled on a busy machine) finds
+/// nothing to claim and is never waited for. Idle workers spin for 200 µs and then block on a monitor.
+/// One job runs at a time: a call made while another is running (from another thread, or from inside a job)
+/// runs inline on its own thread. The first exception thrown by an item skips the items not yet started and is
+/// rethrown to the caller. Each worker owns a 64-byte-aligned scratch block that kernels grow before dispatch
 /// (<see cref="EnsureWorkerScratch"/>) and use without synchronisation.
 /// </remarks>
 public sealed unsafe class WorkerPool : IDisposable
 {
     private static readonly long SpinTicks = Stopwatch.Frequency / 5000;   // 200 µs
 
+    // _work: generation (24 bits) | count (20 bits) | next item (20 bits).
+    private const int FieldBits = 20;
+    private const long FieldMask = (1L << FieldBits) - 1;
+    private const int MaxItemsPerRound = (int)FieldMask;
+
     private readonly Thread[] _threads;
     private readonly object _wakeGate = new();
     private readonly object _doneGate = new();
 
-    // The current job (written by the dispatcher before _generation is bumped).
+    // The current job; written before _work publishes its generation, rewritten only after all items are claimed.
     private delegate*<void*, int, int, void> _body;
     private void* _state;
-    private int _count;
-    private int _next;
-    private int _pending;
+    private int _offset;
+    private long _work;
+    private int _remaining;
     private Exception? _error;
 
     private long _generation;
@@ -102,34 +108,41 @@ public sealed unsafe class WorkerPool : IDisposable
 
         try
         {
-            _body = body;
-            _state = state;
-            _count = count;
-            _error = null;
-            Volatile.Write(ref _next, 0);
-            Volatile.Write(ref _pending, _threads.Length);
-            Interlocked.Increment(ref _generation);              // full fence: publishes the job
-            if (Volatile.Read(ref _sleepingWorkers) > 0)
+            for (int offset = 0; offset < count; offset += MaxItemsPerRound)
             {
-                lock (_wakeGate)
-                {
-                    Monitor.PulseAll(_wakeGate);
-                }
-            }
-
-            RunItems(0);
-            WaitForWorkers();
-            Exception? error = _error;
-            _body = null;
-            _state = null;
-            if (error is not null)
-            {
-                ExceptionDispatchInfo.Capture(error).Throw();
+                Round(body, state, offset, Math.Min(MaxItemsPerRound, count - offset));
             }
         }
         finally
         {
             Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    private void Round(delegate*<void*, int, int, void> body, void* state, int offset, int count)
+    {
+        _body = body;
+        _state = state;
+        _offset = offset;
+        _error = null;
+        Volatile.Write(ref _remaining, count);
+        long generation = (_generation + 1) & 0xFFFFFF;
+        _generation = generation;
+        Interlocked.Exchange(ref _work, (generation << (2 * FieldBits)) | ((long)count << FieldBits));   // publishes the job
+        if (Volatile.Read(ref _sleepingWorkers) > 0)
+        {
+            lock (_wakeGate)
+            {
+                Monitor.PulseAll(_wakeGate);
+            }
+        }
+
+        RunItems(generation, 0);
+        WaitForItems();
+        Exception? error = _error;
+        if (error is not null)
+        {
+            ExceptionDispatchInfo.Capture(error).Throw();
         }
     }
 
@@ -143,37 +156,61 @@ public sealed unsafe class WorkerPool : IDisposable
     private static void Trampoline<TJob>(void* state, int index, int worker) where TJob : unmanaged, IPoolJob
         => ((TJob*)state)->Execute(index, worker);
 
-    private void RunItems(int worker)
+    /// <summary>Claims and runs items of <paramref name="generation"/> until none are left.</summary>
+    private void RunItems(long generation, int worker)
     {
+        // Safe to read before claiming: they change only after every item of this generation is claimed,
+        // and then the claim below fails.
         delegate*<void*, int, int, void> body = _body;
         void* state = _state;
-        int count = _count;
-        try
+        int offset = _offset;
+        while (true)
         {
-            int i;
-            while ((i = Interlocked.Increment(ref _next) - 1) < count)
+            long work = Volatile.Read(ref _work);
+            int next = (int)(work & FieldMask);
+            if (work >>> (2 * FieldBits) != generation || next >= (int)((work >> FieldBits) & FieldMask))
             {
-                body(state, i, worker);
+                return;
             }
-        }
-        catch (Exception e)
-        {
-            Interlocked.CompareExchange(ref _error, e, null);
-            Volatile.Write(ref _next, count);                 // the others stop taking items
+
+            if (Interlocked.CompareExchange(ref _work, work + 1, work) != work)
+            {
+                continue;
+            }
+
+            if (Volatile.Read(ref _error) is null)
+            {
+                try
+                {
+                    body(state, offset + next, worker);
+                }
+                catch (Exception e)
+                {
+                    Interlocked.CompareExchange(ref _error, e, null);
+                }
+            }
+
+            if (Interlocked.Decrement(ref _remaining) == 0 && Volatile.Read(ref _callerSleeping) != 0)
+            {
+                lock (_doneGate)
+                {
+                    Monitor.Pulse(_doneGate);
+                }
+            }
         }
     }
 
-    private void WaitForWorkers()
+    private void WaitForItems()
     {
         long start = Stopwatch.GetTimestamp();
-        while (Volatile.Read(ref _pending) != 0)
+        while (Volatile.Read(ref _remaining) != 0)
         {
             if (Stopwatch.GetTimestamp() - start > SpinTicks)
             {
                 lock (_doneGate)
                 {
                     Interlocked.Exchange(ref _callerSleeping, 1);
-                    while (Volatile.Read(ref _pending) != 0)
+                    while (Volatile.Read(ref _remaining) != 0)
                     {
                         Monitor.Wait(_doneGate);
                     }
@@ -195,14 +232,14 @@ public sealed unsafe class WorkerPool : IDisposable
         {
             long start = Stopwatch.GetTimestamp();
             long generation;
-            while ((generation = Volatile.Read(ref _generation)) == seen && !_disposed)
+            while ((generation = Volatile.Read(ref _work) >>> (2 * FieldBits)) == seen && !_disposed)
             {
                 if (Stopwatch.GetTimestamp() - start > SpinTicks)
                 {
                     lock (_wakeGate)
                     {
                         Interlocked.Increment(ref _sleepingWorkers);
-                        while (Volatile.Read(ref _generation) == seen && !_disposed)
+                        while (Volatile.Read(ref _work) >>> (2 * FieldBits) == seen && !_disposed)
                         {
                             Monitor.Wait(_wakeGate);
                         }
@@ -222,14 +259,7 @@ public sealed unsafe class WorkerPool : IDisposable
             }
 
             seen = generation;
-            RunItems(worker);
-            if (Interlocked.Decrement(ref _pending) == 0 && Volatile.Read(ref _callerSleeping) != 0)
-            {
-                lock (_doneGate)
-                {
-                    Monitor.Pulse(_doneGate);
-                }
-            }
+            RunItems(generation, worker);
         }
     }
 

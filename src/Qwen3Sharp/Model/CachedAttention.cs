@@ -1,9 +1,12 @@
+using System.Numerics;
+
 namespace Qwen3Sharp.Model;
 
 /// <summary>
 /// Causal grouped-query attention of new tokens against the cache, with the score buffer supplied by the caller
-/// so that decoding allocates nothing. Same contract as <c>Kernels.Attention.Causal</c>, whose current body
-/// allocates its score buffer per call; once that kernel takes (or pools) its buffer, the model can call it instead.
+/// so that decoding allocates nothing. Same contract as <c>Kernels.Attention.Causal</c> and checked against its
+/// scalar twin; the scalar body of that kernel allocates its score buffer per call, so the model uses this one until
+/// the kernel is allocation-free in steady state (then the call in Qwen3Model.RunLayers is a one-line swap).
 /// </summary>
 internal static class CachedAttention
 {
@@ -29,14 +32,7 @@ internal static class CachedAttention
                 float max = float.NegativeInfinity;
                 for (int p = 0; p < visible; p++)
                 {
-                    ReadOnlySpan<float> k = keys.Slice(p * kvStride + kvOffset, headDim);
-                    float dot = 0;
-                    for (int i = 0; i < headDim; i++)
-                    {
-                        dot += qh[i] * k[i];
-                    }
-
-                    float v = dot * scale;
+                    float v = Dot(qh, keys.Slice(p * kvStride + kvOffset, headDim)) * scale;
                     s[p] = v;
                     max = MathF.Max(max, v);
                 }
@@ -54,14 +50,51 @@ internal static class CachedAttention
                 outH.Clear();
                 for (int p = 0; p < visible; p++)
                 {
-                    float w = s[p] * inv;
-                    ReadOnlySpan<float> v = values.Slice(p * kvStride + kvOffset, headDim);
-                    for (int i = 0; i < headDim; i++)
-                    {
-                        outH[i] += w * v[i];
-                    }
+                    AddScaled(values.Slice(p * kvStride + kvOffset, headDim), s[p] * inv, outH);
                 }
             }
+        }
+    }
+
+    private static float Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        int i = 0;
+        float sum = 0;
+        if (Vector.IsHardwareAccelerated && a.Length >= Vector<float>.Count)
+        {
+            Vector<float> acc = Vector<float>.Zero;
+            for (; i <= a.Length - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                acc += new Vector<float>(a[i..]) * new Vector<float>(b[i..]);
+            }
+
+            sum = Vector.Sum(acc);
+        }
+
+        for (; i < a.Length; i++)
+        {
+            sum += a[i] * b[i];
+        }
+
+        return sum;
+    }
+
+    /// <summary>destination += weight * x</summary>
+    private static void AddScaled(ReadOnlySpan<float> x, float weight, Span<float> destination)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && x.Length >= Vector<float>.Count)
+        {
+            var w = new Vector<float>(weight);
+            for (; i <= x.Length - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                (new Vector<float>(destination[i..]) + w * new Vector<float>(x[i..])).CopyTo(destination[i..]);
+            }
+        }
+
+        for (; i < x.Length; i++)
+        {
+            destination[i] += weight * x[i];
         }
     }
 }

@@ -16,6 +16,12 @@ namespace Qwen3Sharp.Sampling;
 /// </remarks>
 public sealed class Sampler
 {
+    /// <summary>Up to this k, top-k is one scan keeping a sorted list; above it, quickselect over all candidates.</summary>
+    internal const int SmallTopK = 64;
+
+    /// <summary>Temperatures below this are greedy (vLLM's epsilon): dividing by them would only overflow.</summary>
+    public const float GreedyTemperature = 1e-5f;
+
     private readonly float[] _work;            // [vocabSize] logits after bias and penalties
     private readonly float[] _values;          // [vocabSize] candidate logits, then probabilities
     private readonly int[] _ids;               // [vocabSize] candidate token ids
@@ -96,7 +102,7 @@ public sealed class Sampler
     {
         ApplyBiasAndPenalties(logits);
         SamplingParams p = Parameters;
-        if (p.Temperature == 0f)
+        if (p.Temperature < GreedyTemperature)
         {
             int best = SamplerSteps.ArgMax(_work);
             if (best < 0)
@@ -110,16 +116,28 @@ public sealed class Sampler
             return best;
         }
 
-        int n = 0;
-        for (int i = 0; i < _work.Length; i++)
+        int n;
+        bool sorted = false;
+        if (p.TopK > 0 && p.TopK <= SmallTopK && p.TopK < VocabSize)
         {
-            float v = _work[i];
-            if (v > float.NegativeInfinity)        // false for NaN too
+            n = SamplerSteps.TopKScan(_work, p.TopK, _values, _ids);
+            sorted = true;
+        }
+        else
+        {
+            n = 0;
+            for (int i = 0; i < _work.Length; i++)
             {
-                _values[n] = v;
-                _ids[n] = i;
-                n++;
+                float v = _work[i];
+                if (v > float.NegativeInfinity)        // false for NaN too
+                {
+                    _values[n] = v;
+                    _ids[n] = i;
+                    n++;
+                }
             }
+
+            n = SamplerSteps.TopK(_values, _ids, n, p.TopK);
         }
 
         if (n == 0)
@@ -127,14 +145,13 @@ public sealed class Sampler
             ThrowNoCandidate();
         }
 
-        n = SamplerSteps.TopK(_values, _ids, n, p.TopK);
         if (p.Temperature != 1f)
         {
             SamplerSteps.Scale(_values, n, 1f / p.Temperature);
         }
 
         SamplerSteps.Softmax(_values, n);
-        n = SamplerSteps.TopP(_values, _ids, n, p.TopP);
+        n = SamplerSteps.TopP(_values, _ids, n, p.TopP, sorted);
         n = SamplerSteps.MinP(_values, _ids, n, p.MinP);
         _candidateCount = n;
         return _ids[SamplerSteps.Draw(_values, n, _random.NextDouble())];

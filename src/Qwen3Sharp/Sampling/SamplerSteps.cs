@@ -61,6 +61,43 @@ internal static class SamplerSteps
         return k;
     }
 
+    /// <summary>
+    /// Small-k top-k straight from the logits: one pass keeping the k largest finite values sorted, most likely
+    /// first (lower id first on ties), in <paramref name="values"/>/<paramref name="ids"/>. Most elements cost one
+    /// comparison, so this beats building the full candidate set and selecting when k is small.
+    /// Returns the count kept (less than k when fewer logits are above -inf).
+    /// </summary>
+    public static int TopKScan(ReadOnlySpan<float> logits, int k, Span<float> values, Span<int> ids)
+    {
+        int filled = 0;
+        float threshold = float.NegativeInfinity;       // the k-th value once k are held
+        for (int i = 0; i < logits.Length; i++)
+        {
+            float v = logits[i];
+            if (!(v > threshold))                        // also skips NaN and -inf
+            {
+                continue;
+            }
+
+            int j = filled < k ? filled++ : k - 1;
+            while (j > 0 && values[j - 1] < v)
+            {
+                values[j] = values[j - 1];
+                ids[j] = ids[j - 1];
+                j--;
+            }
+
+            values[j] = v;
+            ids[j] = i;
+            if (filled == k)
+            {
+                threshold = values[k - 1];
+            }
+        }
+
+        return filled;
+    }
+
     public static void Scale(Span<float> values, int count, float factor)
     {
         for (int i = 0; i < count; i++)
@@ -132,7 +169,7 @@ internal static class SamplerSteps
     /// drops tokens below (1 - topP) / (count - 1) (llama2.c): such a token can never be inside the nucleus,
     /// since all tokens above it would have to hold less than topP together.
     /// </summary>
-    public static int TopP(Span<float> probs, Span<int> ids, int count, float topP)
+    public static int TopP(Span<float> probs, Span<int> ids, int count, float topP, bool sorted = false)
     {
         if (topP >= 1f || count <= 1)
         {
@@ -140,7 +177,7 @@ internal static class SamplerSteps
         }
 
         int n = count;
-        if (count > 64)
+        if (!sorted && count > 64)
         {
             float cutoff = (1f - topP) / (count - 1);
             n = 0;
@@ -155,7 +192,11 @@ internal static class SamplerSteps
             }
         }
 
-        SortDescending(probs, ids, n);
+        if (!sorted)
+        {
+            SortDescending(probs, ids, n);
+        }
+
         double cumulative = 0;
         for (int i = 0; i < n; i++)
         {

@@ -6,7 +6,7 @@ namespace Qwen3Sharp.Sampling;
 /// </summary>
 public sealed record SamplingParams
 {
-    /// <summary>0 = greedy (arg-max after bias and penalties).</summary>
+    /// <summary>0 (or below <see cref="Sampler.GreedyTemperature"/>) = greedy: arg-max after bias and penalties.</summary>
     public float Temperature { get; init; } = 1f;
 
     /// <summary>Keep the K most likely tokens; 0 or -1 = off. Exactly K are kept (ties at the edge broken arbitrarily but deterministically, as llama.cpp).</summary>

@@ -79,7 +79,7 @@ public static class LogprobCalculator
         double sum = 0;
         foreach (float v in logits)
         {
-            sum += Math.Exp(v - max);
+            sum += MathF.Exp(v - max);
         }
 
         return max + (float)Math.Log(sum);

@@ -20,9 +20,12 @@ internal sealed class ByteLevelBpe
     private readonly MergeTable _merges;
     private readonly ConcurrentDictionary<string, int[]> _cache = new();
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheLookup;
+    private int _cacheCount;
 
-    public ByteLevelBpe(IReadOnlyDictionary<string, int> vocab, IReadOnlyList<(string Left, string Right)> merges, string file)
+    public ByteLevelBpe(Dictionary<string, int> vocab, IReadOnlyList<(string Left, string Right)> merges, string file)
     {
+        Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> vocabBySpan = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
+        Span<char> pair = stackalloc char[256];
         for (int b = 0; b < 256; b++)
         {
             string symbol = ByteAlphabet.CharOf((byte)b).ToString();
@@ -33,8 +36,12 @@ internal sealed class ByteLevelBpe
         for (int rank = 0; rank < merges.Count; rank++)
         {
             (string left, string right) = merges[rank];
+            int length = left.Length + right.Length;
+            Span<char> merged = length <= pair.Length ? pair[..length] : new char[length];
+            left.CopyTo(merged);
+            right.CopyTo(merged[left.Length..]);
             if (!vocab.TryGetValue(left, out int leftId) || !vocab.TryGetValue(right, out int rightId)
-                || !vocab.TryGetValue(left + right, out int mergedId))
+                || !vocabBySpan.TryGetValue(merged, out int mergedId))
                 throw new TokenizerFormatException(file, $"model.merges[{rank}] ('{left}' '{right}') uses a token missing from model.vocab");
             _merges.Set(leftId, rightId, rank, mergedId); // a repeated pair takes its last rank, as HF's map does
         }
@@ -42,6 +49,13 @@ internal sealed class ByteLevelBpe
     }
 
     public int ByteToId(byte b) => _byteToId[b];
+
+    /// <summary>Empties the pre-token cache (benchmarks measure the cold path with it).</summary>
+    internal void ClearCache()
+    {
+        _cache.Clear();
+        Interlocked.Exchange(ref _cacheCount, 0);
+    }
 
     /// <summary>Appends the ids of one pre-token.</summary>
     public void EncodePiece(ReadOnlySpan<char> piece, List<int> destination)
@@ -68,10 +82,13 @@ internal sealed class ByteLevelBpe
             for (int i = 0; i < byteCount; i++) ids[i] = _byteToId[bytes[i]];
             int count = Merge(ids[..byteCount]);
             destination.AddRange(ids[..count]);
-            if (piece.Length <= MaxCachedPieceLength)
+            if (piece.Length <= MaxCachedPieceLength && _cacheLookup.TryAdd(piece, ids[..count].ToArray())
+                && Interlocked.Increment(ref _cacheCount) >= CacheCapacity)
             {
-                if (_cache.Count >= CacheCapacity) _cache.Clear();
-                _cacheLookup.TryAdd(piece, ids[..count].ToArray());
+                // ConcurrentDictionary.Count takes every lock, so the size is tracked here; a rare race only
+                // makes the cache clear a little early or late.
+                _cache.Clear();
+                Interlocked.Exchange(ref _cacheCount, 0);
             }
         }
         finally

@@ -34,27 +34,34 @@ public sealed class IncrementalDecoder
     }
 
     /// <summary>
-    /// Adds one token and writes the text it completes to <paramref name="destination"/> (at least
-    /// <see cref="MaxCharsPerAppend"/> long); returns the number of chars written.
+    /// Adds one token and writes the text it completes to <paramref name="destination"/>; returns the number of
+    /// chars written. A destination of <see cref="MaxCharsPerAppend"/> chars is always enough.
     /// </summary>
     public int Append(int tokenId, Span<char> destination)
     {
-        if (destination.Length < MaxCharsPerAppend)
-            throw new ArgumentException($"destination must hold at least {MaxCharsPerAppend} chars (MaxCharsPerAppend).", nameof(destination));
         switch (_tokenizer.KindOf(tokenId))
         {
             case Qwen3Tokenizer.TokenKind.Bytes:
-                return _utf8.GetChars(_tokenizer.BytesOf(tokenId), destination, flush: false);
+                ReadOnlySpan<byte> bytes = _tokenizer.BytesOf(tokenId);
+                EnsureRoom(destination, bytes.Length + 3); // held-back bytes (<= 3) may turn into U+FFFD each
+                return _utf8.GetChars(bytes, destination, flush: false);
             case Qwen3Tokenizer.TokenKind.Special when _skipSpecialTokens:
                 return 0;
             case Qwen3Tokenizer.TokenKind.Added or Qwen3Tokenizer.TokenKind.Special:
-                int written = _utf8.GetChars([], destination, flush: true);
                 string content = _tokenizer.AddedContentOf(tokenId);
+                EnsureRoom(destination, content.Length + 3);
+                int written = _utf8.GetChars([], destination, flush: true);
                 content.CopyTo(destination[written..]);
                 return written + content.Length;
             default:
                 return 0; // ids without a token are skipped, as Decode does
         }
+    }
+
+    private void EnsureRoom(Span<char> destination, int needed)
+    {
+        if (destination.Length < needed)
+            throw new ArgumentException($"destination has {destination.Length} chars; this token needs up to {needed} (MaxCharsPerAppend = {MaxCharsPerAppend} always suffices).", nameof(destination));
     }
 
     /// <summary>Ends the stream: bytes of an unfinished character become U+FFFD. The decoder is then empty.</summary>
@@ -64,8 +71,12 @@ public sealed class IncrementalDecoder
         return written == 0 ? string.Empty : new string(_scratch, 0, written);
     }
 
-    /// <summary>Span variant of <see cref="Flush()"/>; at most 4 chars.</summary>
-    public int Flush(Span<char> destination) => _utf8.GetChars([], destination, flush: true);
+    /// <summary>Span variant of <see cref="Flush()"/>; writes at most 3 chars.</summary>
+    public int Flush(Span<char> destination)
+    {
+        EnsureRoom(destination, 3);
+        return _utf8.GetChars([], destination, flush: true);
+    }
 
     /// <summary>Forgets any held-back bytes.</summary>
     public void Reset() => _utf8.Reset();

@@ -65,40 +65,96 @@ internal static class Nfc
     /// <summary>
     /// Writes NFC of <paramref name="text"/> into <paramref name="destination"/>, renting (or growing) it from
     /// ArrayPool&lt;char&gt;.Shared; the caller returns it. Returns the number of chars written.
+    /// Works in chunks of about <see cref="ChunkChars"/> chars cut at normalization boundaries, so scratch memory
+    /// stays small whatever the text length.
     /// </summary>
     public static int Normalize(ReadOnlySpan<char> text, ref char[]? destination)
     {
-        // Decomposition expands at most 4x in code points (U+1D160-style sequences stay below that).
-        int[] cps = ArrayPool<int>.Shared.Rent(text.Length * 4 + 4); // [codePointCount]
+        int written = 0;
+        int[] cps = ArrayPool<int>.Shared.Rent(ChunkChars * 4 + 64); // [chunk code points]: decomposition expands <= 4x per char
         try
         {
-            int count = Decompose(text, cps);
-            ReorderCanonically(cps.AsSpan(0, count));
-            count = Compose(cps.AsSpan(0, count));
-            int needed = count * 2;
-            if (destination is null || destination.Length < needed)
+            for (int start = 0; start < text.Length;)
             {
-                if (destination is not null) ArrayPool<char>.Shared.Return(destination);
-                destination = ArrayPool<char>.Shared.Rent(Math.Max(needed, 16));
-            }
-            int written = 0;
-            for (int i = 0; i < count; i++)
-            {
-                int cp = cps[i];
-                if (cp <= 0xFFFF) destination[written++] = (char)cp;
-                else
+                int end = NextChunkEnd(text, start);
+                ReadOnlySpan<char> chunk = text[start..end];
+                start = end;
+                if (IsQuickNormalized(chunk))
                 {
-                    cp -= 0x10000;
-                    destination[written++] = (char)(0xD800 + (cp >> 10));
-                    destination[written++] = (char)(0xDC00 + (cp & 0x3FF));
+                    Grow(ref destination, written, written + chunk.Length);
+                    chunk.CopyTo(destination.AsSpan(written));
+                    written += chunk.Length;
+                    continue;
                 }
+                if (cps.Length < chunk.Length * 4 + 4)
+                {
+                    ArrayPool<int>.Shared.Return(cps);
+                    cps = ArrayPool<int>.Shared.Rent(chunk.Length * 4 + 4);
+                }
+                int count = Decompose(chunk, cps);
+                ReorderCanonically(cps.AsSpan(0, count));
+                count = Compose(cps.AsSpan(0, count));
+                Grow(ref destination, written, written + count * 2);
+                written += WriteUtf16(cps.AsSpan(0, count), destination.AsSpan(written));
             }
+            Grow(ref destination, written, Math.Max(written, 16));
             return written;
         }
         finally
         {
             ArrayPool<int>.Shared.Return(cps);
         }
+    }
+
+    /// <summary>Chars per normalization chunk (before extending to the next boundary).</summary>
+    internal const int ChunkChars = 2048;
+
+    /// <summary>
+    /// End of the chunk starting at <paramref name="start"/>: the first normalization boundary at or after
+    /// start + ChunkChars. A boundary precedes a code point with combining class 0 that NFC never changes or
+    /// composes with what comes before (not an NFC candidate), so NFC(a + b) = NFC(a) + NFC(b) there.
+    /// </summary>
+    private static int NextChunkEnd(ReadOnlySpan<char> text, int start)
+    {
+        int i = start + ChunkChars;
+        if (i >= text.Length) return text.Length;
+        while (i < text.Length)
+        {
+            char c = text[i];
+            if (!char.IsLowSurrogate(c) && (UnicodeClasses.Of(UnicodeClasses.CodePointAt(text, i, out _)) & UnicodeClasses.NfcCandidate) == 0)
+                return i;
+            i++;
+        }
+        return text.Length;
+    }
+
+    private static void Grow(ref char[]? buffer, int used, int needed)
+    {
+        if (buffer is not null && buffer.Length >= needed) return;
+        char[] bigger = ArrayPool<char>.Shared.Rent(Math.Max(needed, buffer is null ? 0 : buffer.Length * 2));
+        if (buffer is not null)
+        {
+            buffer.AsSpan(0, used).CopyTo(bigger);
+            ArrayPool<char>.Shared.Return(buffer);
+        }
+        buffer = bigger;
+    }
+
+    private static int WriteUtf16(ReadOnlySpan<int> cps, Span<char> destination)
+    {
+        int written = 0;
+        foreach (int cp in cps)
+        {
+            if (cp <= 0xFFFF)
+            {
+                destination[written++] = (char)cp;
+                continue;
+            }
+            int v = cp - 0x10000;
+            destination[written++] = (char)(0xD800 + (v >> 10));
+            destination[written++] = (char)(0xDC00 + (v & 0x3FF));
+        }
+        return written;
     }
 
     private static int Decompose(ReadOnlySpan<char> text, int[] cps)

@@ -14,7 +14,8 @@ public sealed class Qwen3Tokenizer
     private const string TokenizerFile = "tokenizer.json";
     private const string ConfigFile = "tokenizer_config.json";
 
-    private readonly Dictionary<string, int> _tokenToId;   // vocab and added tokens
+    private readonly Dictionary<string, int> _vocab;       // byte-level vocab tokens
+    private readonly Dictionary<string, int> _addedToId;   // added tokens' text
     private readonly string?[] _idToToken;                 // [VocabSize]
     private readonly TokenKind[] _kinds;                   // [VocabSize]
     private readonly int[] _byteOffsets;                   // [VocabSize + 1]: token id -> range in _bytes
@@ -28,10 +29,11 @@ public sealed class Qwen3Tokenizer
     internal enum TokenKind : byte { Unknown, Bytes, Added, Special }
 
     private Qwen3Tokenizer(
-        Dictionary<string, int> tokenToId, string?[] idToToken, TokenKind[] kinds, int[] byteOffsets, byte[] bytes,
+        Dictionary<string, int> vocab, Dictionary<string, int> addedToId, string?[] idToToken, TokenKind[] kinds, int[] byteOffsets, byte[] bytes,
         AddedToken?[] addedById, IReadOnlyList<AddedToken> addedTokens, ByteLevelBpe bpe, bool nfc, int? eos, int? pad)
     {
-        _tokenToId = tokenToId;
+        _vocab = vocab;
+        _addedToId = addedToId;
         _idToToken = idToToken;
         _kinds = kinds;
         _byteOffsets = byteOffsets;
@@ -78,8 +80,7 @@ public sealed class Qwen3Tokenizer
     /// <summary>Upper bound of the chars one token decodes to (bytes of the longest token, or an added token's text).</summary>
     public int MaxDecodedCharsPerToken { get; }
 
-    private int? AddedId(string content) =>
-        _tokenToId.TryGetValue(content, out int id) && _addedById[id] is not null ? id : null;
+    private int? AddedId(string content) => _addedToId.TryGetValue(content, out int id) ? id : null;
 
     // ---------------------------------------------------------------- loading
 
@@ -126,16 +127,15 @@ public sealed class Qwen3Tokenizer
             if (model.TryGetProperty("byte_fallback", out JsonElement byteFallback) && byteFallback.ValueKind == JsonValueKind.True)
                 throw new TokenizerFormatException(file, "model.byte_fallback = true is not supported");
 
-            var tokenToId = new Dictionary<string, int>(200_000, StringComparer.Ordinal);
+            var vocab = new Dictionary<string, int>(160_000, StringComparer.Ordinal);
             int maxId = -1;
             foreach (JsonProperty entry in Required(model, "vocab", JsonValueKind.Object, file, "model.").EnumerateObject())
             {
                 if (entry.Value.ValueKind != JsonValueKind.Number || !entry.Value.TryGetInt32(out int id) || id < 0)
                     throw new TokenizerFormatException(file, $"model.vocab['{entry.Name}'] is not a non-negative integer id");
-                tokenToId[entry.Name] = id;
+                vocab[entry.Name] = id;
                 maxId = Math.Max(maxId, id);
             }
-            var vocab = new Dictionary<string, int>(tokenToId, StringComparer.Ordinal);
 
             var merges = new List<(string, string)>();
             foreach (JsonElement merge in Required(model, "merges", JsonValueKind.Array, file, "model.").EnumerateArray())
@@ -158,14 +158,15 @@ public sealed class Qwen3Tokenizer
                     bool special = Flag(t, "special", false);
                     addedTokens.Add(new AddedToken(id, content, special, Flag(t, "lstrip", false), Flag(t, "rstrip", false),
                         Flag(t, "normalized", !special)));
-                    tokenToId[content] = id;
                     maxId = Math.Max(maxId, id);
                 }
             }
 
+            // Added tokens are looked up before the vocab (transformers.js overwrites vocab entries with them).
+            var addedToId = addedTokens.ToDictionary(t => t.Content, t => t.Id, StringComparer.Ordinal);
             HashSet<string> extraSpecial = [];
             int? eos = null, pad = null;
-            if (configJson is not null) ReadConfig(configJson, configFile, tokenToId, extraSpecial, ref eos, ref pad);
+            if (configJson is not null) ReadConfig(configJson, configFile, t => addedToId.TryGetValue(t, out int a) ? a : vocab.TryGetValue(t, out int v) ? v : null, extraSpecial, ref eos, ref pad);
 
             int vocabSize = maxId + 1;
             var idToToken = new string?[vocabSize];
@@ -201,7 +202,7 @@ public sealed class Qwen3Tokenizer
             offsets[vocabSize] = blob.Count;
 
             var bpe = new ByteLevelBpe(vocab, merges, file);
-            return new Qwen3Tokenizer(tokenToId, idToToken, kinds, offsets, [.. blob], addedById,
+            return new Qwen3Tokenizer(vocab, addedToId, idToToken, kinds, offsets, [.. blob], addedById,
                 addedTokens.Select(t => addedById[t.Id]!).ToArray(), bpe, nfc, eos, pad);
         }
     }
@@ -244,7 +245,7 @@ public sealed class Qwen3Tokenizer
             throw new TokenizerFormatException(file, "decoder.type must be ByteLevel");
     }
 
-    private static void ReadConfig(byte[] json, string file, Dictionary<string, int> tokenToId, HashSet<string> extraSpecial, ref int? eos, ref int? pad)
+    private static void ReadConfig(byte[] json, string file, Func<string, int?> tokenToId, HashSet<string> extraSpecial, ref int? eos, ref int? pad)
     {
         try
         {
@@ -261,7 +262,7 @@ public sealed class Qwen3Tokenizer
             throw new TokenizerFormatException(file, "not valid JSON: " + e.Message, e);
         }
 
-        int Lookup(string text, string field) => tokenToId.TryGetValue(text, out int id)
+        int Lookup(string text, string field) => tokenToId(text) is int id
             ? id
             : throw new TokenizerFormatException(file, $"{field} '{text}' is not a token of tokenizer.json");
 
@@ -288,7 +289,8 @@ public sealed class Qwen3Tokenizer
     // ---------------------------------------------------------------- vocabulary
 
     /// <summary>Id of a vocab token (byte-level form, e.g. "Ġworld") or of an added token's text.</summary>
-    public int? TokenToId(string token) => _tokenToId.TryGetValue(token, out int id) ? id : null;
+    public int? TokenToId(string token) =>
+        _addedToId.TryGetValue(token, out int id) || _vocab.TryGetValue(token, out id) ? id : null;
 
     /// <summary>The token of an id (byte-level form for vocab tokens), null for ids without a token.</summary>
     public string? IdToToken(int id) => (uint)id < (uint)_idToToken.Length ? _idToToken[id] : null;

@@ -1,4 +1,5 @@
 using Qwen3Sharp.Cli;
+using Qwen3Sharp.Cli.Commands;
 using Qwen3Sharp.Hub;
 using Qwen3Sharp.Tests.Hub;
 
@@ -117,5 +118,35 @@ public sealed class CliInvokeTests
         Assert.Contains("model-00001-of-00002.safetensors", text);
         Assert.Contains("100%", text);
         Assert.Contains("\u001b[", text); // ANSI: the live progress display, not log lines
+    }
+}
+
+public sealed class ModelResolutionTests
+{
+    [Fact]
+    public async Task ResolveModelAsync_LocalDirectory_ReturnsFullPath()
+    {
+        using var dir = new TempDir();
+        var context = new CliContext { Out = TextWriter.Null, Error = TextWriter.Null, GetEnvironmentVariable = _ => null };
+
+        Assert.Equal(Path.GetFullPath(dir.Path), await context.ResolveModelAsync(dir.Path, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task ResolveModelAsync_HubIdNotCached_PullsWithProgressOnStderrOnly()
+    {
+        await using FakeHub hub = await FakeHub.StartAsync();
+        hub.AddRepo(HubTestModel.RepoId, HubTestModel.Files());
+        using var home = new TempDir();
+        var env = new Dictionary<string, string> { ["HF_HOME"] = home.Path, ["HF_ENDPOINT"] = hub.Endpoint, ["HF_TOKEN_PATH"] = "/x" };
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        var context = new CliContext { Out = stdout, Error = stderr, GetEnvironmentVariable = env.GetValueOrDefault };
+
+        string dir = await context.ResolveModelAsync(HubTestModel.RepoId + "@main", CancellationToken.None);
+
+        Assert.True(HubCache.IsCompleteSnapshot(dir));
+        Assert.Equal("", stdout.ToString());
+        Assert.Contains("config.json: ", stderr.ToString());
     }
 }

@@ -260,6 +260,21 @@ public sealed class HubClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PullAsync_TwoConcurrentPullsOfOneRepo_DownloadEachFileOnce()
+    {
+        using var a = new HubClient(Settings());
+        using var b = new HubClient(Settings());
+
+        PullResult[] results = await Task.WhenAll(a.PullAsync(HubTestModel.RepoId), b.PullAsync(HubTestModel.RepoId));
+
+        foreach (string name in HubTestModel.PulledNames)
+        {
+            Assert.Equal(1, _hub.ContentRequests.Count(r => r.Path.EndsWith("/" + name, StringComparison.Ordinal)));
+            Assert.All(results, r => Assert.Equal(_files[name], File.ReadAllBytes(Path.Combine(r.SnapshotDir, name))));
+        }
+    }
+
+    [Fact]
     public async Task PullAsync_CommitShaRevision_DoesNotWriteRef()
     {
         using var client = new HubClient(Settings());
@@ -268,6 +283,25 @@ public sealed class HubClientTests : IAsyncLifetime
 
         Assert.Equal(Commit, result.Commit);
         Assert.False(Directory.Exists(Path.Combine(RepoDir, "refs")));
+    }
+
+    [Fact]
+    public async Task PullAsync_DiskFull_ThrowsDiskFullWithAdvice()
+    {
+        if (!OperatingSystem.IsLinux() || !File.Exists("/dev/full")) return; // ENOSPC on demand exists only on Linux
+        const string shard = "model-00001-of-00002.safetensors";
+        string blobs = Path.Combine(RepoDir, "blobs");
+        Directory.CreateDirectory(blobs);
+        // the partial download of one shard is a link to /dev/full, whose writes fail with ENOSPC
+        File.CreateSymbolicLink(Path.Combine(blobs, FakeHub.Sha256(_files[shard]) + ".incomplete"), "/dev/full");
+        using var client = new HubClient(Settings());
+
+        HubException e = await Assert.ThrowsAsync<HubException>(() => client.PullAsync(HubTestModel.RepoId));
+
+        Assert.Equal(HubErrorKind.DiskFull, e.Kind);
+        Assert.Equal(shard, e.FileName);
+        Assert.Contains("disk is full", e.Message);
+        Assert.Contains("HF_HOME", e.Message);
     }
 
     [Fact]

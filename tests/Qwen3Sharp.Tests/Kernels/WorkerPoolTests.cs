@@ -64,6 +64,16 @@ public sealed unsafe class WorkerPoolTests
         Assert.Equal(1000L * 1001 / 2, sum);
     }
 
+    [Fact]
+    public void For_MoreItemsThanOneRoundHolds_RunsThemAll()
+    {
+        using var pool = new WorkerPool(2);
+        long sum = 0;
+        const int count = (1 << 20) + 77;
+        pool.For(count, &AddIndex, &sum);
+        Assert.Equal((long)count * (count + 1) / 2, sum);
+    }
+
     private struct ThrowingJob : IPoolJob
     {
         public int ThrowAt;

@@ -85,6 +85,14 @@ public class SamplerTests
     }
 
     [Fact]
+    public void Greedy_TinyTemperature_IsGreedy()
+    {
+        var s = new Sampler(3, new SamplingParams { Temperature = 1e-7f, Seed = 1 });
+        Assert.Equal(1, s.Sample([1f, 1.0001f, 1f]));
+        Assert.Equal(1, s.LastCandidateIds.Length);
+    }
+
+    [Fact]
     public void Greedy_Ties_PickLowestId()
     {
         var s = new Sampler(4, new SamplingParams { Temperature = 0f });
@@ -260,6 +268,41 @@ public class SamplerTests
         Assert.Equal(field, ex.ParamName);
     }
 
+    [Theory]
+    [InlineData(1, 3)]
+    [InlineData(7, 1000)]
+    [InlineData(100, 5)]
+    [InlineData(999, 50)]
+    public void TopKSteps_QuickselectAndScan_KeepTheKLargest(int k, int distinctValues)
+    {
+        var rng = new Random(k * 31 + distinctValues);
+        float[] source = Enumerable.Range(0, 1000).Select(_ => (float)rng.Next(distinctValues)).ToArray();
+        float[] expected = source.OrderByDescending(v => v).Take(k).ToArray();
+
+        float[] values = (float[])source.Clone();
+        int[] ids = Enumerable.Range(0, source.Length).ToArray();
+        int n = SamplerSteps.TopK(values, ids, values.Length, k);
+        Assert.Equal(k, n);
+        Assert.Equal(expected, values.Take(k).OrderByDescending(v => v));
+        Assert.All(Enumerable.Range(0, k), i => Assert.Equal(source[ids[i]], values[i]));
+
+        var scanValues = new float[k];
+        var scanIds = new int[k];
+        Assert.Equal(k, SamplerSteps.TopKScan(source, k, scanValues, scanIds));
+        Assert.Equal(expected, scanValues);
+        Assert.All(Enumerable.Range(0, k), i => Assert.Equal(source[scanIds[i]], scanValues[i]));
+    }
+
+    [Fact]
+    public void TopKScan_FewerFiniteThanK_ReturnsThoseSorted()
+    {
+        var values = new float[4];
+        var ids = new int[4];
+        int n = SamplerSteps.TopKScan([float.NegativeInfinity, 2f, float.NaN, 5f, 2f], 4, values, ids);
+        Assert.Equal(3, n);
+        Assert.Equal([3, 1, 4], ids.Take(3));
+    }
+
     [Fact]
     public void SeededRandom_MatchesReferenceXoshiro256StarStar()
     {
@@ -285,13 +328,15 @@ public class SamplerTests
     }
 
     [Theory]
-    [InlineData(true)]
-    [InlineData(false)]
-    public void Sample_FullVocabulary_MatchesNaiveReference(bool withTopK)
+    [InlineData(0, 0.3f)]
+    [InlineData(50, 0.3f)]      // one-scan top-k
+    [InlineData(200, 0.3f)]     // quickselect top-k
+    [InlineData(400, 1f)]       // quickselect, no sort at all
+    public void Sample_FullVocabulary_MatchesNaiveReference(int topK, float topP)
     {
         const int vocab = 151936;
         float[] logits = RandomLogits(vocab, 5);
-        var p = new SamplingParams { Temperature = 0.8f, TopK = withTopK ? 50 : 0, TopP = 0.3f, MinP = 0.05f, Seed = 11 };
+        var p = new SamplingParams { Temperature = 0.8f, TopK = topK, TopP = topP, MinP = 0.05f, Seed = 11 };
         var s = new Sampler(vocab, p);
         int token = s.Sample(logits);
 

@@ -38,3 +38,33 @@ public class NfcTests
         Assert.False(Nfc.IsQuickNormalized("e\u0301"));
     }
 }
+
+public class NfcChunkingTests
+{
+    [Fact]
+    public void Normalize_TextLongerThanChunks_EqualsPerPieceNormalization()
+    {
+        // '#' is a normalization boundary and composes with nothing, so NFC of the joined text is the join of the
+        // NFC of the pieces.
+        var cases = TokenizerTestData.Cases.Nfc;
+        var input = new System.Text.StringBuilder();
+        var expected = new System.Text.StringBuilder();
+        for (int round = 0; input.Length < 6 * Nfc.ChunkChars; round++)
+        {
+            foreach (var c in cases)
+            {
+                input.Append(c.Input).Append('#');
+                expected.Append(c.Output).Append('#');
+            }
+        }
+        Assert.Equal(expected.ToString(), Nfc.Normalize(input.ToString()));
+    }
+
+    [Fact]
+    public void Normalize_CombiningRunWithoutBoundary_StaysOneChunk()
+    {
+        string marks = new('\u0301', 3 * Nfc.ChunkChars);
+        Assert.Equal("\u00E1" + marks[1..], Nfc.Normalize("a" + marks));
+        Assert.Equal(string.Concat(Enumerable.Repeat("\u00E9", 5000)), Nfc.Normalize(string.Concat(Enumerable.Repeat("e\u0301", 5000))));
+    }
+}

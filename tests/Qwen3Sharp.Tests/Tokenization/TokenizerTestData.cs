@@ -18,7 +18,8 @@ internal static class TokenizerTestData
     public sealed record EncodeCase(string Category, string Text, int[] Ids, string Decoded, string DecodedSkipSpecial);
     public sealed record DecodeCase(int[] Ids, string Text, string TextSkipSpecial);
     public sealed record NfcCase(string Input, string Output);
-    public sealed record Fixtures(string Reference, EncodeCase[] Encode, DecodeCase[] Decode, NfcCase[] Nfc);
+    public sealed record FlagCase(string Text, int[] Ids);
+    public sealed record Fixtures(string Reference, EncodeCase[] Encode, DecodeCase[] Decode, NfcCase[] Nfc, FlagCase[] AddedTokenFlags);
 
     private static Fixtures LoadFixtures()
     {
@@ -36,7 +37,9 @@ internal static class TokenizerTestData
             Ids(e.GetProperty("ids")), e.GetProperty("text").GetString()!, e.GetProperty("textSkipSpecial").GetString()!)).ToArray();
         var nfc = root.GetProperty("nfc").EnumerateArray().Select(e => new NfcCase(
             e.GetProperty("input").GetString()!, e.GetProperty("output").GetString()!)).ToArray();
-        return new Fixtures(root.GetProperty("reference").GetString()!, encode, decode, nfc);
+        var flags = root.GetProperty("addedTokenFlags").EnumerateArray().Select(e => new FlagCase(
+            e.GetProperty("text").GetString()!, Ids(e.GetProperty("ids")))).ToArray();
+        return new Fixtures(root.GetProperty("reference").GetString()!, encode, decode, nfc, flags);
     }
 
     private static int[] Ids(JsonElement array) => array.EnumerateArray().Select(x => x.GetInt32()).ToArray();

@@ -416,9 +416,9 @@ internal static partial class JinjaBuiltins
     {
         if (v.IsString)
         {
-            var chars = v.AsString.ToCharArray();
-            Array.Reverse(chars);
-            return new string(chars);
+            var cps = JinjaOps.CodePoints(v.AsString);
+            Array.Reverse(cps);
+            return string.Concat(cps);
         }
         var l = new JinjaList(JinjaOps.Iterate(v));
         l.Reverse();

@@ -14,7 +14,7 @@ internal static class JinjaOps
     }
 
     private static JinjaRuntimeException Unsupported(string op, JinjaValue a, JinjaValue b) =>
-        new($"unsupported operand type(s) for {op}: '{a.TypeName}' and '{b.TypeName}'");
+        new($"unsupported operand type(s) for {(op == "**" ? "** or pow()" : op)}: '{a.TypeName}' and '{b.TypeName}'");
 
     public static JinjaValue Add(JinjaValue a, JinjaValue b)
     {
@@ -33,10 +33,8 @@ internal static class JinjaOps
             l.AddRange(b.AsList);
             return JinjaValue.FromList(l);
         }
-        if (a.IsString || b.IsString)
-            throw new JinjaRuntimeException(a.IsString
-                ? $"can only concatenate str (not \"{b.TypeName}\") to str"
-                : $"unsupported operand type(s) for +: '{a.TypeName}' and 'str'");
+        if (a.IsString || a.Kind == JinjaKind.List)
+            throw new JinjaRuntimeException($"can only concatenate {a.TypeName} (not \"{b.TypeName}\") to {a.TypeName}");
         throw Unsupported("+", a, b);
     }
 
@@ -48,12 +46,15 @@ internal static class JinjaOps
         if (op == "%" && a.IsString) return PyStrings.PercentFormat(a.AsString, b);
         if (op == "*")
         {
-            if (a.IsString && b.Kind is JinjaKind.Int or JinjaKind.Bool) return Repeat(a.AsString, b.AsInt);
-            if (b.IsString && a.Kind is JinjaKind.Int or JinjaKind.Bool) return Repeat(b.AsString, a.AsInt);
-            if (a.Kind == JinjaKind.List && b.Kind is JinjaKind.Int or JinjaKind.Bool)
+            bool aSeq = a.Kind is JinjaKind.String or JinjaKind.List, bSeq = b.Kind is JinjaKind.String or JinjaKind.List;
+            if (aSeq || bSeq)
             {
-                var l = new JinjaList { IsTuple = a.AsList.IsTuple };
-                for (long i = 0; i < b.AsInt; i++) l.AddRange(a.AsList);
+                var (seq, count) = aSeq ? (a, b) : (b, a);
+                if (count.Kind is not (JinjaKind.Int or JinjaKind.Bool))
+                    throw new JinjaRuntimeException($"can't multiply sequence by non-int of type '{count.TypeName}'");
+                if (seq.IsString) return Repeat(seq.AsString, count.AsInt);
+                var l = new JinjaList { IsTuple = seq.AsList.IsTuple };
+                for (long i = 0; i < count.AsInt; i++) l.AddRange(seq.AsList);
                 return JinjaValue.FromList(l);
             }
         }
@@ -66,7 +67,7 @@ internal static class JinjaOps
             case "*":
                 return ints ? JinjaValue.FromInt(unchecked(a.AsInt * b.AsInt)) : a.ToDouble() * b.ToDouble();
             case "/":
-                if (b.ToDouble() == 0) throw new JinjaRuntimeException("division by zero");
+                if (b.ToDouble() == 0) throw new JinjaRuntimeException(ints ? "division by zero" : "float division by zero");
                 return a.ToDouble() / b.ToDouble();
             case "//":
                 if (ints)
@@ -81,7 +82,7 @@ internal static class JinjaOps
             case "%":
                 if (ints)
                 {
-                    if (b.AsInt == 0) throw new JinjaRuntimeException("integer division or modulo by zero");
+                    if (b.AsInt == 0) throw new JinjaRuntimeException("integer modulo by zero");
                     long r = a.AsInt % b.AsInt;
                     if (r != 0 && ((r < 0) != (b.AsInt < 0))) r += b.AsInt;
                     return JinjaValue.FromInt(r);
@@ -95,6 +96,7 @@ internal static class JinjaOps
                     return r;
                 }
             case "**":
+                if (a.ToDouble() == 0 && b.ToDouble() < 0) throw new JinjaRuntimeException("0.0 cannot be raised to a negative power");
                 if (ints && b.AsInt >= 0)
                 {
                     long result = 1, bas = a.AsInt;
@@ -134,7 +136,7 @@ internal static class JinjaOps
             return a.ToDouble().CompareTo(b.ToDouble());
         }
         if (a.IsString && b.IsString) return string.CompareOrdinal(a.AsString, b.AsString);
-        if (a.Kind == JinjaKind.List && b.Kind == JinjaKind.List)
+        if (a.Kind == JinjaKind.List && b.Kind == JinjaKind.List && a.AsList.IsTuple == b.AsList.IsTuple)
         {
             var x = a.AsList;
             var y = b.AsList;
@@ -271,6 +273,13 @@ internal static class JinjaOps
                 {
                     var s = obj.AsString;
                     long i = key.AsInt;
+                    if (HasSurrogates(s))
+                    {
+                        var cps = CodePoints(s);
+                        if (i < 0) i += cps.Length;
+                        if (i >= 0 && i < cps.Length) return cps[(int)i];
+                        return JinjaValue.UndefinedNamed($"'{ObjectTypeRepr(obj)}' has no element {key.AsInt}");
+                    }
                     if (i < 0) i += s.Length;
                     if (i >= 0 && i < s.Length) return s[(int)i].ToString();
                     return JinjaValue.UndefinedNamed($"'{ObjectTypeRepr(obj)}' has no element {key.AsInt}");
@@ -287,6 +296,13 @@ internal static class JinjaOps
         ThrowIfUndefined(obj);
         long st = step.IsNone || step.IsUndefined ? 1 : AsIndex(step);
         if (st == 0) throw new JinjaRuntimeException("slice step cannot be zero");
+        if (obj.IsString && HasSurrogates(obj.AsString))
+        {
+            // Python indexes code points: slice the code-point list, then join.
+            var cps = new JinjaList(CodePoints(obj.AsString).Select(JinjaValue.FromString));
+            var sliced = Slice(JinjaValue.FromList(cps), start, stop, step).AsList;
+            return string.Concat(sliced.Select(x => x.AsString));
+        }
         int len = obj.Kind switch
         {
             JinjaKind.List => obj.AsList.Count,
@@ -320,6 +336,25 @@ internal static class JinjaOps
         return sb.ToString();
     }
 
+    /// <summary>True when the UTF-16 text has surrogates, i.e. Python's code-point indexing differs from .NET's.</summary>
+    public static bool HasSurrogates(string s) => s.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') >= 0;
+
+    /// <summary>The text split into code points (a surrogate pair stays together), as Python indexes a str.</summary>
+    public static string[] CodePoints(string s)
+    {
+        var list = new List<string>(s.Length);
+        for (int i = 0; i < s.Length; i++)
+        {
+            if (char.IsHighSurrogate(s[i]) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]))
+            {
+                list.Add(s.Substring(i, 2));
+                i++;
+            }
+            else list.Add(s[i].ToString());
+        }
+        return list.ToArray();
+    }
+
     private static long Clamp(long index, int len, long min, long max)
     {
         if (index < 0) index += len;
@@ -333,7 +368,7 @@ internal static class JinjaOps
     /// <summary>Python <c>len()</c>; undefined has length 0.</summary>
     public static long Length(JinjaValue v) => v.Kind switch
     {
-        JinjaKind.String => v.AsString.Length,
+        JinjaKind.String => HasSurrogates(v.AsString) ? CodePoints(v.AsString).Length : v.AsString.Length,
         JinjaKind.List => v.AsList.Count,
         JinjaKind.Dict => v.AsDict.Count,
         JinjaKind.Undefined => 0,

@@ -30,21 +30,30 @@ internal sealed class JinjaParser
         var t = Current;
         if (t.Type != type || (value is not null && t.Value != value))
         {
-            string expected = value is not null ? $"'{value}'" : type switch
-            {
-                TokenType.BlockEnd => "end of statement block ('%}')",
-                TokenType.VariableEnd => "end of print statement ('}}')",
-                TokenType.Name => "a name",
-                TokenType.Eof => "end of template",
-                _ => type.ToString(),
-            };
             if (t.Type == TokenType.Eof && _openBlocks.Count > 0)
                 throw Error($"Unexpected end of template. The innermost block that needs to be closed is '{_openBlocks[^1]}'.", t);
-            throw Error($"expected {expected}, got {t}", t);
+            // Jinja2's wording: "expected token ')', got 'integer'".
+            string expected = value ?? Describe(type, null);
+            throw Error($"expected token '{expected}', got '{Describe(t.Type, t.Value)}'", t);
         }
         _i++;
         return t;
     }
+
+    private static string Describe(TokenType type, string? value) => type switch
+    {
+        TokenType.Name => value ?? "name",
+        TokenType.Operator => value ?? "operator",
+        TokenType.Integer => "integer",
+        TokenType.Float => "float",
+        TokenType.String => "string",
+        TokenType.BlockEnd => "end of statement block",
+        TokenType.VariableEnd => "end of print statement",
+        TokenType.BlockBegin => "begin of statement block",
+        TokenType.VariableBegin => "begin of print statement",
+        TokenType.Data => "template data / text",
+        _ => "end of template",
+    };
 
     private bool SkipOp(string op)
     {
@@ -557,6 +566,8 @@ internal sealed class JinjaParser
     {
         Expr? start = null, stop = null, step = null;
         bool isSlice = false;
+        if (SkipOp("]")) // x[] is x[()] in Jinja
+            return new GetItemExpr(node, new ListExpr([], isTuple: true, open.Line, open.Column), open.Line, open.Column);
         if (!Current.IsOp(":")) start = ParseExpression(withCondExpr: true);
         if (SkipOp(":"))
         {

@@ -19,6 +19,16 @@ public sealed class JinjaTemplate
 
     private readonly Stmt[] _body;
 
+    /// <summary>Builtin globals, shared read-only by every render (templates assign into their own root frame).</summary>
+    private static readonly Frame Globals = CreateGlobals();
+
+    private static Frame CreateGlobals()
+    {
+        var globals = new Frame(null);
+        JinjaBuiltins.AddGlobals(globals);
+        return globals;
+    }
+
     private JinjaTemplate(string source, Stmt[] body)
     {
         Source = source;
@@ -41,11 +51,9 @@ public sealed class JinjaTemplate
     /// <summary>Renders with the given top-level variables (which shadow the builtin globals).</summary>
     public string Render(IEnumerable<KeyValuePair<string, JinjaValue>> variables, TimeProvider? time = null)
     {
-        var globals = new Frame(null);
-        JinjaBuiltins.AddGlobals(globals);
-        var root = new Frame(globals);
+        var root = new Frame(Globals);
         foreach (var kv in variables) root.Set(kv.Key, kv.Value);
-        var ctx = new JinjaRenderContext(new StringBuilder(4096), root, time ?? TimeProvider.System);
+        var ctx = new JinjaRenderContext(new StringBuilder(1024), root, time ?? TimeProvider.System);
         try
         {
             Stmt.RenderAll(_body, ctx);

@@ -470,10 +470,10 @@ internal static class PyStrings
             }
             sb.Append(text);
         }
-        if (key0(args) && argIndex < values.Count) throw new JinjaRuntimeException("not all arguments converted during string formatting");
+        // Python only checks leftovers for tuples and plain values; a list or dict argument may go unused.
+        bool checkLeftovers = args.Kind != JinjaKind.Dict && !(args.Kind == JinjaKind.List && !args.AsList.IsTuple);
+        if (checkLeftovers && argIndex < values.Count) throw new JinjaRuntimeException("not all arguments converted during string formatting");
         return sb.ToString();
-
-        static bool key0(JinjaValue a) => a.Kind != JinjaKind.Dict;
     }
 
     private static string FormatOne(char conv, JinjaValue v, int precision, string flags)
