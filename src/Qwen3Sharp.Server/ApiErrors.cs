@@ -34,9 +34,9 @@ internal static class ErrorMapper
         {
             await next(context);
         }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (Exception) when (context.RequestAborted.IsCancellationRequested)
         {
-            // The client left; nothing to answer.
+            // The client left (a cancelled write or a reset connection); nothing to answer.
         }
         catch (Exception ex) when (!context.Response.HasStarted)
         {

@@ -81,7 +81,7 @@ internal static class ChatCompletionsEndpoint
             throw new RequestValidationException($"'top_logprobs' must be at most 20; got {topLogprobs}.", "top_logprobs", "invalid_value");
         }
 
-        if (topLogprobs is not null && dto.Logprobs != true)
+        if (topLogprobs > 0 && dto.Logprobs != true)
         {
             throw new RequestValidationException("'top_logprobs' needs 'logprobs' set to true.", "top_logprobs", "invalid_value");
         }

@@ -451,7 +451,8 @@ public sealed class ChatCompletionsTests(ServerFixture fixture) : IClassFixture<
              "metadata": {"team": "a"}, "response_format": {"type": "text"}, "modalities": ["text"],
              "some_future_field": {"nested": [1, 2]}, "top_k": 20, "min_p": 0.0, "repetition_penalty": 1.0,
              "thinking_budget": 100, "temperature": 0.6, "top_p": 0.95, "presence_penalty": 0.5, "frequency_penalty": 0.1,
-             "stop": "zzz", "seed": 7}
+             "stop": "zzz", "seed": 7, "logprobs": false, "top_logprobs": 0, "parallel_tool_calls": true, "n": 1,
+             "stream": false, "max_completion_tokens": 64, "tool_choice": "auto", "logit_bias": {"1": 0} }
             """)!;
         JsonNode r = await _server.PostOkAsync("/v1/chat/completions", body);
         Assert.Equal(Scripts.Answer, (string)r["choices"]![0]!["message"]!["content"]!);

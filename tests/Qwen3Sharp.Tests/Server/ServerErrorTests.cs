@@ -48,6 +48,7 @@ public sealed class ServerErrorTests(ServerFixture fixture) : IClassFixture<Serv
         { """ "frequency_penalty": -3 """, "frequency_penalty" },
         { """ "logprobs": true, "top_logprobs": 21 """, "top_logprobs" },
         { """ "top_logprobs": 2 """, "top_logprobs" },
+        { """ "logprobs": false, "top_logprobs": 1 """, "top_logprobs" },
         { """ "logit_bias": {"42": 101} """, "logit_bias" },
         { """ "logit_bias": {"hello": 1} """, "logit_bias" },
         { """ "logit_bias": {"999999": 1} """, "logit_bias" },
