@@ -504,6 +504,32 @@ public sealed class ChatCompletionsTests(ServerFixture fixture) : IClassFixture<
     }
 
     [Fact]
+    public async Task Chat_ClientGivesUpOnWholeAnswer_GenerationIsCancelled()
+    {
+        _server.Runner.ForwardDelay = TimeSpan.FromMilliseconds(2);
+        try
+        {
+            using var cts = new CancellationTokenSource();
+            Task<HttpResponseMessage> request = _server.PostAsync("/v1/chat/completions", ServerHarness.ChatBody("sing forever"),
+                cancellationToken: cts.Token);
+            for (int i = 0; i < 500 && _server.Engine.PendingRequestCount == 0; i++)
+            {
+                await Task.Delay(10);
+            }
+
+            Assert.Equal(1, _server.Engine.PendingRequestCount);
+            await Task.Delay(50);
+            cts.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
+            await _server.WaitForIdleAsync();
+        }
+        finally
+        {
+            _server.Runner.ForwardDelay = TimeSpan.Zero;
+        }
+    }
+
+    [Fact]
     public async Task ChatStream_EightConcurrentStreams_EachCompleteAndEngineIdle()
     {
         SseResult[] results = await Task.WhenAll(Enumerable.Range(0, 8).Select(i =>
