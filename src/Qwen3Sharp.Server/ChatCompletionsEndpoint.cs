@@ -48,7 +48,7 @@ internal static class ChatCompletionsEndpoint
         RequestFields.NotSupported(dto.Functions is not null, "functions", "it is deprecated; use 'tools'.");
         RequestFields.NotSupported(dto.FunctionCall is not null, "function_call", "it is deprecated; use 'tool_choice'.");
         RequestFields.NotSupported(dto.Audio is not null, "audio", "this model writes text only.");
-        RequestFields.NotSupported(dto.Modalities?.Any(m => (string?)m != "text") == true, "modalities", "this model writes text only.");
+        RequestFields.NotSupported(dto.Modalities?.Any(m => m is not System.Text.Json.Nodes.JsonValue v || !v.TryGetValue(out string? s) || s != "text") == true, "modalities", "this model writes text only.");
         RequestFields.NotSupported(dto.Prediction is not null, "prediction", "predicted outputs are not implemented.");
         RequestFields.NotSupported(dto.WebSearchOptions is not null, "web_search_options", "this server has no web search.");
         RequestFields.NotSupported(dto.Verbosity is not null, "verbosity", "the model has no verbosity control.");

@@ -453,9 +453,18 @@ internal static class RequestFields
         return effort ?? serverDefault;
     }
 
+    /// <summary>Template inputs the server sets itself; kwargs may not replace them.</summary>
+    private static readonly string[] ReservedTemplateVariables = ["messages", "tools", "add_generation_prompt", "chat_template", "tokenize"];
+
     /// <summary>Server kwargs under the request's.</summary>
     public static IReadOnlyDictionary<string, JsonNode?>? TemplateKwargs(ServerOptions options, JsonObject? kwargs)
     {
+        if (kwargs is not null && ReservedTemplateVariables.FirstOrDefault(kwargs.ContainsKey) is { } reserved)
+        {
+            throw new RequestValidationException(
+                $"'chat_template_kwargs.{reserved}' is set by the server and cannot be overridden.", $"chat_template_kwargs.{reserved}", "invalid_value");
+        }
+
         if (options.DefaultTemplateKwargs.Count == 0 && kwargs is null)
         {
             return null;

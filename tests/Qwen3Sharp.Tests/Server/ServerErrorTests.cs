@@ -68,6 +68,9 @@ public sealed class ServerErrorTests(ServerFixture fixture) : IClassFixture<Serv
         { """ "store": true """, "store" },
         { """ "audio": {"voice": "alloy", "format": "wav"} """, "audio" },
         { """ "modalities": ["text", "audio"] """, "modalities" },
+        { """ "modalities": [1] """, "modalities" },
+        { """ "chat_template_kwargs": {"messages": []} """, "chat_template_kwargs.messages" },
+        { """ "chat_template_kwargs": {"add_generation_prompt": false} """, "chat_template_kwargs.add_generation_prompt" },
         { """ "prediction": {"type": "content", "content": "x"} """, "prediction" },
         { """ "functions": [{"name": "f"}] """, "functions" },
         { """ "verbosity": "low" """, "verbosity" },
@@ -106,6 +109,56 @@ public sealed class ServerErrorTests(ServerFixture fixture) : IClassFixture<Serv
     {
         string json = $$"""{"model": "{{ServerHarness.ModelName}}", {{messages}} }""";
         await AssertError(await _server.PostAsync("/v1/chat/completions", json), HttpStatusCode.BadRequest, param);
+    }
+
+    /// <summary>Every field of a valid request replaced by each JSON kind: answered 200 or 4xx, never 500.</summary>
+    [Theory]
+    [InlineData("/v1/chat/completions")]
+    [InlineData("/v1/completions")]
+    public async Task AnyFieldAnyJsonKind_NeverServerError(string path)
+    {
+        string[] fields = path.EndsWith("chat/completions", StringComparison.Ordinal)
+            ? ["model", "messages", "temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens", "max_completion_tokens",
+               "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed", "tools", "tool_choice",
+               "parallel_tool_calls", "response_format", "user", "service_tier", "store", "metadata", "reasoning_effort", "modalities",
+               "top_k", "min_p", "repetition_penalty", "enable_thinking", "chat_template_kwargs", "return_reasoning", "thinking_budget"]
+            : ["model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n", "presence_penalty",
+               "seed", "stop", "stream", "stream_options", "suffix", "temperature", "top_p", "user", "top_k", "min_p", "repetition_penalty"];
+        JsonNode?[] kinds = [null, true, 3, -1.5, "x", new JsonArray(), new JsonArray(1, "a"), new JsonObject(), new JsonObject { ["a"] = new JsonArray() }];
+        foreach (string field in fields)
+        {
+            foreach (JsonNode? kind in kinds)
+            {
+                JsonObject body = path.EndsWith("chat/completions", StringComparison.Ordinal)
+                    ? ServerHarness.ChatBody("Hi")
+                    : new JsonObject { ["model"] = ServerHarness.ModelName, ["prompt"] = "x", ["max_tokens"] = 2 };
+                body[field] = kind?.DeepClone();
+                using HttpResponseMessage r = await _server.PostAsync(path, body);
+                string text = await r.Content.ReadAsStringAsync();
+                Assert.True((int)r.StatusCode is 200 or 400 or 404, $"{field} = {kind?.ToJsonString() ?? "null"}: {(int)r.StatusCode} {text}");
+            }
+        }
+
+        if (path.EndsWith("chat/completions", StringComparison.Ordinal))
+        {
+            foreach (string role in new[] { "user", "assistant", "tool", "system" })
+            {
+                foreach (string field in new[] { "role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content", "reasoning" })
+                {
+                    foreach (JsonNode? kind in kinds)
+                    {
+                        JsonObject body = ServerHarness.ChatBody("Hi");
+                        var message = new JsonObject { ["role"] = role, ["content"] = "x", ["tool_call_id"] = "c", [field] = kind?.DeepClone() };
+                        body["messages"]!.AsArray().Insert(0, message);
+                        using HttpResponseMessage r = await _server.PostAsync(path, body);
+                        string text = await r.Content.ReadAsStringAsync();
+                        Assert.True((int)r.StatusCode is 200 or 400, $"{role}.{field} = {kind?.ToJsonString() ?? "null"}: {(int)r.StatusCode} {text}");
+                    }
+                }
+            }
+        }
+
+        await _server.WaitForIdleAsync();
     }
 
     [Theory]
