@@ -33,7 +33,8 @@ public sealed class ServerHarness : IAsyncDisposable
         Chat = chat;
         Runner = runner;
         BaseAddress = app.GetBoundAddress();
-        Http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
+        // No draining of an abandoned response: dropping it closes the connection, as a client that goes away does.
+        Http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(30) };
     }
 
     public static Qwen3Tokenizer Tokenizer => Assets.Value.Tokenizer;
