@@ -266,7 +266,8 @@ public sealed class ChatService
     private TokenLogprobsUpdate LogprobsUpdate(TokenLogprobs lp) =>
         new(Tokenizer.Decode([lp.TokenId]), lp, lp.Top.Select(t => Tokenizer.Decode([t.TokenId])).ToList());
 
-    private SamplingParams SamplingFor(SamplingOverrides o, bool thinking)
+    /// <summary>The sampling settings for a request: the model's and the mode's defaults under the request's overrides.</summary>
+    public SamplingParams SamplingFor(SamplingOverrides o, bool thinking)
     {
         SamplingParams d = SamplingDefaults.Resolve(thinking, _generationConfig is { } g
             ? new ModelSamplingDefaults
