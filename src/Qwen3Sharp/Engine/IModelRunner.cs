@@ -34,7 +34,7 @@ public interface ISequenceState : IDisposable
 /// <summary>Picks the next token from logits; one per request, told about every token that joins the output.</summary>
 public interface ITokenSampler
 {
-    /// <summary>Chooses a token; may overwrite <paramref name="logits"/>.</summary>
+    /// <summary>Chooses a token, leaving <paramref name="logits"/> as they are (logprobs are computed from them afterwards).</summary>
     int Sample(Span<float> logits);
 
     /// <summary>Records a token of the output (sampled or forced) for penalties.</summary>

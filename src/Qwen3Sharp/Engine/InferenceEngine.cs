@@ -21,7 +21,6 @@ public sealed class InferenceEngine : IDisposable
     private readonly Scheduler _scheduler;
     private readonly Thread _thread;
     private readonly float[] _logits;       // [vocab]
-    private readonly float[] _rawLogits;    // [vocab], a copy kept for logprobs
     private readonly CancellationTokenSource _shutdown = new();
     private long _nextId;
     private int _queued;
@@ -36,7 +35,6 @@ public sealed class InferenceEngine : IDisposable
         _incoming = Channel.CreateUnbounded<SequenceRequest>(new UnboundedChannelOptions { SingleReader = true });
         _scheduler = new Scheduler(_options.StepTokenBudget, runner.TryAllocateSequence);
         _logits = new float[runner.VocabSize];
-        _rawLogits = new float[runner.VocabSize];
         _thread = new Thread(Loop) { IsBackground = true, Name = "qwen3-engine" };
         _thread.Start();
     }
@@ -224,16 +222,11 @@ public sealed class InferenceEngine : IDisposable
         }
         else
         {
-            if (q.TopLogprobs is not null)
-            {
-                _logits.AsSpan().CopyTo(_rawLogits);
-            }
-
-            token = r.Sampler!.Sample(_logits);
+            token = r.Sampler!.Sample(_logits);   // leaves the logits as they are
             if (q.TopLogprobs is { } topCount)
             {
                 var top = new TokenLogprob[Math.Min(topCount, LogprobCalculator.MaxTopCount)];
-                float logprob = LogprobCalculator.Compute(_rawLogits, token, top);
+                float logprob = LogprobCalculator.Compute(_logits, token, top);
                 logprobs = new TokenLogprobs(token, logprob, top);
             }
         }
