@@ -165,6 +165,16 @@ public sealed class CompletionsAndUtilityTests(ServerFixture fixture) : IClassFi
     }
 
     [Fact]
+    public async Task Models_HubStyleIdWithSlash_ListedAndAccepted()
+    {
+        await using ServerHarness server = await ServerHarness.StartAsync(new Qwen3Sharp.Server.ServerOptions { ServedModelNames = ["Qwen/Qwen3-1.7B", "q"] });
+        JsonNode card = JsonNode.Parse(await server.Http.GetStringAsync("/v1/models/Qwen/Qwen3-1.7B"))!;
+        Assert.Equal("Qwen/Qwen3-1.7B", (string)card["id"]!);
+        JsonNode r = await server.PostOkAsync("/v1/chat/completions", ServerHarness.ChatBody("Hi", model: "q"));
+        Assert.Equal("Qwen/Qwen3-1.7B", (string)r["model"]!);
+    }
+
+    [Fact]
     public async Task Health_Ok()
     {
         HttpResponseMessage r = await _server.Http.GetAsync("/health");
