@@ -9,6 +9,12 @@ namespace Qwen3Sharp.Tokenization;
 /// the Qwen2/Qwen3 Split pre-tokenizer, byte-level BPE; decoding maps tokens back to bytes and replaces invalid
 /// UTF-8 with U+FFFD. Immutable after loading and safe to share between threads.
 /// </summary>
+/// <remarks>
+/// The reference is transformers.js (tests/.../Fixtures/tokenizer, tools/fixtures/tokenizer). Where it and the Rust
+/// tokenizers could differ, this follows transformers.js: lone surrogates encode as U+FFFD's bytes (Python cannot
+/// even pass them), added tokens' single_word flag is ignored, the contraction alternative folds ASCII case only,
+/// and Unicode classes and NFC come from the reference's Unicode version (UnicodeTables.g.cs), not the runtime's.
+/// </remarks>
 public sealed class Qwen3Tokenizer
 {
     private const string TokenizerFile = "tokenizer.json";
