@@ -1,7 +1,6 @@
 using Qwen3Sharp.Cache;
 using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Loading;
-using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Model;
 
@@ -78,6 +77,10 @@ public sealed class Qwen3Model : IDisposable
             throw;
         }
     }
+
+    /// <summary>Maps the checkpoint in <paramref name="directory"/> with <paramref name="threadCount"/> kernel threads.</summary>
+    public static Qwen3Model Load(string directory, int threadCount)
+        => Load(directory, new Qwen3ModelOptions { ThreadCount = threadCount });
 
     public Qwen3Config Config { get; }
 
