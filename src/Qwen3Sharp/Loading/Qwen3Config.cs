@@ -280,9 +280,15 @@ public sealed record RopeScaling
             case "default":
                 return;
             case "yarn":
-                if (Factor is not { } yf || !(yf >= 1) || double.IsInfinity(yf))
+                if (Factor is null && OriginalMaxPositionEmbeddings is null)
                 {
-                    throw Qwen3Config.Field(file, field + ".factor", $"YaRN needs a factor >= 1 (got {Factor?.ToString() ?? "none"})");
+                    throw Qwen3Config.Field(file, field + ".factor",
+                        "YaRN needs a factor (or original_max_position_embeddings to derive it from max_position_embeddings)");
+                }
+
+                if (Factor is { } yf && (!(yf >= 1) || double.IsInfinity(yf)))
+                {
+                    throw Qwen3Config.Field(file, field + ".factor", $"YaRN needs a factor >= 1 (got {yf})");
                 }
 
                 if (OriginalMaxPositionEmbeddings is <= 0)
