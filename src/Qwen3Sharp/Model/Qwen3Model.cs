@@ -32,6 +32,7 @@ public sealed class Qwen3Model : IDisposable
     private readonly float _attentionScale;
     private readonly int _hidden, _vocab, _heads, _kvHeads, _headDim;
 
+    /// <summary>Prepares a model over loaded weights; the model takes ownership of <paramref name="weights"/> and disposes them.</summary>
     public Qwen3Model(ModelWeights weights, Qwen3ModelOptions? options = null)
     {
         options ??= new Qwen3ModelOptions();
