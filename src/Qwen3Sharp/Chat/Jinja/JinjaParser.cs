@@ -407,7 +407,23 @@ internal sealed class JinjaParser
         while (Current.Type == TokenType.Operator && Current.Value is "+" or "-")
         {
             var op = Next();
-            left = new BinaryExpr(op.Value, left, ParseConcat(), op.Line, op.Column);
+            if (op.Value == "-")
+            {
+                left = new BinaryExpr("-", left, ParseConcat(), op.Line, op.Column);
+                continue;
+            }
+            // A run of "+" becomes one chain node (same left-to-right semantics, fewer intermediate strings).
+            var operands = new List<Expr> { left, ParseConcat() };
+            var lines = new List<int> { left.Line, op.Line };
+            var columns = new List<int> { left.Column, op.Column };
+            while (Current.IsOp("+"))
+            {
+                var more = Next();
+                lines.Add(more.Line);
+                columns.Add(more.Column);
+                operands.Add(ParseConcat());
+            }
+            left = new AddChainExpr(operands.ToArray(), lines.ToArray(), columns.ToArray());
         }
         return left;
     }
