@@ -455,7 +455,13 @@ internal sealed class JinjaParser
         while (Current.IsOp("**"))
         {
             var op = Next();
-            left = new BinaryExpr("**", left, ParseUnary(withFilter: true), op.Line, op.Column);
+            var right = ParseUnary(withFilter: true);
+            // Jinja2 quirk: a folded negative literal is emitted as "-3" into Python source, so "-3 ** x" runs as
+            // -(3 ** x) unless the whole power is constant (then it folds to (-3) ** x at compile time).
+            if (left is ConstExpr { Value.IsNumber: true } c && c.Value.ToDouble() < 0 && right is not ConstExpr)
+                left = new NegExpr(new BinaryExpr("**", new ConstExpr(JinjaOps.Negate(c.Value), c.Line, c.Column), right, op.Line, op.Column), c.Line, c.Column);
+            else
+                left = new BinaryExpr("**", left, right, op.Line, op.Column);
         }
         return left;
     }
