@@ -29,20 +29,6 @@ internal static class ModelSource
 
         return await context.ResolveModelAsync(model, ct);
     }
-
-    /// <summary>
-    /// The name a model directory is known by: its folder name (<c>Qwen3-1.7B</c>), or the repository name for a
-    /// Hugging Face cache snapshot (<c>.../models--Qwen--Qwen3-1.7B/snapshots/&lt;commit&gt;</c>).
-    /// </summary>
-    public static string DisplayName(string directory)
-    {
-        string full = Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar);
-        string? snapshots = Path.GetDirectoryName(full);
-        string? repo = snapshots is null ? null : Path.GetFileName(Path.GetDirectoryName(snapshots));
-        return Path.GetFileName(snapshots) == "snapshots" && repo is not null && repo.StartsWith("models--", StringComparison.Ordinal)
-            ? repo["models--".Length..].Split("--", 2)[^1]
-            : Path.GetFileName(full);
-    }
 }
 
 /// <summary>

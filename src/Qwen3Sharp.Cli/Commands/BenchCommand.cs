@@ -60,7 +60,7 @@ public static partial class BenchCommand
         long weightBytes = weights.FileBytes;
 
         Qwen3Config c = weights.Config;
-        w.WriteLine($"model        {ModelSource.DisplayName(directory)}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, " +
+        w.WriteLine($"model        {Server.ServerOptions.ModelNameFromDirectory(directory)}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, " +
             $"vocab {c.VocabSize}, {weights.EmbedTokens.DType}, {weightBytes / 1e9:F2} GB of weights");
         w.WriteLine($"threads      {threads}");
         w.WriteLine($"load         {loadSeconds:F2} s");

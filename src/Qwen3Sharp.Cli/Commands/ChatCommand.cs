@@ -42,7 +42,7 @@ public static partial class ChatCommand
             return Qwen3Cli.ExitOk;
         }
 
-        return await InteractiveAsync(session, ModelSource.DisplayName(directory), ct);
+        return await InteractiveAsync(session, Server.ServerOptions.ModelNameFromDirectory(directory), ct);
     }
 
     private static async Task<int> InteractiveAsync(Session session, string model, CancellationToken ct)

@@ -26,7 +26,7 @@ public static partial class RunCommand
         if (o.Json)
         {
             ChatResult result = await host.Chat.CompleteAsync(request, ct);
-            await o.Context.Out.WriteLineAsync(ToOpenAIJson(result, ModelSource.DisplayName(directory), clock.Elapsed).ToJsonString(
+            await o.Context.Out.WriteLineAsync(ToOpenAIJson(result, Server.ServerOptions.ModelNameFromDirectory(directory), clock.Elapsed).ToJsonString(
                 new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
             return Qwen3Cli.ExitOk;
         }

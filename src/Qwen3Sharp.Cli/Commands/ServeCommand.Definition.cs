@@ -62,7 +62,7 @@ public static partial class ServeCommand
         {
             if (string.IsNullOrWhiteSpace(r.GetValueOrDefault<string>())) r.AddError("--host must not be empty.");
         });
-        Option<int> port = CliOptions.Int("--port", "TCP port to listen on.", 8000, 1, 65535);
+        Option<int> port = CliOptions.Int("--port", "TCP port to listen on (0 picks a free one and prints it).", 8000, 0, 65535);
         var apiKey = new Option<string?>("--api-key") { Description = "Require \"Authorization: Bearer KEY\" on every request.", HelpName = "KEY" };
         var servedNames = new Option<string[]>("--served-model-name")
         {

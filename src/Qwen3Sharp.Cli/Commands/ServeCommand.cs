@@ -1,12 +1,60 @@
+using Microsoft.AspNetCore.Builder;
+using Qwen3Sharp.Engine;
+using Qwen3Sharp.Server;
+
 namespace Qwen3Sharp.Cli.Commands;
 
-/// <summary><c>qwen3 serve</c>: the OpenAI-compatible HTTP server.</summary>
+/// <summary><c>qwen3 serve</c>: the OpenAI-compatible HTTP server. SIGINT or SIGTERM stops it.</summary>
 public static partial class ServeCommand
 {
-    // ===== ENGINE WIRING POINT (coordinator): replace this body with the server start-up. =====
-    public static Task<int> RunAsync(ServeOptions o, CancellationToken ct)
+    public static async Task<int> RunAsync(ServeOptions o, CancellationToken ct)
     {
-        o.Context.Error.WriteLine("qwen3 serve: not yet wired");
-        return Task.FromResult(Qwen3Cli.ExitError);
+        string directory = await ModelSource.ResolveAsync(o.Model, o.Context, ct);
+        var server = new ServerOptions
+        {
+            Host = o.Host,
+            Port = o.Port,
+            ApiKey = o.ApiKey,
+            ServedModelNames = [ServerOptions.ModelNameFromDirectory(directory), .. o.ServedModelNames],
+            DefaultEnableThinking = o.Reasoning,
+            ReasoningField = o.ReasoningField switch
+            {
+                ReasoningField.Reasoning => ReasoningFieldMode.Reasoning,
+                ReasoningField.Both => ReasoningFieldMode.Both,
+                _ => ReasoningFieldMode.ReasoningContent,
+            },
+            DefaultTemplateKwargs = o.ChatTemplateKwargs?.ToDictionary(p => p.Key, p => p.Value?.DeepClone())
+                ?? new Dictionary<string, System.Text.Json.Nodes.JsonNode?>(),
+            DefaultThinkingBudget = o.ThinkingBudget,
+            ParseToolCallsInReasoning = o.ToolCallsInReasoning == ToolCallsInReasoning.Parse,
+        };
+
+        using Qwen3Host host = Qwen3Host.Load(directory, new HostOptions
+        {
+            ThreadCount = o.Threads ?? Environment.ProcessorCount,
+            ContextSize = o.CtxSize,
+            MaxQueuedRequests = o.MaxQueue,
+            Chat = server.ToChatServiceOptions(),
+        });
+        await using WebApplication app = Qwen3Server.Build(server, host.Chat);
+        await app.StartAsync(ct);
+        await o.Context.Out.WriteLineAsync(
+            $"qwen3 serve: {server.ServedModelNames[0]} ({host.Config.NumHiddenLayers} layers, context {host.Engine.ContextSize}) " +
+            $"on {app.GetBoundAddress()}v1 — OpenAI-compatible; Ctrl+C stops");
+        await o.Context.Out.FlushAsync(ct);
+        try
+        {
+            await Task.Delay(Timeout.Infinite, ct);
+        }
+        catch (OperationCanceledException)
+        {
+            // SIGINT/SIGTERM: end the generations first, so open streams finish at once, then stop listening
+        }
+
+        host.Engine.Dispose();
+        using var stopTimeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await app.StopAsync(stopTimeout.Token);
+        await o.Context.Out.WriteLineAsync("qwen3 serve: stopped");
+        return Qwen3Cli.ExitOk;
     }
 }

@@ -59,7 +59,7 @@ public sealed class ChatTemplate
     /// "default" is used); <c>additional_chat_templates/*.jinja</c> add named ones. Special tokens come from
     /// <c>tokenizer_config.json</c>. Returns null when the model has no chat template.
     /// </summary>
-    public static ChatTemplate? Load(string modelDirectory)
+    public static ChatTemplate? Load(string modelDirectory, TimeProvider? timeProvider = null)
     {
         string configPath = Path.Combine(modelDirectory, "tokenizer_config.json");
         JsonObject? config = File.Exists(configPath) ? ParseObject(configPath) : null;
@@ -105,7 +105,7 @@ public sealed class ChatTemplate
 
         var named = new Dictionary<string, ChatTemplate>(StringComparer.Ordinal);
         foreach (var (name, source) in sources)
-            named[name] = new ChatTemplate(source, specialTokens) { Name = name };
+            named[name] = new ChatTemplate(source, specialTokens, timeProvider) { Name = name };
         var main = named.TryGetValue("default", out var d) ? d : named.First().Value;
         bool multi = named.Count > 1 || defaultSource is null;
         foreach (var t in named.Values) t._named = multi ? named : new Dictionary<string, ChatTemplate>(StringComparer.Ordinal);

@@ -157,7 +157,13 @@ public sealed class InferenceEngine : IDisposable
             Step();
         }
 
-        foreach (SequenceRequest r in _scheduler.Running.ToList())
+        // Shutting down: every request still here ends now, running, waiting or not yet admitted.
+        while (incoming.TryRead(out SequenceRequest? r))
+        {
+            Admit(r);
+        }
+
+        foreach (SequenceRequest r in _scheduler.Running.Concat(_scheduler.Waiting).ToList())
         {
             Complete(r, FinishReason.Cancelled, flush: false);
         }

@@ -88,7 +88,10 @@ public static class ModelSynthesizer
     public static Qwen3Config Write(string directory, string preset, SynthesisOptions? options = null)
         => Write(directory, Preset(preset), options);
 
-    /// <summary>Writes a random-weight model for <paramref name="config"/> to <paramref name="directory"/>; returns the config written.</summary>
+    /// <summary>
+    /// Writes a random-weight model for <paramref name="config"/> to <paramref name="directory"/> (replacing any
+    /// model*.safetensors* already there); returns the config written, as <see cref="Qwen3Config.Load"/> reads it back.
+    /// </summary>
     public static Qwen3Config Write(string directory, Qwen3Config config, SynthesisOptions? options = null)
     {
         options ??= new SynthesisOptions();

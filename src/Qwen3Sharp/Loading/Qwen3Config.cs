@@ -34,8 +34,12 @@ public sealed record Qwen3Config
     [JsonPropertyName("rms_norm_eps")] public double RmsNormEps { get; init; } = 1e-6;
     [JsonPropertyName("tie_word_embeddings")] public bool TieWordEmbeddings { get; init; }
 
-    /// <summary>"bfloat16", "float16" or "float32" (informational: the safetensors headers decide).</summary>
+    /// <summary>"bfloat16", "float16" or "float32" (informational: the safetensors headers decide).
+    /// Newer transformers write it as "dtype"; <see cref="Load"/> folds that in here.</summary>
     [JsonPropertyName("torch_dtype")] public string? TorchDType { get; init; }
+
+    /// <summary>transformers 5 spelling of torch_dtype.</summary>
+    [JsonPropertyName("dtype"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? DtypeAlias { get; init; }
 
     /// <summary>Qwen3: biases on q/k/v/o projections. Qwen2 always has q/k/v biases (see <see cref="HasQkvBias"/>).</summary>
     [JsonPropertyName("attention_bias")] public bool AttentionBias { get; init; }
@@ -52,6 +56,11 @@ public sealed record Qwen3Config
     [JsonPropertyName("sliding_window")] public int? SlidingWindow { get; init; }
     [JsonPropertyName("max_window_layers")] public int? MaxWindowLayers { get; init; }
     [JsonPropertyName("rope_scaling")] public RopeScaling? RopeScaling { get; init; }
+
+    /// <summary>transformers 5 form of rope_theta + rope_scaling (<c>{"rope_theta": ..., "rope_type": ...}</c>);
+    /// <see cref="Load"/> folds it into <see cref="RopeTheta"/> and <see cref="RopeScaling"/>.</summary>
+    [JsonPropertyName("rope_parameters"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public RopeScaling? RopeParameters { get; init; }
 
     /// <summary>Qwen3 normalizes every q and k head before RoPE (q_norm, k_norm); Qwen2 does not.</summary>
     [JsonIgnore] public bool HasQkNorm => ModelType == "qwen3";
@@ -168,9 +177,11 @@ public sealed record Qwen3Config
             throw Field(file, "head_dim", $"must be a positive even integer for rotary embeddings (got {headDim})");
         }
 
-        if (!(RopeTheta > 0) || double.IsInfinity(RopeTheta))
+        double ropeTheta = RopeParameters?.RopeTheta ?? RopeTheta;
+        RopeScaling? ropeScaling = RopeParameters is { Kind: not "default" } p ? p : RopeScaling;
+        if (!(ropeTheta > 0) || double.IsInfinity(ropeTheta))
         {
-            throw Field(file, "rope_theta", $"must be a positive number (got {RopeTheta})");
+            throw Field(file, "rope_theta", $"must be a positive number (got {ropeTheta})");
         }
 
         if (!(RmsNormEps > 0) || double.IsInfinity(RmsNormEps))
@@ -183,9 +194,10 @@ public sealed record Qwen3Config
             throw Field(file, "hidden_act", $"'{HiddenAct}' is not supported; only 'silu' (SwiGLU MLP) is");
         }
 
-        if (TorchDType is not null and not ("bfloat16" or "float16" or "float32"))
+        string? dtype = TorchDType ?? DtypeAlias;
+        if (dtype is not null and not ("bfloat16" or "float16" or "float32"))
         {
-            throw Field(file, "torch_dtype", $"'{TorchDType}' is not supported; supported: bfloat16, float16, float32");
+            throw Field(file, TorchDType is null ? "dtype" : "torch_dtype", $"'{dtype}' is not supported; supported: bfloat16, float16, float32");
         }
 
         if (UseSlidingWindow)
@@ -196,9 +208,19 @@ public sealed record Qwen3Config
 
         ValidateTokenIds(file, "bos_token_id", BosTokenId);
         ValidateTokenIds(file, "eos_token_id", EosTokenId);
-        RopeScaling?.Validate(file);
+        ropeScaling?.Validate(file, RopeParameters is { Kind: not "default" } ? "rope_parameters" : "rope_scaling");
 
-        return this with { NumKeyValueHeads = kvHeads, HeadDim = headDim, SourceFile = file };
+        return this with
+        {
+            NumKeyValueHeads = kvHeads,
+            HeadDim = headDim,
+            TorchDType = dtype,
+            DtypeAlias = null,
+            RopeTheta = ropeTheta,
+            RopeScaling = ropeScaling?.Kind == "default" ? null : ropeScaling,
+            RopeParameters = null,
+            SourceFile = file,
+        };
     }
 
     private static void ValidateTokenIds(string file, string field, IReadOnlyList<int>? ids)
@@ -245,42 +267,51 @@ public sealed record RopeScaling
     [JsonPropertyName("attention_factor")] public double? AttentionFactor { get; init; }
     [JsonPropertyName("truncate")] public bool? Truncate { get; init; }
 
+    /// <summary>Only in transformers 5's rope_parameters.</summary>
+    [JsonPropertyName("rope_theta"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public double? RopeTheta { get; init; }
+
     /// <summary>"yarn", "linear" or "default" (rope_type, else type).</summary>
     [JsonIgnore] public string Kind => RopeType ?? Type ?? "default";
 
-    internal void Validate(string file)
+    internal void Validate(string file, string field = "rope_scaling")
     {
         switch (Kind)
         {
             case "default":
                 return;
             case "yarn":
-                if (Factor is not { } yf || !(yf >= 1) || double.IsInfinity(yf))
+                if (Factor is null && OriginalMaxPositionEmbeddings is null)
                 {
-                    throw Qwen3Config.Field(file, "rope_scaling.factor", $"YaRN needs a factor >= 1 (got {Factor?.ToString() ?? "none"})");
+                    throw Qwen3Config.Field(file, field + ".factor",
+                        "YaRN needs a factor (or original_max_position_embeddings to derive it from max_position_embeddings)");
+                }
+
+                if (Factor is { } yf && (!(yf >= 1) || double.IsInfinity(yf)))
+                {
+                    throw Qwen3Config.Field(file, field + ".factor", $"YaRN needs a factor >= 1 (got {yf})");
                 }
 
                 if (OriginalMaxPositionEmbeddings is <= 0)
                 {
-                    throw Qwen3Config.Field(file, "rope_scaling.original_max_position_embeddings",
+                    throw Qwen3Config.Field(file, field + ".original_max_position_embeddings",
                         $"must be a positive integer (got {OriginalMaxPositionEmbeddings})");
                 }
 
                 if (BetaFast is <= 0 || BetaSlow is <= 0)
                 {
-                    throw Qwen3Config.Field(file, "rope_scaling.beta_fast", "beta_fast and beta_slow must be positive");
+                    throw Qwen3Config.Field(file, field + ".beta_fast", "beta_fast and beta_slow must be positive");
                 }
 
                 return;
             case "linear":
                 if (Factor is not { } lf || !(lf > 0) || double.IsInfinity(lf))
                 {
-                    throw Qwen3Config.Field(file, "rope_scaling.factor", $"linear scaling needs a positive factor (got {Factor?.ToString() ?? "none"})");
+                    throw Qwen3Config.Field(file, field + ".factor", $"linear scaling needs a positive factor (got {Factor?.ToString() ?? "none"})");
                 }
 
                 return;
             default:
-                throw Qwen3Config.Field(file, "rope_scaling.rope_type",
+                throw Qwen3Config.Field(file, field + ".rope_type",
                     $"'{Kind}' is not supported; supported: null (plain RoPE), 'yarn', 'linear'");
         }
     }

@@ -1,7 +1,6 @@
 using Qwen3Sharp.Cache;
 using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Loading;
-using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Model;
 
@@ -33,6 +32,7 @@ public sealed class Qwen3Model : IDisposable
     private readonly float _attentionScale;
     private readonly int _hidden, _vocab, _heads, _kvHeads, _headDim;
 
+    /// <summary>Prepares a model over loaded weights; the model takes ownership of <paramref name="weights"/> and disposes them.</summary>
     public Qwen3Model(ModelWeights weights, Qwen3ModelOptions? options = null)
     {
         options ??= new Qwen3ModelOptions();
@@ -78,6 +78,10 @@ public sealed class Qwen3Model : IDisposable
             throw;
         }
     }
+
+    /// <summary>Maps the checkpoint in <paramref name="directory"/> with <paramref name="threadCount"/> kernel threads.</summary>
+    public static Qwen3Model Load(string directory, int threadCount)
+        => Load(directory, new Qwen3ModelOptions { ThreadCount = threadCount });
 
     public Qwen3Config Config { get; }
 

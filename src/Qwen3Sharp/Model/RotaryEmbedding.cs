@@ -59,8 +59,16 @@ public sealed class RotaryEmbedding
     {
         int dim = config.HeadDim;
         double theta = config.RopeTheta;
-        double factor = s.Factor!.Value;
         int originalMax = s.OriginalMaxPositionEmbeddings ?? config.MaxPositionEmbeddings;
+
+        // As current transformers: the explicit factor wins; without one, the ratio of the post- to the pre-YaRN
+        // context. (transformers 4.50-4.53 let that ratio override an explicit factor; 4.54+ and vLLM do not.)
+        double factor = s.Factor ?? (double)config.MaxPositionEmbeddings / originalMax;
+        if (factor < 1)
+        {
+            throw new ModelFormatException(config.SourceFile, "rope_scaling.factor",
+                $"YaRN factor derived from max_position_embeddings / original_max_position_embeddings is {factor}, below 1");
+        }
 
         double attentionFactor = s.AttentionFactor
             ?? (s.Mscale is { } m && m != 0 && s.MscaleAllDim is { } mad && mad != 0

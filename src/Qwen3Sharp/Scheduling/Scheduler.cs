@@ -25,6 +25,8 @@ internal sealed class Scheduler(int tokenBudget, Func<Engine.ISequenceState?> al
 
     public IReadOnlyList<SequenceRequest> Running => _running;
 
+    public IEnumerable<SequenceRequest> Waiting => _waiting;
+
     public void Add(SequenceRequest request) => _waiting.AddLast(request);
 
     /// <summary>The plan of this step. The list is reused by the next call.</summary>

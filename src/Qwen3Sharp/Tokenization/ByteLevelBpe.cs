@@ -14,7 +14,7 @@ internal sealed class ByteLevelBpe
 {
     private const int CacheCapacity = 1 << 16;   // entries before the cache is cleared
     private const int MaxCachedPieceLength = 128; // chars
-    private const int ShortWordSymbols = 64;      // above this, merge with a heap instead of scanning
+    private const int ShortWordSymbols = 32;      // above this, merge with a heap instead of scanning
 
     private readonly int[] _byteToId = new int[256];   // [256]: id of the token of each single byte
     private readonly MergeTable _merges;
@@ -233,23 +233,28 @@ internal sealed class ByteLevelBpe
         return top;
     }
 
-    /// <summary>Open-addressing hash table (pair of ids) -> (rank, merged id); linear probing.</summary>
+    /// <summary>
+    /// Open-addressing hash table (pair of ids) -> (rank, merged id) with linear probing. Key, rank and merged id
+    /// share one 16-byte entry, so a probe touches one cache line (most lookups are misses: pairs without a merge).
+    /// </summary>
     private sealed class MergeTable
     {
-        private readonly long[] _keys;   // [capacity]: (left << 32) | right, -1 when empty
-        private readonly int[] _ranks;   // [capacity]
-        private readonly int[] _merged;  // [capacity]
+        private struct Entry
+        {
+            public long Key;    // (left << 32) | right, -1 when empty
+            public int Rank;
+            public int Merged;
+        }
+
+        private readonly Entry[] _entries; // [capacity], load factor <= 0.5
         private readonly int _shift;
 
         public MergeTable(int count)
         {
             int bits = Math.Max(4, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)Math.Max(count, 1) * 2) + 1);
-            int capacity = 1 << bits;
             _shift = 64 - bits;
-            _keys = new long[capacity];
-            _keys.AsSpan().Fill(-1);
-            _ranks = new int[capacity];
-            _merged = new int[capacity];
+            _entries = new Entry[1 << bits];
+            for (int i = 0; i < _entries.Length; i++) _entries[i].Key = -1;
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -258,14 +263,15 @@ internal sealed class ByteLevelBpe
         public void Set(int left, int right, int rank, int merged)
         {
             long key = ((long)left << 32) | (uint)right;
-            int mask = _keys.Length - 1;
+            int mask = _entries.Length - 1;
             for (int i = Slot(key); ; i = (i + 1) & mask)
             {
-                if (_keys[i] == key || _keys[i] == -1)
+                ref Entry entry = ref _entries[i];
+                if (entry.Key == key || entry.Key == -1)
                 {
-                    _keys[i] = key;
-                    _ranks[i] = rank;
-                    _merged[i] = merged;
+                    entry.Key = key;
+                    entry.Rank = rank;
+                    entry.Merged = merged;
                     return;
                 }
             }
@@ -276,16 +282,17 @@ internal sealed class ByteLevelBpe
         public int RankOf(int left, int right, out int merged)
         {
             long key = ((long)left << 32) | (uint)right;
-            int mask = _keys.Length - 1;
+            Entry[] entries = _entries;
+            int mask = entries.Length - 1;
             for (int i = Slot(key); ; i = (i + 1) & mask)
             {
-                long k = _keys[i];
-                if (k == key)
+                ref Entry entry = ref entries[i];
+                if (entry.Key == key)
                 {
-                    merged = _merged[i];
-                    return _ranks[i];
+                    merged = entry.Merged;
+                    return entry.Rank;
                 }
-                if (k == -1)
+                if (entry.Key == -1)
                 {
                     merged = -1;
                     return int.MaxValue;

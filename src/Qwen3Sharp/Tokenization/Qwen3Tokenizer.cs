@@ -9,6 +9,12 @@ namespace Qwen3Sharp.Tokenization;
 /// the Qwen2/Qwen3 Split pre-tokenizer, byte-level BPE; decoding maps tokens back to bytes and replaces invalid
 /// UTF-8 with U+FFFD. Immutable after loading and safe to share between threads.
 /// </summary>
+/// <remarks>
+/// The reference is transformers.js (tests/.../Fixtures/tokenizer, tools/fixtures/tokenizer). Where it and the Rust
+/// tokenizers could differ, this follows transformers.js: lone surrogates encode as U+FFFD's bytes (Python cannot
+/// even pass them), added tokens' single_word flag is ignored, the contraction alternative folds ASCII case only,
+/// and Unicode classes and NFC come from the reference's Unicode version (UnicodeTables.g.cs), not the runtime's.
+/// </remarks>
 public sealed class Qwen3Tokenizer
 {
     private const string TokenizerFile = "tokenizer.json";
@@ -153,7 +159,8 @@ public sealed class Qwen3Tokenizer
             {
                 foreach (JsonElement t in added.EnumerateArray())
                 {
-                    int id = Required(t, "id", JsonValueKind.Number, file, "added_tokens[].").GetInt32();
+                    if (!Required(t, "id", JsonValueKind.Number, file, "added_tokens[].").TryGetInt32(out int id) || id < 0)
+                        throw new TokenizerFormatException(file, $"added_tokens[{addedTokens.Count}].id is not a non-negative integer");
                     string content = Required(t, "content", JsonValueKind.String, file, "added_tokens[].").GetString()!;
                     bool special = Flag(t, "special", false);
                     addedTokens.Add(new AddedToken(id, content, special, Flag(t, "lstrip", false), Flag(t, "rstrip", false),
@@ -163,10 +170,15 @@ public sealed class Qwen3Tokenizer
             }
 
             // Added tokens are looked up before the vocab (transformers.js overwrites vocab entries with them).
-            var addedToId = addedTokens.ToDictionary(t => t.Content, t => t.Id, StringComparer.Ordinal);
+            var addedToId = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (AddedToken t in addedTokens) addedToId[t.Content] = t.Id; // a repeated text keeps its last id
             HashSet<string> extraSpecial = [];
             int? eos = null, pad = null;
-            if (configJson is not null) ReadConfig(configJson, configFile, t => addedToId.TryGetValue(t, out int a) ? a : vocab.TryGetValue(t, out int v) ? v : null, extraSpecial, ref eos, ref pad);
+            if (configJson is not null)
+            {
+                ReadConfig(configJson, configFile, t => addedToId.TryGetValue(t, out int a) ? a : vocab.TryGetValue(t, out int v) ? v : null,
+                    extraSpecial, ref eos, ref pad);
+            }
 
             int vocabSize = maxId + 1;
             var idToToken = new string?[vocabSize];

@@ -38,7 +38,7 @@ public sealed class CliInvokeTests
     }
 
     [Theory]
-    [InlineData("serve --port 0", "qwen3 serve [options]")]
+    [InlineData("serve --port -1", "qwen3 serve [options]")]
     [InlineData("serve --bogus", "qwen3 serve [options]")]
     [InlineData("run", "qwen3 run <prompt> [options]")]
     [InlineData("synth --preset big --out x", "qwen3 synth [options]")]

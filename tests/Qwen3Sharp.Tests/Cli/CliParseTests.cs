@@ -143,8 +143,8 @@ public sealed class CliParseTests
     }
 
     [Theory]
-    [InlineData("serve --port 0", "--port must be between 1 and 65535")]
-    [InlineData("serve --port 70000", "--port must be between 1 and 65535")]
+    [InlineData("serve --port -1", "--port must be between 0 and 65535")]
+    [InlineData("serve --port 70000", "--port must be between 0 and 65535")]
     [InlineData("serve --port http", "--port must be an integer (got 'http')")]
     [InlineData("serve --reasoning maybe", "maybe")]
     [InlineData("serve --reasoning-field thoughts", "thoughts")]

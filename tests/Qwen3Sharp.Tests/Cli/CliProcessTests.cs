@@ -86,3 +86,46 @@ public sealed class CliProcessTests
         Assert.Contains("HF_HUB_OFFLINE", error);
     }
 }
+
+/// <summary><c>qwen3 serve</c> as a process: answers on a free port, stops cleanly on SIGINT and SIGTERM.</summary>
+public sealed class ServeProcessTests
+{
+    [Theory]
+    [InlineData("INT")]
+    [InlineData("TERM")]
+    public async Task Serve_AnswersThenStopsOnSignal(string signal)
+    {
+        using CliProcess serve = CliProcess.Start($"serve --model {TinyModel.Directory} --port 0 --ctx-size 256 --served-model-name tiny-alias");
+        Uri? address = null;
+        for (int i = 0; i < 600 && address is null && !serve.HasExited; i++)
+        {
+            await Task.Delay(100);
+            var match = System.Text.RegularExpressions.Regex.Match(serve.Out, @"on (http://127\.0\.0\.1:\d+/)v1");
+            if (match.Success)
+            {
+                address = new Uri(match.Groups[1].Value);
+            }
+        }
+
+        Assert.True(address is not null, $"no address announced. stdout: {serve.Out} stderr: {serve.Err}");
+        using var http = new HttpClient { BaseAddress = address };
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("health")).StatusCode);
+        string models = await http.GetStringAsync("v1/models");
+        Assert.Contains(Path.GetFileName(TinyModel.Directory), models);
+        using var alias = await http.PostAsync("v1/chat/completions", new StringContent(
+            """{"model": "tiny-alias", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}""",
+            System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, alias.StatusCode);
+
+        using (var kill = System.Diagnostics.Process.Start("kill", $"-{signal} {serve.Id}"))
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        int code = await serve.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(0, code);
+        Assert.Contains("stopped", serve.Out);
+        Console.WriteLine($"serve stopped {clock.ElapsedMilliseconds} ms after SIG{signal}");
+    }
+}

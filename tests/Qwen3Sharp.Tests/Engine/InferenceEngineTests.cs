@@ -211,3 +211,31 @@ public class InferenceEngineTests
         Assert.Equal(-Math.Log(Math.Exp(5) + 3), lp.Top[1].Logprob, 1e-5);
     }
 }
+
+public class InferenceEngineShutdownTests
+{
+    [Fact]
+    public async Task Dispose_EndsRunningAndWaitingRequests()
+    {
+        var runner = new FakeRunner(contextSize: 1_000_000, maxSequences: 1);
+        var engine = new InferenceEngine(runner, _ => new ArgMaxSampler(), _ => new LetterDecoder());
+        var streams = Enumerable.Range(0, 3).Select(async _ =>
+        {
+            GenerationFinished? last = null;
+            await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1] }))
+            {
+                last = e as GenerationFinished ?? last;
+            }
+
+            return last;
+        }).ToList();
+        await Task.Delay(100);
+        engine.Dispose();
+        foreach (var s in streams)
+        {
+            Assert.Equal(FinishReason.Cancelled, (await s.WaitAsync(TimeSpan.FromSeconds(10)))!.Reason);
+        }
+
+        Assert.Equal(0, runner.LiveSequences);
+    }
+}

@@ -150,6 +150,24 @@ public sealed class Qwen3ConfigTests
     }
 
     [Fact]
+    public void Parse_Transformers5RopeParameters_FoldsThetaAndScaling()
+    {
+        string json = Minimal.Replace("\"rope_theta\": 1000000,", "").Replace("\"torch_dtype\": \"bfloat16\",", "\"dtype\": \"bfloat16\",")
+            .Replace("\"rope_scaling\": null", "\"rope_parameters\": {\"rope_theta\": 1000000.0, \"rope_type\": \"default\"}");
+        Qwen3Config c = Qwen3Config.Parse(json);
+        Assert.Equal(1e6, c.RopeTheta);
+        Assert.Null(c.RopeScaling);
+        Assert.Equal("bfloat16", c.TorchDType);
+
+        Qwen3Config yarn = Qwen3Config.Parse(Minimal.Replace("\"rope_scaling\": null",
+            "\"rope_parameters\": {\"rope_theta\": 5e5, \"rope_type\": \"yarn\", \"factor\": 4.0}"));
+        Assert.Equal(5e5, yarn.RopeTheta);
+        Assert.Equal("yarn", yarn.RopeScaling!.Kind);
+        Assert.Equal("rope_parameters.rope_type",
+            Fails(Minimal.Replace("\"rope_scaling\": null", "\"rope_parameters\": {\"rope_type\": \"llama3\"}")).Tensor);
+    }
+
+    [Fact]
     public void Load_MissingFile_NamesPath()
     {
         using var dir = new TempDir();

@@ -33,7 +33,7 @@ public sealed class GoldenModelTests(ITestOutputHelper output)
     public void Forward_GoldenCase_LastLogitsMatchReference(string model, int caseIndex)
     {
         GoldenCase c = GoldenCase.LoadAll(model)[caseIndex];
-        using Qwen3Model m = Qwen3Model.Load(GoldenCase.Dir(model), new Qwen3ModelOptions { ThreadCount = 1 });
+        using Qwen3Model m = Qwen3Model.Load(GoldenCase.Dir(model), threadCount: 2);
         using KvCache cache = m.CreateCache(512);
         var logits = new float[m.VocabSize];
         m.Forward(c.InputIds, 0, cache, logits);

@@ -46,6 +46,15 @@ public sealed class RotaryEmbeddingTests
     }
 
     [Fact]
+    public void Create_YarnWithoutFactor_DerivesItFromContextRatio()
+    {
+        Qwen3Config c = Config(new RopeScaling { RopeType = "yarn", OriginalMaxPositionEmbeddings = 32768 }) with { MaxPositionEmbeddings = 131072 };
+        RotaryEmbedding r = RotaryEmbedding.Create(c);
+        Assert.Equal(1.138629436111989, r.AttentionScaling, 1e-6);   // factor 4
+        Assert.Equal(3.102344401879299e-07, r.InverseFrequencies[63], 3.1e-13);
+    }
+
+    [Fact]
     public void Create_YarnWithAttentionFactor_UsesIt()
     {
         RotaryEmbedding r = RotaryEmbedding.Create(Config(new RopeScaling { RopeType = "yarn", Factor = 4, AttentionFactor = 1.5 }));

@@ -102,6 +102,18 @@ public class Qwen3TokenizerTests
     }
 
     [Fact]
+    public void FromJson_WithoutConfig_HasNoEosButSameIds()
+    {
+        string json = File.ReadAllText(Path.Combine(TokenizerDirectory, "tokenizer.json"));
+        Qwen3Tokenizer bare = Qwen3Tokenizer.FromJson(json);
+        Assert.Null(bare.EosTokenId);
+        Assert.Null(bare.PadTokenId);
+        Assert.Equal(151645, bare.ImEnd);
+        Assert.True(bare.IsSpecial(151645));
+        Assert.Equal(Tokenizer.Encode("Hello <|im_end|> 世界"), bare.Encode("Hello <|im_end|> 世界"));
+    }
+
+    [Fact]
     public void FromJson_MalformedJson_ThrowsTokenizerFormatException()
     {
         Assert.Throws<TokenizerFormatException>(() => Qwen3Tokenizer.FromJson("{ not json"));

@@ -267,6 +267,77 @@ internal sealed class BinaryExpr(string op, Expr left, Expr right, int line, int
     }
 }
 
+/// <summary>
+/// <c>a + b + c …</c> (left-associative). Operands are evaluated left to right as Python does; while they are all
+/// strings the concatenation is deferred so a long prompt line costs one string (or none, when printed directly)
+/// instead of one intermediate string per <c>+</c>.
+/// </summary>
+internal sealed class AddChainExpr(Expr[] operands, int[] lines, int[] columns) : Expr(lines[0], columns[0])
+{
+    public override JinjaValue Eval(JinjaRenderContext ctx)
+    {
+        var first = operands[0].Eval(ctx);
+        if (!first.IsString) return Fold(ctx, first, 1);
+        var parts = new string[operands.Length];
+        parts[0] = first.AsString;
+        for (int i = 1; i < operands.Length; i++)
+        {
+            var v = operands[i].Eval(ctx);
+            if (!v.IsString)
+            {
+                SetPosition(ctx, i);
+                var acc = JinjaOps.Add(string.Concat(parts.AsSpan(0, i)), v);
+                return Fold(ctx, acc, i + 1);
+            }
+            parts[i] = v.AsString;
+        }
+        return string.Concat(parts);
+    }
+
+    /// <summary>Prints the sum; when every operand is a string they are appended one by one.</summary>
+    public void AppendTo(JinjaRenderContext ctx, StringBuilder output)
+    {
+        var first = operands[0].Eval(ctx);
+        if (!first.IsString)
+        {
+            PyFormat.AppendStr(output, Fold(ctx, first, 1));
+            return;
+        }
+        int start = output.Length;
+        output.Append(first.AsString);
+        for (int i = 1; i < operands.Length; i++)
+        {
+            var v = operands[i].Eval(ctx);
+            if (!v.IsString)
+            {
+                SetPosition(ctx, i);
+                string soFar = output.ToString(start, output.Length - start);
+                output.Length = start;
+                PyFormat.AppendStr(output, Fold(ctx, JinjaOps.Add(soFar, v), i + 1));
+                return;
+            }
+            output.Append(v.AsString);
+        }
+    }
+
+    private JinjaValue Fold(JinjaRenderContext ctx, JinjaValue acc, int from)
+    {
+        for (int i = from; i < operands.Length; i++)
+        {
+            var v = operands[i].Eval(ctx);
+            SetPosition(ctx, i);
+            acc = JinjaOps.Add(acc, v);
+        }
+        return acc;
+    }
+
+    private void SetPosition(JinjaRenderContext ctx, int operatorIndex)
+    {
+        ctx.Line = lines[operatorIndex];
+        ctx.Column = columns[operatorIndex];
+    }
+}
+
 /// <summary><c>a ~ b ~ c</c>: string conversion and concatenation.</summary>
 internal sealed class ConcatExpr(Expr[] parts, int line, int column) : Expr(line, column)
 {
@@ -341,7 +412,8 @@ internal sealed class OutputStmt(Expr expr, int line, int column) : Stmt(line, c
     {
         ctx.Line = Line;
         ctx.Column = Column;
-        PyFormat.AppendStr(ctx.Output, expr.Eval(ctx));
+        if (expr is AddChainExpr chain) chain.AppendTo(ctx, ctx.Output);
+        else PyFormat.AppendStr(ctx.Output, expr.Eval(ctx));
         return Flow.Normal;
     }
 }

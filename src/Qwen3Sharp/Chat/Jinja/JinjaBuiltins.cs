@@ -180,7 +180,7 @@ internal static partial class JinjaBuiltins
         return sb.ToString();
     }
 
-    [GeneratedRegex(@"([-\s({\[<]+)")]
+    [GeneratedRegex(@"([-\s\x1c-\x1f({\[<]+)")]
     private static partial Regex WordBeginningSplit();
 
     [GeneratedRegex(@"\w+")]
@@ -543,18 +543,18 @@ internal static partial class JinjaBuiltins
         string indent = widthArg.IsString ? widthArg.AsString : new string(' ', (int)widthArg.AsInt);
         bool first = a.Get(1, "first", JinjaValue.False).IsTruthy;
         bool blank = a.Get(2, "blank", JinjaValue.False).IsTruthy;
-        string s = PyFormat.Str(v) + "\n";
-        var lines = s.Split('\n').ToList();
-        lines.RemoveAt(lines.Count - 1);
+        // Jinja 3.1: s += "\n"; lines = s.splitlines(); indent every line after the first (blank lines only with blank=True).
+        var lines = PyStrings.SplitLines(PyFormat.Str(v) + "\n", keepEnds: false);
         var sb = new StringBuilder();
+        if (first) sb.Append(indent);
         for (int i = 0; i < lines.Count; i++)
         {
-            if (i > 0) sb.Append('\n');
-            string line = lines[i];
-            bool doIndent = i == 0 ? first : (blank || line.Length > 0);
-            if (i == 0 && first && !blank && line.Length == 0) doIndent = true;
-            if (doIndent) sb.Append(indent);
-            sb.Append(line);
+            if (i > 0)
+            {
+                sb.Append('\n');
+                if (blank || lines[i].Length > 0) sb.Append(indent);
+            }
+            sb.Append(lines[i]);
         }
         return sb.ToString();
     }

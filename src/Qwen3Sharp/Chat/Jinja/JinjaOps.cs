@@ -26,7 +26,7 @@ internal static class JinjaOps
             return JinjaValue.FromInt(unchecked(a.AsInt + b.AsInt));
         }
         if (a.IsString && b.IsString) return string.Concat(a.AsString, b.AsString);
-        if (a.Kind == JinjaKind.List && b.Kind == JinjaKind.List)
+        if (a.Kind == JinjaKind.List && b.Kind == JinjaKind.List && a.AsList.IsTuple == b.AsList.IsTuple)
         {
             var l = new JinjaList(a.AsList.Count + b.AsList.Count) { IsTuple = a.AsList.IsTuple };
             l.AddRange(a.AsList);
@@ -78,7 +78,7 @@ internal static class JinjaOps
                     return JinjaValue.FromInt(q);
                 }
                 if (b.ToDouble() == 0) throw new JinjaRuntimeException("float floor division by zero");
-                return Math.Floor(a.ToDouble() / b.ToDouble());
+                return FloatDivMod(a.ToDouble(), b.ToDouble()).Div;
             case "%":
                 if (ints)
                 {
@@ -87,14 +87,8 @@ internal static class JinjaOps
                     if (r != 0 && ((r < 0) != (b.AsInt < 0))) r += b.AsInt;
                     return JinjaValue.FromInt(r);
                 }
-                else
-                {
-                    double y = b.ToDouble();
-                    if (y == 0) throw new JinjaRuntimeException("float modulo");
-                    double r = a.ToDouble() % y;
-                    if (r != 0 && ((r < 0) != (y < 0))) r += y;
-                    return r;
-                }
+                if (b.ToDouble() == 0) throw new JinjaRuntimeException("float modulo");
+                return FloatDivMod(a.ToDouble(), b.ToDouble()).Mod;
             case "**":
                 if (a.ToDouble() == 0 && b.ToDouble() < 0) throw new JinjaRuntimeException("0.0 cannot be raised to a negative power");
                 if (ints && b.AsInt >= 0)
@@ -103,9 +97,35 @@ internal static class JinjaOps
                     for (long e = b.AsInt; e > 0; e--) result = unchecked(result * bas);
                     return JinjaValue.FromInt(result);
                 }
+                if (a.ToDouble() < 0 && b.ToDouble() != Math.Floor(b.ToDouble()))
+                    throw new JinjaRuntimeException("a negative number to a fractional power is a complex number, which is not supported");
                 return Math.Pow(a.ToDouble(), b.ToDouble());
         }
         throw new JinjaRuntimeException($"unknown operator {op}");
+    }
+
+    /// <summary>CPython's float_divmod: floor division and modulo that agree (3.0 // 0.001 is 2999.0), signed zeros.</summary>
+    private static (double Div, double Mod) FloatDivMod(double vx, double wx)
+    {
+        double mod = vx % wx; // C fmod
+        double div = (vx - mod) / wx;
+        if (mod != 0)
+        {
+            if ((wx < 0) != (mod < 0))
+            {
+                mod += wx;
+                div -= 1.0;
+            }
+        }
+        else mod = Math.CopySign(0.0, wx);
+        double floorDiv;
+        if (div != 0)
+        {
+            floorDiv = Math.Floor(div);
+            if (div - floorDiv > 0.5) floorDiv += 1.0;
+        }
+        else floorDiv = Math.CopySign(0.0, vx / wx);
+        return (floorDiv, mod);
     }
 
     private static JinjaValue Repeat(string s, long n)

@@ -407,7 +407,23 @@ internal sealed class JinjaParser
         while (Current.Type == TokenType.Operator && Current.Value is "+" or "-")
         {
             var op = Next();
-            left = new BinaryExpr(op.Value, left, ParseConcat(), op.Line, op.Column);
+            if (op.Value == "-")
+            {
+                left = new BinaryExpr("-", left, ParseConcat(), op.Line, op.Column);
+                continue;
+            }
+            // A run of "+" becomes one chain node (same left-to-right semantics, fewer intermediate strings).
+            var operands = new List<Expr> { left, ParseConcat() };
+            var lines = new List<int> { left.Line, op.Line };
+            var columns = new List<int> { left.Column, op.Column };
+            while (Current.IsOp("+"))
+            {
+                var more = Next();
+                lines.Add(more.Line);
+                columns.Add(more.Column);
+                operands.Add(ParseConcat());
+            }
+            left = new AddChainExpr(operands.ToArray(), lines.ToArray(), columns.ToArray());
         }
         return left;
     }
@@ -439,7 +455,13 @@ internal sealed class JinjaParser
         while (Current.IsOp("**"))
         {
             var op = Next();
-            left = new BinaryExpr("**", left, ParseUnary(withFilter: true), op.Line, op.Column);
+            var right = ParseUnary(withFilter: true);
+            // Jinja2 quirk: a folded negative literal is emitted as "-3" into Python source, so "-3 ** x" runs as
+            // -(3 ** x) unless the whole power is constant (then it folds to (-3) ** x at compile time).
+            if (left is ConstExpr { Value.IsNumber: true } c && c.Value.ToDouble() < 0 && right is not ConstExpr)
+                left = new NegExpr(new BinaryExpr("**", new ConstExpr(JinjaOps.Negate(c.Value), c.Line, c.Column), right, op.Line, op.Column), c.Line, c.Column);
+            else
+                left = new BinaryExpr("**", left, right, op.Line, op.Column);
         }
         return left;
     }

@@ -98,20 +98,7 @@ internal static class PyMethods
             case "splitlines":
             {
                 var l = new JinjaList();
-                bool keep = a.Get(0, "keepends", JinjaValue.False).IsTruthy;
-                int start = 0;
-                for (int i = 0; i < s.Length; i++)
-                {
-                    char c = s[i];
-                    if (c is '\n' or '\r' or '\v' or '\f' or '\x1c' or '\x1d' or '\x1e' or '\x85' or '\u2028' or '\u2029')
-                    {
-                        int end = i;
-                        if (c == '\r' && i + 1 < s.Length && s[i + 1] == '\n') i++;
-                        l.Add(s[start..(keep ? i + 1 : end)]);
-                        start = i + 1;
-                    }
-                }
-                if (start < s.Length) l.Add(s[start..]);
+                foreach (var line in PyStrings.SplitLines(s, a.Get(0, "keepends", JinjaValue.False).IsTruthy)) l.Add(line);
                 return JinjaValue.FromList(l);
             }
             case "strip":
@@ -283,6 +270,26 @@ internal static class PyStrings
     /// <summary>Python <c>str.isspace</c> for one character (includes the \x1c-\x1f separators).</summary>
     public static bool IsPySpace(char c) => char.IsWhiteSpace(c) || c is >= '\x1c' and <= '\x1f';
 
+    /// <summary>Python <c>str.splitlines()</c>: \n, \r, \r\n, \v, \f, \x1c-\x1e, \x85, \u2028, \u2029 end lines.</summary>
+    public static List<string> SplitLines(string s, bool keepEnds)
+    {
+        var lines = new List<string>();
+        int start = 0;
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (c is '\n' or '\r' or '\v' or '\f' or '\x1c' or '\x1d' or '\x1e' or '\x85' or '\u2028' or '\u2029')
+            {
+                int end = i;
+                if (c == '\r' && i + 1 < s.Length && s[i + 1] == '\n') i++;
+                lines.Add(s[start..(keepEnds ? i + 1 : end)]);
+                start = i + 1;
+            }
+        }
+        if (start < s.Length) lines.Add(s[start..]);
+        return lines;
+    }
+
     public static string Strip(string s, string? chars, bool left, bool right)
     {
         int start = 0, end = s.Length;
@@ -335,7 +342,7 @@ internal static class PyStrings
                 if (i >= s.Length) break;
                 if (max >= 0 && parts.Count >= max)
                 {
-                    parts.Add(Strip(s[i..], null, false, true));
+                    parts.Add(s[i..]); // Python keeps the remainder's trailing whitespace
                     break;
                 }
                 int start = i;
@@ -351,7 +358,7 @@ internal static class PyStrings
             if (j <= 0) break;
             if (max >= 0 && parts.Count >= max)
             {
-                parts.Add(Strip(s[..j], null, true, false));
+                parts.Add(s[..j]); // Python keeps the remainder's leading whitespace
                 break;
             }
             int end = j;
