@@ -484,29 +484,32 @@ public static unsafe class MatMul
     }
 
     /// <summary>6 rows × 2 vectors of tokens over all columns: 12 accumulators, no horizontal sums.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    /// <remarks>Not inlined, so the register allocator sees only this loop: two row pointers and two strides
+    /// address the six rows (no spills with 16 general registers).</remarks>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Panel6<TV, TS>(float* panel, float* w, int cols, float* y, int ys, int tokens, bool add, float* spill)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count, nr = 2 * lanes;
-        float* w0 = w, w1 = w + cols, w2 = w + 2 * cols, w3 = w + 3 * cols, w4 = w + 4 * cols, w5 = w + 5 * cols;
+        long c1 = cols, c2 = 2L * cols;
+        float* a = w, d = w + 3L * cols, end = w + cols;
         TV c00 = TS.Zero, c01 = TS.Zero, c10 = TS.Zero, c11 = TS.Zero, c20 = TS.Zero, c21 = TS.Zero;
         TV c30 = TS.Zero, c31 = TS.Zero, c40 = TS.Zero, c41 = TS.Zero, c50 = TS.Zero, c51 = TS.Zero;
         float* p = panel;
-        for (int k = 0; k < cols; k++, p += nr)
+        for (; a < end; a++, d++, p += nr)
         {
             TV xa = TS.Load(p), xb = TS.Load(p + lanes);
-            TV b = TS.Broadcast(w0[k]);
+            TV b = TS.Broadcast(*a);
             c00 = TS.MultiplyAdd(b, xa, c00); c01 = TS.MultiplyAdd(b, xb, c01);
-            b = TS.Broadcast(w1[k]);
+            b = TS.Broadcast(a[c1]);
             c10 = TS.MultiplyAdd(b, xa, c10); c11 = TS.MultiplyAdd(b, xb, c11);
-            b = TS.Broadcast(w2[k]);
+            b = TS.Broadcast(a[c2]);
             c20 = TS.MultiplyAdd(b, xa, c20); c21 = TS.MultiplyAdd(b, xb, c21);
-            b = TS.Broadcast(w3[k]);
+            b = TS.Broadcast(*d);
             c30 = TS.MultiplyAdd(b, xa, c30); c31 = TS.MultiplyAdd(b, xb, c31);
-            b = TS.Broadcast(w4[k]);
+            b = TS.Broadcast(d[c1]);
             c40 = TS.MultiplyAdd(b, xa, c40); c41 = TS.MultiplyAdd(b, xb, c41);
-            b = TS.Broadcast(w5[k]);
+            b = TS.Broadcast(d[c2]);
             c50 = TS.MultiplyAdd(b, xa, c50); c51 = TS.MultiplyAdd(b, xb, c51);
         }
 
@@ -519,44 +522,44 @@ public static unsafe class MatMul
     }
 
     /// <summary>12 rows × 2 vectors of tokens: 24 accumulators, for 32-register machines (AVX-512).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Panel12<TV, TS>(float* panel, float* w, int cols, float* y, int ys, int tokens, bool add, float* spill)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count, nr = 2 * lanes;
-        float* w0 = w, w3 = w + 3 * cols, w6 = w + 6 * cols, w9 = w + 9 * cols;
         long c1 = cols, c2 = 2L * cols;
+        float* a = w, d = w + 3L * cols, e = w + 6L * cols, f = w + 9L * cols, end = w + cols;
         TV c00 = TS.Zero, c01 = TS.Zero, c10 = TS.Zero, c11 = TS.Zero, c20 = TS.Zero, c21 = TS.Zero;
         TV c30 = TS.Zero, c31 = TS.Zero, c40 = TS.Zero, c41 = TS.Zero, c50 = TS.Zero, c51 = TS.Zero;
         TV c60 = TS.Zero, c61 = TS.Zero, c70 = TS.Zero, c71 = TS.Zero, c80 = TS.Zero, c81 = TS.Zero;
         TV c90 = TS.Zero, c91 = TS.Zero, cA0 = TS.Zero, cA1 = TS.Zero, cB0 = TS.Zero, cB1 = TS.Zero;
         float* p = panel;
-        for (int k = 0; k < cols; k++, p += nr)
+        for (; a < end; a++, d++, e++, f++, p += nr)
         {
             TV xa = TS.Load(p), xb = TS.Load(p + lanes);
-            TV b = TS.Broadcast(w0[k]);
+            TV b = TS.Broadcast(*a);
             c00 = TS.MultiplyAdd(b, xa, c00); c01 = TS.MultiplyAdd(b, xb, c01);
-            b = TS.Broadcast(w0[c1 + k]);
+            b = TS.Broadcast(a[c1]);
             c10 = TS.MultiplyAdd(b, xa, c10); c11 = TS.MultiplyAdd(b, xb, c11);
-            b = TS.Broadcast(w0[c2 + k]);
+            b = TS.Broadcast(a[c2]);
             c20 = TS.MultiplyAdd(b, xa, c20); c21 = TS.MultiplyAdd(b, xb, c21);
-            b = TS.Broadcast(w3[k]);
+            b = TS.Broadcast(*d);
             c30 = TS.MultiplyAdd(b, xa, c30); c31 = TS.MultiplyAdd(b, xb, c31);
-            b = TS.Broadcast(w3[c1 + k]);
+            b = TS.Broadcast(d[c1]);
             c40 = TS.MultiplyAdd(b, xa, c40); c41 = TS.MultiplyAdd(b, xb, c41);
-            b = TS.Broadcast(w3[c2 + k]);
+            b = TS.Broadcast(d[c2]);
             c50 = TS.MultiplyAdd(b, xa, c50); c51 = TS.MultiplyAdd(b, xb, c51);
-            b = TS.Broadcast(w6[k]);
+            b = TS.Broadcast(*e);
             c60 = TS.MultiplyAdd(b, xa, c60); c61 = TS.MultiplyAdd(b, xb, c61);
-            b = TS.Broadcast(w6[c1 + k]);
+            b = TS.Broadcast(e[c1]);
             c70 = TS.MultiplyAdd(b, xa, c70); c71 = TS.MultiplyAdd(b, xb, c71);
-            b = TS.Broadcast(w6[c2 + k]);
+            b = TS.Broadcast(e[c2]);
             c80 = TS.MultiplyAdd(b, xa, c80); c81 = TS.MultiplyAdd(b, xb, c81);
-            b = TS.Broadcast(w9[k]);
+            b = TS.Broadcast(*f);
             c90 = TS.MultiplyAdd(b, xa, c90); c91 = TS.MultiplyAdd(b, xb, c91);
-            b = TS.Broadcast(w9[c1 + k]);
+            b = TS.Broadcast(f[c1]);
             cA0 = TS.MultiplyAdd(b, xa, cA0); cA1 = TS.MultiplyAdd(b, xb, cA1);
-            b = TS.Broadcast(w9[c2 + k]);
+            b = TS.Broadcast(f[c2]);
             cB0 = TS.MultiplyAdd(b, xa, cB0); cB1 = TS.MultiplyAdd(b, xb, cB1);
         }
 
