@@ -1,0 +1,37 @@
+using System.CommandLine;
+
+namespace Qwen3Sharp.Cli.Commands;
+
+/// <summary>The options of <c>qwen3 bench</c>.</summary>
+public sealed record BenchOptions
+{
+    public CliContext Context { get; init; } = CliContext.Console;
+    /// <summary>--model (required): a local directory or hub id.</summary>
+    public string Model { get; init; } = "";
+    public int PromptTokens { get; init; } = 512;
+    public int GenTokens { get; init; } = 128;
+    public int? Threads { get; init; }
+}
+
+public static partial class BenchCommand
+{
+    internal static Command Create(CliContext context)
+    {
+        Option<string> model = CliOptions.Model(required: true);
+        Option<int> promptTokens = CliOptions.Int("--prompt-tokens", "Prompt length for the prefill measurement.", 512, 1, 1 << 20);
+        Option<int> genTokens = CliOptions.Int("--gen-tokens", "Tokens to decode for the decode measurement.", 128, 1, 1 << 20);
+        Option<int?> threads = CliOptions.Threads();
+        var command = new CliCommand<BenchOptions>("bench", "Measure prefill and decode speed (tokens/s) end to end.",
+            parse => new BenchOptions
+            {
+                Context = context,
+                Model = parse.GetValue(model)!,
+                PromptTokens = parse.GetValue(promptTokens),
+                GenTokens = parse.GetValue(genTokens),
+                Threads = parse.GetValue(threads),
+            },
+            RunAsync);
+        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads }) command.Options.Add(option);
+        return command;
+    }
+}

@@ -1,0 +1,98 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+
+namespace Qwen3Sharp.Cli.Commands;
+
+/// <summary>A subcommand that turns a parse into its options record.</summary>
+internal interface IBindableCommand
+{
+    object Bind(ParseResult parse);
+}
+
+/// <summary>A subcommand whose action binds <typeparamref name="TOptions"/> and hands it to a RunAsync method.</summary>
+internal sealed class CliCommand<TOptions> : Command, IBindableCommand where TOptions : notnull
+{
+    private readonly Func<ParseResult, TOptions> _bind;
+
+    public CliCommand(string name, string description, Func<ParseResult, TOptions> bind,
+        Func<TOptions, CancellationToken, Task<int>> run)
+        : base(name, description)
+    {
+        _bind = bind;
+        SetAction((parse, ct) => run(_bind(parse), ct));
+    }
+
+    public object Bind(ParseResult parse) => _bind(parse);
+}
+
+/// <summary>Option builders with range and enum validation (a failed check is a usage error: exit code 2).</summary>
+internal static class CliOptions
+{
+    public static Option<int> Int(string name, string description, int defaultValue, int min, int max) =>
+        new(name)
+        {
+            Description = description,
+            HelpName = "N",
+            DefaultValueFactory = _ => defaultValue,
+            CustomParser = r => ParseInRange(r, name, min, max) ?? defaultValue,
+        };
+
+    public static Option<int?> OptionalInt(string name, string description, int min, int max) =>
+        new(name)
+        {
+            Description = description,
+            HelpName = "N",
+            CustomParser = r => ParseInRange(r, name, min, max),
+        };
+
+    // One place for "is it an integer" and "is it in range", so both are usage errors with our wording.
+    private static int? ParseInRange(ArgumentResult result, string name, int min, int max)
+    {
+        if (result.Tokens.Count == 0) return null;
+        string text = result.Tokens[^1].Value;
+        if (!int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int value))
+        {
+            result.AddError($"{name} must be an integer (got '{text}').");
+            return null;
+        }
+        if (value < min || value > max)
+        {
+            result.AddError($"{name} must be between {min} and {max} (got {value}).");
+            return null;
+        }
+        return value;
+    }
+
+    public static Option<string> Choice(string name, string description, string defaultValue, params string[] values)
+    {
+        var option = new Option<string>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+        option.AcceptOnlyFromAmong(values);
+        return option;
+    }
+
+    /// <summary>--model: a local directory or a hub id ORG/NAME[@REVISION].</summary>
+    public static Option<string> Model(bool required = false)
+    {
+        var option = new Option<string>("--model", "-m")
+        {
+            Description = required
+                ? "Model directory (config.json, tokenizer.json, *.safetensors) or hub id ORG/NAME[@REVISION]."
+                : "Model directory or hub id ORG/NAME[@REVISION], pulled into the Hugging Face cache if needed.",
+            Required = required,
+            HelpName = "DIR|ORG/NAME",
+        };
+        if (!required) option.DefaultValueFactory = _ => Qwen3Cli.DefaultModel;
+        option.Validators.Add(r =>
+        {
+            if (string.IsNullOrWhiteSpace(r.GetValueOrDefault<string>())) r.AddError("--model must not be empty.");
+        });
+        return option;
+    }
+
+    public static Option<int?> Threads() =>
+        OptionalInt("--threads", "Worker threads for the forward pass [default: physical cores].", 1, 1024);
+
+    public static Option<int?> CtxSize() =>
+        OptionalInt("--ctx-size", "Context length in tokens [default: the model's max_position_embeddings].", 16, 1 << 20);
+
+}

@@ -1,0 +1,68 @@
+using System.CommandLine;
+
+namespace Qwen3Sharp.Cli.Commands;
+
+/// <summary>The options of <c>qwen3 run</c>.</summary>
+public sealed record RunOptions
+{
+    public CliContext Context { get; init; } = CliContext.Console;
+    /// <summary>--model: a local directory or hub id ORG/NAME[@REVISION] (resolve with Qwen3Sharp.Hub.ModelLocator).</summary>
+    public string Model { get; init; } = Qwen3Cli.DefaultModel;
+    /// <summary>The user message; "-" means read it from standard input.</summary>
+    public string Prompt { get; init; } = "";
+    /// <summary>--json: print one JSON object (content, reasoning_content, usage, timings) instead of plain text.</summary>
+    public bool Json { get; init; }
+    public bool NoThink { get; init; }
+    /// <summary>--max-tokens; null means until end of sequence or the context is full.</summary>
+    public int? MaxTokens { get; init; }
+    /// <summary>--temperature; null means the mode's recommended default (0.6 thinking, 0.7 non-thinking).</summary>
+    public float? Temperature { get; init; }
+    /// <summary>--seed; null means a random seed.</summary>
+    public ulong? Seed { get; init; }
+}
+
+public static partial class RunCommand
+{
+    internal static Command Create(CliContext context)
+    {
+        Option<string> model = CliOptions.Model();
+        var prompt = new Argument<string>("prompt") { Description = "The user message (\"-\" reads standard input)." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object with content, reasoning and usage." };
+        var noThink = new Option<bool>("--no-think") { Description = "Disable thinking (enable_thinking=false)." };
+        Option<int?> maxTokens = CliOptions.OptionalInt("--max-tokens", "Most tokens to generate [default: until end of sequence].", 1, 1 << 20);
+        var temperature = new Option<float?>("--temperature")
+        {
+            Description = "Sampling temperature, 0 = greedy [default: 0.6 thinking, 0.7 non-thinking].",
+            HelpName = "T",
+            CustomParser = r =>
+            {
+                if (r.Tokens.Count == 0) return null;
+                string text = r.Tokens[^1].Value;
+                if (float.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float t)
+                    && float.IsFinite(t) && t >= 0 && t <= 2)
+                {
+                    return t;
+                }
+                r.AddError($"--temperature must be between 0 and 2 (got '{text}').");
+                return null;
+            },
+        };
+        var seed = new Option<ulong?>("--seed") { Description = "Random seed for reproducible sampling.", HelpName = "N" };
+        var command = new CliCommand<RunOptions>("run", "Generate one answer to a prompt and exit.",
+            parse => new RunOptions
+            {
+                Context = context,
+                Model = parse.GetValue(model)!,
+                Prompt = parse.GetValue(prompt)!,
+                Json = parse.GetValue(json),
+                NoThink = parse.GetValue(noThink),
+                MaxTokens = parse.GetValue(maxTokens),
+                Temperature = parse.GetValue(temperature),
+                Seed = parse.GetValue(seed),
+            },
+            RunAsync);
+        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed }) command.Options.Add(option);
+        command.Arguments.Add(prompt);
+        return command;
+    }
+}

@@ -1,0 +1,134 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Qwen3Sharp.Cli.Commands;
+
+/// <summary>Which response field carries the model's thinking.</summary>
+public enum ReasoningField
+{
+    /// <summary><c>reasoning_content</c> (DeepSeek, llama.cpp, older vLLM).</summary>
+    ReasoningContent,
+    /// <summary><c>reasoning</c> (newer vLLM, OpenRouter).</summary>
+    Reasoning,
+    /// <summary>Both fields with the same text.</summary>
+    Both,
+}
+
+/// <summary>What to do with &lt;tool_call&gt; blocks that appear inside &lt;think&gt;.</summary>
+public enum ToolCallsInReasoning
+{
+    /// <summary>Leave them as reasoning text (vLLM's behaviour).</summary>
+    Ignore,
+    /// <summary>Parse them as tool calls.</summary>
+    Parse,
+}
+
+/// <summary>The options of <c>qwen3 serve</c>.</summary>
+public sealed record ServeOptions
+{
+    public CliContext Context { get; init; } = CliContext.Console;
+    /// <summary>--model: a local directory or hub id ORG/NAME[@REVISION] (resolve with Qwen3Sharp.Hub.ModelLocator).</summary>
+    public string Model { get; init; } = Qwen3Cli.DefaultModel;
+    public string Host { get; init; } = "127.0.0.1";
+    public int Port { get; init; } = 8000;
+    /// <summary>--api-key: when set, requests must send "Authorization: Bearer KEY".</summary>
+    public string? ApiKey { get; init; }
+    /// <summary>--served-model-name: the ids /v1/models lists and requests may name; empty means the --model value.</summary>
+    public IReadOnlyList<string> ServedModelNames { get; init; } = [];
+    /// <summary>--ctx-size; null means the model's max_position_embeddings.</summary>
+    public int? CtxSize { get; init; }
+    /// <summary>--threads; null means the physical core count.</summary>
+    public int? Threads { get; init; }
+    /// <summary>--reasoning on|off: whether thinking is enabled by default (requests can still override).</summary>
+    public bool Reasoning { get; init; } = true;
+    public ReasoningField ReasoningField { get; init; } = ReasoningField.ReasoningContent;
+    /// <summary>--chat-template-kwargs: a JSON object of default template variables, e.g. {"enable_thinking":false}.</summary>
+    public JsonObject? ChatTemplateKwargs { get; init; }
+    /// <summary>--thinking-budget: the most tokens a response may spend thinking before &lt;/think&gt; is forced; null = unlimited.</summary>
+    public int? ThinkingBudget { get; init; }
+    public ToolCallsInReasoning ToolCallsInReasoning { get; init; } = ToolCallsInReasoning.Ignore;
+    /// <summary>--max-queue: requests waiting beyond this are answered 503.</summary>
+    public int MaxQueue { get; init; } = 64;
+}
+
+public static partial class ServeCommand
+{
+    internal static Command Create(CliContext context)
+    {
+        Option<string> model = CliOptions.Model();
+        var host = new Option<string>("--host") { Description = "Address to listen on.", DefaultValueFactory = _ => "127.0.0.1" };
+        host.Validators.Add(r =>
+        {
+            if (string.IsNullOrWhiteSpace(r.GetValueOrDefault<string>())) r.AddError("--host must not be empty.");
+        });
+        Option<int> port = CliOptions.Int("--port", "TCP port to listen on.", 8000, 1, 65535);
+        var apiKey = new Option<string?>("--api-key") { Description = "Require \"Authorization: Bearer KEY\" on every request.", HelpName = "KEY" };
+        var servedNames = new Option<string[]>("--served-model-name")
+        {
+            Description = "Model id(s) reported by /v1/models and accepted in requests [default: the --model value].",
+            AllowMultipleArgumentsPerToken = true,
+            HelpName = "NAME",
+        };
+        Option<int?> ctxSize = CliOptions.CtxSize();
+        Option<int?> threads = CliOptions.Threads();
+        Option<string> reasoning = CliOptions.Choice("--reasoning", "Thinking on or off by default.", "on", "on", "off");
+        Option<string> reasoningField = CliOptions.Choice("--reasoning-field", "Response field that carries the thinking.",
+            "reasoning_content", "reasoning_content", "reasoning", "both");
+        var kwargs = new Option<JsonObject?>("--chat-template-kwargs")
+        {
+            Description = "Default chat template variables as a JSON object, e.g. '{\"enable_thinking\":false}'.",
+            HelpName = "JSON",
+            CustomParser = r =>
+            {
+                string text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+                try
+                {
+                    if (JsonNode.Parse(text) is JsonObject obj) return obj;
+                    r.AddError($"--chat-template-kwargs must be a JSON object (got {text}).");
+                }
+                catch (JsonException e)
+                {
+                    r.AddError($"--chat-template-kwargs is not valid JSON: {e.Message}");
+                }
+                return null;
+            },
+        };
+        Option<int?> thinkingBudget = CliOptions.OptionalInt("--thinking-budget",
+            "Most tokens a response may think before </think> is forced [default: unlimited].", 0, 1 << 20);
+        Option<string> toolCallsInReasoning = CliOptions.Choice("--tool-calls-in-reasoning",
+            "What to do with <tool_call> blocks inside <think>.", "ignore", "ignore", "parse");
+        Option<int> maxQueue = CliOptions.Int("--max-queue", "Waiting requests beyond this are refused with 503.", 64, 1, 1_000_000);
+
+        var command = new CliCommand<ServeOptions>("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).",
+            parse => new ServeOptions
+            {
+                Context = context,
+                Model = parse.GetValue(model)!,
+                Host = parse.GetValue(host)!,
+                Port = parse.GetValue(port),
+                ApiKey = parse.GetValue(apiKey),
+                ServedModelNames = parse.GetValue(servedNames) ?? [],
+                CtxSize = parse.GetValue(ctxSize),
+                Threads = parse.GetValue(threads),
+                Reasoning = parse.GetValue(reasoning) == "on",
+                ReasoningField = parse.GetValue(reasoningField) switch
+                {
+                    "reasoning" => ReasoningField.Reasoning,
+                    "both" => ReasoningField.Both,
+                    _ => ReasoningField.ReasoningContent,
+                },
+                ChatTemplateKwargs = parse.GetValue(kwargs),
+                ThinkingBudget = parse.GetValue(thinkingBudget),
+                ToolCallsInReasoning = parse.GetValue(toolCallsInReasoning) == "parse" ? ToolCallsInReasoning.Parse : ToolCallsInReasoning.Ignore,
+                MaxQueue = parse.GetValue(maxQueue),
+            },
+            RunAsync);
+        foreach (Option option in new Option[] { model, host, port, apiKey, servedNames, ctxSize, threads, reasoning, reasoningField,
+                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue })
+        {
+            command.Options.Add(option);
+        }
+        return command;
+    }
+}

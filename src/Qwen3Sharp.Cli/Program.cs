@@ -1,0 +1,1 @@
+return await Qwen3Sharp.Cli.Qwen3Cli.InvokeAsync(args);

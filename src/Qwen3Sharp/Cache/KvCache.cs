@@ -1,0 +1,126 @@
+using System.Runtime.InteropServices;
+using Qwen3Sharp.Loading;
+
+namespace Qwen3Sharp.Cache;
+
+/// <summary>
+/// The key/value cache of one sequence: per layer, contiguous float32 keys and values
+/// <c>[ContextSize, KvHeadCount * HeadDim]</c>, position-major, in native memory (pages are committed only when
+/// written). Position p of layer l is row p of <see cref="Keys"/>(l) and <see cref="Values"/>(l).
+/// </summary>
+/// <remarks>
+/// The model touches the cache only through <see cref="Write"/> and the per-layer <see cref="Keys"/>/<see cref="Values"/>
+/// views, so a paged (block) cache can replace this one by offering the same three operations per sequence.
+/// </remarks>
+public sealed unsafe class KvCache : IDisposable
+{
+    private readonly float*[] _keys;     // per layer: [ContextSize, KvDim]
+    private readonly float*[] _values;   // per layer: [ContextSize, KvDim]
+    private bool _disposed;
+
+    public KvCache(int layerCount, int contextSize, int kvHeadCount, int headDim)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(layerCount, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(contextSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(kvHeadCount, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(headDim, 1);
+        if ((long)contextSize * kvHeadCount * headDim > Array.MaxLength)
+        {
+            throw new ArgumentOutOfRangeException(nameof(contextSize), $"{contextSize} positions × {kvHeadCount * headDim} floats per layer exceed one span");
+        }
+
+        LayerCount = layerCount;
+        ContextSize = contextSize;
+        KvHeadCount = kvHeadCount;
+        HeadDim = headDim;
+        _keys = new float*[layerCount];
+        _values = new float*[layerCount];
+        nuint bytes = (nuint)LayerBytes;
+        try
+        {
+            for (int l = 0; l < layerCount; l++)
+            {
+                _keys[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+                _values[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+            }
+        }
+        catch
+        {
+            Free();
+            throw;
+        }
+    }
+
+    /// <summary>A cache shaped for <paramref name="config"/> holding <paramref name="contextSize"/> positions.</summary>
+    public static KvCache Create(Qwen3Config config, int contextSize)
+        => new(config.NumHiddenLayers, contextSize, config.NumKeyValueHeads, config.HeadDim);
+
+    public int LayerCount { get; }
+
+    /// <summary>Positions this cache can hold.</summary>
+    public int ContextSize { get; }
+
+    public int KvHeadCount { get; }
+
+    public int HeadDim { get; }
+
+    /// <summary>Floats per position per layer for keys (and again for values): KvHeadCount × HeadDim.</summary>
+    public int KvDim => KvHeadCount * HeadDim;
+
+    /// <summary>Bytes of one layer's keys (values take as much again).</summary>
+    public long LayerBytes => (long)ContextSize * KvDim * sizeof(float);
+
+    /// <summary>Bytes reserved in all (committed as positions are written).</summary>
+    public long TotalBytes => LayerBytes * 2 * LayerCount;
+
+    /// <summary>Keys of <paramref name="layer"/>: [ContextSize, KvDim].</summary>
+    public Span<float> Keys(int layer)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new Span<float>(_keys[layer], ContextSize * KvDim);
+    }
+
+    /// <summary>Values of <paramref name="layer"/>: [ContextSize, KvDim].</summary>
+    public Span<float> Values(int layer)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new Span<float>(_values[layer], ContextSize * KvDim);
+    }
+
+    /// <summary>Stores k and v [tokenCount, KvDim] at positions startPosition..startPosition + tokenCount - 1.</summary>
+    public void Write(int layer, int startPosition, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int tokenCount)
+    {
+        if ((uint)startPosition > (uint)ContextSize || tokenCount > ContextSize - startPosition)
+        {
+            ThrowOutOfRange(startPosition, tokenCount);
+        }
+
+        int n = tokenCount * KvDim;
+        k[..n].CopyTo(Keys(layer).Slice(startPosition * KvDim, n));
+        v[..n].CopyTo(Values(layer).Slice(startPosition * KvDim, n));
+    }
+
+    private void ThrowOutOfRange(int startPosition, int tokenCount)
+        => throw new ArgumentOutOfRangeException(nameof(startPosition),
+            $"positions {startPosition}..{startPosition + tokenCount - 1} do not fit a cache of {ContextSize} positions");
+
+    public void Dispose()
+    {
+        if (!_disposed)
+        {
+            _disposed = true;
+            Free();
+        }
+    }
+
+    private void Free()
+    {
+        for (int l = 0; l < _keys.Length; l++)
+        {
+            NativeMemory.AlignedFree(_keys[l]);
+            NativeMemory.AlignedFree(_values[l]);
+            _keys[l] = null;
+            _values[l] = null;
+        }
+    }
+}

@@ -1,0 +1,101 @@
+using System.Text.Json.Nodes;
+using Qwen3Sharp.Engine;
+
+namespace Qwen3Sharp.Chat;
+
+public enum ToolChoiceMode
+{
+    /// <summary>The model decides (OpenAI's default when tools are given).</summary>
+    Auto,
+
+    /// <summary>No tool is called: tools are left out of the prompt and no call is parsed.</summary>
+    None,
+
+    /// <summary>The model must call some tool: the assistant turn is pre-filled with the start of a call.</summary>
+    Required,
+
+    /// <summary>The model must call <see cref="ToolChoice.FunctionName"/>: pre-filled up to its arguments.</summary>
+    Function,
+}
+
+public sealed record ToolChoice(ToolChoiceMode Mode, string? FunctionName = null)
+{
+    public static ToolChoice Auto { get; } = new(ToolChoiceMode.Auto);
+}
+
+/// <summary>Sampling settings a request may set; null means "use the model's and the mode's defaults".</summary>
+public sealed record SamplingOverrides
+{
+    public float? Temperature { get; init; }
+    public float? TopP { get; init; }
+    public int? TopK { get; init; }
+    public float? MinP { get; init; }
+    public float? PresencePenalty { get; init; }
+    public float? FrequencyPenalty { get; init; }
+    public float? RepetitionPenalty { get; init; }
+    public ulong? Seed { get; init; }
+    public IReadOnlyDictionary<int, float>? LogitBias { get; init; }
+}
+
+/// <summary>One chat turn to generate, as the HTTP server and <see cref="Qwen3ChatClient"/> hand it over.</summary>
+public sealed class ChatRequest
+{
+    /// <summary>OpenAI-shaped messages, passed to the chat template as transformers passes its dicts.</summary>
+    public required JsonArray Messages { get; init; }
+
+    /// <summary>OpenAI-shaped tools (<c>{"type": "function", "function": {...}}</c>), or null.</summary>
+    public JsonArray? Tools { get; init; }
+
+    public ToolChoice ToolChoice { get; init; } = ToolChoice.Auto;
+
+    /// <summary>Thinking on or off; null = the server's default.</summary>
+    public bool? EnableThinking { get; init; }
+
+    /// <summary>Extra template variables (chat_template_kwargs), merged over the server's.</summary>
+    public IReadOnlyDictionary<string, JsonNode?>? TemplateKwargs { get; init; }
+
+    public SamplingOverrides Sampling { get; init; } = new();
+
+    public int? MaxTokens { get; init; }
+
+    public IReadOnlyList<string> Stop { get; init; } = [];
+
+    /// <summary>Alternatives per token to report; null = no logprobs.</summary>
+    public int? TopLogprobs { get; init; }
+
+    /// <summary>Reasoning tokens allowed before the reasoning is closed; null = the server's default (unlimited).</summary>
+    public int? ThinkingBudget { get; init; }
+}
+
+/// <summary>What streams out of a chat generation.</summary>
+public abstract record ChatUpdate;
+
+public sealed record ReasoningDelta(string Text) : ChatUpdate;
+
+public sealed record ContentDelta(string Text) : ChatUpdate;
+
+public sealed record ToolCallStarted(int Index, string Id, string Name) : ChatUpdate;
+
+public sealed record ToolCallArgumentsDelta(int Index, string Fragment) : ChatUpdate;
+
+/// <summary>A generated token's log-probabilities (only when requested), in output order.</summary>
+public sealed record TokenLogprobsUpdate(string TokenText, TokenLogprobs Logprobs, IReadOnlyList<string> TopTokenTexts) : ChatUpdate;
+
+public enum ChatFinishReason
+{
+    Stop,
+    Length,
+    ToolCalls,
+    Cancelled,
+}
+
+public sealed record ChatFinished(ChatFinishReason Reason, GenerationUsage Usage) : ChatUpdate;
+
+/// <summary>A whole chat answer.</summary>
+public sealed record ChatResult(
+    string? Reasoning,
+    string Content,
+    IReadOnlyList<Parsing.ParsedToolCall> ToolCalls,
+    ChatFinishReason FinishReason,
+    GenerationUsage Usage,
+    IReadOnlyList<TokenLogprobsUpdate> Logprobs);

@@ -1,0 +1,343 @@
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json.Nodes;
+using Qwen3Sharp.Chat.Parsing;
+using Qwen3Sharp.Engine;
+using Qwen3Sharp.Loading;
+using Qwen3Sharp.Sampling;
+using Qwen3Sharp.Tokenization;
+
+namespace Qwen3Sharp.Chat;
+
+/// <summary>Server-wide chat settings (the <c>qwen3 serve</c> flags).</summary>
+public sealed record ChatServiceOptions
+{
+    /// <summary>Thinking when a request does not say (Qwen3's default: on).</summary>
+    public bool DefaultEnableThinking { get; init; } = true;
+
+    /// <summary>Template variables applied to every request, under the request's own.</summary>
+    public IReadOnlyDictionary<string, JsonNode?> DefaultTemplateKwargs { get; init; } = new Dictionary<string, JsonNode?>();
+
+    /// <summary>Reasoning tokens allowed when a request does not say; null = unlimited.</summary>
+    public int? DefaultThinkingBudget { get; init; }
+
+    /// <summary>Parse a &lt;tool_call&gt; written inside the reasoning as a call (off: it stays reasoning, as in vLLM).</summary>
+    public bool ParseToolCallsInReasoning { get; init; }
+}
+
+/// <summary>A chat request turned into what the engine runs.</summary>
+public sealed record PreparedChat(
+    string Prompt,
+    IReadOnlyList<int> PromptTokens,
+    bool Thinking,
+    string Prefill,
+    string ParserPrefill,
+    ChatParserOptions ParserOptions,
+    GenerationRequest Generation);
+
+/// <summary>
+/// The chat layer between the engine and its adapters (HTTP endpoints, <see cref="Qwen3ChatClient"/>): renders the
+/// model's chat template, picks sampling defaults by the effective thinking mode, runs the engine and splits what the
+/// model writes into reasoning, answer and tool calls as it streams.
+/// </summary>
+public sealed class ChatService
+{
+    /// <summary>Qwen's documented early-stop text for a spent thinking budget.</summary>
+    public const string ThinkingBudgetCloseText =
+        "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking directly now.\n</think>\n\n";
+
+    private readonly GenerationConfig? _generationConfig;
+    private readonly int[] _stopTokenIds;
+    private readonly int[] _budgetCloseTokens;
+
+    public ChatService(InferenceEngine engine, Qwen3Tokenizer tokenizer, ChatTemplate template,
+        GenerationConfig? generationConfig, ChatServiceOptions? options = null)
+    {
+        Engine = engine;
+        Tokenizer = tokenizer;
+        Template = template;
+        _generationConfig = generationConfig;
+        Options = options ?? new ChatServiceOptions();
+        var stops = new HashSet<int>(generationConfig?.EosTokenId ?? []);
+        if (tokenizer.ImEnd is { } imEnd)
+        {
+            stops.Add(imEnd);
+        }
+
+        if (tokenizer.EndOfText is { } eot)
+        {
+            stops.Add(eot);
+        }
+
+        _stopTokenIds = [.. stops];
+        _budgetCloseTokens = tokenizer.Encode(ThinkingBudgetCloseText);
+    }
+
+    public InferenceEngine Engine { get; }
+
+    public Qwen3Tokenizer Tokenizer { get; }
+
+    public ChatTemplate Template { get; }
+
+    public ChatServiceOptions Options { get; }
+
+    /// <summary>End-of-turn and end-of-text ids that end a generation.</summary>
+    public IReadOnlyList<int> StopTokenIds => _stopTokenIds;
+
+    /// <summary>The template variables for a request: server kwargs, then the request's, then its enable_thinking.</summary>
+    public Dictionary<string, JsonNode?> TemplateVariables(ChatRequest request)
+    {
+        var vars = new Dictionary<string, JsonNode?>();
+        foreach (var (k, v) in Options.DefaultTemplateKwargs)
+        {
+            vars[k] = v?.DeepClone();
+        }
+
+        if (request.TemplateKwargs is not null)
+        {
+            foreach (var (k, v) in request.TemplateKwargs)
+            {
+                vars[k] = v?.DeepClone();
+            }
+        }
+
+        bool thinking = request.EnableThinking
+            ?? (vars.TryGetValue("enable_thinking", out JsonNode? flag) && flag is JsonValue fv && fv.TryGetValue(out bool b) ? b : Options.DefaultEnableThinking);
+        vars["enable_thinking"] = thinking;
+        return vars;
+    }
+
+    /// <summary>Renders, tokenizes and sets up the generation of a request. Throws <see cref="GenerationRequestException"/> on bad input.</summary>
+    public PreparedChat Prepare(ChatRequest request)
+    {
+        if (request.Messages.Count == 0)
+        {
+            throw new GenerationRequestException("messages must not be empty.", "messages");
+        }
+
+        Dictionary<string, JsonNode?> vars = TemplateVariables(request);
+        bool flag = vars["enable_thinking"]!.GetValue<bool>();
+        bool thinking = flag && SoftSwitch(request.Messages) != false;
+        bool toolsOn = request.Tools is { Count: > 0 } && request.ToolChoice.Mode != ToolChoiceMode.None;
+        string prompt;
+        try
+        {
+            prompt = Template.Render(request.Messages, toolsOn ? request.Tools : null, addGenerationPrompt: true, vars);
+        }
+        catch (ChatTemplateException ex)
+        {
+            throw new GenerationRequestException($"The chat template could not render these messages: {ex.Message}", "messages");
+        }
+
+        // A forced call is written without free reasoning: the turn gets an empty (or closed) think block first,
+        // as in non-thinking mode, and the parser sees the call's opening as if the model had written it.
+        string call = ToolCallPrefill(request, toolsOn);
+        string prefill = call.Length == 0 ? ""
+            : OpenReasoningAtEnd(prompt) ? "\n</think>\n\n" + call
+            : prompt.EndsWith("</think>\n\n", StringComparison.Ordinal) ? call
+            : "<think>\n\n</think>\n\n" + call;
+
+        ChatParserOptions parser = ChatParserOptions.ForPrompt(prompt + prefill, toolsOn, Options.ParseToolCallsInReasoning);
+        int[] tokens = Tokenizer.Encode(prompt + prefill);
+        int? budget = request.ThinkingBudget ?? Options.DefaultThinkingBudget;
+        var generation = new GenerationRequest
+        {
+            PromptTokens = tokens,
+            Sampling = SamplingFor(request.Sampling, thinking),
+            MaxTokens = request.MaxTokens,
+            StopStrings = request.Stop,
+            StopTokenIds = _stopTokenIds,
+            SkipSpecialTokens = true,
+            TopLogprobs = request.TopLogprobs,
+            StartsInsideReasoning = parser.StartsInsideReasoning,
+            ThinkingBudget = budget is { } max && thinking ? new ThinkingBudget(max, _budgetCloseTokens) : null,
+        };
+        return new PreparedChat(prompt, tokens, thinking, prefill, call, parser, generation);
+    }
+
+    /// <summary>Streams one answer: reasoning, content and tool-call deltas, then <see cref="ChatFinished"/>.</summary>
+    public async IAsyncEnumerable<ChatUpdate> StreamAsync(ChatRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        PreparedChat prepared = Prepare(request);
+        await foreach (ChatUpdate u in StreamAsync(prepared, cancellationToken))
+        {
+            yield return u;
+        }
+    }
+
+    public async IAsyncEnumerable<ChatUpdate> StreamAsync(PreparedChat prepared,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var parser = new ChatStreamParser(prepared.ParserOptions);
+        var deltas = new List<ChatDelta>();
+        bool sawToolCall = false;
+        parser.Append(prepared.ParserPrefill, deltas);
+
+        await foreach (GenerationEvent e in Engine.GenerateAsync(prepared.Generation, cancellationToken))
+        {
+            switch (e)
+            {
+                case TokenGenerated t:
+                    if (t.Logprobs is { } lp)
+                    {
+                        yield return LogprobsUpdate(lp);
+                    }
+
+                    parser.Append(t.TextDelta, deltas);
+                    break;
+                case GenerationFinished f:
+                    parser.Append(f.TextDelta, deltas);
+                    parser.Finish(deltas);
+                    foreach (ChatUpdate u in Drain(deltas))
+                    {
+                        sawToolCall |= u is ToolCallStarted;
+                        yield return u;
+                    }
+
+                    ChatFinishReason reason = f.Reason switch
+                    {
+                        FinishReason.Length => ChatFinishReason.Length,
+                        FinishReason.Cancelled => ChatFinishReason.Cancelled,
+                        _ => sawToolCall ? ChatFinishReason.ToolCalls : ChatFinishReason.Stop,
+                    };
+                    yield return new ChatFinished(reason, f.Usage);
+                    yield break;
+            }
+
+            foreach (ChatUpdate u in Drain(deltas))
+            {
+                sawToolCall |= u is ToolCallStarted;
+                yield return u;
+            }
+        }
+    }
+
+    /// <summary>Generates a whole answer.</summary>
+    public async Task<ChatResult> CompleteAsync(ChatRequest request, CancellationToken cancellationToken = default) =>
+        await CompleteAsync(Prepare(request), cancellationToken);
+
+    public async Task<ChatResult> CompleteAsync(PreparedChat prepared, CancellationToken cancellationToken = default)
+    {
+        var reasoning = new StringBuilder();
+        var content = new StringBuilder();
+        var calls = new List<(string Id, string Name, StringBuilder Arguments)>();
+        var logprobs = new List<TokenLogprobsUpdate>();
+        bool anyReasoning = false;
+        ChatFinished? finished = null;
+        await foreach (ChatUpdate u in StreamAsync(prepared, cancellationToken))
+        {
+            switch (u)
+            {
+                case ReasoningDelta d: reasoning.Append(d.Text); anyReasoning = true; break;
+                case ContentDelta d: content.Append(d.Text); break;
+                case ToolCallStarted s: calls.Add((s.Id, s.Name, new StringBuilder())); break;
+                case ToolCallArgumentsDelta a: calls[a.Index].Arguments.Append(a.Fragment); break;
+                case TokenLogprobsUpdate l: logprobs.Add(l); break;
+                case ChatFinished f: finished = f; break;
+            }
+        }
+
+        return new ChatResult(
+            anyReasoning || prepared.Thinking ? reasoning.ToString() : null,
+            content.ToString(),
+            calls.Select(c => new ParsedToolCall(c.Id, c.Name, c.Arguments.ToString())).ToList(),
+            finished!.Reason,
+            finished.Usage,
+            logprobs);
+    }
+
+    private IEnumerable<ChatUpdate> Drain(List<ChatDelta> deltas)
+    {
+        foreach (ChatDelta d in deltas)
+        {
+            switch (d.Kind)
+            {
+                case ChatDeltaKind.Reasoning when d.Text.Length > 0: yield return new ReasoningDelta(d.Text); break;
+                case ChatDeltaKind.Content when d.Text.Length > 0: yield return new ContentDelta(d.Text); break;
+                case ChatDeltaKind.ToolCallStart: yield return new ToolCallStarted(d.ToolCallIndex, d.ToolCallId!, d.ToolCallName!); break;
+                case ChatDeltaKind.ToolCallArguments: yield return new ToolCallArgumentsDelta(d.ToolCallIndex, d.Text); break;
+            }
+        }
+
+        deltas.Clear();
+    }
+
+    private TokenLogprobsUpdate LogprobsUpdate(TokenLogprobs lp) =>
+        new(Tokenizer.Decode([lp.TokenId]), lp, lp.Top.Select(t => Tokenizer.Decode([t.TokenId])).ToList());
+
+    /// <summary>The sampling settings for a request: the model's and the mode's defaults under the request's overrides.</summary>
+    public SamplingParams SamplingFor(SamplingOverrides o, bool thinking)
+    {
+        SamplingParams d = SamplingDefaults.Resolve(thinking, _generationConfig is { } g
+            ? new ModelSamplingDefaults
+            {
+                DoSample = g.DoSample,
+                Temperature = (float?)g.Temperature,
+                TopP = (float?)g.TopP,
+                TopK = g.TopK,
+                MinP = (float?)g.MinP,
+                RepetitionPenalty = (float?)g.RepetitionPenalty,
+                PresencePenalty = (float?)g.PresencePenalty,
+                FrequencyPenalty = (float?)g.FrequencyPenalty,
+            }
+            : null);
+        return d with
+        {
+            Temperature = o.Temperature ?? d.Temperature,
+            TopP = o.TopP ?? d.TopP,
+            TopK = o.TopK ?? d.TopK,
+            MinP = o.MinP ?? d.MinP,
+            PresencePenalty = o.PresencePenalty ?? d.PresencePenalty,
+            FrequencyPenalty = o.FrequencyPenalty ?? d.FrequencyPenalty,
+            RepetitionPenalty = o.RepetitionPenalty ?? d.RepetitionPenalty,
+            Seed = o.Seed ?? d.Seed,
+            LogitBias = o.LogitBias ?? d.LogitBias,
+        };
+    }
+
+    /// <summary>The latest <c>/think</c> or <c>/no_think</c> in user or system messages: true, false, or null if none.</summary>
+    internal static bool? SoftSwitch(JsonArray messages)
+    {
+        bool? latest = null;
+        foreach (JsonNode? m in messages)
+        {
+            if (m?["role"]?.GetValue<string>() is not ("user" or "system") || m["content"] is not JsonValue v
+                || !v.TryGetValue(out string? text))
+            {
+                continue;
+            }
+
+            int think = text.LastIndexOf("/think", StringComparison.Ordinal);
+            int noThink = text.LastIndexOf("/no_think", StringComparison.Ordinal);
+            if (think >= 0 || noThink >= 0)
+            {
+                latest = think > noThink;
+            }
+        }
+
+        return latest;
+    }
+
+    private static string ToolCallPrefill(ChatRequest request, bool toolsOn)
+    {
+        if (!toolsOn)
+        {
+            return "";
+        }
+
+        return request.ToolChoice.Mode switch
+        {
+            ToolChoiceMode.Required => "<tool_call>\n{\"name\": \"",
+            ToolChoiceMode.Function => "<tool_call>\n{\"name\": \"" + request.ToolChoice.FunctionName + "\", \"arguments\": ",
+            _ => "",
+        };
+    }
+
+    private static bool OpenReasoningAtEnd(string prompt)
+    {
+        int open = prompt.LastIndexOf("<think>", StringComparison.Ordinal);
+        return open >= 0 && prompt.IndexOf("</think>", open, StringComparison.Ordinal) < 0
+            && prompt.LastIndexOf("<|im_start|>", StringComparison.Ordinal) < open;
+    }
+}

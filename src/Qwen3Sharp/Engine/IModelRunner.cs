@@ -1,0 +1,52 @@
+namespace Qwen3Sharp.Engine;
+
+/// <summary>
+/// The model as the engine loop drives it: sequences with their own KV state, advanced by forward passes.
+/// The engine calls it from its one loop thread only.
+/// </summary>
+public interface IModelRunner : IDisposable
+{
+    int VocabSize { get; }
+
+    /// <summary>Most tokens (prompt and generated) one sequence can hold.</summary>
+    int ContextSize { get; }
+
+    /// <summary>Most sequences whose KV state can be held at once.</summary>
+    int MaxSequences { get; }
+
+    /// <summary>KV state for a new sequence, or null when none is free (the request waits).</summary>
+    ISequenceState? TryAllocateSequence();
+
+    /// <summary>
+    /// Appends <paramref name="tokenIds"/> at position <see cref="ISequenceState.Length"/> and writes the logits
+    /// after the last of them into <paramref name="logits"/> [VocabSize].
+    /// </summary>
+    void Forward(ISequenceState sequence, ReadOnlySpan<int> tokenIds, Span<float> logits);
+}
+
+/// <summary>The KV state of one sequence; disposing it gives its memory back to the runner.</summary>
+public interface ISequenceState : IDisposable
+{
+    /// <summary>Tokens whose keys and values are held.</summary>
+    int Length { get; }
+}
+
+/// <summary>Picks the next token from logits; one per request, told about every token that joins the output.</summary>
+public interface ITokenSampler
+{
+    /// <summary>Chooses a token, leaving <paramref name="logits"/> as they are (logprobs are computed from them afterwards).</summary>
+    int Sample(Span<float> logits);
+
+    /// <summary>Records a token of the output (sampled or forced) for penalties.</summary>
+    void Accept(int tokenId);
+}
+
+/// <summary>Turns generated token ids into text as they come, never splitting a UTF-8 character.</summary>
+public interface ITextDecoder
+{
+    /// <summary>Text completed by this token (may be empty).</summary>
+    string Append(int tokenId);
+
+    /// <summary>Whatever is held back at the end (an incomplete character becomes U+FFFD).</summary>
+    string Flush();
+}

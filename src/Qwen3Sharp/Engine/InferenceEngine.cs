@@ -1,0 +1,340 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading.Channels;
+using Qwen3Sharp.Sampling;
+using Qwen3Sharp.Scheduling;
+
+namespace Qwen3Sharp.Engine;
+
+/// <summary>
+/// The engine: one loop thread owns the model and its KV memory (vLLM's EngineCore). Requests enter a bounded
+/// queue and come back as an async stream of <see cref="GenerationEvent"/>s. Each step the scheduler picks
+/// what runs, the runner computes it, and sampled tokens go back to their requests.
+/// </summary>
+public sealed class InferenceEngine : IDisposable
+{
+    private readonly IModelRunner _runner;
+    private readonly Func<GenerationRequest, ITokenSampler> _createSampler;
+    private readonly Func<bool, ITextDecoder> _createDecoder;
+    private readonly EngineOptions _options;
+    private readonly Channel<SequenceRequest> _incoming;
+    private readonly Scheduler _scheduler;
+    private readonly Thread _thread;
+    private readonly float[] _logits;       // [vocab]
+    private readonly CancellationTokenSource _shutdown = new();
+    private long _nextId;
+    private int _queued;
+
+    public InferenceEngine(IModelRunner runner, Func<GenerationRequest, ITokenSampler> createSampler,
+        Func<bool, ITextDecoder> createDecoder, EngineOptions? options = null)
+    {
+        _runner = runner;
+        _createSampler = createSampler;
+        _createDecoder = createDecoder;
+        _options = options ?? new EngineOptions();
+        _incoming = Channel.CreateUnbounded<SequenceRequest>(new UnboundedChannelOptions { SingleReader = true });
+        _scheduler = new Scheduler(_options.StepTokenBudget, runner.TryAllocateSequence);
+        _logits = new float[runner.VocabSize];
+        _thread = new Thread(Loop) { IsBackground = true, Name = "qwen3-engine" };
+        _thread.Start();
+    }
+
+    public int ContextSize => _runner.ContextSize;
+
+    public int VocabSize => _runner.VocabSize;
+
+    /// <summary>Requests submitted and not yet finished.</summary>
+    public int PendingRequestCount => Volatile.Read(ref _queued);
+
+    /// <summary>
+    /// Generates for one request. Validation and queue-full errors are thrown when enumeration starts.
+    /// Cancelling <paramref name="cancellationToken"/>, or leaving the enumeration early, stops the generation
+    /// within one token and frees its memory; the last event is then a <see cref="GenerationFinished"/> with
+    /// <see cref="FinishReason.Cancelled"/>, if still read.
+    /// </summary>
+    public async IAsyncEnumerable<GenerationEvent> GenerateAsync(GenerationRequest request,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        SequenceRequest r = Submit(request);
+        using CancellationTokenRegistration registration = cancellationToken.Register(() => Cancel(r));
+        try
+        {
+            await foreach (GenerationEvent e in r.Output.Reader.ReadAllAsync(CancellationToken.None))
+            {
+                if (e is TokenGenerated && cancellationToken.IsCancellationRequested)
+                {
+                    continue;  // produced before the engine saw the cancel: drop it, wait for the finish
+                }
+
+                yield return e;
+            }
+        }
+        finally
+        {
+            Cancel(r);  // no-op once finished
+        }
+    }
+
+    private SequenceRequest Submit(GenerationRequest request)
+    {
+        ObjectDisposedException.ThrowIf(_shutdown.IsCancellationRequested, this);
+        int promptCount = request.PromptTokens.Count;
+        if (promptCount == 0)
+        {
+            throw new GenerationRequestException("The prompt is empty.", "prompt");
+        }
+
+        if (promptCount >= _runner.ContextSize)
+        {
+            throw new GenerationRequestException(
+                $"The prompt has {promptCount} tokens, but the context holds {_runner.ContextSize} (prompt and completion together).",
+                "messages");
+        }
+
+        if (request.MaxTokens is < 0)
+        {
+            throw new GenerationRequestException("max_tokens must be at least 0.", "max_tokens");
+        }
+
+        foreach (int id in request.PromptTokens)
+        {
+            if ((uint)id >= (uint)_runner.VocabSize)
+            {
+                throw new GenerationRequestException($"Token id {id} is outside the vocabulary (0..{_runner.VocabSize - 1}).", "prompt");
+            }
+        }
+
+        if (Interlocked.Increment(ref _queued) > _options.MaxQueuedRequests + _runner.MaxSequences)
+        {
+            Interlocked.Decrement(ref _queued);
+            throw new EngineOverloadedException(
+                $"The server is busy: {_options.MaxQueuedRequests} requests are already waiting. Retry shortly.");
+        }
+
+        int maxNew = Math.Min(request.MaxTokens ?? int.MaxValue, _runner.ContextSize - promptCount);
+        var output = Channel.CreateUnbounded<GenerationEvent>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
+        var r = new SequenceRequest(Interlocked.Increment(ref _nextId), request, maxNew, output);
+        _incoming.Writer.TryWrite(r);
+        return r;
+    }
+
+    private static void Cancel(SequenceRequest r) => r.CancelRequested = true;
+
+    private void Loop()
+    {
+        ChannelReader<SequenceRequest> incoming = _incoming.Reader;
+        while (!_shutdown.IsCancellationRequested)
+        {
+            while (incoming.TryRead(out SequenceRequest? r))
+            {
+                Admit(r);
+            }
+
+            foreach (SequenceRequest r in _scheduler.Running.Where(r => r.CancelRequested).ToList())
+            {
+                Complete(r, FinishReason.Cancelled, flush: false);
+            }
+
+            foreach (SequenceRequest r in _scheduler.CancelledWaiting())
+            {
+                Complete(r, FinishReason.Cancelled, flush: false);
+            }
+
+            if (!_scheduler.HasWork)
+            {
+                try
+                {
+                    incoming.WaitToReadAsync(_shutdown.Token).AsTask().GetAwaiter().GetResult();
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+
+                continue;
+            }
+
+            Step();
+        }
+
+        foreach (SequenceRequest r in _scheduler.Running.ToList())
+        {
+            Complete(r, FinishReason.Cancelled, flush: false);
+        }
+    }
+
+    private void Admit(SequenceRequest r)
+    {
+        r.Sampler = _createSampler(r.Request);
+        r.Decoder = _createDecoder(r.Request.SkipSpecialTokens);
+        r.StopMatcher = new StopStringMatcher(r.Request.StopStrings);
+        if (r.MaxNewTokens == 0 || r.CancelRequested)
+        {
+            Complete(r, r.CancelRequested ? FinishReason.Cancelled : FinishReason.Length, flush: false);
+            return;
+        }
+
+        _scheduler.Add(r);
+    }
+
+    private void Step()
+    {
+        IReadOnlyList<ScheduledChunk> plan = _scheduler.Schedule();
+        if (plan.Count == 0)
+        {
+            Thread.Sleep(1);  // waiting requests, no free sequence, nothing running: cannot happen while running frees
+            return;
+        }
+
+        // The plan list is reused by Schedule; requests finishing below only leave the running list.
+        for (int i = 0; i < plan.Count; i++)
+        {
+            (SequenceRequest r, int n) = plan[i];
+            try
+            {
+                ReadOnlySpan<int> chunk = CollectionsMarshal.AsSpan((List<int>)r.Tokens).Slice(r.ComputedTokenCount, n);
+                _runner.Forward(r.Sequence!, chunk, _logits);
+                r.ComputedTokenCount += n;
+                if (r.ComputedTokenCount == r.TokenCount)
+                {
+                    Produce(r);
+                }
+            }
+            catch (Exception ex)
+            {
+                _scheduler.Finish(r);
+                Interlocked.Decrement(ref _queued);
+                r.Output.Writer.TryComplete(ex);
+            }
+        }
+    }
+
+    /// <summary>Chooses the request's next token from <see cref="_logits"/> and emits it.</summary>
+    private void Produce(SequenceRequest r)
+    {
+        GenerationRequest q = r.Request;
+        int token;
+        bool forced = r.ForcedTokens.Count > 0;
+        TokenLogprobs? logprobs = null;
+        if (forced)
+        {
+            token = r.ForcedTokens.Dequeue();
+        }
+        else
+        {
+            token = r.Sampler!.Sample(_logits);   // leaves the logits as they are
+            if (q.TopLogprobs is { } topCount)
+            {
+                var top = new TokenLogprob[Math.Min(topCount, LogprobCalculator.MaxTopCount)];
+                float logprob = LogprobCalculator.Compute(_logits, token, top);
+                logprobs = new TokenLogprobs(token, logprob, top);
+            }
+        }
+
+        r.Sampler!.Accept(token);
+        r.AppendToken(token);
+        TrackReasoning(r, token);
+
+        if (q.StopTokenIds.Contains(token))
+        {
+            Emit(r, token, "", forced, logprobs);
+            Complete(r, FinishReason.Stop, flush: true, stopToken: token);
+            return;
+        }
+
+        string text = r.StopMatcher!.Append(r.Decoder!.Append(token));
+        Emit(r, token, text, forced, logprobs);
+        if (r.StopMatcher.Matched is { } stop)
+        {
+            Complete(r, FinishReason.Stop, flush: false, stopString: stop);
+        }
+        else if (r.GeneratedTokenCount >= r.MaxNewTokens)
+        {
+            Complete(r, FinishReason.Length, flush: true);
+        }
+    }
+
+    private void TrackReasoning(SequenceRequest r, int token)
+    {
+        if (token == _options.ThinkStartTokenId)
+        {
+            r.InsideReasoning = true;
+            return;
+        }
+
+        if (token == _options.ThinkEndTokenId)
+        {
+            r.InsideReasoning = false;
+            r.ForcedTokens.Clear();
+            return;
+        }
+
+        if (!r.InsideReasoning)
+        {
+            return;
+        }
+
+        r.ReasoningTokenCount++;
+        if (r.Request.ThinkingBudget is { } budget && !r.BudgetSpent && r.ReasoningTokenCount >= budget.MaxTokens)
+        {
+            r.BudgetSpent = true;
+            foreach (int t in budget.CloseTokens)
+            {
+                r.ForcedTokens.Enqueue(t);
+            }
+        }
+    }
+
+    private static void Emit(SequenceRequest r, int token, string text, bool forced, TokenLogprobs? logprobs) =>
+        r.Output.Writer.TryWrite(new TokenGenerated
+        {
+            TokenId = token,
+            TextDelta = text,
+            Forced = forced,
+            ReasoningTokenCount = r.ReasoningTokenCount,
+            Logprobs = logprobs,
+        });
+
+    private void Complete(SequenceRequest r, FinishReason reason, bool flush, string? stopString = null, int? stopToken = null)
+    {
+        string rest = "";
+        if (flush && r.Decoder is not null && r.StopMatcher is not null)
+        {
+            rest = r.StopMatcher.Append(r.Decoder.Flush());
+            if (r.StopMatcher.Matched is { } late)
+            {
+                stopString = late;
+                reason = FinishReason.Stop;
+            }
+            else
+            {
+                rest += r.StopMatcher.Flush();
+            }
+        }
+
+        _scheduler.Finish(r);
+        Interlocked.Decrement(ref _queued);
+        r.Output.Writer.TryWrite(new GenerationFinished
+        {
+            Reason = reason,
+            TextDelta = rest,
+            StopString = stopString,
+            StopTokenId = stopToken,
+            Usage = new GenerationUsage(r.PromptTokenCount, r.GeneratedTokenCount, r.ReasoningTokenCount),
+        });
+        r.Output.Writer.TryComplete();
+    }
+
+    public void Dispose()
+    {
+        if (_shutdown.IsCancellationRequested)
+        {
+            return;
+        }
+
+        _shutdown.Cancel();
+        _thread.Join();
+        _runner.Dispose();
+        _shutdown.Dispose();
+    }
+}

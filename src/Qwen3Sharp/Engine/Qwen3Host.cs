@@ -1,0 +1,105 @@
+using Microsoft.Extensions.AI;
+using Qwen3Sharp.Chat;
+using Qwen3Sharp.Loading;
+using Qwen3Sharp.Model;
+using Qwen3Sharp.Tokenization;
+
+namespace Qwen3Sharp.Engine;
+
+public sealed record HostOptions
+{
+    /// <summary>Worker threads for the kernels; default: every core.</summary>
+    public int ThreadCount { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Tokens per sequence (prompt and completion); default min(max_position_embeddings, 4096).</summary>
+    public int? ContextSize { get; init; }
+
+    /// <summary>Sequences generated at once; each holds a KV cache of <see cref="ContextSize"/> positions.</summary>
+    public int MaxSequences { get; init; } = 4;
+
+    public int MaxQueuedRequests { get; init; } = 64;
+
+    public ChatServiceOptions Chat { get; init; } = new();
+}
+
+/// <summary>
+/// A model directory brought up for serving: weights, tokenizer, chat template, engine loop and chat layer.
+/// The one place that wires them together; the CLI, the server and embedding apps start here.
+/// </summary>
+public sealed class Qwen3Host : IDisposable
+{
+    private Qwen3Host(string directory, Qwen3Model model, Qwen3Tokenizer tokenizer, ChatTemplate template,
+        InferenceEngine engine, ChatService chat)
+    {
+        Directory = directory;
+        Model = model;
+        Tokenizer = tokenizer;
+        Template = template;
+        Engine = engine;
+        Chat = chat;
+    }
+
+    public string Directory { get; }
+
+    public Qwen3Model Model { get; }
+
+    public Qwen3Config Config => Model.Config;
+
+    public Qwen3Tokenizer Tokenizer { get; }
+
+    public ChatTemplate Template { get; }
+
+    public InferenceEngine Engine { get; }
+
+    public ChatService Chat { get; }
+
+    /// <summary>Loads everything from a Hugging Face model directory.</summary>
+    /// <exception cref="ModelFormatException">A file is missing or malformed.</exception>
+    public static Qwen3Host Load(string directory, HostOptions? options = null)
+    {
+        options ??= new HostOptions();
+        var modelDirectory = ModelDirectory.Open(directory);
+        Qwen3Tokenizer tokenizer = Qwen3Tokenizer.Load(directory);
+        ChatTemplate template = ChatTemplate.Load(directory)
+            ?? throw new ModelFormatException(Path.Combine(directory, "tokenizer_config.json"), null,
+                "no chat_template (neither chat_template.jinja nor tokenizer_config.json's chat_template)");
+        var model = new Qwen3Model(ModelWeights.Load(modelDirectory), new Qwen3ModelOptions
+        {
+            ThreadCount = options.ThreadCount,
+            ContextSize = options.ContextSize,
+        });
+        try
+        {
+            var runner = new Qwen3ModelRunner(model, options.MaxSequences);
+            var engine = new InferenceEngine(runner, r => SamplerAdapter.Create(r, runner.VocabSize),
+                skip => new TokenizerTextDecoder(tokenizer.CreateIncrementalDecoder(skip)),
+                new EngineOptions
+                {
+                    MaxQueuedRequests = options.MaxQueuedRequests,
+                    ThinkStartTokenId = tokenizer.ThinkStart,
+                    ThinkEndTokenId = tokenizer.ThinkEnd,
+                });
+            var chat = new ChatService(engine, tokenizer, template, modelDirectory.Generation, options.Chat);
+            return new Qwen3Host(Path.GetFullPath(directory), model, tokenizer, template, engine, chat);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The engine as a Microsoft.Extensions.AI chat client.</summary>
+    public IChatClient AsChatClient(string? modelId = null) =>
+        new Qwen3ChatClient(Chat, modelId ?? Path.GetFileName(Directory.TrimEnd(Path.DirectorySeparatorChar)));
+
+    public void Dispose() => Engine.Dispose();  // the engine disposes the runner, which disposes the model
+}
+
+/// <summary>The tokenizer's incremental decoder as the engine uses it.</summary>
+internal sealed class TokenizerTextDecoder(IncrementalDecoder decoder) : ITextDecoder
+{
+    public string Append(int tokenId) => decoder.Append(tokenId);
+
+    public string Flush() => decoder.Flush();
+}

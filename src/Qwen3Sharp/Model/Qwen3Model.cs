@@ -1,0 +1,265 @@
+using Qwen3Sharp.Cache;
+using Qwen3Sharp.Kernels;
+using Qwen3Sharp.Loading;
+using Qwen3Sharp.Tensors;
+
+namespace Qwen3Sharp.Model;
+
+/// <summary>How a <see cref="Qwen3Model"/> is run.</summary>
+public sealed record Qwen3ModelOptions
+{
+    /// <summary>Worker threads the kernels split rows across.</summary>
+    public int ThreadCount { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Tokens per forward chunk: prompts longer than this are prefilled in chunks.</summary>
+    public int MaxBatchTokens { get; init; } = 512;
+
+    /// <summary>Positions per sequence; default min(max_position_embeddings, 4096).</summary>
+    public int? ContextSize { get; init; }
+}
+
+/// <summary>
+/// A Qwen3 (or Qwen2/2.5) causal LM: weights, worker pool, RoPE table and activation scratch. One forward pass at a
+/// time (the scratch is shared); each sequence brings its own <see cref="KvCache"/> from <see cref="CreateCache"/>.
+/// </summary>
+public sealed class Qwen3Model : IDisposable
+{
+    private readonly ModelWeights _weights;
+    private readonly WorkerPool _pool;
+    private readonly ForwardScratch _scratch;
+    private readonly float[] _inverseFrequencies;   // [headDim / 2]
+    private readonly float _attentionScaling;
+    private readonly float _eps;
+    private readonly float _attentionScale;
+    private readonly int _hidden, _vocab, _heads, _kvHeads, _headDim;
+
+    public Qwen3Model(ModelWeights weights, Qwen3ModelOptions? options = null)
+    {
+        options ??= new Qwen3ModelOptions();
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.ThreadCount, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxBatchTokens, 1);
+        _weights = weights;
+        Config = weights.Config;
+        ContextSize = options.ContextSize ?? Math.Min(Config.MaxPositionEmbeddings, 4096);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ContextSize, 1);
+        if (ContextSize > Config.MaxPositionEmbeddings)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options),
+                $"context size {ContextSize} exceeds max_position_embeddings {Config.MaxPositionEmbeddings}");
+        }
+
+        MaxBatchTokens = options.MaxBatchTokens;
+        RotaryEmbedding rope = RotaryEmbedding.Create(Config);
+        _inverseFrequencies = rope.InverseFrequencies;
+        _attentionScaling = rope.AttentionScaling;
+        _eps = (float)Config.RmsNormEps;
+        _hidden = Config.HiddenSize;
+        _vocab = Config.VocabSize;
+        _heads = Config.NumAttentionHeads;
+        _kvHeads = Config.NumKeyValueHeads;
+        _headDim = Config.HeadDim;
+        _attentionScale = 1f / MathF.Sqrt(_headDim);
+        _pool = new WorkerPool(options.ThreadCount);
+        _scratch = new ForwardScratch(Config, MaxBatchTokens, Config.MaxPositionEmbeddings);
+    }
+
+    /// <summary>Maps the checkpoint in <paramref name="directory"/> and prepares the model.</summary>
+    /// <exception cref="ModelFormatException">The directory's config or weights are malformed.</exception>
+    public static Qwen3Model Load(string directory, Qwen3ModelOptions? options = null)
+    {
+        ModelWeights weights = ModelWeights.Load(directory);
+        try
+        {
+            return new Qwen3Model(weights, options);
+        }
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
+    }
+
+    public Qwen3Config Config { get; }
+
+    public ModelWeights Weights => _weights;
+
+    /// <summary>Default positions per cache made by <see cref="CreateCache"/>.</summary>
+    public int ContextSize { get; }
+
+    public int MaxBatchTokens { get; }
+
+    public int VocabSize => _vocab;
+
+    public ReadOnlySpan<float> InverseFrequencies => _inverseFrequencies;
+
+    public float AttentionScaling => _attentionScaling;
+
+    /// <summary>A cache for one sequence of up to <paramref name="contextSize"/> positions (default <see cref="ContextSize"/>).</summary>
+    public KvCache CreateCache(int? contextSize = null)
+    {
+        int size = contextSize ?? ContextSize;
+        if (size > Config.MaxPositionEmbeddings)
+        {
+            throw new ArgumentOutOfRangeException(nameof(contextSize), $"{size} exceeds max_position_embeddings {Config.MaxPositionEmbeddings}");
+        }
+
+        return KvCache.Create(Config, size);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="tokenIds"/> at positions startPosition.. through the model, appending their keys and values to
+    /// <paramref name="cache"/>, and writes the logits of the last token to <paramref name="logits"/> [vocab].
+    /// Several tokens are a (chunked) prefill; one token is a decode step. Allocates nothing.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokenIds, int startPosition, KvCache cache, Span<float> logits)
+    {
+        Validate(tokenIds, startPosition, cache, logits.Length, _vocab, "[vocab]");
+        for (int offset = 0; offset < tokenIds.Length; offset += MaxBatchTokens)
+        {
+            ReadOnlySpan<int> chunk = tokenIds.Slice(offset, Math.Min(MaxBatchTokens, tokenIds.Length - offset));
+            RunLayers(chunk, startPosition + offset, cache);
+            if (offset + chunk.Length == tokenIds.Length)
+            {
+                Span<float> last = _scratch.Hidden(chunk.Length).Slice((chunk.Length - 1) * _hidden, _hidden);   // [1, hidden]
+                Span<float> normed = _scratch.Normed(1);                                                         // [1, hidden]
+                RmsNorm.Apply(last, _weights.Norm, _eps, normed);
+                MatMul.Multiply(_pool, normed, 1, _weights.LmHead, logits[.._vocab]);                             // [1, vocab]
+            }
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="Forward"/> but writes the logits of every token: <paramref name="logits"/> [tokenCount, vocab].
+    /// </summary>
+    public void ForwardAll(ReadOnlySpan<int> tokenIds, int startPosition, KvCache cache, Span<float> logits)
+    {
+        Validate(tokenIds, startPosition, cache, logits.Length, (long)tokenIds.Length * _vocab, "[tokenCount, vocab]");
+        for (int offset = 0; offset < tokenIds.Length; offset += MaxBatchTokens)
+        {
+            int count = Math.Min(MaxBatchTokens, tokenIds.Length - offset);
+            RunLayers(tokenIds.Slice(offset, count), startPosition + offset, cache);
+            Span<float> normed = _scratch.Normed(count);                                                        // [T, hidden]
+            RmsNorm.Apply(_scratch.Hidden(count), _weights.Norm, _eps, normed);
+            MatMul.Multiply(_pool, normed, count, _weights.LmHead, logits.Slice(offset * _vocab, count * _vocab)); // [T, vocab]
+        }
+    }
+
+    /// <summary>The decoder stack for one chunk: leaves the final hidden states in the scratch's Hidden [T, hidden].</summary>
+    private void RunLayers(ReadOnlySpan<int> tokenIds, int startPosition, KvCache cache)
+    {
+        int t = tokenIds.Length;
+        ForwardScratch s = _scratch;
+        Span<float> hidden = s.Hidden(t);         // [T, hidden]
+        Span<float> normed = s.Normed(t);         // [T, hidden]
+        Span<float> q = s.Q(t);                   // [T, heads * headDim]
+        Span<float> k = s.K(t);                   // [T, kvHeads * headDim]
+        Span<float> v = s.V(t);                   // [T, kvHeads * headDim]
+        Span<float> attnOut = s.AttnOut(t);       // [T, heads * headDim]
+        Span<float> gate = s.Gate(t);             // [T, intermediate]
+        Span<float> up = s.Up(t);                 // [T, intermediate]
+        Span<int> positions = s.Positions(t);     // [T]
+        for (int i = 0; i < t; i++)
+        {
+            positions[i] = startPosition + i;
+        }
+
+        Embedding.Gather(_weights.EmbedTokens, tokenIds, hidden);
+        for (int l = 0; l < Config.NumHiddenLayers; l++)
+        {
+            ref readonly Qwen3LayerWeights w = ref _weights.Layers[l];
+
+            // attention
+            RmsNorm.Apply(hidden, w.InputLayerNorm, _eps, normed);
+            MatMul.Multiply(_pool, normed, t, w.QProj, q);
+            MatMul.Multiply(_pool, normed, t, w.KProj, k);
+            MatMul.Multiply(_pool, normed, t, w.VProj, v);
+            if (w.QBias is not null)
+            {
+                AddBias(w.QBias, q);                                    // qwen2
+                AddBias(w.KBias!, k);
+                AddBias(w.VBias!, v);
+            }
+
+            if (w.QNorm is not null)
+            {
+                RmsNorm.ApplyPerHead(q, w.QNorm, _eps);                 // qwen3: q/k norm before RoPE
+                RmsNorm.ApplyPerHead(k, w.KNorm!, _eps);
+            }
+
+            Rope.Apply(q, _heads, _headDim, positions, _inverseFrequencies, _attentionScaling);
+            Rope.Apply(k, _kvHeads, _headDim, positions, _inverseFrequencies, _attentionScaling);
+            cache.Write(l, startPosition, k, v, t);
+            CachedAttention.Causal(q, t, startPosition, cache.Keys(l), cache.Values(l), _heads, _kvHeads, _headDim,
+                _attentionScale, s.Scores, attnOut);
+            MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden);   // residual fused
+            if (w.OBias is not null)
+            {
+                AddBias(w.OBias, hidden);
+            }
+
+            // mlp
+            RmsNorm.Apply(hidden, w.PostAttentionLayerNorm, _eps, normed);
+            MatMul.Multiply(_pool, normed, t, w.GateProj, gate);
+            MatMul.Multiply(_pool, normed, t, w.UpProj, up);
+            SwiGlu.SiluMul(gate, up, gate);
+            MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden);   // residual fused
+        }
+    }
+
+    /// <summary>x [rows, bias.Length] += bias on every row.</summary>
+    private static void AddBias(ReadOnlySpan<float> bias, Span<float> x)
+    {
+        for (int row = 0; row < x.Length; row += bias.Length)
+        {
+            Span<float> r = x.Slice(row, bias.Length);
+            for (int i = 0; i < r.Length; i++)
+            {
+                r[i] += bias[i];
+            }
+        }
+    }
+
+    private void Validate(ReadOnlySpan<int> tokenIds, int startPosition, KvCache cache, int logitsLength, long expectedLogits, string logitsShape)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        if (tokenIds.IsEmpty)
+        {
+            ThrowArgument("tokenIds is empty", nameof(tokenIds));
+        }
+
+        if (cache.LayerCount != Config.NumHiddenLayers || cache.KvHeadCount != _kvHeads || cache.HeadDim != _headDim)
+        {
+            ThrowArgument("the cache was made for a different model shape", nameof(cache));
+        }
+
+        if (startPosition < 0 || startPosition > cache.ContextSize - tokenIds.Length)
+        {
+            ThrowRange(nameof(startPosition),
+                $"positions {startPosition}..{startPosition + tokenIds.Length - 1} do not fit the cache's {cache.ContextSize} positions");
+        }
+
+        if (logitsLength < expectedLogits)
+        {
+            ThrowArgument($"logits must hold {logitsShape} = {expectedLogits} floats, got {logitsLength}", "logits");
+        }
+
+        foreach (int id in tokenIds)
+        {
+            if ((uint)id >= (uint)_vocab)
+            {
+                ThrowRange(nameof(tokenIds), $"token id {id} is outside the vocabulary [0, {_vocab})");
+            }
+        }
+    }
+
+    private static void ThrowArgument(string message, string parameter) => throw new ArgumentException(message, parameter);
+
+    private static void ThrowRange(string parameter, string message) => throw new ArgumentOutOfRangeException(parameter, message);
+
+    public void Dispose()
+    {
+        _scratch.Dispose();
+        _pool.Dispose();
+        _weights.Dispose();
+    }
+}

@@ -1,0 +1,177 @@
+using System.CommandLine;
+using Qwen3Sharp.Cli;
+using Qwen3Sharp.Cli.Commands;
+using Qwen3Sharp.Hub;
+using Qwen3Sharp.Tensors;
+
+namespace Qwen3Sharp.Tests.Cli;
+
+public sealed class CliParseTests
+{
+    private static readonly CliContext Context = new() { Out = TextWriter.Null, Error = TextWriter.Null };
+
+    private static T Bind<T>(string commandLine)
+    {
+        ParseResult parse = Qwen3Cli.Parse(commandLine.Split(' ', StringSplitOptions.RemoveEmptyEntries), Context);
+        Assert.Empty(parse.Errors);
+        return Assert.IsType<T>(Qwen3Cli.Bind(parse));
+    }
+
+    private static IReadOnlyList<string> Errors(params string[] args) =>
+        Qwen3Cli.Parse(args, Context).Errors.Select(e => e.Message).ToList();
+
+    [Fact]
+    public void Serve_NoOptions_UsesDefaults()
+    {
+        ServeOptions o = Bind<ServeOptions>("serve");
+        Assert.Equal(Qwen3Cli.DefaultModel, o.Model);
+        Assert.Equal("127.0.0.1", o.Host);
+        Assert.Equal(8000, o.Port);
+        Assert.Null(o.ApiKey);
+        Assert.Empty(o.ServedModelNames);
+        Assert.Null(o.CtxSize);
+        Assert.Null(o.Threads);
+        Assert.True(o.Reasoning);
+        Assert.Equal(ReasoningField.ReasoningContent, o.ReasoningField);
+        Assert.Null(o.ChatTemplateKwargs);
+        Assert.Null(o.ThinkingBudget);
+        Assert.Equal(ToolCallsInReasoning.Ignore, o.ToolCallsInReasoning);
+        Assert.Equal(64, o.MaxQueue);
+        Assert.Same(Context, o.Context);
+    }
+
+    [Fact]
+    public void Serve_AllOptions_AreBound()
+    {
+        ServeOptions o = Bind<ServeOptions>(
+            "serve --model /models/q --host 0.0.0.0 --port 9000 --api-key sk-1 --served-model-name a b --served-model-name c " +
+            "--ctx-size 4096 --threads 8 --reasoning off --reasoning-field both --chat-template-kwargs {\"enable_thinking\":false} " +
+            "--thinking-budget 256 --tool-calls-in-reasoning parse --max-queue 5");
+        Assert.Equal("/models/q", o.Model);
+        Assert.Equal("0.0.0.0", o.Host);
+        Assert.Equal(9000, o.Port);
+        Assert.Equal("sk-1", o.ApiKey);
+        Assert.Equal(["a", "b", "c"], o.ServedModelNames);
+        Assert.Equal(4096, o.CtxSize);
+        Assert.Equal(8, o.Threads);
+        Assert.False(o.Reasoning);
+        Assert.Equal(ReasoningField.Both, o.ReasoningField);
+        Assert.False(o.ChatTemplateKwargs!["enable_thinking"]!.GetValue<bool>());
+        Assert.Equal(256, o.ThinkingBudget);
+        Assert.Equal(ToolCallsInReasoning.Parse, o.ToolCallsInReasoning);
+        Assert.Equal(5, o.MaxQueue);
+    }
+
+    [Fact]
+    public void Serve_ReasoningFieldReasoning_IsBound() =>
+        Assert.Equal(ReasoningField.Reasoning, Bind<ServeOptions>("serve --reasoning-field reasoning").ReasoningField);
+
+    [Fact]
+    public void Chat_AllOptions_AreBound()
+    {
+        ChatOptions o = Bind<ChatOptions>("chat -m Qwen/Qwen3-0.6B --no-think --system be-brief --threads 2 --ctx-size 2048");
+        Assert.Equal("Qwen/Qwen3-0.6B", o.Model);
+        Assert.True(o.NoThink);
+        Assert.Equal("be-brief", o.System);
+        Assert.Equal(2, o.Threads);
+        Assert.Equal(2048, o.CtxSize);
+        Assert.False(Bind<ChatOptions>("chat").NoThink);
+    }
+
+    [Fact]
+    public void Run_AllOptions_AreBound()
+    {
+        RunOptions o = Bind<RunOptions>("run --model dir --json --no-think --max-tokens 32 --temperature 0.5 --seed 42 hello");
+        Assert.Equal("dir", o.Model);
+        Assert.Equal("hello", o.Prompt);
+        Assert.True(o.Json);
+        Assert.True(o.NoThink);
+        Assert.Equal(32, o.MaxTokens);
+        Assert.Equal(0.5f, o.Temperature);
+        Assert.Equal(42UL, o.Seed);
+
+        RunOptions d = Bind<RunOptions>("run hi");
+        Assert.Null(d.MaxTokens);
+        Assert.Null(d.Temperature);
+        Assert.Null(d.Seed);
+        Assert.False(d.Json);
+    }
+
+    [Fact]
+    public void Bench_AllOptions_AreBound()
+    {
+        BenchOptions o = Bind<BenchOptions>("bench --model /m --prompt-tokens 64 --gen-tokens 16 --threads 3");
+        Assert.Equal("/m", o.Model);
+        Assert.Equal(64, o.PromptTokens);
+        Assert.Equal(16, o.GenTokens);
+        Assert.Equal(3, o.Threads);
+
+        BenchOptions d = Bind<BenchOptions>("bench --model /m");
+        Assert.Equal(512, d.PromptTokens);
+        Assert.Equal(128, d.GenTokens);
+    }
+
+    [Theory]
+    [InlineData("qwen3-1.7b", SynthPreset.Qwen3_1_7B)]
+    [InlineData("qwen3-0.6b", SynthPreset.Qwen3_0_6B)]
+    [InlineData("qwen3-4b", SynthPreset.Qwen3_4B)]
+    [InlineData("tiny", SynthPreset.Tiny)]
+    public void Synth_Presets_AreBound(string name, SynthPreset preset)
+    {
+        SynthOptions o = Bind<SynthOptions>($"synth --preset {name} --out /tmp/x");
+        Assert.Equal(preset, o.Preset);
+        Assert.Equal("/tmp/x", o.Out);
+        Assert.Equal(DType.BF16, o.DType);
+        Assert.Equal(0, o.Seed);
+    }
+
+    [Fact]
+    public void Synth_DTypeAndSeed_AreBound()
+    {
+        SynthOptions o = Bind<SynthOptions>("synth --preset tiny --out o --dtype f32 --seed 7");
+        Assert.Equal(DType.F32, o.DType);
+        Assert.Equal(7, o.Seed);
+        Assert.Equal(DType.F16, Bind<SynthOptions>("synth --preset tiny --out o --dtype f16").DType);
+    }
+
+    [Fact]
+    public void Pull_RevisionOptionOrSuffix_IsBound()
+    {
+        Assert.Equal(new ModelReference("Qwen/Qwen3-1.7B", "main"), Bind<PullOptions>("pull Qwen/Qwen3-1.7B").Model);
+        Assert.Equal(new ModelReference("Qwen/Qwen3-1.7B", "v2"), Bind<PullOptions>("pull Qwen/Qwen3-1.7B --revision v2").Model);
+        Assert.Equal(new ModelReference("Qwen/Qwen3-1.7B", "v3"), Bind<PullOptions>("pull Qwen/Qwen3-1.7B@v3").Model);
+    }
+
+    [Theory]
+    [InlineData("serve --port 0", "--port must be between 1 and 65535")]
+    [InlineData("serve --port 70000", "--port must be between 1 and 65535")]
+    [InlineData("serve --port http", "--port must be an integer (got 'http')")]
+    [InlineData("serve --reasoning maybe", "maybe")]
+    [InlineData("serve --reasoning-field thoughts", "thoughts")]
+    [InlineData("serve --tool-calls-in-reasoning always", "always")]
+    [InlineData("serve --chat-template-kwargs [1]", "must be a JSON object")]
+    [InlineData("serve --chat-template-kwargs {bad", "not valid JSON")]
+    [InlineData("serve --thinking-budget -1", "--thinking-budget must be between")]
+    [InlineData("serve --max-queue 0", "--max-queue must be between")]
+    [InlineData("serve --threads 0", "--threads must be between")]
+    [InlineData("chat --ctx-size 1", "--ctx-size must be between")]
+    [InlineData("run", "Required argument missing")]
+    [InlineData("run --temperature 3 hi", "--temperature must be between 0 and 2")]
+    [InlineData("run --temperature warm hi", "--temperature must be between 0 and 2 (got 'warm')")]
+    [InlineData("run --seed -1 hi", "-1")]
+    [InlineData("run --max-tokens 0 hi", "--max-tokens must be between")]
+    [InlineData("bench", "--model")]
+    [InlineData("bench --model m --gen-tokens 0", "--gen-tokens must be between")]
+    [InlineData("synth --out x", "--preset")]
+    [InlineData("synth --preset qwen3-70b --out x", "qwen3-70b")]
+    [InlineData("synth --preset tiny --out x --dtype int8", "int8")]
+    [InlineData("pull qwen3", "is not a hub model id")]
+    [InlineData("pull Qwen/Qwen3-1.7B@v1 --revision v2", "revision is given twice")]
+    [InlineData("serve --frobnicate", "--frobnicate")]
+    public void Parse_InvalidOptions_ReportsError(string commandLine, string expected)
+    {
+        IReadOnlyList<string> errors = Errors(commandLine.Split(' '));
+        Assert.NotEmpty(errors);
+        Assert.Contains(errors, e => e.Contains(expected, StringComparison.Ordinal));
+    }
+}

@@ -1,0 +1,213 @@
+using Qwen3Sharp.Engine;
+
+namespace Qwen3Sharp.Tests.Engine;
+
+public class InferenceEngineTests
+{
+    private static InferenceEngine CreateEngine(FakeRunner runner, EngineOptions? options = null) =>
+        new(runner, _ => new ArgMaxSampler(), _ => new LetterDecoder(), options);
+
+    private static async Task<(List<TokenGenerated> Tokens, GenerationFinished Finished)> Collect(
+        IAsyncEnumerable<GenerationEvent> events)
+    {
+        var tokens = new List<TokenGenerated>();
+        GenerationFinished? finished = null;
+        await foreach (GenerationEvent e in events)
+        {
+            Assert.Null(finished);  // nothing after the finish event
+            switch (e)
+            {
+                case TokenGenerated t: tokens.Add(t); break;
+                case GenerationFinished f: finished = f; break;
+            }
+        }
+
+        Assert.NotNull(finished);
+        return (tokens, finished!);
+    }
+
+    [Fact]
+    public async Task Generate_MaxTokens_FinishesWithLengthAndUsage()
+    {
+        var runner = new FakeRunner();
+        using var engine = CreateEngine(runner);
+        var (tokens, finished) = await Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = [1, 2, 3], MaxTokens = 4 }));
+        Assert.Equal([4, 5, 6, 7], tokens.Select(t => t.TokenId));
+        Assert.Equal("efgh", string.Concat(tokens.Select(t => t.TextDelta)));
+        Assert.Equal(FinishReason.Length, finished.Reason);
+        Assert.Equal(new GenerationUsage(3, 4, 0), finished.Usage);
+        // prefill as one chunk, then one token per decode step; the last sampled token is never computed
+        Assert.Equal([3, 1, 1, 1], runner.Calls.Select(c => c.TokenCount));
+        Assert.Equal(0, runner.LiveSequences);
+    }
+
+    [Fact]
+    public async Task Generate_StopToken_FinishesWithStopAndNoText()
+    {
+        using var engine = CreateEngine(new FakeRunner());
+        var (tokens, finished) = await Collect(engine.GenerateAsync(
+            new GenerationRequest { PromptTokens = [1], MaxTokens = 10, StopTokenIds = [4] }));
+        Assert.Equal([2, 3, 4], tokens.Select(t => t.TokenId));
+        Assert.Equal("cd", string.Concat(tokens.Select(t => t.TextDelta)) + finished.TextDelta);
+        Assert.Equal(FinishReason.Stop, finished.Reason);
+        Assert.Equal(4, finished.StopTokenId);
+    }
+
+    [Fact]
+    public async Task Generate_StopStringAcrossTokens_TextEndsBeforeIt()
+    {
+        using var engine = CreateEngine(new FakeRunner());
+        // output letters: b c d e f ...; "de" spans two tokens, "dx" is a false start that must be released
+        var (tokens, finished) = await Collect(engine.GenerateAsync(
+            new GenerationRequest { PromptTokens = [0], MaxTokens = 10, StopStrings = ["dx", "de"] }));
+        Assert.Equal("bc", string.Concat(tokens.Select(t => t.TextDelta)) + finished.TextDelta);
+        Assert.Equal(FinishReason.Stop, finished.Reason);
+        Assert.Equal("de", finished.StopString);
+        Assert.Equal(4, tokens.Count);
+    }
+
+    [Fact]
+    public async Task Generate_PossibleStopPrefixAtEnd_IsReleasedAtFinish()
+    {
+        using var engine = CreateEngine(new FakeRunner());
+        var (tokens, finished) = await Collect(engine.GenerateAsync(
+            new GenerationRequest { PromptTokens = [0], MaxTokens = 3, StopStrings = ["dz"] }));
+        Assert.Equal("bc", string.Concat(tokens.Select(t => t.TextDelta)));
+        Assert.Equal("d", finished.TextDelta);
+        Assert.Equal(FinishReason.Length, finished.Reason);
+    }
+
+    [Fact]
+    public async Task Generate_Cancelled_StopsAndFreesSequence()
+    {
+        var runner = new FakeRunner(contextSize: 100_000);
+        using var engine = CreateEngine(runner);
+        using var cts = new CancellationTokenSource();
+        int seen = 0;
+        GenerationFinished? finished = null;
+        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1] }, cts.Token))
+        {
+            if (e is TokenGenerated && ++seen == 5)
+            {
+                cts.Cancel();
+            }
+
+            finished = e as GenerationFinished ?? finished;
+        }
+
+        Assert.Equal(FinishReason.Cancelled, finished!.Reason);
+        Assert.Equal(5, seen);  // nothing is delivered after the cancel but the finish
+        Assert.Equal(0, runner.LiveSequences);
+    }
+
+    [Fact]
+    public async Task Generate_ReaderLeavesEarly_FreesSequence()
+    {
+        var runner = new FakeRunner(contextSize: 100_000);
+        using var engine = CreateEngine(runner);
+        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1] }))
+        {
+            break;
+        }
+
+        for (int i = 0; i < 200 && Volatile.Read(ref runner.LiveSequences) != 0; i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(0, runner.LiveSequences);
+        Assert.Equal(0, engine.PendingRequestCount);
+    }
+
+    [Fact]
+    public async Task Generate_PromptFillsContext_Throws()
+    {
+        using var engine = CreateEngine(new FakeRunner(contextSize: 8));
+        var ex = await Assert.ThrowsAsync<GenerationRequestException>(() =>
+            Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = new int[8] })));
+        Assert.Contains("8 tokens", ex.Message);
+    }
+
+    [Fact]
+    public async Task Generate_MaxTokensBeyondContext_StopsAtContext()
+    {
+        using var engine = CreateEngine(new FakeRunner(contextSize: 8));
+        var (tokens, finished) = await Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = [1, 2, 3], MaxTokens = 100 }));
+        Assert.Equal(5, tokens.Count);
+        Assert.Equal(FinishReason.Length, finished.Reason);
+    }
+
+    [Fact]
+    public async Task Generate_TokenOutsideVocabulary_Throws()
+    {
+        using var engine = CreateEngine(new FakeRunner());
+        await Assert.ThrowsAsync<GenerationRequestException>(() =>
+            Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = [1, 99] })));
+    }
+
+    [Fact]
+    public async Task Generate_QueueFull_ThrowsOverloaded()
+    {
+        var runner = new FakeRunner(maxSequences: 1);
+        runner.Gate.Reset();
+        using var engine = CreateEngine(runner, new EngineOptions { MaxQueuedRequests = 2 });
+        var running = Enumerable.Range(0, 3)
+            .Select(_ => Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 2 })))
+            .ToList();
+        await Task.Delay(50);
+        await Assert.ThrowsAsync<EngineOverloadedException>(() =>
+            Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 2 })));
+        runner.Gate.Set();
+        foreach (var r in running)
+        {
+            Assert.Equal(2, (await r).Tokens.Count);
+        }
+    }
+
+    [Fact]
+    public async Task Generate_ManyConcurrent_EachGetsItsOwnContinuation()
+    {
+        var runner = new FakeRunner(vocabSize: 64, contextSize: 64, maxSequences: 3);
+        using var engine = CreateEngine(runner);
+        var results = await Task.WhenAll(Enumerable.Range(0, 8).Select(i =>
+            Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = [i, i + 1], MaxTokens = 6 }))));
+        for (int i = 0; i < 8; i++)
+        {
+            Assert.Equal(Enumerable.Range(i + 2, 6), results[i].Tokens.Select(t => t.TokenId));
+        }
+
+        Assert.Equal(0, runner.LiveSequences);
+    }
+
+    [Fact]
+    public async Task Generate_ThinkingBudget_ForcesCloseTokensThenContinues()
+    {
+        // vocab 16: token 3 = <think>, 9 = </think>; prompt ends inside reasoning
+        using var engine = CreateEngine(new FakeRunner(),
+            new EngineOptions { ThinkStartTokenId = 3, ThinkEndTokenId = 9 });
+        var (tokens, finished) = await Collect(engine.GenerateAsync(new GenerationRequest
+        {
+            PromptTokens = [0],
+            MaxTokens = 8,
+            StartsInsideReasoning = true,
+            ThinkingBudget = new ThinkingBudget(2, [12, 9]),
+        }));
+        // sampled 1, 2 (budget spent), forced 12, 9, then the model continues from 9: 10, 11, 12, 13
+        Assert.Equal([1, 2, 12, 9, 10, 11, 12, 13], tokens.Select(t => t.TokenId));
+        Assert.Equal([false, false, true, true, false, false, false, false], tokens.Select(t => t.Forced));
+        Assert.Equal(3, finished.Usage.ReasoningTokens);  // 1, 2 and the forced 12
+    }
+
+    [Fact]
+    public async Task Generate_Logprobs_AreLogSoftmaxOfRawLogits()
+    {
+        using var engine = CreateEngine(new FakeRunner(vocabSize: 4));
+        var (tokens, _) = await Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = [0], MaxTokens = 1, TopLogprobs = 2 }));
+        TokenLogprobs lp = tokens[0].Logprobs!;
+        double expected = 5 - Math.Log(Math.Exp(5) + 3);
+        Assert.Equal(expected, lp.Logprob, 1e-5);
+        Assert.Equal(1, lp.Top[0].TokenId);
+        Assert.Equal(2, lp.Top.Count);
+        Assert.Equal(-Math.Log(Math.Exp(5) + 3), lp.Top[1].Logprob, 1e-5);
+    }
+}
