@@ -18,7 +18,9 @@ namespace Qwen3Sharp.Kernels;
 /// tokens (12 accumulators; 12 rows × 2 vectors = 24 with Vector512), each step one weight broadcast per row
 /// and two activation loads. Columns go in blocks of <see cref="PanelColumnBlock"/> (one block up to 4096:
 /// measured here, splitting 2048-column products into 1024-column blocks cost 10-20%).</item>
-/// <item>Small batches (2 ≤ tokenCount &lt; 2 vectors) and F16/F32 decode: a work item is a block of
+/// <item>Small BF16 batches (2 ≤ tokenCount &lt; 2 vectors, batched decode): the decode kernel with tokens in
+/// pairs, still streaming bf16 once (converting to float32 first cost more than the products here).</item>
+/// <item>Small F16/F32 batches and F16/F32 decode: a work item is a block of
 /// <see cref="RowBlock"/> rows; A work item is a block of <see cref="RowBlock"/> rows;
 /// it converts <see cref="ColumnBlock"/> columns of them to float32 once into the worker's scratch and reuses
 /// them for every token through a register tile of 4 tokens × 4 rows (Vector512: 16 accumulators) or
@@ -100,16 +102,21 @@ public static unsafe class MatMul
 
         fixed (float* px = x, py = destination)
         {
-            if (tokenCount == 1 && w.DType == DType.BF16)
+            if (w.DType == DType.BF16 && tokenCount < 2 * TS.Count)
             {
-                float* permuted = (float*)pool.SharedScratch((long)cols * sizeof(float));   // [cols]
-                PermuteForBf16<TV, TS>(px, cols, permuted);
+                float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));   // [tokenCount, cols]
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    PermuteForBf16<TV, TS>(px + (long)t * cols, cols, permuted + (long)t * cols);
+                }
+
                 int chunkRows = rows >= RowBlock * 4 * pool.ThreadCount ? RowBlock : 4;
                 var job = new DecodeBf16Job<TV, TS>
                 {
                     Weights = (ushort*)w.Data,
                     X = permuted,
                     Y = py,
+                    TokenCount = tokenCount,
                     RowCount = rows,
                     ColCount = cols,
                     ChunkRows = chunkRows,
@@ -195,15 +202,23 @@ public static unsafe class MatMul
     private struct DecodeBf16Job<TV, TS> : IPoolJob where TV : unmanaged where TS : ISimd<TV>
     {
         public ushort* Weights;   // [RowCount, ColCount]
-        public float* X;          // [ColCount], permuted
-        public float* Y;          // [RowCount]
-        public int RowCount, ColCount, ChunkRows;
+        public float* X;          // [TokenCount, ColCount], each row permuted
+        public float* Y;          // [TokenCount, RowCount]
+        public int TokenCount, RowCount, ColCount, ChunkRows;
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
         {
             int r0 = index * ChunkRows;
-            DecodeRowsBf16<TV, TS>(Weights, ColCount, X, r0, Math.Min(r0 + ChunkRows, RowCount), Y, Accumulate);
+            int r1 = Math.Min(r0 + ChunkRows, RowCount);
+            if (TokenCount == 1)
+            {
+                DecodeRowsBf16<TV, TS>(Weights, ColCount, X, r0, r1, Y, Accumulate);
+            }
+            else
+            {
+                BatchRowsBf16<TV, TS>(Weights, ColCount, X, TokenCount, r0, r1, Y, RowCount, Accumulate);
+            }
         }
     }
 
@@ -267,6 +282,82 @@ public static unsafe class MatMul
             }
 
             Store(y + r, TS.Sum(TS.Add(a, b)) + Bf16Tail(p, xp, main, cols), accumulate);
+        }
+    }
+
+    /// <summary>
+    /// A few tokens (batched decode) straight from bf16: per group of 4 rows, tokens in pairs (8 accumulators),
+    /// the rows' bf16 data re-read from L1 for each pair instead of converted to float32.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void BatchRowsBf16<TV, TS>(ushort* w, int cols, float* xp, int tokenCount, int r0, int r1, float* y,
+        int rowCount, bool accumulate)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count, block = 2 * lanes;
+        int main = cols - cols % block;
+        int r = r0;
+        for (; r + 4 <= r1; r += 4)
+        {
+            ushort* p0 = w + (long)r * cols;
+            ushort* p1 = p0 + cols;
+            ushort* p2 = p1 + cols;
+            ushort* p3 = p2 + cols;
+            ushort* next = p0 + 4L * cols;
+            int t = 0;
+            for (; t + 2 <= tokenCount; t += 2)
+            {
+                float* xa = xp + (long)t * cols;
+                float* xb = xa + cols;
+                TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+                TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
+                for (int c = 0; c < main; c += block)
+                {
+                    if (t == 0 && ((c * sizeof(ushort)) & 63) == 0)
+                    {
+                        SimdMath.Prefetch(next + c);
+                        SimdMath.Prefetch(next + cols + c);
+                        SimdMath.Prefetch(next + 2 * cols + c);
+                        SimdMath.Prefetch(next + 3 * cols + c);
+                    }
+
+                    TV xae = TS.Load(xa + c), xao = TS.Load(xa + c + lanes);
+                    TV xbe = TS.Load(xb + c), xbo = TS.Load(xb + c + lanes);
+                    TS.LoadBf16Pair(p0 + c, out TV e, out TV o);
+                    a0 = TS.MultiplyAdd(o, xao, TS.MultiplyAdd(e, xae, a0));
+                    b0 = TS.MultiplyAdd(o, xbo, TS.MultiplyAdd(e, xbe, b0));
+                    TS.LoadBf16Pair(p1 + c, out e, out o);
+                    a1 = TS.MultiplyAdd(o, xao, TS.MultiplyAdd(e, xae, a1));
+                    b1 = TS.MultiplyAdd(o, xbo, TS.MultiplyAdd(e, xbe, b1));
+                    TS.LoadBf16Pair(p2 + c, out e, out o);
+                    a2 = TS.MultiplyAdd(o, xao, TS.MultiplyAdd(e, xae, a2));
+                    b2 = TS.MultiplyAdd(o, xbo, TS.MultiplyAdd(e, xbe, b2));
+                    TS.LoadBf16Pair(p3 + c, out e, out o);
+                    a3 = TS.MultiplyAdd(o, xao, TS.MultiplyAdd(e, xae, a3));
+                    b3 = TS.MultiplyAdd(o, xbo, TS.MultiplyAdd(e, xbe, b3));
+                }
+
+                float* ya = y + (long)t * rowCount + r;
+                float* yb = ya + rowCount;
+                Store(ya, TS.Sum(a0) + Bf16Tail(p0, xa, main, cols), accumulate);
+                Store(ya + 1, TS.Sum(a1) + Bf16Tail(p1, xa, main, cols), accumulate);
+                Store(ya + 2, TS.Sum(a2) + Bf16Tail(p2, xa, main, cols), accumulate);
+                Store(ya + 3, TS.Sum(a3) + Bf16Tail(p3, xa, main, cols), accumulate);
+                Store(yb, TS.Sum(b0) + Bf16Tail(p0, xb, main, cols), accumulate);
+                Store(yb + 1, TS.Sum(b1) + Bf16Tail(p1, xb, main, cols), accumulate);
+                Store(yb + 2, TS.Sum(b2) + Bf16Tail(p2, xb, main, cols), accumulate);
+                Store(yb + 3, TS.Sum(b3) + Bf16Tail(p3, xb, main, cols), accumulate);
+            }
+
+            if (t < tokenCount)
+            {
+                DecodeRowsBf16<TV, TS>(w, cols, xp + (long)t * cols, r, r + 4, y + (long)t * rowCount, accumulate);
+            }
+        }
+
+        for (int t = 0; r < r1 && t < tokenCount; t++)
+        {
+            DecodeRowsBf16<TV, TS>(w, cols, xp + (long)t * cols, r, r1, y + (long)t * rowCount, accumulate);
         }
     }
 
