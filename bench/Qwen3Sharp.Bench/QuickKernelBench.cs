@@ -14,6 +14,8 @@ namespace Qwen3Sharp.Bench;
 /// </summary>
 internal static unsafe class QuickKernelBench
 {
+    private static float s_sink;   // keeps the FMA loop's result observable
+
     public static void Run(int threads, string what = "all")
     {
         using var pool = new WorkerPool(threads);
@@ -34,7 +36,7 @@ internal static unsafe class QuickKernelBench
 
         if (what is "all" or "prefill" or "peak")
         {
-            (double wall, double cpu) = Time(() => FmaPeak(1 << 22));
+            (double wall, double cpu) = Time(() => s_sink += FmaPeak(1 << 22));
             double flops = 12.0 * 2 * Vector256<float>.Count * (1 << 22);
             Console.WriteLine($"fma peak (Vector256, 12 chains, 1 thread): {flops / cpu / 1e9:F1} GFLOP/s per CPU-second ({flops / wall / 1e9:F1} wall)");
         }
@@ -67,6 +69,59 @@ internal static unsafe class QuickKernelBench
                 {
                     w.Dispose();
                 }
+            }
+        }
+
+        if (what == "micro")
+        {
+            // Cache-resident compute cost per weight (no DRAM): 128 × 2048 BF16 = 512 KB.
+            using var w = new BenchWeights(DType.BF16, 128, 2048);
+            foreach (int tokens in new[] { 1, 2, 4, 8, 16 })
+            {
+                float[] x = new float[tokens * 2048], y = new float[tokens * 128];
+                Array.Fill(x, 0.01f);
+                (double wall, double cpu) = Time(() =>
+                {
+                    for (int i = 0; i < 100; i++)
+                    {
+                        MatMul.Multiply(pool, x, tokens, w.View, y);
+                    }
+                });
+                Console.WriteLine($"micro 128x2048 tokens {tokens,2}: {cpu / 100 * 1e6,8:F1} µs cpu per call, " +
+                    $"{128.0 * 2048 * 100 / cpu / 1e9:F2} G weights per cpu-second");
+            }
+        }
+
+        if (what is "all" or "batch")
+        {
+            // Batched decode (a few sequences per step): still one pass over the weights per call.
+            const int rows = 6144, cols = 2048;
+            long bytes = (long)rows * cols * 2;
+            int copies = (int)Math.Max(1, (512L << 20) / bytes);
+            var weights = new BenchWeights[copies];
+            for (int i = 0; i < copies; i++)
+            {
+                weights[i] = new BenchWeights(DType.BF16, rows, cols, seed: i);
+            }
+
+            foreach (int tokens in new[] { 1, 2, 4, 8, 16, 32 })
+            {
+                float[] x = new float[tokens * cols], y = new float[tokens * rows];
+                Array.Fill(x, 0.01f);
+                (double wall, double cpu) = Time(() =>
+                {
+                    foreach (BenchWeights w in weights)
+                    {
+                        MatMul.Multiply(pool, x, tokens, w.View, y);
+                    }
+                });
+                Console.WriteLine($"batch bf16 {rows}x{cols} tokens {tokens,2}: {wall / copies * 1e6,9:F1} µs per matrix  " +
+                    $"{bytes * copies / wall / 1e9,6:F1} GB/s of weights  (cpu {bytes * copies / cpu / 1e9 * threads:F1} GB/s)");
+            }
+
+            foreach (BenchWeights w in weights)
+            {
+                w.Dispose();
             }
         }
 

@@ -105,19 +105,81 @@ public static unsafe class Attention
             float* kBase = Keys + kvh * HeadDim;
             float* vBase = Values + kvh * HeadDim;
             float* scores = (float*)Scratch[worker];
+            float* q0 = Q + ((long)t * HeadCount + kvh * group) * HeadDim;     // the group's heads are adjacent
+            float* out0 = Destination + ((long)t * HeadCount + kvh * group) * HeadDim;
+
+            // Scores: each key row is loaded once (L1) for all heads of the group.
+            float* k = kBase;
+            for (int p = 0; p < visible; p++, k += kvStride)
+            {
+                for (int g = 0; g < group; g++)
+                {
+                    scores[(long)g * Context + p] = Dot<TV, TS>(q0 + g * HeadDim, k, HeadDim) * Scale;
+                }
+            }
+
             for (int g = 0; g < group; g++)
             {
-                int h = kvh * group + g;
-                float* qh = Q + ((long)t * HeadCount + h) * HeadDim;
-                float* s = scores + (long)g * Context;
-                for (int p = 0; p < visible; p++)
-                {
-                    s[p] = Dot<TV, TS>(qh, kBase + (long)p * kvStride, HeadDim) * Scale;
-                }
-
-                Softmax.InPlace<TV, TS>(s, visible);
-                WeightedSum<TV, TS>(s, visible, vBase, kvStride, HeadDim, Destination + ((long)t * HeadCount + h) * HeadDim);
+                Softmax.InPlace<TV, TS>(scores + (long)g * Context, visible);
             }
+
+            // Values: heads in pairs, so each value row is read once per pair.
+            int h = 0;
+            for (; h + 2 <= group; h += 2)
+            {
+                WeightedSum2<TV, TS>(scores + (long)h * Context, scores + (long)(h + 1) * Context, visible, vBase, kvStride,
+                    HeadDim, out0 + h * HeadDim, out0 + (h + 1) * HeadDim);
+            }
+
+            if (h < group)
+            {
+                WeightedSum<TV, TS>(scores + (long)h * Context, visible, vBase, kvStride, HeadDim, out0 + h * HeadDim);
+            }
+        }
+    }
+
+    /// <summary>Two heads' weighted sums over the same value rows: d0/d1 [n] = Σ_p w0/w1[p] · values[p * stride ..].</summary>
+    private static void WeightedSum2<TV, TS>(float* w0, float* w1, int count, float* values, int stride, int n,
+        float* d0, float* d1)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count;
+        int main = n - n % lanes;
+        int i = 0;
+        for (; i + 4 * lanes <= main; i += 4 * lanes)
+        {
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+            TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
+            float* v = values + i;
+            for (int p = 0; p < count; p++, v += stride)
+            {
+                TV v0 = TS.Load(v), v1 = TS.Load(v + lanes), v2 = TS.Load(v + 2 * lanes), v3 = TS.Load(v + 3 * lanes);
+                TV s = TS.Broadcast(w0[p]);
+                a0 = TS.MultiplyAdd(s, v0, a0);
+                a1 = TS.MultiplyAdd(s, v1, a1);
+                a2 = TS.MultiplyAdd(s, v2, a2);
+                a3 = TS.MultiplyAdd(s, v3, a3);
+                s = TS.Broadcast(w1[p]);
+                b0 = TS.MultiplyAdd(s, v0, b0);
+                b1 = TS.MultiplyAdd(s, v1, b1);
+                b2 = TS.MultiplyAdd(s, v2, b2);
+                b3 = TS.MultiplyAdd(s, v3, b3);
+            }
+
+            TS.Store(a0, d0 + i);
+            TS.Store(a1, d0 + i + lanes);
+            TS.Store(a2, d0 + i + 2 * lanes);
+            TS.Store(a3, d0 + i + 3 * lanes);
+            TS.Store(b0, d1 + i);
+            TS.Store(b1, d1 + i + lanes);
+            TS.Store(b2, d1 + i + 2 * lanes);
+            TS.Store(b3, d1 + i + 3 * lanes);
+        }
+
+        if (i < n)
+        {
+            WeightedSumFrom<TV, TS>(w0, count, values, stride, n, d0, i);
+            WeightedSumFrom<TV, TS>(w1, count, values, stride, n, d1, i);
         }
     }
 
@@ -151,10 +213,15 @@ public static unsafe class Attention
     /// <summary>destination [n] = Σ_p weights[p] · values[p * stride ..], four vectors of the head at a time.</summary>
     private static void WeightedSum<TV, TS>(float* weights, int count, float* values, int stride, int n, float* destination)
         where TV : unmanaged where TS : ISimd<TV>
+        => WeightedSumFrom<TV, TS>(weights, count, values, stride, n, destination, 0);
+
+    /// <summary><see cref="WeightedSum{TV, TS}"/> for the elements [start, n) of the head.</summary>
+    private static void WeightedSumFrom<TV, TS>(float* weights, int count, float* values, int stride, int n, float* destination, int start)
+        where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count;
         int main = n - n % lanes;
-        int i = 0;
+        int i = start;
         for (; i + 4 * lanes <= main; i += 4 * lanes)
         {
             TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;

@@ -16,20 +16,25 @@ namespace Qwen3Sharp.Kernels;
 /// (<c>[panel][col][2·Count]</c>); a work item converts <see cref="PanelRowBlock"/> weight rows to float32
 /// once into the worker's scratch and runs every panel through a register tile of 6 rows × 2 vectors of
 /// tokens (12 accumulators; 12 rows × 2 vectors = 24 with Vector512), each step one weight broadcast per row
-/// and two activation loads.</item>
-/// <item>Small batches (2 ≤ tokenCount &lt; 2 vectors) and F16/F32 decode: a work item is a block of
+/// and two activation loads. Columns go in blocks of <see cref="PanelColumnBlock"/> (one block up to 4096:
+/// measured here, splitting 2048-column products into 1024-column blocks cost 10-20%).</item>
+/// <item>Small BF16 batches (2 ≤ tokenCount &lt; 2 vectors, batched decode): the decode kernel with tokens in
+/// pairs, still streaming bf16 once (converting to float32 first cost more than the products here).</item>
+/// <item>Small F16/F32 batches and F16/F32 decode: a work item is a block of
 /// <see cref="RowBlock"/> rows; A work item is a block of <see cref="RowBlock"/> rows;
 /// it converts <see cref="ColumnBlock"/> columns of them to float32 once into the worker's scratch and reuses
 /// them for every token through a register tile of 4 tokens × 4 rows (Vector512: 16 accumulators) or
 /// 2 × 4 (narrower vectors), partial sums added into the destination per column block.</item>
 /// </list>
-/// Accumulation is float32 throughout.
+/// Accumulation is float32 throughout. <c>destination</c> must not overlap <c>x</c>. The kernels use the pool's
+/// scratch memory, so one pool serves one calling thread at a time.
 /// </remarks>
 public static unsafe class MatMul
 {
     internal const int RowBlock = 16;
     internal const int ColumnBlock = 1024;
     internal const int PanelRowBlock = 48;
+    internal const int PanelColumnBlock = 4096;
 
     /// <summary>
     /// <paramref name="x"/> [tokenCount, w.ColCount] times <paramref name="w"/>ᵀ into
@@ -97,16 +102,21 @@ public static unsafe class MatMul
 
         fixed (float* px = x, py = destination)
         {
-            if (tokenCount == 1 && w.DType == DType.BF16)
+            if (w.DType == DType.BF16 && tokenCount < 2 * TS.Count)
             {
-                float* permuted = (float*)pool.SharedScratch((long)cols * sizeof(float));   // [cols]
-                PermuteForBf16<TV, TS>(px, cols, permuted);
+                float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));   // [tokenCount, cols]
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    PermuteForBf16<TV, TS>(px + (long)t * cols, cols, permuted + (long)t * cols);
+                }
+
                 int chunkRows = rows >= RowBlock * 4 * pool.ThreadCount ? RowBlock : 4;
                 var job = new DecodeBf16Job<TV, TS>
                 {
                     Weights = (ushort*)w.Data,
                     X = permuted,
                     Y = py,
+                    TokenCount = tokenCount,
                     RowCount = rows,
                     ColCount = cols,
                     ChunkRows = chunkRows,
@@ -192,15 +202,23 @@ public static unsafe class MatMul
     private struct DecodeBf16Job<TV, TS> : IPoolJob where TV : unmanaged where TS : ISimd<TV>
     {
         public ushort* Weights;   // [RowCount, ColCount]
-        public float* X;          // [ColCount], permuted
-        public float* Y;          // [RowCount]
-        public int RowCount, ColCount, ChunkRows;
+        public float* X;          // [TokenCount, ColCount], each row permuted
+        public float* Y;          // [TokenCount, RowCount]
+        public int TokenCount, RowCount, ColCount, ChunkRows;
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
         {
             int r0 = index * ChunkRows;
-            DecodeRowsBf16<TV, TS>(Weights, ColCount, X, r0, Math.Min(r0 + ChunkRows, RowCount), Y, Accumulate);
+            int r1 = Math.Min(r0 + ChunkRows, RowCount);
+            if (TokenCount == 1)
+            {
+                DecodeRowsBf16<TV, TS>(Weights, ColCount, X, r0, r1, Y, Accumulate);
+            }
+            else
+            {
+                BatchRowsBf16<TV, TS>(Weights, ColCount, X, TokenCount, r0, r1, Y, RowCount, Accumulate);
+            }
         }
     }
 
@@ -264,6 +282,82 @@ public static unsafe class MatMul
             }
 
             Store(y + r, TS.Sum(TS.Add(a, b)) + Bf16Tail(p, xp, main, cols), accumulate);
+        }
+    }
+
+    /// <summary>
+    /// A few tokens (batched decode) straight from bf16: per group of 4 rows, tokens in pairs (8 accumulators),
+    /// the rows' bf16 data re-read from L1 for each pair instead of converted to float32.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void BatchRowsBf16<TV, TS>(ushort* w, int cols, float* xp, int tokenCount, int r0, int r1, float* y,
+        int rowCount, bool accumulate)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count, block = 2 * lanes;
+        int main = cols - cols % block;
+        int r = r0;
+        for (; r + 4 <= r1; r += 4)
+        {
+            ushort* p0 = w + (long)r * cols;
+            ushort* p1 = p0 + cols;
+            ushort* p2 = p1 + cols;
+            ushort* p3 = p2 + cols;
+            ushort* next = p0 + 4L * cols;
+            int t = 0;
+            for (; t + 2 <= tokenCount; t += 2)
+            {
+                float* xa = xp + (long)t * cols;
+                float* xb = xa + cols;
+                TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+                TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
+                for (int c = 0; c < main; c += block)
+                {
+                    if (t == 0 && ((c * sizeof(ushort)) & 63) == 0)
+                    {
+                        SimdMath.Prefetch(next + c);
+                        SimdMath.Prefetch(next + cols + c);
+                        SimdMath.Prefetch(next + 2 * cols + c);
+                        SimdMath.Prefetch(next + 3 * cols + c);
+                    }
+
+                    TV xae = TS.Load(xa + c), xao = TS.Load(xa + c + lanes);
+                    TV xbe = TS.Load(xb + c), xbo = TS.Load(xb + c + lanes);
+                    TS.LoadBf16Pair(p0 + c, out TV e, out TV o);
+                    a0 = TS.MultiplyAdd(o, xao, TS.MultiplyAdd(e, xae, a0));
+                    b0 = TS.MultiplyAdd(o, xbo, TS.MultiplyAdd(e, xbe, b0));
+                    TS.LoadBf16Pair(p1 + c, out e, out o);
+                    a1 = TS.MultiplyAdd(o, xao, TS.MultiplyAdd(e, xae, a1));
+                    b1 = TS.MultiplyAdd(o, xbo, TS.MultiplyAdd(e, xbe, b1));
+                    TS.LoadBf16Pair(p2 + c, out e, out o);
+                    a2 = TS.MultiplyAdd(o, xao, TS.MultiplyAdd(e, xae, a2));
+                    b2 = TS.MultiplyAdd(o, xbo, TS.MultiplyAdd(e, xbe, b2));
+                    TS.LoadBf16Pair(p3 + c, out e, out o);
+                    a3 = TS.MultiplyAdd(o, xao, TS.MultiplyAdd(e, xae, a3));
+                    b3 = TS.MultiplyAdd(o, xbo, TS.MultiplyAdd(e, xbe, b3));
+                }
+
+                float* ya = y + (long)t * rowCount + r;
+                float* yb = ya + rowCount;
+                Store(ya, TS.Sum(a0) + Bf16Tail(p0, xa, main, cols), accumulate);
+                Store(ya + 1, TS.Sum(a1) + Bf16Tail(p1, xa, main, cols), accumulate);
+                Store(ya + 2, TS.Sum(a2) + Bf16Tail(p2, xa, main, cols), accumulate);
+                Store(ya + 3, TS.Sum(a3) + Bf16Tail(p3, xa, main, cols), accumulate);
+                Store(yb, TS.Sum(b0) + Bf16Tail(p0, xb, main, cols), accumulate);
+                Store(yb + 1, TS.Sum(b1) + Bf16Tail(p1, xb, main, cols), accumulate);
+                Store(yb + 2, TS.Sum(b2) + Bf16Tail(p2, xb, main, cols), accumulate);
+                Store(yb + 3, TS.Sum(b3) + Bf16Tail(p3, xb, main, cols), accumulate);
+            }
+
+            if (t < tokenCount)
+            {
+                DecodeRowsBf16<TV, TS>(w, cols, xp + (long)t * cols, r, r + 4, y + (long)t * rowCount, accumulate);
+            }
+        }
+
+        for (int t = 0; r < r1 && t < tokenCount; t++)
+        {
+            DecodeRowsBf16<TV, TS>(w, cols, xp + (long)t * cols, r, r1, y + (long)t * rowCount, accumulate);
         }
     }
 
@@ -444,28 +538,36 @@ public static unsafe class MatMul
             spill = scratch + (long)PanelRowBlock * cols;
         }
 
-        for (int t0 = 0; t0 < tokenCount; t0 += nr)
+        // Column blocks keep a panel's slice [PanelColumnBlock, nr] in L2 while every row group of the block
+        // passes over it; blocks after the first add into y.
+        for (int k0 = 0; k0 < cols; k0 += PanelColumnBlock)
         {
-            float* panel = packed + (long)t0 * cols;
-            int tokens = Math.Min(nr, tokenCount - t0);
-            float* yt = y + (long)t0 * rowCount + r0;
-            int r = 0;
-            if (TS.WideTile)
+            int kn = Math.Min(PanelColumnBlock, cols - k0);
+            bool add = accumulate || k0 > 0;
+            for (int t0 = 0; t0 < tokenCount; t0 += nr)
             {
-                for (; r + 12 <= rows; r += 12)
+                float* panel = packed + (long)t0 * cols + (long)k0 * nr;
+                int tokens = Math.Min(nr, tokenCount - t0);
+                float* yt = y + (long)t0 * rowCount + r0;
+                float* wk = wb + k0;
+                int r = 0;
+                if (TS.WideTile)
                 {
-                    Panel12<TV, TS>(panel, wb + (long)r * cols, cols, yt + r, rowCount, tokens, accumulate, spill);
+                    for (; r + 12 <= rows; r += 12)
+                    {
+                        Panel12<TV, TS>(panel, wk + (long)r * cols, cols, kn, yt + r, rowCount, tokens, add, spill);
+                    }
                 }
-            }
 
-            for (; r + 6 <= rows; r += 6)
-            {
-                Panel6<TV, TS>(panel, wb + (long)r * cols, cols, yt + r, rowCount, tokens, accumulate, spill);
-            }
+                for (; r + 6 <= rows; r += 6)
+                {
+                    Panel6<TV, TS>(panel, wk + (long)r * cols, cols, kn, yt + r, rowCount, tokens, add, spill);
+                }
 
-            for (; r < rows; r++)
-            {
-                Panel1<TV, TS>(panel, wb + (long)r * cols, cols, yt + r, rowCount, tokens, accumulate, spill);
+                for (; r < rows; r++)
+                {
+                    Panel1<TV, TS>(panel, wk + (long)r * cols, kn, yt + r, rowCount, tokens, add, spill);
+                }
             }
         }
     }
@@ -483,30 +585,33 @@ public static unsafe class MatMul
         }
     }
 
-    /// <summary>6 rows × 2 vectors of tokens over all columns: 12 accumulators, no horizontal sums.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Panel6<TV, TS>(float* panel, float* w, int cols, float* y, int ys, int tokens, bool add, float* spill)
+    /// <summary>6 rows × 2 vectors of tokens over kn columns: 12 accumulators, no horizontal sums.</summary>
+    /// <remarks>Not inlined, so the register allocator sees only this loop: two row pointers and two strides
+    /// address the six rows (no spills with 16 general registers).</remarks>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Panel6<TV, TS>(float* panel, float* w, int cols, int kn, float* y, int ys, int tokens, bool add, float* spill)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count, nr = 2 * lanes;
-        float* w0 = w, w1 = w + cols, w2 = w + 2 * cols, w3 = w + 3 * cols, w4 = w + 4 * cols, w5 = w + 5 * cols;
+        long c1 = cols, c2 = 2L * cols;
+        float* a = w, d = w + 3L * cols, end = w + kn;
         TV c00 = TS.Zero, c01 = TS.Zero, c10 = TS.Zero, c11 = TS.Zero, c20 = TS.Zero, c21 = TS.Zero;
         TV c30 = TS.Zero, c31 = TS.Zero, c40 = TS.Zero, c41 = TS.Zero, c50 = TS.Zero, c51 = TS.Zero;
         float* p = panel;
-        for (int k = 0; k < cols; k++, p += nr)
+        for (; a < end; a++, d++, p += nr)
         {
             TV xa = TS.Load(p), xb = TS.Load(p + lanes);
-            TV b = TS.Broadcast(w0[k]);
+            TV b = TS.Broadcast(*a);
             c00 = TS.MultiplyAdd(b, xa, c00); c01 = TS.MultiplyAdd(b, xb, c01);
-            b = TS.Broadcast(w1[k]);
+            b = TS.Broadcast(a[c1]);
             c10 = TS.MultiplyAdd(b, xa, c10); c11 = TS.MultiplyAdd(b, xb, c11);
-            b = TS.Broadcast(w2[k]);
+            b = TS.Broadcast(a[c2]);
             c20 = TS.MultiplyAdd(b, xa, c20); c21 = TS.MultiplyAdd(b, xb, c21);
-            b = TS.Broadcast(w3[k]);
+            b = TS.Broadcast(*d);
             c30 = TS.MultiplyAdd(b, xa, c30); c31 = TS.MultiplyAdd(b, xb, c31);
-            b = TS.Broadcast(w4[k]);
+            b = TS.Broadcast(d[c1]);
             c40 = TS.MultiplyAdd(b, xa, c40); c41 = TS.MultiplyAdd(b, xb, c41);
-            b = TS.Broadcast(w5[k]);
+            b = TS.Broadcast(d[c2]);
             c50 = TS.MultiplyAdd(b, xa, c50); c51 = TS.MultiplyAdd(b, xb, c51);
         }
 
@@ -519,44 +624,44 @@ public static unsafe class MatMul
     }
 
     /// <summary>12 rows × 2 vectors of tokens: 24 accumulators, for 32-register machines (AVX-512).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Panel12<TV, TS>(float* panel, float* w, int cols, float* y, int ys, int tokens, bool add, float* spill)
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Panel12<TV, TS>(float* panel, float* w, int cols, int kn, float* y, int ys, int tokens, bool add, float* spill)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count, nr = 2 * lanes;
-        float* w0 = w, w3 = w + 3 * cols, w6 = w + 6 * cols, w9 = w + 9 * cols;
         long c1 = cols, c2 = 2L * cols;
+        float* a = w, d = w + 3L * cols, e = w + 6L * cols, f = w + 9L * cols, end = w + kn;
         TV c00 = TS.Zero, c01 = TS.Zero, c10 = TS.Zero, c11 = TS.Zero, c20 = TS.Zero, c21 = TS.Zero;
         TV c30 = TS.Zero, c31 = TS.Zero, c40 = TS.Zero, c41 = TS.Zero, c50 = TS.Zero, c51 = TS.Zero;
         TV c60 = TS.Zero, c61 = TS.Zero, c70 = TS.Zero, c71 = TS.Zero, c80 = TS.Zero, c81 = TS.Zero;
         TV c90 = TS.Zero, c91 = TS.Zero, cA0 = TS.Zero, cA1 = TS.Zero, cB0 = TS.Zero, cB1 = TS.Zero;
         float* p = panel;
-        for (int k = 0; k < cols; k++, p += nr)
+        for (; a < end; a++, d++, e++, f++, p += nr)
         {
             TV xa = TS.Load(p), xb = TS.Load(p + lanes);
-            TV b = TS.Broadcast(w0[k]);
+            TV b = TS.Broadcast(*a);
             c00 = TS.MultiplyAdd(b, xa, c00); c01 = TS.MultiplyAdd(b, xb, c01);
-            b = TS.Broadcast(w0[c1 + k]);
+            b = TS.Broadcast(a[c1]);
             c10 = TS.MultiplyAdd(b, xa, c10); c11 = TS.MultiplyAdd(b, xb, c11);
-            b = TS.Broadcast(w0[c2 + k]);
+            b = TS.Broadcast(a[c2]);
             c20 = TS.MultiplyAdd(b, xa, c20); c21 = TS.MultiplyAdd(b, xb, c21);
-            b = TS.Broadcast(w3[k]);
+            b = TS.Broadcast(*d);
             c30 = TS.MultiplyAdd(b, xa, c30); c31 = TS.MultiplyAdd(b, xb, c31);
-            b = TS.Broadcast(w3[c1 + k]);
+            b = TS.Broadcast(d[c1]);
             c40 = TS.MultiplyAdd(b, xa, c40); c41 = TS.MultiplyAdd(b, xb, c41);
-            b = TS.Broadcast(w3[c2 + k]);
+            b = TS.Broadcast(d[c2]);
             c50 = TS.MultiplyAdd(b, xa, c50); c51 = TS.MultiplyAdd(b, xb, c51);
-            b = TS.Broadcast(w6[k]);
+            b = TS.Broadcast(*e);
             c60 = TS.MultiplyAdd(b, xa, c60); c61 = TS.MultiplyAdd(b, xb, c61);
-            b = TS.Broadcast(w6[c1 + k]);
+            b = TS.Broadcast(e[c1]);
             c70 = TS.MultiplyAdd(b, xa, c70); c71 = TS.MultiplyAdd(b, xb, c71);
-            b = TS.Broadcast(w6[c2 + k]);
+            b = TS.Broadcast(e[c2]);
             c80 = TS.MultiplyAdd(b, xa, c80); c81 = TS.MultiplyAdd(b, xb, c81);
-            b = TS.Broadcast(w9[k]);
+            b = TS.Broadcast(*f);
             c90 = TS.MultiplyAdd(b, xa, c90); c91 = TS.MultiplyAdd(b, xb, c91);
-            b = TS.Broadcast(w9[c1 + k]);
+            b = TS.Broadcast(f[c1]);
             cA0 = TS.MultiplyAdd(b, xa, cA0); cA1 = TS.MultiplyAdd(b, xb, cA1);
-            b = TS.Broadcast(w9[c2 + k]);
+            b = TS.Broadcast(f[c2]);
             cB0 = TS.MultiplyAdd(b, xa, cB0); cB1 = TS.MultiplyAdd(b, xb, cB1);
         }
 
@@ -575,13 +680,13 @@ public static unsafe class MatMul
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Panel1<TV, TS>(float* panel, float* w, int cols, float* y, int ys, int tokens, bool add, float* spill)
+    private static void Panel1<TV, TS>(float* panel, float* w, int kn, float* y, int ys, int tokens, bool add, float* spill)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count, nr = 2 * lanes;
         TV c0 = TS.Zero, c1 = TS.Zero;
         float* p = panel;
-        for (int k = 0; k < cols; k++, p += nr)
+        for (int k = 0; k < kn; k++, p += nr)
         {
             TV b = TS.Broadcast(w[k]);
             c0 = TS.MultiplyAdd(b, TS.Load(p), c0);

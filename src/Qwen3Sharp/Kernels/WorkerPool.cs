@@ -24,7 +24,8 @@ public interface IPoolJob
 /// One job runs at a time: a call made while another is running (from another thread, or from inside a job)
 /// runs inline on its own thread. The first exception thrown by an item skips the items not yet started and is
 /// rethrown to the caller. Each worker owns a 64-byte-aligned scratch block that kernels grow before dispatch
-/// (<see cref="EnsureWorkerScratch"/>) and use without synchronisation.
+/// (<see cref="EnsureWorkerScratch"/>) and use without synchronisation; so kernels on one pool must be called
+/// from one thread at a time (one pool per model, driven by the engine loop).
 /// </remarks>
 public sealed unsafe class WorkerPool : IDisposable
 {

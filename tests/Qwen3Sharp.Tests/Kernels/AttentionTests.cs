@@ -8,7 +8,7 @@ public sealed class AttentionTests
 {
     // (headCount, kvHeadCount, headDim, startPosition, tokenCount)
     private static readonly (int H, int Kv, int D, int Start, int T)[] Configs =
-        [(2, 1, 8, 0, 1), (4, 2, 16, 3, 5), (16, 8, 128, 20, 3), (16, 8, 128, 0, 17), (3, 3, 7, 0, 4), (2, 1, 33, 10, 17), (8, 2, 64, 300, 1)];
+        [(2, 1, 8, 0, 1), (4, 2, 16, 3, 5), (16, 8, 128, 20, 3), (16, 8, 128, 0, 17), (3, 3, 7, 0, 4), (2, 1, 33, 10, 17), (8, 2, 64, 300, 1), (6, 2, 40, 5, 3), (16, 8, 128, 1000, 2)];
 
     public static TheoryData<string> Isas()
     {
