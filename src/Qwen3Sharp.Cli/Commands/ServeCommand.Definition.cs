@@ -48,7 +48,7 @@ public sealed record ServeOptions
     /// <summary>--thinking-budget: the most tokens a response may spend thinking before &lt;/think&gt; is forced; null = unlimited.</summary>
     public int? ThinkingBudget { get; init; }
     public ToolCallsInReasoning ToolCallsInReasoning { get; init; } = ToolCallsInReasoning.Ignore;
-    /// <summary>--max-queue: requests waiting beyond this are answered 503.</summary>
+    /// <summary>--max-queue: requests waiting beyond this are answered 429 (Retry-After: 1).</summary>
     public int MaxQueue { get; init; } = 64;
 }
 
@@ -98,7 +98,7 @@ public static partial class ServeCommand
             "Most tokens a response may think before </think> is forced [default: unlimited].", 0, 1 << 20);
         Option<string> toolCallsInReasoning = CliOptions.Choice("--tool-calls-in-reasoning",
             "What to do with <tool_call> blocks inside <think>.", "ignore", "ignore", "parse");
-        Option<int> maxQueue = CliOptions.Int("--max-queue", "Waiting requests beyond this are refused with 503.", 64, 1, 1_000_000);
+        Option<int> maxQueue = CliOptions.Int("--max-queue", "Waiting requests beyond this are refused with 429 and Retry-After.", 64, 1, 1_000_000);
 
         var command = new CliCommand<ServeOptions>("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).",
             parse => new ServeOptions

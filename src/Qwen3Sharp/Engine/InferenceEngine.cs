@@ -96,6 +96,15 @@ public sealed class InferenceEngine : IDisposable
             throw new GenerationRequestException("max_tokens must be at least 0.", "max_tokens");
         }
 
+        try
+        {
+            request.Sampling.Validate(_runner.VocabSize);
+        }
+        catch (ArgumentOutOfRangeException ex)
+        {
+            throw new GenerationRequestException(ex.Message, ex.ParamName);
+        }
+
         foreach (int id in request.PromptTokens)
         {
             if ((uint)id >= (uint)_runner.VocabSize)
@@ -171,9 +180,19 @@ public sealed class InferenceEngine : IDisposable
 
     private void Admit(SequenceRequest r)
     {
-        r.Sampler = _createSampler(r.Request);
-        r.Decoder = _createDecoder(r.Request.SkipSpecialTokens);
-        r.StopMatcher = new StopStringMatcher(r.Request.StopStrings);
+        try
+        {
+            r.Sampler = _createSampler(r.Request);
+            r.Decoder = _createDecoder(r.Request.SkipSpecialTokens);
+            r.StopMatcher = new StopStringMatcher(r.Request.StopStrings);
+        }
+        catch (Exception ex)
+        {
+            Interlocked.Decrement(ref _queued);   // the loop thread lives on; only this request fails
+            r.Output.Writer.TryComplete(ex);
+            return;
+        }
+
         if (r.MaxNewTokens == 0 || r.CancelRequested)
         {
             Complete(r, r.CancelRequested ? FinishReason.Cancelled : FinishReason.Length, flush: false);

@@ -12,15 +12,13 @@ public sealed unsafe class ForwardScratch : IDisposable
 {
     private readonly int _hidden, _qDim, _kvDim, _intermediate;
     private byte* _block;
-    private readonly float* _hiddenPtr, _normedPtr, _q, _k, _v, _attnOut, _gate, _up, _scores;
+    private readonly float* _hiddenPtr, _normedPtr, _q, _k, _v, _attnOut, _gate, _up;
     private readonly int* _positions;
 
-    public ForwardScratch(Qwen3Config config, int maxTokenCount, int maxContextSize)
+    public ForwardScratch(Qwen3Config config, int maxTokenCount)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxTokenCount, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxContextSize, 1);
         MaxTokenCount = maxTokenCount;
-        MaxContextSize = maxContextSize;
         _hidden = config.HiddenSize;
         _qDim = config.NumAttentionHeads * config.HeadDim;
         _kvDim = config.NumKeyValueHeads * config.HeadDim;
@@ -37,7 +35,6 @@ public sealed unsafe class ForwardScratch : IDisposable
             t * _qDim,          // AttnOut  [T, heads * headDim]
             t * _intermediate,  // Gate     [T, intermediate]
             t * _intermediate,  // Up       [T, intermediate]
-            maxContextSize,     // Scores   [context]
             t,                  // Positions [T] (int)
         ];
         long total = 0;
@@ -59,13 +56,10 @@ public sealed unsafe class ForwardScratch : IDisposable
         _attnOut = (float*)(_block + offsets[5]);
         _gate = (float*)(_block + offsets[6]);
         _up = (float*)(_block + offsets[7]);
-        _scores = (float*)(_block + offsets[8]);
-        _positions = (int*)(_block + offsets[9]);
+        _positions = (int*)(_block + offsets[8]);
     }
 
     public int MaxTokenCount { get; }
-
-    public int MaxContextSize { get; }
 
     public long ByteCount { get; }
 
@@ -84,9 +78,6 @@ public sealed unsafe class ForwardScratch : IDisposable
     public Span<float> Gate(int tokenCount) => View(_gate, tokenCount, _intermediate);      // [T, intermediate]
 
     public Span<float> Up(int tokenCount) => View(_up, tokenCount, _intermediate);          // [T, intermediate]
-
-    /// <summary>Attention scores of one query head: [MaxContextSize].</summary>
-    public Span<float> Scores => View(_scores, 1, MaxContextSize);
 
     public Span<int> Positions(int tokenCount)                                             // [T]
     {

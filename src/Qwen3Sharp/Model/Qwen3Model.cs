@@ -60,7 +60,7 @@ public sealed class Qwen3Model : IDisposable
         _headDim = Config.HeadDim;
         _attentionScale = 1f / MathF.Sqrt(_headDim);
         _pool = new WorkerPool(options.ThreadCount);
-        _scratch = new ForwardScratch(Config, MaxBatchTokens, Config.MaxPositionEmbeddings);
+        _scratch = new ForwardScratch(Config, MaxBatchTokens);
     }
 
     /// <summary>Maps the checkpoint in <paramref name="directory"/> and prepares the model.</summary>
@@ -193,8 +193,8 @@ public sealed class Qwen3Model : IDisposable
             Rope.Apply(q, _heads, _headDim, positions, _inverseFrequencies, _attentionScaling);
             Rope.Apply(k, _kvHeads, _headDim, positions, _inverseFrequencies, _attentionScaling);
             cache.Write(l, startPosition, k, v, t);
-            CachedAttention.Causal(q, t, startPosition, cache.Keys(l), cache.Values(l), _heads, _kvHeads, _headDim,
-                _attentionScale, s.Scores, attnOut);
+            Attention.Causal(_pool, q, t, startPosition, cache.Keys(l), cache.Values(l), _heads, _kvHeads, _headDim,
+                _attentionScale, attnOut);                              // GQA over the cache
             MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden);   // residual fused
             if (w.OBias is not null)
             {

@@ -239,3 +239,57 @@ public class InferenceEngineShutdownTests
         Assert.Equal(0, runner.LiveSequences);
     }
 }
+
+public class InferenceEngineValidationTests
+{
+    [Fact]
+    public async Task Generate_InvalidSampling_IsARequestErrorAndTheEngineLivesOn()
+    {
+        var runner = new FakeRunner();
+        using var engine = new InferenceEngine(runner, _ => new ArgMaxSampler(), _ => new LetterDecoder());
+        var ex = await Assert.ThrowsAsync<GenerationRequestException>(async () =>
+        {
+            await foreach (GenerationEvent _ in engine.GenerateAsync(new GenerationRequest
+            {
+                PromptTokens = [1],
+                Sampling = new Qwen3Sharp.Sampling.SamplingParams { TopP = 2 },
+            }))
+            {
+            }
+        });
+        Assert.Equal("top_p", ex.Param);
+
+        var tokens = new List<int>();
+        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 2 }))
+        {
+            if (e is TokenGenerated t)
+            {
+                tokens.Add(t.TokenId);
+            }
+        }
+
+        Assert.Equal([2, 3], tokens);
+    }
+
+    [Fact]
+    public async Task Generate_SamplerFactoryThrows_OnlyThatRequestFails()
+    {
+        int calls = 0;
+        using var engine = new InferenceEngine(new FakeRunner(),
+            _ => ++calls == 1 ? throw new InvalidOperationException("boom") : new ArgMaxSampler(), _ => new LetterDecoder());
+        await Assert.ThrowsAsync<InvalidOperationException>(async () =>
+        {
+            await foreach (GenerationEvent _ in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 2 }))
+            {
+            }
+        });
+        int count = 0;
+        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 2 }))
+        {
+            count += e is TokenGenerated ? 1 : 0;
+        }
+
+        Assert.Equal(2, count);
+        Assert.Equal(0, engine.PendingRequestCount);
+    }
+}
