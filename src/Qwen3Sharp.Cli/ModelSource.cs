@@ -44,12 +44,12 @@ internal static class DemoModel
 
     public static readonly string Notice = $"""
 
-        ************************************************************************************************
-        *  No model given and Qwen/Qwen3-1.7B is not in the Hugging Face cache: serving the EMBEDDED    *
-        *  DEMO MODEL ({Name}, random weights: its answers are noise, the API is real).       *
-        *  Get the real model:   qwen3 pull Qwen/Qwen3-1.7B                                             *
-        *  then run again:       qwen3 serve        (or: qwen3 serve --model /path/to/Qwen3-1.7B)       *
-        ************************************************************************************************
+        ==================================================================================================
+          No --model given and Qwen/Qwen3-1.7B is not in the Hugging Face cache: using the EMBEDDED DEMO
+          MODEL "{Name}-v{Version}" (random weights: its answers are noise; the API around it is real).
+          Get the real model:  qwen3 pull Qwen/Qwen3-1.7B
+          then run again:      qwen3 serve          (or: qwen3 serve --model /path/to/Qwen3-1.7B)
+        ==================================================================================================
 
         """;
 
