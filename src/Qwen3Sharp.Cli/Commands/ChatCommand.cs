@@ -93,7 +93,7 @@ public static partial class ChatCommand
                 int reasoningChars = 0;
                 try
                 {
-                    await session.AskAsync(line,
+                    ChatFinishReason finish = await session.AskAsync(line,
                         text => console.Write(text),
                         text =>
                         {
@@ -117,10 +117,18 @@ public static partial class ChatCommand
                             }
                         });
                     console.WriteLine();
+                    if (finish == ChatFinishReason.Cancelled)
+                    {
+                        console.MarkupLine("[yellow](stopped)[/]");
+                    }
+                    else if (finish == ChatFinishReason.Length)
+                    {
+                        console.MarkupLine("[yellow](cut off: the context is full; /clear starts over)[/]");
+                    }
                 }
-                catch (OperationCanceledException) when (turn.IsCancellationRequested && !ct.IsCancellationRequested)
+                catch (GenerationRequestException e)
                 {
-                    console.MarkupLine("\n[yellow](stopped)[/]");
+                    console.MarkupLine($"[red]{Markup.Escape(e.Message)}[/] [grey](/clear starts a new conversation)[/]");
                 }
                 finally
                 {
@@ -150,8 +158,8 @@ public static partial class ChatCommand
         /// One turn. <c>/think</c> and <c>/no_think</c> in the text reach the model untouched (Qwen3's soft switch);
         /// alone on a line they also set the mode for the following turns.
         /// </summary>
-        public async Task AskAsync(string text, Action<string> onContent, Action<string> onReasoning, CancellationToken ct,
-            Action? onAnswerStart = null)
+        public async Task<ChatFinishReason> AskAsync(string text, Action<string> onContent, Action<string> onReasoning,
+            CancellationToken ct, Action? onAnswerStart = null)
         {
             string trimmed = text.Trim();
             if (trimmed is "/think" or "/no_think")
@@ -174,6 +182,7 @@ public static partial class ChatCommand
             messages.Add(user.DeepClone());
             var answer = new StringBuilder();
             bool started = false;
+            ChatFinishReason finish = ChatFinishReason.Stop;
             await foreach (ChatUpdate u in chat.StreamAsync(new ChatRequest { Messages = messages, EnableThinking = Thinking }, ct))
             {
                 switch (u)
@@ -194,11 +203,15 @@ public static partial class ChatCommand
                     case ToolCallStarted s:
                         onContent($"[tool call {s.Name}]");
                         break;
+                    case ChatFinished f:
+                        finish = f.Reason;
+                        break;
                 }
             }
 
             _history.Add(user);
             _history.Add(new JsonObject { ["role"] = "assistant", ["content"] = answer.ToString() });
+            return finish;
         }
     }
 }
