@@ -32,6 +32,7 @@ namespace Qwen3Sharp.Kernels;
 public static unsafe class MatMul
 {
     internal const int RowBlock = 16;
+    internal const int DecodeRowBlock = 64;
     internal const int ColumnBlock = 1024;
     internal const int PanelRowBlock = 48;
     internal const int PanelColumnBlock = 4096;
@@ -110,7 +111,11 @@ public static unsafe class MatMul
                     PermuteForBf16<TV, TS>(px + (long)t * cols, cols, permuted + (long)t * cols);
                 }
 
-                int chunkRows = rows >= RowBlock * 4 * pool.ThreadCount ? RowBlock : 4;
+                // Decode: 64-row items (a 256 KiB contiguous stream for 2048 columns) when every thread still gets 4;
+                // measured here over all qwen3-1.7b matrices, best of 12 interleaved sweeps: 16-row items 165.8 ms,
+                // 32 rows 156.4 ms, 64 rows 151.4 ms (-9%), 128 rows 142.6 ms but worse medians (tail imbalance).
+                int chunkRows = tokenCount == 1 && rows >= DecodeRowBlock * 4 * pool.ThreadCount ? DecodeRowBlock
+                    : rows >= RowBlock * 4 * pool.ThreadCount ? RowBlock : 4;
                 var job = new DecodeBf16Job<TV, TS>
                 {
                     Weights = (ushort*)w.Data,

@@ -1,6 +1,22 @@
+using System.Runtime.InteropServices;
 using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Loading;
+
+/// <summary>Where the weight matrices live while the model runs.</summary>
+public enum WeightPlacement
+{
+    /// <summary>Used in place from the memory-mapped safetensors files (the default: no copy, shared page cache).</summary>
+    Mapped,
+
+    /// <summary>
+    /// Copied once at load into one anonymous buffer advised for transparent huge pages (Linux
+    /// <c>madvise(MADV_HUGEPAGE)</c>; elsewhere a plain aligned buffer). Costs a copy of the matrices at load
+    /// and their size in private memory; on a machine whose mapped file pages are 4 KiB it makes the
+    /// memory-bound decode matvecs faster (fewer TLB misses, hardware prefetchers not stopped at every 4 KiB).
+    /// </summary>
+    HugePageCopy,
+}
 
 /// <summary>One decoder layer's weights. Matrices point into the mapped files; vectors are float32 copies.</summary>
 public readonly struct Qwen3LayerWeights
@@ -27,15 +43,21 @@ public readonly struct Qwen3LayerWeights
 /// memory-mapped safetensors files (BF16, F16 or F32), small 1-D weights converted to float32 once. With tied
 /// embeddings <see cref="LmHead"/> aliases <see cref="EmbedTokens"/>. Disposing unmaps the files.
 /// </summary>
-public sealed class ModelWeights : IDisposable
+public sealed unsafe partial class ModelWeights : IDisposable
 {
+    private const long HugePageBytes = 2L << 20;
+    private const int MadviseHugePage = 14;      // MADV_HUGEPAGE
+    private const int MadviseDontNeed = 4;       // MADV_DONTNEED
+
     private readonly SafetensorsFile[] _files;
+    private byte* _copy;                         // the HugePageCopy buffer, or null
 
     private ModelWeights(Qwen3Config config, SafetensorsFile[] files, WeightView embedTokens, WeightView lmHead, float[] norm,
-        Qwen3LayerWeights[] layers)
+        Qwen3LayerWeights[] layers, byte* copy)
     {
         Config = config;
         _files = files;
+        _copy = copy;
         EmbedTokens = embedTokens;
         LmHead = lmHead;
         Norm = norm;
@@ -54,16 +76,21 @@ public sealed class ModelWeights : IDisposable
 
     public IReadOnlyList<SafetensorsFile> Files => _files;
 
+    /// <summary>Where the matrices live (see <see cref="WeightPlacement"/>).</summary>
+    public WeightPlacement Placement => _copy is null ? WeightPlacement.Mapped : WeightPlacement.HugePageCopy;
+
     /// <summary>Total size of the mapped weight files.</summary>
     public long FileBytes => _files.Sum(f => f.FileBytes);
 
-    public static ModelWeights Load(string directory) => Load(ModelDirectory.Open(directory));
+    public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped)
+        => Load(ModelDirectory.Open(directory), placement);
 
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing or has the wrong shape for the config.</exception>
-    public static ModelWeights Load(ModelDirectory directory)
+    public static ModelWeights Load(ModelDirectory directory, WeightPlacement placement = WeightPlacement.Mapped)
     {
         Qwen3Config config = directory.Config;
         var files = new List<SafetensorsFile>();
+        byte* copy = null;
         try
         {
             foreach (string path in directory.WeightFiles)
@@ -123,6 +150,11 @@ public sealed class ModelWeights : IDisposable
                 }
             }
 
+            if (placement == WeightPlacement.HugePageCopy)
+            {
+                copy = CopyToHugePages(matrices);
+            }
+
             var layers = new Qwen3LayerWeights[config.NumHiddenLayers];
             for (int l = 0; l < layers.Length; l++)
             {
@@ -151,10 +183,11 @@ public sealed class ModelWeights : IDisposable
             WeightView embed = matrices[Find(CheckpointKeys.Head, "EmbedTokens").Key()];
             WeightView lmHead = config.TieWordEmbeddings ? embed : matrices[Find(CheckpointKeys.Tail, "LmHead").Key()];
             float[] norm = vectors[Find(CheckpointKeys.Tail, "Norm").Key()];
-            return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers);
+            return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy);
         }
         catch
         {
+            NativeMemory.AlignedFree(copy);
             foreach (SafetensorsFile f in files)
             {
                 f.Dispose();
@@ -177,11 +210,58 @@ public sealed class ModelWeights : IDisposable
         throw new InvalidOperationException($"'{name}' is not in the checkpoint key table");
     }
 
+    /// <summary>
+    /// Copies every matrix into one 2 MiB-aligned buffer advised for huge pages and repoints
+    /// <paramref name="matrices"/> at the copies; then drops this process's mappings of the file pages it read
+    /// (the page cache keeps them), so the resident set holds the weights once.
+    /// </summary>
+    private static byte* CopyToHugePages(Dictionary<string, WeightView> matrices)
+    {
+        long total = 0;
+        foreach (WeightView v in matrices.Values)
+        {
+            total += (v.ByteCount + 63) & ~63L;                       // each copy starts on a cache line
+        }
+
+        long bytes = Math.Max(HugePageBytes, (total + HugePageBytes - 1) & ~(HugePageBytes - 1));
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, (nuint)HugePageBytes);
+        if (OperatingSystem.IsLinux())
+        {
+            _ = Madvise(buffer, (nuint)bytes, MadviseHugePage);      // advice only: without THP the copy still works
+        }
+
+        byte* next = buffer;
+        foreach (string key in matrices.Keys.ToArray())
+        {
+            WeightView v = matrices[key];
+            Buffer.MemoryCopy(v.Data, next, v.ByteCount, v.ByteCount);
+            if (OperatingSystem.IsLinux())
+            {
+                long start = ((long)v.Data + 4095) & ~4095L, end = ((long)v.Data + v.ByteCount) & ~4095L;
+                if (end > start)
+                {
+                    _ = Madvise((void*)start, (nuint)(end - start), MadviseDontNeed);   // unmaps only; the file is unchanged
+                }
+            }
+
+            matrices[key] = new WeightView(next, v.DType, v.RowCount, v.ColCount);
+            next += (v.ByteCount + 63) & ~63L;
+        }
+
+        return buffer;
+    }
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(void* address, nuint length, int advice);
+
     public void Dispose()
     {
         foreach (SafetensorsFile f in _files)
         {
             f.Dispose();
         }
+
+        NativeMemory.AlignedFree(_copy);
+        _copy = null;
     }
 }

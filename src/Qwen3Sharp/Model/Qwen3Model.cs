@@ -15,6 +15,12 @@ public sealed record Qwen3ModelOptions
 
     /// <summary>Positions per sequence; default min(max_position_embeddings, 4096).</summary>
     public int? ContextSize { get; init; }
+
+    /// <summary>
+    /// Where <see cref="Qwen3Model.Load(string, Qwen3ModelOptions?)"/> puts the weight matrices: in place from the
+    /// mapped files (default) or copied into huge pages (faster decode, a copy at load; see <see cref="Loading.WeightPlacement"/>).
+    /// </summary>
+    public WeightPlacement WeightPlacement { get; init; } = WeightPlacement.Mapped;
 }
 
 /// <summary>
@@ -67,7 +73,7 @@ public sealed class Qwen3Model : IDisposable
     /// <exception cref="ModelFormatException">The directory's config or weights are malformed.</exception>
     public static Qwen3Model Load(string directory, Qwen3ModelOptions? options = null)
     {
-        ModelWeights weights = ModelWeights.Load(directory);
+        ModelWeights weights = ModelWeights.Load(directory, options?.WeightPlacement ?? WeightPlacement.Mapped);
         try
         {
             return new Qwen3Model(weights, options);

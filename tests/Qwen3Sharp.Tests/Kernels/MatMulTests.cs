@@ -82,6 +82,29 @@ public sealed class MatMulTests
         KernelAssert.Close(expected, actual, atol: 2e-5f, rtol: 1e-5f, $"{dtype} 256x2048 tokens={tokens}");
     }
 
+    [Theory]
+    [InlineData(512, false)]
+    [InlineData(531, false)]
+    [InlineData(531, true)]
+    [InlineData(1030, true)]
+    public void Multiply_Bf16DecodeLargeRowBlocks_MatchesScalar(int rows, bool accumulate)
+    {
+        // rows >= 64 * 4 * threads take the 64-row decode items; odd counts leave a short last item and a row tail
+        using var pool = new WorkerPool(2);
+        var rng = new Random(11);
+        using var weights = new TestWeights(rng, DType.BF16, rows, 100);
+        foreach (string isa in Isa.All)
+        {
+            float[] x = KernelAssert.Random(rng, 100);
+            float[] initial = KernelAssert.Random(rng, rows);
+            float[] expected = (float[])initial.Clone();
+            float[] actual = (float[])initial.Clone();
+            ScalarKernels.MatMul(x, 1, weights.View, expected, accumulate);
+            Run(isa, pool, x, 1, weights.View, actual, accumulate);
+            KernelAssert.Close(expected, actual, atol: 1e-4f, rtol: 1e-5f, $"BF16 {isa} rows={rows} accumulate={accumulate}");
+        }
+    }
+
     [Fact]
     public void Multiply_ShortDestination_Throws()
     {

@@ -105,4 +105,29 @@ public sealed class Qwen3ModelTests
         Assert.All(yarn, x => Assert.True(float.IsFinite(x)));
         Assert.True(GoldenModelTests.MaxAbsDiff(plain, yarn).Max > 1e-4f);
     }
+
+    [Theory]
+    [InlineData("tiny-a")]
+    [InlineData("tiny-b")]
+    public void Forward_HugePageCopy_LogitsEqualMapped(string model)
+    {
+        using Qwen3Model mapped = Qwen3Model.Load(GoldenCase.Dir(model), new Qwen3ModelOptions { ThreadCount = 2 });
+        using Qwen3Model copied = Qwen3Model.Load(GoldenCase.Dir(model),
+            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = WeightPlacement.HugePageCopy });
+        Assert.Equal(WeightPlacement.Mapped, mapped.Weights.Placement);
+        Assert.Equal(WeightPlacement.HugePageCopy, copied.Weights.Placement);
+        int[] prompt = GoldenCase.LoadAll(model)[0].InputIds;
+        float[] expected = RunWithDecode(mapped, prompt);
+        float[] actual = RunWithDecode(copied, prompt);
+        Assert.Equal(expected, actual);   // the same bytes in another place: bit-identical logits
+    }
+
+    private static float[] RunWithDecode(Qwen3Model m, int[] prompt)
+    {
+        using KvCache cache = m.CreateCache(256);
+        var logits = new float[m.VocabSize];
+        m.Forward(prompt, 0, cache, logits);
+        m.Forward([GoldenModelTests.ArgMax(logits)], prompt.Length, cache, logits);
+        return logits;
+    }
 }
