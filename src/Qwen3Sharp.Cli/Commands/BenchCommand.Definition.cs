@@ -11,6 +11,8 @@ public sealed record BenchOptions
     public int PromptTokens { get; init; } = 512;
     public int GenTokens { get; init; } = 128;
     public int? Threads { get; init; }
+    /// <summary>--weights: where the BF16 matrices live (mapped files, or a huge-page copy).</summary>
+    public Loading.WeightPlacement Weights { get; init; }
 }
 
 public static partial class BenchCommand
@@ -21,6 +23,7 @@ public static partial class BenchCommand
         Option<int> promptTokens = CliOptions.Int("--prompt-tokens", "Prompt length for the prefill measurement.", 512, 1, 1 << 20);
         Option<int> genTokens = CliOptions.Int("--gen-tokens", "Tokens to decode for the decode measurement.", 128, 1, 1 << 20);
         Option<int?> threads = CliOptions.Threads();
+        Option<string> weights = CliOptions.Weights();
         var command = new CliCommand<BenchOptions>("bench", "Measure prefill and decode speed (tokens/s) end to end.",
             parse => new BenchOptions
             {
@@ -29,9 +32,10 @@ public static partial class BenchCommand
                 PromptTokens = parse.GetValue(promptTokens),
                 GenTokens = parse.GetValue(genTokens),
                 Threads = parse.GetValue(threads),
+                Weights = CliOptions.Placement(parse.GetValue(weights)!),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights }) command.Options.Add(option);
         return command;
     }
 }

@@ -22,7 +22,7 @@ public static partial class BenchCommand
         double bandwidth = MeasureBandwidth(threads);
 
         var clock = Stopwatch.StartNew();
-        using ModelWeights weights = ModelWeights.Load(directory);
+        using ModelWeights weights = ModelWeights.Load(directory, o.Weights);
         int context = o.PromptTokens + o.GenTokens + 16;
         using var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
         double loadSeconds = clock.Elapsed.TotalSeconds;
@@ -62,7 +62,7 @@ public static partial class BenchCommand
         Qwen3Config c = weights.Config;
         w.WriteLine($"model        {Server.ServerOptions.ModelNameFromDirectory(directory)}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, " +
             $"vocab {c.VocabSize}, {weights.EmbedTokens.DType}, {weightBytes / 1e9:F2} GB of weights");
-        w.WriteLine($"threads      {threads}");
+        w.WriteLine($"threads      {threads}, weights {(o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages" : "memory-mapped in place")}");
         w.WriteLine($"load         {loadSeconds:F2} s");
         w.WriteLine($"prefill      {prefillRate:F1} tok/s  ({o.PromptTokens} tokens in {prefillSeconds:F2} s)");
         w.WriteLine($"decode       {decodeRate:F2} tok/s  ({o.GenTokens} tokens in {decodeSeconds:F2} s, {1000 / decodeRate:F1} ms/token)");

@@ -89,6 +89,14 @@ internal static class CliOptions
         return option;
     }
 
+    /// <summary>--weights: BF16 matrices used in place from the memory-mapped files, or copied into huge pages.</summary>
+    public static Option<string> Weights() =>
+        Choice("--weights", "mapped: use the memory-mapped files in place (fast load); hugepage-copy: copy the matrices " +
+            "into 2 MB pages at load (slower load, faster decode).", "mapped", "mapped", "hugepage-copy");
+
+    public static Loading.WeightPlacement Placement(string value) =>
+        value == "hugepage-copy" ? Loading.WeightPlacement.HugePageCopy : Loading.WeightPlacement.Mapped;
+
     public static Option<int?> Threads() =>
         OptionalInt("--threads", "Worker threads for the forward pass [default: physical cores].", 1, 1024);
 

@@ -50,6 +50,8 @@ public sealed record ServeOptions
     public ToolCallsInReasoning ToolCallsInReasoning { get; init; } = ToolCallsInReasoning.Ignore;
     /// <summary>--max-queue: requests waiting beyond this are answered 429 (Retry-After: 1).</summary>
     public int MaxQueue { get; init; } = 64;
+    /// <summary>--weights: where the BF16 matrices live (mapped files, or a huge-page copy).</summary>
+    public Loading.WeightPlacement Weights { get; init; }
 }
 
 public static partial class ServeCommand
@@ -98,6 +100,7 @@ public static partial class ServeCommand
             "Most tokens a response may think before </think> is forced [default: unlimited].", 0, 1 << 20);
         Option<string> toolCallsInReasoning = CliOptions.Choice("--tool-calls-in-reasoning",
             "What to do with <tool_call> blocks inside <think>.", "ignore", "ignore", "parse");
+        Option<string> weights = CliOptions.Weights();
         Option<int> maxQueue = CliOptions.Int("--max-queue", "Waiting requests beyond this are refused with 429 and Retry-After.", 64, 1, 1_000_000);
 
         var command = new CliCommand<ServeOptions>("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).",
@@ -122,10 +125,11 @@ public static partial class ServeCommand
                 ThinkingBudget = parse.GetValue(thinkingBudget),
                 ToolCallsInReasoning = parse.GetValue(toolCallsInReasoning) == "parse" ? ToolCallsInReasoning.Parse : ToolCallsInReasoning.Ignore,
                 MaxQueue = parse.GetValue(maxQueue),
+                Weights = CliOptions.Placement(parse.GetValue(weights)!),
             },
             RunAsync);
         foreach (Option option in new Option[] { model, host, port, apiKey, servedNames, ctxSize, threads, reasoning, reasoningField,
-                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue })
+                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights })
         {
             command.Options.Add(option);
         }

@@ -34,6 +34,7 @@ public static partial class ServeCommand
             ThreadCount = o.Threads ?? Environment.ProcessorCount,
             ContextSize = o.CtxSize,
             MaxQueuedRequests = o.MaxQueue,
+            WeightPlacement = o.Weights,
             Chat = server.ToChatServiceOptions(),
         });
         await using WebApplication app = Qwen3Server.Build(server, host.Chat);

@@ -19,6 +19,9 @@ public sealed record HostOptions
 
     public int MaxQueuedRequests { get; init; } = 64;
 
+    /// <summary>BF16 matrices used in place from the mapped files (default), or copied into huge pages (faster decode).</summary>
+    public WeightPlacement WeightPlacement { get; init; } = WeightPlacement.Mapped;
+
     public ChatServiceOptions Chat { get; init; } = new();
 }
 
@@ -63,7 +66,7 @@ public sealed class Qwen3Host : IDisposable
         ChatTemplate template = ChatTemplate.Load(directory)
             ?? throw new ModelFormatException(Path.Combine(directory, "tokenizer_config.json"), null,
                 "no chat_template (neither chat_template.jinja nor tokenizer_config.json's chat_template)");
-        var model = new Qwen3Model(ModelWeights.Load(modelDirectory), new Qwen3ModelOptions
+        var model = new Qwen3Model(ModelWeights.Load(modelDirectory, options.WeightPlacement), new Qwen3ModelOptions
         {
             ThreadCount = options.ThreadCount,
             ContextSize = options.ContextSize,
