@@ -100,15 +100,19 @@ public sealed class CliParseTests
     [Fact]
     public void Bench_AllOptions_AreBound()
     {
-        BenchOptions o = Bind<BenchOptions>("bench --model /m --prompt-tokens 64 --gen-tokens 16 --threads 3");
+        BenchOptions o = Bind<BenchOptions>("bench --model /m --prompt-tokens 64 --gen-tokens 16 --threads 3 --weights hugepage-copy");
         Assert.Equal("/m", o.Model);
         Assert.Equal(64, o.PromptTokens);
         Assert.Equal(16, o.GenTokens);
         Assert.Equal(3, o.Threads);
+        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.HugePageCopy, o.Weights);
 
         BenchOptions d = Bind<BenchOptions>("bench --model /m");
         Assert.Equal(512, d.PromptTokens);
         Assert.Equal(128, d.GenTokens);
+        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Mapped, d.Weights);
+        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.HugePageCopy, Bind<ServeOptions>("serve --weights hugepage-copy").Weights);
+        Assert.NotEmpty(Errors("serve", "--weights", "copy"));
     }
 
     [Theory]
