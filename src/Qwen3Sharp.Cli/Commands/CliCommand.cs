@@ -98,9 +98,9 @@ internal static class CliOptions
         value == "hugepage-copy" ? Loading.WeightPlacement.HugePageCopy : Loading.WeightPlacement.Mapped;
 
     public static Option<int?> Threads() =>
-        OptionalInt("--threads", "Worker threads for the forward pass [default: physical cores].", 1, 1024);
+        OptionalInt("--threads", "Worker threads for the forward pass [default: every core the process may use].", 1, 1024);
 
     public static Option<int?> CtxSize() =>
-        OptionalInt("--ctx-size", "Context length in tokens [default: the model's max_position_embeddings].", 16, 1 << 20);
+        OptionalInt("--ctx-size", "Context length in tokens per sequence [default: min(max_position_embeddings, 4096)].", 16, 1 << 20);
 
 }
