@@ -67,14 +67,7 @@ internal static class DemoModel
 
         string staging = directory + ".tmp-" + Environment.ProcessId;
         string tokenizer = Path.Combine(staging, "tokenizer-source");
-        Directory.CreateDirectory(tokenizer);
-        foreach (string file in new[] { "tokenizer.json", "tokenizer_config.json" })
-        {
-            using Stream resource = typeof(DemoModel).Assembly.GetManifestResourceStream("qwen3-tokenizer/" + file)
-                ?? throw new InvalidOperationException($"the embedded tokenizer file {file} is missing from this build");
-            using FileStream output = File.Create(Path.Combine(tokenizer, file));
-            resource.CopyTo(output);
-        }
+        EmbeddedTokenizer.WriteTo(tokenizer);
 
         string model = Path.Combine(staging, "model");
         ModelSynthesizer.Write(model, "tiny", new SynthesisOptions { Seed = Seed, TokenizerDirectory = tokenizer });
@@ -93,5 +86,22 @@ internal static class DemoModel
         }
 
         return directory;
+    }
+}
+
+/// <summary>The real Qwen3 tokenizer.json and tokenizer_config.json, carried inside this program as resources.</summary>
+internal static class EmbeddedTokenizer
+{
+    /// <summary>Writes both files into <paramref name="directory"/> (created if needed).</summary>
+    public static void WriteTo(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        foreach (string file in new[] { "tokenizer.json", "tokenizer_config.json" })
+        {
+            using Stream resource = typeof(EmbeddedTokenizer).Assembly.GetManifestResourceStream("qwen3-tokenizer/" + file)
+                ?? throw new InvalidOperationException($"the embedded tokenizer file {file} is missing from this build");
+            using FileStream output = File.Create(Path.Combine(directory, file));
+            resource.CopyTo(output);
+        }
     }
 }

@@ -16,16 +16,9 @@ public static partial class SynthCommand
             _ => "qwen3-1.7b",
         };
         string tokenizer = Path.Combine(Path.GetTempPath(), "qwen3sharp-tokenizer-" + Environment.ProcessId);
-        Directory.CreateDirectory(tokenizer);
         try
         {
-            foreach (string file in new[] { "tokenizer.json", "tokenizer_config.json" })
-            {
-                using Stream resource = typeof(SynthCommand).Assembly.GetManifestResourceStream("qwen3-tokenizer/" + file)!;
-                using FileStream output = File.Create(Path.Combine(tokenizer, file));
-                resource.CopyTo(output);
-            }
-
+            EmbeddedTokenizer.WriteTo(tokenizer);
             var clock = Stopwatch.StartNew();
             Qwen3Config config = ModelSynthesizer.Write(o.Out, preset, new SynthesisOptions
             {

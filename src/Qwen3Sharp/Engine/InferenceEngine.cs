@@ -21,6 +21,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly Scheduler _scheduler;
     private readonly Thread _thread;
     private readonly float[] _logits;       // [vocab]
+    private readonly List<SequenceRequest> _cancelled = [];   // reused each step
     private readonly CancellationTokenSource _shutdown = new();
     private long _nextId;
     private int _queued;
@@ -139,15 +140,13 @@ public sealed class InferenceEngine : IDisposable
                 Admit(r);
             }
 
-            foreach (SequenceRequest r in _scheduler.Running.Where(r => r.CancelRequested).ToList())
+            _scheduler.CollectCancelled(_cancelled);
+            foreach (SequenceRequest r in _cancelled)
             {
                 Complete(r, FinishReason.Cancelled, flush: false);
             }
 
-            foreach (SequenceRequest r in _scheduler.CancelledWaiting())
-            {
-                Complete(r, FinishReason.Cancelled, flush: false);
-            }
+            _cancelled.Clear();
 
             if (!_scheduler.HasWork)
             {

@@ -81,6 +81,23 @@ internal sealed class Scheduler(int tokenBudget, Func<Engine.ISequenceState?> al
         request.Sequence = null;
     }
 
-    /// <summary>Waiting requests that were cancelled before they ran.</summary>
-    public IEnumerable<SequenceRequest> CancelledWaiting() => _waiting.Where(r => r.CancelRequested).ToList();
+    /// <summary>Adds every cancelled request, running or waiting, to <paramref name="destination"/> (no allocation).</summary>
+    public void CollectCancelled(List<SequenceRequest> destination)
+    {
+        foreach (SequenceRequest r in _running)
+        {
+            if (r.CancelRequested)
+            {
+                destination.Add(r);
+            }
+        }
+
+        foreach (SequenceRequest r in _waiting)
+        {
+            if (r.CancelRequested)
+            {
+                destination.Add(r);
+            }
+        }
+    }
 }

@@ -40,25 +40,6 @@ internal static class HubTestModel
     ];
 }
 
-/// <summary>A temporary HF cache directory, deleted on dispose.</summary>
-internal sealed class TempDir : IDisposable
-{
-    public TempDir() => Directory.CreateDirectory(Path);
-
-    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "qwen3-hub-" + Guid.NewGuid().ToString("N"));
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-}
-
 /// <summary>Records progress callbacks (thread-safe).</summary>
 internal sealed class RecordingProgress : Qwen3Sharp.Hub.IPullProgress
 {

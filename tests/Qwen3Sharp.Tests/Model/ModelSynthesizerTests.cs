@@ -25,8 +25,8 @@ public sealed class ModelSynthesizerTests
     [Fact]
     public void Write_TinyPreset_LoadsRunsAndIsByteIdenticalAcrossRuns()
     {
-        using var a = new Loading.TempDir();
-        using var b = new Loading.TempDir();
+        using var a = new TempDir();
+        using var b = new TempDir();
         var options = new SynthesisOptions { Seed = 42, TokenizerDirectory = TokenizerDir };
         ModelSynthesizer.Write(a.Path, "tiny", options);
         ModelSynthesizer.Write(b.Path, "tiny", options);
@@ -49,8 +49,8 @@ public sealed class ModelSynthesizerTests
     [Fact]
     public void Write_DifferentSeeds_GiveDifferentWeights()
     {
-        using var a = new Loading.TempDir();
-        using var b = new Loading.TempDir();
+        using var a = new TempDir();
+        using var b = new TempDir();
         ModelSynthesizer.Write(a.Path, "tiny-mqa", new SynthesisOptions { Seed = 1 });
         ModelSynthesizer.Write(b.Path, "tiny-mqa", new SynthesisOptions { Seed = 2 });
         Assert.NotEqual(File.ReadAllBytes(Path.Combine(a.Path, "model.safetensors")), File.ReadAllBytes(Path.Combine(b.Path, "model.safetensors")));
@@ -62,8 +62,8 @@ public sealed class ModelSynthesizerTests
     [InlineData(DType.F32)]
     public void Write_Sharded_RoundTripsToSameLogitsAsSingleFile(DType dtype)
     {
-        using var single = new Loading.TempDir();
-        using var sharded = new Loading.TempDir();
+        using var single = new TempDir();
+        using var sharded = new TempDir();
         ModelSynthesizer.Write(single.Path, "tiny-mqa", new SynthesisOptions { Seed = 7, DType = dtype });
         ModelSynthesizer.Write(sharded.Path, "tiny-mqa", new SynthesisOptions { Seed = 7, DType = dtype, MaxShardBytes = 100_000 });
 
@@ -83,7 +83,7 @@ public sealed class ModelSynthesizerTests
     [Fact]
     public void Write_Qwen2Preset_LoadsBiasesAndRuns()
     {
-        using var dir = new Loading.TempDir();
+        using var dir = new TempDir();
         ModelSynthesizer.Write(dir.Path, "tiny-qwen2", new SynthesisOptions { Seed = 3 });
         using (ModelWeights w = ModelWeights.Load(dir.Path))
         {

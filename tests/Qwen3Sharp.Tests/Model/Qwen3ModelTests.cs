@@ -81,7 +81,7 @@ public sealed class Qwen3ModelTests
     public void Forward_YarnConfig_ChangesLogitsOnlyThroughRope()
     {
         // Same weights, YaRN scaling: runs, stays finite, and differs from plain RoPE (the scaling reaches the kernels).
-        using var dir = new Loading.TempDir();
+        using var dir = new TempDir();
         foreach (string f in Directory.GetFiles(GoldenCase.Dir("tiny-a")))
         {
             File.Copy(f, Path.Combine(dir.Path, Path.GetFileName(f)));
