@@ -20,7 +20,9 @@ public sealed class InferenceEngine : IDisposable
     private readonly Channel<SequenceRequest> _incoming;
     private readonly Scheduler _scheduler;
     private readonly Thread _thread;
-    private readonly float[] _logits;       // [vocab]
+    private readonly float[] _logits;       // [MaxSequences + 1, vocab]: one row per sampling sequence, the last is scratch
+    private readonly int[] _stepTokens;     // [StepTokenBudget]: the step's tokens, concatenated
+    private readonly RunnerEntry[] _entries; // [MaxSequences]
     private readonly List<SequenceRequest> _cancelled = [];   // reused each step
     private readonly CancellationTokenSource _shutdown = new();
     private long _nextId;
@@ -34,8 +36,11 @@ public sealed class InferenceEngine : IDisposable
         _createDecoder = createDecoder;
         _options = options ?? new EngineOptions();
         _incoming = Channel.CreateUnbounded<SequenceRequest>(new UnboundedChannelOptions { SingleReader = true });
-        _scheduler = new Scheduler(_options.StepTokenBudget, runner.TryAllocateSequence);
-        _logits = new float[runner.VocabSize];
+        _scheduler = new Scheduler(_options.StepTokenBudget, runner.TryAllocateSequence, runner.TryReserve, runner.MaxSequences);
+        _logits = new float[(long)(runner.MaxSequences + 1) * runner.VocabSize];
+        _stepTokens = new int[_options.StepTokenBudget];
+        _entries = new RunnerEntry[runner.MaxSequences];
+        Stats = new EngineStats(runner);
         _thread = new Thread(Loop) { IsBackground = true, Name = "qwen3-engine" };
         _thread.Start();
     }
@@ -43,6 +48,9 @@ public sealed class InferenceEngine : IDisposable
     public int ContextSize => _runner.ContextSize;
 
     public int VocabSize => _runner.VocabSize;
+
+    /// <summary>Live counters of the engine (requests running and waiting, KV blocks, prefix cache, preemptions).</summary>
+    public EngineStats Stats { get; }
 
     /// <summary>Requests submitted and not yet finished.</summary>
     public int PendingRequestCount => Volatile.Read(ref _queued);
@@ -204,37 +212,62 @@ public sealed class InferenceEngine : IDisposable
     private void Step()
     {
         IReadOnlyList<ScheduledChunk> plan = _scheduler.Schedule();
+        Stats.Update(_scheduler);
         if (plan.Count == 0)
         {
             Thread.Sleep(1);  // waiting requests, no free sequence, nothing running: cannot happen while running frees
             return;
         }
 
-        // The plan list is reused by Schedule; requests finishing below only leave the running list.
+        // One forward pass over every scheduled request: decode tokens and prompt chunks, concatenated.
+        int offset = 0, rows = 0;
         for (int i = 0; i < plan.Count; i++)
         {
             (SequenceRequest r, int n) = plan[i];
-            try
+            CollectionsMarshal.AsSpan((List<int>)r.Tokens).Slice(r.ComputedTokenCount, n).CopyTo(_stepTokens.AsSpan(offset, n));
+            bool samples = r.ComputedTokenCount + n == r.TokenCount;
+            _entries[i] = new RunnerEntry(r.Sequence!, offset, n, samples);
+            offset += n;
+            rows += samples ? 1 : 0;
+        }
+
+        try
+        {
+            _runner.ForwardBatch(_stepTokens.AsSpan(0, offset), _entries.AsSpan(0, plan.Count), _logits);
+        }
+        catch (Exception ex)
+        {
+            for (int i = 0; i < plan.Count; i++)
             {
-                ReadOnlySpan<int> chunk = CollectionsMarshal.AsSpan((List<int>)r.Tokens).Slice(r.ComputedTokenCount, n);
-                _runner.Forward(r.Sequence!, chunk, _logits);
-                r.ComputedTokenCount += n;
-                if (r.ComputedTokenCount == r.TokenCount)
-                {
-                    Produce(r);
-                }
-            }
-            catch (Exception ex)
-            {
+                SequenceRequest r = plan[i].Request;
                 _scheduler.Finish(r);
                 Interlocked.Decrement(ref _queued);
                 r.Output.Writer.TryComplete(ex);
             }
+
+            Array.Clear(_entries);
+            Stats.Update(_scheduler);
+            return;
         }
+
+        // The plan list is reused by Schedule; requests finishing below only leave the running list.
+        int row = 0;
+        for (int i = 0; i < plan.Count; i++)
+        {
+            (SequenceRequest r, int n) = plan[i];
+            r.ComputedTokenCount += n;
+            if (_entries[i].ComputeLogits)
+            {
+                Produce(r, _logits.AsSpan(row++ * _runner.VocabSize, _runner.VocabSize));
+            }
+        }
+
+        Array.Clear(_entries, 0, plan.Count);
+        Stats.Update(_scheduler);
     }
 
-    /// <summary>Chooses the request's next token from <see cref="_logits"/> and emits it.</summary>
-    private void Produce(SequenceRequest r)
+    /// <summary>Chooses the request's next token from <paramref name="logits"/> [vocab] and emits it.</summary>
+    private void Produce(SequenceRequest r, Span<float> logits)
     {
         GenerationRequest q = r.Request;
         int token;
@@ -246,11 +279,11 @@ public sealed class InferenceEngine : IDisposable
         }
         else
         {
-            token = r.Sampler!.Sample(_logits);   // leaves the logits as they are
+            token = r.Sampler!.Sample(logits);   // leaves the logits as they are
             if (q.TopLogprobs is { } topCount)
             {
                 var top = new TokenLogprob[Math.Min(topCount, LogprobCalculator.MaxTopCount)];
-                float logprob = LogprobCalculator.Compute(_logits, token, top);
+                float logprob = LogprobCalculator.Compute(logits, token, top);
                 logprobs = new TokenLogprobs(token, logprob, top);
             }
         }
@@ -344,7 +377,10 @@ public sealed class InferenceEngine : IDisposable
             TextDelta = rest,
             StopString = stopString,
             StopTokenId = stopToken,
-            Usage = new GenerationUsage(r.PromptTokenCount, r.GeneratedTokenCount, r.ReasoningTokenCount),
+            Usage = new GenerationUsage(r.PromptTokenCount, r.GeneratedTokenCount, r.ReasoningTokenCount)
+            {
+                CachedPromptTokenCount = r.CachedPromptTokenCount,
+            },
         });
         r.Output.Writer.TryComplete();
     }

@@ -57,6 +57,12 @@ internal sealed class SequenceRequest
 
     public bool BudgetSpent { get; set; }
 
+    /// <summary>Times this request gave its KV blocks back to let older ones go on.</summary>
+    public int PreemptionCount { get; set; }
+
+    /// <summary>Prompt tokens whose KV came from the prefix cache at first admission.</summary>
+    public int CachedPromptTokenCount { get; set; }
+
     public volatile bool CancelRequested;
 
     public void AppendToken(int tokenId) => _tokens.Add(tokenId);
