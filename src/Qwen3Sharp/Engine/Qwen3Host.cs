@@ -85,7 +85,7 @@ public sealed class Qwen3Host : IDisposable
         });
         try
         {
-            var runner = new Qwen3ModelRunner(model, options.MaxSequences, Qwen3ModelRunner.BlocksFor(model, KvCacheBytes(options.KvCacheMemory)));
+            var runner = new Qwen3ModelRunner(model, options.MaxSequences, Qwen3ModelRunner.BlocksFor(model, KvCacheBytes(options.KvCacheMemory), options.MaxSequences));
             var engine = new InferenceEngine(runner, r => SamplerAdapter.Create(r, runner.VocabSize),
                 skip => new TokenizerTextDecoder(tokenizer.CreateIncrementalDecoder(skip)),
                 new EngineOptions

@@ -31,9 +31,18 @@ public sealed class Qwen3ModelRunner : IModelRunner
         ContextSize = (int)Math.Min(model.ContextSize, (long)kvBlockCount * _blocks.BlockSize);
     }
 
-    /// <summary>Blocks that <paramref name="bytes"/> of KV memory hold for <paramref name="model"/> (at least one).</summary>
-    public static int BlocksFor(Qwen3Model model, long bytes)
-        => (int)Math.Clamp(bytes / KvBlockPool.BytesPerBlock(model.Config), 1, int.MaxValue / 2);
+    /// <summary>
+    /// Blocks that <paramref name="bytes"/> of KV memory hold for <paramref name="model"/> (at least one), no more than
+    /// <paramref name="maxSequences"/> full contexts need and one span per layer can address.
+    /// </summary>
+    public static int BlocksFor(Qwen3Model model, long bytes, int maxSequences)
+    {
+        int blockSize = KvBlockPool.DefaultBlockSize;
+        long perContext = (model.ContextSize + blockSize - 1) / blockSize;
+        long addressable = Array.MaxLength / ((long)blockSize * model.Config.NumKeyValueHeads * model.Config.HeadDim);
+        long blocks = Math.Min(bytes / KvBlockPool.BytesPerBlock(model.Config), Math.Min(perContext * maxSequences, addressable));
+        return (int)Math.Max(1, blocks);
+    }
 
     public int VocabSize => _model.VocabSize;
 
