@@ -155,6 +155,7 @@ public sealed class InferenceEngine : IDisposable
             }
 
             _cancelled.Clear();
+            Stats.Update(_scheduler);
 
             if (!_scheduler.HasWork)
             {
