@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Qwen3Sharp.Loading;
 
 namespace Qwen3Sharp.Hub;
 
@@ -68,11 +69,11 @@ public static class HubCache
     /// </summary>
     public static bool IsCompleteSnapshot(string dir)
     {
-        if (!File.Exists(Path.Combine(dir, "config.json")) || !File.Exists(Path.Combine(dir, "tokenizer.json")))
+        if (!ModelFile.IsFile(Path.Combine(dir, "config.json")) || !ModelFile.IsFile(Path.Combine(dir, "tokenizer.json")))
             return false;
         string index = Path.Combine(dir, "model.safetensors.index.json");
-        if (!File.Exists(index))
-            return Directory.EnumerateFiles(dir, "*.safetensors").Any(File.Exists);
+        if (!ModelFile.IsFile(index))
+            return ModelFile.EnumerateFiles(dir, "*.safetensors").Any();
         try
         {
             using FileStream stream = File.OpenRead(index);
@@ -85,7 +86,7 @@ public static class HubCache
                 if (entry.Value.ValueKind != JsonValueKind.String) return false;
                 shards.Add(entry.Value.GetString()!);
             }
-            return shards.Count > 0 && shards.All(shard => File.Exists(Path.Combine(dir, shard)));
+            return shards.Count > 0 && shards.All(shard => ModelFile.IsFile(Path.Combine(dir, shard)));
         }
         catch (Exception e) when (e is JsonException or IOException)
         {
