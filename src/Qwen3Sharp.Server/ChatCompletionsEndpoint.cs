@@ -318,21 +318,30 @@ internal static class ChatCompletionsEndpoint
     private static string NewId() => "chatcmpl-" + Guid.NewGuid().ToString("N");
 }
 
-/// <summary>Usage over all choices: the prompt counted once (OpenAI), completions summed.</summary>
+/// <summary>
+/// Usage over all choices: the prompt counted once (OpenAI), completions summed; cached prompt tokens are the most
+/// any choice of that prompt found in the prefix cache.
+/// </summary>
 internal sealed class UsageAccumulator
 {
     private int _prompt;
+    private int _cached;
     private int _completion;
     private int _reasoning;
 
     public void Add(GenerationUsage usage)
     {
         _prompt = Math.Max(_prompt, usage.PromptTokens);
+        _cached = Math.Max(_cached, usage.CachedPromptTokenCount);
         _completion += usage.CompletionTokens;
         _reasoning += usage.ReasoningTokens;
     }
 
-    public void AddPrompt(int promptTokens) => _prompt += promptTokens;
+    public void AddPrompt(int promptTokens, int cachedTokens)
+    {
+        _prompt += promptTokens;
+        _cached += cachedTokens;
+    }
 
     public void AddCompletion(int completionTokens) => _completion += completionTokens;
 
@@ -342,5 +351,6 @@ internal sealed class UsageAccumulator
         CompletionTokens = _completion,
         TotalTokens = _prompt + _completion,
         CompletionTokensDetails = new CompletionTokensDetailsDto { ReasoningTokens = _reasoning },
+        PromptTokensDetails = new PromptTokensDetailsDto { CachedTokens = _cached },
     };
 }

@@ -164,9 +164,9 @@ internal static class CompletionsEndpoint
         }
 
         var usage = new UsageAccumulator();
-        foreach (Prompt p in plan.Prompts)
+        for (int i = 0; i < plan.Prompts.Count; i++)
         {
-            usage.AddPrompt(p.Tokens.Length);
+            usage.AddPrompt(plan.Prompts[i].Tokens.Length, CachedTokens(outputs, plan.N, i));
         }
 
         foreach (ChoiceOutput o in outputs)
@@ -262,9 +262,9 @@ internal static class CompletionsEndpoint
         if (plan.IncludeUsage)
         {
             var usage = new UsageAccumulator();
-            foreach (Prompt p in plan.Prompts)
+            for (int i = 0; i < plan.Prompts.Count; i++)
             {
-                usage.AddPrompt(p.Tokens.Length);
+                usage.AddPrompt(plan.Prompts[i].Tokens.Length, CachedTokens(outputs, plan.N, i));
             }
 
             foreach (ChoiceOutput o in outputs)
@@ -287,6 +287,18 @@ internal static class CompletionsEndpoint
     }
 
     private static string NewId() => "cmpl-" + Guid.NewGuid().ToString("N");
+
+    /// <summary>The most prompt tokens any of prompt <paramref name="prompt"/>'s <paramref name="n"/> choices found cached.</summary>
+    private static int CachedTokens(ChoiceOutput[] outputs, int n, int prompt)
+    {
+        int cached = 0;
+        for (int k = prompt * n; k < (prompt + 1) * n; k++)
+        {
+            cached = Math.Max(cached, outputs[k].CachedPromptTokens);
+        }
+
+        return cached;
+    }
 
     /// <summary>One choice's text, logprobs and finish as its events come in.</summary>
     private sealed class ChoiceOutput
@@ -314,6 +326,8 @@ internal static class CompletionsEndpoint
 
         public int CompletionTokens { get; private set; }
 
+        public int CachedPromptTokens { get; private set; }
+
         /// <summary>Takes an event; returns the text it adds.</summary>
         public string Add(GenerationEvent e)
         {
@@ -340,6 +354,7 @@ internal static class CompletionsEndpoint
                     return t.TextDelta;
                 case GenerationFinished f:
                     CompletionTokens = f.Usage.CompletionTokens;
+                    CachedPromptTokens = f.Usage.CachedPromptTokenCount;
                     FinishReason = f.Reason == Engine.FinishReason.Length ? "length" : "stop";
                     Text.Append(f.TextDelta);
                     return f.TextDelta;

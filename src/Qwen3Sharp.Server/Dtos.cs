@@ -93,6 +93,13 @@ public sealed class UsageDto
     public int CompletionTokens { get; set; }
     public int TotalTokens { get; set; }
     public CompletionTokensDetailsDto? CompletionTokensDetails { get; set; }
+    public PromptTokensDetailsDto? PromptTokensDetails { get; set; }
+}
+
+/// <summary>OpenAI's usage.prompt_tokens_details: prompt tokens whose KV came from the prefix cache.</summary>
+public sealed class PromptTokensDetailsDto
+{
+    public int CachedTokens { get; set; }
 }
 
 public sealed class CompletionTokensDetailsDto

@@ -44,24 +44,55 @@ public readonly struct KvCacheView(IKvStore store, int[] table, int blockSize, i
     }
 }
 
+/// <summary>Hash of a full block: its parent's key and its token ids (swappable in tests to force collisions).</summary>
+internal delegate ulong BlockHasher(ulong parentKey, ReadOnlySpan<int> tokens);
+
 /// <summary>
 /// The paged KV memory of every sequence (vLLM's block pool): per layer, keys and values
 /// <c>[BlockCount * BlockSize, KvHeadCount * HeadDim]</c> float32 in native memory, handed out a block of
 /// <see cref="BlockSize"/> positions at a time. Single-threaded (the engine loop) except the counters, which any
 /// thread may read.
+/// <para>
+/// Automatic prefix caching: a full block can be registered under a key, a 64-bit hash of (parent block's key, the
+/// block's token ids). Blocks are reference counted; a registered block whose count drops to 0 stays cached in an
+/// LRU list and is evicted (least recently used first) only when a block is needed and none is free. A lookup
+/// accepts a block only when its stored token ids and its parent (block id and allocation generation) equal the
+/// query's, so a hash collision can only cause a miss, never wrong keys and values.
+/// </para>
 /// </summary>
 public sealed unsafe class KvBlockPool : IKvStore, IDisposable
 {
     /// <summary>Positions per block.</summary>
     public const int DefaultBlockSize = 16;
 
+    /// <summary>Key of the (empty) parent of a sequence's first block.</summary>
+    public const ulong RootKey = 0x9E3779B97F4A7C15UL;
+
     private readonly float*[] _keys;     // per layer: [BlockCount * BlockSize, KvDim]
     private readonly float*[] _values;   // per layer: [BlockCount * BlockSize, KvDim]
-    private readonly int[] _free;        // stack of free block ids
+    private readonly int[] _free;        // stack of free, uncached block ids
     private int _freeCount;
     private bool _disposed;
 
+    // Prefix cache.
+    private readonly BlockHasher _hasher;
+    private readonly int[] _refCount;          // [BlockCount]
+    private readonly long[] _generation;       // [BlockCount]: bumped each time the block is handed out again
+    private readonly bool[] _registered;       // [BlockCount]: in _cached under _blockKey
+    private readonly ulong[] _blockKey;        // [BlockCount]
+    private readonly int[] _parentBlock;       // [BlockCount]: -1 for a first block
+    private readonly long[] _parentGeneration; // [BlockCount]
+    private readonly int[] _blockTokens;       // [BlockCount * BlockSize]: token ids of registered blocks
+    private readonly Dictionary<ulong, int> _cached;
+    private readonly int[] _lruPrev, _lruNext; // intrusive LRU list of cached blocks with no reference
+    private int _lruHead = -1, _lruTail = -1, _evictableCount;
+
     public KvBlockPool(int layerCount, int kvHeadCount, int headDim, int blockCount, int blockSize = DefaultBlockSize)
+        : this(layerCount, kvHeadCount, headDim, blockCount, blockSize, null)
+    {
+    }
+
+    internal KvBlockPool(int layerCount, int kvHeadCount, int headDim, int blockCount, int blockSize, BlockHasher? hasher)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layerCount, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(blockCount, 1);
@@ -99,6 +130,17 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
         }
 
         _freeCount = blockCount;
+        _hasher = hasher ?? HashBlock;
+        _refCount = new int[blockCount];
+        _generation = new long[blockCount];
+        _registered = new bool[blockCount];
+        _blockKey = new ulong[blockCount];
+        _parentBlock = new int[blockCount];
+        _parentGeneration = new long[blockCount];
+        _blockTokens = new int[(long)blockCount * blockSize];
+        _cached = new Dictionary<ulong, int>(blockCount);
+        _lruPrev = new int[blockCount];
+        _lruNext = new int[blockCount];
     }
 
     /// <summary>A pool shaped for <paramref name="config"/> with <paramref name="blockCount"/> blocks.</summary>
@@ -117,10 +159,16 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
 
     public int BlockCount { get; }
 
-    /// <summary>Blocks not held by any sequence (read from any thread).</summary>
-    public int FreeBlockCount => Volatile.Read(ref _freeCount);
+    /// <summary>Blocks not held by any sequence: free ones and cached ones nobody references (read from any thread).</summary>
+    public int FreeBlockCount => Volatile.Read(ref _freeCount) + Volatile.Read(ref _evictableCount);
 
     public int UsedBlockCount => BlockCount - FreeBlockCount;
+
+    /// <summary>Registered (prefix-cached) blocks, referenced or not.</summary>
+    public int CachedBlockCount => _cached.Count;
+
+    /// <summary>References to <paramref name="block"/> (sequences holding it).</summary>
+    public int RefCount(int block) => _refCount[block];
 
     public Span<float> Keys(int layer)
     {
@@ -143,30 +191,190 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
             return true;
         }
 
-        if (needed > _freeCount || table.Count + needed > table.Capacity)
+        if (needed > _freeCount + _evictableCount || table.Count + needed > table.Capacity)
         {
             return false;
         }
 
         for (int i = 0; i < needed; i++)
         {
-            table.Add(_free[--_freeCount]);
+            table.Add(TakeBlock());
         }
 
         Volatile.Write(ref _freeCount, _freeCount);
         return true;
     }
 
-    /// <summary>Gives every block of <paramref name="table"/> back and empties it.</summary>
+    /// <summary>A free block, else the least recently used cached block with no reference (evicted from the cache).</summary>
+    private int TakeBlock()
+    {
+        int block;
+        if (_freeCount > 0)
+        {
+            block = _free[--_freeCount];
+        }
+        else
+        {
+            block = _lruHead;
+            LruRemove(block);
+            _cached.Remove(_blockKey[block]);
+            _registered[block] = false;
+        }
+
+        _refCount[block] = 1;
+        _generation[block]++;
+        return block;
+    }
+
+    /// <summary>Drops the table's reference to each of its blocks and empties it; unreferenced cached blocks stay cached.</summary>
     public void Release(BlockTable table)
     {
         for (int i = table.Count - 1; i >= 0; i--)
         {
-            _free[_freeCount++] = table.Blocks[i];
+            int block = table.Blocks[i];
+            if (--_refCount[block] > 0)
+            {
+                continue;
+            }
+
+            if (_registered[block])
+            {
+                LruAppend(block);   // the table's tail goes in first, so it is evicted before the prefix it extends
+            }
+            else
+            {
+                _free[_freeCount++] = block;
+            }
         }
 
         Volatile.Write(ref _freeCount, _freeCount);
         table.Clear();
+    }
+
+    /// <summary>The hash of a full block under <paramref name="parentKey"/> (the pool's hasher).</summary>
+    public ulong KeyOf(ulong parentKey, ReadOnlySpan<int> tokens) => _hasher(parentKey, tokens);
+
+    /// <summary>
+    /// Takes references to the cached blocks that hold <paramref name="tokens"/>' leading full blocks, appending them
+    /// to the empty <paramref name="table"/>, and returns how many blocks hit (the lookup stops at the first miss).
+    /// <paramref name="lastKey"/> is the key of the last hit block (<see cref="RootKey"/> when none).
+    /// </summary>
+    public int AcquireCachedPrefix(BlockTable table, ReadOnlySpan<int> tokens, out ulong lastKey)
+    {
+        if (table.Count != 0)
+        {
+            throw new InvalidOperationException("A cached prefix can only start an empty block table.");
+        }
+
+        lastKey = RootKey;
+        int parent = -1;
+        long parentGeneration = 0;
+        int full = Math.Min(tokens.Length / BlockSize, table.Capacity);
+        for (int b = 0; b < full; b++)
+        {
+            ReadOnlySpan<int> blockTokens = tokens.Slice(b * BlockSize, BlockSize);
+            ulong key = _hasher(lastKey, blockTokens);
+            if (!_cached.TryGetValue(key, out int block)
+                || _parentBlock[block] != parent
+                || _parentGeneration[block] != parentGeneration
+                || !_blockTokens.AsSpan(block * BlockSize, BlockSize).SequenceEqual(blockTokens))
+            {
+                return b;
+            }
+
+            if (_refCount[block]++ == 0)
+            {
+                LruRemove(block);
+            }
+
+            table.Add(block);
+            lastKey = key;
+            parent = block;
+            parentGeneration = _generation[block];
+        }
+
+        Volatile.Write(ref _freeCount, _freeCount);
+        return full;
+    }
+
+    /// <summary>
+    /// Registers the full block at index <paramref name="index"/> of <paramref name="table"/> holding
+    /// <paramref name="tokens"/> under <paramref name="key"/> (from <see cref="KeyOf"/> with the previous block's key).
+    /// A key already cached keeps its block (the same content computed twice, or a collision): this one is not cached.
+    /// </summary>
+    public void Register(BlockTable table, int index, ReadOnlySpan<int> tokens, ulong key)
+    {
+        int block = table.Blocks[index];
+        if (_registered[block] || _cached.ContainsKey(key))
+        {
+            return;
+        }
+
+        int parent = index == 0 ? -1 : table.Blocks[index - 1];
+        _cached.Add(key, block);
+        _registered[block] = true;
+        _blockKey[block] = key;
+        _parentBlock[block] = parent;
+        _parentGeneration[block] = parent < 0 ? 0 : _generation[parent];
+        tokens.CopyTo(_blockTokens.AsSpan(block * BlockSize, BlockSize));
+    }
+
+    /// <summary>FNV-1a over the parent key and the token ids, finished with a 64-bit avalanche (splitmix64).</summary>
+    internal static ulong HashBlock(ulong parentKey, ReadOnlySpan<int> tokens)
+    {
+        ulong h = 0xCBF29CE484222325UL ^ parentKey;
+        h *= 0x100000001B3UL;
+        foreach (int t in tokens)
+        {
+            h = (h ^ (uint)t) * 0x100000001B3UL;
+            h ^= h >> 29;
+        }
+
+        h ^= (ulong)tokens.Length;
+        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9UL;
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EBUL;
+        return h ^ (h >> 31);
+    }
+
+    private void LruAppend(int block)
+    {
+        _lruPrev[block] = _lruTail;
+        _lruNext[block] = -1;
+        if (_lruTail >= 0)
+        {
+            _lruNext[_lruTail] = block;
+        }
+        else
+        {
+            _lruHead = block;
+        }
+
+        _lruTail = block;
+        Volatile.Write(ref _evictableCount, _evictableCount + 1);
+    }
+
+    private void LruRemove(int block)
+    {
+        int prev = _lruPrev[block], next = _lruNext[block];
+        if (prev >= 0)
+        {
+            _lruNext[prev] = next;
+        }
+        else
+        {
+            _lruHead = next;
+        }
+
+        if (next >= 0)
+        {
+            _lruPrev[next] = prev;
+        }
+        else
+        {
+            _lruTail = prev;
+        }
+
+        Volatile.Write(ref _evictableCount, _evictableCount - 1);
     }
 
     public void Dispose()

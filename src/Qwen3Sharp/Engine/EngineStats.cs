@@ -45,11 +45,7 @@ public sealed class EngineStats
         Volatile.Write(ref _running, scheduler.RunningCount);
         Volatile.Write(ref _waiting, scheduler.WaitingCount);
         Volatile.Write(ref _preemptions, scheduler.PreemptionCount);
-    }
-
-    internal void AddPrefixLookup(int queriedTokens, int hitTokens)
-    {
-        Interlocked.Add(ref _prefixQueries, queriedTokens);
-        Interlocked.Add(ref _prefixHits, hitTokens);
+        Volatile.Write(ref _prefixQueries, scheduler.PrefixQueriedTokens);
+        Volatile.Write(ref _prefixHits, scheduler.PrefixHitTokens);
     }
 }

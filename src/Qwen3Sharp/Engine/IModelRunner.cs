@@ -29,6 +29,13 @@ public interface IModelRunner : IDisposable
     /// </summary>
     bool TryReserve(ISequenceState sequence, int tokenCount) => true;
 
+    /// <summary>
+    /// Automatic prefix caching: gives the new, empty <paramref name="sequence"/> the cached KV of the leading full
+    /// blocks of <paramref name="tokens"/> (never its last token, which must be computed for logits) and returns how many
+    /// tokens that covers (0 without a prefix cache); the sequence's <see cref="ISequenceState.Length"/> is then that.
+    /// </summary>
+    int AcquireCachedPrefix(ISequenceState sequence, ReadOnlySpan<int> tokens) => 0;
+
     /// <summary>KV blocks in all (0 when the runner does not page its memory).</summary>
     int KvBlockCount => 0;
 

@@ -6,7 +6,8 @@ namespace Qwen3Sharp.Engine;
 /// <summary>
 /// <see cref="Qwen3Model"/> as the engine drives it: every sequence's KV lives in one <see cref="KvBlockPool"/> of
 /// 16-position blocks (the KV cache manager), a block table per sequence; a step is one batched forward pass.
-/// Block tables are reused after a sequence ends, so steady state allocates nothing.
+/// Block tables are reused after a sequence ends, so steady state allocates nothing. Full blocks are registered in
+/// the pool's prefix cache as they fill (prefill or decode); a new sequence starts after its prompt's cached blocks.
 /// </summary>
 public sealed class Qwen3ModelRunner : IModelRunner
 {
@@ -66,11 +67,30 @@ public sealed class Qwen3ModelRunner : IModelRunner
         _live++;
         if (!_free.TryPop(out Sequence? s))
         {
-            s = new Sequence(this, new BlockTable((ContextSize + _blocks.BlockSize - 1) / _blocks.BlockSize));
+            int capacity = (ContextSize + _blocks.BlockSize - 1) / _blocks.BlockSize;
+            s = new Sequence(this, new BlockTable(capacity), new int[capacity * _blocks.BlockSize]);
         }
 
         s.Live = true;
         return s;
+    }
+
+    public int AcquireCachedPrefix(ISequenceState sequence, ReadOnlySpan<int> tokens)
+    {
+        var s = (Sequence)sequence;
+        if (s.Length != 0)
+        {
+            throw new InvalidOperationException("A cached prefix can only start a new sequence.");
+        }
+
+        // Never the last token: at least one must be computed to give the logits of the next.
+        int blocks = _blocks.AcquireCachedPrefix(s.Table, tokens[..^1], out ulong lastKey);
+        int cached = blocks * _blocks.BlockSize;
+        tokens[..cached].CopyTo(s.Tokens);
+        s.Length = cached;
+        s.RegisteredBlocks = blocks;
+        s.LastKey = lastKey;
+        return cached;
     }
 
     public bool TryReserve(ISequenceState sequence, int tokenCount)
@@ -94,7 +114,7 @@ public sealed class Qwen3ModelRunner : IModelRunner
             bool last = offset + n == tokenIds.Length;
             _batch[0] = new BatchSequence(0, n, s.Length, View(s), last);
             _model.Forward(new ForwardBatch(tokenIds.Slice(offset, n), _batch.AsSpan(0, 1)), last ? logits : default);
-            s.Length += n;
+            Advance(s, tokenIds.Slice(offset, n));
         }
     }
 
@@ -116,7 +136,23 @@ public sealed class Qwen3ModelRunner : IModelRunner
         _model.Forward(new ForwardBatch(tokenIds, _batch.AsSpan(0, entries.Length)), logits);
         foreach (RunnerEntry e in entries)
         {
-            ((Sequence)e.Sequence).Length += e.TokenCount;
+            Advance((Sequence)e.Sequence, tokenIds.Slice(e.TokenOffset, e.TokenCount));
+        }
+    }
+
+    /// <summary>Records the computed tokens and registers every block they filled in the prefix cache.</summary>
+    private void Advance(Sequence s, ReadOnlySpan<int> tokenIds)
+    {
+        tokenIds.CopyTo(s.Tokens.AsSpan(s.Length));
+        s.Length += tokenIds.Length;
+        int size = _blocks.BlockSize;
+        for (int b = s.RegisteredBlocks; b < s.Length / size; b++)
+        {
+            ReadOnlySpan<int> blockTokens = s.Tokens.AsSpan(b * size, size);
+            ulong key = _blocks.KeyOf(s.LastKey, blockTokens);
+            _blocks.Register(s.Table, b, blockTokens, key);
+            s.LastKey = key;
+            s.RegisteredBlocks = b + 1;
         }
     }
 
@@ -140,13 +176,24 @@ public sealed class Qwen3ModelRunner : IModelRunner
     {
         _blocks.Release(s.Table);
         s.Length = 0;
+        s.RegisteredBlocks = 0;
+        s.LastKey = KvBlockPool.RootKey;
         _live--;
         _free.Push(s);
     }
 
-    private sealed class Sequence(Qwen3ModelRunner owner, BlockTable table) : ISequenceState
+    private sealed class Sequence(Qwen3ModelRunner owner, BlockTable table, int[] tokens) : ISequenceState
     {
         public BlockTable Table { get; } = table;
+
+        /// <summary>[Table.Capacity * BlockSize]: the computed tokens, for the prefix-cache keys of full blocks.</summary>
+        public int[] Tokens { get; } = tokens;
+
+        /// <summary>Leading full blocks already registered in (or taken from) the prefix cache.</summary>
+        public int RegisteredBlocks { get; set; }
+
+        /// <summary>Prefix-cache key of block RegisteredBlocks - 1 (RootKey when none).</summary>
+        public ulong LastKey { get; set; } = KvBlockPool.RootKey;
 
         public bool Live { get; set; }
 

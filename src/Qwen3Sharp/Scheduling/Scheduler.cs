@@ -18,13 +18,14 @@ internal sealed class Scheduler
     private readonly List<ScheduledChunk> _plan = [];
     private readonly Func<Engine.ISequenceState?> _allocate;
     private readonly Func<Engine.ISequenceState, int, bool> _reserve;
+    private readonly Engine.IModelRunner? _prefixCache;
 
     /// <param name="tokenBudget">Most tokens computed in one step.</param>
     /// <param name="allocate">KV state for a new sequence, or null when none is free.</param>
     /// <param name="reserve">Makes room for n more tokens of a sequence (KvCacheManager.AllocateSlots); false means wait or preempt.</param>
     /// <param name="maxSequences">Most requests running at once.</param>
     public Scheduler(int tokenBudget, Func<Engine.ISequenceState?> allocate, Func<Engine.ISequenceState, int, bool>? reserve = null,
-        int maxSequences = int.MaxValue)
+        int maxSequences = int.MaxValue, Engine.IModelRunner? prefixCache = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(tokenBudget, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxSequences, 1);
@@ -32,7 +33,14 @@ internal sealed class Scheduler
         MaxSequences = maxSequences;
         _allocate = allocate;
         _reserve = reserve ?? ((_, _) => true);
+        _prefixCache = prefixCache;
     }
+
+    /// <summary>Tokens looked up in the prefix cache at admissions so far.</summary>
+    public long PrefixQueriedTokens { get; private set; }
+
+    /// <summary>Tokens found in the prefix cache at admissions so far.</summary>
+    public long PrefixHitTokens { get; private set; }
 
     public int TokenBudget { get; }
 
@@ -98,11 +106,21 @@ internal sealed class Scheduler
                 break;  // no sequence free: wait until a running request finishes
             }
 
-            int n = Math.Min(r.TokenCount - r.ComputedTokenCount, budget);
+            int cached = _prefixCache is null ? 0
+                : _prefixCache.AcquireCachedPrefix(state, System.Runtime.InteropServices.CollectionsMarshal.AsSpan((List<int>)r.Tokens));
+            int n = Math.Min(r.TokenCount - cached, budget);
             if (!_reserve(state, n))
             {
-                state.Dispose();   // not enough blocks for its first chunk: wait (admission never preempts)
+                state.Dispose();   // not enough blocks for its first chunk: wait (admission never preempts); hits stay cached
                 break;
+            }
+
+            r.ComputedTokenCount = cached;
+            PrefixQueriedTokens += r.TokenCount;
+            PrefixHitTokens += cached;
+            if (r.PreemptionCount == 0)
+            {
+                r.CachedPromptTokenCount = Math.Min(cached, r.PromptTokenCount);
             }
 
             _waiting.RemoveFirst();
@@ -115,7 +133,7 @@ internal sealed class Scheduler
         return _plan;
     }
 
-    /// <summary>Gives the request's blocks back and queues it first, to be recomputed from its first token.</summary>
+    /// <summary>Gives the request's blocks back (full ones stay prefix-cached) and queues it first, to be recomputed from its first token.</summary>
     private void Preempt(SequenceRequest r)
     {
         _running.Remove(r);
