@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
@@ -36,11 +37,15 @@ public sealed class InferenceEngine : IDisposable
         _incoming = Channel.CreateUnbounded<SequenceRequest>(new UnboundedChannelOptions { SingleReader = true });
         _scheduler = new Scheduler(_options.StepTokenBudget, runner.TryAllocateSequence);
         _logits = new float[runner.VocabSize];
+        Metrics = new EngineMetrics(() => Volatile.Read(ref _queued));
         _thread = new Thread(Loop) { IsBackground = true, Name = "qwen3-engine" };
         _thread.Start();
     }
 
     public int ContextSize => _runner.ContextSize;
+
+    /// <summary>Counters, gauges and latency histograms (vLLM's meanings), for <c>GET /metrics</c>.</summary>
+    public EngineMetrics Metrics { get; }
 
     public int VocabSize => _runner.VocabSize;
 
@@ -147,6 +152,7 @@ public sealed class InferenceEngine : IDisposable
             }
 
             _cancelled.Clear();
+            PublishSchedulerState();
 
             if (!_scheduler.HasWork)
             {
@@ -163,6 +169,7 @@ public sealed class InferenceEngine : IDisposable
             }
 
             Step();
+            PublishSchedulerState();
         }
 
         // Shutting down: every request still here ends now, running, waiting or not yet admitted.
@@ -175,7 +182,13 @@ public sealed class InferenceEngine : IDisposable
         {
             Complete(r, FinishReason.Cancelled, flush: false);
         }
+
+        PublishSchedulerState();
     }
+
+    /// <summary>Running requests and KV use for the metrics; until the paged cache, a KV "block" is one sequence slot.</summary>
+    private void PublishSchedulerState() =>
+        Metrics.SetSchedulerState(_scheduler.RunningCount, _scheduler.RunningCount, _runner.MaxSequences);
 
     private void Admit(SequenceRequest r)
     {
@@ -188,6 +201,7 @@ public sealed class InferenceEngine : IDisposable
         catch (Exception ex)
         {
             Interlocked.Decrement(ref _queued);   // the loop thread lives on; only this request fails
+            Metrics.RecordFinished(RequestOutcome.Error, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
             r.Output.Writer.TryComplete(ex);
             return;
         }
@@ -228,6 +242,7 @@ public sealed class InferenceEngine : IDisposable
             {
                 _scheduler.Finish(r);
                 Interlocked.Decrement(ref _queued);
+                Metrics.RecordFinished(RequestOutcome.Error, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
                 r.Output.Writer.TryComplete(ex);
             }
         }
@@ -257,6 +272,7 @@ public sealed class InferenceEngine : IDisposable
 
         r.Sampler!.Accept(token);
         r.AppendToken(token);
+        RecordToken(r);
         TrackReasoning(r, token);
 
         if (q.StopTokenIds.Contains(token))
@@ -276,6 +292,21 @@ public sealed class InferenceEngine : IDisposable
         {
             Complete(r, FinishReason.Length, flush: true);
         }
+    }
+
+    private void RecordToken(SequenceRequest r)
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (r.GeneratedTokenCount == 1)
+        {
+            Metrics.RecordFirstToken(r.ArrivalTimestamp, now, r.PromptTokenCount);
+        }
+        else
+        {
+            Metrics.RecordNextToken(r.LastTokenTimestamp, now);
+        }
+
+        r.LastTokenTimestamp = now;
     }
 
     private void TrackReasoning(SequenceRequest r, int token)
@@ -338,6 +369,12 @@ public sealed class InferenceEngine : IDisposable
 
         _scheduler.Finish(r);
         Interlocked.Decrement(ref _queued);
+        Metrics.RecordFinished(reason switch
+        {
+            FinishReason.Stop => RequestOutcome.Stop,
+            FinishReason.Length => RequestOutcome.Length,
+            _ => RequestOutcome.Abort,
+        }, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
         r.Output.Writer.TryWrite(new GenerationFinished
         {
             Reason = reason,
