@@ -50,6 +50,12 @@ public static unsafe class MatMul
 
     private static void Dispatch(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination, bool accumulate)
     {
+        if (w.DType.IsBlockQuantized())
+        {
+            QuantMatMul.Run(pool, x, tokenCount, w, destination, accumulate);   // Q8_0, Q4_0: Kernels/QuantMatMul.cs
+            return;
+        }
+
         if (Vector512.IsHardwareAccelerated && w.ColCount >= Vector512<float>.Count * 2)
         {
             Run<Vector512<float>, Simd512>(pool, x, tokenCount, w, destination, accumulate);
