@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
@@ -41,11 +42,15 @@ public sealed class InferenceEngine : IDisposable
         _stepTokens = new int[_options.StepTokenBudget];
         _entries = new RunnerEntry[runner.MaxSequences];
         Stats = new EngineStats(runner);
+        Metrics = new EngineMetrics(() => Volatile.Read(ref _queued));
         _thread = new Thread(Loop) { IsBackground = true, Name = "qwen3-engine" };
         _thread.Start();
     }
 
     public int ContextSize => _runner.ContextSize;
+
+    /// <summary>Counters, gauges and latency histograms (vLLM's meanings), for <c>GET /metrics</c>.</summary>
+    public EngineMetrics Metrics { get; }
 
     public int VocabSize => _runner.VocabSize;
 
@@ -155,7 +160,7 @@ public sealed class InferenceEngine : IDisposable
             }
 
             _cancelled.Clear();
-            Stats.Update(_scheduler);
+            PublishSchedulerState();
 
             if (!_scheduler.HasWork)
             {
@@ -172,6 +177,7 @@ public sealed class InferenceEngine : IDisposable
             }
 
             Step();
+            PublishSchedulerState();
         }
 
         // Shutting down: every request still here ends now, running, waiting or not yet admitted.
@@ -184,6 +190,22 @@ public sealed class InferenceEngine : IDisposable
         {
             Complete(r, FinishReason.Cancelled, flush: false);
         }
+
+        PublishSchedulerState();
+    }
+
+    /// <summary>
+    /// Running and waiting requests, KV use and preemptions for <see cref="Stats"/> and <see cref="Metrics"/>; a runner
+    /// without paged memory counts a sequence slot as a KV block.
+    /// </summary>
+    private void PublishSchedulerState()
+    {
+        Stats.Update(_scheduler);
+        bool paged = _runner.KvBlockCount > 0;
+        Metrics.SetSchedulerState(_scheduler.RunningCount,
+            paged ? _runner.UsedKvBlockCount : _scheduler.RunningCount,
+            paged ? _runner.KvBlockCount : _runner.MaxSequences);
+        Metrics.SetPreemptions(_scheduler.PreemptionCount);
     }
 
     private void Admit(SequenceRequest r)
@@ -197,6 +219,7 @@ public sealed class InferenceEngine : IDisposable
         catch (Exception ex)
         {
             Interlocked.Decrement(ref _queued);   // the loop thread lives on; only this request fails
+            Metrics.RecordFinished(RequestOutcome.Error, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
             r.Output.Writer.TryComplete(ex);
             return;
         }
@@ -213,7 +236,7 @@ public sealed class InferenceEngine : IDisposable
     private void Step()
     {
         IReadOnlyList<ScheduledChunk> plan = _scheduler.Schedule();
-        Stats.Update(_scheduler);
+        PublishSchedulerState();
         if (plan.Count == 0)
         {
             Thread.Sleep(1);  // waiting requests, no free sequence, nothing running: cannot happen while running frees
@@ -243,11 +266,12 @@ public sealed class InferenceEngine : IDisposable
                 SequenceRequest r = plan[i].Request;
                 _scheduler.Finish(r);
                 Interlocked.Decrement(ref _queued);
+                Metrics.RecordFinished(RequestOutcome.Error, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
                 r.Output.Writer.TryComplete(ex);
             }
 
             Array.Clear(_entries);
-            Stats.Update(_scheduler);
+            PublishSchedulerState();
             return;
         }
 
@@ -264,7 +288,7 @@ public sealed class InferenceEngine : IDisposable
         }
 
         Array.Clear(_entries, 0, plan.Count);
-        Stats.Update(_scheduler);
+        PublishSchedulerState();
     }
 
     /// <summary>Chooses the request's next token from <paramref name="logits"/> [vocab] and emits it.</summary>
@@ -291,6 +315,7 @@ public sealed class InferenceEngine : IDisposable
 
         r.Sampler!.Accept(token);
         r.AppendToken(token);
+        RecordToken(r);
         TrackReasoning(r, token);
 
         if (q.StopTokenIds.Contains(token))
@@ -310,6 +335,21 @@ public sealed class InferenceEngine : IDisposable
         {
             Complete(r, FinishReason.Length, flush: true);
         }
+    }
+
+    private void RecordToken(SequenceRequest r)
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (r.GeneratedTokenCount == 1)
+        {
+            Metrics.RecordFirstToken(r.ArrivalTimestamp, now, r.PromptTokenCount);
+        }
+        else
+        {
+            Metrics.RecordNextToken(r.LastTokenTimestamp, now);
+        }
+
+        r.LastTokenTimestamp = now;
     }
 
     private void TrackReasoning(SequenceRequest r, int token)
@@ -372,6 +412,12 @@ public sealed class InferenceEngine : IDisposable
 
         _scheduler.Finish(r);
         Interlocked.Decrement(ref _queued);
+        Metrics.RecordFinished(reason switch
+        {
+            FinishReason.Stop => RequestOutcome.Stop,
+            FinishReason.Length => RequestOutcome.Length,
+            _ => RequestOutcome.Abort,
+        }, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
         r.Output.Writer.TryWrite(new GenerationFinished
         {
             Reason = reason,

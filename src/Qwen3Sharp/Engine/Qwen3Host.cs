@@ -65,22 +65,66 @@ public sealed class Qwen3Host : IDisposable
 
     public ChatService Chat { get; }
 
-    /// <summary>Loads everything from a Hugging Face model directory.</summary>
+    /// <summary>Loads everything from a Hugging Face model directory, or from one GGUF file.</summary>
     /// <exception cref="ModelFormatException">A file is missing or malformed.</exception>
     public static Qwen3Host Load(string directory, HostOptions? options = null)
     {
         options ??= new HostOptions();
+        if (GgufModel.IsGguf(directory))
+        {
+            return LoadGguf(directory, options);
+        }
+
         var modelDirectory = ModelDirectory.Open(directory);
         Qwen3Tokenizer tokenizer = Qwen3Tokenizer.Load(directory);
         ChatTemplate template = ChatTemplate.Load(directory)
             ?? throw new ModelFormatException(Path.Combine(directory, "tokenizer_config.json"), null,
                 "no chat_template (neither chat_template.jinja nor tokenizer_config.json's chat_template)");
+        return Build(directory, ModelWeights.Load(modelDirectory, options.WeightPlacement), tokenizer, template, modelDirectory.Generation, options);
+    }
+
+    private static Qwen3Host LoadGguf(string path, HostOptions options)
+    {
+        ModelWeights weights = ModelWeights.LoadGguf(path, options.WeightPlacement);
+        Qwen3Tokenizer tokenizer;
+        ChatTemplate template;
+        try
+        {
+            // The weights' loader validated the file; read the tokenizer and template from a second (cheap) header parse.
+            using GgufFile file = GgufFile.Open(path);
+            var (tokenizerJson, tokenizerConfigJson) = GgufModel.ReadTokenizer(file);
+            tokenizer = Qwen3Tokenizer.FromJson(tokenizerJson, tokenizerConfigJson);
+            string source = GgufModel.ReadChatTemplate(file)
+                ?? throw new ModelFormatException(path, "tokenizer.chat_template", "no chat template in the file");
+            var special = new Dictionary<string, System.Text.Json.Nodes.JsonNode?>();
+            if (System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(tokenizerConfigJson) is { } names)
+            {
+                foreach (var (k, v) in names)
+                {
+                    special[k] = v;
+                }
+            }
+
+            template = new ChatTemplate(source, special);
+        }
+        catch
+        {
+            weights.Dispose();
+            throw;
+        }
+
+        return Build(path, weights, tokenizer, template, GenerationConfig.Empty, options);
+    }
+
+    private static Qwen3Host Build(string path, ModelWeights weights, Qwen3Tokenizer tokenizer, ChatTemplate template,
+        GenerationConfig generation, HostOptions options)
+    {
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxBatchedTokens, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxSequences, 1);
-        var model = new Qwen3Model(ModelWeights.Load(modelDirectory, options.WeightPlacement), new Qwen3ModelOptions
+        var model = new Qwen3Model(weights, new Qwen3ModelOptions
         {
             ThreadCount = options.ThreadCount,
-            ContextSize = options.ContextSize ?? modelDirectory.Config.MaxPositionEmbeddings,
+            ContextSize = options.ContextSize ?? weights.Config.MaxPositionEmbeddings,
             MaxBatchTokens = options.MaxBatchedTokens,
         });
         try
@@ -95,8 +139,8 @@ public sealed class Qwen3Host : IDisposable
                     ThinkStartTokenId = tokenizer.ThinkStart,
                     ThinkEndTokenId = tokenizer.ThinkEnd,
                 });
-            var chat = new ChatService(engine, tokenizer, template, modelDirectory.Generation, options.Chat);
-            return new Qwen3Host(Path.GetFullPath(directory), model, tokenizer, template, engine, chat);
+            var chat = new ChatService(engine, tokenizer, template, generation, options.Chat);
+            return new Qwen3Host(Path.GetFullPath(path), model, tokenizer, template, engine, chat);
         }
         catch
         {

@@ -25,6 +25,7 @@ public sealed class ModelLocator
     public string? TryResolveLocal(string model)
     {
         if (Directory.Exists(model)) return Path.GetFullPath(model);
+        if (Loading.GgufModel.IsGguf(model)) return Path.GetFullPath(model);   // a local GGUF file
         ModelReference reference = ParseHubId(model);
         string? snapshot = HubCache.TryGetSnapshotDir(_settings.CacheDir, reference);
         return snapshot is not null && HubCache.IsCompleteSnapshot(snapshot) ? snapshot : null;

@@ -62,6 +62,9 @@ public static unsafe class Embedding
                 case DType.F32:
                     new ReadOnlySpan<float>(row, n).CopyTo(new Span<float>(d, n));
                     break;
+                case DType.Q8_0 or DType.Q4_0:
+                    QuantMatMul.DequantizeRow(row, table.DType, n, d);
+                    break;
                 case DType.BF16:
                     for (int c = 0; c < main; c += block)
                     {

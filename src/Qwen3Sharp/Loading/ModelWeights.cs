@@ -50,13 +50,15 @@ public sealed unsafe partial class ModelWeights : IDisposable
     private const int MadviseDontNeed = 4;       // MADV_DONTNEED
 
     private readonly SafetensorsFile[] _files;
+    private readonly IDisposable? _gguf;         // the mapped GGUF file, when loaded from one
     private byte* _copy;                         // the HugePageCopy buffer, or null
 
     private ModelWeights(Qwen3Config config, SafetensorsFile[] files, WeightView embedTokens, WeightView lmHead, float[] norm,
-        Qwen3LayerWeights[] layers, byte* copy)
+        Qwen3LayerWeights[] layers, byte* copy, GgufFile? gguf = null)
     {
         Config = config;
         _files = files;
+        _gguf = gguf;
         _copy = copy;
         EmbedTokens = embedTokens;
         LmHead = lmHead;
@@ -80,10 +82,14 @@ public sealed unsafe partial class ModelWeights : IDisposable
     public WeightPlacement Placement => _copy is null ? WeightPlacement.Mapped : WeightPlacement.HugePageCopy;
 
     /// <summary>Total size of the mapped weight files.</summary>
-    public long FileBytes => _files.Sum(f => f.FileBytes);
+    public long FileBytes => _files.Sum(f => f.FileBytes) + ((_gguf as GgufFile)?.FileBytes ?? 0);
+
+    /// <summary>Bytes of every weight matrix (what a decode step streams, the embedding table aside when untied).</summary>
+    public long MatrixBytes => Layers.Sum(l => l.QProj.ByteCount + l.KProj.ByteCount + l.VProj.ByteCount + l.OProj.ByteCount
+        + l.GateProj.ByteCount + l.UpProj.ByteCount + l.DownProj.ByteCount) + LmHead.ByteCount;
 
     public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped)
-        => Load(ModelDirectory.Open(directory), placement);
+        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement) : Load(ModelDirectory.Open(directory), placement);
 
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing or has the wrong shape for the config.</exception>
     public static ModelWeights Load(ModelDirectory directory, WeightPlacement placement = WeightPlacement.Mapped)
@@ -261,6 +267,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
             f.Dispose();
         }
 
+        _gguf?.Dispose();
         NativeMemory.AlignedFree(_copy);
         _copy = null;
     }

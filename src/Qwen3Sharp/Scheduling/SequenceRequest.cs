@@ -22,6 +22,12 @@ internal sealed class SequenceRequest
 
     public long Id { get; }
 
+    /// <summary>When the request was submitted (<see cref="System.Diagnostics.Stopwatch"/> ticks), for the metrics.</summary>
+    public long ArrivalTimestamp { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    /// <summary>When its latest token was produced (Stopwatch ticks).</summary>
+    public long LastTokenTimestamp { get; set; }
+
     public GenerationRequest Request { get; }
 
     public Channel<GenerationEvent> Output { get; }

@@ -20,9 +20,12 @@ public readonly unsafe struct WeightView
         ColCount = colCount;
     }
 
-    public long ByteCount => (long)RowCount * ColCount * DType.ByteSize();
+    /// <summary>Bytes of one stored row (block formats: ColCount / 32 blocks).</summary>
+    public long RowBytes => DType.RowBytes(ColCount);
 
-    public byte* Row(int row) => Data + (long)row * ColCount * DType.ByteSize();
+    public long ByteCount => RowCount * RowBytes;
+
+    public byte* Row(int row) => Data + row * RowBytes;
 
     /// <summary>One element as float32 (slow path: tests and loading only).</summary>
     public float this[int row, int col]
@@ -35,6 +38,7 @@ public readonly unsafe struct WeightView
                 DType.F32 => ((float*)Data)[i],
                 DType.F16 => (float)((Half*)Data)[i],
                 DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)Data)[i] << 16),
+                DType.Q8_0 or DType.Q4_0 => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
                 _ => throw new InvalidOperationException(),
             };
         }

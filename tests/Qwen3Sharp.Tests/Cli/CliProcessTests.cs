@@ -20,6 +20,24 @@ public sealed class CliProcessTests
     }
 
     [Fact]
+    public async Task Bench_runs_a_quantized_gguf_file_and_a_bad_one_is_a_clear_error()
+    {
+        string gguf = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", "tiny-a-q4_0.gguf");
+        var (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 40 --gen-tokens 4 --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Contains("Q4_0", output);
+        Assert.Contains("decode", output);
+
+        using var dir = new TempDir();
+        byte[] bytes = File.ReadAllBytes(gguf);
+        File.WriteAllBytes(dir.File("cut.gguf"), bytes[..(bytes.Length / 2)]);
+        (code, _, error) = await CliProcess.RunAsync($"bench --model {dir.File("cut.gguf")}");
+        Assert.Equal(1, code);
+        Assert.Contains("outside the data section", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Fact]
     public async Task BadFlag_ExitsTwoWithUsage()
     {
         var (code, output, error) = await CliProcess.RunAsync("run --temperature 5 hello");

@@ -1,0 +1,85 @@
+using Qwen3Sharp.Tensors;
+
+namespace Qwen3Sharp.Loading;
+
+public sealed unsafe partial class ModelWeights
+{
+    /// <summary>Every weight of a GGUF model file (see <see cref="GgufModel"/>), matrices used in place from the mapped file.</summary>
+    /// <exception cref="ModelFormatException">The file is malformed, a tensor is missing, has the wrong shape or an unsupported type.</exception>
+    public static ModelWeights LoadGguf(string path, WeightPlacement placement = WeightPlacement.Mapped)
+    {
+        GgufFile file = GgufFile.Open(path);
+        byte* copy = null;
+        try
+        {
+            Qwen3Config config = GgufModel.ReadConfig(file);
+            var matrices = new Dictionary<string, WeightView>(StringComparer.Ordinal);
+            var vectors = new Dictionary<string, float[]>(StringComparer.Ordinal);
+            foreach (var (key, entry, layer) in CheckpointKeys.Enumerate(config))
+            {
+                string name = GgufModel.TensorName(entry, layer);
+                if (!file.Tensors.TryGetValue(name, out GgufTensorInfo? info))
+                {
+                    throw new ModelFormatException(path, name, $"missing tensor ({entry.Name})");
+                }
+
+                long[] expected = entry.Shape(config);
+                if (!info.Shape.SequenceEqual(expected))
+                {
+                    throw new ModelFormatException(path, name,
+                        $"shape {info.ShapeText} does not match the metadata: {entry.Name} must be [{string.Join(", ", expected)}]");
+                }
+
+                if (entry.Kind == TensorKind.Matrix)
+                {
+                    matrices[key] = file.GetMatrix(name);
+                }
+                else
+                {
+                    vectors[key] = file.ReadFloats(name);
+                }
+            }
+
+            if (placement == WeightPlacement.HugePageCopy)
+            {
+                copy = CopyToHugePages(matrices);
+            }
+
+            var layers = new Qwen3LayerWeights[config.NumHiddenLayers];
+            for (int l = 0; l < layers.Length; l++)
+            {
+                WeightView M(string name) => matrices[Find(CheckpointKeys.Layer, name).Key(l)];
+                float[]? V(string name) => vectors.GetValueOrDefault(Find(CheckpointKeys.Layer, name).Key(l));
+                layers[l] = new Qwen3LayerWeights
+                {
+                    QProj = M("QProj"),
+                    KProj = M("KProj"),
+                    VProj = M("VProj"),
+                    OProj = M("OProj"),
+                    GateProj = M("GateProj"),
+                    UpProj = M("UpProj"),
+                    DownProj = M("DownProj"),
+                    InputLayerNorm = V("InputLayerNorm")!,
+                    PostAttentionLayerNorm = V("PostAttentionLayerNorm")!,
+                    QNorm = V("QNorm"),
+                    KNorm = V("KNorm"),
+                    QBias = V("QBias"),
+                    KBias = V("KBias"),
+                    VBias = V("VBias"),
+                    OBias = V("OBias"),
+                };
+            }
+
+            WeightView embed = matrices[Find(CheckpointKeys.Head, "EmbedTokens").Key()];
+            WeightView lmHead = config.TieWordEmbeddings ? embed : matrices[Find(CheckpointKeys.Tail, "LmHead").Key()];
+            float[] norm = vectors[Find(CheckpointKeys.Tail, "Norm").Key()];
+            return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, file);
+        }
+        catch
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(copy);
+            file.Dispose();
+            throw;
+        }
+    }
+}
