@@ -118,6 +118,13 @@ public sealed class EngineMetrics
     /// <summary>The scheduler's own monotonic count of preemptions, published once per engine step.</summary>
     public void SetPreemptions(long total) => Volatile.Write(ref _preemptions, total);
 
+    /// <summary>The scheduler's own monotonic prefix-cache token counts (queried, hit), published once per engine step.</summary>
+    public void SetPrefixCache(long queriedTokens, long hitTokens)
+    {
+        Volatile.Write(ref _prefixCacheQueries, queriedTokens);
+        Volatile.Write(ref _prefixCacheHits, hitTokens);
+    }
+
     /// <summary>A prompt looked up in the prefix cache: tokens queried and tokens found (vLLM counts tokens).</summary>
     public void RecordPrefixCacheLookup(int queriedTokens, int hitTokens)
     {

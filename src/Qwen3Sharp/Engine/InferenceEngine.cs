@@ -195,7 +195,7 @@ public sealed class InferenceEngine : IDisposable
     }
 
     /// <summary>
-    /// Running and waiting requests, KV use and preemptions for <see cref="Stats"/> and <see cref="Metrics"/>; a runner
+    /// Running and waiting requests, KV use, preemptions and prefix-cache tokens for <see cref="Stats"/> and <see cref="Metrics"/>; a runner
     /// without paged memory counts a sequence slot as a KV block.
     /// </summary>
     private void PublishSchedulerState()
@@ -206,6 +206,7 @@ public sealed class InferenceEngine : IDisposable
             paged ? _runner.UsedKvBlockCount : _scheduler.RunningCount,
             paged ? _runner.KvBlockCount : _runner.MaxSequences);
         Metrics.SetPreemptions(_scheduler.PreemptionCount);
+        Metrics.SetPrefixCache(_scheduler.PrefixQueriedTokens, _scheduler.PrefixHitTokens);
     }
 
     private void Admit(SequenceRequest r)

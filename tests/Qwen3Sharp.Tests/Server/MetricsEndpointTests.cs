@@ -156,11 +156,13 @@ public sealed class MetricsEndpointTests(MetricsServerFixture fixture) : IClassF
         Assert.True(Value(after, "request_success_total", "request_success_total", "finished_reason", "length")
                     - Value(before, "request_success_total", "request_success_total", "finished_reason", "length") >= completionsStoppedByLength);
         Assert.Equal(0, Delta("num_preemptions_total"));
-        Assert.Equal(0, Delta("prefix_cache_queries_total"));    // no prefix cache in this engine yet
+        int cached = results.Sum(r => r["usage"]!["prompt_tokens_details"]!["cached_tokens"]!.GetValue<int>());
+        Assert.Equal(prompt, Delta("prefix_cache_queries_total"));   // every prompt looked up once at admission
+        Assert.Equal(cached, Delta("prefix_cache_hits_total"));
         Assert.Equal(0, Value(after, "num_requests_running", "num_requests_running"));
         Assert.Equal(0, Value(after, "num_requests_waiting", "num_requests_waiting"));
         Assert.Equal(0, Value(after, "kv_cache_usage_perc", "kv_cache_usage_perc"));
-        Assert.Equal(MetricsServerFixture.MaxSequences, Value(after, "kv_cache_blocks_total", "kv_cache_blocks_total"));
+        Assert.Equal(_f.Host.Engine.Stats.KvBlocksTotal, Value(after, "kv_cache_blocks_total", "kv_cache_blocks_total"));
         foreach (string h in new[] { "time_to_first_token_seconds", "inter_token_latency_seconds", "time_per_output_token_seconds", "e2e_request_latency_seconds" })
         {
             AssertHistogramWellFormed(after[P + h]);
