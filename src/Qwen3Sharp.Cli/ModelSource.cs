@@ -60,7 +60,7 @@ internal static class DemoModel
             ?? Path.Combine(context.GetEnvironmentVariable("XDG_CACHE_HOME")
                 ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "qwen3sharp");
         string directory = Path.Combine(root, $"{Name}-v{Version}");
-        if (File.Exists(Path.Combine(directory, "model.safetensors")))
+        if (ModelFile.IsFile(Path.Combine(directory, "model.safetensors")))
         {
             return directory;
         }
@@ -76,7 +76,7 @@ internal static class DemoModel
             Directory.CreateDirectory(root);
             Directory.Move(model, directory);
         }
-        catch (IOException) when (File.Exists(Path.Combine(directory, "model.safetensors")))
+        catch (IOException) when (ModelFile.IsFile(Path.Combine(directory, "model.safetensors")))
         {
             // another process finished first: its copy is identical
         }
