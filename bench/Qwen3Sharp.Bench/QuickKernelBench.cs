@@ -72,6 +72,11 @@ internal static unsafe class QuickKernelBench
             }
         }
 
+        if (what == "ab")
+        {
+            DecodeAb(pool, bandwidthBest, threads);
+        }
+
         if (what == "micro")
         {
             // Cache-resident compute cost per weight (no DRAM): 128 × 2048 BF16 = 512 KB.
@@ -137,6 +142,97 @@ internal static unsafe class QuickKernelBench
                 Console.WriteLine($"matmul bf16 {rows}x{cols} tokens {tokens}: {wall * 1e3,8:F2} ms  {flops / wall / 1e9,6:F1} GFLOP/s  " +
                     $"(cpu {flops / cpu / 1e9 * threads:F1} GFLOP/s per {threads} busy threads)");
             }
+        }
+    }
+
+    /// <summary>
+    /// Decode kernel variants A/B (four-rows vs one-row), interleaved in rounds in this process: every matrix
+    /// shape of qwen3-1.7b at 1 token and 6144×2048 / 2048×6144 at 2..16 tokens, each best of a round.
+    /// </summary>
+    private static void DecodeAb(WorkerPool pool, double bandwidth, int threads)
+    {
+        var cases = new List<(int Rows, int Cols, int Tokens)>
+        {
+            (2048, 2048, 1), (1024, 2048, 1), (6144, 2048, 1), (2048, 6144, 1), (151936, 2048, 1),
+        };
+        foreach (int t in new[] { 2, 4, 8, 16 })
+        {
+            cases.Add((6144, 2048, t));
+            cases.Add((2048, 6144, t));
+        }
+
+        var kernels = new[] { DecodeKernel.FourRows, DecodeKernel.OneRow };
+        var best = new double[cases.Count, kernels.Length];
+        for (int i = 0; i < best.Length; i++)
+        {
+            best[i / kernels.Length, i % kernels.Length] = double.MaxValue;
+        }
+
+        var sets = new Dictionary<(int, int), BenchWeights[]>();
+        foreach ((int rows, int cols, _) in cases)
+        {
+            if (!sets.ContainsKey((rows, cols)))
+            {
+                long bytes = (long)rows * cols * 2;
+                int copies = (int)Math.Max(1, (512L << 20) / bytes);
+                sets[(rows, cols)] = Enumerable.Range(0, copies).Select(i => new BenchWeights(DType.BF16, rows, cols, seed: i)).ToArray();
+            }
+        }
+
+        for (int round = 0; round < 5; round++)
+        {
+            for (int ci = 0; ci < cases.Count; ci++)
+            {
+                (int rows, int cols, int tokens) = cases[ci];
+                BenchWeights[] weights = sets[(rows, cols)];
+                float[] x = new float[tokens * cols], y = new float[tokens * rows];
+                Array.Fill(x, 0.01f);
+                for (int k = 0; k < kernels.Length; k++)
+                {
+                    DecodeKernel kernel = (round & 1) == 0 ? kernels[k] : kernels[kernels.Length - 1 - k];
+                    int slot = Array.IndexOf(kernels, kernel);
+                    for (int rep = 0; rep < 2; rep++)
+                    {
+                        long start = Stopwatch.GetTimestamp();
+                        foreach (BenchWeights w in weights)
+                        {
+                            Multiply(pool, x, tokens, w.View, y, kernel);
+                        }
+
+                        best[ci, slot] = Math.Min(best[ci, slot], Stopwatch.GetElapsedTime(start).TotalSeconds / weights.Length);
+                    }
+                }
+            }
+        }
+
+        Console.WriteLine($"decode A/B, {threads} threads, best of 5 interleaved rounds; GB/s of weights (% of {bandwidth:F1} GB/s read)");
+        for (int ci = 0; ci < cases.Count; ci++)
+        {
+            (int rows, int cols, int tokens) = cases[ci];
+            double bytes = (double)rows * cols * 2;
+            double a = best[ci, 0], b = best[ci, 1];
+            Console.WriteLine($"  bf16 {rows,6}x{cols} tokens {tokens,2}: four-rows {a * 1e6,8:F1} µs {bytes / a / 1e9,5:F1} GB/s ({100 * bytes / a / 1e9 / bandwidth,3:F0}%)  " +
+                $"one-row {b * 1e6,8:F1} µs {bytes / b / 1e9,5:F1} GB/s ({100 * bytes / b / 1e9 / bandwidth,3:F0}%)  one-row/four-rows speed {a / b:F2}×");
+        }
+
+        foreach (BenchWeights[] set in sets.Values)
+        {
+            foreach (BenchWeights w in set)
+            {
+                w.Dispose();
+            }
+        }
+    }
+
+    private static void Multiply(WorkerPool pool, float[] x, int tokens, in WeightView w, float[] y, DecodeKernel kernel)
+    {
+        if (Vector512.IsHardwareAccelerated)
+        {
+            MatMul.Run<Vector512<float>, Simd512>(pool, x, tokens, w, y, accumulate: false, kernel);
+        }
+        else
+        {
+            MatMul.Run<Vector256<float>, Simd256>(pool, x, tokens, w, y, accumulate: false, kernel);
         }
     }
 

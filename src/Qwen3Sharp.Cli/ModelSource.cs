@@ -68,7 +68,7 @@ internal static class DemoModel
             ?? Path.Combine(context.GetEnvironmentVariable("XDG_CACHE_HOME")
                 ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "qwen3sharp");
         string directory = Path.Combine(root, $"{Name}-v{Version}");
-        if (File.Exists(Path.Combine(directory, ModelDirectory.SingleFileName)))
+        if (ModelFile.IsFile(Path.Combine(directory, ModelDirectory.SingleFileName)))
         {
             return directory;
         }
@@ -80,7 +80,7 @@ internal static class DemoModel
             Directory.CreateDirectory(root);
             Directory.Move(staging, directory);
         }
-        catch (IOException) when (File.Exists(Path.Combine(directory, ModelDirectory.SingleFileName)))
+        catch (IOException) when (ModelFile.IsFile(Path.Combine(directory, ModelDirectory.SingleFileName)))
         {
             // another process finished first: its copy is identical
         }

@@ -81,6 +81,7 @@ public static class Qwen3Cli
         root.Subcommands.Add(RunCommand.Create(context));
         root.Subcommands.Add(PullCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
+        root.Subcommands.Add(BenchServeCommand.Create(context));
         root.Subcommands.Add(SynthCommand.Create(context));
         return root;
     }

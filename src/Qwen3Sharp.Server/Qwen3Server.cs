@@ -18,7 +18,7 @@ namespace Qwen3Sharp.Server;
 /// <code>
 /// builder.Services.AddQwen3Engine(options, chat);
 /// app.UseQwen3Server();            // error mapper, API key
-/// app.MapChatCompletions(); app.MapCompletions(); app.MapModels(); app.MapUtility();
+/// app.MapChatCompletions(); app.MapCompletions(); app.MapModels(); app.MapUtility(); app.MapMetrics();
 /// </code>
 /// </summary>
 public static class Qwen3Server
@@ -40,6 +40,7 @@ public static class Qwen3Server
         app.MapCompletions();
         app.MapModels();
         app.MapUtility();
+        app.MapMetrics();
         app.MapFallback(UnknownUrl);
         return app;
     }
@@ -96,6 +97,13 @@ public static class Qwen3Server
         return endpoints;
     }
 
+    /// <summary><c>GET /metrics</c> (Prometheus text), open without the API key as vLLM's is.</summary>
+    public static IEndpointRouteBuilder MapMetrics(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapGet("/metrics", MetricsEndpoint.HandleAsync);
+        return endpoints;
+    }
+
     public static IEndpointRouteBuilder MapUtility(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapPost("/tokenize", UtilityEndpoints.TokenizeAsync);
@@ -107,7 +115,8 @@ public static class Qwen3Server
     private static async Task RequireApiKey(HttpContext context, RequestDelegate next)
     {
         string? key = context.RequestServices.GetRequiredService<Qwen3ServerState>().Options.ApiKey;
-        if (string.IsNullOrEmpty(key) || context.Request.Path.Equals("/health", StringComparison.OrdinalIgnoreCase))
+        if (string.IsNullOrEmpty(key) || context.Request.Path.Equals("/health", StringComparison.OrdinalIgnoreCase)
+            || context.Request.Path.Equals("/metrics", StringComparison.OrdinalIgnoreCase))
         {
             await next(context);
             return;

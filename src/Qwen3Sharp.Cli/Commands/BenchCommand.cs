@@ -19,6 +19,7 @@ public static partial class BenchCommand
         string directory = await ModelSource.ResolveAsync(o.Model, o.Context, ct);
         int threads = o.Threads ?? Environment.ProcessorCount;
 
+        DecodeKernel decodeKernel = KernelSelection.Decode;   // a bad QWEN3_DECODE_KERNEL fails here, before the load
         double bandwidth = MeasureBandwidth(threads);
 
         var clock = Stopwatch.StartNew();
@@ -63,6 +64,8 @@ public static partial class BenchCommand
         w.WriteLine($"model        {Server.ServerOptions.ModelNameFromDirectory(directory)}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, " +
             $"vocab {c.VocabSize}, {weights.EmbedTokens.DType}, {weightBytes / 1e9:F2} GB of weights");
         w.WriteLine($"threads      {threads}, weights {(o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages" : "memory-mapped in place")}");
+        w.WriteLine($"kernels      decode bf16 {KernelSelection.Name(decodeKernel)} ({KernelSelection.DecodeKernelVariable}), " +
+            $"{KernelSelection.VectorBits}-bit vectors, prefill managed float32 panels (JIT bf16 prefill: not built)");
         w.WriteLine($"load         {loadSeconds:F2} s");
         w.WriteLine($"prefill      {prefillRate:F1} tok/s  ({o.PromptTokens} tokens in {prefillSeconds:F2} s)");
         w.WriteLine($"decode       {decodeRate:F2} tok/s  ({o.GenTokens} tokens in {decodeSeconds:F2} s, {1000 / decodeRate:F1} ms/token)");

@@ -101,6 +101,6 @@ internal static class CliOptions
         OptionalInt("--threads", "Worker threads for the forward pass [default: every core the process may use].", 1, 1024);
 
     public static Option<int?> CtxSize() =>
-        OptionalInt("--ctx-size", "Context length in tokens per sequence [default: min(max_position_embeddings, 4096)].", 16, 1 << 20);
+        OptionalInt("--ctx-size", "Most tokens per sequence (prompt and completion) [default: max_position_embeddings, bounded by the KV-cache memory].", 16, 1 << 20);
 
 }

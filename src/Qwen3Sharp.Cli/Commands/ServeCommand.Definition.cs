@@ -52,6 +52,12 @@ public sealed record ServeOptions
     public int MaxQueue { get; init; } = 64;
     /// <summary>--weights: where the BF16 matrices live (mapped files, or a huge-page copy).</summary>
     public Loading.WeightPlacement Weights { get; init; }
+    /// <summary>--max-num-seqs: most sequences decoded together in one step.</summary>
+    public int MaxNumSeqs { get; init; } = 16;
+    /// <summary>--max-num-batched-tokens: most tokens (decode tokens plus prompt chunks) in one step.</summary>
+    public int MaxNumBatchedTokens { get; init; } = 512;
+    /// <summary>--kv-cache-memory: bytes, or a fraction (≤ 1) of available memory; null = the host's default.</summary>
+    public double? KvCacheMemory { get; init; }
 }
 
 public static partial class ServeCommand
@@ -101,6 +107,21 @@ public static partial class ServeCommand
         Option<string> toolCallsInReasoning = CliOptions.Choice("--tool-calls-in-reasoning",
             "What to do with <tool_call> blocks inside <think>.", "ignore", "ignore", "parse");
         Option<string> weights = CliOptions.Weights();
+        Option<int> maxNumSeqs = CliOptions.Int("--max-num-seqs", "Most sequences decoded together in one step.", 16, 1, 4096);
+        Option<int> maxNumBatchedTokens = CliOptions.Int("--max-num-batched-tokens",
+            "Most tokens per engine step: one per decoding sequence plus prompt chunks (long prompts are prefilled in chunks).", 512, 1, 1 << 16);
+        var kvCacheMemory = new Option<double?>("--kv-cache-memory")
+        {
+            Description = "KV-cache memory: bytes (2GiB, 512MiB, 1000000) or a fraction of available memory (0.25) [default: 2GiB or a quarter of available memory, the smaller].",
+            HelpName = "SIZE",
+            CustomParser = r =>
+            {
+                string text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+                if (ParseMemory(text) is { } bytes) return bytes;
+                r.AddError($"--kv-cache-memory must be a size like 2GiB, 512MiB, 4000000000 or a fraction in (0, 1] like 0.3 (got '{text}').");
+                return null;
+            },
+        };
         Option<int> maxQueue = CliOptions.Int("--max-queue", "Waiting requests beyond this are refused with 429 and Retry-After.", 64, 1, 1_000_000);
 
         var command = new CliCommand<ServeOptions>("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).",
@@ -126,13 +147,51 @@ public static partial class ServeCommand
                 ToolCallsInReasoning = parse.GetValue(toolCallsInReasoning) == "parse" ? ToolCallsInReasoning.Parse : ToolCallsInReasoning.Ignore,
                 MaxQueue = parse.GetValue(maxQueue),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
+                MaxNumSeqs = parse.GetValue(maxNumSeqs),
+                MaxNumBatchedTokens = parse.GetValue(maxNumBatchedTokens),
+                KvCacheMemory = parse.GetValue(kvCacheMemory),
             },
             RunAsync);
         foreach (Option option in new Option[] { model, host, port, apiKey, servedNames, ctxSize, threads, reasoning, reasoningField,
-                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights })
+                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory })
         {
             command.Options.Add(option);
         }
         return command;
+    }
+
+    /// <summary>"2GiB", "512MiB", "1.5GB", "123456" (bytes) or a fraction in (0, 1]; null when malformed.</summary>
+    internal static double? ParseMemory(string text)
+    {
+        text = text.Trim();
+        (string Suffix, double Scale)[] units =
+        [
+            ("KiB", 1L << 10), ("MiB", 1L << 20), ("GiB", 1L << 30), ("TiB", 1L << 40),
+            ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("TB", 1e12), ("K", 1L << 10), ("M", 1L << 20), ("G", 1L << 30), ("B", 1),
+        ];
+        double scale = 0;
+        foreach ((string suffix, double unit) in units)
+        {
+            if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase))
+            {
+                text = text[..^suffix.Length].Trim();
+                scale = unit;
+                break;
+            }
+        }
+
+        if (!double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value)
+            || !(value > 0) || double.IsInfinity(value))
+        {
+            return null;
+        }
+
+        if (scale == 0)
+        {
+            return value <= 1 || value >= 1 << 20 ? value : null;   // a fraction, or plainly a byte count
+        }
+
+        double bytes = value * scale;
+        return bytes >= 1 << 20 ? bytes : null;
     }
 }

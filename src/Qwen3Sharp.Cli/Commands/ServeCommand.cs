@@ -35,6 +35,9 @@ public static partial class ServeCommand
             ContextSize = o.CtxSize,
             MaxQueuedRequests = o.MaxQueue,
             WeightPlacement = o.Weights,
+            MaxSequences = o.MaxNumSeqs,
+            MaxBatchedTokens = o.MaxNumBatchedTokens,
+            KvCacheMemory = o.KvCacheMemory,
             Chat = server.ToChatServiceOptions(),
         });
         await using WebApplication app = Qwen3Server.Build(server, host.Chat);

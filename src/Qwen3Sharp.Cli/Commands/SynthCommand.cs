@@ -26,7 +26,7 @@ public static partial class SynthCommand
                 Seed = (ulong)o.Seed,
                 TokenizerDirectory = tokenizer,
             });
-            long bytes = Directory.EnumerateFiles(o.Out, "*.safetensors").Sum(f => new FileInfo(f).Length);
+            long bytes = Directory.EnumerateFiles(o.Out, "*.safetensors").Sum(ModelFile.Length);
             o.Context.Out.WriteLine(
                 $"{preset} ({config.NumHiddenLayers} layers, hidden {config.HiddenSize}, vocab {config.VocabSize}, {o.DType}): " +
                 $"{bytes / 1e9:F2} GB of weights written to {Path.GetFullPath(o.Out)} in {clock.Elapsed.TotalSeconds:F1} s");

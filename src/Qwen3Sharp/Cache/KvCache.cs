@@ -12,7 +12,7 @@ namespace Qwen3Sharp.Cache;
 /// The model touches the cache only through <see cref="Write"/> and the per-layer <see cref="Keys"/>/<see cref="Values"/>
 /// views, so a paged (block) cache can replace this one by offering the same three operations per sequence.
 /// </remarks>
-public sealed unsafe class KvCache : IDisposable
+public sealed unsafe class KvCache : IKvStore, IDisposable
 {
     private readonly float*[] _keys;     // per layer: [ContextSize, KvDim]
     private readonly float*[] _values;   // per layer: [ContextSize, KvDim]

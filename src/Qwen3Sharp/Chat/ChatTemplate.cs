@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Qwen3Sharp.Chat.Jinja;
+using Qwen3Sharp.Loading;
 
 namespace Qwen3Sharp.Chat;
 
@@ -62,23 +63,23 @@ public sealed class ChatTemplate
     public static ChatTemplate? Load(string modelDirectory, TimeProvider? timeProvider = null)
     {
         string configPath = Path.Combine(modelDirectory, "tokenizer_config.json");
-        JsonObject? config = File.Exists(configPath) ? ParseObject(configPath) : null;
+        JsonObject? config = ModelFile.TryResolve(configPath) is not null ? ParseObject(configPath) : null;
         var specialTokens = SpecialTokensOf(config);
         // Older models keep special tokens in special_tokens_map.json; tokenizer_config.json wins where both set one.
         string mapPath = Path.Combine(modelDirectory, "special_tokens_map.json");
-        if (File.Exists(mapPath) && ParseObject(mapPath) is { } map)
+        if (ModelFile.TryResolve(mapPath) is not null && ParseObject(mapPath) is { } map)
             foreach (var (k, v) in SpecialTokensOf(map))
                 specialTokens.TryAdd(k, v);
 
         var sources = new Dictionary<string, string>(StringComparer.Ordinal);
         string? defaultSource = null;
         string jinjaPath = Path.Combine(modelDirectory, "chat_template.jinja");
-        if (File.Exists(jinjaPath)) defaultSource = File.ReadAllText(jinjaPath);
+        if (ModelFile.TryResolve(jinjaPath) is not null) defaultSource = File.ReadAllText(jinjaPath);
 
         JsonNode? templateNode = config?["chat_template"];
         // Processor-style models keep the template in chat_template.json.
         string processorPath = Path.Combine(modelDirectory, "chat_template.json");
-        if (templateNode is null && File.Exists(processorPath)) templateNode = ParseObject(processorPath)?["chat_template"];
+        if (templateNode is null && ModelFile.TryResolve(processorPath) is not null) templateNode = ParseObject(processorPath)?["chat_template"];
         switch (templateNode)
         {
             case JsonValue v when v.GetValueKind() == JsonValueKind.String:
@@ -98,7 +99,7 @@ public sealed class ChatTemplate
         string extraDir = Path.Combine(modelDirectory, "additional_chat_templates");
         if (Directory.Exists(extraDir))
             foreach (var file in Directory.EnumerateFiles(extraDir, "*.jinja").Order(StringComparer.Ordinal))
-                sources.TryAdd(Path.GetFileNameWithoutExtension(file), File.ReadAllText(file));
+                sources.TryAdd(Path.GetFileNameWithoutExtension(file), File.ReadAllText(ModelFile.Resolve(file)));
 
         if (defaultSource is not null) sources["default"] = defaultSource;
         if (sources.Count == 0) return null;

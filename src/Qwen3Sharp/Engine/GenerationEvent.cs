@@ -55,4 +55,8 @@ public sealed class GenerationFinished : GenerationEvent
     public required GenerationUsage Usage { get; init; }
 }
 
-public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int ReasoningTokens);
+public sealed record GenerationUsage(int PromptTokens, int CompletionTokens, int ReasoningTokens)
+{
+    /// <summary>Prompt tokens whose keys and values came from the prefix cache (OpenAI's prompt_tokens_details.cached_tokens).</summary>
+    public int CachedPromptTokenCount { get; init; }
+}

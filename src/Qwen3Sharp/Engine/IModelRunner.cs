@@ -22,7 +22,39 @@ public interface IModelRunner : IDisposable
     /// after the last of them into <paramref name="logits"/> [VocabSize].
     /// </summary>
     void Forward(ISequenceState sequence, ReadOnlySpan<int> tokenIds, Span<float> logits);
+
+    /// <summary>
+    /// Makes room in <paramref name="sequence"/>'s KV memory for <paramref name="tokenCount"/> more tokens
+    /// (KvCacheManager.AllocateSlots); false when too little is free: the scheduler waits or preempts.
+    /// </summary>
+    bool TryReserve(ISequenceState sequence, int tokenCount) => true;
+
+    /// <summary>KV blocks in all (0 when the runner does not page its memory).</summary>
+    int KvBlockCount => 0;
+
+    /// <summary>KV blocks held by sequences now (any thread may read it).</summary>
+    int UsedKvBlockCount => 0;
+
+    /// <summary>
+    /// One forward pass over every entry (one engine step): entry i runs
+    /// <paramref name="tokenIds"/>[TokenOffset, TokenOffset + TokenCount) appended to its sequence. The logits after the
+    /// last token of each entry with <see cref="RunnerEntry.ComputeLogits"/> go, in entry order, to rows of
+    /// <paramref name="logits"/> [rows + 1, VocabSize] (the last row is scratch). The default runs the entries one by one.
+    /// </summary>
+    void ForwardBatch(ReadOnlySpan<int> tokenIds, ReadOnlySpan<RunnerEntry> entries, Span<float> logits)
+    {
+        Span<float> spare = logits[^VocabSize..];
+        int row = 0;
+        foreach (RunnerEntry e in entries)
+        {
+            Span<float> destination = e.ComputeLogits ? logits.Slice(row++ * VocabSize, VocabSize) : spare;
+            Forward(e.Sequence, tokenIds.Slice(e.TokenOffset, e.TokenCount), destination);
+        }
+    }
 }
+
+/// <summary>One sequence's part of an engine step.</summary>
+public readonly record struct RunnerEntry(ISequenceState Sequence, int TokenOffset, int TokenCount, bool ComputeLogits);
 
 /// <summary>The KV state of one sequence; disposing it gives its memory back to the runner.</summary>
 public interface ISequenceState : IDisposable

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading.Channels;
@@ -20,7 +21,9 @@ public sealed class InferenceEngine : IDisposable
     private readonly Channel<SequenceRequest> _incoming;
     private readonly Scheduler _scheduler;
     private readonly Thread _thread;
-    private readonly float[] _logits;       // [vocab]
+    private readonly float[] _logits;       // [MaxSequences + 1, vocab]: one row per sampling sequence, the last is scratch
+    private readonly int[] _stepTokens;     // [StepTokenBudget]: the step's tokens, concatenated
+    private readonly RunnerEntry[] _entries; // [MaxSequences]
     private readonly List<SequenceRequest> _cancelled = [];   // reused each step
     private readonly CancellationTokenSource _shutdown = new();
     private long _nextId;
@@ -34,15 +37,25 @@ public sealed class InferenceEngine : IDisposable
         _createDecoder = createDecoder;
         _options = options ?? new EngineOptions();
         _incoming = Channel.CreateUnbounded<SequenceRequest>(new UnboundedChannelOptions { SingleReader = true });
-        _scheduler = new Scheduler(_options.StepTokenBudget, runner.TryAllocateSequence);
-        _logits = new float[runner.VocabSize];
+        _scheduler = new Scheduler(_options.StepTokenBudget, runner.TryAllocateSequence, runner.TryReserve, runner.MaxSequences);
+        _logits = new float[(long)(runner.MaxSequences + 1) * runner.VocabSize];
+        _stepTokens = new int[_options.StepTokenBudget];
+        _entries = new RunnerEntry[runner.MaxSequences];
+        Stats = new EngineStats(runner);
+        Metrics = new EngineMetrics(() => Volatile.Read(ref _queued));
         _thread = new Thread(Loop) { IsBackground = true, Name = "qwen3-engine" };
         _thread.Start();
     }
 
     public int ContextSize => _runner.ContextSize;
 
+    /// <summary>Counters, gauges and latency histograms (vLLM's meanings), for <c>GET /metrics</c>.</summary>
+    public EngineMetrics Metrics { get; }
+
     public int VocabSize => _runner.VocabSize;
+
+    /// <summary>Live counters of the engine (requests running and waiting, KV blocks, prefix cache, preemptions).</summary>
+    public EngineStats Stats { get; }
 
     /// <summary>Requests submitted and not yet finished.</summary>
     public int PendingRequestCount => Volatile.Read(ref _queued);
@@ -147,6 +160,7 @@ public sealed class InferenceEngine : IDisposable
             }
 
             _cancelled.Clear();
+            PublishSchedulerState();
 
             if (!_scheduler.HasWork)
             {
@@ -163,6 +177,7 @@ public sealed class InferenceEngine : IDisposable
             }
 
             Step();
+            PublishSchedulerState();
         }
 
         // Shutting down: every request still here ends now, running, waiting or not yet admitted.
@@ -175,6 +190,22 @@ public sealed class InferenceEngine : IDisposable
         {
             Complete(r, FinishReason.Cancelled, flush: false);
         }
+
+        PublishSchedulerState();
+    }
+
+    /// <summary>
+    /// Running and waiting requests, KV use and preemptions for <see cref="Stats"/> and <see cref="Metrics"/>; a runner
+    /// without paged memory counts a sequence slot as a KV block.
+    /// </summary>
+    private void PublishSchedulerState()
+    {
+        Stats.Update(_scheduler);
+        bool paged = _runner.KvBlockCount > 0;
+        Metrics.SetSchedulerState(_scheduler.RunningCount,
+            paged ? _runner.UsedKvBlockCount : _scheduler.RunningCount,
+            paged ? _runner.KvBlockCount : _runner.MaxSequences);
+        Metrics.SetPreemptions(_scheduler.PreemptionCount);
     }
 
     private void Admit(SequenceRequest r)
@@ -188,6 +219,7 @@ public sealed class InferenceEngine : IDisposable
         catch (Exception ex)
         {
             Interlocked.Decrement(ref _queued);   // the loop thread lives on; only this request fails
+            Metrics.RecordFinished(RequestOutcome.Error, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
             r.Output.Writer.TryComplete(ex);
             return;
         }
@@ -204,37 +236,63 @@ public sealed class InferenceEngine : IDisposable
     private void Step()
     {
         IReadOnlyList<ScheduledChunk> plan = _scheduler.Schedule();
+        PublishSchedulerState();
         if (plan.Count == 0)
         {
             Thread.Sleep(1);  // waiting requests, no free sequence, nothing running: cannot happen while running frees
             return;
         }
 
-        // The plan list is reused by Schedule; requests finishing below only leave the running list.
+        // One forward pass over every scheduled request: decode tokens and prompt chunks, concatenated.
+        int offset = 0, rows = 0;
         for (int i = 0; i < plan.Count; i++)
         {
             (SequenceRequest r, int n) = plan[i];
-            try
+            CollectionsMarshal.AsSpan((List<int>)r.Tokens).Slice(r.ComputedTokenCount, n).CopyTo(_stepTokens.AsSpan(offset, n));
+            bool samples = r.ComputedTokenCount + n == r.TokenCount;
+            _entries[i] = new RunnerEntry(r.Sequence!, offset, n, samples);
+            offset += n;
+            rows += samples ? 1 : 0;
+        }
+
+        try
+        {
+            _runner.ForwardBatch(_stepTokens.AsSpan(0, offset), _entries.AsSpan(0, plan.Count), _logits);
+        }
+        catch (Exception ex)
+        {
+            for (int i = 0; i < plan.Count; i++)
             {
-                ReadOnlySpan<int> chunk = CollectionsMarshal.AsSpan((List<int>)r.Tokens).Slice(r.ComputedTokenCount, n);
-                _runner.Forward(r.Sequence!, chunk, _logits);
-                r.ComputedTokenCount += n;
-                if (r.ComputedTokenCount == r.TokenCount)
-                {
-                    Produce(r);
-                }
-            }
-            catch (Exception ex)
-            {
+                SequenceRequest r = plan[i].Request;
                 _scheduler.Finish(r);
                 Interlocked.Decrement(ref _queued);
+                Metrics.RecordFinished(RequestOutcome.Error, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
                 r.Output.Writer.TryComplete(ex);
             }
+
+            Array.Clear(_entries);
+            PublishSchedulerState();
+            return;
         }
+
+        // The plan list is reused by Schedule; requests finishing below only leave the running list.
+        int row = 0;
+        for (int i = 0; i < plan.Count; i++)
+        {
+            (SequenceRequest r, int n) = plan[i];
+            r.ComputedTokenCount += n;
+            if (_entries[i].ComputeLogits)
+            {
+                Produce(r, _logits.AsSpan(row++ * _runner.VocabSize, _runner.VocabSize));
+            }
+        }
+
+        Array.Clear(_entries, 0, plan.Count);
+        PublishSchedulerState();
     }
 
-    /// <summary>Chooses the request's next token from <see cref="_logits"/> and emits it.</summary>
-    private void Produce(SequenceRequest r)
+    /// <summary>Chooses the request's next token from <paramref name="logits"/> [vocab] and emits it.</summary>
+    private void Produce(SequenceRequest r, Span<float> logits)
     {
         GenerationRequest q = r.Request;
         int token;
@@ -246,17 +304,18 @@ public sealed class InferenceEngine : IDisposable
         }
         else
         {
-            token = r.Sampler!.Sample(_logits);   // leaves the logits as they are
+            token = r.Sampler!.Sample(logits);   // leaves the logits as they are
             if (q.TopLogprobs is { } topCount)
             {
                 var top = new TokenLogprob[Math.Min(topCount, LogprobCalculator.MaxTopCount)];
-                float logprob = LogprobCalculator.Compute(_logits, token, top);
+                float logprob = LogprobCalculator.Compute(logits, token, top);
                 logprobs = new TokenLogprobs(token, logprob, top);
             }
         }
 
         r.Sampler!.Accept(token);
         r.AppendToken(token);
+        RecordToken(r);
         TrackReasoning(r, token);
 
         if (q.StopTokenIds.Contains(token))
@@ -276,6 +335,21 @@ public sealed class InferenceEngine : IDisposable
         {
             Complete(r, FinishReason.Length, flush: true);
         }
+    }
+
+    private void RecordToken(SequenceRequest r)
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (r.GeneratedTokenCount == 1)
+        {
+            Metrics.RecordFirstToken(r.ArrivalTimestamp, now, r.PromptTokenCount);
+        }
+        else
+        {
+            Metrics.RecordNextToken(r.LastTokenTimestamp, now);
+        }
+
+        r.LastTokenTimestamp = now;
     }
 
     private void TrackReasoning(SequenceRequest r, int token)
@@ -338,13 +412,22 @@ public sealed class InferenceEngine : IDisposable
 
         _scheduler.Finish(r);
         Interlocked.Decrement(ref _queued);
+        Metrics.RecordFinished(reason switch
+        {
+            FinishReason.Stop => RequestOutcome.Stop,
+            FinishReason.Length => RequestOutcome.Length,
+            _ => RequestOutcome.Abort,
+        }, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
         r.Output.Writer.TryWrite(new GenerationFinished
         {
             Reason = reason,
             TextDelta = rest,
             StopString = stopString,
             StopTokenId = stopToken,
-            Usage = new GenerationUsage(r.PromptTokenCount, r.GeneratedTokenCount, r.ReasoningTokenCount),
+            Usage = new GenerationUsage(r.PromptTokenCount, r.GeneratedTokenCount, r.ReasoningTokenCount)
+            {
+                CachedPromptTokenCount = r.CachedPromptTokenCount,
+            },
         });
         r.Output.Writer.TryComplete();
     }

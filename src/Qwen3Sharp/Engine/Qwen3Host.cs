@@ -11,11 +11,20 @@ public sealed record HostOptions
     /// <summary>Worker threads for the kernels; default: every core.</summary>
     public int ThreadCount { get; init; } = Environment.ProcessorCount;
 
-    /// <summary>Tokens per sequence (prompt and completion); default min(max_position_embeddings, 4096).</summary>
+    /// <summary>Most tokens per sequence (prompt and completion); default max_position_embeddings, bounded by the KV memory.</summary>
     public int? ContextSize { get; init; }
 
-    /// <summary>Sequences generated at once; each holds a KV cache of <see cref="ContextSize"/> positions.</summary>
-    public int MaxSequences { get; init; } = 4;
+    /// <summary>Most sequences running at once (--max-num-seqs); they share one paged KV cache.</summary>
+    public int MaxSequences { get; init; } = 16;
+
+    /// <summary>Most tokens computed in one engine step (--max-num-batched-tokens): decode tokens plus prompt chunks.</summary>
+    public int MaxBatchedTokens { get; init; } = 512;
+
+    /// <summary>
+    /// KV-cache memory (--kv-cache-memory): bytes, or when at most 1 a fraction of the memory available now.
+    /// Default: 2 GiB, or a quarter of available memory when that is less.
+    /// </summary>
+    public double? KvCacheMemory { get; init; }
 
     public int MaxQueuedRequests { get; init; } = 64;
 
@@ -66,19 +75,23 @@ public sealed class Qwen3Host : IDisposable
         ChatTemplate template = ChatTemplate.Load(directory)
             ?? throw new ModelFormatException(Path.Combine(directory, "tokenizer_config.json"), null,
                 "no chat_template (neither chat_template.jinja nor tokenizer_config.json's chat_template)");
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxBatchedTokens, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxSequences, 1);
         var model = new Qwen3Model(ModelWeights.Load(modelDirectory, options.WeightPlacement), new Qwen3ModelOptions
         {
             ThreadCount = options.ThreadCount,
-            ContextSize = options.ContextSize,
+            ContextSize = options.ContextSize ?? modelDirectory.Config.MaxPositionEmbeddings,
+            MaxBatchTokens = options.MaxBatchedTokens,
         });
         try
         {
-            var runner = new Qwen3ModelRunner(model, options.MaxSequences);
+            var runner = new Qwen3ModelRunner(model, options.MaxSequences, Qwen3ModelRunner.BlocksFor(model, KvCacheBytes(options.KvCacheMemory), options.MaxSequences));
             var engine = new InferenceEngine(runner, r => SamplerAdapter.Create(r, runner.VocabSize),
                 skip => new TokenizerTextDecoder(tokenizer.CreateIncrementalDecoder(skip)),
                 new EngineOptions
                 {
                     MaxQueuedRequests = options.MaxQueuedRequests,
+                    StepTokenBudget = options.MaxBatchedTokens,
                     ThinkStartTokenId = tokenizer.ThinkStart,
                     ThinkEndTokenId = tokenizer.ThinkEnd,
                 });
@@ -90,6 +103,23 @@ public sealed class Qwen3Host : IDisposable
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>KV bytes for <see cref="HostOptions.KvCacheMemory"/>: a byte count, or a fraction (≤ 1) of the memory available now.</summary>
+    public static long KvCacheBytes(double? setting)
+    {
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (setting is not { } value)
+        {
+            return Math.Min(2L << 30, Math.Max(available / 4, 64L << 20));
+        }
+
+        if (!(value > 0) || double.IsInfinity(value))
+        {
+            throw new ArgumentOutOfRangeException(nameof(setting), $"KV-cache memory must be a byte count or a fraction in (0, 1], got {value}");
+        }
+
+        return value <= 1 ? (long)(available * value) : (long)value;
     }
 
     /// <summary>The engine as a Microsoft.Extensions.AI chat client.</summary>

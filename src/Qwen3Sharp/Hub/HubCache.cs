@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Qwen3Sharp.Loading;
 
 namespace Qwen3Sharp.Hub;
 
@@ -64,32 +65,62 @@ public static class HubCache
     /// <summary>
     /// True when <paramref name="dir"/> holds what inference needs: config.json, tokenizer.json and the weights
     /// (every shard named by model.safetensors.index.json, or at least one *.safetensors file). A pull that was
-    /// interrupted leaves an incomplete snapshot; dangling symlinks count as missing.
+    /// interrupted leaves an incomplete snapshot; dangling symlinks (a blob deleted to free space) count as missing.
     /// </summary>
-    public static bool IsCompleteSnapshot(string dir)
+    public static bool IsCompleteSnapshot(string dir) => MissingFiles(dir).Count == 0;
+
+    /// <summary>
+    /// What keeps <paramref name="dir"/> from being a complete snapshot, one line per file, naming the file and, for
+    /// a link that leads nowhere, its target. Empty when complete.
+    /// </summary>
+    public static IReadOnlyList<string> MissingFiles(string dir)
     {
-        if (!File.Exists(Path.Combine(dir, "config.json")) || !File.Exists(Path.Combine(dir, "tokenizer.json")))
-            return false;
+        var missing = new List<string>();
+        void Require(string name)
+        {
+            string path = Path.Combine(dir, name);
+            try
+            {
+                if (ModelFile.TryResolve(path) is null) missing.Add($"{name}: missing");
+            }
+            catch (ModelFormatException e)
+            {
+                missing.Add($"{name}: {e.Reason}");
+            }
+        }
+
+        Require("config.json");
+        Require("tokenizer.json");
         string index = Path.Combine(dir, "model.safetensors.index.json");
-        if (!File.Exists(index))
-            return Directory.EnumerateFiles(dir, "*.safetensors").Any(File.Exists);
+        if (!ModelFile.IsFile(index))
+        {
+            if (ModelFile.EnumerateFiles(dir, "*.safetensors").Any()) return missing;
+            if (Directory.EnumerateFiles(dir, "*.safetensors").Any())
+                foreach (string f in Directory.EnumerateFiles(dir, "*.safetensors").Order(StringComparer.Ordinal)) Require(Path.GetFileName(f));
+            else
+                missing.Add("model.safetensors (or model.safetensors.index.json and its shards): missing");
+            return missing;
+        }
         try
         {
             using FileStream stream = File.OpenRead(index);
             using JsonDocument doc = JsonDocument.Parse(stream);
-            if (!doc.RootElement.TryGetProperty("weight_map", out JsonElement map) || map.ValueKind != JsonValueKind.Object)
-                return false;
-            var shards = new HashSet<string>(StringComparer.Ordinal);
-            foreach (JsonProperty entry in map.EnumerateObject())
+            var shards = new SortedSet<string>(StringComparer.Ordinal);
+            if (doc.RootElement.ValueKind == JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("weight_map", out JsonElement map) && map.ValueKind == JsonValueKind.Object)
             {
-                if (entry.Value.ValueKind != JsonValueKind.String) return false;
-                shards.Add(entry.Value.GetString()!);
+                foreach (JsonProperty entry in map.EnumerateObject())
+                {
+                    if (entry.Value.ValueKind == JsonValueKind.String) shards.Add(entry.Value.GetString()!);
+                }
             }
-            return shards.Count > 0 && shards.All(shard => File.Exists(Path.Combine(dir, shard)));
+            if (shards.Count == 0) missing.Add("model.safetensors.index.json: no weight_map naming the shards");
+            foreach (string shard in shards) Require(shard);
         }
         catch (Exception e) when (e is JsonException or IOException)
         {
-            return false;
+            missing.Add($"model.safetensors.index.json: unreadable ({e.Message})");
         }
+        return missing;
     }
 }

@@ -5,6 +5,7 @@ using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Qwen3Sharp.Loading;
 
 namespace Qwen3Sharp.Hub;
 
@@ -165,7 +166,7 @@ public sealed class HubClient : IDisposable
         foreach (string path in Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories))
         {
             string name = Path.GetRelativePath(dir, path).Replace(Path.DirectorySeparatorChar, '/');
-            if (!File.Exists(path)) continue; // dangling link
+            if (!ModelFile.IsFile(path)) continue; // dangling link, loop
             files.Add(new PulledFile(name, LengthOf(path), PulledFileSource.Cached, 0));
         }
         progress?.OnPlan(model.RepoId, commit, files.Select(f => new PullFile(f.Name, f.Size)).ToList());
@@ -199,7 +200,7 @@ public sealed class HubClient : IDisposable
     {
         string name = sibling.RFileName;
         string pointerPath = Path.Combine(snapshotDir, name.Replace('/', Path.DirectorySeparatorChar));
-        if (File.Exists(pointerPath)) // follows the link: a dangling link is re-made below
+        if (ModelFile.IsFile(pointerPath)) // follows the link: a dangling link is re-made below
         {
             long size = LengthOf(pointerPath);
             progress?.OnFileCompleted(name, size, PulledFileSource.Cached);
@@ -220,7 +221,7 @@ public sealed class HubClient : IDisposable
 
         PulledFileSource source;
         long downloaded = 0;
-        if (File.Exists(pointerPath)) // another pull of the same snapshot finished it while we waited for the lock
+        if (ModelFile.IsFile(pointerPath)) // another pull of the same snapshot finished it while we waited for the lock
         {
             source = PulledFileSource.Cached;
         }
@@ -667,8 +668,7 @@ public sealed class HubClient : IDisposable
 
     private static long LengthOf(string path)
     {
-        using FileStream stream = File.OpenRead(path); // follows the snapshot symlink to the blob
-        return stream.Length;
+        return ModelFile.Length(path); // of the blob the snapshot link leads to
     }
 
     private static void TryDelete(string path)

@@ -45,8 +45,9 @@ public sealed class ModelLocator
                 partial is null
                     ? $"HF_HUB_OFFLINE is set and {reference} is not in the cache ({HubCache.RepoDir(_settings.CacheDir, reference.RepoId)}). " +
                       $"Unset HF_HUB_OFFLINE and run `qwen3 pull {reference}`, or pass a local model directory."
-                    : $"HF_HUB_OFFLINE is set and the cached snapshot {partial} of {reference} is incomplete (config.json, tokenizer.json " +
-                      $"or weights missing). Unset HF_HUB_OFFLINE and run `qwen3 pull {reference}` to finish it.",
+                    : $"HF_HUB_OFFLINE is set and the cached snapshot {partial} of {reference} is incomplete: " +
+                      string.Join("; ", HubCache.MissingFiles(partial)) +
+                      $". Unset HF_HUB_OFFLINE and run `qwen3 pull {reference}` to finish it.",
                 reference.RepoId);
         }
         using HubClient client = _clientFactory();

@@ -19,28 +19,41 @@ public static unsafe class Attention
     public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
         ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int headCount, int kvHeadCount, int headDim,
         float scale, Span<float> destination)
+        => Causal(pool, q, tokenCount, startPosition, keys, values, SingleBlock, Math.Max(1, startPosition + tokenCount),
+            headCount, kvHeadCount, headDim, scale, destination);
+
+    private static readonly int[] SingleBlock = [0];
+
+    /// <summary>
+    /// As <see cref="Causal(WorkerPool, ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, float, Span{float})"/>
+    /// over a paged cache: position p lives in row (blockTable[p / blockSize] * blockSize + p % blockSize) of
+    /// keys and values [blocks * blockSize, kvHeadCount * headDim]. One block of the context's size is the dense cache.
+    /// </summary>
+    public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
+        ReadOnlySpan<float> keys, ReadOnlySpan<float> values, ReadOnlySpan<int> blockTable, int blockSize,
+        int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
     {
         if (Vector512.IsHardwareAccelerated && headDim >= Vector512<float>.Count)
         {
-            Run<Vector512<float>, Simd512>(pool, q, tokenCount, startPosition, keys, values, headCount, kvHeadCount, headDim, scale, destination);
+            Run<Vector512<float>, Simd512>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
         else if (Vector256.IsHardwareAccelerated && headDim >= Vector256<float>.Count)
         {
-            Run<Vector256<float>, Simd256>(pool, q, tokenCount, startPosition, keys, values, headCount, kvHeadCount, headDim, scale, destination);
+            Run<Vector256<float>, Simd256>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
         else if (Vector128.IsHardwareAccelerated && headDim >= Vector128<float>.Count)
         {
-            Run<Vector128<float>, Simd128>(pool, q, tokenCount, startPosition, keys, values, headCount, kvHeadCount, headDim, scale, destination);
+            Run<Vector128<float>, Simd128>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
         else
         {
-            Run<float, SimdScalar>(pool, q, tokenCount, startPosition, keys, values, headCount, kvHeadCount, headDim, scale, destination);
+            Run<float, SimdScalar>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
     }
 
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
-        ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int headCount, int kvHeadCount, int headDim,
-        float scale, Span<float> destination)
+        ReadOnlySpan<float> keys, ReadOnlySpan<float> values, ReadOnlySpan<int> blockTable, int blockSize,
+        int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
         where TV : unmanaged where TS : ISimd<TV>
     {
         ArgumentNullException.ThrowIfNull(pool);
@@ -51,8 +64,23 @@ public static unsafe class Attention
 
         int context = startPosition + tokenCount;
         long qCount = (long)tokenCount * headCount * headDim;
+        if (blockSize < 1 || (long)blockTable.Length * blockSize < context)
+        {
+            throw new ArgumentException($"A block table of {blockTable.Length} blocks of {blockSize} does not cover {context} positions.");
+        }
+
         long kvCount = (long)context * kvHeadCount * headDim;
-        if (q.Length < qCount || destination.Length < qCount || keys.Length < kvCount || values.Length < kvCount)
+        int lastBlock = (context - 1) / blockSize;
+        for (int b = 0; context > 0 && b <= lastBlock; b++)
+        {
+            long end = ((long)blockTable[b] * blockSize + Math.Min(blockSize, context - (long)b * blockSize)) * kvHeadCount * headDim;
+            if (blockTable[b] < 0 || end > keys.Length || end > values.Length)
+            {
+                throw new ArgumentException($"Block {blockTable[b]} of the table lies outside keys/values of {keys.Length} elements.");
+            }
+        }
+
+        if (q.Length < qCount || destination.Length < qCount || (blockSize >= context && (keys.Length < kvCount || values.Length < kvCount)))
         {
             throw new ArgumentException(
                 $"Attention over {tokenCount} tokens at {startPosition} needs q and destination of {qCount} and keys and values " +
@@ -67,6 +95,7 @@ public static unsafe class Attention
         int group = headCount / kvHeadCount;
         pool.EnsureWorkerScratch((long)group * context * sizeof(float));
         fixed (float* pq = q, pk = keys, pv = values, pd = destination)
+        fixed (int* pt = blockTable)
         {
             var job = new CausalJob<TV, TS>
             {
@@ -76,6 +105,8 @@ public static unsafe class Attention
                 Destination = pd,
                 StartPosition = startPosition,
                 Context = context,
+                Table = pt,
+                BlockSize = blockSize,
                 HeadCount = headCount,
                 KvHeadCount = kvHeadCount,
                 HeadDim = headDim,
@@ -92,7 +123,8 @@ public static unsafe class Attention
         public float* Keys;         // [context, kvHeadCount * headDim]
         public float* Values;       // [context, kvHeadCount * headDim]
         public float* Destination;  // [tokenCount, headCount * headDim]
-        public int StartPosition, Context, HeadCount, KvHeadCount, HeadDim;
+        public int* Table;          // [blocks]: position p is row Table[p / BlockSize] * BlockSize + p % BlockSize
+        public int StartPosition, Context, HeadCount, KvHeadCount, HeadDim, BlockSize;
         public float Scale;
         public void** Scratch;      // per worker: [group, Context]
 
@@ -109,12 +141,16 @@ public static unsafe class Attention
             float* out0 = Destination + ((long)t * HeadCount + kvh * group) * HeadDim;
 
             // Scores: each key row is loaded once (L1) for all heads of the group.
-            float* k = kBase;
-            for (int p = 0; p < visible; p++, k += kvStride)
+            for (int p0 = 0, b = 0; p0 < visible; p0 += BlockSize, b++)
             {
-                for (int g = 0; g < group; g++)
+                float* k = kBase + (long)Table[b] * BlockSize * kvStride;
+                int end = Math.Min(visible, p0 + BlockSize);
+                for (int p = p0; p < end; p++, k += kvStride)
                 {
-                    scores[(long)g * Context + p] = Dot<TV, TS>(q0 + g * HeadDim, k, HeadDim) * Scale;
+                    for (int g = 0; g < group; g++)
+                    {
+                        scores[(long)g * Context + p] = Dot<TV, TS>(q0 + g * HeadDim, k, HeadDim) * Scale;
+                    }
                 }
             }
 
@@ -128,19 +164,19 @@ public static unsafe class Attention
             for (; h + 2 <= group; h += 2)
             {
                 WeightedSum2<TV, TS>(scores + (long)h * Context, scores + (long)(h + 1) * Context, visible, vBase, kvStride,
-                    HeadDim, out0 + h * HeadDim, out0 + (h + 1) * HeadDim);
+                    Table, BlockSize, HeadDim, out0 + h * HeadDim, out0 + (h + 1) * HeadDim);
             }
 
             if (h < group)
             {
-                WeightedSum<TV, TS>(scores + (long)h * Context, visible, vBase, kvStride, HeadDim, out0 + h * HeadDim);
+                WeightedSumFrom<TV, TS>(scores + (long)h * Context, visible, vBase, kvStride, Table, BlockSize, HeadDim, out0 + h * HeadDim, 0);
             }
         }
     }
 
     /// <summary>Two heads' weighted sums over the same value rows: d0/d1 [n] = Σ_p w0/w1[p] · values[p * stride ..].</summary>
-    private static void WeightedSum2<TV, TS>(float* w0, float* w1, int count, float* values, int stride, int n,
-        float* d0, float* d1)
+    private static void WeightedSum2<TV, TS>(float* w0, float* w1, int count, float* values, int stride, int* table, int blockSize,
+        int n, float* d0, float* d1)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count;
@@ -150,8 +186,11 @@ public static unsafe class Attention
         {
             TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
             TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
-            float* v = values + i;
-            for (int p = 0; p < count; p++, v += stride)
+            for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
+            {
+            float* v = values + (long)table[b] * blockSize * stride + i;
+            int end = Math.Min(count, p0 + blockSize);
+            for (int p = p0; p < end; p++, v += stride)
             {
                 TV v0 = TS.Load(v), v1 = TS.Load(v + lanes), v2 = TS.Load(v + 2 * lanes), v3 = TS.Load(v + 3 * lanes);
                 TV s = TS.Broadcast(w0[p]);
@@ -164,6 +203,7 @@ public static unsafe class Attention
                 b1 = TS.MultiplyAdd(s, v1, b1);
                 b2 = TS.MultiplyAdd(s, v2, b2);
                 b3 = TS.MultiplyAdd(s, v3, b3);
+            }
             }
 
             TS.Store(a0, d0 + i);
@@ -178,8 +218,8 @@ public static unsafe class Attention
 
         if (i < n)
         {
-            WeightedSumFrom<TV, TS>(w0, count, values, stride, n, d0, i);
-            WeightedSumFrom<TV, TS>(w1, count, values, stride, n, d1, i);
+            WeightedSumFrom<TV, TS>(w0, count, values, stride, table, blockSize, n, d0, i);
+            WeightedSumFrom<TV, TS>(w1, count, values, stride, table, blockSize, n, d1, i);
         }
     }
 
@@ -210,13 +250,9 @@ public static unsafe class Attention
         return sum;
     }
 
-    /// <summary>destination [n] = Σ_p weights[p] · values[p * stride ..], four vectors of the head at a time.</summary>
-    private static void WeightedSum<TV, TS>(float* weights, int count, float* values, int stride, int n, float* destination)
-        where TV : unmanaged where TS : ISimd<TV>
-        => WeightedSumFrom<TV, TS>(weights, count, values, stride, n, destination, 0);
-
-    /// <summary><see cref="WeightedSum{TV, TS}"/> for the elements [start, n) of the head.</summary>
-    private static void WeightedSumFrom<TV, TS>(float* weights, int count, float* values, int stride, int n, float* destination, int start)
+    /// <summary>destination [start, n) = Σ_p weights[p] · row(p)[start..n), four vectors of the head at a time; rows through the block table.</summary>
+    private static void WeightedSumFrom<TV, TS>(float* weights, int count, float* values, int stride, int* table, int blockSize,
+        int n, float* destination, int start)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count;
@@ -225,14 +261,18 @@ public static unsafe class Attention
         for (; i + 4 * lanes <= main; i += 4 * lanes)
         {
             TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
-            float* v = values + i;
-            for (int p = 0; p < count; p++, v += stride)
+            for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
+            {
+            float* v = values + (long)table[b] * blockSize * stride + i;
+            int end = Math.Min(count, p0 + blockSize);
+            for (int p = p0; p < end; p++, v += stride)
             {
                 TV w = TS.Broadcast(weights[p]);
                 a0 = TS.MultiplyAdd(w, TS.Load(v), a0);
                 a1 = TS.MultiplyAdd(w, TS.Load(v + lanes), a1);
                 a2 = TS.MultiplyAdd(w, TS.Load(v + 2 * lanes), a2);
                 a3 = TS.MultiplyAdd(w, TS.Load(v + 3 * lanes), a3);
+            }
             }
 
             TS.Store(a0, destination + i);
@@ -244,10 +284,14 @@ public static unsafe class Attention
         for (; i < main; i += lanes)
         {
             TV a = TS.Zero;
-            float* v = values + i;
-            for (int p = 0; p < count; p++, v += stride)
+            for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                a = TS.MultiplyAdd(TS.Broadcast(weights[p]), TS.Load(v), a);
+                float* v = values + (long)table[b] * blockSize * stride + i;
+                int end = Math.Min(count, p0 + blockSize);
+                for (int p = p0; p < end; p++, v += stride)
+                {
+                    a = TS.MultiplyAdd(TS.Broadcast(weights[p]), TS.Load(v), a);
+                }
             }
 
             TS.Store(a, destination + i);
@@ -256,10 +300,14 @@ public static unsafe class Attention
         for (; i < n; i++)
         {
             float a = 0;
-            float* v = values + i;
-            for (int p = 0; p < count; p++, v += stride)
+            for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                a += weights[p] * *v;
+                float* v = values + (long)table[b] * blockSize * stride + i;
+                int end = Math.Min(count, p0 + blockSize);
+                for (int p = p0; p < end; p++, v += stride)
+                {
+                    a += weights[p] * *v;
+                }
             }
 
             destination[i] = a;

@@ -72,6 +72,12 @@ public static unsafe class MatMul
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
         Span<float> destination, bool accumulate)
         where TV : unmanaged where TS : ISimd<TV>
+        => Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode);
+
+    /// <summary>As above with an explicit decode kernel variant (tests and the A/B bench).</summary>
+    internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
+        Span<float> destination, bool accumulate, DecodeKernel decodeKernel)
+        where TV : unmanaged where TS : ISimd<TV>
     {
         ArgumentNullException.ThrowIfNull(pool);
         ArgumentOutOfRangeException.ThrowIfNegative(tokenCount);
@@ -126,6 +132,7 @@ public static unsafe class MatMul
                     ColCount = cols,
                     ChunkRows = chunkRows,
                     Accumulate = accumulate,
+                    Kernel = decodeKernel,
                 };
                 pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
             }
@@ -211,19 +218,62 @@ public static unsafe class MatMul
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, ChunkRows;
         public bool Accumulate;
+        public DecodeKernel Kernel;
 
         public readonly void Execute(int index, int worker)
         {
             int r0 = index * ChunkRows;
             int r1 = Math.Min(r0 + ChunkRows, RowCount);
-            if (TokenCount == 1)
+            bool oneRow = Kernel == DecodeKernel.OneRow;
+            if (TokenCount == 1 && oneRow)
+            {
+                DecodeRowBf16<TV, TS>(Weights, ColCount, X, r0, r1, Y, Accumulate);
+            }
+            else if (TokenCount == 1)
             {
                 DecodeRowsBf16<TV, TS>(Weights, ColCount, X, r0, r1, Y, Accumulate);
             }
             else
             {
-                BatchRowsBf16<TV, TS>(Weights, ColCount, X, TokenCount, r0, r1, Y, RowCount, Accumulate);
+                BatchRowsBf16<TV, TS>(Weights, ColCount, X, TokenCount, r0, r1, Y, RowCount, Accumulate, prefetch: true);
             }
+        }
+    }
+
+    /// <summary>
+    /// Rows one at a time, one sequential stream, four independent accumulators (even/odd × two blocks), no
+    /// software prefetch: the hardware prefetchers follow a single stream better than four page-long ones.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DecodeRowBf16<TV, TS>(ushort* w, int cols, float* xp, int r0, int r1, float* y, bool accumulate)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count, block = 2 * lanes;
+        int main = cols - cols % block;
+        int main2 = main - main % (2 * block);
+        for (int r = r0; r < r1; r++)
+        {
+            ushort* p = w + (long)r * cols;
+            TV a0 = TS.Zero, b0 = TS.Zero, a1 = TS.Zero, b1 = TS.Zero;
+            int c = 0;
+            for (; c < main2; c += 2 * block)
+            {
+                TS.LoadBf16Pair(p + c, out TV e, out TV o);
+                a0 = TS.MultiplyAdd(e, TS.Load(xp + c), a0);
+                b0 = TS.MultiplyAdd(o, TS.Load(xp + c + lanes), b0);
+                TS.LoadBf16Pair(p + c + block, out e, out o);
+                a1 = TS.MultiplyAdd(e, TS.Load(xp + c + block), a1);
+                b1 = TS.MultiplyAdd(o, TS.Load(xp + c + block + lanes), b1);
+            }
+
+            for (; c < main; c += block)
+            {
+                TS.LoadBf16Pair(p + c, out TV e, out TV o);
+                a0 = TS.MultiplyAdd(e, TS.Load(xp + c), a0);
+                b0 = TS.MultiplyAdd(o, TS.Load(xp + c + lanes), b0);
+            }
+
+            Store(y + r, TS.Sum(TS.Add(TS.Add(a0, b0), TS.Add(a1, b1))) + Bf16Tail(p, xp, main, cols), accumulate);
         }
     }
 
@@ -296,7 +346,7 @@ public static unsafe class MatMul
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void BatchRowsBf16<TV, TS>(ushort* w, int cols, float* xp, int tokenCount, int r0, int r1, float* y,
-        int rowCount, bool accumulate)
+        int rowCount, bool accumulate, bool prefetch = true)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count, block = 2 * lanes;
@@ -318,7 +368,7 @@ public static unsafe class MatMul
                 TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
                 for (int c = 0; c < main; c += block)
                 {
-                    if (t == 0 && ((c * sizeof(ushort)) & 63) == 0)
+                    if (prefetch && t == 0 && ((c * sizeof(ushort)) & 63) == 0)
                     {
                         SimdMath.Prefetch(next + c);
                         SimdMath.Prefetch(next + cols + c);
@@ -356,13 +406,27 @@ public static unsafe class MatMul
 
             if (t < tokenCount)
             {
-                DecodeRowsBf16<TV, TS>(w, cols, xp + (long)t * cols, r, r + 4, y + (long)t * rowCount, accumulate);
+                DecodeRow<TV, TS>(w, cols, xp + (long)t * cols, r, r + 4, y + (long)t * rowCount, accumulate, prefetch);
             }
         }
 
         for (int t = 0; r < r1 && t < tokenCount; t++)
         {
-            DecodeRowsBf16<TV, TS>(w, cols, xp + (long)t * cols, r, r1, y + (long)t * rowCount, accumulate);
+            DecodeRow<TV, TS>(w, cols, xp + (long)t * cols, r, r1, y + (long)t * rowCount, accumulate, prefetch);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DecodeRow<TV, TS>(ushort* w, int cols, float* xp, int r0, int r1, float* y, bool accumulate, bool fourRows)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        if (fourRows)
+        {
+            DecodeRowsBf16<TV, TS>(w, cols, xp, r0, r1, y, accumulate);
+        }
+        else
+        {
+            DecodeRowBf16<TV, TS>(w, cols, xp, r0, r1, y, accumulate);
         }
     }
 

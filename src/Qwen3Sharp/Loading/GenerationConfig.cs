@@ -45,7 +45,7 @@ public sealed record GenerationConfig
     public static GenerationConfig Load(string directory)
     {
         string path = Path.Combine(directory, FileName);
-        return File.Exists(path) ? Parse(File.ReadAllText(path), path) : Empty;
+        return ModelFile.TryResolve(path) is not null ? Parse(File.ReadAllText(path), path) : Empty;
     }
 
     public static GenerationConfig Parse(string json, string sourceFile = FileName)

@@ -6,7 +6,7 @@ namespace Qwen3Sharp.Loading;
 /// A Hugging Face model directory: <c>config.json</c>, optional <c>generation_config.json</c>, and either
 /// <c>model.safetensors</c> or shards <c>model-0000N-of-0000M.safetensors</c> listed by
 /// <c>model.safetensors.index.json</c>. Opening reads and validates the JSON files and checks that every weight file
-/// exists; the weights themselves are mapped by <see cref="ModelWeights.Load(ModelDirectory)"/>.
+/// exists (following symbolic links, as in a Hugging Face cache snapshot: <see cref="ModelFile"/>); the weights themselves are mapped by <see cref="ModelWeights.Load(ModelDirectory)"/>.
 /// </summary>
 public sealed class ModelDirectory
 {
@@ -36,7 +36,8 @@ public sealed class ModelDirectory
     public IReadOnlyDictionary<string, string>? WeightMap { get; }
 
     /// <summary>tokenizer.json's path when the directory has one.</summary>
-    public string? TokenizerJsonPath => File.Exists(Path.Combine(DirectoryPath, "tokenizer.json")) ? Path.Combine(DirectoryPath, "tokenizer.json") : null;
+    /// <exception cref="ModelFormatException">tokenizer.json is a dangling link, a link loop or a directory.</exception>
+    public string? TokenizerJsonPath => ModelFile.TryResolve(Path.Combine(DirectoryPath, "tokenizer.json")) is null ? null : Path.Combine(DirectoryPath, "tokenizer.json");
 
     /// <exception cref="ModelFormatException">Missing directory/config/weights, malformed JSON, or an index naming a missing shard.</exception>
     public static ModelDirectory Open(string directory)
@@ -50,7 +51,7 @@ public sealed class ModelDirectory
         GenerationConfig generation = GenerationConfig.Load(directory);
 
         string indexPath = Path.Combine(directory, IndexFileName);
-        if (File.Exists(indexPath))
+        if (ModelFile.TryResolve(indexPath) is not null)
         {
             Dictionary<string, string> map = ReadIndex(indexPath);
             var shards = new List<string>();
@@ -62,7 +63,7 @@ public sealed class ModelDirectory
                 }
 
                 string shardPath = Path.Combine(directory, shard);
-                if (!File.Exists(shardPath))
+                if (ModelFile.TryResolve(shardPath) is null)
                 {
                     string example = map.First(kv => kv.Value == shard).Key;
                     throw new ModelFormatException(indexPath, example, $"weight_map names shard '{shard}', which does not exist in {directory}");
@@ -80,7 +81,7 @@ public sealed class ModelDirectory
         }
 
         string single = Path.Combine(directory, SingleFileName);
-        if (File.Exists(single))
+        if (ModelFile.TryResolve(single) is not null)
         {
             return new ModelDirectory(directory, config, generation, [single], null);
         }

@@ -111,9 +111,9 @@ public static class ModelSynthesizer
             foreach (string name in new[] { "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt" })
             {
                 string source = Path.Combine(tokenizerDir, name);
-                if (File.Exists(source))
+                if (ModelFile.TryResolve(source) is { } resolved)
                 {
-                    File.Copy(source, Path.Combine(directory, name), overwrite: true);
+                    File.Copy(resolved, Path.Combine(directory, name), overwrite: true);
                 }
                 else if (name == "tokenizer.json")
                 {

@@ -85,7 +85,7 @@ public sealed record Qwen3Config
     public static Qwen3Config Load(string directory)
     {
         string path = Path.Combine(directory, FileName);
-        if (!System.IO.File.Exists(path))
+        if (ModelFile.TryResolve(path) is null)
         {
             throw new ModelFormatException(path, null, "file not found: a Hugging Face model directory needs a config.json");
         }

@@ -70,24 +70,37 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// do not fit the data region, overlap, or disagree with dtype × shape.</exception>
     public static SafetensorsFile Open(string path)
     {
-        if (!File.Exists(path))
-        {
-            throw new ModelFormatException(path, null, "file not found");
-        }
-
-        long fileBytes = new FileInfo(path).Length;
+        // a Hugging Face snapshot holds links into blobs/: size and mapping are those of the final target
+        string target = ModelFile.Resolve(path);
+        long fileBytes = new FileInfo(target).Length;
         if (fileBytes < 8)
         {
             throw new ModelFormatException(path, null, $"truncated: {fileBytes} bytes, fewer than the 8-byte header length");
         }
 
+        FileStream? stream = null;
         MemoryMappedFile? map = null;
         MemoryMappedViewAccessor? view = null;
         byte* basePtr = null;
         try
         {
-            map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, mapName: null, capacity: 0, MemoryMappedFileAccess.Read);
+            stream = new FileStream(target, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            if (stream.Length != fileBytes)
+            {
+                throw new ModelFormatException(path, null,
+                    $"{target} is {stream.Length} bytes when opened but {fileBytes} bytes when measured: it changed while loading");
+            }
+
+            map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
+                HandleInheritability.None, leaveOpen: false);
+            stream = null;  // the map owns it now
             view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            if (view.Capacity < fileBytes)
+            {
+                throw new ModelFormatException(path, null,
+                    $"mapped only {view.Capacity} of the {fileBytes} bytes of {target}");
+            }
+
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
             basePtr += view.PointerOffset;
 
@@ -132,6 +145,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
             }
 
             map?.Dispose();
+            stream?.Dispose();
         }
     }
 
@@ -182,18 +196,42 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 tensors[entry.Name] = ParseEntry(path, entry.Name, entry.Value, dataBytes);
             }
 
-            // No two tensors may share bytes.
-            var ordered = tensors.Values.Where(t => t.ByteCount > 0).OrderBy(t => t.DataBegin).ToArray();
-            for (int i = 1; i < ordered.Length; i++)
+            CheckCoverage(path, tensors.Values, dataBytes);
+            return (tensors, metadata);
+        }
+    }
+
+    /// <summary>
+    /// The reference implementation's rule: sorted by offsets, the tensors' byte ranges tile the data region exactly,
+    /// from 0 to its end, with no hole, no overlap and no byte left over. A header length that is off by a padding
+    /// byte still parses as JSON but shifts every tensor; this rule is what catches it.
+    /// </summary>
+    private static void CheckCoverage(string path, IEnumerable<SafetensorsTensorInfo> tensors, long dataBytes)
+    {
+        long expectedBegin = 0;
+        SafetensorsTensorInfo? previous = null;
+        foreach (SafetensorsTensorInfo t in tensors.OrderBy(t => t.DataBegin).ThenBy(t => t.DataEnd))
+        {
+            if (t.DataBegin != expectedBegin)
             {
-                if (ordered[i].DataBegin < ordered[i - 1].DataEnd)
-                {
-                    throw new ModelFormatException(path, ordered[i].Name,
-                        $"data_offsets [{ordered[i].DataBegin}, {ordered[i].DataEnd}] overlap '{ordered[i - 1].Name}' [{ordered[i - 1].DataBegin}, {ordered[i - 1].DataEnd}]");
-                }
+                string where = previous is null
+                    ? "the first tensor must start at 0"
+                    : $"'{previous.Name}' ends at {previous.DataEnd}";
+                string what = t.DataBegin < expectedBegin ? "overlap" : "leave a hole of " + (t.DataBegin - expectedBegin) + " bytes";
+                throw new ModelFormatException(path, t.Name,
+                    $"data_offsets [{t.DataBegin}, {t.DataEnd}] {what}: {where}; the tensors must cover the data region exactly");
             }
 
-            return (tensors, metadata);
+            expectedBegin = t.DataEnd;
+            previous = t;
+        }
+
+        if (expectedBegin != dataBytes)
+        {
+            string last = previous is null ? "the header names no tensor" : $"the last tensor '{previous.Name}' ends at {expectedBegin}";
+            throw new ModelFormatException(path, previous?.Name,
+                $"{last} but the data region holds {dataBytes} bytes: {dataBytes - expectedBegin} bytes are left over " +
+                "(a wrong header length, or a corrupt file); the tensors must cover the data region exactly");
         }
     }
 

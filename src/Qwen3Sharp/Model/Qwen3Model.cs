@@ -37,6 +37,7 @@ public sealed class Qwen3Model : IDisposable
     private readonly float _eps;
     private readonly float _attentionScale;
     private readonly int _hidden, _vocab, _heads, _kvHeads, _headDim;
+    private readonly BatchSequence[] _single = new BatchSequence[1];   // the one sequence of Forward(tokens, start, cache)
 
     /// <summary>Prepares a model over loaded weights; the model takes ownership of <paramref name="weights"/> and disposes them.</summary>
     public Qwen3Model(ModelWeights weights, Qwen3ModelOptions? options = null)
@@ -127,19 +128,17 @@ public sealed class Qwen3Model : IDisposable
         for (int offset = 0; offset < tokenIds.Length; offset += MaxBatchTokens)
         {
             ReadOnlySpan<int> chunk = tokenIds.Slice(offset, Math.Min(MaxBatchTokens, tokenIds.Length - offset));
-            RunLayers(chunk, startPosition + offset, cache);
-            if (offset + chunk.Length == tokenIds.Length)
-            {
-                Span<float> last = _scratch.Hidden(chunk.Length).Slice((chunk.Length - 1) * _hidden, _hidden);   // [1, hidden]
-                Span<float> normed = _scratch.Normed(1);                                                         // [1, hidden]
-                RmsNorm.Apply(last, _weights.Norm, _eps, normed);
-                MatMul.Multiply(_pool, normed, 1, _weights.LmHead, logits[.._vocab]);                             // [1, vocab]
-            }
+            bool last = offset + chunk.Length == tokenIds.Length;
+            _single[0] = new BatchSequence(0, chunk.Length, startPosition + offset, DenseView(cache), computeLogits: last);
+            Forward(new ForwardBatch(chunk, _single), last ? logits[.._vocab] : default);
         }
+
+        _single[0] = default;
     }
 
     /// <summary>
-    /// As <see cref="Forward"/> but writes the logits of every token: <paramref name="logits"/> [tokenCount, vocab].
+    /// As <see cref="Forward(ReadOnlySpan{int}, int, KvCache, Span{float})"/> but writes the logits of every token:
+    /// <paramref name="logits"/> [tokenCount, vocab].
     /// </summary>
     public void ForwardAll(ReadOnlySpan<int> tokenIds, int startPosition, KvCache cache, Span<float> logits)
     {
@@ -147,17 +146,92 @@ public sealed class Qwen3Model : IDisposable
         for (int offset = 0; offset < tokenIds.Length; offset += MaxBatchTokens)
         {
             int count = Math.Min(MaxBatchTokens, tokenIds.Length - offset);
-            RunLayers(tokenIds.Slice(offset, count), startPosition + offset, cache);
+            _single[0] = new BatchSequence(0, count, startPosition + offset, DenseView(cache), computeLogits: false);
+            RunLayers(new ForwardBatch(tokenIds.Slice(offset, count), _single));
             Span<float> normed = _scratch.Normed(count);                                                        // [T, hidden]
             RmsNorm.Apply(_scratch.Hidden(count), _weights.Norm, _eps, normed);
             MatMul.Multiply(_pool, normed, count, _weights.LmHead, logits.Slice(offset * _vocab, count * _vocab)); // [T, vocab]
         }
+
+        _single[0] = default;
     }
 
-    /// <summary>The decoder stack for one chunk: leaves the final hidden states in the scratch's Hidden [T, hidden].</summary>
-    private void RunLayers(ReadOnlySpan<int> tokenIds, int startPosition, KvCache cache)
+    /// <summary>
+    /// One forward pass over every sequence of <paramref name="batch"/>: their tokens go through the projections and
+    /// the MLP as one [T, hidden] batch (every weight read once), attention runs per sequence over its own (paged)
+    /// cache. Writes the last-token logits of each sequence with <see cref="BatchSequence.ComputeLogits"/>, in batch
+    /// order, to <paramref name="logits"/> [those sequences, vocab]. Allocates nothing.
+    /// </summary>
+    public void Forward(in ForwardBatch batch, Span<float> logits)
     {
+        int t = batch.TokenIds.Length;
+        if (t == 0 || t > MaxBatchTokens)
+        {
+            ThrowArgument($"a batch holds 1..{MaxBatchTokens} tokens, got {t}", nameof(batch));
+        }
+
+        int rows = 0, covered = 0;
+        foreach (ref readonly BatchSequence q in batch.Sequences)
+        {
+            if (q.TokenOffset != covered || q.TokenCount < 1 || q.StartPosition < 0)
+            {
+                ThrowArgument("batch sequences must cover the tokens in order, each with at least one token", nameof(batch));
+            }
+
+            covered += q.TokenCount;
+            rows += q.ComputeLogits ? 1 : 0;
+        }
+
+        if (covered != t)
+        {
+            ThrowArgument($"batch sequences cover {covered} of {t} tokens", nameof(batch));
+        }
+
+        if (logits.Length < (long)rows * _vocab)
+        {
+            ThrowArgument($"logits must hold [{rows}, vocab] = {(long)rows * _vocab} floats, got {logits.Length}", nameof(logits));
+        }
+
+        foreach (int id in batch.TokenIds)
+        {
+            if ((uint)id >= (uint)_vocab)
+            {
+                ThrowRange("tokenIds", $"token id {id} is outside the vocabulary [0, {_vocab})");
+            }
+        }
+
+        RunLayers(batch);
+        if (rows == 0)
+        {
+            return;
+        }
+
+        Span<float> hidden = _scratch.Hidden(t);    // [T, hidden]
+        Span<float> normed = _scratch.Normed(rows); // [rows, hidden]
+        int row = 0;
+        foreach (ref readonly BatchSequence q in batch.Sequences)
+        {
+            if (q.ComputeLogits)
+            {
+                int last = q.TokenOffset + q.TokenCount - 1;
+                RmsNorm.Apply(hidden.Slice(last * _hidden, _hidden), _weights.Norm, _eps, normed.Slice(row++ * _hidden, _hidden));
+            }
+        }
+
+        MatMul.Multiply(_pool, normed, rows, _weights.LmHead, logits[..(rows * _vocab)]);                      // [rows, vocab]
+    }
+
+    private KvCacheView DenseView(KvCache cache) => new(cache, DenseTable, cache.ContextSize, _kvHeads * _headDim);
+
+    private static readonly int[] DenseTable = [0];
+
+    /// <summary>The decoder stack for one batch: leaves the final hidden states in the scratch's Hidden [T, hidden].</summary>
+    private void RunLayers(in ForwardBatch batch)
+    {
+        ReadOnlySpan<int> tokenIds = batch.TokenIds;
+        ReadOnlySpan<BatchSequence> sequences = batch.Sequences;
         int t = tokenIds.Length;
+        int qDim = _heads * _headDim, kvDim = _kvHeads * _headDim;
         ForwardScratch s = _scratch;
         Span<float> hidden = s.Hidden(t);         // [T, hidden]
         Span<float> normed = s.Normed(t);         // [T, hidden]
@@ -168,9 +242,12 @@ public sealed class Qwen3Model : IDisposable
         Span<float> gate = s.Gate(t);             // [T, intermediate]
         Span<float> up = s.Up(t);                 // [T, intermediate]
         Span<int> positions = s.Positions(t);     // [T]
-        for (int i = 0; i < t; i++)
+        foreach (ref readonly BatchSequence b in sequences)
         {
-            positions[i] = startPosition + i;
+            for (int i = 0; i < b.TokenCount; i++)
+            {
+                positions[b.TokenOffset + i] = b.StartPosition + i;
+            }
         }
 
         Embedding.Gather(_weights.EmbedTokens, tokenIds, hidden);
@@ -198,9 +275,16 @@ public sealed class Qwen3Model : IDisposable
 
             Rope.Apply(q, _heads, _headDim, positions, _inverseFrequencies, _attentionScaling);
             Rope.Apply(k, _kvHeads, _headDim, positions, _inverseFrequencies, _attentionScaling);
-            cache.Write(l, startPosition, k, v, t);
-            Attention.Causal(_pool, q, t, startPosition, cache.Keys(l), cache.Values(l), _heads, _kvHeads, _headDim,
-                _attentionScale, attnOut);                              // GQA over the cache
+            foreach (ref readonly BatchSequence b in sequences)         // ragged: each sequence over its own cache
+            {
+                int n = b.TokenCount;
+                KvCacheView cache = b.Cache;
+                cache.Write(l, b.StartPosition, k.Slice(b.TokenOffset * kvDim, n * kvDim), v.Slice(b.TokenOffset * kvDim, n * kvDim), n);
+                Attention.Causal(_pool, q.Slice(b.TokenOffset * qDim, n * qDim), n, b.StartPosition,
+                    cache.Store.Keys(l), cache.Store.Values(l), cache.Table, cache.BlockSize, _heads, _kvHeads, _headDim,
+                    _attentionScale, attnOut.Slice(b.TokenOffset * qDim, n * qDim));   // GQA over the cache
+            }
+
             MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden);   // residual fused
             if (w.OBias is not null)
             {
@@ -272,4 +356,27 @@ public sealed class Qwen3Model : IDisposable
         _pool.Dispose();
         _weights.Dispose();
     }
+}
+
+/// <summary>One sequence of a <see cref="ForwardBatch"/>: its tokens [TokenOffset, TokenOffset + TokenCount) of the batch at positions StartPosition...</summary>
+public readonly struct BatchSequence(int tokenOffset, int tokenCount, int startPosition, KvCacheView cache, bool computeLogits)
+{
+    public int TokenOffset { get; } = tokenOffset;
+
+    public int TokenCount { get; } = tokenCount;
+
+    public int StartPosition { get; } = startPosition;
+
+    public KvCacheView Cache { get; } = cache;
+
+    /// <summary>Whether the logits after this sequence's last token are wanted (it samples this step).</summary>
+    public bool ComputeLogits { get; } = computeLogits;
+}
+
+/// <summary>The tokens of one engine step, concatenated [T], and the sequences they belong to.</summary>
+public readonly ref struct ForwardBatch(ReadOnlySpan<int> tokenIds, ReadOnlySpan<BatchSequence> sequences)
+{
+    public ReadOnlySpan<int> TokenIds { get; } = tokenIds;
+
+    public ReadOnlySpan<BatchSequence> Sequences { get; } = sequences;
 }

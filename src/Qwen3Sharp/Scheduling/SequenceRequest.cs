@@ -22,6 +22,12 @@ internal sealed class SequenceRequest
 
     public long Id { get; }
 
+    /// <summary>When the request was submitted (<see cref="System.Diagnostics.Stopwatch"/> ticks), for the metrics.</summary>
+    public long ArrivalTimestamp { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    /// <summary>When its latest token was produced (Stopwatch ticks).</summary>
+    public long LastTokenTimestamp { get; set; }
+
     public GenerationRequest Request { get; }
 
     public Channel<GenerationEvent> Output { get; }
@@ -56,6 +62,12 @@ internal sealed class SequenceRequest
     public int ReasoningTokenCount { get; set; }
 
     public bool BudgetSpent { get; set; }
+
+    /// <summary>Times this request gave its KV blocks back to let older ones go on.</summary>
+    public int PreemptionCount { get; set; }
+
+    /// <summary>Prompt tokens whose KV came from the prefix cache at first admission.</summary>
+    public int CachedPromptTokenCount { get; set; }
 
     public volatile bool CancelRequested;
 

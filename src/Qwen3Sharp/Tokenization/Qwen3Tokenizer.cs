@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
+using Qwen3Sharp.Loading;
 
 namespace Qwen3Sharp.Tokenization;
 
@@ -94,11 +95,11 @@ public sealed class Qwen3Tokenizer
     public static Qwen3Tokenizer Load(string modelDirectory)
     {
         string tokenizerPath = Path.Combine(modelDirectory, TokenizerFile);
-        if (!File.Exists(tokenizerPath))
+        if (ModelFile.TryResolve(tokenizerPath) is null)
             throw new TokenizerFormatException(tokenizerPath, "file not found");
         string configPath = Path.Combine(modelDirectory, ConfigFile);
         byte[] tokenizerJson = File.ReadAllBytes(tokenizerPath);
-        byte[]? configJson = File.Exists(configPath) ? File.ReadAllBytes(configPath) : null;
+        byte[]? configJson = ModelFile.TryResolve(configPath) is not null ? File.ReadAllBytes(configPath) : null;
         return Parse(tokenizerJson, configJson, tokenizerPath, configPath);
     }
 

@@ -37,6 +37,9 @@ public sealed class CliParseTests
         Assert.Null(o.ThinkingBudget);
         Assert.Equal(ToolCallsInReasoning.Ignore, o.ToolCallsInReasoning);
         Assert.Equal(64, o.MaxQueue);
+        Assert.Equal(16, o.MaxNumSeqs);
+        Assert.Equal(512, o.MaxNumBatchedTokens);
+        Assert.Null(o.KvCacheMemory);
         Assert.Same(Context, o.Context);
     }
 
@@ -60,6 +63,20 @@ public sealed class CliParseTests
         Assert.Equal(256, o.ThinkingBudget);
         Assert.Equal(ToolCallsInReasoning.Parse, o.ToolCallsInReasoning);
         Assert.Equal(5, o.MaxQueue);
+    }
+
+    [Theory]
+    [InlineData("2GiB", 2147483648d)]
+    [InlineData("512MiB", 536870912d)]
+    [InlineData("1.5GB", 1.5e9)]
+    [InlineData("4000000000", 4e9)]
+    [InlineData("0.25", 0.25)]
+    public void Serve_BatchingOptions_AreBound(string memory, double expected)
+    {
+        ServeOptions o = Bind<ServeOptions>($"serve --max-num-seqs 8 --max-num-batched-tokens 256 --kv-cache-memory {memory}");
+        Assert.Equal(8, o.MaxNumSeqs);
+        Assert.Equal(256, o.MaxNumBatchedTokens);
+        Assert.Equal(expected, o.KvCacheMemory);
     }
 
     [Fact]
@@ -157,6 +174,11 @@ public sealed class CliParseTests
     [InlineData("serve --chat-template-kwargs {bad", "not valid JSON")]
     [InlineData("serve --thinking-budget -1", "--thinking-budget must be between")]
     [InlineData("serve --max-queue 0", "--max-queue must be between")]
+    [InlineData("serve --max-num-seqs 0", "--max-num-seqs must be between")]
+    [InlineData("serve --max-num-batched-tokens 0", "--max-num-batched-tokens must be between")]
+    [InlineData("serve --kv-cache-memory lots", "--kv-cache-memory must be a size")]
+    [InlineData("serve --kv-cache-memory 12", "--kv-cache-memory must be a size")]
+    [InlineData("serve --kv-cache-memory 0", "--kv-cache-memory must be a size")]
     [InlineData("serve --threads 0", "--threads must be between")]
     [InlineData("chat --ctx-size 1", "--ctx-size must be between")]
     [InlineData("run", "Required argument missing")]

@@ -6,8 +6,42 @@ namespace Qwen3Sharp.Tests.Engine;
 /// A model whose next token is always (last token + 1) mod vocab, with a clear margin; it records every
 /// forward call so tests can check what the engine computed.
 /// </summary>
-internal sealed class FakeRunner(int vocabSize = 16, int contextSize = 64, int maxSequences = 2) : IModelRunner
+internal sealed class FakeRunner(int vocabSize = 16, int contextSize = 64, int maxSequences = 2, int kvBlocks = 0) : IModelRunner
 {
+    /// <summary>Positions per KV block when <c>kvBlocks</c> &gt; 0 (then TryReserve accounts blocks as the paged runner does).</summary>
+    public const int BlockSize = 16;
+
+    public int UsedBlocks;
+
+    public int KvBlockCount => kvBlocks;
+
+    public int UsedKvBlockCount => Volatile.Read(ref UsedBlocks);
+
+    public bool TryReserve(ISequenceState sequence, int tokenCount)
+    {
+        var s = (Sequence)sequence;
+        Assert.False(s.Disposed, "reserve on a freed sequence");
+        if (kvBlocks == 0)
+        {
+            return true;
+        }
+
+        int needed = (s.Length + tokenCount + BlockSize - 1) / BlockSize - s.Blocks;
+        if (needed <= 0)
+        {
+            return true;
+        }
+
+        if (UsedBlocks + needed > kvBlocks)
+        {
+            return false;
+        }
+
+        s.Blocks += needed;
+        Interlocked.Add(ref UsedBlocks, needed);
+        return true;
+    }
+
     public int VocabSize { get; } = vocabSize;
 
     public int ContextSize { get; } = contextSize;
@@ -46,6 +80,7 @@ internal sealed class FakeRunner(int vocabSize = 16, int contextSize = 64, int m
 
         s.Tokens.AddRange(tokenIds.ToArray());
         Assert.True(s.Tokens.Count <= ContextSize, "sequence outgrew the context");
+        Assert.True(kvBlocks == 0 || s.Tokens.Count <= s.Blocks * BlockSize, "forward beyond the reserved blocks");
         logits.Fill(0);
         logits[(tokenIds[^1] + 1) % VocabSize] = 5;
     }
@@ -62,12 +97,16 @@ internal sealed class FakeRunner(int vocabSize = 16, int contextSize = 64, int m
 
         public bool Disposed { get; private set; }
 
+        public int Blocks;
+
         public int Length => Tokens.Count;
 
         public void Dispose()
         {
             Assert.False(Disposed, "sequence freed twice");
             Disposed = true;
+            Interlocked.Add(ref owner.UsedBlocks, -Blocks);
+            Blocks = 0;
             Interlocked.Decrement(ref owner.LiveSequences);
         }
     }

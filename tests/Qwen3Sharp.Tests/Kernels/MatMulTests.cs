@@ -123,4 +123,63 @@ public sealed class MatMulTests
         MatMul.Multiply(pool, [], 0, weights.View, y);
         Assert.Equal([1f, 2f, 3f], y);
     }
+
+    [Theory]
+    [InlineData(DecodeKernel.OneRow, "V512")]
+    [InlineData(DecodeKernel.OneRow, "V256")]
+    [InlineData(DecodeKernel.OneRow, "V128")]
+    [InlineData(DecodeKernel.FourRows, "V512")]
+    [InlineData(DecodeKernel.FourRows, "V256")]
+    [InlineData(DecodeKernel.FourRows, "V128")]
+    public void Multiply_EachDecodeKernel_Bf16MatchesScalar(DecodeKernel kernel, string isa)
+    {
+        using var pool = new WorkerPool(2);
+        var rng = new Random(11);
+        // Rows past every 4-row group and 64-row work item; columns with every remainder of one and two blocks.
+        foreach ((int rows, int cols) in new[] { (3, 7), (5, 33), (67, 100), (1030, 96), (9, 2080), (13, 6151) })
+        {
+            using var weights = new TestWeights(rng, DType.BF16, rows, cols);
+            foreach (int tokens in new[] { 1, 2, 3, 5 })
+            {
+                foreach (bool accumulate in new[] { false, true })
+                {
+                    float[] x = KernelAssert.Random(rng, tokens * cols);
+                    float[] expected = KernelAssert.Random(rng, tokens * rows);
+                    float[] actual = (float[])expected.Clone();
+                    ScalarKernels.MatMul(x, tokens, weights.View, expected, accumulate);
+                    switch (isa)
+                    {
+                        case "V512": MatMul.Run<Vector512<float>, Simd512>(pool, x, tokens, weights.View, actual, accumulate, kernel); break;
+                        case "V256": MatMul.Run<Vector256<float>, Simd256>(pool, x, tokens, weights.View, actual, accumulate, kernel); break;
+                        default: MatMul.Run<Vector128<float>, Simd128>(pool, x, tokens, weights.View, actual, accumulate, kernel); break;
+                    }
+
+                    KernelAssert.Close(expected, actual, atol: 1e-5f * (1 + MathF.Sqrt(cols)), rtol: 1e-5f,
+                        $"{kernel} {isa} accumulate={accumulate} tokens={tokens} rows={rows} cols={cols}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("one-row", DecodeKernel.OneRow)]
+    [InlineData(" Four-Rows ", DecodeKernel.FourRows)]
+    public void ChooseDecode_NamedVariant_IsUsed(string setting, DecodeKernel expected)
+        => Assert.Equal(expected, KernelSelection.ChooseDecode(setting));
+
+    [Fact]
+    public void ChooseDecode_Auto_PicksOneRowExactlyWhereVector512IsAccelerated()
+    {
+        DecodeKernel expected = Vector512.IsHardwareAccelerated ? DecodeKernel.OneRow : DecodeKernel.FourRows;
+        Assert.Equal(expected, KernelSelection.ChooseDecode(null));
+        Assert.Equal(expected, KernelSelection.ChooseDecode("auto"));
+    }
+
+    [Fact]
+    public void ChooseDecode_UnknownName_IsAClearError()
+    {
+        var e = Assert.Throws<ArgumentException>(() => KernelSelection.ChooseDecode("two-rows"));
+        Assert.Contains(KernelSelection.DecodeKernelVariable, e.Message);
+        Assert.Contains("one-row", e.Message);
+    }
 }

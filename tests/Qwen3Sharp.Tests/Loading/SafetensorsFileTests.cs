@@ -147,6 +147,120 @@ public sealed class SafetensorsFileTests
     }
 
     [Fact]
+    public void Open_HoleBetweenTensors_ThrowsNamingTensorAndOffsets()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("hole.safetensors");
+        TestFiles.WriteRaw(path,
+            """{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}""", new byte[12]);
+        ModelFormatException ex = OpenFails(path);
+        Assert.Equal("b", ex.Tensor);
+        Assert.Contains("[8, 12]", ex.Message);
+        Assert.Contains("hole of 4 bytes", ex.Message);
+        Assert.Contains("'a' ends at 4", ex.Message);
+    }
+
+    [Fact]
+    public void Open_FirstTensorNotAtZero_Throws()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("start.safetensors");
+        TestFiles.WriteRaw(path, """{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""", new byte[8]);
+        ModelFormatException ex = OpenFails(path);
+        Assert.Equal("a", ex.Tensor);
+        Assert.Contains("must start at 0", ex.Message);
+    }
+
+    [Fact]
+    public void Open_LeftoverByteAfterLastTensor_Throws()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("extra.safetensors");
+        TestFiles.WriteRaw(path, """{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", new byte[9]);
+        ModelFormatException ex = OpenFails(path);
+        Assert.Equal("a", ex.Tensor);
+        Assert.Contains("ends at 8", ex.Message);
+        Assert.Contains("holds 9 bytes", ex.Message);
+        Assert.Contains("1 bytes are left over", ex.Message);
+    }
+
+    [Fact]
+    public void Open_HeaderLengthOneByteShortOfPadding_IsRefused()
+    {
+        // Writers pad the header with spaces to 8 bytes; declaring it one byte short still leaves valid JSON, but
+        // every tensor would then be read one byte off. The coverage rule refuses it (as the reference does).
+        using var dir = new TempDir();
+        string path = dir.File("pad.safetensors");
+        string header = """{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""";
+        header += new string(' ', 8 - header.Length % 8);
+        TestFiles.WriteRaw(path, header, new byte[8], declaredHeaderLength: (ulong)header.Length - 1);
+        ModelFormatException ex = OpenFails(path);
+        Assert.Contains("left over", ex.Message);
+
+        TestFiles.WriteRaw(path, header, new byte[8]);   // the true length opens
+        SafetensorsFile.Open(path).Dispose();
+    }
+
+    [Fact]
+    public void Open_ZeroSizedTensorsInsideTheTiling_Accepted()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("z.safetensors");
+        TestFiles.WriteRaw(path,
+            """{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""",
+            new byte[8]);
+        using SafetensorsFile file = SafetensorsFile.Open(path);
+        Assert.Equal(3, file.Tensors.Count);
+    }
+
+    [Fact]
+    public void Open_ThroughRelativeSymlink_MeasuresAndMapsTheTarget()
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("blobs"));
+        Directory.CreateDirectory(dir.File("snap"));
+        string blob = dir.File(Path.Combine("blobs", "abc"));
+        TestFiles.WriteRaw(blob, """{"a":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}""", MemoryMarshal.AsBytes(new float[] { 3f, -1f }.AsSpan()).ToArray());
+        string link = dir.File(Path.Combine("snap", "model.safetensors"));
+        File.CreateSymbolicLink(link, "../blobs/abc");
+
+        using SafetensorsFile file = SafetensorsFile.Open(link);
+        Assert.Equal(new FileInfo(blob).Length, file.FileBytes);
+        Assert.Equal(link, file.FilePath);
+        Assert.Equal(-1f, file.GetMatrix("a")[0, 1]);
+    }
+
+    [Fact]
+    public void Open_DanglingSymlink_ThrowsNamingLinkAndTarget()
+    {
+        using var dir = new TempDir();
+        string link = dir.File("model.safetensors");
+        File.CreateSymbolicLink(link, "../blobs/gone");
+        ModelFormatException ex = OpenFails(link);
+        Assert.Equal(link, ex.File);
+        Assert.Contains("../blobs/gone", ex.Message);
+        Assert.Contains("does not exist", ex.Message);
+    }
+
+    [Theory]
+    [InlineData("tiny-mqa")]
+    [InlineData("tiny-qwen2")]
+    public void SynthesizedShards_PassTheCoverageRule(string preset)
+    {
+        // ModelSynthesizer writes through SafetensorsWriter: both must produce exactly tiled files
+        using var dir = new TempDir();
+        ModelSynthesizer.Write(dir.Path, preset, new SynthesisOptions { Seed = 3, MaxShardBytes = 64 * 1024 });
+        string[] shards = Directory.GetFiles(dir.Path, "*.safetensors");
+        Assert.True(shards.Length >= 2, $"{shards.Length} shards");
+        foreach (string shard in shards)
+        {
+            SafetensorsFile.Open(shard).Dispose();
+        }
+
+        ModelWeights.Load(dir.Path).Dispose();
+    }
+
+    [Fact]
     public void Writer_StreamedTensors_RoundTripThroughOpen()
     {
         using var dir = new TempDir();

@@ -47,4 +47,141 @@ public class SchedulerTests
         var plan = scheduler.Schedule();
         Assert.Same(b, Assert.Single(plan).Request);
     }
+
+    private static SequenceRequest Request(int id, int promptTokens, int maxNew) =>
+        new(id, new GenerationRequest { PromptTokens = new int[promptTokens] }, maxNew, Channel.CreateUnbounded<GenerationEvent>());
+
+    /// <summary>Runs the plan as the engine does: the runner's forward (which checks the blocks), counters, a sampled token.</summary>
+    private static void Execute(FakeRunner runner, IReadOnlyList<ScheduledChunk> plan)
+    {
+        var logits = new float[runner.VocabSize];
+        foreach ((SequenceRequest r, int n) in plan)
+        {
+            runner.Forward(r.Sequence!, r.Tokens.Skip(r.ComputedTokenCount).Take(n).ToArray(), logits);
+            r.ComputedTokenCount += n;
+            if (r.ComputedTokenCount == r.TokenCount)
+            {
+                r.AppendToken(1);
+            }
+        }
+    }
+
+    [Fact]
+    public void Schedule_MaxSequences_AdmitsNoMore()
+    {
+        var runner = new FakeRunner(contextSize: 4096, maxSequences: 8);
+        var scheduler = new Scheduler(1024, runner.TryAllocateSequence, runner.TryReserve, maxSequences: 2);
+        for (int i = 0; i < 3; i++)
+        {
+            scheduler.Add(Request(i, 10));
+        }
+
+        Assert.Equal([0, 1], scheduler.Schedule().Select(c => (int)c.Request.Id));
+        Assert.Equal(1, scheduler.WaitingCount);
+    }
+
+    [Fact]
+    public void Schedule_RunningDecodesThenPrefillChunk_RunningNeverStalledBeyondOneChunk()
+    {
+        var runner = new FakeRunner(contextSize: 8192, maxSequences: 8);
+        var scheduler = new Scheduler(64, runner.TryAllocateSequence, runner.TryReserve);
+        var a = Request(0, 5);
+        var b = Request(1, 5);
+        scheduler.Add(a);
+        scheduler.Add(b);
+        Execute(runner, scheduler.Schedule());
+        var longPrompt = Request(2, 4000);
+        scheduler.Add(longPrompt);
+        for (int step = 0; step < 10; step++)
+        {
+            var plan = scheduler.Schedule();
+            // every step: one decode token for each running stream, then the rest of the budget for the long prompt
+            Assert.Equal([(0, 1), (1, 1), (2, 62)], plan.Select(c => ((int)c.Request.Id, c.TokenCount)));
+            Execute(runner, plan);
+        }
+    }
+
+    [Fact]
+    public void Schedule_BlocksRunOut_NewestPreemptedThenResumedWithItsOutput()
+    {
+        // 5 blocks of 16: two requests of 30 prompt tokens take 2 blocks each; decoding past 32 needs a third each.
+        var runner = new FakeRunner(vocabSize: 16, contextSize: 4096, maxSequences: 8, kvBlocks: 5);
+        var scheduler = new Scheduler(256, runner.TryAllocateSequence, runner.TryReserve);
+        var a = Request(0, 30, maxNew: 100);
+        var b = Request(1, 30, maxNew: 100);
+        scheduler.Add(a);
+        scheduler.Add(b);
+        Execute(runner, scheduler.Schedule());
+        Assert.Equal(4, runner.UsedBlocks);
+        while (scheduler.PreemptionCount == 0)
+        {
+            Execute(runner, scheduler.Schedule());
+            Assert.True(runner.UsedBlocks <= 5);
+            Assert.True(a.TokenCount < 60, "no preemption happened");
+        }
+
+        // a (older) grew into its third block first; b then needed a 6th block: b gave its blocks back and waits first in line.
+        Assert.Equal(1, b.PreemptionCount);
+        Assert.Null(b.Sequence);
+        Assert.Equal(0, b.ComputedTokenCount);
+        Assert.Same(b, scheduler.Waiting.First());
+        Assert.Equal(3, runner.UsedBlocks);
+        int bTokens = b.TokenCount;
+        Assert.True(bTokens > 30, "b had generated tokens before preemption");
+
+        // a finishes; b comes back and recomputes its prompt and its output so far in one chunk.
+        scheduler.Finish(a);
+        var plan = scheduler.Schedule();
+        Assert.Same(b, Assert.Single(plan).Request);
+        Assert.Equal(bTokens, plan[0].TokenCount);
+        Execute(runner, plan);
+        Assert.Equal(bTokens + 1, b.TokenCount);
+        scheduler.Finish(b);
+        Assert.Equal(0, runner.UsedBlocks);
+        Assert.Equal(0, runner.LiveSequences);
+    }
+
+    [Fact]
+    public void Schedule_AdmissionWithoutBlocks_WaitsWithoutPreempting()
+    {
+        var runner = new FakeRunner(contextSize: 4096, maxSequences: 8, kvBlocks: 4);
+        var scheduler = new Scheduler(512, runner.TryAllocateSequence, runner.TryReserve);
+        var a = Request(0, 60);
+        var b = Request(1, 20);
+        scheduler.Add(a);
+        scheduler.Add(b);
+        var plan = scheduler.Schedule();
+        Assert.Same(a, Assert.Single(plan).Request);
+        Assert.Equal(1, scheduler.WaitingCount);
+        Assert.Equal(0, scheduler.PreemptionCount);
+        Assert.Equal(1, runner.LiveSequences);   // b's sequence was given back at once
+        scheduler.Finish(a);
+        Assert.Same(b, Assert.Single(scheduler.Schedule()).Request);
+    }
+
+    [Fact]
+    public void Finish_CancelledRunningAndWaiting_EveryBlockReturned()
+    {
+        var runner = new FakeRunner(contextSize: 4096, maxSequences: 8, kvBlocks: 64);
+        var scheduler = new Scheduler(100, runner.TryAllocateSequence, runner.TryReserve);
+        var requests = Enumerable.Range(0, 6).Select(i => Request(i, 70)).ToList();
+        requests.ForEach(scheduler.Add);
+        Execute(runner, scheduler.Schedule());
+        Execute(runner, scheduler.Schedule());
+        Assert.True(runner.UsedBlocks > 0);
+        requests[1].CancelRequested = true;
+        requests[5].CancelRequested = true;
+        var cancelled = new List<SequenceRequest>();
+        scheduler.CollectCancelled(cancelled);
+        Assert.Equal([1, 5], cancelled.Select(r => (int)r.Id).Order());
+        cancelled.ForEach(scheduler.Finish);
+        foreach (var r in requests.Where(r => !r.CancelRequested))
+        {
+            scheduler.Finish(r);
+        }
+
+        Assert.False(scheduler.HasWork);
+        Assert.Equal(0, runner.UsedBlocks);
+        Assert.Equal(0, runner.LiveSequences);
+    }
 }

@@ -1,0 +1,127 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Qwen3Sharp.Hub;
+using Qwen3Sharp.Loading;
+using Qwen3Sharp.Tests.Hub;
+using Qwen3Sharp.Tests.TestModels;
+
+namespace Qwen3Sharp.Tests.Cli;
+
+/// <summary>
+/// The README's path, as a user runs it: <c>qwen3 pull</c> from a hub into the Hugging Face cache, then serve, run
+/// and chat from that cache offline. Every file of a snapshot is a symbolic link into blobs/, so this is what fails
+/// when any loader asks the file system about a link instead of its target.
+/// </summary>
+public sealed class HubCacheProcessTests
+{
+    [Fact]
+    public async Task PullThenServeRunAndChatFromTheCache_Offline()
+    {
+        using var home = new TempDir();
+        string cacheDir = Path.Combine(home.Path, "hf", "hub");
+        await using FakeHub hub = await FakeHub.StartAsync();
+
+        // Qwen/Qwen3-1.7B on the hub: the tiny model in shards (index + shards), pulled by `qwen3 pull`
+        string sharded = Path.Combine(home.Path, "sharded-source");
+        ModelSynthesizer.Write(sharded, "tiny", new SynthesisOptions { Seed = 11, TokenizerDirectory = TinyModel.TokenizerDirectory, MaxShardBytes = 4 << 20 });
+        Dictionary<string, byte[]> shardedFiles = PythonHubCache.ReadModel(sharded);
+        Assert.True(shardedFiles.Keys.Count(n => n.EndsWith(".safetensors", StringComparison.Ordinal)) >= 2);
+        Assert.Contains(ModelDirectory.IndexFileName, shardedFiles.Keys);
+        string commit = hub.AddRepo("Qwen/Qwen3-1.7B", shardedFiles).Branches["main"];
+        // Qwen/Qwen3-0.6B: already in the cache, laid out as huggingface_hub lays it out
+        string smallSnapshot = PythonHubCache.Write(cacheDir, "Qwen/Qwen3-0.6B", PythonHubCache.Commit('6'),
+            PythonHubCache.ReadModel(TinyModel.Directory), refs: ["main"], noExist: ["chat_template.jinja"]);
+
+        var env = new Dictionary<string, string>
+        {
+            ["HF_HOME"] = Path.Combine(home.Path, "hf"),
+            ["HF_HUB_CACHE"] = cacheDir,
+            ["HF_ENDPOINT"] = hub.Endpoint,
+            ["QWEN3SHARP_HOME"] = Path.Combine(home.Path, "qwen3sharp"),   // the demo model would land here
+            ["HF_HUB_OFFLINE"] = "0",
+        };
+        var (pullCode, _, pullError) = await CliProcess.RunAsync("pull Qwen/Qwen3-1.7B", environment: env);
+        Assert.True(pullCode == 0, pullError);
+        string snapshot = HubCache.SnapshotDir(cacheDir, "Qwen/Qwen3-1.7B", commit);
+        Assert.All(Directory.GetFiles(snapshot), f => Assert.StartsWith("../../blobs/", new FileInfo(f).LinkTarget));
+        Assert.Equal(commit, File.ReadAllText(Path.Combine(HubCache.RepoDir(cacheDir, "Qwen/Qwen3-1.7B"), "refs", "main")));
+
+        env["HF_HUB_OFFLINE"] = "1";
+        Task<(int, string, string)> run;
+        using (CliProcess serve = CliProcess.Start("serve --port 0 --ctx-size 256", env))   // disposing kills it
+        {
+            run = CliProcess.RunAsync("run --model Qwen/Qwen3-0.6B --no-think --max-tokens 3 --temperature 0 hi", environment: env);
+            Uri address = await WaitForAddressAsync(serve);
+            using (var http = new HttpClient { BaseAddress = address })
+            {
+                string models = await http.GetStringAsync("v1/models");
+                Assert.Contains("\"Qwen3-1.7B\"", models);
+                using HttpResponseMessage chat = await http.PostAsync("v1/chat/completions", new StringContent(
+                    """{"model": "Qwen3-1.7B", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "chat_template_kwargs": {"enable_thinking": false}}""",
+                    System.Text.Encoding.UTF8, "application/json"));
+                string body = await chat.Content.ReadAsStringAsync();
+                Assert.True(chat.IsSuccessStatusCode, body);
+                using JsonDocument doc = JsonDocument.Parse(body);
+                Assert.Equal("assistant", doc.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("role").GetString());
+                Assert.Equal(3, doc.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+            }
+
+            Assert.DoesNotContain("EMBEDDED", serve.Err);
+        }
+
+        var (runCode, runOut, runError) = await run;
+        Assert.True(runCode == 0, runError);
+        Assert.EndsWith("\n", runOut);
+        Assert.DoesNotContain("EMBEDDED", runError);
+
+        var (chatCode, _, chatError) = await CliProcess.RunAsync("chat --no-think --ctx-size 96", stdin: "hello there\n", environment: env);
+        Assert.True(chatCode == 0, chatError);
+        Assert.DoesNotContain("EMBEDDED", chatError);
+
+        // a blob deleted by hand: the snapshot's link now dangles; the error names the file and where it pointed
+        string link = Path.Combine(smallSnapshot, "model.safetensors");
+        File.Delete(ModelFile.Resolve(link));
+        var (danglingCode, _, danglingError) = await CliProcess.RunAsync("run --model Qwen/Qwen3-0.6B hi", environment: env);
+        Assert.Equal(1, danglingCode);
+        Assert.Contains("model.safetensors: is a symbolic link to '../../blobs/", danglingError);
+        Assert.Contains("does not exist", danglingError);
+        Assert.DoesNotContain("   at ", danglingError);   // no stack trace
+    }
+
+    [Fact]
+    public async Task Run_ModelDirectoryWithADanglingLink_ExitsOneNamingTheFileAndTarget()
+    {
+        using var dir = new TempDir();
+        foreach (string f in Directory.GetFiles(TinyModel.Directory))
+        {
+            File.CreateSymbolicLink(Path.Combine(dir.Path, Path.GetFileName(f)), f);
+        }
+
+        string config = Path.Combine(dir.Path, "config.json");
+        File.Delete(config);
+        File.CreateSymbolicLink(config, "../blobs/deleted-config");
+
+        var (code, output, error) = await CliProcess.RunAsync($"run --model {dir.Path} hi");
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        Assert.Contains($"error: {config}: is a symbolic link to '../blobs/deleted-config'", error);
+        Assert.Contains("does not exist", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    private static async Task<Uri> WaitForAddressAsync(CliProcess serve)
+    {
+        for (int i = 0; i < 1200 && !serve.HasExited; i++)
+        {
+            Match match = Regex.Match(serve.Out, @"on (http://127\.0\.0\.1:\d+/)v1");
+            if (match.Success)
+            {
+                return new Uri(match.Groups[1].Value);
+            }
+
+            await Task.Delay(100);
+        }
+
+        throw new Xunit.Sdk.XunitException($"serve announced no address. stdout: {serve.Out} stderr: {serve.Err}");
+    }
+}
