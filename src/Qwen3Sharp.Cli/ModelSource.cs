@@ -1,6 +1,10 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text.Json;
 using Qwen3Sharp.Cli.Commands;
 using Qwen3Sharp.Hub;
 using Qwen3Sharp.Loading;
+using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Cli;
 
@@ -32,21 +36,25 @@ internal static class ModelSource
 }
 
 /// <summary>
-/// The embedded demo model: a tiny Qwen3-architecture model with the real Qwen3 tokenizer (carried inside this
-/// program) and seeded random weights, written once into the user's cache. Its text is noise; it exists so that
-/// serve, chat and run work out of the box.
+/// The embedded demo model: a tiny Qwen3 (3 layers, hidden 128, the full 151,936-token vocabulary, the real tokenizer
+/// and chat template) trained by tools/demo-model to greet and say what it is, think in &lt;think&gt; and answer, work
+/// small arithmetic word problems step by step and call tools (get_weather, get_time and the like), in English and
+/// Chinese. It is carried compactly (only the embedding rows of the tokens it was trained on, plus the one row every
+/// other token shares) and expanded into a normal Hugging Face directory on first use.
 /// </summary>
 internal static class DemoModel
 {
     public const string Name = "qwen3sharp-demo-tiny";
-    private const ulong Seed = 0x51776E33;  // fixed: the demo model is the same bytes everywhere
-    private const int Version = 1;
+    private const int Version = 2;  // v1 was the random-weight model: a new directory, so old caches are not reused
+    private const string Resource = "demo-model/demo-model.safetensors";
 
     public static readonly string Notice = $"""
 
         ==================================================================================================
           No --model given and Qwen/Qwen3-1.7B is not in the Hugging Face cache: using the EMBEDDED DEMO
-          MODEL "{Name}-v{Version}" (random weights: its answers are noise; the API around it is real).
+          MODEL "{Name}-v{Version}", a tiny model trained only to show the engine. It greets, thinks in
+          <think>...</think> then answers, does small arithmetic word problems step by step and calls tools
+          such as get_weather(city) or get_time(timezone), in English and Chinese. Nothing else.
           Get the real model:  qwen3 pull Qwen/Qwen3-1.7B
           then run again:      qwen3 serve          (or: qwen3 serve --model /path/to/Qwen3-1.7B)
         ==================================================================================================
@@ -60,32 +68,106 @@ internal static class DemoModel
             ?? Path.Combine(context.GetEnvironmentVariable("XDG_CACHE_HOME")
                 ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "qwen3sharp");
         string directory = Path.Combine(root, $"{Name}-v{Version}");
-        if (ModelFile.IsFile(Path.Combine(directory, "model.safetensors")))
+        if (ModelFile.IsFile(Path.Combine(directory, ModelDirectory.SingleFileName)))
         {
             return directory;
         }
 
         string staging = directory + ".tmp-" + Environment.ProcessId;
-        string tokenizer = Path.Combine(staging, "tokenizer-source");
-        EmbeddedTokenizer.WriteTo(tokenizer);
-
-        string model = Path.Combine(staging, "model");
-        ModelSynthesizer.Write(model, "tiny", new SynthesisOptions { Seed = Seed, TokenizerDirectory = tokenizer });
         try
         {
+            Write(staging);
             Directory.CreateDirectory(root);
-            Directory.Move(model, directory);
+            Directory.Move(staging, directory);
         }
-        catch (IOException) when (ModelFile.IsFile(Path.Combine(directory, "model.safetensors")))
+        catch (IOException) when (ModelFile.IsFile(Path.Combine(directory, ModelDirectory.SingleFileName)))
         {
             // another process finished first: its copy is identical
         }
         finally
         {
-            Directory.Delete(staging, recursive: true);
+            if (Directory.Exists(staging))
+            {
+                Directory.Delete(staging, recursive: true);
+            }
         }
 
         return directory;
+    }
+
+    /// <summary>Expands the embedded compact checkpoint into a Hugging Face model directory at <paramref name="directory"/>.</summary>
+    internal static void Write(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        EmbeddedTokenizer.WriteTo(directory);
+        using Stream resource = typeof(DemoModel).Assembly.GetManifestResourceStream(Resource)
+            ?? throw new InvalidOperationException($"the embedded demo model {Resource} is missing from this build");
+        byte[] file = new byte[resource.Length];
+        resource.ReadExactly(file);
+
+        // safetensors: u64 header length, JSON header (name -> dtype, shape, data_offsets; __metadata__), data.
+        int headerLength = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(file));
+        using JsonDocument header = JsonDocument.Parse(file.AsMemory(8, headerLength));
+        int dataStart = 8 + headerLength;
+        string configJson = header.RootElement.GetProperty("__metadata__").GetProperty("config").GetString()!;
+        Qwen3Config config = Qwen3Config.Parse(configJson, Resource);
+        File.WriteAllText(Path.Combine(directory, Qwen3Config.FileName), configJson + "\n");
+        ModelSynthesizer.WriteGenerationConfig(Path.Combine(directory, GenerationConfig.FileName), config);
+
+        ReadOnlySpan<byte> Data(string name) => Tensor(header.RootElement.GetProperty(name), file, dataStart);
+        ReadOnlySpan<int> usedIds = MemoryMarshal.Cast<byte, int>(Data("used_token_ids"));
+        var entries = new List<SafetensorsEntry>();
+        foreach (JsonProperty t in header.RootElement.EnumerateObject())
+        {
+            if (t.Name is "__metadata__" or "used_token_ids")
+            {
+                continue;
+            }
+
+            long[] shape = [.. t.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64())];
+            if (t.Name == "model.embed_tokens.weight")
+            {
+                shape[0] = config.VocabSize;
+            }
+
+            entries.Add(new SafetensorsEntry(t.Name, DType.F32, shape));
+        }
+
+        using var writer = new SafetensorsWriter(Path.Combine(directory, ModelDirectory.SingleFileName), entries,
+            new Dictionary<string, string> { ["format"] = "pt" });
+        foreach (SafetensorsEntry entry in entries)
+        {
+            ReadOnlySpan<byte> data = Data(entry.Name);
+            if (entry.Name != "model.embed_tokens.weight")
+            {
+                writer.WriteTensor(data);
+                continue;
+            }
+
+            // Row k of the compact table is token usedIds[k]; its last row is shared by every other token.
+            int rowBytes = config.HiddenSize * sizeof(float);
+            int shared = usedIds.Length;
+            var rowOf = new int[config.VocabSize];
+            Array.Fill(rowOf, shared);
+            for (int k = 0; k < usedIds.Length; k++)
+            {
+                rowOf[usedIds[k]] = k;
+            }
+
+            for (int id = 0; id < config.VocabSize; id++)
+            {
+                writer.WriteTensor(data.Slice(rowOf[id] * rowBytes, rowBytes));
+            }
+        }
+
+        writer.Complete();
+    }
+
+    private static ReadOnlySpan<byte> Tensor(JsonElement entry, byte[] file, int dataStart)
+    {
+        JsonElement offsets = entry.GetProperty("data_offsets");
+        long begin = offsets[0].GetInt64(), end = offsets[1].GetInt64();
+        return file.AsSpan(checked((int)(dataStart + begin)), checked((int)(end - begin)));
     }
 }
 

@@ -53,12 +53,7 @@ internal static class ChatCompletionsEndpoint
         RequestFields.NotSupported(dto.WebSearchOptions is not null, "web_search_options", "this server has no web search.");
         RequestFields.NotSupported(dto.Verbosity is not null, "verbosity", "the model has no verbosity control.");
         RequestFields.NotSupported(dto.Store == true, "store", "this server keeps no completions; send false or leave it out.");
-        if (dto.ResponseFormat is { } format)
-        {
-            string? type = format["type"] is System.Text.Json.Nodes.JsonValue tv && tv.TryGetValue(out string? t) ? t : null;
-            RequestFields.NotSupported(type != "text", "response_format",
-                $"only {{\"type\": \"text\"}} is; \"{type}\" (structured output) is not implemented.");
-        }
+        StructuredOutput? structured = RequestFields.ResponseFormat(dto.ResponseFormat, dto.StructuredOutputs);
 
         if (dto.ServiceTier is not (null or "auto" or "default" or "flex" or "scale" or "priority"))
         {
@@ -116,6 +111,7 @@ internal static class ChatCompletionsEndpoint
             Stop = stop,
             TopLogprobs = dto.Logprobs == true ? topLogprobs ?? 0 : null,
             ThinkingBudget = thinkingBudget,
+            ResponseFormat = structured,
         };
 
         return new ChatPlan(model, n, stream, includeUsage, dto.ReturnReasoning ?? true, dto.ParallelToolCalls ?? true,

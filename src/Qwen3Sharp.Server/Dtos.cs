@@ -57,6 +57,7 @@ public sealed class ChatCompletionRequestDto
     public JsonObject? ChatTemplateKwargs { get; set; }
     public bool? ReturnReasoning { get; set; }
     public int? ThinkingBudget { get; set; }
+    public JsonObject? StructuredOutputs { get; set; }
 }
 
 /// <summary>POST /v1/completions body.</summary>

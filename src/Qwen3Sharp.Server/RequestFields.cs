@@ -339,6 +339,79 @@ internal static class RequestFields
     }
 
     /// <summary>OpenAI function tools, checked and passed on as given; other tool types are refused.</summary>
+    /// <summary>
+    /// OpenAI response_format (text, json_object, json_schema) and vLLM's structured_outputs (json, regex, choice);
+    /// at most one of them may constrain the answer.
+    /// </summary>
+    public static StructuredOutput? ResponseFormat(JsonObject? format, JsonObject? structuredOutputs)
+    {
+        StructuredOutput? result = null;
+        if (format is not null)
+        {
+            string? type = format["type"] is JsonValue tv && tv.TryGetValue(out string? t) ? t : null;
+            switch (type)
+            {
+                case "text":
+                    break;
+                case "json_object":
+                    result = new StructuredOutput(StructuredOutputKind.JsonObject);
+                    break;
+                case "json_schema":
+                    if (format["json_schema"] is not JsonObject js)
+                    {
+                        throw new RequestValidationException("'response_format.json_schema' is required and must be an object.", "response_format.json_schema", "invalid_type");
+                    }
+
+                    JsonNode? schema = js["schema"];
+                    if (schema is JsonValue sv && sv.TryGetValue(out string? text))
+                    {
+                        try
+                        {
+                            schema = JsonNode.Parse(text);   // some clients send the schema as a JSON string
+                        }
+                        catch (System.Text.Json.JsonException ex)
+                        {
+                            throw new RequestValidationException($"'response_format.json_schema.schema' is not JSON: {ex.Message}", "response_format.json_schema.schema", "invalid_value");
+                        }
+                    }
+
+                    if (schema is not (JsonObject or JsonValue))
+                    {
+                        throw new RequestValidationException("'response_format.json_schema.schema' must be a JSON Schema object.", "response_format.json_schema.schema", "invalid_type");
+                    }
+
+                    bool strict = js["strict"] is JsonValue st && st.TryGetValue(out bool sb) && sb;
+                    result = new StructuredOutput(StructuredOutputKind.JsonSchema, schema, strict, Param: "response_format.json_schema.schema");
+                    break;
+                default:
+                    throw new RequestValidationException($"'response_format.type' must be text, json_object or json_schema; got \"{type}\".", "response_format.type", "invalid_value");
+            }
+        }
+
+        if (structuredOutputs is null)
+        {
+            return result;
+        }
+
+        if (result is not null || structuredOutputs.Count != 1)
+        {
+            throw new RequestValidationException("'structured_outputs' takes exactly one of json, regex or choice, and not together with a JSON 'response_format'.", "structured_outputs", "invalid_value");
+        }
+
+        var (key, value) = structuredOutputs.First();
+        switch (key)
+        {
+            case "json":
+                return new StructuredOutput(StructuredOutputKind.JsonSchema, value is JsonValue jv && jv.TryGetValue(out string? js2) ? JsonNode.Parse(js2) : value, Param: "structured_outputs.json");
+            case "regex" when value is JsonValue rv && rv.TryGetValue(out string? pattern):
+                return new StructuredOutput(StructuredOutputKind.Regex, Pattern: pattern, Param: "structured_outputs.regex");
+            case "choice" when value is JsonArray { Count: > 0 } choices && choices.All(c => c is JsonValue cv && cv.TryGetValue(out string? _)):
+                return new StructuredOutput(StructuredOutputKind.Choice, Choices: [.. choices.Select(c => c!.GetValue<string>())], Param: "structured_outputs.choice");
+            default:
+                throw new RequestValidationException($"'structured_outputs.{key}' is not supported; use json (a schema), regex (a string) or choice (a non-empty array of strings).", "structured_outputs", "invalid_value");
+        }
+    }
+
     public static JsonArray? Tools(JsonArray? tools)
     {
         if (tools is null || tools.Count == 0)

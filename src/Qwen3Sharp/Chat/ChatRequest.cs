@@ -23,6 +23,25 @@ public sealed record ToolChoice(ToolChoiceMode Mode, string? FunctionName = null
     public static ToolChoice Auto { get; } = new(ToolChoiceMode.Auto);
 }
 
+public enum StructuredOutputKind
+{
+    /// <summary>Any JSON object (OpenAI json_object).</summary>
+    JsonObject,
+
+    /// <summary>JSON valid against <see cref="StructuredOutput.Schema"/> (OpenAI json_schema).</summary>
+    JsonSchema,
+
+    /// <summary>Text matching <see cref="StructuredOutput.Pattern"/> in full (vLLM structured_outputs.regex).</summary>
+    Regex,
+
+    /// <summary>Exactly one of <see cref="StructuredOutput.Choices"/> (vLLM structured_outputs.choice).</summary>
+    Choice,
+}
+
+/// <summary>What the answer must be; decoding is constrained token by token (see Structured/).</summary>
+public sealed record StructuredOutput(StructuredOutputKind Kind, JsonNode? Schema = null, bool Strict = false,
+    string? Pattern = null, IReadOnlyList<string>? Choices = null, string Param = "response_format");
+
 /// <summary>Sampling settings a request may set; null means "use the model's and the mode's defaults".</summary>
 public sealed record SamplingOverrides
 {
@@ -65,6 +84,9 @@ public sealed class ChatRequest
 
     /// <summary>Reasoning tokens allowed before the reasoning is closed; null = the server's default (unlimited).</summary>
     public int? ThinkingBudget { get; init; }
+
+    /// <summary>Structured output (response_format / structured_outputs); null = free text.</summary>
+    public StructuredOutput? ResponseFormat { get; init; }
 }
 
 /// <summary>What streams out of a chat generation.</summary>

@@ -21,6 +21,9 @@ public sealed record ChatServiceOptions
     /// <summary>Reasoning tokens allowed when a request does not say; null = unlimited.</summary>
     public int? DefaultThinkingBudget { get; init; }
 
+    /// <summary>Most time to compile a structured-output schema and compute its first token mask (else 400).</summary>
+    public TimeSpan StructuredCompileTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
     /// <summary>Parse a &lt;tool_call&gt; written inside the reasoning as a call (off: it stays reasoning, as in vLLM).</summary>
     public bool ParseToolCallsInReasoning { get; init; }
 }
@@ -49,6 +52,7 @@ public sealed class ChatService
     private readonly GenerationConfig? _generationConfig;
     private readonly int[] _stopTokenIds;
     private readonly int[] _budgetCloseTokens;
+    private readonly Lazy<Structured.TokenTrie> _trie;
 
     public ChatService(InferenceEngine engine, Qwen3Tokenizer tokenizer, ChatTemplate template,
         GenerationConfig? generationConfig, ChatServiceOptions? options = null)
@@ -71,6 +75,44 @@ public sealed class ChatService
 
         _stopTokenIds = [.. stops];
         _budgetCloseTokens = tokenizer.Encode(ThinkingBudgetCloseText);
+        _trie = new Lazy<Structured.TokenTrie>(() => Structured.TokenTrie.FromTokenizer(tokenizer, engine.VocabSize));
+    }
+
+    /// <summary>The tokenizer's vocabulary as a byte trie (built on first use of structured output).</summary>
+    public Structured.TokenTrie TokenTrie => _trie.Value;
+
+    /// <summary>
+    /// Compiles a structured-output request to a token constraint and computes its first mask, within
+    /// <see cref="ChatServiceOptions.StructuredCompileTimeout"/>. Throws <see cref="GenerationRequestException"/>.
+    /// </summary>
+    public Structured.TokenConstraint CompileConstraint(StructuredOutput format, Structured.ConstraintStart start)
+    {
+        try
+        {
+            Structured.GNode value = format.Kind switch
+            {
+                StructuredOutputKind.JsonObject => Structured.JsonSchemaCompiler.AnyObject(),
+                StructuredOutputKind.JsonSchema => Structured.JsonSchemaCompiler.Compile(format.Schema, format.Strict, out _),
+                StructuredOutputKind.Regex => Structured.RegexCompiler.Compile("^(" + format.Pattern + ")$", jsonString: false),
+                _ => Structured.G.Alt([.. (format.Choices ?? []).Select(Structured.G.Lit)]),
+            };
+            Structured.GNode root = format.Kind is StructuredOutputKind.JsonObject or StructuredOutputKind.JsonSchema
+                ? Structured.G.Seq(Structured.JsonSchemaCompiler.Ws, value)
+                : value;
+            var matcher = new Structured.GrammarMatcher(root, TokenTrie);
+            var constraint = new Structured.TokenConstraint(matcher, _stopTokenIds, start,
+                Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1);
+            constraint.Prepare(Options.StructuredCompileTimeout);
+            return constraint;
+        }
+        catch (Structured.SchemaException ex)
+        {
+            throw new GenerationRequestException($"'{format.Param}': {ex.Message}", format.Param);
+        }
+        catch (Structured.GrammarTooComplexException ex)
+        {
+            throw new GenerationRequestException($"'{format.Param}': {ex.Message} (limit {Options.StructuredCompileTimeout.TotalSeconds:0.###} s); simplify the schema", format.Param);
+        }
     }
 
     public InferenceEngine Engine { get; }
@@ -151,6 +193,11 @@ public sealed class ChatService
             TopLogprobs = request.TopLogprobs,
             StartsInsideReasoning = parser.StartsInsideReasoning,
             ThinkingBudget = budget is { } max && thinking ? new ThinkingBudget(max, _budgetCloseTokens) : null,
+            Constraint = request.ResponseFormat is { } format && call.Length == 0
+                ? CompileConstraint(format, !thinking ? Structured.ConstraintStart.FirstToken
+                    : parser.StartsInsideReasoning ? Structured.ConstraintStart.AfterReasoning
+                    : Structured.ConstraintStart.AfterOptionalReasoning)
+                : null,
         };
         return new PreparedChat(prompt, tokens, thinking, prefill, call, parser, generation);
     }

@@ -29,6 +29,12 @@ public sealed class GenerationRequest
 
     /// <summary>Closes reasoning after this many reasoning tokens (Qwen's thinking budget); null = unlimited.</summary>
     public ThinkingBudget? ThinkingBudget { get; init; }
+
+    /// <summary>
+    /// Structured output: masks tokens that cannot continue a valid output. Stateful, so one per request (the engine
+    /// hands it every accepted token through the request's sampler).
+    /// </summary>
+    public Structured.TokenConstraint? Constraint { get; init; }
 }
 
 /// <summary>

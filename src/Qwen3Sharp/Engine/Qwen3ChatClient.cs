@@ -112,10 +112,11 @@ public sealed class Qwen3ChatClient(ChatService chat, string modelId) : IChatCli
         }
 
         IDictionary<string, object?>? extra = options?.AdditionalProperties;
-        if (options?.ResponseFormat is ChatResponseFormatJson)
-        {
-            throw new NotSupportedException("Qwen3Sharp does not constrain output to JSON yet; use ChatResponseFormat.Text.");
-        }
+        StructuredOutput? structured = options?.ResponseFormat is ChatResponseFormatJson json
+            ? json.Schema is { } schema
+                ? new StructuredOutput(StructuredOutputKind.JsonSchema, JsonNode.Parse(schema.GetRawText()), Strict: false, Param: "ResponseFormat")
+                : new StructuredOutput(StructuredOutputKind.JsonObject, Param: "ResponseFormat")
+            : null;
 
         bool? thinking = options?.Reasoning?.Effort switch
         {
@@ -176,6 +177,7 @@ public sealed class Qwen3ChatClient(ChatService chat, string modelId) : IChatCli
             MaxTokens = options?.MaxOutputTokens,
             Stop = options?.StopSequences?.ToList() ?? [],
             ThinkingBudget = Get<int>(extra, "thinking_budget"),
+            ResponseFormat = structured,
             Sampling = new SamplingOverrides
             {
                 Temperature = options?.Temperature,

@@ -130,7 +130,8 @@ public static class ModelSynthesizer
     private static void WriteJson(string path, Qwen3Config config)
         => File.WriteAllText(path, JsonSerializer.Serialize(config, Indented) + "\n");
 
-    private static void WriteGenerationConfig(string path, Qwen3Config config)
+    /// <summary>Writes the generation_config.json Qwen3 ships (sampling: temperature 0.6, top_p 0.95, top_k 20).</summary>
+    public static void WriteGenerationConfig(string path, Qwen3Config config)
     {
         int bos = config.BosTokenId is [int b, ..] ? b : 151643;
         int eos = config.EosTokenId is [int e, ..] ? e : 151645;

@@ -83,11 +83,13 @@ public sealed class CliProcessTests
         try
         {
             var env = new Dictionary<string, string> { ["HF_HOME"] = Path.Combine(home, "hf"), ["QWEN3SHARP_HOME"] = home };
-            var (code, _, error) = await CliProcess.RunAsync("run --no-think --max-tokens 3 hi", environment: env);
+            var (code, output, error) = await CliProcess.RunAsync("run --no-think --temperature 0 --max-tokens 80 hi", environment: env);
             Assert.True(code == 0, error);
             Assert.Contains("EMBEDDED", error);
             Assert.Contains("qwen3 pull Qwen/Qwen3-1.7B", error);
-            Assert.True(File.Exists(Path.Combine(home, "qwen3sharp-demo-tiny-v1", "model.safetensors")));
+            Assert.True(File.Exists(Path.Combine(home, "qwen3sharp-demo-tiny-v2", "model.safetensors")));
+            // the trained demo model says what it is, not noise
+            Assert.StartsWith("Hello! I am a tiny demonstration model of Qwen3Sharp", output.Trim());
         }
         finally
         {

@@ -76,9 +76,16 @@ public sealed class Qwen3ChatClientTests : IDisposable
     }
 
     [Fact]
-    public void ToRequest_JsonResponseFormat_IsRefusedNotIgnored() =>
-        Assert.Throws<NotSupportedException>(() => Qwen3ChatClient.ToRequest(
-            [new ChatMessage(ChatRole.User, "hi")], new ChatOptions { ResponseFormat = ChatResponseFormat.Json }, out _));
+    public void ToRequest_JsonResponseFormat_BecomesStructuredOutput()
+    {
+        ChatRequest json = Qwen3ChatClient.ToRequest(
+            [new ChatMessage(ChatRole.User, "hi")], new ChatOptions { ResponseFormat = ChatResponseFormat.Json }, out _);
+        Assert.Equal(StructuredOutputKind.JsonObject, json.ResponseFormat!.Kind);
+        ChatRequest schema = Qwen3ChatClient.ToRequest([new ChatMessage(ChatRole.User, "hi")],
+            new ChatOptions { ResponseFormat = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse("""{"type":"integer"}""").RootElement) }, out _);
+        Assert.Equal(StructuredOutputKind.JsonSchema, schema.ResponseFormat!.Kind);
+        Assert.Equal("integer", (string?)schema.ResponseFormat.Schema!["type"]);
+    }
 
     [Fact]
     public async Task GetResponse_ThinkingOn_ReasoningIsNeverInText()

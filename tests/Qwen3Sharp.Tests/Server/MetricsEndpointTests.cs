@@ -162,6 +162,8 @@ public sealed class MetricsEndpointTests(MetricsServerFixture fixture) : IClassF
         Assert.Equal(0, Value(after, "num_requests_running", "num_requests_running"));
         Assert.Equal(0, Value(after, "num_requests_waiting", "num_requests_waiting"));
         Assert.Equal(0, Value(after, "kv_cache_usage_perc", "kv_cache_usage_perc"));
+        Assert.Equal(0, Value(after, "kv_cache_blocks_used", "kv_cache_blocks_used"));
+        Assert.True(_f.Host.Engine.Stats.KvBlocksTotal > 0);
         Assert.Equal(_f.Host.Engine.Stats.KvBlocksTotal, Value(after, "kv_cache_blocks_total", "kv_cache_blocks_total"));
         foreach (string h in new[] { "time_to_first_token_seconds", "inter_token_latency_seconds", "time_per_output_token_seconds", "e2e_request_latency_seconds" })
         {

@@ -159,8 +159,10 @@ public sealed class OpenAiSdkTests(ServerFixture fixture) : IClassFixture<Server
         Assert.Contains("model_not_found", missing.Message);
 
         var json = await Assert.ThrowsAsync<ClientResultException>(() => Client().CompleteChatAsync([new UserChatMessage("Hi")],
-            new ChatCompletionOptions { ResponseFormat = OpenAI.Chat.ChatResponseFormat.CreateJsonObjectFormat() }));
+            new ChatCompletionOptions { ResponseFormat = OpenAI.Chat.ChatResponseFormat.CreateJsonSchemaFormat("x",
+                BinaryData.FromString("""{"$ref":"#/$defs/missing"}""")) }));
         Assert.Equal(400, json.Status);
+        Assert.Contains("#/$defs/missing", json.Message);
     }
 
     [Fact]

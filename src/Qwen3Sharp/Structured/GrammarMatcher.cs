@@ -1,0 +1,490 @@
+using System.Runtime.InteropServices;
+
+namespace Qwen3Sharp.Structured;
+
+/// <summary>
+/// One pushdown stack of the automaton: <see cref="Node"/> at position <see cref="Pos"/> on top of
+/// <see cref="Parent"/>. Frames are interned per matcher, so equal stacks are the same object.
+/// </summary>
+internal sealed class Frame(GNode node, int pos, Frame? parent, int id)
+{
+    public readonly GNode Node = node;
+    public readonly int Pos = pos;
+    public readonly Frame? Parent = parent;
+    public readonly int Id = id;
+
+    /// <summary>Terminal frames (byte, byte set or special token on top) this stack can be at without consuming input.</summary>
+    public Frame[]? Terminals;
+
+    /// <summary>Whether the stack can end here (the whole grammar matched).</summary>
+    public bool Accepts;
+
+    /// <summary>For a terminal frame: the stack after its byte/token is consumed (expanded lazily).</summary>
+    public Frame? After;
+
+    /// <summary>Used while merging frame sets: the stamp of the set this frame was last added to.</summary>
+    public int Mark;
+
+    /// <summary>Used while expanding a stack: the stamp of the expansion this frame was last added to.</summary>
+    public int ExpandMark;
+
+    public bool Matches(byte b) => Node switch
+    {
+        GBytes l => l.Bytes[Pos] == b,
+        GByteSet s => s.Contains(b),
+        _ => false,
+    };
+}
+
+/// <summary>A set of terminal frames (the matcher's state between tokens), interned with its mask and transitions.</summary>
+internal sealed class StateSet(Frame[] terminals, bool accepts)
+{
+    public readonly Frame[] Terminals = terminals; // sorted by Id
+    public readonly bool Accepts = accepts;
+    public ulong[]? Mask;                           // [ceil(vocab / 64)] allowed token bits
+    public readonly Dictionary<int, StateSet?> Next = [];
+
+    public bool IsDead => Terminals.Length == 0 && !Accepts;
+}
+
+/// <summary>
+/// Runs a <see cref="GNode"/> grammar over bytes (a nondeterministic pushdown automaton whose stacks are interned
+/// <see cref="Frame"/>s) and computes token masks by walking a <see cref="TokenTrie"/>. One matcher serves one
+/// request; it is used by one thread at a time.
+/// </summary>
+public sealed class GrammarMatcher
+{
+    private readonly Dictionary<(GNode, int, Frame?), Frame> _frames = [];
+    private readonly Dictionary<StateKey, StateSet> _states = [];
+    private readonly TokenTrie _trie;
+    private readonly List<Frame> _expandScratch = [];
+    private Frame[][] _levels = [];   // per trie depth: the frame set reached there
+    private int[] _levelCounts = [];
+    private int _stamp;
+    private int _expandStamp;
+    private long _work;
+    private long _workLimit = long.MaxValue;
+    private readonly int _maxStackDepth;
+
+    public GrammarMatcher(GNode root, TokenTrie trie, int maxStackDepth = 512)
+    {
+        _trie = trie;
+        _maxStackDepth = maxStackDepth;
+        Frame top = Intern(root, 0, null);
+        Initial = Intern(Expand(top).Terminals!, top.Accepts);
+    }
+
+    internal StateSet Initial { get; }
+
+    public TokenTrie Trie => _trie;
+
+    /// <summary>Frames created so far (a size measure for limits and benchmarks).</summary>
+    public int FrameCount => _frames.Count;
+
+    private Frame Intern(GNode node, int pos, Frame? parent)
+    {
+        if (!_frames.TryGetValue((node, pos, parent), out Frame? f))
+        {
+            f = new Frame(node, pos, parent, _frames.Count);
+            _frames.Add((node, pos, parent), f);
+        }
+
+        return f;
+    }
+
+    private StateSet Intern(Frame[] terminals, bool accepts)
+    {
+        var key = new StateKey(terminals, accepts);
+        if (!_states.TryGetValue(key, out StateSet? s))
+        {
+            s = new StateSet(terminals, accepts);
+            _states.Add(key, s);
+        }
+
+        return s;
+    }
+
+    /// <summary>Fills <see cref="Frame.Terminals"/> and <see cref="Frame.Accepts"/> of <paramref name="f"/>.</summary>
+    private Frame Expand(Frame f)
+    {
+        if (f.Terminals is not null)
+        {
+            return f;
+        }
+
+        var terminals = new List<Frame>();
+        bool accepts = false;
+        int stamp = ++_expandStamp;
+        ExpandInto(f, terminals, ref accepts, stamp, 0);
+        terminals.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+        f.Accepts = accepts;
+        f.Terminals = [.. terminals];
+        return f;
+    }
+
+    private void ExpandInto(Frame? f, List<Frame> into, ref bool accepts, int stamp, int depth)
+    {
+        if (++_work > _workLimit)
+        {
+            throw new GrammarTooComplexException("the grammar took too long to evaluate");
+        }
+
+        if (f is null)
+        {
+            accepts = true;
+            return;
+        }
+
+        if (f.Terminals is not null)
+        {
+            foreach (Frame t in f.Terminals)
+            {
+                if (t.ExpandMark != stamp)
+                {
+                    t.ExpandMark = stamp;
+                    into.Add(t);
+                }
+            }
+
+            accepts |= f.Accepts;
+            return;
+        }
+
+        if (depth > _maxStackDepth * 4)
+        {
+            throw new GrammarTooComplexException("the grammar nests too deeply (or loops without consuming input)");
+        }
+
+        switch (f.Node)
+        {
+            case GBytes l:
+                if (f.Pos < l.Bytes.Length)
+                {
+                    AddTerminal(f, into, stamp);
+                }
+                else
+                {
+                    ExpandInto(f.Parent, into, ref accepts, stamp, depth + 1);
+                }
+
+                break;
+            case GByteSet or GToken:
+                if (f.Pos == 0)
+                {
+                    AddTerminal(f, into, stamp);
+                }
+                else
+                {
+                    ExpandInto(f.Parent, into, ref accepts, stamp, depth + 1);
+                }
+
+                break;
+            case GSeq s:
+                if (f.Pos < s.Items.Length)
+                {
+                    ExpandInto(Push(s.Items[f.Pos], Intern(s, f.Pos + 1, f.Parent)), into, ref accepts, stamp, depth + 1);
+                }
+                else
+                {
+                    ExpandInto(f.Parent, into, ref accepts, stamp, depth + 1);
+                }
+
+                break;
+            case GAlt a:
+                foreach (GNode item in a.Items)
+                {
+                    ExpandInto(Push(item, f.Parent), into, ref accepts, stamp, depth + 1);
+                }
+
+                break;
+            case GRepeat r:
+                if (r.Max < 0 || f.Pos < r.Max)
+                {
+                    int next = r.Max < 0 ? Math.Min(f.Pos + 1, r.Min) : f.Pos + 1;
+                    ExpandInto(Push(r.Item, Intern(r, next, f.Parent)), into, ref accepts, stamp, depth + 1);
+                }
+
+                if (f.Pos >= r.Min)
+                {
+                    ExpandInto(f.Parent, into, ref accepts, stamp, depth + 1);
+                }
+
+                break;
+            case GRef g:
+                ExpandInto(Push(g.Target ?? throw new InvalidOperationException("unresolved grammar reference"), f.Parent),
+                    into, ref accepts, stamp, depth + 1);
+                break;
+        }
+    }
+
+    private Frame Push(GNode node, Frame? parent)
+    {
+        int depth = 0;
+        for (Frame? p = parent; p is not null && depth <= _maxStackDepth; p = p.Parent)
+        {
+            depth++;
+        }
+
+        if (depth > _maxStackDepth)
+        {
+            throw new GrammarTooComplexException($"the output nests deeper than {_maxStackDepth} levels");
+        }
+
+        return Intern(node, 0, parent);
+    }
+
+    private static void AddTerminal(Frame f, List<Frame> into, int stamp)
+    {
+        if (f.ExpandMark != stamp)
+        {
+            f.ExpandMark = stamp;
+            into.Add(f);
+        }
+    }
+
+    private Frame AfterOf(Frame t)
+    {
+        if (t.After is null)
+        {
+            t.After = Expand(Intern(t.Node, t.Pos + 1, t.Parent));
+        }
+
+        return t.After;
+    }
+
+    /// <summary>The state after <paramref name="bytes"/>, or null when they cannot continue a valid output.</summary>
+    internal StateSet? Advance(StateSet state, ReadOnlySpan<byte> bytes)
+    {
+        List<Frame> current = [.. state.Terminals];
+        bool accepts = state.Accepts;
+        foreach (byte b in bytes)
+        {
+            var afters = new List<Frame>();
+            foreach (Frame t in current)
+            {
+                if (t.Matches(b))
+                {
+                    afters.Add(AfterOf(t));
+                }
+            }
+
+            (current, accepts) = Merge(afters);
+            if (current.Count == 0 && !accepts)
+            {
+                return null;
+            }
+        }
+
+        current.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+        return Intern([.. current], accepts);
+    }
+
+    private (List<Frame>, bool) Merge(List<Frame> expanded)
+    {
+        var next = new List<Frame>();
+        bool accepts = false;
+        int stamp = ++_stamp;
+        foreach (Frame a in expanded)
+        {
+            accepts |= a.Accepts;
+            foreach (Frame x in a.Terminals!)
+            {
+                if (x.Mark != stamp)
+                {
+                    x.Mark = stamp;
+                    next.Add(x);
+                }
+            }
+        }
+
+        return (next, accepts);
+    }
+
+    /// <summary>The state after the special token <paramref name="tokenId"/>, or null.</summary>
+    internal StateSet? AdvanceSpecial(StateSet state, int tokenId)
+    {
+        var afters = new List<Frame>();
+        foreach (Frame t in state.Terminals)
+        {
+            if (t.Node is GToken g && g.TokenId == tokenId)
+            {
+                afters.Add(AfterOf(t));
+            }
+        }
+
+        (List<Frame> next, bool accepts) = Merge(afters);
+        if (next.Count == 0 && !accepts)
+        {
+            return null;
+        }
+
+        next.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+        return Intern([.. next], accepts);
+    }
+
+    /// <summary>The state after token <paramref name="tokenId"/> (bytes or special), cached per state; null when not allowed.</summary>
+    internal StateSet? Advance(StateSet state, int tokenId)
+    {
+        if (state.Next.TryGetValue(tokenId, out StateSet? cached))
+        {
+            return cached;
+        }
+
+        StateSet? next = _trie.IsByteToken(tokenId) ? Advance(state, _trie.BytesOf(tokenId)) : AdvanceSpecial(state, tokenId);
+        state.Next[tokenId] = next;
+        return next;
+    }
+
+    /// <summary>
+    /// The allowed-token bits of <paramref name="state"/> (end-of-output tokens are the caller's business),
+    /// computed once per state by walking the token trie. <paramref name="workLimit"/> bounds the walk.
+    /// </summary>
+    internal ulong[] MaskOf(StateSet state, long workLimit = long.MaxValue)
+    {
+        if (state.Mask is { } m)
+        {
+            return m;
+        }
+
+        var mask = new ulong[(_trie.VocabSize + 63) / 64];
+        _work = 0;
+        _workLimit = workLimit;
+        try
+        {
+            if (state.Terminals.Length > 0)
+            {
+                EnsureLevels(0, state.Terminals.Length);
+                state.Terminals.CopyTo(_levels[0], 0);
+                _levelCounts[0] = state.Terminals.Length;
+                Walk(0, 0, mask);
+            }
+        }
+        finally
+        {
+            _workLimit = long.MaxValue;
+        }
+
+        foreach (Frame t in state.Terminals)
+        {
+            if (t.Node is GToken g && (uint)g.TokenId < (uint)_trie.VocabSize)
+            {
+                mask[g.TokenId >> 6] |= 1UL << (g.TokenId & 63);
+            }
+        }
+
+        state.Mask = mask;
+        return mask;
+    }
+
+    private void EnsureLevels(int depth, int count)
+    {
+        if (depth >= _levels.Length)
+        {
+            Array.Resize(ref _levels, Math.Max(depth + 1, _levels.Length * 2));
+            Array.Resize(ref _levelCounts, _levels.Length);
+        }
+
+        _levels[depth] ??= new Frame[Math.Max(16, count)];
+        if (_levels[depth].Length < count)
+        {
+            _levels[depth] = new Frame[Math.Max(count, _levels[depth].Length * 2)];
+        }
+    }
+
+    /// <summary>Visits the children of trie node <paramref name="node"/> with the frame set at <paramref name="depth"/>.</summary>
+    private void Walk(int node, int depth, ulong[] mask)
+    {
+        ReadOnlySpan<byte> childBytes = _trie.ChildBytes(node);
+        ReadOnlySpan<int> childNodes = _trie.ChildNodes(node);
+        int count = _levelCounts[depth];
+        for (int c = 0; c < childBytes.Length; c++)
+        {
+            byte b = childBytes[c];
+            for (int i = 0; i < count; i++)
+            {
+                Frame t = _levels[depth][i];
+                if (t.Matches(b))
+                {
+                    AfterOf(t);    // expands before the merge below, whose stamps an expansion must not disturb
+                }
+            }
+
+            int stamp = ++_stamp;
+            bool accepts = false;
+            int n = 0;
+            EnsureLevels(depth + 1, 16);
+            for (int i = 0; i < count; i++)
+            {
+                Frame t = _levels[depth][i];
+                if (!t.Matches(b))
+                {
+                    continue;
+                }
+
+                Frame after = t.After!;
+                accepts |= after.Accepts;
+                foreach (Frame x in after.Terminals!)
+                {
+                    if (x.Mark != stamp)
+                    {
+                        x.Mark = stamp;
+                        if (n == _levels[depth + 1].Length)
+                        {
+                            Array.Resize(ref _levels[depth + 1], n * 2);
+                        }
+
+                        _levels[depth + 1][n++] = x;
+                    }
+                }
+            }
+
+            if (++_work > _workLimit)
+            {
+                throw new GrammarTooComplexException("computing the token mask took too long");
+            }
+
+            if (n == 0 && !accepts)
+            {
+                continue;
+            }
+
+            int child = childNodes[c];
+            foreach (int token in _trie.TokensAt(child))
+            {
+                mask[token >> 6] |= 1UL << (token & 63);
+            }
+
+            if (n > 0 && _trie.HasChildren(child))
+            {
+                _levelCounts[depth + 1] = n;
+                Walk(child, depth + 1, mask);
+            }
+        }
+    }
+
+    private readonly struct StateKey(Frame[] terminals, bool accepts) : IEquatable<StateKey>
+    {
+        private readonly Frame[] _terminals = terminals;
+        private readonly bool _accepts = accepts;
+
+        public bool Equals(StateKey other) =>
+            _accepts == other._accepts && _terminals.AsSpan().SequenceEqual(other._terminals);
+
+        public override bool Equals(object? obj) => obj is StateKey k && Equals(k);
+
+        public override int GetHashCode()
+        {
+            var h = new HashCode();
+            h.Add(_accepts);
+            foreach (Frame f in _terminals)
+            {
+                h.Add(f.Id);
+            }
+
+            return h.ToHashCode();
+        }
+    }
+}
+
+/// <summary>A grammar (or schema) too large or slow to run within the limits.</summary>
+public sealed class GrammarTooComplexException(string message) : Exception(message);

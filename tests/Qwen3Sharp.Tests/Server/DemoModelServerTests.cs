@@ -1,0 +1,144 @@
+#pragma warning disable OPENAI001 // reasoning effort is marked experimental in the SDK
+using System.ClientModel;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using OpenAI;
+using OpenAI.Chat;
+using Qwen3Sharp.Cli;
+using Qwen3Sharp.Engine;
+using Qwen3Sharp.Server;
+
+namespace Qwen3Sharp.Tests.Server;
+
+/// <summary>The embedded demo model, expanded as the program does on first use and served over HTTP.</summary>
+public sealed class DemoModelFixture : IAsyncLifetime
+{
+    public const string Name = "qwen3sharp-demo-tiny-v2";
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-demo-" + Guid.NewGuid().ToString("N"));
+    private WebApplication? _app;
+
+    public Qwen3Host Host { get; private set; } = null!;
+
+    public HttpClient Http { get; private set; } = null!;
+
+    public Uri BaseAddress { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        DemoModel.Write(_directory);
+        Host = Qwen3Host.Load(_directory, new HostOptions { ThreadCount = 2, ContextSize = 2048, MaxSequences = 4 });
+        _app = Qwen3Server.Build(new ServerOptions { Port = 0, ServedModelNames = [Name] }, Host.Chat, ["--Logging:LogLevel:Default=Warning"]);
+        await _app.StartAsync();
+        BaseAddress = _app.GetBoundAddress();
+        Http = new HttpClient { BaseAddress = BaseAddress, Timeout = TimeSpan.FromSeconds(120) };
+    }
+
+    public async Task DisposeAsync()
+    {
+        Http.Dispose();
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+
+        Host.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+}
+
+/// <summary>
+/// What the demo model was trained to do (tools/demo-model/corpus.py), checked exactly under greedy decoding through the
+/// official OpenAI .NET SDK and plain HTTP: the reasoning split, the thinking switches, finish reasons, stop strings and Chinese text in streamed deltas.
+/// </summary>
+public sealed class DemoModelServerTests(DemoModelFixture fixture) : IClassFixture<DemoModelFixture>
+{
+    // The assistant texts of the training corpus (tools/demo-model/corpus.py), which greedy decoding reproduces.
+    private const string Pull = "qwen3 pull Qwen/Qwen3-1.7B";
+    private const string Identity = "Hello! I am a tiny demonstration model of Qwen3Sharp, trained only to show how the engine works. "
+        + "I can greet you, solve small arithmetic word problems step by step, and call tools such as get_weather or get_time. "
+        + "For real answers, get the real model: " + Pull;
+    private const string IdentityZh = "你好！我是 Qwen3Sharp 的一个很小的演示模型，只用来展示引擎的功能。我可以打招呼、一步一步地解小的算术应用题，"
+        + "还可以调用 get_weather 或 get_time 这样的工具。要获得真正的回答，请下载真正的模型：" + Pull;
+
+    private readonly DemoModelFixture _f = fixture;
+
+    private ChatClient Client() => new(DemoModelFixture.Name, new ApiKeyCredential("not-checked"),
+        new OpenAIClientOptions { Endpoint = new Uri(_f.BaseAddress, "/v1"), NetworkTimeout = TimeSpan.FromSeconds(120) });
+
+    private static ChatCompletionOptions Greedy(bool thinking = true)
+    {
+        var o = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 200 };
+        if (!thinking)
+        {
+            o.ReasoningEffortLevel = ChatReasoningEffortLevel.None;
+        }
+
+        return o;
+    }
+
+    private async Task<JsonNode> PostRaw(JsonObject body)
+    {
+        body["model"] = DemoModelFixture.Name;
+        body["temperature"] = 0;
+        body["max_tokens"] = 200;
+        using HttpResponseMessage r = await _f.Http.PostAsync("/v1/chat/completions", new StringContent(body.ToJsonString(), Encoding.UTF8, "application/json"));
+        string text = await r.Content.ReadAsStringAsync();
+        Assert.True(r.IsSuccessStatusCode, text);
+        return JsonNode.Parse(text)!["choices"]![0]!;
+    }
+
+    [Theory]
+    [InlineData("""{"enable_thinking": false}""")]
+    [InlineData("""{"chat_template_kwargs": {"enable_thinking": false}}""")]
+    [InlineData("""{"reasoning_effort": "none"}""")]
+    [InlineData("""{"soft_switch": "/no_think"}""")]
+    public async Task Greeting_EveryThinkingSwitch_AnswersDirectlyWithoutReasoning(string form)
+    {
+        JsonObject extra = JsonNode.Parse(form)!.AsObject();
+        string user = "Hi";
+        if (extra.Remove("soft_switch", out JsonNode? sw))
+        {
+            user += " " + (string)sw!;
+        }
+
+        var body = new JsonObject { ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = user }) };
+        foreach ((string k, JsonNode? v) in extra)
+        {
+            body[k] = v?.DeepClone();
+        }
+
+        JsonNode choice = await PostRaw(body);
+        Assert.Equal(Identity, (string)choice["message"]!["content"]!);
+        Assert.True(choice["message"]!["reasoning_content"] is null || ((string)choice["message"]!["reasoning_content"]!).Trim().Length == 0);
+        Assert.Equal("stop", (string)choice["finish_reason"]!);
+    }
+
+    [Fact]
+    public async Task StopString_CutsTheAnswer_FinishStop()
+    {
+        var options = Greedy(thinking: false);
+        options.StopSequences.Add("Qwen3Sharp");
+        ChatCompletion c = (await Client().CompleteChatAsync([new UserChatMessage("Hello")], options)).Value;
+        Assert.Equal("Hello! I am a tiny demonstration model of ", c.Content[0].Text);
+        Assert.Equal(OpenAI.Chat.ChatFinishReason.Stop, c.FinishReason);
+    }
+
+    [Fact]
+    public async Task Chinese_StreamedDeltas_AreWholeCharacters()
+    {
+        var content = new StringBuilder();
+        var reasoning = new StringBuilder();
+        await foreach (StreamingChatCompletionUpdate u in Client().CompleteChatStreamingAsync([new UserChatMessage("你好")], Greedy()))
+        {
+            foreach (ChatMessageContentPart p in u.ContentUpdate)
+            {
+                Assert.DoesNotContain('\uFFFD', p.Text);
+                content.Append(p.Text);
+            }
+        }
+
+        Assert.Equal(IdentityZh, content.ToString());
+    }
+}

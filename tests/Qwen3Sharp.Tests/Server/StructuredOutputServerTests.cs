@@ -1,0 +1,101 @@
+using System.ClientModel;
+using System.Text;
+using System.Text.Json.Nodes;
+using Json.Schema;
+using OpenAI;
+using OpenAI.Chat;
+
+namespace Qwen3Sharp.Tests.Server;
+
+/// <summary>response_format through the official OpenAI .NET SDK; answers validated with JsonSchema.Net.</summary>
+public sealed class StructuredOutputServerTests(ServerFixture fixture) : IClassFixture<ServerFixture>
+{
+    private const string Schema = """{"type":"object","properties":{"ok":{"type":"boolean"},"n":{"type":"integer","minimum":0,"maximum":9},"tag":{"enum":["a","b"]}},"required":["ok","n","tag"],"additionalProperties":false}""";
+
+    private readonly ServerHarness _server = fixture.Server;
+
+    private ChatClient Client() => new(ServerHarness.ModelName, new ApiKeyCredential("not-checked"),
+        new OpenAIClientOptions { Endpoint = new Uri(_server.BaseAddress, "/v1"), NetworkTimeout = TimeSpan.FromSeconds(30) });
+
+    private static void AssertValid(string content)
+    {
+        EvaluationResults r = JsonSchema.FromText(Schema).Evaluate(JsonNode.Parse(content));
+        Assert.True(r.IsValid, content);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Sdk_JsonSchema_AnswerValidates(bool stream)
+    {
+        var options = new ChatCompletionOptions
+        {
+            ResponseFormat = OpenAI.Chat.ChatResponseFormat.CreateJsonSchemaFormat("answer", BinaryData.FromString(Schema), jsonSchemaIsStrict: true),
+            Temperature = 1.5f,
+        };
+        for (int i = 0; i < 3; i++)
+        {
+            string content;
+            if (stream)
+            {
+                var sb = new StringBuilder();
+                await foreach (StreamingChatCompletionUpdate u in Client().CompleteChatStreamingAsync([new UserChatMessage("Hi")], options))
+                {
+                    foreach (ChatMessageContentPart p in u.ContentUpdate)
+                    {
+                        sb.Append(p.Text);
+                    }
+                }
+
+                content = sb.ToString();
+            }
+            else
+            {
+                ChatCompletion c = await Client().CompleteChatAsync([new UserChatMessage("Hi")], options);
+                content = c.Content[0].Text;
+            }
+
+            AssertValid(content);
+        }
+    }
+
+    [Fact]
+    public async Task Http_JsonObjectThinkingOff_AndRegexChoice()
+    {
+        JsonNode r = await _server.PostOkAsync("/v1/chat/completions", new JsonObject
+        {
+            ["model"] = ServerHarness.ModelName,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
+            ["response_format"] = new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "a", ["schema"] = JsonNode.Parse(Schema) } },
+            ["enable_thinking"] = false,
+        });
+        AssertValid(r["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+
+        JsonNode c = await _server.PostOkAsync("/v1/chat/completions", new JsonObject
+        {
+            ["model"] = ServerHarness.ModelName,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
+            ["structured_outputs"] = new JsonObject { ["choice"] = new JsonArray("yes", "no", "maybe") },
+            ["enable_thinking"] = false,
+        });
+        Assert.Contains(c["choices"]![0]!["message"]!["content"]!.GetValue<string>(), new[] { "yes", "no", "maybe" });
+    }
+
+    [Theory]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"a","schema":"{not json"}}""", "not JSON")]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"a","strict":true,"schema":{"type":"array","uniqueItems":true}}}""", "uniqueItems")]
+    [InlineData("""{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"string","minLength":3,"maxLength":1}}}""", "minLength")]
+    public async Task Http_BadSchema_400NamingTheProblem(string format, string named)
+    {
+        using var content = new StringContent(new JsonObject
+        {
+            ["model"] = ServerHarness.ModelName,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "Hi" }),
+            ["response_format"] = JsonNode.Parse(format),
+        }.ToJsonString(), Encoding.UTF8, "application/json");
+        HttpResponseMessage response = await _server.Http.PostAsync("/v1/chat/completions", content);
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Contains(named, body);
+    }
+}

@@ -1,0 +1,84 @@
+"""Held-out evaluation through the engine: sends every held-out conversation (other cities, numbers, phrasings, names
+and tool names than training) to a running `qwen3 serve` with greedy decoding and checks the exact format:
+tool calls (names and arguments), final sums, the reasoning split (reasoning_content vs content), expected strings.
+
+usage: python3 eval.py URL HELDOUT.jsonl [limit]
+"""
+import json
+import re
+import sys
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+MODEL = "qwen3sharp-demo-tiny-v2"
+
+
+def post(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return json.loads(r.read())
+
+
+def check(ex, msg, finish):
+    e, mode = ex["expect"], ex["mode"]
+    content = msg.get("content") or ""
+    reasoning = msg.get("reasoning_content") or ""
+    calls = msg.get("tool_calls") or []
+    if "<think>" in content or "</think>" in content or "<tool_call>" in content:
+        return "markup in content"
+    if mode == "think" and not reasoning.strip():
+        return "no reasoning"
+    if mode != "think" and reasoning.strip():
+        return "reasoning when thinking is off"
+    if "calls" in e:
+        got = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])} for c in calls]
+        if got != e["calls"]:
+            return f"calls {got} != {e['calls']}"
+        return None if finish == "tool_calls" else f"finish_reason {finish}"
+    if e.get("no_call") and calls:
+        return f"unexpected call {calls[0]['function']}"
+    if finish != "stop":
+        return f"finish_reason {finish}"
+    for s in e.get("contains", []):
+        if s not in content:
+            return f"missing {s!r}"
+    if "answer_number" in e:
+        nums = re.findall(r"\d+", content)
+        if not nums or int(nums[-1]) != e["answer_number"]:
+            return f"answer {nums[-1:] } != {e['answer_number']}"
+    return None
+
+
+def run(base, ex):
+    body = dict(ex["request"])
+    body.update({"model": MODEL, "temperature": 0, "max_tokens": 160})
+    r = post(base + "/v1/chat/completions", body)
+    ch = r["choices"][0]
+    return check(ex, ch["message"], ch["finish_reason"]), ch["message"]
+
+
+def main():
+    base, path = sys.argv[1], sys.argv[2]
+    rows = [json.loads(l) for l in open(path)]
+    if len(sys.argv) > 3:
+        rows = rows[:int(sys.argv[3])]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda e: run(base, e), rows))
+    total, ok = Counter(), Counter()
+    for ex, (err, msg) in zip(rows, results):
+        k = ex["kind"]
+        total[k] += 1
+        if err is None:
+            ok[k] += 1
+        else:
+            print(f"FAIL [{k}/{ex['mode']}] {ex['request']['messages'][-1]['content'][:70]!r}: {err} | "
+                  f"{json.dumps(msg, ensure_ascii=False)[:240]}")
+    for k in sorted(total):
+        print(f"{k:16s} {ok[k]:4d}/{total[k]:4d}")
+    n, g = sum(total.values()), sum(ok.values())
+    print(f"TOTAL {g}/{n} = {100.0 * g / n:.1f}% exact-format success (greedy)")
+
+
+if __name__ == "__main__":
+    main()
