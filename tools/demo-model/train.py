@@ -4,8 +4,11 @@ RMSNorm before RoPE theta 1e6, GQA, SiLU-gated MLP, tied embeddings) on the rend
 full 151,936-token checkpoint become; its logit is trained with log(unused count) added, so the loss here is exactly the
 full-vocabulary loss and the model learns to keep the whole unused mass small. Loss only on assistant tokens.
 
-usage: nice -n 19 python3 train.py DATA_DIR OUT.npz [minutes]
+usage: nice -n 19 python3 train.py DATA_DIR OUT.npz [minutes] [RESUME.npz]
+       (RESUME.npz: start from those weights, same corpus/compact vocabulary; fresh optimizer and schedule.
+        DEMO_TRAIN_THREADS sets torch's thread count, default 1.)
 """
+import os
 import json
 import math
 import random
@@ -116,7 +119,8 @@ def main():
     minutes = float(sys.argv[3]) if len(sys.argv) > 3 else 30.0
     torch.manual_seed(1234)
     random.seed(1234)
-    torch.set_num_threads(1)  # measured: one thread is ~5x faster than two on this shared, loaded 2-core machine
+    # measured: one thread is ~5x faster than two on the shared 2-core machine at load 25-35; two pay off when it is idle
+    torch.set_num_threads(int(os.environ.get("DEMO_TRAIN_THREADS", "1")))
     rows, used = load(data_dir)
     unk = len(used)  # compact id of the shared unused row
     remap = np.full(VOCAB, unk, dtype=np.int64)
@@ -124,6 +128,12 @@ def main():
     log_unused = math.log(VOCAB - len(used))
     print(f"compact vocab {len(used)} (+1 shared unused row), examples {len(rows)}", flush=True)
     model = Model(CFG, len(used) + 1)
+    if len(sys.argv) > 4:
+        z = np.load(sys.argv[4])
+        if list(z["used"]) != used:
+            sys.exit(f"{sys.argv[4]} was trained on another compact vocabulary")
+        model.load_state_dict({k: torch.from_numpy(z[k]) for k in model.state_dict()})
+        print(f"resumed from {sys.argv[4]}", flush=True)
     print("params", sum(p.numel() for p in model.parameters()), flush=True)
     seqs = []
     for r in rows:
