@@ -45,34 +45,7 @@ public sealed unsafe partial class ModelWeights
                 copy = CopyToHugePages(matrices);
             }
 
-            var layers = new Qwen3LayerWeights[config.NumHiddenLayers];
-            for (int l = 0; l < layers.Length; l++)
-            {
-                WeightView M(string name) => matrices[Find(CheckpointKeys.Layer, name).Key(l)];
-                float[]? V(string name) => vectors.GetValueOrDefault(Find(CheckpointKeys.Layer, name).Key(l));
-                layers[l] = new Qwen3LayerWeights
-                {
-                    QProj = M("QProj"),
-                    KProj = M("KProj"),
-                    VProj = M("VProj"),
-                    OProj = M("OProj"),
-                    GateProj = M("GateProj"),
-                    UpProj = M("UpProj"),
-                    DownProj = M("DownProj"),
-                    InputLayerNorm = V("InputLayerNorm")!,
-                    PostAttentionLayerNorm = V("PostAttentionLayerNorm")!,
-                    QNorm = V("QNorm"),
-                    KNorm = V("KNorm"),
-                    QBias = V("QBias"),
-                    KBias = V("KBias"),
-                    VBias = V("VBias"),
-                    OBias = V("OBias"),
-                };
-            }
-
-            WeightView embed = matrices[Find(CheckpointKeys.Head, "EmbedTokens").Key()];
-            WeightView lmHead = config.TieWordEmbeddings ? embed : matrices[Find(CheckpointKeys.Tail, "LmHead").Key()];
-            float[] norm = vectors[Find(CheckpointKeys.Tail, "Norm").Key()];
+            (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
             return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, file);
         }
         catch

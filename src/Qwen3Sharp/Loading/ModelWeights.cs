@@ -161,34 +161,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
                 copy = CopyToHugePages(matrices);
             }
 
-            var layers = new Qwen3LayerWeights[config.NumHiddenLayers];
-            for (int l = 0; l < layers.Length; l++)
-            {
-                WeightView M(string name) => matrices[Find(CheckpointKeys.Layer, name).Key(l)];
-                float[]? V(string name) => vectors.GetValueOrDefault(Find(CheckpointKeys.Layer, name).Key(l));
-                layers[l] = new Qwen3LayerWeights
-                {
-                    QProj = M("QProj"),
-                    KProj = M("KProj"),
-                    VProj = M("VProj"),
-                    OProj = M("OProj"),
-                    GateProj = M("GateProj"),
-                    UpProj = M("UpProj"),
-                    DownProj = M("DownProj"),
-                    InputLayerNorm = V("InputLayerNorm")!,
-                    PostAttentionLayerNorm = V("PostAttentionLayerNorm")!,
-                    QNorm = V("QNorm"),
-                    KNorm = V("KNorm"),
-                    QBias = V("QBias"),
-                    KBias = V("KBias"),
-                    VBias = V("VBias"),
-                    OBias = V("OBias"),
-                };
-            }
-
-            WeightView embed = matrices[Find(CheckpointKeys.Head, "EmbedTokens").Key()];
-            WeightView lmHead = config.TieWordEmbeddings ? embed : matrices[Find(CheckpointKeys.Tail, "LmHead").Key()];
-            float[] norm = vectors[Find(CheckpointKeys.Tail, "Norm").Key()];
+            (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
             return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy);
         }
         catch
@@ -214,6 +187,41 @@ public sealed unsafe partial class ModelWeights : IDisposable
         }
 
         throw new InvalidOperationException($"'{name}' is not in the checkpoint key table");
+    }
+
+    /// <summary>The model's layers, embedding, output head and final norm from tensors keyed by checkpoint name (any format).</summary>
+    private static (Qwen3LayerWeights[] Layers, WeightView Embed, WeightView LmHead, float[] Norm) Assemble(Qwen3Config config,
+        Dictionary<string, WeightView> matrices, Dictionary<string, float[]> vectors)
+    {
+        var layers = new Qwen3LayerWeights[config.NumHiddenLayers];
+        for (int l = 0; l < layers.Length; l++)
+        {
+            WeightView M(string name) => matrices[Find(CheckpointKeys.Layer, name).Key(l)];
+            float[]? V(string name) => vectors.GetValueOrDefault(Find(CheckpointKeys.Layer, name).Key(l));
+            layers[l] = new Qwen3LayerWeights
+            {
+                QProj = M("QProj"),
+                KProj = M("KProj"),
+                VProj = M("VProj"),
+                OProj = M("OProj"),
+                GateProj = M("GateProj"),
+                UpProj = M("UpProj"),
+                DownProj = M("DownProj"),
+                InputLayerNorm = V("InputLayerNorm")!,
+                PostAttentionLayerNorm = V("PostAttentionLayerNorm")!,
+                QNorm = V("QNorm"),
+                KNorm = V("KNorm"),
+                QBias = V("QBias"),
+                KBias = V("KBias"),
+                VBias = V("VBias"),
+                OBias = V("OBias"),
+            };
+        }
+
+        WeightView embed = matrices[Find(CheckpointKeys.Head, "EmbedTokens").Key()];
+        WeightView lmHead = config.TieWordEmbeddings ? embed : matrices[Find(CheckpointKeys.Tail, "LmHead").Key()];
+        float[] norm = vectors[Find(CheckpointKeys.Tail, "Norm").Key()];
+        return (layers, embed, lmHead, norm);
     }
 
     /// <summary>
