@@ -13,6 +13,8 @@ public sealed record BenchOptions
     public int? Threads { get; init; }
     /// <summary>--weights: where the BF16 matrices live (mapped files, or a huge-page copy).</summary>
     public Loading.WeightPlacement Weights { get; init; }
+    /// <summary>--kv-cache-dtype: how the paged KV cache stores keys and values.</summary>
+    public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
 }
 
 public static partial class BenchCommand
@@ -24,6 +26,7 @@ public static partial class BenchCommand
         Option<int> genTokens = CliOptions.Int("--gen-tokens", "Tokens to decode for the decode measurement.", 128, 1, 1 << 20);
         Option<int?> threads = CliOptions.Threads();
         Option<string> weights = CliOptions.Weights();
+        Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         var command = new CliCommand<BenchOptions>("bench", "Measure prefill and decode speed (tokens/s) end to end.",
             parse => new BenchOptions
             {
@@ -33,9 +36,10 @@ public static partial class BenchCommand
                 GenTokens = parse.GetValue(genTokens),
                 Threads = parse.GetValue(threads),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
+                KvCacheDType = parse.GetValue(kvCacheDType),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights, kvCacheDType }) command.Options.Add(option);
         return command;
     }
 }

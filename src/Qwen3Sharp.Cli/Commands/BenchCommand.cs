@@ -25,22 +25,26 @@ public static partial class BenchCommand
         var clock = Stopwatch.StartNew();
         using ModelWeights weights = ModelWeights.Load(directory, o.Weights);
         int context = o.PromptTokens + o.GenTokens + 16;
-        using var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
+        var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
+        // The engine's paged KV cache in the chosen dtype; the runner owns the model.
+        int blocks = (context + KvBlockPool.DefaultBlockSize - 1) / KvBlockPool.DefaultBlockSize;
+        using var runner = new Engine.Qwen3ModelRunner(model, maxSequences: 1, blocks, o.KvCacheDType);
         double loadSeconds = clock.Elapsed.TotalSeconds;
 
         var logits = new float[model.VocabSize];
         var random = new Random(1234);
         int[] prompt = Enumerable.Range(0, o.PromptTokens).Select(_ => random.Next(model.VocabSize)).ToArray();
 
-        using (KvCache warm = model.CreateCache())
+        using (Engine.ISequenceState warm = runner.TryAllocateSequence()!)
         {
-            model.Forward(prompt.AsSpan(0, Math.Min(32, prompt.Length)), 0, warm, logits);  // maps the weights in
-            model.Forward([1], Math.Min(32, prompt.Length), warm, logits);
+            runner.Forward(warm, prompt.AsSpan(0, Math.Min(32, prompt.Length)), logits);  // maps the weights in
+            runner.Forward(warm, [1], logits);
         }
 
-        using KvCache cache = model.CreateCache();
+        // Random prompts never hit the prefix cache (the warm-up's blocks are not full and are released).
+        using Engine.ISequenceState sequence = runner.TryAllocateSequence()!;
         clock.Restart();
-        model.Forward(prompt, 0, cache, logits);
+        runner.Forward(sequence, prompt, logits);
         double prefillSeconds = clock.Elapsed.TotalSeconds;
 
         clock.Restart();
@@ -48,7 +52,7 @@ public static partial class BenchCommand
         {
             ct.ThrowIfCancellationRequested();
             int next = ArgMax(logits);
-            model.Forward([next], o.PromptTokens + i, cache, logits);
+            runner.Forward(sequence, [next], logits);
         }
 
         double decodeSeconds = clock.Elapsed.TotalSeconds;
@@ -66,6 +70,8 @@ public static partial class BenchCommand
         w.WriteLine($"threads      {threads}, weights {(o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages" : "memory-mapped in place")}");
         w.WriteLine($"kernels      decode bf16 {KernelSelection.Name(decodeKernel)} ({KernelSelection.DecodeKernelVariable}), " +
             $"{KernelSelection.VectorBits}-bit vectors, prefill managed float32 panels (JIT bf16 prefill: not built)");
+        w.WriteLine($"kv cache     {o.KvCacheDType.Name()}, {KvBlockPool.BytesPerToken(c, o.KvCacheDType) / 1024.0:F0} KiB per token, " +
+            $"{runner.KvCacheBytes / 1e6:F0} MB for {runner.KvBlockCount} blocks of {runner.KvBlockSize} (context {o.PromptTokens + o.GenTokens})");
         w.WriteLine($"load         {loadSeconds:F2} s");
         w.WriteLine($"prefill      {prefillRate:F1} tok/s  ({o.PromptTokens} tokens in {prefillSeconds:F2} s)");
         w.WriteLine($"decode       {decodeRate:F2} tok/s  ({o.GenTokens} tokens in {decodeSeconds:F2} s, {1000 / decodeRate:F1} ms/token)");

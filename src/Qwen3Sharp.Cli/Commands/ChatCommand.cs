@@ -25,6 +25,7 @@ public static partial class ChatCommand
             MaxQueuedRequests = 1,
             ThreadCount = o.Threads ?? Environment.ProcessorCount,
             ContextSize = o.CtxSize,
+            KvCacheDType = o.KvCacheDType,
         });
         var session = new Session(host.Chat, o.System, thinking: !o.NoThink);
 

@@ -100,6 +100,26 @@ internal static class CliOptions
     public static Option<int?> Threads() =>
         OptionalInt("--threads", "Worker threads for the forward pass [default: every core the process may use].", 1, 1024);
 
+    /// <summary>--kv-cache-dtype f32|bf16|f16: how the KV cache stores keys and values (default bf16).</summary>
+    public static Option<Cache.KvCacheDType> KvCacheDType()
+    {
+        var option = new Option<Cache.KvCacheDType>("--kv-cache-dtype")
+        {
+            Description = "How the KV cache stores keys and values: bf16 or f16 (2 bytes, twice the tokens per byte) or f32 (exact) [default: bf16].",
+            HelpName = "f32|bf16|f16",
+            DefaultValueFactory = _ => Cache.KvCacheDTypes.Default,
+            CustomParser = r =>
+            {
+                string text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+                if (Cache.KvCacheDTypes.TryParse(text, out Cache.KvCacheDType dtype)) return dtype;
+                r.AddError($"--kv-cache-dtype must be f32, bf16 or f16 (got '{text}').");
+                return Cache.KvCacheDTypes.Default;
+            },
+        };
+        option.CompletionSources.Add("f32", "bf16", "f16");
+        return option;
+    }
+
     public static Option<int?> CtxSize() =>
         OptionalInt("--ctx-size", "Most tokens per sequence (prompt and completion) [default: max_position_embeddings, bounded by the KV-cache memory].", 16, 1 << 20);
 

@@ -19,6 +19,8 @@ public sealed record RunOptions
     public float? Temperature { get; init; }
     /// <summary>--seed; null means a random seed.</summary>
     public ulong? Seed { get; init; }
+    /// <summary>--kv-cache-dtype: how the KV cache stores keys and values.</summary>
+    public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
 }
 
 public static partial class RunCommand
@@ -48,6 +50,7 @@ public static partial class RunCommand
             },
         };
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for reproducible sampling.", HelpName = "N" };
+        Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         var command = new CliCommand<RunOptions>("run", "Generate one answer to a prompt and exit.",
             parse => new RunOptions
             {
@@ -59,9 +62,10 @@ public static partial class RunCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 Temperature = parse.GetValue(temperature),
                 Seed = parse.GetValue(seed),
+                KvCacheDType = parse.GetValue(kvCacheDType),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed, kvCacheDType }) command.Options.Add(option);
         command.Arguments.Add(prompt);
         return command;
     }

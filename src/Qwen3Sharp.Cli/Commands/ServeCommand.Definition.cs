@@ -58,6 +58,8 @@ public sealed record ServeOptions
     public int MaxNumBatchedTokens { get; init; } = 512;
     /// <summary>--kv-cache-memory: bytes, or a fraction (≤ 1) of available memory; null = the host's default.</summary>
     public double? KvCacheMemory { get; init; }
+    /// <summary>--kv-cache-dtype: how the KV cache stores keys and values.</summary>
+    public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
 }
 
 public static partial class ServeCommand
@@ -122,6 +124,7 @@ public static partial class ServeCommand
                 return null;
             },
         };
+        Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         Option<int> maxQueue = CliOptions.Int("--max-queue", "Waiting requests beyond this are refused with 429 and Retry-After.", 64, 1, 1_000_000);
 
         var command = new CliCommand<ServeOptions>("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).",
@@ -150,10 +153,11 @@ public static partial class ServeCommand
                 MaxNumSeqs = parse.GetValue(maxNumSeqs),
                 MaxNumBatchedTokens = parse.GetValue(maxNumBatchedTokens),
                 KvCacheMemory = parse.GetValue(kvCacheMemory),
+                KvCacheDType = parse.GetValue(kvCacheDType),
             },
             RunAsync);
         foreach (Option option in new Option[] { model, host, port, apiKey, servedNames, ctxSize, threads, reasoning, reasoningField,
-                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory })
+                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory, kvCacheDType })
         {
             command.Options.Add(option);
         }

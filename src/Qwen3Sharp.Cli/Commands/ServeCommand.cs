@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Builder;
+using Qwen3Sharp.Cache;
 using Qwen3Sharp.Engine;
 using Qwen3Sharp.Server;
 
@@ -38,12 +39,15 @@ public static partial class ServeCommand
             MaxSequences = o.MaxNumSeqs,
             MaxBatchedTokens = o.MaxNumBatchedTokens,
             KvCacheMemory = o.KvCacheMemory,
+            KvCacheDType = o.KvCacheDType,
             Chat = server.ToChatServiceOptions(),
         });
         await using WebApplication app = Qwen3Server.Build(server, host.Chat);
         await app.StartAsync(ct);
         await o.Context.Out.WriteLineAsync(
-            $"qwen3 serve: {server.ServedModelNames[0]} ({host.Config.NumHiddenLayers} layers, context {host.Engine.ContextSize}) " +
+            $"qwen3 serve: {server.ServedModelNames[0]} ({host.Config.NumHiddenLayers} layers, context {host.Engine.ContextSize}, " +
+            $"KV cache {host.KvCacheDType.Name()}: {host.KvBlockCount} blocks of {host.KvBlockSize} = {(long)host.KvBlockCount * host.KvBlockSize} tokens " +
+            $"in {host.KvPoolBytes / (1024.0 * 1024):F0} MiB) " +
             $"on {app.GetBoundAddress()}v1 — OpenAI-compatible; Ctrl+C stops");
         await o.Context.Out.FlushAsync(ct);
         try

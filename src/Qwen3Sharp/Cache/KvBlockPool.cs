@@ -1,16 +1,23 @@
 using System.Runtime.InteropServices;
+using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Loading;
 
 namespace Qwen3Sharp.Cache;
 
-/// <summary>Per-layer keys and values as the model's attention reads them: rows of KvHeadCount × HeadDim floats.</summary>
+/// <summary>
+/// Per-layer keys and values as the model's attention reads them: rows of KvHeadCount × HeadDim elements of
+/// <see cref="DType"/> (float32, or bf16/f16 widened to float32 by the attention kernel).
+/// </summary>
 public interface IKvStore
 {
-    /// <summary>Keys of <paramref name="layer"/>: [rows, kvHeadCount * headDim].</summary>
-    Span<float> Keys(int layer);
+    /// <summary>How keys and values are stored.</summary>
+    KvCacheDType DType { get; }
 
-    /// <summary>Values of <paramref name="layer"/>: [rows, kvHeadCount * headDim].</summary>
-    Span<float> Values(int layer);
+    /// <summary>Keys of <paramref name="layer"/> as stored: [rows, kvHeadCount * headDim] elements of <see cref="DType"/>.</summary>
+    Span<byte> KeyBytes(int layer);
+
+    /// <summary>Values of <paramref name="layer"/> as stored: [rows, kvHeadCount * headDim] elements of <see cref="DType"/>.</summary>
+    Span<byte> ValueBytes(int layer);
 }
 
 /// <summary>
@@ -26,18 +33,24 @@ public readonly struct KvCacheView(IKvStore store, int[] table, int blockSize, i
 
     public int BlockSize { get; } = blockSize;
 
-    /// <summary>Stores k and v [tokenCount, kvDim] at positions startPosition.. of <paramref name="layer"/>.</summary>
+    /// <summary>
+    /// Stores k and v [tokenCount, kvDim] (float32) at positions startPosition.. of <paramref name="layer"/>, converted
+    /// to the store's <see cref="IKvStore.DType"/> (round to nearest even for bf16 and f16).
+    /// </summary>
     public void Write(int layer, int startPosition, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int tokenCount)
     {
-        Span<float> keys = Store.Keys(layer), values = Store.Values(layer);
+        KvCacheDType dtype = Store.DType;
+        int elementBytes = dtype.ElementBytes();
+        Span<byte> keys = Store.KeyBytes(layer), values = Store.ValueBytes(layer);
         int p = startPosition, end = startPosition + tokenCount, src = 0;
         while (p < end)
         {
             int inBlock = p % BlockSize;
             int n = Math.Min(BlockSize - inBlock, end - p);
             long row = (long)Table[p / BlockSize] * BlockSize + inBlock;
-            k.Slice(src * kvDim, n * kvDim).CopyTo(keys.Slice((int)(row * kvDim), n * kvDim));
-            v.Slice(src * kvDim, n * kvDim).CopyTo(values.Slice((int)(row * kvDim), n * kvDim));
+            int at = (int)(row * kvDim * elementBytes), bytes = n * kvDim * elementBytes;
+            KvConvert.FromSingle(k.Slice(src * kvDim, n * kvDim), dtype, keys.Slice(at, bytes));
+            KvConvert.FromSingle(v.Slice(src * kvDim, n * kvDim), dtype, values.Slice(at, bytes));
             p += n;
             src += n;
         }
@@ -49,7 +62,8 @@ internal delegate ulong BlockHasher(ulong parentKey, ReadOnlySpan<int> tokens);
 
 /// <summary>
 /// The paged KV memory of every sequence (vLLM's block pool): per layer, keys and values
-/// <c>[BlockCount * BlockSize, KvHeadCount * HeadDim]</c> float32 in native memory, handed out a block of
+/// <c>[BlockCount * BlockSize, KvHeadCount * HeadDim]</c> elements of <see cref="DType"/> (float32, bf16 or f16) in
+/// native memory, handed out a block of
 /// <see cref="BlockSize"/> positions at a time. Single-threaded (the engine loop) except the counters, which any
 /// thread may read.
 /// <para>
@@ -68,8 +82,8 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
     /// <summary>Key of the (empty) parent of a sequence's first block.</summary>
     public const ulong RootKey = 0x9E3779B97F4A7C15UL;
 
-    private readonly float*[] _keys;     // per layer: [BlockCount * BlockSize, KvDim]
-    private readonly float*[] _values;   // per layer: [BlockCount * BlockSize, KvDim]
+    private readonly byte*[] _keys;      // per layer: [BlockCount * BlockSize, KvDim] elements of DType
+    private readonly byte*[] _values;    // per layer: [BlockCount * BlockSize, KvDim] elements of DType
     private readonly int[] _free;        // stack of free, uncached block ids
     private int _freeCount;
     private bool _disposed;
@@ -87,12 +101,13 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
     private readonly int[] _lruPrev, _lruNext; // intrusive LRU list of cached blocks with no reference
     private int _lruHead = -1, _lruTail = -1, _evictableCount;
 
-    public KvBlockPool(int layerCount, int kvHeadCount, int headDim, int blockCount, int blockSize = DefaultBlockSize)
-        : this(layerCount, kvHeadCount, headDim, blockCount, blockSize, null)
+    public KvBlockPool(int layerCount, int kvHeadCount, int headDim, int blockCount, int blockSize = DefaultBlockSize,
+        KvCacheDType dtype = KvCacheDType.F32)
+        : this(layerCount, kvHeadCount, headDim, blockCount, blockSize, dtype, null)
     {
     }
 
-    internal KvBlockPool(int layerCount, int kvHeadCount, int headDim, int blockCount, int blockSize, BlockHasher? hasher)
+    internal KvBlockPool(int layerCount, int kvHeadCount, int headDim, int blockCount, int blockSize, KvCacheDType dtype, BlockHasher? hasher)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layerCount, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(blockCount, 1);
@@ -101,20 +116,23 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
         KvDim = kvHeadCount * headDim;
         BlockSize = blockSize;
         BlockCount = blockCount;
-        if ((long)blockCount * blockSize * KvDim > Array.MaxLength)
+        DType = dtype;
+        ElementBytes = dtype.ElementBytes();
+        if ((long)blockCount * blockSize * KvDim * ElementBytes > MaxLayerBytes)
         {
-            throw new ArgumentOutOfRangeException(nameof(blockCount), $"{blockCount} blocks of {blockSize} positions × {KvDim} floats exceed one span per layer");
+            throw new ArgumentOutOfRangeException(nameof(blockCount),
+                $"{blockCount} blocks of {blockSize} positions × {KvDim} {dtype.Name()} elements exceed one span ({MaxLayerBytes} bytes) per layer");
         }
 
-        _keys = new float*[layerCount];
-        _values = new float*[layerCount];
-        nuint bytes = (nuint)((long)blockCount * blockSize * KvDim * sizeof(float));
+        _keys = new byte*[layerCount];
+        _values = new byte*[layerCount];
+        nuint bytes = (nuint)LayerBytes;
         try
         {
             for (int l = 0; l < layerCount; l++)
             {
-                _keys[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
-                _values[l] = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+                _keys[l] = (byte*)NativeMemory.AlignedAlloc(bytes, 64);
+                _values[l] = (byte*)NativeMemory.AlignedAlloc(bytes, 64);
             }
         }
         catch
@@ -143,13 +161,32 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
         _lruNext = new int[blockCount];
     }
 
-    /// <summary>A pool shaped for <paramref name="config"/> with <paramref name="blockCount"/> blocks.</summary>
-    public static KvBlockPool Create(Qwen3Config config, int blockCount, int blockSize = DefaultBlockSize)
-        => new(config.NumHiddenLayers, config.NumKeyValueHeads, config.HeadDim, blockCount, blockSize);
+    /// <summary>Most bytes of one layer's keys (or values): one span addresses them.</summary>
+    public const long MaxLayerBytes = int.MaxValue;
 
-    /// <summary>Bytes one block takes over all layers, keys and values.</summary>
-    public static long BytesPerBlock(Qwen3Config config, int blockSize = DefaultBlockSize)
-        => (long)config.NumHiddenLayers * 2 * blockSize * config.NumKeyValueHeads * config.HeadDim * sizeof(float);
+    /// <summary>A pool shaped for <paramref name="config"/> with <paramref name="blockCount"/> blocks of <paramref name="dtype"/>.</summary>
+    public static KvBlockPool Create(Qwen3Config config, int blockCount, KvCacheDType dtype, int blockSize = DefaultBlockSize)
+        => new(config.NumHiddenLayers, config.NumKeyValueHeads, config.HeadDim, blockCount, blockSize, dtype);
+
+    /// <summary>Bytes one block takes over all layers, keys and values, stored as <paramref name="dtype"/>.</summary>
+    public static long BytesPerBlock(Qwen3Config config, KvCacheDType dtype, int blockSize = DefaultBlockSize)
+        => BytesPerToken(config, dtype) * blockSize;
+
+    /// <summary>KV bytes one token takes over all layers, keys and values: layers × 2 × kvHeads × headDim × element bytes.</summary>
+    public static long BytesPerToken(Qwen3Config config, KvCacheDType dtype)
+        => (long)config.NumHiddenLayers * 2 * config.NumKeyValueHeads * config.HeadDim * dtype.ElementBytes();
+
+    /// <summary>How keys and values are stored.</summary>
+    public KvCacheDType DType { get; }
+
+    /// <summary>Bytes per stored element (4 for float32, 2 for bf16 and f16).</summary>
+    public int ElementBytes { get; }
+
+    /// <summary>Bytes of one layer's keys (values take as much again).</summary>
+    public long LayerBytes => (long)BlockCount * BlockSize * KvDim * ElementBytes;
+
+    /// <summary>Bytes of the whole pool: layers × 2 × <see cref="LayerBytes"/>.</summary>
+    public long TotalBytes => LayerBytes * 2 * LayerCount;
 
     public int LayerCount { get; }
 
@@ -170,16 +207,39 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
     /// <summary>References to <paramref name="block"/> (sequences holding it).</summary>
     public int RefCount(int block) => _refCount[block];
 
-    public Span<float> Keys(int layer)
+    public Span<byte> KeyBytes(int layer)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return new Span<float>(_keys[layer], BlockCount * BlockSize * KvDim);
+        return new Span<byte>(_keys[layer], (int)LayerBytes);
     }
 
-    public Span<float> Values(int layer)
+    public Span<byte> ValueBytes(int layer)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return new Span<float>(_values[layer], BlockCount * BlockSize * KvDim);
+        return new Span<byte>(_values[layer], (int)LayerBytes);
+    }
+
+    /// <summary>
+    /// Copies every layer's keys and values of <paramref name="source"/> block's first <paramref name="positions"/>
+    /// rows to <paramref name="destination"/> block (copy on write of a shared, partly filled block), in the stored dtype.
+    /// </summary>
+    public void CopyBlock(int source, int destination, int positions)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if ((uint)source >= (uint)BlockCount || (uint)destination >= (uint)BlockCount)
+        {
+            throw new ArgumentOutOfRangeException(source < 0 || source >= BlockCount ? nameof(source) : nameof(destination),
+                $"blocks are 0..{BlockCount - 1}; got {source} → {destination}");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfGreaterThan((uint)positions, (uint)BlockSize, nameof(positions));
+        long blockBytes = (long)BlockSize * KvDim * ElementBytes;
+        nuint bytes = (nuint)((long)positions * KvDim * ElementBytes);
+        for (int l = 0; l < LayerCount; l++)
+        {
+            NativeMemory.Copy(_keys[l] + source * blockBytes, _keys[l] + destination * blockBytes, bytes);
+            NativeMemory.Copy(_values[l] + source * blockBytes, _values[l] + destination * blockBytes, bytes);
+        }
     }
 
     /// <summary>Appends blocks to <paramref name="table"/> until it covers <paramref name="positions"/>; false (and nothing taken) when too few are free.</summary>

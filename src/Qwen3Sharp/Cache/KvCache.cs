@@ -24,7 +24,7 @@ public sealed unsafe class KvCache : IKvStore, IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(contextSize, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(kvHeadCount, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(headDim, 1);
-        if ((long)contextSize * kvHeadCount * headDim > Array.MaxLength)
+        if ((long)contextSize * kvHeadCount * headDim * sizeof(float) > KvBlockPool.MaxLayerBytes)
         {
             throw new ArgumentOutOfRangeException(nameof(contextSize), $"{contextSize} positions × {kvHeadCount * headDim} floats per layer exceed one span");
         }
@@ -72,6 +72,13 @@ public sealed unsafe class KvCache : IKvStore, IDisposable
 
     /// <summary>Bytes reserved in all (committed as positions are written).</summary>
     public long TotalBytes => LayerBytes * 2 * LayerCount;
+
+    /// <summary>Always float32: the dense cache is the exact reference (the engine's paged pool takes other dtypes).</summary>
+    public KvCacheDType DType => KvCacheDType.F32;
+
+    public Span<byte> KeyBytes(int layer) => MemoryMarshal.AsBytes(Keys(layer));
+
+    public Span<byte> ValueBytes(int layer) => MemoryMarshal.AsBytes(Values(layer));
 
     /// <summary>Keys of <paramref name="layer"/>: [ContextSize, KvDim].</summary>
     public Span<float> Keys(int layer)

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.AI;
+using Qwen3Sharp.Cache;
 using Qwen3Sharp.Chat;
 using Qwen3Sharp.Loading;
 using Qwen3Sharp.Model;
@@ -26,6 +27,12 @@ public sealed record HostOptions
     /// </summary>
     public double? KvCacheMemory { get; init; }
 
+    /// <summary>
+    /// How the KV cache stores keys and values (--kv-cache-dtype): bf16 by default (half of float32's memory, so
+    /// <see cref="KvCacheMemory"/> holds twice the tokens); float32 for bit-exact agreement with the dense reference.
+    /// </summary>
+    public KvCacheDType KvCacheDType { get; init; } = KvCacheDTypes.Default;
+
     public int MaxQueuedRequests { get; init; } = 64;
 
     /// <summary>BF16 matrices used in place from the mapped files (default), or copied into huge pages (faster decode).</summary>
@@ -41,8 +48,12 @@ public sealed record HostOptions
 public sealed class Qwen3Host : IDisposable
 {
     private Qwen3Host(string directory, Qwen3Model model, Qwen3Tokenizer tokenizer, ChatTemplate template,
-        InferenceEngine engine, ChatService chat)
+        InferenceEngine engine, ChatService chat, Qwen3ModelRunner runner)
     {
+        KvCacheDType = runner.KvDType;
+        KvBlockCount = runner.KvBlockCount;
+        KvBlockSize = runner.KvBlockSize;
+        KvPoolBytes = runner.KvCacheBytes;
         Directory = directory;
         Model = model;
         Tokenizer = tokenizer;
@@ -64,6 +75,18 @@ public sealed class Qwen3Host : IDisposable
     public InferenceEngine Engine { get; }
 
     public ChatService Chat { get; }
+
+    /// <summary>How the paged KV cache stores keys and values.</summary>
+    public KvCacheDType KvCacheDType { get; }
+
+    /// <summary>Blocks in the KV pool (a 16-bit dtype gets twice float32's for the same memory).</summary>
+    public int KvBlockCount { get; }
+
+    /// <summary>Positions per KV block.</summary>
+    public int KvBlockSize { get; }
+
+    /// <summary>Bytes reserved for the KV pool (keys and values of every layer).</summary>
+    public long KvPoolBytes { get; }
 
     /// <summary>Loads everything from a Hugging Face model directory, or from one GGUF file.</summary>
     /// <exception cref="ModelFormatException">A file is missing or malformed.</exception>
@@ -129,7 +152,8 @@ public sealed class Qwen3Host : IDisposable
         });
         try
         {
-            var runner = new Qwen3ModelRunner(model, options.MaxSequences, Qwen3ModelRunner.BlocksFor(model, KvCacheBytes(options.KvCacheMemory), options.MaxSequences));
+            int blocks = Qwen3ModelRunner.BlocksFor(model, KvCacheBytes(options.KvCacheMemory), options.MaxSequences, options.KvCacheDType);
+            var runner = new Qwen3ModelRunner(model, options.MaxSequences, blocks, options.KvCacheDType);
             var engine = new InferenceEngine(runner, r => SamplerAdapter.Create(r, runner.VocabSize),
                 skip => new TokenizerTextDecoder(tokenizer.CreateIncrementalDecoder(skip)),
                 new EngineOptions
@@ -140,7 +164,7 @@ public sealed class Qwen3Host : IDisposable
                     ThinkEndTokenId = tokenizer.ThinkEnd,
                 });
             var chat = new ChatService(engine, tokenizer, template, generation, options.Chat);
-            return new Qwen3Host(Path.GetFullPath(path), model, tokenizer, template, engine, chat);
+            return new Qwen3Host(Path.GetFullPath(path), model, tokenizer, template, engine, chat, runner);
         }
         catch
         {

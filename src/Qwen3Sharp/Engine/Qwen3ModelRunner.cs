@@ -21,27 +21,29 @@ public sealed class Qwen3ModelRunner : IModelRunner
     /// <param name="model">The model; the runner disposes it.</param>
     /// <param name="maxSequences">Most sequences held at once.</param>
     /// <param name="kvBlockCount">Blocks in the pool; a sequence can use up to min(context, blocks × 16) positions.</param>
-    public Qwen3ModelRunner(Qwen3Model model, int maxSequences, int kvBlockCount)
+    /// <param name="kvDType">How the pool stores keys and values (attention computes in float32 either way).</param>
+    public Qwen3ModelRunner(Qwen3Model model, int maxSequences, int kvBlockCount, KvCacheDType kvDType = KvCacheDTypes.Default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxSequences, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(kvBlockCount, 1);
         _model = model;
         MaxSequences = maxSequences;
-        _blocks = KvBlockPool.Create(model.Config, kvBlockCount);
+        _blocks = KvBlockPool.Create(model.Config, kvBlockCount, kvDType);
         _kvDim = model.Config.NumKeyValueHeads * model.Config.HeadDim;
         ContextSize = (int)Math.Min(model.ContextSize, (long)kvBlockCount * _blocks.BlockSize);
     }
 
     /// <summary>
-    /// Blocks that <paramref name="bytes"/> of KV memory hold for <paramref name="model"/> (at least one), no more than
+    /// Blocks that <paramref name="bytes"/> of KV memory hold for <paramref name="model"/> with keys and values stored
+    /// as <paramref name="dtype"/> (at least one; a 16-bit dtype holds twice float32's), no more than
     /// <paramref name="maxSequences"/> full contexts need and one span per layer can address.
     /// </summary>
-    public static int BlocksFor(Qwen3Model model, long bytes, int maxSequences)
+    public static int BlocksFor(Qwen3Model model, long bytes, int maxSequences, KvCacheDType dtype = KvCacheDTypes.Default)
     {
         int blockSize = KvBlockPool.DefaultBlockSize;
         long perContext = (model.ContextSize + blockSize - 1) / blockSize;
-        long addressable = Array.MaxLength / ((long)blockSize * model.Config.NumKeyValueHeads * model.Config.HeadDim);
-        long blocks = Math.Min(bytes / KvBlockPool.BytesPerBlock(model.Config), Math.Min(perContext * maxSequences, addressable));
+        long addressable = KvBlockPool.MaxLayerBytes / ((long)blockSize * model.Config.NumKeyValueHeads * model.Config.HeadDim * dtype.ElementBytes());
+        long blocks = Math.Min(bytes / KvBlockPool.BytesPerBlock(model.Config, dtype), Math.Min(perContext * maxSequences, addressable));
         return (int)Math.Max(1, blocks);
     }
 
@@ -56,6 +58,12 @@ public sealed class Qwen3ModelRunner : IModelRunner
     public int UsedKvBlockCount => _blocks.UsedBlockCount;
 
     public int KvBlockSize => _blocks.BlockSize;
+
+    /// <summary>How the pool stores keys and values.</summary>
+    public KvCacheDType KvDType => _blocks.DType;
+
+    /// <summary>Bytes of the whole KV pool.</summary>
+    public long KvCacheBytes => _blocks.TotalBytes;
 
     public ISequenceState? TryAllocateSequence()
     {

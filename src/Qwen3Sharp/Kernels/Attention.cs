@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Qwen3Sharp.Cache;
 
 namespace Qwen3Sharp.Kernels;
 
@@ -32,22 +34,54 @@ public static unsafe class Attention
     public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
         ReadOnlySpan<float> keys, ReadOnlySpan<float> values, ReadOnlySpan<int> blockTable, int blockSize,
         int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
+        => Causal(pool, q, tokenCount, startPosition, MemoryMarshal.AsBytes(keys), MemoryMarshal.AsBytes(values), KvCacheDType.F32,
+            blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+
+    /// <summary>
+    /// As the paged overload over keys and values stored as <paramref name="dtype"/>: raw bytes of
+    /// [blocks * blockSize, kvHeadCount * headDim] elements. bf16 and f16 rows are widened to float32 in registers;
+    /// scores, softmax and sums are float32 as for a float32 cache.
+    /// </summary>
+    public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
+        ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values, KvCacheDType dtype, ReadOnlySpan<int> blockTable, int blockSize,
+        int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
+    {
+        switch (dtype)
+        {
+            case KvCacheDType.F32:
+                Dispatch<KvF32>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+                break;
+            case KvCacheDType.BF16:
+                Dispatch<KvBf16>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+                break;
+            case KvCacheDType.F16:
+                Dispatch<KvF16>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown KV-cache dtype");
+        }
+    }
+
+    private static void Dispatch<TK>(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
+        ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values, ReadOnlySpan<int> blockTable, int blockSize,
+        int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
+        where TK : IKvElement
     {
         if (Vector512.IsHardwareAccelerated && headDim >= Vector512<float>.Count)
         {
-            Run<Vector512<float>, Simd512>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+            Run<Vector512<float>, Simd512, TK>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
         else if (Vector256.IsHardwareAccelerated && headDim >= Vector256<float>.Count)
         {
-            Run<Vector256<float>, Simd256>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+            Run<Vector256<float>, Simd256, TK>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
         else if (Vector128.IsHardwareAccelerated && headDim >= Vector128<float>.Count)
         {
-            Run<Vector128<float>, Simd128>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+            Run<Vector128<float>, Simd128, TK>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
         else
         {
-            Run<float, SimdScalar>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+            Run<float, SimdScalar, TK>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
     }
 
@@ -55,6 +89,13 @@ public static unsafe class Attention
         ReadOnlySpan<float> keys, ReadOnlySpan<float> values, ReadOnlySpan<int> blockTable, int blockSize,
         int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
         where TV : unmanaged where TS : ISimd<TV>
+        => Run<TV, TS, KvF32>(pool, q, tokenCount, startPosition, MemoryMarshal.AsBytes(keys), MemoryMarshal.AsBytes(values),
+            blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+
+    internal static void Run<TV, TS, TK>(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
+        ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values, ReadOnlySpan<int> blockTable, int blockSize,
+        int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
         ArgumentNullException.ThrowIfNull(pool);
         if (kvHeadCount <= 0 || headCount % kvHeadCount != 0)
@@ -69,22 +110,23 @@ public static unsafe class Attention
             throw new ArgumentException($"A block table of {blockTable.Length} blocks of {blockSize} does not cover {context} positions.");
         }
 
+        long keyElements = keys.Length / TK.Size, valueElements = values.Length / TK.Size;
         long kvCount = (long)context * kvHeadCount * headDim;
         int lastBlock = (context - 1) / blockSize;
         for (int b = 0; context > 0 && b <= lastBlock; b++)
         {
             long end = ((long)blockTable[b] * blockSize + Math.Min(blockSize, context - (long)b * blockSize)) * kvHeadCount * headDim;
-            if (blockTable[b] < 0 || end > keys.Length || end > values.Length)
+            if (blockTable[b] < 0 || end > keyElements || end > valueElements)
             {
-                throw new ArgumentException($"Block {blockTable[b]} of the table lies outside keys/values of {keys.Length} elements.");
+                throw new ArgumentException($"Block {blockTable[b]} of the table lies outside keys/values of {keyElements} elements.");
             }
         }
 
-        if (q.Length < qCount || destination.Length < qCount || (blockSize >= context && (keys.Length < kvCount || values.Length < kvCount)))
+        if (q.Length < qCount || destination.Length < qCount || (blockSize >= context && (keyElements < kvCount || valueElements < kvCount)))
         {
             throw new ArgumentException(
                 $"Attention over {tokenCount} tokens at {startPosition} needs q and destination of {qCount} and keys and values " +
-                $"of {kvCount} elements; got q {q.Length}, destination {destination.Length}, keys {keys.Length}, values {values.Length}.");
+                $"of {kvCount} elements; got q {q.Length}, destination {destination.Length}, keys {keyElements}, values {valueElements}.");
         }
 
         if (tokenCount == 0 || headDim == 0)
@@ -94,10 +136,11 @@ public static unsafe class Attention
 
         int group = headCount / kvHeadCount;
         pool.EnsureWorkerScratch((long)group * context * sizeof(float));
-        fixed (float* pq = q, pk = keys, pv = values, pd = destination)
+        fixed (float* pq = q, pd = destination)
+        fixed (byte* pk = keys, pv = values)
         fixed (int* pt = blockTable)
         {
-            var job = new CausalJob<TV, TS>
+            var job = new CausalJob<TV, TS, TK>
             {
                 Q = pq,
                 Keys = pk,
@@ -117,11 +160,11 @@ public static unsafe class Attention
         }
     }
 
-    private struct CausalJob<TV, TS> : IPoolJob where TV : unmanaged where TS : ISimd<TV>
+    private struct CausalJob<TV, TS, TK> : IPoolJob where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
         public float* Q;            // [tokenCount, headCount * headDim]
-        public float* Keys;         // [context, kvHeadCount * headDim]
-        public float* Values;       // [context, kvHeadCount * headDim]
+        public byte* Keys;          // [context, kvHeadCount * headDim] elements of TK
+        public byte* Values;        // [context, kvHeadCount * headDim] elements of TK
         public float* Destination;  // [tokenCount, headCount * headDim]
         public int* Table;          // [blocks]: position p is row Table[p / BlockSize] * BlockSize + p % BlockSize
         public int StartPosition, Context, HeadCount, KvHeadCount, HeadDim, BlockSize;
@@ -133,9 +176,9 @@ public static unsafe class Attention
             int t = index / KvHeadCount, kvh = index % KvHeadCount;
             int group = HeadCount / KvHeadCount;
             int visible = StartPosition + t + 1;
-            int kvStride = KvHeadCount * HeadDim;
-            float* kBase = Keys + kvh * HeadDim;
-            float* vBase = Values + kvh * HeadDim;
+            long rowBytes = (long)KvHeadCount * HeadDim * TK.Size;
+            byte* kBase = Keys + (long)kvh * HeadDim * TK.Size;
+            byte* vBase = Values + (long)kvh * HeadDim * TK.Size;
             float* scores = (float*)Scratch[worker];
             float* q0 = Q + ((long)t * HeadCount + kvh * group) * HeadDim;     // the group's heads are adjacent
             float* out0 = Destination + ((long)t * HeadCount + kvh * group) * HeadDim;
@@ -143,13 +186,13 @@ public static unsafe class Attention
             // Scores: each key row is loaded once (L1) for all heads of the group.
             for (int p0 = 0, b = 0; p0 < visible; p0 += BlockSize, b++)
             {
-                float* k = kBase + (long)Table[b] * BlockSize * kvStride;
+                byte* k = kBase + (long)Table[b] * BlockSize * rowBytes;
                 int end = Math.Min(visible, p0 + BlockSize);
-                for (int p = p0; p < end; p++, k += kvStride)
+                for (int p = p0; p < end; p++, k += rowBytes)
                 {
                     for (int g = 0; g < group; g++)
                     {
-                        scores[(long)g * Context + p] = Dot<TV, TS>(q0 + g * HeadDim, k, HeadDim) * Scale;
+                        scores[(long)g * Context + p] = Dot<TV, TS, TK>(q0 + g * HeadDim, k, HeadDim) * Scale;
                     }
                 }
             }
@@ -163,21 +206,21 @@ public static unsafe class Attention
             int h = 0;
             for (; h + 2 <= group; h += 2)
             {
-                WeightedSum2<TV, TS>(scores + (long)h * Context, scores + (long)(h + 1) * Context, visible, vBase, kvStride,
+                WeightedSum2<TV, TS, TK>(scores + (long)h * Context, scores + (long)(h + 1) * Context, visible, vBase, rowBytes,
                     Table, BlockSize, HeadDim, out0 + h * HeadDim, out0 + (h + 1) * HeadDim);
             }
 
             if (h < group)
             {
-                WeightedSumFrom<TV, TS>(scores + (long)h * Context, visible, vBase, kvStride, Table, BlockSize, HeadDim, out0 + h * HeadDim, 0);
+                WeightedSumFrom<TV, TS, TK>(scores + (long)h * Context, visible, vBase, rowBytes, Table, BlockSize, HeadDim, out0 + h * HeadDim, 0);
             }
         }
     }
 
-    /// <summary>Two heads' weighted sums over the same value rows: d0/d1 [n] = Σ_p w0/w1[p] · values[p * stride ..].</summary>
-    private static void WeightedSum2<TV, TS>(float* w0, float* w1, int count, float* values, int stride, int* table, int blockSize,
+    /// <summary>Two heads' weighted sums over the same value rows: d0/d1 [n] = Σ_p w0/w1[p] · row(p)[..n]; rows of <paramref name="rowBytes"/> through the block table.</summary>
+    private static void WeightedSum2<TV, TS, TK>(float* w0, float* w1, int count, byte* values, long rowBytes, int* table, int blockSize,
         int n, float* d0, float* d1)
-        where TV : unmanaged where TS : ISimd<TV>
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
         int lanes = TS.Count;
         int main = n - n % lanes;
@@ -188,22 +231,23 @@ public static unsafe class Attention
             TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-            float* v = values + (long)table[b] * blockSize * stride + i;
-            int end = Math.Min(count, p0 + blockSize);
-            for (int p = p0; p < end; p++, v += stride)
-            {
-                TV v0 = TS.Load(v), v1 = TS.Load(v + lanes), v2 = TS.Load(v + 2 * lanes), v3 = TS.Load(v + 3 * lanes);
-                TV s = TS.Broadcast(w0[p]);
-                a0 = TS.MultiplyAdd(s, v0, a0);
-                a1 = TS.MultiplyAdd(s, v1, a1);
-                a2 = TS.MultiplyAdd(s, v2, a2);
-                a3 = TS.MultiplyAdd(s, v3, a3);
-                s = TS.Broadcast(w1[p]);
-                b0 = TS.MultiplyAdd(s, v0, b0);
-                b1 = TS.MultiplyAdd(s, v1, b1);
-                b2 = TS.MultiplyAdd(s, v2, b2);
-                b3 = TS.MultiplyAdd(s, v3, b3);
-            }
+                byte* v = values + (long)table[b] * blockSize * rowBytes + (long)i * TK.Size;
+                int end = Math.Min(count, p0 + blockSize);
+                for (int p = p0; p < end; p++, v += rowBytes)
+                {
+                    TV v0 = TK.Load<TV, TS>(v), v1 = TK.Load<TV, TS>(v + lanes * TK.Size);
+                    TV v2 = TK.Load<TV, TS>(v + 2 * lanes * TK.Size), v3 = TK.Load<TV, TS>(v + 3 * lanes * TK.Size);
+                    TV s = TS.Broadcast(w0[p]);
+                    a0 = TS.MultiplyAdd(s, v0, a0);
+                    a1 = TS.MultiplyAdd(s, v1, a1);
+                    a2 = TS.MultiplyAdd(s, v2, a2);
+                    a3 = TS.MultiplyAdd(s, v3, a3);
+                    s = TS.Broadcast(w1[p]);
+                    b0 = TS.MultiplyAdd(s, v0, b0);
+                    b1 = TS.MultiplyAdd(s, v1, b1);
+                    b2 = TS.MultiplyAdd(s, v2, b2);
+                    b3 = TS.MultiplyAdd(s, v3, b3);
+                }
             }
 
             TS.Store(a0, d0 + i);
@@ -218,13 +262,13 @@ public static unsafe class Attention
 
         if (i < n)
         {
-            WeightedSumFrom<TV, TS>(w0, count, values, stride, table, blockSize, n, d0, i);
-            WeightedSumFrom<TV, TS>(w1, count, values, stride, table, blockSize, n, d1, i);
+            WeightedSumFrom<TV, TS, TK>(w0, count, values, rowBytes, table, blockSize, n, d0, i);
+            WeightedSumFrom<TV, TS, TK>(w1, count, values, rowBytes, table, blockSize, n, d1, i);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot<TV, TS>(float* a, float* b, int n) where TV : unmanaged where TS : ISimd<TV>
+    private static float Dot<TV, TS, TK>(float* a, byte* b, int n) where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
         int lanes = TS.Count;
         int main = n - n % lanes;
@@ -232,28 +276,28 @@ public static unsafe class Attention
         int i = 0;
         for (; i + 2 * lanes <= main; i += 2 * lanes)
         {
-            acc0 = TS.MultiplyAdd(TS.Load(a + i), TS.Load(b + i), acc0);
-            acc1 = TS.MultiplyAdd(TS.Load(a + i + lanes), TS.Load(b + i + lanes), acc1);
+            acc0 = TS.MultiplyAdd(TS.Load(a + i), TK.Load<TV, TS>(b + (long)i * TK.Size), acc0);
+            acc1 = TS.MultiplyAdd(TS.Load(a + i + lanes), TK.Load<TV, TS>(b + (long)(i + lanes) * TK.Size), acc1);
         }
 
         for (; i < main; i += lanes)
         {
-            acc0 = TS.MultiplyAdd(TS.Load(a + i), TS.Load(b + i), acc0);
+            acc0 = TS.MultiplyAdd(TS.Load(a + i), TK.Load<TV, TS>(b + (long)i * TK.Size), acc0);
         }
 
         float sum = TS.Sum(TS.Add(acc0, acc1));
         for (i = main; i < n; i++)
         {
-            sum += a[i] * b[i];
+            sum += a[i] * TK.LoadScalar(b + (long)i * TK.Size);
         }
 
         return sum;
     }
 
     /// <summary>destination [start, n) = Σ_p weights[p] · row(p)[start..n), four vectors of the head at a time; rows through the block table.</summary>
-    private static void WeightedSumFrom<TV, TS>(float* weights, int count, float* values, int stride, int* table, int blockSize,
+    private static void WeightedSumFrom<TV, TS, TK>(float* weights, int count, byte* values, long rowBytes, int* table, int blockSize,
         int n, float* destination, int start)
-        where TV : unmanaged where TS : ISimd<TV>
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
         int lanes = TS.Count;
         int main = n - n % lanes;
@@ -263,16 +307,16 @@ public static unsafe class Attention
             TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-            float* v = values + (long)table[b] * blockSize * stride + i;
-            int end = Math.Min(count, p0 + blockSize);
-            for (int p = p0; p < end; p++, v += stride)
-            {
-                TV w = TS.Broadcast(weights[p]);
-                a0 = TS.MultiplyAdd(w, TS.Load(v), a0);
-                a1 = TS.MultiplyAdd(w, TS.Load(v + lanes), a1);
-                a2 = TS.MultiplyAdd(w, TS.Load(v + 2 * lanes), a2);
-                a3 = TS.MultiplyAdd(w, TS.Load(v + 3 * lanes), a3);
-            }
+                byte* v = values + (long)table[b] * blockSize * rowBytes + (long)i * TK.Size;
+                int end = Math.Min(count, p0 + blockSize);
+                for (int p = p0; p < end; p++, v += rowBytes)
+                {
+                    TV w = TS.Broadcast(weights[p]);
+                    a0 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v), a0);
+                    a1 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v + lanes * TK.Size), a1);
+                    a2 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v + 2 * lanes * TK.Size), a2);
+                    a3 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v + 3 * lanes * TK.Size), a3);
+                }
             }
 
             TS.Store(a0, destination + i);
@@ -286,11 +330,11 @@ public static unsafe class Attention
             TV a = TS.Zero;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                float* v = values + (long)table[b] * blockSize * stride + i;
+                byte* v = values + (long)table[b] * blockSize * rowBytes + (long)i * TK.Size;
                 int end = Math.Min(count, p0 + blockSize);
-                for (int p = p0; p < end; p++, v += stride)
+                for (int p = p0; p < end; p++, v += rowBytes)
                 {
-                    a = TS.MultiplyAdd(TS.Broadcast(weights[p]), TS.Load(v), a);
+                    a = TS.MultiplyAdd(TS.Broadcast(weights[p]), TK.Load<TV, TS>(v), a);
                 }
             }
 
@@ -302,11 +346,11 @@ public static unsafe class Attention
             float a = 0;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                float* v = values + (long)table[b] * blockSize * stride + i;
+                byte* v = values + (long)table[b] * blockSize * rowBytes + (long)i * TK.Size;
                 int end = Math.Min(count, p0 + blockSize);
-                for (int p = p0; p < end; p++, v += stride)
+                for (int p = p0; p < end; p++, v += rowBytes)
                 {
-                    a += weights[p] * *v;
+                    a += weights[p] * TK.LoadScalar(v);
                 }
             }
 

@@ -56,6 +56,12 @@ internal unsafe interface ISimd<TV> where TV : struct
 
     /// <summary>2·Count IEEE half values to float32 in natural order.</summary>
     static abstract void F16ToSingle(ushort* source, float* destination);
+
+    /// <summary>Count bf16 values at <paramref name="source"/> as float32 in natural order (widen, shift; no rounding).</summary>
+    static abstract TV LoadBf16(ushort* source);
+
+    /// <summary>Count IEEE half values at <paramref name="source"/> as float32 in natural order (exact).</summary>
+    static abstract TV LoadF16(ushort* source);
 }
 
 internal unsafe struct Simd512 : ISimd<Vector512<float>>
@@ -112,6 +118,14 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
         HalfBits(Vector512.WidenLower(v)).Store(destination);
         HalfBits(Vector512.WidenUpper(v)).Store(destination + 16);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadBf16(ushort* source)
+        => (Vector512.WidenLower(Vector256.Load(source).ToVector512Unsafe()) << 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadF16(ushort* source)
+        => HalfBits(Vector512.WidenLower(Vector256.Load(source).ToVector512Unsafe()));
 
     /// <summary>Half bits (zero-extended) to float: shift into place, rescale the exponent by 2^112
     /// (exact for normals and subnormals), keep inf/NaN, restore the sign.</summary>
@@ -181,6 +195,14 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadBf16(ushort* source)
+        => (Vector256.WidenLower(Vector128.Load(source).ToVector256Unsafe()) << 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadF16(ushort* source)
+        => HalfBits(Vector256.WidenLower(Vector128.Load(source).ToVector256Unsafe()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> HalfBits(Vector256<uint> h)
     {
         Vector256<uint> magnitude = h & Vector256.Create(0x7FFFu);
@@ -246,6 +268,14 @@ internal unsafe struct Simd128 : ISimd<Vector128<float>>
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadBf16(ushort* source)
+        => (Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsUInt16()) << 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadF16(ushort* source)
+        => HalfBits(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsUInt16()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> HalfBits(Vector128<uint> h)
     {
         Vector128<uint> magnitude = h & Vector128.Create(0x7FFFu);
@@ -305,6 +335,12 @@ internal unsafe struct SimdScalar : ISimd<float>
         destination[0] = (float)BitConverter.UInt16BitsToHalf(source[0]);
         destination[1] = (float)BitConverter.UInt16BitsToHalf(source[1]);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadBf16(ushort* source) => BitConverter.UInt32BitsToSingle((uint)*source << 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadF16(ushort* source) => (float)BitConverter.UInt16BitsToHalf(*source);
 }
 
 /// <summary>Vectorised float32 maths shared by the elementwise kernels.</summary>

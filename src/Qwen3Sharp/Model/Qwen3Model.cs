@@ -281,7 +281,7 @@ public sealed class Qwen3Model : IDisposable
                 KvCacheView cache = b.Cache;
                 cache.Write(l, b.StartPosition, k.Slice(b.TokenOffset * kvDim, n * kvDim), v.Slice(b.TokenOffset * kvDim, n * kvDim), n);
                 Attention.Causal(_pool, q.Slice(b.TokenOffset * qDim, n * qDim), n, b.StartPosition,
-                    cache.Store.Keys(l), cache.Store.Values(l), cache.Table, cache.BlockSize, _heads, _kvHeads, _headDim,
+                    cache.Store.KeyBytes(l), cache.Store.ValueBytes(l), cache.Store.DType, cache.Table, cache.BlockSize, _heads, _kvHeads, _headDim,
                     _attentionScale, attnOut.Slice(b.TokenOffset * qDim, n * qDim));   // GQA over the cache
             }
 

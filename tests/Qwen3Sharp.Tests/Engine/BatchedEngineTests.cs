@@ -137,7 +137,7 @@ public sealed class BatchedEngineTests(ITestOutputHelper output)
             ContextSize = 256,
             MaxSequences = 8,
             MaxBatchedTokens = 64,
-            KvCacheMemory = 12 * Cache.KvBlockPool.BytesPerBlock(Qwen3Config.Load(dir)),
+            KvCacheMemory = 12 * Cache.KvBlockPool.BytesPerBlock(Qwen3Config.Load(dir), Cache.KvCacheDTypes.Default),
         }))
         {
             Assert.Equal(12, host.Engine.Stats.KvBlocksTotal);

@@ -7,7 +7,7 @@ public sealed class PrefixCacheTests
 {
     private const int BlockSize = 4;
 
-    private static KvBlockPool Pool(int blocks, BlockHasher? hasher = null) => new(1, 1, 1, blocks, BlockSize, hasher);
+    private static KvBlockPool Pool(int blocks, BlockHasher? hasher = null) => new(1, 1, 1, blocks, BlockSize, KvCacheDType.F32, hasher);
 
     /// <summary>A sequence that computed <paramref name="tokens"/>: its blocks, every full one registered as the runner does.</summary>
     private static BlockTable Computed(KvBlockPool pool, int[] tokens)

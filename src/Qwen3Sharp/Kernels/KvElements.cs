@@ -1,0 +1,206 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Qwen3Sharp.Cache;
+
+namespace Qwen3Sharp.Kernels;
+
+/// <summary>
+/// How the attention kernel reads one stored KV element type into float32 registers: <see cref="Size"/> bytes an
+/// element, <see cref="ISimd{TV}.Count"/> of them at a time, or one for the tails.
+/// </summary>
+internal unsafe interface IKvElement
+{
+    static abstract int Size { get; }
+
+    static abstract TV Load<TV, TS>(byte* source) where TV : struct where TS : ISimd<TV>;
+
+    static abstract float LoadScalar(byte* source);
+}
+
+internal unsafe struct KvF32 : IKvElement
+{
+    public static int Size => sizeof(float);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Load<TV, TS>(byte* source) where TV : struct where TS : ISimd<TV> => TS.Load((float*)source);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadScalar(byte* source) => *(float*)source;
+}
+
+internal unsafe struct KvBf16 : IKvElement
+{
+    public static int Size => sizeof(ushort);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Load<TV, TS>(byte* source) where TV : struct where TS : ISimd<TV> => TS.LoadBf16((ushort*)source);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadScalar(byte* source) => BitConverter.UInt32BitsToSingle((uint)*(ushort*)source << 16);
+}
+
+internal unsafe struct KvF16 : IKvElement
+{
+    public static int Size => sizeof(ushort);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Load<TV, TS>(byte* source) where TV : struct where TS : ISimd<TV> => TS.LoadF16((ushort*)source);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadScalar(byte* source) => (float)BitConverter.UInt16BitsToHalf(*(ushort*)source);
+}
+
+/// <summary>Float32 keys and values to and from the KV cache's storage types.</summary>
+public static class KvConvert
+{
+    /// <summary>
+    /// Stores <paramref name="source"/> as <paramref name="dtype"/> into <paramref name="destination"/>
+    /// [source.Length × element bytes]: float32 copied, bf16 and f16 rounded to nearest even (NaN stays NaN,
+    /// f16 overflows to ±inf past 65504).
+    /// </summary>
+    public static void FromSingle(ReadOnlySpan<float> source, KvCacheDType dtype, Span<byte> destination)
+    {
+        long bytes = (long)source.Length * dtype.ElementBytes();
+        if (destination.Length < bytes)
+        {
+            throw new ArgumentException($"{source.Length} {dtype.Name()} elements need {bytes} bytes; got {destination.Length}.", nameof(destination));
+        }
+
+        switch (dtype)
+        {
+            case KvCacheDType.F32:
+                source.CopyTo(MemoryMarshal.Cast<byte, float>(destination));
+                break;
+            case KvCacheDType.BF16:
+                ToBf16(source, MemoryMarshal.Cast<byte, ushort>(destination));
+                break;
+            default:
+                ToF16(source, MemoryMarshal.Cast<byte, ushort>(destination));
+                break;
+        }
+    }
+
+    /// <summary>Reads <paramref name="destination"/>.Length elements of <paramref name="dtype"/> from <paramref name="source"/> as float32 (exact).</summary>
+    public static void ToSingle(ReadOnlySpan<byte> source, KvCacheDType dtype, Span<float> destination)
+    {
+        long bytes = (long)destination.Length * dtype.ElementBytes();
+        if (source.Length < bytes)
+        {
+            throw new ArgumentException($"{destination.Length} {dtype.Name()} elements need {bytes} bytes; got {source.Length}.", nameof(source));
+        }
+
+        switch (dtype)
+        {
+            case KvCacheDType.F32:
+                MemoryMarshal.Cast<byte, float>(source)[..destination.Length].CopyTo(destination);
+                break;
+            case KvCacheDType.BF16:
+                ReadOnlySpan<ushort> bits = MemoryMarshal.Cast<byte, ushort>(source);
+                for (int i = 0; i < destination.Length; i++)
+                {
+                    destination[i] = BitConverter.UInt32BitsToSingle((uint)bits[i] << 16);
+                }
+
+                break;
+            default:
+                ReadOnlySpan<ushort> halves = MemoryMarshal.Cast<byte, ushort>(source);
+                for (int i = 0; i < destination.Length; i++)
+                {
+                    destination[i] = (float)BitConverter.UInt16BitsToHalf(halves[i]);
+                }
+
+                break;
+        }
+    }
+
+    /// <summary>float32 → bf16, round to nearest even; NaN stays a (quiet) NaN.</summary>
+    internal static void ToBf16(ReadOnlySpan<float> source, Span<ushort> destination)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && source.Length >= 2 * Vector<uint>.Count)
+        {
+            ReadOnlySpan<uint> bits = MemoryMarshal.Cast<float, uint>(source);
+            var one = new Vector<uint>(1);
+            var bias = new Vector<uint>(0x7FFF);
+            var absMask = new Vector<uint>(0x7FFFFFFF);
+            var infinity = new Vector<uint>(0x7F800000);
+            var quiet = new Vector<uint>(0x0040);
+            int step = 2 * Vector<uint>.Count;
+            for (; i + step <= source.Length; i += step)
+            {
+                Vector<uint> a = Round(new Vector<uint>(bits[i..]));
+                Vector<uint> b = Round(new Vector<uint>(bits[(i + Vector<uint>.Count)..]));
+                Vector.Narrow(a, b).CopyTo(destination[i..]);
+            }
+
+            Vector<uint> Round(Vector<uint> x)
+            {
+                Vector<uint> rounded = (x + bias + ((x >> 16) & one)) >> 16;
+                Vector<uint> nan = Vector.GreaterThan(x & absMask, infinity);
+                return Vector.ConditionalSelect(nan, (x >> 16) | quiet, rounded);
+            }
+        }
+
+        for (; i < source.Length; i++)
+        {
+            destination[i] = Bf16(source[i]);
+        }
+    }
+
+    /// <summary>One float32 → bf16 bits, round to nearest even (the scalar twin of <see cref="ToBf16"/>).</summary>
+    internal static ushort Bf16(float value)
+    {
+        uint x = BitConverter.SingleToUInt32Bits(value);
+        if ((x & 0x7FFFFFFF) > 0x7F800000)
+        {
+            return (ushort)((x >> 16) | 0x0040);
+        }
+
+        return (ushort)((x + 0x7FFF + ((x >> 16) & 1)) >> 16);
+    }
+
+    /// <summary>
+    /// float32 → IEEE half, round to nearest even (F. Giesen's float_to_half_fast3_rtne): beyond 65504 → ±inf, NaN → quiet
+    /// NaN, below 2^-14 through a float add that rounds into the subnormal range. The scalar twin is <see cref="Half"/>'s cast.
+    /// </summary>
+    internal static void ToF16(ReadOnlySpan<float> source, Span<ushort> destination)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && source.Length >= 2 * Vector<uint>.Count)
+        {
+            ReadOnlySpan<uint> bits = MemoryMarshal.Cast<float, uint>(source);
+            var signMask = new Vector<uint>(0x80000000u);
+            var f16Max = new Vector<uint>((127u + 16) << 23);          // 65536: rounds to inf from here up
+            var f32Infinity = new Vector<uint>(255u << 23);
+            var normalMin = new Vector<uint>(113u << 23);              // 2^-14, the smallest normal half
+            var denormMagic = new Vector<uint>(((127u - 15) + (23 - 10) + 1) << 23);
+            var rebias = new Vector<uint>(unchecked((uint)((15 - 127) << 23) + 0xFFF));
+            var one = new Vector<uint>(1);
+            int step = 2 * Vector<uint>.Count;
+            for (; i + step <= source.Length; i += step)
+            {
+                Vector<uint> a = Convert(new Vector<uint>(bits[i..]));
+                Vector<uint> b = Convert(new Vector<uint>(bits[(i + Vector<uint>.Count)..]));
+                Vector.Narrow(a, b).CopyTo(destination[i..]);
+            }
+
+            Vector<uint> Convert(Vector<uint> x)
+            {
+                Vector<uint> sign = x & signMask;
+                Vector<uint> f = x ^ sign;
+                Vector<uint> special = Vector.ConditionalSelect(Vector.GreaterThan(f, f32Infinity), new Vector<uint>(0x7E00), new Vector<uint>(0x7C00));
+                Vector<uint> subnormal = (f.As<uint, float>() + denormMagic.As<uint, float>()).As<float, uint>() - denormMagic;
+                Vector<uint> normal = (f + rebias + ((f >> 13) & one)) >> 13;
+                Vector<uint> h = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(f, f16Max), special,
+                    Vector.ConditionalSelect(Vector.LessThan(f, normalMin), subnormal, normal));
+                return h | (sign >> 16);
+            }
+        }
+
+        for (; i < source.Length; i++)
+        {
+            destination[i] = BitConverter.HalfToUInt16Bits((Half)source[i]);
+        }
+    }
+}
