@@ -56,6 +56,24 @@ public sealed class CliProcessTests
         Assert.DoesNotContain("<think>", output);
     }
 
+    [Theory]
+    [InlineData("f16")]
+    [InlineData("f32")]
+    public async Task Run_KvCacheDType_AnswersAndExitsZero(string dtype)
+    {
+        var (code, output, error) = await CliProcess.RunAsync($"run --model {Tiny} --no-think --max-tokens 6 --temperature 0 --kv-cache-dtype {dtype} hello");
+        Assert.True(code == 0, error);
+        Assert.EndsWith("\n", output);
+    }
+
+    [Fact]
+    public async Task Run_UnknownKvCacheDType_ExitsTwoNamingTheChoices()
+    {
+        var (code, _, error) = await CliProcess.RunAsync($"run --model {Tiny} --kv-cache-dtype q4 hello");
+        Assert.Equal(2, code);
+        Assert.Contains("--kv-cache-dtype must be f32, bf16 or f16 (got 'q4')", error);
+    }
+
     [Fact]
     public async Task RunJson_PrintsAnOpenAIChatCompletion()
     {
@@ -147,5 +165,41 @@ public sealed class ServeProcessTests
         Assert.Equal(0, code);
         Assert.Contains("stopped", serve.Out);
         Console.WriteLine($"serve stopped {clock.ElapsedMilliseconds} ms after SIG{signal}");
+    }
+
+    [Fact]
+    public async Task Serve_Bf16KvCache_TwiceTheBlocksOfF32InTheBannerAndMetrics_Answers()
+    {
+        // The same --kv-cache-memory holds 24 float32 blocks or 48 bf16 ones; the banner and /metrics say so.
+        long memory = 24 * Qwen3Sharp.Cache.KvBlockPool.BytesPerBlock(Qwen3Sharp.Loading.Qwen3Config.Load(TinyModel.Directory), Qwen3Sharp.Cache.KvCacheDType.F32);
+        using CliProcess serve = CliProcess.Start(
+            $"serve --model {TinyModel.Directory} --port 0 --ctx-size 256 --kv-cache-dtype bf16 --kv-cache-memory {memory}");
+        Uri? address = null;
+        for (int i = 0; i < 600 && address is null && !serve.HasExited; i++)
+        {
+            await Task.Delay(100);
+            var match = System.Text.RegularExpressions.Regex.Match(serve.Out, @"on (http://127\.0\.0\.1:\d+/)v1");
+            if (match.Success)
+            {
+                address = new Uri(match.Groups[1].Value);
+            }
+        }
+
+        Assert.True(address is not null, $"no address announced. stdout: {serve.Out} stderr: {serve.Err}");
+        Assert.Contains("KV cache bf16: 48 blocks of 16 = 768 tokens", serve.Out);
+        using var http = new HttpClient { BaseAddress = address };
+        using var answer = await http.PostAsync("v1/chat/completions", new StringContent(
+            """{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 0}""",
+            System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, answer.StatusCode);
+        string metrics = await http.GetStringAsync("metrics");
+        Assert.Matches(@"(?m)^qwen3sharp:kv_cache_blocks_total\{model_name=""[^""]+""\} 48$", metrics);
+
+        using (var kill = System.Diagnostics.Process.Start("kill", $"-INT {serve.Id}"))
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        Assert.Equal(0, await serve.WaitAsync(TimeSpan.FromSeconds(30)));
     }
 }

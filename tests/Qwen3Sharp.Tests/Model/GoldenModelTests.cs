@@ -9,6 +9,8 @@ namespace Qwen3Sharp.Tests.Model;
 /// <summary>
 /// Whole-model acceptance against transformers' Qwen3 (float64 reference) on the golden tiny models:
 /// last-token logits, top-5 at every position, greedy continuation with the KV cache, and decode == recompute.
+/// These run the dense <see cref="KvCache"/>, which is always float32 whatever the engine's default KV dtype; the
+/// drift of the 16-bit caches is measured against the same references in <see cref="KvCacheDTypeGoldenTests"/>.
 /// </summary>
 public sealed class GoldenModelTests(ITestOutputHelper output)
 {
@@ -35,6 +37,7 @@ public sealed class GoldenModelTests(ITestOutputHelper output)
         GoldenCase c = GoldenCase.LoadAll(model)[caseIndex];
         using Qwen3Model m = Qwen3Model.Load(GoldenCase.Dir(model), threadCount: 2);
         using KvCache cache = m.CreateCache(512);
+        Assert.Equal(KvCacheDType.F32, cache.DType);
         var logits = new float[m.VocabSize];
         m.Forward(c.InputIds, 0, cache, logits);
 

@@ -1,0 +1,213 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using Qwen3Sharp.Cache;
+using Qwen3Sharp.Kernels;
+using Qwen3Sharp.Kernels.Reference;
+
+namespace Qwen3Sharp.Tests.Kernels;
+
+/// <summary>
+/// The 16-bit KV cache: float32 → bf16/f16 stores against their scalar twins, and paged attention over bf16/f16 keys
+/// and values against the float32 path over the same (rounded) values, under every ISA, on ragged lengths.
+/// </summary>
+public sealed class KvDTypeTests
+{
+    public static TheoryData<string, KvCacheDType> IsasAndDTypes()
+    {
+        var data = new TheoryData<string, KvCacheDType>();
+        foreach (string isa in Isa.All)
+        {
+            data.Add(isa, KvCacheDType.BF16);
+            data.Add(isa, KvCacheDType.F16);
+        }
+
+        return data;
+    }
+
+    /// <summary>Values that exercise rounding: ties, subnormals, overflow, signed zeros, infinities and NaN.</summary>
+    private static float[] Specials()
+    {
+        var list = new List<float>
+        {
+            0f, -0f, 1f, -1f, 65504f, 65519.99f, 65520f, -65520f, 1e10f, -1e10f, 6.1035156e-5f, 6.0975552e-5f, 5.9604645e-8f,
+            2.9802322e-8f, 2.9802326e-8f, 1e-9f, -1e-9f, 1.0009765625f, 1.00048828125f, 1.00146484375f, 3.4028235e38f,
+            float.Epsilon, -float.Epsilon, 1.1754944e-38f, float.PositiveInfinity, float.NegativeInfinity, float.NaN,
+            BitConverter.UInt32BitsToSingle(0x3F808000u), BitConverter.UInt32BitsToSingle(0x3F818000u),   // bf16 ties: to even, both ways
+            BitConverter.UInt32BitsToSingle(0x3F808001u), BitConverter.UInt32BitsToSingle(0x7F7FFFFFu),
+            BitConverter.UInt32BitsToSingle(0x7FC00001u), BitConverter.UInt32BitsToSingle(0xFF800001u),  // NaNs with payloads
+        };
+        var rng = new Random(21);
+        for (int i = 0; i < 400; i++)
+        {
+            list.Add(BitConverter.UInt32BitsToSingle((uint)rng.NextInt64(0, 1L << 32)));   // any bit pattern
+            list.Add((float)(rng.NextDouble() * 2 - 1) * MathF.Pow(2, rng.Next(-30, 20)));
+        }
+
+        return [.. list];
+    }
+
+    [Fact]
+    public void FromSingle_Bf16_MatchesScalarRoundToNearestEven()
+    {
+        float[] x = Specials();
+        for (int n = 0; n <= x.Length; n += n < 70 ? 1 : 97)
+        {
+            var actual = new byte[n * 2];
+            KvConvert.FromSingle(x.AsSpan(0, n), KvCacheDType.BF16, actual);
+            ReadOnlySpan<ushort> bits = MemoryMarshal.Cast<byte, ushort>(actual);
+            for (int i = 0; i < n; i++)
+            {
+                ushort expected = KvConvert.Bf16(x[i]);
+                Assert.True(expected == bits[i], $"n={n} [{i}] {x[i]:G9} (0x{BitConverter.SingleToUInt32Bits(x[i]):X8}): 0x{bits[i]:X4}, scalar 0x{expected:X4}");
+            }
+        }
+
+        // The scalar twin itself: ties go to even, NaN stays NaN.
+        Assert.Equal(0x3F80, KvConvert.Bf16(BitConverter.UInt32BitsToSingle(0x3F808000u)));
+        Assert.Equal(0x3F82, KvConvert.Bf16(BitConverter.UInt32BitsToSingle(0x3F818000u)));
+        Assert.Equal(0x3F81, KvConvert.Bf16(BitConverter.UInt32BitsToSingle(0x3F808001u)));
+        Assert.True(float.IsNaN(BitConverter.UInt32BitsToSingle((uint)KvConvert.Bf16(BitConverter.UInt32BitsToSingle(0x7F800001u)) << 16)));
+    }
+
+    [Fact]
+    public void FromSingle_F16_MatchesHalfCast()
+    {
+        float[] x = Specials();
+        for (int n = 0; n <= x.Length; n += n < 70 ? 1 : 97)
+        {
+            var actual = new byte[n * 2];
+            KvConvert.FromSingle(x.AsSpan(0, n), KvCacheDType.F16, actual);
+            ReadOnlySpan<ushort> bits = MemoryMarshal.Cast<byte, ushort>(actual);
+            for (int i = 0; i < n; i++)
+            {
+                ushort expected = BitConverter.HalfToUInt16Bits((Half)x[i]);
+                bool bothNaN = Half.IsNaN(BitConverter.UInt16BitsToHalf(expected)) && Half.IsNaN(BitConverter.UInt16BitsToHalf(bits[i]));
+                Assert.True(bothNaN || expected == bits[i], $"n={n} [{i}] {x[i]:G9}: 0x{bits[i]:X4}, (Half) cast 0x{expected:X4}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(KvCacheDType.F32)]
+    [InlineData(KvCacheDType.BF16)]
+    [InlineData(KvCacheDType.F16)]
+    public void ToSingle_AfterFromSingle_IsTheRoundedValue(KvCacheDType dtype)
+    {
+        float[] x = KernelAssert.Random(new Random(3), 77, 50f);
+        var stored = new byte[x.Length * dtype.ElementBytes()];
+        KvConvert.FromSingle(x, dtype, stored);
+        var back = new float[x.Length];
+        KvConvert.ToSingle(stored, dtype, back);
+        for (int i = 0; i < x.Length; i++)
+        {
+            float expected = dtype switch
+            {
+                KvCacheDType.F32 => x[i],
+                KvCacheDType.BF16 => BitConverter.UInt32BitsToSingle((uint)KvConvert.Bf16(x[i]) << 16),
+                _ => (float)(Half)x[i],
+            };
+            Assert.Equal(expected, back[i]);
+        }
+
+        Assert.Throws<ArgumentException>(() => KvConvert.FromSingle(x, dtype, new byte[stored.Length - 1]));
+    }
+
+    [Theory, MemberData(nameof(IsasAndDTypes))]
+    public void CausalPaged_16BitRaggedScattered_EqualsFloat32PathOnRoundedValues(string isa, KvCacheDType dtype)
+    {
+        // Sequences of ragged lengths in one pool of shuffled 16-position blocks, keys and values stored as dtype. The
+        // 16-bit kernel must give exactly what the float32 kernel of the same ISA gives over the values rounded to dtype
+        // (the widening is exact and the arithmetic is the same), and agree with the scalar reference.
+        using var pool = new WorkerPool(2);
+        var rng = new Random(17);
+        const int BlockSize = 16;
+        (int H, int Kv, int D, int Start, int T)[] seqs =
+            [(16, 8, 128, 0, 1), (16, 8, 128, 15, 1), (16, 8, 128, 16, 1), (16, 8, 128, 33, 5), (16, 8, 128, 0, 40), (4, 2, 40, 100, 1),
+             (2, 1, 33, 7, 17), (3, 3, 7, 250, 3), (8, 2, 64, 300, 2)];
+        foreach (var (h, kv, d, start, t) in seqs)
+        {
+            int context = start + t, kvDim = kv * d;
+            int blocks = (context + BlockSize - 1) / BlockSize + 3;
+            int[] table = Enumerable.Range(0, blocks).OrderBy(_ => rng.Next()).Take((context + BlockSize - 1) / BlockSize).ToArray();
+            float[] q = KernelAssert.Random(rng, t * h * d, 2f);
+            float[] k = KernelAssert.Random(rng, context * kvDim, 2f);
+            float[] v = KernelAssert.Random(rng, context * kvDim);
+            // Paged stores: 16-bit, and float32 holding the same rounded values.
+            var k16 = new byte[blocks * BlockSize * kvDim * 2];
+            var v16 = new byte[k16.Length];
+            var k32 = new float[blocks * BlockSize * kvDim];
+            var v32 = new float[k32.Length];
+            var kDense = new float[context * kvDim];
+            var vDense = new float[context * kvDim];
+            for (int p = 0; p < context; p++)
+            {
+                int row = table[p / BlockSize] * BlockSize + p % BlockSize;
+                KvConvert.FromSingle(k.AsSpan(p * kvDim, kvDim), dtype, k16.AsSpan(row * kvDim * 2, kvDim * 2));
+                KvConvert.FromSingle(v.AsSpan(p * kvDim, kvDim), dtype, v16.AsSpan(row * kvDim * 2, kvDim * 2));
+                KvConvert.ToSingle(k16.AsSpan(row * kvDim * 2, kvDim * 2), dtype, k32.AsSpan(row * kvDim, kvDim));
+                KvConvert.ToSingle(v16.AsSpan(row * kvDim * 2, kvDim * 2), dtype, v32.AsSpan(row * kvDim, kvDim));
+                k32.AsSpan(row * kvDim, kvDim).CopyTo(kDense.AsSpan(p * kvDim));
+                v32.AsSpan(row * kvDim, kvDim).CopyTo(vDense.AsSpan(p * kvDim));
+            }
+
+            float scale = 1f / MathF.Sqrt(d);
+            float[] reference = new float[t * h * d], f32 = new float[t * h * d], actual = new float[t * h * d];
+            ScalarKernels.CausalAttention(q, t, start, kDense, vDense, h, kv, d, scale, reference);
+            Run(isa, dtype, pool, q, t, start, k16, v16, k32, v32, table, BlockSize, h, kv, d, scale, actual, f32);
+            string context_ = $"{dtype} paged attention {isa} heads={h}/{kv} headDim={d} start={start} tokens={t}";
+            KernelAssert.Close(f32, actual, atol: 0, rtol: 0, context_ + " vs float32 path");
+            KernelAssert.Close(reference, actual, atol: 2e-6f, rtol: 1e-5f, context_ + " vs scalar reference");
+        }
+    }
+
+    private static void Run(string isa, KvCacheDType dtype, WorkerPool pool, float[] q, int t, int start, byte[] k16, byte[] v16,
+        float[] k32, float[] v32, int[] table, int blockSize, int h, int kv, int d, float scale, float[] actual, float[] f32)
+    {
+        switch (isa)
+        {
+            case Isa.Dispatch:
+                Attention.Causal(pool, q, t, start, k16, v16, dtype, table, blockSize, h, kv, d, scale, actual);
+                Attention.Causal(pool, q, t, start, k32, v32, table, blockSize, h, kv, d, scale, f32);
+                break;
+            case "V512":
+                Run<Vector512<float>, Simd512>(dtype, pool, q, t, start, k16, v16, table, blockSize, h, kv, d, scale, actual);
+                Attention.Run<Vector512<float>, Simd512>(pool, q, t, start, k32, v32, table, blockSize, h, kv, d, scale, f32);
+                break;
+            case "V256":
+                Run<Vector256<float>, Simd256>(dtype, pool, q, t, start, k16, v16, table, blockSize, h, kv, d, scale, actual);
+                Attention.Run<Vector256<float>, Simd256>(pool, q, t, start, k32, v32, table, blockSize, h, kv, d, scale, f32);
+                break;
+            case "V128":
+                Run<Vector128<float>, Simd128>(dtype, pool, q, t, start, k16, v16, table, blockSize, h, kv, d, scale, actual);
+                Attention.Run<Vector128<float>, Simd128>(pool, q, t, start, k32, v32, table, blockSize, h, kv, d, scale, f32);
+                break;
+            default:
+                Run<float, SimdScalar>(dtype, pool, q, t, start, k16, v16, table, blockSize, h, kv, d, scale, actual);
+                Attention.Run<float, SimdScalar>(pool, q, t, start, k32, v32, table, blockSize, h, kv, d, scale, f32);
+                break;
+        }
+    }
+
+    private static void Run<TV, TS>(KvCacheDType dtype, WorkerPool pool, float[] q, int t, int start, byte[] k16, byte[] v16,
+        int[] table, int blockSize, int h, int kv, int d, float scale, float[] actual)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        if (dtype == KvCacheDType.BF16)
+        {
+            Attention.Run<TV, TS, KvBf16>(pool, q, t, start, k16, v16, table, blockSize, h, kv, d, scale, actual);
+        }
+        else
+        {
+            Attention.Run<TV, TS, KvF16>(pool, q, t, start, k16, v16, table, blockSize, h, kv, d, scale, actual);
+        }
+    }
+
+    [Fact]
+    public void CausalPaged_16BitKeysShorterThanTable_Throws()
+    {
+        using var pool = new WorkerPool(1);
+        // One block of 16 positions × 8 bf16 elements is 256 bytes; 255 do not hold it.
+        Assert.Throws<ArgumentException>(() =>
+            Attention.Causal(pool, new float[16], 1, 15, new byte[255], new byte[256], KvCacheDType.BF16, [0], 16, 2, 1, 8, 1f, new float[16]));
+    }
+}

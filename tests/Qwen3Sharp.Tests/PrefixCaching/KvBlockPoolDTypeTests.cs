@@ -1,0 +1,147 @@
+using Qwen3Sharp.Cache;
+using Qwen3Sharp.Kernels;
+
+namespace Qwen3Sharp.Tests.PrefixCaching;
+
+/// <summary>The block pool in each KV dtype: sizes, writes through a sequence's view, block copies, prefix-cache reuse.</summary>
+public sealed class KvBlockPoolDTypeTests
+{
+    public static TheoryData<KvCacheDType> DTypes() => [KvCacheDType.F32, KvCacheDType.BF16, KvCacheDType.F16];
+
+    [Theory]
+    [InlineData(KvCacheDType.F32, 229_376)]
+    [InlineData(KvCacheDType.BF16, 114_688)]
+    [InlineData(KvCacheDType.F16, 114_688)]
+    public void Sizes_Qwen3_1_7BShape_16BitHalvesBytesPerToken(KvCacheDType dtype, long bytesPerToken)
+    {
+        // Qwen3-1.7B: 28 layers × (keys + values) × 8 kv heads × 128 = 57,344 elements per token.
+        using var pool = new KvBlockPool(28, 8, 128, blockCount: 2, dtype: dtype);
+        Assert.Equal(dtype, pool.DType);
+        Assert.Equal(bytesPerToken, pool.TotalBytes / (2 * KvBlockPool.DefaultBlockSize));
+        Assert.Equal(2 * KvBlockPool.DefaultBlockSize * 8 * 128 * dtype.ElementBytes(), pool.KeyBytes(27).Length);
+    }
+
+    [Fact]
+    public void Create_MoreThanOneSpanPerLayer_Throws()
+    {
+        // 2^31 bytes per layer do not fit a span: 16-bit holds twice float32's blocks before that limit.
+        int f32Blocks = (int)(KvBlockPool.MaxLayerBytes / (16L * 1024 * 4)) + 1;
+        Assert.Throws<ArgumentOutOfRangeException>(() => new KvBlockPool(1, 8, 128, f32Blocks, dtype: KvCacheDType.F32));
+    }
+
+    /// <summary>Writes positions 0..count-1 of random k/v through a block table, returns what each stored value should read back as.</summary>
+    private static (float[] K, float[] V) WriteSequence(KvBlockPool pool, BlockTable table, int layer, int count, Random rng)
+    {
+        int kvDim = pool.KvDim;
+        Assert.True(pool.TryGrow(table, count));
+        float[] k = Tests.Kernels.KernelAssert.Random(rng, count * kvDim, 3f);
+        float[] v = Tests.Kernels.KernelAssert.Random(rng, count * kvDim, 3f);
+        var view = new KvCacheView(pool, table.Blocks, pool.BlockSize, kvDim);
+        // Ragged writes: a prompt chunk crossing blocks, then one token at a time.
+        int first = Math.Min(count, 21);
+        view.Write(layer, 0, k.AsSpan(0, first * kvDim), v.AsSpan(0, first * kvDim), first);
+        for (int p = first; p < count; p++)
+        {
+            view.Write(layer, p, k.AsSpan(p * kvDim, kvDim), v.AsSpan(p * kvDim, kvDim), 1);
+        }
+
+        return (Rounded(k, pool.DType), Rounded(v, pool.DType));
+    }
+
+    private static float[] Rounded(float[] x, KvCacheDType dtype)
+    {
+        var bytes = new byte[x.Length * dtype.ElementBytes()];
+        KvConvert.FromSingle(x, dtype, bytes);
+        var back = new float[x.Length];
+        KvConvert.ToSingle(bytes, dtype, back);
+        return back;
+    }
+
+    private static float[] ReadRow(KvBlockPool pool, Span<byte> layerBytes, int block, int offset)
+    {
+        int rowBytes = pool.KvDim * pool.ElementBytes;
+        var row = new float[pool.KvDim];
+        KvConvert.ToSingle(layerBytes.Slice((block * pool.BlockSize + offset) * rowBytes, rowBytes), pool.DType, row);
+        return row;
+    }
+
+    [Theory, MemberData(nameof(DTypes))]
+    public void Write_RaggedAcrossBlocks_ReadsBackTheRoundedValues(KvCacheDType dtype)
+    {
+        using var pool = new KvBlockPool(2, 2, 8, blockCount: 8, blockSize: 4, dtype: dtype);
+        var rng = new Random(5);
+        var other = new BlockTable(8);
+        Assert.True(pool.TryGrow(other, 5));   // another sequence holds the first blocks, so this one's are not 0, 1, ...
+        var table = new BlockTable(8);
+        var (k, v) = WriteSequence(pool, table, layer: 1, count: 13, rng);
+        for (int p = 0; p < 13; p++)
+        {
+            int block = table.Blocks[p / 4];
+            Assert.Equal(k.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.KeyBytes(1), block, p % 4));
+            Assert.Equal(v.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.ValueBytes(1), block, p % 4));
+        }
+
+        pool.Release(table);
+        pool.Release(other);
+        Assert.Equal(0, pool.UsedBlockCount);
+    }
+
+    [Theory, MemberData(nameof(DTypes))]
+    public void CopyBlock_PartialRows_CopiesEveryLayerInTheStoredDType(KvCacheDType dtype)
+    {
+        using var pool = new KvBlockPool(3, 2, 8, blockCount: 6, blockSize: 4, dtype: dtype);
+        var rng = new Random(9);
+        var table = new BlockTable(6);
+        var written = new (float[] K, float[] V)[3];
+        for (int l = 0; l < 3; l++)
+        {
+            written[l] = WriteSequence(pool, table, l, count: 7, rng);   // blocks 0 (full) and 1 (3 of 4 rows)
+        }
+
+        var target = new BlockTable(6);
+        Assert.True(pool.TryGrow(target, 4));
+        int source = table.Blocks[1], destination = target.Blocks[0];
+        byte[] untouched = pool.KeyBytes(0).Slice((destination * 4 + 3) * 16 * pool.ElementBytes, 16 * pool.ElementBytes).ToArray();
+        pool.CopyBlock(source, destination, positions: 3);
+        for (int l = 0; l < 3; l++)
+        {
+            for (int r = 0; r < 3; r++)
+            {
+                int p = 4 + r;
+                Assert.Equal(written[l].K.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.KeyBytes(l), destination, r));
+                Assert.Equal(written[l].V.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.ValueBytes(l), destination, r));
+            }
+        }
+
+        Assert.Equal(untouched, pool.KeyBytes(0).Slice((destination * 4 + 3) * 16 * pool.ElementBytes, 16 * pool.ElementBytes).ToArray());
+        Assert.Throws<ArgumentOutOfRangeException>(() => pool.CopyBlock(source, 6, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => pool.CopyBlock(source, destination, 5));
+    }
+
+    [Theory, MemberData(nameof(DTypes))]
+    public void PrefixCache_HitBlocks_HoldTheFirstSequencesStoredValues(KvCacheDType dtype)
+    {
+        using var pool = new KvBlockPool(1, 2, 8, blockCount: 8, blockSize: 4, dtype: dtype);
+        var rng = new Random(13);
+        int[] tokens = Enumerable.Range(50, 9).ToArray();   // 2 full blocks and 1 token
+        var table = new BlockTable(8);
+        var (k, _) = WriteSequence(pool, table, 0, tokens.Length, rng);
+        ulong key = KvBlockPool.RootKey;
+        for (int b = 0; b < 2; b++)
+        {
+            key = pool.KeyOf(key, tokens.AsSpan(b * 4, 4));
+            pool.Register(table, b, tokens.AsSpan(b * 4, 4), key);
+        }
+
+        pool.Release(table);
+        var next = new BlockTable(8);
+        Assert.Equal(2, pool.AcquireCachedPrefix(next, tokens, out _));
+        for (int p = 0; p < 8; p++)
+        {
+            Assert.Equal(k.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.KeyBytes(0), next.Blocks[p / 4], p % 4));
+        }
+
+        pool.Release(next);
+        Assert.Equal(0, pool.UsedBlockCount);
+    }
+}
