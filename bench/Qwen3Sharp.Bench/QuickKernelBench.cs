@@ -72,6 +72,11 @@ internal static unsafe class QuickKernelBench
             }
         }
 
+        if (what is "all" or "kv")
+        {
+            KvAttention(pool, threads);
+        }
+
         if (what == "ab")
         {
             DecodeAb(pool, bandwidthBest, threads);
@@ -255,6 +260,58 @@ internal static unsafe class QuickKernelBench
     }
 
     /// <summary>Best wall time and best process CPU time of repeated runs (about a second, at least 3) after a warm-up.</summary>
+    /// <summary>
+    /// One decode token's attention over every layer of a Qwen3-1.7B-shaped KV cache (28 layers, 16 query heads over
+    /// 8 kv heads of 128) at 2,000 and 8,000 positions in 16-position blocks, per KV dtype: the part of a decode step
+    /// the 16-bit cache halves the bytes of. Each layer has its own pool, so the step streams from DRAM as in decode.
+    /// </summary>
+    private static void KvAttention(WorkerPool pool, int threads)
+    {
+        const int Layers = 28, Heads = 16, KvHeads = 8, HeadDim = 128, BlockSize = 16;
+        const int KvDim = KvHeads * HeadDim;
+        var rng = new Random(1);
+        foreach (int context in new[] { 2000, 8000 })
+        {
+            int blocks = (context + BlockSize - 1) / BlockSize;
+            int[] table = Enumerable.Range(0, blocks).OrderBy(_ => rng.Next()).ToArray();
+            float[] q = new float[Heads * HeadDim], output = new float[Heads * HeadDim];
+            float[] row = new float[(long)blocks * BlockSize * KvDim];
+            for (int i = 0; i < row.Length; i++)
+            {
+                row[i] = (float)(rng.NextDouble() * 2 - 1);
+            }
+
+            for (int i = 0; i < q.Length; i++)
+            {
+                q[i] = (float)(rng.NextDouble() * 2 - 1);
+            }
+
+            foreach (Cache.KvCacheDType dtype in new[] { Cache.KvCacheDType.F32, Cache.KvCacheDType.BF16, Cache.KvCacheDType.F16 })
+            {
+                var keys = new byte[Layers][];
+                var values = new byte[Layers][];
+                for (int l = 0; l < Layers; l++)
+                {
+                    keys[l] = new byte[row.Length * dtype.ElementBytes()];
+                    values[l] = new byte[row.Length * dtype.ElementBytes()];
+                    KvConvert.FromSingle(row, dtype, keys[l]);
+                    KvConvert.FromSingle(row, dtype, values[l]);
+                }
+
+                (double wall, double cpu) = Time(() =>
+                {
+                    for (int l = 0; l < Layers; l++)
+                    {
+                        Attention.Causal(pool, q, 1, context - 1, keys[l], values[l], dtype, table, BlockSize, Heads, KvHeads, HeadDim, 0.088f, output);
+                    }
+                });
+                long bytes = 2L * Layers * context * KvDim * dtype.ElementBytes();
+                Console.WriteLine($"decode attention {Cache.KvCacheDTypes.Name(dtype),4} at {context,5} positions, 28 layers: {wall * 1e3,7:F2} ms  " +
+                    $"({bytes / 1e6:F0} MB of KV, {bytes / wall / 1e9:F1} GB/s; cpu {cpu * 1e3 / threads:F2} ms per thread)");
+            }
+        }
+    }
+
     private static (double Wall, double Cpu) Time(Action action)
     {
         action();

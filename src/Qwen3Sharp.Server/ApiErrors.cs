@@ -41,7 +41,7 @@ internal static class ErrorMapper
         catch (Exception ex) when (!context.Response.HasStarted)
         {
             ApiException error = Map(ex, context);
-            if (error.StatusCode == StatusCodes.Status429TooManyRequests)
+            if (error.Code == "server_overloaded")
             {
                 context.Response.Headers.RetryAfter = "1";
             }
@@ -59,7 +59,8 @@ internal static class ErrorMapper
             case GenerationRequestException g:
                 return new RequestValidationException(g.Message, g.Param);
             case EngineOverloadedException o:
-                return new ApiException(StatusCodes.Status429TooManyRequests, "rate_limit_error", o.Message, code: "server_overloaded");
+                // 503 as vLLM's --max-num-queued-reqs and OpenAI's own "overloaded" answer; OpenAI SDKs retry it after Retry-After.
+                return new ApiException(StatusCodes.Status503ServiceUnavailable, "server_error", o.Message, code: "server_overloaded");
             case BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge }:
                 return new ApiException(StatusCodes.Status413PayloadTooLarge, "invalid_request_error",
                     "The request body is larger than this server accepts.", code: "request_too_large");

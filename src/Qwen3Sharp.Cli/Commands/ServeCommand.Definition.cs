@@ -48,7 +48,7 @@ public sealed record ServeOptions
     /// <summary>--thinking-budget: the most tokens a response may spend thinking before &lt;/think&gt; is forced; null = unlimited.</summary>
     public int? ThinkingBudget { get; init; }
     public ToolCallsInReasoning ToolCallsInReasoning { get; init; } = ToolCallsInReasoning.Ignore;
-    /// <summary>--max-queue: requests waiting beyond this are answered 429 (Retry-After: 1).</summary>
+    /// <summary>--max-queue: requests waiting beyond this are answered 503 server_overloaded (Retry-After: 1).</summary>
     public int MaxQueue { get; init; } = 64;
     /// <summary>--weights: where the BF16 matrices live (mapped files, or a huge-page copy).</summary>
     public Loading.WeightPlacement Weights { get; init; }
@@ -125,7 +125,7 @@ public static partial class ServeCommand
             },
         };
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
-        Option<int> maxQueue = CliOptions.Int("--max-queue", "Waiting requests beyond this are refused with 429 and Retry-After.", 64, 1, 1_000_000);
+        Option<int> maxQueue = CliOptions.Int("--max-queue", "Most requests waiting for a sequence slot; beyond it new requests get 503 (server_overloaded, Retry-After: 1), which OpenAI clients retry.", 64, 1, 1_000_000);
 
         var command = new CliCommand<ServeOptions>("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).",
             parse => new ServeOptions

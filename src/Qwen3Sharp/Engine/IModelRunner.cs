@@ -36,6 +36,9 @@ public interface IModelRunner : IDisposable
     /// </summary>
     int AcquireCachedPrefix(ISequenceState sequence, ReadOnlySpan<int> tokens) => 0;
 
+    /// <summary>Positions per KV block of the prefix cache (0 without one).</summary>
+    int KvBlockSize => 0;
+
     /// <summary>KV blocks in all (0 when the runner does not page its memory).</summary>
     int KvBlockCount => 0;
 

@@ -28,7 +28,7 @@ public sealed record HostOptions
     public double? KvCacheMemory { get; init; }
 
     /// <summary>
-    /// How the KV cache stores keys and values (--kv-cache-dtype): bf16 by default (half of float32's memory, so
+    /// How the KV cache stores keys and values (--kv-cache-dtype): f16 by default (half of float32's memory, so
     /// <see cref="KvCacheMemory"/> holds twice the tokens); float32 for bit-exact agreement with the dense reference.
     /// </summary>
     public KvCacheDType KvCacheDType { get; init; } = KvCacheDTypes.Default;

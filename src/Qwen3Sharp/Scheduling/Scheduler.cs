@@ -10,6 +10,12 @@ internal readonly record struct ScheduledChunk(SequenceRequest Request, int Toke
 /// It only compares counters: <see cref="SequenceRequest.ComputedTokenCount"/> against <see cref="SequenceRequest.TokenCount"/>.
 /// When a running request cannot get KV blocks for its next tokens, the newest running request is preempted: it
 /// gives its blocks back and goes to the front of the queue, to be recomputed (prompt and output so far) later.
+/// <para>
+/// With a prefix cache, a waiting request whose prompt shares at least one full block with the prompt a running
+/// request is still prefilling (the choices of an <c>n &gt; 1</c> request, or the same prompt sent twice at once) is
+/// not admitted until that prefill has registered its blocks: it then starts after them, so the shared prompt is
+/// computed and stored once instead of once per request. Requests behind it in the queue are admitted meanwhile.
+/// </para>
 /// </summary>
 internal sealed class Scheduler
 {
@@ -97,9 +103,15 @@ internal sealed class Scheduler
             budget -= n;
         }
 
-        while (budget > 0 && _running.Count < MaxSequences && _waiting.First is { } node)
+        for (LinkedListNode<SequenceRequest>? node = _waiting.First, next; node is not null && budget > 0 && _running.Count < MaxSequences; node = next)
         {
+            next = node.Next;
             SequenceRequest r = node.Value;
+            if (AwaitsSharedPrefill(r))
+            {
+                continue;
+            }
+
             Engine.ISequenceState? state = _allocate();
             if (state is null)
             {
@@ -123,7 +135,7 @@ internal sealed class Scheduler
                 r.CachedPromptTokenCount = Math.Min(cached, r.PromptTokenCount);
             }
 
-            _waiting.RemoveFirst();
+            _waiting.Remove(node);
             r.Sequence = state;
             _running.Add(r);
             _plan.Add(new ScheduledChunk(r, n));
@@ -131,6 +143,38 @@ internal sealed class Scheduler
         }
 
         return _plan;
+    }
+
+    /// <summary>
+    /// Whether a running request is still prefilling a prompt whose full blocks <paramref name="r"/> shares beyond those
+    /// already computed (so <paramref name="r"/> would find more of its prompt cached by waiting for it).
+    /// </summary>
+    private bool AwaitsSharedPrefill(SequenceRequest r)
+    {
+        int blockSize = _prefixCache?.KvBlockSize ?? 0;
+        if (blockSize == 0 || r.PromptTokenCount <= blockSize)
+        {
+            return false;
+        }
+
+        ReadOnlySpan<int> tokens = System.Runtime.InteropServices.CollectionsMarshal.AsSpan((List<int>)r.Tokens)[..r.PromptTokenCount];
+        foreach (SequenceRequest p in _running)
+        {
+            if (p.ComputedTokenCount >= p.PromptTokenCount)
+            {
+                continue;   // decoding: its prompt's full blocks are registered already
+            }
+
+            ReadOnlySpan<int> other = System.Runtime.InteropServices.CollectionsMarshal.AsSpan((List<int>)p.Tokens)[..p.PromptTokenCount];
+            // r looks up at most its first PromptTokenCount - 1 tokens (the last is always computed).
+            int shared = tokens[..^1].CommonPrefixLength(other) / blockSize;
+            if (shared > p.ComputedTokenCount / blockSize)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Gives the request's blocks back (full ones stay prefix-cached) and queues it first, to be recomputed from its first token.</summary>

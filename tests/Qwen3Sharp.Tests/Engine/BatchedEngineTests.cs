@@ -149,7 +149,7 @@ public sealed class BatchedEngineTests(ITestOutputHelper output)
         Assert.Equal(40, Blocks(KvCacheDType.F32));
         Assert.Equal(80, Blocks(KvCacheDType.BF16));
         Assert.Equal(80, Blocks(KvCacheDType.F16));
-        Assert.Equal(KvCacheDType.BF16, new HostOptions().KvCacheDType);
+        Assert.Equal(KvCacheDType.F16, new HostOptions().KvCacheDType);
     }
 
     [Theory]

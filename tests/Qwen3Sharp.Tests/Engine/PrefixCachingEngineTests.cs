@@ -69,6 +69,46 @@ public sealed class PrefixCachingEngineTests
     }
 
     [Fact]
+    public async Task SamePromptFourTimesAtOnce_LaterOnesWaitForThePrefillAndShareItsBlocks()
+    {
+        // n = 4 choices of one prompt arrive together; the prompt (100 tokens) is prefilled in chunks of 32, so without
+        // sharing each would compute and store all 7 of its blocks. The scheduler holds the 3 later ones until the first
+        // has registered its 6 full blocks: each then reuses 96 tokens and computes 4.
+        using var temp = new TempDir();
+        ModelSynthesizer.Write(temp.Path, "tiny", new SynthesisOptions
+        {
+            Seed = 7,
+            TokenizerDirectory = Path.Combine(AppContext.BaseDirectory, "Fixtures", "qwen3-tokenizer"),
+        });
+        using Qwen3Host host = Qwen3Host.Load(temp.Path, new HostOptions
+        {
+            ThreadCount = 2, ContextSize = 256, MaxSequences = 4, MaxBatchedTokens = 32, KvCacheDType = Cache.KvCacheDType.F32,
+        });
+        InferenceEngine engine = host.Engine;
+        int[] prompt = Prompt(engine.VocabSize, 100, seed: 4);
+        int peakBlocks = 0;
+        using var done = new CancellationTokenSource();
+        Task watch = Task.Run(async () =>
+        {
+            while (!done.IsCancellationRequested)
+            {
+                peakBlocks = Math.Max(peakBlocks, engine.Stats.KvBlocksUsed);
+                await Task.Delay(1);
+            }
+        });
+        var results = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Run(engine, prompt, maxTokens: 8)));
+        await done.CancelAsync();
+        await watch;
+
+        Assert.All(results, r => Assert.Equal(results[0].Tokens, r.Tokens));
+        Assert.Equal([0, 96, 96, 96], results.Select(r => r.Usage.CachedPromptTokenCount).Order().ToArray());
+        Assert.Equal(3 * 96, engine.Stats.PrefixCacheHitTokens);
+        // 6 shared full blocks + each sequence's own last block (positions 96..107): at most 10 at once, against 28 unshared.
+        Assert.InRange(peakBlocks, 1, 10);
+        Assert.Equal(0, engine.Stats.KvBlocksUsed);
+    }
+
+    [Fact]
     public async Task BlocksFilledDuringDecode_AreCached_ForTheNextTurnsPrompt()
     {
         using var temp = new TempDir();

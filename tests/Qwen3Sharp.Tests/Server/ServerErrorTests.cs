@@ -4,7 +4,7 @@ using Qwen3Sharp.Server;
 
 namespace Qwen3Sharp.Tests.Server;
 
-/// <summary>Every refusal in OpenAI's error shape: 400, 401, 404, 413, 429 and a 500 without internals.</summary>
+/// <summary>Every refusal in OpenAI's error shape: 400, 401, 404, 413, 503 and a 500 without internals.</summary>
 public sealed class ServerErrorTests(ServerFixture fixture) : IClassFixture<ServerFixture>
 {
     private readonly ServerHarness _server = fixture.Server;
@@ -304,7 +304,7 @@ public sealed class ServerErrorTests(ServerFixture fixture) : IClassFixture<Serv
     }
 
     [Fact]
-    public async Task QueueFull_429WithRetryAfter()
+    public async Task QueueFull_503ServerOverloadedWithRetryAfter()
     {
         await using ServerHarness server = await ServerHarness.StartAsync(maxSequences: 1, maxQueued: 0);
         server.Runner.Gate.Reset();
@@ -315,10 +315,73 @@ public sealed class ServerErrorTests(ServerFixture fixture) : IClassFixture<Serv
         }
 
         HttpResponseMessage refused = await server.PostAsync("/v1/chat/completions", ServerHarness.ChatBody("Hi", stream: true));
-        await AssertError(refused, HttpStatusCode.TooManyRequests, code: "server_overloaded");
+        JsonNode error = await AssertError(refused, HttpStatusCode.ServiceUnavailable, code: "server_overloaded");
+        Assert.Equal("server_error", (string?)error["type"]);
+        Assert.Contains("busy", (string?)error["message"]);
         Assert.Equal(TimeSpan.FromSeconds(1), refused.Headers.RetryAfter?.Delta);
         server.Runner.Gate.Set();
         Assert.Equal(HttpStatusCode.OK, (await first).StatusCode);
         await server.WaitForIdleAsync();
+    }
+
+    [Fact]
+    public async Task QueueFull_OfficialOpenAiSdk_Retries503AfterRetryAfterAndSucceedsOnceTheQueueDrains()
+    {
+        await using ServerHarness server = await ServerHarness.StartAsync(maxSequences: 1, maxQueued: 0);
+        server.Runner.Gate.Reset();
+        Task<HttpResponseMessage> first = server.PostAsync("/v1/chat/completions", ServerHarness.ChatBody("Hi"));
+        for (int i = 0; i < 500 && server.Engine.PendingRequestCount == 0; i++)
+        {
+            await Task.Delay(10);
+        }
+
+        // The SDK's own retry policy (default: 3 retries, honouring Retry-After) over a transport that records statuses.
+        var seen = new StatusRecorder();
+        var options = new OpenAI.OpenAIClientOptions
+        {
+            Endpoint = new Uri(server.BaseAddress, "/v1"),
+            Transport = new System.ClientModel.Primitives.HttpClientPipelineTransport(new HttpClient(seen)),
+        };
+        var client = new OpenAI.Chat.ChatClient(ServerHarness.ModelName, new System.ClientModel.ApiKeyCredential("not-checked"), options);
+        Task<System.ClientModel.ClientResult<OpenAI.Chat.ChatCompletion>> sdk = client.CompleteChatAsync([new OpenAI.Chat.UserChatMessage("Hi")]);
+        for (int i = 0; i < 500 && !seen.Statuses.Contains(HttpStatusCode.ServiceUnavailable); i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Contains(HttpStatusCode.ServiceUnavailable, seen.Statuses);
+        server.Runner.Gate.Set();   // the first request finishes; the retry after Retry-After: 1 gets in
+        OpenAI.Chat.ChatCompletion completion = (await sdk).Value;
+        Assert.Equal(Scripts.Answer, completion.Content[0].Text);
+        Assert.Equal(HttpStatusCode.OK, seen.Statuses[^1]);
+        Assert.Equal(HttpStatusCode.OK, (await first).StatusCode);
+        await server.WaitForIdleAsync();
+    }
+
+    private sealed class StatusRecorder() : DelegatingHandler(new HttpClientHandler())
+    {
+        private readonly List<HttpStatusCode> _statuses = [];
+
+        public IReadOnlyList<HttpStatusCode> Statuses
+        {
+            get
+            {
+                lock (_statuses)
+                {
+                    return [.. _statuses];
+                }
+            }
+        }
+
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            HttpResponseMessage response = await base.SendAsync(request, cancellationToken);
+            lock (_statuses)
+            {
+                _statuses.Add(response.StatusCode);
+            }
+
+            return response;
+        }
     }
 }
