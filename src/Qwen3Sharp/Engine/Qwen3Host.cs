@@ -93,8 +93,8 @@ public sealed class Qwen3Host : IDisposable
         ChatTemplate template;
         try
         {
-            // The weights' loader validated the file; read the tokenizer and template from a second (cheap) header parse.
-            using GgufFile file = GgufFile.Open(path);
+            // the weights' loader parsed and validated the file once; its metadata holds the tokenizer and template
+            GgufFile file = weights.Gguf!;
             var (tokenizerJson, tokenizerConfigJson) = GgufModel.ReadTokenizer(file);
             tokenizer = Qwen3Tokenizer.FromJson(tokenizerJson, tokenizerConfigJson);
             string source = GgufModel.ReadChatTemplate(file)

@@ -50,7 +50,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
     private const int MadviseDontNeed = 4;       // MADV_DONTNEED
 
     private readonly SafetensorsFile[] _files;
-    private readonly IDisposable? _gguf;         // the mapped GGUF file, when loaded from one
+    private readonly GgufFile? _gguf;            // the mapped GGUF file, when loaded from one
     private byte* _copy;                         // the HugePageCopy buffer, or null
 
     private ModelWeights(Qwen3Config config, SafetensorsFile[] files, WeightView embedTokens, WeightView lmHead, float[] norm,
@@ -78,6 +78,9 @@ public sealed unsafe partial class ModelWeights : IDisposable
 
     public IReadOnlyList<SafetensorsFile> Files => _files;
 
+    /// <summary>The mapped GGUF file the weights come from (its metadata holds the tokenizer and template), or null.</summary>
+    public GgufFile? Gguf => _gguf;
+
     /// <summary>Where the matrices live (see <see cref="WeightPlacement"/>).</summary>
     public WeightPlacement Placement { get; private init; }
 
@@ -85,7 +88,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
     public DType? LoadQuantization { get; private init; }
 
     /// <summary>Total size of the mapped weight files.</summary>
-    public long FileBytes => _files.Sum(f => f.FileBytes) + ((_gguf as GgufFile)?.FileBytes ?? 0);
+    public long FileBytes => _files.Sum(f => f.FileBytes) + (_gguf?.FileBytes ?? 0);
 
     /// <summary>Bytes of every weight matrix (what a decode step streams, the embedding table aside when untied).</summary>
     public long MatrixBytes => Layers.Sum(l => l.QProj.ByteCount + l.KProj.ByteCount + l.VProj.ByteCount + l.OProj.ByteCount
