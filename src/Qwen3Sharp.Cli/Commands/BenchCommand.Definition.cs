@@ -15,6 +15,8 @@ public sealed record BenchOptions
     public Loading.WeightPlacement Weights { get; init; }
     /// <summary>--kv-cache-dtype: how the paged KV cache stores keys and values.</summary>
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
+    /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
+    public Tensors.DType? Quantize { get; init; }
 }
 
 public static partial class BenchCommand
@@ -27,6 +29,7 @@ public static partial class BenchCommand
         Option<int?> threads = CliOptions.Threads();
         Option<string> weights = CliOptions.Weights();
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
+        Option<string> quantize = CliOptions.Quantize();
         var command = new CliCommand<BenchOptions>("bench", "Measure prefill and decode speed (tokens/s) end to end.",
             parse => new BenchOptions
             {
@@ -37,9 +40,10 @@ public static partial class BenchCommand
                 Threads = parse.GetValue(threads),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
                 KvCacheDType = parse.GetValue(kvCacheDType),
+                Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights, kvCacheDType }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights, quantize, kvCacheDType }) command.Options.Add(option);
         return command;
     }
 }

@@ -16,6 +16,8 @@ public sealed record ChatOptions
     public int? CtxSize { get; init; }
     /// <summary>--kv-cache-dtype: how the KV cache stores keys and values.</summary>
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
+    /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
+    public Tensors.DType? Quantize { get; init; }
 }
 
 public static partial class ChatCommand
@@ -28,6 +30,7 @@ public static partial class ChatCommand
         Option<int?> threads = CliOptions.Threads();
         Option<int?> ctxSize = CliOptions.CtxSize();
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
+        Option<string> quantize = CliOptions.Quantize();
         var command = new CliCommand<ChatOptions>("chat", "Chat with the model in the terminal.",
             parse => new ChatOptions
             {
@@ -38,9 +41,10 @@ public static partial class ChatCommand
                 Threads = parse.GetValue(threads),
                 CtxSize = parse.GetValue(ctxSize),
                 KvCacheDType = parse.GetValue(kvCacheDType),
+                Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize, kvCacheDType }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize, quantize, kvCacheDType }) command.Options.Add(option);
         return command;
     }
 }

@@ -26,6 +26,7 @@ public static partial class ChatCommand
             ThreadCount = o.Threads ?? Environment.ProcessorCount,
             ContextSize = o.CtxSize,
             KvCacheDType = o.KvCacheDType,
+            Quantize = o.Quantize,
         });
         var session = new Session(host.Chat, o.System, thinking: !o.NoThink);
 

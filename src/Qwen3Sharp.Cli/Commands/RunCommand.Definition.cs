@@ -21,6 +21,8 @@ public sealed record RunOptions
     public ulong? Seed { get; init; }
     /// <summary>--kv-cache-dtype: how the KV cache stores keys and values.</summary>
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
+    /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
+    public Tensors.DType? Quantize { get; init; }
 }
 
 public static partial class RunCommand
@@ -49,6 +51,7 @@ public static partial class RunCommand
                 return null;
             },
         };
+        Option<string> quantize = CliOptions.Quantize();
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for reproducible sampling.", HelpName = "N" };
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         var command = new CliCommand<RunOptions>("run", "Generate one answer to a prompt and exit.",
@@ -63,9 +66,10 @@ public static partial class RunCommand
                 Temperature = parse.GetValue(temperature),
                 Seed = parse.GetValue(seed),
                 KvCacheDType = parse.GetValue(kvCacheDType),
+                Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed, kvCacheDType }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed, quantize, kvCacheDType }) command.Options.Add(option);
         command.Arguments.Add(prompt);
         return command;
     }
