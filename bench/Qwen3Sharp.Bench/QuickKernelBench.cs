@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Qwen3Sharp.Cache;
 using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Tensors;
 
@@ -286,7 +287,7 @@ internal static unsafe class QuickKernelBench
                 q[i] = (float)(rng.NextDouble() * 2 - 1);
             }
 
-            foreach (Cache.KvCacheDType dtype in new[] { Cache.KvCacheDType.F32, Cache.KvCacheDType.BF16, Cache.KvCacheDType.F16 })
+            foreach (KvCacheDType dtype in new[] { KvCacheDType.F32, KvCacheDType.BF16, KvCacheDType.F16 })
             {
                 var keys = new byte[Layers][];
                 var values = new byte[Layers][];
@@ -306,7 +307,7 @@ internal static unsafe class QuickKernelBench
                     }
                 });
                 long bytes = 2L * Layers * context * KvDim * dtype.ElementBytes();
-                Console.WriteLine($"decode attention {Cache.KvCacheDTypes.Name(dtype),4} at {context,5} positions, 28 layers: {wall * 1e3,7:F2} ms  " +
+                Console.WriteLine($"decode attention {dtype.Name(),4} at {context,5} positions, 28 layers: {wall * 1e3,7:F2} ms  " +
                     $"({bytes / 1e6:F0} MB of KV, {bytes / wall / 1e9:F1} GB/s; cpu {cpu * 1e3 / threads:F2} ms per thread)");
             }
         }

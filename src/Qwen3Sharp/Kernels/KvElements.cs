@@ -48,7 +48,7 @@ internal unsafe struct KvF16 : IKvElement
     public static TV Load<TV, TS>(byte* source) where TV : struct where TS : ISimd<TV> => TS.LoadF16((ushort*)source);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float LoadScalar(byte* source) => (float)BitConverter.UInt16BitsToHalf(*(ushort*)source);
+    public static float LoadScalar(byte* source) => SimdScalar.LoadF16((ushort*)source);
 }
 
 /// <summary>Float32 keys and values to and from the KV cache's storage types.</summary>
@@ -56,8 +56,9 @@ public static class KvConvert
 {
     /// <summary>
     /// Stores <paramref name="source"/> as <paramref name="dtype"/> into <paramref name="destination"/>
-    /// [source.Length × element bytes]: float32 copied, bf16 and f16 rounded to nearest even (NaN stays NaN,
-    /// f16 overflows to ±inf past 65504).
+    /// [source.Length × element bytes]: float32 copied, bf16 and f16 rounded to nearest even (NaN stays NaN); f16
+    /// saturates: a magnitude that would round past 65504 (±inf included) is stored as ±65504, so the attention
+    /// kernel's 4-operation f16 read never meets an infinity.
     /// </summary>
     public static void FromSingle(ReadOnlySpan<float> source, KvCacheDType dtype, Span<byte> destination)
     {
@@ -161,8 +162,9 @@ public static class KvConvert
     }
 
     /// <summary>
-    /// float32 → IEEE half, round to nearest even (F. Giesen's float_to_half_fast3_rtne): beyond 65504 → ±inf, NaN → quiet
-    /// NaN, below 2^-14 through a float add that rounds into the subnormal range. The scalar twin is <see cref="Half"/>'s cast.
+    /// float32 → IEEE half, round to nearest even (F. Giesen's float_to_half_fast3_rtne) saturating at ±65504 (±inf
+    /// included), NaN → quiet NaN, below 2^-14 through a float add that rounds into the subnormal range. The scalar twin
+    /// is <see cref="F16"/> (<see cref="Half"/>'s cast, clamped).
     /// </summary>
     internal static void ToF16(ReadOnlySpan<float> source, Span<ushort> destination)
     {
@@ -189,9 +191,9 @@ public static class KvConvert
             {
                 Vector<uint> sign = x & signMask;
                 Vector<uint> f = x ^ sign;
-                Vector<uint> special = Vector.ConditionalSelect(Vector.GreaterThan(f, f32Infinity), new Vector<uint>(0x7E00), new Vector<uint>(0x7C00));
+                Vector<uint> special = Vector.ConditionalSelect(Vector.GreaterThan(f, f32Infinity), new Vector<uint>(0x7E00), new Vector<uint>(0x7BFF));
                 Vector<uint> subnormal = (f.As<uint, float>() + denormMagic.As<uint, float>()).As<float, uint>() - denormMagic;
-                Vector<uint> normal = (f + rebias + ((f >> 13) & one)) >> 13;
+                Vector<uint> normal = Vector.Min((f + rebias + ((f >> 13) & one)) >> 13, new Vector<uint>(0x7BFF));   // [65520, 65536) rounds up to inf: saturate
                 Vector<uint> h = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(f, f16Max), special,
                     Vector.ConditionalSelect(Vector.LessThan(f, normalMin), subnormal, normal));
                 return h | (sign >> 16);
@@ -200,7 +202,14 @@ public static class KvConvert
 
         for (; i < source.Length; i++)
         {
-            destination[i] = BitConverter.HalfToUInt16Bits((Half)source[i]);
+            destination[i] = F16(source[i]);
         }
+    }
+
+    /// <summary>One float32 → f16 bits, round to nearest even, saturating at ±65504 (the scalar twin of <see cref="ToF16"/>).</summary>
+    internal static ushort F16(float value)
+    {
+        ushort h = BitConverter.HalfToUInt16Bits((Half)value);
+        return (h & 0x7FFF) == 0x7C00 ? (ushort)(h & 0x8000 | 0x7BFF) : h;
     }
 }

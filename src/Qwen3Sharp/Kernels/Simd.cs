@@ -60,7 +60,12 @@ internal unsafe interface ISimd<TV> where TV : struct
     /// <summary>Count bf16 values at <paramref name="source"/> as float32 in natural order (widen, shift; no rounding).</summary>
     static abstract TV LoadBf16(ushort* source);
 
-    /// <summary>Count IEEE half values at <paramref name="source"/> as float32 in natural order (exact).</summary>
+    /// <summary>
+    /// Count finite IEEE half values at <paramref name="source"/> as float32 in natural order (exact for every finite
+    /// half, subnormals included: sign to bit 31, exponent and mantissa shifted into place, exponent rebased by ×2^112 —
+    /// 4 operations where <see cref="F16ToSingle"/> also keeps inf/NaN). ±inf reads as ±65536 and NaN as a finite value:
+    /// for the KV cache, whose f16 stores saturate at ±65504 (<see cref="KvConvert"/>).
+    /// </summary>
     static abstract TV LoadF16(ushort* source);
 }
 
@@ -125,7 +130,11 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LoadF16(ushort* source)
-        => HalfBits(Vector512.WidenLower(Vector256.Load(source).ToVector512Unsafe()));
+        => FiniteHalfBits(Vector512.WidenLower(Vector256.Load(source).ToVector512Unsafe()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> FiniteHalfBits(Vector512<uint> h)
+        => ((h.AsInt32() << 16 >> 3) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector512.Create(ISimd<float>.TwoPow112);
 
     /// <summary>Half bits (zero-extended) to float: shift into place, rescale the exponent by 2^112
     /// (exact for normals and subnormals), keep inf/NaN, restore the sign.</summary>
@@ -200,7 +209,11 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LoadF16(ushort* source)
-        => HalfBits(Vector256.WidenLower(Vector128.Load(source).ToVector256Unsafe()));
+        => FiniteHalfBits(Vector256.WidenLower(Vector128.Load(source).ToVector256Unsafe()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> FiniteHalfBits(Vector256<uint> h)
+        => ((h.AsInt32() << 16 >> 3) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector256.Create(ISimd<float>.TwoPow112);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> HalfBits(Vector256<uint> h)
@@ -273,7 +286,11 @@ internal unsafe struct Simd128 : ISimd<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> LoadF16(ushort* source)
-        => HalfBits(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsUInt16()));
+        => FiniteHalfBits(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsUInt16()));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> FiniteHalfBits(Vector128<uint> h)
+        => ((h.AsInt32() << 16 >> 3) & Vector128.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector128.Create(ISimd<float>.TwoPow112);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> HalfBits(Vector128<uint> h)
@@ -340,7 +357,8 @@ internal unsafe struct SimdScalar : ISimd<float>
     public static float LoadBf16(ushort* source) => BitConverter.UInt32BitsToSingle((uint)*source << 16);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float LoadF16(ushort* source) => (float)BitConverter.UInt16BitsToHalf(*source);
+    public static float LoadF16(ushort* source)
+        => BitConverter.Int32BitsToSingle(((int)((uint)*source << 16) >> 3) & unchecked((int)0x8FFFE000)) * ISimd<float>.TwoPow112;
 }
 
 /// <summary>Vectorised float32 maths shared by the elementwise kernels.</summary>

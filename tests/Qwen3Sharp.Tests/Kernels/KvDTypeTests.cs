@@ -70,7 +70,7 @@ public sealed class KvDTypeTests
     }
 
     [Fact]
-    public void FromSingle_F16_MatchesHalfCast()
+    public void FromSingle_F16_MatchesHalfCastSaturatedAt65504()
     {
         float[] x = Specials();
         for (int n = 0; n <= x.Length; n += n < 70 ? 1 : 97)
@@ -80,9 +80,67 @@ public sealed class KvDTypeTests
             ReadOnlySpan<ushort> bits = MemoryMarshal.Cast<byte, ushort>(actual);
             for (int i = 0; i < n; i++)
             {
-                ushort expected = BitConverter.HalfToUInt16Bits((Half)x[i]);
+                ushort expected = KvConvert.F16(x[i]);
                 bool bothNaN = Half.IsNaN(BitConverter.UInt16BitsToHalf(expected)) && Half.IsNaN(BitConverter.UInt16BitsToHalf(bits[i]));
-                Assert.True(bothNaN || expected == bits[i], $"n={n} [{i}] {x[i]:G9}: 0x{bits[i]:X4}, (Half) cast 0x{expected:X4}");
+                Assert.True(bothNaN || expected == bits[i], $"n={n} [{i}] {x[i]:G9}: 0x{bits[i]:X4}, scalar 0x{expected:X4}");
+            }
+        }
+
+        // The scalar twin: (Half)'s rounding, then ±inf saturated to ±65504.
+        foreach (float v in x)
+        {
+            Half cast = (Half)v;
+            ushort twin = KvConvert.F16(v);
+            if (Half.IsNaN(cast))
+            {
+                Assert.True(Half.IsNaN(BitConverter.UInt16BitsToHalf(twin)));
+            }
+            else
+            {
+                Assert.Equal(Half.IsInfinity(cast) ? (Half.IsNegative(cast) ? -Half.MaxValue : Half.MaxValue) : cast, BitConverter.UInt16BitsToHalf(twin));
+            }
+        }
+    }
+
+    [Fact]
+    public void LoadF16_EveryFiniteHalf_IsExactUnderEveryIsa()
+    {
+        // The attention kernel's f16 read (4 operations, no inf/NaN handling) against .NET's Half → float for all 63,488
+        // finite halves, each vector width.
+        var halves = new ushort[1 << 16];
+        var expected = new List<float>();
+        int n = 0;
+        for (int bits = 0; bits < 1 << 16; bits++)
+        {
+            Half h = BitConverter.UInt16BitsToHalf((ushort)bits);
+            if (Half.IsFinite(h))
+            {
+                halves[n++] = (ushort)bits;
+                expected.Add((float)h);
+            }
+        }
+
+        Assert.Equal(63_488, n);
+        AssertLoads<System.Runtime.Intrinsics.Vector512<float>, Simd512>(halves, expected, n, 16, (v, i) => v[i]);
+        AssertLoads<System.Runtime.Intrinsics.Vector256<float>, Simd256>(halves, expected, n, 8, (v, i) => v[i]);
+        AssertLoads<System.Runtime.Intrinsics.Vector128<float>, Simd128>(halves, expected, n, 4, (v, i) => v[i]);
+        AssertLoads<float, SimdScalar>(halves, expected, n, 1, (v, _) => v);
+    }
+
+    private static unsafe void AssertLoads<TV, TS>(ushort[] halves, List<float> expected, int n, int lanes, Func<TV, int, float> lane)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        fixed (ushort* p = halves)
+        {
+            for (int i = 0; i + lanes <= n; i += lanes)
+            {
+                TV v = TS.LoadF16(p + i);
+                for (int j = 0; j < lanes; j++)
+                {
+                    float got = lane(v, j);
+                    Assert.True(BitConverter.SingleToInt32Bits(got) == BitConverter.SingleToInt32Bits(expected[i + j]),
+                        $"{typeof(TS).Name} half 0x{halves[i + j]:X4}: {got:G9}, expected {expected[i + j]:G9}");
+                }
             }
         }
     }
@@ -104,7 +162,7 @@ public sealed class KvDTypeTests
             {
                 KvCacheDType.F32 => x[i],
                 KvCacheDType.BF16 => BitConverter.UInt32BitsToSingle((uint)KvConvert.Bf16(x[i]) << 16),
-                _ => (float)(Half)x[i],
+                _ => (float)BitConverter.UInt16BitsToHalf(KvConvert.F16(x[i])),
             };
             Assert.Equal(expected, back[i]);
         }
