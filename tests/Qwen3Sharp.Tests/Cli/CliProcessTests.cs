@@ -170,8 +170,9 @@ public sealed class ServeProcessTests
     [Fact]
     public async Task Serve_Bf16KvCache_TwiceTheBlocksOfF32InTheBannerAndMetrics_Answers()
     {
-        // The same --kv-cache-memory holds 24 float32 blocks or 48 bf16 ones; the banner and /metrics say so.
-        long memory = 24 * Qwen3Sharp.Cache.KvBlockPool.BytesPerBlock(Qwen3Sharp.Loading.Qwen3Config.Load(TinyModel.Directory), Qwen3Sharp.Cache.KvCacheDType.F32);
+        // The same --kv-cache-memory (1.25 MiB; byte counts start at 1 MiB) holds 80 float32 blocks of the tiny model or
+        // 160 bf16 ones; the banner and /metrics say so.
+        long memory = 80 * Qwen3Sharp.Cache.KvBlockPool.BytesPerBlock(Qwen3Sharp.Loading.Qwen3Config.Load(TinyModel.Directory), Qwen3Sharp.Cache.KvCacheDType.F32);
         using CliProcess serve = CliProcess.Start(
             $"serve --model {TinyModel.Directory} --port 0 --ctx-size 256 --kv-cache-dtype bf16 --kv-cache-memory {memory}");
         Uri? address = null;
@@ -186,14 +187,19 @@ public sealed class ServeProcessTests
         }
 
         Assert.True(address is not null, $"no address announced. stdout: {serve.Out} stderr: {serve.Err}");
-        Assert.Contains("KV cache bf16: 48 blocks of 16 = 768 tokens", serve.Out);
+        Assert.Contains("KV cache bf16: 160 blocks of 16 = 2560 tokens", serve.Out);
         using var http = new HttpClient { BaseAddress = address };
-        using var answer = await http.PostAsync("v1/chat/completions", new StringContent(
-            """{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "temperature": 0}""",
-            System.Text.Encoding.UTF8, "application/json"));
-        Assert.Equal(System.Net.HttpStatusCode.OK, answer.StatusCode);
+        string body = new System.Text.Json.Nodes.JsonObject
+        {
+            ["model"] = Path.GetFileName(TinyModel.Directory),
+            ["messages"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["role"] = "user", ["content"] = "hi" }),
+            ["max_tokens"] = 4,
+            ["temperature"] = 0,
+        }.ToJsonString();
+        using var answer = await http.PostAsync("v1/chat/completions", new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+        Assert.True(answer.StatusCode == System.Net.HttpStatusCode.OK, await answer.Content.ReadAsStringAsync());
         string metrics = await http.GetStringAsync("metrics");
-        Assert.Matches(@"(?m)^qwen3sharp:kv_cache_blocks_total\{model_name=""[^""]+""\} 48$", metrics);
+        Assert.Matches(@"(?m)^qwen3sharp:kv_cache_blocks_total\{model_name=""[^""]+""\} 160$", metrics);
 
         using (var kill = System.Diagnostics.Process.Start("kill", $"-INT {serve.Id}"))
         {
