@@ -22,6 +22,8 @@ public sealed record BenchServeOptions
     public Loading.WeightPlacement Weights { get; init; }
     /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
     public Tensors.DType? Quantize { get; init; }
+    /// <summary>--kv-cache-dtype: how the in-process engine's KV cache stores keys and values.</summary>
+    public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
 }
 
 public static partial class BenchServeCommand
@@ -54,6 +56,7 @@ public static partial class BenchServeCommand
         var multiTurn = new Option<bool>("--multi-turn") { Description = "Also run a 5-turn chat over a ~1,500-token tools prompt and report cached_tokens per turn." };
         Option<string> weights = CliOptions.Weights();
         Option<string> quantize = CliOptions.Quantize();
+        Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         var command = new CliCommand<BenchServeOptions>("bench-serve",
             "Load benchmark through the OpenAI server (like `vllm bench serve`): concurrent streamed completions per level; aggregate and per-stream decode tok/s, TTFT p50/p99.",
             parse => new BenchServeOptions
@@ -70,9 +73,10 @@ public static partial class BenchServeCommand
                 MultiTurn = parse.GetValue(multiTurn),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
+                KvCacheDType = parse.GetValue(kvCacheDType),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, probe, multiTurn, weights, quantize }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, probe, multiTurn, weights, quantize, kvCacheDType }) command.Options.Add(option);
         command.Validators.Add(r =>
         {
             bool hasModel = r.GetValue(model) is not null, hasUrl = r.GetValue(url) is not null;
