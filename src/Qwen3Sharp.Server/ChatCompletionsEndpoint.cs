@@ -104,6 +104,7 @@ internal static class ChatCompletionsEndpoint
             Messages = choice == 0 ? messages : (System.Text.Json.Nodes.JsonArray)messages.DeepClone(),
             Tools = tools is null ? null : choice == 0 ? tools : (System.Text.Json.Nodes.JsonArray)tools.DeepClone(),
             ToolChoice = toolChoice,
+            ParallelToolCalls = dto.ParallelToolCalls ?? true,
             EnableThinking = thinking,
             TemplateKwargs = kwargs,
             Sampling = sampling with { Seed = RequestFields.Seed(dto.Seed, choice) },

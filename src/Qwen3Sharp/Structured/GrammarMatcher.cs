@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using System.Diagnostics;
 
 namespace Qwen3Sharp.Structured;
 
@@ -62,8 +62,8 @@ public sealed class GrammarMatcher
     private int[] _levelCounts = [];
     private int _stamp;
     private int _expandStamp;
-    private long _work;
-    private long _workLimit = long.MaxValue;
+    private long _deadline = long.MaxValue;   // Stopwatch timestamp past which a mask computation gives up
+    private int _workSinceClockCheck;
     private readonly int _maxStackDepth;
 
     public GrammarMatcher(GNode root, TokenTrie trie, int maxStackDepth = 512)
@@ -124,10 +124,7 @@ public sealed class GrammarMatcher
 
     private void ExpandInto(Frame? f, List<Frame> into, ref bool accepts, int stamp, int depth)
     {
-        if (++_work > _workLimit)
-        {
-            throw new GrammarTooComplexException("the grammar took too long to evaluate");
-        }
+        CheckDeadline("the grammar took too long to evaluate");
 
         if (f is null)
         {
@@ -335,20 +332,39 @@ public sealed class GrammarMatcher
         return next;
     }
 
+    /// <summary>Reads the clock every 1024 units of work; throws once <see cref="_deadline"/> has passed.</summary>
+    private void CheckDeadline(string what)
+    {
+        if (++_workSinceClockCheck >= 1024)
+        {
+            _workSinceClockCheck = 0;
+            if (Stopwatch.GetTimestamp() > _deadline)
+            {
+                throw new GrammarTooComplexException(what);
+            }
+        }
+    }
+
     /// <summary>
     /// The allowed-token bits of <paramref name="state"/> (end-of-output tokens are the caller's business),
-    /// computed once per state by walking the token trie. <paramref name="workLimit"/> bounds the walk.
+    /// computed once per state by walking the token trie, giving up (<see cref="GrammarTooComplexException"/>) once the
+    /// <see cref="Stopwatch"/> timestamp <paramref name="deadline"/> has passed.
     /// </summary>
-    internal ulong[] MaskOf(StateSet state, long workLimit = long.MaxValue)
+    internal ulong[] MaskOf(StateSet state, long deadline = long.MaxValue)
     {
         if (state.Mask is { } m)
         {
             return m;
         }
 
+        if (Stopwatch.GetTimestamp() > deadline)
+        {
+            throw new GrammarTooComplexException("computing the token mask took too long");
+        }
+
         var mask = new ulong[(_trie.VocabSize + 63) / 64];
-        _work = 0;
-        _workLimit = workLimit;
+        _deadline = deadline;
+        _workSinceClockCheck = 0;
         try
         {
             if (state.Terminals.Length > 0)
@@ -361,7 +377,7 @@ public sealed class GrammarMatcher
         }
         finally
         {
-            _workLimit = long.MaxValue;
+            _deadline = long.MaxValue;
         }
 
         foreach (Frame t in state.Terminals)
@@ -438,10 +454,7 @@ public sealed class GrammarMatcher
                 }
             }
 
-            if (++_work > _workLimit)
-            {
-                throw new GrammarTooComplexException("computing the token mask took too long");
-            }
+            CheckDeadline("computing the token mask took too long");
 
             if (n == 0 && !accepts)
             {

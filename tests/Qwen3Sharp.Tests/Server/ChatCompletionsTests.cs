@@ -223,28 +223,37 @@ public sealed class ChatCompletionsTests(ServerFixture fixture) : IClassFixture<
     }
 
     [Fact]
-    public async Task Chat_ParallelToolCallsFalse_KeepsFirstCall()
+    public async Task Chat_ParallelToolCallsFalse_EndsTheTurnAfterTheFirstCall()
     {
         JsonObject body = ServerHarness.ChatBody("What is the weather in two cities?");
         body["tools"] = new JsonArray(Weather());
+        JsonNode both = await _server.PostOkAsync("/v1/chat/completions", body);
         body["parallel_tool_calls"] = false;
-        JsonNode message = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!["message"]!;
+        JsonNode one = await _server.PostOkAsync("/v1/chat/completions", body);
+        JsonNode message = one["choices"]![0]!["message"]!;
         JsonNode call = Assert.Single(message["tool_calls"]!.AsArray())!;
         Assert.Equal("Paris", (string)JsonNode.Parse((string)call["function"]!["arguments"]!)!["city"]!);
+        Assert.Equal("tool_calls", (string)one["choices"]![0]!["finish_reason"]!);
+
+        // The model was stopped after the first call (end of turn was the only token allowed), not cut afterwards.
+        int onePrefix = ServerHarness.Tokenizer.Encode("<think>\nhm\n</think>\n\n" + Scripts.WeatherCall).Length;
+        Assert.Equal(2, both["choices"]![0]!["message"]!["tool_calls"]!.AsArray().Count);
+        Assert.Equal(onePrefix + 1, (int)one["usage"]!["completion_tokens"]!);
     }
 
     [Theory]
     [InlineData("\"required\"")]
     [InlineData("""{"type": "function", "function": {"name": "get_weather"}}""")]
-    public async Task Chat_ToolChoiceForcesCall_ModelCompletesPrefilledCall(string toolChoice)
+    public async Task Chat_ToolChoiceForcesCall_AfterFreeReasoning(string toolChoice)
     {
-        JsonObject body = ServerHarness.ChatBody("Hi");
+        JsonObject body = ServerHarness.ChatBody("What is the weather in Paris?");
         body["tools"] = new JsonArray(Weather());
         body["tool_choice"] = JsonNode.Parse(toolChoice);
         JsonNode choice = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!;
         Assert.Equal("tool_calls", (string)choice["finish_reason"]!);
         JsonNode call = Assert.Single(choice["message"]!["tool_calls"]!.AsArray())!;
         Assert.Equal("get_weather", (string)call["function"]!["name"]!);
+        Assert.Equal(Scripts.Reasoning, ((string)choice["message"]!["reasoning_content"]!).Trim());
         Assert.Equal("Paris", (string)JsonNode.Parse((string)call["function"]!["arguments"]!)!["city"]!);
     }
 
