@@ -257,6 +257,77 @@ public sealed class ChatCompletionsTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal("Paris", (string)JsonNode.Parse((string)call["function"]!["arguments"]!)!["city"]!);
     }
 
+    private static JsonObject StrictWeather() => new()
+    {
+        ["type"] = "function",
+        ["function"] = new JsonObject
+        {
+            ["name"] = "get_weather",
+            ["strict"] = true,
+            ["parameters"] = JsonNode.Parse("""{"type":"object","properties":{"city":{"enum":["Paris","Rome"]},"unit":{"enum":["c","f"]}},"required":["city","unit"],"additionalProperties":false}"""),
+        },
+    };
+
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task Chat_StrictToolUnderAuto_TheCallIsConstrained_TheRestIsFree(bool stream)
+    {
+        // The scripted model writes {"city": "Paris"}: strict parameters also require "unit", which the constraint adds.
+        JsonObject body = ServerHarness.ChatBody("What is the weather in Paris?", stream);
+        body["tools"] = new JsonArray(StrictWeather());
+        string arguments, reasoning, finish;
+        if (stream)
+        {
+            SseResult sse = await _server.StreamAsync("/v1/chat/completions", body);
+            AssertChatStreamInvariants(sse, 1);
+            var deltas = sse.ChoicesOf(0).SelectMany(c => c["delta"]!["tool_calls"]?.AsArray() ?? []).ToList();
+            Assert.All(deltas, d => Assert.Equal(0, (int)d!["index"]!));
+            arguments = string.Concat(deltas.Select(d => (string?)d!["function"]!["arguments"]));
+            reasoning = sse.Delta("reasoning_content");
+            finish = (string)sse.ChoicesOf(0).Last()["finish_reason"]!;
+            Assert.Equal("", sse.Delta("content"));
+        }
+        else
+        {
+            JsonNode choice = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!;
+            JsonNode call = Assert.Single(choice["message"]!["tool_calls"]!.AsArray())!;
+            arguments = (string)call["function"]!["arguments"]!;
+            reasoning = (string)choice["message"]!["reasoning_content"]!;
+            finish = (string)choice["finish_reason"]!;
+        }
+
+        Assert.Equal("tool_calls", finish);
+        Assert.Equal(Scripts.Reasoning, reasoning.Trim());
+        JsonObject args = JsonNode.Parse(arguments)!.AsObject();
+        Assert.Equal("Paris", (string)args["city"]!);
+        Assert.Contains((string)args["unit"]!, new[] { "c", "f" });
+        Assert.Equal(["city", "unit"], args.Select(p => p.Key));
+    }
+
+    [Fact]
+    public async Task Chat_StrictToolUnderAuto_AnswerWithoutACallIsUntouched()
+    {
+        JsonObject body = ServerHarness.ChatBody("Hi");
+        body["tools"] = new JsonArray(StrictWeather());
+        body["parallel_tool_calls"] = false;
+        JsonNode choice = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!;
+        Assert.Equal("stop", (string)choice["finish_reason"]!);
+        Assert.Equal(Scripts.Answer, (string)choice["message"]!["content"]!);
+    }
+
+    [Fact]
+    public async Task Chat_StrictToolWithUnsupportedKeyword_Is400NamingIt()
+    {
+        JsonObject tool = StrictWeather();
+        tool["function"]!["parameters"]!["properties"]!["city"]!["uniqueItems"] = true;
+        JsonObject body = ServerHarness.ChatBody("Hi");
+        body["tools"] = new JsonArray(tool);
+        HttpResponseMessage response = await _server.PostAsync("/v1/chat/completions", body.ToJsonString());
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Contains("uniqueItems", text);
+        Assert.Contains("tools[0].function.parameters", text);
+    }
+
     [Fact]
     public async Task Chat_ToolChoiceNone_AnswersWithoutTools()
     {
