@@ -76,6 +76,9 @@ public sealed class ChatService
         _trie = new Lazy<Structured.TokenTrie>(() => Structured.TokenTrie.FromTokenizer(tokenizer, engine.VocabSize));
     }
 
+    /// <summary>Compiled structured-output and tool-call matchers by schema, shared by the requests that repeat one.</summary>
+    public Structured.GrammarCache Grammars { get; } = new();
+
     /// <summary>The tokenizer's vocabulary as a byte trie (built on first use of structured output).</summary>
     public Structured.TokenTrie TokenTrie => _trie.Value;
 
@@ -87,8 +90,17 @@ public sealed class ChatService
     {
         Structured.TokenTrie trie = TokenTrie;   // built once per tokenizer, outside the schema's time
         long deadline = Deadline();
+        string key = string.Join('\u0001', "format", format.Kind, format.Strict, format.Schema?.ToJsonString(), format.Pattern,
+            string.Join('\u0002', format.Choices ?? []));
         try
         {
+            if (Grammars.TryGet(key, out Structured.GrammarMatcher cached))
+            {
+                var again = new Structured.TokenConstraint(cached, _stopTokenIds, start, Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1);
+                again.Prepare(deadline);
+                return again;
+            }
+
             Structured.GNode value = format.Kind switch
             {
                 StructuredOutputKind.JsonObject => Structured.JsonSchemaCompiler.AnyObject(),
@@ -103,6 +115,7 @@ public sealed class ChatService
             var constraint = new Structured.TokenConstraint(matcher, _stopTokenIds, start,
                 Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1);
             constraint.Prepare(deadline);
+            Grammars.Add(key, matcher);
             return constraint;
         }
         catch (Structured.SchemaException ex)
@@ -140,50 +153,58 @@ public sealed class ChatService
         Structured.GNode open = Tokenizer.ToolCallStart is { } o ? new Structured.GToken(o) : Structured.G.Lit(ChatTags.ToolCallStart);
         Structured.GNode close = Tokenizer.ToolCallEnd is { } c ? new Structured.GToken(c) : Structured.G.Lit(ChatTags.ToolCallEnd);
         string param = "tools";
+        int trigger = Tokenizer.ToolCallStart ?? -1;
+        if (!forced && trigger < 0)
+        {
+            throw new GenerationRequestException("strict tools and 'parallel_tool_calls': false need a vocabulary with a <tool_call> token; this model's has none.", "tools");
+        }
+
+        string key = string.Join('\u0001', "tools", request.ToolChoice.Mode, request.ToolChoice.FunctionName, request.ParallelToolCalls, tools.ToJsonString());
         try
         {
-            var targets = new List<Structured.ToolCallTarget>();
-            for (int i = 0; i < tools.Count; i++)
+            bool fresh = !Grammars.TryGet(key, out Structured.GrammarMatcher matcher);
+            if (fresh)
             {
-                JsonNode? fn = tools[i]?["function"];
-                string name = fn?["name"]?.GetValue<string>() ?? "";
-                if (request.ToolChoice.Mode == ToolChoiceMode.Function && name != request.ToolChoice.FunctionName)
+                var targets = new List<Structured.ToolCallTarget>();
+                for (int i = 0; i < tools.Count; i++)
                 {
-                    continue;
+                    JsonNode? fn = tools[i]?["function"];
+                    string name = fn?["name"]?.GetValue<string>() ?? "";
+                    if (request.ToolChoice.Mode == ToolChoiceMode.Function && name != request.ToolChoice.FunctionName)
+                    {
+                        continue;
+                    }
+
+                    param = $"tools[{i}].function.parameters";
+                    bool strict = IsStrict(fn);
+                    Structured.GNode arguments = (forced || strict) && fn?["parameters"] is JsonNode parameters
+                        ? Structured.JsonSchemaCompiler.Compile(parameters, strict, out _)
+                        : Structured.JsonSchemaCompiler.AnyObject();
+                    targets.Add(new Structured.ToolCallTarget(name, arguments));
                 }
 
-                param = $"tools[{i}].function.parameters";
-                bool strict = IsStrict(fn);
-                Structured.GNode arguments = (forced || strict) && fn?["parameters"] is JsonNode parameters
-                    ? Structured.JsonSchemaCompiler.Compile(parameters, strict, out _)
-                    : Structured.JsonSchemaCompiler.AnyObject();
-                targets.Add(new Structured.ToolCallTarget(name, arguments));
+                param = "tools";
+                if (targets.Count == 0)
+                {
+                    throw new GenerationRequestException($"'tool_choice' names function \"{request.ToolChoice.FunctionName}\", which is not in 'tools'.", "tool_choice");
+                }
+
+                Structured.GNode root = forced ? Structured.ToolCallGrammar.Calls(targets, open, close, request.ParallelToolCalls)
+                    : anyStrict ? Structured.ToolCallGrammar.Body(targets, close)
+                    : Structured.ToolCallGrammar.AnyBody(close);
+                matcher = new Structured.GrammarMatcher(root, trie);
             }
 
-            param = "tools";
-            if (targets.Count == 0)
-            {
-                throw new GenerationRequestException($"'tool_choice' names function \"{request.ToolChoice.FunctionName}\", which is not in 'tools'.", "tool_choice");
-            }
-
-            int[] thinkIds = [Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1];
-            Structured.TokenConstraint constraint;
-            if (forced)
-            {
-                var matcher = new Structured.GrammarMatcher(Structured.ToolCallGrammar.Calls(targets, open, close, request.ParallelToolCalls), trie);
-                constraint = new Structured.TokenConstraint(matcher, _stopTokenIds, start, thinkIds[0], thinkIds[1]);
-            }
-            else
-            {
-                int trigger = Tokenizer.ToolCallStart
-                    ?? throw new GenerationRequestException("strict tools and 'parallel_tool_calls': false need a vocabulary with a <tool_call> token; this model's has none.", "tools");
-                Structured.GNode body = anyStrict ? Structured.ToolCallGrammar.Body(targets, close) : Structured.ToolCallGrammar.AnyBody(close);
-                var matcher = new Structured.GrammarMatcher(body, trie);
-                constraint = new Structured.TokenConstraint(matcher, _stopTokenIds, start, thinkIds[0], thinkIds[1],
+            Structured.TokenConstraint constraint = forced
+                ? new Structured.TokenConstraint(matcher, _stopTokenIds, start, Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1)
+                : new Structured.TokenConstraint(matcher, _stopTokenIds, start, Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1,
                     trigger, repeat: request.ParallelToolCalls);
+            constraint.Prepare(deadline);
+            if (fresh)
+            {
+                Grammars.Add(key, matcher);
             }
 
-            constraint.Prepare(deadline);
             return constraint;
         }
         catch (Structured.SchemaException ex)

@@ -50,7 +50,8 @@ internal sealed class StateSet(Frame[] terminals, bool accepts)
 /// <summary>
 /// Runs a <see cref="GNode"/> grammar over bytes (a nondeterministic pushdown automaton whose stacks are interned
 /// <see cref="Frame"/>s) and computes token masks by walking a <see cref="TokenTrie"/>. One matcher serves one
-/// request; it is used by one thread at a time.
+/// grammar and may be shared by the requests that use it (the chat service caches matchers per schema): the state and
+/// mask caches then carry over, and a lock serialises the threads that advance or mask with it.
 /// </summary>
 public sealed class GrammarMatcher
 {
@@ -65,6 +66,8 @@ public sealed class GrammarMatcher
     private long _deadline = long.MaxValue;   // Stopwatch timestamp past which a mask computation gives up
     private int _workSinceClockCheck;
     private readonly int _maxStackDepth;
+    private readonly Lock _lock = new();
+    private int _maskCount;
 
     public GrammarMatcher(GNode root, TokenTrie trie, int maxStackDepth = 512)
     {
@@ -80,6 +83,9 @@ public sealed class GrammarMatcher
 
     /// <summary>Frames created so far (a size measure for limits and benchmarks).</summary>
     public int FrameCount => _frames.Count;
+
+    /// <summary>Token masks computed and kept so far (each <c>ceil(vocab / 64)</c> words).</summary>
+    public int MaskCount => Volatile.Read(ref _maskCount);
 
     private Frame Intern(GNode node, int pos, Frame? parent)
     {
@@ -322,14 +328,17 @@ public sealed class GrammarMatcher
     /// <summary>The state after token <paramref name="tokenId"/> (bytes or special), cached per state; null when not allowed.</summary>
     internal StateSet? Advance(StateSet state, int tokenId)
     {
-        if (state.Next.TryGetValue(tokenId, out StateSet? cached))
+        lock (_lock)
         {
-            return cached;
-        }
+            if (state.Next.TryGetValue(tokenId, out StateSet? cached))
+            {
+                return cached;
+            }
 
-        StateSet? next = _trie.IsByteToken(tokenId) ? Advance(state, _trie.BytesOf(tokenId)) : AdvanceSpecial(state, tokenId);
-        state.Next[tokenId] = next;
-        return next;
+            StateSet? next = _trie.IsByteToken(tokenId) ? Advance(state, _trie.BytesOf(tokenId)) : AdvanceSpecial(state, tokenId);
+            state.Next[tokenId] = next;
+            return next;
+        }
     }
 
     /// <summary>Reads the clock every 1024 units of work; throws once <see cref="_deadline"/> has passed.</summary>
@@ -352,10 +361,19 @@ public sealed class GrammarMatcher
     /// </summary>
     internal ulong[] MaskOf(StateSet state, long deadline = long.MaxValue)
     {
-        if (state.Mask is { } m)
+        if (Volatile.Read(ref state.Mask) is { } m)
         {
             return m;
         }
+
+        lock (_lock)
+        {
+            return state.Mask ?? ComputeMask(state, deadline);
+        }
+    }
+
+    private ulong[] ComputeMask(StateSet state, long deadline)
+    {
 
         if (Stopwatch.GetTimestamp() > deadline)
         {
@@ -388,7 +406,8 @@ public sealed class GrammarMatcher
             }
         }
 
-        state.Mask = mask;
+        Volatile.Write(ref state.Mask, mask);
+        _maskCount++;
         return mask;
     }
 

@@ -61,7 +61,7 @@ public sealed class TokenConstraint
         _trigger = triggerTokenId;
         _repeat = repeat;
         _state = matcher.Initial;
-        _maskTimeoutTicks = (long)((maskTimeout ?? TimeSpan.FromSeconds(5)).TotalSeconds * Stopwatch.Frequency);
+        _maskTimeoutTicks = (long)((maskTimeout ?? DefaultMaskTimeout).TotalSeconds * Stopwatch.Frequency);
         _phase = start switch
         {
             ConstraintStart.AfterReasoning => Phase.Reasoning,
@@ -69,6 +69,13 @@ public sealed class TokenConstraint
             _ => AnswerPhase,
         };
     }
+
+    /// <summary>
+    /// Most wall-clock time one mask may take during generation: a guard against a grammar that would stall the engine,
+    /// not a quality limit (pathological grammars are refused at admission, where the first mask has a 2 s budget), so it
+    /// is generous enough for a machine shared with other work.
+    /// </summary>
+    public static readonly TimeSpan DefaultMaskTimeout = TimeSpan.FromSeconds(60);
 
     private bool Triggered => _trigger >= 0;
 
