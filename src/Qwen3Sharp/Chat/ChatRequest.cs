@@ -36,6 +36,9 @@ public enum StructuredOutputKind
 
     /// <summary>Exactly one of <see cref="StructuredOutput.Choices"/> (vLLM structured_outputs.choice).</summary>
     Choice,
+
+    /// <summary>Text in the language of the GBNF grammar <see cref="StructuredOutput.Pattern"/> (llama.cpp grammar).</summary>
+    Grammar,
 }
 
 /// <summary>What the answer must be; decoding is constrained token by token (see Structured/).</summary>

@@ -106,6 +106,7 @@ public sealed class ChatService
                 StructuredOutputKind.JsonObject => Structured.JsonSchemaCompiler.AnyObject(),
                 StructuredOutputKind.JsonSchema => Structured.JsonSchemaCompiler.Compile(format.Schema, format.Strict, out _),
                 StructuredOutputKind.Regex => Structured.RegexCompiler.Compile("^(" + format.Pattern + ")$", jsonString: false),
+                StructuredOutputKind.Grammar => Structured.GbnfCompiler.Compile(format.Pattern ?? ""),
                 _ => Structured.G.Alt([.. (format.Choices ?? []).Select(Structured.G.Lit)]),
             };
             Structured.GNode root = format.Kind is StructuredOutputKind.JsonObject or StructuredOutputKind.JsonSchema

@@ -164,4 +164,27 @@ public sealed class StructuredOutputServerTests(ServerFixture fixture) : IClassF
         JsonNode plain = await server.PostOkAsync("/v1/chat/completions", ServerHarness.ChatBody("Hi"));
         Assert.Equal(Scripts.Answer, (string)plain["choices"]![0]!["message"]!["content"]!);
     }
+
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task Http_GbnfGrammar_AnswerIsInTheLanguage(bool stream)
+    {
+        JsonObject body = ServerHarness.ChatBody("Hi", stream);
+        body["enable_thinking"] = false;
+        body["grammar"] = "root ::= answer \".\"\nanswer ::= (\"yes\" | \"no\") (\", \" [0-9]{1,2} \" points\")?";
+        string content = stream
+            ? (await _server.StreamAsync("/v1/chat/completions", body)).Delta("content")
+            : (string)(await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!["message"]!["content"]!;
+        Assert.Matches("^(yes|no)(, [0-9]{1,2} points)?\\.$", content);
+    }
+
+    [Fact]
+    public async Task Http_BadGbnf_400NamingTheLine()
+    {
+        JsonObject body = ServerHarness.ChatBody("Hi");
+        body["grammar"] = "root ::= \"a\"\nroot ::= \"b\"";
+        HttpResponseMessage response = await _server.PostAsync("/v1/chat/completions", body.ToJsonString());
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Contains("grammar line 2: rule 'root' is defined twice", text);
+    }
 }
