@@ -56,6 +56,12 @@ public static unsafe class MatMul
             return;
         }
 
+        if (w.DType == DType.Affine)
+        {
+            AffineMatMul.Run(pool, x, tokenCount, w, destination, accumulate);  // MLX affine: Kernels/AffineMatMul.cs
+            return;
+        }
+
         if (Vector512.IsHardwareAccelerated && w.ColCount >= Vector512<float>.Count * 2)
         {
             Run<Vector512<float>, Simd512>(pool, x, tokenCount, w, destination, accumulate);
