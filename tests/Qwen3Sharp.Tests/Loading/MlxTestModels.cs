@@ -39,7 +39,7 @@ internal static unsafe class MlxTestModels
                         {
                             byte* row = pc + (long)r * cols * bits / 8;
                             QuantScalar.QuantizeRowAffine(pv + (long)r * cols, cols, bits, groupSize, row, ps + r * groups, pb + r * groups);
-                            for (int c = 0; c < cols; c++)
+                            for (int c = 0; c < cols && dequantized is not null; c++)
                             {
                                 float s = BitConverter.Int32BitsToSingle(ps[r * groups + c / groupSize] << 16);
                                 float b = BitConverter.Int32BitsToSingle(pb[r * groups + c / groupSize] << 16);
@@ -63,9 +63,9 @@ internal static unsafe class MlxTestModels
         }
 
         Directory.CreateDirectory(destination);
-        foreach (string file in Directory.EnumerateFiles(source, "*.json"))
+        foreach (string file in Directory.EnumerateFiles(source))   // config, tokenizer, chat template
         {
-            if (!file.EndsWith("safetensors.index.json", StringComparison.Ordinal))
+            if (!file.EndsWith(".safetensors", StringComparison.Ordinal) && !file.EndsWith("safetensors.index.json", StringComparison.Ordinal))
             {
                 File.Copy(file, Path.Combine(destination, Path.GetFileName(file)), overwrite: true);
             }
