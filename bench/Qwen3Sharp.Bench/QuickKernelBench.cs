@@ -72,6 +72,11 @@ internal static unsafe class QuickKernelBench
             }
         }
 
+        if (what == "affine")
+        {
+            AffineKernelBench.Run(pool, threads);
+        }
+
         if (what == "ab")
         {
             DecodeAb(pool, bandwidthBest, threads);

@@ -140,6 +140,44 @@ public sealed unsafe class AffineMatMulTests
         }
     }
 
+    /// <summary>Batches from <see cref="AffineMatMul.PanelTokens"/> on go through MatMul's prefill panels on dequantized rows.</summary>
+    [Theory]
+    [InlineData(4, 64)]
+    [InlineData(8, 32)]
+    [InlineData(4, 128)]
+    public void Large_batches_through_the_prefill_panels_match_the_reference(int bits, int groupSize)
+    {
+        using var pool = new WorkerPool(2);
+        var rng = new Random(13);
+        foreach (var (rows, cols) in new[] { (53, 256), (7, 640) })
+        {
+            using var m = new AffineMatrix(bits, groupSize, DType.BF16, rows, cols, rows + cols);
+            foreach (int tokens in new[] { AffineMatMul.PanelTokens, 45, 70 })
+            {
+                var x = new float[tokens * cols];
+                for (int i = 0; i < x.Length; i++)
+                {
+                    x[i] = (float)(rng.NextDouble() * 2 - 1);
+                }
+
+                var expected = new double[tokens * rows];
+                fixed (float* px = x)
+                fixed (double* pe = expected)
+                {
+                    QuantScalar.MatMul(px, tokens, m.View, pe);
+                }
+
+                var y = new float[tokens * rows];
+                MatMul.Multiply(pool, x, tokens, m.View, y);
+                for (int i = 0; i < y.Length; i++)
+                {
+                    double tolerance = 2e-5 * Math.Sqrt(cols) * (bits == 8 ? 16 : 1) + 1e-5;
+                    Assert.True(Math.Abs(y[i] - expected[i]) <= tolerance, $"{bits}-bit g{groupSize} {rows}x{cols} tokens {tokens} [{i}]: {y[i]} vs {expected[i]}");
+                }
+            }
+        }
+    }
+
     [Fact]
     public void MatMul_dispatches_affine_weights_and_the_embedding_dequantizes_rows()
     {
