@@ -120,6 +120,28 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [InlineData("tiny-a-4bit-mixed")]
+    [InlineData("tiny-b-6bit")]
+    public void Huge_page_copy_gives_the_same_logits(string name)
+    {
+        using Qwen3Model mapped = Qwen3Model.Load(Fixture(name), threadCount: 2);
+        using Qwen3Model copied = Qwen3Model.Load(Fixture(name), new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = WeightPlacement.HugePageCopy });
+        Assert.Equal(WeightPlacement.HugePageCopy, copied.Weights.Placement);
+        int[] ids = [3, 141, 59, 26, 535, 89, 79, 323, 846, 264, 338, 327, 950, 288, 419, 716, 939, 937, 510, 582, 97, 494, 459, 230, 781,
+            640, 628, 620, 899, 862, 803, 482, 534, 211, 706, 798];
+        var a = new float[mapped.VocabSize];
+        var b = new float[mapped.VocabSize];
+        using KvCache ca = mapped.CreateCache(64);
+        using KvCache cb = copied.CreateCache(64);
+        mapped.Forward(ids, 0, ca, a);
+        copied.Forward(ids, 0, cb, b);
+        Assert.Equal(a, b);
+        mapped.Forward([7], ids.Length, ca, a);
+        copied.Forward([7], ids.Length, cb, b);
+        Assert.Equal(a, b);
+    }
+
     /// <summary>Element (r, c) straight from the file's bit stream and bf16 tables.</summary>
     private static float WeightAt(string dir, string module, int bits, int gs, int r, int c)
     {
