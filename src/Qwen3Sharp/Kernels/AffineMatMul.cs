@@ -63,10 +63,10 @@ public static unsafe class AffineMatMul
             // Per token: the activation (permuted for 4-bit SIMD loads) then its group sums.
             long stride = cols + groups;
             float* prepared = (float*)pool.SharedScratch(tokenCount * stride * sizeof(float));
-            bool permute = w.Bits == 4 && isa != QuantMatMul.Isa.Scalar;
+            Layout layout = LayoutFor(isa, w.Bits, w.GroupSize);
             for (int t = 0; t < tokenCount; t++)
             {
-                Prepare(px + (long)t * cols, cols, w.GroupSize, permute, prepared + t * stride);
+                Prepare(px + (long)t * cols, cols, w.GroupSize, layout, prepared + t * stride);
             }
 
             var job = new Job
@@ -83,8 +83,29 @@ public static unsafe class AffineMatMul
         }
     }
 
-    /// <summary>x [cols] into its kernel layout (natural order, or per 32 the evens then the odds) followed by its group sums.</summary>
-    private static void Prepare(float* x, int cols, int groupSize, bool permute, float* destination)
+    /// <summary>The order the activation is given to a kernel in (matching the order its code loads produce).</summary>
+    internal enum Layout
+    {
+        /// <summary>As is (scalar; 8-bit codes widened with vpmovzxbd).</summary>
+        Natural,
+
+        /// <summary>Per 32 elements the 16 even ones, then the 16 odd ones (4-bit codes: low nibbles, high nibbles).</summary>
+        EvenOdd,
+
+        /// <summary>Per 64 elements those at 4j, then 4j+1, 4j+2, 4j+3 (8-bit codes taken as bytes 0..3 of 32-bit lanes).</summary>
+        Stride4,
+    }
+
+    internal static Layout LayoutFor(QuantMatMul.Isa isa, int bits, int groupSize) => (isa, bits) switch
+    {
+        (QuantMatMul.Isa.Scalar, _) => Layout.Natural,
+        (_, 4) => Layout.EvenOdd,
+        (QuantMatMul.Isa.Avx512, _) when groupSize % 64 == 0 => Layout.Stride4,
+        _ => Layout.Natural,
+    };
+
+    /// <summary>x [cols] into its kernel layout (<see cref="Layout"/>) followed by its group sums.</summary>
+    private static void Prepare(float* x, int cols, int groupSize, Layout layout, float* destination)
     {
         float* sums = destination + cols;
         for (int g = 0; g < cols / groupSize; g++)
@@ -98,9 +119,25 @@ public static unsafe class AffineMatMul
             sums[g] = s;
         }
 
-        if (!permute)
+        if (layout == Layout.Natural)
         {
             new ReadOnlySpan<float>(x, cols).CopyTo(new Span<float>(destination, cols));
+            return;
+        }
+
+        if (layout == Layout.Stride4)
+        {
+            for (int c = 0; c < cols; c += 64)
+            {
+                for (int j = 0; j < 16; j++)
+                {
+                    for (int k = 0; k < 4; k++)
+                    {
+                        destination[c + k * 16 + j] = x[c + 4 * j + k];
+                    }
+                }
+            }
+
             return;
         }
 
@@ -162,7 +199,11 @@ public static unsafe class AffineMatMul
                     {
                         float* x = X + t * XStride;
                         float* y = Y + (long)t * rowCount + r;
-                        if (Isa == QuantMatMul.Isa.Avx512)
+                        if (Isa == QuantMatMul.Isa.Avx512 && typeof(TC) == typeof(C8) && gs % 64 == 0)
+                        {
+                            Dot4_512x8<TG>(row, scales, biases, gs, groups, x, XStride, y, rowCount, Accumulate);
+                        }
+                        else if (Isa == QuantMatMul.Isa.Avx512)
                         {
                             Dot4_512<TC, TG>(row, scales, biases, gs, groups, x, XStride, y, rowCount, Accumulate);
                         }
@@ -178,6 +219,7 @@ public static unsafe class AffineMatMul
                     float* x = X + t * XStride;
                     float s = Isa switch
                     {
+                        QuantMatMul.Isa.Avx512 when typeof(TC) == typeof(C8) && gs % 64 == 0 => Dot1_512x8<TG>(row, scales, biases, gs, groups, x),
                         QuantMatMul.Isa.Avx512 => Dot1_512<TC, TG>(row, scales, biases, gs, groups, x),
                         QuantMatMul.Isa.Avx2 => Dot1_256<TC, TG>(row, scales, biases, gs, groups, x),
                         _ => DotScalar(row, W.Bits, scales, biases, W.GroupDType, gs, x, cols),
@@ -301,6 +343,91 @@ public static unsafe class AffineMatMul
 
         return Vector512.Sum(acc) + bias;
     }
+
+    /// <summary>
+    /// 64 8-bit codes as four vectors: byte k of each 32-bit lane (elements 4j+k), by shifts and masks instead of
+    /// vpmovzxbd (which competes for the shuffle pipes); the activation is in <see cref="Layout.Stride4"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Load64(byte* p, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3)
+    {
+        Vector512<uint> v = Vector512.Load((uint*)p);
+        Vector512<uint> m = Vector512.Create(0xFFu);
+        w0 = Avx512F.ConvertToVector512Single((v & m).AsInt32());
+        w1 = Avx512F.ConvertToVector512Single((Vector512.ShiftRightLogical(v, 8) & m).AsInt32());
+        w2 = Avx512F.ConvertToVector512Single((Vector512.ShiftRightLogical(v, 16) & m).AsInt32());
+        w3 = Avx512F.ConvertToVector512Single(Vector512.ShiftRightLogical(v, 24).AsInt32());
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float Dot1_512x8<TG>(byte* row, byte* scales, byte* biases, int gs, int groups, float* x)
+        where TG : IGroupType
+    {
+        Vector512<float> acc = Vector512<float>.Zero;
+        float* sums = x + gs * groups;
+        float bias = 0;
+        for (int g = 0; g < groups; g++)
+        {
+            Vector512<float> a = Vector512<float>.Zero, b = Vector512<float>.Zero;
+            for (int c = 0; c < gs; c += 64, row += 64, x += 64)
+            {
+                Load64(row, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3);
+                a = Avx512F.FusedMultiplyAdd(w0, Vector512.Load(x), a);
+                b = Avx512F.FusedMultiplyAdd(w1, Vector512.Load(x + 16), b);
+                a = Avx512F.FusedMultiplyAdd(w2, Vector512.Load(x + 32), a);
+                b = Avx512F.FusedMultiplyAdd(w3, Vector512.Load(x + 48), b);
+            }
+
+            acc = Avx512F.FusedMultiplyAdd(a + b, Vector512.Create(TG.Load(scales, g)), acc);
+            bias += TG.Load(biases, g) * sums[g];
+        }
+
+        return Vector512.Sum(acc) + bias;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Dot4_512x8<TG>(byte* row, byte* scales, byte* biases, int gs, int groups, float* x, long xs,
+        float* y, int ys, bool accumulate)
+        where TG : IGroupType
+    {
+        Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        float* sums = x + gs * groups;
+        float bias0 = 0, bias1 = 0, bias2 = 0, bias3 = 0;
+        int c = 0;
+        for (int g = 0; g < groups; g++)
+        {
+            Vector512<float> p0 = default, p1 = default, p2 = default, p3 = default;
+            for (int end = c + gs; c < end; c += 64, row += 64)
+            {
+                Load64(row, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3);
+                p0 = Part4(w0, w1, w2, w3, x + c, p0);
+                p1 = Part4(w0, w1, w2, w3, x + xs + c, p1);
+                p2 = Part4(w0, w1, w2, w3, x + 2 * xs + c, p2);
+                p3 = Part4(w0, w1, w2, w3, x + 3 * xs + c, p3);
+            }
+
+            Vector512<float> s = Vector512.Create(TG.Load(scales, g));
+            acc0 = Avx512F.FusedMultiplyAdd(p0, s, acc0);
+            acc1 = Avx512F.FusedMultiplyAdd(p1, s, acc1);
+            acc2 = Avx512F.FusedMultiplyAdd(p2, s, acc2);
+            acc3 = Avx512F.FusedMultiplyAdd(p3, s, acc3);
+            float b = TG.Load(biases, g);
+            bias0 += b * sums[g];
+            bias1 += b * sums[xs + g];
+            bias2 += b * sums[2 * xs + g];
+            bias3 += b * sums[3 * xs + g];
+        }
+
+        Store(y, Vector512.Sum(acc0) + bias0, accumulate);
+        Store(y + ys, Vector512.Sum(acc1) + bias1, accumulate);
+        Store(y + 2L * ys, Vector512.Sum(acc2) + bias2, accumulate);
+        Store(y + 3L * ys, Vector512.Sum(acc3) + bias3, accumulate);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Part4(Vector512<float> w0, Vector512<float> w1, Vector512<float> w2, Vector512<float> w3, float* x, Vector512<float> p)
+        => Avx512F.FusedMultiplyAdd(w0, Vector512.Load(x), Avx512F.FusedMultiplyAdd(w1, Vector512.Load(x + 16),
+            Avx512F.FusedMultiplyAdd(w2, Vector512.Load(x + 32), Avx512F.FusedMultiplyAdd(w3, Vector512.Load(x + 48), p))));
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Dot4_512<TC, TG>(byte* row, byte* scales, byte* biases, int gs, int groups, float* x, long xs,
