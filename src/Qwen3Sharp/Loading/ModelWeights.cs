@@ -173,8 +173,9 @@ public sealed unsafe partial class ModelWeights : IDisposable
 
                 if (info.DType == DType.U32)
                 {
-                    throw new ModelFormatException(file.FilePath, key,
-                        "holds U32 packed codes, but config.json has no 'quantization' section saying how they are packed");
+                    throw new ModelFormatException(file.FilePath, key, quantization is null
+                        ? "holds U32 packed codes, but config.json has no 'quantization' section saying how they are packed"
+                        : "holds U32 packed codes, but config.json leaves this module unquantized");
                 }
 
                 if (!info.Shape.SequenceEqual(expected))
