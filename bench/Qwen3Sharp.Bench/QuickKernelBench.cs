@@ -78,6 +78,11 @@ internal static unsafe class QuickKernelBench
             KvAttention(pool, threads);
         }
 
+        if (what == "affine")
+        {
+            AffineKernelBench.Run(pool, threads);
+        }
+
         if (what == "ab")
         {
             DecodeAb(pool, bandwidthBest, threads);

@@ -65,6 +65,9 @@ public static unsafe class Embedding
                 case DType.Q8_0 or DType.Q4_0:
                     QuantMatMul.DequantizeRow(row, table.DType, n, d);
                     break;
+                case DType.Affine:
+                    AffineMatMul.DequantizeRow(table, tokenIds[t], d);
+                    break;
                 case DType.BF16:
                     for (int c = 0; c < main; c += block)
                     {

@@ -26,6 +26,9 @@ namespace Qwen3Sharp.Kernels;
 /// them for every token through a register tile of 4 tokens × 4 rows (Vector512: 16 accumulators) or
 /// 2 × 4 (narrower vectors), partial sums added into the destination per column block.</item>
 /// </list>
+/// <item>MLX affine weights (<see cref="AffineMatMul"/>): decode and batches under
+/// <see cref="AffineMatMul.PanelTokens"/> tokens there; larger batches here through the prefill panels, each
+/// row block dequantized to float32 once (<see cref="AffineMatMul.DequantizeRows"/>).</item>
 /// Accumulation is float32 throughout. <c>destination</c> must not overlap <c>x</c>. The kernels use the pool's
 /// scratch memory, so one pool serves one calling thread at a time.
 /// </remarks>
@@ -53,6 +56,12 @@ public static unsafe class MatMul
         if (w.DType.IsBlockQuantized())
         {
             QuantMatMul.Run(pool, x, tokenCount, w, destination, accumulate);   // Q8_0, Q4_0: Kernels/QuantMatMul.cs
+            return;
+        }
+
+        if (w.DType == DType.Affine && tokenCount < AffineMatMul.PanelTokens)
+        {
+            AffineMatMul.Run(pool, x, tokenCount, w, destination, accumulate);  // MLX affine: Kernels/AffineMatMul.cs
             return;
         }
 
@@ -154,6 +163,7 @@ public static unsafe class MatMul
 
                 var job = new PanelJob<TV, TS>
                 {
+                    Source = w,
                     Weights = w.Data,
                     DType = w.DType,
                     Packed = packed,
@@ -579,6 +589,7 @@ public static unsafe class MatMul
 
     private struct PanelJob<TV, TS> : IPoolJob where TV : unmanaged where TS : ISimd<TV>
     {
+        public WeightView Source; // the matrix (affine: its codes, scales and biases)
         public byte* Weights;     // [RowCount, ColCount] of DType
         public DType DType;
         public float* Packed;     // [panelCount][ColCount][2 * TS.Count]
@@ -589,12 +600,12 @@ public static unsafe class MatMul
 
         public readonly void Execute(int index, int worker)
             => PanelRows<TV, TS>(Weights, DType, Packed, TokenCount, RowCount, ColCount, index * PanelRowBlock,
-                (float*)Scratch[worker], Y, Accumulate);
+                (float*)Scratch[worker], Y, Accumulate, Source);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PanelRows<TV, TS>(byte* weights, DType dtype, float* packed, int tokenCount, int rowCount, int cols,
-        int r0, float* scratch, float* y, bool accumulate)
+        int r0, float* scratch, float* y, bool accumulate, in WeightView source)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int rows = Math.Min(PanelRowBlock, rowCount - r0);
@@ -605,6 +616,12 @@ public static unsafe class MatMul
         {
             wb = (float*)weights + (long)r0 * cols;
             spill = scratch;
+        }
+        else if (dtype == DType.Affine)
+        {
+            AffineMatMul.DequantizeRows(source, r0, rows, scratch);   // MLX affine (prefill): to float32 once per row block
+            wb = scratch;
+            spill = scratch + (long)PanelRowBlock * cols;
         }
         else
         {

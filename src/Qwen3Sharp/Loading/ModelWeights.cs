@@ -52,10 +52,12 @@ public sealed unsafe partial class ModelWeights : IDisposable
     private readonly SafetensorsFile[] _files;
     private readonly GgufFile? _gguf;            // the mapped GGUF file, when loaded from one
     private byte* _copy;                         // the HugePageCopy buffer, or null
+    private readonly List<nint> _buffers;        // native buffers of repacked MLX codes (2, 3 and 6 bits)
 
     private ModelWeights(Qwen3Config config, SafetensorsFile[] files, WeightView embedTokens, WeightView lmHead, float[] norm,
-        Qwen3LayerWeights[] layers, byte* copy, GgufFile? gguf = null)
+        Qwen3LayerWeights[] layers, byte* copy, GgufFile? gguf = null, List<nint>? buffers = null)
     {
+        _buffers = buffers ?? [];
         Config = config;
         _files = files;
         _gguf = gguf;
@@ -103,9 +105,11 @@ public sealed unsafe partial class ModelWeights : IDisposable
     {
         Qwen3Config config = directory.Config;
         var files = new List<SafetensorsFile>();
+        var buffers = new List<nint>();
         byte* copy = null;
         try
         {
+            MlxQuantization? quantization = MlxQuantization.Read(config.SourceFile);
             foreach (string path in directory.WeightFiles)
             {
                 files.Add(SafetensorsFile.Open(path));
@@ -147,6 +151,33 @@ public sealed unsafe partial class ModelWeights : IDisposable
 
                 SafetensorsTensorInfo info = file.GetInfo(key);
                 long[] expected = entry.Shape(config);
+                if (entry.Kind == TensorKind.Matrix && quantization is not null && key.EndsWith(".weight", StringComparison.Ordinal))
+                {
+                    string module = key[..^".weight".Length];
+                    bool hasScales = owner.ContainsKey(module + ".scales");
+                    MlxQuantSpec? spec = quantization.For(module);
+                    if (spec is { } s && (hasScales || quantization.HasOverride(module) || info.DType == DType.U32))
+                    {
+                        matrices[key] = AffineMatrix(owner, describeFiles, module, entry.Name, expected, s, buffers);
+                        continue;
+                    }
+
+                    if (spec is null && hasScales)
+                    {
+                        throw new ModelFormatException(quantization.SourceFile, module,
+                            $"config.json leaves this module unquantized (false), but the checkpoint has '{module}.scales'");
+                    }
+
+                    // else: a module mlx_lm left in floating point (no scales), loaded as usual below
+                }
+
+                if (info.DType == DType.U32)
+                {
+                    throw new ModelFormatException(file.FilePath, key, quantization is null
+                        ? "holds U32 packed codes, but config.json has no 'quantization' section saying how they are packed"
+                        : "holds U32 packed codes, but config.json leaves this module unquantized");
+                }
+
                 if (!info.Shape.SequenceEqual(expected))
                 {
                     throw new ModelFormatException(file.FilePath, key,
@@ -165,11 +196,17 @@ public sealed unsafe partial class ModelWeights : IDisposable
 
             copy = Place(matrices, placement, quantize);
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
-            return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy) { Placement = placement, LoadQuantization = quantize };
+            return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy, buffers: buffers)
+                { Placement = placement, LoadQuantization = quantize };
         }
         catch
         {
             NativeMemory.AlignedFree(copy);
+            foreach (nint b in buffers)
+            {
+                NativeMemory.AlignedFree((void*)b);
+            }
+
             foreach (SafetensorsFile f in files)
             {
                 f.Dispose();
@@ -247,7 +284,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
         long total = 0;
         foreach (WeightView v in matrices.Values)
         {
-            total += (v.ByteCount + 63) & ~63L;                       // each copy starts on a cache line
+            total += (v.DataBytes + 63) & ~63L;                       // each copy starts on a cache line
         }
 
         long bytes = Math.Max(HugePageBytes, (total + HugePageBytes - 1) & ~(HugePageBytes - 1));
@@ -261,18 +298,18 @@ public sealed unsafe partial class ModelWeights : IDisposable
         foreach (string key in matrices.Keys.ToArray())
         {
             WeightView v = matrices[key];
-            Buffer.MemoryCopy(v.Data, next, v.ByteCount, v.ByteCount);
+            Buffer.MemoryCopy(v.Data, next, v.DataBytes, v.DataBytes);
             if (OperatingSystem.IsLinux())
             {
-                long start = ((long)v.Data + 4095) & ~4095L, end = ((long)v.Data + v.ByteCount) & ~4095L;
+                long start = ((long)v.Data + 4095) & ~4095L, end = ((long)v.Data + v.DataBytes) & ~4095L;
                 if (end > start)
                 {
                     _ = Madvise((void*)start, (nuint)(end - start), MadviseDontNeed);   // unmaps only; the file is unchanged
                 }
             }
 
-            matrices[key] = new WeightView(next, v.DType, v.RowCount, v.ColCount);
-            next += (v.ByteCount + 63) & ~63L;
+            matrices[key] = v.WithData(next);       // affine: the scale and bias tables stay where they are
+            next += (v.DataBytes + 63) & ~63L;
         }
 
         return buffer;
@@ -291,5 +328,11 @@ public sealed unsafe partial class ModelWeights : IDisposable
         _gguf?.Dispose();
         NativeMemory.AlignedFree(_copy);
         _copy = null;
+        foreach (nint b in _buffers)
+        {
+            NativeMemory.AlignedFree((void*)b);
+        }
+
+        _buffers.Clear();
     }
 }

@@ -253,7 +253,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
             "BF16" => DType.BF16,
             "F16" => DType.F16,
             "F32" => DType.F32,
-            _ => throw new ModelFormatException(path, name, $"dtype '{dtypeText}' is not supported; supported: BF16, F16, F32"),
+            "U32" => DType.U32,    // the packed codes of MLX quantized matrices
+            _ => throw new ModelFormatException(path, name, $"dtype '{dtypeText}' is not supported; supported: BF16, F16, F32 (U32 for MLX quantized codes)"),
         };
 
         if (!e.TryGetProperty("shape", out JsonElement shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
@@ -350,6 +351,11 @@ public sealed unsafe class SafetensorsFile : IDisposable
         if (count > Array.MaxLength)
         {
             throw new ModelFormatException(FilePath, name, $"too large to convert to float32 ({count} elements)");
+        }
+
+        if (info.DType == DType.U32)
+        {
+            throw new ModelFormatException(FilePath, name, "is U32 (packed quantized codes), where float values are expected");
         }
 
         var result = new float[count];

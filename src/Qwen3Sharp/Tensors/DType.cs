@@ -16,6 +16,17 @@ public enum DType
     /// <summary>GGML Q4_0: per 32 elements an fp16 scale d and 16 bytes of 4-bit codes; element j is the low
     /// nibble of byte j, element j+16 the high nibble; w = d·(q − 8) (18 bytes).</summary>
     Q4_0,
+
+    /// <summary>Raw unsigned 32-bit words as stored in safetensors (<c>U32</c>): only as the packed codes of an MLX
+    /// affine-quantized matrix, never a matrix on its own.</summary>
+    U32,
+
+    /// <summary>
+    /// MLX affine quantization: a row is <see cref="WeightView.Bits"/>-bit codes packed from the least significant
+    /// bit (4: element 2k in the low nibble of byte k, 2k+1 in the high one; 8: one byte each), with one scale and
+    /// one bias per <see cref="WeightView.GroupSize"/> elements in separate tables; w = scale·code + bias.
+    /// </summary>
+    Affine,
 }
 
 public static class DTypeExtensions
@@ -26,6 +37,7 @@ public static class DTypeExtensions
         DType.F32 => 4,
         DType.F16 => 2,
         DType.BF16 => 2,
+        DType.U32 => 4,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "a block format has no per-element size"),
     };
 

@@ -3,7 +3,9 @@ namespace Qwen3Sharp.Tensors;
 /// <summary>
 /// A read-only 2-D weight matrix used in place (memory-mapped file or native buffer):
 /// <c>[RowCount, ColCount]</c>, row-major, as stored by PyTorch (<c>Linear.weight</c> is [out, in]).
-/// The memory it points to is owned elsewhere and must outlive the view.
+/// The memory it points to is owned elsewhere and must outlive the view. An <see cref="DType.Affine"/> matrix
+/// also points at its per-group scale and bias tables ([RowCount, ColCount / GroupSize] of
+/// <see cref="GroupDType"/>).
 /// </summary>
 public readonly unsafe struct WeightView
 {
@@ -11,6 +13,18 @@ public readonly unsafe struct WeightView
     public readonly DType DType;
     public readonly int RowCount;
     public readonly int ColCount;
+
+    /// <summary>Affine only: the code width in memory (4 or 8).</summary>
+    public readonly int Bits;
+
+    /// <summary>Affine only: elements per scale/bias pair (32, 64 or 128).</summary>
+    public readonly int GroupSize;
+
+    /// <summary>Affine only: the scale and bias tables, [RowCount, ColCount / GroupSize] each.</summary>
+    public readonly byte* Scales, Biases;
+
+    /// <summary>Affine only: the element type of the scale and bias tables (BF16, F16 or F32).</summary>
+    public readonly DType GroupDType;
 
     public WeightView(byte* data, DType dtype, int rowCount, int colCount)
     {
@@ -20,12 +34,65 @@ public readonly unsafe struct WeightView
         ColCount = colCount;
     }
 
-    /// <summary>Bytes of one stored row (block formats: ColCount / 32 blocks).</summary>
-    public long RowBytes => DType.RowBytes(ColCount);
+    /// <summary>An MLX affine matrix (see <see cref="DType.Affine"/>).</summary>
+    public WeightView(byte* codes, int bits, int groupSize, byte* scales, byte* biases, DType groupDType, int rowCount, int colCount)
+    {
+        if (bits is not (4 or 8))
+        {
+            throw new ArgumentOutOfRangeException(nameof(bits), bits, "affine codes are 4 or 8 bits wide in memory");
+        }
 
-    public long ByteCount => RowCount * RowBytes;
+        if (groupSize is not (32 or 64 or 128) || colCount % groupSize != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, $"the group size must be 32, 64 or 128 and divide the {colCount} columns");
+        }
+
+        if (groupDType is not (DType.BF16 or DType.F16 or DType.F32))
+        {
+            throw new ArgumentOutOfRangeException(nameof(groupDType), groupDType, "scales and biases are BF16, F16 or F32");
+        }
+
+        Data = codes;
+        DType = DType.Affine;
+        RowCount = rowCount;
+        ColCount = colCount;
+        Bits = bits;
+        GroupSize = groupSize;
+        Scales = scales;
+        Biases = biases;
+        GroupDType = groupDType;
+    }
+
+    /// <summary>Bytes of one stored row of <see cref="Data"/> (block formats: ColCount / 32 blocks; affine: the codes).</summary>
+    public long RowBytes => DType == DType.Affine ? (long)ColCount * Bits / 8 : DType.RowBytes(ColCount);
+
+    /// <summary>Bytes at <see cref="Data"/>.</summary>
+    public long DataBytes => RowCount * RowBytes;
+
+    /// <summary>Bytes a full pass over the matrix reads (affine: the codes and the scale and bias tables).</summary>
+    public long ByteCount => DataBytes + (DType == DType.Affine ? 2L * RowCount * (ColCount / GroupSize) * GroupDType.ByteSize() : 0);
 
     public byte* Row(int row) => Data + row * RowBytes;
+
+    /// <summary>The same matrix with its <see cref="Data"/> (the codes, for affine) at another address.</summary>
+    public WeightView WithData(byte* data) => DType == DType.Affine
+        ? new WeightView(data, Bits, GroupSize, Scales, Biases, GroupDType, RowCount, ColCount)
+        : new WeightView(data, DType, RowCount, ColCount);
+
+    /// <summary>Affine only: the scale and bias of group <paramref name="group"/> of row <paramref name="row"/>.</summary>
+    public (float Scale, float Bias) GroupParams(int row, int group)
+    {
+        long i = (long)row * (ColCount / GroupSize) + group;
+        return (Load(Scales, GroupDType, i), Load(Biases, GroupDType, i));
+    }
+
+    /// <summary>Element <paramref name="i"/> of a BF16/F16/F32 array as float32.</summary>
+    public static float Load(byte* p, DType dtype, long i) => dtype switch
+    {
+        DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)p)[i] << 16),
+        DType.F16 => (float)((Half*)p)[i],
+        _ => ((float*)p)[i],
+    };
 
     /// <summary>One element as float32 (slow path: tests and loading only).</summary>
     public float this[int row, int col]
@@ -39,6 +106,7 @@ public readonly unsafe struct WeightView
                 DType.F16 => (float)((Half*)Data)[i],
                 DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)Data)[i] << 16),
                 DType.Q8_0 or DType.Q4_0 => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
+                DType.Affine => Kernels.Reference.QuantScalar.AffineElement(this, row, col),
                 _ => throw new InvalidOperationException(),
             };
         }

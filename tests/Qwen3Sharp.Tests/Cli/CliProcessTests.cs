@@ -38,6 +38,24 @@ public sealed class CliProcessTests
     }
 
     [Fact]
+    public async Task Run_answers_from_an_mlx_quantized_directory_and_a_bad_one_is_a_clear_error()
+    {
+        using var dir = new TempDir();
+        string mlx = dir.File("tiny-4bit");
+        Loading.MlxTestModels.Write(Tiny, mlx, bits: 4, groupSize: 64);   // config.json "quantization": {"group_size": 64, "bits": 4}
+        var (code, output, error) = await CliProcess.RunAsync($"run --model {mlx} --no-think --max-tokens 6 --temperature 0 hello");
+        Assert.True(code == 0, error);
+        Assert.EndsWith("\n", output);
+        Assert.DoesNotContain("<think>", output);
+
+        string mxfp4 = Loading.MlxTestModels.EditedCopy(mlx, dir.File("mxfp4"), config: c => c["quantization"]!["mode"] = "mxfp4");
+        (code, _, error) = await CliProcess.RunAsync($"run --model {mxfp4} hello");
+        Assert.Equal(1, code);
+        Assert.Contains("'mxfp4' is not supported", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Fact]
     public async Task BadFlag_ExitsTwoWithUsage()
     {
         var (code, output, error) = await CliProcess.RunAsync("run --temperature 5 hello");

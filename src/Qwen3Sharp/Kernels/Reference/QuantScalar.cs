@@ -25,6 +25,18 @@ public static unsafe class QuantScalar
         };
     }
 
+    /// <summary>
+    /// Element (<paramref name="row"/>, <paramref name="col"/>) of an MLX affine matrix: scale·code + bias of its
+    /// group, the code read from the LSB-first packing (<see cref="DType.Affine"/>).
+    /// </summary>
+    public static float AffineElement(in WeightView w, int row, int col)
+    {
+        byte* codes = w.Row(row);
+        int code = w.Bits == 8 ? codes[col] : (codes[col / 2] >> (col % 2 * 4)) & 0xF;
+        (float scale, float bias) = w.GroupParams(row, col / w.GroupSize);
+        return scale * code + bias;
+    }
+
     /// <summary>A whole row to float32.</summary>
     public static void DequantizeRow(byte* row, DType dtype, int colCount, float* destination)
     {
@@ -45,7 +57,8 @@ public static unsafe class QuantScalar
                 byte* row = w.Row(r);
                 for (int c = 0; c < w.ColCount; c++)
                 {
-                    s += (double)x[(long)t * w.ColCount + c] * Element(row, w.DType, c);
+                    double wc = w.DType == DType.Affine ? AffineElement(w, r, c) : Element(row, w.DType, c);
+                    s += (double)x[(long)t * w.ColCount + c] * wc;
                 }
 
                 destination[(long)t * w.RowCount + r] = s;
@@ -109,5 +122,63 @@ public static unsafe class QuantScalar
                 block[2 + j] = (byte)(q0 | (q1 << 4));
             }
         }
+    }
+
+    /// <summary>
+    /// MLX's affine quantizer (the Metal <c>affine_quantize</c> kernel) for one row, in float32: per group,
+    /// w_min = min, w_max = max(0, max); scale = max((w_max − w_min)/(2^bits − 1), 1e-7); the edge is w_min when
+    /// |w_min| &gt; |w_max|, else w_max with the scale negated; q0 = round(edge/scale); if q0 ≠ 0, scale = edge/q0 and
+    /// bias = edge, else bias = 0; code = min(round((w − bias)/scale), 2^bits − 1), rounding half away from zero.
+    /// Codes are written as MLX stores them (one little-endian bit stream, element i at bits [i·bits, (i+1)·bits));
+    /// scales and biases as bf16 (round to nearest even).
+    /// </summary>
+    public static void QuantizeRowAffine(float* x, int colCount, int bits, int groupSize, byte* codes, ushort* scales, ushort* biases)
+    {
+        float bins = (1 << bits) - 1;
+        new Span<byte>(codes, colCount * bits / 8).Clear();
+        for (int g = 0; g < colCount / groupSize; g++)
+        {
+            float* v = x + g * groupSize;
+            float min = float.MaxValue, max = 0;
+            for (int j = 0; j < groupSize; j++)
+            {
+                min = MathF.Min(min, v[j]);
+                max = MathF.Max(max, v[j]);
+            }
+
+            float scale = MathF.Max((max - min) / bins, 1e-7f);
+            bool side = MathF.Abs(min) > MathF.Abs(max);
+            scale = side ? scale : -scale;
+            float edge = side ? min : max;
+            float q0 = MathF.Round(edge / scale, MidpointRounding.AwayFromZero);
+            float bias = 0;
+            if (q0 != 0)
+            {
+                scale = edge / q0;
+                bias = edge;
+            }
+
+            for (int j = 0; j < groupSize; j++)
+            {
+                int code = (int)Math.Clamp(MathF.Round((v[j] - bias) / scale, MidpointRounding.AwayFromZero), 0, bins);
+                long bit = (long)(g * groupSize + j) * bits;
+                int word = code << (int)(bit & 7);
+                codes[bit >> 3] |= (byte)word;
+                if ((bit & 7) + bits > 8)
+                {
+                    codes[(bit >> 3) + 1] |= (byte)(word >> 8);
+                }
+            }
+
+            scales[g] = ToBf16(scale);
+            biases[g] = ToBf16(bias);
+        }
+    }
+
+    /// <summary>float32 to bf16 bits, rounding to nearest even (finite values).</summary>
+    public static ushort ToBf16(float value)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(value);
+        return (ushort)((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
     }
 }
