@@ -56,6 +56,12 @@ public static unsafe class MatMul
             return;
         }
 
+        if (w.DType == DType.BF16 && tokenCount >= Bf16Prefill.MinTokens && KernelSelection.Prefill == PrefillKernel.JitBf16)
+        {
+            Bf16Prefill.Run(pool, Bf16Prefill.Shared, x, tokenCount, w, destination, accumulate);   // Kernels/Bf16Prefill.cs
+            return;
+        }
+
         if (Vector512.IsHardwareAccelerated && w.ColCount >= Vector512<float>.Count * 2)
         {
             Run<Vector512<float>, Simd512>(pool, x, tokenCount, w, destination, accumulate);
@@ -190,7 +196,7 @@ public static unsafe class MatMul
         }
     }
 
-    private static void ThrowLength(string name, int actual, long required)
+    internal static void ThrowLength(string name, int actual, long required)
         => throw new ArgumentException($"{name} has {actual} elements; the product needs at least {required}.", name);
 
     /// <summary>
