@@ -89,17 +89,25 @@ public static class KernelSelection
         }
     }
 
-    private const string JitUnsupported =
+    /// <summary>
+    /// True where the JIT bf16 prefill kernel can run: Linux x86-64, AVX512F enabled in the runtime
+    /// (<c>DOTNET_EnableAVX512=0</c> turns it off) and AVX512_BF16 in CPUID leaf 7 sub-leaf 1 (EAX bit 5).
+    /// </summary>
+    public static bool JitBf16Supported => Jit.Bf16PanelKernels.IsSupported;
+
+    internal const string JitUnsupported =
         "the JIT bf16 prefill kernel needs Linux x86-64 with AVX512F enabled in the runtime and AVX512_BF16 (CPUID 7.1 EAX bit 5)";
 
     /// <summary>
-    /// The variable's value when set (anything else is an <see cref="ArgumentException"/>; <c>jit-bf16</c> on a CPU
-    /// without AVX512_BF16 is a <see cref="NotSupportedException"/>), otherwise the JIT kernel where
-    /// <paramref name="jitSupported"/>, the managed one elsewhere.
+    /// The variable's value when set (anything else is an <see cref="ArgumentException"/>; <c>jit-bf16</c> where
+    /// <paramref name="jitSupported"/> is false is a <see cref="NotSupportedException"/>). Unset or <c>auto</c> is the
+    /// managed kernel on every CPU for now: the JIT kernel's bf16-rounded activations move the golden models' logits by
+    /// up to 0.155 against the suite's 2e-3 tolerance (README, "JIT bf16 prefill"), so it is opt-in until that drift
+    /// is accepted.
     /// </summary>
     public static PrefillKernel ChoosePrefill(string? setting, bool jitSupported) => setting?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "auto" => jitSupported ? PrefillKernel.JitBf16 : PrefillKernel.Managed,
+        null or "" or "auto" => PrefillKernel.Managed,
         "managed" => PrefillKernel.Managed,
         "jit-bf16" when jitSupported => PrefillKernel.JitBf16,
         "jit-bf16" => throw new NotSupportedException($"{PrefillKernelVariable}=jit-bf16: {JitUnsupported}."),

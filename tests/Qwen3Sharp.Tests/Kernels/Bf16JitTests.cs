@@ -243,7 +243,8 @@ public sealed partial class Bf16JitTests(ITestOutputHelper output)
     {
         if (Bf16PanelKernels.IsSupported)
         {
-            Assert.Equal(PrefillKernel.JitBf16, KernelSelection.ChoosePrefill(null, jitSupported: true));
+            using var kernels = new Bf16PanelKernels();
+            Assert.Equal(PrefillKernel.JitBf16, KernelSelection.ChoosePrefill("jit-bf16", jitSupported: true));
             return;
         }
 
@@ -252,8 +253,8 @@ public sealed partial class Bf16JitTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(null, true, PrefillKernel.JitBf16)]
-    [InlineData("auto", true, PrefillKernel.JitBf16)]
+    [InlineData(null, true, PrefillKernel.Managed)]     // opt-in while its golden drift exceeds the suite's tolerance
+    [InlineData("auto", true, PrefillKernel.Managed)]
     [InlineData("", false, PrefillKernel.Managed)]
     [InlineData("auto", false, PrefillKernel.Managed)]
     [InlineData(" Managed ", true, PrefillKernel.Managed)]
