@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using Qwen3Sharp.Kernels.Jit;
 using Qwen3Sharp.Tensors;
 
@@ -40,6 +41,47 @@ internal static unsafe class Bf16Prefill
         }
 
         return (u + 0x7FFF + ((u >> 16) & 1)) >> 16;
+    }
+
+    /// <summary>
+    /// destination[p · stride] = bf16(x[2p]) | bf16(x[2p+1]) &lt;&lt; 16 for p &lt; pairs, as <see cref="ToBf16"/> rounds;
+    /// 16 pairs per step with 512-bit vectors where they are accelerated (the pair stores stay scalar: they go to one
+    /// token's column of the panel).
+    /// </summary>
+    internal static void PackPairs(float* x, int pairs, uint* destination, int stride)
+    {
+        int p = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            uint* packed = stackalloc uint[16];
+            for (; p + 16 <= pairs; p += 16)
+            {
+                Vector512<ulong> a = RoundBits(Vector512.Load((uint*)x + 2 * p)).AsUInt64();
+                Vector512<ulong> b = RoundBits(Vector512.Load((uint*)x + 2 * p + 16)).AsUInt64();
+                // Each 64-bit lane holds one pair's rounded bits (even element low): keep the two upper halves.
+                a = ((a >> 16) & Vector512.Create(0xFFFFUL)) | ((a >> 32) & Vector512.Create(0xFFFF_0000UL));
+                b = ((b >> 16) & Vector512.Create(0xFFFFUL)) | ((b >> 32) & Vector512.Create(0xFFFF_0000UL));
+                Vector512.Narrow(a, b).Store(packed);
+                for (int i = 0; i < 16; i++)
+                {
+                    destination[(long)(p + i) * stride] = packed[i];
+                }
+            }
+        }
+
+        for (; p < pairs; p++)
+        {
+            destination[(long)p * stride] = ToBf16(x[2 * p]) | (ToBf16(x[2 * p + 1]) << 16);
+        }
+    }
+
+    /// <summary>float32 bits with the bf16 result of <see cref="ToBf16"/> in the upper 16 bits (lower bits are junk).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<uint> RoundBits(Vector512<uint> u)
+    {
+        Vector512<uint> rounded = u + Vector512.Create(0x7FFFu) + ((u >> 16) & Vector512<uint>.One);
+        Vector512<uint> nan = Vector512.GreaterThan(u & Vector512.Create(0x7FFF_FFFFu), Vector512.Create(0x7F80_0000u));
+        return Vector512.ConditionalSelect(nan, u | Vector512.Create(0x0040_0000u), rounded);
     }
 
     /// <summary>The float32 value of <see cref="ToBf16"/>: what the kernel multiplies by.</summary>
@@ -140,10 +182,7 @@ internal static unsafe class Bf16Prefill
                 if (t < TokenCount)
                 {
                     float* xt = X + (long)t * cols;
-                    for (int p = 0; p < pairs; p++)
-                    {
-                        panel[(long)p * nt + j] = ToBf16(xt[2 * p]) | (ToBf16(xt[2 * p + 1]) << 16);
-                    }
+                    PackPairs(xt, pairs, panel + j, nt);
 
                     if (LastColumn != null)
                     {

@@ -239,6 +239,37 @@ public sealed partial class Bf16JitTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public unsafe void PackPairs_SpecialValuesAndTails_MatchScalarRounding()
+    {
+        // Ties both ways, just above a tie, infinities, NaNs (quiet and signalling), zeros, denormals, max float.
+        uint[] bits = [0x3F80_8000, 0x3F81_8000, 0x3F80_8001, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0x7F80_0001, 0xFF80_0001,
+            0x0000_0000, 0x8000_0000, 0x0000_8000, 0x0001_8000, 0x7F7F_FFFF, 0xC2F7_7FFF, 0x3EAA_AAAB, 0xBF7F_FF80];
+        foreach (int pairs in new[] { 0, 1, 15, 16, 17, 40 })
+        {
+            float[] x = new float[2 * pairs];
+            var rng = new Random(pairs);
+            for (int i = 0; i < x.Length; i++)
+            {
+                x[i] = BitConverter.UInt32BitsToSingle(i < bits.Length ? bits[(i * 7) % bits.Length] : (uint)rng.Next());
+            }
+
+            uint[] actual = new uint[Math.Max(1, pairs * 3)];
+            fixed (float* px = x)
+            fixed (uint* pa = actual)
+            {
+                Bf16Prefill.PackPairs(px, pairs, pa, 3);
+            }
+
+            for (int p = 0; p < pairs; p++)
+            {
+                uint expected = Bf16Prefill.ToBf16(x[2 * p]) | Bf16Prefill.ToBf16(x[2 * p + 1]) << 16;
+                Assert.True(expected == actual[3 * p], $"pairs={pairs} p={p}: {BitConverter.SingleToUInt32Bits(x[2 * p]):X8} " +
+                    $"{BitConverter.SingleToUInt32Bits(x[2 * p + 1]):X8} packed {actual[3 * p]:X8}, expected {expected:X8}");
+            }
+        }
+    }
+
+    [Fact]
     public void Kernels_WhereUnsupported_RefuseClearly()
     {
         if (Bf16PanelKernels.IsSupported)
