@@ -49,6 +49,7 @@ public sealed class CliProcessTests
         if (KernelSelection.JitBf16Supported)
         {
             Assert.Matches(@"prefill A/B +managed [\d.]+ tok/s, jit-bf16 [\d.]+ tok/s \([\d.]+x; same run", output);
+            Assert.Matches(@"per CPU-second: managed [\d.]+ tok, jit-bf16 [\d.]+ tok \([\d.]+x\)", output);
         }
         else
         {
