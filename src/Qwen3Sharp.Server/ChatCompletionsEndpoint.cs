@@ -290,19 +290,20 @@ internal static class ChatCompletionsEndpoint
     {
         Token = l.TokenText,
         Logprob = Finite(l.Logprobs.Logprob),
-        Bytes = Bytes(l.TokenText),
+        Bytes = Bytes(l.TokenBytes),
         TopLogprobs = l.Logprobs.Top.Select((t, k) => new TopLogprobDto
         {
             Token = l.TopTokenTexts[k],
             Logprob = Finite(t.Logprob),
-            Bytes = Bytes(l.TopTokenTexts[k]),
+            Bytes = Bytes(l.TopTokenBytes[k]),
         }).ToList(),
     };
 
     /// <summary>JSON has no -Infinity; vLLM reports -9999 for impossible tokens.</summary>
     internal static float Finite(float logprob) => float.IsFinite(logprob) ? logprob : -9999f;
 
-    private static int[] Bytes(string text) => Encoding.UTF8.GetBytes(text).Select(b => (int)b).ToArray();
+    /// <summary>The token's raw bytes, not the UTF-8 of its decoded text: a token holding part of a character has no text of its own.</summary>
+    private static int[] Bytes(byte[] bytes) => bytes.Select(b => (int)b).ToArray();
 
     internal static string FinishReasonText(ChatFinishReason reason) => reason switch
     {

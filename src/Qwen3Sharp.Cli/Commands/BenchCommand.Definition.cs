@@ -13,6 +13,8 @@ public sealed record BenchOptions
     public int? Threads { get; init; }
     /// <summary>--weights: where the BF16 matrices live (mapped files, or a huge-page copy).</summary>
     public Loading.WeightPlacement Weights { get; init; }
+    /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
+    public Tensors.DType? Quantize { get; init; }
 }
 
 public static partial class BenchCommand
@@ -24,6 +26,7 @@ public static partial class BenchCommand
         Option<int> genTokens = CliOptions.Int("--gen-tokens", "Tokens to decode for the decode measurement.", 128, 1, 1 << 20);
         Option<int?> threads = CliOptions.Threads();
         Option<string> weights = CliOptions.Weights();
+        Option<string> quantize = CliOptions.Quantize();
         var command = new CliCommand<BenchOptions>("bench", "Measure prefill and decode speed (tokens/s) end to end.",
             parse => new BenchOptions
             {
@@ -33,9 +36,10 @@ public static partial class BenchCommand
                 GenTokens = parse.GetValue(genTokens),
                 Threads = parse.GetValue(threads),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
+                Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights, quantize }) command.Options.Add(option);
         return command;
     }
 }

@@ -24,7 +24,7 @@ public static partial class BenchCommand
         double bandwidth = MeasureBandwidth(threads);
 
         var clock = Stopwatch.StartNew();
-        using ModelWeights weights = ModelWeights.Load(directory, o.Weights);
+        using ModelWeights weights = ModelWeights.Load(directory, o.Weights, o.Quantize);
         int context = o.PromptTokens + o.GenTokens + 16;
         using var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
         double loadSeconds = clock.Elapsed.TotalSeconds;
@@ -104,7 +104,8 @@ public static partial class BenchCommand
         Qwen3Config c = weights.Config;
         w.WriteLine($"model        {Server.ServerOptions.ModelNameFromDirectory(directory)}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, " +
             $"vocab {c.VocabSize}, {weights.EmbedTokens.DType}, {weightBytes / 1e9:F2} GB of weights");
-        w.WriteLine($"threads      {threads}, weights {(o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages" : "memory-mapped in place")}");
+        w.WriteLine($"threads      {threads}, weights " + (o.Quantize is { } q ? $"quantized to {q} at load (--quantize)"
+            : o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages" : "memory-mapped in place"));
         w.WriteLine($"kernels      decode bf16 {KernelSelection.Name(decodeKernel)} ({KernelSelection.DecodeKernelVariable}), " +
             $"{KernelSelection.VectorBits}-bit vectors, prefill bf16 {KernelSelection.Name(prefillKernel)} ({KernelSelection.PrefillKernelVariable}; " +
             $"{(prefillKernel == PrefillKernel.JitBf16 ? "generated AVX512_BF16 vdpbf16ps code, bf16 activations" : "float32 panels")}; " +

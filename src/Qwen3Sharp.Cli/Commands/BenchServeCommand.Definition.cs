@@ -20,6 +20,8 @@ public sealed record BenchServeOptions
     /// <summary>--multi-turn: a 5-turn chat over a ~1,500-token tools prompt, cached_tokens per turn.</summary>
     public bool MultiTurn { get; init; }
     public Loading.WeightPlacement Weights { get; init; }
+    /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
+    public Tensors.DType? Quantize { get; init; }
 }
 
 public static partial class BenchServeCommand
@@ -51,6 +53,7 @@ public static partial class BenchServeCommand
         Option<int> probe = CliOptions.Int("--probe", "Also time a short request arriving while this many streams decode (0: skip).", 0, 0, 256);
         var multiTurn = new Option<bool>("--multi-turn") { Description = "Also run a 5-turn chat over a ~1,500-token tools prompt and report cached_tokens per turn." };
         Option<string> weights = CliOptions.Weights();
+        Option<string> quantize = CliOptions.Quantize();
         var command = new CliCommand<BenchServeOptions>("bench-serve",
             "Load benchmark through the OpenAI server (like `vllm bench serve`): concurrent streamed completions per level; aggregate and per-stream decode tok/s, TTFT p50/p99.",
             parse => new BenchServeOptions
@@ -66,9 +69,10 @@ public static partial class BenchServeCommand
                 Probe = parse.GetValue(probe),
                 MultiTurn = parse.GetValue(multiTurn),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
+                Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, probe, multiTurn, weights }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, probe, multiTurn, weights, quantize }) command.Options.Add(option);
         command.Validators.Add(r =>
         {
             bool hasModel = r.GetValue(model) is not null, hasUrl = r.GetValue(url) is not null;

@@ -46,6 +46,7 @@ public static partial class BenchServeCommand
                     MaxSequences = o.MaxSeqs ?? new HostOptions().MaxSequences,
                     MaxQueuedRequests = Math.Max(64, 2 * maxLevel),
                     WeightPlacement = o.Weights,
+                    Quantize = o.Quantize,
                 });
                 app = Qwen3Server.Build(new ServerOptions { Host = "127.0.0.1", Port = 0, ServedModelNames = [ServerOptions.ModelNameFromDirectory(directory)] },
                     host.Chat, ["--Logging:LogLevel:Default=Warning"]);

@@ -14,6 +14,8 @@ public sealed record ChatOptions
     public string? System { get; init; }
     public int? Threads { get; init; }
     public int? CtxSize { get; init; }
+    /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
+    public Tensors.DType? Quantize { get; init; }
 }
 
 public static partial class ChatCommand
@@ -25,6 +27,7 @@ public static partial class ChatCommand
         var system = new Option<string?>("--system") { Description = "System message for the conversation.", HelpName = "TEXT" };
         Option<int?> threads = CliOptions.Threads();
         Option<int?> ctxSize = CliOptions.CtxSize();
+        Option<string> quantize = CliOptions.Quantize();
         var command = new CliCommand<ChatOptions>("chat", "Chat with the model in the terminal.",
             parse => new ChatOptions
             {
@@ -34,9 +37,10 @@ public static partial class ChatCommand
                 System = parse.GetValue(system),
                 Threads = parse.GetValue(threads),
                 CtxSize = parse.GetValue(ctxSize),
+                Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize, quantize }) command.Options.Add(option);
         return command;
     }
 }

@@ -25,6 +25,7 @@ public static partial class ChatCommand
             MaxQueuedRequests = 1,
             ThreadCount = o.Threads ?? Environment.ProcessorCount,
             ContextSize = o.CtxSize,
+            Quantize = o.Quantize,
         });
         var session = new Session(host.Chat, o.System, thinking: !o.NoThink);
 

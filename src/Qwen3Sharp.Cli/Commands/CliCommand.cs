@@ -94,6 +94,18 @@ internal static class CliOptions
         Choice("--weights", "mapped: use the memory-mapped files in place (fast load); hugepage-copy: copy the matrices " +
             "into 2 MB pages at load (slower load, faster decode).", "mapped", "mapped", "hugepage-copy");
 
+    /// <summary>--quantize: BF16/F16 matrices quantized to Q8_0 or Q4_0 at load (llama.cpp's block formats and rounding).</summary>
+    public static Option<string> Quantize() =>
+        Choice("--quantize", "none: run the weights as stored; q8_0 / q4_0: quantize BF16/F16/F32 matrices at load into llama.cpp's " +
+            "Q8_0 / Q4_0 blocks (about half / a quarter of the BF16 memory, faster decode; a few seconds at load).", "none", "none", "q8_0", "q4_0");
+
+    public static Tensors.DType? Quantization(string value) => value switch
+    {
+        "q8_0" => Tensors.DType.Q8_0,
+        "q4_0" => Tensors.DType.Q4_0,
+        _ => null,
+    };
+
     public static Loading.WeightPlacement Placement(string value) =>
         value == "hugepage-copy" ? Loading.WeightPlacement.HugePageCopy : Loading.WeightPlacement.Mapped;
 

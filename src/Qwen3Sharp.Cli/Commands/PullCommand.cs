@@ -33,7 +33,7 @@ public static partial class PullCommand
             await o.Context.Out.WriteLineAsync(
                 $"{result.RepoId}@{result.Commit[..12]}: {result.Files.Count} files, {ByteSize.Format(total)} " +
                 $"({ByteSize.Format(result.DownloadedBytes)} downloaded)");
-            await o.Context.Out.WriteLineAsync(result.SnapshotDir);
+            await o.Context.Out.WriteLineAsync(result.ModelPath);
             return Qwen3Cli.ExitOk;
         }
         catch (HubException e)

@@ -19,6 +19,8 @@ public sealed record RunOptions
     public float? Temperature { get; init; }
     /// <summary>--seed; null means a random seed.</summary>
     public ulong? Seed { get; init; }
+    /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
+    public Tensors.DType? Quantize { get; init; }
 }
 
 public static partial class RunCommand
@@ -47,6 +49,7 @@ public static partial class RunCommand
                 return null;
             },
         };
+        Option<string> quantize = CliOptions.Quantize();
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for reproducible sampling.", HelpName = "N" };
         var command = new CliCommand<RunOptions>("run", "Generate one answer to a prompt and exit.",
             parse => new RunOptions
@@ -59,9 +62,10 @@ public static partial class RunCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 Temperature = parse.GetValue(temperature),
                 Seed = parse.GetValue(seed),
+                Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed, quantize }) command.Options.Add(option);
         command.Arguments.Add(prompt);
         return command;
     }

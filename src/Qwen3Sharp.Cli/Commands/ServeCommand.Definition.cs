@@ -52,6 +52,8 @@ public sealed record ServeOptions
     public int MaxQueue { get; init; } = 64;
     /// <summary>--weights: where the BF16 matrices live (mapped files, or a huge-page copy).</summary>
     public Loading.WeightPlacement Weights { get; init; }
+    /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
+    public Tensors.DType? Quantize { get; init; }
     /// <summary>--max-num-seqs: most sequences decoded together in one step.</summary>
     public int MaxNumSeqs { get; init; } = 16;
     /// <summary>--max-num-batched-tokens: most tokens (decode tokens plus prompt chunks) in one step.</summary>
@@ -107,6 +109,7 @@ public static partial class ServeCommand
         Option<string> toolCallsInReasoning = CliOptions.Choice("--tool-calls-in-reasoning",
             "What to do with <tool_call> blocks inside <think>.", "ignore", "ignore", "parse");
         Option<string> weights = CliOptions.Weights();
+        Option<string> quantize = CliOptions.Quantize();
         Option<int> maxNumSeqs = CliOptions.Int("--max-num-seqs", "Most sequences decoded together in one step.", 16, 1, 4096);
         Option<int> maxNumBatchedTokens = CliOptions.Int("--max-num-batched-tokens",
             "Most tokens per engine step: one per decoding sequence plus prompt chunks (long prompts are prefilled in chunks).", 512, 1, 1 << 16);
@@ -147,13 +150,14 @@ public static partial class ServeCommand
                 ToolCallsInReasoning = parse.GetValue(toolCallsInReasoning) == "parse" ? ToolCallsInReasoning.Parse : ToolCallsInReasoning.Ignore,
                 MaxQueue = parse.GetValue(maxQueue),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
+                Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
                 MaxNumSeqs = parse.GetValue(maxNumSeqs),
                 MaxNumBatchedTokens = parse.GetValue(maxNumBatchedTokens),
                 KvCacheMemory = parse.GetValue(kvCacheMemory),
             },
             RunAsync);
         foreach (Option option in new Option[] { model, host, port, apiKey, servedNames, ctxSize, threads, reasoning, reasoningField,
-                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory })
+                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, quantize, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory })
         {
             command.Options.Add(option);
         }

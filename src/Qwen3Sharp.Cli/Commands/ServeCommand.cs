@@ -35,6 +35,7 @@ public static partial class ServeCommand
             ContextSize = o.CtxSize,
             MaxQueuedRequests = o.MaxQueue,
             WeightPlacement = o.Weights,
+            Quantize = o.Quantize,
             MaxSequences = o.MaxNumSeqs,
             MaxBatchedTokens = o.MaxNumBatchedTokens,
             KvCacheMemory = o.KvCacheMemory,

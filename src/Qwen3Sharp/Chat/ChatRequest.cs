@@ -101,7 +101,10 @@ public sealed record ToolCallStarted(int Index, string Id, string Name) : ChatUp
 public sealed record ToolCallArgumentsDelta(int Index, string Fragment) : ChatUpdate;
 
 /// <summary>A generated token's log-probabilities (only when requested), in output order.</summary>
-public sealed record TokenLogprobsUpdate(string TokenText, TokenLogprobs Logprobs, IReadOnlyList<string> TopTokenTexts) : ChatUpdate;
+/// <param name="TokenText">The token decoded alone (U+FFFD where it holds part of a UTF-8 character).</param>
+/// <param name="TokenBytes">The token's raw bytes (<see cref="Tokenization.Qwen3Tokenizer.TokenBytes"/>), whole or partial UTF-8.</param>
+public sealed record TokenLogprobsUpdate(string TokenText, TokenLogprobs Logprobs, IReadOnlyList<string> TopTokenTexts,
+    byte[] TokenBytes, IReadOnlyList<byte[]> TopTokenBytes) : ChatUpdate;
 
 public enum ChatFinishReason
 {

@@ -311,7 +311,8 @@ public sealed class ChatService
     }
 
     private TokenLogprobsUpdate LogprobsUpdate(TokenLogprobs lp) =>
-        new(Tokenizer.Decode([lp.TokenId]), lp, lp.Top.Select(t => Tokenizer.Decode([t.TokenId])).ToList());
+        new(Tokenizer.Decode([lp.TokenId]), lp, lp.Top.Select(t => Tokenizer.Decode([t.TokenId])).ToList(),
+            Tokenizer.TokenBytes(lp.TokenId), lp.Top.Select(t => Tokenizer.TokenBytes(t.TokenId)).ToList());
 
     /// <summary>The sampling settings for a request: the model's and the mode's defaults under the request's overrides.</summary>
     public SamplingParams SamplingFor(SamplingOverrides o, bool thinking)

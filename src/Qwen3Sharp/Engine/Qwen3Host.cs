@@ -31,6 +31,9 @@ public sealed record HostOptions
     /// <summary>BF16 matrices used in place from the mapped files (default), or copied into huge pages (faster decode).</summary>
     public WeightPlacement WeightPlacement { get; init; } = WeightPlacement.Mapped;
 
+    /// <summary>Q8_0 or Q4_0 to quantize BF16/F16/F32 matrices at load (--quantize), or null to run them as stored.</summary>
+    public Tensors.DType? Quantize { get; init; }
+
     public ChatServiceOptions Chat { get; init; } = new();
 }
 
@@ -80,18 +83,18 @@ public sealed class Qwen3Host : IDisposable
         ChatTemplate template = ChatTemplate.Load(directory)
             ?? throw new ModelFormatException(Path.Combine(directory, "tokenizer_config.json"), null,
                 "no chat_template (neither chat_template.jinja nor tokenizer_config.json's chat_template)");
-        return Build(directory, ModelWeights.Load(modelDirectory, options.WeightPlacement), tokenizer, template, modelDirectory.Generation, options);
+        return Build(directory, ModelWeights.Load(modelDirectory, options.WeightPlacement, options.Quantize), tokenizer, template, modelDirectory.Generation, options);
     }
 
     private static Qwen3Host LoadGguf(string path, HostOptions options)
     {
-        ModelWeights weights = ModelWeights.LoadGguf(path, options.WeightPlacement);
+        ModelWeights weights = ModelWeights.LoadGguf(path, options.WeightPlacement, options.Quantize);
         Qwen3Tokenizer tokenizer;
         ChatTemplate template;
         try
         {
-            // The weights' loader validated the file; read the tokenizer and template from a second (cheap) header parse.
-            using GgufFile file = GgufFile.Open(path);
+            // the weights' loader parsed and validated the file once; its metadata holds the tokenizer and template
+            GgufFile file = weights.Gguf!;
             var (tokenizerJson, tokenizerConfigJson) = GgufModel.ReadTokenizer(file);
             tokenizer = Qwen3Tokenizer.FromJson(tokenizerJson, tokenizerConfigJson);
             string source = GgufModel.ReadChatTemplate(file)

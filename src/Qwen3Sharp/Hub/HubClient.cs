@@ -105,12 +105,18 @@ public sealed class HubClient : IDisposable
             throw new HubException(HubErrorKind.ServerError, $"The hub returned '{commit}' as the commit of {model}, which is not a 40-hex sha.", model.RepoId);
         if (model.Revision != commit) WriteRef(model, commit);
 
-        Func<string, bool> filter = _options.FileFilter ?? IsInferenceFile;
+        IReadOnlyList<string>? gguf = model.Quant is null
+            ? null
+            : GgufQuantSelector.Select(model.RepoId, info.Siblings.Select(s => s.RFileName), model.Quant);
+        Func<string, bool> filter = gguf is not null ? gguf.Contains : _options.FileFilter ?? IsInferenceFile;
         List<RepoSibling> wanted = info.Siblings.Where(s => filter(s.RFileName)).ToList();
         if (wanted.Count == 0)
         {
-            throw new HubException(HubErrorKind.NotFound,
-                $"{model} has no files to pull (config.json, tokenizer.json, *.safetensors...): it is not a transformers checkpoint.", model.RepoId);
+            IEnumerable<string> names = info.Siblings.Select(s => s.RFileName);
+            throw new HubException(HubErrorKind.NotFound, GgufQuantSelector.HasGguf(names)
+                ? $"{model} holds GGUF files, not a transformers checkpoint: name the quantization, e.g. `qwen3 pull {model.RepoId}:" +
+                  $"{GgufQuantSelector.Offered(names)[0]}` (it offers: {string.Join(", ", GgufQuantSelector.Offered(names))})."
+                : $"{model} has no files to pull (config.json, tokenizer.json, *.safetensors...): it is not a transformers checkpoint.", model.RepoId);
         }
         // small files first so config and tokenizer are ready early; then shards in name order
         wanted.Sort((a, b) => (a.Lfs is null ? 0 : 1).CompareTo(b.Lfs is null ? 0 : 1) is var c and not 0
@@ -152,7 +158,10 @@ public sealed class HubClient : IDisposable
         }
         cancellationToken.ThrowIfCancellationRequested();
         if (firstError is not null) ExceptionDispatchInfo.Capture(firstError).Throw();
-        return new PullResult(model.RepoId, model.Revision, commit, snapshotDir, results);
+        return new PullResult(model.RepoId, model.Revision, commit, snapshotDir, results)
+        {
+            ModelPath = gguf is null ? snapshotDir : Path.Combine(snapshotDir, gguf[0].Replace('/', Path.DirectorySeparatorChar)),
+        };
     }
 
     public void Dispose() => _http.Dispose();
@@ -169,9 +178,16 @@ public sealed class HubClient : IDisposable
             if (!ModelFile.IsFile(path)) continue; // dangling link, loop
             files.Add(new PulledFile(name, LengthOf(path), PulledFileSource.Cached, 0));
         }
+        string modelPath = dir;
+        if (model.Quant is not null)
+        {
+            IReadOnlyList<string> gguf = GgufQuantSelector.Select(model.RepoId, files.Select(f => f.Name), model.Quant);
+            files = files.Where(f => gguf.Contains(f.Name)).ToList();
+            modelPath = Path.Combine(dir, gguf[0].Replace('/', Path.DirectorySeparatorChar));
+        }
         progress?.OnPlan(model.RepoId, commit, files.Select(f => new PullFile(f.Name, f.Size)).ToList());
         foreach (PulledFile f in files) progress?.OnFileCompleted(f.Name, f.Size, PulledFileSource.Cached);
-        return new PullResult(model.RepoId, model.Revision, commit, dir, files);
+        return new PullResult(model.RepoId, model.Revision, commit, dir, files) { ModelPath = modelPath };
     }
 
     private void ThrowIfOffline(ModelReference model)

@@ -40,6 +40,9 @@ public interface IPullProgress
 public sealed record PullResult(string RepoId, string Revision, string Commit, string SnapshotDir,
     IReadOnlyList<PulledFile> Files)
 {
+    /// <summary>What <c>--model</c> loads: the snapshot directory, or the GGUF file (the first part of a split one) of a quantization pull.</summary>
+    public string ModelPath { get; init; } = SnapshotDir;
+
     public long DownloadedBytes => Files.Sum(f => f.DownloadedBytes);
 }
 

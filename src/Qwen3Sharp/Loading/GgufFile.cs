@@ -119,7 +119,9 @@ public sealed unsafe class GgufFile : IDisposable
             throw new ModelFormatException(path, null, "file not found");
         }
 
-        long fileBytes = new FileInfo(path).Length;
+        // a Hugging Face snapshot holds links into blobs/: size and mapping are those of the final target
+        string target = ModelFile.Resolve(path);
+        long fileBytes = new FileInfo(target).Length;
         if (fileBytes < 24)
         {
             throw new ModelFormatException(path, null, $"truncated: {fileBytes} bytes, fewer than the 24-byte GGUF header");
@@ -130,7 +132,26 @@ public sealed unsafe class GgufFile : IDisposable
         byte* basePtr = null;
         try
         {
-            map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, mapName: null, capacity: 0, MemoryMappedFileAccess.Read);
+            var stream = new FileStream(target, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            try
+            {
+                if (stream.Length != fileBytes)
+                {
+                    throw new ModelFormatException(path, null,
+                        $"{target} is {stream.Length} bytes when opened but {fileBytes} bytes when measured: it changed while loading");
+                }
+
+                map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
+                    HandleInheritability.None, leaveOpen: false);   // the map owns the stream now
+            }
+            finally
+            {
+                if (map is null)
+                {
+                    stream.Dispose();
+                }
+            }
+
             view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
             view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
             basePtr += view.PointerOffset;

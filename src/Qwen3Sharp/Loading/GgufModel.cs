@@ -29,6 +29,12 @@ public static class GgufModel
                 $"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})");
         }
 
+        if (file.Metadata.TryGetValue("split.count", out object? splits) && Convert.ToInt64(splits, System.Globalization.CultureInfo.InvariantCulture) > 1)
+        {
+            throw new ModelFormatException(file.FilePath, "split.count",
+                $"a GGUF split into {splits} files is not supported yet; merge it first with `llama-gguf-split --merge FIRST-PART.gguf OUT.gguf`");
+        }
+
         long hidden = Int(file, arch + ".embedding_length");
         long heads = Int(file, arch + ".attention.head_count");
         GgufTensorInfo embed = file.GetInfo("token_embd.weight");

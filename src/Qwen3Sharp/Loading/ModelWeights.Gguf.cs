@@ -6,7 +6,7 @@ public sealed unsafe partial class ModelWeights
 {
     /// <summary>Every weight of a GGUF model file (see <see cref="GgufModel"/>), matrices used in place from the mapped file.</summary>
     /// <exception cref="ModelFormatException">The file is malformed, a tensor is missing, has the wrong shape or an unsupported type.</exception>
-    public static ModelWeights LoadGguf(string path, WeightPlacement placement = WeightPlacement.Mapped)
+    public static ModelWeights LoadGguf(string path, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null)
     {
         GgufFile file = GgufFile.Open(path);
         byte* copy = null;
@@ -40,13 +40,9 @@ public sealed unsafe partial class ModelWeights
                 }
             }
 
-            if (placement == WeightPlacement.HugePageCopy)
-            {
-                copy = CopyToHugePages(matrices);
-            }
-
+            copy = Place(matrices, placement, quantize);
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
-            return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, file);
+            return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, file) { Placement = placement, LoadQuantization = quantize };
         }
         catch
         {

@@ -50,7 +50,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
     private const int MadviseDontNeed = 4;       // MADV_DONTNEED
 
     private readonly SafetensorsFile[] _files;
-    private readonly IDisposable? _gguf;         // the mapped GGUF file, when loaded from one
+    private readonly GgufFile? _gguf;            // the mapped GGUF file, when loaded from one
     private byte* _copy;                         // the HugePageCopy buffer, or null
 
     private ModelWeights(Qwen3Config config, SafetensorsFile[] files, WeightView embedTokens, WeightView lmHead, float[] norm,
@@ -78,21 +78,28 @@ public sealed unsafe partial class ModelWeights : IDisposable
 
     public IReadOnlyList<SafetensorsFile> Files => _files;
 
+    /// <summary>The mapped GGUF file the weights come from (its metadata holds the tokenizer and template), or null.</summary>
+    public GgufFile? Gguf => _gguf;
+
     /// <summary>Where the matrices live (see <see cref="WeightPlacement"/>).</summary>
-    public WeightPlacement Placement => _copy is null ? WeightPlacement.Mapped : WeightPlacement.HugePageCopy;
+    public WeightPlacement Placement { get; private init; }
+
+    /// <summary>The block format the matrices were quantized to at load (<c>--quantize</c>), or null.</summary>
+    public DType? LoadQuantization { get; private init; }
 
     /// <summary>Total size of the mapped weight files.</summary>
-    public long FileBytes => _files.Sum(f => f.FileBytes) + ((_gguf as GgufFile)?.FileBytes ?? 0);
+    public long FileBytes => _files.Sum(f => f.FileBytes) + (_gguf?.FileBytes ?? 0);
 
     /// <summary>Bytes of every weight matrix (what a decode step streams, the embedding table aside when untied).</summary>
     public long MatrixBytes => Layers.Sum(l => l.QProj.ByteCount + l.KProj.ByteCount + l.VProj.ByteCount + l.OProj.ByteCount
         + l.GateProj.ByteCount + l.UpProj.ByteCount + l.DownProj.ByteCount) + LmHead.ByteCount;
 
-    public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped)
-        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement) : Load(ModelDirectory.Open(directory), placement);
+    public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null)
+        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement, quantize) : Load(ModelDirectory.Open(directory), placement, quantize);
 
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing or has the wrong shape for the config.</exception>
-    public static ModelWeights Load(ModelDirectory directory, WeightPlacement placement = WeightPlacement.Mapped)
+    /// <param name="quantize">Q8_0 or Q4_0 to quantize the BF16/F16/F32 matrices at load (see <see cref="QuantizeMatrices"/>); null keeps them.</param>
+    public static ModelWeights Load(ModelDirectory directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null)
     {
         Qwen3Config config = directory.Config;
         var files = new List<SafetensorsFile>();
@@ -156,13 +163,9 @@ public sealed unsafe partial class ModelWeights : IDisposable
                 }
             }
 
-            if (placement == WeightPlacement.HugePageCopy)
-            {
-                copy = CopyToHugePages(matrices);
-            }
-
+            copy = Place(matrices, placement, quantize);
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
-            return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy);
+            return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy) { Placement = placement, LoadQuantization = quantize };
         }
         catch
         {
@@ -223,6 +226,16 @@ public sealed unsafe partial class ModelWeights : IDisposable
         float[] norm = vectors[Find(CheckpointKeys.Tail, "Norm").Key()];
         return (layers, embed, lmHead, norm);
     }
+
+    /// <summary>
+    /// Where the matrices live: quantized into a private buffer (<paramref name="quantize"/>; already in huge pages, so
+    /// <see cref="WeightPlacement.HugePageCopy"/> adds nothing), copied into huge pages, or in place in the mapped files
+    /// (null then). Returns the buffer the matrices now point into.
+    /// </summary>
+    private static byte* Place(Dictionary<string, WeightView> matrices, WeightPlacement placement, DType? quantize) =>
+        quantize is { } target ? QuantizeMatrices(matrices, target)
+        : placement == WeightPlacement.HugePageCopy ? CopyToHugePages(matrices)
+        : null;
 
     /// <summary>
     /// Copies every matrix into one 2 MiB-aligned buffer advised for huge pages and repoints

@@ -89,6 +89,65 @@ public sealed class HubCacheProcessTests
     }
 
     [Fact]
+    public async Task PullOneGgufQuantization_ThenRunItOffline_AsLlamaCppsRepoColonQuant()
+    {
+        using var home = new TempDir();
+        string cacheDir = Path.Combine(home.Path, "hf", "hub");
+        await using FakeHub hub = await FakeHub.StartAsync();
+        string fixtures = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf");
+        byte[] q8 = File.ReadAllBytes(Path.Combine(fixtures, "tiny-a-q8_0.gguf"));
+        byte[] q4 = File.ReadAllBytes(Path.Combine(fixtures, "tiny-a-q4_0.gguf"));
+        // laid out as Qwen/Qwen3-1.7B-GGUF is: one file per quantization, a README and a params file, no config.json
+        string commit = hub.AddRepo("Qwen/Qwen3-1.7B-GGUF", new Dictionary<string, byte[]>
+        {
+            ["Qwen3-1.7B-Q8_0.gguf"] = q8,
+            ["Qwen3-1.7B-Q4_0.gguf"] = q4,
+            ["README.md"] = "# Qwen3-1.7B-GGUF\n"u8.ToArray(),
+            ["params"] = """{"temperature": 0.6}"""u8.ToArray(),
+        }).Branches["main"];
+        var env = new Dictionary<string, string>
+        {
+            ["HF_HOME"] = Path.Combine(home.Path, "hf"),
+            ["HF_HUB_CACHE"] = cacheDir,
+            ["HF_ENDPOINT"] = hub.Endpoint,
+            ["QWEN3SHARP_HOME"] = Path.Combine(home.Path, "qwen3sharp"),
+            ["HF_HUB_OFFLINE"] = "0",
+        };
+
+        // no tag: the repository is not a transformers checkpoint; the error says which tags exist
+        var (bareCode, _, bareError) = await CliProcess.RunAsync("pull Qwen/Qwen3-1.7B-GGUF", environment: env);
+        Assert.Equal(1, bareCode);
+        Assert.Contains("Qwen/Qwen3-1.7B-GGUF:Q4_0", bareError);
+        Assert.Contains("Q4_0, Q8_0", bareError);
+        var (missingCode, _, missingError) = await CliProcess.RunAsync("pull Qwen/Qwen3-1.7B-GGUF:Q5_K_M", environment: env);
+        Assert.Equal(1, missingCode);
+        Assert.Contains("no GGUF file for 'Q5_K_M'; it offers: Q4_0, Q8_0", missingError);
+
+        // the tag is matched without regard to case, and only that file is fetched
+        hub.Requests.Clear();
+        var (pullCode, pullOut, pullError) = await CliProcess.RunAsync("pull Qwen/Qwen3-1.7B-GGUF:q8_0", environment: env);
+        Assert.True(pullCode == 0, pullError);
+        string file = Path.Combine(HubCache.SnapshotDir(cacheDir, "Qwen/Qwen3-1.7B-GGUF", commit), "Qwen3-1.7B-Q8_0.gguf");
+        Assert.Equal(file, pullOut.TrimEnd('\n').Split('\n')[^1]);
+        Assert.StartsWith("../../blobs/", new FileInfo(file).LinkTarget);
+        Assert.Equal(q8, File.ReadAllBytes(file));
+        Assert.Single(Directory.GetFiles(Path.GetDirectoryName(file)!));
+        Assert.DoesNotContain(hub.ContentRequests, r => r.Path.Contains("Q4_0", StringComparison.Ordinal));
+
+        // offline, the same reference loads the cached file (through its link) and runs it; the other quantization is not
+        // cached and says so. (bench, not run: the golden tiny model's GGUF has a placeholder vocabulary, not a tokenizer.)
+        env["HF_HUB_OFFLINE"] = "1";
+        var (runCode, runOut, runError) = await CliProcess.RunAsync(
+            "bench --model Qwen/Qwen3-1.7B-GGUF:Q8_0 --prompt-tokens 16 --gen-tokens 3 --threads 2", environment: env);
+        Assert.True(runCode == 0, runError);
+        Assert.Contains("Q8_0", runOut);
+        Assert.Contains("decode", runOut);
+        var (offCode, _, offError) = await CliProcess.RunAsync("run --model Qwen/Qwen3-1.7B-GGUF:Q4_0 hi", environment: env);
+        Assert.Equal(1, offCode);
+        Assert.Contains("HF_HUB_OFFLINE is set and the Q4_0 GGUF of Qwen/Qwen3-1.7B-GGUF is not in the cache", offError);
+    }
+
+    [Fact]
     public async Task Run_ModelDirectoryWithADanglingLink_ExitsOneNamingTheFileAndTarget()
     {
         using var dir = new TempDir();

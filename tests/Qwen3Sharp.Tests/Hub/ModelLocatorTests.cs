@@ -94,6 +94,6 @@ public sealed class ModelLocatorTests : IAsyncLifetime
         HubException e = await Assert.ThrowsAsync<HubException>(() => locator.ResolveAsync("./no/such/dir"));
 
         Assert.Equal(HubErrorKind.InvalidReference, e.Kind);
-        Assert.Contains("neither an existing directory nor a hub model id", e.Message);
+        Assert.Contains("neither an existing directory or GGUF file nor a hub model id", e.Message);
     }
 }

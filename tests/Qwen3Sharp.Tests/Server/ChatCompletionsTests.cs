@@ -391,6 +391,54 @@ public sealed class ChatCompletionsTests(ServerFixture fixture) : IClassFixture<
         }
     }
 
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task Chat_Logprobs_BytesAreTheTokensRawBytes_EvenForPartsOfACharacter(bool stream)
+    {
+        JsonObject body = ServerHarness.ChatBody("write some rare characters", stream);
+        body["enable_thinking"] = false;
+        body["logprobs"] = true;
+        body["top_logprobs"] = 1;
+        List<JsonNode> entries;
+        string content;
+        if (stream)
+        {
+            SseResult sse = await _server.StreamAsync("/v1/chat/completions", body);
+            entries = sse.ChoicesOf(0).SelectMany(c => c["logprobs"]?["content"]?.AsArray() ?? []).Select(x => x!).ToList();
+            content = string.Concat(sse.ChoicesOf(0).Select(c => (string?)c["delta"]?["content"]));
+        }
+        else
+        {
+            JsonNode choice = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!;
+            entries = choice["logprobs"]!["content"]!.AsArray().Select(x => x!).ToList();
+            content = (string)choice["message"]!["content"]!;
+        }
+
+        Assert.Equal(Scripts.SplitCharacters, content);
+        byte[][] bytes = entries.Select(e => e["bytes"]!.AsArray().Select(b => (byte)(int)b!).ToArray()).ToArray();
+        // OpenAI: "bytes" lets a client rebuild characters that span tokens; their concatenation is the answer's UTF-8
+        Assert.Equal(System.Text.Encoding.UTF8.GetBytes(Scripts.SplitCharacters), bytes.SelectMany(b => b).ToArray());
+        var strict = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true);
+        Assert.Contains(bytes, b => !IsWholeUtf8(strict, b));   // the case under test does occur in this answer
+        for (int i = 0; i < entries.Count; i++)
+        {
+            var top = entries[i]["top_logprobs"]!.AsArray();
+            Assert.Equal(entries[i]["bytes"]!.ToJsonString(), top[0]!["bytes"]!.ToJsonString());
+        }
+
+        static bool IsWholeUtf8(System.Text.UTF8Encoding strict, byte[] b)
+        {
+            try
+            {
+                strict.GetString(b);
+                return true;
+            }
+            catch (System.Text.DecoderFallbackException)
+            {
+                return false;
+            }
+        }
+    }
+
     [Fact]
     public async Task Chat_LogitBias_BansScriptedToken()
     {

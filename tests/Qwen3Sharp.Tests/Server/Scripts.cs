@@ -6,6 +6,8 @@ internal static class Scripts
     public const string Reasoning = "hm";
     public const string Answer = "Hello there";
     public const string Counting = " one two three four five six seven eight nine ten";
+    /// <summary>Rare characters the vocabulary has no whole token for: their UTF-8 bytes are split across tokens.</summary>
+    public const string SplitCharacters = "clef 𝄞, ogham ᚛ᚁᚂ᚜, cuneiform 𒀀 end";
     public const string RawContinuation = " forty two, as always.";
     public const string WeatherCall = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
     public const string TwoCalls = WeatherCall + "\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}\n</tool_call>";
@@ -41,6 +43,7 @@ internal static class Scripts
             _ when user.Contains("weather", StringComparison.Ordinal) && prompt.Contains("<tools>", StringComparison.Ordinal)
                 => user.Contains("two cities", StringComparison.Ordinal) ? TwoCalls : WeatherCall,
             _ when user.Contains("count", StringComparison.Ordinal) => Counting,
+            _ when user.Contains("rare characters", StringComparison.Ordinal) => SplitCharacters,
             _ when user.Contains("forever", StringComparison.Ordinal) => string.Concat(Enumerable.Repeat(" la", 3000)),
             _ => Answer,
         };

@@ -1,0 +1,68 @@
+using Qwen3Sharp.Loading;
+using Qwen3Sharp.Tensors;
+using Qwen3Sharp.Tests.Cli;
+
+namespace Qwen3Sharp.Tests.Loading;
+
+/// <summary>
+/// <c>--quantize q8_0|q4_0</c>: a BF16 checkpoint quantized in memory at load must hold exactly the blocks that the
+/// converter (../shared/tools/hf_to_gguf.py, bit-exact with ggml's quantize_row_q8_0_ref / q4_0_ref) wrote into the
+/// GGUF fixtures of the same model — an independent implementation of llama.cpp's rounding — so it also computes the
+/// same logits, which GgufTests check against the golden references.
+/// </summary>
+public sealed class LoadQuantizationTests
+{
+    private static string GoldenTinyA => Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "tiny-a");
+
+    private static string Gguf(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", name);
+
+    [Theory]
+    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf")]
+    [InlineData(DType.Q4_0, "tiny-a-q4_0.gguf")]
+    public unsafe void QuantizedAtLoad_EqualsTheConvertersBlocks_ByteForByte(DType target, string converted)
+    {
+        using ModelWeights quantized = ModelWeights.Load(GoldenTinyA, quantize: target);
+        using ModelWeights file = ModelWeights.Load(Gguf(converted));
+
+        Assert.Equal(target, quantized.LoadQuantization);
+        var pairs = new List<(string Name, WeightView Ours, WeightView Theirs)> { ("embed", quantized.EmbedTokens, file.EmbedTokens) };
+        for (int l = 0; l < quantized.Layers.Length; l++)
+        {
+            Qwen3LayerWeights a = quantized.Layers[l], b = file.Layers[l];
+            pairs.Add(($"{l}.q", a.QProj, b.QProj));
+            pairs.Add(($"{l}.k", a.KProj, b.KProj));
+            pairs.Add(($"{l}.v", a.VProj, b.VProj));
+            pairs.Add(($"{l}.o", a.OProj, b.OProj));
+            pairs.Add(($"{l}.gate", a.GateProj, b.GateProj));
+            pairs.Add(($"{l}.up", a.UpProj, b.UpProj));
+            pairs.Add(($"{l}.down", a.DownProj, b.DownProj));
+        }
+
+        foreach (var (name, ours, theirs) in pairs)
+        {
+            Assert.Equal(target, ours.DType);
+            Assert.Equal(theirs.DType, ours.DType);
+            Assert.Equal((theirs.RowCount, theirs.ColCount), (ours.RowCount, ours.ColCount));
+            var a = new ReadOnlySpan<byte>(ours.Data, checked((int)ours.ByteCount));
+            var b = new ReadOnlySpan<byte>(theirs.Data, checked((int)theirs.ByteCount));
+            Assert.True(a.SequenceEqual(b), $"{name}: the blocks differ from the converter's at byte {a.CommonPrefixLength(b)}");
+        }
+
+        // tied embeddings: the output head is the quantized embedding itself, not a second copy
+        Assert.True(quantized.LmHead.Data == quantized.EmbedTokens.Data);
+        Assert.InRange(quantized.MatrixBytes, 1, file.MatrixBytes);
+    }
+
+    [Fact]
+    public async Task Bench_WithQuantize_RunsTheQuantizedWeights_AsAUserRunsIt()
+    {
+        var (code, output, error) = await CliProcess.RunAsync($"bench --model {GoldenTinyA} --quantize q4_0 --prompt-tokens 16 --gen-tokens 3 --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Contains("quantized to Q4_0 at load (--quantize)", output);
+        Assert.Contains("Q4_0", output.Split('\n').First(l => l.StartsWith("model", StringComparison.Ordinal)));
+
+        (code, _, error) = await CliProcess.RunAsync($"bench --model {GoldenTinyA} --quantize q2_k");
+        Assert.Equal(2, code);
+        Assert.Contains("--quantize", error);
+    }
+}
