@@ -53,7 +53,7 @@ internal static class ChatCompletionsEndpoint
         RequestFields.NotSupported(dto.WebSearchOptions is not null, "web_search_options", "this server has no web search.");
         RequestFields.NotSupported(dto.Verbosity is not null, "verbosity", "the model has no verbosity control.");
         RequestFields.NotSupported(dto.Store == true, "store", "this server keeps no completions; send false or leave it out.");
-        StructuredOutput? structured = RequestFields.ResponseFormat(dto.ResponseFormat, dto.StructuredOutputs);
+        StructuredOutput? structured = RequestFields.ResponseFormat(dto.ResponseFormat, dto.StructuredOutputs, dto.Grammar);
 
         if (dto.ServiceTier is not (null or "auto" or "default" or "flex" or "scale" or "priority"))
         {
@@ -104,6 +104,7 @@ internal static class ChatCompletionsEndpoint
             Messages = choice == 0 ? messages : (System.Text.Json.Nodes.JsonArray)messages.DeepClone(),
             Tools = tools is null ? null : choice == 0 ? tools : (System.Text.Json.Nodes.JsonArray)tools.DeepClone(),
             ToolChoice = toolChoice,
+            ParallelToolCalls = dto.ParallelToolCalls ?? true,
             EnableThinking = thinking,
             TemplateKwargs = kwargs,
             Sampling = sampling with { Seed = RequestFields.Seed(dto.Seed, choice) },

@@ -17,17 +17,6 @@ internal static class Scripts
         var tokenizer = ServerHarness.Tokenizer;
         Script Text(string text) => new Script.Tokens(tokenizer.Encode(text));
 
-        // A forced tool call: the chat layer pre-filled the start of the call.
-        if (prompt.EndsWith("{\"name\": \"", StringComparison.Ordinal))
-        {
-            return Text("get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>");
-        }
-
-        if (prompt.EndsWith("\"arguments\": ", StringComparison.Ordinal))
-        {
-            return Text("{\"city\": \"Paris\"}}\n</tool_call>");
-        }
-
         int userAt = prompt.LastIndexOf("<|im_start|>user\n", StringComparison.Ordinal);
         if (userAt < 0)
         {
