@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Qwen3Sharp.Cache;
 using Qwen3Sharp.Kernels;
+using Qwen3Sharp.Kernels.Jit;
 using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Bench;
@@ -81,6 +82,11 @@ internal static unsafe class QuickKernelBench
         if (what == "affine")
         {
             AffineKernelBench.Run(pool, threads);
+        }
+
+        if (what == "jit")
+        {
+            PrefillJitAb(pool, threads);
         }
 
         if (what == "ab")
@@ -316,6 +322,86 @@ internal static unsafe class QuickKernelBench
                     $"({bytes / 1e6:F0} MB of KV, {bytes / wall / 1e9:F1} GB/s; cpu {cpu * 1e3 / threads:F2} ms per thread)");
             }
         }
+    }
+
+    /// <summary>
+    /// BF16 prefill products, managed float32 panels vs the generated AVX512_BF16 kernels (several register tiles),
+    /// interleaved in rounds in this process so neighbours' load hits each alike; best of the rounds per variant.
+    /// Single-thread rows ("1t") take the pool out of the figure: the kernel alone.
+    /// </summary>
+    // qwen3-1.7b's prefill products at 512 tokens (q/o, k/v, gate/up, down), a short batch, and 12 rows (mostly the packing).
+    private static readonly (int Rows, int Cols, int Tokens)[] JitShapes =
+        [(2048, 2048, 512), (1024, 2048, 512), (6144, 2048, 512), (2048, 6144, 512), (1024, 2048, 128), (12, 2048, 512)];
+
+    private static void PrefillJitAb(WorkerPool pool, int threads)
+    {
+        if (!Bf16PanelKernels.IsSupported)
+        {
+            Console.WriteLine("jit: this CPU/runtime lacks AVX512_BF16 (or Linux x86-64); nothing to compare.");
+            return;
+        }
+
+        var tiles = new (string Name, Bf16PanelKernels Kernels)[]
+        {
+            ("jit 12x2 bcst", new Bf16PanelKernels(12, 2, embeddedBroadcast: true)),
+            ("jit 14x2 vpbd", new Bf16PanelKernels(14, 2, embeddedBroadcast: false)),
+            ("jit 6x4 bcst ", new Bf16PanelKernels(6, 4, embeddedBroadcast: true)),
+            ("jit 8x3 bcst ", new Bf16PanelKernels(8, 3, embeddedBroadcast: true)),
+        };
+        using var single = new WorkerPool(1);
+        Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
+        foreach ((int rows, int cols, int tokens) in JitShapes)
+        {
+            using var w = new BenchWeights(DType.BF16, rows, cols);
+            float[] x = new float[tokens * cols], y = new float[tokens * rows];
+            var rng = new Random(1);
+            for (int i = 0; i < x.Length; i++)
+            {
+                x[i] = (float)(rng.NextDouble() - 0.5);
+            }
+
+            var runs = new List<(string Name, Action Run)>();
+            foreach ((WorkerPool p, string suffix) in new[] { (pool, $"{threads}t"), (single, "1t") })
+            {
+                runs.Add(($"managed f32  {suffix}", () => MatMul.Run<Vector512<float>, Simd512>(p, x, tokens, w.View, y, false)));
+                foreach ((string name, Bf16PanelKernels k) in tiles)
+                {
+                    runs.Add(($"{name} {suffix}", () => Bf16Prefill.Run(p, k, x, tokens, w.View, y, false)));
+                }
+            }
+
+            double[] best = new double[runs.Count], bestCpu = new double[runs.Count];
+            Array.Fill(best, double.MaxValue);
+            Array.Fill(bestCpu, double.MaxValue);
+            var process = Process.GetCurrentProcess();
+            for (int round = 0; round < 5; round++)
+            {
+                for (int i = 0; i < runs.Count; i++)
+                {
+                    process.Refresh();
+                    TimeSpan cpu0 = process.TotalProcessorTime;
+                    long start = Stopwatch.GetTimestamp();
+                    runs[i].Run();
+                    best[i] = Math.Min(best[i], Stopwatch.GetElapsedTime(start).TotalSeconds);
+                    process.Refresh();
+                    bestCpu[i] = Math.Min(bestCpu[i], Math.Max(1e-9, (process.TotalProcessorTime - cpu0).TotalSeconds));
+                }
+            }
+
+            double flops = 2.0 * tokens * rows * cols;
+            for (int i = 0; i < runs.Count; i++)
+            {
+                Console.WriteLine($"prefill bf16 {rows}x{cols} tokens {tokens}  {runs[i].Name}: {best[i] * 1e3,8:F2} ms  {flops / best[i] / 1e9,6:F1} GFLOP/s" +
+                    $"  (per CPU-second {flops / bestCpu[i] / 1e9,6:F1})");
+            }
+        }
+
+        foreach ((_, Bf16PanelKernels k) in tiles)
+        {
+            k.Dispose();
+        }
+
+        Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
     }
 
     private static (double Wall, double Cpu) Time(Action action)

@@ -20,6 +20,19 @@ public enum DecodeKernel
     OneRow,
 }
 
+/// <summary>How BF16 products of many tokens (prefill) are computed (see <see cref="MatMul"/>).</summary>
+public enum PrefillKernel
+{
+    /// <summary>The managed float32 panel kernels (every CPU; activations stay float32).</summary>
+    Managed,
+
+    /// <summary>
+    /// Generated AVX512_BF16 machine code (<c>vdpbf16ps</c>, <see cref="Jit.Bf16PanelKernels"/>): activations rounded
+    /// to bf16 once per product, float32 accumulation. Only where the CPU has AVX512_BF16 (Linux x86-64).
+    /// </summary>
+    JitBf16,
+}
+
 /// <summary>Start-up choice of kernel variants by CPU, overridable by environment variable.</summary>
 public static class KernelSelection
 {
@@ -51,6 +64,59 @@ public static class KernelSelection
         _ => throw new ArgumentException(
             $"{DecodeKernelVariable}='{setting}' is not one of auto, one-row, four-rows.", nameof(setting)),
     };
+
+    /// <summary>Environment variable that forces the prefill kernel: <c>auto</c>, <c>managed</c> or <c>jit-bf16</c>.</summary>
+    public const string PrefillKernelVariable = "QWEN3_PREFILL_KERNEL";
+
+    private static PrefillKernel? s_prefill;
+
+    /// <summary>
+    /// The BF16 prefill kernel <see cref="MatMul"/> dispatches to for batches of at least
+    /// <see cref="Bf16Prefill.MinTokens"/> tokens: chosen on first use from <see cref="PrefillKernelVariable"/> and the
+    /// CPU, or set at start-up.
+    /// </summary>
+    public static PrefillKernel Prefill
+    {
+        get => s_prefill ??= ChoosePrefill(Environment.GetEnvironmentVariable(PrefillKernelVariable), Jit.Bf16PanelKernels.IsSupported);
+        set
+        {
+            if (value == PrefillKernel.JitBf16 && !Jit.Bf16PanelKernels.IsSupported)
+            {
+                throw new NotSupportedException(JitUnsupported);
+            }
+
+            s_prefill = value;
+        }
+    }
+
+    /// <summary>
+    /// True where the JIT bf16 prefill kernel can run: Linux x86-64, AVX512F enabled in the runtime
+    /// (<c>DOTNET_EnableAVX512=0</c> turns it off) and AVX512_BF16 in CPUID leaf 7 sub-leaf 1 (EAX bit 5).
+    /// </summary>
+    public static bool JitBf16Supported => Jit.Bf16PanelKernels.IsSupported;
+
+    internal const string JitUnsupported =
+        "the JIT bf16 prefill kernel needs Linux x86-64 with AVX512F enabled in the runtime and AVX512_BF16 (CPUID 7.1 EAX bit 5)";
+
+    /// <summary>
+    /// The variable's value when set (anything else is an <see cref="ArgumentException"/>; <c>jit-bf16</c> where
+    /// <paramref name="jitSupported"/> is false is a <see cref="NotSupportedException"/>). Unset or <c>auto</c> is the
+    /// managed kernel on every CPU for now: the JIT kernel's bf16-rounded activations move the golden models' logits by
+    /// up to 0.155 against the suite's 2e-3 tolerance (README, "JIT bf16 prefill"), so it is opt-in until that drift
+    /// is accepted.
+    /// </summary>
+    public static PrefillKernel ChoosePrefill(string? setting, bool jitSupported) => setting?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "auto" => PrefillKernel.Managed,
+        "managed" => PrefillKernel.Managed,
+        "jit-bf16" when jitSupported => PrefillKernel.JitBf16,
+        "jit-bf16" => throw new NotSupportedException($"{PrefillKernelVariable}=jit-bf16: {JitUnsupported}."),
+        _ => throw new ArgumentException(
+            $"{PrefillKernelVariable}='{setting}' is not one of auto, managed, jit-bf16.", nameof(setting)),
+    };
+
+    /// <summary>Kebab-case name as the environment variable spells it.</summary>
+    public static string Name(PrefillKernel kernel) => kernel == PrefillKernel.JitBf16 ? "jit-bf16" : "managed";
 
     /// <summary>Kebab-case name as the environment variable spells it.</summary>
     public static string Name(DecodeKernel kernel) => kernel == DecodeKernel.OneRow ? "one-row" : "four-rows";

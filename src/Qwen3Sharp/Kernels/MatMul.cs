@@ -45,13 +45,24 @@ public static unsafe class MatMul
     /// <paramref name="destination"/> [tokenCount, w.RowCount]. tokenCount 1 is the decode matvec.
     /// </summary>
     public static void Multiply(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination)
-        => Dispatch(pool, x, tokenCount, w, destination, accumulate: false);
+        => Dispatch(pool, x, tokenCount, w, destination, accumulate: false, KernelSelection.Prefill);
 
-    /// <summary>As <see cref="Multiply"/> but adds into <paramref name="destination"/> (fused residual).</summary>
+    /// <summary>As <see cref="Multiply(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float})"/> with an explicit BF16 prefill kernel.</summary>
+    public static void Multiply(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
+        PrefillKernel prefill)
+        => Dispatch(pool, x, tokenCount, w, destination, accumulate: false, prefill);
+
+    /// <summary>As <see cref="Multiply(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float})"/> but adds into <paramref name="destination"/> (fused residual).</summary>
     public static void MultiplyAdd(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination)
-        => Dispatch(pool, x, tokenCount, w, destination, accumulate: true);
+        => Dispatch(pool, x, tokenCount, w, destination, accumulate: true, KernelSelection.Prefill);
 
-    private static void Dispatch(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination, bool accumulate)
+    /// <summary>As <see cref="MultiplyAdd(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float})"/> with an explicit BF16 prefill kernel.</summary>
+    public static void MultiplyAdd(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
+        PrefillKernel prefill)
+        => Dispatch(pool, x, tokenCount, w, destination, accumulate: true, prefill);
+
+    private static void Dispatch(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
+        bool accumulate, PrefillKernel prefill)
     {
         if (w.DType.IsBlockQuantized())
         {
@@ -62,6 +73,12 @@ public static unsafe class MatMul
         if (w.DType == DType.Affine && tokenCount < AffineMatMul.PanelTokens)
         {
             AffineMatMul.Run(pool, x, tokenCount, w, destination, accumulate);  // MLX affine: Kernels/AffineMatMul.cs
+            return;
+        }
+
+        if (w.DType == DType.BF16 && tokenCount >= Bf16Prefill.MinTokens && prefill == PrefillKernel.JitBf16)
+        {
+            Bf16Prefill.Run(pool, Bf16Prefill.Shared, x, tokenCount, w, destination, accumulate);   // Kernels/Bf16Prefill.cs
             return;
         }
 
@@ -200,7 +217,7 @@ public static unsafe class MatMul
         }
     }
 
-    private static void ThrowLength(string name, int actual, long required)
+    internal static void ThrowLength(string name, int actual, long required)
         => throw new ArgumentException($"{name} has {actual} elements; the product needs at least {required}.", name);
 
     /// <summary>

@@ -21,6 +21,13 @@ public sealed record Qwen3ModelOptions
     /// mapped files (default) or copied into huge pages (faster decode, a copy at load; see <see cref="Loading.WeightPlacement"/>).
     /// </summary>
     public WeightPlacement WeightPlacement { get; init; } = WeightPlacement.Mapped;
+
+    /// <summary>
+    /// The BF16 prefill kernel (batches of 32+ tokens); null takes <see cref="KernelSelection.Prefill"/>
+    /// (<c>QWEN3_PREFILL_KERNEL</c>). <see cref="Kernels.PrefillKernel.JitBf16"/> where the CPU lacks AVX512_BF16 is
+    /// a <see cref="NotSupportedException"/> at construction.
+    /// </summary>
+    public PrefillKernel? PrefillKernel { get; init; }
 }
 
 /// <summary>
@@ -66,9 +73,30 @@ public sealed class Qwen3Model : IDisposable
         _kvHeads = Config.NumKeyValueHeads;
         _headDim = Config.HeadDim;
         _attentionScale = 1f / MathF.Sqrt(_headDim);
+        PrefillKernel = options.PrefillKernel ?? KernelSelection.Prefill;
         _pool = new WorkerPool(options.ThreadCount);
         _scratch = new ForwardScratch(Config, MaxBatchTokens);
     }
+
+    /// <summary>
+    /// The BF16 prefill kernel this model's products of 32+ tokens use (settable between forward passes, e.g. for an
+    /// A/B in one process; the JIT kernel where the CPU lacks AVX512_BF16 is a <see cref="NotSupportedException"/>).
+    /// </summary>
+    public PrefillKernel PrefillKernel
+    {
+        get => _prefill;
+        set
+        {
+            if (value == PrefillKernel.JitBf16 && !KernelSelection.JitBf16Supported)
+            {
+                throw new NotSupportedException(KernelSelection.JitUnsupported + ".");
+            }
+
+            _prefill = value;
+        }
+    }
+
+    private PrefillKernel _prefill;
 
     /// <summary>Maps the checkpoint in <paramref name="directory"/> and prepares the model.</summary>
     /// <exception cref="ModelFormatException">The directory's config or weights are malformed.</exception>
@@ -150,7 +178,7 @@ public sealed class Qwen3Model : IDisposable
             RunLayers(new ForwardBatch(tokenIds.Slice(offset, count), _single));
             Span<float> normed = _scratch.Normed(count);                                                        // [T, hidden]
             RmsNorm.Apply(_scratch.Hidden(count), _weights.Norm, _eps, normed);
-            MatMul.Multiply(_pool, normed, count, _weights.LmHead, logits.Slice(offset * _vocab, count * _vocab)); // [T, vocab]
+            MatMul.Multiply(_pool, normed, count, _weights.LmHead, logits.Slice(offset * _vocab, count * _vocab), _prefill); // [T, vocab]
         }
 
         _single[0] = default;
@@ -218,7 +246,7 @@ public sealed class Qwen3Model : IDisposable
             }
         }
 
-        MatMul.Multiply(_pool, normed, rows, _weights.LmHead, logits[..(rows * _vocab)]);                      // [rows, vocab]
+        MatMul.Multiply(_pool, normed, rows, _weights.LmHead, logits[..(rows * _vocab)], _prefill);                      // [rows, vocab]
     }
 
     private KvCacheView DenseView(KvCache cache) => new(cache, DenseTable, cache.ContextSize, _kvHeads * _headDim);
@@ -257,9 +285,9 @@ public sealed class Qwen3Model : IDisposable
 
             // attention
             RmsNorm.Apply(hidden, w.InputLayerNorm, _eps, normed);
-            MatMul.Multiply(_pool, normed, t, w.QProj, q);
-            MatMul.Multiply(_pool, normed, t, w.KProj, k);
-            MatMul.Multiply(_pool, normed, t, w.VProj, v);
+            MatMul.Multiply(_pool, normed, t, w.QProj, q, _prefill);
+            MatMul.Multiply(_pool, normed, t, w.KProj, k, _prefill);
+            MatMul.Multiply(_pool, normed, t, w.VProj, v, _prefill);
             if (w.QBias is not null)
             {
                 AddBias(w.QBias, q);                                    // qwen2
@@ -285,7 +313,7 @@ public sealed class Qwen3Model : IDisposable
                     _attentionScale, attnOut.Slice(b.TokenOffset * qDim, n * qDim));   // GQA over the cache
             }
 
-            MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden);   // residual fused
+            MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden, _prefill);   // residual fused
             if (w.OBias is not null)
             {
                 AddBias(w.OBias, hidden);
@@ -293,10 +321,10 @@ public sealed class Qwen3Model : IDisposable
 
             // mlp
             RmsNorm.Apply(hidden, w.PostAttentionLayerNorm, _eps, normed);
-            MatMul.Multiply(_pool, normed, t, w.GateProj, gate);
-            MatMul.Multiply(_pool, normed, t, w.UpProj, up);
+            MatMul.Multiply(_pool, normed, t, w.GateProj, gate, _prefill);
+            MatMul.Multiply(_pool, normed, t, w.UpProj, up, _prefill);
             SwiGlu.SiluMul(gate, up, gate);
-            MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden);   // residual fused
+            MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden, _prefill);   // residual fused
         }
     }
 

@@ -1,3 +1,4 @@
+using Qwen3Sharp.Kernels;
 using System.Text.Json;
 using Qwen3Sharp.Tests.TestModels;
 
@@ -53,6 +54,46 @@ public sealed class CliProcessTests
         Assert.Equal(1, code);
         Assert.Contains("'mxfp4' is not supported", error);
         Assert.DoesNotContain("   at ", error);
+    }
+
+    [Fact]
+    public async Task Bench_Bf16Model_NamesThePrefillKernel_AndComparesBothWhereTheJitRuns()
+    {
+        string model = Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "tiny-a");   // BF16
+        var (code, output, error) = await CliProcess.RunAsync($"bench --model {model} --prompt-tokens 40 --gen-tokens 2 --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Matches(@"kernels +decode bf16 [a-z-]+ \(QWEN3_DECODE_KERNEL\), \d+-bit vectors, prefill bf16 managed \(QWEN3_PREFILL_KERNEL", output);
+        Assert.Matches(@"prefill +[\d.]+ tok/s +\(40 tokens in [\d.]+ s, managed\)", output);
+        if (KernelSelection.JitBf16Supported)
+        {
+            Assert.Matches(@"prefill A/B +managed [\d.]+ tok/s, jit-bf16 [\d.]+ tok/s \([\d.]+x; same run", output);
+            Assert.Matches(@"per CPU-second: managed [\d.]+ tok, jit-bf16 [\d.]+ tok \([\d.]+x\)", output);
+        }
+        else
+        {
+            Assert.Contains("JIT AVX512_BF16 kernel not available on this CPU", output);
+            Assert.DoesNotContain("prefill A/B", output);
+        }
+
+        (code, output, error) = await CliProcess.RunAsync($"bench --model {model} --prompt-tokens 40 --gen-tokens 2 --threads 2",
+            environment: new Dictionary<string, string> { ["QWEN3_PREFILL_KERNEL"] = "jit-bf16" });
+        if (KernelSelection.JitBf16Supported)
+        {
+            Assert.True(code == 0, error);
+            Assert.Contains("prefill bf16 jit-bf16 (QWEN3_PREFILL_KERNEL; generated AVX512_BF16 vdpbf16ps code", output);
+            Assert.Matches(@"prefill +[\d.]+ tok/s +\(40 tokens in [\d.]+ s, jit-bf16\)", output);
+        }
+        else
+        {
+            Assert.NotEqual(0, code);
+            Assert.Contains("QWEN3_PREFILL_KERNEL=jit-bf16", error);
+            Assert.DoesNotContain("   at ", error);
+        }
+
+        (code, _, error) = await CliProcess.RunAsync($"bench --model {model} --prompt-tokens 40 --gen-tokens 2",
+            environment: new Dictionary<string, string> { ["QWEN3_PREFILL_KERNEL"] = "fast" });
+        Assert.NotEqual(0, code);
+        Assert.Contains("QWEN3_PREFILL_KERNEL='fast' is not one of auto, managed, jit-bf16", error);
     }
 
     [Fact]

@@ -56,13 +56,21 @@ public sealed class MatMulTests
                 float[] initial = KernelAssert.Random(rng, tokens * rows);
                 float[] expected = (float[])initial.Clone();
                 float[] actual = (float[])initial.Clone();
-                ScalarKernels.MatMul(x, tokens, weights.View, expected, accumulate);
+                ScalarKernels.MatMul(DispatchedInput(isa, x, tokens, weights.View), tokens, weights.View, expected, accumulate);
                 Run(isa, pool, x, tokens, weights.View, actual, accumulate);
                 KernelAssert.Close(expected, actual, atol: 1e-5f * (1 + MathF.Sqrt(cols)), rtol: 1e-5f,
                     $"{dtype} {isa} accumulate={accumulate} tokens={tokens} rows={rows} cols={cols}");
             }
         }
     }
+
+    /// <summary>
+    /// The activations the kernel multiplies by: bf16-rounded where the public dispatch sends the product to the JIT
+    /// bf16 prefill kernel (Bf16JitTests measures that rounding against float32), x itself everywhere else.
+    /// </summary>
+    internal static float[] DispatchedInput(string isa, float[] x, int tokens, in WeightView w)
+        => isa == Isa.Dispatch && w.DType == DType.BF16 && w.ColCount >= 2 && tokens >= Bf16Prefill.MinTokens
+            && KernelSelection.Prefill == PrefillKernel.JitBf16 ? Bf16JitTests.RoundedToBf16(x) : x;
 
     [Theory]
     [InlineData(DType.BF16, 1)]
