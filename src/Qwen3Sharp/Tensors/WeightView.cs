@@ -20,7 +20,7 @@ public readonly unsafe struct WeightView
         ColCount = colCount;
     }
 
-    /// <summary>Bytes of one stored row (block formats: ColCount / 32 blocks).</summary>
+    /// <summary>Bytes of one stored row (block formats: ColCount / 32 blocks, K-quants ColCount / 256 super-blocks).</summary>
     public long RowBytes => DType.RowBytes(ColCount);
 
     public long ByteCount => RowCount * RowBytes;
@@ -38,7 +38,7 @@ public readonly unsafe struct WeightView
                 DType.F32 => ((float*)Data)[i],
                 DType.F16 => (float)((Half*)Data)[i],
                 DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)Data)[i] << 16),
-                DType.Q8_0 or DType.Q4_0 => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
+                DType.Q8_0 or DType.Q4_0 or DType.Q4_K or DType.Q5_K or DType.Q6_K => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
                 _ => throw new InvalidOperationException(),
             };
         }

@@ -125,7 +125,10 @@ public sealed class GgufTests
         Assert.Contains("dimension", LoadFails(WriteVariant(dir, "dim.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 12), 1UL << 62))).Message, StringComparison.Ordinal);
         Assert.Contains("dimensions", LoadFails(WriteVariant(dir, "ndims.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info), 9u))).Message, StringComparison.Ordinal);
         Assert.Contains("unknown GGML tensor type id 77", LoadFails(WriteVariant(dir, "type.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 77u))).Message, StringComparison.Ordinal);
-        Assert.Contains("Q4_K", LoadFails(WriteVariant(dir, "k.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 12u))).Message, StringComparison.Ordinal);
+        // token_embd.weight has rows of 64: as a K-quant (super-blocks of 256) its size cannot be right
+        Assert.Contains("row length 64 is not a multiple of Q4_K's block of 256", LoadFails(WriteVariant(dir, "k.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 12u))).Message, StringComparison.Ordinal);
+        Assert.Contains("Q6_K's block of 256", LoadFails(WriteVariant(dir, "k6.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 14u))).Message, StringComparison.Ordinal);
+        Assert.Contains("tensor type Q5_0 is not supported", LoadFails(WriteVariant(dir, "q50.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 6u))).Message, StringComparison.Ordinal);
         Assert.Contains("IQ2_XXS", LoadFails(WriteVariant(dir, "iq.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 16u))).Message, StringComparison.Ordinal);
         Assert.Contains("outside the data section", LoadFails(WriteVariant(dir, "offset.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 24), 1UL << 40))).Message, StringComparison.Ordinal);
         Assert.Contains("alignment", LoadFails(WriteVariant(dir, "align.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 24), 3UL))).Message, StringComparison.Ordinal);
