@@ -15,31 +15,39 @@ public static unsafe partial class QuantMatMul
 {
     internal const int KBlockSize = 256;
 
-    /// <summary>One K-quant format: the 64 weights of chunk <c>c</c> (elements 64c..64c+63) of a super-block, as float32.</summary>
+    /// <summary>
+    /// One K-quant format: a super-block's sixteen float32 scale factors, decoded once (<see cref="Scales"/>), then the
+    /// 64 weights of each chunk <c>c</c> (elements 64c..64c+63) as float32.
+    /// </summary>
     internal interface IKFormat
     {
         static abstract int BlockBytes { get; }
 
+        /// <summary>Q4_K/Q5_K: d·sc of sub-blocks 0..7, then −dmin·m of sub-blocks 0..7; Q6_K: d·scale of the 16 groups of 16.</summary>
+        static abstract void Scales(byte* block, float* destination);
+
         /// <summary>w0 = elements 64c + 0..15, w1 = 16..31, w2 = 32..47, w3 = 48..63.</summary>
-        static abstract void Chunk512(byte* block, int c, out Vector512<float> w0, out Vector512<float> w1,
+        static abstract void Chunk512(byte* block, float* scales, int c, out Vector512<float> w0, out Vector512<float> w1,
             out Vector512<float> w2, out Vector512<float> w3);
 
         /// <summary>w0 = elements 64c + 0..7, w1 = 8..15, ..., w7 = 56..63.</summary>
-        static abstract void Chunk256(byte* block, int c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2,
+        static abstract void Chunk256(byte* block, float* scales, int c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2,
             out Vector256<float> w3, out Vector256<float> w4, out Vector256<float> w5, out Vector256<float> w6, out Vector256<float> w7);
     }
 
-    /// <summary>Sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles): scale d·sc and the negated min −dmin·m of each.</summary>
+    /// <summary>Q4_K / Q5_K: the eight sub-blocks' scales d·sc and negated mins −dmin·m (get_scale_min_k4's unpacking).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ScalesMins(byte* block, int c, out float s0, out float n0, out float s1, out float n1)
+    private static void ScalesMins(byte* block, float* destination)
     {
         float d = Scale(block), dmin = Scale(block + 2);
-        (int sc0, int m0) = QuantScalar.ScaleMin(block + 4, 2 * c);
-        (int sc1, int m1) = QuantScalar.ScaleMin(block + 4, 2 * c + 1);
-        s0 = d * sc0;
-        n0 = -(dmin * m0);
-        s1 = d * sc1;
-        n1 = -(dmin * m1);
+        byte* q = block + 4;
+        for (int j = 0; j < 4; j++)
+        {
+            destination[j] = d * (q[j] & 63);
+            destination[8 + j] = -(dmin * (q[j + 4] & 63));
+            destination[4 + j] = d * ((q[j + 8] & 0xF) | ((q[j] >> 6) << 4));
+            destination[12 + j] = -(dmin * ((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4)));
+        }
     }
 
     internal struct Q4K : IKFormat
@@ -47,10 +55,13 @@ public static unsafe partial class QuantMatMul
         public static int BlockBytes => 144;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Chunk512(byte* block, int c, out Vector512<float> w0, out Vector512<float> w1,
+        public static void Scales(byte* block, float* destination) => ScalesMins(block, destination);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Chunk512(byte* block, float* scales, int c, out Vector512<float> w0, out Vector512<float> w1,
             out Vector512<float> w2, out Vector512<float> w3)
         {
-            ScalesMins(block, c, out float s0, out float n0, out float s1, out float n1);
+            float s0 = scales[2 * c], s1 = scales[2 * c + 1], n0 = scales[8 + 2 * c], n1 = scales[9 + 2 * c];
             byte* qs = block + 16 + 32 * c;
             Vector512<int> a = Avx512F.ConvertToVector512Int32(Vector128.Load(qs));        // bytes 0..15, zero-extended
             Vector512<int> b = Avx512F.ConvertToVector512Int32(Vector128.Load(qs + 16));   // bytes 16..31
@@ -63,10 +74,10 @@ public static unsafe partial class QuantMatMul
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Chunk256(byte* block, int c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2,
+        public static void Chunk256(byte* block, float* scales, int c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2,
             out Vector256<float> w3, out Vector256<float> w4, out Vector256<float> w5, out Vector256<float> w6, out Vector256<float> w7)
         {
-            ScalesMins(block, c, out float s0, out float n0, out float s1, out float n1);
+            float s0 = scales[2 * c], s1 = scales[2 * c + 1], n0 = scales[8 + 2 * c], n1 = scales[9 + 2 * c];
             byte* qs = block + 16 + 32 * c;
             Vector256<int> a = Avx2.ConvertToVector256Int32(qs), b = Avx2.ConvertToVector256Int32(qs + 8);
             Vector256<int> e = Avx2.ConvertToVector256Int32(qs + 16), f = Avx2.ConvertToVector256Int32(qs + 24);
@@ -88,10 +99,13 @@ public static unsafe partial class QuantMatMul
         public static int BlockBytes => 176;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Chunk512(byte* block, int c, out Vector512<float> w0, out Vector512<float> w1,
+        public static void Scales(byte* block, float* destination) => ScalesMins(block, destination);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Chunk512(byte* block, float* scales, int c, out Vector512<float> w0, out Vector512<float> w1,
             out Vector512<float> w2, out Vector512<float> w3)
         {
-            ScalesMins(block, c, out float s0, out float n0, out float s1, out float n1);
+            float s0 = scales[2 * c], s1 = scales[2 * c + 1], n0 = scales[8 + 2 * c], n1 = scales[9 + 2 * c];
             byte* qs = block + 48 + 32 * c;
             Vector512<int> a = Avx512F.ConvertToVector512Int32(Vector128.Load(qs));
             Vector512<int> b = Avx512F.ConvertToVector512Int32(Vector128.Load(qs + 16));
@@ -107,10 +121,10 @@ public static unsafe partial class QuantMatMul
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Chunk256(byte* block, int c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2,
+        public static void Chunk256(byte* block, float* scales, int c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2,
             out Vector256<float> w3, out Vector256<float> w4, out Vector256<float> w5, out Vector256<float> w6, out Vector256<float> w7)
         {
-            ScalesMins(block, c, out float s0, out float n0, out float s1, out float n1);
+            float s0 = scales[2 * c], s1 = scales[2 * c + 1], n0 = scales[8 + 2 * c], n1 = scales[9 + 2 * c];
             byte* qs = block + 48 + 32 * c;
             byte* qh = block + 16;
             Vector256<float> vs0 = Vector256.Create(s0), vn0 = Vector256.Create(n0), vs1 = Vector256.Create(s1), vn1 = Vector256.Create(n1);
@@ -147,22 +161,31 @@ public static unsafe partial class QuantMatMul
         // low nibbles of ql and qh bits 0-1 (elements 0..31) and 2-3 (32..63); p = 1 the high nibbles and bits 4-5, 6-7.
         // Every 16 elements have their own int8 scale: element e uses scales[e / 16].
 
+        public static void Scales(byte* block, float* destination)
+        {
+            float d = Scale(block + 208);
+            sbyte* sc = (sbyte*)(block + 192);
+            for (int j = 0; j < 16; j++)
+            {
+                destination[j] = d * sc[j];
+            }
+        }
+
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Chunk512(byte* block, int c, out Vector512<float> w0, out Vector512<float> w1,
+        public static void Chunk512(byte* block, float* scales, int c, out Vector512<float> w0, out Vector512<float> w1,
             out Vector512<float> w2, out Vector512<float> w3)
         {
             int n = c >> 1, p = c & 1;
             byte* ql = block + 64 * n;
             byte* qh = block + 128 + 32 * n;
-            sbyte* sc = (sbyte*)(block + 192) + 4 * c;
-            float d = Scale(block + 208);
+            float* sc = scales + 4 * c;
             Vector512<int> ha = Avx512F.ConvertToVector512Int32(Vector128.Load(qh));
             Vector512<int> hb = Avx512F.ConvertToVector512Int32(Vector128.Load(qh + 16));
             int lowShift = 4 * p, highShift = 4 * p;   // part 2p: qh bits 4p, 4p+1; part 2p + 1: bits 4p + 2, 4p + 3
-            w0 = Six512(ql, ha, lowShift, highShift, d * sc[0]);
-            w1 = Six512(ql + 16, hb, lowShift, highShift, d * sc[1]);
-            w2 = Six512(ql + 32, ha, lowShift, highShift + 2, d * sc[2]);
-            w3 = Six512(ql + 48, hb, lowShift, highShift + 2, d * sc[3]);
+            w0 = Six512(ql, ha, lowShift, highShift, sc[0]);
+            w1 = Six512(ql + 16, hb, lowShift, highShift, sc[1]);
+            w2 = Six512(ql + 32, ha, lowShift, highShift + 2, sc[2]);
+            w3 = Six512(ql + 48, hb, lowShift, highShift + 2, sc[3]);
         }
 
         /// <summary>16 elements: 4 bits of ql at <paramref name="lowShift"/>, 2 bits of qh at <paramref name="highShift"/>; (q − 32)·scale.</summary>
@@ -171,22 +194,20 @@ public static unsafe partial class QuantMatMul
         {
             Vector512<int> low = Vector512.ShiftRightLogical(Avx512F.ConvertToVector512Int32(Vector128.Load(ql)), lowShift) & Vector512.Create(0xF);
             Vector512<int> high = Vector512.ShiftLeft(Vector512.ShiftRightLogical(qh, highShift) & Vector512.Create(3), 4);
-            Vector512<float> s = Vector512.Create(scale);
-            return Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(low | high), s, s * Vector512.Create(-32f));
+            return Avx512F.ConvertToVector512Single((low | high) - Vector512.Create(32)) * Vector512.Create(scale);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Chunk256(byte* block, int c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2,
+        public static void Chunk256(byte* block, float* scales, int c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2,
             out Vector256<float> w3, out Vector256<float> w4, out Vector256<float> w5, out Vector256<float> w6, out Vector256<float> w7)
         {
             int n = c >> 1, p = c & 1;
             byte* ql = block + 64 * n;
             byte* qh = block + 128 + 32 * n;
-            sbyte* sc = (sbyte*)(block + 192) + 4 * c;
-            float d = Scale(block + 208);
+            float* sc = scales + 4 * c;
             int shift = 4 * p;
-            Vector256<float> s0 = Vector256.Create(d * sc[0]), s1 = Vector256.Create(d * sc[1]);
-            Vector256<float> s2 = Vector256.Create(d * sc[2]), s3 = Vector256.Create(d * sc[3]);
+            Vector256<float> s0 = Vector256.Create(sc[0]), s1 = Vector256.Create(sc[1]);
+            Vector256<float> s2 = Vector256.Create(sc[2]), s3 = Vector256.Create(sc[3]);
             w0 = Six256(ql, qh, shift, shift, s0);
             w1 = Six256(ql + 8, qh + 8, shift, shift, s0);
             w2 = Six256(ql + 16, qh + 16, shift, shift, s1);
@@ -202,7 +223,7 @@ public static unsafe partial class QuantMatMul
         {
             Vector256<int> low = Vector256.ShiftRightLogical(Avx2.ConvertToVector256Int32(ql), lowShift) & Vector256.Create(0xF);
             Vector256<int> high = Vector256.ShiftLeft(Vector256.ShiftRightLogical(Avx2.ConvertToVector256Int32(qh), highShift) & Vector256.Create(3), 4);
-            return Fma.MultiplyAdd(Avx.ConvertToVector256Single(low | high), s, s * Vector256.Create(-32f));
+            return Avx.ConvertToVector256Single((low | high) - Vector256.Create(32)) * s;
         }
     }
 
@@ -210,11 +231,13 @@ public static unsafe partial class QuantMatMul
     internal static float DotK1_512<TK>(byte* row, float* x, int cols) where TK : IKFormat
     {
         Vector512<float> a = Vector512<float>.Zero, b = Vector512<float>.Zero;
+        float* scales = stackalloc float[16];
         for (int k = 0; k < cols; k += KBlockSize, row += TK.BlockBytes)
         {
+            TK.Scales(row, scales);
             for (int c = 0; c < 4; c++)
             {
-                TK.Chunk512(row, c, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3);
+                TK.Chunk512(row, scales, c, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3);
                 float* xc = x + k + 64 * c;
                 a = Avx512F.FusedMultiplyAdd(w0, Vector512.Load(xc), a);
                 b = Avx512F.FusedMultiplyAdd(w1, Vector512.Load(xc + 16), b);
@@ -231,11 +254,13 @@ public static unsafe partial class QuantMatMul
     {
         Vector512<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
         float* x1 = x + cols, x2 = x + 2L * cols, x3 = x + 3L * cols;
+        float* scales = stackalloc float[16];
         for (int k = 0; k < cols; k += KBlockSize, row += TK.BlockBytes)
         {
+            TK.Scales(row, scales);
             for (int c = 0; c < 4; c++)
             {
-                TK.Chunk512(row, c, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3);
+                TK.Chunk512(row, scales, c, out Vector512<float> w0, out Vector512<float> w1, out Vector512<float> w2, out Vector512<float> w3);
                 int o = k + 64 * c;
                 a0 = Avx512F.FusedMultiplyAdd(w0, Vector512.Load(x + o), a0);
                 b0 = Avx512F.FusedMultiplyAdd(w1, Vector512.Load(x + o + 16), b0);
@@ -266,11 +291,13 @@ public static unsafe partial class QuantMatMul
     internal static float DotK1_256<TK>(byte* row, float* x, int cols) where TK : IKFormat
     {
         Vector256<float> a = Vector256<float>.Zero, b = Vector256<float>.Zero;
+        float* scales = stackalloc float[16];
         for (int k = 0; k < cols; k += KBlockSize, row += TK.BlockBytes)
         {
+            TK.Scales(row, scales);
             for (int c = 0; c < 4; c++)
             {
-                TK.Chunk256(row, c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2, out Vector256<float> w3,
+                TK.Chunk256(row, scales, c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2, out Vector256<float> w3,
                     out Vector256<float> w4, out Vector256<float> w5, out Vector256<float> w6, out Vector256<float> w7);
                 float* xc = x + k + 64 * c;
                 a = Fma.MultiplyAdd(w0, Vector256.Load(xc), a);
@@ -291,11 +318,13 @@ public static unsafe partial class QuantMatMul
     internal static void DotK4_256<TK>(byte* row, float* x, int cols, float* y, int ys, bool accumulate) where TK : IKFormat
     {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        float* scales = stackalloc float[16];
         for (int k = 0; k < cols; k += KBlockSize, row += TK.BlockBytes)
         {
+            TK.Scales(row, scales);
             for (int c = 0; c < 4; c++)
             {
-                TK.Chunk256(row, c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2, out Vector256<float> w3,
+                TK.Chunk256(row, scales, c, out Vector256<float> w0, out Vector256<float> w1, out Vector256<float> w2, out Vector256<float> w3,
                     out Vector256<float> w4, out Vector256<float> w5, out Vector256<float> w6, out Vector256<float> w7);
                 float* xc = x + k + 64 * c;
                 a0 = Dot8(w0, w1, w2, w3, w4, w5, w6, w7, xc, a0);
