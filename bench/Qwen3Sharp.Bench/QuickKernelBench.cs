@@ -97,6 +97,34 @@ internal static unsafe class QuickKernelBench
             }
         }
 
+        if (what.StartsWith("file=", StringComparison.Ordinal))
+        {
+            // Every matrix of layer 0 and the output head of a model file, one token, best of 5: which format costs what.
+            using Loading.ModelWeights m = Loading.ModelWeights.Load(what[5..]);
+            var l0 = m.Layers[0];
+            foreach ((string name, WeightView w) in new[] { ("q", l0.QProj), ("k", l0.KProj), ("v", l0.VProj), ("o", l0.OProj),
+                ("gate", l0.GateProj), ("up", l0.UpProj), ("down", l0.DownProj), ("head", m.LmHead) })
+            {
+                float[] x = new float[w.ColCount], y = new float[w.RowCount];
+                Array.Fill(x, 0.01f);
+                double best = double.MaxValue;
+                for (int i = 0; i < 5; i++)
+                {
+                    best = Math.Min(best, Time(() => MatMul.Multiply(pool, x, 1, w, y)).Item1);
+                }
+
+                using var random = new BenchBlockWeights(w.DType, w.RowCount, w.ColCount);
+                double bestRandom = double.MaxValue;
+                for (int i = 0; i < 5; i++)
+                {
+                    bestRandom = Math.Min(bestRandom, Time(() => MatMul.Multiply(pool, x, 1, random.View, y)).Item1);
+                }
+
+                Console.WriteLine($"{name,-5} {w.DType,-5} {w.RowCount}x{w.ColCount}: {best * 1e6,9:F1} µs  {w.ByteCount / best / 1e9,6:F1} GB/s" +
+                    $"  (random codes: {bestRandom * 1e6,9:F1} µs)");
+            }
+        }
+
         if (what is "all" or "quant")
         {
             // Block formats: the compute cost per weight from cache (128 × 2048), then 6144 × 2048 streamed from DRAM.

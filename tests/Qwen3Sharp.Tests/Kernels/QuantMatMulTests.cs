@@ -273,6 +273,17 @@ public sealed unsafe class QuantMatMulTests
         }
     }
 
+    [Fact]
+    public void Half_to_single_without_a_call_equals_the_runtime_conversion_for_all_65536_values()
+    {
+        for (int h = 0; h < 65536; h++)
+        {
+            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)h), actual = QuantMatMul.HalfToSingle((ushort)h);
+            Assert.True(BitConverter.SingleToUInt32Bits(expected) == BitConverter.SingleToUInt32Bits(actual) || (float.IsNaN(expected) && float.IsNaN(actual)),
+                $"0x{h:X4}: {actual} vs {expected}");
+        }
+    }
+
     [Theory]
     [InlineData(DType.Q4_K)]
     [InlineData(DType.Q5_K)]
