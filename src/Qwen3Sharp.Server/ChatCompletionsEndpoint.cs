@@ -53,7 +53,7 @@ internal static class ChatCompletionsEndpoint
         RequestFields.NotSupported(dto.WebSearchOptions is not null, "web_search_options", "this server has no web search.");
         RequestFields.NotSupported(dto.Verbosity is not null, "verbosity", "the model has no verbosity control.");
         RequestFields.NotSupported(dto.Store == true, "store", "this server keeps no completions; send false or leave it out.");
-        StructuredOutput? structured = RequestFields.ResponseFormat(dto.ResponseFormat, dto.StructuredOutputs);
+        StructuredOutput? structured = RequestFields.ResponseFormat(dto.ResponseFormat, dto.StructuredOutputs, dto.Grammar);
 
         if (dto.ServiceTier is not (null or "auto" or "default" or "flex" or "scale" or "priority"))
         {
@@ -104,6 +104,7 @@ internal static class ChatCompletionsEndpoint
             Messages = choice == 0 ? messages : (System.Text.Json.Nodes.JsonArray)messages.DeepClone(),
             Tools = tools is null ? null : choice == 0 ? tools : (System.Text.Json.Nodes.JsonArray)tools.DeepClone(),
             ToolChoice = toolChoice,
+            ParallelToolCalls = dto.ParallelToolCalls ?? true,
             EnableThinking = thinking,
             TemplateKwargs = kwargs,
             Sampling = sampling with { Seed = RequestFields.Seed(dto.Seed, choice) },
@@ -290,19 +291,20 @@ internal static class ChatCompletionsEndpoint
     {
         Token = l.TokenText,
         Logprob = Finite(l.Logprobs.Logprob),
-        Bytes = Bytes(l.TokenText),
+        Bytes = Bytes(l.TokenBytes),
         TopLogprobs = l.Logprobs.Top.Select((t, k) => new TopLogprobDto
         {
             Token = l.TopTokenTexts[k],
             Logprob = Finite(t.Logprob),
-            Bytes = Bytes(l.TopTokenTexts[k]),
+            Bytes = Bytes(l.TopTokenBytes[k]),
         }).ToList(),
     };
 
     /// <summary>JSON has no -Infinity; vLLM reports -9999 for impossible tokens.</summary>
     internal static float Finite(float logprob) => float.IsFinite(logprob) ? logprob : -9999f;
 
-    private static int[] Bytes(string text) => Encoding.UTF8.GetBytes(text).Select(b => (int)b).ToArray();
+    /// <summary>The token's raw bytes, not the UTF-8 of its decoded text: a token holding part of a character has no text of its own.</summary>
+    private static int[] Bytes(byte[] bytes) => bytes.Select(b => (int)b).ToArray();
 
     internal static string FinishReasonText(ChatFinishReason reason) => reason switch
     {

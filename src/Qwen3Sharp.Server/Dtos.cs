@@ -58,6 +58,9 @@ public sealed class ChatCompletionRequestDto
     public bool? ReturnReasoning { get; set; }
     public int? ThinkingBudget { get; set; }
     public JsonObject? StructuredOutputs { get; set; }
+
+    /// <summary>llama.cpp extension: a GBNF grammar the answer must match.</summary>
+    public string? Grammar { get; set; }
 }
 
 /// <summary>POST /v1/completions body.</summary>

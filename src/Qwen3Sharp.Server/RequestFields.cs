@@ -340,11 +340,21 @@ internal static class RequestFields
 
     /// <summary>OpenAI function tools, checked and passed on as given; other tool types are refused.</summary>
     /// <summary>
-    /// OpenAI response_format (text, json_object, json_schema) and vLLM's structured_outputs (json, regex, choice);
-    /// at most one of them may constrain the answer.
+    /// OpenAI response_format (text, json_object, json_schema), vLLM's structured_outputs (json, regex, choice, grammar)
+    /// and llama.cpp's grammar (GBNF); at most one of them may constrain the answer.
     /// </summary>
-    public static StructuredOutput? ResponseFormat(JsonObject? format, JsonObject? structuredOutputs)
+    public static StructuredOutput? ResponseFormat(JsonObject? format, JsonObject? structuredOutputs, string? grammar = null)
     {
+        if (grammar is not null)
+        {
+            if (format?["type"] is JsonValue gv && gv.TryGetValue(out string? gt) && gt != "text" || structuredOutputs is not null)
+            {
+                throw new RequestValidationException("'grammar' cannot be combined with a JSON 'response_format' or 'structured_outputs'.", "grammar", "invalid_value");
+            }
+
+            return new StructuredOutput(StructuredOutputKind.Grammar, Pattern: grammar, Param: "grammar");
+        }
+
         StructuredOutput? result = null;
         if (format is not null)
         {
@@ -395,7 +405,7 @@ internal static class RequestFields
 
         if (result is not null || structuredOutputs.Count != 1)
         {
-            throw new RequestValidationException("'structured_outputs' takes exactly one of json, regex or choice, and not together with a JSON 'response_format'.", "structured_outputs", "invalid_value");
+            throw new RequestValidationException("'structured_outputs' takes exactly one of json, regex, choice or grammar, and not together with a JSON 'response_format'.", "structured_outputs", "invalid_value");
         }
 
         var (key, value) = structuredOutputs.First();
@@ -407,8 +417,10 @@ internal static class RequestFields
                 return new StructuredOutput(StructuredOutputKind.Regex, Pattern: pattern, Param: "structured_outputs.regex");
             case "choice" when value is JsonArray { Count: > 0 } choices && choices.All(c => c is JsonValue cv && cv.TryGetValue(out string? _)):
                 return new StructuredOutput(StructuredOutputKind.Choice, Choices: [.. choices.Select(c => c!.GetValue<string>())], Param: "structured_outputs.choice");
+            case "grammar" when value is JsonValue gv2 && gv2.TryGetValue(out string? gbnf):
+                return new StructuredOutput(StructuredOutputKind.Grammar, Pattern: gbnf, Param: "structured_outputs.grammar");
             default:
-                throw new RequestValidationException($"'structured_outputs.{key}' is not supported; use json (a schema), regex (a string) or choice (a non-empty array of strings).", "structured_outputs", "invalid_value");
+                throw new RequestValidationException($"'structured_outputs.{key}' is not supported; use json (a schema), regex (a string), choice (a non-empty array of strings) or grammar (GBNF text).", "structured_outputs", "invalid_value");
         }
     }
 

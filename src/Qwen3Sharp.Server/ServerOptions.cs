@@ -41,6 +41,9 @@ public sealed record ServerOptions
     /// <summary>Parse a &lt;tool_call&gt; written inside reasoning as a call (applied through <see cref="ToChatServiceOptions"/>).</summary>
     public bool ParseToolCallsInReasoning { get; init; }
 
+    /// <summary>Most time to compile a structured-output schema or tools' schemas and compute the first token mask; past it, 400.</summary>
+    public TimeSpan StructuredCompileTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
     /// <summary>Largest request body accepted; larger ones get 413.</summary>
     public long MaxRequestBodyBytes { get; init; } = 8 * 1024 * 1024;
 
@@ -72,6 +75,7 @@ public sealed record ServerOptions
         DefaultTemplateKwargs = DefaultTemplateKwargs,
         DefaultThinkingBudget = DefaultThinkingBudget,
         ParseToolCallsInReasoning = ParseToolCallsInReasoning,
+        StructuredCompileTimeout = StructuredCompileTimeout,
     };
 
     internal void Validate()

@@ -11,10 +11,10 @@ public enum ToolChoiceMode
     /// <summary>No tool is called: tools are left out of the prompt and no call is parsed.</summary>
     None,
 
-    /// <summary>The model must call some tool: the assistant turn is pre-filled with the start of a call.</summary>
+    /// <summary>The model must call some tool: after the optional reasoning the answer is constrained to calls of offered functions with valid arguments.</summary>
     Required,
 
-    /// <summary>The model must call <see cref="ToolChoice.FunctionName"/>: pre-filled up to its arguments.</summary>
+    /// <summary>The model must call <see cref="ToolChoice.FunctionName"/>: as <see cref="Required"/>, naming that function only.</summary>
     Function,
 }
 
@@ -36,6 +36,9 @@ public enum StructuredOutputKind
 
     /// <summary>Exactly one of <see cref="StructuredOutput.Choices"/> (vLLM structured_outputs.choice).</summary>
     Choice,
+
+    /// <summary>Text in the language of the GBNF grammar <see cref="StructuredOutput.Pattern"/> (llama.cpp grammar).</summary>
+    Grammar,
 }
 
 /// <summary>What the answer must be; decoding is constrained token by token (see Structured/).</summary>
@@ -66,6 +69,9 @@ public sealed class ChatRequest
     public JsonArray? Tools { get; init; }
 
     public ToolChoice ToolChoice { get; init; } = ToolChoice.Auto;
+
+    /// <summary>More than one call per turn allowed (OpenAI parallel_tool_calls); false: the turn ends after the first call.</summary>
+    public bool ParallelToolCalls { get; init; } = true;
 
     /// <summary>Thinking on or off; null = the server's default.</summary>
     public bool? EnableThinking { get; init; }
@@ -101,7 +107,10 @@ public sealed record ToolCallStarted(int Index, string Id, string Name) : ChatUp
 public sealed record ToolCallArgumentsDelta(int Index, string Fragment) : ChatUpdate;
 
 /// <summary>A generated token's log-probabilities (only when requested), in output order.</summary>
-public sealed record TokenLogprobsUpdate(string TokenText, TokenLogprobs Logprobs, IReadOnlyList<string> TopTokenTexts) : ChatUpdate;
+/// <param name="TokenText">The token decoded alone (U+FFFD where it holds part of a UTF-8 character).</param>
+/// <param name="TokenBytes">The token's raw bytes (<see cref="Tokenization.Qwen3Tokenizer.TokenBytes"/>), whole or partial UTF-8.</param>
+public sealed record TokenLogprobsUpdate(string TokenText, TokenLogprobs Logprobs, IReadOnlyList<string> TopTokenTexts,
+    byte[] TokenBytes, IReadOnlyList<byte[]> TopTokenBytes) : ChatUpdate;
 
 public enum ChatFinishReason
 {

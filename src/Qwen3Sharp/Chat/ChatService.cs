@@ -33,8 +33,6 @@ public sealed record PreparedChat(
     string Prompt,
     IReadOnlyList<int> PromptTokens,
     bool Thinking,
-    string Prefill,
-    string ParserPrefill,
     ChatParserOptions ParserOptions,
     GenerationRequest Generation);
 
@@ -78,6 +76,9 @@ public sealed class ChatService
         _trie = new Lazy<Structured.TokenTrie>(() => Structured.TokenTrie.FromTokenizer(tokenizer, engine.VocabSize));
     }
 
+    /// <summary>Compiled structured-output and tool-call matchers by schema, shared by the requests that repeat one.</summary>
+    public Structured.GrammarCache Grammars { get; } = new();
+
     /// <summary>The tokenizer's vocabulary as a byte trie (built on first use of structured output).</summary>
     public Structured.TokenTrie TokenTrie => _trie.Value;
 
@@ -87,22 +88,35 @@ public sealed class ChatService
     /// </summary>
     public Structured.TokenConstraint CompileConstraint(StructuredOutput format, Structured.ConstraintStart start)
     {
+        Structured.TokenTrie trie = TokenTrie;   // built once per tokenizer, outside the schema's time
+        long deadline = Deadline();
+        string key = string.Join('\u0001', "format", format.Kind, format.Strict, format.Schema?.ToJsonString(), format.Pattern,
+            string.Join('\u0002', format.Choices ?? []));
         try
         {
+            if (Grammars.TryGet(key, out Structured.GrammarMatcher cached))
+            {
+                var again = new Structured.TokenConstraint(cached, _stopTokenIds, start, Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1);
+                again.Prepare(deadline);
+                return again;
+            }
+
             Structured.GNode value = format.Kind switch
             {
                 StructuredOutputKind.JsonObject => Structured.JsonSchemaCompiler.AnyObject(),
                 StructuredOutputKind.JsonSchema => Structured.JsonSchemaCompiler.Compile(format.Schema, format.Strict, out _),
                 StructuredOutputKind.Regex => Structured.RegexCompiler.Compile("^(" + format.Pattern + ")$", jsonString: false),
+                StructuredOutputKind.Grammar => Structured.GbnfCompiler.Compile(format.Pattern ?? ""),
                 _ => Structured.G.Alt([.. (format.Choices ?? []).Select(Structured.G.Lit)]),
             };
             Structured.GNode root = format.Kind is StructuredOutputKind.JsonObject or StructuredOutputKind.JsonSchema
                 ? Structured.G.Seq(Structured.JsonSchemaCompiler.Ws, value)
                 : value;
-            var matcher = new Structured.GrammarMatcher(root, TokenTrie);
+            var matcher = new Structured.GrammarMatcher(root, trie);
             var constraint = new Structured.TokenConstraint(matcher, _stopTokenIds, start,
                 Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1);
-            constraint.Prepare(Options.StructuredCompileTimeout);
+            constraint.Prepare(deadline);
+            Grammars.Add(key, matcher);
             return constraint;
         }
         catch (Structured.SchemaException ex)
@@ -111,9 +125,106 @@ public sealed class ChatService
         }
         catch (Structured.GrammarTooComplexException ex)
         {
-            throw new GenerationRequestException($"'{format.Param}': {ex.Message} (limit {Options.StructuredCompileTimeout.TotalSeconds:0.###} s); simplify the schema", format.Param);
+            throw TooComplex(format.Param, ex, "the schema");
         }
     }
+
+    /// <summary>
+    /// The constraint of a request's tool calls, or null when they are free: <c>required</c> and a named function make
+    /// the whole answer calls (after the optional reasoning), each naming an offered function (the named one) with
+    /// arguments valid against its <c>parameters</c>; under <c>auto</c>, a function with <c>strict: true</c> constrains
+    /// every call once the model opens one, and <c>parallel_tool_calls: false</c> ends the turn after the first call.
+    /// </summary>
+    public Structured.TokenConstraint? CompileToolConstraint(ChatRequest request, Structured.ConstraintStart start)
+    {
+        if (request.Tools is not { Count: > 0 } tools || request.ToolChoice.Mode == ToolChoiceMode.None)
+        {
+            return null;
+        }
+
+        bool forced = request.ToolChoice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function;
+        bool anyStrict = tools.Any(t => IsStrict(t?["function"]));
+        if (!forced && !anyStrict && request.ParallelToolCalls)
+        {
+            return null;
+        }
+
+        Structured.TokenTrie trie = TokenTrie;
+        long deadline = Deadline();
+        Structured.GNode open = Tokenizer.ToolCallStart is { } o ? new Structured.GToken(o) : Structured.G.Lit(ChatTags.ToolCallStart);
+        Structured.GNode close = Tokenizer.ToolCallEnd is { } c ? new Structured.GToken(c) : Structured.G.Lit(ChatTags.ToolCallEnd);
+        string param = "tools";
+        int trigger = Tokenizer.ToolCallStart ?? -1;
+        if (!forced && trigger < 0)
+        {
+            throw new GenerationRequestException("strict tools and 'parallel_tool_calls': false need a vocabulary with a <tool_call> token; this model's has none.", "tools");
+        }
+
+        string key = string.Join('\u0001', "tools", request.ToolChoice.Mode, request.ToolChoice.FunctionName, request.ParallelToolCalls, tools.ToJsonString());
+        try
+        {
+            bool fresh = !Grammars.TryGet(key, out Structured.GrammarMatcher matcher);
+            if (fresh)
+            {
+                var targets = new List<Structured.ToolCallTarget>();
+                for (int i = 0; i < tools.Count; i++)
+                {
+                    JsonNode? fn = tools[i]?["function"];
+                    string name = fn?["name"]?.GetValue<string>() ?? "";
+                    if (request.ToolChoice.Mode == ToolChoiceMode.Function && name != request.ToolChoice.FunctionName)
+                    {
+                        continue;
+                    }
+
+                    param = $"tools[{i}].function.parameters";
+                    bool strict = IsStrict(fn);
+                    Structured.GNode arguments = (forced || strict) && fn?["parameters"] is JsonNode parameters
+                        ? Structured.JsonSchemaCompiler.Compile(parameters, strict, out _)
+                        : Structured.JsonSchemaCompiler.AnyObject();
+                    targets.Add(new Structured.ToolCallTarget(name, arguments));
+                }
+
+                param = "tools";
+                if (targets.Count == 0)
+                {
+                    throw new GenerationRequestException($"'tool_choice' names function \"{request.ToolChoice.FunctionName}\", which is not in 'tools'.", "tool_choice");
+                }
+
+                Structured.GNode root = forced ? Structured.ToolCallGrammar.Calls(targets, open, close, request.ParallelToolCalls)
+                    : anyStrict ? Structured.ToolCallGrammar.Body(targets, close)
+                    : Structured.ToolCallGrammar.AnyBody(close);
+                matcher = new Structured.GrammarMatcher(root, trie);
+            }
+
+            Structured.TokenConstraint constraint = forced
+                ? new Structured.TokenConstraint(matcher, _stopTokenIds, start, Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1)
+                : new Structured.TokenConstraint(matcher, _stopTokenIds, start, Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1,
+                    trigger, repeat: request.ParallelToolCalls);
+            constraint.Prepare(deadline);
+            if (fresh)
+            {
+                Grammars.Add(key, matcher);
+            }
+
+            return constraint;
+        }
+        catch (Structured.SchemaException ex)
+        {
+            throw new GenerationRequestException($"'{param}': {ex.Message}", param);
+        }
+        catch (Structured.GrammarTooComplexException ex)
+        {
+            throw TooComplex(param, ex, "the tools' schemas");
+        }
+    }
+
+    private static bool IsStrict(JsonNode? function) => function?["strict"] is JsonValue v && v.TryGetValue(out bool b) && b;
+
+    private long Deadline() =>
+        System.Diagnostics.Stopwatch.GetTimestamp() + (long)(Options.StructuredCompileTimeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+
+    private GenerationRequestException TooComplex(string param, Structured.GrammarTooComplexException ex, string what) =>
+        new($"'{param}': {ex.Message} (limit {Options.StructuredCompileTimeout.TotalSeconds:0.###} s to compile and compute the first token mask); simplify {what}", param);
 
     public InferenceEngine Engine { get; }
 
@@ -171,16 +282,8 @@ public sealed class ChatService
             throw new GenerationRequestException($"The chat template could not render these messages: {ex.Message}", "messages");
         }
 
-        // A forced call is written without free reasoning: the turn gets an empty (or closed) think block first,
-        // as in non-thinking mode, and the parser sees the call's opening as if the model had written it.
-        string call = ToolCallPrefill(request, toolsOn);
-        string prefill = call.Length == 0 ? ""
-            : OpenReasoningAtEnd(prompt) ? "\n</think>\n\n" + call
-            : prompt.EndsWith("</think>\n\n", StringComparison.Ordinal) ? call
-            : "<think>\n\n</think>\n\n" + call;
-
-        ChatParserOptions parser = ChatParserOptions.ForPrompt(prompt + prefill, toolsOn, Options.ParseToolCallsInReasoning);
-        int[] tokens = Tokenizer.Encode(prompt + prefill);
+        ChatParserOptions parser = ChatParserOptions.ForPrompt(prompt, toolsOn, Options.ParseToolCallsInReasoning);
+        int[] tokens = Tokenizer.Encode(prompt);
         int? budget = request.ThinkingBudget ?? Options.DefaultThinkingBudget;
         var generation = new GenerationRequest
         {
@@ -193,13 +296,11 @@ public sealed class ChatService
             TopLogprobs = request.TopLogprobs,
             StartsInsideReasoning = parser.StartsInsideReasoning,
             ThinkingBudget = budget is { } max && thinking ? new ThinkingBudget(max, _budgetCloseTokens) : null,
-            Constraint = request.ResponseFormat is { } format && call.Length == 0
-                ? CompileConstraint(format, !thinking ? Structured.ConstraintStart.FirstToken
-                    : parser.StartsInsideReasoning ? Structured.ConstraintStart.AfterReasoning
-                    : Structured.ConstraintStart.AfterOptionalReasoning)
-                : null,
+            Constraint = Constraint(request, toolsOn, !thinking ? Structured.ConstraintStart.FirstToken
+                : parser.StartsInsideReasoning ? Structured.ConstraintStart.AfterReasoning
+                : Structured.ConstraintStart.AfterOptionalReasoning),
         };
-        return new PreparedChat(prompt, tokens, thinking, prefill, call, parser, generation);
+        return new PreparedChat(prompt, tokens, thinking, parser, generation);
     }
 
     /// <summary>Streams one answer: reasoning, content and tool-call deltas, then <see cref="ChatFinished"/>.</summary>
@@ -219,7 +320,6 @@ public sealed class ChatService
         var parser = new ChatStreamParser(prepared.ParserOptions);
         var deltas = new List<ChatDelta>();
         bool sawToolCall = false;
-        parser.Append(prepared.ParserPrefill, deltas);
 
         await foreach (GenerationEvent e in Engine.GenerateAsync(prepared.Generation, cancellationToken))
         {
@@ -311,7 +411,8 @@ public sealed class ChatService
     }
 
     private TokenLogprobsUpdate LogprobsUpdate(TokenLogprobs lp) =>
-        new(Tokenizer.Decode([lp.TokenId]), lp, lp.Top.Select(t => Tokenizer.Decode([t.TokenId])).ToList());
+        new(Tokenizer.Decode([lp.TokenId]), lp, lp.Top.Select(t => Tokenizer.Decode([t.TokenId])).ToList(),
+            Tokenizer.TokenBytes(lp.TokenId), lp.Top.Select(t => Tokenizer.TokenBytes(t.TokenId)).ToList());
 
     /// <summary>The sampling settings for a request: the model's and the mode's defaults under the request's overrides.</summary>
     public SamplingParams SamplingFor(SamplingOverrides o, bool thinking)
@@ -366,25 +467,18 @@ public sealed class ChatService
         return latest;
     }
 
-    private static string ToolCallPrefill(ChatRequest request, bool toolsOn)
+    /// <summary>
+    /// The request's constraint: a forced tool call (required / named) over response_format, which applies to a
+    /// content answer; response_format over the auto-mode tool constraint (a JSON answer leaves no room for a call).
+    /// </summary>
+    private Structured.TokenConstraint? Constraint(ChatRequest request, bool toolsOn, Structured.ConstraintStart start)
     {
-        if (!toolsOn)
+        bool forcedCall = toolsOn && request.ToolChoice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function;
+        if (!forcedCall && request.ResponseFormat is { } format)
         {
-            return "";
+            return CompileConstraint(format, start);
         }
 
-        return request.ToolChoice.Mode switch
-        {
-            ToolChoiceMode.Required => "<tool_call>\n{\"name\": \"",
-            ToolChoiceMode.Function => "<tool_call>\n{\"name\": \"" + request.ToolChoice.FunctionName + "\", \"arguments\": ",
-            _ => "",
-        };
-    }
-
-    private static bool OpenReasoningAtEnd(string prompt)
-    {
-        int open = prompt.LastIndexOf("<think>", StringComparison.Ordinal);
-        return open >= 0 && prompt.IndexOf("</think>", open, StringComparison.Ordinal) < 0
-            && prompt.LastIndexOf("<|im_start|>", StringComparison.Ordinal) < open;
+        return toolsOn ? CompileToolConstraint(request, start) : null;
     }
 }

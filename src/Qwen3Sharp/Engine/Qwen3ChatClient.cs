@@ -172,6 +172,7 @@ public sealed class Qwen3ChatClient(ChatService chat, string modelId) : IChatCli
             Messages = array,
             Tools = tools,
             ToolChoice = toolChoice,
+            ParallelToolCalls = options?.AllowMultipleToolCalls ?? true,
             EnableThinking = thinking,
             TemplateKwargs = kwargs,
             MaxTokens = options?.MaxOutputTokens,

@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using System.Diagnostics;
 
 namespace Qwen3Sharp.Structured;
 
@@ -50,7 +50,8 @@ internal sealed class StateSet(Frame[] terminals, bool accepts)
 /// <summary>
 /// Runs a <see cref="GNode"/> grammar over bytes (a nondeterministic pushdown automaton whose stacks are interned
 /// <see cref="Frame"/>s) and computes token masks by walking a <see cref="TokenTrie"/>. One matcher serves one
-/// request; it is used by one thread at a time.
+/// grammar and may be shared by the requests that use it (the chat service caches matchers per schema): the state and
+/// mask caches then carry over, and a lock serialises the threads that advance or mask with it.
 /// </summary>
 public sealed class GrammarMatcher
 {
@@ -62,9 +63,11 @@ public sealed class GrammarMatcher
     private int[] _levelCounts = [];
     private int _stamp;
     private int _expandStamp;
-    private long _work;
-    private long _workLimit = long.MaxValue;
+    private long _deadline = long.MaxValue;   // Stopwatch timestamp past which a mask computation gives up
+    private int _workSinceClockCheck;
     private readonly int _maxStackDepth;
+    private readonly Lock _lock = new();
+    private int _maskCount;
 
     public GrammarMatcher(GNode root, TokenTrie trie, int maxStackDepth = 512)
     {
@@ -80,6 +83,9 @@ public sealed class GrammarMatcher
 
     /// <summary>Frames created so far (a size measure for limits and benchmarks).</summary>
     public int FrameCount => _frames.Count;
+
+    /// <summary>Token masks computed and kept so far (each <c>ceil(vocab / 64)</c> words).</summary>
+    public int MaskCount => Volatile.Read(ref _maskCount);
 
     private Frame Intern(GNode node, int pos, Frame? parent)
     {
@@ -124,10 +130,7 @@ public sealed class GrammarMatcher
 
     private void ExpandInto(Frame? f, List<Frame> into, ref bool accepts, int stamp, int depth)
     {
-        if (++_work > _workLimit)
-        {
-            throw new GrammarTooComplexException("the grammar took too long to evaluate");
-        }
+        CheckDeadline("the grammar took too long to evaluate");
 
         if (f is null)
         {
@@ -325,30 +328,61 @@ public sealed class GrammarMatcher
     /// <summary>The state after token <paramref name="tokenId"/> (bytes or special), cached per state; null when not allowed.</summary>
     internal StateSet? Advance(StateSet state, int tokenId)
     {
-        if (state.Next.TryGetValue(tokenId, out StateSet? cached))
+        lock (_lock)
         {
-            return cached;
-        }
+            if (state.Next.TryGetValue(tokenId, out StateSet? cached))
+            {
+                return cached;
+            }
 
-        StateSet? next = _trie.IsByteToken(tokenId) ? Advance(state, _trie.BytesOf(tokenId)) : AdvanceSpecial(state, tokenId);
-        state.Next[tokenId] = next;
-        return next;
+            StateSet? next = _trie.IsByteToken(tokenId) ? Advance(state, _trie.BytesOf(tokenId)) : AdvanceSpecial(state, tokenId);
+            state.Next[tokenId] = next;
+            return next;
+        }
+    }
+
+    /// <summary>Reads the clock every 1024 units of work; throws once <see cref="_deadline"/> has passed.</summary>
+    private void CheckDeadline(string what)
+    {
+        if (++_workSinceClockCheck >= 1024)
+        {
+            _workSinceClockCheck = 0;
+            if (Stopwatch.GetTimestamp() > _deadline)
+            {
+                throw new GrammarTooComplexException(what);
+            }
+        }
     }
 
     /// <summary>
     /// The allowed-token bits of <paramref name="state"/> (end-of-output tokens are the caller's business),
-    /// computed once per state by walking the token trie. <paramref name="workLimit"/> bounds the walk.
+    /// computed once per state by walking the token trie, giving up (<see cref="GrammarTooComplexException"/>) once the
+    /// <see cref="Stopwatch"/> timestamp <paramref name="deadline"/> has passed.
     /// </summary>
-    internal ulong[] MaskOf(StateSet state, long workLimit = long.MaxValue)
+    internal ulong[] MaskOf(StateSet state, long deadline = long.MaxValue)
     {
-        if (state.Mask is { } m)
+        if (Volatile.Read(ref state.Mask) is { } m)
         {
             return m;
         }
 
+        lock (_lock)
+        {
+            return state.Mask ?? ComputeMask(state, deadline);
+        }
+    }
+
+    private ulong[] ComputeMask(StateSet state, long deadline)
+    {
+
+        if (Stopwatch.GetTimestamp() > deadline)
+        {
+            throw new GrammarTooComplexException("computing the token mask took too long");
+        }
+
         var mask = new ulong[(_trie.VocabSize + 63) / 64];
-        _work = 0;
-        _workLimit = workLimit;
+        _deadline = deadline;
+        _workSinceClockCheck = 0;
         try
         {
             if (state.Terminals.Length > 0)
@@ -361,7 +395,7 @@ public sealed class GrammarMatcher
         }
         finally
         {
-            _workLimit = long.MaxValue;
+            _deadline = long.MaxValue;
         }
 
         foreach (Frame t in state.Terminals)
@@ -372,7 +406,8 @@ public sealed class GrammarMatcher
             }
         }
 
-        state.Mask = mask;
+        Volatile.Write(ref state.Mask, mask);
+        _maskCount++;
         return mask;
     }
 
@@ -438,10 +473,7 @@ public sealed class GrammarMatcher
                 }
             }
 
-            if (++_work > _workLimit)
-            {
-                throw new GrammarTooComplexException("computing the token mask took too long");
-            }
+            CheckDeadline("computing the token mask took too long");
 
             if (n == 0 && !accepts)
             {

@@ -49,6 +49,10 @@ public sealed class RegexCompiler
 
     private SchemaException Error(string why) => new($"pattern \"{_p}\": {why}");
 
+    /// <summary>A set of code points (lo..hi, inclusive) as UTF-8 byte alternatives; surrogates are left out.</summary>
+    internal static GNode CodePoints(List<(int Lo, int Hi)> ranges, bool negate) =>
+        new RegexCompiler("", jsonString: false).ClassNode(negate ? Complement(ranges) : ranges);
+
     private GNode ParseAlt()
     {
         var alts = new List<GNode> { ParseSeq() };

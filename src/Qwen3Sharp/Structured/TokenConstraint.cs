@@ -20,46 +20,83 @@ public enum ConstraintStart
 /// and advances on each accepted token. Masks are cached per automaton state (<see cref="StateSet.Mask"/>), so a state
 /// seen before costs one pass over the mask words and no allocation.
 /// </summary>
+/// <remarks>
+/// Two modes. Whole answer (the default): after the optional reasoning, every answer token is masked by the grammar and
+/// end of turn is allowed once the grammar accepts. Triggered (<see cref="TokenConstraint(GrammarMatcher, IReadOnlyCollection{int}, ConstraintStart, int, int, int, bool, TimeSpan?)"/>
+/// with a trigger token, e.g. &lt;tool_call&gt; for strict tools under tool_choice auto): the answer is free until the model
+/// writes the trigger token; the grammar then runs from its start until it is complete (it accepts and nothing can
+/// follow), after which the answer is free again (<c>repeat</c>) or may only end.
+/// </remarks>
 public sealed class TokenConstraint
 {
     private readonly GrammarMatcher _matcher;
     private readonly int[] _endTokens;
     private readonly int _thinkStart, _thinkEnd;
+    private readonly int _trigger;      // -1: whole-answer mode
+    private readonly bool _repeat;
     private readonly long _maskTimeoutTicks;
     private StateSet? _state;          // null once the output left the grammar (only end tokens are allowed then)
     private Phase _phase;
 
-    private enum Phase { AwaitThinkOrAnswer, Reasoning, Constrained, Finished }
+    private enum Phase { AwaitThinkOrAnswer, Reasoning, Constrained, Free, EndOnly, Finished }
 
     public TokenConstraint(GrammarMatcher matcher, IReadOnlyCollection<int> endTokens, ConstraintStart start,
         int thinkStartTokenId = -1, int thinkEndTokenId = -1, TimeSpan? maskTimeout = null)
+        : this(matcher, endTokens, start, thinkStartTokenId, thinkEndTokenId, triggerTokenId: -1, repeat: false, maskTimeout)
+    {
+    }
+
+    /// <summary>
+    /// A triggered constraint when <paramref name="triggerTokenId"/> ≥ 0: <paramref name="matcher"/>'s grammar describes
+    /// what follows the trigger token. <paramref name="repeat"/>: free again after each completed match (else only
+    /// end tokens may follow the first one).
+    /// </summary>
+    public TokenConstraint(GrammarMatcher matcher, IReadOnlyCollection<int> endTokens, ConstraintStart start,
+        int thinkStartTokenId, int thinkEndTokenId, int triggerTokenId, bool repeat, TimeSpan? maskTimeout = null)
     {
         _matcher = matcher;
         _endTokens = [.. endTokens];
         _thinkStart = thinkStartTokenId;
         _thinkEnd = thinkEndTokenId;
+        _trigger = triggerTokenId;
+        _repeat = repeat;
         _state = matcher.Initial;
-        _maskTimeoutTicks = (long)((maskTimeout ?? TimeSpan.FromSeconds(5)).TotalSeconds * Stopwatch.Frequency);
+        _maskTimeoutTicks = (long)((maskTimeout ?? DefaultMaskTimeout).TotalSeconds * Stopwatch.Frequency);
         _phase = start switch
         {
             ConstraintStart.AfterReasoning => Phase.Reasoning,
             ConstraintStart.AfterOptionalReasoning when thinkStartTokenId >= 0 => Phase.AwaitThinkOrAnswer,
-            _ => Phase.Constrained,
+            _ => AnswerPhase,
         };
     }
+
+    /// <summary>
+    /// Most wall-clock time one mask may take during generation: a guard against a grammar that would stall the engine,
+    /// not a quality limit (pathological grammars are refused at admission, where the first mask has a 2 s budget), so it
+    /// is generous enough for a machine shared with other work.
+    /// </summary>
+    public static readonly TimeSpan DefaultMaskTimeout = TimeSpan.FromSeconds(60);
+
+    private bool Triggered => _trigger >= 0;
+
+    /// <summary>Where the answer starts: under the grammar, or free until the trigger.</summary>
+    private Phase AnswerPhase => Triggered ? Phase.Free : Phase.Constrained;
 
     /// <summary>The constrained output is complete (the grammar accepts what was written).</summary>
     public bool IsComplete => _state is { Accepts: true };
 
-    /// <summary>Whether the constraint is masking now (false while the model reasons).</summary>
-    public bool IsActive => _phase is Phase.Constrained or Phase.AwaitThinkOrAnswer;
+    /// <summary>Whether the constraint is masking now (false while the model reasons or writes freely).</summary>
+    public bool IsActive => _phase is Phase.Constrained or Phase.EndOnly || (_phase == Phase.AwaitThinkOrAnswer && !Triggered);
 
     /// <summary>Computes the current state's mask now (the first mask of a schema is computed before the request runs).</summary>
-    public void Prepare(TimeSpan timeout)
+    public void Prepare(TimeSpan timeout) => Prepare(Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency));
+
+    /// <summary>Computes the current state's mask now, giving up once the <see cref="Stopwatch"/> timestamp <paramref name="deadline"/> has passed.</summary>
+    public void Prepare(long deadline)
     {
         if (_state is not null)
         {
-            _matcher.MaskOf(_state, Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency));
+            _matcher.MaskOf(_state, deadline);
         }
     }
 
@@ -71,8 +108,8 @@ public sealed class TokenConstraint
             return;
         }
 
-        ulong[]? mask = _state is null ? null : _matcher.MaskOf(_state, Stopwatch.GetTimestamp() + _maskTimeoutTicks);
-        bool endAllowed = _state is null || _state.Accepts;
+        ulong[]? mask = _state is null || _phase == Phase.EndOnly ? null : _matcher.MaskOf(_state, Stopwatch.GetTimestamp() + _maskTimeoutTicks);
+        bool endAllowed = _phase == Phase.EndOnly || _state is null || _state.Accepts;
         bool thinkAllowed = _phase == Phase.AwaitThinkOrAnswer && (uint)_thinkStart < (uint)logits.Length;
         float think = thinkAllowed ? logits[_thinkStart] : 0;
         Span<float> ends = stackalloc float[Math.Min(_endTokens.Length, 16)];
@@ -141,7 +178,7 @@ public sealed class TokenConstraint
             case Phase.Reasoning:
                 if (tokenId == _thinkEnd)
                 {
-                    _phase = Phase.Constrained;
+                    _phase = AnswerPhase;
                 }
 
                 return;
@@ -152,7 +189,7 @@ public sealed class TokenConstraint
                     return;
                 }
 
-                _phase = Phase.Constrained;
+                _phase = AnswerPhase;
                 break;
             case Phase.Finished:
                 return;
@@ -164,9 +201,27 @@ public sealed class TokenConstraint
             return;
         }
 
+        switch (_phase)
+        {
+            case Phase.Free:
+                if (tokenId == _trigger)
+                {
+                    _state = _matcher.Initial;
+                    _phase = Phase.Constrained;
+                }
+
+                return;
+            case Phase.EndOnly:
+                return;
+        }
+
         if (_state is not null)
         {
             _state = _matcher.Advance(_state, tokenId);
+            if (Triggered && _state is { Accepts: true, Terminals.Length: 0 })
+            {
+                _phase = _repeat ? Phase.Free : Phase.EndOnly;
+            }
         }
     }
 }

@@ -314,6 +314,17 @@ public sealed class Qwen3Tokenizer
     /// <summary>True for any added token (special or not).</summary>
     public bool IsAddedToken(int id) => (uint)id < (uint)_kinds.Length && _addedById[id] is not null;
 
+    /// <summary>
+    /// The bytes a token stands for: a vocab token's raw bytes (possibly part of a UTF-8 character, e.g. 0xE4 0xBD of
+    /// "你"), an added token's text as UTF-8; empty for ids without a token. What OpenAI's logprobs <c>bytes</c> carry.
+    /// </summary>
+    public byte[] TokenBytes(int id) => KindOf(id) switch
+    {
+        TokenKind.Bytes => BytesOf(id).ToArray(),
+        TokenKind.Added or TokenKind.Special => Encoding.UTF8.GetBytes(AddedContentOf(id)),
+        _ => [],
+    };
+
     internal ByteLevelBpe Bpe => _bpe;
 
     internal TokenKind KindOf(int id) => (uint)id < (uint)_kinds.Length ? _kinds[id] : TokenKind.Unknown;

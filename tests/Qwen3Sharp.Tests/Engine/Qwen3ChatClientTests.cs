@@ -53,6 +53,7 @@ public sealed class Qwen3ChatClientTests : IDisposable
             Instructions = "be brief",
             Tools = [tool],
             ToolMode = ChatToolMode.RequireSpecific("get_weather"),
+            AllowMultipleToolCalls = false,
             TopK = 7,
             Seed = 5,
             StopSequences = ["END"],
@@ -68,6 +69,7 @@ public sealed class Qwen3ChatClientTests : IDisposable
         Assert.Equal("get_weather", r.Tools![0]!["function"]!["name"]!.GetValue<string>());
         Assert.Equal("object", r.Tools[0]!["function"]!["parameters"]!["type"]!.GetValue<string>());
         Assert.Equal(new ToolChoice(ToolChoiceMode.Function, "get_weather"), r.ToolChoice);
+        Assert.False(r.ParallelToolCalls);
         Assert.False(r.EnableThinking);
         Assert.Equal(7, r.Sampling.TopK);
         Assert.Equal(0.1f, r.Sampling.MinP);

@@ -223,29 +223,109 @@ public sealed class ChatCompletionsTests(ServerFixture fixture) : IClassFixture<
     }
 
     [Fact]
-    public async Task Chat_ParallelToolCallsFalse_KeepsFirstCall()
+    public async Task Chat_ParallelToolCallsFalse_EndsTheTurnAfterTheFirstCall()
     {
         JsonObject body = ServerHarness.ChatBody("What is the weather in two cities?");
         body["tools"] = new JsonArray(Weather());
+        JsonNode both = await _server.PostOkAsync("/v1/chat/completions", body);
         body["parallel_tool_calls"] = false;
-        JsonNode message = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!["message"]!;
+        JsonNode one = await _server.PostOkAsync("/v1/chat/completions", body);
+        JsonNode message = one["choices"]![0]!["message"]!;
         JsonNode call = Assert.Single(message["tool_calls"]!.AsArray())!;
         Assert.Equal("Paris", (string)JsonNode.Parse((string)call["function"]!["arguments"]!)!["city"]!);
+        Assert.Equal("tool_calls", (string)one["choices"]![0]!["finish_reason"]!);
+
+        // The model was stopped after the first call (end of turn was the only token allowed), not cut afterwards.
+        int onePrefix = ServerHarness.Tokenizer.Encode("<think>\nhm\n</think>\n\n" + Scripts.WeatherCall).Length;
+        Assert.Equal(2, both["choices"]![0]!["message"]!["tool_calls"]!.AsArray().Count);
+        Assert.Equal(onePrefix + 1, (int)one["usage"]!["completion_tokens"]!);
     }
 
     [Theory]
     [InlineData("\"required\"")]
     [InlineData("""{"type": "function", "function": {"name": "get_weather"}}""")]
-    public async Task Chat_ToolChoiceForcesCall_ModelCompletesPrefilledCall(string toolChoice)
+    public async Task Chat_ToolChoiceForcesCall_AfterFreeReasoning(string toolChoice)
     {
-        JsonObject body = ServerHarness.ChatBody("Hi");
+        JsonObject body = ServerHarness.ChatBody("What is the weather in Paris?");
         body["tools"] = new JsonArray(Weather());
         body["tool_choice"] = JsonNode.Parse(toolChoice);
         JsonNode choice = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!;
         Assert.Equal("tool_calls", (string)choice["finish_reason"]!);
         JsonNode call = Assert.Single(choice["message"]!["tool_calls"]!.AsArray())!;
         Assert.Equal("get_weather", (string)call["function"]!["name"]!);
+        Assert.Equal(Scripts.Reasoning, ((string)choice["message"]!["reasoning_content"]!).Trim());
         Assert.Equal("Paris", (string)JsonNode.Parse((string)call["function"]!["arguments"]!)!["city"]!);
+    }
+
+    private static JsonObject StrictWeather() => new()
+    {
+        ["type"] = "function",
+        ["function"] = new JsonObject
+        {
+            ["name"] = "get_weather",
+            ["strict"] = true,
+            ["parameters"] = JsonNode.Parse("""{"type":"object","properties":{"city":{"enum":["Paris","Rome"]},"unit":{"enum":["c","f"]}},"required":["city","unit"],"additionalProperties":false}"""),
+        },
+    };
+
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task Chat_StrictToolUnderAuto_TheCallIsConstrained_TheRestIsFree(bool stream)
+    {
+        // The scripted model writes {"city": "Paris"}: strict parameters also require "unit", which the constraint adds.
+        JsonObject body = ServerHarness.ChatBody("What is the weather in Paris?", stream);
+        body["tools"] = new JsonArray(StrictWeather());
+        string arguments, reasoning, finish;
+        if (stream)
+        {
+            SseResult sse = await _server.StreamAsync("/v1/chat/completions", body);
+            AssertChatStreamInvariants(sse, 1);
+            var deltas = sse.ChoicesOf(0).SelectMany(c => c["delta"]!["tool_calls"]?.AsArray() ?? []).ToList();
+            Assert.All(deltas, d => Assert.Equal(0, (int)d!["index"]!));
+            arguments = string.Concat(deltas.Select(d => (string?)d!["function"]!["arguments"]));
+            reasoning = sse.Delta("reasoning_content");
+            finish = (string)sse.ChoicesOf(0).Last()["finish_reason"]!;
+            Assert.Equal("", sse.Delta("content"));
+        }
+        else
+        {
+            JsonNode choice = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!;
+            JsonNode call = Assert.Single(choice["message"]!["tool_calls"]!.AsArray())!;
+            arguments = (string)call["function"]!["arguments"]!;
+            reasoning = (string)choice["message"]!["reasoning_content"]!;
+            finish = (string)choice["finish_reason"]!;
+        }
+
+        Assert.Equal("tool_calls", finish);
+        Assert.Equal(Scripts.Reasoning, reasoning.Trim());
+        JsonObject args = JsonNode.Parse(arguments)!.AsObject();
+        Assert.Equal("Paris", (string)args["city"]!);
+        Assert.Contains((string)args["unit"]!, new[] { "c", "f" });
+        Assert.Equal(["city", "unit"], args.Select(p => p.Key));
+    }
+
+    [Fact]
+    public async Task Chat_StrictToolUnderAuto_AnswerWithoutACallIsUntouched()
+    {
+        JsonObject body = ServerHarness.ChatBody("Hi");
+        body["tools"] = new JsonArray(StrictWeather());
+        body["parallel_tool_calls"] = false;
+        JsonNode choice = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!;
+        Assert.Equal("stop", (string)choice["finish_reason"]!);
+        Assert.Equal(Scripts.Answer, (string)choice["message"]!["content"]!);
+    }
+
+    [Fact]
+    public async Task Chat_StrictToolWithUnsupportedKeyword_Is400NamingIt()
+    {
+        JsonObject tool = StrictWeather();
+        tool["function"]!["parameters"]!["properties"]!["city"]!["uniqueItems"] = true;
+        JsonObject body = ServerHarness.ChatBody("Hi");
+        body["tools"] = new JsonArray(tool);
+        HttpResponseMessage response = await _server.PostAsync("/v1/chat/completions", body.ToJsonString());
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Contains("uniqueItems", text);
+        Assert.Contains("tools[0].function.parameters", text);
     }
 
     [Fact]
@@ -388,6 +468,54 @@ public sealed class ChatCompletionsTests(ServerFixture fixture) : IClassFixture<
             Assert.Equal(2, top.Count);
             Assert.Equal((string)e["token"]!, (string)top[0]!["token"]!);
             Assert.Equal(expected + ScriptedRunner.RunnerUpLogit, (double)top[1]!["logprob"]!, 1e-3);
+        }
+    }
+
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task Chat_Logprobs_BytesAreTheTokensRawBytes_EvenForPartsOfACharacter(bool stream)
+    {
+        JsonObject body = ServerHarness.ChatBody("write some rare characters", stream);
+        body["enable_thinking"] = false;
+        body["logprobs"] = true;
+        body["top_logprobs"] = 1;
+        List<JsonNode> entries;
+        string content;
+        if (stream)
+        {
+            SseResult sse = await _server.StreamAsync("/v1/chat/completions", body);
+            entries = sse.ChoicesOf(0).SelectMany(c => c["logprobs"]?["content"]?.AsArray() ?? []).Select(x => x!).ToList();
+            content = string.Concat(sse.ChoicesOf(0).Select(c => (string?)c["delta"]?["content"]));
+        }
+        else
+        {
+            JsonNode choice = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!;
+            entries = choice["logprobs"]!["content"]!.AsArray().Select(x => x!).ToList();
+            content = (string)choice["message"]!["content"]!;
+        }
+
+        Assert.Equal(Scripts.SplitCharacters, content);
+        byte[][] bytes = entries.Select(e => e["bytes"]!.AsArray().Select(b => (byte)(int)b!).ToArray()).ToArray();
+        // OpenAI: "bytes" lets a client rebuild characters that span tokens; their concatenation is the answer's UTF-8
+        Assert.Equal(System.Text.Encoding.UTF8.GetBytes(Scripts.SplitCharacters), bytes.SelectMany(b => b).ToArray());
+        var strict = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true);
+        Assert.Contains(bytes, b => !IsWholeUtf8(strict, b));   // the case under test does occur in this answer
+        for (int i = 0; i < entries.Count; i++)
+        {
+            var top = entries[i]["top_logprobs"]!.AsArray();
+            Assert.Equal(entries[i]["bytes"]!.ToJsonString(), top[0]!["bytes"]!.ToJsonString());
+        }
+
+        static bool IsWholeUtf8(System.Text.UTF8Encoding strict, byte[] b)
+        {
+            try
+            {
+                strict.GetString(b);
+                return true;
+            }
+            catch (System.Text.DecoderFallbackException)
+            {
+                return false;
+            }
         }
     }
 

@@ -122,7 +122,8 @@ public sealed class ServerErrorTests(ServerFixture fixture) : IClassFixture<Serv
             ? ["model", "messages", "temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens", "max_completion_tokens",
                "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "seed", "tools", "tool_choice",
                "parallel_tool_calls", "response_format", "user", "service_tier", "store", "metadata", "reasoning_effort", "modalities",
-               "top_k", "min_p", "repetition_penalty", "enable_thinking", "chat_template_kwargs", "return_reasoning", "thinking_budget"]
+               "top_k", "min_p", "repetition_penalty", "enable_thinking", "chat_template_kwargs", "return_reasoning", "thinking_budget",
+               "structured_outputs", "grammar"]
             : ["model", "prompt", "best_of", "echo", "frequency_penalty", "logit_bias", "logprobs", "max_tokens", "n", "presence_penalty",
                "seed", "stop", "stream", "stream_options", "suffix", "temperature", "top_p", "user", "top_k", "min_p", "repetition_penalty"];
         JsonNode?[] kinds = [null, true, 3, -1.5, "x", new JsonArray(), new JsonArray(1, "a"), new JsonObject(), new JsonObject { ["a"] = new JsonArray() }];

@@ -2,8 +2,10 @@ using System.ClientModel;
 using System.Text;
 using System.Text.Json.Nodes;
 using Json.Schema;
+using Microsoft.Extensions.AI;
 using OpenAI;
 using OpenAI.Chat;
+using Qwen3Sharp.Server;
 
 namespace Qwen3Sharp.Tests.Server;
 
@@ -97,5 +99,92 @@ public sealed class StructuredOutputServerTests(ServerFixture fixture) : IClassF
         string body = await response.Content.ReadAsStringAsync();
         Assert.Equal(400, (int)response.StatusCode);
         Assert.Contains(named, body);
+    }
+
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task Http_ThinkingOn_ReasoningIsFree_AnswerValidates(bool stream)
+    {
+        JsonObject body = ServerHarness.ChatBody("Hi", stream);
+        body["enable_thinking"] = true;
+        body["response_format"] = new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "a", ["schema"] = JsonNode.Parse(Schema) } };
+        string reasoning, content;
+        if (stream)
+        {
+            SseResult sse = await _server.StreamAsync("/v1/chat/completions", body);
+            (reasoning, content) = (sse.Delta("reasoning_content"), sse.Delta("content"));
+        }
+        else
+        {
+            JsonNode message = (await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!["message"]!;
+            (reasoning, content) = ((string)message["reasoning_content"]!, (string)message["content"]!);
+        }
+
+        Assert.Equal(Scripts.Reasoning, reasoning.Trim());   // the scripted reasoning, untouched by the constraint
+        AssertValid(content);
+    }
+
+    public enum Mood { Calm, Stormy }
+
+    public sealed record Verdict(bool Ok, int N, Mood Tag);
+
+    [Fact]
+    public async Task MicrosoftExtensionsAI_GetResponseAsyncOfT_ThroughTheOpenAIAdapter()
+    {
+        IChatClient client = Client().AsIChatClient();
+        for (int i = 0; i < 3; i++)
+        {
+            ChatResponse<Verdict> response = await client.GetResponseAsync<Verdict>("Judge this.", new ChatOptions { Temperature = 1.5f, Seed = i });
+            Assert.True(response.TryGetResult(out Verdict? verdict), response.Text);
+            Assert.True(Enum.IsDefined(verdict!.Tag));
+            Assert.True(JsonSchema.FromText("""{"type":"object","properties":{"ok":{"type":"boolean"},"n":{"type":"integer"},"tag":{"enum":["calm","stormy","Calm","Stormy"]}},"required":["ok","n","tag"],"additionalProperties":false}""")
+                .Evaluate(JsonNode.Parse(response.Text)).IsValid, response.Text);
+        }
+    }
+
+    [Fact]
+    public async Task Http_SchemaOverTheCompileBudget_Is400_AndTheServerStaysUsable()
+    {
+        // The budget is real (a Stopwatch deadline checked while the first mask is computed); a zero budget makes any schema exceed it.
+        await using ServerHarness server = await ServerHarness.StartAsync(new ServerOptions { StructuredCompileTimeout = TimeSpan.Zero });
+        JsonObject body = ServerHarness.ChatBody("Hi");
+        body["response_format"] = new JsonObject { ["type"] = "json_schema", ["json_schema"] = new JsonObject { ["name"] = "a", ["schema"] = JsonNode.Parse(Schema) } };
+        HttpResponseMessage response = await server.PostAsync("/v1/chat/completions", body.ToJsonString());
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Contains("too long", text);
+        Assert.Contains("response_format.json_schema.schema", text);
+
+        JsonObject tools = ServerHarness.ChatBody("Hi");
+        tools["tools"] = new JsonArray(JsonNode.Parse("""{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}"""));
+        tools["tool_choice"] = "required";
+        response = await server.PostAsync("/v1/chat/completions", tools.ToJsonString());
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Contains("too long", await response.Content.ReadAsStringAsync());
+
+        JsonNode plain = await server.PostOkAsync("/v1/chat/completions", ServerHarness.ChatBody("Hi"));
+        Assert.Equal(Scripts.Answer, (string)plain["choices"]![0]!["message"]!["content"]!);
+    }
+
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task Http_GbnfGrammar_AnswerIsInTheLanguage(bool stream)
+    {
+        JsonObject body = ServerHarness.ChatBody("Hi", stream);
+        body["enable_thinking"] = false;
+        body["grammar"] = "root ::= answer \".\"\nanswer ::= (\"yes\" | \"no\") (\", \" [0-9]{1,2} \" points\")?";
+        string content = stream
+            ? (await _server.StreamAsync("/v1/chat/completions", body)).Delta("content")
+            : (string)(await _server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!["message"]!["content"]!;
+        Assert.Matches("^(yes|no)(, [0-9]{1,2} points)?\\.$", content);
+    }
+
+    [Fact]
+    public async Task Http_BadGbnf_400NamingTheLine()
+    {
+        JsonObject body = ServerHarness.ChatBody("Hi");
+        body["grammar"] = "root ::= \"a\"\nroot ::= \"b\"";
+        HttpResponseMessage response = await _server.PostAsync("/v1/chat/completions", body.ToJsonString());
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(400, (int)response.StatusCode);
+        Assert.Contains("grammar line 2: rule 'root' is defined twice", text);
     }
 }

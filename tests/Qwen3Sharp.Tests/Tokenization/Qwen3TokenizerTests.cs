@@ -27,6 +27,18 @@ public class Qwen3TokenizerTests
     }
 
     [Fact]
+    public void TokenBytes_AreTheRawBytes_PartialCharactersIncluded()
+    {
+        int[] ids = Tokenizer.Encode("𒀀");   // U+12000: four UTF-8 bytes the vocabulary has no single token for
+        Assert.True(ids.Length > 1);
+        Assert.Equal("𒀀"u8.ToArray(), ids.SelectMany(Tokenizer.TokenBytes).ToArray());
+        Assert.Contains(ids, id => Tokenizer.Decode([id]) == "\uFFFD");   // alone, a part decodes to U+FFFD; its bytes stay exact
+        Assert.Equal("<think>"u8.ToArray(), Tokenizer.TokenBytes(Tokenizer.ThinkStart!.Value));
+        Assert.Equal(" world"u8.ToArray(), Tokenizer.TokenBytes(Tokenizer.TokenToId("Ġworld")!.Value));
+        Assert.Empty(Tokenizer.TokenBytes(-1));
+    }
+
+    [Fact]
     public void IsSpecial_AddedTokens_FollowSpecialFlag()
     {
         Assert.True(Tokenizer.IsSpecial(151643));

@@ -1,0 +1,59 @@
+using Qwen3Sharp.Structured;
+
+namespace Qwen3Sharp.Tests.Structured;
+
+public class GrammarCacheTests
+{
+    private static GrammarMatcher Matcher(string literal) => new(G.Lit(literal), StructuredKit.Trie);
+
+    [Fact]
+    public void KeepsAtMostCapacity_DroppingTheOldestFirst()
+    {
+        var cache = new GrammarCache(capacity: 2);
+        GrammarMatcher a = Matcher("a"), b = Matcher("b"), c = Matcher("c");
+        cache.Add("a", a);
+        cache.Add("b", b);
+        cache.Add("c", c);
+        Assert.Equal(2, cache.Count);
+        Assert.False(cache.TryGet("a", out _));
+        Assert.True(cache.TryGet("b", out GrammarMatcher gotB));
+        Assert.Same(b, gotB);
+        Assert.True(cache.TryGet("c", out GrammarMatcher gotC));
+        Assert.Same(c, gotC);
+    }
+
+    [Fact]
+    public void AMatcherWithTooManyMasks_IsDroppedOnItsNextLookup()
+    {
+        var cache = new GrammarCache(capacity: 4, maxMasksPerMatcher: 1);
+        GrammarMatcher m = Matcher("hello world");
+        var constraint = new TokenConstraint(m, [StructuredKit.EndToken], ConstraintStart.FirstToken);
+        var logits = new float[StructuredKit.VocabSize];
+        cache.Add("k", m);
+        constraint.Mask(logits);
+        Assert.True(cache.TryGet("k", out _));   // one mask: within the limit
+        constraint.Accept(StructuredKit.Tokenizer.Encode("hello")[0]);
+        constraint.Mask(logits);
+        Assert.Equal(2, m.MaskCount);
+        Assert.False(cache.TryGet("k", out _));
+        Assert.Equal(0, cache.Count);
+    }
+
+    [Fact]
+    public void ASharedMatcher_GivesEveryConstraintItsOwnPosition()
+    {
+        GrammarMatcher m = Matcher("yes");
+        var first = new TokenConstraint(m, [StructuredKit.EndToken], ConstraintStart.FirstToken);
+        foreach (int id in StructuredKit.Tokenizer.Encode("yes"))
+        {
+            first.Accept(id);
+        }
+
+        var second = new TokenConstraint(m, [StructuredKit.EndToken], ConstraintStart.FirstToken);
+        Assert.True(first.IsComplete);
+        Assert.False(second.IsComplete);
+        var logits = new float[StructuredKit.VocabSize];
+        second.Mask(logits);
+        Assert.True(float.IsNegativeInfinity(logits[StructuredKit.EndToken]));
+    }
+}
