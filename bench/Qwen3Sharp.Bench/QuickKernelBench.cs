@@ -114,6 +114,78 @@ internal static unsafe class QuickKernelBench
             }
         }
 
+        if (what.StartsWith("file=", StringComparison.Ordinal))
+        {
+            // Every matrix of layer 0 and the output head of a model file, one token, best of 5: which format costs what.
+            using Loading.ModelWeights m = Loading.ModelWeights.Load(what[5..]);
+            var l0 = m.Layers[0];
+            foreach ((string name, WeightView w) in new[] { ("q", l0.QProj), ("k", l0.KProj), ("v", l0.VProj), ("o", l0.OProj),
+                ("gate", l0.GateProj), ("up", l0.UpProj), ("down", l0.DownProj), ("head", m.LmHead) })
+            {
+                float[] x = new float[w.ColCount], y = new float[w.RowCount];
+                Array.Fill(x, 0.01f);
+                double best = double.MaxValue;
+                for (int i = 0; i < 5; i++)
+                {
+                    best = Math.Min(best, Time(() => MatMul.Multiply(pool, x, 1, w, y)).Item1);
+                }
+
+                using var random = new BenchBlockWeights(w.DType, w.RowCount, w.ColCount);
+                double bestRandom = double.MaxValue;
+                for (int i = 0; i < 5; i++)
+                {
+                    bestRandom = Math.Min(bestRandom, Time(() => MatMul.Multiply(pool, x, 1, random.View, y)).Item1);
+                }
+
+                Console.WriteLine($"{name,-5} {w.DType,-5} {w.RowCount}x{w.ColCount}: {best * 1e6,9:F1} µs  {w.ByteCount / best / 1e9,6:F1} GB/s" +
+                    $"  (random codes: {bestRandom * 1e6,9:F1} µs)");
+            }
+        }
+
+        if (what is "all" or "quant")
+        {
+            // Block formats: the compute cost per weight from cache (128 × 2048), then 6144 × 2048 streamed from DRAM.
+            foreach (DType dtype in new[] { DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q5_K, DType.Q6_K })
+            {
+                using (var w = new BenchBlockWeights(dtype, 128, 2048))
+                {
+                    foreach (int tokens in new[] { 1, 4 })
+                    {
+                        float[] x = new float[tokens * 2048], y = new float[tokens * 128];
+                        Array.Fill(x, 0.01f);
+                        (double wall, double cpu) = Time(() =>
+                        {
+                            for (int i = 0; i < 100; i++)
+                            {
+                                MatMul.Multiply(pool, x, tokens, w.View, y);
+                            }
+                        });
+                        Console.WriteLine($"quant {dtype} micro 128x2048 tokens {tokens}: {128.0 * 2048 * 100 / cpu / 1e9 * tokens,6:F2} G weight·tokens per cpu-second");
+                    }
+                }
+
+                long bytes = 6144 * dtype.RowBytes(2048);
+                int copies = (int)Math.Max(1, (512L << 20) / bytes);
+                var weights = Enumerable.Range(0, copies).Select(i => new BenchBlockWeights(dtype, 6144, 2048, seed: i)).ToArray();
+                float[] xs = new float[2048], ys = new float[6144];
+                Array.Fill(xs, 0.01f);
+                (double wall2, double cpu2) = Time(() =>
+                {
+                    foreach (BenchBlockWeights w in weights)
+                    {
+                        MatMul.Multiply(pool, xs, 1, w.View, ys);
+                    }
+                });
+                double gbps = bytes * copies / wall2 / 1e9;
+                Console.WriteLine($"quant {dtype} matvec 6144x2048: {wall2 / copies * 1e6,9:F1} µs  {gbps,6:F1} GB/s  {100 * gbps / bandwidthBest,5:F1}% of bandwidth  " +
+                    $"(cpu {bytes * copies / cpu2 / 1e9 * threads:F1} GB/s)");
+                foreach (BenchBlockWeights w in weights)
+                {
+                    w.Dispose();
+                }
+            }
+        }
+
         if (what is "all" or "batch")
         {
             // Batched decode (a few sequences per step): still one pass over the weights per call.

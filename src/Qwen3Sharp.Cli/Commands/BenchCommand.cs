@@ -108,7 +108,7 @@ public static partial class BenchCommand
 
         Qwen3Config c = weights.Config;
         w.WriteLine($"model        {Server.ServerOptions.ModelNameFromDirectory(directory)}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, " +
-            $"vocab {c.VocabSize}, {weights.EmbedTokens.DType}, {weightBytes / 1e9:F2} GB of weights");
+            $"vocab {c.VocabSize}, {MatrixFormats(weights)}, {weightBytes / 1e9:F2} GB of weights");
         w.WriteLine($"threads      {threads}, weights " + (o.Quantize is { } q ? $"quantized to {q} at load (--quantize)"
             : o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages" : "memory-mapped in place"));
         w.WriteLine($"kernels      decode bf16 {KernelSelection.Name(decodeKernel)} ({KernelSelection.DecodeKernelVariable}), " +
@@ -139,6 +139,21 @@ public static partial class BenchCommand
     /// Weight bytes a decode step reads: every projection of every layer and the output projection (vocab × hidden,
     /// read in full even when tied to the embeddings); the embedding lookup reads one row and the norms are negligible.
     /// </summary>
+    /// <summary>The matrices' element types, most bytes first: "BF16", or a mixed file's "Q4_K+Q6_K" (Q4_K_M).</summary>
+    internal static string MatrixFormats(ModelWeights weights)
+    {
+        var bytes = new Dictionary<DType, long> { [weights.EmbedTokens.DType] = weights.EmbedTokens.ByteCount };
+        foreach (Qwen3LayerWeights l in weights.Layers)
+        {
+            foreach (WeightView m in new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj })
+            {
+                bytes[m.DType] = bytes.GetValueOrDefault(m.DType) + m.ByteCount;
+            }
+        }
+
+        return string.Join("+", bytes.OrderByDescending(kv => kv.Value).Select(kv => kv.Key));
+    }
+
     internal static long WeightBytesPerToken(ModelWeights weights)
     {
         long bytes = weights.LmHead.ByteCount;

@@ -6,13 +6,15 @@ using Qwen3Sharp.Tensors;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// <c>y = x · Wᵀ</c> for weights in GGML block formats (Q8_0, Q4_0), reached through <see cref="MatMul"/>'s entry
-/// points. Activations stay float32: each 32-element block is widened to float32 in registers (vpmovsxbd /
-/// vpmovzxbd + vcvtdq2ps), scaled by its fp16 scale once, and FMA'd with up to four tokens' activations, so one
-/// kernel serves decode (one token), batched decode and prefill (tokens in groups of four; the row's blocks are
-/// re-read from L1 for each group). Rows are split across the pool in chunks.
+/// <c>y = x · Wᵀ</c> for weights in GGML block formats (Q8_0, Q4_0, and the K-quants Q4_K, Q5_K, Q6_K), reached
+/// through <see cref="MatMul"/>'s entry points. Activations stay float32: each 32-element block is widened to
+/// float32 in registers (vpmovsxbd / vpmovzxbd + vcvtdq2ps), scaled by its fp16 scale once, and FMA'd with up to four
+/// tokens' activations, so one kernel serves decode (one token), batched decode and prefill (tokens in groups of
+/// four; the row's blocks are re-read from L1 for each group). K-quant super-blocks go 64 elements at a time
+/// (<see cref="IKFormat"/>): the codes are unpacked in registers and turned into weights with their sub-block's
+/// scale and min (one FMA), then FMA'd with the activations the same way. Rows are split across the pool in chunks.
 /// </summary>
-public static unsafe class QuantMatMul
+public static unsafe partial class QuantMatMul
 {
     internal const int BlockSize = 32;
     private const int ChunkRows = 16;
@@ -42,9 +44,9 @@ public static unsafe class QuantMatMul
             throw new ArgumentException($"{w.DType} is not a block format.", nameof(w));
         }
 
-        if (w.ColCount % BlockSize != 0)
+        if (w.ColCount % w.DType.BlockSize() != 0)
         {
-            throw new ArgumentException($"{w.DType} rows must be a multiple of {BlockSize} columns; this one has {w.ColCount}.", nameof(w));
+            throw new ArgumentException($"{w.DType} rows must be a multiple of {w.DType.BlockSize()} columns; this one has {w.ColCount}.", nameof(w));
         }
 
         int rows = w.RowCount, cols = w.ColCount;
@@ -118,9 +120,15 @@ public static unsafe class QuantMatMul
             float s = (Isa, Format) switch
             {
                 (Isa.Avx512, DType.Q8_0) => Dot1_512<Q8>(row, x, ColCount),
-                (Isa.Avx512, _) => Dot1_512<Q4>(row, x, ColCount),
+                (Isa.Avx512, DType.Q4_0) => Dot1_512<Q4>(row, x, ColCount),
+                (Isa.Avx512, DType.Q4_K) => DotK1_512<Q4K>(row, x, ColCount),
+                (Isa.Avx512, DType.Q5_K) => DotK1_512<Q5K>(row, x, ColCount),
+                (Isa.Avx512, DType.Q6_K) => DotK1_512<Q6K>(row, x, ColCount),
                 (Isa.Avx2, DType.Q8_0) => Dot1_256<Q8>(row, x, ColCount),
-                (Isa.Avx2, _) => Dot1_256<Q4>(row, x, ColCount),
+                (Isa.Avx2, DType.Q4_0) => Dot1_256<Q4>(row, x, ColCount),
+                (Isa.Avx2, DType.Q4_K) => DotK1_256<Q4K>(row, x, ColCount),
+                (Isa.Avx2, DType.Q5_K) => DotK1_256<Q5K>(row, x, ColCount),
+                (Isa.Avx2, DType.Q6_K) => DotK1_256<Q6K>(row, x, ColCount),
                 _ => DotScalar(row, Format, x, ColCount),
             };
             float* y = Y + (long)t * RowCount + r;
@@ -130,12 +138,19 @@ public static unsafe class QuantMatMul
         private readonly void Row4(byte* row, int t, int r)
         {
             float* x = X + (long)t * ColCount;
+            float* y = Y + (long)t * RowCount + r;
             switch (Isa, Format)
             {
-                case (Isa.Avx512, DType.Q8_0): Dot4_512<Q8>(row, x, ColCount, Y + (long)t * RowCount + r, RowCount, Accumulate); break;
-                case (Isa.Avx512, _): Dot4_512<Q4>(row, x, ColCount, Y + (long)t * RowCount + r, RowCount, Accumulate); break;
-                case (Isa.Avx2, DType.Q8_0): Dot4_256<Q8>(row, x, ColCount, Y + (long)t * RowCount + r, RowCount, Accumulate); break;
-                case (Isa.Avx2, _): Dot4_256<Q4>(row, x, ColCount, Y + (long)t * RowCount + r, RowCount, Accumulate); break;
+                case (Isa.Avx512, DType.Q8_0): Dot4_512<Q8>(row, x, ColCount, y, RowCount, Accumulate); break;
+                case (Isa.Avx512, DType.Q4_0): Dot4_512<Q4>(row, x, ColCount, y, RowCount, Accumulate); break;
+                case (Isa.Avx512, DType.Q4_K): DotK4_512<Q4K>(row, x, ColCount, y, RowCount, Accumulate); break;
+                case (Isa.Avx512, DType.Q5_K): DotK4_512<Q5K>(row, x, ColCount, y, RowCount, Accumulate); break;
+                case (Isa.Avx512, DType.Q6_K): DotK4_512<Q6K>(row, x, ColCount, y, RowCount, Accumulate); break;
+                case (Isa.Avx2, DType.Q8_0): Dot4_256<Q8>(row, x, ColCount, y, RowCount, Accumulate); break;
+                case (Isa.Avx2, DType.Q4_0): Dot4_256<Q4>(row, x, ColCount, y, RowCount, Accumulate); break;
+                case (Isa.Avx2, DType.Q4_K): DotK4_256<Q4K>(row, x, ColCount, y, RowCount, Accumulate); break;
+                case (Isa.Avx2, DType.Q5_K): DotK4_256<Q5K>(row, x, ColCount, y, RowCount, Accumulate); break;
+                case (Isa.Avx2, DType.Q6_K): DotK4_256<Q6K>(row, x, ColCount, y, RowCount, Accumulate); break;
                 default:
                     for (int k = 0; k < 4; k++)
                     {
@@ -300,6 +315,11 @@ public static unsafe class QuantMatMul
 
     internal static float DotScalar(byte* row, DType format, float* x, int cols)
     {
+        if (format.IsKQuant())
+        {
+            return DotScalarK(row, format, x, cols);
+        }
+
         float total = 0;
         for (int c = 0; c < cols; c += BlockSize)
         {
@@ -333,6 +353,16 @@ public static unsafe class QuantMatMul
     /// <summary>A row (or part of one) to float32: the embedding lookup of a quantized table.</summary>
     public static void DequantizeRow(byte* row, DType format, int cols, float* destination)
     {
+        if (format.IsKQuant())
+        {
+            for (int c = 0; c < cols; c += KBlockSize, row += format.BlockBytes())
+            {
+                DequantizeSuperBlock(row, format, destination + c);
+            }
+
+            return;
+        }
+
         for (int c = 0; c < cols; c += BlockSize)
         {
             float d = Scale(row);

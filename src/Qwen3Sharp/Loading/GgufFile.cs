@@ -346,7 +346,7 @@ public sealed unsafe class GgufFile : IDisposable
     }
 
     /// <summary>A 2-D tensor in place, as [rows = ne[1], cols = ne[0]].</summary>
-    /// <exception cref="ModelFormatException">Not 2-D, or its type is not one the kernels run (F32, F16, BF16, Q8_0, Q4_0).</exception>
+    /// <exception cref="ModelFormatException">Not 2-D, or its type is not one the kernels run (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K).</exception>
     public WeightView GetMatrix(string name)
     {
         GgufTensorInfo info = GetInfo(name);
@@ -362,8 +362,11 @@ public sealed unsafe class GgufFile : IDisposable
             GgmlType.BF16 => DType.BF16,
             GgmlType.Q8_0 => DType.Q8_0,
             GgmlType.Q4_0 => DType.Q4_0,
+            GgmlType.Q4_K => DType.Q4_K,
+            GgmlType.Q5_K => DType.Q5_K,
+            GgmlType.Q6_K => DType.Q6_K,
             _ => throw new ModelFormatException(FilePath, name,
-                $"tensor type {info.Type} is not supported yet (supported: F32, F16, BF16, Q8_0, Q4_0)"),
+                $"tensor type {info.Type} is not supported yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)"),
         };
         return new WeightView(DataPointer(info), dtype, (int)info.Dims[1], (int)info.Dims[0]);
     }

@@ -1,8 +1,9 @@
 namespace Qwen3Sharp.Tensors;
 
 /// <summary>
-/// Element types of stored weights: safetensors' F32, F16, BF16, and GGML's block formats Q8_0 and Q4_0
-/// (blocks of <see cref="DTypeExtensions.BlockSize"/> elements along a row, each with an fp16 scale).
+/// Element types of stored weights: safetensors' F32, F16, BF16, and GGML's block formats Q8_0 and Q4_0 (blocks
+/// of 32 elements along a row, each with an fp16 scale) and the K-quants Q4_K, Q5_K, Q6_K (super-blocks of 256
+/// elements with fp16 super-scales and 6- or 8-bit sub-block scales), laid out as in ggml-common.h.
 /// </summary>
 public enum DType
 {
@@ -27,6 +28,20 @@ public enum DType
     /// one bias per <see cref="WeightView.GroupSize"/> elements in separate tables; w = scale·code + bias.
     /// </summary>
     Affine,
+
+    /// <summary>GGML Q4_K (block_q4_K, 144 bytes per 256 elements): fp16 d, fp16 dmin, 12 bytes of eight 6-bit
+    /// sub-block scales sc and mins m (get_scale_min_k4's packing), 128 bytes of 4-bit codes. Chunk c (64 elements)
+    /// is bytes 32c..32c+31: element 64c + l is the low nibble of byte l, 64c + 32 + l the high nibble, in sub-blocks
+    /// 2c and 2c + 1; w = d·sc·q − dmin·m.</summary>
+    Q4_K,
+
+    /// <summary>GGML Q5_K (block_q5_K, 176 bytes): as Q4_K, then 32 bytes qh of high bits before the 128 bytes of
+    /// low nibbles; element 64c + l takes bit 2c of qh[l] as its fifth bit, element 64c + 32 + l bit 2c + 1.</summary>
+    Q5_K,
+
+    /// <summary>GGML Q6_K (block_q6_K, 210 bytes): 128 bytes ql of low nibbles, 64 bytes qh of 2-bit high parts,
+    /// sixteen int8 scales (one per 16 elements), fp16 d last; w = d·scale·(q − 32).</summary>
+    Q6_K,
 }
 
 public static class DTypeExtensions
@@ -42,16 +57,22 @@ public static class DTypeExtensions
     };
 
     /// <summary>True for the GGML block formats.</summary>
-    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0;
+    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 || dtype.IsKQuant();
+
+    /// <summary>True for the K-quants (super-blocks of 256 elements).</summary>
+    public static bool IsKQuant(this DType dtype) => dtype is DType.Q4_K or DType.Q5_K or DType.Q6_K;
 
     /// <summary>Elements per block (1 for the plain types).</summary>
-    public static int BlockSize(this DType dtype) => dtype.IsBlockQuantized() ? 32 : 1;
+    public static int BlockSize(this DType dtype) => dtype.IsKQuant() ? 256 : dtype.IsBlockQuantized() ? 32 : 1;
 
     /// <summary>Bytes per block (the element size for the plain types).</summary>
     public static int BlockBytes(this DType dtype) => dtype switch
     {
         DType.Q8_0 => 34,
         DType.Q4_0 => 18,
+        DType.Q4_K => 144,
+        DType.Q5_K => 176,
+        DType.Q6_K => 210,
         _ => dtype.ByteSize(),
     };
 

@@ -105,7 +105,7 @@ public readonly unsafe struct WeightView
                 DType.F32 => ((float*)Data)[i],
                 DType.F16 => (float)((Half*)Data)[i],
                 DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)Data)[i] << 16),
-                DType.Q8_0 or DType.Q4_0 => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
+                DType.Q8_0 or DType.Q4_0 or DType.Q4_K or DType.Q5_K or DType.Q6_K => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
                 DType.Affine => Kernels.Reference.QuantScalar.AffineElement(this, row, col),
                 _ => throw new InvalidOperationException(),
             };

@@ -97,6 +97,18 @@ public sealed class CliProcessTests
     }
 
     [Fact]
+    public async Task Bench_runs_a_q4_k_m_gguf_file()
+    {
+        // Q4_K + Q6_K + Q5_K + Q8_0 + F32, as llama-quantize's Q4_K_M recipe mixes them (see GgufTests.KQuantFile)
+        string gguf = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", "tiny-k-q4_k_m.gguf");
+        var (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 37 --gen-tokens 5 --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Contains("Q6_K+Q4_K+Q5_K+Q8_0", output);
+        Assert.Matches(@"decode +[0-9.]+ tok/s", output);
+        Assert.Matches(@"prefill +[0-9.]+ tok/s", output);
+    }
+
+    [Fact]
     public async Task BadFlag_ExitsTwoWithUsage()
     {
         var (code, output, error) = await CliProcess.RunAsync("run --temperature 5 hello");

@@ -69,6 +69,137 @@ public sealed class GgufTests
         }
     }
 
+    // ------------------------------------------------------------------ K-quants
+
+    /// <summary>
+    /// tiny-k-q4_k_m.gguf: a random Qwen3 (hidden 256, one layer, 2 heads of 128, intermediate 512, vocab 128, tied) made
+    /// by tools/fixtures/gguf (tiny_hf_model.py → hf_to_gguf.py bf16 → kquant_gguf.py q4_k_m --override ffn_up=q5_k
+    /// --override attn_q.=q8_0): llama-quantize's Q4_K_M recipe (Q4_K; tied embedding, attn_v and ffn_down Q6_K; norms
+    /// F32) with Q5_K and Q8_0 forced on two matrices, so one file holds every K-quant beside Q8_0 and F32.
+    /// </summary>
+    private const string KQuantFile = "tiny-k-q4_k_m.gguf";
+
+    [Fact]
+    public void K_quant_file_has_the_llama_quantize_mix()
+    {
+        using GgufFile f = GgufFile.Open(Fixture(KQuantFile));
+        var types = f.Tensors.Values.ToDictionary(t => t.Name, t => t.Type);
+        Assert.Equal(GgmlType.Q6_K, types["token_embd.weight"]);
+        Assert.Equal(GgmlType.Q8_0, types["blk.0.attn_q.weight"]);
+        Assert.Equal(GgmlType.Q4_K, types["blk.0.attn_k.weight"]);
+        Assert.Equal(GgmlType.Q6_K, types["blk.0.attn_v.weight"]);
+        Assert.Equal(GgmlType.Q4_K, types["blk.0.ffn_gate.weight"]);
+        Assert.Equal(GgmlType.Q5_K, types["blk.0.ffn_up.weight"]);
+        Assert.Equal(GgmlType.Q6_K, types["blk.0.ffn_down.weight"]);
+        Assert.Equal(GgmlType.F32, types["blk.0.attn_norm.weight"]);
+        Assert.Equal(15L, f.Metadata["general.file_type"]);   // LLAMA_FTYPE_MOSTLY_Q4_K_M
+    }
+
+    /// <summary>Every matrix, read element by element and as embedding rows, equals the independent Python dequantization
+    /// (checked bit for bit against gguf-py's quants.py when the fixture was made) bit for bit.</summary>
+    [Fact]
+    public void K_quant_dequantization_equals_the_python_reference_bit_for_bit()
+    {
+        using ModelWeights gguf = ModelWeights.Load(Fixture(KQuantFile));
+        using ModelWeights reference = ModelWeights.Load(Fixture("tiny-k-q4_k_m-dequantized"));
+        var pairs = new List<(string, WeightView, WeightView)> { ("embed", gguf.EmbedTokens, reference.EmbedTokens) };
+        for (int l = 0; l < gguf.Layers.Length; l++)
+        {
+            Qwen3LayerWeights a = gguf.Layers[l], b = reference.Layers[l];
+            pairs.AddRange([($"{l}.q", a.QProj, b.QProj), ($"{l}.k", a.KProj, b.KProj), ($"{l}.v", a.VProj, b.VProj), ($"{l}.o", a.OProj, b.OProj),
+                ($"{l}.gate", a.GateProj, b.GateProj), ($"{l}.up", a.UpProj, b.UpProj), ($"{l}.down", a.DownProj, b.DownProj)]);
+        }
+
+        var seen = new HashSet<DType>();
+        foreach ((string name, WeightView q, WeightView f) in pairs)
+        {
+            Assert.Equal(DType.F32, f.DType);
+            Assert.Equal((f.RowCount, f.ColCount), (q.RowCount, q.ColCount));
+            seen.Add(q.DType);
+            for (int r = 0; r < q.RowCount; r++)
+            {
+                for (int c = 0; c < q.ColCount; c++)
+                {
+                    if (BitConverter.SingleToInt32Bits(q[r, c]) != BitConverter.SingleToInt32Bits(f[r, c]))
+                    {
+                        Assert.Fail($"{name} ({q.DType}) [{r}, {c}]: {q[r, c]} vs {f[r, c]}");
+                    }
+                }
+            }
+        }
+
+        Assert.Equal([DType.Q8_0, DType.Q4_K, DType.Q5_K, DType.Q6_K], seen.Order());
+        int vocab = gguf.EmbedTokens.RowCount, hidden = gguf.EmbedTokens.ColCount;
+        int[] ids = [.. Enumerable.Range(0, vocab)];
+        var rows = new float[vocab * hidden];
+        var expected = new float[vocab * hidden];
+        Qwen3Sharp.Kernels.Embedding.Gather(gguf.EmbedTokens, ids, rows);
+        Qwen3Sharp.Kernels.Embedding.Gather(reference.EmbedTokens, ids, expected);
+        Assert.Equal(expected, rows);
+    }
+
+    [Fact]
+    public void K_quant_logits_match_the_dequantized_weights_for_prefill_and_decode()
+    {
+        using Qwen3Model gguf = Qwen3Model.Load(Fixture(KQuantFile), threadCount: 2);
+        using Qwen3Model expected = Qwen3Model.Load(Fixture("tiny-k-q4_k_m-dequantized"), threadCount: 2);
+        int vocab = gguf.VocabSize;
+        Assert.Equal(128, vocab);
+        var rng = new Random(12);
+        foreach (int length in new[] { 1, 5, 37 })   // one token (matvec), a group of four and a tail, many groups
+        {
+            int[] ids = [.. Enumerable.Range(0, length).Select(_ => rng.Next(vocab))];
+            var a = new float[length * vocab];
+            var b = new float[length * vocab];
+            using KvCache ca = gguf.CreateCache(128);
+            using KvCache cb = expected.CreateCache(128);
+            gguf.ForwardAll(ids, 0, ca, a);            // every position's logits: prefill through the matrix-matrix path
+            expected.ForwardAll(ids, 0, cb, b);
+            (float diff, int at) = GoldenModelTests.MaxAbsDiff(a, b);
+            Assert.True(diff <= 1e-3f, $"prefill of {length}: |Δ| {diff} at {at} ({a[at]} vs {b[at]})");
+            Assert.True(b.Max(MathF.Abs) > 1f, "the logits are not all near zero");
+            for (int step = 0; step < 3; step++)       // then decode steps (matrix-vector path)
+            {
+                int next = rng.Next(vocab);
+                var da = new float[vocab];
+                var db = new float[vocab];
+                gguf.Forward([next], length + step, ca, da);
+                expected.Forward([next], length + step, cb, db);
+                (diff, at) = GoldenModelTests.MaxAbsDiff(da, db);
+                Assert.True(diff <= 1e-3f, $"decode {step} after {length}: |Δ| {diff} at {at}");
+            }
+        }
+    }
+
+    [Fact]
+    public void K_quant_tensor_with_a_size_that_is_not_whole_super_blocks_is_a_clear_error()
+    {
+        // blk.0.attn_k.weight is Q4_K [128, 256]: claim rows of 384 elements (1.5 super-blocks) instead.
+        using var dir = new TempDir();
+        byte[] bytes = File.ReadAllBytes(Fixture(KQuantFile));
+        int info = AfterName(bytes, "blk.0.attn_k.weight");
+        BitConverter.TryWriteBytes(bytes.AsSpan(info + 4), 384UL);
+        string path = Path.Combine(dir.Path, "rows.gguf");
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<ModelFormatException>(() => { using ModelWeights w = ModelWeights.Load(path); });
+        Assert.Equal("blk.0.attn_k.weight", e.Tensor);
+        Assert.Contains("row length 384 is not a multiple of Q4_K's block of 256", e.Message, StringComparison.Ordinal);
+
+        // A whole number of super-blocks, but a shape the model does not have: named, with the expected shape.
+        bytes = File.ReadAllBytes(Fixture(KQuantFile));
+        BitConverter.TryWriteBytes(bytes.AsSpan(info + 12), 64UL);   // [64, 256]: half the rows
+        File.WriteAllBytes(path, bytes);
+        e = Assert.Throws<ModelFormatException>(() => { using ModelWeights w = ModelWeights.Load(path); });
+        Assert.Contains("does not match the metadata", e.Message, StringComparison.Ordinal);
+
+        // The file cut inside the last K-quant tensor (ffn_down, Q6_K; only output_norm's 1 KiB follows it).
+        bytes = File.ReadAllBytes(Fixture(KQuantFile));
+        File.WriteAllBytes(path, bytes[..(bytes.Length - 2000)]);
+        e = Assert.Throws<ModelFormatException>(() => { using ModelWeights w = ModelWeights.Load(path); });
+        Assert.Equal("blk.0.ffn_down.weight", e.Tensor);
+        Assert.Contains("outside the data section", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Bf16_gguf_matches_the_transformers_golden_logits()
     {
@@ -125,7 +256,10 @@ public sealed class GgufTests
         Assert.Contains("dimension", LoadFails(WriteVariant(dir, "dim.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 12), 1UL << 62))).Message, StringComparison.Ordinal);
         Assert.Contains("dimensions", LoadFails(WriteVariant(dir, "ndims.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info), 9u))).Message, StringComparison.Ordinal);
         Assert.Contains("unknown GGML tensor type id 77", LoadFails(WriteVariant(dir, "type.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 77u))).Message, StringComparison.Ordinal);
-        Assert.Contains("Q4_K", LoadFails(WriteVariant(dir, "k.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 12u))).Message, StringComparison.Ordinal);
+        // token_embd.weight has rows of 64: as a K-quant (super-blocks of 256) its size cannot be right
+        Assert.Contains("row length 64 is not a multiple of Q4_K's block of 256", LoadFails(WriteVariant(dir, "k.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 12u))).Message, StringComparison.Ordinal);
+        Assert.Contains("Q6_K's block of 256", LoadFails(WriteVariant(dir, "k6.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 14u))).Message, StringComparison.Ordinal);
+        Assert.Contains("tensor type IQ4_NL is not supported", LoadFails(WriteVariant(dir, "iq4nl.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 20u))).Message, StringComparison.Ordinal);   // same block size as Q4_0
         Assert.Contains("IQ2_XXS", LoadFails(WriteVariant(dir, "iq.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 20), 16u))).Message, StringComparison.Ordinal);
         Assert.Contains("outside the data section", LoadFails(WriteVariant(dir, "offset.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 24), 1UL << 40))).Message, StringComparison.Ordinal);
         Assert.Contains("alignment", LoadFails(WriteVariant(dir, "align.gguf", b => BitConverter.TryWriteBytes(b.AsSpan(info + 24), 3UL))).Message, StringComparison.Ordinal);

@@ -3,9 +3,12 @@ using Qwen3Sharp.Tensors;
 namespace Qwen3Sharp.Kernels.Reference;
 
 /// <summary>
-/// Plain loops over the GGML block formats (Q8_0, Q4_0): the test oracle for <see cref="QuantMatMul"/>, never
-/// used on the hot path. Layouts as in ggml-common.h: <c>block_q8_0 { half d; int8 qs[32]; }</c>,
-/// <c>block_q4_0 { half d; uint8 qs[16]; }</c> with element j in the low nibble and j+16 in the high nibble.
+/// Plain loops over the GGML block formats (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K): the test oracle for
+/// <see cref="QuantMatMul"/>, never used on the hot path. Layouts as in ggml-common.h: <c>block_q8_0 { half d; int8
+/// qs[32]; }</c>, <c>block_q4_0 { half d; uint8 qs[16]; }</c> with element j in the low nibble and j+16 in the high
+/// nibble; the K-quants as <see cref="DType"/> describes them. Each element is computed in float32 in the order of
+/// ggml's dequantize_row_* (and gguf-py's quants.py): (d·sc)·q − (dmin·m), (d·scale)·(q − 32), so the values are
+/// bit-identical to theirs.
 /// </summary>
 public static unsafe class QuantScalar
 {
@@ -14,6 +17,11 @@ public static unsafe class QuantScalar
     /// <summary>Element <paramref name="col"/> of a stored row.</summary>
     public static float Element(byte* row, DType dtype, int col)
     {
+        if (dtype.IsKQuant())
+        {
+            return KElement(row + (long)(col / 256) * dtype.BlockBytes(), dtype, col % 256);
+        }
+
         int b = col / BlockSize, j = col % BlockSize;
         byte* block = row + (long)b * dtype.BlockBytes();
         float d = (float)BitConverter.UInt16BitsToHalf(*(ushort*)block);
@@ -36,6 +44,40 @@ public static unsafe class QuantScalar
         (float scale, float bias) = w.GroupParams(row, col / w.GroupSize);
         return scale * code + bias;
     }
+
+    /// <summary>Element <paramref name="j"/> (0..255) of one K-quant super-block.</summary>
+    private static float KElement(byte* block, DType dtype, int j)
+    {
+        if (dtype == DType.Q6_K)
+        {
+            int n = j / 128, part = j % 128 / 32, l = j % 32;
+            byte ql = block[64 * n + l + 32 * (part & 1)];
+            int low = part < 2 ? ql & 0xF : ql >> 4;
+            int high = (block[128 + 32 * n + l] >> (2 * part)) & 3;
+            float d6 = Half(block + 208);
+            return d6 * ((sbyte*)(block + 192))[j / 16] * ((low | (high << 4)) - 32);
+        }
+
+        int chunk = j / 64, sub = j / 32, k = j % 32;           // sub-block 2·chunk (low nibbles) or 2·chunk + 1 (high)
+        (int sc, int m) = ScaleMin(block + 4, sub);
+        byte* qs = block + (dtype == DType.Q5_K ? 48 : 16);
+        byte b = qs[32 * chunk + k];
+        int q = sub % 2 == 0 ? b & 0xF : b >> 4;
+        if (dtype == DType.Q5_K)
+        {
+            q |= ((block[16 + k] >> sub) & 1) << 4;
+        }
+
+        float d = Half(block), dmin = Half(block + 2);
+        return d * sc * q - dmin * m;
+    }
+
+    /// <summary>Sub-block <paramref name="j"/>'s 6-bit scale and min from the 12 packed bytes (ggml's get_scale_min_k4).</summary>
+    public static (int Scale, int Min) ScaleMin(byte* scales, int j) => j < 4
+        ? (scales[j] & 63, scales[j + 4] & 63)
+        : ((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+
+    private static float Half(byte* p) => (float)BitConverter.UInt16BitsToHalf(*(ushort*)p);
 
     /// <summary>A whole row to float32.</summary>
     public static void DequantizeRow(byte* row, DType dtype, int colCount, float* destination)
