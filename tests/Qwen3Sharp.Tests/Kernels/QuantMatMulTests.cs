@@ -164,6 +164,54 @@ public sealed unsafe class QuantMatMulTests
     }
 
     [Theory]
+    [InlineData(DType.Q8_0, 96)]
+    [InlineData(DType.Q4_0, 160)]
+    [InlineData(DType.Q4_K, 512)]
+    [InlineData(DType.Q5_K, 256)]
+    [InlineData(DType.Q6_K, 768)]
+    public void Prefill_batches_go_through_the_panels_and_match_the_reference(DType dtype, int cols)
+    {
+        using var pool = new WorkerPool(2);
+        using var m = new QuantMatrix(dtype, 53, cols, 5);   // 53 rows: a full 48-row panel block and a partial one
+        var rng = new Random(11);
+        foreach (int tokens in new[] { MatMul.QuantPanelTokens, 45, 70 })
+        {
+            var x = new float[tokens * cols];
+            for (int i = 0; i < x.Length; i++)
+            {
+                x[i] = (float)(rng.NextDouble() * 2 - 1);
+            }
+
+            var expected = new double[tokens * m.View.RowCount];
+            fixed (float* px = x)
+            fixed (double* pe = expected)
+            {
+                QuantScalar.MatMul(px, tokens, m.View, pe);
+            }
+
+            foreach (bool accumulate in new[] { false, true })
+            {
+                var y = new float[tokens * m.View.RowCount];
+                Array.Fill(y, accumulate ? 0.5f : float.NaN);
+                if (accumulate)
+                {
+                    MatMul.MultiplyAdd(pool, x, tokens, m.View, y);
+                }
+                else
+                {
+                    MatMul.Multiply(pool, x, tokens, m.View, y);
+                }
+
+                for (int i = 0; i < y.Length; i++)
+                {
+                    double want = expected[i] + (accumulate ? 0.5 : 0);
+                    Assert.True(Math.Abs(y[i] - want) <= 1e-4 * Math.Sqrt(cols) + 1e-5, $"{dtype} tokens {tokens} acc {accumulate} [{i}]: {y[i]} vs {want}");
+                }
+            }
+        }
+    }
+
+    [Theory]
     [InlineData(DType.Q8_0, 128)]
     [InlineData(DType.Q4_0, 128)]
     [InlineData(DType.Q4_K, 512)]
