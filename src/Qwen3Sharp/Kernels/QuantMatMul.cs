@@ -220,7 +220,7 @@ public static unsafe partial class QuantMatMul
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Scale(byte* block) => (float)BitConverter.UInt16BitsToHalf(*(ushort*)block);
+    private static float Scale(byte* block) => HalfToSingle(*(ushort*)block);   // no call in the block loop (see HalfToSingle)
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static float Dot1_512<TB>(byte* row, float* x, int cols) where TB : IBlockFormat
