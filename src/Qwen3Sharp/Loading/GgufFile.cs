@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text;
 using Qwen3Sharp.Tensors;
 
@@ -67,20 +66,18 @@ public sealed unsafe class GgufFile : IDisposable
     private const long MaxDimension = 1L << 40;
     private const int MaxDims = 4;
 
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
-    private byte* _base;
+    private readonly FileMapping _mapping;
+    private byte* _base;          // start of the file; null once disposed
     private readonly long _dataStart;
     private readonly Dictionary<string, GgufTensorInfo> _tensors;
 
-    private GgufFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePtr, long fileBytes, int version,
-        long dataStart, Dictionary<string, object> metadata, Dictionary<string, GgufTensorInfo> tensors)
+    private GgufFile(string path, FileMapping mapping, int version, long dataStart, Dictionary<string, object> metadata,
+        Dictionary<string, GgufTensorInfo> tensors)
     {
         FilePath = path;
-        _map = map;
-        _view = view;
-        _base = basePtr;
-        FileBytes = fileBytes;
+        _mapping = mapping;
+        _base = mapping.Base;
+        FileBytes = mapping.Length;
         Version = version;
         _dataStart = dataStart;
         Metadata = metadata;
@@ -119,42 +116,11 @@ public sealed unsafe class GgufFile : IDisposable
             throw new ModelFormatException(path, null, "file not found");
         }
 
-        // a Hugging Face snapshot holds links into blobs/: size and mapping are those of the final target
-        string target = ModelFile.Resolve(path);
-        long fileBytes = new FileInfo(target).Length;
-        if (fileBytes < 24)
-        {
-            throw new ModelFormatException(path, null, $"truncated: {fileBytes} bytes, fewer than the 24-byte GGUF header");
-        }
-
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
-        byte* basePtr = null;
+        FileMapping mapping = FileMapping.Open(path, 24, "fewer than the 24-byte GGUF header");
         try
         {
-            var stream = new FileStream(target, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
-            try
-            {
-                if (stream.Length != fileBytes)
-                {
-                    throw new ModelFormatException(path, null,
-                        $"{target} is {stream.Length} bytes when opened but {fileBytes} bytes when measured: it changed while loading");
-                }
-
-                map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
-                    HandleInheritability.None, leaveOpen: false);   // the map owns the stream now
-            }
-            finally
-            {
-                if (map is null)
-                {
-                    stream.Dispose();
-                }
-            }
-
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-            basePtr += view.PointerOffset;
+            byte* basePtr = mapping.Base;
+            long fileBytes = mapping.Length;
             var reader = new Reader(path, basePtr, fileBytes);
             if (reader.U32() != Magic)
             {
@@ -262,32 +228,12 @@ public sealed unsafe class GgufFile : IDisposable
                 previous = t;
             }
 
-            var file = new GgufFile(path, map, view, basePtr, fileBytes, (int)version, dataStart, metadata, tensors);
-            map = null;
-            view = null;
-            return file;
+            return new GgufFile(path, mapping, (int)version, dataStart, metadata, tensors);
         }
-        catch (IOException ex)
+        catch
         {
-            throw new ModelFormatException(path, null, $"cannot map the file: {ex.Message}", ex);
-        }
-        catch (UnauthorizedAccessException ex)
-        {
-            throw new ModelFormatException(path, null, $"cannot map the file: {ex.Message}", ex);
-        }
-        finally
-        {
-            if (view is not null)
-            {
-                if (basePtr != null)
-                {
-                    view.SafeMemoryMappedViewHandle.ReleasePointer();
-                }
-
-                view.Dispose();
-            }
-
-            map?.Dispose();
+            mapping.Dispose();
+            throw;
         }
     }
 
@@ -401,9 +347,7 @@ public sealed unsafe class GgufFile : IDisposable
         if (_base != null)
         {
             _base = null;
-            _view.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-            _map.Dispose();
+            _mapping.Dispose();
         }
     }
 

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 using Qwen3Sharp.Tensors;
 
@@ -38,20 +37,18 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>The safetensors format's own limit on the JSON header.</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private readonly MemoryMappedFile? _map;
-    private readonly MemoryMappedViewAccessor? _view;
-    private byte* _base;          // start of the file
+    private readonly FileMapping _mapping;
+    private byte* _base;          // start of the file; null once disposed
     private readonly long _dataStart;
     private readonly Dictionary<string, SafetensorsTensorInfo> _tensors;
 
-    private SafetensorsFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePtr, long fileBytes,
-        long dataStart, Dictionary<string, SafetensorsTensorInfo> tensors, IReadOnlyDictionary<string, string> metadata)
+    private SafetensorsFile(string path, FileMapping mapping, long dataStart, Dictionary<string, SafetensorsTensorInfo> tensors,
+        IReadOnlyDictionary<string, string> metadata)
     {
         FilePath = path;
-        _map = map;
-        _view = view;
-        _base = basePtr;
-        FileBytes = fileBytes;
+        _mapping = mapping;
+        _base = mapping.Base;
+        FileBytes = mapping.Length;
         _dataStart = dataStart;
         _tensors = tensors;
         Metadata = metadata;
@@ -70,40 +67,11 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// do not fit the data region, overlap, or disagree with dtype × shape.</exception>
     public static SafetensorsFile Open(string path)
     {
-        // a Hugging Face snapshot holds links into blobs/: size and mapping are those of the final target
-        string target = ModelFile.Resolve(path);
-        long fileBytes = new FileInfo(target).Length;
-        if (fileBytes < 8)
-        {
-            throw new ModelFormatException(path, null, $"truncated: {fileBytes} bytes, fewer than the 8-byte header length");
-        }
-
-        FileStream? stream = null;
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
-        byte* basePtr = null;
+        FileMapping mapping = FileMapping.Open(path, 8, "fewer than the 8-byte header length");
         try
         {
-            stream = new FileStream(target, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
-            if (stream.Length != fileBytes)
-            {
-                throw new ModelFormatException(path, null,
-                    $"{target} is {stream.Length} bytes when opened but {fileBytes} bytes when measured: it changed while loading");
-            }
-
-            map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
-                HandleInheritability.None, leaveOpen: false);
-            stream = null;  // the map owns it now
-            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            if (view.Capacity < fileBytes)
-            {
-                throw new ModelFormatException(path, null,
-                    $"mapped only {view.Capacity} of the {fileBytes} bytes of {target}");
-            }
-
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-            basePtr += view.PointerOffset;
-
+            byte* basePtr = mapping.Base;
+            long fileBytes = mapping.Length;
             ulong headerBytes = BinaryPrimitives.ReadUInt64LittleEndian(new ReadOnlySpan<byte>(basePtr, 8));
             if (headerBytes > (ulong)(fileBytes - 8))
             {
@@ -119,33 +87,12 @@ public sealed unsafe class SafetensorsFile : IDisposable
             long dataStart = 8 + (long)headerBytes;
             byte[] header = new ReadOnlySpan<byte>(basePtr + 8, (int)headerBytes).ToArray();
             var (tensors, metadata) = ParseHeader(path, header, fileBytes - dataStart);
-            var file = new SafetensorsFile(path, map, view, basePtr, fileBytes, dataStart, tensors, metadata);
-            map = null;
-            view = null;
-            return file;
+            return new SafetensorsFile(path, mapping, dataStart, tensors, metadata);
         }
-        catch (IOException ex)
+        catch
         {
-            throw new ModelFormatException(path, null, $"cannot map the file: {ex.Message}", ex);
-        }
-        catch (UnauthorizedAccessException ex)
-        {
-            throw new ModelFormatException(path, null, $"cannot map the file: {ex.Message}", ex);
-        }
-        finally
-        {
-            if (view is not null)
-            {
-                if (basePtr != null)
-                {
-                    view.SafeMemoryMappedViewHandle.ReleasePointer();
-                }
-
-                view.Dispose();
-            }
-
-            map?.Dispose();
-            stream?.Dispose();
+            mapping.Dispose();
+            throw;
         }
     }
 
@@ -389,9 +336,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
         if (_base != null)
         {
             _base = null;
-            _view!.SafeMemoryMappedViewHandle.ReleasePointer();
-            _view.Dispose();
-            _map!.Dispose();
+            _mapping.Dispose();
         }
     }
 }

@@ -1,0 +1,103 @@
+using System.IO.MemoryMappedFiles;
+
+namespace Qwen3Sharp.Loading;
+
+/// <summary>
+/// A model file mapped read-only, whole, for <see cref="SafetensorsFile"/> and <see cref="GgufFile"/>: the final target
+/// of any links (a Hugging Face snapshot holds links into blobs/), its size the same when measured, opened and mapped.
+/// </summary>
+internal sealed unsafe class FileMapping : IDisposable
+{
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+
+    private FileMapping(MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePtr, long length)
+    {
+        _map = map;
+        _view = view;
+        Base = basePtr;
+        Length = length;
+    }
+
+    /// <summary>The first byte of the file; null once disposed.</summary>
+    public byte* Base { get; private set; }
+
+    public long Length { get; }
+
+    /// <param name="path">The file as the user named it (errors name it).</param>
+    /// <param name="minimumBytes">Shorter files are refused as truncated, with <paramref name="tooShort"/> saying why.</param>
+    /// <param name="tooShort">E.g. "fewer than the 8-byte header length".</param>
+    /// <exception cref="ModelFormatException">A dangling link, a truncated file, or the file cannot be mapped.</exception>
+    public static FileMapping Open(string path, long minimumBytes, string tooShort)
+    {
+        string target = ModelFile.Resolve(path);
+        long fileBytes = new FileInfo(target).Length;
+        if (fileBytes < minimumBytes)
+        {
+            throw new ModelFormatException(path, null, $"truncated: {fileBytes} bytes, {tooShort}");
+        }
+
+        FileStream? stream = null;
+        MemoryMappedFile? map = null;
+        MemoryMappedViewAccessor? view = null;
+        byte* basePtr = null;
+        try
+        {
+            stream = new FileStream(target, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            if (stream.Length != fileBytes)
+            {
+                throw new ModelFormatException(path, null,
+                    $"{target} is {stream.Length} bytes when opened but {fileBytes} bytes when measured: it changed while loading");
+            }
+
+            map = MemoryMappedFile.CreateFromFile(stream, mapName: null, capacity: 0, MemoryMappedFileAccess.Read,
+                HandleInheritability.None, leaveOpen: false);
+            stream = null;  // the map owns it now
+            view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+            if (view.Capacity < fileBytes)
+            {
+                throw new ModelFormatException(path, null, $"mapped only {view.Capacity} of the {fileBytes} bytes of {target}");
+            }
+
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
+            var mapping = new FileMapping(map, view, basePtr + view.PointerOffset, fileBytes);
+            map = null;
+            view = null;
+            return mapping;
+        }
+        catch (IOException ex)
+        {
+            throw new ModelFormatException(path, null, $"cannot map the file: {ex.Message}", ex);
+        }
+        catch (UnauthorizedAccessException ex)
+        {
+            throw new ModelFormatException(path, null, $"cannot map the file: {ex.Message}", ex);
+        }
+        finally
+        {
+            if (view is not null)
+            {
+                if (basePtr != null)
+                {
+                    view.SafeMemoryMappedViewHandle.ReleasePointer();
+                }
+
+                view.Dispose();
+            }
+
+            map?.Dispose();
+            stream?.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Base != null)
+        {
+            Base = null;
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+            _map.Dispose();
+        }
+    }
+}
