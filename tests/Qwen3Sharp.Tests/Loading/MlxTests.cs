@@ -18,28 +18,6 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
 {
     internal static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "mlx", name);
 
-    private static double[] LogSoftmax(ReadOnlySpan<float> logits)
-    {
-        double max = double.NegativeInfinity, sum = 0;
-        foreach (float v in logits)
-        {
-            max = Math.Max(max, v);
-        }
-
-        foreach (float v in logits)
-        {
-            sum += Math.Exp(v - max);
-        }
-
-        var result = new double[logits.Length];
-        for (int i = 0; i < logits.Length; i++)
-        {
-            result[i] = logits[i] - max - Math.Log(sum);
-        }
-
-        return result;
-    }
-
     private static (double Max, int At) MaxDiff(double[] a, JsonElement b)
     {
         (double max, int at) = (0, -1);
@@ -74,12 +52,12 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
             int[] ids = c.GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
             using KvCache cache = model.CreateCache(512);
             model.Forward(ids, 0, cache, logits);                    // prefill: the batched kernel
-            (double d, int at) = MaxDiff(LogSoftmax(logits), c.GetProperty("prefill_logprobs"));
+            (double d, int at) = MaxDiff(GoldenModelTests.LogSoftmax(logits), c.GetProperty("prefill_logprobs"));
             Assert.True(d <= 5e-3, $"{name} prefill of {ids.Length}: |Δ logprob| {d} at {at}");
             worst = Math.Max(worst, d);
 
             model.Forward([c.GetProperty("next_token").GetInt32()], ids.Length, cache, logits);   // decode: the matvec
-            (d, at) = MaxDiff(LogSoftmax(logits), c.GetProperty("decode_logprobs"));
+            (d, at) = MaxDiff(GoldenModelTests.LogSoftmax(logits), c.GetProperty("decode_logprobs"));
             Assert.True(d <= 5e-3, $"{name} decode after {ids.Length}: |Δ logprob| {d} at {at}");
             worst = Math.Max(worst, d);
         }

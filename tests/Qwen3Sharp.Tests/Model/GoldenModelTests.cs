@@ -194,7 +194,8 @@ public sealed class GoldenModelTests(ITestOutputHelper output)
         return best;
     }
 
-    private static double[] LogSoftmax(ReadOnlySpan<float> x)
+    /// <summary>log softmax in float64 (the golden references are logprobs); shared by the other reference-logit tests.</summary>
+    internal static double[] LogSoftmax(ReadOnlySpan<float> x)
     {
         double max = double.NegativeInfinity;
         foreach (float v in x)

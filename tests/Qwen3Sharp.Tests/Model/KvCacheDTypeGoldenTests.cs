@@ -68,7 +68,7 @@ public sealed class KvCacheDTypeGoldenTests(ITestOutputHelper output)
             for (int p = 0; p < c.InputIds.Length; p++)
             {
                 runner.Forward(s, c.InputIds.AsSpan(p, 1), logits);
-                double[] logprobs = LogSoftmax(logits);
+                double[] logprobs = GoldenModelTests.LogSoftmax(logits);
                 foreach ((int id, double reference) in c.Top5[p])
                 {
                     worstLogprob = Math.Max(worstLogprob, Math.Abs(logprobs[id] - reference));
@@ -109,29 +109,5 @@ public sealed class KvCacheDTypeGoldenTests(ITestOutputHelper output)
         {
             Assert.Equal(greedyTotal, greedyMatched);
         }
-    }
-
-    private static double[] LogSoftmax(ReadOnlySpan<float> x)
-    {
-        double max = double.NegativeInfinity;
-        foreach (float v in x)
-        {
-            max = Math.Max(max, v);
-        }
-
-        double sum = 0;
-        foreach (float v in x)
-        {
-            sum += Math.Exp(v - max);
-        }
-
-        double lse = max + Math.Log(sum);
-        var result = new double[x.Length];
-        for (int i = 0; i < x.Length; i++)
-        {
-            result[i] = x[i] - lse;
-        }
-
-        return result;
     }
 }
