@@ -20,7 +20,13 @@ public static class GgufModel
     public static bool IsGguf(string path) => File.Exists(path) && GgufFile.HasMagic(path);
 
     /// <summary>The model's config, written as config.json would be and validated by the same code.</summary>
-    public static Qwen3Config ReadConfig(GgufFile file)
+    /// <remarks>For a split model use the <see cref="GgufParts"/> overload: the tensors it looks at may be in any part.</remarks>
+    public static Qwen3Config ReadConfig(GgufFile file) => ReadConfig(file, file.Tensors.GetValueOrDefault);
+
+    /// <summary>The config of a model in one or several GGUF files (metadata from the first part).</summary>
+    public static Qwen3Config ReadConfig(GgufParts parts) => ReadConfig(parts.First, name => parts.Find(name)?.Tensors[name]);
+
+    private static Qwen3Config ReadConfig(GgufFile file, Func<string, GgufTensorInfo?> tensor)
     {
         string arch = String(file, "general.architecture");
         if (!SupportedArchitectures.Contains(arch))
@@ -29,15 +35,9 @@ public static class GgufModel
                 $"architecture '{arch}' is not supported (supported: {string.Join(", ", SupportedArchitectures)})");
         }
 
-        if (file.Metadata.TryGetValue("split.count", out object? splits) && Convert.ToInt64(splits, System.Globalization.CultureInfo.InvariantCulture) > 1)
-        {
-            throw new ModelFormatException(file.FilePath, "split.count",
-                $"a GGUF split into {splits} files is not supported yet; merge it first with `llama-gguf-split --merge FIRST-PART.gguf OUT.gguf`");
-        }
-
         long hidden = Int(file, arch + ".embedding_length");
         long heads = Int(file, arch + ".attention.head_count");
-        GgufTensorInfo embed = file.GetInfo("token_embd.weight");
+        GgufTensorInfo embed = tensor("token_embd.weight") ?? throw new ModelFormatException(file.FilePath, "token_embd.weight", "no such tensor");
         long vocab = file.Metadata.ContainsKey(arch + ".vocab_size") ? Int(file, arch + ".vocab_size") : embed.Dims[^1];
         var config = new Dictionary<string, object?>
         {
@@ -52,8 +52,8 @@ public static class GgufModel
             ["max_position_embeddings"] = file.Metadata.ContainsKey(arch + ".context_length") ? Int(file, arch + ".context_length") : 32768,
             ["rope_theta"] = file.Metadata.ContainsKey(arch + ".rope.freq_base") ? Float(file, arch + ".rope.freq_base") : 1_000_000.0,
             ["rms_norm_eps"] = Float(file, arch + ".attention.layer_norm_rms_epsilon"),
-            ["tie_word_embeddings"] = !file.Tensors.ContainsKey("output.weight"),
-            ["attention_bias"] = arch == "qwen3" && file.Tensors.ContainsKey("blk.0.attn_q.bias"),
+            ["tie_word_embeddings"] = tensor("output.weight") is null,
+            ["attention_bias"] = arch == "qwen3" && tensor("blk.0.attn_q.bias") is not null,
         };
         if (file.Metadata.TryGetValue(arch + ".rope.scaling.type", out object? scaling) && scaling is string kind && kind != "none")
         {

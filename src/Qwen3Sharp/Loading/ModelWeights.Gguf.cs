@@ -4,25 +4,30 @@ namespace Qwen3Sharp.Loading;
 
 public sealed unsafe partial class ModelWeights
 {
-    /// <summary>Every weight of a GGUF model file (see <see cref="GgufModel"/>), matrices used in place from the mapped file.</summary>
-    /// <exception cref="ModelFormatException">The file is malformed, a tensor is missing, has the wrong shape or an unsupported type.</exception>
+    /// <summary>
+    /// Every weight of a GGUF model (see <see cref="GgufModel"/>): one file, or the first part of a split one with the
+    /// others beside it (<see cref="GgufParts"/>); matrices used in place from the mapped files.
+    /// </summary>
+    /// <exception cref="ModelFormatException">A file is malformed or missing, a tensor is missing, has the wrong shape or an unsupported type.</exception>
     public static ModelWeights LoadGguf(string path, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null)
     {
-        GgufFile file = GgufFile.Open(path);
+        GgufParts parts = GgufParts.Open(path);
         byte* copy = null;
         try
         {
-            Qwen3Config config = GgufModel.ReadConfig(file);
+            Qwen3Config config = GgufModel.ReadConfig(parts);
             var matrices = new Dictionary<string, WeightView>(StringComparer.Ordinal);
             var vectors = new Dictionary<string, float[]>(StringComparer.Ordinal);
             foreach (var (key, entry, layer) in CheckpointKeys.Enumerate(config))
             {
                 string name = GgufModel.TensorName(entry, layer);
-                if (!file.Tensors.TryGetValue(name, out GgufTensorInfo? info))
+                GgufFile? file = parts.Find(name);
+                if (file is null)
                 {
                     throw new ModelFormatException(path, name, $"missing tensor ({entry.Name})");
                 }
 
+                GgufTensorInfo info = file.Tensors[name];
                 long[] expected = entry.Shape(config);
                 if (!info.Shape.SequenceEqual(expected))
                 {
@@ -42,12 +47,12 @@ public sealed unsafe partial class ModelWeights
 
             copy = Place(matrices, placement, quantize);
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
-            return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, file) { Placement = placement, LoadQuantization = quantize };
+            return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, parts) { Placement = placement, LoadQuantization = quantize };
         }
         catch
         {
             System.Runtime.InteropServices.NativeMemory.AlignedFree(copy);
-            file.Dispose();
+            parts.Dispose();
             throw;
         }
     }

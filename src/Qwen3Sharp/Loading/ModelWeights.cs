@@ -50,12 +50,12 @@ public sealed unsafe partial class ModelWeights : IDisposable
     private const int MadviseDontNeed = 4;       // MADV_DONTNEED
 
     private readonly SafetensorsFile[] _files;
-    private readonly GgufFile? _gguf;            // the mapped GGUF file, when loaded from one
+    private readonly GgufParts? _gguf;           // the mapped GGUF file(s), when loaded from GGUF
     private byte* _copy;                         // the HugePageCopy buffer, or null
     private readonly List<nint> _buffers;        // native buffers of repacked MLX codes (2, 3 and 6 bits)
 
     private ModelWeights(Qwen3Config config, SafetensorsFile[] files, WeightView embedTokens, WeightView lmHead, float[] norm,
-        Qwen3LayerWeights[] layers, byte* copy, GgufFile? gguf = null, List<nint>? buffers = null)
+        Qwen3LayerWeights[] layers, byte* copy, GgufParts? gguf = null, List<nint>? buffers = null)
     {
         _buffers = buffers ?? [];
         Config = config;
@@ -80,8 +80,8 @@ public sealed unsafe partial class ModelWeights : IDisposable
 
     public IReadOnlyList<SafetensorsFile> Files => _files;
 
-    /// <summary>The mapped GGUF file the weights come from (its metadata holds the tokenizer and template), or null.</summary>
-    public GgufFile? Gguf => _gguf;
+    /// <summary>The mapped GGUF file the weights come from (the first part of a split model: its metadata holds the tokenizer and template), or null.</summary>
+    public GgufFile? Gguf => _gguf?.First;
 
     /// <summary>Where the matrices live (see <see cref="WeightPlacement"/>).</summary>
     public WeightPlacement Placement { get; private init; }

@@ -148,6 +148,43 @@ public sealed class HubCacheProcessTests
     }
 
     [Fact]
+    public async Task PullASplitGgufFromAFolder_ThenBenchItOffline_LoadsEveryPart()
+    {
+        using var home = new TempDir();
+        string cacheDir = Path.Combine(home.Path, "hf", "hub");
+        await using FakeHub hub = await FakeHub.StartAsync();
+        // parts written by llama.cpp's llama-gguf-split, laid out as unsloth's repositories keep large quantizations
+        string split = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", "split");
+        var files = new Dictionary<string, byte[]> { ["README.md"] = "# split\n"u8.ToArray() };
+        for (int i = 1; i <= 3; i++)
+        {
+            files[$"Q8_0/Qwen3-1.7B-Q8_0-{i:D5}-of-00003.gguf"] = File.ReadAllBytes(Path.Combine(split, $"tiny-a-q8_0-{i:D5}-of-00003.gguf"));
+        }
+
+        string commit = hub.AddRepo("unsloth/Qwen3-1.7B-GGUF", files).Branches["main"];
+        var env = new Dictionary<string, string>
+        {
+            ["HF_HOME"] = Path.Combine(home.Path, "hf"),
+            ["HF_HUB_CACHE"] = cacheDir,
+            ["HF_ENDPOINT"] = hub.Endpoint,
+            ["QWEN3SHARP_HOME"] = Path.Combine(home.Path, "qwen3sharp"),
+            ["HF_HUB_OFFLINE"] = "0",
+        };
+        var (pullCode, pullOut, pullError) = await CliProcess.RunAsync("pull unsloth/Qwen3-1.7B-GGUF:Q8_0", environment: env);
+        Assert.True(pullCode == 0, pullError);
+        string first = Path.Combine(HubCache.SnapshotDir(cacheDir, "unsloth/Qwen3-1.7B-GGUF", commit), "Q8_0", "Qwen3-1.7B-Q8_0-00001-of-00003.gguf");
+        Assert.Equal(first, pullOut.TrimEnd('\n').Split('\n')[^1]);
+        Assert.Equal(3, Directory.GetFiles(Path.GetDirectoryName(first)!).Length);
+
+        env["HF_HUB_OFFLINE"] = "1";
+        var (benchCode, benchOut, benchError) = await CliProcess.RunAsync(
+            "bench --model unsloth/Qwen3-1.7B-GGUF:Q8_0 --prompt-tokens 16 --gen-tokens 3 --threads 2", environment: env);
+        Assert.True(benchCode == 0, benchError);
+        Assert.Contains("Q8_0", benchOut);
+        Assert.Contains("decode", benchOut);
+    }
+
+    [Fact]
     public async Task Run_ModelDirectoryWithADanglingLink_ExitsOneNamingTheFileAndTarget()
     {
         using var dir = new TempDir();
