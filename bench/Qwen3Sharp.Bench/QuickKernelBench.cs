@@ -89,6 +89,11 @@ internal static unsafe class QuickKernelBench
             PrefillJitAb(pool, threads);
         }
 
+        if (what.StartsWith("smallbatch", StringComparison.Ordinal))
+        {
+            BatchKernelBench.Run(pool, threads, bandwidthBest, what.Length > 11 ? what[11..] : "stream,panel");
+        }
+
         if (what == "ab")
         {
             DecodeAb(pool, bandwidthBest, threads);

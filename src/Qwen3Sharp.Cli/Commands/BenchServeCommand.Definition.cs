@@ -15,6 +15,8 @@ public sealed record BenchServeOptions
     public int GenTokens { get; init; } = 24;
     public int? Threads { get; init; }
     public int? MaxSeqs { get; init; }
+    /// <summary>--max-num-batched-tokens: the in-process engine's step token budget (decode tokens plus prompt chunks).</summary>
+    public int? MaxNumBatchedTokens { get; init; }
     /// <summary>--probe N: a short request's time to first token idle and while N streams decode (0: skip).</summary>
     public int Probe { get; init; }
     /// <summary>--multi-turn: a 5-turn chat over a ~1,500-token tools prompt, cached_tokens per turn.</summary>
@@ -52,6 +54,8 @@ public static partial class BenchServeCommand
         Option<int> genTokens = CliOptions.Int("--gen-tokens", "Tokens each stream generates.", 24, 2, 1 << 16);
         Option<int?> threads = CliOptions.Threads();
         Option<int?> maxSeqs = CliOptions.OptionalInt("--max-seqs", "Sequences the in-process engine runs at once [default: the engine's].", 1, 1024);
+        Option<int?> maxNumBatchedTokens = CliOptions.OptionalInt("--max-num-batched-tokens",
+            "Most tokens the in-process engine computes in one step (decode tokens plus prompt chunks) [default: the engine's].", 1, 1 << 20);
         Option<int> probe = CliOptions.Int("--probe", "Also time a short request arriving while this many streams decode (0: skip).", 0, 0, 256);
         var multiTurn = new Option<bool>("--multi-turn") { Description = "Also run a 5-turn chat over a ~1,500-token tools prompt and report cached_tokens per turn." };
         Option<string> weights = CliOptions.Weights();
@@ -69,6 +73,7 @@ public static partial class BenchServeCommand
                 GenTokens = parse.GetValue(genTokens),
                 Threads = parse.GetValue(threads),
                 MaxSeqs = parse.GetValue(maxSeqs),
+                MaxNumBatchedTokens = parse.GetValue(maxNumBatchedTokens),
                 Probe = parse.GetValue(probe),
                 MultiTurn = parse.GetValue(multiTurn),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
@@ -76,7 +81,7 @@ public static partial class BenchServeCommand
                 KvCacheDType = parse.GetValue(kvCacheDType),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, probe, multiTurn, weights, quantize, kvCacheDType }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, maxNumBatchedTokens, probe, multiTurn, weights, quantize, kvCacheDType }) command.Options.Add(option);
         command.Validators.Add(r =>
         {
             bool hasModel = r.GetValue(model) is not null, hasUrl = r.GetValue(url) is not null;

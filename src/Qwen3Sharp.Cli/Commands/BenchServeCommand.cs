@@ -18,8 +18,9 @@ public static partial class BenchServeCommand
 {
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
-    /// <summary>One stream's timings: send → first token → last token, in Stopwatch ticks.</summary>
-    private sealed record StreamResult(long Sent, long First, long Last, int Tokens, int PromptTokens, int? CachedTokens, string? Error)
+    /// <summary>One stream's timings: send → first token → last token, in Stopwatch ticks, and every token chunk's arrival.</summary>
+    private sealed record StreamResult(long Sent, long First, long Last, int Tokens, int PromptTokens, int? CachedTokens, string? Error,
+        IReadOnlyList<long>? Arrivals = null)
     {
         public double Ttft => Stopwatch.GetElapsedTime(Sent, First).TotalSeconds;
     }
@@ -44,6 +45,7 @@ public static partial class BenchServeCommand
                 {
                     ThreadCount = o.Threads ?? Environment.ProcessorCount,
                     MaxSequences = o.MaxSeqs ?? new HostOptions().MaxSequences,
+                    MaxBatchedTokens = o.MaxNumBatchedTokens ?? new HostOptions().MaxBatchedTokens,
                     MaxQueuedRequests = Math.Max(64, 2 * maxLevel),
                     WeightPlacement = o.Weights,
                     Quantize = o.Quantize,
@@ -54,7 +56,7 @@ public static partial class BenchServeCommand
                 await app.StartAsync(ct);
                 baseUrl = app.GetBoundAddress();
                 await w.WriteLineAsync($"server: in-process on {baseUrl} ({host.Config.NumHiddenLayers} layers, {o.Threads ?? Environment.ProcessorCount} threads, " +
-                    $"{o.MaxSeqs ?? new HostOptions().MaxSequences} sequences at once, KV cache {Cache.KvCacheDTypes.Name(host.KvCacheDType)}: {host.KvBlockCount} blocks)");
+                    $"{o.MaxSeqs ?? new HostOptions().MaxSequences} sequences at once, {o.MaxNumBatchedTokens ?? new HostOptions().MaxBatchedTokens} tokens per step, KV cache {Cache.KvCacheDTypes.Name(host.KvCacheDType)}: {host.KvBlockCount} blocks)");
             }
 
             using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024, PooledConnectionLifetime = TimeSpan.FromMinutes(30) })
@@ -69,8 +71,8 @@ public static partial class BenchServeCommand
             await StreamCompletionAsync(http, model, RandomPrompt(random, Math.Min(8, o.PromptTokens)), 2, ct);   // warm-up
 
             await w.WriteLineAsync();
-            await w.WriteLineAsync("| streams | ok | generated | wall s | decode tok/s (aggregate) | per-stream tok/s | TTFT p50 s | TTFT p99 s | × one stream |");
-            await w.WriteLineAsync("|---|---|---|---|---|---|---|---|---|");
+            await w.WriteLineAsync("| streams | ok | generated | wall s | decode tok/s (aggregate) | per-stream tok/s | TTFT p50 s | TTFT p99 s | × one stream | first-to-last tok/s | output tok/s |");
+            await w.WriteLineAsync("|---|---|---|---|---|---|---|---|---|---|---|");
             double? baseline = null;
             foreach (int n in o.Concurrency)
             {
@@ -94,19 +96,25 @@ public static partial class BenchServeCommand
                 long firstAny = ok.Min(r => r.First), lastAny = ok.Max(r => r.Last);
                 double decodeSpan = Stopwatch.GetElapsedTime(firstAny, lastAny).TotalSeconds;
                 int decoded = ok.Sum(r => r.Tokens - 1);
-                double aggregate = decodeSpan > 0 ? decoded / decodeSpan : 0;
+                double firstToLast = decodeSpan > 0 ? decoded / decodeSpan : 0;
+                double aggregate = AllDecodingRate(ok) ?? firstToLast;
+                double output = ok.Sum(r => r.Tokens) / wall;
                 double perStream = ok.Where(r => r.Tokens > 1).Select(r => (r.Tokens - 1) / Stopwatch.GetElapsedTime(r.First, r.Last).TotalSeconds).DefaultIfEmpty(0).Average();
                 double[] ttft = ok.Select(r => r.Ttft).Order().ToArray();
                 baseline ??= aggregate;
                 string ratio = baseline > 0 ? (aggregate / baseline.Value).ToString("F2", Inv) + "×" : "-";
                 await w.WriteLineAsync($"| {n} | {ok.Length}/{n} | {ok.Sum(r => r.Tokens)} | {wall.ToString("F2", Inv)} | {aggregate.ToString("F2", Inv)} | " +
-                    $"{perStream.ToString("F2", Inv)} | {Percentile(ttft, 0.50).ToString("F3", Inv)} | {Percentile(ttft, 0.99).ToString("F3", Inv)} | {ratio} |");
+                    $"{perStream.ToString("F2", Inv)} | {Percentile(ttft, 0.50).ToString("F3", Inv)} | {Percentile(ttft, 0.99).ToString("F3", Inv)} | {ratio} | " +
+                    $"{firstToLast.ToString("F2", Inv)} | {output.ToString("F2", Inv)} |");
                 await w.FlushAsync(ct);
             }
 
             await w.WriteLineAsync();
-            await w.WriteLineAsync("decode tok/s (aggregate): tokens after each stream's first, over the time from the earliest first token to the latest last token; " +
-                "per-stream tok/s: the mean of each stream's own; × one stream: aggregate over the first level's.");
+            await w.WriteLineAsync("decode tok/s (aggregate): tokens arriving while every stream is decoding (from the latest first token to the earliest " +
+                "last token) over that time, as llama-batched-bench's S_TG counts only steps after every prompt is in; first-to-last tok/s: tokens after each " +
+                "stream's first over the time from the earliest first token to the latest last (it includes the prefill steps of streams admitted later); " +
+                "output tok/s: all tokens over the wall time (vLLM's output throughput); per-stream tok/s: the mean of each stream's own; " +
+                "× one stream: aggregate over the first level's.");
 
             if (o.Probe > 0)
             {
@@ -210,6 +218,7 @@ public static partial class BenchServeCommand
     {
         long sent = Stopwatch.GetTimestamp(), first = 0, last = 0;
         int chunks = 0, promptTokens = 0;
+        var arrivals = new List<long>();
         int? completionTokens = null, cachedTokens = null;
         try
         {
@@ -240,6 +249,7 @@ public static partial class BenchServeCommand
                 if (chunk["choices"] is JsonArray { Count: > 0 } choices && IsTokenChunk(choices[0]!, text))
                 {
                     last = Stopwatch.GetTimestamp();
+                    arrivals.Add(last);
                     if (chunks++ == 0)
                     {
                         first = last;
@@ -250,7 +260,7 @@ public static partial class BenchServeCommand
 
             return chunks == 0
                 ? new StreamResult(sent, sent, sent, 0, promptTokens, cachedTokens, "no tokens in the stream")
-                : new StreamResult(sent, first, last, completionTokens ?? chunks, promptTokens, cachedTokens, null);
+                : new StreamResult(sent, first, last, completionTokens ?? chunks, promptTokens, cachedTokens, null, arrivals);
         }
         catch (HttpRequestException ex)
         {
@@ -300,6 +310,22 @@ public static partial class BenchServeCommand
 
     /// <summary>Ordinary token ids (no special tokens), a different prompt per stream so no two share a prefix.</summary>
     private static int[] RandomPrompt(Random random, int count) => Enumerable.Range(0, count).Select(_ => random.Next(1_000, 30_000)).ToArray();
+
+    /// <summary>
+    /// Tokens per second while every stream decodes: the chunks arriving after the latest first token and up to the
+    /// earliest last token, over that time; null when the window is too short to time (under 2 steps or one stream).
+    /// </summary>
+    private static double? AllDecodingRate(StreamResult[] ok)
+    {
+        long from = ok.Max(r => r.First), to = ok.Min(r => r.Last);
+        if (ok.Length < 2 || to <= from)
+        {
+            return null;
+        }
+
+        int tokens = ok.Sum(r => r.Arrivals?.Count(t => t > from && t <= to) ?? 0);
+        return tokens < 2 * ok.Length ? null : tokens / Stopwatch.GetElapsedTime(from, to).TotalSeconds;
+    }
 
     private static double Percentile(double[] sorted, double p) => sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
 

@@ -116,9 +116,9 @@ public static unsafe class MatMul
         where TV : unmanaged where TS : ISimd<TV>
         => Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode);
 
-    /// <summary>As above with an explicit decode kernel variant (tests and the A/B bench).</summary>
+    /// <summary>As above with an explicit decode kernel variant and small-batch path (tests and the A/B benches).</summary>
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
-        Span<float> destination, bool accumulate, DecodeKernel decodeKernel)
+        Span<float> destination, bool accumulate, DecodeKernel decodeKernel, SmallBatchBf16 smallBatch = SmallBatchBf16.Stream)
         where TV : unmanaged where TS : ISimd<TV>
     {
         ArgumentNullException.ThrowIfNull(pool);
@@ -151,7 +151,7 @@ public static unsafe class MatMul
 
         fixed (float* px = x, py = destination)
         {
-            if (w.DType == DType.BF16 && tokenCount < 2 * TS.Count)
+            if (w.DType == DType.BF16 && tokenCount < 2 * TS.Count && (tokenCount == 1 || smallBatch == SmallBatchBf16.Stream))
             {
                 float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));   // [tokenCount, cols]
                 for (int t = 0; t < tokenCount; t++)
@@ -178,7 +178,7 @@ public static unsafe class MatMul
                 };
                 pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
             }
-            else if (tokenCount >= 2 * TS.Count)
+            else if (tokenCount >= 2 * TS.Count || w.DType == DType.BF16)
             {
                 int panelTokens = 2 * TS.Count;
                 int panelCount = (tokenCount + panelTokens - 1) / panelTokens;
@@ -225,6 +225,16 @@ public static unsafe class MatMul
                 pool.Run(ref job, (rows + RowBlock - 1) / RowBlock);
             }
         }
+    }
+
+    /// <summary>
+    /// Which path BF16 batches of 2..2·Count−1 tokens take: the streaming pair kernel (production), or the prefill
+    /// panels with the batch zero-padded to one panel (kept for the A/B bench and the tests).
+    /// </summary>
+    internal enum SmallBatchBf16
+    {
+        Stream,
+        Panel,
     }
 
     internal static void ThrowLength(string name, int actual, long required)

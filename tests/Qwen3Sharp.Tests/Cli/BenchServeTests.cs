@@ -18,7 +18,7 @@ public sealed class BenchServeTests
         int header = Array.FindIndex(lines, l => l.StartsWith("| streams |", StringComparison.Ordinal));
         Assert.True(header >= 0, output);
         Assert.StartsWith("|---|", lines[header + 1]);
-        var row = new Regex(@"^\| (\d+) \| (\d+)/(\d+) \| (\d+) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+× \|$");
+        var row = new Regex(@"^\| (\d+) \| (\d+)/(\d+) \| (\d+) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+× \| [\d.]+ \| [\d.]+ \|$");
         int[] levels = [1, 3];
         for (int i = 0; i < levels.Length; i++)
         {
@@ -30,7 +30,7 @@ public sealed class BenchServeTests
             Assert.InRange(int.Parse(m.Groups[4].Value), levels[i], levels[i] * 4);
         }
 
-        Assert.EndsWith("| 1.00× |", lines[header + 2]);
+        Assert.Contains("| 1.00× |", lines[header + 2]);
         Assert.Matches(@"probe: a 16-token request's time to first token: idle [\d.]+ s; while \d of 2 streams decode [\d.]+ s", output);
         int turns = Array.FindIndex(lines, l => l.StartsWith("| turn |", StringComparison.Ordinal));
         Assert.True(turns > header, output);

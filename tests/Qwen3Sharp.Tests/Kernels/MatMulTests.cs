@@ -113,6 +113,43 @@ public sealed class MatMulTests
         }
     }
 
+    [Theory]
+    [InlineData("V512", false)]
+    [InlineData("V256", false)]
+    [InlineData("V128", false)]
+    [InlineData("V512", true)]
+    [InlineData("V256", true)]
+    [InlineData("V128", true)]
+    public void Multiply_Bf16EveryTokenCountTo33_MatchesScalar(string isa, bool panel)
+    {
+        MatMul.SmallBatchBf16 path = panel ? MatMul.SmallBatchBf16.Panel : MatMul.SmallBatchBf16.Stream;
+        // Every batched-decode size through both small-batch paths and across the panel threshold (2 vectors of
+        // tokens): rows past the 4-row tile, the 16-row item and the 6/12-row panel tiles; columns with tails.
+        using var pool = new WorkerPool(2);
+        var rng = new Random(23);
+        foreach ((int rows, int cols) in new[] { (13, 37), (70, 100), (134, 2080) })
+        {
+            using var weights = new TestWeights(rng, DType.BF16, rows, cols);
+            for (int tokens = 1; tokens <= 33; tokens++)
+            {
+                bool accumulate = (tokens & 1) == 0;
+                float[] x = KernelAssert.Random(rng, tokens * cols);
+                float[] expected = KernelAssert.Random(rng, tokens * rows);
+                float[] actual = (float[])expected.Clone();
+                ScalarKernels.MatMul(x, tokens, weights.View, expected, accumulate);
+                switch (isa)
+                {
+                    case "V512": MatMul.Run<Vector512<float>, Simd512>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
+                    case "V256": MatMul.Run<Vector256<float>, Simd256>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
+                    default: MatMul.Run<Vector128<float>, Simd128>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
+                }
+
+                KernelAssert.Close(expected, actual, atol: 1e-5f * (1 + MathF.Sqrt(cols)), rtol: 1e-5f,
+                    $"{path} {isa} accumulate={accumulate} tokens={tokens} rows={rows} cols={cols}");
+            }
+        }
+    }
+
     [Fact]
     public void Multiply_ShortDestination_Throws()
     {
