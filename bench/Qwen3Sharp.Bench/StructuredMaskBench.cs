@@ -92,8 +92,9 @@ internal static class StructuredMaskBench
         int end = tokenizer.ImEnd!.Value;
         Console.WriteLine($"structured-output masks, vocabulary {VocabSize}; token trie built once per tokenizer in {trieMs:F0} ms; " +
             $"load {File.ReadAllText("/proc/loadavg").Trim()}; {reps} reps, medians");
-        Console.WriteLine($"{"case",-42} {"tokens",6} {"first mask",11} {"new state/step",15} {"max step",9} {"repeat/step",12}");
+        Console.WriteLine($"{"case",-42} {"tokens",6} {"first mask",11} {"new state/step",15} {"max step",9} {"repeat/step",12}  slowest step: token, trie edges walked");
         var logits = new float[VocabSize];
+        var worst = new List<(Case, int[], int)>();
 
         foreach (Case c in Cases)
         {
@@ -102,6 +103,8 @@ internal static class StructuredMaskBench
             var fresh = new List<double>();
             var freshMax = new List<double>();
             var cached = new List<double>();
+            string slowest = "";
+            int worstAt = 0;
             for (int r = 0; r < reps + 1; r++)   // the first repetition warms the JIT and is dropped
             {
                 long start = Stopwatch.GetTimestamp();
@@ -110,29 +113,62 @@ internal static class StructuredMaskBench
                 constraint.Prepare(TimeSpan.FromSeconds(30));
                 double firstMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
 
-                (double total, double max) = Walk(constraint, ids, end, logits);
-                (double again, _) = Walk(new TokenConstraint(matcher, [end], ConstraintStart.FirstToken), ids, end, logits);
+                (double total, double max, int maxAt, long maxEdges) = Walk(constraint, matcher, ids, end, logits);
+                (double again, _, _, _) = Walk(new TokenConstraint(matcher, [end], ConstraintStart.FirstToken), matcher, ids, end, logits);
                 if (r > 0)
                 {
                     first.Add(firstMs);
                     fresh.Add(total / ids.Length);
                     freshMax.Add(max);
                     cached.Add(again / ids.Length);
+                    worstAt = maxAt;
+                    slowest = $"#{maxAt} after {Quote(tokenizer.Decode(ids[..maxAt]), 12)}, {maxEdges:N0}";
                 }
             }
 
-            Console.WriteLine($"{c.Name,-42} {ids.Length,6} {Median(first),8:F2} ms {Median(fresh),12:F3} ms {Median(freshMax),6:F2} ms {Median(cached),9:F3} ms");
+            Console.WriteLine($"{c.Name,-42} {ids.Length,6} {Median(first),8:F2} ms {Median(fresh),12:F3} ms {Median(freshMax),6:F2} ms {Median(cached),9:F3} ms  {slowest}");
+            worst.Add((c, ids, worstAt));
+        }
+
+        // The slowest step again, alone: a fresh matcher is led to the state before it (advancing only), then that
+        // state's mask is timed; repeated, so the figure is the step's cost rather than a scheduling accident.
+        Console.WriteLine($"slowest step of each case, recomputed on {4 * reps} fresh matchers: min / median");
+        foreach ((Case c, int[] ids, int at) in worst)
+        {
+            var times = new List<double>();
+            for (int r = 0; r < 4 * reps; r++)
+            {
+                var matcher = new GrammarMatcher(c.Grammar(tokenizer), trie);
+                var constraint = new TokenConstraint(matcher, [end], ConstraintStart.FirstToken);
+                foreach (int id in ids[..at])
+                {
+                    constraint.Accept(id);
+                }
+
+                logits.AsSpan().Fill(1f);
+                long start = Stopwatch.GetTimestamp();
+                constraint.Mask(logits);
+                times.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+
+            Console.WriteLine($"{c.Name,-42} {times.Min(),8:F2} / {Median(times),6:F2} ms");
         }
     }
 
-    /// <summary>Masks and advances over <paramref name="ids"/> then the end token; total and largest per-step milliseconds (logit refills excluded).</summary>
-    private static (double Total, double Max) Walk(TokenConstraint constraint, int[] ids, int end, float[] logits)
+    /// <summary>
+    /// Masks and advances over <paramref name="ids"/> then the end token; total and largest per-step milliseconds (logit
+    /// refills excluded), the largest step's index and the trie edges its mask walked.
+    /// </summary>
+    private static (double Total, double Max, int MaxAt, long MaxEdges) Walk(TokenConstraint constraint, GrammarMatcher matcher, int[] ids, int end, float[] logits)
     {
         double total = 0, max = 0;
+        int maxAt = 0;
+        long maxEdges = 0;
         for (int i = 0; i <= ids.Length; i++)
         {
             int id = i < ids.Length ? ids[i] : end;
             logits.AsSpan().Fill(1f);
+            long edges = matcher.WalkedTrieNodes;
             long start = Stopwatch.GetTimestamp();
             constraint.Mask(logits);
             if (float.IsNegativeInfinity(logits[id]))
@@ -143,11 +179,17 @@ internal static class StructuredMaskBench
             constraint.Accept(id);
             double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
             total += ms;
-            max = Math.Max(max, ms);
+            if (ms > max)
+            {
+                (max, maxAt, maxEdges) = (ms, i, matcher.WalkedTrieNodes - edges);
+            }
         }
 
-        return (total, max);
+        return (total, max, maxAt, maxEdges);
     }
+
+    private static string Quote(string text, int tail) =>
+        "\"…" + (text.Length > tail ? text[^tail..] : text).ReplaceLineEndings("⏎") + "\"";
 
     private static double Median(List<double> xs)
     {
