@@ -74,6 +74,7 @@ public sealed class GrammarMatcher
     private readonly Lock _lock = new();
     private int _maskCount;
     private long _walkedNodes;
+    private StateSet[] _walkStates = [];   // [trie depth + 1] the mask walk's state per depth
 
     public GrammarMatcher(GNode root, TokenTrie trie, int maxStackDepth = 512)
     {
@@ -470,7 +471,7 @@ public sealed class GrammarMatcher
         {
             if (state.Terminals.Length > 0)
             {
-                Walk(0, state, mask);
+                Walk(state, mask);
             }
         }
         finally
@@ -492,37 +493,63 @@ public sealed class GrammarMatcher
     }
 
     /// <summary>
-    /// Visits the children of trie node <paramref name="node"/>, reached in <paramref name="state"/>: a child whose byte
-    /// leads to a dead state is skipped with every token under it.
+    /// Walks the trie in preorder from <paramref name="state"/> (llguidance's toktrie walk): <c>states[d]</c> is the state
+    /// after the first d bytes of the current node's path; a node whose byte leads to a dead state is skipped with its
+    /// whole subtree, and so is the subtree under a state that can only end.
     /// </summary>
-    private void Walk(int node, StateSet state, ulong[] mask)
+    private void Walk(StateSet state, ulong[] mask)
     {
-        ReadOnlySpan<byte> childBytes = _trie.ChildBytes(node);
-        ReadOnlySpan<int> childNodes = _trie.ChildNodes(node);
-        StateSet[] next = state.ByteNext ??= new StateSet[256];
-        _walkedNodes += childBytes.Length;
-        for (int c = 0; c < childBytes.Length; c++)
+        ReadOnlySpan<byte> nodeBytes = _trie.NodeBytes;
+        ReadOnlySpan<int> depths = _trie.NodeDepths;
+        ReadOnlySpan<int> subtreeEnds = _trie.SubtreeEnds;
+        ReadOnlySpan<int> tokenStarts = _trie.TokenStarts;
+        ReadOnlySpan<int> tokens = _trie.Tokens;
+        if (_walkStates.Length < _trie.MaxDepth + 1)
         {
-            byte b = childBytes[c];
-            StateSet after = next[b] ?? (next[b] = StepUncached(state, b));
+            _walkStates = new StateSet[_trie.MaxDepth + 1];
+        }
+
+        StateSet[] states = _walkStates;
+        states[0] = state;
+        state.ByteNext ??= new StateSet[256];
+        int nodeCount = nodeBytes.Length;
+        int n = 1;
+        long walked = 0;
+        while (n < nodeCount)
+        {
+            walked++;
+            StateSet parent = states[depths[n] - 1];
+            byte b = nodeBytes[n];
+            StateSet after = parent.ByteNext![b] ?? (parent.ByteNext[b] = StepUncached(parent, b));
             if (ReferenceEquals(after, StateSet.Dead))
             {
+                n = subtreeEnds[n];
                 continue;
             }
 
-            int child = childNodes[c];
-            foreach (int token in _trie.TokensAt(child))
+            for (int i = tokenStarts[n]; i < tokenStarts[n + 1]; i++)
             {
+                int token = tokens[i];
                 mask[token >> 6] |= 1UL << (token & 63);
             }
 
-            if (after.Terminals.Length > 0 && _trie.HasChildren(child))
+            if (after.Terminals.Length == 0)
             {
-                Walk(child, after, mask);
+                n = subtreeEnds[n];   // the output can only end here: no longer token fits
+                continue;
+            }
+
+            after.ByteNext ??= new StateSet[256];
+            states[depths[n]] = after;
+            n++;
+            if ((walked & 4095) == 0)
+            {
+                CheckDeadline("computing the token mask took too long");
             }
         }
 
-        CheckDeadline("computing the token mask took too long");
+        _walkedNodes += walked;
+        Array.Clear(states);
     }
 
     private readonly struct StateKey(Frame[] terminals, bool accepts) : IEquatable<StateKey>
