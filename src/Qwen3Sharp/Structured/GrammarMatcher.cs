@@ -280,16 +280,19 @@ public sealed class GrammarMatcher
     /// <summary>The state after <paramref name="bytes"/>, or null when they cannot continue a valid output.</summary>
     internal StateSet? Advance(StateSet state, ReadOnlySpan<byte> bytes)
     {
-        foreach (byte b in bytes)
+        lock (_lock)
         {
-            state = Step(state, b);
-            if (ReferenceEquals(state, StateSet.Dead))
+            foreach (byte b in bytes)
             {
-                return null;
+                state = Step(state, b);
+                if (ReferenceEquals(state, StateSet.Dead))
+                {
+                    return null;
+                }
             }
-        }
 
-        return state;
+            return state;
+        }
     }
 
     /// <summary>

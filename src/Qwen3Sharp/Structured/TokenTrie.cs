@@ -147,6 +147,97 @@ public sealed class TokenTrie
         return new TokenTrie(bytes, vocabSize);
     }
 
+    private readonly Dictionary<string, (int Token, int End)[][]> _completions = [];
+
+    /// <summary>
+    /// For a text <paramref name="text"/> and each k &lt; its length: the ordinary tokens that, written when the output
+    /// ends with the first k bytes of <paramref name="text"/> (and no longer prefix of it), complete it, with the index
+    /// just past the completing byte in the token (KMP matching; computed once per text and kept).
+    /// </summary>
+    internal (int Token, int End)[][] TextCompletions(byte[] text)
+    {
+        string key = Convert.ToHexString(text);
+        lock (_completions)
+        {
+            if (_completions.TryGetValue(key, out var known))
+            {
+                return known;
+            }
+
+            int[] fail = KmpFailure(text);
+            var lists = new List<(int, int)>[text.Length];
+            for (int k = 0; k < text.Length; k++)
+            {
+                lists[k] = [];
+            }
+
+            for (int id = 0; id < VocabSize; id++)
+            {
+                ReadOnlySpan<byte> bytes = _tokenBytes[id];
+                if (bytes.IndexOf(text[^1]) < 0)
+                {
+                    continue;   // only a token holding the last byte can complete the text
+                }
+
+                for (int k = 0; k < text.Length; k++)
+                {
+                    int state = k;
+                    for (int i = 0; i < bytes.Length; i++)
+                    {
+                        state = KmpStep(text, fail, state, bytes[i]);
+                        if (state == text.Length)
+                        {
+                            lists[k].Add((id, i + 1));
+                            break;
+                        }
+                    }
+                }
+            }
+
+            var result = lists.Select(l => l.ToArray()).ToArray();
+            _completions[key] = result;
+            return result;
+        }
+    }
+
+    /// <summary>KMP failure function: fail[i] is the length of the longest proper border of text[..(i + 1)].</summary>
+    internal static int[] KmpFailure(ReadOnlySpan<byte> text)
+    {
+        var fail = new int[text.Length];
+        for (int i = 1, k = 0; i < text.Length; i++)
+        {
+            while (k > 0 && text[i] != text[k])
+            {
+                k = fail[k - 1];
+            }
+
+            if (text[i] == text[k])
+            {
+                k++;
+            }
+
+            fail[i] = k;
+        }
+
+        return fail;
+    }
+
+    /// <summary>The matched length after byte <paramref name="b"/> when <paramref name="state"/> bytes of <paramref name="text"/> were matched.</summary>
+    internal static int KmpStep(ReadOnlySpan<byte> text, int[] fail, int state, byte b)
+    {
+        if (state == text.Length)
+        {
+            state = fail[state - 1];
+        }
+
+        while (state > 0 && text[state] != b)
+        {
+            state = fail[state - 1];
+        }
+
+        return text[state] == b ? state + 1 : 0;
+    }
+
     public bool IsByteToken(int id) => (uint)id < (uint)_isByteToken.Length && _isByteToken[id];
 
     public ReadOnlySpan<byte> BytesOf(int id) => _tokenBytes[id];
