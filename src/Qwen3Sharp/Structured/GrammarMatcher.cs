@@ -74,6 +74,7 @@ public sealed class GrammarMatcher
     private readonly Lock _lock = new();
     private int _maskCount;
     private long _walkedNodes;
+    private int _transitionArrays;         // states whose ByteNext is allocated
     private StateSet[] _walkStates = [];   // [trie depth + 1] the mask walk's state per depth
 
     public GrammarMatcher(GNode root, TokenTrie trie, int maxStackDepth = 512)
@@ -301,7 +302,7 @@ public sealed class GrammarMatcher
     /// </summary>
     private StateSet Step(StateSet state, byte b)
     {
-        StateSet[] next = state.ByteNext ??= new StateSet[256];
+        StateSet[] next = state.ByteNext ?? Transitions(state);
         return next[b] ?? (next[b] = StepUncached(state, b));
     }
 
@@ -330,6 +331,25 @@ public sealed class GrammarMatcher
 
         current.Sort(static (x, y) => x.Id.CompareTo(y.Id));
         return Intern([.. current], accepts);
+    }
+
+    /// <summary>Most states with a byte-transition array (2 KB each) before the arrays are dropped and rebuilt as needed (as RE2 resets its DFA cache).</summary>
+    internal int MaxTransitionArrays { get; init; } = 8192;
+
+    private StateSet[] Transitions(StateSet state)
+    {
+        _transitionArrays++;
+        return state.ByteNext = new StateSet[256];
+    }
+
+    private void ForgetTransitions()
+    {
+        foreach (StateSet s in _states.Values)
+        {
+            s.ByteNext = null;
+        }
+
+        _transitionArrays = 0;
     }
 
     /// <summary>
@@ -461,6 +481,10 @@ public sealed class GrammarMatcher
 
     private ulong[] ComputeMask(StateSet state, long deadline)
     {
+        if (_transitionArrays > MaxTransitionArrays)
+        {
+            ForgetTransitions();   // between walks only: a walk holds the arrays of the states on its path
+        }
 
         if (Stopwatch.GetTimestamp() > deadline)
         {
@@ -514,7 +538,11 @@ public sealed class GrammarMatcher
 
         StateSet[] states = _walkStates;
         states[0] = state;
-        state.ByteNext ??= new StateSet[256];
+        if (state.ByteNext is null)
+        {
+            Transitions(state);
+        }
+
         int nodeCount = nodeBytes.Length;
         int n = 1;
         long walked = 0;
@@ -542,7 +570,11 @@ public sealed class GrammarMatcher
                 continue;
             }
 
-            after.ByteNext ??= new StateSet[256];
+            if (after.ByteNext is null)
+            {
+                Transitions(after);
+            }
+
             states[depths[n]] = after;
             n++;
             if ((walked & 4095) == 0)

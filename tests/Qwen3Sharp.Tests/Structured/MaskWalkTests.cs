@@ -157,6 +157,23 @@ public class MaskWalkTests
     }
 
     [Fact]
+    public void ByteTransitions_DroppedPastTheirBudget_GiveTheSameMasks()
+    {
+        GNode grammar = StructuredKit.Schema(SchemaCases.All["pydantic-user"]);
+        var roomy = new GrammarMatcher(grammar, StructuredKit.Trie);
+        var tight = new GrammarMatcher(grammar, StructuredKit.Trie) { MaxTransitionArrays = 4 };
+        StateSet? a = roomy.Initial, b = tight.Initial;
+        foreach (int id in StructuredKit.Tokenizer.Encode("""{"name": "Ann", "age": 3, "email": null, "tags": ["x"]"""))
+        {
+            Assert.Equal(roomy.MaskOf(a!), tight.MaskOf(b!));
+            a = roomy.Advance(a!, id);
+            b = tight.Advance(b!, id);
+        }
+
+        Assert.NotNull(b);
+    }
+
+    [Fact]
     public void ByteTransitions_AreSharedByTheAdvanceAndTheWalk()
     {
         var matcher = new GrammarMatcher(StructuredKit.Schema("""{"type":"string"}"""), StructuredKit.Trie);
