@@ -11,7 +11,10 @@ namespace Qwen3Sharp.Bench;
 /// per generated token the mask + advance cost, for states met for the first time (a fresh matcher: every mask is a trie
 /// walk; a request with a schema the server has not seen) and for states seen before (the same matcher again: every mask
 /// comes from the per-state cache; a request repeating a schema, which the chat service's GrammarCache serves). The outputs are
-/// what a model writes for these schemas, pretty-printed or compact, tokenized by the tokenizer.
+/// what a model writes for these schemas, pretty-printed or compact, tokenized by the tokenizer. Each case also names its
+/// heaviest step (the most trie nodes walked) and times that step alone on fresh matchers (min / median), a figure a busy
+/// machine disturbs less than the single largest step. MASKS_TRACE=1 prints every step over 5 ms with its trie nodes,
+/// the matcher's state count and the garbage collections during it.
 /// Run: dotnet run -c Release --project bench/Qwen3Sharp.Bench -- masks [reps]
 /// </summary>
 internal static class StructuredMaskBench
@@ -92,8 +95,9 @@ internal static class StructuredMaskBench
         int end = tokenizer.ImEnd!.Value;
         Console.WriteLine($"structured-output masks, vocabulary {VocabSize}; token trie built once per tokenizer in {trieMs:F0} ms; " +
             $"load {File.ReadAllText("/proc/loadavg").Trim()}; {reps} reps, medians");
-        Console.WriteLine($"{"case",-42} {"tokens",6} {"first mask",11} {"new state/step",15} {"max step",9} {"repeat/step",12}");
+        Console.WriteLine($"{"case",-42} {"tokens",6} {"first mask",11} {"new state/step",15} {"max step",9} {"repeat/step",12}  heaviest step: where, trie nodes walked; automaton states after the output");
         var logits = new float[VocabSize];
+        var worst = new List<(Case, int[], int)>();
 
         foreach (Case c in Cases)
         {
@@ -102,6 +106,9 @@ internal static class StructuredMaskBench
             var fresh = new List<double>();
             var freshMax = new List<double>();
             var cached = new List<double>();
+            string heaviest = "";
+            int worstAt = 0;
+            int states = 0;
             for (int r = 0; r < reps + 1; r++)   // the first repetition warms the JIT and is dropped
             {
                 long start = Stopwatch.GetTimestamp();
@@ -110,29 +117,64 @@ internal static class StructuredMaskBench
                 constraint.Prepare(TimeSpan.FromSeconds(30));
                 double firstMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
 
-                (double total, double max) = Walk(constraint, ids, end, logits);
-                (double again, _) = Walk(new TokenConstraint(matcher, [end], ConstraintStart.FirstToken), ids, end, logits);
+                (double total, double max, int heaviestAt, long heaviestEdges) = Walk(constraint, matcher, ids, end, logits);
+                (double again, _, _, _) = Walk(new TokenConstraint(matcher, [end], ConstraintStart.FirstToken), matcher, ids, end, logits);
                 if (r > 0)
                 {
                     first.Add(firstMs);
                     fresh.Add(total / ids.Length);
                     freshMax.Add(max);
                     cached.Add(again / ids.Length);
+                    worstAt = heaviestAt;
+                    states = matcher.StateCount;
+                    heaviest = $"#{heaviestAt} after {Quote(tokenizer.Decode(ids[..heaviestAt]), 12)}, {heaviestEdges:N0}";
                 }
             }
 
-            Console.WriteLine($"{c.Name,-42} {ids.Length,6} {Median(first),8:F2} ms {Median(fresh),12:F3} ms {Median(freshMax),6:F2} ms {Median(cached),9:F3} ms");
+            Console.WriteLine($"{c.Name,-42} {ids.Length,6} {Median(first),8:F2} ms {Median(fresh),12:F3} ms {Median(freshMax),6:F2} ms {Median(cached),9:F3} ms  {heaviest}; {states} states");
+            worst.Add((c, ids, worstAt));
+        }
+
+        // The heaviest step again, alone: a fresh matcher is led to the state before it (advancing only), then that
+        // state's mask is timed; repeated, so the figure is the step's cost rather than a scheduling accident.
+        Console.WriteLine($"heaviest step of each case, recomputed on {4 * reps} fresh matchers: min / median");
+        foreach ((Case c, int[] ids, int at) in worst)
+        {
+            var times = new List<double>();
+            for (int r = 0; r < 4 * reps; r++)
+            {
+                var matcher = new GrammarMatcher(c.Grammar(tokenizer), trie);
+                var constraint = new TokenConstraint(matcher, [end], ConstraintStart.FirstToken);
+                foreach (int id in ids[..at])
+                {
+                    constraint.Accept(id);
+                }
+
+                logits.AsSpan().Fill(1f);
+                long start = Stopwatch.GetTimestamp();
+                constraint.Mask(logits);
+                times.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+
+            Console.WriteLine($"{c.Name,-42} {times.Min(),8:F2} / {Median(times),6:F2} ms");
         }
     }
 
-    /// <summary>Masks and advances over <paramref name="ids"/> then the end token; total and largest per-step milliseconds (logit refills excluded).</summary>
-    private static (double Total, double Max) Walk(TokenConstraint constraint, int[] ids, int end, float[] logits)
+    /// <summary>
+    /// Masks and advances over <paramref name="ids"/> then the end token; total and largest per-step milliseconds (logit
+    /// refills excluded), and the heaviest step (the most trie nodes walked: the largest step on a quiet machine) with its node count.
+    /// </summary>
+    private static (double Total, double Max, int HeaviestAt, long HeaviestEdges) Walk(TokenConstraint constraint, GrammarMatcher matcher, int[] ids, int end, float[] logits)
     {
         double total = 0, max = 0;
+        int heaviestAt = 0;
+        long heaviestEdges = -1;
         for (int i = 0; i <= ids.Length; i++)
         {
             int id = i < ids.Length ? ids[i] : end;
             logits.AsSpan().Fill(1f);
+            long edges = matcher.WalkedTrieNodes;
+            int gc0 = GC.CollectionCount(0), gc1 = GC.CollectionCount(1), gc2 = GC.CollectionCount(2);
             long start = Stopwatch.GetTimestamp();
             constraint.Mask(logits);
             if (float.IsNegativeInfinity(logits[id]))
@@ -142,12 +184,24 @@ internal static class StructuredMaskBench
 
             constraint.Accept(id);
             double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            if (ms > 5 && Environment.GetEnvironmentVariable("MASKS_TRACE") == "1")
+            {
+                Console.WriteLine($"  step {i}: {ms:F1} ms, {matcher.WalkedTrieNodes - edges} nodes, {matcher.StateCount} states, GCs {GC.CollectionCount(0) - gc0}/{GC.CollectionCount(1) - gc1}/{GC.CollectionCount(2) - gc2}");
+            }
+
             total += ms;
             max = Math.Max(max, ms);
+            if (matcher.WalkedTrieNodes - edges > heaviestEdges)
+            {
+                (heaviestAt, heaviestEdges) = (i, matcher.WalkedTrieNodes - edges);
+            }
         }
 
-        return (total, max);
+        return (total, max, heaviestAt, heaviestEdges);
     }
+
+    private static string Quote(string text, int tail) =>
+        "\"…" + (text.Length > tail ? text[^tail..] : text).ReplaceLineEndings("⏎") + "\"";
 
     private static double Median(List<double> xs)
     {

@@ -199,7 +199,7 @@ public sealed class ChatService
             Structured.TokenConstraint constraint = forced
                 ? new Structured.TokenConstraint(matcher, _stopTokenIds, start, Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1)
                 : new Structured.TokenConstraint(matcher, _stopTokenIds, start, Tokenizer.ThinkStart ?? -1, Tokenizer.ThinkEnd ?? -1,
-                    trigger, repeat: request.ParallelToolCalls);
+                    trigger, repeat: request.ParallelToolCalls, triggerText: ChatTags.ToolCallStart);
             constraint.Prepare(deadline);
             if (fresh)
             {

@@ -4,9 +4,11 @@ namespace Qwen3Sharp.Structured;
 /// Compiled matchers by grammar source (schema text, tools), so that requests repeating a schema — an agent's tools
 /// every turn, a client's response_format every call — reuse its automaton states and token masks instead of walking
 /// the token trie again. Bounded: at most <see cref="Capacity"/> matchers (the oldest goes first), and a matcher that
-/// has accumulated more than <see cref="MaxMasksPerMatcher"/> masks is dropped and rebuilt on its next use.
+/// has accumulated more than <see cref="MaxMasksPerMatcher"/> masks (19 KB each for Qwen3's vocabulary) or
+/// <see cref="MaxStatesPerMatcher"/> automaton states (up to 2 KB of byte transitions each) is dropped and rebuilt on
+/// its next use.
 /// </summary>
-public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 1024)
+public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 1024, int maxStatesPerMatcher = 8192)
 {
     private readonly Dictionary<string, GrammarMatcher> _matchers = [];
     private readonly Queue<string> _order = new();
@@ -15,6 +17,8 @@ public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 102
     public int Capacity { get; } = capacity;
 
     public int MaxMasksPerMatcher { get; } = maxMasksPerMatcher;
+
+    public int MaxStatesPerMatcher { get; } = maxStatesPerMatcher;
 
     public int Count
     {
@@ -31,7 +35,7 @@ public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 102
     {
         lock (_lock)
         {
-            if (_matchers.TryGetValue(key, out GrammarMatcher? m) && m.MaskCount <= MaxMasksPerMatcher)
+            if (_matchers.TryGetValue(key, out GrammarMatcher? m) && m.MaskCount <= MaxMasksPerMatcher && m.StateCount <= MaxStatesPerMatcher)
             {
                 matcher = m;
                 return true;

@@ -43,13 +43,20 @@ internal sealed class StateSet(Frame[] terminals, bool accepts)
     public readonly bool Accepts = accepts;
     public ulong[]? Mask;                           // [ceil(vocab / 64)] allowed token bits
     public readonly Dictionary<int, StateSet?> Next = [];
+    public StateSet[]? ByteNext;                    // [256] the state after each byte (Dead: none), filled lazily
+
+    /// <summary>The state after a byte that cannot continue the output.</summary>
+    public static readonly StateSet Dead = new([], false);
 
     public bool IsDead => Terminals.Length == 0 && !Accepts;
 }
 
 /// <summary>
 /// Runs a <see cref="GNode"/> grammar over bytes (a nondeterministic pushdown automaton whose stacks are interned
-/// <see cref="Frame"/>s) and computes token masks by walking a <see cref="TokenTrie"/>. One matcher serves one
+/// <see cref="Frame"/>s) and computes token masks by walking a <see cref="TokenTrie"/>. The walk steps through states
+/// (<see cref="StateSet"/>s) whose byte transitions are cached as they are met, a DFA built lazily (as llguidance's
+/// lexer is): a trie edge costs one array load once its transition is known, and a byte that cannot continue prunes every
+/// token under it. One matcher serves one
 /// grammar and may be shared by the requests that use it (the chat service caches matchers per schema): the state and
 /// mask caches then carry over, and a lock serialises the threads that advance or mask with it.
 /// </summary>
@@ -59,8 +66,6 @@ public sealed class GrammarMatcher
     private readonly Dictionary<StateKey, StateSet> _states = [];
     private readonly TokenTrie _trie;
     private readonly List<Frame> _expandScratch = [];
-    private Frame[][] _levels = [];   // per trie depth: the frame set reached there
-    private int[] _levelCounts = [];
     private int _stamp;
     private int _expandStamp;
     private long _deadline = long.MaxValue;   // Stopwatch timestamp past which a mask computation gives up
@@ -68,6 +73,9 @@ public sealed class GrammarMatcher
     private readonly int _maxStackDepth;
     private readonly Lock _lock = new();
     private int _maskCount;
+    private long _walkedNodes;
+    private int _transitionArrays;         // states whose ByteNext is allocated
+    private StateSet[] _walkStates = [];   // [trie depth + 1] the mask walk's state per depth
 
     public GrammarMatcher(GNode root, TokenTrie trie, int maxStackDepth = 512)
     {
@@ -83,6 +91,21 @@ public sealed class GrammarMatcher
 
     /// <summary>Frames created so far (a size measure for limits and benchmarks).</summary>
     public int FrameCount => _frames.Count;
+
+    /// <summary>Automaton states interned so far (each with its byte transitions once a walk passed through it).</summary>
+    public int StateCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _states.Count;
+            }
+        }
+    }
+
+    /// <summary>Trie edges examined by all mask walks so far (a work measure for benchmarks).</summary>
+    public long WalkedTrieNodes => Volatile.Read(ref _walkedNodes);
 
     /// <summary>Token masks computed and kept so far (each <c>ceil(vocab / 64)</c> words).</summary>
     public int MaskCount => Volatile.Read(ref _maskCount);
@@ -258,28 +281,112 @@ public sealed class GrammarMatcher
     /// <summary>The state after <paramref name="bytes"/>, or null when they cannot continue a valid output.</summary>
     internal StateSet? Advance(StateSet state, ReadOnlySpan<byte> bytes)
     {
-        List<Frame> current = [.. state.Terminals];
-        bool accepts = state.Accepts;
-        foreach (byte b in bytes)
+        lock (_lock)
         {
-            var afters = new List<Frame>();
-            foreach (Frame t in current)
+            foreach (byte b in bytes)
             {
-                if (t.Matches(b))
+                state = Step(state, b);
+                if (ReferenceEquals(state, StateSet.Dead))
                 {
-                    afters.Add(AfterOf(t));
+                    return null;
                 }
             }
 
-            (current, accepts) = Merge(afters);
-            if (current.Count == 0 && !accepts)
+            return state;
+        }
+    }
+
+    /// <summary>
+    /// The state after byte <paramref name="b"/> (<see cref="StateSet.Dead"/> when it cannot continue), cached per
+    /// state: the states a mask walk meets become a lazily built DFA, so the walk costs an array load per trie node.
+    /// </summary>
+    private StateSet Step(StateSet state, byte b)
+    {
+        StateSet[] next = state.ByteNext ?? Transitions(state);
+        return next[b] ?? (next[b] = StepUncached(state, b));
+    }
+
+    private StateSet StepUncached(StateSet state, byte b)
+    {
+        CheckDeadline("computing the token mask took too long");
+        var afters = new List<Frame>();
+        foreach (Frame t in state.Terminals)
+        {
+            if (t.Matches(b))
             {
-                return null;
+                afters.Add(AfterOf(t));   // expands before the merge below, whose stamps an expansion must not disturb
             }
         }
 
-        current.Sort(static (a, b) => a.Id.CompareTo(b.Id));
+        if (afters.Count == 0)
+        {
+            return StateSet.Dead;
+        }
+
+        (List<Frame> current, bool accepts) = Merge(afters);
+        if (current.Count == 0 && !accepts)
+        {
+            return StateSet.Dead;
+        }
+
+        current.Sort(static (x, y) => x.Id.CompareTo(y.Id));
         return Intern([.. current], accepts);
+    }
+
+    /// <summary>Most states with a byte-transition array (2 KB each) before the arrays are dropped and rebuilt as needed (as RE2 resets its DFA cache).</summary>
+    internal int MaxTransitionArrays { get; init; } = 8192;
+
+    private StateSet[] Transitions(StateSet state)
+    {
+        _transitionArrays++;
+        return state.ByteNext = new StateSet[256];
+    }
+
+    private void ForgetTransitions()
+    {
+        foreach (StateSet s in _states.Values)
+        {
+            s.ByteNext = null;
+        }
+
+        _transitionArrays = 0;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="tokenId"/> may follow <paramref name="state"/>, simulated byte by byte over frame lists
+    /// without the byte-transition cache or the trie (a brute-force reference for tests and benchmarks).
+    /// </summary>
+    internal bool AllowsByReference(StateSet state, int tokenId)
+    {
+        lock (_lock)
+        {
+            if (!_trie.IsByteToken(tokenId))
+            {
+                return Array.Exists(state.Terminals, t => t.Node is GToken g && g.TokenId == tokenId);
+            }
+
+            List<Frame> current = [.. state.Terminals];
+            bool accepts = state.Accepts;
+            foreach (byte b in _trie.BytesOf(tokenId))
+            {
+                var afters = new List<Frame>();
+                foreach (Frame t in current)
+                {
+                    if (t.Matches(b))
+                    {
+                        afters.Add(AfterOf(t));
+                    }
+                }
+
+                (current, accepts) = Merge(afters);
+                if (current.Count == 0 && !accepts)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
     }
 
     private (List<Frame>, bool) Merge(List<Frame> expanded)
@@ -374,6 +481,10 @@ public sealed class GrammarMatcher
 
     private ulong[] ComputeMask(StateSet state, long deadline)
     {
+        if (_transitionArrays > MaxTransitionArrays)
+        {
+            ForgetTransitions();   // between walks only: a walk holds the arrays of the states on its path
+        }
 
         if (Stopwatch.GetTimestamp() > deadline)
         {
@@ -387,10 +498,7 @@ public sealed class GrammarMatcher
         {
             if (state.Terminals.Length > 0)
             {
-                EnsureLevels(0, state.Terminals.Length);
-                state.Terminals.CopyTo(_levels[0], 0);
-                _levelCounts[0] = state.Terminals.Length;
-                Walk(0, 0, mask);
+                Walk(state, mask);
             }
         }
         finally
@@ -411,87 +519,72 @@ public sealed class GrammarMatcher
         return mask;
     }
 
-    private void EnsureLevels(int depth, int count)
+    /// <summary>
+    /// Walks the trie in preorder from <paramref name="state"/> (llguidance's toktrie walk): <c>states[d]</c> is the state
+    /// after the first d bytes of the current node's path; a node whose byte leads to a dead state is skipped with its
+    /// whole subtree, and so is the subtree under a state that can only end.
+    /// </summary>
+    private void Walk(StateSet state, ulong[] mask)
     {
-        if (depth >= _levels.Length)
+        ReadOnlySpan<byte> nodeBytes = _trie.NodeBytes;
+        ReadOnlySpan<int> depths = _trie.NodeDepths;
+        ReadOnlySpan<int> subtreeEnds = _trie.SubtreeEnds;
+        ReadOnlySpan<int> tokenStarts = _trie.TokenStarts;
+        ReadOnlySpan<int> tokens = _trie.Tokens;
+        if (_walkStates.Length < _trie.MaxDepth + 1)
         {
-            Array.Resize(ref _levels, Math.Max(depth + 1, _levels.Length * 2));
-            Array.Resize(ref _levelCounts, _levels.Length);
+            _walkStates = new StateSet[_trie.MaxDepth + 1];
         }
 
-        _levels[depth] ??= new Frame[Math.Max(16, count)];
-        if (_levels[depth].Length < count)
+        StateSet[] states = _walkStates;
+        states[0] = state;
+        if (state.ByteNext is null)
         {
-            _levels[depth] = new Frame[Math.Max(count, _levels[depth].Length * 2)];
+            Transitions(state);
         }
-    }
 
-    /// <summary>Visits the children of trie node <paramref name="node"/> with the frame set at <paramref name="depth"/>.</summary>
-    private void Walk(int node, int depth, ulong[] mask)
-    {
-        ReadOnlySpan<byte> childBytes = _trie.ChildBytes(node);
-        ReadOnlySpan<int> childNodes = _trie.ChildNodes(node);
-        int count = _levelCounts[depth];
-        for (int c = 0; c < childBytes.Length; c++)
+        int nodeCount = nodeBytes.Length;
+        int n = 1;
+        long walked = 0;
+        while (n < nodeCount)
         {
-            byte b = childBytes[c];
-            for (int i = 0; i < count; i++)
+            walked++;
+            StateSet parent = states[depths[n] - 1];
+            byte b = nodeBytes[n];
+            StateSet after = parent.ByteNext![b] ?? (parent.ByteNext[b] = StepUncached(parent, b));
+            if (ReferenceEquals(after, StateSet.Dead))
             {
-                Frame t = _levels[depth][i];
-                if (t.Matches(b))
-                {
-                    AfterOf(t);    // expands before the merge below, whose stamps an expansion must not disturb
-                }
-            }
-
-            int stamp = ++_stamp;
-            bool accepts = false;
-            int n = 0;
-            EnsureLevels(depth + 1, 16);
-            for (int i = 0; i < count; i++)
-            {
-                Frame t = _levels[depth][i];
-                if (!t.Matches(b))
-                {
-                    continue;
-                }
-
-                Frame after = t.After!;
-                accepts |= after.Accepts;
-                foreach (Frame x in after.Terminals!)
-                {
-                    if (x.Mark != stamp)
-                    {
-                        x.Mark = stamp;
-                        if (n == _levels[depth + 1].Length)
-                        {
-                            Array.Resize(ref _levels[depth + 1], n * 2);
-                        }
-
-                        _levels[depth + 1][n++] = x;
-                    }
-                }
-            }
-
-            CheckDeadline("computing the token mask took too long");
-
-            if (n == 0 && !accepts)
-            {
+                n = subtreeEnds[n];
                 continue;
             }
 
-            int child = childNodes[c];
-            foreach (int token in _trie.TokensAt(child))
+            for (int i = tokenStarts[n]; i < tokenStarts[n + 1]; i++)
             {
+                int token = tokens[i];
                 mask[token >> 6] |= 1UL << (token & 63);
             }
 
-            if (n > 0 && _trie.HasChildren(child))
+            if (after.Terminals.Length == 0)
             {
-                _levelCounts[depth + 1] = n;
-                Walk(child, depth + 1, mask);
+                n = subtreeEnds[n];   // the output can only end here: no longer token fits
+                continue;
+            }
+
+            if (after.ByteNext is null)
+            {
+                Transitions(after);
+            }
+
+            states[depths[n]] = after;
+            n++;
+            if ((walked & 4095) == 0)
+            {
+                CheckDeadline("computing the token mask took too long");
             }
         }
+
+        _walkedNodes += walked;
+        Array.Clear(states);
     }
 
     private readonly struct StateKey(Frame[] terminals, bool accepts) : IEquatable<StateKey>

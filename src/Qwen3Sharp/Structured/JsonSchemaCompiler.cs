@@ -162,12 +162,13 @@ public sealed class JsonSchemaCompiler
                 throw Error(path, $"'{kw}' must not be empty");
             }
 
-            if (kw == "oneOf" && !_strict)
+            GNode branches = G.Alt([.. any.Select((x, i) => Value(x, $"{path}/{kw}/{i}"))]);
+            if (kw == "oneOf" && !_strict && !BranchesAreDisjoint(any))
             {
-                NotEnforced.Add($"{path}: oneOf exclusivity (handled as anyOf)");
+                NotEnforced.Add($"{path}: oneOf exclusivity (branches not provably disjoint; handled as anyOf)");
             }
 
-            return G.Alt([.. any.Select((x, i) => Value(x, $"{path}/{kw}/{i}"))]);
+            return branches;
         }
 
         List<string> types = Types(s, path);
@@ -175,6 +176,169 @@ public sealed class JsonSchemaCompiler
     }
 
     private static bool IsTypeKeyword(string key) => false;
+
+    // ---- oneOf ----
+    // A oneOf is exactly its anyOf when no JSON value can validate against two branches, and that is what is checked
+    // (as XGrammar does): every branch is a const/enum or has a `type`, and their values or types are pairwise
+    // disjoint; or every branch is an object requiring one property whose const/enum values are pairwise disjoint
+    // (a discriminated union, as Pydantic and Zod write them). $refs are followed. Anything else is not proven and
+    // compiles as anyOf (XGrammar falls back the same way; llguidance refuses it).
+
+    /// <summary>Whether no value can validate against two of <paramref name="branches"/> (false when not provable).</summary>
+    private bool BranchesAreDisjoint(JsonArray branches)
+    {
+        var schemas = branches.Select(b => Deref(b) as JsonObject).ToList();
+        if (schemas.Any(b => b is null))
+        {
+            return false;
+        }
+
+        return HasDiscriminator(schemas!) || PairwiseDisjoint(schemas.Select(b => KindsOf(b!)).ToList());
+    }
+
+    /// <summary><paramref name="node"/> with $refs followed (a few hops; null when one does not resolve).</summary>
+    private JsonNode? Deref(JsonNode? node)
+    {
+        for (int hops = 0; hops < 8 && node is JsonObject o && o["$ref"] is JsonValue r && r.TryGetValue(out string? target); hops++)
+        {
+            if (o.Count(p => !Annotations.Contains(p.Key)) != 1)
+            {
+                return null;   // $ref with siblings: not simple enough to reason about
+            }
+
+            node = Resolve(target);
+        }
+
+        return node;
+    }
+
+    private bool HasDiscriminator(List<JsonObject> branches)
+    {
+        foreach (string key in RequiredNames(branches[0]))
+        {
+            var values = new List<List<JsonNode?>>();
+            foreach (JsonObject b in branches)
+            {
+                if (b["type"] is not JsonValue t || !t.TryGetValue(out string? type) || type != "object" ||
+                    !RequiredNames(b).Contains(key) || b["properties"] is not JsonObject props || Deref(props[key]) is not JsonObject prop ||
+                    FiniteValues(prop) is not { } v)
+                {
+                    values.Clear();
+                    break;
+                }
+
+                values.Add(v);
+            }
+
+            if (values.Count == branches.Count && PairwiseDisjoint(values.Select(v => (Types: (HashSet<string>?)null, Values: (List<JsonNode?>?)v)).ToList()))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static HashSet<string> RequiredNames(JsonObject s) =>
+        s["required"] is JsonArray r ? [.. r.Select(x => x is JsonValue v && v.TryGetValue(out string? n) ? n : "")] : [];
+
+    private static List<JsonNode?>? FiniteValues(JsonObject s) =>
+        s.ContainsKey("const") ? [s["const"]] : s["enum"] is JsonArray { Count: > 0 } e ? [.. e] : null;
+
+    /// <summary>What a branch's values can be: a finite list (const/enum), else the JSON types it allows (null: anything).</summary>
+    private static (HashSet<string>? Types, List<JsonNode?>? Values) KindsOf(JsonObject s)
+    {
+        if (s["anyOf"] is not null || s["oneOf"] is not null || s["allOf"] is not null || s["$ref"] is not null)
+        {
+            return (null, null);
+        }
+
+        if (FiniteValues(s) is { } values)
+        {
+            return (null, values);
+        }
+
+        return s["type"] switch
+        {
+            JsonValue v when v.TryGetValue(out string? t) => ([t], null),
+            JsonArray a when a.Count > 0 => ([.. a.Select(x => x is JsonValue xv && xv.TryGetValue(out string? t) ? t : "?")], null),
+            _ => (null, null),
+        };
+    }
+
+    private static bool PairwiseDisjoint(List<(HashSet<string>? Types, List<JsonNode?>? Values)> kinds)
+    {
+        for (int i = 0; i < kinds.Count; i++)
+        {
+            for (int j = i + 1; j < kinds.Count; j++)
+            {
+                if (MayOverlap(kinds[i], kinds[j]))
+                {
+                    return false;
+                }
+            }
+        }
+
+        return true;
+    }
+
+    private static bool MayOverlap((HashSet<string>? Types, List<JsonNode?>? Values) a, (HashSet<string>? Types, List<JsonNode?>? Values) b)
+    {
+        if (a.Values is { } av && b.Values is { } bv)
+        {
+            return av.Any(x => bv.Any(y => ValuesMayBeEqual(x, y)));
+        }
+
+        if (a.Values is { } va && b.Types is { } tb)
+        {
+            return va.Any(v => tb.Any(t => TypeAdmits(t, v)));
+        }
+
+        if (b.Values is { } vb && a.Types is { } ta)
+        {
+            return vb.Any(v => ta.Any(t => TypeAdmits(t, v)));
+        }
+
+        if (a.Types is { } xs && b.Types is { } ys)
+        {
+            return xs.Any(x => ys.Any(y => x == y || x is "integer" or "number" && y is "integer" or "number"));
+        }
+
+        return true;
+    }
+
+    private static string JsonTypeOf(JsonNode? v) => v?.GetValueKind() switch
+    {
+        null or JsonValueKind.Null => "null",
+        JsonValueKind.True or JsonValueKind.False => "boolean",
+        JsonValueKind.String => "string",
+        JsonValueKind.Number => "number",
+        JsonValueKind.Array => "array",
+        _ => "object",
+    };
+
+    private static bool TypeAdmits(string type, JsonNode? value)
+    {
+        string actual = JsonTypeOf(value);
+        return type == actual || type == "integer" && actual == "number";   // 2.0 is an integer to a validator
+    }
+
+    /// <summary>Whether two const/enum values may be the same JSON value (numbers by value: 1 and 1.0 are equal).</summary>
+    private static bool ValuesMayBeEqual(JsonNode? x, JsonNode? y)
+    {
+        string tx = JsonTypeOf(x), ty = JsonTypeOf(y);
+        if (tx != ty)
+        {
+            return false;
+        }
+
+        if (tx == "number")
+        {
+            return !(x!.AsValue().TryGetValue(out decimal dx) && y!.AsValue().TryGetValue(out decimal dy)) || dx == dy;
+        }
+
+        return tx is "array" or "object" || JsonNode.DeepEquals(x, y);   // containers: not compared, assumed equal
+    }
 
     private GNode Ref(JsonNode refNode, string path)
     {

@@ -35,6 +35,10 @@ public sealed class TokenConstraint
     private readonly int _trigger;      // -1: whole-answer mode
     private readonly bool _repeat;
     private readonly long _maskTimeoutTicks;
+    private readonly byte[]? _triggerText;   // the trigger token's text, also recognised when spelled by ordinary tokens
+    private readonly int[]? _triggerFail;    // KMP failure function of _triggerText
+    private readonly (int Token, int End)[][]? _textCompletions;   // [matched bytes] the tokens that complete the text
+    private int _textMatched;                // bytes of _triggerText the free text ends with
     private StateSet? _state;          // null once the output left the grammar (only end tokens are allowed then)
     private Phase _phase;
 
@@ -49,10 +53,14 @@ public sealed class TokenConstraint
     /// <summary>
     /// A triggered constraint when <paramref name="triggerTokenId"/> ≥ 0: <paramref name="matcher"/>'s grammar describes
     /// what follows the trigger token. <paramref name="repeat"/>: free again after each completed match (else only
-    /// end tokens may follow the first one).
+    /// end tokens may follow the first one). <paramref name="triggerText"/>: the trigger token's text; when given, free
+    /// text that spells it out of ordinary tokens (e.g. <c>&lt;</c> <c>tool</c> <c>_call</c> <c>&gt;</c>, which the chat
+    /// parser reads as the same tag) triggers the grammar too, and a token that would complete it with bytes the grammar
+    /// cannot start with is masked.
     /// </summary>
     public TokenConstraint(GrammarMatcher matcher, IReadOnlyCollection<int> endTokens, ConstraintStart start,
-        int thinkStartTokenId, int thinkEndTokenId, int triggerTokenId, bool repeat, TimeSpan? maskTimeout = null)
+        int thinkStartTokenId, int thinkEndTokenId, int triggerTokenId, bool repeat, TimeSpan? maskTimeout = null,
+        string? triggerText = null)
     {
         _matcher = matcher;
         _endTokens = [.. endTokens];
@@ -62,6 +70,13 @@ public sealed class TokenConstraint
         _repeat = repeat;
         _state = matcher.Initial;
         _maskTimeoutTicks = (long)((maskTimeout ?? DefaultMaskTimeout).TotalSeconds * Stopwatch.Frequency);
+        if (triggerTokenId >= 0 && !string.IsNullOrEmpty(triggerText))
+        {
+            _triggerText = System.Text.Encoding.UTF8.GetBytes(triggerText);
+            _triggerFail = TokenTrie.KmpFailure(_triggerText);
+            _textCompletions = matcher.Trie.TextCompletions(_triggerText);
+        }
+
         _phase = start switch
         {
             ConstraintStart.AfterReasoning => Phase.Reasoning,
@@ -103,6 +118,12 @@ public sealed class TokenConstraint
     /// <summary>Sets every disallowed token's logit to −∞.</summary>
     public void Mask(Span<float> logits)
     {
+        if (_phase == Phase.Free && _textCompletions is not null)
+        {
+            MaskTextTriggers(logits);
+            return;
+        }
+
         if (!IsActive)
         {
             return;
@@ -132,6 +153,19 @@ public sealed class TokenConstraint
                 {
                     logits[_endTokens[i]] = ends[i];
                 }
+            }
+        }
+    }
+
+    /// <summary>Free text: masks the tokens that would complete the trigger text followed by bytes the grammar refuses.</summary>
+    private void MaskTextTriggers(Span<float> logits)
+    {
+        foreach ((int token, int end) in _textCompletions![_textMatched])
+        {
+            ReadOnlySpan<byte> rest = _matcher.Trie.BytesOf(token)[end..];
+            if ((uint)token < (uint)logits.Length && rest.Length > 0 && _matcher.Advance(_matcher.Initial, rest) is null)
+            {
+                logits[token] = float.NegativeInfinity;
             }
         }
     }
@@ -208,6 +242,11 @@ public sealed class TokenConstraint
                 {
                     _state = _matcher.Initial;
                     _phase = Phase.Constrained;
+                    _textMatched = 0;
+                }
+                else if (_triggerText is not null)
+                {
+                    AcceptFreeText(tokenId);
                 }
 
                 return;
@@ -218,9 +257,39 @@ public sealed class TokenConstraint
         if (_state is not null)
         {
             _state = _matcher.Advance(_state, tokenId);
-            if (Triggered && _state is { Accepts: true, Terminals.Length: 0 })
+            EndCallIfComplete();
+        }
+    }
+
+    /// <summary>Triggered mode: once the grammar is complete (it accepts and nothing can follow), the text is free again or may only end.</summary>
+    private void EndCallIfComplete()
+    {
+        if (Triggered && _state is { Accepts: true, Terminals.Length: 0 })
+        {
+            _phase = _repeat ? Phase.Free : Phase.EndOnly;
+        }
+    }
+
+    /// <summary>Free text: follows how much of the trigger text the output ends with; its last byte starts the grammar.</summary>
+    private void AcceptFreeText(int tokenId)
+    {
+        if (!_matcher.Trie.IsByteToken(tokenId))
+        {
+            _textMatched = 0;   // added tokens end with '>' (Qwen3's all do), which no proper prefix of a tag ends with
+            return;
+        }
+
+        ReadOnlySpan<byte> bytes = _matcher.Trie.BytesOf(tokenId);
+        for (int i = 0; i < bytes.Length; i++)
+        {
+            _textMatched = TokenTrie.KmpStep(_triggerText!, _triggerFail!, _textMatched, bytes[i]);
+            if (_textMatched == _triggerText!.Length)
             {
-                _phase = _repeat ? Phase.Free : Phase.EndOnly;
+                _textMatched = 0;
+                _phase = Phase.Constrained;
+                _state = _matcher.Advance(_matcher.Initial, bytes[(i + 1)..]);
+                EndCallIfComplete();
+                return;
             }
         }
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Qwen3Sharp.Tokenization;
 
 namespace Qwen3Sharp.Structured;
@@ -12,11 +13,11 @@ public sealed class TokenTrie
 {
     private readonly byte[][] _tokenBytes;   // [vocab] bytes of each ordinary token; empty for added ones
     private readonly bool[] _isByteToken;    // [vocab]
-    private readonly int[] _childStart;      // [nodes + 1] into _childByte / _childNode
-    private readonly byte[] _childByte;
-    private readonly int[] _childNode;
-    private readonly int[] _tokenStart;      // [nodes + 1] into _tokens
+    private readonly int[] _tokenStart;      // [nodes + 1] into _tokens: the tokens whose bytes end at each node
     private readonly int[] _tokens;
+    private readonly byte[] _nodeByte;       // [nodes] the byte on the edge into each node (nodes are numbered in preorder)
+    private readonly int[] _nodeDepth;       // [nodes] edges from the root
+    private readonly int[] _subtreeEnd;      // [nodes] one past the last node of each node's subtree
 
     public TokenTrie(IReadOnlyList<byte[]?> tokenBytes, int vocabSize)
     {
@@ -38,9 +39,6 @@ public sealed class TokenTrie
         ids.Sort((a, b) => _tokenBytes[a].AsSpan().SequenceCompareTo(_tokenBytes[b]));
 
         // Build nodes in DFS order from the sorted list: node 0 is the root.
-        var childStart = new List<int>();
-        var childByte = new List<byte>();
-        var childNode = new List<int>();
         var tokenStart = new List<int>();
         var tokens = new List<int>();
         int nodeCount = 0;
@@ -79,22 +77,38 @@ public sealed class TokenTrie
 
         for (int n = 0; n < nodeCount; n++)
         {
-            childStart.Add(childByte.Count);
-            foreach ((byte b, int c) in children[n])
-            {
-                childByte.Add(b);
-                childNode.Add(c);
-            }
-
             tokenStart.Add(tokens.Count);
             tokens.AddRange(nodeTokens[n]);
         }
 
-        childStart.Add(childByte.Count);
         tokenStart.Add(tokens.Count);
-        _childStart = [.. childStart];
-        _childByte = [.. childByte];
-        _childNode = [.. childNode];
+
+        // Preorder layout for the mask walk: node n's subtree is [n, _subtreeEnd[n]).
+        _nodeByte = new byte[nodeCount];
+        _nodeDepth = new int[nodeCount];
+        _subtreeEnd = new int[nodeCount];
+        for (int n = nodeCount - 1; n >= 0; n--)
+        {
+            int end = n + 1;
+            foreach ((byte b, int c) in children[n])
+            {
+                Debug.Assert(c > n, "trie nodes are numbered in preorder");
+                _nodeByte[c] = b;
+                end = Math.Max(end, _subtreeEnd[c]);
+            }
+
+            _subtreeEnd[n] = end;
+        }
+
+        for (int n = 0; n < nodeCount; n++)
+        {
+            foreach ((_, int c) in children[n])
+            {
+                _nodeDepth[c] = _nodeDepth[n] + 1;
+            }
+
+            MaxDepth = Math.Max(MaxDepth, _nodeDepth[n]);
+        }
         _tokenStart = [.. tokenStart];
         _tokens = [.. tokens];
         NodeCount = nodeCount;
@@ -104,6 +118,9 @@ public sealed class TokenTrie
     public int VocabSize { get; }
 
     public int NodeCount { get; }
+
+    /// <summary>Bytes in the longest ordinary token (the depth of the trie).</summary>
+    public int MaxDepth { get; }
 
     public static TokenTrie FromTokenizer(Qwen3Tokenizer tokenizer, int vocabSize)
     {
@@ -130,15 +147,110 @@ public sealed class TokenTrie
         return new TokenTrie(bytes, vocabSize);
     }
 
+    private readonly Dictionary<string, (int Token, int End)[][]> _completions = [];
+
+    /// <summary>
+    /// For a text <paramref name="text"/> and each k &lt; its length: the ordinary tokens that, written when the output
+    /// ends with the first k bytes of <paramref name="text"/> (and no longer prefix of it), complete it, with the index
+    /// just past the completing byte in the token (KMP matching; computed once per text and kept).
+    /// </summary>
+    internal (int Token, int End)[][] TextCompletions(byte[] text)
+    {
+        string key = Convert.ToHexString(text);
+        lock (_completions)
+        {
+            if (_completions.TryGetValue(key, out var known))
+            {
+                return known;
+            }
+
+            int[] fail = KmpFailure(text);
+            var lists = new List<(int, int)>[text.Length];
+            for (int k = 0; k < text.Length; k++)
+            {
+                lists[k] = [];
+            }
+
+            for (int id = 0; id < VocabSize; id++)
+            {
+                ReadOnlySpan<byte> bytes = _tokenBytes[id];
+                if (bytes.IndexOf(text[^1]) < 0)
+                {
+                    continue;   // only a token holding the last byte can complete the text
+                }
+
+                for (int k = 0; k < text.Length; k++)
+                {
+                    int state = k;
+                    for (int i = 0; i < bytes.Length; i++)
+                    {
+                        state = KmpStep(text, fail, state, bytes[i]);
+                        if (state == text.Length)
+                        {
+                            lists[k].Add((id, i + 1));
+                            break;
+                        }
+                    }
+                }
+            }
+
+            var result = lists.Select(l => l.ToArray()).ToArray();
+            _completions[key] = result;
+            return result;
+        }
+    }
+
+    /// <summary>KMP failure function: fail[i] is the length of the longest proper border of text[..(i + 1)].</summary>
+    internal static int[] KmpFailure(ReadOnlySpan<byte> text)
+    {
+        var fail = new int[text.Length];
+        for (int i = 1, k = 0; i < text.Length; i++)
+        {
+            while (k > 0 && text[i] != text[k])
+            {
+                k = fail[k - 1];
+            }
+
+            if (text[i] == text[k])
+            {
+                k++;
+            }
+
+            fail[i] = k;
+        }
+
+        return fail;
+    }
+
+    /// <summary>The matched length after byte <paramref name="b"/> when <paramref name="state"/> bytes of <paramref name="text"/> were matched.</summary>
+    internal static int KmpStep(ReadOnlySpan<byte> text, int[] fail, int state, byte b)
+    {
+        if (state == text.Length)
+        {
+            state = fail[state - 1];
+        }
+
+        while (state > 0 && text[state] != b)
+        {
+            state = fail[state - 1];
+        }
+
+        return text[state] == b ? state + 1 : 0;
+    }
+
     public bool IsByteToken(int id) => (uint)id < (uint)_isByteToken.Length && _isByteToken[id];
 
     public ReadOnlySpan<byte> BytesOf(int id) => _tokenBytes[id];
 
-    internal ReadOnlySpan<byte> ChildBytes(int node) => _childByte.AsSpan(_childStart[node], _childStart[node + 1] - _childStart[node]);
+    internal ReadOnlySpan<byte> NodeBytes => _nodeByte;
 
-    internal ReadOnlySpan<int> ChildNodes(int node) => _childNode.AsSpan(_childStart[node], _childStart[node + 1] - _childStart[node]);
+    internal ReadOnlySpan<int> NodeDepths => _nodeDepth;
 
-    internal bool HasChildren(int node) => _childStart[node + 1] > _childStart[node];
+    internal ReadOnlySpan<int> SubtreeEnds => _subtreeEnd;
+
+    internal ReadOnlySpan<int> TokenStarts => _tokenStart;
+
+    internal ReadOnlySpan<int> Tokens => _tokens;
 
     internal ReadOnlySpan<int> TokensAt(int node) => _tokens.AsSpan(_tokenStart[node], _tokenStart[node + 1] - _tokenStart[node]);
 }

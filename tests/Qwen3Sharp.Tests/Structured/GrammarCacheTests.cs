@@ -40,6 +40,23 @@ public class GrammarCacheTests
     }
 
     [Fact]
+    public void AMatcherWithTooManyStates_IsDroppedOnItsNextLookup()
+    {
+        GrammarMatcher m = new(StructuredKit.Schema("""{"type":"string","maxLength":40}"""), StructuredKit.Trie);
+        var constraint = new TokenConstraint(m, [StructuredKit.EndToken], ConstraintStart.FirstToken);
+        var logits = new float[StructuredKit.VocabSize];
+        constraint.Mask(logits);
+        constraint.Accept(StructuredKit.Tokenizer.Encode("\"")[0]);
+        constraint.Mask(logits);   // a walk through the string's positions: a state per position reached
+        var cache = new GrammarCache(capacity: 4, maxStatesPerMatcher: m.StateCount);
+        cache.Add("k", m);
+        Assert.True(cache.TryGet("k", out _));
+        constraint.Accept(StructuredKit.Tokenizer.Encode("ab")[0]);
+        constraint.Mask(logits);
+        Assert.False(cache.TryGet("k", out _));
+    }
+
+    [Fact]
     public void ASharedMatcher_GivesEveryConstraintItsOwnPosition()
     {
         GrammarMatcher m = Matcher("yes");

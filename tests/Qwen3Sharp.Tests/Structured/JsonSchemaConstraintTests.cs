@@ -106,6 +106,10 @@ public class JsonSchemaConstraintTests
     public static TheoryData<string, string, bool> Instances() => new()
     {
         { "type-list", "null", true },
+        { "oneOf-discriminated", "{\"pet\": {\"pet_type\": \"dog\", \"good\": true}}", true },
+        { "oneOf-discriminated", "{\"pet\": {\"pet_type\": \"dog\", \"meows\": 3}}", false },
+        { "oneOf-types", "\"abc\"", true },
+        { "oneOf-types", "3.5", false },
         { "type-list", "\"abcde\"", true },
         { "type-list", "\"abcdef\"", false },
         { "type-list", "3", false },
@@ -182,6 +186,25 @@ public class JsonSchemaConstraintTests
         Assert.Contains(keyword, ex.Message);
         JsonSchemaCompiler.Compile(JsonNode.Parse(schema), strict: false, out List<string> notEnforced);
         Assert.Contains(notEnforced, n => n.Contains(keyword, StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("oneOf", true)]
+    [InlineData("oneOf-discriminated", true)]
+    [InlineData("oneOf-types", true)]
+    [InlineData("""{"oneOf":[{"type":"integer"},{"type":"number"}]}""", false)]
+    [InlineData("""{"oneOf":[{"const":1},{"const":1.0}]}""", false)]
+    [InlineData("""{"oneOf":[{"const":"a"},{"type":"string"}]}""", false)]
+    [InlineData("""{"oneOf":[{"const":3},{"type":"string"},{"enum":["x",false]}]}""", false)]
+    [InlineData("""{"oneOf":[{"const":3},{"type":["string","null"]},{"enum":[false]}]}""", true)]
+    [InlineData("""{"oneOf":[{"properties":{"a":{"type":"null"}}},{"type":"string"}]}""", false)]
+    [InlineData("""{"oneOf":[{"type":"object","properties":{"k":{"enum":["a","b"]}},"required":["k"]},{"type":"object","properties":{"k":{"const":"b"}},"required":["k"]}]}""", false)]
+    [InlineData("""{"oneOf":[{"type":"object","properties":{"k":{"const":"a"}}},{"type":"object","properties":{"k":{"const":"b"}},"required":["k"]}]}""", false)]
+    public void OneOf_IsExclusiveExactlyWhenItsBranchesAreProvablyDisjoint(string schemaOrCase, bool exclusive)
+    {
+        string schema = SchemaCases.All.GetValueOrDefault(schemaOrCase, schemaOrCase);
+        JsonSchemaCompiler.Compile(JsonNode.Parse(schema), strict: false, out List<string> notEnforced);
+        Assert.Equal(!exclusive, notEnforced.Any(n => n.Contains("oneOf", StringComparison.Ordinal)));
     }
 
     [Theory]

@@ -96,6 +96,80 @@ public class ToolCallConstraintTests
     public void Triggered_FreeTextAroundCalls_ConstrainedInsideThem(string output, bool repeat, bool expected) =>
         Assert.Equal(expected, Accepts(Triggered(repeat, "get_weather", "get_time"), output));
 
+    private static TokenConstraint TriggeredByText(bool repeat, params string[] names) =>
+        new(new GrammarMatcher(ToolCallGrammar.Body(Targets(names), Close), StructuredKit.Trie), [StructuredKit.EndToken],
+            ConstraintStart.FirstToken, -1, -1, ToolCallStart, repeat, triggerText: "<tool_call>");
+
+    /// <summary>Token ids of <paramref name="text"/> with every tag spelled out of ordinary tokens.</summary>
+    private static List<int> Pieces(string text)
+    {
+        var ids = new List<int>();
+        StructuredKit.Tokenizer.Encode(text, ids, parseAddedTokens: false);
+        return ids;
+    }
+
+    private static List<int> Tokens(string text) => [.. StructuredKit.Tokenizer.Encode(text)];
+
+    private static bool AcceptsIds(TokenConstraint c, List<int> ids)
+    {
+        var logits = new float[StructuredKit.VocabSize];
+        foreach (int id in ids)
+        {
+            logits.AsSpan().Clear();
+            c.Mask(logits);
+            if (float.IsNegativeInfinity(logits[id]))
+            {
+                return false;
+            }
+
+            c.Accept(id);
+        }
+
+        logits.AsSpan().Clear();
+        c.Mask(logits);
+        return !float.IsNegativeInfinity(logits[StructuredKit.EndToken]);
+    }
+
+    [Theory]
+    [InlineData("""{"zone": "UTC"}""", true)]
+    [InlineData("""{"zone": "Europe/Oslo"}""", false)]   // the pattern: the spelled-out tag constrains the call too
+    public void Triggered_TagSpelledOutOfPieces_ConstrainsTheCallLikeTheTagToken(string arguments, bool expected)
+    {
+        List<int> open = Pieces("Let me look.\n<tool_call>");
+        Assert.DoesNotContain(ToolCallStart, open);
+        Assert.True(open.Count >= 4, "the tag is several ordinary tokens");
+        List<int> ids = [.. open, .. Tokens($"\n{{\"name\": \"get_time\", \"arguments\": {arguments}}}\n</tool_call>\nIt is noon.")];
+        Assert.Equal(expected, AcceptsIds(TriggeredByText(repeat: true, "get_time"), ids));
+        Assert.True(AcceptsIds(Triggered(repeat: true, "get_time"), ids));   // without the text trigger nothing is checked
+    }
+
+    [Fact]
+    public void Triggered_TokenCompletingTheSpelledTag_IsMaskedWhenTheCallCannotContinueWithItsRest()
+    {
+        TokenConstraint c = TriggeredByText(repeat: false, "get_time");
+        foreach (int id in Pieces("Hm <tool_call"))
+        {
+            c.Accept(id);
+        }
+
+        var logits = new float[StructuredKit.VocabSize];
+        c.Mask(logits);
+        Assert.True(float.IsFinite(logits[Single(">")]));
+        Assert.True(float.IsFinite(logits[Single(">\n")]));       // '>' then the call's first byte
+        Assert.True(float.IsNegativeInfinity(logits[Single(">,")]));
+        Assert.True(float.IsFinite(logits[Single("_")]));          // not completing the tag: free text
+        Assert.False(c.IsActive);
+        c.Accept(Single(">\n"));
+        Assert.True(c.IsActive);
+
+        static int Single(string text)
+        {
+            List<int> ids = Pieces(text);
+            Assert.Single(ids);
+            return ids[0];
+        }
+    }
+
     [Fact]
     public void Triggered_IsActiveOnlyInsideACall_AndAfterTheOnlyCall()
     {
