@@ -14,7 +14,7 @@ import torch
 
 import train
 
-MODEL = "qwen3sharp-demo-tiny-v2"
+MODEL = "qwen3sharp-demo-tiny-v3"
 
 
 def post(url, body):

@@ -5,13 +5,14 @@ tool calls (names and arguments), final sums, the reasoning split (reasoning_con
 usage: python3 eval.py URL HELDOUT.jsonl [limit]
 """
 import json
+import os
 import re
 import sys
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-MODEL = "qwen3sharp-demo-tiny-v2"
+MODEL = "qwen3sharp-demo-tiny-v3"
 
 
 def post(url, body):
@@ -58,6 +59,26 @@ def run(base, ex):
     return check(ex, ch["message"], ch["finish_reason"]), ch["message"]
 
 
+def producible(base, ex, used):
+    """Whether the model can write what the check needs at all: every token of it has a row of its own (a token the
+    training corpus never uses shares the one unused row, which the model learns never to pick). Taken from the
+    reference completion's tokens that cover the needed text (calls: the whole completion; sums: the digits)."""
+    pieces = post(base + "/tokenize", {"content": ex["completion"], "with_pieces": True})["tokens"]
+    text, spans = "", []
+    for t in pieces:
+        spans.append((len(text), len(text) + len(t["piece"]), t["id"]))
+        text += t["piece"]
+    e = ex["expect"]
+    if text != ex["completion"] or "calls" in e:
+        return all(t["id"] in used for t in pieces)
+    need = list(e.get("contains", [])) + ([str(e["answer_number"])] if "answer_number" in e else [])
+    for s in need:
+        at = text.rfind(s)
+        if at < 0 or not all(i in used for a, b, i in spans if a < at + len(s) and b > at):
+            return False
+    return True
+
+
 def main():
     base, path = sys.argv[1], sys.argv[2]
     rows = [json.loads(l) for l in open(path)]
@@ -65,19 +86,28 @@ def main():
         rows = rows[:int(sys.argv[3])]
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda e: run(base, e), rows))
-    total, ok = Counter(), Counter()
+    # the training set next to the held-out one gives the tokens the model has rows for
+    train = os.path.join(os.path.dirname(path), "train.jsonl")
+    used = {t for l in open(train) for r in [json.loads(l)] for t in r["prompt"] + r["completion"]} \
+        if os.path.exists(train) else None
+    total, ok, can = Counter(), Counter(), Counter()
     for ex, (err, msg) in zip(rows, results):
         k = ex["kind"]
         total[k] += 1
+        if used is not None and producible(base, ex, used):
+            can[k] += 1
+        elif used is not None and err is not None:
+            err += " (needs a token with no row of its own)"
         if err is None:
             ok[k] += 1
         else:
             print(f"FAIL [{k}/{ex['mode']}] {ex['request']['messages'][-1]['content'][:70]!r}: {err} | "
                   f"{json.dumps(msg, ensure_ascii=False)[:240]}")
     for k in sorted(total):
-        print(f"{k:16s} {ok[k]:4d}/{total[k]:4d}")
+        print(f"{k:16s} {ok[k]:4d}/{total[k]:4d}" + (f"   producible {can[k]:4d}" if used is not None else ""))
     n, g = sum(total.values()), sum(ok.values())
-    print(f"TOTAL {g}/{n} = {100.0 * g / n:.1f}% exact-format success (greedy)")
+    print(f"TOTAL {g}/{n} = {100.0 * g / n:.1f}% exact-format success (greedy)"
+          + (f"; {sum(can.values())}/{n} producible with this vocabulary" if used is not None else ""))
 
 
 if __name__ == "__main__":

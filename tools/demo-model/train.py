@@ -4,9 +4,13 @@ RMSNorm before RoPE theta 1e6, GQA, SiLU-gated MLP, tied embeddings) on the rend
 full 151,936-token checkpoint become; its logit is trained with log(unused count) added, so the loss here is exactly the
 full-vocabulary loss and the model learns to keep the whole unused mass small. Loss only on assistant tokens.
 
-usage: nice -n 19 python3 train.py DATA_DIR OUT.npz [minutes] [RESUME.npz]
-       (RESUME.npz: start from those weights, same corpus/compact vocabulary; fresh optimizer and schedule.
-        DEMO_TRAIN_THREADS sets torch's thread count, default 1.)
+usage: nice -n 19 python3 train.py DATA_DIR OUT.npz [minutes] [RESUME.npz|RESUME.safetensors]
+       RESUME: start from those weights (a checkpoint of this script, or the exported asset); rows are matched by
+         token id, and a token the checkpoint has no row for starts as its shared unused row. Fresh optimizer and
+         schedule.
+       DEMO_TRAIN_THREADS: torch's thread count (default 1). DEMO_LR: the peak learning rate (default 3e-3).
+       DEMO_KIND_WEIGHTS="arith=2.5,greet=0.3": how often each kind of conversation comes up per epoch (default 1).
+The logits (and the loss) are computed only at the assistant positions: the prompt positions need none.
 """
 import os
 import json
@@ -89,7 +93,8 @@ class Model(nn.Module):
             for m in (l.o_proj, l.down_proj):
                 m.weight.data /= math.sqrt(2 * c["layers"])
 
-    def forward(self, ids):
+    def forward(self, ids, where=None):
+        """Logits [B, T, rows], or only at the positions `where` selects ([N, rows]): the loss needs no others."""
         B, T = ids.shape
         hd = self.c["head_dim"]
         inv = 1.0 / (self.c["theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
@@ -100,6 +105,8 @@ class Model(nn.Module):
         x = self.embed(ids)
         for l in self.layers:
             x = l(x, cos, sin, mask)
+        if where is not None:
+            x = x[where]
         return self.norm(x) @ self.embed.weight.t()  # tied
 
 
@@ -107,6 +114,32 @@ def load(data_dir):
     rows = [json.loads(l) for l in open(f"{data_dir}/train.jsonl")]
     used = sorted({t for r in rows for t in r["prompt"] + r["completion"]})
     return rows, used
+
+
+def load_weights(path):
+    """(used token ids, {name: array}) from a train.py .npz or an export.py .safetensors (names mapped back)."""
+    if path.endswith(".npz"):
+        z = np.load(path)
+        return [int(t) for t in z["used"]], {k: z[k] for k in z.files if k not in ("used", "config")}
+    import struct
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    back = {"model.embed_tokens.weight": "embed.weight", "model.norm.weight": "norm.weight"}
+    out, used = {}, None
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = h["data_offsets"]
+        arr = np.frombuffer(raw[8 + n + a:8 + n + b], dtype={"F32": np.float32, "I32": np.int32}[h["dtype"]]).reshape(h["shape"])
+        if name == "used_token_ids":
+            used = [int(t) for t in arr]
+        elif name in back:
+            out[back[name]] = arr.copy()
+        else:  # model.layers.{i}.self_attn.q_proj.weight -> layers.{i}.q_proj.weight
+            parts = name.split(".")
+            out[f"layers.{parts[2]}." + ".".join(p for p in parts[3:] if p not in ("self_attn", "mlp"))] = arr.copy()
+    return used, out
 
 
 def save(model, used, out):
@@ -129,11 +162,14 @@ def main():
     print(f"compact vocab {len(used)} (+1 shared unused row), examples {len(rows)}", flush=True)
     model = Model(CFG, len(used) + 1)
     if len(sys.argv) > 4:
-        z = np.load(sys.argv[4])
-        if list(z["used"]) != used:
-            sys.exit(f"{sys.argv[4]} was trained on another compact vocabulary")
-        model.load_state_dict({k: torch.from_numpy(z[k]) for k in model.state_dict()})
-        print(f"resumed from {sys.argv[4]}", flush=True)
+        old_used, w = load_weights(sys.argv[4])
+        # rows by token id; a token the checkpoint had no row for starts as its shared unused row
+        old_row = {t: i for i, t in enumerate(old_used)}
+        e = w["embed.weight"]
+        w["embed.weight"] = np.stack([e[old_row.get(t, len(old_used))] for t in used] + [e[len(old_used)]])
+        added = sum(t not in old_row for t in used)
+        model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(w[k])) for k in model.state_dict()})
+        print(f"resumed from {sys.argv[4]} ({added} tokens new to it)", flush=True)
     print("params", sum(p.numel() for p in model.parameters()), flush=True)
     seqs = []
     for r in rows:
@@ -141,7 +177,15 @@ def main():
         lab = np.full(len(ids), -100, dtype=np.int64)
         lab[len(r["prompt"]) - 1:len(ids) - 1] = ids[len(r["prompt"]):]
         seqs.append((ids, lab))
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]))
+    # DEMO_KIND_WEIGHTS="arith=2,weather=3": repeat those conversations (whole repeats, then a seeded fraction)
+    weights = dict((k, float(v)) for k, v in (p.split("=") for p in os.environ.get("DEMO_KIND_WEIGHTS", "").split(",") if p))
+    pick = random.Random(99)
+    pool = []
+    for i, r in enumerate(rows):
+        w = weights.get(r["kind"], 1.0)
+        pool += [i] * int(w) + ([i] if pick.random() < w - int(w) else [])
+    print("per epoch", len(pool), "conversations", flush=True)
+    order = sorted(pool, key=lambda i: len(seqs[i][0]))
     TOK = 2500  # tokens per batch (padded)
     batches, cur = [], []
     for i in order:
@@ -150,7 +194,8 @@ def main():
             cur = []
         cur.append(i)
     batches.append(cur)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
+    peak = float(os.environ.get("DEMO_LR", "3e-3"))
+    opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.98), weight_decay=0.01)
     bias = torch.zeros(len(used) + 1)
     bias[unk] = log_unused
     t0 = time.time()
@@ -166,7 +211,7 @@ def main():
             if now >= deadline:
                 break
             frac = (now - t0) / (deadline - t0)
-            lr = 3e-3 * min(1.0, (step + 1) / 30) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            lr = peak * min(1.0, (step + 1) / 30) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
                 g["lr"] = lr
             T = max(len(seqs[i][0]) for i in b)
@@ -176,8 +221,9 @@ def main():
                 n = len(seqs[i][0])
                 ids[j, :n] = torch.from_numpy(seqs[i][0])
                 lab[j, :n] = torch.from_numpy(seqs[i][1])
-            logits = model(ids) + bias
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), lab.view(-1), ignore_index=-100)
+            where = lab != -100
+            logits = model(ids, where) + bias
+            loss = F.cross_entropy(logits, lab[where])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

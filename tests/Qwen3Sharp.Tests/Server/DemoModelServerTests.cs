@@ -14,7 +14,7 @@ namespace Qwen3Sharp.Tests.Server;
 /// <summary>The embedded demo model, expanded as the program does on first use and served over HTTP.</summary>
 public sealed class DemoModelFixture : IAsyncLifetime
 {
-    public const string Name = "qwen3sharp-demo-tiny-v2";
+    public const string Name = "qwen3sharp-demo-tiny-v3";
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-demo-" + Guid.NewGuid().ToString("N"));
     private WebApplication? _app;
 
@@ -50,7 +50,8 @@ public sealed class DemoModelFixture : IAsyncLifetime
 
 /// <summary>
 /// What the demo model was trained to do (tools/demo-model/corpus.py), checked exactly under greedy decoding through the
-/// official OpenAI .NET SDK and plain HTTP: the reasoning split, the thinking switches, finish reasons, stop strings and Chinese text in streamed deltas.
+/// official OpenAI .NET SDK and plain HTTP: the reasoning split, the thinking switches, finish reasons, stop strings, Chinese text in
+/// streamed deltas, a tool call (whole and streamed) for a city and tool it was trained on, and an answer from a tool result.
 /// </summary>
 public sealed class DemoModelServerTests(DemoModelFixture fixture) : IClassFixture<DemoModelFixture>
 {
@@ -122,6 +123,70 @@ public sealed class DemoModelServerTests(DemoModelFixture fixture) : IClassFixtu
         options.StopSequences.Add("Qwen3Sharp");
         ChatCompletion c = (await Client().CompleteChatAsync([new UserChatMessage("Hello")], options)).Value;
         Assert.Equal("Hello! I am a tiny demonstration model of ", c.Content[0].Text);
+        Assert.Equal(OpenAI.Chat.ChatFinishReason.Stop, c.FinishReason);
+    }
+
+    private static ChatTool WeatherTool() => ChatTool.CreateFunctionTool("get_weather", "Get the current weather for a city.",
+        BinaryData.FromString("""{"type": "object", "properties": {"city": {"type": "string", "description": "The city name"}}, "required": ["city"]}"""));
+
+    [Fact]
+    public async Task ToolCall_WeatherInACity_CallsTheToolWithTheCity()
+    {
+        ChatCompletionOptions options = Greedy();
+        options.Tools.Add(WeatherTool());
+        ChatCompletion c = (await Client().CompleteChatAsync([new UserChatMessage("What's the weather in Paris?")], options)).Value;
+        Assert.Equal(OpenAI.Chat.ChatFinishReason.ToolCalls, c.FinishReason);
+        ChatToolCall call = Assert.Single(c.ToolCalls);
+        Assert.Equal("get_weather", call.FunctionName);
+        Assert.Equal("Paris", (string)JsonNode.Parse(call.FunctionArguments.ToString())!["city"]!);
+        Assert.Empty(c.Content);
+    }
+
+    [Fact]
+    public async Task ToolCall_Streamed_DeltasAddUpToTheCall()
+    {
+        ChatCompletionOptions options = Greedy();
+        options.Tools.Add(WeatherTool());
+        var arguments = new StringBuilder();
+        var content = new StringBuilder();
+        string? name = null;
+        OpenAI.Chat.ChatFinishReason? finish = null;
+        await foreach (StreamingChatCompletionUpdate u in Client().CompleteChatStreamingAsync([new UserChatMessage("What's the weather in Paris?")], options))
+        {
+            foreach (ChatMessageContentPart p in u.ContentUpdate)
+            {
+                content.Append(p.Text);
+            }
+
+            foreach (StreamingChatToolCallUpdate t in u.ToolCallUpdates)
+            {
+                Assert.Equal(0, t.Index);
+                name ??= t.FunctionName;
+                arguments.Append(t.FunctionArgumentsUpdate?.ToString());
+            }
+
+            finish ??= u.FinishReason;
+        }
+
+        Assert.Equal("", content.ToString());
+        Assert.Equal("get_weather", name);
+        Assert.Equal("Paris", (string)JsonNode.Parse(arguments.ToString())!["city"]!);
+        Assert.Equal(OpenAI.Chat.ChatFinishReason.ToolCalls, finish);
+    }
+
+    [Fact]
+    public async Task ToolResult_AnswersFromItsContent()
+    {
+        ChatCompletionOptions options = Greedy(thinking: false);
+        options.Tools.Add(WeatherTool());
+        OpenAI.Chat.ChatMessage[] messages =
+        [
+            new UserChatMessage("What's the weather in Paris?"),
+            new AssistantChatMessage([ChatToolCall.CreateFunctionToolCall("call_1", "get_weather", BinaryData.FromString("""{"city": "Paris"}"""))]),
+            new ToolChatMessage("call_1", """{"city": "Paris", "temperature": 21, "condition": "sunny"}"""),
+        ];
+        ChatCompletion c = (await Client().CompleteChatAsync(messages, options)).Value;
+        Assert.Equal("In Paris it is sunny and 21°C.", c.Content[0].Text);
         Assert.Equal(OpenAI.Chat.ChatFinishReason.Stop, c.FinishReason);
     }
 
