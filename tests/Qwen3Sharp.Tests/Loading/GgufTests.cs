@@ -98,7 +98,7 @@ public sealed class GgufTests
         Assert.True(worstKl <= 0.02, measured);
         Assert.True(agree >= total - 1, measured);
         Assert.True(worstDiff <= 0.05 * worstRange, measured);
-        Assert.True(worstDiff > 0 || file == KQuantFile, $"{file}: the int8 path should move the logits (is it in use?)"); max KL {worstKl:G3}, max |Δ logit| {worstDiff:G3} (logit range {worstRange:G3}), top-1 {agree}/{total}");
+        Assert.True(worstDiff > 0 || file == KQuantFile, $"{file}: the int8 path should move the logits (is it in use?)");
     }
 
     private static double KlDivergence(ReadOnlySpan<float> reference, ReadOnlySpan<float> other)
