@@ -32,7 +32,7 @@ public static partial class BenchCommand
         var options = new Qwen3ModelOptions { ThreadCount = threads, ContextSize = ctx, MaxBatchTokens = Math.Max(ctx, 32) };
         using var reference = new Qwen3Model(ModelWeights.Load(referenceDirectory, WeightPlacement.Mapped), options);
         using var model = new Qwen3Model(ModelWeights.Load(directory, o.Weights, o.Quantize), options);
-        int[] tokens = LoadTokenizer(referenceDirectory, reference.Weights).Encode(text);
+        int[] tokens = LoadTokenizer(referenceDirectory, reference.Weights, directory, model.Weights).Encode(text);
         int chunks = tokens.Length / ctx;
         if (chunks < 2)
         {
@@ -102,15 +102,24 @@ public static partial class BenchCommand
         return Qwen3Cli.ExitOk;
     }
 
-    private static Qwen3Tokenizer LoadTokenizer(string path, ModelWeights weights)
+    /// <summary>The reference's tokenizer (GGUF metadata or tokenizer.json), else the measured model's.</summary>
+    private static Qwen3Tokenizer LoadTokenizer(string referencePath, ModelWeights reference, string modelPath, ModelWeights model)
     {
-        if (weights.Gguf is { } file)
+        foreach (var (path, weights) in new[] { (referencePath, reference), (modelPath, model) })
         {
-            var (tokenizerJson, tokenizerConfigJson) = GgufModel.ReadTokenizer(file);
-            return Qwen3Tokenizer.FromJson(tokenizerJson, tokenizerConfigJson);
+            if (weights.Gguf is { } file)
+            {
+                var (tokenizerJson, tokenizerConfigJson) = GgufModel.ReadTokenizer(file);
+                return Qwen3Tokenizer.FromJson(tokenizerJson, tokenizerConfigJson);
+            }
+
+            if (File.Exists(Path.Combine(path, "tokenizer.json")))
+            {
+                return Qwen3Tokenizer.Load(path);
+            }
         }
 
-        return Qwen3Tokenizer.Load(path);
+        return Qwen3Tokenizer.Load(referencePath);   // the error names the missing file
     }
 
     private static void LogSoftmax(ReadOnlySpan<float> logits, double[] destination)

@@ -101,6 +101,59 @@ public sealed class GgufTests
         Assert.True(worstDiff > 0 || file == KQuantFile, $"{file}: the int8 path should move the logits (is it in use?)");
     }
 
+    [Fact]
+    public async Task Bench_OnAQ8_0File_UsesAndReportsTheInt8DecodePath_AndTheSwitchTurnsItOff()
+    {
+        string args = $"bench --model {Fixture("tiny-a-q8_0.gguf")} --prompt-tokens 8 --gen-tokens 3 --threads 2";
+        var (code, output, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(args);
+        Assert.True(code == 0, error);
+        string kernels = output.Split('\n').First(l => l.StartsWith("kernels", StringComparison.Ordinal));
+        Assert.Contains("decode Q8_0 int8 activations", kernels);
+        Assert.Contains("QWEN3_QUANT_DECODE=int8", kernels);
+        Assert.Contains("decode A/B   int8 ", output);   // both paths timed in the same run
+
+        (code, output, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(args,
+            environment: new Dictionary<string, string> { [KernelSelection.QuantDecodeVariable] = "float" });
+        Assert.True(code == 0, error);
+        Assert.Contains("decode Q8_0 float activations (QWEN3_QUANT_DECODE=float)", output);
+
+        (code, _, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(args,
+            environment: new Dictionary<string, string> { [KernelSelection.QuantDecodeVariable] = "int4" });
+        Assert.NotEqual(0, code);
+        Assert.Contains(KernelSelection.QuantDecodeVariable, error);
+    }
+
+    [Fact]
+    public async Task Bench_KlReference_PrintsMeanKlForBothDecodePaths()
+    {
+        string text = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(text, string.Concat(Enumerable.Repeat("The quick brown fox jumps over the lazy dog. ", 40)));
+            // the synthesized tiny model (real Qwen3 tokenizer) against itself quantized to Q8_0 at load
+            var (code, output, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(
+                $"bench --model {TinyModel.Directory} --quantize q8_0 --kl-reference {TinyModel.Directory} --kl-text {text} " +
+                "--kl-context 32 --kl-batch 8 --threads 2");
+            Assert.True(code == 0, error + output);
+            double Mean(string path)
+            {
+                string line = output.Split('\n').First(l => l.StartsWith(path + " activations", StringComparison.Ordinal));
+                return double.Parse(line.Split("mean KL ")[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+            }
+
+            // both paths carry the weights' Q8_0 rounding; int8 adds the activations' (same order of magnitude)
+            double kFloat = Mean("float"), kInt8 = Mean("int8");
+            Assert.InRange(kFloat, 1e-9, 0.05);
+            Assert.InRange(kInt8, 1e-9, 0.05);
+            Assert.NotEqual(kFloat, kInt8);
+            Assert.Contains("positions scored", output);
+        }
+        finally
+        {
+            File.Delete(text);
+        }
+    }
+
     private static double KlDivergence(ReadOnlySpan<float> reference, ReadOnlySpan<float> other)
     {
         double[] p = GoldenModelTests.LogSoftmax(reference), q = GoldenModelTests.LogSoftmax(other);
