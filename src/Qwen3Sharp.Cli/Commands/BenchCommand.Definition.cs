@@ -17,6 +17,14 @@ public sealed record BenchOptions
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
     /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
     public Tensors.DType? Quantize { get; init; }
+    /// <summary>--kl-reference: measure KL(reference ‖ model) over a text instead of the speed.</summary>
+    public string? KlReference { get; init; }
+    /// <summary>--kl-text: the text file whose tokens are scored.</summary>
+    public string? KlText { get; init; }
+    /// <summary>--kl-context: tokens per chunk (llama-perplexity's -c); the second half of each chunk is scored.</summary>
+    public int KlContext { get; init; } = 128;
+    /// <summary>--kl-batch: tokens per forward pass of the measured model (under 32: the decode kernels).</summary>
+    public int KlBatch { get; init; } = 16;
 }
 
 public static partial class BenchCommand
@@ -30,6 +38,16 @@ public static partial class BenchCommand
         Option<string> weights = CliOptions.Weights();
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         Option<string> quantize = CliOptions.Quantize();
+        Option<string?> klReference = new("--kl-reference")
+        {
+            Description = "Instead of the speed: the mean KL divergence of this model's next-token distributions from this " +
+                "reference model's (e.g. the BF16 directory) over --kl-text, for both quantized decode paths (int8 and float " +
+                "activations), scored as llama-perplexity --kl-divergence does.",
+            HelpName = "DIR|FILE",
+        };
+        Option<string?> klText = new("--kl-text") { Description = "Text file for --kl-reference (at least 2 × --kl-context tokens).", HelpName = "FILE" };
+        Option<int> klContext = CliOptions.Int("--kl-context", "Chunk length for --kl-reference (llama-perplexity's -c); the second half of each chunk is scored.", 128, 4, 1 << 16);
+        Option<int> klBatch = CliOptions.Int("--kl-batch", "Tokens per forward pass of the measured model for --kl-reference (under 32: the decode kernels).", 16, 1, 1 << 16);
         var command = new CliCommand<BenchOptions>("bench", "Measure prefill and decode speed (tokens/s) end to end.",
             parse => new BenchOptions
             {
@@ -41,9 +59,13 @@ public static partial class BenchCommand
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
                 KvCacheDType = parse.GetValue(kvCacheDType),
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
+                KlReference = parse.GetValue(klReference),
+                KlText = parse.GetValue(klText),
+                KlContext = parse.GetValue(klContext),
+                KlBatch = parse.GetValue(klBatch),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights, quantize, kvCacheDType }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights, quantize, kvCacheDType, klReference, klText, klContext, klBatch }) command.Options.Add(option);
         return command;
     }
 }

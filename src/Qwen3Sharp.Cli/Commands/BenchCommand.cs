@@ -18,14 +18,21 @@ public static partial class BenchCommand
         TextWriter w = o.Context.Out;
         string directory = await ModelSource.ResolveAsync(o.Model, o.Context, ct);
         int threads = o.Threads ?? Environment.ProcessorCount;
+        if (o.KlReference is not null)
+        {
+            return await KlDivergenceAsync(o, directory, threads, ct);
+        }
 
         DecodeKernel decodeKernel = KernelSelection.Decode;   // a bad QWEN3_DECODE_KERNEL fails here, before the load
         PrefillKernel prefillKernel = KernelSelection.Prefill; // likewise QWEN3_PREFILL_KERNEL
+        QuantDecodeKernel quantDecode = KernelSelection.QuantDecode; // likewise QWEN3_QUANT_DECODE
         double bandwidth = MeasureBandwidth(threads);
 
         var clock = Stopwatch.StartNew();
         using ModelWeights weights = ModelWeights.Load(directory, o.Weights, o.Quantize);
-        int context = o.PromptTokens + o.GenTokens + 16;
+        // Q8_0/Q4_0 models decode with both activation paths, alternating (QuantDecodeRounds × 2 passes of GenTokens)
+        bool decodeAb = HasInt8Matrices(weights);
+        int context = o.PromptTokens + o.GenTokens * (decodeAb ? 1 + 2 * QuantDecodeRounds : 1) + 16;
         var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
         // The engine's paged KV cache in the chosen dtype; the runner owns the model.
         int blocks = (context + KvBlockPool.DefaultBlockSize - 1) / KvBlockPool.DefaultBlockSize;
@@ -72,8 +79,8 @@ public static partial class BenchCommand
                 }
             }
 
-            return Report(o, w, directory, threads, weights, runner, sequence!, logits, decodeKernel, prefillKernel, best, bestCpu,
-                loadSeconds, bandwidth, ct);
+            return Report(o, w, directory, threads, weights, model, runner, sequence!, logits, DecodeKernels(weights, decodeKernel, quantDecode), prefillKernel, best, bestCpu,
+                loadSeconds, bandwidth, decodeAb, ct);
         }
         finally
         {
@@ -81,23 +88,34 @@ public static partial class BenchCommand
         }
     }
 
-    private static int Report(BenchOptions o, TextWriter w, string directory, int threads, ModelWeights weights, Engine.Qwen3ModelRunner runner,
-        Engine.ISequenceState sequence, float[] logits, DecodeKernel decodeKernel, PrefillKernel prefillKernel,
+    private static int Report(BenchOptions o, TextWriter w, string directory, int threads, ModelWeights weights, Qwen3Model model, Engine.Qwen3ModelRunner runner,
+        Engine.ISequenceState sequence, float[] logits, string decodeKernels, PrefillKernel prefillKernel,
         Dictionary<PrefillKernel, double> prefill, Dictionary<PrefillKernel, double> prefillCpu, double loadSeconds, double bandwidth,
-        CancellationToken ct)
+        bool decodeAb, CancellationToken ct)
     {
         double prefillSeconds = prefill[prefillKernel];
-        var clock = Stopwatch.StartNew();
-
-        clock.Restart();
-        for (int i = 0; i < o.GenTokens; i++)
+        QuantDecodeKernel selected = model.QuantDecode;
+        var decodeBest = new Dictionary<QuantDecodeKernel, (double Wall, double Cpu)>();
+        using var process = Process.GetCurrentProcess();
+        if (decodeAb)
         {
-            ct.ThrowIfCancellationRequested();
-            int next = ArgMax(logits);
-            runner.Forward(sequence, [next], logits);
+            // int8 and float activation paths alternate on the same sequence, so neighbours' load hits both alike
+            QuantDecodeKernel other = selected == QuantDecodeKernel.Int8 ? QuantDecodeKernel.Float : QuantDecodeKernel.Int8;
+            for (int round = 0; round < QuantDecodeRounds; round++)
+            {
+                foreach (QuantDecodeKernel k in new[] { other, selected })
+                {
+                    model.QuantDecode = k;
+                    (double wall, double cpu) = TimeDecode(o, runner, sequence, logits, process, ct);
+                    (double bw, double bc) = decodeBest.GetValueOrDefault(k, (double.MaxValue, double.MaxValue));
+                    decodeBest[k] = (Math.Min(bw, wall), Math.Min(bc, cpu));
+                }
+            }
+
+            model.QuantDecode = selected;
         }
 
-        double decodeSeconds = clock.Elapsed.TotalSeconds;
+        double decodeSeconds = TimeDecode(o, runner, sequence, logits, process, ct).Wall;
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         bandwidth = Math.Max(bandwidth, MeasureBandwidth(threads));  // before and after: neighbours on a shared machine vary
         long bytesPerToken = WeightBytesPerToken(weights);
@@ -111,7 +129,7 @@ public static partial class BenchCommand
             $"vocab {c.VocabSize}, {MatrixFormats(weights)}, {weightBytes / 1e9:F2} GB of weights");
         w.WriteLine($"threads      {threads}, weights " + (o.Quantize is { } q ? $"quantized to {q} at load (--quantize)"
             : o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages" : "memory-mapped in place"));
-        w.WriteLine($"kernels      decode bf16 {KernelSelection.Name(decodeKernel)} ({KernelSelection.DecodeKernelVariable}), " +
+        w.WriteLine($"kernels      decode {decodeKernels}, " +
             $"{KernelSelection.VectorBits}-bit vectors, prefill bf16 {KernelSelection.Name(prefillKernel)} ({KernelSelection.PrefillKernelVariable}; " +
             $"{(prefillKernel == PrefillKernel.JitBf16 ? "generated AVX512_BF16 vdpbf16ps code, bf16 activations" : "float32 panels")}; " +
             $"JIT AVX512_BF16 kernel {(KernelSelection.JitBf16Supported ? "available" : "not available on this CPU")})");
@@ -128,11 +146,51 @@ public static partial class BenchCommand
         }
 
         w.WriteLine($"decode       {decodeRate:F2} tok/s  ({o.GenTokens} tokens in {decodeSeconds:F2} s, {1000 / decodeRate:F1} ms/token)");
+        if (decodeBest.Count == 2)
+        {
+            var (iw, ic) = decodeBest[QuantDecodeKernel.Int8];
+            var (fw, fc) = decodeBest[QuantDecodeKernel.Float];
+            w.WriteLine($"decode A/B   int8 {o.GenTokens / iw:F2} tok/s, float {o.GenTokens / fw:F2} tok/s ({fw / iw:F2}x; same run, alternating, " +
+                $"best of {QuantDecodeRounds} each); per CPU-second: int8 {o.GenTokens / ic:F2} tok, float {o.GenTokens / fc:F2} tok ({fc / ic:F2}x)");
+        }
+
         w.WriteLine($"peak RSS     {peakRss / 1e9:F2} GB  ({(double)peakRss / weightBytes:F2}x the weight bytes)");
         w.WriteLine($"bandwidth    {bandwidth:F1} GB/s  (measured in this run, best of before and after, {threads} threads)");
         w.WriteLine($"bound        {bound:F2} tok/s  ({bytesPerToken / 1e9:F2} GB of weights read per decoded token)");
         w.WriteLine($"decode/bound {decodeRate / bound:P0}");
         return Qwen3Cli.ExitOk;
+    }
+
+    /// <summary>
+    /// The decode kernels the model's matrices take: "bf16 four-rows (QWEN3_DECODE_KERNEL)" for BF16, and for block
+    /// formats which activation path each format gets, e.g. "Q8_0 int8 activations (QWEN3_QUANT_DECODE=int8)" or, for
+    /// Q4_K_M, "Q4_K+Q6_K float activations, Q8_0 int8 activations (…)".
+    /// </summary>
+    internal static string DecodeKernels(ModelWeights weights, DecodeKernel decodeKernel, QuantDecodeKernel quantDecode)
+    {
+        string[] formats = MatrixFormats(weights).Split('+');
+        var parts = new List<string>();
+        string[] intFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.HasInt8Kernel(d))];
+        string[] floatFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && d.IsBlockQuantized() && !QuantMatMul.HasInt8Kernel(d))];
+        if (quantDecode == QuantDecodeKernel.Int8 && intFormats.Length > 0)
+        {
+            parts.Add($"{string.Join("+", intFormats)} int8 activations (vpmaddubsw block dots)");
+            if (floatFormats.Length > 0)
+            {
+                parts.Add($"{string.Join("+", floatFormats)} float activations");
+            }
+        }
+        else if (intFormats.Length + floatFormats.Length > 0)
+        {
+            parts.Add($"{string.Join("+", intFormats.Concat(floatFormats))} float activations");
+        }
+
+        if (parts.Count > 0)
+        {
+            return $"{string.Join(", ", parts)} ({KernelSelection.QuantDecodeVariable}={KernelSelection.Name(quantDecode)})";
+        }
+
+        return $"bf16 {KernelSelection.Name(decodeKernel)} ({KernelSelection.DecodeKernelVariable})";
     }
 
     /// <summary>
@@ -166,6 +224,31 @@ public static partial class BenchCommand
         }
 
         return bytes;
+    }
+
+    private const int QuantDecodeRounds = 2;
+
+    /// <summary>True when some matrix has an integer-activation kernel (Q8_0, Q4_0): bench then A/Bs the two decode paths.</summary>
+    internal static bool HasInt8Matrices(ModelWeights weights) => weights.Layers.Any(l =>
+        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => QuantMatMul.HasInt8Kernel(m.DType)));
+
+    /// <summary>GenTokens greedy decode steps: wall seconds and process CPU seconds.</summary>
+    private static (double Wall, double Cpu) TimeDecode(BenchOptions o, Engine.Qwen3ModelRunner runner, Engine.ISequenceState sequence,
+        float[] logits, Process process, CancellationToken ct)
+    {
+        process.Refresh();
+        TimeSpan cpu0 = process.TotalProcessorTime;
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < o.GenTokens; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            int next = ArgMax(logits);
+            runner.Forward(sequence, [next], logits);
+        }
+
+        double wall = clock.Elapsed.TotalSeconds;
+        process.Refresh();
+        return (wall, (process.TotalProcessorTime - cpu0).TotalSeconds);
     }
 
     private static double MeasureBandwidth(int threads)

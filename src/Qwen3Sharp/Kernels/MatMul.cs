@@ -62,6 +62,11 @@ public static unsafe class MatMul
         PrefillKernel prefill)
         => Dispatch(pool, x, tokenCount, w, destination, accumulate: false, prefill);
 
+    /// <summary>As <see cref="Multiply(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float})"/> with explicit BF16 prefill and quantized decode kernels.</summary>
+    public static void Multiply(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
+        PrefillKernel prefill, QuantDecodeKernel quantDecode)
+        => Dispatch(pool, x, tokenCount, w, destination, accumulate: false, prefill, quantDecode);
+
     /// <summary>As <see cref="Multiply(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float})"/> but adds into <paramref name="destination"/> (fused residual).</summary>
     public static void MultiplyAdd(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination)
         => Dispatch(pool, x, tokenCount, w, destination, accumulate: true, KernelSelection.Prefill);
@@ -71,12 +76,21 @@ public static unsafe class MatMul
         PrefillKernel prefill)
         => Dispatch(pool, x, tokenCount, w, destination, accumulate: true, prefill);
 
+    /// <summary>As <see cref="MultiplyAdd(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float})"/> with explicit BF16 prefill and quantized decode kernels.</summary>
+    public static void MultiplyAdd(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
+        PrefillKernel prefill, QuantDecodeKernel quantDecode)
+        => Dispatch(pool, x, tokenCount, w, destination, accumulate: true, prefill, quantDecode);
+
     private static void Dispatch(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
         bool accumulate, PrefillKernel prefill)
+        => Dispatch(pool, x, tokenCount, w, destination, accumulate, prefill, KernelSelection.QuantDecode);
+
+    private static void Dispatch(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
+        bool accumulate, PrefillKernel prefill, QuantDecodeKernel quantDecode)
     {
         if (w.DType.IsBlockQuantized() && tokenCount < QuantPanelTokens)
         {
-            QuantMatMul.Run(pool, x, tokenCount, w, destination, accumulate);   // Q8_0, Q4_0, K-quants: Kernels/QuantMatMul.cs
+            QuantMatMul.Run(QuantMatMul.Best, pool, x, tokenCount, w, destination, accumulate, quantDecode);   // Q8_0, Q4_0, K-quants: Kernels/QuantMatMul.cs
             return;
         }
 

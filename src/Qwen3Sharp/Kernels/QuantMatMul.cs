@@ -30,12 +30,19 @@ public static unsafe partial class QuantMatMul
         Avx512F.IsSupported && Avx512BW.IsSupported ? Isa.Avx512 : Avx2.IsSupported && Fma.IsSupported ? Isa.Avx2 : Isa.Scalar;
 
     /// <summary>The product with <paramref name="w"/> of a block format, on the best instruction set available.</summary>
+    /// <remarks>Q8_0 and Q4_0 take the integer-activation kernels (QuantMatMul.Int8.cs) unless
+    /// <see cref="KernelSelection.QuantDecode"/> says <see cref="QuantDecodeKernel.Float"/>.</remarks>
     public static void Run(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination, bool accumulate)
-        => Run(Best, pool, x, tokenCount, w, destination, accumulate);
+        => Run(Best, pool, x, tokenCount, w, destination, accumulate, KernelSelection.QuantDecode);
 
-    /// <summary>One instruction set's implementation (tests call each that the machine supports).</summary>
+    /// <summary>One instruction set's float-activation implementation (tests call each that the machine supports).</summary>
     internal static void Run(Isa isa, WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
         Span<float> destination, bool accumulate)
+        => Run(isa, pool, x, tokenCount, w, destination, accumulate, QuantDecodeKernel.Float);
+
+    /// <summary>One instruction set's implementation with an explicit activation path (tests and the A/B bench).</summary>
+    internal static void Run(Isa isa, WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
+        Span<float> destination, bool accumulate, QuantDecodeKernel kernel)
     {
         ArgumentNullException.ThrowIfNull(pool);
         ArgumentOutOfRangeException.ThrowIfNegative(tokenCount);
@@ -62,6 +69,12 @@ public static unsafe partial class QuantMatMul
 
         fixed (float* px = x, py = destination)
         {
+            if (kernel == QuantDecodeKernel.Int8 && HasInt8Kernel(w.DType))
+            {
+                RunInt8(isa, pool, px, tokenCount, w, py, accumulate);
+                return;
+            }
+
             var job = new Job
             {
                 Isa = isa,

@@ -28,6 +28,12 @@ public sealed record Qwen3ModelOptions
     /// a <see cref="NotSupportedException"/> at construction.
     /// </summary>
     public PrefillKernel? PrefillKernel { get; init; }
+
+    /// <summary>
+    /// The activation path of Q8_0/Q4_0 products under 32 tokens (decode); null takes <see cref="KernelSelection.QuantDecode"/>
+    /// (<c>QWEN3_QUANT_DECODE</c>).
+    /// </summary>
+    public QuantDecodeKernel? QuantDecode { get; init; }
 }
 
 /// <summary>
@@ -74,6 +80,7 @@ public sealed class Qwen3Model : IDisposable
         _headDim = Config.HeadDim;
         _attentionScale = 1f / MathF.Sqrt(_headDim);
         PrefillKernel = options.PrefillKernel ?? KernelSelection.Prefill;
+        QuantDecode = options.QuantDecode ?? KernelSelection.QuantDecode;
         _pool = new WorkerPool(options.ThreadCount);
         _scratch = new ForwardScratch(Config, MaxBatchTokens);
     }
@@ -97,6 +104,9 @@ public sealed class Qwen3Model : IDisposable
     }
 
     private PrefillKernel _prefill;
+
+    /// <summary>The activation path of this model's Q8_0/Q4_0 decode products (settable between forward passes, e.g. for an A/B or a KL measurement).</summary>
+    public QuantDecodeKernel QuantDecode { get; set; }
 
     /// <summary>Maps the checkpoint in <paramref name="directory"/> and prepares the model.</summary>
     /// <exception cref="ModelFormatException">The directory's config or weights are malformed.</exception>
@@ -178,7 +188,7 @@ public sealed class Qwen3Model : IDisposable
             RunLayers(new ForwardBatch(tokenIds.Slice(offset, count), _single));
             Span<float> normed = _scratch.Normed(count);                                                        // [T, hidden]
             RmsNorm.Apply(_scratch.Hidden(count), _weights.Norm, _eps, normed);
-            MatMul.Multiply(_pool, normed, count, _weights.LmHead, logits.Slice(offset * _vocab, count * _vocab), _prefill); // [T, vocab]
+            MatMul.Multiply(_pool, normed, count, _weights.LmHead, logits.Slice(offset * _vocab, count * _vocab), _prefill, QuantDecode); // [T, vocab]
         }
 
         _single[0] = default;
@@ -246,7 +256,7 @@ public sealed class Qwen3Model : IDisposable
             }
         }
 
-        MatMul.Multiply(_pool, normed, rows, _weights.LmHead, logits[..(rows * _vocab)], _prefill);                      // [rows, vocab]
+        MatMul.Multiply(_pool, normed, rows, _weights.LmHead, logits[..(rows * _vocab)], _prefill, QuantDecode);                      // [rows, vocab]
     }
 
     private KvCacheView DenseView(KvCache cache) => new(cache, DenseTable, cache.ContextSize, _kvHeads * _headDim);
@@ -285,9 +295,9 @@ public sealed class Qwen3Model : IDisposable
 
             // attention
             RmsNorm.Apply(hidden, w.InputLayerNorm, _eps, normed);
-            MatMul.Multiply(_pool, normed, t, w.QProj, q, _prefill);
-            MatMul.Multiply(_pool, normed, t, w.KProj, k, _prefill);
-            MatMul.Multiply(_pool, normed, t, w.VProj, v, _prefill);
+            MatMul.Multiply(_pool, normed, t, w.QProj, q, _prefill, QuantDecode);
+            MatMul.Multiply(_pool, normed, t, w.KProj, k, _prefill, QuantDecode);
+            MatMul.Multiply(_pool, normed, t, w.VProj, v, _prefill, QuantDecode);
             if (w.QBias is not null)
             {
                 AddBias(w.QBias, q);                                    // qwen2
@@ -313,7 +323,7 @@ public sealed class Qwen3Model : IDisposable
                     _attentionScale, attnOut.Slice(b.TokenOffset * qDim, n * qDim));   // GQA over the cache
             }
 
-            MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden, _prefill);   // residual fused
+            MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden, _prefill, QuantDecode);   // residual fused
             if (w.OBias is not null)
             {
                 AddBias(w.OBias, hidden);
@@ -321,10 +331,10 @@ public sealed class Qwen3Model : IDisposable
 
             // mlp
             RmsNorm.Apply(hidden, w.PostAttentionLayerNorm, _eps, normed);
-            MatMul.Multiply(_pool, normed, t, w.GateProj, gate, _prefill);
-            MatMul.Multiply(_pool, normed, t, w.UpProj, up, _prefill);
+            MatMul.Multiply(_pool, normed, t, w.GateProj, gate, _prefill, QuantDecode);
+            MatMul.Multiply(_pool, normed, t, w.UpProj, up, _prefill, QuantDecode);
             SwiGlu.SiluMul(gate, up, gate);
-            MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden, _prefill);   // residual fused
+            MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden, _prefill, QuantDecode);   // residual fused
         }
     }
 

@@ -233,7 +233,14 @@ public sealed unsafe class QuantMatMulTests
         fixed (float* px = x)
         fixed (double* pe = expected)
         {
-            QuantScalar.MatMul(px, 3, m.View, pe);
+            if (KernelSelection.QuantDecode == QuantDecodeKernel.Int8 && QuantMatMul.HasInt8Kernel(dtype))
+            {
+                QuantScalar.Int8MatMul(px, 3, m.View, pe);   // the default decode path quantizes the activations
+            }
+            else
+            {
+                QuantScalar.MatMul(px, 3, m.View, pe);
+            }
         }
 
         for (int i = 0; i < y.Length; i++)

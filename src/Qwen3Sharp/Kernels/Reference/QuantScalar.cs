@@ -217,6 +217,83 @@ public static unsafe class QuantScalar
         }
     }
 
+    /// <summary>
+    /// The integer-activation path's activation quantizer, written independently of the kernels: per 32 elements
+    /// d = amax/127 (float32), q = round-to-even(x · (1/d)), and the block's code sum.
+    /// </summary>
+    public static void QuantizeActivationQ8(float* x, int colCount, sbyte* codes, float* scales, int* sums)
+    {
+        for (int b = 0; b < colCount / BlockSize; b++)
+        {
+            float amax = 0;
+            for (int j = 0; j < BlockSize; j++)
+            {
+                amax = Math.Max(amax, Math.Abs(x[b * BlockSize + j]));
+            }
+
+            float d = amax / 127f;
+            float id = d == 0 ? 0 : 1 / d;
+            int sum = 0;
+            for (int j = 0; j < BlockSize; j++)
+            {
+                int q = (int)Math.Round(x[b * BlockSize + j] * id, MidpointRounding.ToEven);
+                codes[b * BlockSize + j] = (sbyte)q;
+                sum += q;
+            }
+
+            scales[b] = d;
+            sums[b] = sum;
+        }
+    }
+
+    /// <summary>
+    /// The integer-activation product of Q8_0/Q4_0 weights: activations quantized by <see cref="QuantizeActivationQ8"/>,
+    /// exact integer dots per block of the weight codes (Q4_0: code − 8) with the activation codes, then
+    /// Σ d_w·d_x·dot in double. <paramref name="magnitude"/> (optional) gets Σ |d_w·d_x·dot|, the float32 rounding's scale.
+    /// </summary>
+    public static void Int8MatMul(float* x, int tokenCount, in WeightView w, double* destination, double* magnitude = null)
+    {
+        int cols = w.ColCount, blocks = cols / BlockSize;
+        var codes = new sbyte[cols];
+        var scales = new float[blocks];
+        var sums = new int[blocks];
+        fixed (sbyte* pc = codes)
+        fixed (float* ps = scales)
+        fixed (int* pu = sums)
+        {
+            for (int t = 0; t < tokenCount; t++)
+            {
+                QuantizeActivationQ8(x + (long)t * cols, cols, pc, ps, pu);
+                for (int r = 0; r < w.RowCount; r++)
+                {
+                    byte* row = w.Row(r);
+                    double s = 0, m = 0;
+                    for (int b = 0; b < blocks; b++)
+                    {
+                        byte* block = row + b * (w.DType == DType.Q8_0 ? 34 : 18);
+                        long dot = 0;
+                        for (int j = 0; j < BlockSize; j++)
+                        {
+                            int q = w.DType == DType.Q8_0 ? ((sbyte*)(block + 2))[j]
+                                : (j < 16 ? block[2 + j] & 0xF : block[2 + j - 16] >> 4) - 8;
+                            dot += q * pc[b * BlockSize + j];
+                        }
+
+                        double term = (double)Half(block) * ps[b] * dot;
+                        s += term;
+                        m += Math.Abs(term);
+                    }
+
+                    destination[(long)t * w.RowCount + r] = s;
+                    if (magnitude != null)
+                    {
+                        magnitude[(long)t * w.RowCount + r] = m;
+                    }
+                }
+            }
+        }
+    }
+
     /// <summary>float32 to bf16 bits, rounding to nearest even (finite values).</summary>
     public static ushort ToBf16(float value)
     {

@@ -1,0 +1,246 @@
+using System.Runtime.InteropServices;
+using Qwen3Sharp.Kernels;
+using Qwen3Sharp.Kernels.Reference;
+using Qwen3Sharp.Tensors;
+
+namespace Qwen3Sharp.Tests.Kernels;
+
+/// <summary>
+/// The integer-activation Q8_0/Q4_0 kernels (QuantMatMul.Int8.cs): the activation quantizer bit for bit against its
+/// scalar twin and the reference, the products against a float64 reference of the same integer math, and against the
+/// float-activation path within the bound the activation rounding allows.
+/// </summary>
+public sealed unsafe class Int8MatMulTests
+{
+    // 1..31: decode and the server's batched decode (below MatMul.QuantPanelTokens); 4-token groups and remainders.
+    private static readonly int[] TokenCounts = [1, 2, 3, 4, 5, 7, 9, 31];
+
+    // Odd row counts (not multiples of the 16-row chunk or of 4), one block, odd block counts, Qwen3-1.7B's widths.
+    private static readonly (int Rows, int Cols)[] Shapes = [(1, 32), (3, 64), (17, 96), (37, 160), (19, 2048), (5, 6144)];
+
+    public static TheoryData<DType, string> Cases()
+    {
+        var data = new TheoryData<DType, string>();
+        foreach (DType d in new[] { DType.Q8_0, DType.Q4_0 })
+        {
+            data.Add(d, nameof(QuantMatMul.Isa.Scalar));
+            data.Add(d, nameof(QuantMatMul.Isa.Avx2));
+            data.Add(d, nameof(QuantMatMul.Isa.Avx512));
+        }
+
+        return data;
+    }
+
+    private static bool Supported(QuantMatMul.Isa isa) => isa switch
+    {
+        QuantMatMul.Isa.Avx512 => QuantMatMul.Best == QuantMatMul.Isa.Avx512,
+        QuantMatMul.Isa.Avx2 => QuantMatMul.Best != QuantMatMul.Isa.Scalar,
+        _ => true,
+    };
+
+    private static float[] Activations(Random rng, int count)
+    {
+        var x = new float[count];
+        for (int i = 0; i < count; i++)
+        {
+            // mixed magnitudes, a zero block now and then, values exactly on a rounding tie (k + 0.5)·d
+            x[i] = (i / 32 % 7) switch
+            {
+                3 => 0,
+                5 => (i % 32 == 0 ? 127 : (i % 9) - 4.5f) * 0.25f,
+                _ => (float)(rng.NextDouble() * 2 - 1) * (i % 5 == 0 ? 8 : 1),
+            };
+        }
+
+        return x;
+    }
+
+    private static byte* Quantized(DType dtype, int rows, int cols, int seed)
+    {
+        var rng = new Random(seed);
+        long rowBytes = dtype.RowBytes(cols);
+        byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)(rows * rowBytes), 64);
+        var f = new float[cols];
+        fixed (float* pf = f)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                for (int c = 0; c < cols; c++)
+                {
+                    f[c] = (float)(rng.NextDouble() * 2 - 1) * (r % 3 == 0 ? 0.01f : 1f);
+                }
+
+                if (dtype == DType.Q8_0)
+                {
+                    QuantScalar.QuantizeRowQ8_0(pf, cols, data + r * rowBytes);
+                    if (r % 4 == 1)
+                    {
+                        ((sbyte*)(data + r * rowBytes))[2] = -128;   // a code llama.cpp's quantizer never writes, but a file may hold
+                    }
+                }
+                else
+                {
+                    QuantScalar.QuantizeRowQ4_0(pf, cols, data + r * rowBytes);
+                }
+            }
+        }
+
+        return data;
+    }
+
+    [Fact]
+    public void ActivationQuantizer_Avx2AndScalar_MatchTheReferenceBitForBit()
+    {
+        var rng = new Random(3);
+        foreach (int cols in new[] { 32, 64, 2048, 6144 })
+        {
+            float[] x = Activations(rng, cols);
+            int blocks = cols / 32;
+            var want = (codes: new sbyte[cols], scales: new float[blocks], sums: new int[blocks]);
+            var got = (codes: new sbyte[cols], scales: new float[blocks], sums: new int[blocks]);
+            fixed (float* px = x)
+            fixed (sbyte* wc = want.codes, gc = got.codes)
+            fixed (float* ws = want.scales, gs = got.scales)
+            fixed (int* wu = want.sums, gu = got.sums)
+            {
+                QuantScalar.QuantizeActivationQ8(px, cols, wc, ws, wu);
+                QuantMatMul.QuantizeQ8Scalar(px, blocks, gc, gs, gu);
+                Assert.Equal(want.codes, got.codes);
+                Assert.Equal(want.scales, got.scales);
+                Assert.Equal(want.sums, got.sums);
+                if (QuantMatMul.Best != QuantMatMul.Isa.Scalar)
+                {
+                    Array.Clear(got.codes);
+                    QuantMatMul.QuantizeQ8Avx2(px, blocks, gc, gs, gu);
+                    Assert.Equal(want.codes, got.codes);
+                    Assert.Equal(want.scales, got.scales);
+                    Assert.Equal(want.sums, got.sums);
+                }
+            }
+        }
+    }
+
+    [Theory, MemberData(nameof(Cases))]
+    public void Int8Path_MatchesTheFloat64ReferenceOfTheSameIntegerMath(DType dtype, string isaName)
+    {
+        var isa = Enum.Parse<QuantMatMul.Isa>(isaName);
+        if (!Supported(isa))
+        {
+            return;   // this ISA is checked on machines (and CI reruns) that have it
+        }
+
+        using var pool = new WorkerPool(2);
+        var rng = new Random(7);
+        foreach (var (rows, cols) in Shapes)
+        {
+            byte* data = Quantized(dtype, rows, cols, rows * 31 + cols);
+            try
+            {
+                var w = new WeightView(data, dtype, rows, cols);
+                foreach (int tokens in TokenCounts)
+                {
+                    float[] x = Activations(rng, tokens * cols);
+                    var expected = new double[tokens * rows];
+                    var magnitude = new double[tokens * rows];
+                    fixed (float* px = x)
+                    fixed (double* pe = expected, pm = magnitude)
+                    {
+                        QuantScalar.Int8MatMul(px, tokens, w, pe, pm);
+                    }
+
+                    foreach (bool accumulate in new[] { false, true })
+                    {
+                        var y = new float[tokens * rows];
+                        Array.Fill(y, accumulate ? 0.5f : float.NaN);
+                        QuantMatMul.Run(isa, pool, x, tokens, w, y, accumulate, QuantDecodeKernel.Int8);
+                        for (int i = 0; i < y.Length; i++)
+                        {
+                            // the block dots are exact integers; only the float32 scale products and sums round
+                            double want = expected[i] + (accumulate ? 0.5 : 0);
+                            double tolerance = 1e-6 * magnitude[i] + 1e-6;
+                            Assert.True(Math.Abs(y[i] - want) <= tolerance,
+                                $"{dtype} {isa} {rows}x{cols} tokens {tokens} acc {accumulate} [{i}]: {y[i]} vs {want} (tol {tolerance:G3})");
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(data);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(DType.Q8_0)]
+    [InlineData(DType.Q4_0)]
+    public void Int8Path_StaysWithinTheActivationRoundingOfTheFloatPath(DType dtype)
+    {
+        // Each activation moves by at most half its block's step d_x = amax/127, so
+        // |int8 − float| ≤ Σ_blocks (d_x / 2) · Σ_j |w_j| (plus float32 rounding).
+        using var pool = new WorkerPool(2);
+        const int rows = 37, cols = 2048, tokens = 3;
+        byte* data = Quantized(dtype, rows, cols, 11);
+        try
+        {
+            var w = new WeightView(data, dtype, rows, cols);
+            float[] x = Activations(new Random(5), tokens * cols);
+            var exact = new double[tokens * rows];
+            fixed (float* px = x)
+            fixed (double* pe = exact)
+            {
+                QuantScalar.MatMul(px, tokens, w, pe);
+            }
+
+            var y = new float[tokens * rows];
+            QuantMatMul.Run(QuantMatMul.Best, pool, x, tokens, w, y, false, QuantDecodeKernel.Int8);
+            double worstRatio = 0;
+            for (int t = 0; t < tokens; t++)
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    double bound = 0, scale = 0;
+                    for (int b = 0; b < cols / 32; b++)
+                    {
+                        float amax = 0;
+                        double wabs = 0;
+                        for (int j = 0; j < 32; j++)
+                        {
+                            amax = Math.Max(amax, Math.Abs(x[t * cols + b * 32 + j]));
+                            wabs += Math.Abs(w[r, b * 32 + j]);
+                        }
+
+                        bound += amax / 127.0 / 2 * wabs;
+                        scale += amax * wabs;
+                    }
+
+                    double delta = Math.Abs(y[t * rows + r] - exact[t * rows + r]);
+                    Assert.True(delta <= bound + 1e-5 * scale, $"{dtype} token {t} row {r}: |Δ| {delta:G3} > bound {bound:G3}");
+                    worstRatio = Math.Max(worstRatio, delta / bound);
+                }
+            }
+
+            Assert.True(worstRatio > 0, "the int8 path should differ from the float path somewhere (is it in use?)");
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(data);
+        }
+    }
+
+    [Theory]
+    [InlineData(null, QuantDecodeKernel.Int8)]
+    [InlineData("", QuantDecodeKernel.Int8)]
+    [InlineData("auto", QuantDecodeKernel.Int8)]
+    [InlineData(" INT8 ", QuantDecodeKernel.Int8)]
+    [InlineData("float", QuantDecodeKernel.Float)]
+    public void ChooseQuantDecode_Setting_PicksThePath(string? setting, QuantDecodeKernel expected)
+        => Assert.Equal(expected, KernelSelection.ChooseQuantDecode(setting));
+
+    [Fact]
+    public void ChooseQuantDecode_UnknownSetting_NamesTheVariable()
+    {
+        var e = Assert.Throws<ArgumentException>(() => KernelSelection.ChooseQuantDecode("int4"));
+        Assert.Contains(KernelSelection.QuantDecodeVariable, e.Message);
+    }
+}
