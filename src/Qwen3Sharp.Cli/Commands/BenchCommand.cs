@@ -185,18 +185,20 @@ public static partial class BenchCommand
             parts.Add($"{string.Join("+", intFormats.Concat(floatFormats))} float activations");
         }
 
+        if (formats.Contains(nameof(DType.Affine)))
+        {
+            parts.Insert(0, "MLX affine float activations (AffineMatMul)");   // widened in registers; no switch
+        }
+
         if (parts.Count > 0)
         {
-            return $"{string.Join(", ", parts)} ({KernelSelection.QuantDecodeVariable}={KernelSelection.Name(quantDecode)})";
+            return intFormats.Length + floatFormats.Length == 0 ? string.Join(", ", parts)
+                : $"{string.Join(", ", parts)} ({KernelSelection.QuantDecodeVariable}={KernelSelection.Name(quantDecode)})";
         }
 
         return $"bf16 {KernelSelection.Name(decodeKernel)} ({KernelSelection.DecodeKernelVariable})";
     }
 
-    /// <summary>
-    /// Weight bytes a decode step reads: every projection of every layer and the output projection (vocab × hidden,
-    /// read in full even when tied to the embeddings); the embedding lookup reads one row and the norms are negligible.
-    /// </summary>
     /// <summary>The matrices' element types, most bytes first: "BF16", or a mixed file's "Q4_K+Q6_K" (Q4_K_M).</summary>
     internal static string MatrixFormats(ModelWeights weights)
     {
@@ -212,6 +214,10 @@ public static partial class BenchCommand
         return string.Join("+", bytes.OrderByDescending(kv => kv.Value).Select(kv => kv.Key));
     }
 
+    /// <summary>
+    /// Weight bytes a decode step reads: every projection of every layer and the output projection (vocab × hidden,
+    /// read in full even when tied to the embeddings); the embedding lookup reads one row and the norms are negligible.
+    /// </summary>
     internal static long WeightBytesPerToken(ModelWeights weights)
     {
         long bytes = weights.LmHead.ByteCount;

@@ -49,6 +49,11 @@ public sealed class CliProcessTests
         Assert.EndsWith("\n", output);
         Assert.DoesNotContain("<think>", output);
 
+        // bench names the affine kernel, not the bf16 one
+        (code, output, error) = await CliProcess.RunAsync($"bench --model {mlx} --prompt-tokens 8 --gen-tokens 2 --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Matches(@"kernels +decode MLX affine float activations \(AffineMatMul\), \d+-bit vectors", output);
+
         string mxfp4 = Loading.MlxTestModels.EditedCopy(mlx, dir.File("mxfp4"), config: c => c["quantization"]!["mode"] = "mxfp4");
         (code, _, error) = await CliProcess.RunAsync($"run --model {mxfp4} hello");
         Assert.Equal(1, code);
