@@ -96,6 +96,14 @@ public static class GgufModel
     public static string TensorName(CheckpointKey key, int layer) =>
         string.Format(CultureInfo.InvariantCulture, s_names[key.Name], layer);
 
+    // Added tokens that Qwen2.5/Qwen3's tokenizer.json marks "special": false but the GGUF converters store as CONTROL,
+    // because they look special (<|...|>: convert_hf_to_gguf.py's does_token_look_special). GGUF keeps no special
+    // flag, so without this list skip_special_tokens would drop them where the Hugging Face directory keeps them.
+    private static readonly HashSet<string> s_nonSpecialControl = new(StringComparer.Ordinal)
+    {
+        "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+    };
+
     /// <summary>The tokenizer from tokenizer.ggml.* (gpt2 BPE), as the JSON files it was converted from.</summary>
     /// <returns>tokenizer.json and tokenizer_config.json texts for <see cref="Tokenization.Qwen3Tokenizer.FromJson"/>.</returns>
     public static (string TokenizerJson, string TokenizerConfigJson) ReadTokenizer(GgufFile file)
@@ -124,10 +132,11 @@ public static class GgufModel
                 long type = types.Length == 0 ? 1 : types[i] as long? ?? 1;
                 if (type is 3 or 4)   // CONTROL: special added token; USER_DEFINED: non-special added token
                 {
+                    string content = TokenText(file, tokens, i);
                     w.WriteStartObject();
                     w.WriteNumber("id", i);
-                    w.WriteString("content", TokenText(file, tokens, i));
-                    w.WriteBoolean("special", type == 3);
+                    w.WriteString("content", content);
+                    w.WriteBoolean("special", type == 3 && !s_nonSpecialControl.Contains(content));
                     w.WriteBoolean("normalized", false);
                     w.WriteEndObject();
                 }

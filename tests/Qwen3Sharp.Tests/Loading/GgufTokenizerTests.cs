@@ -50,15 +50,15 @@ public sealed class GgufTokenizerTests
             int[] ids = c.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
             Assert.Equal(ids, fromGguf.Encode(text));
             Assert.Equal(fromHf.Decode(ids), fromGguf.Decode(ids));
-            // GGUF keeps no "special" flag: the converter marks every <|...|> added token CONTROL (llama.cpp's
-            // does_token_look_special), so the FIM and vision markers, non-special in tokenizer.json, are skipped
-            // by skip_special_tokens here; ordinary text decodes identically.
-            if (!ids.Any(id => id >= 151643))
-            {
-                Assert.Equal(fromHf.Decode(ids, skipSpecialTokens: true), fromGguf.Decode(ids, skipSpecialTokens: true));
-            }
+            Assert.Equal(fromHf.Decode(ids, skipSpecialTokens: true), fromGguf.Decode(ids, skipSpecialTokens: true));
             cases++;
         }
+
+        // every added token, alone: GGUF keeps no special flag (the converter stores every <|...|> token as CONTROL,
+        // the FIM markers included, which tokenizer.json marks non-special); skip_special_tokens must still agree
+        int[] added = [.. Enumerable.Range(151643, 151669 - 151643)];   // <|endoftext|> … </think>
+        Assert.Equal(fromHf.Decode(added, skipSpecialTokens: true), fromGguf.Decode(added, skipSpecialTokens: true));
+        Assert.Contains("<|fim_prefix|>", fromGguf.Decode(added, skipSpecialTokens: true));
 
         string prose = File.ReadAllText(Path.Combine(Fixtures, "tokenizer", "prose-gpl3.txt"));
         Assert.Equal(fromHf.Encode(prose), fromGguf.Encode(prose));
