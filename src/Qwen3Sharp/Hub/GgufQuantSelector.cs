@@ -50,6 +50,27 @@ public static partial class GgufQuantSelector
         return parts.Select(p => p.Path).ToList();
     }
 
+    /// <summary>
+    /// What a reference without a tag selects in a repository of GGUF files, as llama.cpp's <c>-hf repo</c> and Ollama's
+    /// <c>hf.co/repo</c> do: the <c>Q4_K_M</c> model when offered, otherwise the first GGUF model by path; named by its
+    /// whole file name (without a split suffix) so that it selects exactly that model. Null when there is no GGUF model.
+    /// </summary>
+    public static string? DefaultQuant(IEnumerable<string> repoFiles)
+    {
+        List<GgufName> ggufs = Models(repoFiles);
+        if (ggufs.Count == 0)
+        {
+            return null;
+        }
+
+        GgufName first = ggufs.Where(g => Matches(g.Stem, DefaultTag)).MinBy(g => g.Path, StringComparer.Ordinal)
+            ?? ggufs.MinBy(g => g.Path, StringComparer.Ordinal)!;
+        return first.Stem;
+    }
+
+    /// <summary>The tag chosen when none is given and the repository offers it (llama.cpp's and Ollama's default).</summary>
+    public const string DefaultTag = "Q4_K_M";
+
     /// <summary>The quantization tags a repository offers (the last '-'-separated part of each GGUF model name), for messages.</summary>
     public static IReadOnlyList<string> Offered(IEnumerable<string> repoFiles) => Offered(Models(repoFiles));
 

@@ -58,6 +58,8 @@ public sealed class HubClient : IDisposable
                 or "vocab.json" or "merges.txt" or "chat_template.jinja" or "model.safetensors.index.json"
             || name.EndsWith(".safetensors", StringComparison.Ordinal));
 
+    private static bool HasWeights(string name) => name.EndsWith(".safetensors", StringComparison.Ordinal);
+
     /// <summary><c>GET {endpoint}/api/models/{repo}/revision/{revision}?blobs=true</c>.</summary>
     public async Task<RepoInfo> GetRepoInfoAsync(ModelReference model, CancellationToken cancellationToken = default)
     {
@@ -105,10 +107,12 @@ public sealed class HubClient : IDisposable
             throw new HubException(HubErrorKind.ServerError, $"The hub returned '{commit}' as the commit of {model}, which is not a 40-hex sha.", model.RepoId);
         if (model.Revision != commit) WriteRef(model, commit);
 
-        IReadOnlyList<string>? gguf = model.Quant is null
-            ? null
-            : GgufQuantSelector.Select(model.RepoId, info.Siblings.Select(s => s.RFileName), model.Quant);
-        Func<string, bool> filter = gguf is not null ? gguf.Contains : _options.FileFilter ?? IsInferenceFile;
+        IEnumerable<string> repoFiles = info.Siblings.Select(s => s.RFileName);
+        Func<string, bool> checkpointFiles = _options.FileFilter ?? IsInferenceFile;
+        // no tag on a repository without safetensors weights: its GGUF Q4_K_M, else the first, as llama.cpp's -hf and Ollama pick
+        string? quant = model.Quant ?? (repoFiles.Any(HasWeights) ? null : GgufQuantSelector.DefaultQuant(repoFiles));
+        IReadOnlyList<string>? gguf = quant is null ? null : GgufQuantSelector.Select(model.RepoId, repoFiles, quant);
+        Func<string, bool> filter = gguf is not null ? gguf.Contains : checkpointFiles;
         List<RepoSibling> wanted = info.Siblings.Where(s => filter(s.RFileName)).ToList();
         if (wanted.Count == 0)
         {
@@ -179,9 +183,11 @@ public sealed class HubClient : IDisposable
             files.Add(new PulledFile(name, LengthOf(path), PulledFileSource.Cached, 0));
         }
         string modelPath = dir;
-        if (model.Quant is not null)
+        string? quant = model.Quant
+            ?? (files.Any(f => HasWeights(f.Name)) ? null : GgufQuantSelector.DefaultQuant(files.Select(f => f.Name)));   // as online
+        if (quant is not null)
         {
-            IReadOnlyList<string> gguf = GgufQuantSelector.Select(model.RepoId, files.Select(f => f.Name), model.Quant);
+            IReadOnlyList<string> gguf = GgufQuantSelector.Select(model.RepoId, files.Select(f => f.Name), quant);
             files = files.Where(f => gguf.Contains(f.Name)).ToList();
             modelPath = Path.Combine(dir, gguf[0].Replace('/', Path.DirectorySeparatorChar));
         }

@@ -31,7 +31,12 @@ public sealed class ModelLocator
         string? snapshot = HubCache.TryGetSnapshotDir(_settings.CacheDir, reference);
         if (snapshot is null) return null;
         if (reference.Quant is not null) return CachedGguf(snapshot, reference);
-        return HubCache.IsCompleteSnapshot(snapshot) ? snapshot : null;
+        if (HubCache.IsCompleteSnapshot(snapshot)) return snapshot;
+        // a GGUF repository named without a tag: the model the pull chose by the same rule (Q4_K_M, else the first)
+        if (Directory.EnumerateFiles(snapshot, "*.safetensors", SearchOption.AllDirectories).Any()) return null;
+        string? quant = GgufQuantSelector.DefaultQuant(Directory.EnumerateFiles(snapshot, "*.gguf", SearchOption.AllDirectories)
+            .Select(f => Path.GetRelativePath(snapshot, f).Replace(Path.DirectorySeparatorChar, '/')));
+        return quant is null ? null : CachedGguf(snapshot, reference with { Quant = quant });
     }
 
     /// <summary>The cached GGUF file of a quantization reference when every part of it is in the snapshot, else null.</summary>

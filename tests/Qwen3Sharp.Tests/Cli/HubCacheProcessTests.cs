@@ -114,11 +114,7 @@ public sealed class HubCacheProcessTests
             ["HF_HUB_OFFLINE"] = "0",
         };
 
-        // no tag: the repository is not a transformers checkpoint; the error says which tags exist
-        var (bareCode, _, bareError) = await CliProcess.RunAsync("pull Qwen/Qwen3-1.7B-GGUF", environment: env);
-        Assert.Equal(1, bareCode);
-        Assert.Contains("Qwen/Qwen3-1.7B-GGUF:Q4_0", bareError);
-        Assert.Contains("Q4_0, Q8_0", bareError);
+        // a tag the repository lacks: the error says which tags exist
         var (missingCode, _, missingError) = await CliProcess.RunAsync("pull Qwen/Qwen3-1.7B-GGUF:Q5_K_M", environment: env);
         Assert.Equal(1, missingCode);
         Assert.Contains("no GGUF file for 'Q5_K_M'; it offers: Q4_0, Q8_0", missingError);
@@ -145,6 +141,55 @@ public sealed class HubCacheProcessTests
         var (offCode, _, offError) = await CliProcess.RunAsync("run --model Qwen/Qwen3-1.7B-GGUF:Q4_0 hi", environment: env);
         Assert.Equal(1, offCode);
         Assert.Contains("HF_HUB_OFFLINE is set and the Q4_0 GGUF of Qwen/Qwen3-1.7B-GGUF is not in the cache", offError);
+    }
+
+    [Fact]
+    public async Task PullAGgufRepositoryWithoutATag_TakesQ4_K_M_ElseTheFirst_AndRunsItOfflineByTheSameName()
+    {
+        using var home = new TempDir();
+        string cacheDir = Path.Combine(home.Path, "hf", "hub");
+        await using FakeHub hub = await FakeHub.StartAsync();
+        string fixtures = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf");
+        byte[] q8 = File.ReadAllBytes(Path.Combine(fixtures, "tiny-a-q8_0.gguf"));
+        byte[] q4 = File.ReadAllBytes(Path.Combine(fixtures, "tiny-a-q4_0.gguf"));
+        // as llama.cpp's -hf and Ollama's hf.co/ do without a tag: Q4_K_M where offered, else the first GGUF
+        string withDefault = hub.AddRepo("org/Qwen3-1.7B-GGUF", new Dictionary<string, byte[]>
+        {
+            ["Qwen3-1.7B-Q4_0.gguf"] = q4,
+            ["Qwen3-1.7B-Q4_K_M.gguf"] = q8,      // content does not matter for the choice; a loadable file
+            ["Qwen3-1.7B-Q8_0.gguf"] = q8,
+            ["config.json"] = "{}"u8.ToArray(),   // some GGUF repositories carry one; without safetensors it is no checkpoint
+        }).Branches["main"];
+        string withoutDefault = hub.AddRepo("org/Other-GGUF", new Dictionary<string, byte[]>
+        {
+            ["Other-Q8_0.gguf"] = q8,
+            ["Other-Q4_0.gguf"] = q4,
+        }).Branches["main"];
+        var env = new Dictionary<string, string>
+        {
+            ["HF_HOME"] = Path.Combine(home.Path, "hf"),
+            ["HF_HUB_CACHE"] = cacheDir,
+            ["HF_ENDPOINT"] = hub.Endpoint,
+            ["QWEN3SHARP_HOME"] = Path.Combine(home.Path, "qwen3sharp"),
+            ["HF_HUB_OFFLINE"] = "0",
+        };
+
+        var (code, output, error) = await CliProcess.RunAsync("pull org/Qwen3-1.7B-GGUF", environment: env);
+        Assert.True(code == 0, error);
+        string snapshot = HubCache.SnapshotDir(cacheDir, "org/Qwen3-1.7B-GGUF", withDefault);
+        Assert.Equal(Path.Combine(snapshot, "Qwen3-1.7B-Q4_K_M.gguf"), output.TrimEnd('\n').Split('\n')[^1]);
+        Assert.Equal(["Qwen3-1.7B-Q4_K_M.gguf"], Directory.GetFiles(snapshot).Select(Path.GetFileName));
+
+        (code, output, error) = await CliProcess.RunAsync("pull org/Other-GGUF", environment: env);
+        Assert.True(code == 0, error);
+        Assert.EndsWith("Other-Q4_0.gguf", output.TrimEnd('\n').Split('\n')[^1]);   // the first by name
+        Assert.Single(Directory.GetFiles(HubCache.SnapshotDir(cacheDir, "org/Other-GGUF", withoutDefault)));
+
+        env["HF_HUB_OFFLINE"] = "1";
+        (code, output, error) = await CliProcess.RunAsync(
+            "bench --model org/Qwen3-1.7B-GGUF --prompt-tokens 16 --gen-tokens 2 --threads 2", environment: env);
+        Assert.True(code == 0, error);
+        Assert.Contains("Qwen3-1.7B-Q4_K_M.gguf", output);
     }
 
     [Fact]

@@ -26,6 +26,22 @@ public sealed class GgufQuantSelectorTests
         Assert.Equal([file], GgufQuantSelector.Select("Qwen/Qwen3-1.7B-GGUF", QwenRepo, tag));
 
     [Fact]
+    public void DefaultQuant_IsTheQ4_K_M_Model_ElseTheFirst_AndSelectsExactlyOne()
+    {
+        Assert.Equal("Qwen3-1.7B-Q4_K_M", GgufQuantSelector.DefaultQuant(QwenRepo));
+        Assert.Equal("Qwen3-32B-Q4_K_M", GgufQuantSelector.DefaultQuant(UnslothRepo));
+        string[] noQ4KM = ["README.md", "Q8_0/M-Q8_0-00001-of-00002.gguf", "Q8_0/M-Q8_0-00002-of-00002.gguf", "M-BF16.gguf", "mmproj-F16.gguf"];
+        Assert.Equal("M-BF16", GgufQuantSelector.DefaultQuant(noQ4KM));   // "M-BF16.gguf" sorts before "Q8_0/…"
+        Assert.Equal(["Q8_0/M-Q8_0-00001-of-00002.gguf", "Q8_0/M-Q8_0-00002-of-00002.gguf"],
+            GgufQuantSelector.Select("m", noQ4KM.Where(f => !f.StartsWith("M-BF16", StringComparison.Ordinal)),
+                GgufQuantSelector.DefaultQuant(noQ4KM.Where(f => !f.StartsWith("M-BF16", StringComparison.Ordinal)))!));
+        Assert.Null(GgufQuantSelector.DefaultQuant(["config.json", "model.safetensors", "mmproj-F16.gguf"]));
+        // a Q4_K_M and a UD-Q4_K_M: the tag alone would be ambiguous, the default is the first model
+        Assert.Equal(["A-Q4_K_M.gguf"], GgufQuantSelector.Select("r", ["B-UD-Q4_K_M.gguf", "A-Q4_K_M.gguf"],
+            GgufQuantSelector.DefaultQuant(["B-UD-Q4_K_M.gguf", "A-Q4_K_M.gguf"])!));
+    }
+
+    [Fact]
     public void Select_SplitFile_FetchesEveryPartInOrder_FirstIsLoaded() =>
         Assert.Equal(["BF16/Qwen3-32B-BF16-00001-of-00002.gguf", "BF16/Qwen3-32B-BF16-00002-of-00002.gguf"],
             GgufQuantSelector.Select("unsloth/Qwen3-32B-GGUF", UnslothRepo, "BF16"));
