@@ -94,6 +94,41 @@ internal static unsafe class QuickKernelBench
             BatchKernelBench.Run(pool, threads, bandwidthBest, what.Length > 11 ? what[11..] : "stream,panel");
         }
 
+        if (what == "int8")
+        {
+            Int8DecodeAb(pool, bandwidthBest, threads);
+        }
+
+        if (what == "int8hot")
+        {
+            // Compute cost from L2 (no DRAM), one thread, per CPU-second: what each variant could stream at most.
+            using var single = new WorkerPool(1);
+            foreach (DType dtype in new[] { DType.Q8_0, DType.Q4_0 })
+            {
+                using var w = new BenchBlockWeights(dtype, 128, 2048);
+                float[] x = new float[2048], y = new float[128];
+                var rng = new Random(2);
+                for (int i = 0; i < x.Length; i++)
+                {
+                    x[i] = (float)(rng.NextDouble() * 2 - 1);
+                }
+
+                foreach ((string name, QuantMatMul.Int8Tuning? tuning) in Int8Variants)
+                {
+                    (double wall, double cpu) = Time(() =>
+                    {
+                        for (int i = 0; i < 100; i++)
+                        {
+                            RunQuant(single, x, w.View, y, tuning);
+                        }
+                    });
+                    double weights = 128.0 * 2048 * 100;
+                    Console.WriteLine($"int8hot {dtype} 128x2048 1 thread {name,-16}: {weights / cpu / 1e9,6:F2} G weights per CPU-second " +
+                        $"= {weights / cpu / 1e9 * dtype.RowBytes(2048) / 2048.0,5:F1} GB/s of weights per core  (wall {weights / wall / 1e9:F2})");
+                }
+            }
+        }
+
         if (what == "ab")
         {
             DecodeAb(pool, bandwidthBest, threads);
@@ -315,6 +350,114 @@ internal static unsafe class QuickKernelBench
             {
                 w.Dispose();
             }
+        }
+    }
+
+    /// <summary>
+    /// Q8_0 and Q4_0 decode (1 token) over every matrix shape of qwen3-1.7b, int8 kernel variants and the float path,
+    /// interleaved in rounds in this process (order reversed every other round), best of the rounds; weights rotate
+    /// through ≥ 512 MB of copies so every call streams from DRAM. The last line per format weighs the shapes as one
+    /// decode step's matmuls (28 layers × q, k, v, o, gate, up, down, plus the output head) and gives the tok/s those
+    /// alone would allow against the bandwidth bound.
+    /// </summary>
+    private static void Int8DecodeAb(WorkerPool pool, double bandwidth, int threads)
+    {
+        // (rows, cols, uses per step)
+        var shapes = new (int Rows, int Cols, int Uses)[] { (2048, 2048, 56), (1024, 2048, 56), (6144, 2048, 56), (2048, 6144, 28), (151936, 2048, 1) };
+        var variants = Int8Variants;
+        Console.WriteLine($"int8 decode A/B, {threads} threads, 1 token, best of 5 interleaved rounds; GB/s of weights (% of {bandwidth:F1} GB/s read)" +
+            $"  load {File.ReadAllText("/proc/loadavg").Trim()}");
+        var rng = new Random(1);
+        foreach (DType dtype in new[] { DType.Q8_0, DType.Q4_0 })
+        {
+            var best = new double[shapes.Length, variants.Length];
+            for (int i = 0; i < best.Length; i++)
+            {
+                best[i / variants.Length, i % variants.Length] = double.MaxValue;
+            }
+
+            for (int si = 0; si < shapes.Length; si++)
+            {
+                (int rows, int cols, _) = shapes[si];
+                long bytes = rows * dtype.RowBytes(cols);
+                int copies = (int)Math.Max(1, (512L << 20) / bytes);
+                BenchBlockWeights[] weights = Enumerable.Range(0, copies).Select(i => new BenchBlockWeights(dtype, rows, cols, seed: i)).ToArray();
+                float[] x = new float[cols], y = new float[rows];
+                for (int i = 0; i < cols; i++)
+                {
+                    x[i] = (float)(rng.NextDouble() * 2 - 1);
+                }
+
+                for (int round = 0; round < 5; round++)
+                {
+                    for (int k = 0; k < variants.Length; k++)
+                    {
+                        int v = (round & 1) == 0 ? k : variants.Length - 1 - k;
+                        for (int rep = 0; rep < 2; rep++)
+                        {
+                            long start = Stopwatch.GetTimestamp();
+                            foreach (BenchBlockWeights w in weights)
+                            {
+                                RunQuant(pool, x, w.View, y, variants[v].Tuning);
+                            }
+
+                            best[si, v] = Math.Min(best[si, v], Stopwatch.GetElapsedTime(start).TotalSeconds / copies);
+                        }
+                    }
+                }
+
+                foreach (BenchBlockWeights w in weights)
+                {
+                    w.Dispose();
+                }
+
+                Console.WriteLine($"  {dtype} {rows,6}x{cols} ({bytes / 1e6:F1} MB):");
+                for (int v = 0; v < variants.Length; v++)
+                {
+                    double gbps = bytes / best[si, v] / 1e9;
+                    Console.WriteLine($"    {variants[v].Name,-16} {best[si, v] * 1e6,9:F1} µs {gbps,5:F1} GB/s ({100 * gbps / bandwidth,3:F0}%)  " +
+                        $"vs legacy {best[si, 1] / best[si, v]:F2}×");
+                }
+            }
+
+            double stepBytes = shapes.Sum(s => (double)s.Uses * s.Rows * dtype.RowBytes(s.Cols));
+            Console.WriteLine($"  {dtype} step matmuls ({stepBytes / 1e9:F2} GB; bound {bandwidth * 1e9 / stepBytes:F1} tok/s):");
+            for (int v = 0; v < variants.Length; v++)
+            {
+                double seconds = 0;
+                for (int si = 0; si < shapes.Length; si++)
+                {
+                    seconds += shapes[si].Uses * best[si, v];
+                }
+
+                Console.WriteLine($"    {variants[v].Name,-16} {1 / seconds,5:F1} tok/s ({100 * stepBytes / seconds / 1e9 / bandwidth,3:F0}% of bound)");
+            }
+        }
+    }
+
+    // "legacy": the first int8 kernel's walk (16-row items, DotI1_256) with today's block loads; "default": production.
+    private static readonly (string Name, QuantMatMul.Int8Tuning? Tuning)[] Int8Variants =
+    [
+        ("float", null),
+        ("legacy 16r", QuantMatMul.Int8Tuning.Legacy),
+        ("64K items", new(64 << 10, RowSide: false)),
+        ("256K items", new(256 << 10, RowSide: false)),
+        ("64K+row", new(64 << 10, RowSide: true)),
+        ("default", QuantMatMul.Int8Tuning.Default),
+        ("1M+row", new(1 << 20, RowSide: true)),
+    ];
+
+    private static void RunQuant(WorkerPool pool, float[] x, in WeightView w, float[] y, QuantMatMul.Int8Tuning? tuning)
+    {
+        if (tuning is not { } t)
+        {
+            QuantMatMul.Run(QuantMatMul.Best, pool, x, 1, w, y, accumulate: false, QuantDecodeKernel.Float);
+            return;
+        }
+
+        fixed (float* px = x, py = y)
+        {
+            QuantMatMul.RunInt8(QuantMatMul.Best, pool, px, 1, w, py, accumulate: false, t);
         }
     }
 

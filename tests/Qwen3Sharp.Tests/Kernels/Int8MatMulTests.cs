@@ -174,6 +174,115 @@ public sealed unsafe class Int8MatMulTests
     [Theory]
     [InlineData(DType.Q8_0)]
     [InlineData(DType.Q4_0)]
+    public void Int8Walks_ItemSizesAndKernels_MatchTheFloat64Reference(DType dtype)
+    {
+        // Every walk the A/B bench compares: 4-row items (rows not a multiple of the item, last item short), the
+        // eighth-of-the-rows cap, 16-row items, with and without the one-row decode kernel and its prepared offsets;
+        // one block, odd block counts and many blocks; 1..3 tokens (decode) and 5 (a 4-token group and a remainder).
+        using var pool = new WorkerPool(2);
+        var rng = new Random(13);
+        var tunings = new[]
+        {
+            QuantMatMul.Int8Tuning.Default, QuantMatMul.Int8Tuning.Legacy, new QuantMatMul.Int8Tuning(1, RowSide: true),
+            new QuantMatMul.Int8Tuning(1, RowSide: false), new QuantMatMul.Int8Tuning(1 << 30, RowSide: true),
+        };
+        foreach (var (rows, cols) in new[] { (1, 32), (7, 32), (9, 96), (33, 1056), (70, 2048), (13, 6144) })
+        {
+            byte* data = Quantized(dtype, rows, cols, rows + cols);
+            try
+            {
+                var w = new WeightView(data, dtype, rows, cols);
+                foreach (int tokens in new[] { 1, 2, 3, 5 })
+                {
+                    float[] x = Activations(rng, tokens * cols);
+                    var expected = new double[tokens * rows];
+                    var magnitude = new double[tokens * rows];
+                    fixed (float* px = x)
+                    fixed (double* pe = expected, pm = magnitude)
+                    {
+                        QuantScalar.Int8MatMul(px, tokens, w, pe, pm);
+                    }
+
+                    foreach (QuantMatMul.Int8Tuning tuning in tunings)
+                    {
+                        var y = new float[tokens * rows];
+                        Array.Fill(y, 0.25f);
+                        fixed (float* px = x, py = y)
+                        {
+                            QuantMatMul.RunInt8(QuantMatMul.Best, pool, px, tokens, w, py, accumulate: true, tuning);
+                        }
+
+                        for (int i = 0; i < y.Length; i++)
+                        {
+                            double want = expected[i] + 0.25;
+                            double tolerance = 1e-6 * magnitude[i] + 1e-6;
+                            Assert.True(Math.Abs(y[i] - want) <= tolerance,
+                                $"{dtype} {tuning} {rows}x{cols} tokens {tokens} [{i}]: {y[i]} vs {want} (tol {tolerance:G3})");
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(data);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(16, 2176, 1, 16)]        // the first kernel's walk
+    [InlineData(256 << 10, 2176, 2048, 120)]   // Q8_0 2048 columns: 256 KiB / 2176 B
+    [InlineData(256 << 10, 1152, 1024, 128)]   // Q4_0 k/v: capped at an eighth of the rows
+    [InlineData(256 << 10, 1152, 9, 4)]        // tiny matrices: at least 4 rows
+    public void Int8Tuning_ItemRows_FollowsBytesCapAndFloor(int itemBytes, int rowBytes, int rowCount, int expected)
+    {
+        var tuning = itemBytes == 16 ? QuantMatMul.Int8Tuning.Legacy : new QuantMatMul.Int8Tuning(itemBytes, RowSide: true);
+        Assert.Equal(expected, tuning.ItemRows(rowBytes, rowCount));
+    }
+
+    [Fact]
+    public void PrepareOffsets_SumsToEightTimesTheBlockCodeSum()
+    {
+        if (QuantMatMul.Best == QuantMatMul.Isa.Scalar)
+        {
+            return;
+        }
+
+        var rng = new Random(4);
+        float[] x = Activations(rng, 6 * 32);
+        var codes = new sbyte[x.Length];
+        var scales = new float[6];
+        var sums = new int[6];
+        var offsets = new int[6 * 8];
+        fixed (float* px = x)
+        fixed (sbyte* pc = codes)
+        fixed (float* ps = scales)
+        fixed (int* pu = sums, po = offsets)
+        {
+            QuantMatMul.QuantizeQ8Scalar(px, 6, pc, ps, pu);
+            QuantMatMul.PrepareOffsets(pc, 6, (System.Runtime.Intrinsics.Vector256<int>*)po);
+        }
+
+        for (int b = 0; b < 6; b++)
+        {
+            for (int lane = 0; lane < 8; lane++)
+            {
+                int group = 0;
+                for (int j = 0; j < 4; j++)
+                {
+                    group += codes[b * 32 + lane * 4 + j];
+                }
+
+                Assert.Equal(8 * group, offsets[b * 8 + lane]);
+            }
+
+            Assert.Equal(8 * sums[b], offsets.Skip(b * 8).Take(8).Sum());
+        }
+    }
+
+    [Theory]
+    [InlineData(DType.Q8_0)]
+    [InlineData(DType.Q4_0)]
     public void Int8Path_StaysWithinTheActivationRoundingOfTheFloatPath(DType dtype)
     {
         // Each activation moves by at most half its block's step d_x = amax/127, so
