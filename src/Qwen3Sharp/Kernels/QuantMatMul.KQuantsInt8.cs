@@ -69,7 +69,6 @@ public static unsafe partial class QuantMatMul
     internal static float DotKI1_256<TK>(byte* row, sbyte* x, float* xs, int* xsum, int superBlocks) where TK : IKInt8Format
     {
         float* half = HalfTable.Values;
-        float* factors = stackalloc float[8];
         Vector256<float> a = default, b = default, mins = default;
         Vector256<byte> nibble = Vector256.Create((byte)0xF), bit4 = Vector256.Create((byte)0x10);
         Vector256<short> ones = Vector256.Create((short)1);
@@ -81,10 +80,11 @@ public static unsafe partial class QuantMatMul
             Vector256<float> vxs = Vector256.Load(xs);
             // Σ_j dmin·m_j·d_x·Σx_q over the eight sub-blocks at once
             mins = Fma.MultiplyAdd(minCodes * Vector256.Create(half[*(ushort*)(row + 2)]), vxs * Avx.ConvertToVector256Single(Vector256.Load(xsum)), mins);
-            (scales * Vector256.Create(half[*(ushort*)row]) * vxs).Store(factors);
+            Vector256<float> f = scales * Vector256.Create(half[*(ushort*)row]) * vxs;
             byte* qs = row + (TK.Five ? 48 : 16);
             Vector256<byte> qh = TK.Five ? Vector256.Load(row + 16) : default;
-            for (int c = 0; c < 4; c++, qs += 32, x += 64)
+            Vector256<int> lane = Vector256<int>.Zero;
+            for (int c = 0; c < 4; c++, qs += 32, x += 64, lane += Vector256.Create(2))
             {
                 Vector256<byte> q = Vector256.Load(qs);
                 Vector256<byte> lo = q & nibble;
@@ -99,14 +99,86 @@ public static unsafe partial class QuantMatMul
 
                 Vector256<int> p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(lo, Vector256.Load(x)), ones);
                 Vector256<int> p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(hi, Vector256.Load(x + 32)), ones);
-                a = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(factors[2 * c]), a);
-                b = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(factors[2 * c + 1]), b);
+                a = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Avx2.PermuteVar8x32(f, lane), a);
+                b = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Avx2.PermuteVar8x32(f, lane + Vector256<int>.One), b);
             }
 
             x -= KBlockSize;
         }
 
         return Vector256.Sum(a + b) - Vector256.Sum(mins);
+    }
+
+    /// <summary>
+    /// Four tokens (activation rows <paramref name="cols"/> codes and <paramref name="cols"/>/32 scales apart) against one
+    /// Q4_K/Q5_K row: each chunk's codes are unpacked once and dotted with the four tokens' codes. The mins terms go
+    /// straight into each token's accumulator (its lanes are summed at the end either way).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotKI4_256<TK>(byte* row, sbyte* x, float* xs, int* xsum, int cols, int superBlocks, float* y, int ys, bool accumulate)
+        where TK : IKInt8Format
+    {
+        float* half = HalfTable.Values;
+        int blocks = cols / BlockSize;
+        sbyte* x1 = x + cols, x2 = x + 2L * cols, x3 = x + 3L * cols;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<byte> nibble = Vector256.Create((byte)0xF), bit4 = Vector256.Create((byte)0x10);
+        for (int k = 0; k < superBlocks; k++, row += TK.BlockBytes)
+        {
+            Vector128<byte> sm = ScalesMins6(row + 4);
+            Vector256<float> scales = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm)) * Vector256.Create(half[*(ushort*)row]);
+            Vector256<float> minScales = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(sm, 8)))
+                * Vector256.Create(half[*(ushort*)(row + 2)]);
+            int b0 = 8 * k;
+            // per token: the factors d·sc_j·d_x of the eight sub-blocks, and the mins terms taken off its accumulator
+            Vector256<float> v0 = Vector256.Load(xs + b0), v1 = Vector256.Load(xs + blocks + b0);
+            Vector256<float> v2 = Vector256.Load(xs + 2 * blocks + b0), v3 = Vector256.Load(xs + 3 * blocks + b0);
+            a0 = MinusMins(minScales, v0, xsum + b0, a0);
+            a1 = MinusMins(minScales, v1, xsum + blocks + b0, a1);
+            a2 = MinusMins(minScales, v2, xsum + 2 * blocks + b0, a2);
+            a3 = MinusMins(minScales, v3, xsum + 3 * blocks + b0, a3);
+            Vector256<float> f0 = scales * v0, f1 = scales * v1, f2 = scales * v2, f3 = scales * v3;
+            byte* qs = row + (TK.Five ? 48 : 16);
+            Vector256<byte> qh = TK.Five ? Vector256.Load(row + 16) : default;
+            Vector256<int> lane = Vector256<int>.Zero;
+            for (int c = 0; c < 4; c++, qs += 32, lane += Vector256.Create(2))
+            {
+                Vector256<byte> q = Vector256.Load(qs);
+                Vector256<byte> lo = q & nibble;
+                Vector256<byte> hi = Vector256.ShiftRightLogical(q.AsUInt16(), 4).AsByte() & nibble;
+                if (TK.Five)
+                {
+                    lo |= Vector256.ShiftLeft(qh.AsUInt16(), 4).AsByte() & bit4;
+                    hi |= Vector256.ShiftLeft(qh.AsUInt16(), 3).AsByte() & bit4;
+                    qh = Vector256.ShiftRightLogical(qh.AsUInt16(), 2).AsByte();
+                }
+
+                long o = (long)k * KBlockSize + 64 * c;
+                Vector256<int> next = lane + Vector256<int>.One;
+                a0 = SubBlock(hi, x + o + 32, Avx2.PermuteVar8x32(f0, next), SubBlock(lo, x + o, Avx2.PermuteVar8x32(f0, lane), a0));
+                a1 = SubBlock(hi, x1 + o + 32, Avx2.PermuteVar8x32(f1, next), SubBlock(lo, x1 + o, Avx2.PermuteVar8x32(f1, lane), a1));
+                a2 = SubBlock(hi, x2 + o + 32, Avx2.PermuteVar8x32(f2, next), SubBlock(lo, x2 + o, Avx2.PermuteVar8x32(f2, lane), a2));
+                a3 = SubBlock(hi, x3 + o + 32, Avx2.PermuteVar8x32(f3, next), SubBlock(lo, x3 + o, Avx2.PermuteVar8x32(f3, lane), a3));
+            }
+        }
+
+        Store(y, Vector256.Sum(a0), accumulate);
+        Store(y + ys, Vector256.Sum(a1), accumulate);
+        Store(y + 2L * ys, Vector256.Sum(a2), accumulate);
+        Store(y + 3L * ys, Vector256.Sum(a3), accumulate);
+    }
+
+    /// <summary>acc − (dmin·m_j)·d_x·Σx_q, lane j for sub-block j.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> MinusMins(Vector256<float> minScales, Vector256<float> xs, int* xsum, Vector256<float> acc)
+        => Fma.MultiplyAddNegated(minScales * xs, Avx.ConvertToVector256Single(Vector256.Load(xsum)), acc);
+
+    /// <summary>acc + factor · Σ q·x_q over one 32-element sub-block (factor broadcast) (unsigned codes, exact int32 partial sums).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> SubBlock(Vector256<byte> q, sbyte* x, Vector256<float> factor, Vector256<float> acc)
+    {
+        Vector256<int> p = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.Load(x)), Vector256.Create((short)1));
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(p), factor, acc);
     }
 
     /// <summary>vpshufb masks that spread the int16 scales of groups 2p and 2p + 1 (of a half super-block's eight) over a 32-element block's two lanes.</summary>
@@ -155,6 +227,54 @@ public static unsafe partial class QuantMatMul
         }
 
         return Vector256.Sum(a + b);
+    }
+
+    /// <summary>Q6_K against four tokens' 8-bit activations (rows <paramref name="cols"/> codes, <paramref name="cols"/>/32 scales apart).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotQ6KI4_256(byte* row, sbyte* x, float* xs, int cols, int superBlocks, float* y, int ys, bool accumulate)
+    {
+        float* half = HalfTable.Values;
+        int blocks = cols / BlockSize;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        Vector256<byte> nibble = Vector256.Create((byte)0xF), top = Vector256.Create((byte)0x30);
+        Vector256<byte> m0 = GroupPairMask(0), m1 = GroupPairMask(1), m2 = GroupPairMask(2), m3 = GroupPairMask(3);
+        for (int k = 0; k < superBlocks; k++, row += 210)
+        {
+            float d = half[*(ushort*)(row + 208)];
+            Vector256<short> scales16 = Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(row + 192)));
+            for (int n = 0; n < 2; n++)
+            {
+                Vector256<byte> scales = (n == 0 ? Avx2.Permute2x128(scales16, scales16, 0x00) : Avx2.Permute2x128(scales16, scales16, 0x11)).AsByte();
+                Vector256<byte> ql0 = Vector256.Load(row + 64 * n), ql1 = Vector256.Load(row + 64 * n + 32);
+                Vector256<ushort> qh = Vector256.Load((ushort*)(row + 128 + 32 * n));
+                Vector256<byte> q0 = (ql0 & nibble) | (Vector256.ShiftLeft(qh, 4).AsByte() & top);
+                Vector256<byte> q1 = (ql1 & nibble) | (Vector256.ShiftLeft(qh, 2).AsByte() & top);
+                Vector256<byte> q2 = (Vector256.ShiftRightLogical(ql0.AsUInt16(), 4).AsByte() & nibble) | (qh.AsByte() & top);
+                Vector256<byte> q3 = (Vector256.ShiftRightLogical(ql1.AsUInt16(), 4).AsByte() & nibble) | (Vector256.ShiftRightLogical(qh, 2).AsByte() & top);
+                int b = 8 * k + 4 * n;
+                long o = (long)b * BlockSize;
+                a0 = Q6Half(q0, q1, q2, q3, x + o, xs + b, d, scales, m0, m1, m2, m3, a0);
+                a1 = Q6Half(q0, q1, q2, q3, x + cols + o, xs + blocks + b, d, scales, m0, m1, m2, m3, a1);
+                a2 = Q6Half(q0, q1, q2, q3, x + 2L * cols + o, xs + 2 * blocks + b, d, scales, m0, m1, m2, m3, a2);
+                a3 = Q6Half(q0, q1, q2, q3, x + 3L * cols + o, xs + 3 * blocks + b, d, scales, m0, m1, m2, m3, a3);
+            }
+        }
+
+        Store(y, Vector256.Sum(a0), accumulate);
+        Store(y + ys, Vector256.Sum(a1), accumulate);
+        Store(y + 2L * ys, Vector256.Sum(a2), accumulate);
+        Store(y + 3L * ys, Vector256.Sum(a3), accumulate);
+    }
+
+    /// <summary>acc + one token's dot with half a Q6_K super-block (four 32-element blocks, codes unpacked).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q6Half(Vector256<byte> q0, Vector256<byte> q1, Vector256<byte> q2, Vector256<byte> q3, sbyte* x, float* xs,
+        float d, Vector256<byte> scales, Vector256<byte> m0, Vector256<byte> m1, Vector256<byte> m2, Vector256<byte> m3, Vector256<float> acc)
+    {
+        acc = Fma.MultiplyAdd(Q6Block(q0, x, scales, m0), Vector256.Create(d * xs[0]), acc);
+        acc = Fma.MultiplyAdd(Q6Block(q1, x + 32, scales, m1), Vector256.Create(d * xs[1]), acc);
+        acc = Fma.MultiplyAdd(Q6Block(q2, x + 64, scales, m2), Vector256.Create(d * xs[2]), acc);
+        return Fma.MultiplyAdd(Q6Block(q3, x + 96, scales, m3), Vector256.Create(d * xs[3]), acc);
     }
 
     /// <summary>The scalar twin: the same integer block dots per 32 (Q6_K: per group of 16), float32 accumulation.</summary>
@@ -262,7 +382,25 @@ public static unsafe partial class QuantMatMul
                     SimdMath.Prefetch(row + RowBytes);
                 }
 
-                for (int t = 0; t < TokenCount; t++)
+                int t = 0;
+                if (Isa != Isa.Scalar)
+                {
+                    for (; t + 4 <= TokenCount; t += 4)
+                    {
+                        sbyte* x = Codes + (long)t * ColCount;
+                        float* xs = Scales + (long)t * blocks;
+                        int* xsum = Sums + (long)t * blocks;
+                        float* y = Y + (long)t * RowCount + r;
+                        switch (Format)
+                        {
+                            case DType.Q4_K: DotKI4_256<Q4KI>(row, x, xs, xsum, ColCount, superBlocks, y, RowCount, Accumulate); break;
+                            case DType.Q5_K: DotKI4_256<Q5KI>(row, x, xs, xsum, ColCount, superBlocks, y, RowCount, Accumulate); break;
+                            default: DotQ6KI4_256(row, x, xs, ColCount, superBlocks, y, RowCount, Accumulate); break;
+                        }
+                    }
+                }
+
+                for (; t < TokenCount; t++)
                 {
                     sbyte* x = Codes + (long)t * ColCount;
                     float* xs = Scales + (long)t * blocks;
