@@ -30,7 +30,7 @@ public static partial class BenchCommand
 
         var clock = Stopwatch.StartNew();
         using ModelWeights weights = ModelWeights.Load(directory, o.Weights, o.Quantize);
-        // Q8_0/Q4_0 models decode with both activation paths, alternating (QuantDecodeRounds × 2 passes of GenTokens)
+        // Q8_0/Q4_0/K-quant models decode with both activation paths, alternating (QuantDecodeRounds × 2 passes of GenTokens)
         bool decodeAb = HasInt8Matrices(weights);
         int context = o.PromptTokens + o.GenTokens * (decodeAb ? 1 + 2 * QuantDecodeRounds : 1) + 16;
         var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });

@@ -28,7 +28,7 @@ public enum QuantDecodeKernel
 
     /// <summary>
     /// Activations quantized once per product to 8-bit blocks of 32 and dotted with the weight codes in integers
-    /// (<c>vpmaddubsw</c>/<c>vpmaddwd</c>, as llama.cpp does) for Q8_0 and Q4_0; the K-quants stay on the float path.
+    /// (<c>vpmaddubsw</c>/<c>vpmaddwd</c>, as llama.cpp does) for Q8_0, Q4_0 and the K-quants (Q4_K, Q5_K, Q6_K: QuantMatMul.KQuantsInt8.cs).
     /// </summary>
     Int8,
 }
@@ -85,7 +85,7 @@ public static class KernelSelection
     private static QuantDecodeKernel? s_quantDecode;
 
     /// <summary>
-    /// The activation path of the Q8_0/Q4_0 decode and small-batch kernels: chosen on first use from
+    /// The activation path of the block-format (Q8_0, Q4_0, K-quant) decode and small-batch kernels: chosen on first use from
     /// <see cref="QuantDecodeVariable"/>, or set at start-up.
     /// </summary>
     public static QuantDecodeKernel QuantDecode

@@ -30,7 +30,7 @@ public static unsafe partial class QuantMatMul
         Avx512F.IsSupported && Avx512BW.IsSupported ? Isa.Avx512 : Avx2.IsSupported && Fma.IsSupported ? Isa.Avx2 : Isa.Scalar;
 
     /// <summary>The product with <paramref name="w"/> of a block format, on the best instruction set available.</summary>
-    /// <remarks>Q8_0 and Q4_0 take the integer-activation kernels (QuantMatMul.Int8.cs) unless
+    /// <remarks>Q8_0, Q4_0 and the K-quants take the integer-activation kernels (QuantMatMul.Int8.cs, QuantMatMul.KQuantsInt8.cs) unless
     /// <see cref="KernelSelection.QuantDecode"/> says <see cref="QuantDecodeKernel.Float"/>.</remarks>
     public static void Run(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination, bool accumulate)
         => Run(Best, pool, x, tokenCount, w, destination, accumulate, KernelSelection.QuantDecode);
@@ -71,7 +71,15 @@ public static unsafe partial class QuantMatMul
         {
             if (kernel == QuantDecodeKernel.Int8 && HasInt8Kernel(w.DType))
             {
-                RunInt8(isa, pool, px, tokenCount, w, py, accumulate);
+                if (w.DType.IsKQuant())
+                {
+                    RunInt8K(isa, pool, px, tokenCount, w, py, accumulate);   // QuantMatMul.KQuantsInt8.cs
+                }
+                else
+                {
+                    RunInt8(isa, pool, px, tokenCount, w, py, accumulate);
+                }
+
                 return;
             }
 

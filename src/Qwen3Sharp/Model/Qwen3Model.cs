@@ -30,7 +30,7 @@ public sealed record Qwen3ModelOptions
     public PrefillKernel? PrefillKernel { get; init; }
 
     /// <summary>
-    /// The activation path of Q8_0/Q4_0 products under 32 tokens (decode); null takes <see cref="KernelSelection.QuantDecode"/>
+    /// The activation path of block-format (Q8_0, Q4_0, K-quant) products under 32 tokens (decode); null takes <see cref="KernelSelection.QuantDecode"/>
     /// (<c>QWEN3_QUANT_DECODE</c>).
     /// </summary>
     public QuantDecodeKernel? QuantDecode { get; init; }
@@ -105,7 +105,7 @@ public sealed class Qwen3Model : IDisposable
 
     private PrefillKernel _prefill;
 
-    /// <summary>The activation path of this model's Q8_0/Q4_0 decode products (settable between forward passes, e.g. for an A/B or a KL measurement).</summary>
+    /// <summary>The activation path of this model's block-format decode products (settable between forward passes, e.g. for an A/B or a KL measurement).</summary>
     public QuantDecodeKernel QuantDecode { get; set; }
 
     /// <summary>Maps the checkpoint in <paramref name="directory"/> and prepares the model.</summary>

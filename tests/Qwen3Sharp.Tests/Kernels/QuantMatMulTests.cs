@@ -233,7 +233,11 @@ public sealed unsafe class QuantMatMulTests
         fixed (float* px = x)
         fixed (double* pe = expected)
         {
-            if (KernelSelection.QuantDecode == QuantDecodeKernel.Int8 && QuantMatMul.HasInt8Kernel(dtype))
+            if (KernelSelection.QuantDecode == QuantDecodeKernel.Int8 && dtype.IsKQuant())
+            {
+                KQuantInt8Tests.Reference(px, 3, m.View, pe, null);   // the default decode path quantizes the activations
+            }
+            else if (KernelSelection.QuantDecode == QuantDecodeKernel.Int8 && QuantMatMul.HasInt8Kernel(dtype))
             {
                 QuantScalar.Int8MatMul(px, 3, m.View, pe);   // the default decode path quantizes the activations
             }

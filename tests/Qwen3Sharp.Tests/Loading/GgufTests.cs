@@ -91,14 +91,15 @@ public sealed class GgufTests
             }
         }
 
-        // Measured (Zen 3, AVX2): max KL 0.0037 (tiny-a/b Q8_0), 0.0077 (tiny-a Q4_0), 4e-14 (tiny-k: one Q8_0 matrix);
-        // max |Δ logit| 0.12–0.40 against logit ranges of 23–104; top-1 27/27 everywhere. These fixtures have hidden
+        // Measured (Zen 3, AVX2): max KL 0.0037 (tiny-a/b Q8_0), 0.0077 (tiny-a Q4_0), 8e-13 (tiny-k: Q4_K, Q5_K, Q6_K and
+        // Q8_0 all on the int8 path; its logits are peaked, range 104); max |Δ logit| 0.3–0.42 against logit ranges of
+        // 23–104; top-1 27/27 everywhere. These fixtures have hidden
         // sizes of 64–256, so each 32-element block's rounding weighs more than at 2048; the bound is 2.5× the worst.
         string measured = $"{file}: int8 decode path, max KL {worstKl:G3}, max |Δ logit| {worstDiff:G3} (logit range {worstRange:G3}), top-1 {agree}/{total}";
         Assert.True(worstKl <= 0.02, measured);
         Assert.True(agree >= total - 1, measured);
         Assert.True(worstDiff <= 0.05 * worstRange, measured);
-        Assert.True(worstDiff > 0 || file == KQuantFile, $"{file}: the int8 path should move the logits (is it in use?)");
+        Assert.True(worstDiff > 0, $"{file}: the int8 path should move the logits (is it in use?)");
     }
 
     [Fact]
@@ -276,7 +277,7 @@ public sealed class GgufTests
     [Fact]
     public void K_quant_logits_match_the_dequantized_weights_for_prefill_and_decode()
     {
-        using Qwen3Model gguf = Qwen3Model.Load(Fixture(KQuantFile), FloatPath);   // its Q8_0 matrix's int8 path: Int8_decode_path_…
+        using Qwen3Model gguf = Qwen3Model.Load(Fixture(KQuantFile), FloatPath);   // its int8 path (every matrix): Int8_decode_path_…
         using Qwen3Model expected = Qwen3Model.Load(Fixture("tiny-k-q4_k_m-dequantized"), threadCount: 2);
         int vocab = gguf.VocabSize;
         Assert.Equal(128, vocab);
