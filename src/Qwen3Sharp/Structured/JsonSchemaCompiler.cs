@@ -163,9 +163,10 @@ public sealed class JsonSchemaCompiler
             }
 
             GNode branches = G.Alt([.. any.Select((x, i) => Value(x, $"{path}/{kw}/{i}"))]);
-            if (kw == "oneOf" && !_strict && !BranchesAreDisjoint(any))
+            if (kw == "oneOf" && !BranchesAreDisjoint(any))
             {
-                NotEnforced.Add($"{path}: oneOf exclusivity (branches not provably disjoint; handled as anyOf)");
+                // strict: a 400 (the rule for keywords that cannot be enforced; OpenAI's strict mode refuses oneOf too)
+                Unenforced(path, "oneOf", "exclusivity: its branches are not provably disjoint; handled as anyOf");
             }
 
             return branches;

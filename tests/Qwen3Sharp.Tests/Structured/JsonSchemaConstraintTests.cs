@@ -205,6 +205,16 @@ public class JsonSchemaConstraintTests
         string schema = SchemaCases.All.GetValueOrDefault(schemaOrCase, schemaOrCase);
         JsonSchemaCompiler.Compile(JsonNode.Parse(schema), strict: false, out List<string> notEnforced);
         Assert.Equal(!exclusive, notEnforced.Any(n => n.Contains("oneOf", StringComparison.Ordinal)));
+        if (exclusive)
+        {
+            JsonSchemaCompiler.Compile(JsonNode.Parse(schema), strict: true, out _);
+        }
+        else
+        {
+            // strict: exclusivity that cannot be enforced is refused, naming the keyword (a 400 at the server)
+            var ex = Assert.Throws<SchemaException>(() => JsonSchemaCompiler.Compile(JsonNode.Parse(schema), strict: true, out _));
+            Assert.Contains("'oneOf' cannot be enforced", ex.Message);
+        }
     }
 
     [Theory]
