@@ -32,14 +32,7 @@ public sealed class HubCacheProcessTests
         string smallSnapshot = PythonHubCache.Write(cacheDir, "Qwen/Qwen3-0.6B", PythonHubCache.Commit('6'),
             PythonHubCache.ReadModel(TinyModel.Directory), refs: ["main"], noExist: ["chat_template.jinja"]);
 
-        var env = new Dictionary<string, string>
-        {
-            ["HF_HOME"] = Path.Combine(home.Path, "hf"),
-            ["HF_HUB_CACHE"] = cacheDir,
-            ["HF_ENDPOINT"] = hub.Endpoint,
-            ["QWEN3SHARP_HOME"] = Path.Combine(home.Path, "qwen3sharp"),   // the demo model would land here
-            ["HF_HUB_OFFLINE"] = "0",
-        };
+        Dictionary<string, string> env = HubEnvironment(home, hub);
         var (pullCode, _, pullError) = await CliProcess.RunAsync("pull Qwen/Qwen3-1.7B", environment: env);
         Assert.True(pullCode == 0, pullError);
         string snapshot = HubCache.SnapshotDir(cacheDir, "Qwen/Qwen3-1.7B", commit);
@@ -105,14 +98,7 @@ public sealed class HubCacheProcessTests
             ["README.md"] = "# Qwen3-1.7B-GGUF\n"u8.ToArray(),
             ["params"] = """{"temperature": 0.6}"""u8.ToArray(),
         }).Branches["main"];
-        var env = new Dictionary<string, string>
-        {
-            ["HF_HOME"] = Path.Combine(home.Path, "hf"),
-            ["HF_HUB_CACHE"] = cacheDir,
-            ["HF_ENDPOINT"] = hub.Endpoint,
-            ["QWEN3SHARP_HOME"] = Path.Combine(home.Path, "qwen3sharp"),
-            ["HF_HUB_OFFLINE"] = "0",
-        };
+        Dictionary<string, string> env = HubEnvironment(home, hub);
 
         // a tag the repository lacks: the error says which tags exist
         var (missingCode, _, missingError) = await CliProcess.RunAsync("pull Qwen/Qwen3-1.7B-GGUF:Q5_K_M", environment: env);
@@ -165,14 +151,7 @@ public sealed class HubCacheProcessTests
             ["Other-Q8_0.gguf"] = q8,
             ["Other-Q4_0.gguf"] = q4,
         }).Branches["main"];
-        var env = new Dictionary<string, string>
-        {
-            ["HF_HOME"] = Path.Combine(home.Path, "hf"),
-            ["HF_HUB_CACHE"] = cacheDir,
-            ["HF_ENDPOINT"] = hub.Endpoint,
-            ["QWEN3SHARP_HOME"] = Path.Combine(home.Path, "qwen3sharp"),
-            ["HF_HUB_OFFLINE"] = "0",
-        };
+        Dictionary<string, string> env = HubEnvironment(home, hub);
 
         var (code, output, error) = await CliProcess.RunAsync("pull org/Qwen3-1.7B-GGUF", environment: env);
         Assert.True(code == 0, error);
@@ -207,14 +186,7 @@ public sealed class HubCacheProcessTests
         }
 
         string commit = hub.AddRepo("unsloth/Qwen3-1.7B-GGUF", files).Branches["main"];
-        var env = new Dictionary<string, string>
-        {
-            ["HF_HOME"] = Path.Combine(home.Path, "hf"),
-            ["HF_HUB_CACHE"] = cacheDir,
-            ["HF_ENDPOINT"] = hub.Endpoint,
-            ["QWEN3SHARP_HOME"] = Path.Combine(home.Path, "qwen3sharp"),
-            ["HF_HUB_OFFLINE"] = "0",
-        };
+        Dictionary<string, string> env = HubEnvironment(home, hub);
         var (pullCode, pullOut, pullError) = await CliProcess.RunAsync("pull unsloth/Qwen3-1.7B-GGUF:Q8_0", environment: env);
         Assert.True(pullCode == 0, pullError);
         string first = Path.Combine(HubCache.SnapshotDir(cacheDir, "unsloth/Qwen3-1.7B-GGUF", commit), "Q8_0", "Qwen3-1.7B-Q8_0-00001-of-00003.gguf");
@@ -249,6 +221,16 @@ public sealed class HubCacheProcessTests
         Assert.Contains("does not exist", error);
         Assert.DoesNotContain("   at ", error);
     }
+
+    /// <summary>A user's hub settings: the cache under <paramref name="home"/>, the fake hub as endpoint, online.</summary>
+    private static Dictionary<string, string> HubEnvironment(TempDir home, FakeHub hub) => new()
+    {
+        ["HF_HOME"] = Path.Combine(home.Path, "hf"),
+        ["HF_HUB_CACHE"] = Path.Combine(home.Path, "hf", "hub"),
+        ["HF_ENDPOINT"] = hub.Endpoint,
+        ["QWEN3SHARP_HOME"] = Path.Combine(home.Path, "qwen3sharp"),   // the demo model would land here
+        ["HF_HUB_OFFLINE"] = "0",
+    };
 
     private static async Task<Uri> WaitForAddressAsync(CliProcess serve)
     {

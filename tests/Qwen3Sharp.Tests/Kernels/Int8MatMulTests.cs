@@ -285,56 +285,64 @@ public sealed unsafe class Int8MatMulTests
     [InlineData(DType.Q4_0)]
     public void Int8Path_StaysWithinTheActivationRoundingOfTheFloatPath(DType dtype)
     {
-        // Each activation moves by at most half its block's step d_x = amax/127, so
-        // |int8 − float| ≤ Σ_blocks (d_x / 2) · Σ_j |w_j| (plus float32 rounding).
-        using var pool = new WorkerPool(2);
         const int rows = 37, cols = 2048, tokens = 3;
         byte* data = Quantized(dtype, rows, cols, 11);
         try
         {
-            var w = new WeightView(data, dtype, rows, cols);
-            float[] x = Activations(new Random(5), tokens * cols);
-            var exact = new double[tokens * rows];
-            fixed (float* px = x)
-            fixed (double* pe = exact)
-            {
-                QuantScalar.MatMul(px, tokens, w, pe);
-            }
-
-            var y = new float[tokens * rows];
-            QuantMatMul.Run(QuantMatMul.Best, pool, x, tokens, w, y, false, QuantDecodeKernel.Int8);
-            double worstRatio = 0;
-            for (int t = 0; t < tokens; t++)
-            {
-                for (int r = 0; r < rows; r++)
-                {
-                    double bound = 0, scale = 0;
-                    for (int b = 0; b < cols / 32; b++)
-                    {
-                        float amax = 0;
-                        double wabs = 0;
-                        for (int j = 0; j < 32; j++)
-                        {
-                            amax = Math.Max(amax, Math.Abs(x[t * cols + b * 32 + j]));
-                            wabs += Math.Abs(w[r, b * 32 + j]);
-                        }
-
-                        bound += amax / 127.0 / 2 * wabs;
-                        scale += amax * wabs;
-                    }
-
-                    double delta = Math.Abs(y[t * rows + r] - exact[t * rows + r]);
-                    Assert.True(delta <= bound + 1e-5 * scale, $"{dtype} token {t} row {r}: |Δ| {delta:G3} > bound {bound:G3}");
-                    worstRatio = Math.Max(worstRatio, delta / bound);
-                }
-            }
-
-            Assert.True(worstRatio > 0, "the int8 path should differ from the float path somewhere (is it in use?)");
+            AssertWithinActivationRounding(new WeightView(data, dtype, rows, cols), tokens, Activations(new Random(5), tokens * cols));
         }
         finally
         {
             NativeMemory.AlignedFree(data);
         }
+    }
+
+    /// <summary>
+    /// Each activation moves by at most half its block's step d_x = amax/127, so |int8 − exact| ≤ Σ_blocks (d_x / 2) ·
+    /// Σ_j |w_j| (plus float32 rounding); and the int8 path differs from the float path somewhere (it is in use).
+    /// Shared with <see cref="KQuantInt8Tests"/>.
+    /// </summary>
+    internal static void AssertWithinActivationRounding(in WeightView w, int tokens, float[] x)
+    {
+        using var pool = new WorkerPool(2);
+        DType dtype = w.DType;
+        int rows = w.RowCount, cols = w.ColCount;
+        var exact = new double[tokens * rows];
+        fixed (float* px = x)
+        fixed (double* pe = exact)
+        {
+            QuantScalar.MatMul(px, tokens, w, pe);
+        }
+
+        var y = new float[tokens * rows];
+        QuantMatMul.Run(QuantMatMul.Best, pool, x, tokens, w, y, false, QuantDecodeKernel.Int8);
+        double worstRatio = 0;
+        for (int t = 0; t < tokens; t++)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                double bound = 0, scale = 0;
+                for (int b = 0; b < cols / 32; b++)
+                {
+                    float amax = 0;
+                    double wabs = 0;
+                    for (int j = 0; j < 32; j++)
+                    {
+                        amax = Math.Max(amax, Math.Abs(x[t * cols + b * 32 + j]));
+                        wabs += Math.Abs(w[r, b * 32 + j]);
+                    }
+
+                    bound += amax / 127.0 / 2 * wabs;
+                    scale += amax * wabs;
+                }
+
+                double delta = Math.Abs(y[t * rows + r] - exact[t * rows + r]);
+                Assert.True(delta <= bound + 1e-5 * scale, $"{dtype} token {t} row {r}: |Δ| {delta:G3} > bound {bound:G3}");
+                worstRatio = Math.Max(worstRatio, delta / bound);
+            }
+        }
+
+        Assert.True(worstRatio > 0, "the int8 path should differ from the float path somewhere (is it in use?)");
     }
 
     [Theory]
