@@ -10,6 +10,8 @@ public sealed record BenchOptions
     public string Model { get; init; } = "";
     public int PromptTokens { get; init; } = 512;
     public int GenTokens { get; init; } = 128;
+    /// <summary>--depth: context the decode passes start from (llama-bench's -d).</summary>
+    public int Depth { get; init; }
     public int? Threads { get; init; }
     /// <summary>--weights: where the BF16 matrices live (mapped files, or a huge-page copy).</summary>
     public Loading.WeightPlacement Weights { get; init; }
@@ -25,6 +27,8 @@ public sealed record BenchOptions
     public int KlContext { get; init; } = 128;
     /// <summary>--kl-batch: tokens per forward pass of the measured model (under 32: the decode kernels).</summary>
     public int KlBatch { get; init; } = 16;
+    /// <summary>--profile: time each phase of the decode steps (one more pass of GenTokens) and print the split.</summary>
+    public bool Profile { get; init; }
 }
 
 public static partial class BenchCommand
@@ -34,6 +38,7 @@ public static partial class BenchCommand
         Option<string> model = CliOptions.Model(required: true);
         Option<int> promptTokens = CliOptions.Int("--prompt-tokens", "Prompt length for the prefill measurement.", 512, 1, 1 << 20);
         Option<int> genTokens = CliOptions.Int("--gen-tokens", "Tokens to decode for the decode measurement.", 128, 1, 1 << 20);
+        Option<int> depth = CliOptions.Int("--depth", "Tokens already in the context when the decode measurement starts (llama-bench's -d; prefilled once, untimed).", 0, 0, 1 << 20);
         Option<int?> threads = CliOptions.Threads();
         Option<string> weights = CliOptions.Weights();
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
@@ -48,6 +53,11 @@ public static partial class BenchCommand
         Option<string?> klText = new("--kl-text") { Description = "Text file for --kl-reference (at least 2 × --kl-context tokens).", HelpName = "FILE" };
         Option<int> klContext = CliOptions.Int("--kl-context", "Chunk length for --kl-reference (llama-perplexity's -c); the second half of each chunk is scored.", 128, 4, 1 << 16);
         Option<int> klBatch = CliOptions.Int("--kl-batch", "Tokens per forward pass of the measured model for --kl-reference (under 32: the decode kernels).", 16, 1, 1 << 16);
+        Option<bool> profile = new("--profile")
+        {
+            Description = "Also decode --gen-tokens more tokens with every phase of the forward pass timed (norms, projections, " +
+                "attention, LM head...) and print where a decode step's time goes.",
+        };
         var command = new CliCommand<BenchOptions>("bench", "Measure prefill and decode speed (tokens/s) end to end.",
             parse => new BenchOptions
             {
@@ -55,6 +65,7 @@ public static partial class BenchCommand
                 Model = parse.GetValue(model)!,
                 PromptTokens = parse.GetValue(promptTokens),
                 GenTokens = parse.GetValue(genTokens),
+                Depth = parse.GetValue(depth),
                 Threads = parse.GetValue(threads),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
                 KvCacheDType = parse.GetValue(kvCacheDType),
@@ -63,9 +74,10 @@ public static partial class BenchCommand
                 KlText = parse.GetValue(klText),
                 KlContext = parse.GetValue(klContext),
                 KlBatch = parse.GetValue(klBatch),
+                Profile = parse.GetValue(profile),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, promptTokens, genTokens, threads, weights, quantize, kvCacheDType, klReference, klText, klContext, klBatch }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, promptTokens, genTokens, depth, threads, weights, quantize, kvCacheDType, klReference, klText, klContext, klBatch, profile }) command.Options.Add(option);
         return command;
     }
 }

@@ -30,13 +30,17 @@ public static partial class BenchCommand
 
         var clock = Stopwatch.StartNew();
         using ModelWeights weights = ModelWeights.Load(directory, o.Weights, o.Quantize);
-        // Q8_0/Q4_0/K-quant models decode with both activation paths, alternating (QuantDecodeRounds × 2 passes of GenTokens)
+        // Q8_0/Q4_0/K-quant models decode with both activation paths, alternating (QuantDecodeRounds × 2 passes of GenTokens).
+        // Every decode pass is a fresh sequence at --depth (llama-bench's -d): the depth's tokens are prefilled once and
+        // shared through the prefix cache, so all passes, and llama-bench's tg, see the same contexts.
         bool decodeAb = HasInt8Matrices(weights);
-        int context = o.PromptTokens + o.GenTokens * (decodeAb ? 1 + 2 * QuantDecodeRounds : 1) + 16;
+        int context = Math.Max(o.PromptTokens, o.Depth + o.GenTokens) + 16;
         var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
-        // The engine's paged KV cache in the chosen dtype; the runner owns the model.
-        int blocks = (context + KvBlockPool.DefaultBlockSize - 1) / KvBlockPool.DefaultBlockSize;
-        using var runner = new Engine.Qwen3ModelRunner(model, maxSequences: 1, blocks, o.KvCacheDType);
+        // The engine's paged KV cache in the chosen dtype; the runner owns the model. Room for the depth's holder and one
+        // decode pass beside it (or the prompt alone).
+        int blockSize = KvBlockPool.DefaultBlockSize;
+        int blocks = Math.Max((o.PromptTokens + blockSize - 1) / blockSize, (2 * o.Depth + o.GenTokens) / blockSize + 3);
+        using var runner = new Engine.Qwen3ModelRunner(model, maxSequences: 2, blocks, o.KvCacheDType);
         double loadSeconds = clock.Elapsed.TotalSeconds;
 
         var logits = new float[model.VocabSize];
@@ -79,7 +83,17 @@ public static partial class BenchCommand
                 }
             }
 
-            return Report(o, w, directory, threads, weights, model, runner, sequence!, logits, DecodeKernels(weights, decodeKernel, quantDecode), prefillKernel, best, bestCpu,
+            sequence?.Dispose();
+            sequence = null;
+            int[] depth = [.. Enumerable.Range(0, o.Depth).Select(_ => random.Next(model.VocabSize))];
+            using Engine.ISequenceState holder = runner.TryAllocateSequence()!;   // keeps the depth's blocks cached
+            if (depth.Length > 0)
+            {
+                runner.Forward(holder, depth, logits);
+            }
+
+            var decode = new DecodeSetup(runner, depth, logits);
+            return Report(o, w, directory, threads, weights, model, decode, DecodeKernels(weights, decodeKernel, quantDecode), prefillKernel, best, bestCpu,
                 loadSeconds, bandwidth, decodeAb, ct);
         }
         finally
@@ -88,8 +102,11 @@ public static partial class BenchCommand
         }
     }
 
-    private static int Report(BenchOptions o, TextWriter w, string directory, int threads, ModelWeights weights, Qwen3Model model, Engine.Qwen3ModelRunner runner,
-        Engine.ISequenceState sequence, float[] logits, string decodeKernels, PrefillKernel prefillKernel,
+    /// <summary>What every decode pass starts from: the runner, the --depth tokens (cached), the logits buffer.</summary>
+    private sealed record DecodeSetup(Engine.Qwen3ModelRunner Runner, int[] Depth, float[] Logits);
+
+    private static int Report(BenchOptions o, TextWriter w, string directory, int threads, ModelWeights weights, Qwen3Model model, DecodeSetup decode,
+        string decodeKernels, PrefillKernel prefillKernel,
         Dictionary<PrefillKernel, double> prefill, Dictionary<PrefillKernel, double> prefillCpu, double loadSeconds, double bandwidth,
         bool decodeAb, CancellationToken ct)
     {
@@ -99,14 +116,14 @@ public static partial class BenchCommand
         using var process = Process.GetCurrentProcess();
         if (decodeAb)
         {
-            // int8 and float activation paths alternate on the same sequence, so neighbours' load hits both alike
+            // int8 and float activation paths alternate, so neighbours' load hits both alike
             QuantDecodeKernel other = selected == QuantDecodeKernel.Int8 ? QuantDecodeKernel.Float : QuantDecodeKernel.Int8;
             for (int round = 0; round < QuantDecodeRounds; round++)
             {
                 foreach (QuantDecodeKernel k in new[] { other, selected })
                 {
                     model.QuantDecode = k;
-                    (double wall, double cpu) = TimeDecode(o, runner, sequence, logits, process, ct);
+                    (double wall, double cpu) = TimeDecode(o, decode, process, ct);
                     (double bw, double bc) = decodeBest.GetValueOrDefault(k, (double.MaxValue, double.MaxValue));
                     decodeBest[k] = (Math.Min(bw, wall), Math.Min(bc, cpu));
                 }
@@ -115,7 +132,7 @@ public static partial class BenchCommand
             model.QuantDecode = selected;
         }
 
-        double decodeSeconds = TimeDecode(o, runner, sequence, logits, process, ct).Wall;
+        double decodeSeconds = TimeDecode(o, decode, process, ct).Wall;
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         bandwidth = Math.Max(bandwidth, MeasureBandwidth(threads));  // before and after: neighbours on a shared machine vary
         long bytesPerToken = WeightBytesPerToken(weights);
@@ -134,7 +151,7 @@ public static partial class BenchCommand
             $"{(prefillKernel == PrefillKernel.JitBf16 ? "generated AVX512_BF16 vdpbf16ps code, bf16 activations" : "float32 panels")}; " +
             $"JIT AVX512_BF16 kernel {(KernelSelection.JitBf16Supported ? "available" : "not available on this CPU")})");
         w.WriteLine($"kv cache     {o.KvCacheDType.Name()}, {KvBlockPool.BytesPerToken(c, o.KvCacheDType) / 1024.0:F0} KiB per token, " +
-            $"{runner.KvCacheBytes / 1e6:F0} MB for {runner.KvBlockCount} blocks of {runner.KvBlockSize} (context {o.PromptTokens + o.GenTokens})");
+            $"{decode.Runner.KvCacheBytes / 1e6:F0} MB for {decode.Runner.KvBlockCount} blocks of {decode.Runner.KvBlockSize}");
         w.WriteLine($"load         {loadSeconds:F2} s");
         w.WriteLine($"prefill      {prefillRate:F1} tok/s  ({o.PromptTokens} tokens in {prefillSeconds:F2} s, {KernelSelection.Name(prefillKernel)})");
         if (prefill.Count == 2)
@@ -145,7 +162,8 @@ public static partial class BenchCommand
             w.WriteLine($"             per CPU-second: managed {managedCpu:F1} tok, jit-bf16 {jitCpu:F1} tok ({jitCpu / managedCpu:F2}x)");
         }
 
-        w.WriteLine($"decode       {decodeRate:F2} tok/s  ({o.GenTokens} tokens in {decodeSeconds:F2} s, {1000 / decodeRate:F1} ms/token)");
+        w.WriteLine($"decode       {decodeRate:F2} tok/s  ({o.GenTokens} tokens in {decodeSeconds:F2} s, {1000 / decodeRate:F1} ms/token, " +
+            $"positions {o.Depth}..{o.Depth + o.GenTokens - 1}: llama-bench -n {o.GenTokens} -d {o.Depth})");
         if (decodeBest.Count == 2)
         {
             var (iw, ic) = decodeBest[QuantDecodeKernel.Int8];
@@ -158,7 +176,42 @@ public static partial class BenchCommand
         w.WriteLine($"bandwidth    {bandwidth:F1} GB/s  (measured in this run, best of before and after, {threads} threads)");
         w.WriteLine($"bound        {bound:F2} tok/s  ({bytesPerToken / 1e9:F2} GB of weights read per decoded token)");
         w.WriteLine($"decode/bound {decodeRate / bound:P0}");
+        if (o.Profile)
+        {
+            WriteProfile(o, w, model, decode, process, ct);
+        }
+
         return Qwen3Cli.ExitOk;
+    }
+
+    /// <summary>
+    /// One more pass of GenTokens decode steps with <see cref="Qwen3Model.Profile"/> set: milliseconds per token and share of
+    /// each phase, and what the step spends outside the forward pass (the runner's bookkeeping, the argmax).
+    /// </summary>
+    private static void WriteProfile(BenchOptions o, TextWriter w, Qwen3Model model, DecodeSetup decode, Process process, CancellationToken ct)
+    {
+        var profile = new ForwardProfile();
+        model.Profile = profile;
+        double wall;
+        try
+        {
+            wall = TimeDecode(o, decode, process, ct, profile).Wall;
+        }
+        finally
+        {
+            model.Profile = null;
+        }
+
+        double perToken = wall * 1000 / o.GenTokens;
+        w.WriteLine($"profile      {o.GenTokens / wall:F2} tok/s with timing on, {perToken:F1} ms/token; phases in ms/token (share of the step):");
+        foreach (ForwardPhase phase in Enum.GetValues<ForwardPhase>())
+        {
+            double ms = profile[phase].TotalMilliseconds / o.GenTokens;
+            w.WriteLine($"  {phase,-18} {ms,7:F2}  {ms / perToken,6:P1}");
+        }
+
+        double outside = perToken - profile.Total.TotalMilliseconds / o.GenTokens;
+        w.WriteLine($"  {"outside forward",-18} {outside,7:F2}  {outside / perToken,6:P1}");
     }
 
     /// <summary>
@@ -238,10 +291,27 @@ public static partial class BenchCommand
     internal static bool HasInt8Matrices(ModelWeights weights) => weights.Layers.Any(l =>
         new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => QuantMatMul.HasInt8Kernel(m.DType)));
 
-    /// <summary>GenTokens greedy decode steps: wall seconds and process CPU seconds.</summary>
-    private static (double Wall, double Cpu) TimeDecode(BenchOptions o, Engine.Qwen3ModelRunner runner, Engine.ISequenceState sequence,
-        float[] logits, Process process, CancellationToken ct)
+    /// <summary>
+    /// GenTokens greedy decode steps on a fresh sequence at the depth (its cached blocks taken, the rest of the depth
+    /// prefilled untimed, and reset from <paramref name="profile"/>): wall seconds and process CPU seconds. At depth 0 the first step decodes token 1 at position 0.
+    /// </summary>
+    private static (double Wall, double Cpu) TimeDecode(BenchOptions o, DecodeSetup decode, Process process, CancellationToken ct,
+        ForwardProfile? profile = null)
     {
+        (Engine.Qwen3ModelRunner runner, int[] depth, float[] logits) = decode;
+        using Engine.ISequenceState sequence = runner.TryAllocateSequence()!;
+        if (depth.Length > 0)
+        {
+            int cached = runner.AcquireCachedPrefix(sequence, depth);
+            runner.Forward(sequence, depth.AsSpan(cached), logits);
+        }
+        else
+        {
+            logits.AsSpan().Clear();
+            logits[1] = 1;
+        }
+
+        profile?.Reset();   // the depth's tail above is not a decode step
         process.Refresh();
         TimeSpan cpu0 = process.TotalProcessorTime;
         var clock = Stopwatch.StartNew();

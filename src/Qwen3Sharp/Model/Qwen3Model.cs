@@ -108,6 +108,9 @@ public sealed class Qwen3Model : IDisposable
     /// <summary>The activation path of this model's block-format decode products (settable between forward passes, e.g. for an A/B or a KL measurement).</summary>
     public QuantDecodeKernel QuantDecode { get; set; }
 
+    /// <summary>When set, every forward pass adds its phases' wall times to it (<c>qwen3 bench --profile</c>); null (default) records nothing.</summary>
+    public ForwardProfile? Profile { get; set; }
+
     /// <summary>Maps the checkpoint in <paramref name="directory"/> and prepares the model.</summary>
     /// <exception cref="ModelFormatException">The directory's config or weights are malformed.</exception>
     public static Qwen3Model Load(string directory, Qwen3ModelOptions? options = null)
@@ -185,10 +188,14 @@ public sealed class Qwen3Model : IDisposable
         {
             int count = Math.Min(MaxBatchTokens, tokenIds.Length - offset);
             _single[0] = new BatchSequence(0, count, startPosition + offset, DenseView(cache), computeLogits: false);
-            RunLayers(new ForwardBatch(tokenIds.Slice(offset, count), _single));
+            ForwardProfile? profile = Profile;
+            profile?.BeginPass();
+            RunLayers(new ForwardBatch(tokenIds.Slice(offset, count), _single), profile);
             Span<float> normed = _scratch.Normed(count);                                                        // [T, hidden]
             RmsNorm.Apply(_scratch.Hidden(count), _weights.Norm, _eps, normed);
+            profile?.Mark(ForwardPhase.Norm);
             MatMul.Multiply(_pool, normed, count, _weights.LmHead, logits.Slice(offset * _vocab, count * _vocab), _prefill, QuantDecode); // [T, vocab]
+            profile?.Mark(ForwardPhase.LmHead);
         }
 
         _single[0] = default;
@@ -238,7 +245,9 @@ public sealed class Qwen3Model : IDisposable
             }
         }
 
-        RunLayers(batch);
+        ForwardProfile? profile = Profile;
+        profile?.BeginPass();
+        RunLayers(batch, profile);
         if (rows == 0)
         {
             return;
@@ -256,7 +265,9 @@ public sealed class Qwen3Model : IDisposable
             }
         }
 
+        profile?.Mark(ForwardPhase.Norm);
         MatMul.Multiply(_pool, normed, rows, _weights.LmHead, logits[..(rows * _vocab)], _prefill, QuantDecode);                      // [rows, vocab]
+        profile?.Mark(ForwardPhase.LmHead);
     }
 
     private KvCacheView DenseView(KvCache cache) => new(cache, DenseTable, cache.ContextSize, _kvHeads * _headDim);
@@ -264,7 +275,7 @@ public sealed class Qwen3Model : IDisposable
     private static readonly int[] DenseTable = [0];
 
     /// <summary>The decoder stack for one batch: leaves the final hidden states in the scratch's Hidden [T, hidden].</summary>
-    private void RunLayers(in ForwardBatch batch)
+    private void RunLayers(in ForwardBatch batch, ForwardProfile? profile)
     {
         ReadOnlySpan<int> tokenIds = batch.TokenIds;
         ReadOnlySpan<BatchSequence> sequences = batch.Sequences;
@@ -289,12 +300,14 @@ public sealed class Qwen3Model : IDisposable
         }
 
         Embedding.Gather(_weights.EmbedTokens, tokenIds, hidden);
+        profile?.Mark(ForwardPhase.Embed);
         for (int l = 0; l < Config.NumHiddenLayers; l++)
         {
             ref readonly Qwen3LayerWeights w = ref _weights.Layers[l];
 
             // attention
             RmsNorm.Apply(hidden, w.InputLayerNorm, _eps, normed);
+            profile?.Mark(ForwardPhase.Norm);
             MatMul.Multiply(_pool, normed, t, w.QProj, q, _prefill, QuantDecode);
             MatMul.Multiply(_pool, normed, t, w.KProj, k, _prefill, QuantDecode);
             MatMul.Multiply(_pool, normed, t, w.VProj, v, _prefill, QuantDecode);
@@ -305,6 +318,8 @@ public sealed class Qwen3Model : IDisposable
                 AddBias(w.VBias!, v);
             }
 
+            profile?.Mark(ForwardPhase.QkvProjection);
+
             if (w.QNorm is not null)
             {
                 RmsNorm.ApplyPerHead(q, w.QNorm, _eps);                 // qwen3: q/k norm before RoPE
@@ -313,28 +328,42 @@ public sealed class Qwen3Model : IDisposable
 
             Rope.Apply(q, _heads, _headDim, positions, _inverseFrequencies, _attentionScaling);
             Rope.Apply(k, _kvHeads, _headDim, positions, _inverseFrequencies, _attentionScaling);
+            profile?.Mark(ForwardPhase.QkNormRope);
+            foreach (ref readonly BatchSequence b in sequences)
+            {
+                int n = b.TokenCount;
+                b.Cache.Write(l, b.StartPosition, k.Slice(b.TokenOffset * kvDim, n * kvDim), v.Slice(b.TokenOffset * kvDim, n * kvDim), n);
+            }
+
+            profile?.Mark(ForwardPhase.KvWrite);
             foreach (ref readonly BatchSequence b in sequences)         // ragged: each sequence over its own cache
             {
                 int n = b.TokenCount;
                 KvCacheView cache = b.Cache;
-                cache.Write(l, b.StartPosition, k.Slice(b.TokenOffset * kvDim, n * kvDim), v.Slice(b.TokenOffset * kvDim, n * kvDim), n);
                 Attention.Causal(_pool, q.Slice(b.TokenOffset * qDim, n * qDim), n, b.StartPosition,
                     cache.Store.KeyBytes(l), cache.Store.ValueBytes(l), cache.Store.DType, cache.Table, cache.BlockSize, _heads, _kvHeads, _headDim,
                     _attentionScale, attnOut.Slice(b.TokenOffset * qDim, n * qDim));   // GQA over the cache
             }
 
+            profile?.Mark(ForwardPhase.Attention);
             MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden, _prefill, QuantDecode);   // residual fused
             if (w.OBias is not null)
             {
                 AddBias(w.OBias, hidden);
             }
 
+            profile?.Mark(ForwardPhase.OutputProjection);
+
             // mlp
             RmsNorm.Apply(hidden, w.PostAttentionLayerNorm, _eps, normed);
+            profile?.Mark(ForwardPhase.Norm);
             MatMul.Multiply(_pool, normed, t, w.GateProj, gate, _prefill, QuantDecode);
             MatMul.Multiply(_pool, normed, t, w.UpProj, up, _prefill, QuantDecode);
+            profile?.Mark(ForwardPhase.GateUpProjection);
             SwiGlu.SiluMul(gate, up, gate);
+            profile?.Mark(ForwardPhase.SwiGlu);
             MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden, _prefill, QuantDecode);   // residual fused
+            profile?.Mark(ForwardPhase.DownProjection);
         }
     }
 

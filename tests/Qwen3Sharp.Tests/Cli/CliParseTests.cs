@@ -124,7 +124,13 @@ public sealed class CliParseTests
         Assert.Equal(3, o.Threads);
         Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.HugePageCopy, o.Weights);
 
+        BenchOptions p = Bind<BenchOptions>("bench --model /m --depth 4096 --profile");
+        Assert.Equal(4096, p.Depth);
+        Assert.True(p.Profile);
+
         BenchOptions d = Bind<BenchOptions>("bench --model /m");
+        Assert.Equal(0, d.Depth);
+        Assert.False(d.Profile);
         Assert.Equal(512, d.PromptTokens);
         Assert.Equal(128, d.GenTokens);
         Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Mapped, d.Weights);

@@ -102,6 +102,31 @@ public sealed class CliProcessTests
     }
 
     [Fact]
+    public async Task Bench_DecodesAtTheDepth_AndProfilesEveryPhase()
+    {
+        // --depth 37: every decode pass starts at position 37 (llama-bench -d); the depth's 2 full blocks come from the
+        // prefix cache, so a pass must also fit beside the holder of the depth; --profile splits one more pass by phase.
+        string model = Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "tiny-a");
+        var (code, output, error) = await CliProcess.RunAsync($"bench --model {model} --prompt-tokens 8 --gen-tokens 3 --depth 37 --profile --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Matches(@"decode +[\d.]+ tok/s +\(3 tokens in [\d.]+ s, [\d.]+ ms/token, positions 37\.\.39: llama-bench -n 3 -d 37\)", output);
+        Assert.Matches(@"profile +[\d.]+ tok/s with timing on", output);
+        foreach (global::Qwen3Sharp.Model.ForwardPhase phase in Enum.GetValues<global::Qwen3Sharp.Model.ForwardPhase>())
+        {
+            Assert.Matches($@"\n  {phase} +[\d.]+ +[\d.]+ ?%", output);
+        }
+
+        Assert.Matches(@"\n  outside forward +-?[\d.]+ +-?[\d.]+ ?%", output);
+
+        // a quantized model's A/B passes run at the depth too
+        string gguf = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", "tiny-a-q4_0.gguf");
+        (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 8 --gen-tokens 2 --depth 20 --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Contains("positions 20..21", output);
+        Assert.Matches(@"decode A/B +int8 [\d.]+ tok/s", output);
+    }
+
+    [Fact]
     public async Task Bench_runs_a_q4_k_m_gguf_file()
     {
         // Q4_K + Q6_K + Q5_K + Q8_0 + F32, as llama-quantize's Q4_K_M recipe mixes them (see GgufTests.KQuantFile)
