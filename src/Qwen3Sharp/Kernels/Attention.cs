@@ -183,16 +183,31 @@ public static unsafe class Attention
             float* q0 = Q + ((long)t * HeadCount + kvh * group) * HeadDim;     // the group's heads are adjacent
             float* out0 = Destination + ((long)t * HeadCount + kvh * group) * HeadDim;
 
-            // Scores: each key row is loaded once (L1) for all heads of the group.
+            // Scores, a block at a time: heads in pairs against four key rows at once (each row widened once per pair,
+            // eight independent accumulators, one add tree for four sums); the block's rows stay in L1 for the next pair.
+            int headBytes = HeadDim * TK.Size;
             for (int p0 = 0, b = 0; p0 < visible; p0 += BlockSize, b++)
             {
                 byte* k = kBase + (long)Table[b] * BlockSize * rowBytes;
-                int end = Math.Min(visible, p0 + BlockSize);
-                for (int p = p0; p < end; p++, k += rowBytes)
+                int count = Math.Min(visible, p0 + BlockSize) - p0;
+                if (p0 + BlockSize < visible)
                 {
-                    for (int g = 0; g < group; g++)
+                    PrefetchRows(kBase + (long)Table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visible - p0 - BlockSize), headBytes);
+                }
+
+                int g = 0;
+                for (; g + 2 <= group; g += 2)
+                {
+                    Scores2<TV, TS, TK>(q0 + g * HeadDim, q0 + (g + 1) * HeadDim, k, rowBytes, count, HeadDim, Scale,
+                        scores + (long)g * Context + p0, scores + (long)(g + 1) * Context + p0);
+                }
+
+                if (g < group)
+                {
+                    byte* row = k;
+                    for (int p = 0; p < count; p++, row += rowBytes)
                     {
-                        scores[(long)g * Context + p] = Dot<TV, TS, TK>(q0 + g * HeadDim, k, HeadDim) * Scale;
+                        scores[(long)g * Context + p0 + p] = Dot<TV, TS, TK>(q0 + g * HeadDim, row, HeadDim) * Scale;
                     }
                 }
             }
@@ -217,22 +232,114 @@ public static unsafe class Attention
         }
     }
 
-    /// <summary>Two heads' weighted sums over the same value rows: d0/d1 [n] = Σ_p w0/w1[p] · row(p)[..n]; rows of <paramref name="rowBytes"/> through the block table.</summary>
+    /// <summary>
+    /// Prefetches this head's part (<paramref name="headBytes"/>) of <paramref name="count"/> rows: the next block of a
+    /// paged cache lies anywhere, and its rows are <paramref name="rowBytes"/> apart (every KV head's), where the
+    /// hardware prefetchers do not follow (a Zen 3 under load, interleaved: 5-10% less CPU time for decode attention at 2,000 and 8,000 positions).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchRows(byte* rows, long rowBytes, int count, int headBytes)
+    {
+        for (int p = 0; p < count; p++, rows += rowBytes)
+        {
+            for (int offset = 0; offset < headBytes; offset += 64)
+            {
+                SimdMath.Prefetch(rows + offset);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Two heads' scores against <paramref name="count"/> key rows from <paramref name="k"/> (rows <paramref name="rowBytes"/>
+    /// apart): sa/sb[p] = (qa/qb · row(p)) · scale.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scores2<TV, TS, TK>(float* qa, float* qb, byte* k, long rowBytes, int count, int n, float scale, float* sa, float* sb)
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
+    {
+        int lanes = TS.Count;
+        int main = n - n % lanes;
+        int p = 0;
+        for (; p + 4 <= count; p += 4)
+        {
+            byte* k0 = k + p * rowBytes;
+            byte* k1 = k0 + rowBytes;
+            byte* k2 = k1 + rowBytes;
+            byte* k3 = k2 + rowBytes;
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+            TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
+            for (int i = 0; i < main; i += lanes)
+            {
+                TV x = TS.Load(qa + i), y = TS.Load(qb + i);
+                long offset = (long)i * TK.Size;
+                TV v = TK.Load<TV, TS>(k0 + offset);
+                a0 = TS.MultiplyAdd(x, v, a0);
+                b0 = TS.MultiplyAdd(y, v, b0);
+                v = TK.Load<TV, TS>(k1 + offset);
+                a1 = TS.MultiplyAdd(x, v, a1);
+                b1 = TS.MultiplyAdd(y, v, b1);
+                v = TK.Load<TV, TS>(k2 + offset);
+                a2 = TS.MultiplyAdd(x, v, a2);
+                b2 = TS.MultiplyAdd(y, v, b2);
+                v = TK.Load<TV, TS>(k3 + offset);
+                a3 = TS.MultiplyAdd(x, v, a3);
+                b3 = TS.MultiplyAdd(y, v, b3);
+            }
+
+            TS.Sum4(a0, a1, a2, a3, sa + p);
+            TS.Sum4(b0, b1, b2, b3, sb + p);
+            for (int j = 0; j < 4; j++)
+            {
+                byte* row = k + (p + j) * rowBytes;
+                float ta = 0, tb = 0;
+                for (int i = main; i < n; i++)
+                {
+                    float e = TK.LoadScalar(row + (long)i * TK.Size);
+                    ta += qa[i] * e;
+                    tb += qb[i] * e;
+                }
+
+                sa[p + j] = (sa[p + j] + ta) * scale;
+                sb[p + j] = (sb[p + j] + tb) * scale;
+            }
+        }
+
+        for (; p < count; p++)
+        {
+            byte* row = k + p * rowBytes;
+            sa[p] = Dot<TV, TS, TK>(qa, row, n) * scale;
+            sb[p] = Dot<TV, TS, TK>(qb, row, n) * scale;
+        }
+    }
+
+    /// <summary>
+    /// Two heads' weighted sums over the same value rows: d0/d1 [n] = Σ_p w0/w1[p] · row(p)[..n]; rows of <paramref name="rowBytes"/>
+    /// through the block table. A block at a time (its rows, 16 × a head's 128 elements, stay in L1 while every 4-vector
+    /// slice of the head passes over them), the sums kept in the destination between blocks.
+    /// </summary>
     private static void WeightedSum2<TV, TS, TK>(float* w0, float* w1, int count, byte* values, long rowBytes, int* table, int blockSize,
         int n, float* d0, float* d1)
         where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
         int lanes = TS.Count;
         int main = n - n % lanes;
-        int i = 0;
-        for (; i + 4 * lanes <= main; i += 4 * lanes)
+        int tiled = main - main % (4 * lanes);
+        new Span<float>(d0, tiled).Clear();
+        new Span<float>(d1, tiled).Clear();
+        for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
         {
-            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
-            TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
-            for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
+            byte* block = values + (long)table[b] * blockSize * rowBytes;
+            int end = Math.Min(count, p0 + blockSize);
+            if (end < count)
             {
-                byte* v = values + (long)table[b] * blockSize * rowBytes + (long)i * TK.Size;
-                int end = Math.Min(count, p0 + blockSize);
+                PrefetchRows(values + (long)table[b + 1] * blockSize * rowBytes, rowBytes, Math.Min(blockSize, count - end), n * TK.Size);
+            }
+
+            for (int i = 0; i < tiled; i += 4 * lanes)
+            {
+                TV a0 = TS.Load(d0 + i), a1 = TS.Load(d0 + i + lanes), a2 = TS.Load(d0 + i + 2 * lanes), a3 = TS.Load(d0 + i + 3 * lanes);
+                TV b0 = TS.Load(d1 + i), b1 = TS.Load(d1 + i + lanes), b2 = TS.Load(d1 + i + 2 * lanes), b3 = TS.Load(d1 + i + 3 * lanes);
+                byte* v = block + (long)i * TK.Size;
                 for (int p = p0; p < end; p++, v += rowBytes)
                 {
                     TV v0 = TK.Load<TV, TS>(v), v1 = TK.Load<TV, TS>(v + lanes * TK.Size);
@@ -248,22 +355,22 @@ public static unsafe class Attention
                     b2 = TS.MultiplyAdd(s, v2, b2);
                     b3 = TS.MultiplyAdd(s, v3, b3);
                 }
-            }
 
-            TS.Store(a0, d0 + i);
-            TS.Store(a1, d0 + i + lanes);
-            TS.Store(a2, d0 + i + 2 * lanes);
-            TS.Store(a3, d0 + i + 3 * lanes);
-            TS.Store(b0, d1 + i);
-            TS.Store(b1, d1 + i + lanes);
-            TS.Store(b2, d1 + i + 2 * lanes);
-            TS.Store(b3, d1 + i + 3 * lanes);
+                TS.Store(a0, d0 + i);
+                TS.Store(a1, d0 + i + lanes);
+                TS.Store(a2, d0 + i + 2 * lanes);
+                TS.Store(a3, d0 + i + 3 * lanes);
+                TS.Store(b0, d1 + i);
+                TS.Store(b1, d1 + i + lanes);
+                TS.Store(b2, d1 + i + 2 * lanes);
+                TS.Store(b3, d1 + i + 3 * lanes);
+            }
         }
 
-        if (i < n)
+        if (tiled < n)
         {
-            WeightedSumFrom<TV, TS, TK>(w0, count, values, rowBytes, table, blockSize, n, d0, i);
-            WeightedSumFrom<TV, TS, TK>(w1, count, values, rowBytes, table, blockSize, n, d1, i);
+            WeightedSumFrom<TV, TS, TK>(w0, count, values, rowBytes, table, blockSize, n, d0, tiled);
+            WeightedSumFrom<TV, TS, TK>(w1, count, values, rowBytes, table, blockSize, n, d1, tiled);
         }
     }
 

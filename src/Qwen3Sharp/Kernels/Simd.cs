@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Qwen3Sharp.Kernels;
 
@@ -41,6 +42,10 @@ internal unsafe interface ISimd<TV> where TV : struct
     static abstract TV MultiplyAdd(TV a, TV b, TV c);
 
     static abstract float Sum(TV value);
+
+    /// <summary>The horizontal sums of four vectors to destination[0..3] (one add tree for all four: <c>vhaddps</c> where there is AVX).</summary>
+    static abstract void Sum4(TV a, TV b, TV c, TV d, float* destination);
+
     static abstract float MaxAcross(TV value);
 
     /// <summary>2^n · p for integer-valued n in [-126, 127] (exponent arithmetic on the bits).</summary>
@@ -88,6 +93,10 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector512<float> value) => Vector512.Sum(value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d, float* destination)
+        => Simd256.Sum4(a.GetLower() + a.GetUpper(), b.GetLower() + b.GetUpper(), c.GetLower() + c.GetUpper(), d.GetLower() + d.GetUpper(), destination);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float MaxAcross(Vector512<float> value)
     {
         Vector256<float> m = Vector256.Max(value.GetLower(), value.GetUpper());
@@ -130,11 +139,11 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LoadF16(ushort* source)
-        => FiniteHalfBits(Vector512.WidenLower(Vector256.Load(source).ToVector512Unsafe()));
+        => FiniteHalfBits(Vector512.WidenLower(Vector256.Load((short*)source).ToVector512Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> FiniteHalfBits(Vector512<uint> h)
-        => ((h.AsInt32() << 16 >> 3) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector512.Create(ISimd<float>.TwoPow112);
+    private static Vector512<float> FiniteHalfBits(Vector512<int> h)   // h sign-extended: bits 31..29 and 28 hold the sign after << 13
+        => ((h << 13) & Vector512.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector512.Create(ISimd<float>.TwoPow112);
 
     /// <summary>Half bits (zero-extended) to float: shift into place, rescale the exponent by 2^112
     /// (exact for normals and subnormals), keep inf/NaN, restore the sign.</summary>
@@ -168,6 +177,20 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Min(Vector256<float> a, Vector256<float> b) => Vector256.Min(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.MultiplyAddEstimate(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector256<float> value) => Vector256.Sum(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d, float* destination)
+    {
+        if (Avx.IsSupported)
+        {
+            // [a01 a23 b01 b23 | a45 a67 b45 b67], then [a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7]: the halves' sum is the four sums
+            Vector256<float> s = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
+            (s.GetLower() + s.GetUpper()).Store(destination);
+            return;
+        }
+
+        Simd128.Sum4(a.GetLower() + a.GetUpper(), b.GetLower() + b.GetUpper(), c.GetLower() + c.GetUpper(), d.GetLower() + d.GetUpper(), destination);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float MaxAcross(Vector256<float> value)
@@ -209,11 +232,11 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LoadF16(ushort* source)
-        => FiniteHalfBits(Vector256.WidenLower(Vector128.Load(source).ToVector256Unsafe()));
+        => FiniteHalfBits(Vector256.WidenLower(Vector128.Load((short*)source).ToVector256Unsafe()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> FiniteHalfBits(Vector256<uint> h)
-        => ((h.AsInt32() << 16 >> 3) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector256.Create(ISimd<float>.TwoPow112);
+    private static Vector256<float> FiniteHalfBits(Vector256<int> h)   // h sign-extended: bits 31..29 and 28 hold the sign after << 13
+        => ((h << 13) & Vector256.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector256.Create(ISimd<float>.TwoPow112);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> HalfBits(Vector256<uint> h)
@@ -245,6 +268,21 @@ internal unsafe struct Simd128 : ISimd<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Min(Vector128<float> a, Vector128<float> b) => Vector128.Min(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> MultiplyAdd(Vector128<float> a, Vector128<float> b, Vector128<float> c) => Vector128.MultiplyAddEstimate(a, b, c);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(Vector128<float> value) => Vector128.Sum(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Sum4(Vector128<float> a, Vector128<float> b, Vector128<float> c, Vector128<float> d, float* destination)
+    {
+        if (Sse3.IsSupported)
+        {
+            Sse3.HorizontalAdd(Sse3.HorizontalAdd(a, b), Sse3.HorizontalAdd(c, d)).Store(destination);
+            return;
+        }
+
+        destination[0] = Vector128.Sum(a);
+        destination[1] = Vector128.Sum(b);
+        destination[2] = Vector128.Sum(c);
+        destination[3] = Vector128.Sum(d);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float MaxAcross(Vector128<float> value)
@@ -286,11 +324,11 @@ internal unsafe struct Simd128 : ISimd<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> LoadF16(ushort* source)
-        => FiniteHalfBits(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsUInt16()));
+        => FiniteHalfBits(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsInt16()));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> FiniteHalfBits(Vector128<uint> h)
-        => ((h.AsInt32() << 16 >> 3) & Vector128.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector128.Create(ISimd<float>.TwoPow112);
+    private static Vector128<float> FiniteHalfBits(Vector128<int> h)   // h sign-extended: bits 31..29 and 28 hold the sign after << 13
+        => ((h << 13) & Vector128.Create(unchecked((int)0x8FFFE000))).AsSingle() * Vector128.Create(ISimd<float>.TwoPow112);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> HalfBits(Vector128<uint> h)
@@ -323,6 +361,15 @@ internal unsafe struct SimdScalar : ISimd<float>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Min(float a, float b) => MathF.Min(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MultiplyAdd(float a, float b, float c) => a * b + c;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Sum(float value) => value;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Sum4(float a, float b, float c, float d, float* destination)
+    {
+        destination[0] = a;
+        destination[1] = b;
+        destination[2] = c;
+        destination[3] = d;
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float MaxAcross(float value) => value;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
