@@ -518,14 +518,14 @@ internal static unsafe class QuickKernelBench
                 q[i] = (float)(rng.NextDouble() * 2 - 1);
             }
 
-            foreach (KvCacheDType dtype in new[] { KvCacheDType.F32, KvCacheDType.BF16, KvCacheDType.F16 })
+            foreach (KvCacheDType dtype in new[] { KvCacheDType.F32, KvCacheDType.BF16, KvCacheDType.F16, KvCacheDType.Q8_0 })
             {
                 var keys = new byte[Layers][];
                 var values = new byte[Layers][];
                 for (int l = 0; l < Layers; l++)
                 {
-                    keys[l] = new byte[row.Length * dtype.ElementBytes()];
-                    values[l] = new byte[row.Length * dtype.ElementBytes()];
+                    keys[l] = new byte[dtype.Bytes(row.Length)];
+                    values[l] = new byte[dtype.Bytes(row.Length)];
                     KvConvert.FromSingle(row, dtype, keys[l]);
                     KvConvert.FromSingle(row, dtype, values[l]);
                 }
@@ -537,7 +537,7 @@ internal static unsafe class QuickKernelBench
                         Attention.Causal(pool, q, 1, context - 1, keys[l], values[l], dtype, table, BlockSize, Heads, KvHeads, HeadDim, 0.088f, output);
                     }
                 });
-                long bytes = 2L * Layers * context * KvDim * dtype.ElementBytes();
+                long bytes = 2L * Layers * context * dtype.Bytes(KvDim);
                 Console.WriteLine($"decode attention {dtype.Name(),4} at {context,5} positions, 28 layers: {wall * 1e3,7:F2} ms  " +
                     $"({bytes / 1e6:F0} MB of KV, {bytes / wall / 1e9:F1} GB/s; cpu {cpu * 1e3 / threads:F2} ms per thread)");
             }

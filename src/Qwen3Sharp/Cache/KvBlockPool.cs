@@ -40,7 +40,7 @@ public readonly struct KvCacheView(IKvStore store, int[] table, int blockSize, i
     public void Write(int layer, int startPosition, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int tokenCount)
     {
         KvCacheDType dtype = Store.DType;
-        int elementBytes = dtype.ElementBytes();
+        int rowBytes = (int)dtype.Bytes(kvDim);
         Span<byte> keys = Store.KeyBytes(layer), values = Store.ValueBytes(layer);
         int p = startPosition, end = startPosition + tokenCount, src = 0;
         while (p < end)
@@ -48,7 +48,7 @@ public readonly struct KvCacheView(IKvStore store, int[] table, int blockSize, i
             int inBlock = p % BlockSize;
             int n = Math.Min(BlockSize - inBlock, end - p);
             long row = (long)Table[p / BlockSize] * BlockSize + inBlock;
-            int at = (int)(row * kvDim * elementBytes), bytes = n * kvDim * elementBytes;
+            int at = (int)(row * rowBytes), bytes = n * rowBytes;
             KvConvert.FromSingle(k.Slice(src * kvDim, n * kvDim), dtype, keys.Slice(at, bytes));
             KvConvert.FromSingle(v.Slice(src * kvDim, n * kvDim), dtype, values.Slice(at, bytes));
             p += n;
@@ -62,7 +62,7 @@ internal delegate ulong BlockHasher(ulong parentKey, ReadOnlySpan<int> tokens);
 
 /// <summary>
 /// The paged KV memory of every sequence (vLLM's block pool): per layer, keys and values
-/// <c>[BlockCount * BlockSize, KvHeadCount * HeadDim]</c> elements of <see cref="DType"/> (float32, bf16 or f16) in
+/// <c>[BlockCount * BlockSize, KvHeadCount * HeadDim]</c> elements of <see cref="DType"/> (float32, bf16, f16 or q8_0) in
 /// native memory, handed out a block of
 /// <see cref="BlockSize"/> positions at a time. Single-threaded (the engine loop) except the counters, which any
 /// thread may read.
@@ -117,8 +117,13 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
         BlockSize = blockSize;
         BlockCount = blockCount;
         DType = dtype;
-        ElementBytes = dtype.ElementBytes();
-        if ((long)blockCount * blockSize * KvDim * ElementBytes > MaxLayerBytes)
+        if (dtype.Unsupported(headDim) is { } why)
+        {
+            throw new NotSupportedException(why);
+        }
+
+        RowBytes = (int)dtype.Bytes(KvDim);
+        if ((long)blockCount * blockSize * RowBytes > MaxLayerBytes)
         {
             throw new ArgumentOutOfRangeException(nameof(blockCount),
                 $"{blockCount} blocks of {blockSize} positions × {KvDim} {dtype.Name()} elements exceed one span ({MaxLayerBytes} bytes) per layer");
@@ -172,18 +177,18 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
     public static long BytesPerBlock(Qwen3Config config, KvCacheDType dtype, int blockSize = DefaultBlockSize)
         => BytesPerToken(config, dtype) * blockSize;
 
-    /// <summary>KV bytes one token takes over all layers, keys and values: layers × 2 × kvHeads × headDim × element bytes.</summary>
+    /// <summary>KV bytes one token takes over all layers, keys and values: layers × 2 × the bytes of kvHeads × headDim elements.</summary>
     public static long BytesPerToken(Qwen3Config config, KvCacheDType dtype)
-        => (long)config.NumHiddenLayers * 2 * config.NumKeyValueHeads * config.HeadDim * dtype.ElementBytes();
+        => config.NumHiddenLayers * 2 * dtype.Bytes((long)config.NumKeyValueHeads * config.HeadDim);
 
     /// <summary>How keys and values are stored.</summary>
     public KvCacheDType DType { get; }
 
-    /// <summary>Bytes per stored element (4 for float32, 2 for bf16 and f16).</summary>
-    public int ElementBytes { get; }
+    /// <summary>Bytes of one position's keys (or values) in one layer: KvDim elements of <see cref="DType"/>.</summary>
+    public int RowBytes { get; }
 
     /// <summary>Bytes of one layer's keys (values take as much again).</summary>
-    public long LayerBytes => (long)BlockCount * BlockSize * KvDim * ElementBytes;
+    public long LayerBytes => (long)BlockCount * BlockSize * RowBytes;
 
     /// <summary>Bytes of the whole pool: layers × 2 × <see cref="LayerBytes"/>.</summary>
     public long TotalBytes => LayerBytes * 2 * LayerCount;
@@ -233,8 +238,8 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
         }
 
         ArgumentOutOfRangeException.ThrowIfGreaterThan((uint)positions, (uint)BlockSize, nameof(positions));
-        long blockBytes = (long)BlockSize * KvDim * ElementBytes;
-        nuint bytes = (nuint)((long)positions * KvDim * ElementBytes);
+        long blockBytes = (long)BlockSize * RowBytes;
+        nuint bytes = (nuint)((long)positions * RowBytes);
         for (int l = 0; l < LayerCount; l++)
         {
             NativeMemory.Copy(_keys[l] + source * blockBytes, _keys[l] + destination * blockBytes, bytes);

@@ -42,7 +42,7 @@ public sealed class Qwen3ModelRunner : IModelRunner
     {
         int blockSize = KvBlockPool.DefaultBlockSize;
         long perContext = (model.ContextSize + blockSize - 1) / blockSize;
-        long addressable = KvBlockPool.MaxLayerBytes / ((long)blockSize * model.Config.NumKeyValueHeads * model.Config.HeadDim * dtype.ElementBytes());
+        long addressable = KvBlockPool.MaxLayerBytes / (blockSize * dtype.Bytes((long)model.Config.NumKeyValueHeads * model.Config.HeadDim));
         long blocks = Math.Min(bytes / KvBlockPool.BytesPerBlock(model.Config, dtype), Math.Min(perContext * maxSequences, addressable));
         return (int)Math.Max(1, blocks);
     }

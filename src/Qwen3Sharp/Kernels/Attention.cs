@@ -57,6 +57,14 @@ public static unsafe class Attention
             case KvCacheDType.F16:
                 Dispatch<KvF16>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
                 break;
+            case KvCacheDType.Q8_0:
+                if (dtype.Unsupported(headDim) is { } why)
+                {
+                    throw new NotSupportedException(why);
+                }
+
+                Dispatch<KvQ8>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+                break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown KV-cache dtype");
         }
@@ -110,23 +118,23 @@ public static unsafe class Attention
             throw new ArgumentException($"A block table of {blockTable.Length} blocks of {blockSize} does not cover {context} positions.");
         }
 
-        long keyElements = keys.Length / TK.Size, valueElements = values.Length / TK.Size;
-        long kvCount = (long)context * kvHeadCount * headDim;
+        long rowBytes = TK.Bytes(kvHeadCount * headDim);
+        long keyRows = keys.Length / Math.Max(1, rowBytes), valueRows = values.Length / Math.Max(1, rowBytes);
         int lastBlock = (context - 1) / blockSize;
         for (int b = 0; context > 0 && b <= lastBlock; b++)
         {
-            long end = ((long)blockTable[b] * blockSize + Math.Min(blockSize, context - (long)b * blockSize)) * kvHeadCount * headDim;
-            if (blockTable[b] < 0 || end > keyElements || end > valueElements)
+            long end = (long)blockTable[b] * blockSize + Math.Min(blockSize, context - (long)b * blockSize);
+            if (blockTable[b] < 0 || end > keyRows || end > valueRows)
             {
-                throw new ArgumentException($"Block {blockTable[b]} of the table lies outside keys/values of {keyElements} elements.");
+                throw new ArgumentException($"Block {blockTable[b]} of the table lies outside keys/values of {keyRows} positions.");
             }
         }
 
-        if (q.Length < qCount || destination.Length < qCount || (blockSize >= context && (keyElements < kvCount || valueElements < kvCount)))
+        if (q.Length < qCount || destination.Length < qCount || (blockSize >= context && (keyRows < context || valueRows < context)))
         {
             throw new ArgumentException(
-                $"Attention over {tokenCount} tokens at {startPosition} needs q and destination of {qCount} and keys and values " +
-                $"of {kvCount} elements; got q {q.Length}, destination {destination.Length}, keys {keyElements}, values {valueElements}.");
+                $"Attention over {tokenCount} tokens at {startPosition} needs q and destination of {qCount} elements and keys and values " +
+                $"of {context} positions; got q {q.Length}, destination {destination.Length}, keys {keyRows}, values {valueRows}.");
         }
 
         if (tokenCount == 0 || headDim == 0)
@@ -176,16 +184,15 @@ public static unsafe class Attention
             int t = index / KvHeadCount, kvh = index % KvHeadCount;
             int group = HeadCount / KvHeadCount;
             int visible = StartPosition + t + 1;
-            long rowBytes = (long)KvHeadCount * HeadDim * TK.Size;
-            byte* kBase = Keys + (long)kvh * HeadDim * TK.Size;
-            byte* vBase = Values + (long)kvh * HeadDim * TK.Size;
+            long headBytes = TK.Bytes(HeadDim), rowBytes = KvHeadCount * headBytes;
+            byte* kBase = Keys + kvh * headBytes;
+            byte* vBase = Values + kvh * headBytes;
             float* scores = (float*)Scratch[worker];
             float* q0 = Q + ((long)t * HeadCount + kvh * group) * HeadDim;     // the group's heads are adjacent
             float* out0 = Destination + ((long)t * HeadCount + kvh * group) * HeadDim;
 
             // Scores, a block at a time: heads in pairs against four key rows at once (each row widened once per pair,
             // eight independent accumulators, one add tree for four sums); the block's rows stay in L1 for the next pair.
-            int headBytes = HeadDim * TK.Size;
             for (int p0 = 0, b = 0; p0 < visible; p0 += BlockSize, b++)
             {
                 byte* k = kBase + (long)Table[b] * BlockSize * rowBytes;
@@ -238,7 +245,7 @@ public static unsafe class Attention
     /// hardware prefetchers do not follow (a Zen 3 under load, interleaved: 5-10% less CPU time for decode attention at 2,000 and 8,000 positions).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchRows(byte* rows, long rowBytes, int count, int headBytes)
+    private static void PrefetchRows(byte* rows, long rowBytes, int count, long headBytes)
     {
         for (int p = 0; p < count; p++, rows += rowBytes)
         {
@@ -271,17 +278,16 @@ public static unsafe class Attention
             for (int i = 0; i < main; i += lanes)
             {
                 TV x = TS.Load(qa + i), y = TS.Load(qb + i);
-                long offset = (long)i * TK.Size;
-                TV v = TK.Load<TV, TS>(k0 + offset);
+                TV v = TK.Load<TV, TS>(k0, i);
                 a0 = TS.MultiplyAdd(x, v, a0);
                 b0 = TS.MultiplyAdd(y, v, b0);
-                v = TK.Load<TV, TS>(k1 + offset);
+                v = TK.Load<TV, TS>(k1, i);
                 a1 = TS.MultiplyAdd(x, v, a1);
                 b1 = TS.MultiplyAdd(y, v, b1);
-                v = TK.Load<TV, TS>(k2 + offset);
+                v = TK.Load<TV, TS>(k2, i);
                 a2 = TS.MultiplyAdd(x, v, a2);
                 b2 = TS.MultiplyAdd(y, v, b2);
-                v = TK.Load<TV, TS>(k3 + offset);
+                v = TK.Load<TV, TS>(k3, i);
                 a3 = TS.MultiplyAdd(x, v, a3);
                 b3 = TS.MultiplyAdd(y, v, b3);
             }
@@ -294,7 +300,7 @@ public static unsafe class Attention
                 float ta = 0, tb = 0;
                 for (int i = main; i < n; i++)
                 {
-                    float e = TK.LoadScalar(row + (long)i * TK.Size);
+                    float e = TK.LoadScalar(row, i);
                     ta += qa[i] * e;
                     tb += qb[i] * e;
                 }
@@ -332,18 +338,18 @@ public static unsafe class Attention
             int end = Math.Min(count, p0 + blockSize);
             if (end < count)
             {
-                PrefetchRows(values + (long)table[b + 1] * blockSize * rowBytes, rowBytes, Math.Min(blockSize, count - end), n * TK.Size);
+                PrefetchRows(values + (long)table[b + 1] * blockSize * rowBytes, rowBytes, Math.Min(blockSize, count - end), TK.Bytes(n));
             }
 
             for (int i = 0; i < tiled; i += 4 * lanes)
             {
                 TV a0 = TS.Load(d0 + i), a1 = TS.Load(d0 + i + lanes), a2 = TS.Load(d0 + i + 2 * lanes), a3 = TS.Load(d0 + i + 3 * lanes);
                 TV b0 = TS.Load(d1 + i), b1 = TS.Load(d1 + i + lanes), b2 = TS.Load(d1 + i + 2 * lanes), b3 = TS.Load(d1 + i + 3 * lanes);
-                byte* v = block + (long)i * TK.Size;
+                byte* v = block;
                 for (int p = p0; p < end; p++, v += rowBytes)
                 {
-                    TV v0 = TK.Load<TV, TS>(v), v1 = TK.Load<TV, TS>(v + lanes * TK.Size);
-                    TV v2 = TK.Load<TV, TS>(v + 2 * lanes * TK.Size), v3 = TK.Load<TV, TS>(v + 3 * lanes * TK.Size);
+                    TV v0 = TK.Load<TV, TS>(v, i), v1 = TK.Load<TV, TS>(v, i + lanes);
+                    TV v2 = TK.Load<TV, TS>(v, i + 2 * lanes), v3 = TK.Load<TV, TS>(v, i + 3 * lanes);
                     TV s = TS.Broadcast(w0[p]);
                     a0 = TS.MultiplyAdd(s, v0, a0);
                     a1 = TS.MultiplyAdd(s, v1, a1);
@@ -383,19 +389,19 @@ public static unsafe class Attention
         int i = 0;
         for (; i + 2 * lanes <= main; i += 2 * lanes)
         {
-            acc0 = TS.MultiplyAdd(TS.Load(a + i), TK.Load<TV, TS>(b + (long)i * TK.Size), acc0);
-            acc1 = TS.MultiplyAdd(TS.Load(a + i + lanes), TK.Load<TV, TS>(b + (long)(i + lanes) * TK.Size), acc1);
+            acc0 = TS.MultiplyAdd(TS.Load(a + i), TK.Load<TV, TS>(b, i), acc0);
+            acc1 = TS.MultiplyAdd(TS.Load(a + i + lanes), TK.Load<TV, TS>(b, i + lanes), acc1);
         }
 
         for (; i < main; i += lanes)
         {
-            acc0 = TS.MultiplyAdd(TS.Load(a + i), TK.Load<TV, TS>(b + (long)i * TK.Size), acc0);
+            acc0 = TS.MultiplyAdd(TS.Load(a + i), TK.Load<TV, TS>(b, i), acc0);
         }
 
         float sum = TS.Sum(TS.Add(acc0, acc1));
         for (i = main; i < n; i++)
         {
-            sum += a[i] * TK.LoadScalar(b + (long)i * TK.Size);
+            sum += a[i] * TK.LoadScalar(b, i);
         }
 
         return sum;
@@ -414,15 +420,15 @@ public static unsafe class Attention
             TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                byte* v = values + (long)table[b] * blockSize * rowBytes + (long)i * TK.Size;
+                byte* v = values + (long)table[b] * blockSize * rowBytes;
                 int end = Math.Min(count, p0 + blockSize);
                 for (int p = p0; p < end; p++, v += rowBytes)
                 {
                     TV w = TS.Broadcast(weights[p]);
-                    a0 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v), a0);
-                    a1 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v + lanes * TK.Size), a1);
-                    a2 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v + 2 * lanes * TK.Size), a2);
-                    a3 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v + 3 * lanes * TK.Size), a3);
+                    a0 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v, i), a0);
+                    a1 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v, i + lanes), a1);
+                    a2 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v, i + 2 * lanes), a2);
+                    a3 = TS.MultiplyAdd(w, TK.Load<TV, TS>(v, i + 3 * lanes), a3);
                 }
             }
 
@@ -437,11 +443,11 @@ public static unsafe class Attention
             TV a = TS.Zero;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                byte* v = values + (long)table[b] * blockSize * rowBytes + (long)i * TK.Size;
+                byte* v = values + (long)table[b] * blockSize * rowBytes;
                 int end = Math.Min(count, p0 + blockSize);
                 for (int p = p0; p < end; p++, v += rowBytes)
                 {
-                    a = TS.MultiplyAdd(TS.Broadcast(weights[p]), TK.Load<TV, TS>(v), a);
+                    a = TS.MultiplyAdd(TS.Broadcast(weights[p]), TK.Load<TV, TS>(v, i), a);
                 }
             }
 
@@ -453,11 +459,11 @@ public static unsafe class Attention
             float a = 0;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                byte* v = values + (long)table[b] * blockSize * rowBytes + (long)i * TK.Size;
+                byte* v = values + (long)table[b] * blockSize * rowBytes;
                 int end = Math.Min(count, p0 + blockSize);
                 for (int p = p0; p < end; p++, v += rowBytes)
                 {
-                    a += weights[p] * TK.LoadScalar(v);
+                    a += weights[p] * TK.LoadScalar(v, i);
                 }
             }
 

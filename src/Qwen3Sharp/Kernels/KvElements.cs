@@ -6,49 +6,73 @@ using Qwen3Sharp.Cache;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// How the attention kernel reads one stored KV element type into float32 registers: <see cref="Size"/> bytes an
-/// element, <see cref="ISimd{TV}.Count"/> of them at a time, or one for the tails.
+/// How the attention kernel reads one stored KV element type into float32 registers: element <c>i</c> of a head's
+/// stored row at <c>head</c>, <see cref="ISimd{TV}.Count"/> of them at a time (never across a Q8_0 block: i is a multiple
+/// of the vector width, which divides 32), or one for the tails. <see cref="Bytes"/> is a head's (or row's) size.
 /// </summary>
 internal unsafe interface IKvElement
 {
-    static abstract int Size { get; }
+    static abstract long Bytes(int elements);
 
-    static abstract TV Load<TV, TS>(byte* source) where TV : struct where TS : ISimd<TV>;
+    static abstract TV Load<TV, TS>(byte* head, int i) where TV : struct where TS : ISimd<TV>;
 
-    static abstract float LoadScalar(byte* source);
+    static abstract float LoadScalar(byte* head, int i);
 }
 
 internal unsafe struct KvF32 : IKvElement
 {
-    public static int Size => sizeof(float);
+    public static long Bytes(int elements) => (long)elements * sizeof(float);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TV Load<TV, TS>(byte* source) where TV : struct where TS : ISimd<TV> => TS.Load((float*)source);
+    public static TV Load<TV, TS>(byte* head, int i) where TV : struct where TS : ISimd<TV> => TS.Load((float*)head + i);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float LoadScalar(byte* source) => *(float*)source;
+    public static float LoadScalar(byte* head, int i) => ((float*)head)[i];
 }
 
 internal unsafe struct KvBf16 : IKvElement
 {
-    public static int Size => sizeof(ushort);
+    public static long Bytes(int elements) => (long)elements * sizeof(ushort);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TV Load<TV, TS>(byte* source) where TV : struct where TS : ISimd<TV> => TS.LoadBf16((ushort*)source);
+    public static TV Load<TV, TS>(byte* head, int i) where TV : struct where TS : ISimd<TV> => TS.LoadBf16((ushort*)head + i);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float LoadScalar(byte* source) => BitConverter.UInt32BitsToSingle((uint)*(ushort*)source << 16);
+    public static float LoadScalar(byte* head, int i) => BitConverter.UInt32BitsToSingle((uint)((ushort*)head)[i] << 16);
 }
 
 internal unsafe struct KvF16 : IKvElement
 {
-    public static int Size => sizeof(ushort);
+    public static long Bytes(int elements) => (long)elements * sizeof(ushort);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static TV Load<TV, TS>(byte* source) where TV : struct where TS : ISimd<TV> => TS.LoadF16((ushort*)source);
+    public static TV Load<TV, TS>(byte* head, int i) where TV : struct where TS : ISimd<TV> => TS.LoadF16((ushort*)head + i);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float LoadScalar(byte* source) => SimdScalar.LoadF16((ushort*)source);
+    public static float LoadScalar(byte* head, int i) => SimdScalar.LoadF16((ushort*)head + i);
+}
+
+/// <summary>
+/// Q8_0 blocks of 32 (an f16 scale, then 32 int8 codes): codes widened and converted, times the block's scale read
+/// through the fp16 table (<see cref="QuantMatMul.HalfTable"/>: two instructions).
+/// </summary>
+internal unsafe struct KvQ8 : IKvElement
+{
+    public static long Bytes(int elements) => (long)elements / KvCacheDTypes.Q8BlockSize * KvCacheDTypes.Q8BlockBytes;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TV Load<TV, TS>(byte* head, int i) where TV : struct where TS : ISimd<TV>
+    {
+        byte* block = head + (i >> 5) * KvCacheDTypes.Q8BlockBytes;
+        return TS.Multiply(TS.LoadInt8((sbyte*)block + 2 + (i & 31)), TS.Broadcast(QuantMatMul.HalfTable.Values[*(ushort*)block]));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadScalar(byte* head, int i)
+    {
+        byte* block = head + (i >> 5) * KvCacheDTypes.Q8BlockBytes;
+        return ((sbyte*)block)[2 + (i & 31)] * QuantMatMul.HalfTable.Values[*(ushort*)block];
+    }
 }
 
 /// <summary>Float32 keys and values to and from the KV cache's storage types.</summary>
@@ -56,13 +80,14 @@ public static class KvConvert
 {
     /// <summary>
     /// Stores <paramref name="source"/> as <paramref name="dtype"/> into <paramref name="destination"/>
-    /// [source.Length × element bytes]: float32 copied, bf16 and f16 rounded to nearest even (NaN stays NaN); f16
+    /// [dtype.Bytes(source.Length)]: float32 copied, bf16 and f16 rounded to nearest even (NaN stays NaN); f16
     /// saturates: a magnitude that would round past 65504 (±inf included) is stored as ±65504, so the attention
-    /// kernel's 4-operation f16 read never meets an infinity.
+    /// kernel's 4-operation f16 read never meets an infinity. Q8_0: per block of 32, d = amax/127 stored as f16 and codes
+    /// round-to-nearest-even of x/d (llama.cpp's AVX2 quantize_row_q8_0); source.Length must be a multiple of 32.
     /// </summary>
     public static void FromSingle(ReadOnlySpan<float> source, KvCacheDType dtype, Span<byte> destination)
     {
-        long bytes = (long)source.Length * dtype.ElementBytes();
+        long bytes = dtype.Bytes(source.Length);
         if (destination.Length < bytes)
         {
             throw new ArgumentException($"{source.Length} {dtype.Name()} elements need {bytes} bytes; got {destination.Length}.", nameof(destination));
@@ -76,16 +101,43 @@ public static class KvConvert
             case KvCacheDType.BF16:
                 ToBf16(source, MemoryMarshal.Cast<byte, ushort>(destination));
                 break;
+            case KvCacheDType.Q8_0:
+                ToQ8(source, destination);
+                break;
             default:
                 ToF16(source, MemoryMarshal.Cast<byte, ushort>(destination));
                 break;
         }
     }
 
-    /// <summary>Reads <paramref name="destination"/>.Length elements of <paramref name="dtype"/> from <paramref name="source"/> as float32 (exact).</summary>
+    /// <summary>float32 → Q8_0 blocks of 32 (see <see cref="FromSingle"/>); a block of zeros (or NaN) gets scale 0 and codes 0.</summary>
+    internal static void ToQ8(ReadOnlySpan<float> source, Span<byte> destination)
+    {
+        const int Block = KvCacheDTypes.Q8BlockSize;
+        for (int b = 0; b < source.Length / Block; b++)
+        {
+            ReadOnlySpan<float> x = source.Slice(b * Block, Block);
+            Span<byte> block = destination.Slice(b * KvCacheDTypes.Q8BlockBytes, KvCacheDTypes.Q8BlockBytes);
+            float amax = 0;
+            foreach (float e in x)
+            {
+                amax = MathF.Max(amax, MathF.Abs(e));
+            }
+
+            float d = amax / 127;
+            float id = d > 0 ? 1 / d : 0;
+            MemoryMarshal.Write(block, F16(d));
+            for (int i = 0; i < Block; i++)
+            {
+                block[2 + i] = (byte)(sbyte)Math.Clamp(MathF.Round(x[i] * id), -127, 127);
+            }
+        }
+    }
+
+    /// <summary>Reads <paramref name="destination"/>.Length elements of <paramref name="dtype"/> from <paramref name="source"/> as float32 (exact; Q8_0: code × the f16 scale).</summary>
     public static void ToSingle(ReadOnlySpan<byte> source, KvCacheDType dtype, Span<float> destination)
     {
-        long bytes = (long)destination.Length * dtype.ElementBytes();
+        long bytes = dtype.Bytes(destination.Length);
         if (source.Length < bytes)
         {
             throw new ArgumentException($"{destination.Length} {dtype.Name()} elements need {bytes} bytes; got {source.Length}.", nameof(source));
@@ -101,6 +153,14 @@ public static class KvConvert
                 for (int i = 0; i < destination.Length; i++)
                 {
                     destination[i] = BitConverter.UInt32BitsToSingle((uint)bits[i] << 16);
+                }
+
+                break;
+            case KvCacheDType.Q8_0:
+                for (int i = 0; i < destination.Length; i++)
+                {
+                    ReadOnlySpan<byte> block = source.Slice(i / KvCacheDTypes.Q8BlockSize * KvCacheDTypes.Q8BlockBytes);
+                    destination[i] = (sbyte)block[2 + i % KvCacheDTypes.Q8BlockSize] * (float)BitConverter.UInt16BitsToHalf(MemoryMarshal.Read<ushort>(block));
                 }
 
                 break;

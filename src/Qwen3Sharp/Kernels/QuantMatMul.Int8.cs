@@ -26,7 +26,7 @@ public static unsafe partial class QuantMatMul
     /// two instructions (movzx, load) instead of <see cref="HalfToSingle"/>'s ten, which were half the int8 block's work.
     /// A model's scales span a few hundred patterns, so the lines touched stay in L1/L2.
     /// </summary>
-    private static class HalfTable
+    internal static class HalfTable
     {
         internal static readonly float* Values = Create();
 

@@ -72,6 +72,9 @@ internal unsafe interface ISimd<TV> where TV : struct
     /// for the KV cache, whose f16 stores saturate at ±65504 (<see cref="KvConvert"/>).
     /// </summary>
     static abstract TV LoadF16(ushort* source);
+
+    /// <summary>Count int8 values at <paramref name="source"/> as float32 (<c>vpmovsxbd</c> + <c>vcvtdq2ps</c> where there is SSE4.1/AVX2/AVX-512).</summary>
+    static abstract TV LoadInt8(sbyte* source);
 }
 
 internal unsafe struct Simd512 : ISimd<Vector512<float>>
@@ -136,6 +139,11 @@ internal unsafe struct Simd512 : ISimd<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LoadBf16(ushort* source)
         => (Vector512.WidenLower(Vector256.Load(source).ToVector512Unsafe()) << 16).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadInt8(sbyte* source)
+        => Avx512F.IsSupported ? Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(source)))
+            : Vector512.Create(Simd256.LoadInt8(source), Simd256.LoadInt8(source + 8));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> LoadF16(ushort* source)
@@ -231,6 +239,11 @@ internal unsafe struct Simd256 : ISimd<Vector256<float>>
         => (Vector256.WidenLower(Vector128.Load(source).ToVector256Unsafe()) << 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadInt8(sbyte* source)
+        => Avx2.IsSupported ? Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(source))
+            : Vector256.Create(Simd128.LoadInt8(source), Simd128.LoadInt8(source + 4));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> LoadF16(ushort* source)
         => FiniteHalfBits(Vector256.WidenLower(Vector128.Load((short*)source).ToVector256Unsafe()));
 
@@ -323,6 +336,11 @@ internal unsafe struct Simd128 : ISimd<Vector128<float>>
         => (Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsUInt16()) << 16).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadInt8(sbyte* source)
+        => Sse41.IsSupported ? Sse2.ConvertToVector128Single(Sse41.ConvertToVector128Int32(source))
+            : Vector128.Create((float)source[0], source[1], source[2], source[3]);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> LoadF16(ushort* source)
         => FiniteHalfBits(Vector128.WidenLower(Vector128.CreateScalarUnsafe(*(ulong*)source).AsInt16()));
 
@@ -402,6 +420,9 @@ internal unsafe struct SimdScalar : ISimd<float>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float LoadBf16(ushort* source) => BitConverter.UInt32BitsToSingle((uint)*source << 16);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float LoadInt8(sbyte* source) => *source;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float LoadF16(ushort* source)

@@ -160,6 +160,7 @@ public sealed class CliProcessTests
     [Theory]
     [InlineData("f16")]
     [InlineData("f32")]
+    [InlineData("q8_0")]
     public async Task Run_KvCacheDType_AnswersAndExitsZero(string dtype)
     {
         var (code, output, error) = await CliProcess.RunAsync($"run --model {Tiny} --no-think --max-tokens 6 --temperature 0 --kv-cache-dtype {dtype} hello");
@@ -172,7 +173,17 @@ public sealed class CliProcessTests
     {
         var (code, _, error) = await CliProcess.RunAsync($"run --model {Tiny} --kv-cache-dtype q4 hello");
         Assert.Equal(2, code);
-        Assert.Contains("--kv-cache-dtype must be f32, bf16 or f16 (got 'q4')", error);
+        Assert.Contains("--kv-cache-dtype must be f32, bf16, f16 or q8_0 (got 'q4')", error);
+    }
+
+    [Fact]
+    public async Task Bench_Q8_0KvCache_OnHeadsOf16_IsAClearError()
+    {
+        string model = Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "tiny-b");   // head_dim 16
+        var (code, _, error) = await CliProcess.RunAsync($"bench --model {model} --kv-cache-dtype q8_0 --prompt-tokens 8 --gen-tokens 2");
+        Assert.Equal(1, code);
+        Assert.Contains("--kv-cache-dtype q8_0 needs head_dim to be a multiple of 32; this model's is 16", error);
+        Assert.DoesNotContain("   at ", error);
     }
 
     [Fact]

@@ -7,8 +7,8 @@ using Qwen3Sharp.Kernels.Reference;
 namespace Qwen3Sharp.Tests.Kernels;
 
 /// <summary>
-/// The 16-bit KV cache: float32 → bf16/f16 stores against their scalar twins, and paged attention over bf16/f16 keys
-/// and values against the float32 path over the same (rounded) values, under every ISA, on ragged lengths.
+/// The 16-bit and Q8_0 KV caches: float32 → bf16/f16/q8_0 stores against their scalar twins, and paged attention over
+/// stored keys and values against the float32 path over the same (rounded) values, under every ISA, on ragged lengths.
 /// </summary>
 public sealed class KvDTypeTests
 {
@@ -19,6 +19,7 @@ public sealed class KvDTypeTests
         {
             data.Add(isa, KvCacheDType.BF16);
             data.Add(isa, KvCacheDType.F16);
+            data.Add(isa, KvCacheDType.Q8_0);
         }
 
         return data;
@@ -149,10 +150,16 @@ public sealed class KvDTypeTests
     [InlineData(KvCacheDType.F32)]
     [InlineData(KvCacheDType.BF16)]
     [InlineData(KvCacheDType.F16)]
+    [InlineData(KvCacheDType.Q8_0)]
     public void ToSingle_AfterFromSingle_IsTheRoundedValue(KvCacheDType dtype)
     {
-        float[] x = KernelAssert.Random(new Random(3), 77, 50f);
-        var stored = new byte[x.Length * dtype.ElementBytes()];
+        float[] x = KernelAssert.Random(new Random(3), dtype == KvCacheDType.Q8_0 ? 96 : 77, 50f);
+        x[40] = 0;
+        if (dtype == KvCacheDType.Q8_0)
+        {
+            x.AsSpan(64, 32).Clear();   // a block of zeros: scale 0
+        }
+        var stored = new byte[dtype.Bytes(x.Length)];
         KvConvert.FromSingle(x, dtype, stored);
         var back = new float[x.Length];
         KvConvert.ToSingle(stored, dtype, back);
@@ -162,12 +169,41 @@ public sealed class KvDTypeTests
             {
                 KvCacheDType.F32 => x[i],
                 KvCacheDType.BF16 => BitConverter.UInt32BitsToSingle((uint)KvConvert.Bf16(x[i]) << 16),
+                KvCacheDType.Q8_0 => Q8Reference(x.AsSpan(i / 32 * 32, 32), i % 32),
                 _ => (float)BitConverter.UInt16BitsToHalf(KvConvert.F16(x[i])),
             };
             Assert.Equal(expected, back[i]);
         }
 
         Assert.Throws<ArgumentException>(() => KvConvert.FromSingle(x, dtype, new byte[stored.Length - 1]));
+    }
+
+    /// <summary>llama.cpp's Q8_0 of one block, element i: d = amax/127 (stored as f16), code = round-half-even(x/d).</summary>
+    private static float Q8Reference(ReadOnlySpan<float> block, int i)
+    {
+        double amax = 0;
+        foreach (float e in block)
+        {
+            amax = Math.Max(amax, Math.Abs(e));
+        }
+
+        float d = (float)(amax / 127);
+        float code = d == 0 ? 0 : MathF.Round(block[i] * (1 / d), MidpointRounding.ToEven);
+        return code * (float)(Half)d;
+    }
+
+    [Fact]
+    public void FromSingle_Q8_0_IsAnExactBlockLayout()
+    {
+        // One block: f16 scale amax/127 little-endian, then 32 codes; the largest element codes as ±127.
+        float[] x = [.. Enumerable.Range(0, 32).Select(i => (i - 10) * 0.25f)];   // -2.5 .. 5.25
+        var stored = new byte[34];
+        KvConvert.FromSingle(x, KvCacheDType.Q8_0, stored);
+        Assert.Equal(BitConverter.HalfToUInt16Bits((Half)(5.25f / 127)), BitConverter.ToUInt16(stored, 0));
+        Assert.Equal(127, (sbyte)stored[2 + 31]);
+        Assert.Equal(0, (sbyte)stored[2 + 10]);
+        Assert.Equal((sbyte)MathF.Round(-2.5f / (5.25f / 127)), (sbyte)stored[2]);
+        Assert.Throws<ArgumentException>(() => KvConvert.FromSingle(x.AsSpan(0, 31), KvCacheDType.Q8_0, stored));
     }
 
     [Theory, MemberData(nameof(IsasAndDTypes))]
@@ -181,17 +217,22 @@ public sealed class KvDTypeTests
         const int BlockSize = 16;
         (int H, int Kv, int D, int Start, int T)[] seqs =
             [(16, 8, 128, 0, 1), (16, 8, 128, 15, 1), (16, 8, 128, 16, 1), (16, 8, 128, 33, 5), (16, 8, 128, 0, 40), (4, 2, 40, 100, 1),
-             (2, 1, 33, 7, 17), (3, 3, 7, 250, 3), (8, 2, 64, 300, 2)];
+             (2, 1, 33, 7, 17), (3, 3, 7, 250, 3), (8, 2, 64, 300, 2), (6, 2, 32, 70, 3), (10, 2, 64, 45, 1)];
         foreach (var (h, kv, d, start, t) in seqs)
         {
-            int context = start + t, kvDim = kv * d;
+            if (dtype.Unsupported(d) is not null)
+            {
+                continue;   // q8_0 blocks of 32 need head_dim 32, 64, 128...
+            }
+
+            int context = start + t, kvDim = kv * d, rowBytes = (int)dtype.Bytes(kvDim);
             int blocks = (context + BlockSize - 1) / BlockSize + 3;
             int[] table = Enumerable.Range(0, blocks).OrderBy(_ => rng.Next()).Take((context + BlockSize - 1) / BlockSize).ToArray();
             float[] q = KernelAssert.Random(rng, t * h * d, 2f);
             float[] k = KernelAssert.Random(rng, context * kvDim, 2f);
             float[] v = KernelAssert.Random(rng, context * kvDim);
             // Paged stores: 16-bit, and float32 holding the same rounded values.
-            var k16 = new byte[blocks * BlockSize * kvDim * 2];
+            var k16 = new byte[blocks * BlockSize * rowBytes];
             var v16 = new byte[k16.Length];
             var k32 = new float[blocks * BlockSize * kvDim];
             var v32 = new float[k32.Length];
@@ -200,10 +241,10 @@ public sealed class KvDTypeTests
             for (int p = 0; p < context; p++)
             {
                 int row = table[p / BlockSize] * BlockSize + p % BlockSize;
-                KvConvert.FromSingle(k.AsSpan(p * kvDim, kvDim), dtype, k16.AsSpan(row * kvDim * 2, kvDim * 2));
-                KvConvert.FromSingle(v.AsSpan(p * kvDim, kvDim), dtype, v16.AsSpan(row * kvDim * 2, kvDim * 2));
-                KvConvert.ToSingle(k16.AsSpan(row * kvDim * 2, kvDim * 2), dtype, k32.AsSpan(row * kvDim, kvDim));
-                KvConvert.ToSingle(v16.AsSpan(row * kvDim * 2, kvDim * 2), dtype, v32.AsSpan(row * kvDim, kvDim));
+                KvConvert.FromSingle(k.AsSpan(p * kvDim, kvDim), dtype, k16.AsSpan(row * rowBytes, rowBytes));
+                KvConvert.FromSingle(v.AsSpan(p * kvDim, kvDim), dtype, v16.AsSpan(row * rowBytes, rowBytes));
+                KvConvert.ToSingle(k16.AsSpan(row * rowBytes, rowBytes), dtype, k32.AsSpan(row * kvDim, kvDim));
+                KvConvert.ToSingle(v16.AsSpan(row * rowBytes, rowBytes), dtype, v32.AsSpan(row * kvDim, kvDim));
                 k32.AsSpan(row * kvDim, kvDim).CopyTo(kDense.AsSpan(p * kvDim));
                 v32.AsSpan(row * kvDim, kvDim).CopyTo(vDense.AsSpan(p * kvDim));
             }
@@ -253,6 +294,10 @@ public sealed class KvDTypeTests
         if (dtype == KvCacheDType.BF16)
         {
             Attention.Run<TV, TS, KvBf16>(pool, q, t, start, k16, v16, table, blockSize, h, kv, d, scale, actual);
+        }
+        else if (dtype == KvCacheDType.Q8_0)
+        {
+            Attention.Run<TV, TS, KvQ8>(pool, q, t, start, k16, v16, table, blockSize, h, kv, d, scale, actual);
         }
         else
         {

@@ -3,22 +3,31 @@ using Qwen3Sharp.Kernels;
 
 namespace Qwen3Sharp.Tests.PrefixCaching;
 
-/// <summary>The block pool in each KV dtype: sizes, writes through a sequence's view, block copies, prefix-cache reuse.</summary>
+/// <summary>The block pool in each KV dtype: sizes, writes through a sequence's view, block copies, prefix-cache reuse (heads of 32: q8_0's block).</summary>
 public sealed class KvBlockPoolDTypeTests
 {
-    public static TheoryData<KvCacheDType> DTypes() => [KvCacheDType.F32, KvCacheDType.BF16, KvCacheDType.F16];
+    public static TheoryData<KvCacheDType> DTypes() => [KvCacheDType.F32, KvCacheDType.BF16, KvCacheDType.F16, KvCacheDType.Q8_0];
 
     [Theory]
     [InlineData(KvCacheDType.F32, 229_376)]
     [InlineData(KvCacheDType.BF16, 114_688)]
     [InlineData(KvCacheDType.F16, 114_688)]
+    [InlineData(KvCacheDType.Q8_0, 60_928)]   // 57,344 / 32 blocks × 34 bytes
     public void Sizes_Qwen3_1_7BShape_16BitHalvesBytesPerToken(KvCacheDType dtype, long bytesPerToken)
     {
         // Qwen3-1.7B: 28 layers × (keys + values) × 8 kv heads × 128 = 57,344 elements per token.
         using var pool = new KvBlockPool(28, 8, 128, blockCount: 2, dtype: dtype);
         Assert.Equal(dtype, pool.DType);
         Assert.Equal(bytesPerToken, pool.TotalBytes / (2 * KvBlockPool.DefaultBlockSize));
-        Assert.Equal(2 * KvBlockPool.DefaultBlockSize * 8 * 128 * dtype.ElementBytes(), pool.KeyBytes(27).Length);
+        Assert.Equal(2 * KvBlockPool.DefaultBlockSize * dtype.Bytes(8 * 128), pool.KeyBytes(27).Length);
+        Assert.Equal(dtype.Bytes(8 * 128), pool.RowBytes);
+    }
+
+    [Fact]
+    public void Create_Q8_0_HeadsNotAMultipleOf32_IsAClearError()
+    {
+        var e = Assert.Throws<NotSupportedException>(() => new KvBlockPool(1, 2, 8, blockCount: 2, dtype: KvCacheDType.Q8_0));
+        Assert.Contains("q8_0 needs head_dim to be a multiple of 32; this model's is 8", e.Message);
     }
 
     [Fact]
@@ -50,7 +59,7 @@ public sealed class KvBlockPoolDTypeTests
 
     private static float[] Rounded(float[] x, KvCacheDType dtype)
     {
-        var bytes = new byte[x.Length * dtype.ElementBytes()];
+        var bytes = new byte[dtype.Bytes(x.Length)];
         KvConvert.FromSingle(x, dtype, bytes);
         var back = new float[x.Length];
         KvConvert.ToSingle(bytes, dtype, back);
@@ -59,7 +68,7 @@ public sealed class KvBlockPoolDTypeTests
 
     private static float[] ReadRow(KvBlockPool pool, Span<byte> layerBytes, int block, int offset)
     {
-        int rowBytes = pool.KvDim * pool.ElementBytes;
+        int rowBytes = pool.RowBytes;
         var row = new float[pool.KvDim];
         KvConvert.ToSingle(layerBytes.Slice((block * pool.BlockSize + offset) * rowBytes, rowBytes), pool.DType, row);
         return row;
@@ -68,7 +77,7 @@ public sealed class KvBlockPoolDTypeTests
     [Theory, MemberData(nameof(DTypes))]
     public void Write_RaggedAcrossBlocks_ReadsBackTheRoundedValues(KvCacheDType dtype)
     {
-        using var pool = new KvBlockPool(2, 2, 8, blockCount: 8, blockSize: 4, dtype: dtype);
+        using var pool = new KvBlockPool(2, 2, 32, blockCount: 8, blockSize: 4, dtype: dtype);
         var rng = new Random(5);
         var other = new BlockTable(8);
         Assert.True(pool.TryGrow(other, 5));   // another sequence holds the first blocks, so this one's are not 0, 1, ...
@@ -77,8 +86,8 @@ public sealed class KvBlockPoolDTypeTests
         for (int p = 0; p < 13; p++)
         {
             int block = table.Blocks[p / 4];
-            Assert.Equal(k.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.KeyBytes(1), block, p % 4));
-            Assert.Equal(v.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.ValueBytes(1), block, p % 4));
+            Assert.Equal(k.AsSpan(p * 64, 64).ToArray(), ReadRow(pool, pool.KeyBytes(1), block, p % 4));
+            Assert.Equal(v.AsSpan(p * 64, 64).ToArray(), ReadRow(pool, pool.ValueBytes(1), block, p % 4));
         }
 
         pool.Release(table);
@@ -89,7 +98,7 @@ public sealed class KvBlockPoolDTypeTests
     [Theory, MemberData(nameof(DTypes))]
     public void CopyBlock_PartialRows_CopiesEveryLayerInTheStoredDType(KvCacheDType dtype)
     {
-        using var pool = new KvBlockPool(3, 2, 8, blockCount: 6, blockSize: 4, dtype: dtype);
+        using var pool = new KvBlockPool(3, 2, 32, blockCount: 6, blockSize: 4, dtype: dtype);
         var rng = new Random(9);
         var table = new BlockTable(6);
         var written = new (float[] K, float[] V)[3];
@@ -101,19 +110,19 @@ public sealed class KvBlockPoolDTypeTests
         var target = new BlockTable(6);
         Assert.True(pool.TryGrow(target, 4));
         int source = table.Blocks[1], destination = target.Blocks[0];
-        byte[] untouched = pool.KeyBytes(0).Slice((destination * 4 + 3) * 16 * pool.ElementBytes, 16 * pool.ElementBytes).ToArray();
+        byte[] untouched = pool.KeyBytes(0).Slice((destination * 4 + 3) * pool.RowBytes, pool.RowBytes).ToArray();
         pool.CopyBlock(source, destination, positions: 3);
         for (int l = 0; l < 3; l++)
         {
             for (int r = 0; r < 3; r++)
             {
                 int p = 4 + r;
-                Assert.Equal(written[l].K.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.KeyBytes(l), destination, r));
-                Assert.Equal(written[l].V.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.ValueBytes(l), destination, r));
+                Assert.Equal(written[l].K.AsSpan(p * 64, 64).ToArray(), ReadRow(pool, pool.KeyBytes(l), destination, r));
+                Assert.Equal(written[l].V.AsSpan(p * 64, 64).ToArray(), ReadRow(pool, pool.ValueBytes(l), destination, r));
             }
         }
 
-        Assert.Equal(untouched, pool.KeyBytes(0).Slice((destination * 4 + 3) * 16 * pool.ElementBytes, 16 * pool.ElementBytes).ToArray());
+        Assert.Equal(untouched, pool.KeyBytes(0).Slice((destination * 4 + 3) * pool.RowBytes, pool.RowBytes).ToArray());
         Assert.Throws<ArgumentOutOfRangeException>(() => pool.CopyBlock(source, 6, 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => pool.CopyBlock(source, destination, 5));
     }
@@ -121,7 +130,7 @@ public sealed class KvBlockPoolDTypeTests
     [Theory, MemberData(nameof(DTypes))]
     public void PrefixCache_HitBlocks_HoldTheFirstSequencesStoredValues(KvCacheDType dtype)
     {
-        using var pool = new KvBlockPool(1, 2, 8, blockCount: 8, blockSize: 4, dtype: dtype);
+        using var pool = new KvBlockPool(1, 2, 32, blockCount: 8, blockSize: 4, dtype: dtype);
         var rng = new Random(13);
         int[] tokens = Enumerable.Range(50, 9).ToArray();   // 2 full blocks and 1 token
         var table = new BlockTable(8);
@@ -138,7 +147,7 @@ public sealed class KvBlockPoolDTypeTests
         Assert.Equal(2, pool.AcquireCachedPrefix(next, tokens, out _));
         for (int p = 0; p < 8; p++)
         {
-            Assert.Equal(k.AsSpan(p * 16, 16).ToArray(), ReadRow(pool, pool.KeyBytes(0), next.Blocks[p / 4], p % 4));
+            Assert.Equal(k.AsSpan(p * 64, 64).ToArray(), ReadRow(pool, pool.KeyBytes(0), next.Blocks[p / 4], p % 4));
         }
 
         pool.Release(next);
