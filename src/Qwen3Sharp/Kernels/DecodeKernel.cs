@@ -20,6 +20,23 @@ public enum DecodeKernel
     OneRow,
 }
 
+/// <summary>How BF16 products of a few tokens (batched decode, 3..31 tokens) are computed (see <see cref="MatMul"/>).</summary>
+public enum BatchKernel
+{
+    /// <summary>
+    /// The decode kernel with tokens in pairs below two vectors of tokens (each 4-row group's bf16 re-converted for
+    /// every pair), the float32 prefill panels from there on.
+    /// </summary>
+    Stream,
+
+    /// <summary>
+    /// Register tiles of 2 rows × 4–5 tokens or 3 × 3 in dot-product form (each bf16 vector converted once per group of
+    /// 3–5 tokens, no idle lanes whatever the count), 1024-column chunks so a token group's activations stay in L1.
+    /// Two tokens keep the pair kernel and 32+ the panels.
+    /// </summary>
+    Tiled,
+}
+
 /// <summary>How GGML block-format products of fewer than <see cref="MatMul.QuantPanelTokens"/> tokens (decode) treat the activations.</summary>
 public enum QuantDecodeKernel
 {
@@ -78,6 +95,38 @@ public static class KernelSelection
         _ => throw new ArgumentException(
             $"{DecodeKernelVariable}='{setting}' is not one of auto, one-row, four-rows.", nameof(setting)),
     };
+
+    /// <summary>Environment variable that picks the BF16 batched-decode kernel: <c>auto</c>, <c>stream</c> or <c>tiled</c>.</summary>
+    public const string BatchKernelVariable = "QWEN3_BATCH_KERNEL";
+
+    private static BatchKernel? s_batch;
+
+    /// <summary>
+    /// The kernel BF16 products of 3..31 tokens take: chosen on first use from <see cref="BatchKernelVariable"/> and
+    /// the CPU, or set at start-up.
+    /// </summary>
+    public static BatchKernel Batch
+    {
+        get => s_batch ??= ChooseBatch(Environment.GetEnvironmentVariable(BatchKernelVariable));
+        set => s_batch = value;
+    }
+
+    /// <summary>
+    /// The variable's value when set (anything else is an <see cref="ArgumentException"/>); unset or <c>auto</c> is
+    /// <c>tiled</c> where 512-bit vectors are not accelerated (AVX2: measured on Zen 3, see <see cref="BatchKernel.Tiled"/>),
+    /// <c>stream</c> on AVX-512 machines, where the tiles are unmeasured.
+    /// </summary>
+    public static BatchKernel ChooseBatch(string? setting) => setting?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "auto" => Vector512.IsHardwareAccelerated ? BatchKernel.Stream : BatchKernel.Tiled,
+        "stream" => BatchKernel.Stream,
+        "tiled" => BatchKernel.Tiled,
+        _ => throw new ArgumentException(
+            $"{BatchKernelVariable}='{setting}' is not one of auto, stream, tiled.", nameof(setting)),
+    };
+
+    /// <summary>Kebab-case name as the environment variable spells it.</summary>
+    public static string Name(BatchKernel kernel) => kernel == BatchKernel.Tiled ? "tiled" : "stream";
 
     /// <summary>Environment variable that picks the quantized decode path: <c>auto</c>, <c>int8</c> or <c>float</c>.</summary>
     public const string QuantDecodeVariable = "QWEN3_QUANT_DECODE";

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Kernels;
@@ -34,7 +35,7 @@ namespace Qwen3Sharp.Kernels;
 /// Accumulation is float32 throughout. <c>destination</c> must not overlap <c>x</c>. The kernels use the pool's
 /// scratch memory, so one pool serves one calling thread at a time.
 /// </remarks>
-public static unsafe class MatMul
+public static unsafe partial class MatMul
 {
     internal const int RowBlock = 16;
     internal const int DecodeRowBlock = 64;
@@ -128,7 +129,9 @@ public static unsafe class MatMul
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
         Span<float> destination, bool accumulate)
         where TV : unmanaged where TS : ISimd<TV>
-        => Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode);
+        => Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode,
+            KernelSelection.Batch == BatchKernel.Tiled && tokenCount >= TiledMinTokens && tokenCount < TiledMaxTokens
+                ? SmallBatchBf16.Tiled : SmallBatchBf16.Stream);
 
     /// <summary>As above with an explicit decode kernel variant and small-batch path (tests and the A/B benches).</summary>
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
@@ -192,6 +195,30 @@ public static unsafe class MatMul
                 };
                 pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
             }
+            else if (w.DType == DType.BF16 && smallBatch == SmallBatchBf16.Tiled)
+            {
+                float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));   // [tokenCount, cols]
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    PermuteForBf16<TV, TS>(px + (long)t * cols, cols, permuted + (long)t * cols);
+                }
+
+                int chunkRows = TiledRowBlock;
+                pool.EnsureWorkerScratch((long)chunkRows * tokenCount * sizeof(TV));
+                var job = new TiledBf16Job<TV, TS>
+                {
+                    Weights = (ushort*)w.Data,
+                    X = permuted,
+                    Y = py,
+                    TokenCount = tokenCount,
+                    RowCount = rows,
+                    ColCount = cols,
+                    ChunkRows = chunkRows,
+                    Accumulate = accumulate,
+                    Scratch = pool.WorkerScratchTable,
+                };
+                pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
+            }
             else if (tokenCount >= 2 * TS.Count || w.DType == DType.BF16)
             {
                 int panelTokens = 2 * TS.Count;
@@ -249,6 +276,7 @@ public static unsafe class MatMul
     {
         Stream,
         Panel,
+        Tiled,
     }
 
     internal static void ThrowLength(string name, int actual, long required)
@@ -263,7 +291,21 @@ public static unsafe class MatMul
     {
         int lanes = TS.Count, block = 2 * lanes;
         int main = cols - cols % block;
-        for (int b = 0; b < main; b += block)
+        int b = 0;
+        if (typeof(TV) == typeof(Vector256<float>) && Avx2.IsSupported)
+        {
+            for (; b < main; b += block)
+            {
+                Vector256<float> lo = Avx.LoadVector256(x + b), hi = Avx.LoadVector256(x + b + 8);
+                // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then the middle 64-bit lanes swapped: lo's evens, hi's evens.
+                Vector256<double> even = Avx.Shuffle(lo, hi, 0b10_00_10_00).AsDouble();
+                Vector256<double> odd = Avx.Shuffle(lo, hi, 0b11_01_11_01).AsDouble();
+                Avx.Store(destination + b, Avx2.Permute4x64(even, 0b11_01_10_00).AsSingle());
+                Avx.Store(destination + b + 8, Avx2.Permute4x64(odd, 0b11_01_10_00).AsSingle());
+            }
+        }
+
+        for (; b < main; b += block)
         {
             for (int j = 0; j < lanes; j++)
             {

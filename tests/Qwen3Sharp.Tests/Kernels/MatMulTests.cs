@@ -114,20 +114,24 @@ public sealed class MatMulTests
     }
 
     [Theory]
-    [InlineData("V512", false)]
-    [InlineData("V256", false)]
-    [InlineData("V128", false)]
-    [InlineData("V512", true)]
-    [InlineData("V256", true)]
-    [InlineData("V128", true)]
-    public void Multiply_Bf16EveryTokenCountTo33_MatchesScalar(string isa, bool panel)
+    [InlineData("V512", 0)]
+    [InlineData("V256", 0)]
+    [InlineData("V128", 0)]
+    [InlineData("V512", 1)]
+    [InlineData("V256", 1)]
+    [InlineData("V128", 1)]
+    [InlineData("V512", 2)]
+    [InlineData("V256", 2)]
+    [InlineData("V128", 2)]
+    public void Multiply_Bf16EveryTokenCountTo33_MatchesScalar(string isa, int pathIndex)
     {
-        MatMul.SmallBatchBf16 path = panel ? MatMul.SmallBatchBf16.Panel : MatMul.SmallBatchBf16.Stream;
-        // Every batched-decode size through both small-batch paths and across the panel threshold (2 vectors of
-        // tokens): rows past the 4-row tile, the 16-row item and the 6/12-row panel tiles; columns with tails.
+        var path = (MatMul.SmallBatchBf16)pathIndex;   // Stream, Panel, Tiled
+        // Every batched-decode size through each small-batch path and across the panel threshold (2 vectors of
+        // tokens): rows past the 4-row tile, the 16-row item, the 2/3-row tiles of the 24-row tiled item and the
+        // 6/12-row panel tiles; columns with tails, and more than one tiled column chunk (2080, 3000).
         using var pool = new WorkerPool(2);
         var rng = new Random(23);
-        foreach ((int rows, int cols) in new[] { (13, 37), (70, 100), (134, 2080) })
+        foreach ((int rows, int cols) in new[] { (13, 37), (70, 100), (134, 2080), (53, 3000) })
         {
             using var weights = new TestWeights(rng, DType.BF16, rows, cols);
             for (int tokens = 1; tokens <= 33; tokens++)
