@@ -104,6 +104,11 @@ internal static unsafe class QuickKernelBench
             BatchFlopsBench.RunHot(what.Length > 9 ? what[9..] : "stream,tiled");
         }
 
+        if (what.StartsWith("step=", StringComparison.Ordinal))
+        {
+            StepBench.Run(what[5..], threads);
+        }
+
         if (what == "ceiling")
         {
             BatchFlopsBench.Ceiling();

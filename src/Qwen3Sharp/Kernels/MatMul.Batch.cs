@@ -143,10 +143,10 @@ public static unsafe partial class MatMul
         TV c10 = TS.Zero, c11 = TS.Zero, c12 = TS.Zero, c13 = TS.Zero;
         TV c20 = TS.Zero, c21 = TS.Zero, c22 = TS.Zero, c23 = TS.Zero;
         TV c04 = TS.Zero, c14 = TS.Zero;
-        if (TN.Count > 4) { c04 = acc[4]; }
         if (TN.Count > 1) { c01 = acc[1]; }
         if (TN.Count > 2) { c02 = acc[2]; }
         if (TN.Count > 3) { c03 = acc[3]; }
+        if (TN.Count > 4) { c04 = acc[4]; }
         if (TR.Count > 1)
         {
             c10 = a1[0];

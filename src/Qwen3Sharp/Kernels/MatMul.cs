@@ -21,6 +21,10 @@ namespace Qwen3Sharp.Kernels;
 /// measured here, splitting 2048-column products into 1024-column blocks cost 10-20%).</item>
 /// <item>Small BF16 batches (2 ≤ tokenCount &lt; 2 vectors, batched decode): the decode kernel with tokens in
 /// pairs, still streaming bf16 once (converting to float32 first cost more than the products here).</item>
+/// <item>BF16 batches of <see cref="TiledMinTokens"/>..<see cref="TiledMaxTokens"/>−1 tokens under
+/// <see cref="BatchKernel.Tiled"/> (the default with AVX2): register tiles in dot-product form, each bf16 vector
+/// converted once per group of 3–5 tokens and used against all of them (MatMul.Batch.cs); they replace the pair
+/// kernel and, from 2 vectors of tokens, the panels.</item>
 /// <item>Small F16/F32 batches and F16/F32 decode: a work item is a block of
 /// <see cref="RowBlock"/> rows; A work item is a block of <see cref="RowBlock"/> rows;
 /// it converts <see cref="ColumnBlock"/> columns of them to float32 once into the worker's scratch and reuses

@@ -123,6 +123,7 @@ public sealed class MatMulTests
     [InlineData("V512", 2)]
     [InlineData("V256", 2)]
     [InlineData("V128", 2)]
+    [InlineData("Scalar", 2)]
     public void Multiply_Bf16EveryTokenCountTo33_MatchesScalar(string isa, int pathIndex)
     {
         var path = (MatMul.SmallBatchBf16)pathIndex;   // Stream, Panel, Tiled
@@ -145,6 +146,7 @@ public sealed class MatMulTests
                 {
                     case "V512": MatMul.Run<Vector512<float>, Simd512>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
                     case "V256": MatMul.Run<Vector256<float>, Simd256>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
+                    case "Scalar": MatMul.Run<float, SimdScalar>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
                     default: MatMul.Run<Vector128<float>, Simd128>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
                 }
 
