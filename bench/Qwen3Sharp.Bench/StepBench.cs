@@ -30,7 +30,7 @@ internal static class StepBench
             model.Forward(prompt, 0, cache, logits.AsSpan(0, vocab));
         }
 
-        BatchKernel[] kernels = [BatchKernel.Stream, BatchKernel.Tiled];
+        BatchKernel[] kernels = [BatchKernel.Stream, BatchKernel.Hybrid, BatchKernel.Tiled];
         var step = new double[tokenCounts.Length, kernels.Length];
         var products = new double[tokenCounts.Length, kernels.Length];
         foreach (double[,] a in new[] { step, products })

@@ -31,10 +31,18 @@ public enum BatchKernel
 
     /// <summary>
     /// Register tiles of 2 rows × 4–5 tokens or 3 × 3 in dot-product form (each bf16 vector converted once per group of
-    /// 3–5 tokens, no idle lanes whatever the count), 1024-column chunks so a token group's activations stay in L1.
-    /// Two tokens keep the pair kernel and 32+ the panels.
+    /// 3–5 tokens, no idle lanes whatever the count), 1024-column chunks so a token group's activations stay in L1,
+    /// for 3..31 tokens. Two tokens keep the pair kernel and 32+ the panels.
     /// </summary>
     Tiled,
+
+    /// <summary>
+    /// The pair kernel below two vectors of tokens (as <see cref="Stream"/>), the tiles of <see cref="Tiled"/> from there
+    /// to 31 tokens in place of the panels. On the shared Zen 3 (2 threads, weights from DRAM) the tiles beat the panels
+    /// at 16 and 24 tokens and tied the pair kernel at 12, but trailed it by about 5% at 4–8 tokens, although they led it
+    /// by 10–25% on L2-resident weights: so the pair kernel keeps the smaller batches until a quiet run says otherwise.
+    /// </summary>
+    Hybrid,
 }
 
 /// <summary>How GGML block-format products of fewer than <see cref="MatMul.QuantPanelTokens"/> tokens (decode) treat the activations.</summary>
@@ -96,7 +104,7 @@ public static class KernelSelection
             $"{DecodeKernelVariable}='{setting}' is not one of auto, one-row, four-rows.", nameof(setting)),
     };
 
-    /// <summary>Environment variable that picks the BF16 batched-decode kernel: <c>auto</c>, <c>stream</c> or <c>tiled</c>.</summary>
+    /// <summary>Environment variable that picks the BF16 batched-decode kernel: <c>auto</c>, <c>stream</c>, <c>hybrid</c> or <c>tiled</c>.</summary>
     public const string BatchKernelVariable = "QWEN3_BATCH_KERNEL";
 
     private static BatchKernel? s_batch;
@@ -113,20 +121,26 @@ public static class KernelSelection
 
     /// <summary>
     /// The variable's value when set (anything else is an <see cref="ArgumentException"/>); unset or <c>auto</c> is
-    /// <c>tiled</c> where 512-bit vectors are not accelerated (AVX2: measured on Zen 3, see <see cref="BatchKernel.Tiled"/>),
+    /// <c>hybrid</c> where 512-bit vectors are not accelerated (AVX2: measured on Zen 3, see <see cref="BatchKernel.Hybrid"/>),
     /// <c>stream</c> on AVX-512 machines, where the tiles are unmeasured.
     /// </summary>
     public static BatchKernel ChooseBatch(string? setting) => setting?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "auto" => Vector512.IsHardwareAccelerated ? BatchKernel.Stream : BatchKernel.Tiled,
+        null or "" or "auto" => Vector512.IsHardwareAccelerated ? BatchKernel.Stream : BatchKernel.Hybrid,
         "stream" => BatchKernel.Stream,
+        "hybrid" => BatchKernel.Hybrid,
         "tiled" => BatchKernel.Tiled,
         _ => throw new ArgumentException(
-            $"{BatchKernelVariable}='{setting}' is not one of auto, stream, tiled.", nameof(setting)),
+            $"{BatchKernelVariable}='{setting}' is not one of auto, stream, hybrid, tiled.", nameof(setting)),
     };
 
     /// <summary>Kebab-case name as the environment variable spells it.</summary>
-    public static string Name(BatchKernel kernel) => kernel == BatchKernel.Tiled ? "tiled" : "stream";
+    public static string Name(BatchKernel kernel) => kernel switch
+    {
+        BatchKernel.Tiled => "tiled",
+        BatchKernel.Hybrid => "hybrid",
+        _ => "stream",
+    };
 
     /// <summary>Environment variable that picks the quantized decode path: <c>auto</c>, <c>int8</c> or <c>float</c>.</summary>
     public const string QuantDecodeVariable = "QWEN3_QUANT_DECODE";

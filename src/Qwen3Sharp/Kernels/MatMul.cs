@@ -21,10 +21,10 @@ namespace Qwen3Sharp.Kernels;
 /// measured here, splitting 2048-column products into 1024-column blocks cost 10-20%).</item>
 /// <item>Small BF16 batches (2 ≤ tokenCount &lt; 2 vectors, batched decode): the decode kernel with tokens in
 /// pairs, still streaming bf16 once (converting to float32 first cost more than the products here).</item>
-/// <item>BF16 batches of <see cref="TiledMinTokens"/>..<see cref="TiledMaxTokens"/>−1 tokens under
-/// <see cref="BatchKernel.Tiled"/> (the default with AVX2): register tiles in dot-product form, each bf16 vector
-/// converted once per group of 3–5 tokens and used against all of them (MatMul.Batch.cs); they replace the pair
-/// kernel and, from 2 vectors of tokens, the panels.</item>
+/// <item>BF16 batches of 2 vectors..<see cref="TiledMaxTokens"/>−1 tokens under <see cref="BatchKernel.Hybrid"/> (the
+/// default with AVX2), or from <see cref="TiledMinTokens"/> under <see cref="BatchKernel.Tiled"/>: register tiles in
+/// dot-product form, each bf16 vector converted once per group of 3–5 tokens and used against all of them
+/// (MatMul.Batch.cs), in place of the panels (and of the pair kernel).</item>
 /// <item>Small F16/F32 batches and F16/F32 decode: a work item is a block of
 /// <see cref="RowBlock"/> rows; A work item is a block of <see cref="RowBlock"/> rows;
 /// it converts <see cref="ColumnBlock"/> columns of them to float32 once into the worker's scratch and reuses
@@ -133,9 +133,17 @@ public static unsafe partial class MatMul
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
         Span<float> destination, bool accumulate)
         where TV : unmanaged where TS : ISimd<TV>
-        => Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode,
-            KernelSelection.Batch == BatchKernel.Tiled && tokenCount >= TiledMinTokens && tokenCount < TiledMaxTokens
-                ? SmallBatchBf16.Tiled : SmallBatchBf16.Stream);
+        => Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode, SmallBatchFor<TV, TS>(KernelSelection.Batch, tokenCount));
+
+    /// <summary>The small-batch path <paramref name="kernel"/> gives <paramref name="tokenCount"/> tokens (BF16 only; see <see cref="BatchKernel"/>).</summary>
+    internal static SmallBatchBf16 SmallBatchFor<TV, TS>(BatchKernel kernel, int tokenCount)
+        where TV : unmanaged where TS : ISimd<TV>
+        => tokenCount < TiledMaxTokens && kernel switch
+        {
+            BatchKernel.Tiled => tokenCount >= TiledMinTokens,
+            BatchKernel.Hybrid => tokenCount >= 2 * TS.Count,
+            _ => false,
+        } ? SmallBatchBf16.Tiled : SmallBatchBf16.Stream;
 
     /// <summary>As above with an explicit decode kernel variant and small-batch path (tests and the A/B benches).</summary>
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,

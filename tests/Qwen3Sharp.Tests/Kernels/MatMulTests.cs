@@ -233,4 +233,36 @@ public sealed class MatMulTests
         Assert.Contains(KernelSelection.DecodeKernelVariable, e.Message);
         Assert.Contains("one-row", e.Message);
     }
+
+    [Theory]
+    [InlineData("stream", BatchKernel.Stream)]
+    [InlineData(" Hybrid ", BatchKernel.Hybrid)]
+    [InlineData("tiled", BatchKernel.Tiled)]
+    public void ChooseBatch_NamedVariant_IsUsed(string setting, BatchKernel expected)
+        => Assert.Equal(expected, KernelSelection.ChooseBatch(setting));
+
+    [Fact]
+    public void ChooseBatch_AutoAndUnknown_HybridWithoutVector512AndAClearError()
+    {
+        BatchKernel expected = Vector512.IsHardwareAccelerated ? BatchKernel.Stream : BatchKernel.Hybrid;
+        Assert.Equal(expected, KernelSelection.ChooseBatch(null));
+        Assert.Equal(expected, KernelSelection.ChooseBatch("auto"));
+        var e = Assert.Throws<ArgumentException>(() => KernelSelection.ChooseBatch("panel"));
+        Assert.Contains(KernelSelection.BatchKernelVariable, e.Message);
+    }
+
+    [Theory]
+    [InlineData(BatchKernel.Stream, 2, false)]
+    [InlineData(BatchKernel.Stream, 24, false)]
+    [InlineData(BatchKernel.Hybrid, 8, false)]
+    [InlineData(BatchKernel.Hybrid, 15, false)]
+    [InlineData(BatchKernel.Hybrid, 16, true)]
+    [InlineData(BatchKernel.Hybrid, 31, true)]
+    [InlineData(BatchKernel.Hybrid, 32, false)]
+    [InlineData(BatchKernel.Tiled, 2, false)]
+    [InlineData(BatchKernel.Tiled, 3, true)]
+    [InlineData(BatchKernel.Tiled, 31, true)]
+    [InlineData(BatchKernel.Tiled, 32, false)]
+    public void SmallBatchFor_Avx2_TilesOnlyInTheirRange(BatchKernel kernel, int tokens, bool tiled)
+        => Assert.Equal(tiled, MatMul.SmallBatchFor<Vector256<float>, Simd256>(kernel, tokens) == MatMul.SmallBatchBf16.Tiled);
 }
