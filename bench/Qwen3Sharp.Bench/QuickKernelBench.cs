@@ -94,6 +94,26 @@ internal static unsafe class QuickKernelBench
             BatchKernelBench.Run(pool, threads, bandwidthBest, what.Length > 11 ? what[11..] : "stream,panel");
         }
 
+        if (what.StartsWith("batchflops", StringComparison.Ordinal))
+        {
+            BatchFlopsBench.Run(pool, threads, what.Length > 11 ? what[11..] : "stream,tiled");
+        }
+
+        if (what.StartsWith("batchhot", StringComparison.Ordinal))
+        {
+            BatchFlopsBench.RunHot(what.Length > 9 ? what[9..] : "stream,tiled");
+        }
+
+        if (what.StartsWith("step=", StringComparison.Ordinal))
+        {
+            StepBench.Run(what[5..], threads);
+        }
+
+        if (what == "ceiling")
+        {
+            BatchFlopsBench.Ceiling();
+        }
+
         if (what == "int8")
         {
             Int8DecodeAb(pool, bandwidthBest, threads);
@@ -473,7 +493,7 @@ internal static unsafe class QuickKernelBench
         }
     }
 
-    private static float FmaPeak(int n)
+    internal static float FmaPeak(int n)
     {
         Vector256<float> a0 = Vector256.Create(1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
         Vector256<float> a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;

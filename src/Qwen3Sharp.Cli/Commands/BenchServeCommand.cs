@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Qwen3Sharp.Engine;
+using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Server;
 
 namespace Qwen3Sharp.Cli.Commands;
@@ -65,7 +66,8 @@ public static partial class BenchServeCommand
                 Timeout = TimeSpan.FromMinutes(30),
             };
             string model = (await GetJsonAsync(http, "v1/models", ct))["data"]![0]!["id"]!.GetValue<string>();
-            await w.WriteLineAsync($"model: {model}; prompts of {o.PromptTokens} token ids, {o.GenTokens} tokens generated per stream, greedy; CPU: {CpuName()}");
+            await w.WriteLineAsync($"model: {model}; prompts of {o.PromptTokens} token ids, {o.GenTokens} tokens generated per stream, greedy; CPU: {CpuName()}; " +
+                $"bf16 batches {KernelSelection.Name(KernelSelection.Batch)} ({KernelSelection.BatchKernelVariable})");
 
             var random = new Random(20251206);
             await StreamCompletionAsync(http, model, RandomPrompt(random, Math.Min(8, o.PromptTokens)), 2, ct);   // warm-up

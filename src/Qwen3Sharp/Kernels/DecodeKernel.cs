@@ -20,6 +20,31 @@ public enum DecodeKernel
     OneRow,
 }
 
+/// <summary>How BF16 products of a few tokens (batched decode, 3..31 tokens) are computed (see <see cref="MatMul"/>).</summary>
+public enum BatchKernel
+{
+    /// <summary>
+    /// The decode kernel with tokens in pairs below two vectors of tokens (each 4-row group's bf16 re-converted for
+    /// every pair), the float32 prefill panels from there on.
+    /// </summary>
+    Stream,
+
+    /// <summary>
+    /// Register tiles of 2 rows × 4–5 tokens or 3 × 3 in dot-product form (each bf16 vector converted once per group of
+    /// 3–5 tokens, no idle lanes whatever the count), 1024-column chunks so a token group's activations stay in L1,
+    /// for 3..31 tokens. Two tokens keep the pair kernel and 32+ the panels.
+    /// </summary>
+    Tiled,
+
+    /// <summary>
+    /// The pair kernel below two vectors of tokens (as <see cref="Stream"/>), the tiles of <see cref="Tiled"/> from there
+    /// to 31 tokens in place of the panels. On the shared Zen 3 (2 threads, weights from DRAM) the tiles beat the panels
+    /// at 16 and 24 tokens and tied the pair kernel at 12, but trailed it by about 5% at 4–8 tokens, although they led it
+    /// by 10–25% on L2-resident weights: so the pair kernel keeps the smaller batches until a quiet run says otherwise.
+    /// </summary>
+    Hybrid,
+}
+
 /// <summary>How GGML block-format products of fewer than <see cref="MatMul.QuantPanelTokens"/> tokens (decode) treat the activations.</summary>
 public enum QuantDecodeKernel
 {
@@ -77,6 +102,44 @@ public static class KernelSelection
         "four-rows" => DecodeKernel.FourRows,
         _ => throw new ArgumentException(
             $"{DecodeKernelVariable}='{setting}' is not one of auto, one-row, four-rows.", nameof(setting)),
+    };
+
+    /// <summary>Environment variable that picks the BF16 batched-decode kernel: <c>auto</c>, <c>stream</c>, <c>hybrid</c> or <c>tiled</c>.</summary>
+    public const string BatchKernelVariable = "QWEN3_BATCH_KERNEL";
+
+    private static BatchKernel? s_batch;
+
+    /// <summary>
+    /// The kernel BF16 products of 3..31 tokens take: chosen on first use from <see cref="BatchKernelVariable"/> and
+    /// the CPU, or set at start-up.
+    /// </summary>
+    public static BatchKernel Batch
+    {
+        get => s_batch ??= ChooseBatch(Environment.GetEnvironmentVariable(BatchKernelVariable));
+        set => s_batch = value;
+    }
+
+    /// <summary>
+    /// The variable's value when set (anything else is an <see cref="ArgumentException"/>); unset or <c>auto</c> is
+    /// <c>hybrid</c> where 512-bit vectors are not accelerated (AVX2: measured on Zen 3, see <see cref="BatchKernel.Hybrid"/>),
+    /// <c>stream</c> on AVX-512 machines, where the tiles are unmeasured.
+    /// </summary>
+    public static BatchKernel ChooseBatch(string? setting) => setting?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "auto" => Vector512.IsHardwareAccelerated ? BatchKernel.Stream : BatchKernel.Hybrid,
+        "stream" => BatchKernel.Stream,
+        "hybrid" => BatchKernel.Hybrid,
+        "tiled" => BatchKernel.Tiled,
+        _ => throw new ArgumentException(
+            $"{BatchKernelVariable}='{setting}' is not one of auto, stream, hybrid, tiled.", nameof(setting)),
+    };
+
+    /// <summary>Kebab-case name as the environment variable spells it.</summary>
+    public static string Name(BatchKernel kernel) => kernel switch
+    {
+        BatchKernel.Tiled => "tiled",
+        BatchKernel.Hybrid => "hybrid",
+        _ => "stream",
     };
 
     /// <summary>Environment variable that picks the quantized decode path: <c>auto</c>, <c>int8</c> or <c>float</c>.</summary>

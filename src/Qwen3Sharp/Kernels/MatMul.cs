@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Kernels;
@@ -20,6 +21,10 @@ namespace Qwen3Sharp.Kernels;
 /// measured here, splitting 2048-column products into 1024-column blocks cost 10-20%).</item>
 /// <item>Small BF16 batches (2 ≤ tokenCount &lt; 2 vectors, batched decode): the decode kernel with tokens in
 /// pairs, still streaming bf16 once (converting to float32 first cost more than the products here).</item>
+/// <item>BF16 batches of 2 vectors..<see cref="TiledMaxTokens"/>−1 tokens under <see cref="BatchKernel.Hybrid"/> (the
+/// default with AVX2), or from <see cref="TiledMinTokens"/> under <see cref="BatchKernel.Tiled"/>: register tiles in
+/// dot-product form, each bf16 vector converted once per group of 3–5 tokens and used against all of them
+/// (MatMul.Batch.cs), in place of the panels (and of the pair kernel).</item>
 /// <item>Small F16/F32 batches and F16/F32 decode: a work item is a block of
 /// <see cref="RowBlock"/> rows; A work item is a block of <see cref="RowBlock"/> rows;
 /// it converts <see cref="ColumnBlock"/> columns of them to float32 once into the worker's scratch and reuses
@@ -34,7 +39,7 @@ namespace Qwen3Sharp.Kernels;
 /// Accumulation is float32 throughout. <c>destination</c> must not overlap <c>x</c>. The kernels use the pool's
 /// scratch memory, so one pool serves one calling thread at a time.
 /// </remarks>
-public static unsafe class MatMul
+public static unsafe partial class MatMul
 {
     internal const int RowBlock = 16;
     internal const int DecodeRowBlock = 64;
@@ -128,7 +133,17 @@ public static unsafe class MatMul
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
         Span<float> destination, bool accumulate)
         where TV : unmanaged where TS : ISimd<TV>
-        => Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode);
+        => Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode, SmallBatchFor<TV, TS>(KernelSelection.Batch, tokenCount));
+
+    /// <summary>The small-batch path <paramref name="kernel"/> gives <paramref name="tokenCount"/> tokens (BF16 only; see <see cref="BatchKernel"/>).</summary>
+    internal static SmallBatchBf16 SmallBatchFor<TV, TS>(BatchKernel kernel, int tokenCount)
+        where TV : unmanaged where TS : ISimd<TV>
+        => tokenCount < TiledMaxTokens && kernel switch
+        {
+            BatchKernel.Tiled => tokenCount >= TiledMinTokens,
+            BatchKernel.Hybrid => tokenCount >= 2 * TS.Count,
+            _ => false,
+        } ? SmallBatchBf16.Tiled : SmallBatchBf16.Stream;
 
     /// <summary>As above with an explicit decode kernel variant and small-batch path (tests and the A/B benches).</summary>
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
@@ -192,6 +207,30 @@ public static unsafe class MatMul
                 };
                 pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
             }
+            else if (w.DType == DType.BF16 && smallBatch == SmallBatchBf16.Tiled)
+            {
+                float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));   // [tokenCount, cols]
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    PermuteForBf16<TV, TS>(px + (long)t * cols, cols, permuted + (long)t * cols);
+                }
+
+                int chunkRows = TiledRowBlock;
+                pool.EnsureWorkerScratch((long)chunkRows * tokenCount * sizeof(TV));
+                var job = new TiledBf16Job<TV, TS>
+                {
+                    Weights = (ushort*)w.Data,
+                    X = permuted,
+                    Y = py,
+                    TokenCount = tokenCount,
+                    RowCount = rows,
+                    ColCount = cols,
+                    ChunkRows = chunkRows,
+                    Accumulate = accumulate,
+                    Scratch = pool.WorkerScratchTable,
+                };
+                pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
+            }
             else if (tokenCount >= 2 * TS.Count || w.DType == DType.BF16)
             {
                 int panelTokens = 2 * TS.Count;
@@ -249,6 +288,7 @@ public static unsafe class MatMul
     {
         Stream,
         Panel,
+        Tiled,
     }
 
     internal static void ThrowLength(string name, int actual, long required)
@@ -263,7 +303,21 @@ public static unsafe class MatMul
     {
         int lanes = TS.Count, block = 2 * lanes;
         int main = cols - cols % block;
-        for (int b = 0; b < main; b += block)
+        int b = 0;
+        if (typeof(TV) == typeof(Vector256<float>) && Avx2.IsSupported)
+        {
+            for (; b < main; b += block)
+            {
+                Vector256<float> lo = Avx.LoadVector256(x + b), hi = Avx.LoadVector256(x + b + 8);
+                // [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then the middle 64-bit lanes swapped: lo's evens, hi's evens.
+                Vector256<double> even = Avx.Shuffle(lo, hi, 0b10_00_10_00).AsDouble();
+                Vector256<double> odd = Avx.Shuffle(lo, hi, 0b11_01_11_01).AsDouble();
+                Avx.Store(destination + b, Avx2.Permute4x64(even, 0b11_01_10_00).AsSingle());
+                Avx.Store(destination + b + 8, Avx2.Permute4x64(odd, 0b11_01_10_00).AsSingle());
+            }
+        }
+
+        for (; b < main; b += block)
         {
             for (int j = 0; j < lanes; j++)
             {

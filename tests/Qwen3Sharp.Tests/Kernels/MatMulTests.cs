@@ -114,20 +114,25 @@ public sealed class MatMulTests
     }
 
     [Theory]
-    [InlineData("V512", false)]
-    [InlineData("V256", false)]
-    [InlineData("V128", false)]
-    [InlineData("V512", true)]
-    [InlineData("V256", true)]
-    [InlineData("V128", true)]
-    public void Multiply_Bf16EveryTokenCountTo33_MatchesScalar(string isa, bool panel)
+    [InlineData("V512", 0)]
+    [InlineData("V256", 0)]
+    [InlineData("V128", 0)]
+    [InlineData("V512", 1)]
+    [InlineData("V256", 1)]
+    [InlineData("V128", 1)]
+    [InlineData("V512", 2)]
+    [InlineData("V256", 2)]
+    [InlineData("V128", 2)]
+    [InlineData("Scalar", 2)]
+    public void Multiply_Bf16EveryTokenCountTo33_MatchesScalar(string isa, int pathIndex)
     {
-        MatMul.SmallBatchBf16 path = panel ? MatMul.SmallBatchBf16.Panel : MatMul.SmallBatchBf16.Stream;
-        // Every batched-decode size through both small-batch paths and across the panel threshold (2 vectors of
-        // tokens): rows past the 4-row tile, the 16-row item and the 6/12-row panel tiles; columns with tails.
+        var path = (MatMul.SmallBatchBf16)pathIndex;   // Stream, Panel, Tiled
+        // Every batched-decode size through each small-batch path and across the panel threshold (2 vectors of
+        // tokens): rows past the 4-row tile, the 16-row item, the 2/3-row tiles of the 24-row tiled item and the
+        // 6/12-row panel tiles; columns with tails, and more than one tiled column chunk (2080, 3000).
         using var pool = new WorkerPool(2);
         var rng = new Random(23);
-        foreach ((int rows, int cols) in new[] { (13, 37), (70, 100), (134, 2080) })
+        foreach ((int rows, int cols) in new[] { (13, 37), (70, 100), (134, 2080), (53, 3000) })
         {
             using var weights = new TestWeights(rng, DType.BF16, rows, cols);
             for (int tokens = 1; tokens <= 33; tokens++)
@@ -141,6 +146,7 @@ public sealed class MatMulTests
                 {
                     case "V512": MatMul.Run<Vector512<float>, Simd512>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
                     case "V256": MatMul.Run<Vector256<float>, Simd256>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
+                    case "Scalar": MatMul.Run<float, SimdScalar>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
                     default: MatMul.Run<Vector128<float>, Simd128>(pool, x, tokens, weights.View, actual, accumulate, DecodeKernel.FourRows, path); break;
                 }
 
@@ -227,4 +233,36 @@ public sealed class MatMulTests
         Assert.Contains(KernelSelection.DecodeKernelVariable, e.Message);
         Assert.Contains("one-row", e.Message);
     }
+
+    [Theory]
+    [InlineData("stream", BatchKernel.Stream)]
+    [InlineData(" Hybrid ", BatchKernel.Hybrid)]
+    [InlineData("tiled", BatchKernel.Tiled)]
+    public void ChooseBatch_NamedVariant_IsUsed(string setting, BatchKernel expected)
+        => Assert.Equal(expected, KernelSelection.ChooseBatch(setting));
+
+    [Fact]
+    public void ChooseBatch_AutoAndUnknown_HybridWithoutVector512AndAClearError()
+    {
+        BatchKernel expected = Vector512.IsHardwareAccelerated ? BatchKernel.Stream : BatchKernel.Hybrid;
+        Assert.Equal(expected, KernelSelection.ChooseBatch(null));
+        Assert.Equal(expected, KernelSelection.ChooseBatch("auto"));
+        var e = Assert.Throws<ArgumentException>(() => KernelSelection.ChooseBatch("panel"));
+        Assert.Contains(KernelSelection.BatchKernelVariable, e.Message);
+    }
+
+    [Theory]
+    [InlineData(BatchKernel.Stream, 2, false)]
+    [InlineData(BatchKernel.Stream, 24, false)]
+    [InlineData(BatchKernel.Hybrid, 8, false)]
+    [InlineData(BatchKernel.Hybrid, 15, false)]
+    [InlineData(BatchKernel.Hybrid, 16, true)]
+    [InlineData(BatchKernel.Hybrid, 31, true)]
+    [InlineData(BatchKernel.Hybrid, 32, false)]
+    [InlineData(BatchKernel.Tiled, 2, false)]
+    [InlineData(BatchKernel.Tiled, 3, true)]
+    [InlineData(BatchKernel.Tiled, 31, true)]
+    [InlineData(BatchKernel.Tiled, 32, false)]
+    public void SmallBatchFor_Avx2_TilesOnlyInTheirRange(BatchKernel kernel, int tokens, bool tiled)
+        => Assert.Equal(tiled, MatMul.SmallBatchFor<Vector256<float>, Simd256>(kernel, tokens) == MatMul.SmallBatchBf16.Tiled);
 }
