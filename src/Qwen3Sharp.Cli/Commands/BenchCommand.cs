@@ -32,7 +32,9 @@ public static partial class BenchCommand
         using ModelWeights weights = ModelWeights.Load(directory, o.Weights, o.Quantize);
         // Q8_0/Q4_0/K-quant models decode with both activation paths, alternating (QuantDecodeRounds × 2 passes of GenTokens)
         bool decodeAb = HasInt8Matrices(weights);
-        int context = o.PromptTokens + o.GenTokens * (decodeAb ? 1 + 2 * QuantDecodeRounds : 1) + 16;
+        // Q4_0 repacked into 8-row groups: decode A/Bs against the same file in row layout, loaded after peak RSS is read
+        bool layoutAb = HasRepackedMatrices(weights);
+        int context = o.PromptTokens + o.GenTokens * (decodeAb || layoutAb ? 1 + 2 * QuantDecodeRounds : 1) + 16;
         var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
         // The engine's paged KV cache in the chosen dtype; the runner owns the model.
         int blocks = (context + KvBlockPool.DefaultBlockSize - 1) / KvBlockPool.DefaultBlockSize;
@@ -80,7 +82,7 @@ public static partial class BenchCommand
             }
 
             return Report(o, w, directory, threads, weights, model, runner, sequence!, logits, DecodeKernels(weights, decodeKernel, quantDecode), prefillKernel, best, bestCpu,
-                loadSeconds, bandwidth, decodeAb, ct);
+                loadSeconds, bandwidth, decodeAb, layoutAb ? (prompt, context) : null, ct);
         }
         finally
         {
@@ -91,7 +93,7 @@ public static partial class BenchCommand
     private static int Report(BenchOptions o, TextWriter w, string directory, int threads, ModelWeights weights, Qwen3Model model, Engine.Qwen3ModelRunner runner,
         Engine.ISequenceState sequence, float[] logits, string decodeKernels, PrefillKernel prefillKernel,
         Dictionary<PrefillKernel, double> prefill, Dictionary<PrefillKernel, double> prefillCpu, double loadSeconds, double bandwidth,
-        bool decodeAb, CancellationToken ct)
+        bool decodeAb, (int[] Prompt, int Context)? layoutAb, CancellationToken ct)
     {
         double prefillSeconds = prefill[prefillKernel];
         QuantDecodeKernel selected = model.QuantDecode;
@@ -117,6 +119,7 @@ public static partial class BenchCommand
 
         double decodeSeconds = TimeDecode(o, runner, sequence, logits, process, ct).Wall;
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
+        (double X8, double Rows)? layoutBest = layoutAb is { } la ? LayoutAb(o, directory, threads, la.Prompt, la.Context, runner, sequence, logits, process, ct) : null;
         bandwidth = Math.Max(bandwidth, MeasureBandwidth(threads));  // before and after: neighbours on a shared machine vary
         long bytesPerToken = WeightBytesPerToken(weights);
         double prefillRate = o.PromptTokens / prefillSeconds;
@@ -154,6 +157,12 @@ public static partial class BenchCommand
                 $"best of {QuantDecodeRounds} each); per CPU-second: int8 {o.GenTokens / ic:F2} tok, float {o.GenTokens / fc:F2} tok ({fc / ic:F2}x)");
         }
 
+        if (layoutBest is { } lb)
+        {
+            w.WriteLine($"layout A/B   Q4_0 x8 {o.GenTokens / lb.X8:F2} tok/s, rows {o.GenTokens / lb.Rows:F2} tok/s ({lb.Rows / lb.X8:F2}x; same run, " +
+                $"alternating, best of {QuantDecodeRounds} each; the rows model loaded after peak RSS was read)");
+        }
+
         w.WriteLine($"peak RSS     {peakRss / 1e9:F2} GB  ({(double)peakRss / weightBytes:F2}x the weight bytes)");
         w.WriteLine($"bandwidth    {bandwidth:F1} GB/s  (measured in this run, best of before and after, {threads} threads)");
         w.WriteLine($"bound        {bound:F2} tok/s  ({bytesPerToken / 1e9:F2} GB of weights read per decoded token)");
@@ -170,7 +179,7 @@ public static partial class BenchCommand
     {
         string[] formats = MatrixFormats(weights).Split('+');
         var parts = new List<string>();
-        string[] intFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.HasInt8Kernel(d))];
+        string[] intFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.HasInt8Kernel(d) && d != DType.Q4_0x8)];
         string[] floatFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && d.IsBlockQuantized() && !QuantMatMul.HasInt8Kernel(d))];
         if (quantDecode == QuantDecodeKernel.Int8 && intFormats.Length > 0)
         {
@@ -183,6 +192,17 @@ public static partial class BenchCommand
         else if (intFormats.Length + floatFormats.Length > 0)
         {
             parts.Add($"{string.Join("+", intFormats.Concat(floatFormats))} float activations");
+        }
+
+        if (formats.Contains(nameof(DType.Q4_0)))
+        {
+            parts.Add($"Q4_0 row layout ({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Rows)})");
+        }
+
+        if (formats.Contains(nameof(DType.Q4_0x8)))
+        {
+            parts.Insert(0, "Q4_0x8 int8 activations against 8-row interleaved groups, repacked at load " +
+                $"({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
         }
 
         if (formats.Contains(nameof(DType.Affine)))
@@ -234,9 +254,41 @@ public static partial class BenchCommand
 
     private const int QuantDecodeRounds = 2;
 
-    /// <summary>True when some matrix has an integer-activation kernel (Q8_0, Q4_0): bench then A/Bs the two decode paths.</summary>
+    /// <summary>
+    /// True when some matrix has both an integer- and a float-activation kernel (Q8_0, Q4_0 in rows, K-quants): bench then
+    /// A/Bs the two decode paths. <see cref="DType.Q4_0x8"/> has only the integer one.
+    /// </summary>
     internal static bool HasInt8Matrices(ModelWeights weights) => weights.Layers.Any(l =>
-        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => QuantMatMul.HasInt8Kernel(m.DType)));
+        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => QuantMatMul.HasInt8Kernel(m.DType) && m.DType != DType.Q4_0x8));
+
+    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>).</summary>
+    internal static bool HasRepackedMatrices(ModelWeights weights) => weights.LmHead.DType == DType.Q4_0x8 || weights.Layers.Any(l =>
+        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => m.DType == DType.Q4_0x8));
+
+    /// <summary>
+    /// Decode on the loaded (8-row) model against the same file loaded again in row layout (<see cref="QuantLayout.Rows"/>,
+    /// used in place from the mapping), alternating <see cref="QuantDecodeRounds"/> rounds of GenTokens steps: best wall
+    /// seconds of each.
+    /// </summary>
+    private static (double X8, double Rows) LayoutAb(BenchOptions o, string directory, int threads, int[] prompt, int context,
+        Engine.Qwen3ModelRunner runner, Engine.ISequenceState sequence, float[] logits, Process process, CancellationToken ct)
+    {
+        ModelWeights rowsWeights = ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows);   // the runner owns the model, the model these
+        var rowsModel = new Qwen3Model(rowsWeights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
+        int blocks = (context + KvBlockPool.DefaultBlockSize - 1) / KvBlockPool.DefaultBlockSize;
+        using var rowsRunner = new Engine.Qwen3ModelRunner(rowsModel, maxSequences: 1, blocks, o.KvCacheDType);
+        using Engine.ISequenceState rowsSequence = rowsRunner.TryAllocateSequence()!;
+        var rowsLogits = new float[logits.Length];
+        rowsRunner.Forward(rowsSequence, prompt, rowsLogits);
+        double x8 = double.MaxValue, rows = double.MaxValue;
+        for (int round = 0; round < QuantDecodeRounds; round++)
+        {
+            rows = Math.Min(rows, TimeDecode(o, rowsRunner, rowsSequence, rowsLogits, process, ct).Wall);
+            x8 = Math.Min(x8, TimeDecode(o, runner, sequence, logits, process, ct).Wall);
+        }
+
+        return (x8, rows);
+    }
 
     /// <summary>GenTokens greedy decode steps: wall seconds and process CPU seconds.</summary>
     private static (double Wall, double Cpu) TimeDecode(BenchOptions o, Engine.Qwen3ModelRunner runner, Engine.ISequenceState sequence,

@@ -105,14 +105,19 @@ public sealed class Qwen3Model : IDisposable
 
     private PrefillKernel _prefill;
 
-    /// <summary>The activation path of this model's block-format decode products (settable between forward passes, e.g. for an A/B or a KL measurement).</summary>
+    /// <summary>
+    /// The activation path of this model's block-format decode products (settable between forward passes, e.g. for an
+    /// A/B or a KL measurement). <see cref="Tensors.DType.Q4_0x8"/> matrices take their integer-activation kernel under both.
+    /// </summary>
     public QuantDecodeKernel QuantDecode { get; set; }
 
     /// <summary>Maps the checkpoint in <paramref name="directory"/> and prepares the model.</summary>
     /// <exception cref="ModelFormatException">The directory's config or weights are malformed.</exception>
     public static Qwen3Model Load(string directory, Qwen3ModelOptions? options = null)
     {
-        ModelWeights weights = ModelWeights.Load(directory, options?.WeightPlacement ?? WeightPlacement.Mapped);
+        // the float activation path asked for: GGUF Q4_0 stays in row layout (the 8-row layout has only the int8 kernel)
+        ModelWeights weights = ModelWeights.Load(directory, options?.WeightPlacement ?? WeightPlacement.Mapped, quantize: null,
+            options?.QuantDecode == QuantDecodeKernel.Float ? QuantLayout.Rows : null);
         try
         {
             return new Qwen3Model(weights, options);

@@ -103,6 +103,39 @@ public sealed class GgufTests
     }
 
     [Fact]
+    public void Q4_0_file_is_repacked_into_8_row_groups_and_runs_as_the_row_layout()
+    {
+        // Prefill (40 tokens: the float panels, dequantizing from the groups; the output head's one row through the
+        // int8 kernel) and decode (int8 activations) differ from the row layout only in float32 summation order.
+        using var x8 = new Qwen3Model(ModelWeights.Load(Fixture("tiny-a-q4_0.gguf"), layout: QuantLayout.Interleaved8),
+            new Qwen3ModelOptions { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Int8 });
+        using var rows = new Qwen3Model(ModelWeights.Load(Fixture("tiny-a-q4_0.gguf"), layout: QuantLayout.Rows),
+            new Qwen3ModelOptions { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Int8 });
+        Assert.Equal(DType.Q4_0x8, x8.Weights.Layers[0].QProj.DType);
+        Assert.Equal(DType.Q4_0x8, x8.Weights.LmHead.DType);              // tied: the embedding lookups read the groups too
+        Assert.Equal(DType.Q4_0, rows.Weights.Layers[0].QProj.DType);
+        var rng = new Random(5);
+        int vocab = x8.VocabSize;
+        int[] ids = [.. Enumerable.Range(0, 40).Select(_ => rng.Next(vocab))];
+        var a = new float[vocab];
+        var b = new float[vocab];
+        using KvCache ca = x8.CreateCache(64);
+        using KvCache cb = rows.CreateCache(64);
+        x8.Forward(ids, 0, ca, a);
+        rows.Forward(ids, 0, cb, b);
+        (float prefillDiff, int prefillAt) = GoldenModelTests.MaxAbsDiff(a, b);
+        Assert.True(prefillDiff <= 1e-3f, $"prefill: |Δ| {prefillDiff} at {prefillAt}");
+        for (int step = 0; step < 4; step++)
+        {
+            int next = rng.Next(vocab);
+            x8.Forward([next], ids.Length + step, ca, a);
+            rows.Forward([next], ids.Length + step, cb, b);
+            (float diff, int at) = GoldenModelTests.MaxAbsDiff(a, b);
+            Assert.True(diff <= 1e-3f, $"decode step {step}: |Δ| {diff} at {at}");
+        }
+    }
+
+    [Fact]
     public async Task Bench_OnAQ8_0File_UsesAndReportsTheInt8DecodePath_AndTheSwitchTurnsItOff()
     {
         string args = $"bench --model {Fixture("tiny-a-q8_0.gguf")} --prompt-tokens 8 --gen-tokens 3 --threads 2";
