@@ -159,7 +159,7 @@ public static partial class BenchCommand
 
         if (layoutBest is { } lb)
         {
-            w.WriteLine($"layout A/B   Q4_0 x8 {o.GenTokens / lb.X8:F2} tok/s, rows {o.GenTokens / lb.Rows:F2} tok/s ({lb.Rows / lb.X8:F2}x; same run, " +
+            w.WriteLine($"layout A/B   x8 {o.GenTokens / lb.X8:F2} tok/s, rows {o.GenTokens / lb.Rows:F2} tok/s ({lb.Rows / lb.X8:F2}x; same run, " +
                 $"alternating, best of {QuantDecodeRounds} each; the rows model loaded after peak RSS was read)");
         }
 
@@ -179,7 +179,7 @@ public static partial class BenchCommand
     {
         string[] formats = MatrixFormats(weights).Split('+');
         var parts = new List<string>();
-        string[] intFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.HasInt8Kernel(d) && d != DType.Q4_0x8)];
+        string[] intFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.HasInt8Kernel(d) && d.RowGroup() == 1)];
         string[] floatFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && d.IsBlockQuantized() && !QuantMatMul.HasInt8Kernel(d))];
         if (quantDecode == QuantDecodeKernel.Int8 && intFormats.Length > 0)
         {
@@ -194,14 +194,16 @@ public static partial class BenchCommand
             parts.Add($"{string.Join("+", intFormats.Concat(floatFormats))} float activations");
         }
 
-        if (formats.Contains(nameof(DType.Q4_0)))
+        string[] rowFormats = [.. formats.Where(f => f is nameof(DType.Q4_0) or nameof(DType.Q4_K))];
+        if (rowFormats.Length > 0)
         {
-            parts.Add($"Q4_0 row layout ({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Rows)})");
+            parts.Add($"{string.Join("+", rowFormats)} row layout ({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Rows)})");
         }
 
-        if (formats.Contains(nameof(DType.Q4_0x8)))
+        string[] groupFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && d.RowGroup() > 1)];
+        if (groupFormats.Length > 0)
         {
-            parts.Insert(0, "Q4_0x8 int8 activations against 8-row interleaved groups, repacked at load " +
+            parts.Insert(0, $"{string.Join("+", groupFormats)} int8 activations against 8-row interleaved groups, repacked at load " +
                 $"({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
         }
 
@@ -256,14 +258,14 @@ public static partial class BenchCommand
 
     /// <summary>
     /// True when some matrix has both an integer- and a float-activation kernel (Q8_0, Q4_0 in rows, K-quants): bench then
-    /// A/Bs the two decode paths. <see cref="DType.Q4_0x8"/> has only the integer one.
+    /// A/Bs the two decode paths. The 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>) have only the integer one.
     /// </summary>
     internal static bool HasInt8Matrices(ModelWeights weights) => weights.Layers.Any(l =>
-        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => QuantMatMul.HasInt8Kernel(m.DType) && m.DType != DType.Q4_0x8));
+        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => QuantMatMul.HasInt8Kernel(m.DType) && m.DType.RowGroup() == 1));
 
-    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>).</summary>
-    internal static bool HasRepackedMatrices(ModelWeights weights) => weights.LmHead.DType == DType.Q4_0x8 || weights.Layers.Any(l =>
-        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => m.DType == DType.Q4_0x8));
+    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>).</summary>
+    internal static bool HasRepackedMatrices(ModelWeights weights) => weights.LmHead.DType.RowGroup() > 1 || weights.Layers.Any(l =>
+        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => m.DType.RowGroup() > 1));
 
     /// <summary>
     /// Decode on the loaded (8-row) model against the same file loaded again in row layout (<see cref="QuantLayout.Rows"/>,

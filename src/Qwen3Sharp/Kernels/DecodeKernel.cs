@@ -33,14 +33,14 @@ public enum QuantDecodeKernel
     Int8,
 }
 
-/// <summary>How GGUF Q4_0 matrices are laid out in memory after load.</summary>
+/// <summary>How GGUF Q4_0 and Q4_K matrices are laid out in memory after load.</summary>
 public enum QuantLayout
 {
     /// <summary>As stored in the file (row-major blocks), used in place from the mapping.</summary>
     Rows,
 
     /// <summary>
-    /// Repacked at load into groups of 8 interleaved rows (<see cref="Tensors.DType.Q4_0x8"/>) in a private buffer, the
+    /// Repacked at load into groups of 8 interleaved rows (<see cref="Tensors.DType.Q4_0x8"/>, Q4_K: <see cref="Tensors.DType.Q4_Kx8"/>) in a private buffer, the
     /// file's pages dropped from the resident set: the decode kernel dots each activation block with 8 rows at once.
     /// </summary>
     Interleaved8,
@@ -123,13 +123,13 @@ public static class KernelSelection
     /// <summary>Kebab-case name as the environment variable spells it.</summary>
     public static string Name(QuantDecodeKernel kernel) => kernel == QuantDecodeKernel.Int8 ? "int8" : "float";
 
-    /// <summary>Environment variable that picks the Q4_0 layout at load: <c>auto</c>, <c>x8</c> or <c>rows</c>.</summary>
+    /// <summary>Environment variable that picks the Q4_0/Q4_K layout at load: <c>auto</c>, <c>x8</c> or <c>rows</c>.</summary>
     public const string QuantLayoutVariable = "QWEN3_QUANT_LAYOUT";
 
     private static QuantLayout? s_quantLayout;
 
     /// <summary>
-    /// The layout GGUF loading gives Q4_0 matrices: chosen on first use from <see cref="QuantLayoutVariable"/>, or set
+    /// The layout GGUF loading gives Q4_0 and Q4_K matrices: chosen on first use from <see cref="QuantLayoutVariable"/>, or set
     /// at start-up (the A/B benches load the same file both ways).
     /// </summary>
     public static QuantLayout QuantLayout

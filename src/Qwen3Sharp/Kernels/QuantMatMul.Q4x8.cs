@@ -116,6 +116,12 @@ public static unsafe partial class QuantMatMul
     /// <summary>Row <paramref name="row"/> of any block-format matrix to float32 (embedding lookups, prefill panels).</summary>
     public static void DequantizeRow(in WeightView w, int row, float* destination)
     {
+        if (w.DType == DType.Q4_Kx8)
+        {
+            DequantizeRowQ4_Kx8(w.Data, w.ColCount, row, destination);
+            return;
+        }
+
         if (w.DType != DType.Q4_0x8)
         {
             DequantizeRow(w.Row(row), w.DType, w.ColCount, destination);
@@ -140,7 +146,8 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    private static void RunQ4_0x8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate)
+    /// <summary>The product with a <see cref="DType.Q4_0x8"/> or <see cref="DType.Q4_Kx8"/> matrix (int8 activations).</summary>
+    private static void RunX8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate)
     {
         int cols = w.ColCount, blocks = cols / BlockSize;
         byte* scratch = (byte*)pool.SharedScratch(Q8ActivationBytes(tokenCount, cols));
@@ -148,11 +155,12 @@ public static unsafe partial class QuantMatMul
         int groups = (w.RowCount + GroupRows - 1) / GroupRows;
         // items of consecutive groups, one sequential stream each (~256 KiB, as the row kernel's Int8Tuning.Default),
         // at most an eighth of the groups so both threads of a small matrix share it
-        long groupBytes = GroupBytes(cols);
+        long groupBytes = GroupRows * w.RowBytes;
         int itemGroups = (int)Math.Clamp(Math.Min((256L << 10) / groupBytes, groups / 8), 1, groups);
-        var job = new Q4x8Job
+        var job = new X8Job
         {
             Isa = isa,
+            Format = w.DType,
             Weights = w.Data,
             GroupBytes = groupBytes,
             Codes = codes,
@@ -169,9 +177,10 @@ public static unsafe partial class QuantMatMul
         pool.Run(ref job, (groups + itemGroups - 1) / itemGroups);
     }
 
-    private struct Q4x8Job : IPoolJob
+    private struct X8Job : IPoolJob
     {
         public Isa Isa;
+        public DType Format;      // Q4_0x8 or Q4_Kx8
         public byte* Weights;     // [groups][GroupBytes]
         public long GroupBytes;
         public sbyte* Codes;      // [TokenCount, ColCount]
@@ -185,8 +194,9 @@ public static unsafe partial class QuantMatMul
         {
             int groups = (RowCount + GroupRows - 1) / GroupRows;
             int g0 = index * ItemGroups, g1 = Math.Min(g0 + ItemGroups, groups);
-            Vector256<float>* acc = stackalloc Vector256<float>[TokenCount];   // ≤ 31 tokens: ≤ 992 bytes
+            Vector256<float>* acc = stackalloc Vector256<float>[2 * TokenCount];   // ≤ 31 tokens: ≤ 1984 bytes (Q4_K: and mins)
             float* rowSums = stackalloc float[GroupRows];
+            bool k = Format == DType.Q4_Kx8;
             for (int g = g0; g < g1; g++)
             {
                 byte* group = Weights + g * GroupBytes;
@@ -195,17 +205,37 @@ public static unsafe partial class QuantMatMul
                 {
                     for (int t = 0; t < TokenCount; t++)
                     {
-                        DotGroupQ4_0x8Scalar(group, Blocks, Codes + (long)t * ColCount, Scales + (long)t * Blocks, Sums + (long)t * Blocks, rowSums);
+                        sbyte* x = Codes + (long)t * ColCount;
+                        float* xs = Scales + (long)t * Blocks;
+                        int* xsum = Sums + (long)t * Blocks;
+                        if (k)
+                        {
+                            DotGroupQ4_Kx8Scalar(group, Blocks / 8, x, xs, xsum, rowSums);
+                        }
+                        else
+                        {
+                            DotGroupQ4_0x8Scalar(group, Blocks, x, xs, xsum, rowSums);
+                        }
+
                         StoreGroup(Vector256.Load(rowSums), Y + (long)t * RowCount + r, n, Accumulate);
                     }
                 }
                 else if (TokenCount == 1)
                 {
-                    StoreGroup(DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums), Y + r, n, Accumulate);
+                    StoreGroup(k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums) : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums),
+                        Y + r, n, Accumulate);
                 }
                 else
                 {
-                    DotGroupQ4_0x8N_256(group, Blocks, Codes, Scales, Sums, ColCount, TokenCount, acc);
+                    if (k)
+                    {
+                        DotGroupQ4_Kx8N_256(group, Blocks / 8, Codes, Scales, Sums, ColCount, TokenCount, acc);
+                    }
+                    else
+                    {
+                        DotGroupQ4_0x8N_256(group, Blocks, Codes, Scales, Sums, ColCount, TokenCount, acc);
+                    }
+
                     for (int t = 0; t < TokenCount; t++)
                     {
                         StoreGroup(acc[t], Y + (long)t * RowCount + r, n, Accumulate);
@@ -336,6 +366,246 @@ public static unsafe partial class QuantMatMul
 
                 dot -= xsum[k] << 3;
                 acc = MathF.FusedMultiplyAdd(dot, half[d[k * GroupRows + i]] * xs[k], acc);
+            }
+
+            destination[i] = acc;
+        }
+    }
+
+    // ------------------------------------------------------------------ Q4_K in 8-row groups
+
+    /// <summary>Bytes of one super-block of a <see cref="DType.Q4_Kx8"/> group: codes, scales, mins, d, dmin.</summary>
+    private const int KGroupBytes = 8 * GroupBlockBytes + 2 * 64 + 2 * 16;
+
+    private const int KScalesOffset = 8 * GroupBlockBytes, KMinsOffset = KScalesOffset + 64, KdOffset = KMinsOffset + 64, KdMinOffset = KdOffset + 16;
+
+    /// <summary>Bytes of a <see cref="DType.Q4_Kx8"/> matrix (the last group padded to 8 rows).</summary>
+    public static long RepackedBytesQ4_Kx8(int rows, int cols) => (long)((rows + GroupRows - 1) / GroupRows) * (cols / KBlockSize) * KGroupBytes;
+
+    /// <summary>False when some super-block's d or dmin is an fp16 infinity or NaN (see <see cref="CanRepackQ4_0x8"/>).</summary>
+    public static bool CanRepackQ4_Kx8(byte* source, int rows, int cols)
+    {
+        long blockCount = (long)rows * (cols / KBlockSize);
+        for (long b = 0; b < blockCount; b++)
+        {
+            ushort d = *(ushort*)(source + b * 144), dmin = *(ushort*)(source + b * 144 + 2);
+            if ((d & 0x7C00) == 0x7C00 || (dmin & 0x7C00) == 0x7C00)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// A Q4_K matrix [rows, cols] into <see cref="DType.Q4_Kx8"/> at <paramref name="destination"/>
+    /// (<see cref="RepackedBytesQ4_Kx8"/> bytes). Chunk c of a Q4_K super-block holds sub-block 2c in the low nibbles of
+    /// its 32 bytes and 2c + 1 in the high ones; each sub-block's codes go out as <see cref="RepackQ4_0x8"/> lays out a block.
+    /// </summary>
+    public static void RepackQ4_Kx8(byte* source, int rows, int cols, byte* destination)
+    {
+        int superBlocks = cols / KBlockSize;
+        long rowBytes = (long)superBlocks * 144;
+        int groups = (rows + GroupRows - 1) / GroupRows;
+        for (int g = 0; g < groups; g++)
+        {
+            for (int i = 0; i < GroupRows; i++)
+            {
+                int r = g * GroupRows + i;
+                byte* block = source + r * rowBytes;
+                byte* dst = destination + (long)g * superBlocks * KGroupBytes;
+                for (int k = 0; k < superBlocks; k++, block += 144, dst += KGroupBytes)
+                {
+                    bool pad = r >= rows;
+                    ((ushort*)(dst + KdOffset))[i] = pad ? (ushort)0 : *(ushort*)block;
+                    ((ushort*)(dst + KdMinOffset))[i] = pad ? (ushort)0 : *(ushort*)(block + 2);
+                    for (int s = 0; s < 8; s++)
+                    {
+                        (int sc, int m) = pad ? (0, 0) : Reference.QuantScalar.ScaleMin(block + 4, s);
+                        dst[KScalesOffset + s * GroupRows + i] = (byte)sc;
+                        dst[KMinsOffset + s * GroupRows + i] = (byte)m;
+                        uint* q = (uint*)(dst + s * GroupBlockBytes) + i;
+                        if (pad)
+                        {
+                            q[0] = q[8] = q[16] = q[24] = 0;
+                            continue;
+                        }
+
+                        // sub-block element e is byte 32(s/2) + e's low (s even) or high (s odd) nibble
+                        byte* qs = block + 16 + 32 * (s >> 1);
+                        bool high = (s & 1) != 0;
+                        for (int v = 0; v < 4; v++)
+                        {
+                            ulong u = *(ulong*)(qs + 8 * v);
+                            q[8 * v] = Pack((uint)u, (uint)(u >> 32), high);
+                        }
+                    }
+                }
+            }
+        }
+
+        static uint Pack(uint first, uint second, bool high) => high
+            ? ((first >> 4) & 0x0F0F0F0Fu) | (second & 0xF0F0F0F0u)
+            : (first & 0x0F0F0F0Fu) | ((second & 0x0F0F0F0Fu) << 4);
+    }
+
+    /// <summary>Element (<paramref name="row"/>, <paramref name="col"/>) of a <see cref="DType.Q4_Kx8"/> matrix (slow path).</summary>
+    public static float ElementQ4_Kx8(byte* data, int cols, int row, int col)
+    {
+        var values = stackalloc float[KBlockSize];
+        int i = row % GroupRows, k = col / KBlockSize;
+        byte* sb = data + ((long)(row / GroupRows) * (cols / KBlockSize) + k) * KGroupBytes;
+        DequantizeSuperBlockQ4_Kx8(sb, i, values);
+        return values[col % KBlockSize];
+    }
+
+    private static void DequantizeRowQ4_Kx8(byte* data, int cols, int row, float* destination)
+    {
+        int superBlocks = cols / KBlockSize, i = row % GroupRows;
+        byte* sb = data + (long)(row / GroupRows) * superBlocks * KGroupBytes;
+        for (int k = 0; k < superBlocks; k++, sb += KGroupBytes, destination += KBlockSize)
+        {
+            DequantizeSuperBlockQ4_Kx8(sb, i, destination);
+        }
+    }
+
+    /// <summary>Row <paramref name="i"/>'s 256 elements of one group super-block, as the Q4_K dequantization computes them: (d·sc)·q − (dmin·m).</summary>
+    private static void DequantizeSuperBlockQ4_Kx8(byte* sb, int i, float* destination)
+    {
+        float d = HalfToSingle(((ushort*)(sb + KdOffset))[i]), dmin = HalfToSingle(((ushort*)(sb + KdMinOffset))[i]);
+        for (int s = 0; s < 8; s++)
+        {
+            float ds = d * sb[KScalesOffset + s * GroupRows + i], dm = dmin * sb[KMinsOffset + s * GroupRows + i];
+            for (int e = 0; e < BlockSize; e++)
+            {
+                destination[32 * s + e] = ds * CodeQ4_0x8(sb + s * GroupBlockBytes, i, e) - dm;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One group of 8 Q4_K rows against one token: per sub-block the 8 rows' exact integer dots (as
+    /// <see cref="DotGroupQ4_0x8_256"/>, without an offset) times (d·sc)·d_x; per super-block the mins term
+    /// dmin·Σ_s m_s·(d_x·Σx_q) taken off in one FMA.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Vector256<float> DotGroupQ4_Kx8_256(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
+    {
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + KdOffset), halfMask, halfScale);
+            Vector256<float> mins = Vector256<float>.Zero;
+            for (int s = 0; s < 8; s++, x += BlockSize, xs++, xsum++)
+            {
+                byte* q = group + s * GroupBlockBytes;
+                Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
+                Vector256<short> pairs = GroupBlockPairs(
+                    v0 & m, Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m,
+                    v1 & m, Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m,
+                    v2 & m, Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
+                    v3 & m, Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, (int*)x);
+                Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones);
+                Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
+                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(*xs), acc);
+                mins = Fma.MultiplyAdd(mc, Vector256.Create(*xs * *xsum), mins);
+            }
+
+            acc = Fma.MultiplyAddNegated(WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale), mins, acc);
+        }
+
+        return acc;
+    }
+
+    /// <summary>
+    /// One group of Q4_K rows against <paramref name="tokenCount"/> tokens: each sub-block's codes unpacked once; per
+    /// token the arithmetic of <see cref="DotGroupQ4_Kx8_256"/> in the same order (the same bits as decoding it alone).
+    /// <paramref name="acc"/> holds 2·tokenCount vectors: the sums, then the mins accumulators.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ4_Kx8N_256(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
+        Vector256<float>* acc)
+    {
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        int blocks = cols / BlockSize;
+        Vector256<float>* mins = acc + tokenCount;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            acc[t] = Vector256<float>.Zero;
+        }
+
+        for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + KdOffset), halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                mins[t] = Vector256<float>.Zero;
+            }
+
+            for (int s = 0; s < 8; s++)
+            {
+                byte* q = group + s * GroupBlockBytes;
+                Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
+                Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l2 = v2 & m, h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l3 = v3 & m, h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                Vector256<float> dsc = d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
+                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
+                int b = 8 * k + s;
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    long o = (long)t * blocks + b;
+                    Vector256<short> pairs = GroupBlockPairs(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)b * BlockSize));
+                    Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones);
+                    acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dsc * Vector256.Create(xs[o]), acc[t]);
+                    mins[t] = Fma.MultiplyAdd(mc, Vector256.Create(xs[o] * xsum[o]), mins[t]);
+                }
+            }
+
+            Vector256<float> dmin = WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                acc[t] = Fma.MultiplyAddNegated(dmin, mins[t], acc[t]);
+            }
+        }
+    }
+
+    /// <summary>The scalar twin of <see cref="DotGroupQ4_Kx8_256"/>, bit for bit.</summary>
+    internal static void DotGroupQ4_Kx8Scalar(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, float* destination)
+    {
+        float* half = HalfTable.Values;
+        for (int i = 0; i < GroupRows; i++)
+        {
+            float acc = 0;
+            byte* sb = group;
+            for (int k = 0; k < superBlocks; k++, sb += KGroupBytes)
+            {
+                float d = half[((ushort*)(sb + KdOffset))[i]], mins = 0;
+                for (int s = 0; s < 8; s++)
+                {
+                    int b = 8 * k + s;
+                    sbyte* xb = x + (long)b * BlockSize;
+                    int dot = 0;
+                    for (int e = 0; e < BlockSize; e++)
+                    {
+                        dot += CodeQ4_0x8(sb + s * GroupBlockBytes, i, e) * xb[e];
+                    }
+
+                    acc = MathF.FusedMultiplyAdd(dot, d * sb[KScalesOffset + s * GroupRows + i] * xs[b], acc);
+                    mins = MathF.FusedMultiplyAdd(sb[KMinsOffset + s * GroupRows + i], xs[b] * xsum[b], mins);
+                }
+
+                acc = MathF.FusedMultiplyAdd(-half[((ushort*)(sb + KdMinOffset))[i]], mins, acc);
             }
 
             destination[i] = acc;

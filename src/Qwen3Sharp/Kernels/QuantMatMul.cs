@@ -69,9 +69,9 @@ public static unsafe partial class QuantMatMul
 
         fixed (float* px = x, py = destination)
         {
-            if (w.DType == DType.Q4_0x8)
+            if (w.DType is DType.Q4_0x8 or DType.Q4_Kx8)
             {
-                RunQ4_0x8(isa, pool, px, tokenCount, w, py, accumulate);   // QuantMatMul.Q4x8.cs: int8 activations only
+                RunX8(isa, pool, px, tokenCount, w, py, accumulate);   // QuantMatMul.Q4x8.cs: int8 activations only
                 return;
             }
 

@@ -7,21 +7,20 @@ namespace Qwen3Sharp.Loading;
 public sealed unsafe partial class ModelWeights
 {
     /// <summary>
-    /// Repacks every Q4_0 matrix into <see cref="DType.Q4_0x8"/> (groups of 8 interleaved rows, the decode kernel's
-    /// layout: QuantMatMul.Q4x8.cs) in one 2 MiB-aligned buffer advised for huge pages, added to
-    /// <paramref name="buffers"/>, and repoints <paramref name="matrices"/> at the copies. Each source's pages are
-    /// dropped from the resident set right after its repack (<see cref="DropPages"/>), so peak RSS stays near the
-    /// weights' size once; nothing reads the row layout again (prefill and embedding lookups dequantize from the
+    /// Repacks every Q4_0 and Q4_K matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> (groups of 8
+    /// interleaved rows, the decode kernels' layout: QuantMatMul.Q4x8.cs) in one 2 MiB-aligned buffer advised for huge
+    /// pages, added to <paramref name="buffers"/>, and repoints <paramref name="matrices"/> at the copies. Each source's
+    /// pages are dropped from the resident set right after its repack (<see cref="DropPages"/>), so peak RSS stays near
+    /// the weights' size once; nothing reads the row layout again (prefill and embedding lookups dequantize from the
     /// groups). A matrix with an infinite or NaN block scale keeps the row layout.
     /// </summary>
-    private static void RepackQ4_0(Dictionary<string, WeightView> matrices, List<nint> buffers)
+    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers)
     {
-        string[] keys = [.. matrices.Where(kv => kv.Value.DType == DType.Q4_0
-            && QuantMatMul.CanRepackQ4_0x8(kv.Value.Data, kv.Value.RowCount, kv.Value.ColCount)).Select(kv => kv.Key)];
+        string[] keys = [.. matrices.Where(kv => Repackable(kv.Value)).Select(kv => kv.Key)];
         long total = 0;
         foreach (string key in keys)
         {
-            total += (QuantMatMul.RepackedBytesQ4_0x8(matrices[key].RowCount, matrices[key].ColCount) + 63) & ~63L;
+            total += (RepackedBytes(matrices[key]) + 63) & ~63L;
         }
 
         if (total == 0)
@@ -41,10 +40,32 @@ public sealed unsafe partial class ModelWeights
         foreach (string key in keys)
         {
             WeightView v = matrices[key];
-            QuantMatMul.RepackQ4_0x8(v.Data, v.RowCount, v.ColCount, next);
+            DType packed;
+            if (v.DType == DType.Q4_0)
+            {
+                QuantMatMul.RepackQ4_0x8(v.Data, v.RowCount, v.ColCount, next);
+                packed = DType.Q4_0x8;
+            }
+            else
+            {
+                QuantMatMul.RepackQ4_Kx8(v.Data, v.RowCount, v.ColCount, next);
+                packed = DType.Q4_Kx8;
+            }
+
             DropPages(v.Data, v.DataBytes);
-            matrices[key] = new WeightView(next, DType.Q4_0x8, v.RowCount, v.ColCount);
-            next += (QuantMatMul.RepackedBytesQ4_0x8(v.RowCount, v.ColCount) + 63) & ~63L;
+            matrices[key] = new WeightView(next, packed, v.RowCount, v.ColCount);
+            next += (RepackedBytes(v) + 63) & ~63L;
         }
     }
+
+    private static bool Repackable(in WeightView v) => v.DType switch
+    {
+        DType.Q4_0 => QuantMatMul.CanRepackQ4_0x8(v.Data, v.RowCount, v.ColCount),
+        DType.Q4_K => QuantMatMul.CanRepackQ4_Kx8(v.Data, v.RowCount, v.ColCount),
+        _ => false,
+    };
+
+    private static long RepackedBytes(in WeightView v) => v.DType == DType.Q4_0
+        ? QuantMatMul.RepackedBytesQ4_0x8(v.RowCount, v.ColCount)
+        : QuantMatMul.RepackedBytesQ4_Kx8(v.RowCount, v.ColCount);
 }

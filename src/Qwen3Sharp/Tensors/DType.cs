@@ -52,6 +52,14 @@ public enum DType
     /// <see cref="WeightView.Row"/> does not apply (see <see cref="Kernels.QuantMatMul.DequantizeRow(in WeightView, int, float*)"/>).
     /// </summary>
     Q4_0x8,
+
+    /// <summary>
+    /// Q4_K repacked at load into groups of 8 rows (<see cref="Kernels.QuantMatMul.RepackQ4_Kx8"/>). Per group and
+    /// super-block (1184 bytes, 148 per row against Q4_K's 144): the codes of its eight 32-element sub-blocks as
+    /// <see cref="Q4_0x8"/> lays out a block (128 bytes each), then the 6-bit scales sc as bytes [sub-block][row], the
+    /// mins m likewise, the 8 rows' fp16 d, then their fp16 dmin; w = d·sc·q − dmin·m.
+    /// </summary>
+    Q4_Kx8,
 }
 
 public static class DTypeExtensions
@@ -67,13 +75,13 @@ public static class DTypeExtensions
     };
 
     /// <summary>True for the GGML block formats.</summary>
-    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 or DType.Q4_0x8 || dtype.IsKQuant();
+    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 || dtype.IsKQuant();
 
     /// <summary>True for the K-quants (super-blocks of 256 elements).</summary>
     public static bool IsKQuant(this DType dtype) => dtype is DType.Q4_K or DType.Q5_K or DType.Q6_K;
 
     /// <summary>Elements per block (1 for the plain types).</summary>
-    public static int BlockSize(this DType dtype) => dtype.IsKQuant() ? 256 : dtype.IsBlockQuantized() ? 32 : 1;
+    public static int BlockSize(this DType dtype) => dtype.IsKQuant() || dtype == DType.Q4_Kx8 ? 256 : dtype.IsBlockQuantized() ? 32 : 1;
 
     /// <summary>Bytes per block (the element size for the plain types).</summary>
     public static int BlockBytes(this DType dtype) => dtype switch
@@ -83,12 +91,13 @@ public static class DTypeExtensions
         DType.Q4_K => 144,
         DType.Q5_K => 176,
         DType.Q6_K => 210,
+        DType.Q4_Kx8 => 148,
         _ => dtype.ByteSize(),
     };
 
     /// <summary>Bytes of one row of <paramref name="colCount"/> elements (a multiple of the block size).</summary>
     public static long RowBytes(this DType dtype, long colCount) => colCount / dtype.BlockSize() * dtype.BlockBytes();
 
-    /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>: 8), or 1 for row-major formats.</summary>
-    public static int RowGroup(this DType dtype) => dtype == DType.Q4_0x8 ? 8 : 1;
+    /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>: 8), or 1 for row-major formats.</summary>
+    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 ? 8 : 1;
 }
