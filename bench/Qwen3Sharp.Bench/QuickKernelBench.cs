@@ -441,27 +441,35 @@ internal static unsafe class QuickKernelBench
     }
 
     /// <summary>
-    /// Q4_0 decode (1 token) over every matrix shape of qwen3-1.7b: the row-layout int8 kernel (production before the
-    /// repack) against the 8-row groups (<see cref="DType.Q4_0x8"/>), interleaved rounds, best of 5; "cold" rotates
+    /// Q4_0 and Q4_K decode (1 token) over every matrix shape of qwen3-1.7b: the row-layout int8 kernel (production before the
+    /// repack) against the 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>), interleaved rounds, best of 5; "cold" rotates
     /// through ≥ 512 MB of copies (DRAM-streamed, as in a decode step), "hot" repeats one 128-row slice from L2 on one
     /// thread (compute cost alone). Wall and per-CPU-second figures: the latter stay meaningful on a shared machine.
     /// </summary>
     private static void Q4x8DecodeAb(WorkerPool pool, double bandwidth, int threads)
     {
+        foreach (DType dtype in new[] { DType.Q4_0, DType.Q4_K })
+        {
+            Q4x8DecodeAb(pool, threads, dtype);
+        }
+    }
+
+    private static void Q4x8DecodeAb(WorkerPool pool, int threads, DType dtype)
+    {
+        DType grouped = dtype == DType.Q4_0 ? DType.Q4_0x8 : DType.Q4_Kx8;
         var shapes = new (int Rows, int Cols, int Uses)[] { (2048, 2048, 56), (1024, 2048, 56), (6144, 2048, 56), (2048, 6144, 28), (151936, 2048, 1) };
-        Console.WriteLine($"Q4_0 rows vs x8 decode A/B, {threads} threads, 1 token, best of 5 interleaved rounds  load {File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine($"{dtype} rows vs x8 decode A/B, {threads} threads, 1 token, best of 5 interleaved rounds  load {File.ReadAllText("/proc/loadavg").Trim()}");
         var rng = new Random(1);
         double[] stepWall = new double[2], stepCpu = new double[2];
         foreach (var (rows, cols, uses) in shapes)
         {
-            long bytes = rows * DType.Q4_0.RowBytes(cols);
+            long bytes = rows * dtype.RowBytes(cols);
             int copies = (int)Math.Max(1, (512L << 20) / bytes);
-            BenchBlockWeights[] weights = Enumerable.Range(0, copies).Select(i => new BenchBlockWeights(DType.Q4_0, rows, cols, seed: i)).ToArray();
+            BenchBlockWeights[] weights = Enumerable.Range(0, copies).Select(i => new BenchBlockWeights(dtype, rows, cols, seed: i)).ToArray();
             var packed = new nint[copies];
             for (int i = 0; i < copies; i++)
             {
-                packed[i] = (nint)NativeMemory.AlignedAlloc((nuint)QuantMatMul.RepackedBytesQ4_0x8(rows, cols), 64);
-                QuantMatMul.RepackQ4_0x8(weights[i].View.Data, rows, cols, (byte*)packed[i]);
+                packed[i] = Repack(dtype, weights[i].View.Data, rows, cols);
             }
 
             float[] x = new float[cols], y = new float[rows];
@@ -481,7 +489,7 @@ internal static unsafe class QuickKernelBench
                     {
                         for (int i = 0; i < copies; i++)
                         {
-                            WeightView w = v == 0 ? weights[i].View : new WeightView((byte*)packed[i], DType.Q4_0x8, rows, cols);
+                            WeightView w = v == 0 ? weights[i].View : new WeightView((byte*)packed[i], grouped, rows, cols);
                             QuantMatMul.Run(QuantMatMul.Best, pool, x, 1, w, y, accumulate: false, QuantDecodeKernel.Int8);
                         }
                     });
@@ -515,9 +523,8 @@ internal static unsafe class QuickKernelBench
         using var single = new WorkerPool(1);
         foreach (int cols in new[] { 2048, 6144 })
         {
-            using var hot = new BenchBlockWeights(DType.Q4_0, 128, cols);
-            byte* hotPacked = (byte*)NativeMemory.AlignedAlloc((nuint)QuantMatMul.RepackedBytesQ4_0x8(128, cols), 64);
-            QuantMatMul.RepackQ4_0x8(hot.View.Data, 128, cols, hotPacked);
+            using var hot = new BenchBlockWeights(dtype, 128, cols);
+            byte* hotPacked = (byte*)Repack(dtype, hot.View.Data, 128, cols);
             float[] x = new float[cols], y = new float[128];
             for (int i = 0; i < cols; i++)
             {
@@ -529,7 +536,7 @@ internal static unsafe class QuickKernelBench
             {
                 for (int v = 0; v < 2; v++)
                 {
-                    WeightView w = v == 0 ? hot.View : new WeightView(hotPacked, DType.Q4_0x8, 128, cols);
+                    WeightView w = v == 0 ? hot.View : new WeightView(hotPacked, grouped, 128, cols);
                     (_, double cpu) = Time(() =>
                     {
                         for (int i = 0; i < 200; i++)
@@ -546,6 +553,22 @@ internal static unsafe class QuickKernelBench
                 $"({best[0] / best[1]:F2}×)");
             NativeMemory.AlignedFree(hotPacked);
         }
+    }
+
+    private static nint Repack(DType dtype, byte* source, int rows, int cols)
+    {
+        long bytes = dtype == DType.Q4_0 ? QuantMatMul.RepackedBytesQ4_0x8(rows, cols) : QuantMatMul.RepackedBytesQ4_Kx8(rows, cols);
+        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        if (dtype == DType.Q4_0)
+        {
+            QuantMatMul.RepackQ4_0x8(source, rows, cols, packed);
+        }
+        else
+        {
+            QuantMatMul.RepackQ4_Kx8(source, rows, cols, packed);
+        }
+
+        return (nint)packed;
     }
 
     // "legacy": the first int8 kernel's walk (16-row items, DotI1_256) with today's block loads; "default": production.
