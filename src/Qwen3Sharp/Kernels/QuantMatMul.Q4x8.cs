@@ -37,6 +37,7 @@ public static unsafe partial class QuantMatMul
     /// False when some block scale of the Q4_0 matrix is an fp16 infinity or NaN: the kernel's in-vector widening maps
     /// those to finite values, so such a matrix stays in row layout.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
     public static bool CanRepackQ4_0x8(byte* source, int rows, int cols)
     {
         long blockCount = (long)rows * (cols / BlockSize);
@@ -56,6 +57,7 @@ public static unsafe partial class QuantMatMul
     /// (<see cref="RepackedBytesQ4_0x8"/> bytes): for each group of 8 rows, each block's 8×16 code bytes regrouped into
     /// the four vectors the kernel loads, then the group's scales.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
     public static void RepackQ4_0x8(byte* source, int rows, int cols, byte* destination)
     {
         int blocks = cols / BlockSize;
@@ -395,6 +397,7 @@ public static unsafe partial class QuantMatMul
     public static long RepackedBytesQ4_Kx8(int rows, int cols) => (long)((rows + GroupRows - 1) / GroupRows) * (cols / KBlockSize) * KGroupBytes;
 
     /// <summary>False when some super-block's d or dmin is an fp16 infinity or NaN (see <see cref="CanRepackQ4_0x8"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
     public static bool CanRepackQ4_Kx8(byte* source, int rows, int cols)
     {
         long blockCount = (long)rows * (cols / KBlockSize);
@@ -415,6 +418,7 @@ public static unsafe partial class QuantMatMul
     /// (<see cref="RepackedBytesQ4_Kx8"/> bytes). Chunk c of a Q4_K super-block holds sub-block 2c in the low nibbles of
     /// its 32 bytes and 2c + 1 in the high ones; each sub-block's codes go out as <see cref="RepackQ4_0x8"/> lays out a block.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
     public static void RepackQ4_Kx8(byte* source, int rows, int cols, byte* destination)
     {
         int superBlocks = cols / KBlockSize;

@@ -56,7 +56,7 @@ public sealed unsafe partial class ModelWeights
             copy = Place(matrices, placement, quantize);
             if (layout == Kernels.QuantLayout.Interleaved8)
             {
-                RepackGroups(matrices, buffers);
+                RepackGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy);
             }
 
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
