@@ -119,6 +119,11 @@ internal static unsafe class QuickKernelBench
             Int8DecodeAb(pool, bandwidthBest, threads);
         }
 
+        if (what == "x8")
+        {
+            Q4x8DecodeAb(pool, bandwidthBest, threads);
+        }
+
         if (what == "int8hot")
         {
             // Compute cost from L2 (no DRAM), one thread, per CPU-second: what each variant could stream at most.
@@ -453,6 +458,137 @@ internal static unsafe class QuickKernelBench
                 Console.WriteLine($"    {variants[v].Name,-16} {1 / seconds,5:F1} tok/s ({100 * stepBytes / seconds / 1e9 / bandwidth,3:F0}% of bound)");
             }
         }
+    }
+
+    /// <summary>
+    /// Q4_0 and Q4_K decode (1 token) over every matrix shape of qwen3-1.7b: the row-layout int8 kernel (production before the
+    /// repack) against the 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>), interleaved rounds, best of 5; "cold" rotates
+    /// through ≥ 512 MB of copies (DRAM-streamed, as in a decode step), "hot" repeats one 128-row slice from L2 on one
+    /// thread (compute cost alone). Wall and per-CPU-second figures: the latter stay meaningful on a shared machine.
+    /// </summary>
+    private static void Q4x8DecodeAb(WorkerPool pool, double bandwidth, int threads)
+    {
+        foreach (DType dtype in new[] { DType.Q4_0, DType.Q4_K })
+        {
+            Q4x8DecodeAb(pool, threads, dtype);
+        }
+    }
+
+    private static void Q4x8DecodeAb(WorkerPool pool, int threads, DType dtype)
+    {
+        DType grouped = dtype == DType.Q4_0 ? DType.Q4_0x8 : DType.Q4_Kx8;
+        var shapes = new (int Rows, int Cols, int Uses)[] { (2048, 2048, 56), (1024, 2048, 56), (6144, 2048, 56), (2048, 6144, 28), (151936, 2048, 1) };
+        Console.WriteLine($"{dtype} rows vs x8 decode A/B, {threads} threads, 1 token, best of 5 interleaved rounds  load {File.ReadAllText("/proc/loadavg").Trim()}");
+        var rng = new Random(1);
+        double[] stepWall = new double[2], stepCpu = new double[2];
+        foreach (var (rows, cols, uses) in shapes)
+        {
+            long bytes = rows * dtype.RowBytes(cols);
+            int copies = (int)Math.Max(1, (512L << 20) / bytes);
+            BenchBlockWeights[] weights = Enumerable.Range(0, copies).Select(i => new BenchBlockWeights(dtype, rows, cols, seed: i)).ToArray();
+            var packed = new nint[copies];
+            for (int i = 0; i < copies; i++)
+            {
+                packed[i] = Repack(dtype, weights[i].View.Data, rows, cols);
+            }
+
+            float[] x = new float[cols], y = new float[rows];
+            for (int i = 0; i < cols; i++)
+            {
+                x[i] = (float)(rng.NextDouble() * 2 - 1);
+            }
+
+            var bestWall = new[] { double.MaxValue, double.MaxValue };
+            var bestCpu = new[] { double.MaxValue, double.MaxValue };
+            for (int round = 0; round < 5; round++)
+            {
+                for (int k = 0; k < 2; k++)
+                {
+                    int v = (round & 1) == 0 ? k : 1 - k;
+                    (double wall, double cpu) = Time(() =>
+                    {
+                        for (int i = 0; i < copies; i++)
+                        {
+                            WeightView w = v == 0 ? weights[i].View : new WeightView((byte*)packed[i], grouped, rows, cols);
+                            QuantMatMul.Run(QuantMatMul.Best, pool, x, 1, w, y, accumulate: false, QuantDecodeKernel.Int8);
+                        }
+                    });
+                    bestWall[v] = Math.Min(bestWall[v], wall / copies);
+                    bestCpu[v] = Math.Min(bestCpu[v], cpu / copies);
+                }
+            }
+
+            for (int v = 0; v < 2; v++)
+            {
+                stepWall[v] += uses * bestWall[v];
+                stepCpu[v] += uses * bestCpu[v];
+            }
+
+            Console.WriteLine($"  cold {rows,6}x{cols}: rows {bestWall[0] * 1e6,8:F1} µs ({bytes / bestWall[0] / 1e9:F1} GB/s), " +
+                $"x8 {bestWall[1] * 1e6,8:F1} µs ({bytes / bestWall[1] / 1e9:F1} GB/s)  x8 {bestWall[0] / bestWall[1]:F2}× wall, {bestCpu[0] / bestCpu[1]:F2}× per CPU-second");
+            foreach (BenchBlockWeights w in weights)
+            {
+                w.Dispose();
+            }
+
+            foreach (nint p in packed)
+            {
+                NativeMemory.AlignedFree((void*)p);
+            }
+        }
+
+        Console.WriteLine($"  step matmuls: rows {1 / stepWall[0]:F1} tok/s, x8 {1 / stepWall[1]:F1} tok/s ({stepWall[0] / stepWall[1]:F2}× wall, " +
+            $"{stepCpu[0] / stepCpu[1]:F2}× per CPU-second)");
+
+        using var single = new WorkerPool(1);
+        foreach (int cols in new[] { 2048, 6144 })
+        {
+            using var hot = new BenchBlockWeights(dtype, 128, cols);
+            byte* hotPacked = (byte*)Repack(dtype, hot.View.Data, 128, cols);
+            float[] x = new float[cols], y = new float[128];
+            for (int i = 0; i < cols; i++)
+            {
+                x[i] = (float)(rng.NextDouble() * 2 - 1);
+            }
+
+            var best = new[] { double.MaxValue, double.MaxValue };
+            for (int round = 0; round < 5; round++)
+            {
+                for (int v = 0; v < 2; v++)
+                {
+                    WeightView w = v == 0 ? hot.View : new WeightView(hotPacked, grouped, 128, cols);
+                    (_, double cpu) = Time(() =>
+                    {
+                        for (int i = 0; i < 200; i++)
+                        {
+                            QuantMatMul.Run(QuantMatMul.Best, single, x, 1, w, y, accumulate: false, QuantDecodeKernel.Int8);
+                        }
+                    });
+                    best[v] = Math.Min(best[v], cpu / 200);
+                }
+            }
+
+            double weightsPerCall = 128.0 * cols;
+            Console.WriteLine($"  hot 128x{cols} 1 thread: rows {weightsPerCall / best[0] / 1e9:F2}, x8 {weightsPerCall / best[1] / 1e9:F2} G weights per CPU-second " +
+                $"({best[0] / best[1]:F2}×)");
+            NativeMemory.AlignedFree(hotPacked);
+        }
+    }
+
+    private static nint Repack(DType dtype, byte* source, int rows, int cols)
+    {
+        long bytes = dtype == DType.Q4_0 ? QuantMatMul.RepackedBytesQ4_0x8(rows, cols) : QuantMatMul.RepackedBytesQ4_Kx8(rows, cols);
+        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        if (dtype == DType.Q4_0)
+        {
+            QuantMatMul.RepackQ4_0x8(source, rows, cols, packed);
+        }
+        else
+        {
+            QuantMatMul.RepackQ4_Kx8(source, rows, cols, packed);
+        }
+
+        return (nint)packed;
     }
 
     // "legacy": the first int8 kernel's walk (16-row items, DotI1_256) with today's block loads; "default": production.

@@ -34,6 +34,8 @@ public static partial class BenchCommand
         // Every decode pass is a fresh sequence at --depth (llama-bench's -d): the depth's tokens are prefilled once and
         // shared through the prefix cache, so all passes, and llama-bench's tg, see the same contexts.
         bool decodeAb = HasInt8Matrices(weights);
+        // Matrices repacked into 8-row groups: decode A/Bs against the same file in row layout, loaded after peak RSS is read
+        bool layoutAb = HasRepackedMatrices(weights);
         int context = Math.Max(o.PromptTokens, o.Depth + o.GenTokens) + 16;
         var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
         // The engine's paged KV cache in the chosen dtype; the runner owns the model. Room for the depth's holder and one
@@ -94,7 +96,7 @@ public static partial class BenchCommand
 
             var decode = new DecodeSetup(runner, depth, logits);
             return Report(o, w, directory, threads, weights, model, decode, DecodeKernels(weights, decodeKernel, quantDecode), prefillKernel, best, bestCpu,
-                loadSeconds, bandwidth, decodeAb, ct);
+                loadSeconds, bandwidth, decodeAb, layoutAb ? context : null, ct);
         }
         finally
         {
@@ -108,7 +110,7 @@ public static partial class BenchCommand
     private static int Report(BenchOptions o, TextWriter w, string directory, int threads, ModelWeights weights, Qwen3Model model, DecodeSetup decode,
         string decodeKernels, PrefillKernel prefillKernel,
         Dictionary<PrefillKernel, double> prefill, Dictionary<PrefillKernel, double> prefillCpu, double loadSeconds, double bandwidth,
-        bool decodeAb, CancellationToken ct)
+        bool decodeAb, int? layoutAbContext, CancellationToken ct)
     {
         double prefillSeconds = prefill[prefillKernel];
         QuantDecodeKernel selected = model.QuantDecode;
@@ -134,6 +136,7 @@ public static partial class BenchCommand
 
         double decodeSeconds = TimeDecode(o, decode, process, ct).Wall;
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
+        (double X8, double Rows, double X8Cpu, double RowsCpu)? layoutBest = layoutAbContext is { } context ? LayoutAb(o, directory, threads, context, decode, process, ct) : null;
         bandwidth = Math.Max(bandwidth, MeasureBandwidth(threads));  // before and after: neighbours on a shared machine vary
         long bytesPerToken = WeightBytesPerToken(weights);
         double prefillRate = o.PromptTokens / prefillSeconds;
@@ -170,6 +173,13 @@ public static partial class BenchCommand
             var (fw, fc) = decodeBest[QuantDecodeKernel.Float];
             w.WriteLine($"decode A/B   int8 {o.GenTokens / iw:F2} tok/s, float {o.GenTokens / fw:F2} tok/s ({fw / iw:F2}x; same run, alternating, " +
                 $"best of {QuantDecodeRounds} each); per CPU-second: int8 {o.GenTokens / ic:F2} tok, float {o.GenTokens / fc:F2} tok ({fc / ic:F2}x)");
+        }
+
+        if (layoutBest is { } lb)
+        {
+            w.WriteLine($"layout A/B   x8 {o.GenTokens / lb.X8:F2} tok/s, rows {o.GenTokens / lb.Rows:F2} tok/s ({lb.Rows / lb.X8:F2}x; same run, " +
+                $"alternating, best of {QuantDecodeRounds} each; the rows model loaded after peak RSS was read); per CPU-second: " +
+                $"x8 {o.GenTokens / lb.X8Cpu:F2} tok, rows {o.GenTokens / lb.RowsCpu:F2} tok ({lb.RowsCpu / lb.X8Cpu:F2}x)");
         }
 
         w.WriteLine($"peak RSS     {peakRss / 1e9:F2} GB  ({(double)peakRss / weightBytes:F2}x the weight bytes)");
@@ -223,7 +233,7 @@ public static partial class BenchCommand
     {
         string[] formats = MatrixFormats(weights).Split('+');
         var parts = new List<string>();
-        string[] intFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.HasInt8Kernel(d))];
+        string[] intFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.HasInt8Kernel(d) && d.RowGroup() == 1)];
         string[] floatFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && d.IsBlockQuantized() && !QuantMatMul.HasInt8Kernel(d))];
         if (quantDecode == QuantDecodeKernel.Int8 && intFormats.Length > 0)
         {
@@ -236,6 +246,19 @@ public static partial class BenchCommand
         else if (intFormats.Length + floatFormats.Length > 0)
         {
             parts.Add($"{string.Join("+", intFormats.Concat(floatFormats))} float activations");
+        }
+
+        string[] rowFormats = [.. formats.Where(f => f is nameof(DType.Q4_0) or nameof(DType.Q4_K))];
+        if (rowFormats.Length > 0)
+        {
+            parts.Add($"{string.Join("+", rowFormats)} row layout ({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Rows)})");
+        }
+
+        string[] groupFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && d.RowGroup() > 1)];
+        if (groupFormats.Length > 0)
+        {
+            parts.Insert(0, $"{string.Join("+", groupFormats)} int8 activations against 8-row interleaved groups, repacked at load " +
+                $"({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
         }
 
         if (formats.Contains(nameof(DType.Affine)))
@@ -287,9 +310,48 @@ public static partial class BenchCommand
 
     private const int QuantDecodeRounds = 2;
 
-    /// <summary>True when some matrix has an integer-activation kernel (Q8_0, Q4_0): bench then A/Bs the two decode paths.</summary>
+    /// <summary>
+    /// True when some matrix has both an integer- and a float-activation kernel (Q8_0, Q4_0 in rows, K-quants): bench then
+    /// A/Bs the two decode paths. The 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>) have only the integer one.
+    /// </summary>
     internal static bool HasInt8Matrices(ModelWeights weights) => weights.Layers.Any(l =>
-        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => QuantMatMul.HasInt8Kernel(m.DType)));
+        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => QuantMatMul.HasInt8Kernel(m.DType) && m.DType.RowGroup() == 1));
+
+    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>).</summary>
+    internal static bool HasRepackedMatrices(ModelWeights weights) => weights.LmHead.DType.RowGroup() > 1 || weights.Layers.Any(l =>
+        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => m.DType.RowGroup() > 1));
+
+    /// <summary>
+    /// Decode on the loaded (8-row) model against the same file loaded again in row layout (<see cref="QuantLayout.Rows"/>,
+    /// used in place from the mapping), alternating <see cref="QuantDecodeRounds"/> rounds of GenTokens steps: best wall
+    /// seconds of each.
+    /// </summary>
+    private static (double X8, double Rows, double X8Cpu, double RowsCpu) LayoutAb(BenchOptions o, string directory, int threads, int context,
+        DecodeSetup decode, Process process, CancellationToken ct)
+    {
+        ModelWeights rowsWeights = ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows);   // the runner owns the model, the model these
+        var rowsModel = new Qwen3Model(rowsWeights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
+        int blockSize = KvBlockPool.DefaultBlockSize;
+        using var rowsRunner = new Engine.Qwen3ModelRunner(rowsModel, maxSequences: 2, (2 * o.Depth + o.GenTokens) / blockSize + 3, o.KvCacheDType);
+        var rowsLogits = new float[decode.Logits.Length];
+        using Engine.ISequenceState holder = rowsRunner.TryAllocateSequence()!;   // the same depth, cached for the rows model's passes
+        if (decode.Depth.Length > 0)
+        {
+            rowsRunner.Forward(holder, decode.Depth, rowsLogits);
+        }
+
+        var rowsDecode = new DecodeSetup(rowsRunner, decode.Depth, rowsLogits);
+        (double Wall, double Cpu) x8 = (double.MaxValue, double.MaxValue), rows = x8;
+        for (int round = 0; round < QuantDecodeRounds; round++)
+        {
+            (double wall, double cpu) = TimeDecode(o, rowsDecode, process, ct);
+            rows = (Math.Min(rows.Wall, wall), Math.Min(rows.Cpu, cpu));
+            (wall, cpu) = TimeDecode(o, decode, process, ct);
+            x8 = (Math.Min(x8.Wall, wall), Math.Min(x8.Cpu, cpu));
+        }
+
+        return (x8.Wall, rows.Wall, x8.Cpu, rows.Cpu);
+    }
 
     /// <summary>
     /// GenTokens greedy decode steps on a fresh sequence at the depth (its cached blocks taken, the rest of the depth

@@ -58,6 +58,19 @@ public enum QuantDecodeKernel
     Int8,
 }
 
+/// <summary>How GGUF Q4_0 and Q4_K matrices are laid out in memory after load.</summary>
+public enum QuantLayout
+{
+    /// <summary>As stored in the file (row-major blocks), used in place from the mapping.</summary>
+    Rows,
+
+    /// <summary>
+    /// Repacked at load into groups of 8 interleaved rows (<see cref="Tensors.DType.Q4_0x8"/>, Q4_K: <see cref="Tensors.DType.Q4_Kx8"/>) in a private buffer, the
+    /// file's pages dropped from the resident set: the decode kernel dots each activation block with 8 rows at once.
+    /// </summary>
+    Interleaved8,
+}
+
 /// <summary>How BF16 products of many tokens (prefill) are computed (see <see cref="MatMul"/>).</summary>
 public enum PrefillKernel
 {
@@ -172,6 +185,38 @@ public static class KernelSelection
 
     /// <summary>Kebab-case name as the environment variable spells it.</summary>
     public static string Name(QuantDecodeKernel kernel) => kernel == QuantDecodeKernel.Int8 ? "int8" : "float";
+
+    /// <summary>Environment variable that picks the Q4_0/Q4_K layout at load: <c>auto</c>, <c>x8</c> or <c>rows</c>.</summary>
+    public const string QuantLayoutVariable = "QWEN3_QUANT_LAYOUT";
+
+    private static QuantLayout? s_quantLayout;
+
+    /// <summary>
+    /// The layout GGUF loading gives Q4_0 and Q4_K matrices: chosen on first use from <see cref="QuantLayoutVariable"/>, or set
+    /// at start-up (the A/B benches load the same file both ways).
+    /// </summary>
+    public static QuantLayout QuantLayout
+    {
+        get => s_quantLayout ??= ChooseQuantLayout(Environment.GetEnvironmentVariable(QuantLayoutVariable));
+        set => s_quantLayout = value;
+    }
+
+    /// <summary>
+    /// The variable's value when set (anything else is an <see cref="ArgumentException"/>); unset or <c>auto</c> is
+    /// <c>x8</c> on every CPU (the 8-row kernel has an AVX2 form and a scalar twin; measured faster at decode on Zen 3,
+    /// see QuantMatMul.Q4x8.cs).
+    /// </summary>
+    public static QuantLayout ChooseQuantLayout(string? setting) => setting?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "auto" => QuantLayout.Interleaved8,
+        "x8" => QuantLayout.Interleaved8,
+        "rows" => QuantLayout.Rows,
+        _ => throw new ArgumentException(
+            $"{QuantLayoutVariable}='{setting}' is not one of auto, x8, rows.", nameof(setting)),
+    };
+
+    /// <summary>Kebab-case name as the environment variable spells it.</summary>
+    public static string Name(QuantLayout layout) => layout == QuantLayout.Interleaved8 ? "x8" : "rows";
 
     /// <summary>Environment variable that forces the prefill kernel: <c>auto</c>, <c>managed</c> or <c>jit-bf16</c>.</summary>
     public const string PrefillKernelVariable = "QWEN3_PREFILL_KERNEL";

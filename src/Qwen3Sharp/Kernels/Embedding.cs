@@ -62,8 +62,8 @@ public static unsafe class Embedding
                 case DType.F32:
                     new ReadOnlySpan<float>(row, n).CopyTo(new Span<float>(d, n));
                     break;
-                case DType.Q8_0 or DType.Q4_0 or DType.Q4_K or DType.Q5_K or DType.Q6_K:
-                    QuantMatMul.DequantizeRow(row, table.DType, n, d);
+                case DType.Q8_0 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q4_K or DType.Q5_K or DType.Q6_K:
+                    QuantMatMul.DequantizeRow(table, tokenIds[t], d);
                     break;
                 case DType.Affine:
                     AffineMatMul.DequantizeRow(table, tokenIds[t], d);

@@ -732,7 +732,7 @@ public static unsafe partial class MatMul
         {
             for (int r = 0; r < rows; r++)                              // GGML blocks (prefill): to float32 once per row block
             {
-                QuantMatMul.DequantizeRow(source.Row(r0 + r), dtype, cols, scratch + (long)r * cols);
+                QuantMatMul.DequantizeRow(source, r0 + r, scratch + (long)r * cols);
             }
 
             wb = scratch;

@@ -69,6 +69,12 @@ public static unsafe partial class QuantMatMul
 
         fixed (float* px = x, py = destination)
         {
+            if (w.DType is DType.Q4_0x8 or DType.Q4_Kx8)
+            {
+                RunX8(isa, pool, px, tokenCount, w, py, accumulate);   // QuantMatMul.Q4x8.cs: int8 activations only
+                return;
+            }
+
             if (kernel == QuantDecodeKernel.Int8 && HasInt8Kernel(w.DType))
             {
                 if (w.DType.IsKQuant())

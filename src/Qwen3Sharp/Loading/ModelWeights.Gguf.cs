@@ -9,10 +9,18 @@ public sealed unsafe partial class ModelWeights
     /// others beside it (<see cref="GgufParts"/>); matrices used in place from the mapped files.
     /// </summary>
     /// <exception cref="ModelFormatException">A file is malformed or missing, a tensor is missing, has the wrong shape or an unsupported type.</exception>
-    public static ModelWeights LoadGguf(string path, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null)
+    /// <param name="layout">
+    /// Q4_0 and Q4_K matrices in row layout or repacked into 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>: <see cref="RepackGroups"/>).
+    /// null: <see cref="Kernels.KernelSelection.QuantLayout"/>, except rows when <see cref="Kernels.KernelSelection.QuantDecode"/>
+    /// is the float path (the 8-row layout has only the integer-activation kernel).
+    /// </param>
+    public static ModelWeights LoadGguf(string path, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
+        Kernels.QuantLayout? layout = null)
     {
+        layout ??= Kernels.KernelSelection.QuantDecode == Kernels.QuantDecodeKernel.Float ? Kernels.QuantLayout.Rows : Kernels.KernelSelection.QuantLayout;
         GgufParts parts = GgufParts.Open(path);
         byte* copy = null;
+        var buffers = new List<nint>();
         try
         {
             Qwen3Config config = GgufModel.ReadConfig(parts);
@@ -46,12 +54,23 @@ public sealed unsafe partial class ModelWeights
             }
 
             copy = Place(matrices, placement, quantize);
+            if (layout == Kernels.QuantLayout.Interleaved8)
+            {
+                RepackGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy);
+            }
+
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
-            return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, parts) { Placement = placement, LoadQuantization = quantize };
+            return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, parts, buffers)
+                { Placement = placement, LoadQuantization = quantize };
         }
         catch
         {
             System.Runtime.InteropServices.NativeMemory.AlignedFree(copy);
+            foreach (nint b in buffers)
+            {
+                System.Runtime.InteropServices.NativeMemory.AlignedFree((void*)b);
+            }
+
             parts.Dispose();
             throw;
         }

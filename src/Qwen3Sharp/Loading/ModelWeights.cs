@@ -96,8 +96,10 @@ public sealed unsafe partial class ModelWeights : IDisposable
     public long MatrixBytes => Layers.Sum(l => l.QProj.ByteCount + l.KProj.ByteCount + l.VProj.ByteCount + l.OProj.ByteCount
         + l.GateProj.ByteCount + l.UpProj.ByteCount + l.DownProj.ByteCount) + LmHead.ByteCount;
 
-    public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null)
-        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement, quantize) : Load(ModelDirectory.Open(directory), placement, quantize);
+    /// <param name="layout">GGUF Q4_0 matrices' layout (see <see cref="LoadGguf"/>); null lets the loader choose.</param>
+    public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
+        Kernels.QuantLayout? layout = null)
+        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement, quantize, layout) : Load(ModelDirectory.Open(directory), placement, quantize);
 
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing or has the wrong shape for the config.</exception>
     /// <param name="quantize">Q8_0 or Q4_0 to quantize the BF16/F16/F32 matrices at load (see <see cref="QuantizeMatrices"/>); null keeps them.</param>
@@ -299,20 +301,29 @@ public sealed unsafe partial class ModelWeights : IDisposable
         {
             WeightView v = matrices[key];
             Buffer.MemoryCopy(v.Data, next, v.DataBytes, v.DataBytes);
-            if (OperatingSystem.IsLinux())
-            {
-                long start = ((long)v.Data + 4095) & ~4095L, end = ((long)v.Data + v.DataBytes) & ~4095L;
-                if (end > start)
-                {
-                    _ = Madvise((void*)start, (nuint)(end - start), MadviseDontNeed);   // unmaps only; the file is unchanged
-                }
-            }
-
+            DropPages(v.Data, v.DataBytes);
             matrices[key] = v.WithData(next);       // affine: the scale and bias tables stay where they are
             next += (v.DataBytes + 63) & ~63L;
         }
 
         return buffer;
+    }
+
+    /// <summary>
+    /// Drops this process's pages of a matrix it will not read again (Linux <c>madvise(MADV_DONTNEED)</c> on the whole
+    /// pages inside the range): a mapped file's pages leave the resident set (the page cache keeps them; the file is
+    /// unchanged); an anonymous buffer's are freed. Elsewhere nothing.
+    /// </summary>
+    private static void DropPages(byte* data, long bytes)
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            long start = ((long)data + 4095) & ~4095L, end = ((long)data + bytes) & ~4095L;
+            if (end > start)
+            {
+                _ = Madvise((void*)start, (nuint)(end - start), MadviseDontNeed);
+            }
+        }
     }
 
     [LibraryImport("libc", EntryPoint = "madvise")]

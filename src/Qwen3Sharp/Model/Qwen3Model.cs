@@ -105,7 +105,10 @@ public sealed class Qwen3Model : IDisposable
 
     private PrefillKernel _prefill;
 
-    /// <summary>The activation path of this model's block-format decode products (settable between forward passes, e.g. for an A/B or a KL measurement).</summary>
+    /// <summary>
+    /// The activation path of this model's block-format decode products (settable between forward passes, e.g. for an
+    /// A/B or a KL measurement). The 8-row groups (<see cref="Tensors.DType.Q4_0x8"/>, <see cref="Tensors.DType.Q4_Kx8"/>) take their integer-activation kernel under both.
+    /// </summary>
     public QuantDecodeKernel QuantDecode { get; set; }
 
     /// <summary>When set, every forward pass adds its phases' wall times to it (<c>qwen3 bench --profile</c>); null (default) records nothing.</summary>
@@ -115,7 +118,9 @@ public sealed class Qwen3Model : IDisposable
     /// <exception cref="ModelFormatException">The directory's config or weights are malformed.</exception>
     public static Qwen3Model Load(string directory, Qwen3ModelOptions? options = null)
     {
-        ModelWeights weights = ModelWeights.Load(directory, options?.WeightPlacement ?? WeightPlacement.Mapped);
+        // the float activation path asked for: GGUF Q4_0 stays in row layout (the 8-row layout has only the int8 kernel)
+        ModelWeights weights = ModelWeights.Load(directory, options?.WeightPlacement ?? WeightPlacement.Mapped, quantize: null,
+            options?.QuantDecode == QuantDecodeKernel.Float ? QuantLayout.Rows : null);
         try
         {
             return new Qwen3Model(weights, options);

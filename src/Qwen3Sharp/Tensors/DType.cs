@@ -42,6 +42,24 @@ public enum DType
     /// <summary>GGML Q6_K (block_q6_K, 210 bytes): 128 bytes ql of low nibbles, 64 bytes qh of 2-bit high parts,
     /// sixteen int8 scales (one per 16 elements), fp16 d last; w = d·scale·(q − 32).</summary>
     Q6_K,
+
+    /// <summary>
+    /// Q4_0 repacked at load into groups of 8 rows (<see cref="Kernels.QuantMatMul.RepackQ4_0x8"/>), so a decode kernel
+    /// dots one activation block against 8 rows at once. Per group: the codes of every block, 128 bytes each (four
+    /// 32-byte vectors; in vector v, bytes 4i..4i+3 are row i's: low nibble of byte j element 8v + j, high nibble
+    /// element 8v + 4 + j; unsigned, w = d·(q − 8)), then the fp16 scales, 8 per block (row order). A last group short
+    /// of 8 rows is padded with zero rows. The same 18 bytes per 32 elements as Q4_0; rows are not contiguous, so
+    /// <see cref="WeightView.Row"/> does not apply (see <see cref="Kernels.QuantMatMul.DequantizeRow(in WeightView, int, float*)"/>).
+    /// </summary>
+    Q4_0x8,
+
+    /// <summary>
+    /// Q4_K repacked at load into groups of 8 rows (<see cref="Kernels.QuantMatMul.RepackQ4_Kx8"/>). Per group and
+    /// super-block (1184 bytes, 148 per row against Q4_K's 144): the codes of its eight 32-element sub-blocks as
+    /// <see cref="Q4_0x8"/> lays out a block (128 bytes each), then the 6-bit scales sc as bytes [sub-block][row], the
+    /// mins m likewise, the 8 rows' fp16 d, then their fp16 dmin; w = d·sc·q − dmin·m.
+    /// </summary>
+    Q4_Kx8,
 }
 
 public static class DTypeExtensions
@@ -57,25 +75,29 @@ public static class DTypeExtensions
     };
 
     /// <summary>True for the GGML block formats.</summary>
-    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 || dtype.IsKQuant();
+    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 || dtype.IsKQuant();
 
     /// <summary>True for the K-quants (super-blocks of 256 elements).</summary>
     public static bool IsKQuant(this DType dtype) => dtype is DType.Q4_K or DType.Q5_K or DType.Q6_K;
 
     /// <summary>Elements per block (1 for the plain types).</summary>
-    public static int BlockSize(this DType dtype) => dtype.IsKQuant() ? 256 : dtype.IsBlockQuantized() ? 32 : 1;
+    public static int BlockSize(this DType dtype) => dtype.IsKQuant() || dtype == DType.Q4_Kx8 ? 256 : dtype.IsBlockQuantized() ? 32 : 1;
 
     /// <summary>Bytes per block (the element size for the plain types).</summary>
     public static int BlockBytes(this DType dtype) => dtype switch
     {
         DType.Q8_0 => 34,
-        DType.Q4_0 => 18,
+        DType.Q4_0 or DType.Q4_0x8 => 18,
         DType.Q4_K => 144,
         DType.Q5_K => 176,
         DType.Q6_K => 210,
+        DType.Q4_Kx8 => 148,
         _ => dtype.ByteSize(),
     };
 
     /// <summary>Bytes of one row of <paramref name="colCount"/> elements (a multiple of the block size).</summary>
     public static long RowBytes(this DType dtype, long colCount) => colCount / dtype.BlockSize() * dtype.BlockBytes();
+
+    /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>: 8), or 1 for row-major formats.</summary>
+    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 ? 8 : 1;
 }

@@ -66,12 +66,13 @@ public readonly unsafe struct WeightView
     /// <summary>Bytes of one stored row of <see cref="Data"/> (block formats: ColCount / 32 blocks; affine: the codes).</summary>
     public long RowBytes => DType == DType.Affine ? (long)ColCount * Bits / 8 : DType.RowBytes(ColCount);
 
-    /// <summary>Bytes at <see cref="Data"/>.</summary>
-    public long DataBytes => RowCount * RowBytes;
+    /// <summary>Bytes at <see cref="Data"/> (row-interleaved formats: whole groups, the last one padded).</summary>
+    public long DataBytes => ((long)RowCount + DType.RowGroup() - 1) / DType.RowGroup() * DType.RowGroup() * RowBytes;
 
     /// <summary>Bytes a full pass over the matrix reads (affine: the codes and the scale and bias tables).</summary>
     public long ByteCount => DataBytes + (DType == DType.Affine ? 2L * RowCount * (ColCount / GroupSize) * GroupDType.ByteSize() : 0);
 
+    /// <summary>Row <paramref name="row"/> of a row-major matrix (not <see cref="DType.Q4_0x8"/>, whose rows are interleaved).</summary>
     public byte* Row(int row) => Data + row * RowBytes;
 
     /// <summary>The same matrix with its <see cref="Data"/> (the codes, for affine) at another address.</summary>
@@ -106,6 +107,8 @@ public readonly unsafe struct WeightView
                 DType.F16 => (float)((Half*)Data)[i],
                 DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)Data)[i] << 16),
                 DType.Q8_0 or DType.Q4_0 or DType.Q4_K or DType.Q5_K or DType.Q6_K => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
+                DType.Q4_0x8 => Kernels.QuantMatMul.ElementQ4_0x8(Data, ColCount, row, col),
+                DType.Q4_Kx8 => Kernels.QuantMatMul.ElementQ4_Kx8(Data, ColCount, row, col),
                 DType.Affine => Kernels.Reference.QuantScalar.AffineElement(this, row, col),
                 _ => throw new InvalidOperationException(),
             };

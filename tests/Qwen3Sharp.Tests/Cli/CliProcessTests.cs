@@ -118,9 +118,15 @@ public sealed class CliProcessTests
 
         Assert.Matches(@"\n  outside forward +-?[\d.]+ +-?[\d.]+ ?%", output);
 
-        // a quantized model's A/B passes run at the depth too
+        // a quantized model's A/B passes run at the depth too: the 8-row layout against rows (each with the depth cached),
+        // and in rows the int8 against the float activation path
         string gguf = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", "tiny-a-q4_0.gguf");
         (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 8 --gen-tokens 2 --depth 20 --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Contains("positions 20..21", output);
+        Assert.Matches(@"layout A/B +x8 [\d.]+ tok/s, rows [\d.]+ tok/s", output);
+        (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 8 --gen-tokens 2 --depth 20 --threads 2",
+            environment: new Dictionary<string, string> { [KernelSelection.QuantLayoutVariable] = "rows" });
         Assert.True(code == 0, error);
         Assert.Contains("positions 20..21", output);
         Assert.Matches(@"decode A/B +int8 [\d.]+ tok/s", output);
@@ -129,11 +135,21 @@ public sealed class CliProcessTests
     [Fact]
     public async Task Bench_runs_a_q4_k_m_gguf_file()
     {
-        // Q4_K + Q6_K + Q5_K + Q8_0 + F32, as llama-quantize's Q4_K_M recipe mixes them (see GgufTests.KQuantFile)
+        // Q4_K + Q6_K + Q5_K + Q8_0 + F32, as llama-quantize's Q4_K_M recipe mixes them (see GgufTests.KQuantFile);
+        // Q4_K repacked into 8-row groups at load (the default layout), and bench A/Bs it against the row layout
         string gguf = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", "tiny-k-q4_k_m.gguf");
         var (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 37 --gen-tokens 5 --threads 2");
         Assert.True(code == 0, error);
+        Assert.Contains("Q6_K+Q4_Kx8+Q5_K+Q8_0", output);
+        Assert.Contains("Q4_Kx8 int8 activations against 8-row interleaved groups, repacked at load (QWEN3_QUANT_LAYOUT=x8)", output);
+        Assert.Matches(@"layout A/B +x8 [0-9.]+ tok/s, rows [0-9.]+ tok/s", output);
+
+        (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 37 --gen-tokens 5 --threads 2",
+            environment: new Dictionary<string, string> { [Qwen3Sharp.Kernels.KernelSelection.QuantLayoutVariable] = "rows" });
+        Assert.True(code == 0, error);
         Assert.Contains("Q6_K+Q4_K+Q5_K+Q8_0", output);
+        Assert.Contains("Q4_K row layout (QWEN3_QUANT_LAYOUT=rows)", output);
+        Assert.DoesNotContain("layout A/B", output);
         Assert.Matches(@"decode +[0-9.]+ tok/s", output);
         Assert.Matches(@"prefill +[0-9.]+ tok/s", output);
     }

@@ -38,7 +38,7 @@ public sealed unsafe class Int8MatMulTests
         _ => true,
     };
 
-    private static float[] Activations(Random rng, int count)
+    internal static float[] Activations(Random rng, int count)
     {
         var x = new float[count];
         for (int i = 0; i < count; i++)
@@ -55,7 +55,7 @@ public sealed unsafe class Int8MatMulTests
         return x;
     }
 
-    private static byte* Quantized(DType dtype, int rows, int cols, int seed)
+    internal static byte* Quantized(DType dtype, int rows, int cols, int seed)
     {
         var rng = new Random(seed);
         long rowBytes = dtype.RowBytes(cols);

@@ -37,7 +37,7 @@ public sealed unsafe class KQuantInt8Tests
         _ => true,
     };
 
-    private static float[] Activations(Random rng, int count)
+    internal static float[] Activations(Random rng, int count)
     {
         var x = new float[count];
         for (int i = 0; i < count; i++)
@@ -134,7 +134,7 @@ public sealed unsafe class KQuantInt8Tests
         }
     }
 
-    private static byte* Quantized(DType dtype, int rows, int cols, int seed)
+    internal static byte* Quantized(DType dtype, int rows, int cols, int seed)
     {
         long bytes = rows * dtype.RowBytes(cols);
         byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);

@@ -102,6 +102,52 @@ public sealed class GgufTests
         Assert.True(worstDiff > 0, $"{file}: the int8 path should move the logits (is it in use?)");
     }
 
+    [Theory]
+    [InlineData("tiny-a-q4_0.gguf", "QProj", DType.Q4_0, DType.Q4_0x8)]
+    [InlineData("tiny-k-q4_k_m.gguf", "KProj", DType.Q4_K, DType.Q4_Kx8)]
+    public void Q4_files_are_repacked_into_8_row_groups_and_run_as_the_row_layout(string file, string matrix, DType stored, DType grouped)
+    {
+        // Prefill (40 tokens: the float panels, dequantizing from the groups; the output head's one row through the
+        // int8 kernel) and decode (int8 activations) differ from the row layout only in float32 summation order (the
+        // kernels are checked against the float64 reference in Q4x8MatMulTests), but that can move an activation
+        // across a rounding tie of the next product's 8-bit quantization: measured on tiny-k (logit range 104), one
+        // decode step moved a logit by 0.198; bound 0.5% of the range, top-1 equal.
+        using var x8 = new Qwen3Model(ModelWeights.Load(Fixture(file), layout: QuantLayout.Interleaved8),
+            new Qwen3ModelOptions { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Int8 });
+        using var rows = new Qwen3Model(ModelWeights.Load(Fixture(file), layout: QuantLayout.Rows),
+            new Qwen3ModelOptions { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Int8 });
+        WeightView Pick(Qwen3Model m) => matrix == "QProj" ? m.Weights.Layers[0].QProj : m.Weights.Layers[0].KProj;
+        Assert.Equal(grouped, Pick(x8).DType);
+        Assert.Equal(stored, Pick(rows).DType);
+        if (stored == DType.Q4_0)
+        {
+            Assert.Equal(DType.Q4_0x8, x8.Weights.LmHead.DType);              // tied: the embedding lookups read the groups too
+        }
+
+        var rng = new Random(5);
+        int vocab = x8.VocabSize;
+        int[] ids = [.. Enumerable.Range(0, 40).Select(_ => rng.Next(vocab))];
+        var a = new float[vocab];
+        var b = new float[vocab];
+        using KvCache ca = x8.CreateCache(64);
+        using KvCache cb = rows.CreateCache(64);
+        x8.Forward(ids, 0, ca, a);
+        rows.Forward(ids, 0, cb, b);
+        float range = b.Max() - b.Min();
+        (float prefillDiff, int prefillAt) = GoldenModelTests.MaxAbsDiff(a, b);
+        Assert.True(prefillDiff <= 5e-3f * range, $"prefill: |Δ| {prefillDiff} at {prefillAt} (range {range})");
+        Assert.Equal(Array.IndexOf(b, b.Max()), Array.IndexOf(a, a.Max()));
+        for (int step = 0; step < 4; step++)
+        {
+            int next = rng.Next(vocab);
+            x8.Forward([next], ids.Length + step, ca, a);
+            rows.Forward([next], ids.Length + step, cb, b);
+            (float diff, int at) = GoldenModelTests.MaxAbsDiff(a, b);
+            Assert.True(diff <= 5e-3f * range, $"decode step {step}: |Δ| {diff} at {at} (range {range})");
+            Assert.Equal(Array.IndexOf(b, b.Max()), Array.IndexOf(a, a.Max()));
+        }
+    }
+
     [Fact]
     public async Task Bench_OnAQ8_0File_UsesAndReportsTheInt8DecodePath_AndTheSwitchTurnsItOff()
     {
@@ -236,7 +282,8 @@ public sealed class GgufTests
     [Fact]
     public void K_quant_dequantization_equals_the_python_reference_bit_for_bit()
     {
-        using ModelWeights gguf = ModelWeights.Load(Fixture(KQuantFile));
+        // Q4_K as loaded by default: repacked into 8-row groups (Q4_Kx8), read back through the groups
+        using ModelWeights gguf = ModelWeights.Load(Fixture(KQuantFile), layout: QuantLayout.Interleaved8);
         using ModelWeights reference = ModelWeights.Load(Fixture("tiny-k-q4_k_m-dequantized"));
         var pairs = new List<(string, WeightView, WeightView)> { ("embed", gguf.EmbedTokens, reference.EmbedTokens) };
         for (int l = 0; l < gguf.Layers.Length; l++)
@@ -264,7 +311,7 @@ public sealed class GgufTests
             }
         }
 
-        Assert.Equal([DType.Q8_0, DType.Q4_K, DType.Q5_K, DType.Q6_K], seen.Order());
+        Assert.Equal([DType.Q8_0, DType.Q5_K, DType.Q6_K, DType.Q4_Kx8], seen.Order());
         int vocab = gguf.EmbedTokens.RowCount, hidden = gguf.EmbedTokens.ColCount;
         int[] ids = [.. Enumerable.Range(0, vocab)];
         var rows = new float[vocab * hidden];

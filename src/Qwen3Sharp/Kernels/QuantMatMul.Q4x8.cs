@@ -1,0 +1,640 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Qwen3Sharp.Tensors;
+
+namespace Qwen3Sharp.Kernels;
+
+/// <summary>
+/// Q4_0 repacked into groups of 8 rows (<see cref="DType.Q4_0x8"/>; the idea of llama.cpp's <c>block_q4_0x8</c> and
+/// <c>ggml_gemv_q4_0_8x8_q8_0</c>, our own layout and code) and its integer-activation decode kernel. The row-at-a-time
+/// kernel (<see cref="DotRow_256{TF}"/>) spends per row and block a broadcast load, a shift, a mask, a scale lookup and
+/// a horizontal layout that only pays off after a final sum. Here one 32-byte vector holds 4 code bytes of each of
+/// the 8 rows (one row per 32-bit lane), so an activation dword broadcast to every lane meets all 8 rows at once:
+/// per block and group, 4 loads and 12 mask/shift operations unpack the codes, 8 <c>vpmaddubsw</c> against broadcast
+/// activation dwords are summed in int16 (|Σ| ≤ 8·2·15·127 = 30480 &lt; 2^15), one <c>vpmaddwd</c> with ones gives
+/// each row's exact block dot in its lane, Q4_0's offset of 8 comes off as 8·Σ(activation codes) (one broadcast for
+/// all rows), and the 8 rows' fp16 scales are widened in-vector (sign-extend, shift, mask, ×2^112: exact for every
+/// finite fp16, subnormals included) for one FMA that accumulates 8 rows. No horizontal sums.
+/// Results differ from the row kernel only in float32 summation order (here each block's dot is one exact integer,
+/// rounded once when scaled); the scalar twin <see cref="DotGroupQ4_0x8Scalar"/> gives the AVX2 kernel's bits exactly.
+/// </summary>
+public static unsafe partial class QuantMatMul
+{
+    /// <summary>Rows per interleaved group of <see cref="DType.Q4_0x8"/>.</summary>
+    internal const int GroupRows = 8;
+
+    /// <summary>Code bytes of one block of a group (8 rows × 16 bytes).</summary>
+    private const int GroupBlockBytes = GroupRows * 16;
+
+    /// <summary>Bytes of one group of 8 rows of <paramref name="cols"/> columns (codes, then scales).</summary>
+    internal static long GroupBytes(int cols) => (long)cols / BlockSize * GroupRows * 18;
+
+    /// <summary>Bytes of a <see cref="DType.Q4_0x8"/> matrix (the last group padded to 8 rows).</summary>
+    public static long RepackedBytesQ4_0x8(int rows, int cols) => (long)((rows + GroupRows - 1) / GroupRows) * GroupBytes(cols);
+
+    /// <summary>
+    /// False when some block scale of the Q4_0 matrix is an fp16 infinity or NaN: the kernel's in-vector widening maps
+    /// those to finite values, so such a matrix stays in row layout.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
+    public static bool CanRepackQ4_0x8(byte* source, int rows, int cols)
+    {
+        long blockCount = (long)rows * (cols / BlockSize);
+        for (long b = 0; b < blockCount; b++)
+        {
+            if ((*(ushort*)(source + b * 18) & 0x7C00) == 0x7C00)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// A Q4_0 matrix [rows, cols] (row-major blocks) into <see cref="DType.Q4_0x8"/> at <paramref name="destination"/>
+    /// (<see cref="RepackedBytesQ4_0x8"/> bytes): for each group of 8 rows, each block's 8×16 code bytes regrouped into
+    /// the four vectors the kernel loads, then the group's scales.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
+    public static void RepackQ4_0x8(byte* source, int rows, int cols, byte* destination)
+    {
+        int blocks = cols / BlockSize;
+        long rowBytes = (long)blocks * 18, groupBytes = GroupBytes(cols);
+        int groups = (rows + GroupRows - 1) / GroupRows;
+        for (int g = 0; g < groups; g++)
+        {
+            byte* codes = destination + g * groupBytes;                  // [blocks][4 vectors][8 rows][4 bytes]
+            ushort* scales = (ushort*)(codes + (long)blocks * GroupBlockBytes);   // [blocks][8 rows]
+            for (int i = 0; i < GroupRows; i++)
+            {
+                int r = g * GroupRows + i;
+                byte* block = source + r * rowBytes;
+                for (int k = 0; k < blocks; k++, block += 18)
+                {
+                    uint* q = (uint*)(codes + (long)k * GroupBlockBytes) + i;
+                    if (r >= rows)
+                    {
+                        q[0] = q[8] = q[16] = q[24] = 0;
+                        scales[k * GroupRows + i] = 0;
+                        continue;
+                    }
+
+                    scales[k * GroupRows + i] = *(ushort*)block;
+                    // source byte b: element b (low nibble), element b + 16 (high nibble). Vector v, byte j: element
+                    // 8v + j (low nibble), 8v + 4 + j (high nibble).
+                    ulong s0 = *(ulong*)(block + 2), s1 = *(ulong*)(block + 10);
+                    q[0] = Pack((uint)s0, (uint)(s0 >> 32), high: false);    // elements 0..3 | 4..7
+                    q[8] = Pack((uint)s1, (uint)(s1 >> 32), high: false);    // 8..11 | 12..15
+                    q[16] = Pack((uint)s0, (uint)(s0 >> 32), high: true);    // 16..19 | 20..23
+                    q[24] = Pack((uint)s1, (uint)(s1 >> 32), high: true);    // 24..27 | 28..31
+                }
+            }
+        }
+
+        static uint Pack(uint first, uint second, bool high) => high
+            ? ((first >> 4) & 0x0F0F0F0Fu) | (second & 0xF0F0F0F0u)
+            : (first & 0x0F0F0F0Fu) | ((second & 0x0F0F0F0Fu) << 4);
+    }
+
+    /// <summary>The code (0..15) of element <paramref name="e"/> (0..31) of row <paramref name="i"/> in one block's 128 code bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int CodeQ4_0x8(byte* blockCodes, int i, int e)
+    {
+        byte b = blockCodes[(e >> 3) * 32 + i * 4 + (e & 3)];
+        return (e & 4) == 0 ? b & 0xF : b >> 4;
+    }
+
+    /// <summary>Element (<paramref name="row"/>, <paramref name="col"/>) of a <see cref="DType.Q4_0x8"/> matrix (slow path).</summary>
+    public static float ElementQ4_0x8(byte* data, int cols, int row, int col)
+    {
+        int blocks = cols / BlockSize, i = row % GroupRows, k = col / BlockSize;
+        byte* codes = data + row / GroupRows * GroupBytes(cols);
+        ushort d = ((ushort*)(codes + (long)blocks * GroupBlockBytes))[k * GroupRows + i];
+        return HalfToSingle(d) * (CodeQ4_0x8(codes + (long)k * GroupBlockBytes, i, col % BlockSize) - 8);
+    }
+
+    /// <summary>Row <paramref name="row"/> of any block-format matrix to float32 (embedding lookups, prefill panels).</summary>
+    public static void DequantizeRow(in WeightView w, int row, float* destination)
+    {
+        if (w.DType == DType.Q4_Kx8)
+        {
+            DequantizeRowQ4_Kx8(w.Data, w.ColCount, row, destination);
+            return;
+        }
+
+        if (w.DType != DType.Q4_0x8)
+        {
+            DequantizeRow(w.Row(row), w.DType, w.ColCount, destination);
+            return;
+        }
+
+        int cols = w.ColCount, blocks = cols / BlockSize, i = row % GroupRows;
+        byte* codes = w.Data + row / GroupRows * GroupBytes(cols);
+        ushort* scales = (ushort*)(codes + (long)blocks * GroupBlockBytes);
+        for (int k = 0; k < blocks; k++, codes += GroupBlockBytes, destination += BlockSize)
+        {
+            float d = HalfToSingle(scales[k * GroupRows + i]);
+            for (int v = 0; v < 4; v++)
+            {
+                for (int j = 0; j < 4; j++)
+                {
+                    byte b = codes[v * 32 + i * 4 + j];
+                    destination[8 * v + j] = d * ((b & 0xF) - 8);
+                    destination[8 * v + 4 + j] = d * ((b >> 4) - 8);
+                }
+            }
+        }
+    }
+
+    /// <summary>The product with a <see cref="DType.Q4_0x8"/> or <see cref="DType.Q4_Kx8"/> matrix (int8 activations).</summary>
+    private static void RunX8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate)
+    {
+        int cols = w.ColCount, blocks = cols / BlockSize;
+        byte* scratch = (byte*)pool.SharedScratch(Q8ActivationBytes(tokenCount, cols));
+        QuantizeActivations(isa, x, tokenCount, cols, scratch, out sbyte* codes, out float* scales, out int* sums);
+        int groups = (w.RowCount + GroupRows - 1) / GroupRows;
+        // items of consecutive groups, one sequential stream each (~256 KiB, as the row kernel's Int8Tuning.Default),
+        // at most an eighth of the groups so both threads of a small matrix share it
+        long groupBytes = GroupRows * w.RowBytes;
+        int itemGroups = (int)Math.Clamp(Math.Min((256L << 10) / groupBytes, groups / 8), 1, groups);
+        var job = new X8Job
+        {
+            Isa = isa,
+            Format = w.DType,
+            Weights = w.Data,
+            GroupBytes = groupBytes,
+            Codes = codes,
+            Scales = scales,
+            Sums = sums,
+            Y = y,
+            TokenCount = tokenCount,
+            RowCount = w.RowCount,
+            ColCount = cols,
+            Blocks = blocks,
+            ItemGroups = itemGroups,
+            Accumulate = accumulate,
+        };
+        pool.Run(ref job, (groups + itemGroups - 1) / itemGroups);
+    }
+
+    private struct X8Job : IPoolJob
+    {
+        public Isa Isa;
+        public DType Format;      // Q4_0x8 or Q4_Kx8
+        public byte* Weights;     // [groups][GroupBytes]
+        public long GroupBytes;
+        public sbyte* Codes;      // [TokenCount, ColCount]
+        public float* Scales;     // [TokenCount, Blocks]
+        public int* Sums;         // [TokenCount, Blocks]
+        public float* Y;          // [TokenCount, RowCount]
+        public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
+        public bool Accumulate;
+
+        public readonly void Execute(int index, int worker)
+        {
+            int groups = (RowCount + GroupRows - 1) / GroupRows;
+            int g0 = index * ItemGroups, g1 = Math.Min(g0 + ItemGroups, groups);
+            Vector256<float>* acc = stackalloc Vector256<float>[2 * TokenCount];   // ≤ 31 tokens: ≤ 1984 bytes (Q4_K: and mins)
+            float* rowSums = stackalloc float[GroupRows];
+            bool k = Format == DType.Q4_Kx8;
+            for (int g = g0; g < g1; g++)
+            {
+                byte* group = Weights + g * GroupBytes;
+                int r = g * GroupRows, n = Math.Min(GroupRows, RowCount - r);
+                if (Isa == Isa.Scalar)
+                {
+                    for (int t = 0; t < TokenCount; t++)
+                    {
+                        sbyte* x = Codes + (long)t * ColCount;
+                        float* xs = Scales + (long)t * Blocks;
+                        int* xsum = Sums + (long)t * Blocks;
+                        if (k)
+                        {
+                            DotGroupQ4_Kx8Scalar(group, Blocks / 8, x, xs, xsum, rowSums);
+                        }
+                        else
+                        {
+                            DotGroupQ4_0x8Scalar(group, Blocks, x, xs, xsum, rowSums);
+                        }
+
+                        StoreGroup(Vector256.Load(rowSums), Y + (long)t * RowCount + r, n, Accumulate);
+                    }
+                }
+                else if (TokenCount == 1)
+                {
+                    StoreGroup(k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums) : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums),
+                        Y + r, n, Accumulate);
+                }
+                else
+                {
+                    if (k)
+                    {
+                        DotGroupQ4_Kx8N_256(group, Blocks / 8, Codes, Scales, Sums, ColCount, TokenCount, acc);
+                    }
+                    else
+                    {
+                        DotGroupQ4_0x8N_256(group, Blocks, Codes, Scales, Sums, ColCount, TokenCount, acc);
+                    }
+
+                    for (int t = 0; t < TokenCount; t++)
+                    {
+                        StoreGroup(acc[t], Y + (long)t * RowCount + r, n, Accumulate);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>A group's 8 sums into <paramref name="y"/> (only the first <paramref name="n"/> rows exist).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreGroup(Vector256<float> sums, float* y, int n, bool accumulate)
+    {
+        if (n == GroupRows)
+        {
+            (accumulate ? Vector256.Load(y) + sums : sums).Store(y);
+            return;
+        }
+
+        for (int i = 0; i < n; i++)
+        {
+            Store(y + i, sums.GetElement(i), accumulate);
+        }
+    }
+
+    /// <summary>
+    /// How far ahead of the codes being read the group kernels prefetch (<c>prefetcht0</c>, two lines per 128-byte block;
+    /// Q4_K also its scale lines per super-block): they consume their stream about twice as fast as the row kernels, and
+    /// without it the hardware prefetchers fell behind. Measured (Qwen3Sharp.Bench quick 2 x8, Zen 3, load 7–16, 1.7B
+    /// step matmuls from DRAM, against the row kernels): Q4_0 1.11× → 1.16× wall, Q4_K 0.87× → 1.59× wall.
+    /// </summary>
+    private const int PrefetchBytes = 2048;
+
+    /// <summary>2^112: an fp16 bit pattern moved into float32's exponent/mantissa positions, times this, is its value.</summary>
+    private static Vector256<float> HalfScale => Vector256.Create(BitConverter.Int32BitsToSingle((127 + 112) << 23));
+
+    /// <summary>Eight fp16 scales (sign-extended by <c>vpmovsxwd</c>) to float32, exactly for finite values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WidenHalves(short* h, Vector256<int> mask, Vector256<float> scale)
+        => ((Avx2.ConvertToVector256Int32(h) << 13) & mask).AsSingle() * scale;
+
+    /// <summary>Σ over 8 activation dwords of <c>vpmaddubsw</c> with the unpacked codes of one block, as int16 pairs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> GroupBlockPairs(Vector256<byte> l0, Vector256<byte> h0, Vector256<byte> l1, Vector256<byte> h1,
+        Vector256<byte> l2, Vector256<byte> h2, Vector256<byte> l3, Vector256<byte> h3, int* x)
+        => (Avx2.MultiplyAddAdjacent(l0, Vector256.Create(x[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(h0, Vector256.Create(x[1]).AsSByte()))
+         + (Avx2.MultiplyAddAdjacent(l1, Vector256.Create(x[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(h1, Vector256.Create(x[3]).AsSByte()))
+         + ((Avx2.MultiplyAddAdjacent(l2, Vector256.Create(x[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(h2, Vector256.Create(x[5]).AsSByte()))
+         + (Avx2.MultiplyAddAdjacent(l3, Vector256.Create(x[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(h3, Vector256.Create(x[7]).AsSByte())));
+
+    /// <summary>One group of 8 rows against one token: lane i is row i's dot product.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Vector256<float> DotGroupQ4_0x8_256(byte* group, int blocks, sbyte* x, float* xs, int* xsum)
+    {
+        short* d = (short*)(group + (long)blocks * GroupBlockBytes);
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, group += GroupBlockBytes, d += GroupRows, x += BlockSize)
+        {
+            SimdMath.Prefetch(group + PrefetchBytes);
+            SimdMath.Prefetch(group + PrefetchBytes + 64);
+            Vector256<byte> v0 = Vector256.Load(group), v1 = Vector256.Load(group + 32);
+            Vector256<byte> v2 = Vector256.Load(group + 64), v3 = Vector256.Load(group + 96);
+            Vector256<short> pairs = GroupBlockPairs(
+                v0 & m, Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m,
+                v1 & m, Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m,
+                v2 & m, Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
+                v3 & m, Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, (int*)x);
+            Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones) - Vector256.Create(xsum[k] << 3);
+            Vector256<float> scale = WidenHalves(d, halfMask, halfScale) * Vector256.Create(xs[k]);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), scale, acc);
+        }
+
+        return acc;
+    }
+
+    /// <summary>
+    /// One group against <paramref name="tokenCount"/> tokens (activation rows <paramref name="cols"/> codes and
+    /// <paramref name="blocks"/> scales apart): each block's codes unpacked once for every token; the same arithmetic
+    /// per token as <see cref="DotGroupQ4_0x8_256"/>, so every token's result has the same bits as decoding it alone.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ4_0x8N_256(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
+        Vector256<float>* acc)
+    {
+        short* d = (short*)(group + (long)blocks * GroupBlockBytes);
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            acc[t] = Vector256<float>.Zero;
+        }
+
+        for (int k = 0; k < blocks; k++, group += GroupBlockBytes, d += GroupRows)
+        {
+            SimdMath.Prefetch(group + PrefetchBytes);
+            SimdMath.Prefetch(group + PrefetchBytes + 64);
+            Vector256<byte> v0 = Vector256.Load(group), v1 = Vector256.Load(group + 32);
+            Vector256<byte> v2 = Vector256.Load(group + 64), v3 = Vector256.Load(group + 96);
+            Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+            Vector256<byte> l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+            Vector256<byte> l2 = v2 & m, h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+            Vector256<byte> l3 = v3 & m, h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+            Vector256<float> dw = WidenHalves(d, halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                long o = (long)t * blocks + k;
+                Vector256<short> pairs = GroupBlockPairs(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)k * BlockSize));
+                Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones) - Vector256.Create(xsum[o] << 3);
+                acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The scalar twin of <see cref="DotGroupQ4_0x8_256"/>, bit for bit: per row and block the exact integer dot less
+    /// 8·Σ(activation codes), then one fused multiply-add with (weight scale · activation scale).
+    /// </summary>
+    internal static void DotGroupQ4_0x8Scalar(byte* group, int blocks, sbyte* x, float* xs, int* xsum, float* destination)
+    {
+        float* half = HalfTable.Values;
+        ushort* d = (ushort*)(group + (long)blocks * GroupBlockBytes);
+        for (int i = 0; i < GroupRows; i++)
+        {
+            float acc = 0;
+            for (int k = 0; k < blocks; k++)
+            {
+                byte* codes = group + (long)k * GroupBlockBytes;
+                sbyte* xk = x + (long)k * BlockSize;
+                int dot = 0;
+                for (int e = 0; e < BlockSize; e++)
+                {
+                    dot += CodeQ4_0x8(codes, i, e) * xk[e];
+                }
+
+                dot -= xsum[k] << 3;
+                acc = MathF.FusedMultiplyAdd(dot, half[d[k * GroupRows + i]] * xs[k], acc);
+            }
+
+            destination[i] = acc;
+        }
+    }
+
+    // ------------------------------------------------------------------ Q4_K in 8-row groups
+
+    /// <summary>Bytes of one super-block of a <see cref="DType.Q4_Kx8"/> group: codes, scales, mins, d, dmin.</summary>
+    private const int KGroupBytes = 8 * GroupBlockBytes + 2 * 64 + 2 * 16;
+
+    private const int KScalesOffset = 8 * GroupBlockBytes, KMinsOffset = KScalesOffset + 64, KdOffset = KMinsOffset + 64, KdMinOffset = KdOffset + 16;
+
+    /// <summary>Bytes of a <see cref="DType.Q4_Kx8"/> matrix (the last group padded to 8 rows).</summary>
+    public static long RepackedBytesQ4_Kx8(int rows, int cols) => (long)((rows + GroupRows - 1) / GroupRows) * (cols / KBlockSize) * KGroupBytes;
+
+    /// <summary>False when some super-block's d or dmin is an fp16 infinity or NaN (see <see cref="CanRepackQ4_0x8"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
+    public static bool CanRepackQ4_Kx8(byte* source, int rows, int cols)
+    {
+        long blockCount = (long)rows * (cols / KBlockSize);
+        for (long b = 0; b < blockCount; b++)
+        {
+            ushort d = *(ushort*)(source + b * 144), dmin = *(ushort*)(source + b * 144 + 2);
+            if ((d & 0x7C00) == 0x7C00 || (dmin & 0x7C00) == 0x7C00)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// A Q4_K matrix [rows, cols] into <see cref="DType.Q4_Kx8"/> at <paramref name="destination"/>
+    /// (<see cref="RepackedBytesQ4_Kx8"/> bytes). Chunk c of a Q4_K super-block holds sub-block 2c in the low nibbles of
+    /// its 32 bytes and 2c + 1 in the high ones; each sub-block's codes go out as <see cref="RepackQ4_0x8"/> lays out a block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
+    public static void RepackQ4_Kx8(byte* source, int rows, int cols, byte* destination)
+    {
+        int superBlocks = cols / KBlockSize;
+        long rowBytes = (long)superBlocks * 144;
+        int groups = (rows + GroupRows - 1) / GroupRows;
+        for (int g = 0; g < groups; g++)
+        {
+            for (int i = 0; i < GroupRows; i++)
+            {
+                int r = g * GroupRows + i;
+                byte* block = source + r * rowBytes;
+                byte* dst = destination + (long)g * superBlocks * KGroupBytes;
+                for (int k = 0; k < superBlocks; k++, block += 144, dst += KGroupBytes)
+                {
+                    bool pad = r >= rows;
+                    ((ushort*)(dst + KdOffset))[i] = pad ? (ushort)0 : *(ushort*)block;
+                    ((ushort*)(dst + KdMinOffset))[i] = pad ? (ushort)0 : *(ushort*)(block + 2);
+                    for (int s = 0; s < 8; s++)
+                    {
+                        (int sc, int m) = pad ? (0, 0) : Reference.QuantScalar.ScaleMin(block + 4, s);
+                        dst[KScalesOffset + s * GroupRows + i] = (byte)sc;
+                        dst[KMinsOffset + s * GroupRows + i] = (byte)m;
+                        uint* q = (uint*)(dst + s * GroupBlockBytes) + i;
+                        if (pad)
+                        {
+                            q[0] = q[8] = q[16] = q[24] = 0;
+                            continue;
+                        }
+
+                        // sub-block element e is byte 32(s/2) + e's low (s even) or high (s odd) nibble
+                        byte* qs = block + 16 + 32 * (s >> 1);
+                        bool high = (s & 1) != 0;
+                        for (int v = 0; v < 4; v++)
+                        {
+                            ulong u = *(ulong*)(qs + 8 * v);
+                            q[8 * v] = Pack((uint)u, (uint)(u >> 32), high);
+                        }
+                    }
+                }
+            }
+        }
+
+        static uint Pack(uint first, uint second, bool high) => high
+            ? ((first >> 4) & 0x0F0F0F0Fu) | (second & 0xF0F0F0F0u)
+            : (first & 0x0F0F0F0Fu) | ((second & 0x0F0F0F0Fu) << 4);
+    }
+
+    /// <summary>Element (<paramref name="row"/>, <paramref name="col"/>) of a <see cref="DType.Q4_Kx8"/> matrix (slow path).</summary>
+    public static float ElementQ4_Kx8(byte* data, int cols, int row, int col)
+    {
+        var values = stackalloc float[KBlockSize];
+        int i = row % GroupRows, k = col / KBlockSize;
+        byte* sb = data + ((long)(row / GroupRows) * (cols / KBlockSize) + k) * KGroupBytes;
+        DequantizeSuperBlockQ4_Kx8(sb, i, values);
+        return values[col % KBlockSize];
+    }
+
+    private static void DequantizeRowQ4_Kx8(byte* data, int cols, int row, float* destination)
+    {
+        int superBlocks = cols / KBlockSize, i = row % GroupRows;
+        byte* sb = data + (long)(row / GroupRows) * superBlocks * KGroupBytes;
+        for (int k = 0; k < superBlocks; k++, sb += KGroupBytes, destination += KBlockSize)
+        {
+            DequantizeSuperBlockQ4_Kx8(sb, i, destination);
+        }
+    }
+
+    /// <summary>Row <paramref name="i"/>'s 256 elements of one group super-block, as the Q4_K dequantization computes them: (d·sc)·q − (dmin·m).</summary>
+    private static void DequantizeSuperBlockQ4_Kx8(byte* sb, int i, float* destination)
+    {
+        float d = HalfToSingle(((ushort*)(sb + KdOffset))[i]), dmin = HalfToSingle(((ushort*)(sb + KdMinOffset))[i]);
+        for (int s = 0; s < 8; s++)
+        {
+            float ds = d * sb[KScalesOffset + s * GroupRows + i], dm = dmin * sb[KMinsOffset + s * GroupRows + i];
+            for (int e = 0; e < BlockSize; e++)
+            {
+                destination[32 * s + e] = ds * CodeQ4_0x8(sb + s * GroupBlockBytes, i, e) - dm;
+            }
+        }
+    }
+
+    /// <summary>
+    /// One group of 8 Q4_K rows against one token: per sub-block the 8 rows' exact integer dots (as
+    /// <see cref="DotGroupQ4_0x8_256"/>, without an offset) times (d·sc)·d_x; per super-block the mins term
+    /// dmin·Σ_s m_s·(d_x·Σx_q) taken off in one FMA.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Vector256<float> DotGroupQ4_Kx8_256(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
+    {
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + KdOffset), halfMask, halfScale);
+            Vector256<float> mins = Vector256<float>.Zero;
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 64);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 128);
+            for (int s = 0; s < 8; s++, x += BlockSize, xs++, xsum++)
+            {
+                byte* q = group + s * GroupBlockBytes;
+                SimdMath.Prefetch(q + PrefetchBytes);
+                SimdMath.Prefetch(q + PrefetchBytes + 64);
+                Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
+                Vector256<short> pairs = GroupBlockPairs(
+                    v0 & m, Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m,
+                    v1 & m, Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m,
+                    v2 & m, Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
+                    v3 & m, Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, (int*)x);
+                Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones);
+                Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
+                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(*xs), acc);
+                mins = Fma.MultiplyAdd(mc, Vector256.Create(*xs * *xsum), mins);
+            }
+
+            acc = Fma.MultiplyAddNegated(WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale), mins, acc);
+        }
+
+        return acc;
+    }
+
+    /// <summary>
+    /// One group of Q4_K rows against <paramref name="tokenCount"/> tokens: each sub-block's codes unpacked once; per
+    /// token the arithmetic of <see cref="DotGroupQ4_Kx8_256"/> in the same order (the same bits as decoding it alone).
+    /// <paramref name="acc"/> holds 2·tokenCount vectors: the sums, then the mins accumulators.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ4_Kx8N_256(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
+        Vector256<float>* acc)
+    {
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        int blocks = cols / BlockSize;
+        Vector256<float>* mins = acc + tokenCount;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            acc[t] = Vector256<float>.Zero;
+        }
+
+        for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + KdOffset), halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                mins[t] = Vector256<float>.Zero;
+            }
+
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 64);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 128);
+            for (int s = 0; s < 8; s++)
+            {
+                byte* q = group + s * GroupBlockBytes;
+                SimdMath.Prefetch(q + PrefetchBytes);
+                SimdMath.Prefetch(q + PrefetchBytes + 64);
+                Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
+                Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l2 = v2 & m, h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l3 = v3 & m, h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                Vector256<float> dsc = d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
+                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
+                int b = 8 * k + s;
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    long o = (long)t * blocks + b;
+                    Vector256<short> pairs = GroupBlockPairs(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)b * BlockSize));
+                    Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones);
+                    acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dsc * Vector256.Create(xs[o]), acc[t]);
+                    mins[t] = Fma.MultiplyAdd(mc, Vector256.Create(xs[o] * xsum[o]), mins[t]);
+                }
+            }
+
+            Vector256<float> dmin = WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                acc[t] = Fma.MultiplyAddNegated(dmin, mins[t], acc[t]);
+            }
+        }
+    }
+
+    /// <summary>The scalar twin of <see cref="DotGroupQ4_Kx8_256"/>, bit for bit.</summary>
+    internal static void DotGroupQ4_Kx8Scalar(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, float* destination)
+    {
+        float* half = HalfTable.Values;
+        for (int i = 0; i < GroupRows; i++)
+        {
+            float acc = 0;
+            byte* sb = group;
+            for (int k = 0; k < superBlocks; k++, sb += KGroupBytes)
+            {
+                float d = half[((ushort*)(sb + KdOffset))[i]], mins = 0;
+                for (int s = 0; s < 8; s++)
+                {
+                    int b = 8 * k + s;
+                    sbyte* xb = x + (long)b * BlockSize;
+                    int dot = 0;
+                    for (int e = 0; e < BlockSize; e++)
+                    {
+                        dot += CodeQ4_0x8(sb + s * GroupBlockBytes, i, e) * xb[e];
+                    }
+
+                    acc = MathF.FusedMultiplyAdd(dot, d * sb[KScalesOffset + s * GroupRows + i] * xs[b], acc);
+                    mins = MathF.FusedMultiplyAdd(sb[KMinsOffset + s * GroupRows + i], xs[b] * xsum[b], mins);
+                }
+
+                acc = MathF.FusedMultiplyAdd(-half[((ushort*)(sb + KdMinOffset))[i]], mins, acc);
+            }
+
+            destination[i] = acc;
+        }
+    }
+}

@@ -1,0 +1,181 @@
+using System.Runtime.InteropServices;
+using Qwen3Sharp.Kernels;
+using Qwen3Sharp.Kernels.Reference;
+using Qwen3Sharp.Tensors;
+
+namespace Qwen3Sharp.Tests.Kernels;
+
+/// <summary>
+/// Q4_0 and Q4_K repacked into 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, QuantMatMul.Q4x8.cs): the repack keeps every element,
+/// the AVX2 kernel equals its scalar twin bit for bit, and both equal the float64 reference of the same integer math
+/// and the row-layout int8 kernel to float32 summation order; row counts not multiples of 8, 1..31 tokens, accumulate
+/// and overwrite.
+/// </summary>
+public sealed unsafe class Q4x8MatMulTests
+{
+    private static readonly int[] TokenCounts = [1, 2, 3, 4, 5, 7, 9, 31];
+
+    // one block, odd block counts, rows short of a group, one row over, Qwen3-1.7B's widths (Q4_K: columns × 8)
+    private static readonly (int Rows, int Blocks)[] Shapes = [(1, 1), (3, 2), (8, 1), (9, 3), (17, 5), (37, 64), (13, 192)];
+
+    private static DType Grouped(DType dtype) => dtype == DType.Q4_0 ? DType.Q4_0x8 : DType.Q4_Kx8;
+
+    private static int Columns(DType dtype, int blocks) => blocks * (dtype == DType.Q4_0 ? 32 : 256) / (dtype == DType.Q4_0 || blocks < 64 ? 1 : 8);
+
+    private static byte* Source(DType dtype, int rows, int cols, int seed) => dtype == DType.Q4_0
+        ? Int8MatMulTests.Quantized(dtype, rows, cols, seed)
+        : KQuantInt8Tests.Quantized(dtype, rows, cols, seed);
+
+    private static byte* Repacked(DType dtype, byte* rows, int rowCount, int cols)
+    {
+        long bytes = dtype == DType.Q4_0 ? QuantMatMul.RepackedBytesQ4_0x8(rowCount, cols) : QuantMatMul.RepackedBytesQ4_Kx8(rowCount, cols);
+        byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+        new Span<byte>(data, (int)bytes).Fill(0xA5);   // the repack must write every byte, padding included
+        if (dtype == DType.Q4_0)
+        {
+            QuantMatMul.RepackQ4_0x8(rows, rowCount, cols, data);
+        }
+        else
+        {
+            QuantMatMul.RepackQ4_Kx8(rows, rowCount, cols, data);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [InlineData(DType.Q4_0)]
+    [InlineData(DType.Q4_K)]
+    public void Repack_KeepsEveryElement_AndDequantizedRowsMatchTheRowLayout(DType dtype)
+    {
+        foreach (var (rows, blocks) in Shapes)
+        {
+            int cols = Columns(dtype, blocks);
+            byte* source = Source(dtype, rows, cols, rows * 7 + cols);
+            byte* packed = Repacked(dtype, source, rows, cols);
+            try
+            {
+                var x8 = new WeightView(packed, Grouped(dtype), rows, cols);
+                var original = new WeightView(source, dtype, rows, cols);
+                Assert.Equal(dtype == DType.Q4_0 ? QuantMatMul.RepackedBytesQ4_0x8(rows, cols) : QuantMatMul.RepackedBytesQ4_Kx8(rows, cols), x8.DataBytes);
+                var want = new float[cols];
+                var got = new float[cols];
+                for (int r = 0; r < rows; r++)
+                {
+                    fixed (float* pw = want, pg = got)
+                    {
+                        QuantMatMul.DequantizeRow(original, r, pw);
+                        QuantMatMul.DequantizeRow(x8, r, pg);
+                    }
+
+                    Assert.Equal(want, got);
+                    for (int c = 0; c < cols; c++)
+                    {
+                        Assert.Equal(QuantScalar.Element(original.Row(r), dtype, c), x8[r, c]);
+                    }
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(source);
+                NativeMemory.AlignedFree(packed);
+            }
+        }
+    }
+
+    [Fact]
+    public void Repack_RefusesInfiniteOrNaNScales()
+    {
+        byte* source = Int8MatMulTests.Quantized(DType.Q4_0, 3, 64, 1);
+        try
+        {
+            Assert.True(QuantMatMul.CanRepackQ4_0x8(source, 3, 64));
+            *(ushort*)(source + 2 * 36 + 18) = 0x7C00;   // +inf in row 2, block 1
+            Assert.False(QuantMatMul.CanRepackQ4_0x8(source, 3, 64));
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(source);
+        }
+    }
+
+    [Theory]
+    [InlineData(DType.Q4_0)]
+    [InlineData(DType.Q4_K)]
+    public void X8Kernel_Avx2AndScalarTwin_AgreeBitForBit_AndMatchTheReferenceAndTheRowKernel(DType dtype)
+    {
+        using var pool = new WorkerPool(2);
+        var rng = new Random(11);
+        foreach (var (rows, blocks) in Shapes)
+        {
+            int cols = Columns(dtype, blocks);
+            byte* source = Source(dtype, rows, cols, rows * 31 + cols);
+            byte* packed = Repacked(dtype, source, rows, cols);
+            try
+            {
+                var x8 = new WeightView(packed, Grouped(dtype), rows, cols);
+                var original = new WeightView(source, dtype, rows, cols);
+                foreach (int tokens in TokenCounts)
+                {
+                    float[] x = dtype == DType.Q4_0 ? Int8MatMulTests.Activations(rng, tokens * cols) : KQuantInt8Tests.Activations(rng, tokens * cols);
+                    var expected = new double[tokens * rows];
+                    var magnitude = new double[tokens * rows];
+                    fixed (float* px = x)
+                    fixed (double* pe = expected, pm = magnitude)
+                    {
+                        if (dtype == DType.Q4_0)
+                        {
+                            QuantScalar.Int8MatMul(px, tokens, original, pe, pm);
+                        }
+                        else
+                        {
+                            KQuantInt8Tests.Reference(px, tokens, original, pe, pm);
+                        }
+                    }
+
+                    foreach (bool accumulate in new[] { false, true })
+                    {
+                        float start = accumulate ? 0.5f : float.NaN;
+                        float[] scalar = Run(QuantMatMul.Isa.Scalar, pool, x, tokens, x8, start, accumulate);
+                        float[] rowKernel = Run(QuantMatMul.Best, pool, x, tokens, original, start, accumulate);
+                        for (int i = 0; i < scalar.Length; i++)
+                        {
+                            double want = expected[i] + (accumulate ? 0.5 : 0);
+                            double tolerance = 1e-6 * magnitude[i] + 1e-6;
+                            string at = $"{dtype} {rows}x{cols} tokens {tokens} acc {accumulate} [{i}]";
+                            Assert.True(Math.Abs(scalar[i] - want) <= tolerance, $"{at}: {scalar[i]} vs {want} (tol {tolerance:G3})");
+                            Assert.True(Math.Abs(scalar[i] - rowKernel[i]) <= 2 * tolerance, $"{at}: x8 {scalar[i]} vs rows {rowKernel[i]}");
+                        }
+
+                        if (QuantMatMul.Best != QuantMatMul.Isa.Scalar)
+                        {
+                            float[] avx2 = Run(QuantMatMul.Isa.Avx2, pool, x, tokens, x8, start, accumulate);
+                            Assert.Equal(scalar, avx2);   // bit for bit (NaN-free: the kernel writes every row)
+                        }
+                    }
+
+                    if (tokens > 1 && QuantMatMul.Best != QuantMatMul.Isa.Scalar)
+                    {
+                        // each token of a batch has the bits it has when decoded alone
+                        float[] batch = Run(QuantMatMul.Isa.Avx2, pool, x, tokens, x8, 0, accumulate: false);
+                        float[] alone = Run(QuantMatMul.Isa.Avx2, pool, x.AsSpan((tokens - 1) * cols).ToArray(), 1, x8, 0, accumulate: false);
+                        Assert.Equal(alone, batch.AsSpan((tokens - 1) * rows).ToArray());
+                    }
+                }
+            }
+            finally
+            {
+                NativeMemory.AlignedFree(source);
+                NativeMemory.AlignedFree(packed);
+            }
+        }
+    }
+
+    private static float[] Run(QuantMatMul.Isa isa, WorkerPool pool, float[] x, int tokens, in WeightView w, float start, bool accumulate)
+    {
+        var y = new float[tokens * w.RowCount];
+        Array.Fill(y, start);
+        QuantMatMul.Run(isa, pool, x, tokens, w, y, accumulate, QuantDecodeKernel.Int8);
+        return y;
+    }
+}
