@@ -7,7 +7,7 @@ namespace Qwen3Sharp.Loading;
 public sealed unsafe partial class ModelWeights
 {
     /// <summary>
-    /// Repacks every Q4_0 and Q4_K matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> (groups of 8
+    /// Repacks every Q4_0, Q4_K and Q8_0 matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> / <see cref="DType.Q8_0x8"/> (groups of 8
     /// interleaved rows, the decode kernels' layout: QuantMatMul.Q4x8.cs) in one 2 MiB-aligned buffer advised for huge
     /// pages, added to <paramref name="buffers"/>, and repoints <paramref name="matrices"/> at the copies. Each source's
     /// pages are dropped from the resident set right after its repack (<see cref="DropPages"/>), so peak RSS stays near
@@ -46,6 +46,11 @@ public sealed unsafe partial class ModelWeights
                 QuantMatMul.RepackQ4_0x8(v.Data, v.RowCount, v.ColCount, next);
                 packed = DType.Q4_0x8;
             }
+            else if (v.DType == DType.Q8_0)
+            {
+                QuantMatMul.RepackQ8_0x8(v.Data, v.RowCount, v.ColCount, next);
+                packed = DType.Q8_0x8;
+            }
             else
             {
                 QuantMatMul.RepackQ4_Kx8(v.Data, v.RowCount, v.ColCount, next);
@@ -62,10 +67,14 @@ public sealed unsafe partial class ModelWeights
     {
         DType.Q4_0 => QuantMatMul.CanRepackQ4_0x8(v.Data, v.RowCount, v.ColCount),
         DType.Q4_K => QuantMatMul.CanRepackQ4_Kx8(v.Data, v.RowCount, v.ColCount),
+        DType.Q8_0 => QuantMatMul.CanRepackQ8_0x8(v.Data, v.RowCount, v.ColCount),
         _ => false,
     };
 
-    private static long RepackedBytes(in WeightView v) => v.DType == DType.Q4_0
-        ? QuantMatMul.RepackedBytesQ4_0x8(v.RowCount, v.ColCount)
-        : QuantMatMul.RepackedBytesQ4_Kx8(v.RowCount, v.ColCount);
+    private static long RepackedBytes(in WeightView v) => v.DType switch
+    {
+        DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(v.RowCount, v.ColCount),
+        DType.Q8_0 => QuantMatMul.RepackedBytesQ8_0x8(v.RowCount, v.ColCount),
+        _ => QuantMatMul.RepackedBytesQ4_Kx8(v.RowCount, v.ColCount),
+    };
 }
