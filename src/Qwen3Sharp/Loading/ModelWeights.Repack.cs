@@ -7,16 +7,18 @@ namespace Qwen3Sharp.Loading;
 public sealed unsafe partial class ModelWeights
 {
     /// <summary>
-    /// Repacks every Q4_0, Q4_K and Q8_0 matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> / <see cref="DType.Q8_0x8"/> (groups of 8
-    /// interleaved rows, the decode kernels' layout: QuantMatMul.Q4x8.cs) in one 2 MiB-aligned buffer advised for huge
-    /// pages, added to <paramref name="buffers"/>, and repoints <paramref name="matrices"/> at the copies. Each source's
-    /// pages are dropped from the resident set right after its repack (<see cref="DropPages"/>), so peak RSS stays near
-    /// the weights' size once; nothing reads the row layout again (prefill and embedding lookups dequantize from the
-    /// groups). A matrix with an infinite or NaN block scale keeps the row layout.
+    /// Repacks every Q4_0, Q4_K and Q8_0 matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> /
+    /// <see cref="DType.Q8_0x8"/> (groups of 8 interleaved rows, the decode kernels' layout: QuantMatMul.Q4x8.cs, Q8x8.cs)
+    /// in one 2 MiB-aligned buffer advised for huge pages, added to <paramref name="buffers"/>, and repoints
+    /// <paramref name="matrices"/> at the copies. A chunk of <see cref="RepackChunkRows"/> rows at a time is checked,
+    /// repacked and its source pages dropped from the resident set (<see cref="DropPages"/>), so peak RSS stays within a
+    /// chunk of the weights' size (checking or repacking a whole matrix first held the largest one, the 330 MB Q8_0 output
+    /// head, twice). Nothing reads the row layout again (prefill and embedding lookups dequantize from the groups). A
+    /// matrix with an infinite or NaN block scale keeps the row layout: its dropped pages fault back in from the file.
     /// </summary>
     private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers)
     {
-        string[] keys = [.. matrices.Where(kv => Repackable(kv.Value)).Select(kv => kv.Key)];
+        string[] keys = [.. matrices.Where(kv => kv.Value.DType is DType.Q4_0 or DType.Q4_K or DType.Q8_0).Select(kv => kv.Key)];
         long total = 0;
         foreach (string key in keys)
         {
@@ -40,26 +42,46 @@ public sealed unsafe partial class ModelWeights
         foreach (string key in keys)
         {
             WeightView v = matrices[key];
-            DType packed;
-            if (v.DType == DType.Q4_0)
+            DType packed = v.DType switch { DType.Q4_0 => DType.Q4_0x8, DType.Q8_0 => DType.Q8_0x8, _ => DType.Q4_Kx8 };
+            long rowBytes = v.RowBytes, groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
+            bool repacked = true;
+            for (int r0 = 0; r0 < v.RowCount && repacked; r0 += RepackChunkRows)
             {
-                QuantMatMul.RepackQ4_0x8(v.Data, v.RowCount, v.ColCount, next);
-                packed = DType.Q4_0x8;
-            }
-            else if (v.DType == DType.Q8_0)
-            {
-                QuantMatMul.RepackQ8_0x8(v.Data, v.RowCount, v.ColCount, next);
-                packed = DType.Q8_0x8;
-            }
-            else
-            {
-                QuantMatMul.RepackQ4_Kx8(v.Data, v.RowCount, v.ColCount, next);
-                packed = DType.Q4_Kx8;
+                int n = Math.Min(RepackChunkRows, v.RowCount - r0);
+                byte* source = v.Data + r0 * rowBytes, destination = next + r0 / QuantMatMul.GroupRows * groupBytes;
+                repacked = Repackable(new WeightView(source, v.DType, n, v.ColCount));
+                if (repacked)
+                {
+                    Repack(v.DType, source, n, v.ColCount, destination);
+                    DropPages(source, n * rowBytes);
+                }
             }
 
-            DropPages(v.Data, v.DataBytes);
-            matrices[key] = new WeightView(next, packed, v.RowCount, v.ColCount);
-            next += (RepackedBytes(v) + 63) & ~63L;
+            if (repacked)
+            {
+                matrices[key] = new WeightView(next, packed, v.RowCount, v.ColCount);
+            }
+
+            next += (RepackedBytes(v) + 63) & ~63L;     // a matrix left in rows leaves its space untouched (never resident)
+        }
+    }
+
+    /// <summary>Rows per repack step (a multiple of the group's 8): 2,048 rows of 1.7B's Q8_0 output head are 4.5 MB.</summary>
+    private const int RepackChunkRows = 2048;
+
+    private static void Repack(DType dtype, byte* source, int rows, int cols, byte* destination)
+    {
+        switch (dtype)
+        {
+            case DType.Q4_0:
+                QuantMatMul.RepackQ4_0x8(source, rows, cols, destination);
+                break;
+            case DType.Q8_0:
+                QuantMatMul.RepackQ8_0x8(source, rows, cols, destination);
+                break;
+            default:
+                QuantMatMul.RepackQ4_Kx8(source, rows, cols, destination);
+                break;
         }
     }
 
