@@ -16,7 +16,12 @@ public sealed unsafe partial class ModelWeights
     /// head, twice). Nothing reads the row layout again (prefill and embedding lookups dequantize from the groups). A
     /// matrix with an infinite or NaN block scale keeps the row layout: its dropped pages fault back in from the file.
     /// </summary>
-    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers)
+    /// <remarks>
+    /// <paramref name="fileBacked"/>: the sources are mapped file pages, which can be dropped before the whole matrix is
+    /// known to repack (they fault back in). Otherwise (matrices quantized at load into anonymous memory, where a dropped
+    /// page reads back as zeros) the whole matrix is checked first.
+    /// </remarks>
+    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool fileBacked)
     {
         string[] keys = [.. matrices.Where(kv => kv.Value.DType is DType.Q4_0 or DType.Q4_K or DType.Q8_0).Select(kv => kv.Key)];
         long total = 0;
@@ -42,6 +47,12 @@ public sealed unsafe partial class ModelWeights
         foreach (string key in keys)
         {
             WeightView v = matrices[key];
+            if (!fileBacked && !Repackable(v))
+            {
+                next += (RepackedBytes(v) + 63) & ~63L;
+                continue;
+            }
+
             DType packed = v.DType switch { DType.Q4_0 => DType.Q4_0x8, DType.Q8_0 => DType.Q8_0x8, _ => DType.Q4_Kx8 };
             long rowBytes = v.RowBytes, groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
             bool repacked = true;
@@ -65,6 +76,14 @@ public sealed unsafe partial class ModelWeights
             next += (RepackedBytes(v) + 63) & ~63L;     // a matrix left in rows leaves its space untouched (never resident)
         }
     }
+
+    /// <summary>
+    /// The layout a load gives block-format matrices: <paramref name="layout"/> when given, otherwise
+    /// <see cref="Kernels.KernelSelection.QuantLayout"/>, except rows when <see cref="Kernels.KernelSelection.QuantDecode"/>
+    /// is the float path (the 8-row groups have only the integer-activation kernel).
+    /// </summary>
+    private static Kernels.QuantLayout ResolveLayout(Kernels.QuantLayout? layout)
+        => layout ?? (Kernels.KernelSelection.QuantDecode == Kernels.QuantDecodeKernel.Float ? Kernels.QuantLayout.Rows : Kernels.KernelSelection.QuantLayout);
 
     /// <summary>Rows per repack step (a multiple of the group's 8): 2,048 rows of 1.7B's Q8_0 output head are 4.5 MB.</summary>
     private const int RepackChunkRows = 2048;
