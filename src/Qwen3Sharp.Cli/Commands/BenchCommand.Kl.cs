@@ -31,7 +31,9 @@ public static partial class BenchCommand
         int ctx = o.KlContext;
         var options = new Qwen3ModelOptions { ThreadCount = threads, ContextSize = ctx, MaxBatchTokens = Math.Max(ctx, 32) };
         using var reference = new Qwen3Model(ModelWeights.Load(referenceDirectory, WeightPlacement.Mapped), options);
-        using var model = new Qwen3Model(ModelWeights.Load(directory, o.Weights, o.Quantize), options);
+        // Row layout: the 8-row groups have only the int8 path, and the KL is of the quantization, not the layout (x8 and
+        // rows differ only in float32 summation order; Q4x8MatMulTests).
+        using var model = new Qwen3Model(ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows), options);
         int[] tokens = LoadTokenizer(referenceDirectory, reference.Weights, directory, model.Weights).Encode(text);
         int chunks = tokens.Length / ctx;
         if (chunks < 2)

@@ -124,6 +124,12 @@ public static unsafe partial class QuantMatMul
             return;
         }
 
+        if (w.DType == DType.Q8_0x8)
+        {
+            DequantizeRowQ8_0x8(w.Data, w.ColCount, row, destination);
+            return;
+        }
+
         if (w.DType != DType.Q4_0x8)
         {
             DequantizeRow(w.Row(row), w.DType, w.ColCount, destination);
@@ -148,7 +154,7 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>The product with a <see cref="DType.Q4_0x8"/> or <see cref="DType.Q4_Kx8"/> matrix (int8 activations).</summary>
+    /// <summary>The product with a <see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/> or <see cref="DType.Q8_0x8"/> matrix (int8 activations).</summary>
     private static void RunX8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate)
     {
         int cols = w.ColCount, blocks = cols / BlockSize;
@@ -182,7 +188,7 @@ public static unsafe partial class QuantMatMul
     private struct X8Job : IPoolJob
     {
         public Isa Isa;
-        public DType Format;      // Q4_0x8 or Q4_Kx8
+        public DType Format;      // Q4_0x8, Q4_Kx8 or Q8_0x8
         public byte* Weights;     // [groups][GroupBytes]
         public long GroupBytes;
         public sbyte* Codes;      // [TokenCount, ColCount]
@@ -198,7 +204,7 @@ public static unsafe partial class QuantMatMul
             int g0 = index * ItemGroups, g1 = Math.Min(g0 + ItemGroups, groups);
             Vector256<float>* acc = stackalloc Vector256<float>[2 * TokenCount];   // ≤ 31 tokens: ≤ 1984 bytes (Q4_K: and mins)
             float* rowSums = stackalloc float[GroupRows];
-            bool k = Format == DType.Q4_Kx8;
+            bool k = Format == DType.Q4_Kx8, q8 = Format == DType.Q8_0x8;
             for (int g = g0; g < g1; g++)
             {
                 byte* group = Weights + g * GroupBytes;
@@ -214,6 +220,10 @@ public static unsafe partial class QuantMatMul
                         {
                             DotGroupQ4_Kx8Scalar(group, Blocks / 8, x, xs, xsum, rowSums);
                         }
+                        else if (q8)
+                        {
+                            DotGroupQ8_0x8Scalar(group, Blocks, x, xs, rowSums);
+                        }
                         else
                         {
                             DotGroupQ4_0x8Scalar(group, Blocks, x, xs, xsum, rowSums);
@@ -224,14 +234,19 @@ public static unsafe partial class QuantMatMul
                 }
                 else if (TokenCount == 1)
                 {
-                    StoreGroup(k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums) : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums),
-                        Y + r, n, Accumulate);
+                    StoreGroup(k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
+                        : q8 ? DotGroupQ8_0x8_256(group, Blocks, Codes, Scales)
+                        : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums), Y + r, n, Accumulate);
                 }
                 else
                 {
                     if (k)
                     {
                         DotGroupQ4_Kx8N_256(group, Blocks / 8, Codes, Scales, Sums, ColCount, TokenCount, acc);
+                    }
+                    else if (q8)
+                    {
+                        DotGroupQ8_0x8N_256(group, Blocks, Codes, Scales, ColCount, TokenCount, acc);
                     }
                     else
                     {

@@ -17,7 +17,6 @@ public sealed unsafe partial class ModelWeights
     public static ModelWeights LoadGguf(string path, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
         Kernels.QuantLayout? layout = null)
     {
-        layout ??= Kernels.KernelSelection.QuantDecode == Kernels.QuantDecodeKernel.Float ? Kernels.QuantLayout.Rows : Kernels.KernelSelection.QuantLayout;
         GgufParts parts = GgufParts.Open(path);
         byte* copy = null;
         var buffers = new List<nint>();
@@ -54,9 +53,9 @@ public sealed unsafe partial class ModelWeights
             }
 
             copy = Place(matrices, placement, quantize);
-            if (layout == Kernels.QuantLayout.Interleaved8)
+            if (ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
             {
-                RepackGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy);
+                RepackGroups(matrices, buffers, fileBacked: true, hugePages: placement == WeightPlacement.HugePageCopy);
             }
 
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);

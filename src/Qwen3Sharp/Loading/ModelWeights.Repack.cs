@@ -7,18 +7,24 @@ namespace Qwen3Sharp.Loading;
 public sealed unsafe partial class ModelWeights
 {
     /// <summary>
-    /// Repacks every Q4_0 and Q4_K matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> (groups of 8
-    /// interleaved rows, the decode kernels' layout: QuantMatMul.Q4x8.cs) in one 2 MiB-aligned buffer, added to
-    /// <paramref name="buffers"/> and advised for huge pages only with <paramref name="hugePages"/>
-    /// (<see cref="WeightPlacement.HugePageCopy"/>: on the shared Zen 3 the kernel's compaction for 1 GB of huge pages
-    /// took the Q4_0 1.7B load from 2.6 s to 7.9 s), and repoints <paramref name="matrices"/> at the copies. Each source's
-    /// pages are dropped from the resident set right after its repack (<see cref="DropPages"/>), so peak RSS stays near
-    /// the weights' size once; nothing reads the row layout again (prefill and embedding lookups dequantize from the
-    /// groups). A matrix with an infinite or NaN block scale keeps the row layout.
+    /// Repacks every Q4_0, Q4_K and Q8_0 matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> /
+    /// <see cref="DType.Q8_0x8"/> (groups of 8 interleaved rows, the decode kernels' layout: QuantMatMul.Q4x8.cs, Q8x8.cs)
+    /// in one 2 MiB-aligned buffer, added to <paramref name="buffers"/> and advised for huge pages only with
+    /// <paramref name="hugePages"/> (<see cref="WeightPlacement.HugePageCopy"/>: on the shared Zen 3 the kernel's compaction
+    /// for 1 GB of huge pages took the Q4_0 1.7B load from 2.6 s to 7.9 s), and repoints <paramref name="matrices"/> at the copies. A chunk of <see cref="RepackChunkRows"/> rows at a time is checked,
+    /// repacked and its source pages dropped from the resident set (<see cref="DropPages"/>), so peak RSS stays within a
+    /// chunk of the weights' size (checking or repacking a whole matrix first held the largest one, the 330 MB Q8_0 output
+    /// head, twice). Nothing reads the row layout again (prefill and embedding lookups dequantize from the groups). A
+    /// matrix with an infinite or NaN block scale keeps the row layout: its dropped pages fault back in from the file.
     /// </summary>
-    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages)
+    /// <remarks>
+    /// <paramref name="fileBacked"/>: the sources are mapped file pages, which can be dropped before the whole matrix is
+    /// known to repack (they fault back in). Otherwise (matrices quantized at load into anonymous memory, where a dropped
+    /// page reads back as zeros) the whole matrix is checked first.
+    /// </remarks>
+    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool fileBacked, bool hugePages)
     {
-        string[] keys = [.. matrices.Where(kv => Repackable(kv.Value)).Select(kv => kv.Key)];
+        string[] keys = [.. matrices.Where(kv => kv.Value.DType is DType.Q4_0 or DType.Q4_K or DType.Q8_0).Select(kv => kv.Key)];
         long total = 0;
         foreach (string key in keys)
         {
@@ -42,45 +48,76 @@ public sealed unsafe partial class ModelWeights
         foreach (string key in keys)
         {
             WeightView v = matrices[key];
-            bool q4 = v.DType == DType.Q4_0;
-            // slices of 512 rows, each slice's source pages dropped as soon as it is repacked: the resident set never
-            // holds a whole matrix twice (a tied 151936-row output head is 175 MB in Q4_0)
-            long groupBytes = QuantMatMul.GroupRows * v.RowBytes * (q4 ? 1 : 148) / (q4 ? 1 : 144);
-            for (int r0 = 0; r0 < v.RowCount; r0 += RepackSliceRows)
+            if (!fileBacked && !Repackable(v))
             {
-                int rows = Math.Min(RepackSliceRows, v.RowCount - r0);
-                byte* source = v.Data + r0 * v.RowBytes;
-                byte* destination = next + r0 / QuantMatMul.GroupRows * groupBytes;
-                if (q4)
-                {
-                    QuantMatMul.RepackQ4_0x8(source, rows, v.ColCount, destination);
-                }
-                else
-                {
-                    QuantMatMul.RepackQ4_Kx8(source, rows, v.ColCount, destination);
-                }
-
-                DropPages(source, rows * v.RowBytes);
+                next += (RepackedBytes(v) + 63) & ~63L;
+                continue;
             }
 
-            DropPages(v.Data, v.DataBytes);   // the pages that straddled two slices
-            DType packed = q4 ? DType.Q4_0x8 : DType.Q4_Kx8;
-            matrices[key] = new WeightView(next, packed, v.RowCount, v.ColCount);
-            next += (RepackedBytes(v) + 63) & ~63L;
+            DType packed = v.DType switch { DType.Q4_0 => DType.Q4_0x8, DType.Q8_0 => DType.Q8_0x8, _ => DType.Q4_Kx8 };
+            long rowBytes = v.RowBytes, groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
+            bool repacked = true;
+            for (int r0 = 0; r0 < v.RowCount && repacked; r0 += RepackChunkRows)
+            {
+                int n = Math.Min(RepackChunkRows, v.RowCount - r0);
+                byte* source = v.Data + r0 * rowBytes, destination = next + r0 / QuantMatMul.GroupRows * groupBytes;
+                repacked = Repackable(new WeightView(source, v.DType, n, v.ColCount));
+                if (repacked)
+                {
+                    Repack(v.DType, source, n, v.ColCount, destination);
+                    DropPages(source, n * rowBytes);
+                }
+            }
+
+            if (repacked)
+            {
+                DropPages(v.Data, v.DataBytes);   // the pages that straddled two chunks
+                matrices[key] = new WeightView(next, packed, v.RowCount, v.ColCount);
+            }
+
+            next += (RepackedBytes(v) + 63) & ~63L;     // a matrix left in rows leaves its space untouched (never resident)
         }
     }
 
-    /// <summary>Rows per repack slice (a multiple of <see cref="QuantMatMul.GroupRows"/>).</summary>
-    private const int RepackSliceRows = 512;
+    /// <summary>
+    /// The layout a load gives block-format matrices: <paramref name="layout"/> when given, otherwise
+    /// <see cref="Kernels.KernelSelection.QuantLayout"/>, except rows when <see cref="Kernels.KernelSelection.QuantDecode"/>
+    /// is the float path (the 8-row groups have only the integer-activation kernel).
+    /// </summary>
+    private static Kernels.QuantLayout ResolveLayout(Kernels.QuantLayout? layout)
+        => layout ?? (Kernels.KernelSelection.QuantDecode == Kernels.QuantDecodeKernel.Float ? Kernels.QuantLayout.Rows : Kernels.KernelSelection.QuantLayout);
+
+    /// <summary>Rows per repack step (a multiple of the group's 8): 2,048 rows of 1.7B's Q8_0 output head are 4.5 MB.</summary>
+    private const int RepackChunkRows = 2048;
+
+    private static void Repack(DType dtype, byte* source, int rows, int cols, byte* destination)
+    {
+        switch (dtype)
+        {
+            case DType.Q4_0:
+                QuantMatMul.RepackQ4_0x8(source, rows, cols, destination);
+                break;
+            case DType.Q8_0:
+                QuantMatMul.RepackQ8_0x8(source, rows, cols, destination);
+                break;
+            default:
+                QuantMatMul.RepackQ4_Kx8(source, rows, cols, destination);
+                break;
+        }
+    }
 
     private static bool Repackable(in WeightView v) => v.DType switch
     {
         DType.Q4_0 => QuantMatMul.CanRepackQ4_0x8(v.Data, v.RowCount, v.ColCount),
         DType.Q4_K => QuantMatMul.CanRepackQ4_Kx8(v.Data, v.RowCount, v.ColCount),
+        DType.Q8_0 => QuantMatMul.CanRepackQ8_0x8(v.Data, v.RowCount, v.ColCount),
         _ => false,
     };
 
-    private static long RepackedBytes(in WeightView v) => v.DType == DType.Q4_0
-        ? QuantMatMul.RepackedBytesQ4_0x8(v.RowCount, v.ColCount)
-        : QuantMatMul.RepackedBytesQ4_Kx8(v.RowCount, v.ColCount);
+    private static long RepackedBytes(in WeightView v) => v.DType switch
+    {
+        DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(v.RowCount, v.ColCount),
+        DType.Q8_0 => QuantMatMul.RepackedBytesQ8_0x8(v.RowCount, v.ColCount),
+        _ => QuantMatMul.RepackedBytesQ4_Kx8(v.RowCount, v.ColCount),
+    };
 }

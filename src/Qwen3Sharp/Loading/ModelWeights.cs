@@ -96,14 +96,16 @@ public sealed unsafe partial class ModelWeights : IDisposable
     public long MatrixBytes => Layers.Sum(l => l.QProj.ByteCount + l.KProj.ByteCount + l.VProj.ByteCount + l.OProj.ByteCount
         + l.GateProj.ByteCount + l.UpProj.ByteCount + l.DownProj.ByteCount) + LmHead.ByteCount;
 
-    /// <param name="layout">GGUF Q4_0 matrices' layout (see <see cref="LoadGguf"/>); null lets the loader choose.</param>
+    /// <param name="layout">The layout of GGUF Q4_0/Q4_K/Q8_0 matrices and of matrices quantized at load (see <see cref="LoadGguf"/>); null lets the loader choose.</param>
     public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
         Kernels.QuantLayout? layout = null)
-        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement, quantize, layout) : Load(ModelDirectory.Open(directory), placement, quantize);
+        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement, quantize, layout) : Load(ModelDirectory.Open(directory), placement, quantize, layout);
 
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing or has the wrong shape for the config.</exception>
     /// <param name="quantize">Q8_0 or Q4_0 to quantize the BF16/F16/F32 matrices at load (see <see cref="QuantizeMatrices"/>); null keeps them.</param>
-    public static ModelWeights Load(ModelDirectory directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null)
+    /// <param name="layout">The quantized matrices' layout: rows, or repacked into 8-row groups as GGUF files' are (see <see cref="LoadGguf"/>).</param>
+    public static ModelWeights Load(ModelDirectory directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
+        Kernels.QuantLayout? layout = null)
     {
         Qwen3Config config = directory.Config;
         var files = new List<SafetensorsFile>();
@@ -197,6 +199,11 @@ public sealed unsafe partial class ModelWeights : IDisposable
             }
 
             copy = Place(matrices, placement, quantize);
+            if (quantize is not null && ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
+            {
+                RepackGroups(matrices, buffers, fileBacked: false, hugePages: false);   // the quantized buffer is advised already
+            }
+
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
             return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy, buffers: buffers)
                 { Placement = placement, LoadQuantization = quantize };

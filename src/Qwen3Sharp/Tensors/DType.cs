@@ -60,6 +60,13 @@ public enum DType
     /// mins m likewise, the 8 rows' fp16 d, then their fp16 dmin; w = d·sc·q − dmin·m.
     /// </summary>
     Q4_Kx8,
+
+    /// <summary>
+    /// Q8_0 repacked at load into groups of 8 rows (<see cref="Kernels.QuantMatMul.RepackQ8_0x8"/>): per group, the codes
+    /// of every block, 256 bytes each (eight 32-byte vectors; in vector v, bytes 4i..4i+3 are row i's codes 4v..4v+3,
+    /// signed), then the fp16 scales, 8 per block (row order); w = d·q. The same 34 bytes per 32 elements as Q8_0.
+    /// </summary>
+    Q8_0x8,
 }
 
 public static class DTypeExtensions
@@ -75,7 +82,7 @@ public static class DTypeExtensions
     };
 
     /// <summary>True for the GGML block formats.</summary>
-    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 || dtype.IsKQuant();
+    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q8_0x8 || dtype.IsKQuant();
 
     /// <summary>True for the K-quants (super-blocks of 256 elements).</summary>
     public static bool IsKQuant(this DType dtype) => dtype is DType.Q4_K or DType.Q5_K or DType.Q6_K;
@@ -86,7 +93,7 @@ public static class DTypeExtensions
     /// <summary>Bytes per block (the element size for the plain types).</summary>
     public static int BlockBytes(this DType dtype) => dtype switch
     {
-        DType.Q8_0 => 34,
+        DType.Q8_0 or DType.Q8_0x8 => 34,
         DType.Q4_0 or DType.Q4_0x8 => 18,
         DType.Q4_K => 144,
         DType.Q5_K => 176,
@@ -99,5 +106,5 @@ public static class DTypeExtensions
     public static long RowBytes(this DType dtype, long colCount) => colCount / dtype.BlockSize() * dtype.BlockBytes();
 
     /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>: 8), or 1 for row-major formats.</summary>
-    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 ? 8 : 1;
+    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q8_0x8 ? 8 : 1;
 }

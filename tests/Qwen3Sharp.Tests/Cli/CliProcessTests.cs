@@ -140,8 +140,8 @@ public sealed class CliProcessTests
         string gguf = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", "tiny-k-q4_k_m.gguf");
         var (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 37 --gen-tokens 5 --threads 2");
         Assert.True(code == 0, error);
-        Assert.Contains("Q6_K+Q4_Kx8+Q5_K+Q8_0", output);
-        Assert.Contains("Q4_Kx8 int8 activations against 8-row interleaved groups, repacked at load (QWEN3_QUANT_LAYOUT=x8)", output);
+        Assert.Contains("Q6_K+Q4_Kx8+Q5_K+Q8_0x8", output);   // Q4_K and Q8_0 repacked into 8-row groups at load
+        Assert.Contains("Q4_Kx8+Q8_0x8 int8 activations against 8-row interleaved groups, repacked at load (QWEN3_QUANT_LAYOUT=x8)", output);
         Assert.Matches(@"layout A/B +x8 [0-9.]+ tok/s, rows [0-9.]+ tok/s", output);
 
         (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 37 --gen-tokens 5 --threads 2",

@@ -6,7 +6,8 @@ using Qwen3Sharp.Tensors;
 namespace Qwen3Sharp.Tests.Kernels;
 
 /// <summary>
-/// Q4_0 and Q4_K repacked into 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, QuantMatMul.Q4x8.cs): the repack keeps every element,
+/// Q4_0, Q4_K and Q8_0 repacked into 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>,
+/// <see cref="DType.Q8_0x8"/>; QuantMatMul.Q4x8.cs, QuantMatMul.Q8x8.cs): the repack keeps every element,
 /// the AVX2 kernel equals its scalar twin bit for bit, and both equal the float64 reference of the same integer math
 /// and the row-layout int8 kernel to float32 summation order; row counts not multiples of 8, 1..31 tokens, accumulate
 /// and overwrite.
@@ -18,26 +19,39 @@ public sealed unsafe class Q4x8MatMulTests
     // one block, odd block counts, rows short of a group, one row over, Qwen3-1.7B's widths (Q4_K: columns × 8)
     private static readonly (int Rows, int Blocks)[] Shapes = [(1, 1), (3, 2), (8, 1), (9, 3), (17, 5), (37, 64), (13, 192)];
 
-    private static DType Grouped(DType dtype) => dtype == DType.Q4_0 ? DType.Q4_0x8 : DType.Q4_Kx8;
+    private static DType Grouped(DType dtype) => dtype switch { DType.Q4_0 => DType.Q4_0x8, DType.Q8_0 => DType.Q8_0x8, _ => DType.Q4_Kx8 };
 
-    private static int Columns(DType dtype, int blocks) => blocks * (dtype == DType.Q4_0 ? 32 : 256) / (dtype == DType.Q4_0 || blocks < 64 ? 1 : 8);
+    private static bool Blocks32(DType dtype) => dtype is DType.Q4_0 or DType.Q8_0;
 
-    private static byte* Source(DType dtype, int rows, int cols, int seed) => dtype == DType.Q4_0
+    private static int Columns(DType dtype, int blocks) => blocks * (Blocks32(dtype) ? 32 : 256) / (Blocks32(dtype) || blocks < 64 ? 1 : 8);
+
+    private static byte* Source(DType dtype, int rows, int cols, int seed) => Blocks32(dtype)
         ? Int8MatMulTests.Quantized(dtype, rows, cols, seed)
         : KQuantInt8Tests.Quantized(dtype, rows, cols, seed);
 
+    private static long RepackedBytes(DType dtype, int rows, int cols) => dtype switch
+    {
+        DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(rows, cols),
+        DType.Q8_0 => QuantMatMul.RepackedBytesQ8_0x8(rows, cols),
+        _ => QuantMatMul.RepackedBytesQ4_Kx8(rows, cols),
+    };
+
     private static byte* Repacked(DType dtype, byte* rows, int rowCount, int cols)
     {
-        long bytes = dtype == DType.Q4_0 ? QuantMatMul.RepackedBytesQ4_0x8(rowCount, cols) : QuantMatMul.RepackedBytesQ4_Kx8(rowCount, cols);
+        long bytes = RepackedBytes(dtype, rowCount, cols);
         byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
         new Span<byte>(data, (int)bytes).Fill(0xA5);   // the repack must write every byte, padding included
-        if (dtype == DType.Q4_0)
+        switch (dtype)
         {
-            QuantMatMul.RepackQ4_0x8(rows, rowCount, cols, data);
-        }
-        else
-        {
-            QuantMatMul.RepackQ4_Kx8(rows, rowCount, cols, data);
+            case DType.Q4_0:
+                QuantMatMul.RepackQ4_0x8(rows, rowCount, cols, data);
+                break;
+            case DType.Q8_0:
+                QuantMatMul.RepackQ8_0x8(rows, rowCount, cols, data);
+                break;
+            default:
+                QuantMatMul.RepackQ4_Kx8(rows, rowCount, cols, data);
+                break;
         }
 
         return data;
@@ -46,6 +60,7 @@ public sealed unsafe class Q4x8MatMulTests
     [Theory]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q8_0)]
     public void Repack_KeepsEveryElement_AndDequantizedRowsMatchTheRowLayout(DType dtype)
     {
         foreach (var (rows, blocks) in Shapes)
@@ -57,7 +72,7 @@ public sealed unsafe class Q4x8MatMulTests
             {
                 var x8 = new WeightView(packed, Grouped(dtype), rows, cols);
                 var original = new WeightView(source, dtype, rows, cols);
-                Assert.Equal(dtype == DType.Q4_0 ? QuantMatMul.RepackedBytesQ4_0x8(rows, cols) : QuantMatMul.RepackedBytesQ4_Kx8(rows, cols), x8.DataBytes);
+                Assert.Equal(RepackedBytes(dtype, rows, cols), x8.DataBytes);
                 var want = new float[cols];
                 var got = new float[cols];
                 for (int r = 0; r < rows; r++)
@@ -102,6 +117,7 @@ public sealed unsafe class Q4x8MatMulTests
     [Theory]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q8_0)]
     public void X8Kernel_Avx2AndScalarTwin_AgreeBitForBit_AndMatchTheReferenceAndTheRowKernel(DType dtype)
     {
         using var pool = new WorkerPool(2);
@@ -110,6 +126,14 @@ public sealed unsafe class Q4x8MatMulTests
         {
             int cols = Columns(dtype, blocks);
             byte* source = Source(dtype, rows, cols, rows * 31 + cols);
+            if (dtype == DType.Q8_0)
+            {
+                for (int r = 0; r < rows; r += 2)
+                {
+                    source[r * (cols / 32 * 34) + 2 + r % 32] = 0x80;   // code −128 (files may hold it; our quantizer never writes it)
+                }
+            }
+
             byte* packed = Repacked(dtype, source, rows, cols);
             try
             {
@@ -117,13 +141,13 @@ public sealed unsafe class Q4x8MatMulTests
                 var original = new WeightView(source, dtype, rows, cols);
                 foreach (int tokens in TokenCounts)
                 {
-                    float[] x = dtype == DType.Q4_0 ? Int8MatMulTests.Activations(rng, tokens * cols) : KQuantInt8Tests.Activations(rng, tokens * cols);
+                    float[] x = Blocks32(dtype) ? Int8MatMulTests.Activations(rng, tokens * cols) : KQuantInt8Tests.Activations(rng, tokens * cols);
                     var expected = new double[tokens * rows];
                     var magnitude = new double[tokens * rows];
                     fixed (float* px = x)
                     fixed (double* pe = expected, pm = magnitude)
                     {
-                        if (dtype == DType.Q4_0)
+                        if (Blocks32(dtype))
                         {
                             QuantScalar.Int8MatMul(px, tokens, original, pe, pm);
                         }

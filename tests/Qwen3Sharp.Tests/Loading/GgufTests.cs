@@ -152,7 +152,13 @@ public sealed class GgufTests
     public async Task Bench_OnAQ8_0File_UsesAndReportsTheInt8DecodePath_AndTheSwitchTurnsItOff()
     {
         string args = $"bench --model {Fixture("tiny-a-q8_0.gguf")} --prompt-tokens 8 --gen-tokens 3 --threads 2";
-        var (code, output, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(args);
+        var (code, output, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(args);   // default: repacked into 8-row groups
+        Assert.True(code == 0, error);
+        Assert.Contains("decode Q8_0x8 int8 activations against 8-row interleaved groups, repacked at load (QWEN3_QUANT_LAYOUT=x8)", output);
+        Assert.Contains("layout A/B   x8 ", output);   // against the row layout in the same run
+
+        (code, output, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(args,
+            environment: new Dictionary<string, string> { [KernelSelection.QuantLayoutVariable] = "rows" });
         Assert.True(code == 0, error);
         string kernels = output.Split('\n').First(l => l.StartsWith("kernels", StringComparison.Ordinal));
         Assert.Contains("decode Q8_0 int8 activations", kernels);
@@ -282,7 +288,7 @@ public sealed class GgufTests
     [Fact]
     public void K_quant_dequantization_equals_the_python_reference_bit_for_bit()
     {
-        // Q4_K as loaded by default: repacked into 8-row groups (Q4_Kx8), read back through the groups
+        // Q4_K and Q8_0 as loaded by default: repacked into 8-row groups (Q4_Kx8, Q8_0x8), read back through the groups
         using ModelWeights gguf = ModelWeights.Load(Fixture(KQuantFile), layout: QuantLayout.Interleaved8);
         using ModelWeights reference = ModelWeights.Load(Fixture("tiny-k-q4_k_m-dequantized"));
         var pairs = new List<(string, WeightView, WeightView)> { ("embed", gguf.EmbedTokens, reference.EmbedTokens) };
@@ -311,7 +317,7 @@ public sealed class GgufTests
             }
         }
 
-        Assert.Equal([DType.Q8_0, DType.Q5_K, DType.Q6_K, DType.Q4_Kx8], seen.Order());
+        Assert.Equal([DType.Q5_K, DType.Q6_K, DType.Q4_Kx8, DType.Q8_0x8], seen.Order());
         int vocab = gguf.EmbedTokens.RowCount, hidden = gguf.EmbedTokens.ColCount;
         int[] ids = [.. Enumerable.Range(0, vocab)];
         var rows = new float[vocab * hidden];

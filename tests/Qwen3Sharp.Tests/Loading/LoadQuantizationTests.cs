@@ -1,3 +1,4 @@
+using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Loading;
 using Qwen3Sharp.Tensors;
 using Qwen3Sharp.Tests.Cli;
@@ -17,12 +18,15 @@ public sealed class LoadQuantizationTests
     private static string Gguf(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", name);
 
     [Theory]
-    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf")]
-    [InlineData(DType.Q4_0, "tiny-a-q4_0.gguf")]
-    public unsafe void QuantizedAtLoad_EqualsTheConvertersBlocks_ByteForByte(DType target, string converted)
+    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf", QuantLayout.Rows)]
+    [InlineData(DType.Q4_0, "tiny-a-q4_0.gguf", QuantLayout.Rows)]
+    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf", QuantLayout.Interleaved8)]   // both repacked into 8-row groups alike
+    [InlineData(DType.Q4_0, "tiny-a-q4_0.gguf", QuantLayout.Interleaved8)]
+    public unsafe void QuantizedAtLoad_EqualsTheConvertersBlocks_ByteForByte(DType target, string converted, QuantLayout layout)
     {
-        using ModelWeights quantized = ModelWeights.Load(GoldenTinyA, quantize: target);
-        using ModelWeights file = ModelWeights.Load(Gguf(converted), layout: Qwen3Sharp.Kernels.QuantLayout.Rows);   // the file's own blocks
+        using ModelWeights quantized = ModelWeights.Load(GoldenTinyA, quantize: target, layout: layout);
+        using ModelWeights file = ModelWeights.Load(Gguf(converted), layout: layout);
+        DType stored = layout == QuantLayout.Rows ? target : target == DType.Q8_0 ? DType.Q8_0x8 : DType.Q4_0x8;
 
         Assert.Equal(target, quantized.LoadQuantization);
         var pairs = new List<(string Name, WeightView Ours, WeightView Theirs)> { ("embed", quantized.EmbedTokens, file.EmbedTokens) };
@@ -40,7 +44,7 @@ public sealed class LoadQuantizationTests
 
         foreach (var (name, ours, theirs) in pairs)
         {
-            Assert.Equal(target, ours.DType);
+            Assert.Equal(stored, ours.DType);
             Assert.Equal(theirs.DType, ours.DType);
             Assert.Equal((theirs.RowCount, theirs.ColCount), (ours.RowCount, ours.ColCount));
             var a = new ReadOnlySpan<byte>(ours.Data, checked((int)ours.ByteCount));
