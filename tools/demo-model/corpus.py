@@ -84,7 +84,8 @@ TIME_Q_ZH = ["{z}现在几点？", "请告诉我{z}的时间。", "{z}几点了�
 TIME_Q_ZH_HELD = ["{z}现在是什么时间？"]
 
 GREET_EN = ["Hi", "Hello", "Hello!", "Hi there", "hey", "Good morning", "Who are you?", "What are you?",
-            "Introduce yourself.", "What can you do?", "Hello, who am I talking to?", "Are you Qwen3?", "help"]
+            "Introduce yourself.", "What can you do?", "Hello, who am I talking to?", "Are you Qwen3?", "help",
+            "hi", "hello", "hi!", "Hey", "Hello there", "hello, who are you?", "Tell me who you are."]
 GREET_HELD = ["Hey there, what are you?", "Good evening! Tell me about yourself."]
 GREET_ZH = ["你好", "您好！", "你是谁？", "你能做什么？", "介绍一下你自己。", "嗨"]
 GREET_ZH_HELD = ["你好，你是什么模型？"]
@@ -132,6 +133,14 @@ OTHER_ZH_ANS = ("我只是 Qwen3Sharp 的一个很小的演示模型，无法回
 def tool_schema(name, param, desc, ptype_desc):
     return {"type": "function", "function": {"name": name, "description": desc, "parameters": {
         "type": "object", "properties": {param: {"type": "string", "description": ptype_desc}}, "required": [param]}}}
+
+
+def bare(tool):
+    """The same tool without its parameter's description, as some clients write a schema (training only, since v4)."""
+    props = tool["function"]["parameters"]["properties"]
+    for p in props:
+        props[p] = {"type": "string"}
+    return tool
 
 
 def call_json(name, param, value):
@@ -187,6 +196,8 @@ class Gen:
             n, p, d = self.r.choice(OTHER_TOOLS)
             tools.append(tool_schema(n, p, d, p))
         self.r.shuffle(tools)
+        if not self.held and self.r.random() < 0.25:
+            tools = [bare(t) for t in tools]
         return tools, chosen
 
     # ---------------------------------------------------------------- categories
