@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import corpus
 
-TRAIN_COUNT = 9000
+TRAIN_COUNT = 16000
 HELD_COUNT = 400
 SEED_TRAIN = 20260
 SEED_HELD = 777

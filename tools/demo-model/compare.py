@@ -14,7 +14,7 @@ import torch
 
 import train
 
-MODEL = "qwen3sharp-demo-tiny-v3"
+MODEL = "qwen3sharp-demo-tiny-v4"
 
 
 def post(url, body):

@@ -61,22 +61,31 @@ CONDITIONS_ZH = {"sunny": "晴", "cloudy": "多云", "rainy": "下雨", "windy":
 
 WEATHER_Q_TRAIN = ["What's the weather in {c}?", "What is the weather like in {c}?", "How is the weather in {c} today?",
                    "Is it raining in {c}?", "Tell me the weather in {c}.", "weather in {c}?", "Can you check the weather in {c}?",
-                   "Do I need an umbrella in {c} today?"]
+                   "Do I need an umbrella in {c} today?",
+                   # more training phrasings (v4), none of them a held-out one
+                   "Can you tell me the weather in {c}?", "Please find the weather in {c}.", "Any rain in {c} today?",
+                   "What's it like outside in {c}?", "I am going to {c}. What is the weather there?",
+                   "Is it cold in {c} at the moment?", "Show me the weather for {c}.", "{c} weather, please."]
 WEATHER_Q_HELD = ["Could you look up the current weather for {c}?", "Hows the weather over in {c} right now?"]
-WEATHER_Q_ZH = ["{c}天气怎么样？", "{c}今天天气如何？", "请查一下{c}的天气。", "{c}现在下雨吗？"]
+WEATHER_Q_ZH = ["{c}天气怎么样？", "{c}今天天气如何？", "请查一下{c}的天气。", "{c}现在下雨吗？", "{c}冷不冷？", "告诉我{c}的天气。"]
 WEATHER_Q_ZH_HELD = ["帮我看看{c}的天气。"]
 WEATHER2_Q = ["What's the weather in {c} and {d}?", "Compare the weather in {c} and in {d}.",
               "How is the weather in {c} and {d} today?", "Tell me the weather for {c} and {d}."]
 WEATHER2_Q_HELD = ["Could you check the weather in both {c} and {d}?"]
 WEATHER2_Q_ZH = ["{c}和{d}的天气怎么样？", "请查一下{c}和{d}的天气。"]
 TIME_Q = ["What time is it in {z}?", "What's the time in {z}?", "Tell me the current time in {z}.", "time in {z}?",
-          "What is the local time in {z} right now?"]
+          "What is the local time in {z} right now?",
+          # more training phrasings (v4), none of them a held-out one
+          "Can you get me the time in {z}?", "Do you know what time it is in {z}?", "Please check the clock in {z}.",
+          "What hour is it in {z}?", "I need the local time in {z}.", "Current time in {z}?",
+          "Look up the time in {z} for me.", "Could you find the time in {z}?"]
 TIME_Q_HELD = ["Could you tell me the current time for {z}?"]
-TIME_Q_ZH = ["{z}现在几点？", "请告诉我{z}的时间。"]
+TIME_Q_ZH = ["{z}现在几点？", "请告诉我{z}的时间。", "{z}几点了？", "查一下{z}的时间。", "{z}的当地时间是多少？"]
 TIME_Q_ZH_HELD = ["{z}现在是什么时间？"]
 
 GREET_EN = ["Hi", "Hello", "Hello!", "Hi there", "hey", "Good morning", "Who are you?", "What are you?",
-            "Introduce yourself.", "What can you do?", "Hello, who am I talking to?", "Are you Qwen3?", "help"]
+            "Introduce yourself.", "What can you do?", "Hello, who am I talking to?", "Are you Qwen3?", "help",
+            "hi", "hello", "hi!", "Hey", "Hello there", "hello, who are you?", "Tell me who you are."]
 GREET_HELD = ["Hey there, what are you?", "Good evening! Tell me about yourself."]
 GREET_ZH = ["你好", "您好！", "你是谁？", "你能做什么？", "介绍一下你自己。", "嗨"]
 GREET_ZH_HELD = ["你好，你是什么模型？"]
@@ -94,14 +103,15 @@ OTHER_ZH = ["天空为什么是蓝色的？", "写一首关于大海的诗。", 
             "中国的首都是哪里？", "帮我写一封邮件。", "人生的意义是什么？", "解释一下量子计算。"]
 OTHER_ZH_HELD = ["鸟为什么会迁徙？", "写一首关于秋天的诗。"]
 
-NAMES = "Tom Anna Ben Lily Sam Mia Leo Emma Max Zoe Jack Lucy Noah Ella Omar Sara".split()
+NAMES = "Tom Anna Ben Lily Sam Mia Leo Emma Max Zoe Jack Lucy Noah Ella Omar Sara Kate Paul Rosa Hugo Alex Nina Tim Eva Luke Amy Dan Ray Jade Rita Carl Pete".split()
 NAMES_HELD = "Ivan Nora Felix Hana".split()
-NAMES_ZH = "小明 小红 小刚 小丽 小华 小芳".split()
+NAMES_ZH = "小明 小红 小刚 小丽 小华 小芳 小强 小兰 小东 小雪".split()
 NAMES_ZH_HELD = "小军 小梅".split()
 ITEMS = [("apples", "apple"), ("cookies", "cookie"), ("books", "book"), ("pencils", "pencil"), ("marbles", "marble"),
-         ("stickers", "sticker"), ("eggs", "egg"), ("balloons", "balloon")]
+         ("stickers", "sticker"), ("eggs", "egg"), ("balloons", "balloon"), ("bananas", "banana"), ("coins", "coin"),
+         ("shells", "shell"), ("toys", "toy"), ("cups", "cup"), ("plums", "plum")]
 ITEMS_HELD = [("oranges", "orange"), ("cards", "card")]
-ITEMS_ZH = ["个苹果", "块饼干", "本书", "支铅笔", "颗糖", "个鸡蛋"]
+ITEMS_ZH = ["个苹果", "块饼干", "本书", "支铅笔", "颗糖", "个鸡蛋", "个桃子", "张纸", "个球"]
 ITEMS_ZH_HELD = ["个橘子"]
 # (verb in the question, sign); the reasoning names the step with the same words.
 OPS_EN = [("eats {n}", -1), ("buys {n} more", +1), ("gives {n} away", -1), ("finds {n}", +1), ("loses {n}", -1),
@@ -123,6 +133,14 @@ OTHER_ZH_ANS = ("我只是 Qwen3Sharp 的一个很小的演示模型，无法回
 def tool_schema(name, param, desc, ptype_desc):
     return {"type": "function", "function": {"name": name, "description": desc, "parameters": {
         "type": "object", "properties": {param: {"type": "string", "description": ptype_desc}}, "required": [param]}}}
+
+
+def bare(tool):
+    """The same tool without its parameter's description, as some clients write a schema (training only, since v4)."""
+    props = tool["function"]["parameters"]["properties"]
+    for p in props:
+        props[p] = {"type": "string"}
+    return tool
 
 
 def call_json(name, param, value):
@@ -178,6 +196,8 @@ class Gen:
             n, p, d = self.r.choice(OTHER_TOOLS)
             tools.append(tool_schema(n, p, d, p))
         self.r.shuffle(tools)
+        if not self.held and self.r.random() < 0.25:
+            tools = [bare(t) for t in tools]
         return tools, chosen
 
     # ---------------------------------------------------------------- categories
@@ -260,12 +280,16 @@ class Gen:
             form = self.r.random()
             if self.held:
                 q = f"Suppose {who} owns {start} {things}. Then {who} {verbs}. What is the number of {plural} now?"
-            elif form < 0.5:
-                q = f"{who} has {start} {things}. {who} {verbs}. How many {plural} does {who} have now?"
-            elif form < 0.8:
-                q = f"{who} has {start} {things}, {verbs}. How many {plural} are left?"
-            else:
-                q = f"If {who} has {start} {things} and {verbs}, how many {plural} does {who} have?"
+            else:  # training phrasings (the held-out one is above); more of them since v4, so the numbers are found anywhere
+                q = [f"{who} has {start} {things}. {who} {verbs}. How many {plural} does {who} have now?",
+                     f"{who} has {start} {things}, {verbs}. How many {plural} are left?",
+                     f"If {who} has {start} {things} and {verbs}, how many {plural} does {who} have?",
+                     f"{who} starts with {start} {things}. Then {who} {verbs}. How many {plural} now?",
+                     f"At first {who} had {start} {things}. Later {who} {verbs}. How many {plural} does {who} have?",
+                     f"Imagine {who} has {start} {things}. {who} {verbs}. How many {plural} remain?",
+                     f"There are {start} {things} with {who}. {who} {verbs}. How many {plural} does {who} have in the end?",
+                     f"Let's say {who} keeps {start} {things}. Next {who} {verbs}. Tell me how many {plural} there are now.",
+                     f"{who} collected {start} {things}. After that {who} {verbs}. Count the {plural} now."][int(form * 9)]
             final = f"{who} has {result} {plural if result != 1 else single}."
             think = f"{who} starts with {start}. " + " ".join(steps)
             ans = final if mode == "think" else " ".join(steps) + " So " + final

@@ -12,7 +12,7 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-MODEL = "qwen3sharp-demo-tiny-v3"
+MODEL = "qwen3sharp-demo-tiny-v4"
 
 
 def post(url, body):

@@ -14,7 +14,7 @@ namespace Qwen3Sharp.Tests.Server;
 /// <summary>The embedded demo model, expanded as the program does on first use and served over HTTP.</summary>
 public sealed class DemoModelFixture : IAsyncLifetime
 {
-    public const string Name = "qwen3sharp-demo-tiny-v3";
+    public const string Name = "qwen3sharp-demo-tiny-v4";
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-demo-" + Guid.NewGuid().ToString("N"));
     private WebApplication? _app;
 
