@@ -11,9 +11,9 @@ public sealed unsafe partial class ModelWeights
     /// <see cref="DType.Q8_0x8"/> (groups of 8 interleaved rows, the decode kernels' layout: QuantMatMul.Q4x8.cs, Q8x8.cs)
     /// in one 2 MiB-aligned buffer, added to <paramref name="buffers"/> and advised for huge pages only with
     /// <paramref name="hugePages"/> (<see cref="WeightPlacement.HugePageCopy"/>: on the shared Zen 3 the kernel's compaction
-    /// for 1 GB of huge pages took the Q4_0 1.7B load from 2.6 s to 7.9 s), and repoints <paramref name="matrices"/> at the copies. A chunk of <see cref="RepackChunkRows"/> rows at a time is checked,
+    /// for 1 GB of huge pages took the Q4_0 1.7B load from 2.6 s to 7.9 s), and repoints <paramref name="matrices"/> at the copies. Chunks of <see cref="RepackChunkRows"/> rows, on every core, are each checked,
     /// repacked and its source pages dropped from the resident set (<see cref="DropPages"/>), so peak RSS stays within a
-    /// chunk of the weights' size (checking or repacking a whole matrix first held the largest one, the 330 MB Q8_0 output
+    /// chunk per core of the weights' size (checking or repacking a whole matrix first held the largest one, the 330 MB Q8_0 output
     /// head, twice). Nothing reads the row layout again (prefill and embedding lookups dequantize from the groups). A
     /// matrix with an infinite or NaN block scale keeps the row layout: its dropped pages fault back in from the file.
     /// </summary>
@@ -56,19 +56,26 @@ public sealed unsafe partial class ModelWeights
 
             DType packed = v.DType switch { DType.Q4_0 => DType.Q4_0x8, DType.Q8_0 => DType.Q8_0x8, _ => DType.Q4_Kx8 };
             long rowBytes = v.RowBytes, groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
-            bool repacked = true;
-            for (int r0 = 0; r0 < v.RowCount && repacked; r0 += RepackChunkRows)
+            // chunks on every core (each its own rows and groups); a bad scale in any chunk leaves the matrix in rows
+            int failed = 0;
+            nint data = (nint)v.Data, target = (nint)next;
+            DType format = v.DType;
+            int rowCount = v.RowCount, cols = v.ColCount;
+            Parallel.For(0, (rowCount + RepackChunkRows - 1) / RepackChunkRows, (chunk, state) =>
             {
-                int n = Math.Min(RepackChunkRows, v.RowCount - r0);
-                byte* source = v.Data + r0 * rowBytes, destination = next + r0 / QuantMatMul.GroupRows * groupBytes;
-                repacked = Repackable(new WeightView(source, v.DType, n, v.ColCount));
-                if (repacked)
+                int r0 = chunk * RepackChunkRows, n = Math.Min(RepackChunkRows, rowCount - r0);
+                byte* source = (byte*)data + r0 * rowBytes, destination = (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes;
+                if (Volatile.Read(ref failed) != 0 || !Repackable(new WeightView(source, format, n, cols)))
                 {
-                    Repack(v.DType, source, n, v.ColCount, destination);
-                    DropPages(source, n * rowBytes);
+                    Volatile.Write(ref failed, 1);
+                    state.Stop();
+                    return;
                 }
-            }
 
+                Repack(format, source, n, cols, destination);
+                DropPages(source, n * rowBytes);
+            });
+            bool repacked = failed == 0;
             if (repacked)
             {
                 DropPages(v.Data, v.DataBytes);   // the pages that straddled two chunks
