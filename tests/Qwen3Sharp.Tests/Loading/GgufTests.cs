@@ -20,6 +20,37 @@ public sealed class GgufTests
     private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", name);
 
     [Fact]
+    public unsafe void Load_AMatrixWithAnInfiniteScale_StaysInRowLayout_TheOthersAreRepacked()
+    {
+        // The 8-row kernels widen fp16 scales in-vector, which maps inf/NaN to finite values: such a matrix must keep the
+        // row layout (in a matrix of several chunks, the chunks repacked before the bad one have dropped their file pages,
+        // which fault back in from the file; tiny-a's matrices are one chunk each).
+        string path = Fixture("tiny-a-q8_0.gguf");
+        byte[] bytes = File.ReadAllBytes(path);
+        byte[] block;
+        using (ModelWeights rows = ModelWeights.Load(path, layout: QuantLayout.Rows))
+        {
+            WeightView down = rows.Layers[0].DownProj;
+            Assert.Equal(DType.Q8_0, down.DType);
+            block = new ReadOnlySpan<byte>(down.Data + (down.RowCount - 1) * down.RowBytes, 34).ToArray();   // the last row's first block
+        }
+
+        int at = bytes.AsSpan().IndexOf(block);
+        Assert.True(at > 0 && bytes.AsSpan(at + 1).IndexOf(block) < 0, "the block is not unique in the file");
+        bytes[at] = 0x00;
+        bytes[at + 1] = 0x7C;   // +inf
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("inf.gguf"), bytes);
+        using ModelWeights x8 = ModelWeights.Load(dir.File("inf.gguf"), layout: QuantLayout.Interleaved8);
+        Assert.Equal(DType.Q8_0, x8.Layers[0].DownProj.DType);
+        WeightView kept = x8.Layers[0].DownProj;
+        Assert.False(float.IsFinite(kept[kept.RowCount - 1, 0]));   // the patched block reads as the file says (code × inf)
+        Assert.True(float.IsFinite(kept[0, 0]));
+        Assert.Equal(DType.Q8_0x8, x8.Layers[0].QProj.DType);
+        Assert.Equal(DType.Q8_0x8, x8.Layers[0].GateProj.DType);
+    }
+
+    [Fact]
     public void Reads_header_metadata_and_tensor_table()
     {
         using GgufFile f = GgufFile.Open(Fixture("tiny-a-q8_0.gguf"));
