@@ -97,13 +97,8 @@ public static partial class BenchCommand
             sequence?.Dispose();
             sequence = null;
             int[] depth = [.. Enumerable.Range(0, o.Depth).Select(_ => random.Next(model.VocabSize))];
-            using Engine.ISequenceState holder = runner.TryAllocateSequence()!;   // keeps the depth's blocks cached
-            if (depth.Length > 0)
-            {
-                runner.Forward(holder, depth, logits);
-            }
-
             var decode = new DecodeSetup(runner, depth, logits);
+            using Engine.ISequenceState holder = decode.HoldDepth();
             return Report(o, w, directory, threads, weights, model, decode, DecodeKernels(weights, decodeKernel, quantDecode), prefillKernel, best, bestCpu,
                 loadSeconds, bandwidth, decodeAb, layoutAb ? context : null, ct);
         }
@@ -114,7 +109,20 @@ public static partial class BenchCommand
     }
 
     /// <summary>What every decode pass starts from: the runner, the --depth tokens (cached), the logits buffer.</summary>
-    private sealed record DecodeSetup(Engine.Qwen3ModelRunner Runner, int[] Depth, float[] Logits);
+    private sealed record DecodeSetup(Engine.Qwen3ModelRunner Runner, int[] Depth, float[] Logits)
+    {
+        /// <summary>A sequence holding the depth's tokens, so their full blocks stay in the prefix cache for every pass; dispose it after the passes.</summary>
+        public Engine.ISequenceState HoldDepth()
+        {
+            Engine.ISequenceState holder = Runner.TryAllocateSequence()!;
+            if (Depth.Length > 0)
+            {
+                Runner.Forward(holder, Depth, Logits);
+            }
+
+            return holder;
+        }
+    }
 
     private static int Report(BenchOptions o, TextWriter w, string directory, int threads, ModelWeights weights, Qwen3Model model, DecodeSetup decode,
         string decodeKernels, PrefillKernel prefillKernel,
@@ -147,7 +155,7 @@ public static partial class BenchCommand
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         (double X8, double Rows, double X8Cpu, double RowsCpu)? layoutBest = layoutAbContext is { } context ? LayoutAb(o, directory, threads, context, decode, process, ct) : null;
         bandwidth = Math.Max(bandwidth, MeasureBandwidth(threads));  // before and after: neighbours on a shared machine vary
-        long bytesPerToken = WeightBytesPerToken(weights);
+        long bytesPerToken = weights.MatrixBytes;   // every projection and the whole output head (read in full even when tied)
         double prefillRate = o.PromptTokens / prefillSeconds;
         double decodeRate = o.GenTokens / decodeSeconds;
         double bound = bandwidth * 1e9 / bytesPerToken;
@@ -290,31 +298,13 @@ public static partial class BenchCommand
         var bytes = new Dictionary<DType, long> { [weights.EmbedTokens.DType] = weights.EmbedTokens.ByteCount };
         foreach (Qwen3LayerWeights l in weights.Layers)
         {
-            foreach (WeightView m in new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj })
+            foreach (WeightView m in l.Matrices)
             {
                 bytes[m.DType] = bytes.GetValueOrDefault(m.DType) + m.ByteCount;
             }
         }
 
         return string.Join("+", bytes.OrderByDescending(kv => kv.Value).Select(kv => kv.Key));
-    }
-
-    /// <summary>
-    /// Weight bytes a decode step reads: every projection of every layer and the output projection (vocab × hidden,
-    /// read in full even when tied to the embeddings); the embedding lookup reads one row and the norms are negligible.
-    /// </summary>
-    internal static long WeightBytesPerToken(ModelWeights weights)
-    {
-        long bytes = weights.LmHead.ByteCount;
-        foreach (Qwen3LayerWeights l in weights.Layers)
-        {
-            foreach (WeightView m in new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj })
-            {
-                bytes += m.ByteCount;
-            }
-        }
-
-        return bytes;
     }
 
     private const int QuantDecodeRounds = 2;
@@ -327,11 +317,11 @@ public static partial class BenchCommand
     /// A/Bs the two decode paths. The 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>) have only the integer one.
     /// </summary>
     internal static bool HasInt8Matrices(ModelWeights weights) => weights.Layers.Any(l =>
-        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => QuantMatMul.HasInt8Kernel(m.DType) && m.DType.RowGroup() == 1));
+        l.Matrices.Any(m => QuantMatMul.HasInt8Kernel(m.DType) && m.DType.RowGroup() == 1));
 
     /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>).</summary>
     internal static bool HasRepackedMatrices(ModelWeights weights) => weights.LmHead.DType.RowGroup() > 1 || weights.Layers.Any(l =>
-        new[] { l.QProj, l.KProj, l.VProj, l.OProj, l.GateProj, l.UpProj, l.DownProj }.Any(m => m.DType.RowGroup() > 1));
+        l.Matrices.Any(m => m.DType.RowGroup() > 1));
 
     /// <summary>
     /// Decode on the loaded (8-row) model against the same file loaded again in row layout (<see cref="QuantLayout.Rows"/>,
@@ -345,14 +335,8 @@ public static partial class BenchCommand
         var rowsModel = new Qwen3Model(rowsWeights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
         int blockSize = KvBlockPool.DefaultBlockSize;
         using var rowsRunner = new Engine.Qwen3ModelRunner(rowsModel, maxSequences: 2, (2 * o.Depth + o.GenTokens) / blockSize + 3, o.KvCacheDType);
-        var rowsLogits = new float[decode.Logits.Length];
-        using Engine.ISequenceState holder = rowsRunner.TryAllocateSequence()!;   // the same depth, cached for the rows model's passes
-        if (decode.Depth.Length > 0)
-        {
-            rowsRunner.Forward(holder, decode.Depth, rowsLogits);
-        }
-
-        var rowsDecode = new DecodeSetup(rowsRunner, decode.Depth, rowsLogits);
+        var rowsDecode = new DecodeSetup(rowsRunner, decode.Depth, new float[decode.Logits.Length]);
+        using Engine.ISequenceState holder = rowsDecode.HoldDepth();   // the same depth, cached for the rows model's passes
         (double Wall, double Cpu) x8 = (double.MaxValue, double.MaxValue), rows = x8;
         for (int round = 0; round < QuantDecodeRounds; round++)
         {

@@ -141,6 +141,16 @@ public static unsafe partial class QuantMatMul
     private static Vector256<int> Q8VectorDot(Vector256<sbyte> w, int x, Vector256<short> ones)
         => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(Vector256.Create(x).AsSByte(), w)), ones);
 
+    /// <summary>The four cache lines of one block's 256 code bytes (<see cref="PrefetchBytes"/> ahead of the block being read).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchQ8Block(byte* codes)
+    {
+        SimdMath.Prefetch(codes);
+        SimdMath.Prefetch(codes + 64);
+        SimdMath.Prefetch(codes + 128);
+        SimdMath.Prefetch(codes + 192);
+    }
+
     /// <summary>One group of 8 rows against one token: lane i is row i's dot product.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static Vector256<float> DotGroupQ8_0x8_256(byte* group, int blocks, sbyte* x, float* xs)
@@ -152,10 +162,7 @@ public static unsafe partial class QuantMatMul
         Vector256<float> acc = Vector256<float>.Zero;
         for (int k = 0; k < blocks; k++, group += Q8GroupBlockBytes, d += GroupRows, x += BlockSize)
         {
-            SimdMath.Prefetch(group + PrefetchBytes);
-            SimdMath.Prefetch(group + PrefetchBytes + 64);
-            SimdMath.Prefetch(group + PrefetchBytes + 128);
-            SimdMath.Prefetch(group + PrefetchBytes + 192);
+            PrefetchQ8Block(group + PrefetchBytes);
             Vector256<int> dot = Q8BlockDot(group, (int*)x, ones);
             Vector256<float> scale = WidenHalves(d, halfMask, halfScale) * Vector256.Create(xs[k]);
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), scale, acc);
@@ -183,10 +190,7 @@ public static unsafe partial class QuantMatMul
 
         for (int k = 0; k < blocks; k++, group += Q8GroupBlockBytes, d += GroupRows)
         {
-            SimdMath.Prefetch(group + PrefetchBytes);
-            SimdMath.Prefetch(group + PrefetchBytes + 64);
-            SimdMath.Prefetch(group + PrefetchBytes + 128);
-            SimdMath.Prefetch(group + PrefetchBytes + 192);
+            PrefetchQ8Block(group + PrefetchBytes);
             Vector256<float> dw = WidenHalves(d, halfMask, halfScale);
             for (int t = 0; t < tokenCount; t++)
             {

@@ -65,7 +65,7 @@ public sealed unsafe partial class ModelWeights
             {
                 int r0 = chunk * RepackChunkRows, n = Math.Min(RepackChunkRows, rowCount - r0);
                 byte* source = (byte*)data + r0 * rowBytes, destination = (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes;
-                if (Volatile.Read(ref failed) != 0 || !Repackable(new WeightView(source, format, n, cols)))
+                if (Volatile.Read(ref failed) != 0 || (fileBacked && !Repackable(new WeightView(source, format, n, cols))))   // anonymous: checked whole above
                 {
                     Volatile.Write(ref failed, 1);
                     state.Stop();

@@ -36,6 +36,9 @@ public readonly struct Qwen3LayerWeights
     public float[]? KBias { get; init; }              // [kvHeads * headDim]
     public float[]? VBias { get; init; }              // [kvHeads * headDim]
     public float[]? OBias { get; init; }              // [hidden] (qwen3 with attention_bias)
+
+    /// <summary>The seven projections, in forward order (bench and load-time summaries; not for the per-token path).</summary>
+    public WeightView[] Matrices => [QProj, KProj, VProj, OProj, GateProj, UpProj, DownProj];
 }
 
 /// <summary>
@@ -93,8 +96,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
     public long FileBytes => _files.Sum(f => f.FileBytes) + (_gguf?.FileBytes ?? 0);
 
     /// <summary>Bytes of every weight matrix (what a decode step streams, the embedding table aside when untied).</summary>
-    public long MatrixBytes => Layers.Sum(l => l.QProj.ByteCount + l.KProj.ByteCount + l.VProj.ByteCount + l.OProj.ByteCount
-        + l.GateProj.ByteCount + l.UpProj.ByteCount + l.DownProj.ByteCount) + LmHead.ByteCount;
+    public long MatrixBytes => Layers.Sum(l => l.Matrices.Sum(m => m.ByteCount)) + LmHead.ByteCount;
 
     /// <param name="layout">The layout of GGUF Q4_0/Q4_K/Q8_0 matrices and of matrices quantized at load (see <see cref="LoadGguf"/>); null lets the loader choose.</param>
     public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
