@@ -124,6 +124,11 @@ internal static unsafe class QuickKernelBench
             Q4x8DecodeAb(pool, bandwidthBest, threads);
         }
 
+        if (what.StartsWith("x8=", StringComparison.Ordinal))
+        {
+            Q4x8DecodeAb(pool, threads, Enum.Parse<DType>(what[3..]));   // one format, e.g. x8=Q6_K
+        }
+
         if (what == "int8hot")
         {
             // Compute cost from L2 (no DRAM), one thread, per CPU-second: what each variant could stream at most.
@@ -461,14 +466,15 @@ internal static unsafe class QuickKernelBench
     }
 
     /// <summary>
-    /// Q4_0 and Q4_K decode (1 token) over every matrix shape of qwen3-1.7b: the row-layout int8 kernel (production before the
-    /// repack) against the 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>), interleaved rounds, best of 5; "cold" rotates
+    /// Q4_0, Q4_K and Q6_K decode (1 token) over every matrix shape of qwen3-1.7b (Q6_K: those llama-quantize's Q4_K_M gives
+    /// it, v_proj and down_proj of half the layers and the tied output head): the row-layout int8 kernel (production before the
+    /// repack) against the 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>), interleaved rounds, best of 5; "cold" rotates
     /// through ≥ 512 MB of copies (DRAM-streamed, as in a decode step), "hot" repeats one 128-row slice from L2 on one
     /// thread (compute cost alone). Wall and per-CPU-second figures: the latter stay meaningful on a shared machine.
     /// </summary>
     private static void Q4x8DecodeAb(WorkerPool pool, double bandwidth, int threads)
     {
-        foreach (DType dtype in new[] { DType.Q4_0, DType.Q4_K })
+        foreach (DType dtype in new[] { DType.Q4_0, DType.Q4_K, DType.Q6_K })
         {
             Q4x8DecodeAb(pool, threads, dtype);
         }
@@ -476,8 +482,10 @@ internal static unsafe class QuickKernelBench
 
     private static void Q4x8DecodeAb(WorkerPool pool, int threads, DType dtype)
     {
-        DType grouped = dtype == DType.Q4_0 ? DType.Q4_0x8 : DType.Q4_Kx8;
-        var shapes = new (int Rows, int Cols, int Uses)[] { (2048, 2048, 56), (1024, 2048, 56), (6144, 2048, 56), (2048, 6144, 28), (151936, 2048, 1) };
+        DType grouped = dtype switch { DType.Q4_0 => DType.Q4_0x8, DType.Q6_K => DType.Q6_Kx8, _ => DType.Q4_Kx8 };
+        var shapes = dtype == DType.Q6_K
+            ? new (int Rows, int Cols, int Uses)[] { (1024, 2048, 14), (2048, 6144, 14), (151936, 2048, 1) }
+            : new (int Rows, int Cols, int Uses)[] { (2048, 2048, 56), (1024, 2048, 56), (6144, 2048, 56), (2048, 6144, 28), (151936, 2048, 1) };
         Console.WriteLine($"{dtype} rows vs x8 decode A/B, {threads} threads, 1 token, best of 5 interleaved rounds  load {File.ReadAllText("/proc/loadavg").Trim()}");
         var rng = new Random(1);
         double[] stepWall = new double[2], stepCpu = new double[2];
@@ -577,15 +585,24 @@ internal static unsafe class QuickKernelBench
 
     private static nint Repack(DType dtype, byte* source, int rows, int cols)
     {
-        long bytes = dtype == DType.Q4_0 ? QuantMatMul.RepackedBytesQ4_0x8(rows, cols) : QuantMatMul.RepackedBytesQ4_Kx8(rows, cols);
+        long bytes = dtype switch
+        {
+            DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(rows, cols),
+            DType.Q6_K => QuantMatMul.RepackedBytesQ6_Kx8(rows, cols),
+            _ => QuantMatMul.RepackedBytesQ4_Kx8(rows, cols),
+        };
         byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-        if (dtype == DType.Q4_0)
+        switch (dtype)
         {
-            QuantMatMul.RepackQ4_0x8(source, rows, cols, packed);
-        }
-        else
-        {
-            QuantMatMul.RepackQ4_Kx8(source, rows, cols, packed);
+            case DType.Q4_0:
+                QuantMatMul.RepackQ4_0x8(source, rows, cols, packed);
+                break;
+            case DType.Q6_K:
+                QuantMatMul.RepackQ6_Kx8(source, rows, cols, packed);
+                break;
+            default:
+                QuantMatMul.RepackQ4_Kx8(source, rows, cols, packed);
+                break;
         }
 
         return (nint)packed;
