@@ -7,11 +7,13 @@ namespace Qwen3Sharp.Kernels;
 
 /// <summary>
 /// Q6_K repacked into groups of 8 rows (<see cref="DType.Q6_Kx8"/>), the <see cref="DType.Q4_Kx8"/> idea for 6-bit
-/// codes: a 32-element sub-block's low nibbles are laid out as a <see cref="DType.Q4_0x8"/> block (four 32-byte
-/// vectors, 4 codes of each of the 8 rows per vector) and its top two bits as two more vectors, each byte holding the
-/// 2-bit fields of the four unpacked vectors it completes, so one activation dword broadcast to every lane meets all 8
-/// rows at once. Per sub-block and group: 6 loads; the low nibbles unpacked as Q4_0x8's, the high bits moved into bits
-/// 4–5 by a shift and a mask each; 8 <c>vpmaddubsw</c> of the unsigned codes q (0..63) with broadcast activation dwords.
+/// codes. A 32-element sub-block of 8 rows unpacks into eight 32-byte vectors u0..u7 (u_k: elements 4k..4k+3 of each row,
+/// one row per 32-bit lane), so one activation dword broadcast to every lane meets all 8 rows at once. They are stored in
+/// six: four vectors hold u0, u2, u4, u6 whole in bits 0–5 and the top two bits of u1, u3, u5, u7 in bits 6–7, two more
+/// the low nibbles of u1 and u3, u5 and u7. Per sub-block and group: 6 loads, 22 unpacking operations (4 masks for the
+/// even vectors; a mask, or a shift and a mask, for an odd one's nibble, a shift and a mask for its top bits, an or;
+/// the same six vectors as low-nibble planes plus a 2-bit plane took 34), 8 <c>vpmaddubsw</c> of the unsigned codes
+/// q (0..63) with broadcast activation dwords.
 /// The signed code is q − 32: each 16-element group's int16 pair sums take off 32·(the activation pair sums), which the
 /// product prepares once per token (<see cref="PrepareQ6Offsets"/>); int16 adds wrap, and the true sums
 /// |Σ (q − 32)·x| ≤ 8·32·127 = 32512 fit, so the result is exact although the unsigned partial sums do not fit.
@@ -27,10 +29,13 @@ namespace Qwen3Sharp.Kernels;
 /// </summary>
 public static unsafe partial class QuantMatMul
 {
-    /// <summary>Bytes of one super-block of a <see cref="DType.Q6_Kx8"/> group: low nibbles, high bits, scales, d (8·210).</summary>
-    private const int Q6GroupBytes = 8 * GroupBlockBytes + 8 * 64 + 8 * 16 + 2 * GroupRows;
+    /// <summary>Bytes of one sub-block's codes in a <see cref="DType.Q6_Kx8"/> group (8 rows × 32 six-bit codes: six vectors).</summary>
+    private const int Q6SubBlockBytes = 192;
 
-    private const int Q6HighOffset = 8 * GroupBlockBytes, Q6ScalesOffset = Q6HighOffset + 8 * 64, Q6dOffset = Q6ScalesOffset + 8 * 16;
+    /// <summary>Bytes of one super-block of a <see cref="DType.Q6_Kx8"/> group: codes, scales, d (8·210).</summary>
+    private const int Q6GroupBytes = 8 * Q6SubBlockBytes + 8 * 16 + 2 * GroupRows;
+
+    private const int Q6ScalesOffset = 8 * Q6SubBlockBytes, Q6dOffset = Q6ScalesOffset + 8 * 16;
 
     /// <summary>Bytes of a <see cref="DType.Q6_Kx8"/> matrix (the last group padded to 8 rows): as many as Q6_K's.</summary>
     public static long RepackedBytesQ6_Kx8(int rows, int cols) => (long)((rows + GroupRows - 1) / GroupRows) * (cols / KBlockSize) * Q6GroupBytes;
@@ -84,22 +89,17 @@ public static unsafe partial class QuantMatMul
                     for (int s = 0; s < 8; s++)
                     {
                         byte* qs = q + 32 * s;
+                        byte* sub = dst + s * Q6SubBlockBytes + 4 * i;
                         for (int j = 0; j < 4; j++)
                         {
-                            for (int v = 0; v < 4; v++)   // element 8v + j (low nibble), 8v + 4 + j (high nibble)
+                            for (int m = 0; m < 4; m++)   // vector m: element 8m + j whole, the top bits of element 8m + 4 + j
                             {
-                                dst[s * GroupBlockBytes + 32 * v + 4 * i + j] = (byte)((qs[8 * v + j] & 0xF) | ((qs[8 * v + 4 + j] & 0xF) << 4));
+                                sub[32 * m + j] = (byte)(qs[8 * m + j] | ((qs[8 * m + 4 + j] >> 4) << 6));
                             }
 
-                            for (int a = 0; a < 2; a++)   // bits 2m, 2m + 1: the top bits of element 16a + 4m + j
+                            for (int n = 0; n < 2; n++)   // vector 4 + n: the low nibbles of elements 16n + 4 + j and 16n + 12 + j
                             {
-                                int bits = 0;
-                                for (int m = 0; m < 4; m++)
-                                {
-                                    bits |= (qs[16 * a + 4 * m + j] >> 4) << (2 * m);
-                                }
-
-                                dst[Q6HighOffset + 64 * s + 32 * a + 4 * i + j] = (byte)bits;
+                                sub[128 + 32 * n + j] = (byte)((qs[16 * n + 4 + j] & 0xF) | ((qs[16 * n + 12 + j] & 0xF) << 4));
                             }
                         }
 
@@ -117,9 +117,16 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int CodeQ6_Kx8(byte* sb, int s, int i, int e)
     {
-        int low = CodeQ4_0x8(sb + s * GroupBlockBytes, i, e);
-        int high = (sb[Q6HighOffset + 64 * s + 32 * (e >> 4) + 4 * i + (e & 3)] >> (2 * ((e >> 2) & 3))) & 3;
-        return low | (high << 4);
+        int k = e >> 2, at = 4 * i + (e & 3);   // unpacked vector u_k, its byte of row i
+        byte* sub = sb + s * Q6SubBlockBytes;
+        byte whole = sub[32 * (k >> 1) + at];
+        if ((k & 1) == 0)
+        {
+            return whole & 0x3F;
+        }
+
+        byte nibbles = sub[128 + 32 * (k >> 2) + at];
+        return ((k & 2) == 0 ? nibbles & 0xF : nibbles >> 4) | ((whole >> 6) << 4);
     }
 
     /// <summary>Row <paramref name="i"/>'s int8 scale of 16-element group <paramref name="h"/> (0, 1) of sub-block <paramref name="s"/>.</summary>
@@ -179,16 +186,19 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>The four unpacked code vectors (0..63) of a sub-block's vectors <paramref name="v0"/>, <paramref name="v1"/> and high-bit vector <paramref name="h"/>.</summary>
+    /// <summary>
+    /// Half a sub-block's unpacked code vectors (0..63): u_{4n}..u_{4n+3} from the whole-code vectors <paramref name="a0"/>
+    /// (u_{4n}, top bits of u_{4n+1}), <paramref name="a1"/> (u_{4n+2}, top bits of u_{4n+3}) and the nibble vector <paramref name="b"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void UnpackQ6(Vector256<byte> v0, Vector256<byte> v1, Vector256<byte> h,
+    private static void UnpackQ6(Vector256<byte> a0, Vector256<byte> a1, Vector256<byte> b,
         out Vector256<byte> u0, out Vector256<byte> u1, out Vector256<byte> u2, out Vector256<byte> u3)
     {
-        Vector256<byte> m = Vector256.Create((byte)0x0F), top = Vector256.Create((byte)0x30);
-        u0 = (v0 & m) | (Avx2.ShiftLeftLogical(h.AsUInt16(), 4).AsByte() & top);
-        u1 = (Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m) | (Avx2.ShiftLeftLogical(h.AsUInt16(), 2).AsByte() & top);
-        u2 = (v1 & m) | (h & top);
-        u3 = (Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m) | (Avx2.ShiftRightLogical(h.AsUInt16(), 2).AsByte() & top);
+        Vector256<byte> code = Vector256.Create((byte)0x3F), m = Vector256.Create((byte)0x0F), top = Vector256.Create((byte)0x30);
+        u0 = a0 & code;
+        u1 = (b & m) | (Avx2.ShiftRightLogical(a0.AsUInt16(), 2).AsByte() & top);
+        u2 = a1 & code;
+        u3 = (Avx2.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & m) | (Avx2.ShiftRightLogical(a1.AsUInt16(), 2).AsByte() & top);
     }
 
     /// <summary>
@@ -233,9 +243,10 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PrefetchQ6SubBlock(byte* sb, int s)
     {
-        SimdMath.Prefetch(sb + PrefetchBytes + s * GroupBlockBytes);
-        SimdMath.Prefetch(sb + PrefetchBytes + s * GroupBlockBytes + 64);
-        SimdMath.Prefetch(sb + PrefetchBytes + Q6HighOffset + 64 * s);
+        byte* p = sb + PrefetchBytes + s * Q6SubBlockBytes;
+        SimdMath.Prefetch(p);
+        SimdMath.Prefetch(p + 64);
+        SimdMath.Prefetch(p + 128);
     }
 
     /// <summary>
@@ -255,9 +266,9 @@ public static unsafe partial class QuantMatMul
             for (int s = 0; s < 8; s++, x += BlockSize, xs++, offsets += 2)
             {
                 PrefetchQ6SubBlock(group, s);
-                byte* q = group + s * GroupBlockBytes, h = group + Q6HighOffset + 64 * s;
-                UnpackQ6(Vector256.Load(q), Vector256.Load(q + 32), Vector256.Load(h), out var u0, out var u1, out var u2, out var u3);
-                UnpackQ6(Vector256.Load(q + 64), Vector256.Load(q + 96), Vector256.Load(h + 32), out var u4, out var u5, out var u6, out var u7);
+                byte* q = group + s * Q6SubBlockBytes;
+                UnpackQ6(Vector256.Load(q), Vector256.Load(q + 32), Vector256.Load(q + 128), out var u0, out var u1, out var u2, out var u3);
+                UnpackQ6(Vector256.Load(q + 64), Vector256.Load(q + 96), Vector256.Load(q + 160), out var u4, out var u5, out var u6, out var u7);
                 Q6Scales(group + Q6ScalesOffset + 16 * s, out var s0, out var s1);
                 Vector256<int> dot = Q6GroupDot(u0, u1, u2, u3, u4, u5, u6, u7, (int*)x, offsets, s0, s1);
                 acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * Vector256.Create(*xs), acc);
@@ -291,9 +302,9 @@ public static unsafe partial class QuantMatMul
             for (int s = 0; s < 8; s++)
             {
                 PrefetchQ6SubBlock(group, s);
-                byte* q = group + s * GroupBlockBytes, h = group + Q6HighOffset + 64 * s;
-                UnpackQ6(Vector256.Load(q), Vector256.Load(q + 32), Vector256.Load(h), out var u0, out var u1, out var u2, out var u3);
-                UnpackQ6(Vector256.Load(q + 64), Vector256.Load(q + 96), Vector256.Load(h + 32), out var u4, out var u5, out var u6, out var u7);
+                byte* q = group + s * Q6SubBlockBytes;
+                UnpackQ6(Vector256.Load(q), Vector256.Load(q + 32), Vector256.Load(q + 128), out var u0, out var u1, out var u2, out var u3);
+                UnpackQ6(Vector256.Load(q + 64), Vector256.Load(q + 96), Vector256.Load(q + 160), out var u4, out var u5, out var u6, out var u7);
                 Q6Scales(group + Q6ScalesOffset + 16 * s, out var s0, out var s1);
                 int b = 8 * k + s;
                 for (int t = 0; t < tokenCount; t++)

@@ -70,10 +70,11 @@ public enum DType
 
     /// <summary>
     /// Q6_K repacked at load into groups of 8 rows (<see cref="Kernels.QuantMatMul.RepackQ6_Kx8"/>). Per group and
-    /// super-block (1680 bytes, 210 per row as Q6_K's): for each 32-element sub-block s the low nibbles of its codes as
-    /// <see cref="Q4_0x8"/> lays out a block (128 bytes at 128s); then for each s two 32-byte vectors of high bits
-    /// (at 1024 + 64s): in vector a, byte 4i + j of row i holds in bits 2m, 2m + 1 the top two bits of element
-    /// 16a + 4m + j; then for each s 16 int8 scales (at 1536 + 16s) of its groups of 16, g0 = 2s and g1 = 2s + 1, in the
+    /// super-block (1680 bytes, 210 per row as Q6_K's): for each 32-element sub-block s its codes in six 32-byte vectors
+    /// (192 bytes at 192s; byte 4i + j of a vector is row i's): vector m (0..3) holds element 8m + j's code in bits 0–5
+    /// and the top two bits of element 8m + 4 + j in bits 6–7; vector 4 + n (n = 0, 1) the low nibbles of elements
+    /// 16n + 4 + j (bits 0–3) and 16n + 12 + j (bits 4–7); then for each s 16 int8 scales (at 1536 + 16s) of its groups
+    /// of 16, g0 = 2s and g1 = 2s + 1, in the
     /// order g0 rows 0..3, g1 rows 0..3, g0 rows 4..7, g1 rows 4..7 (so one <c>vpmovsxbw</c> and one unpack give each
     /// group's scales per row lane); then the 8 rows' fp16 d (at 1664). Codes q are 0..63; w = d·sc·(q − 32).
     /// </summary>
