@@ -153,15 +153,45 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>Row <paramref name="i"/>'s 256 elements of one group super-block, as the Q6_K dequantization computes them: (d·sc)·(q − 32).</summary>
+    /// <summary>
+    /// Row <paramref name="i"/>'s 256 elements of one group super-block, as the Q6_K dequantization computes them:
+    /// (d·sc)·(q − 32). Per sub-block the row's six code dwords give its 32 codes four at a time (prefill panels and
+    /// embedding lookups go through here), then 8 at a time to float32.
+    /// </summary>
     private static void DequantizeSuperBlockQ6_Kx8(byte* sb, int i, float* destination)
     {
         float d = HalfToSingle(((ushort*)(sb + Q6dOffset))[i]);
-        for (int s = 0; s < 8; s++)
+        uint* codes = stackalloc uint[8];     // one sub-block's 32 codes of row i, in element order
+        byte* q = (byte*)codes;
+        for (int s = 0; s < 8; s++, destination += BlockSize)
         {
-            for (int e = 0; e < BlockSize; e++)
+            uint* sub = (uint*)(sb + s * Q6SubBlockBytes) + i;   // vector v's dword of row i: sub[8v]
+            for (int m = 0; m < 4; m++)
             {
-                destination[32 * s + e] = d * ScaleQ6_Kx8(sb, s, e >> 4, i) * (CodeQ6_Kx8(sb, s, i, e) - 32);
+                uint whole = sub[8 * m], nibbles = sub[8 * (4 + (m >> 1))] >> (4 * (m & 1));
+                codes[2 * m] = whole & 0x3F3F3F3Fu;                                            // elements 8m..8m + 3
+                codes[2 * m + 1] = ((whole >> 2) & 0x30303030u) | (nibbles & 0x0F0F0F0Fu);      // 8m + 4..8m + 7
+            }
+
+            for (int h = 0; h < 2; h++)
+            {
+                float f = d * ScaleQ6_Kx8(sb, s, h, i);
+                if (Avx2.IsSupported)
+                {
+                    Vector256<float> fv = Vector256.Create(f);
+                    Vector256<int> offset = Vector256.Create(32);
+                    for (int e = 16 * h; e < 16 * h + 16; e += 8)
+                    {
+                        (fv * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + e) - offset)).Store(destination + e);
+                    }
+                }
+                else
+                {
+                    for (int e = 16 * h; e < 16 * h + 16; e++)
+                    {
+                        destination[e] = f * (q[e] - 32);
+                    }
+                }
             }
         }
     }
