@@ -184,6 +184,11 @@ internal static unsafe class QuickKernelBench
             }
         }
 
+        if (what.StartsWith("x8check=", StringComparison.Ordinal))
+        {
+            X8Check(pool, what[8..]);
+        }
+
         if (what.StartsWith("file=", StringComparison.Ordinal))
         {
             // Every matrix of layer 0 and the output head of a model file, one token, best of 5: which format costs what.
@@ -580,6 +585,74 @@ internal static unsafe class QuickKernelBench
             Console.WriteLine($"  hot 128x{cols} 1 thread: rows {weightsPerCall / best[0] / 1e9:F2}, x8 {weightsPerCall / best[1] / 1e9:F2} G weights per CPU-second " +
                 $"({best[0] / best[1]:F2}×)");
             NativeMemory.AlignedFree(hotPacked);
+        }
+    }
+
+    /// <summary>
+    /// Every matrix of a GGUF file that the load repacks into 8-row groups, against the same matrix in row layout on the
+    /// row int8 kernel (the path KL runs measure: they load rows), for 1 and 5 tokens of random activations: the max |Δ|
+    /// against the outputs' RMS, how many outputs are bit-identical, and whether the AVX2 group kernel equals its scalar
+    /// twin bit for bit on the real weights.
+    /// </summary>
+    private static void X8Check(WorkerPool pool, string path)
+    {
+        using Loading.ModelWeights rows = Loading.ModelWeights.Load(path, layout: QuantLayout.Rows);
+        using Loading.ModelWeights x8 = Loading.ModelWeights.Load(path, layout: QuantLayout.Interleaved8);
+        var pairs = new List<(string Name, WeightView Rows, WeightView X8)> { ("head", rows.LmHead, x8.LmHead) };
+        for (int l = 0; l < rows.Layers.Length; l++)
+        {
+            WeightView[] a = [.. rows.Layers[l].Matrices], b = [.. x8.Layers[l].Matrices];
+            for (int i = 0; i < a.Length; i++)
+            {
+                pairs.Add(($"{l}.{i}", a[i], b[i]));
+            }
+        }
+
+        var rng = new Random(3);
+        var worst = new Dictionary<DType, (double Rel, long Same, long Count, bool TwinEqual)>();
+        foreach (var (name, r, g) in pairs)
+        {
+            if (g.DType.RowGroup() == 1)
+            {
+                continue;
+            }
+
+            foreach (int tokens in new[] { 1, 5 })
+            {
+                float[] x = new float[tokens * r.ColCount];
+                for (int i = 0; i < x.Length; i++)
+                {
+                    x[i] = (float)(rng.NextDouble() * 2 - 1) * (i % 97 == 0 ? 20 : 1);   // an outlier now and then, as normed hidden states have
+                }
+
+                float[] yr = new float[tokens * r.RowCount], yg = new float[yr.Length];
+                QuantMatMul.Run(QuantMatMul.Best, pool, x, tokens, r, yr, accumulate: false, QuantDecodeKernel.Int8);
+                QuantMatMul.Run(QuantMatMul.Best, pool, x, tokens, g, yg, accumulate: false, QuantDecodeKernel.Int8);
+                bool twin = true;
+                if (tokens == 1)
+                {
+                    float[] ys = new float[yr.Length];
+                    QuantMatMul.Run(QuantMatMul.Isa.Scalar, pool, x, tokens, g, ys, accumulate: false, QuantDecodeKernel.Int8);
+                    twin = ys.AsSpan().SequenceEqual(yg);
+                }
+
+                double rms = Math.Sqrt(yr.Sum(v => (double)v * v) / yr.Length), maxDiff = 0;
+                long same = 0;
+                for (int i = 0; i < yr.Length; i++)
+                {
+                    maxDiff = Math.Max(maxDiff, Math.Abs((double)yr[i] - yg[i]));
+                    same += BitConverter.SingleToInt32Bits(yr[i]) == BitConverter.SingleToInt32Bits(yg[i]) ? 1 : 0;
+                }
+
+                var (rel, s0, c0, t0) = worst.GetValueOrDefault(g.DType, (0, 0, 0, true));
+                worst[g.DType] = (Math.Max(rel, maxDiff / rms), s0 + same, c0 + yr.Length, t0 && twin);
+            }
+        }
+
+        foreach (var (dtype, (rel, same, count, twin)) in worst)
+        {
+            Console.WriteLine($"{dtype} vs row int8 kernel over every such matrix of {Path.GetFileName(path)}, 1 and 5 tokens: max |Δ| {rel:E2} of the outputs' RMS, " +
+                $"{same}/{count} outputs bit-identical; AVX2 == scalar twin bit for bit: {twin}");
         }
     }
 
