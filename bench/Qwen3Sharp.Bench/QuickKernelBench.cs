@@ -649,6 +649,27 @@ internal static unsafe class QuickKernelBench
             }
         }
 
+        // prefill panels and embedding lookups dequantize rows: the output head's, both layouts, best of 3, one thread
+        float* row = (float*)NativeMemory.AlignedAlloc((nuint)(rows.LmHead.ColCount * sizeof(float)), 64);
+        var bestRow = new[] { double.MaxValue, double.MaxValue };
+        for (int round = 0; round < 3; round++)
+        {
+            for (int v = 0; v < 2; v++)
+            {
+                WeightView w = v == 0 ? rows.LmHead : x8.LmHead;
+                (double wall, _) = Time(() =>
+                {
+                    for (int r = 0; r < 16384; r++)
+                    {
+                        QuantMatMul.DequantizeRow(w, r, row);
+                    }
+                });
+                bestRow[v] = Math.Min(bestRow[v], wall / 16384);
+            }
+        }
+
+        NativeMemory.AlignedFree(row);
+        Console.WriteLine($"dequantize one output-head row ({rows.LmHead.DType} / {x8.LmHead.DType}, {rows.LmHead.ColCount} columns): rows {bestRow[0] * 1e9:F0} ns, x8 {bestRow[1] * 1e9:F0} ns");
         foreach (var (dtype, (rel, same, count, twin)) in worst)
         {
             Console.WriteLine($"{dtype} vs row int8 kernel over every such matrix of {Path.GetFileName(path)}, 1 and 5 tokens: max |Δ| {rel:E2} of the outputs' RMS, " +
