@@ -554,12 +554,12 @@ internal static unsafe class QuickKernelBench
             $"{stepCpu[0] / stepCpu[1]:F2}× per CPU-second)");
 
         using var single = new WorkerPool(1);
-        foreach (int cols in new[] { 2048, 6144 })
+        foreach (var (cols, tokens) in new[] { (2048, 1), (6144, 1), (2048, 4), (2048, 16) })   // and small batches (batched decode)
         {
             using var hot = new BenchBlockWeights(dtype, 128, cols);
             byte* hotPacked = (byte*)Repack(dtype, hot.View.Data, 128, cols);
-            float[] x = new float[cols], y = new float[128];
-            for (int i = 0; i < cols; i++)
+            float[] x = new float[tokens * cols], y = new float[tokens * 128];
+            for (int i = 0; i < x.Length; i++)
             {
                 x[i] = (float)(rng.NextDouble() * 2 - 1);
             }
@@ -574,15 +574,15 @@ internal static unsafe class QuickKernelBench
                     {
                         for (int i = 0; i < 200; i++)
                         {
-                            QuantMatMul.Run(QuantMatMul.Best, single, x, 1, w, y, accumulate: false, QuantDecodeKernel.Int8);
+                            QuantMatMul.Run(QuantMatMul.Best, single, x, tokens, w, y, accumulate: false, QuantDecodeKernel.Int8);
                         }
                     });
                     best[v] = Math.Min(best[v], cpu / 200);
                 }
             }
 
-            double weightsPerCall = 128.0 * cols;
-            Console.WriteLine($"  hot 128x{cols} 1 thread: rows {weightsPerCall / best[0] / 1e9:F2}, x8 {weightsPerCall / best[1] / 1e9:F2} G weights per CPU-second " +
+            double weightsPerCall = 128.0 * cols * tokens;
+            Console.WriteLine($"  hot 128x{cols} {tokens,2} token(s) 1 thread: rows {weightsPerCall / best[0] / 1e9:F2}, x8 {weightsPerCall / best[1] / 1e9:F2} G weights per CPU-second " +
                 $"({best[0] / best[1]:F2}×)");
             NativeMemory.AlignedFree(hotPacked);
         }
