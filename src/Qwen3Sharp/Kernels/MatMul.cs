@@ -117,7 +117,7 @@ public static unsafe partial class MatMul
 
         if (w.DType == DType.Affine && (tokenCount < AffineMatMul.PanelTokens || batchInvariant))
         {
-            AffineMatMul.Run(pool, x, tokenCount, w, destination, accumulate);  // MLX affine: Kernels/AffineMatMul.cs
+            AffineMatMul.Run(pool, x, tokenCount, w, destination, accumulate, batchInvariant);  // MLX affine: Kernels/AffineMatMul.cs
             return;
         }
 

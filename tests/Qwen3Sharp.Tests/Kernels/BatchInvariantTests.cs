@@ -131,6 +131,22 @@ public sealed unsafe class BatchInvariantTests
         }
     }
 
+    [Theory]
+    [InlineData(4, 64, DType.BF16)]
+    [InlineData(8, 64, DType.F16)]
+    [InlineData(4, 32, DType.F32)]
+    public void Multiply_BatchInvariantMlxAffine_EveryBatchTo40_SameBitsAsAlone(int bits, int groupSize, DType groupDType)
+    {
+        using var pool = new WorkerPool(2);
+        foreach ((int rows, int cols) in new[] { (13, 256), (37, 640) })
+        {
+            using var m = new AffineMatMulTests.AffineMatrix(bits, groupSize, groupDType, rows, cols, seed: rows);
+            WeightView w = m.View;
+            AssertSameBitsAsAlone(rows, cols, (x, n, y) => MatMul.MultiplyAdd(pool, x, n, w, y, PrefillKernel.Managed, QuantDecodeKernel.Int8, batchInvariant: true),
+                rows, $"affine {bits}-bit group {groupSize} {groupDType}");
+        }
+    }
+
     private static (nint Data, WeightView View) Matrix(DType dtype, int rows, int cols, int seed)
     {
         DType source = dtype switch { DType.Q8_0x8 => DType.Q8_0, DType.Q4_0x8 => DType.Q4_0, DType.Q4_Kx8 => DType.Q4_K, _ => dtype };
