@@ -4,6 +4,9 @@ namespace Qwen3Sharp.Kernels;
 
 public static unsafe partial class MatMul
 {
+    /// <summary>Up to this many tokens the batch-invariant BF16 kernel takes whole rows, from there on column chunks of <see cref="TiledColumns"/>.</summary>
+    internal const int InvariantWholeRowTokens = 8;
+
     /// <summary>
     /// BF16 products of 2+ tokens under <see cref="SmallBatchBf16.Invariant"/>: every (row, token) sum is formed in the
     /// decode kernel's order (<see cref="DecodeRowsBf16{TV, TS}"/>: lane l of an "even" accumulator takes the even
@@ -49,9 +52,12 @@ public static unsafe partial class MatMul
 
         ushort* w0 = w + (long)r0 * cols;
         int rowStride = 2 * tokenCount;     // acc vectors from one row to the next
-        for (int k0 = 0; k0 < main; k0 += TiledColumns)
+        // A few tokens are bound by the weight stream: whole rows (sequential streams, their pair in L1 for the next
+        // token pair); more are bound by the FMAs: column chunks, so each token pair's activations stay in L1.
+        int chunk = tokenCount <= InvariantWholeRowTokens ? Math.Max(main, 1) : TiledColumns;
+        for (int k0 = 0; k0 < main; k0 += chunk)
         {
-            int k1 = Math.Min(k0 + TiledColumns, main);
+            int k1 = Math.Min(k0 + chunk, main);
             for (int t = 0; t < tokenCount; t += 2)
             {
                 float* xt = xp + (long)t * cols;
