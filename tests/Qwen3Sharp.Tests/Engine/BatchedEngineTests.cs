@@ -21,6 +21,13 @@ public sealed class BatchedEngineTests(ITestOutputHelper output)
         return directory;
     }
 
+    /// <summary>The embedded demo model <c>qwen3 serve</c> falls back to (float32 weights, the full vocabulary).</summary>
+    private static string TrainedDemo(string directory)
+    {
+        Qwen3Sharp.Cli.DemoModel.Write(directory);
+        return directory;
+    }
+
     private static int[][] Prompts(int vocab, int count)
     {
         var rng = new Random(3);
@@ -83,7 +90,7 @@ public sealed class BatchedEngineTests(ITestOutputHelper output)
     public static TheoryData<string, KvCacheDType, bool> ModelsAndDTypes()
     {
         var data = new TheoryData<string, KvCacheDType, bool>();
-        foreach (string model in new[] { "tiny-a", "tiny-b", "demo" })   // BF16, F32, BF16 weights
+        foreach (string model in new[] { "tiny-a", "tiny-b", "demo", "demo-model" })   // BF16, F32, BF16, F32 weights
         {
             foreach (KvCacheDType dtype in new[] { KvCacheDType.F32, KvCacheDType.BF16, KvCacheDType.F16 })
             {
@@ -110,7 +117,12 @@ public sealed class BatchedEngineTests(ITestOutputHelper output)
     public void ForwardBatch_EightSequences_SameGreedyTokensAndLogitsAsAlone(string model, KvCacheDType dtype, bool batchInvariant)
     {
         using var temp = new TempDir();
-        string dir = model == "demo" ? Demo(temp.Path) : GoldenCase.Dir(model);
+        string dir = model switch
+        {
+            "demo" => Demo(temp.Path),
+            "demo-model" => TrainedDemo(temp.Path),
+            _ => GoldenCase.Dir(model),
+        };
         var m = Qwen3Model.Load(dir, new Qwen3ModelOptions { ThreadCount = 2, ContextSize = 256, MaxBatchTokens = 256, BatchInvariant = batchInvariant });
         using var runner = new Qwen3ModelRunner(m, maxSequences: 8, kvBlockCount: 64, dtype);
         int[][] prompts = Prompts(runner.VocabSize, 8);
