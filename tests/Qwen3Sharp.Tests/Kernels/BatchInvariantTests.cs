@@ -99,6 +99,20 @@ public sealed unsafe class BatchInvariantTests
         }
     }
 
+    [Theory]
+    [InlineData(DType.BF16, 2048)]
+    [InlineData(DType.BF16, 6144)]
+    [InlineData(DType.F32, 2048)]
+    public void Multiply_BatchInvariantQwenShape_EveryBatchTo40_SameBitsAsAlone(DType dtype, int cols)
+    {
+        // Qwen3-1.7B's row lengths (hidden 2048, intermediate 6144) through the public dispatch: whole rows up to 8
+        // tokens, 1024-column chunks above; 100 rows = 4 tile items of 24 and a short one.
+        using var pool = new WorkerPool(2);
+        using var weights = new TestWeights(new Random(cols), dtype, 100, cols, scale: 0.05f);
+        WeightView w = weights.View;
+        AssertSameBitsAsAlone(100, cols, (x, n, y) => Run(Isa.Dispatch, pool, x, n, w, y, accumulate: true), cols, $"{dtype} dispatch");
+    }
+
     public static TheoryData<DType, QuantDecodeKernel> QuantCases()
     {
         var data = new TheoryData<DType, QuantDecodeKernel>();
