@@ -99,6 +99,8 @@ public sealed class BatchedEngineTests(ITestOutputHelper output)
             }
         }
 
+        data.Add("tiny-a", KvCacheDType.Q8_0, true);   // q8_0 needs head_dim a multiple of 32 (tiny-a and the synthesized demo)
+        data.Add("demo", KvCacheDType.Q8_0, true);
         return data;
     }
 
