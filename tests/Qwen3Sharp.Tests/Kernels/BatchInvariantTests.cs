@@ -105,8 +105,8 @@ public sealed unsafe class BatchInvariantTests
     [InlineData(DType.F32, 2048)]
     public void Multiply_BatchInvariantQwenShape_EveryBatchTo40_SameBitsAsAlone(DType dtype, int cols)
     {
-        // Qwen3-1.7B's row lengths (hidden 2048, intermediate 6144) through the public dispatch: whole rows up to 8
-        // tokens, 1024-column chunks above; 100 rows = 4 tile items of 24 and a short one.
+        // Qwen3-1.7B's row lengths (hidden 2048, intermediate 6144) through the public dispatch; 100 rows = 4 tile
+        // items of 24 and a short one.
         using var pool = new WorkerPool(2);
         using var weights = new TestWeights(new Random(cols), dtype, 100, cols, scale: 0.05f);
         WeightView w = weights.View;
