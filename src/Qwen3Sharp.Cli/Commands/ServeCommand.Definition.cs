@@ -62,6 +62,8 @@ public sealed record ServeOptions
     public double? KvCacheMemory { get; init; }
     /// <summary>--kv-cache-dtype: how the KV cache stores keys and values.</summary>
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
+    /// <summary>--batch-invariant: logits alone and in a batch bit-identical (slower batches and prefill).</summary>
+    public bool BatchInvariant { get; init; }
 }
 
 public static partial class ServeCommand
@@ -128,6 +130,7 @@ public static partial class ServeCommand
             },
         };
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
+        Option<bool> batchInvariant = CliOptions.BatchInvariant();
         Option<int> maxQueue = CliOptions.Int("--max-queue", "Most requests waiting for a sequence slot; beyond it new requests get 503 (server_overloaded, Retry-After: 1), which OpenAI clients retry.", 64, 1, 1_000_000);
 
         var command = new CliCommand<ServeOptions>("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).",
@@ -158,10 +161,11 @@ public static partial class ServeCommand
                 MaxNumBatchedTokens = parse.GetValue(maxNumBatchedTokens),
                 KvCacheMemory = parse.GetValue(kvCacheMemory),
                 KvCacheDType = parse.GetValue(kvCacheDType),
+                BatchInvariant = parse.GetValue(batchInvariant),
             },
             RunAsync);
         foreach (Option option in new Option[] { model, host, port, apiKey, servedNames, ctxSize, threads, reasoning, reasoningField,
-                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, quantize, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory, kvCacheDType })
+                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, quantize, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory, kvCacheDType, batchInvariant })
         {
             command.Options.Add(option);
         }

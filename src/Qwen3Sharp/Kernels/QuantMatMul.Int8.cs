@@ -319,11 +319,12 @@ public static unsafe partial class QuantMatMul
     private static void RunInt8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate)
         => RunInt8(isa, pool, x, tokenCount, w, y, accumulate, Int8Tuning.Default);
 
-    internal static void RunInt8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate, Int8Tuning tuning)
+    internal static void RunInt8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate, Int8Tuning tuning,
+        bool batchInvariant = false)
     {
         int cols = w.ColCount, blocks = cols / BlockSize;
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
-        bool oneRow = tuning.RowSide && isa != Isa.Scalar && tokenCount < 4;
+        bool oneRow = tuning.RowSide && isa != Isa.Scalar && (tokenCount < 4 || batchInvariant);   // batch invariant: the decode kernel for every token
         bool offsets = oneRow && w.DType == DType.Q4_0;
         byte* scratch = (byte*)pool.SharedScratch(activationBytes + (offsets ? (long)tokenCount * blocks * 32 : 0));
         QuantizeActivations(isa, x, tokenCount, cols, scratch, out sbyte* codes, out float* scales, out int* sums);
@@ -352,6 +353,7 @@ public static unsafe partial class QuantMatMul
             OneRow = oneRow,
             Offsets = sideOffsets,
             Accumulate = accumulate,
+            OneTokenAtATime = batchInvariant,
         };
         pool.Run(ref job, (w.RowCount + itemRows - 1) / itemRows);
     }
@@ -427,7 +429,7 @@ public static unsafe partial class QuantMatMul
         public float* Y;          // [TokenCount, RowCount]
         public Vector256<int>* Offsets;   // [TokenCount, ColCount / 32] (Q4_0 with OneRow): see PrepareOffsets
         public int TokenCount, RowCount, ColCount, ItemRows;
-        public bool OneRow, Accumulate;
+        public bool OneRow, Accumulate, OneTokenAtATime;
 
         public readonly void Execute(int index, int worker)
         {
@@ -437,7 +439,7 @@ public static unsafe partial class QuantMatMul
             {
                 byte* row = Weights + r * RowBytes;
                 int t = 0;
-                if (Isa != Isa.Scalar)
+                if (Isa != Isa.Scalar && !OneTokenAtATime)
                 {
                     for (; t + 4 <= TokenCount; t += 4)
                     {
