@@ -266,7 +266,7 @@ public static partial class BenchCommand
             parts.Add($"{string.Join("+", intFormats.Concat(floatFormats))} float activations");
         }
 
-        string[] rowFormats = [.. formats.Where(f => f is nameof(DType.Q4_0) or nameof(DType.Q4_K))];
+        string[] rowFormats = [.. formats.Where(f => f is nameof(DType.Q4_0) or nameof(DType.Q4_K) or nameof(DType.Q6_K))];
         if (rowFormats.Length > 0)
         {
             parts.Add($"{string.Join("+", rowFormats)} row layout ({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Rows)})");
@@ -315,12 +315,12 @@ public static partial class BenchCommand
 
     /// <summary>
     /// True when some matrix has both an integer- and a float-activation kernel (Q8_0, Q4_0 in rows, K-quants): bench then
-    /// A/Bs the two decode paths. The 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>) have only the integer one.
+    /// A/Bs the two decode paths. The 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>) have only the integer one.
     /// </summary>
     internal static bool HasInt8Matrices(ModelWeights weights) => weights.Layers.Any(l =>
         l.Matrices.Any(m => QuantMatMul.HasInt8Kernel(m.DType) && m.DType.RowGroup() == 1));
 
-    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>).</summary>
+    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>).</summary>
     internal static bool HasRepackedMatrices(ModelWeights weights) => weights.LmHead.DType.RowGroup() > 1 || weights.Layers.Any(l =>
         l.Matrices.Any(m => m.DType.RowGroup() > 1));
 

@@ -74,7 +74,7 @@ public static unsafe partial class QuantMatMul
 
         fixed (float* px = x, py = destination)
         {
-            if (w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q8_0x8)
+            if (w.DType.RowGroup() > 1)
             {
                 RunX8(isa, pool, px, tokenCount, w, py, accumulate);   // QuantMatMul.Q4x8.cs: int8 activations only
                 return;

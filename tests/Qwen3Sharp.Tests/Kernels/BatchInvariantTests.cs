@@ -116,7 +116,7 @@ public sealed unsafe class BatchInvariantTests
     public static TheoryData<DType, QuantDecodeKernel> QuantCases()
     {
         var data = new TheoryData<DType, QuantDecodeKernel>();
-        foreach (DType d in new[] { DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.Q8_0x8, DType.Q4_0x8, DType.Q4_Kx8 })
+        foreach (DType d in new[] { DType.Q8_0, DType.Q4_0, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.Q8_0x8, DType.Q4_0x8, DType.Q4_Kx8, DType.Q6_Kx8 })
         {
             data.Add(d, QuantDecodeKernel.Int8);
             data.Add(d, QuantDecodeKernel.Float);
@@ -163,7 +163,7 @@ public sealed unsafe class BatchInvariantTests
 
     private static (nint Data, WeightView View) Matrix(DType dtype, int rows, int cols, int seed)
     {
-        DType source = dtype switch { DType.Q8_0x8 => DType.Q8_0, DType.Q4_0x8 => DType.Q4_0, DType.Q4_Kx8 => DType.Q4_K, _ => dtype };
+        DType source = dtype switch { DType.Q8_0x8 => DType.Q8_0, DType.Q4_0x8 => DType.Q4_0, DType.Q4_Kx8 => DType.Q4_K, DType.Q6_Kx8 => DType.Q6_K, _ => dtype };
         byte* rowData = source is DType.Q8_0 or DType.Q4_0
             ? Int8MatMulTests.Quantized(source, rows, cols, seed)
             : KQuantInt8Tests.Quantized(source, rows, cols, seed);
@@ -176,6 +176,7 @@ public sealed unsafe class BatchInvariantTests
         {
             DType.Q8_0x8 => QuantMatMul.RepackedBytesQ8_0x8(rows, cols),
             DType.Q4_0x8 => QuantMatMul.RepackedBytesQ4_0x8(rows, cols),
+            DType.Q6_Kx8 => QuantMatMul.RepackedBytesQ6_Kx8(rows, cols),
             _ => QuantMatMul.RepackedBytesQ4_Kx8(rows, cols),
         };
         byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
@@ -183,6 +184,7 @@ public sealed unsafe class BatchInvariantTests
         {
             case DType.Q8_0x8: QuantMatMul.RepackQ8_0x8(rowData, rows, cols, packed); break;
             case DType.Q4_0x8: QuantMatMul.RepackQ4_0x8(rowData, rows, cols, packed); break;
+            case DType.Q6_Kx8: QuantMatMul.RepackQ6_Kx8(rowData, rows, cols, packed); break;
             default: QuantMatMul.RepackQ4_Kx8(rowData, rows, cols, packed); break;
         }
 
