@@ -180,6 +180,11 @@ public static unsafe partial class QuantMatMul
         // at most an eighth of the groups so both threads of a small matrix share it
         long groupBytes = GroupRows * w.RowBytes;
         int itemGroups = (int)Math.Clamp(Math.Min((256L << 10) / groupBytes, groups / 8), 1, groups);
+        if (tokenCount > MaxStackTokens)
+        {
+            pool.EnsureWorkerScratch(2L * tokenCount * sizeof(Vector256<float>));   // batch invariant: every token of a prefill here
+        }
+
         var job = new X8Job
         {
             Isa = isa,
@@ -197,9 +202,13 @@ public static unsafe partial class QuantMatMul
             Blocks = blocks,
             ItemGroups = itemGroups,
             Accumulate = accumulate,
+            Scratch = tokenCount > MaxStackTokens ? pool.WorkerScratchTable : null,
         };
         pool.Run(ref job, (groups + itemGroups - 1) / itemGroups);
     }
+
+    /// <summary>Tokens whose accumulators an x8 work item keeps on the stack (≤ 1,984 bytes); more (prefill under batch invariance) use the worker's scratch.</summary>
+    private const int MaxStackTokens = 31;
 
     private struct X8Job : IPoolJob
     {
@@ -214,12 +223,14 @@ public static unsafe partial class QuantMatMul
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
         public bool Accumulate;
+        public void** Scratch;    // per worker, 2 * TokenCount vectors when TokenCount > MaxStackTokens
 
         public readonly void Execute(int index, int worker)
         {
             int groups = (RowCount + GroupRows - 1) / GroupRows;
             int g0 = index * ItemGroups, g1 = Math.Min(g0 + ItemGroups, groups);
-            Vector256<float>* acc = stackalloc Vector256<float>[2 * TokenCount];   // ≤ 31 tokens: ≤ 1984 bytes (Q4_K: and mins)
+            Vector256<float>* stack = stackalloc Vector256<float>[Scratch != null ? 0 : 2 * TokenCount];   // ≤ 31 tokens: ≤ 1984 bytes (Q4_K: and mins)
+            Vector256<float>* acc = Scratch != null ? (Vector256<float>*)Scratch[worker] : stack;
             float* rowSums = stackalloc float[GroupRows];
             bool k = Format == DType.Q4_Kx8, q8 = Format == DType.Q8_0x8, q6 = Format == DType.Q6_Kx8;
             for (int g = g0; g < g1; g++)
