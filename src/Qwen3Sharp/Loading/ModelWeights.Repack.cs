@@ -12,7 +12,7 @@ public sealed unsafe partial class ModelWeights
     /// QuantMatMul.Q4x8.cs, Q6x8.cs, Q8x8.cs)
     /// in one 2 MiB-aligned buffer, added to <paramref name="buffers"/> and advised for huge pages only with
     /// <paramref name="hugePages"/> (<see cref="WeightPlacement.HugePageCopy"/>: on the shared Zen 3 the kernel's compaction
-    /// for 1 GB of huge pages took the Q4_0 1.7B load from 2.6 s to 7.9 s), and repoints <paramref name="matrices"/> at the copies. Chunks of <see cref="RepackChunkRows"/> rows, on every core, are each checked,
+    /// for 1 GB of huge pages took the Q4_0 1.7B load from 2.6 s to 7.9 s), and repoints <paramref name="matrices"/> at the copies. Chunks of <see cref="DefaultRepackChunkRows"/> rows, on every core, are each checked,
     /// repacked and its source pages dropped from the resident set (<see cref="DropPages"/>), so peak RSS stays within a
     /// chunk per core of the weights' size (checking or repacking a whole matrix first held the largest one, the 330 MB Q8_0 output
     /// head, twice). Nothing reads the row layout again (prefill and embedding lookups dequantize from the groups). A
@@ -61,10 +61,10 @@ public sealed unsafe partial class ModelWeights
             int failed = 0;
             nint data = (nint)v.Data, target = (nint)next;
             DType format = v.DType;
-            int rowCount = v.RowCount, cols = v.ColCount;
-            Parallel.For(0, (rowCount + RepackChunkRows - 1) / RepackChunkRows, (chunk, state) =>
+            int rowCount = v.RowCount, cols = v.ColCount, chunkRows = RepackChunkRowsOnThisThread;
+            Parallel.For(0, (rowCount + chunkRows - 1) / chunkRows, (chunk, state) =>
             {
-                int r0 = chunk * RepackChunkRows, n = Math.Min(RepackChunkRows, rowCount - r0);
+                int r0 = chunk * chunkRows, n = Math.Min(chunkRows, rowCount - r0);
                 byte* source = (byte*)data + r0 * rowBytes, destination = (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes;
                 if (Volatile.Read(ref failed) != 0 || (fileBacked && !Repackable(new WeightView(source, format, n, cols))))   // anonymous: checked whole above
                 {
@@ -96,7 +96,18 @@ public sealed unsafe partial class ModelWeights
         => layout ?? (Kernels.KernelSelection.QuantDecode == Kernels.QuantDecodeKernel.Float ? Kernels.QuantLayout.Rows : Kernels.KernelSelection.QuantLayout);
 
     /// <summary>Rows per repack step (a multiple of the group's 8): 2,048 rows of 1.7B's Q8_0 output head are 4.5 MB.</summary>
-    private const int RepackChunkRows = 2048;
+    private const int DefaultRepackChunkRows = 2048;
+
+    [ThreadStatic]
+    private static int t_repackChunkRows;
+
+    /// <summary>Rows per repack step for loads on this thread (tests: small chunks split the tiny models' matrices); 0 restores the default.</summary>
+    internal static int RepackChunkRowsOnThisThread
+    {
+        get => t_repackChunkRows > 0 ? t_repackChunkRows : DefaultRepackChunkRows;
+        set => t_repackChunkRows = value is 0 || value % QuantMatMul.GroupRows == 0 ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "a multiple of the 8-row group");
+    }
 
     private static void Repack(DType dtype, byte* source, int rows, int cols, byte* destination)
     {

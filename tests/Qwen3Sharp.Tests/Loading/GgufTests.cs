@@ -51,6 +51,57 @@ public sealed class GgufTests
     }
 
     [Fact]
+    public unsafe void Load_AnInfiniteScaleInTheLastChunk_AfterEarlierChunksWereRepackedAndDropped_ReadsAsTheFile()
+    {
+        // Chunks of 8 rows split tiny-a's 160-row gate projection into 20: the chunks before the bad one are repacked and
+        // their file pages dropped before the bad scale is seen, so the row layout the matrix falls back to reads pages
+        // that fault back in from the file. Every value must equal a row-layout load of the same file.
+        string path = Fixture("tiny-a-q8_0.gguf");
+        byte[] bytes = File.ReadAllBytes(path);
+        byte[] block;
+        using (ModelWeights rows = ModelWeights.Load(path, layout: QuantLayout.Rows))
+        {
+            WeightView gate = rows.Layers[1].GateProj;
+            Assert.Equal(DType.Q8_0, gate.DType);
+            Assert.True(gate.RowCount >= 40, $"{gate.RowCount} rows");
+            block = new ReadOnlySpan<byte>(gate.Data + (gate.RowCount - 1) * gate.RowBytes, 34).ToArray();
+        }
+
+        int at = bytes.AsSpan().IndexOf(block);
+        Assert.True(at > 0 && bytes.AsSpan(at + 1).IndexOf(block) < 0, "the block is not unique in the file");
+        bytes[at] = 0x00;
+        bytes[at + 1] = 0x7C;   // +inf
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("inf.gguf"), bytes);
+        using ModelWeights expected = ModelWeights.Load(dir.File("inf.gguf"), layout: QuantLayout.Rows);
+        ModelWeights.RepackChunkRowsOnThisThread = 8;
+        try
+        {
+            using ModelWeights x8 = ModelWeights.Load(dir.File("inf.gguf"), layout: QuantLayout.Interleaved8);
+            WeightView kept = x8.Layers[1].GateProj, want = expected.Layers[1].GateProj;
+            Assert.Equal(DType.Q8_0, kept.DType);
+            Assert.Equal(DType.Q8_0x8, x8.Layers[1].UpProj.DType);
+            for (int r = 0; r < kept.RowCount; r++)
+            {
+                for (int c = 0; c < kept.ColCount; c++)
+                {
+                    Assert.Equal(BitConverter.SingleToInt32Bits(want[r, c]), BitConverter.SingleToInt32Bits(kept[r, c]));
+                }
+            }
+
+            // the repacked matrices of a chunked load are the same as a whole-matrix load's
+            using ModelWeights whole = ModelWeights.Load(path, layout: QuantLayout.Interleaved8);
+            WeightView a = whole.Layers[0].GateProj, b = x8.Layers[0].GateProj;
+            Assert.Equal(DType.Q8_0x8, b.DType);
+            Assert.True(new ReadOnlySpan<byte>(a.Data, checked((int)a.ByteCount)).SequenceEqual(new ReadOnlySpan<byte>(b.Data, checked((int)b.ByteCount))));
+        }
+        finally
+        {
+            ModelWeights.RepackChunkRowsOnThisThread = 0;
+        }
+    }
+
+    [Fact]
     public unsafe void Load_AQ6_KMatrixWithAnInfiniteScale_StaysInRowLayout_TheOthersAreRepacked()
     {
         // As for Q8_0 above, with Q6_K's super-block scale d (the last 2 of its 210 bytes): tiny-k's attn_v keeps the row
