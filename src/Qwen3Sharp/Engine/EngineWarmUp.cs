@@ -48,9 +48,17 @@ internal static class EngineWarmUp
     public static WarmUpReport? Run(Qwen3ModelRunner runner, Qwen3Tokenizer tokenizer, ChatTemplate template)
     {
         long start = Stopwatch.GetTimestamp();
-        var messages = new JsonArray { new JsonObject { ["role"] = "user", ["content"] = Text } };
-        string prompt = template.Render(messages, null, addGenerationPrompt: true,
-            new Dictionary<string, JsonNode?> { ["enable_thinking"] = true });
+        string prompt;
+        try
+        {
+            var messages = new JsonArray { new JsonObject { ["role"] = "user", ["content"] = Text } };
+            prompt = template.Render(messages, null, addGenerationPrompt: true, new Dictionary<string, JsonNode?> { ["enable_thinking"] = true });
+        }
+        catch (ChatTemplateException)
+        {
+            prompt = Text;   // a template that wants more than one user message: the kernels warm up all the same
+        }
+
         int[] tokens = tokenizer.Encode(prompt);
         int shortPrompt = Math.Min(tokens.Length, 20);
         int vocab = runner.VocabSize;
