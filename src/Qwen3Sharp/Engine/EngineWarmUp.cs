@@ -8,9 +8,9 @@ namespace Qwen3Sharp.Engine;
 
 /// <summary>What <see cref="HostOptions.WarmUp"/> ran before the engine took its first request.</summary>
 /// <param name="PromptTokens">Tokens of the rendered warm-up chat, prefilled as one chunk.</param>
-/// <param name="DecodeSteps">Engine steps after the prefill (one sequence, then two together).</param>
+/// <param name="DecodeSteps">Engine steps after the prefill (two sequences together, then one alone).</param>
 /// <param name="Elapsed">Wall time of the whole warm-up.</param>
-/// <param name="FirstDecodeStep">The first single-sequence decode step (tier-0 code).</param>
+/// <param name="FirstDecodeStep">The first single-sequence decode step (after the two-sequence steps).</param>
 /// <param name="LastDecodeStep">The last single-sequence decode step (the JIT's optimized code by then).</param>
 /// <param name="LateJitCompilations">Methods the JIT compiled during the last 10 single-sequence steps (0 once the tiers have settled).</param>
 public sealed record WarmUpReport(int PromptTokens, int DecodeSteps, TimeSpan Elapsed, TimeSpan FirstDecodeStep, TimeSpan LastDecodeStep,
@@ -18,7 +18,7 @@ public sealed record WarmUpReport(int PromptTokens, int DecodeSteps, TimeSpan El
 
 /// <summary>
 /// llama-server's warm-up, for the .NET JIT: before the engine starts, a short chat goes through the runner as the engine
-/// drives it (template, tokenizer, a prefill chunk, sampled decode steps of one sequence and then of two, the incremental
+/// drives it (template, tokenizer, a prefill chunk, sampled decode steps of two sequences and then of one, the incremental
 /// detokenizer), so the kernels the first requests run are the tiered JIT's optimized code rather than tier 0.
 /// It leaves no trace: the sequences are freed and the prefix-cache entries they made are dropped; the engine (and
 /// so its metrics) does not exist yet.
@@ -26,14 +26,16 @@ public sealed record WarmUpReport(int PromptTokens, int DecodeSteps, TimeSpan El
 internal static class EngineWarmUp
 {
     /// <summary>
-    /// Single-sequence decode steps. Tiered compilation promotes a method after 30 calls (and 100 ms without new tier-0
-    /// methods), and tiered PGO (on: the default, and set in the CLI's project) goes through an instrumented tier
-    /// first, so the methods called once per step (the forward pass's layer loop, the sampler over the vocabulary) need
-    /// two rounds of 30 steps: on the 1.7B Q8_0 model on 2 Zen 3 cores the JIT compiled ~2,700 methods in the prefill
-    /// and first step, a wave of ~140 promotions at steps 30-33 and one of ~115 at steps 60-63, and nothing after.
-    /// The kernels, called per layer, are promoted within the first steps.
+    /// Single-sequence decode steps (after the two-sequence ones). Tiered compilation promotes a method after 30 calls
+    /// (and 100 ms without new tier-0 methods), and tiered PGO (on: the default, and set in the CLI's project) goes
+    /// through an instrumented tier first, so the methods called once per step (the forward pass and its layer loop,
+    /// the runner's step, the sampler over the vocabulary, the detokenizer) need two rounds of 30 steps; the kernels,
+    /// called per layer, are promoted within the first steps. On the 1.7B Q8_0 model on 2 Zen 3 cores the JIT compiled
+    /// ~2,700 methods in the prefill and first step, a wave at steps 30-33 and the per-step methods' final tier at
+    /// steps 60-63 of one sequence decoding alone (<c>DOTNET_JitDisasmSummary</c>); 8 two-sequence steps and 72 of one
+    /// leave a margin, so the report's <see cref="WarmUpReport.LateJitCompilations"/> reads 0 once it is enough.
     /// </summary>
-    internal const int DecodeSteps = 60;
+    internal const int DecodeSteps = 72;
 
     private const int LateSteps = 10;
 
@@ -84,20 +86,6 @@ internal static class EngineWarmUp
             int steps = 0;
             runner.ForwardBatch(tokens, [new RunnerEntry(a, 0, tokens.Length, true)], logits);
             int next = Produce(sampler, decoder, logits.AsSpan(0, vocab));
-            TimeSpan first = default, last = default;
-            long jitBefore = 0;
-            for (int i = 0; i < DecodeSteps; i++, steps++)
-            {
-                jitBefore = i == DecodeSteps - LateSteps ? System.Runtime.JitInfo.GetCompiledMethodCount() : jitBefore;
-                long t0 = Stopwatch.GetTimestamp();
-                runner.ForwardBatch([next], [new RunnerEntry(a, 0, 1, true)], logits);
-                next = Produce(sampler, decoder, logits.AsSpan(0, vocab));
-                last = Stopwatch.GetElapsedTime(t0);
-                first = i == 0 ? last : first;
-            }
-
-            long lateJit = System.Runtime.JitInfo.GetCompiledMethodCount() - jitBefore;
-
             if (b is not null)
             {
                 // a second request arrives: its prompt chunk joins the decode step, then both decode together
@@ -113,8 +101,23 @@ internal static class EngineWarmUp
                     next = Produce(sampler, decoder, logits.AsSpan(0, vocab));
                     nextB = Produce(sampler, decoder, logits.AsSpan(vocab, vocab));
                 }
+
+                b.Dispose();   // it finishes; the first goes on alone
             }
 
+            TimeSpan first = default, last = default;
+            long jitBefore = 0;
+            for (int i = 0; i < DecodeSteps; i++, steps++)
+            {
+                jitBefore = i == DecodeSteps - LateSteps ? System.Runtime.JitInfo.GetCompiledMethodCount() : jitBefore;
+                long t0 = Stopwatch.GetTimestamp();
+                runner.ForwardBatch([next], [new RunnerEntry(a, 0, 1, true)], logits);
+                next = Produce(sampler, decoder, logits.AsSpan(0, vocab));
+                last = Stopwatch.GetElapsedTime(t0);
+                first = i == 0 ? last : first;
+            }
+
+            long lateJit = System.Runtime.JitInfo.GetCompiledMethodCount() - jitBefore;
             decoder.Flush();
             return new WarmUpReport(tokens.Length, steps, Stopwatch.GetElapsedTime(start), first, last, lateJit);
         }
