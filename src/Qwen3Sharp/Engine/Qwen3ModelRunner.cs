@@ -65,9 +65,6 @@ public sealed class Qwen3ModelRunner : IModelRunner
     /// <summary>Bytes of the whole KV pool.</summary>
     public long KvCacheBytes => _blocks.TotalBytes;
 
-    /// <summary>Blocks registered in the prefix cache, held by a sequence or not.</summary>
-    public int CachedKvBlockCount => _blocks.CachedBlockCount;
-
     /// <summary>Drops every prefix-cache entry no live sequence holds (see <see cref="KvBlockPool.ResetPrefixCache"/>); engine loop thread only.</summary>
     public int ResetPrefixCache() => _blocks.ResetPrefixCache();
 
