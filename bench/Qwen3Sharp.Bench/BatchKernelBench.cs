@@ -7,7 +7,9 @@ namespace Qwen3Sharp.Bench;
 
 /// <summary>
 /// Batched decode cost (`quick 2 smallbatch[=stream,panel]`): one Qwen3-1.7B layer's seven BF16 matrices (q, k, v, o, gate, up, down)
-/// multiplied by 1..32 tokens, each small-batch kernel variant in turn, interleaved rounds, best per cell. Weights
+/// multiplied by 1..64 tokens, each small-batch kernel variant in turn, interleaved rounds, best per cell. Besides the
+/// <see cref="MatMul.SmallBatchBf16"/> names, <c>default</c> is the production selection (<see cref="KernelSelection.Batch"/>,
+/// the panels from 32 tokens) and <c>invariant</c> the batch-invariant kernels (`smallbatch=default,invariant`). Weights
 /// rotate through copies of the layer totalling at least 512 MB so every product streams from DRAM, as in a real
 /// step. Prints µs per layer and the cost relative to one token of the same variant.
 /// </summary>
@@ -19,9 +21,8 @@ internal static class BatchKernelBench
     public static void Run(WorkerPool pool, int threads, double bandwidth, string variants)
     {
 
-        int[] tokenCounts = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32];
-        MatMul.SmallBatchBf16[] kernels = variants.Split(',', StringSplitOptions.RemoveEmptyEntries)
-            .Select(v => Enum.Parse<MatMul.SmallBatchBf16>(v, ignoreCase: true)).ToArray();
+        int[] tokenCounts = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64];
+        string[] kernels = variants.Split(',', StringSplitOptions.RemoveEmptyEntries);
         long layerBytes = Layer.Sum(s => (long)s.Rows * s.Cols * 2);
         int copies = (int)Math.Max(1, (512L << 20) / layerBytes);
         var layers = new BenchWeights[copies][];
@@ -31,7 +32,7 @@ internal static class BatchKernelBench
         }
 
         int maxCols = Layer.Max(s => s.Cols), maxRows = Layer.Max(s => s.Rows);
-        float[] x = new float[32 * maxCols], y = new float[32 * maxRows];
+        float[] x = new float[tokenCounts[^1] * maxCols], y = new float[tokenCounts[^1] * maxRows];
         for (int i = 0; i < x.Length; i++)
         {
             x[i] = 0.01f * ((i * 7919) % 201 - 100);
@@ -91,8 +92,15 @@ internal static class BatchKernelBench
         }
     }
 
-    private static void Multiply(WorkerPool pool, float[] x, int tokens, in WeightView w, float[] y, MatMul.SmallBatchBf16 path)
+    private static void Multiply(WorkerPool pool, float[] x, int tokens, in WeightView w, float[] y, string variant)
     {
+        if (variant is "default" or "invariant")
+        {
+            MatMul.Multiply(pool, x, tokens, w, y, PrefillKernel.Managed, KernelSelection.QuantDecode, batchInvariant: variant == "invariant");
+            return;
+        }
+
+        var path = Enum.Parse<MatMul.SmallBatchBf16>(variant, ignoreCase: true);
         if (Vector512.IsHardwareAccelerated)
         {
             MatMul.Run<Vector512<float>, Simd512>(pool, x, tokens, w, y, accumulate: false, KernelSelection.Decode, path);

@@ -129,6 +129,11 @@ internal static unsafe class QuickKernelBench
             Q4x8DecodeAb(pool, bandwidthBest, threads);
         }
 
+        if (what.StartsWith("x8=", StringComparison.Ordinal))
+        {
+            Q4x8DecodeAb(pool, threads, Enum.Parse<DType>(what[3..]));   // one format, e.g. x8=Q6_K
+        }
+
         if (what == "int8hot")
         {
             // Compute cost from L2 (no DRAM), one thread, per CPU-second: what each variant could stream at most.
@@ -182,6 +187,11 @@ internal static unsafe class QuickKernelBench
                 Console.WriteLine($"micro 128x2048 tokens {tokens,2}: {cpu / 100 * 1e6,8:F1} µs cpu per call, " +
                     $"{128.0 * 2048 * 100 / cpu / 1e9:F2} G weights per cpu-second");
             }
+        }
+
+        if (what.StartsWith("x8check=", StringComparison.Ordinal))
+        {
+            X8Check(pool, what[8..]);
         }
 
         if (what.StartsWith("file=", StringComparison.Ordinal))
@@ -466,14 +476,15 @@ internal static unsafe class QuickKernelBench
     }
 
     /// <summary>
-    /// Q4_0 and Q4_K decode (1 token) over every matrix shape of qwen3-1.7b: the row-layout int8 kernel (production before the
-    /// repack) against the 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>), interleaved rounds, best of 5; "cold" rotates
+    /// Q4_0, Q4_K and Q6_K decode (1 token) over every matrix shape of qwen3-1.7b (Q6_K: those llama-quantize's Q4_K_M gives
+    /// it, v_proj and down_proj of half the layers and the tied output head): the row-layout int8 kernel (production before the
+    /// repack) against the 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>), interleaved rounds, best of 5; "cold" rotates
     /// through ≥ 512 MB of copies (DRAM-streamed, as in a decode step), "hot" repeats one 128-row slice from L2 on one
     /// thread (compute cost alone). Wall and per-CPU-second figures: the latter stay meaningful on a shared machine.
     /// </summary>
     private static void Q4x8DecodeAb(WorkerPool pool, double bandwidth, int threads)
     {
-        foreach (DType dtype in new[] { DType.Q4_0, DType.Q4_K })
+        foreach (DType dtype in new[] { DType.Q4_0, DType.Q4_K, DType.Q6_K })
         {
             Q4x8DecodeAb(pool, threads, dtype);
         }
@@ -481,8 +492,10 @@ internal static unsafe class QuickKernelBench
 
     private static void Q4x8DecodeAb(WorkerPool pool, int threads, DType dtype)
     {
-        DType grouped = dtype == DType.Q4_0 ? DType.Q4_0x8 : DType.Q4_Kx8;
-        var shapes = new (int Rows, int Cols, int Uses)[] { (2048, 2048, 56), (1024, 2048, 56), (6144, 2048, 56), (2048, 6144, 28), (151936, 2048, 1) };
+        DType grouped = dtype switch { DType.Q4_0 => DType.Q4_0x8, DType.Q6_K => DType.Q6_Kx8, _ => DType.Q4_Kx8 };
+        var shapes = dtype == DType.Q6_K
+            ? new (int Rows, int Cols, int Uses)[] { (1024, 2048, 14), (2048, 6144, 14), (151936, 2048, 1) }
+            : new (int Rows, int Cols, int Uses)[] { (2048, 2048, 56), (1024, 2048, 56), (6144, 2048, 56), (2048, 6144, 28), (151936, 2048, 1) };
         Console.WriteLine($"{dtype} rows vs x8 decode A/B, {threads} threads, 1 token, best of 5 interleaved rounds  load {File.ReadAllText("/proc/loadavg").Trim()}");
         var rng = new Random(1);
         double[] stepWall = new double[2], stepCpu = new double[2];
@@ -546,12 +559,12 @@ internal static unsafe class QuickKernelBench
             $"{stepCpu[0] / stepCpu[1]:F2}× per CPU-second)");
 
         using var single = new WorkerPool(1);
-        foreach (int cols in new[] { 2048, 6144 })
+        foreach (var (cols, tokens) in new[] { (2048, 1), (6144, 1), (2048, 4), (2048, 16) })   // and small batches (batched decode)
         {
             using var hot = new BenchBlockWeights(dtype, 128, cols);
             byte* hotPacked = (byte*)Repack(dtype, hot.View.Data, 128, cols);
-            float[] x = new float[cols], y = new float[128];
-            for (int i = 0; i < cols; i++)
+            float[] x = new float[tokens * cols], y = new float[tokens * 128];
+            for (int i = 0; i < x.Length; i++)
             {
                 x[i] = (float)(rng.NextDouble() * 2 - 1);
             }
@@ -566,31 +579,129 @@ internal static unsafe class QuickKernelBench
                     {
                         for (int i = 0; i < 200; i++)
                         {
-                            QuantMatMul.Run(QuantMatMul.Best, single, x, 1, w, y, accumulate: false, QuantDecodeKernel.Int8);
+                            QuantMatMul.Run(QuantMatMul.Best, single, x, tokens, w, y, accumulate: false, QuantDecodeKernel.Int8);
                         }
                     });
                     best[v] = Math.Min(best[v], cpu / 200);
                 }
             }
 
-            double weightsPerCall = 128.0 * cols;
-            Console.WriteLine($"  hot 128x{cols} 1 thread: rows {weightsPerCall / best[0] / 1e9:F2}, x8 {weightsPerCall / best[1] / 1e9:F2} G weights per CPU-second " +
+            double weightsPerCall = 128.0 * cols * tokens;
+            Console.WriteLine($"  hot 128x{cols} {tokens,2} token(s) 1 thread: rows {weightsPerCall / best[0] / 1e9:F2}, x8 {weightsPerCall / best[1] / 1e9:F2} G weights per CPU-second " +
                 $"({best[0] / best[1]:F2}×)");
             NativeMemory.AlignedFree(hotPacked);
         }
     }
 
+    /// <summary>
+    /// Every matrix of a GGUF file that the load repacks into 8-row groups, against the same matrix in row layout on the
+    /// row int8 kernel (the path KL runs measure: they load rows), for 1 and 5 tokens of random activations: the max |Δ|
+    /// against the outputs' RMS, how many outputs are bit-identical, and whether the AVX2 group kernel equals its scalar
+    /// twin bit for bit on the real weights.
+    /// </summary>
+    private static void X8Check(WorkerPool pool, string path)
+    {
+        using Loading.ModelWeights rows = Loading.ModelWeights.Load(path, layout: QuantLayout.Rows);
+        using Loading.ModelWeights x8 = Loading.ModelWeights.Load(path, layout: QuantLayout.Interleaved8);
+        var pairs = new List<(string Name, WeightView Rows, WeightView X8)> { ("head", rows.LmHead, x8.LmHead) };
+        for (int l = 0; l < rows.Layers.Length; l++)
+        {
+            WeightView[] a = [.. rows.Layers[l].Matrices], b = [.. x8.Layers[l].Matrices];
+            for (int i = 0; i < a.Length; i++)
+            {
+                pairs.Add(($"{l}.{i}", a[i], b[i]));
+            }
+        }
+
+        var rng = new Random(3);
+        var worst = new Dictionary<DType, (double Rel, long Same, long Count, bool TwinEqual)>();
+        foreach (var (name, r, g) in pairs)
+        {
+            if (g.DType.RowGroup() == 1)
+            {
+                continue;
+            }
+
+            foreach (int tokens in new[] { 1, 5 })
+            {
+                float[] x = new float[tokens * r.ColCount];
+                for (int i = 0; i < x.Length; i++)
+                {
+                    x[i] = (float)(rng.NextDouble() * 2 - 1) * (i % 97 == 0 ? 20 : 1);   // an outlier now and then, as normed hidden states have
+                }
+
+                float[] yr = new float[tokens * r.RowCount], yg = new float[yr.Length];
+                QuantMatMul.Run(QuantMatMul.Best, pool, x, tokens, r, yr, accumulate: false, QuantDecodeKernel.Int8);
+                QuantMatMul.Run(QuantMatMul.Best, pool, x, tokens, g, yg, accumulate: false, QuantDecodeKernel.Int8);
+                bool twin = true;
+                if (tokens == 1)
+                {
+                    float[] ys = new float[yr.Length];
+                    QuantMatMul.Run(QuantMatMul.Isa.Scalar, pool, x, tokens, g, ys, accumulate: false, QuantDecodeKernel.Int8);
+                    twin = ys.AsSpan().SequenceEqual(yg);
+                }
+
+                double rms = Math.Sqrt(yr.Sum(v => (double)v * v) / yr.Length), maxDiff = 0;
+                long same = 0;
+                for (int i = 0; i < yr.Length; i++)
+                {
+                    maxDiff = Math.Max(maxDiff, Math.Abs((double)yr[i] - yg[i]));
+                    same += BitConverter.SingleToInt32Bits(yr[i]) == BitConverter.SingleToInt32Bits(yg[i]) ? 1 : 0;
+                }
+
+                var (rel, s0, c0, t0) = worst.GetValueOrDefault(g.DType, (0, 0, 0, true));
+                worst[g.DType] = (Math.Max(rel, maxDiff / rms), s0 + same, c0 + yr.Length, t0 && twin);
+            }
+        }
+
+        // prefill panels and embedding lookups dequantize rows: the output head's, both layouts, best of 3, one thread
+        float* row = (float*)NativeMemory.AlignedAlloc((nuint)(rows.LmHead.ColCount * sizeof(float)), 64);
+        var bestRow = new[] { double.MaxValue, double.MaxValue };
+        for (int round = 0; round < 3; round++)
+        {
+            for (int v = 0; v < 2; v++)
+            {
+                WeightView w = v == 0 ? rows.LmHead : x8.LmHead;
+                (double wall, _) = Time(() =>
+                {
+                    for (int r = 0; r < 16384; r++)
+                    {
+                        QuantMatMul.DequantizeRow(w, r, row);
+                    }
+                });
+                bestRow[v] = Math.Min(bestRow[v], wall / 16384);
+            }
+        }
+
+        NativeMemory.AlignedFree(row);
+        Console.WriteLine($"dequantize one output-head row ({rows.LmHead.DType} / {x8.LmHead.DType}, {rows.LmHead.ColCount} columns): rows {bestRow[0] * 1e9:F0} ns, x8 {bestRow[1] * 1e9:F0} ns");
+        foreach (var (dtype, (rel, same, count, twin)) in worst)
+        {
+            Console.WriteLine($"{dtype} vs row int8 kernel over every such matrix of {Path.GetFileName(path)}, 1 and 5 tokens: max |Δ| {rel:E2} of the outputs' RMS, " +
+                $"{same}/{count} outputs bit-identical; AVX2 == scalar twin bit for bit: {twin}");
+        }
+    }
+
     private static nint Repack(DType dtype, byte* source, int rows, int cols)
     {
-        long bytes = dtype == DType.Q4_0 ? QuantMatMul.RepackedBytesQ4_0x8(rows, cols) : QuantMatMul.RepackedBytesQ4_Kx8(rows, cols);
+        long bytes = dtype switch
+        {
+            DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(rows, cols),
+            DType.Q6_K => QuantMatMul.RepackedBytesQ6_Kx8(rows, cols),
+            _ => QuantMatMul.RepackedBytesQ4_Kx8(rows, cols),
+        };
         byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-        if (dtype == DType.Q4_0)
+        switch (dtype)
         {
-            QuantMatMul.RepackQ4_0x8(source, rows, cols, packed);
-        }
-        else
-        {
-            QuantMatMul.RepackQ4_Kx8(source, rows, cols, packed);
+            case DType.Q4_0:
+                QuantMatMul.RepackQ4_0x8(source, rows, cols, packed);
+                break;
+            case DType.Q6_K:
+                QuantMatMul.RepackQ6_Kx8(source, rows, cols, packed);
+                break;
+            default:
+                QuantMatMul.RepackQ4_Kx8(source, rows, cols, packed);
+                break;
         }
 
         return (nint)packed;

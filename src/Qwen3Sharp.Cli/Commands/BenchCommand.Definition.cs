@@ -29,6 +29,8 @@ public sealed record BenchOptions
     public int KlBatch { get; init; } = 16;
     /// <summary>--profile: time each phase of the decode steps (one more pass of GenTokens) and print the split.</summary>
     public bool Profile { get; init; }
+    /// <summary>--batch-invariant: measure with the batch-invariant kernels.</summary>
+    public bool BatchInvariant { get; init; }
 }
 
 public static partial class BenchCommand
@@ -58,6 +60,7 @@ public static partial class BenchCommand
             Description = "Also decode --gen-tokens more tokens with every phase of the forward pass timed (norms, projections, " +
                 "attention, LM head...) and print where a decode step's time goes.",
         };
+        Option<bool> batchInvariant = CliOptions.BatchInvariant();
         var command = new CliCommand<BenchOptions>("bench", "Measure prefill and decode speed (tokens/s) end to end.",
             parse => new BenchOptions
             {
@@ -75,9 +78,10 @@ public static partial class BenchCommand
                 KlContext = parse.GetValue(klContext),
                 KlBatch = parse.GetValue(klBatch),
                 Profile = parse.GetValue(profile),
+                BatchInvariant = parse.GetValue(batchInvariant),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, promptTokens, genTokens, depth, threads, weights, quantize, kvCacheDType, klReference, klText, klContext, klBatch, profile }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, promptTokens, genTokens, depth, threads, weights, quantize, kvCacheDType, klReference, klText, klContext, klBatch, profile, batchInvariant }) command.Options.Add(option);
         return command;
     }
 }

@@ -37,7 +37,7 @@ public static partial class BenchCommand
         // Matrices repacked into 8-row groups: decode A/Bs against the same file in row layout, loaded after peak RSS is read
         bool layoutAb = HasRepackedMatrices(weights);
         int context = Math.Max(o.PromptTokens, o.Depth + o.GenTokens) + 16;
-        var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
+        var model = new Qwen3Model(weights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context, BatchInvariant = o.BatchInvariant });
         // The engine's paged KV cache in the chosen dtype; the runner owns the model. Room for the depth's holder and one
         // decode pass beside it (or the prompt alone).
         int blockSize = KvBlockPool.DefaultBlockSize;
@@ -169,7 +169,8 @@ public static partial class BenchCommand
         w.WriteLine($"kernels      decode {decodeKernels}, " +
             $"{KernelSelection.VectorBits}-bit vectors, prefill bf16 {KernelSelection.Name(prefillKernel)} ({KernelSelection.PrefillKernelVariable}; " +
             $"{(prefillKernel == PrefillKernel.JitBf16 ? "generated AVX512_BF16 vdpbf16ps code, bf16 activations" : "float32 panels")}; " +
-            $"JIT AVX512_BF16 kernel {(KernelSelection.JitBf16Supported ? "available" : "not available on this CPU")})");
+            $"JIT AVX512_BF16 kernel {(KernelSelection.JitBf16Supported ? "available" : "not available on this CPU")})" +
+            (o.BatchInvariant ? "; batch invariant (--batch-invariant: every product in the decode's order, no panels or JIT)" : ""));
         w.WriteLine($"kv cache     {o.KvCacheDType.Name()}, {KvBlockPool.BytesPerToken(c, o.KvCacheDType) / 1024.0:F0} KiB per token, " +
             $"{decode.Runner.KvCacheBytes / 1e6:F0} MB for {decode.Runner.KvBlockCount} blocks of {decode.Runner.KvBlockSize}");
         w.WriteLine($"load         {loadSeconds:F2} s");
@@ -265,7 +266,7 @@ public static partial class BenchCommand
             parts.Add($"{string.Join("+", intFormats.Concat(floatFormats))} float activations");
         }
 
-        string[] rowFormats = [.. formats.Where(f => f is nameof(DType.Q4_0) or nameof(DType.Q4_K))];
+        string[] rowFormats = [.. formats.Where(f => f is nameof(DType.Q4_0) or nameof(DType.Q4_K) or nameof(DType.Q6_K))];
         if (rowFormats.Length > 0)
         {
             parts.Add($"{string.Join("+", rowFormats)} row layout ({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Rows)})");
@@ -314,12 +315,12 @@ public static partial class BenchCommand
 
     /// <summary>
     /// True when some matrix has both an integer- and a float-activation kernel (Q8_0, Q4_0 in rows, K-quants): bench then
-    /// A/Bs the two decode paths. The 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>) have only the integer one.
+    /// A/Bs the two decode paths. The 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>) have only the integer one.
     /// </summary>
     internal static bool HasInt8Matrices(ModelWeights weights) => weights.Layers.Any(l =>
         l.Matrices.Any(m => QuantMatMul.HasInt8Kernel(m.DType) && m.DType.RowGroup() == 1));
 
-    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>).</summary>
+    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>).</summary>
     internal static bool HasRepackedMatrices(ModelWeights weights) => weights.LmHead.DType.RowGroup() > 1 || weights.Layers.Any(l =>
         l.Matrices.Any(m => m.DType.RowGroup() > 1));
 
@@ -332,7 +333,7 @@ public static partial class BenchCommand
         DecodeSetup decode, Process process, CancellationToken ct)
     {
         ModelWeights rowsWeights = ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows);   // the runner owns the model, the model these
-        var rowsModel = new Qwen3Model(rowsWeights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context });
+        var rowsModel = new Qwen3Model(rowsWeights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context, BatchInvariant = o.BatchInvariant });
         int blockSize = KvBlockPool.DefaultBlockSize;
         using var rowsRunner = new Engine.Qwen3ModelRunner(rowsModel, maxSequences: 2, (2 * o.Depth + o.GenTokens) / blockSize + 3, o.KvCacheDType);
         var rowsDecode = new DecodeSetup(rowsRunner, decode.Depth, new float[decode.Logits.Length]);

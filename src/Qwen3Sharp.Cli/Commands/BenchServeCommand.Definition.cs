@@ -26,6 +26,8 @@ public sealed record BenchServeOptions
     public Tensors.DType? Quantize { get; init; }
     /// <summary>--kv-cache-dtype: how the in-process engine's KV cache stores keys and values.</summary>
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
+    /// <summary>--batch-invariant: the in-process server runs the batch-invariant kernels.</summary>
+    public bool BatchInvariant { get; init; }
 }
 
 public static partial class BenchServeCommand
@@ -61,6 +63,7 @@ public static partial class BenchServeCommand
         Option<string> weights = CliOptions.Weights();
         Option<string> quantize = CliOptions.Quantize();
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
+        Option<bool> batchInvariant = CliOptions.BatchInvariant();
         var command = new CliCommand<BenchServeOptions>("bench-serve",
             "Load benchmark through the OpenAI server (like `vllm bench serve`): concurrent streamed completions per level; aggregate and per-stream decode tok/s, TTFT p50/p99.",
             parse => new BenchServeOptions
@@ -79,9 +82,10 @@ public static partial class BenchServeCommand
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
                 KvCacheDType = parse.GetValue(kvCacheDType),
+                BatchInvariant = parse.GetValue(batchInvariant),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, maxNumBatchedTokens, probe, multiTurn, weights, quantize, kvCacheDType }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, maxNumBatchedTokens, probe, multiTurn, weights, quantize, kvCacheDType, batchInvariant }) command.Options.Add(option);
         command.Validators.Add(r =>
         {
             bool hasModel = r.GetValue(model) is not null, hasUrl = r.GetValue(url) is not null;

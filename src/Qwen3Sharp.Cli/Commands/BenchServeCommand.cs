@@ -51,13 +51,15 @@ public static partial class BenchServeCommand
                     WeightPlacement = o.Weights,
                     Quantize = o.Quantize,
                     KvCacheDType = o.KvCacheDType,
+                    BatchInvariant = o.BatchInvariant,
                 });
                 app = Qwen3Server.Build(new ServerOptions { Host = "127.0.0.1", Port = 0, ServedModelNames = [ServerOptions.ModelNameFromDirectory(directory)] },
                     host.Chat, ["--Logging:LogLevel:Default=Warning"]);
                 await app.StartAsync(ct);
                 baseUrl = app.GetBoundAddress();
                 await w.WriteLineAsync($"server: in-process on {baseUrl} ({host.Config.NumHiddenLayers} layers, {o.Threads ?? Environment.ProcessorCount} threads, " +
-                    $"{o.MaxSeqs ?? new HostOptions().MaxSequences} sequences at once, {o.MaxNumBatchedTokens ?? new HostOptions().MaxBatchedTokens} tokens per step, KV cache {Cache.KvCacheDTypes.Name(host.KvCacheDType)}: {host.KvBlockCount} blocks)");
+                    $"{o.MaxSeqs ?? new HostOptions().MaxSequences} sequences at once, {o.MaxNumBatchedTokens ?? new HostOptions().MaxBatchedTokens} tokens per step, KV cache {Cache.KvCacheDTypes.Name(host.KvCacheDType)}: {host.KvBlockCount} blocks" +
+                    (o.BatchInvariant ? ", batch invariant)" : ")"));
             }
 
             using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024, PooledConnectionLifetime = TimeSpan.FromMinutes(30) })

@@ -112,6 +112,14 @@ internal static class CliOptions
     public static Option<int?> Threads() =>
         OptionalInt("--threads", "Worker threads for the forward pass [default: every core the process may use].", 1, 1024);
 
+    /// <summary>--batch-invariant: a request's output does not depend on what else runs beside it (see HostOptions.BatchInvariant).</summary>
+    public static Option<bool> BatchInvariant() => new("--batch-invariant")
+    {
+        Description = "Batch-invariant kernels (as vLLM's VLLM_BATCH_INVARIANT): every product sums a token's row in the order its " +
+            "one-token decode uses, so a request's logits are bit-identical alone and beside others, whatever the KV dtype. " +
+            "Costs batched throughput and prefill, not single-request decode.",
+    };
+
     /// <summary>--kv-cache-dtype f32|bf16|f16: how the KV cache stores keys and values (default f16).</summary>
     public static Option<Cache.KvCacheDType> KvCacheDType()
     {

@@ -23,6 +23,8 @@ public sealed record RunOptions
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
     /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
     public Tensors.DType? Quantize { get; init; }
+    /// <summary>--batch-invariant: the batch-invariant kernels (the same answer as the same request beside others under serve --batch-invariant).</summary>
+    public bool BatchInvariant { get; init; }
 }
 
 public static partial class RunCommand
@@ -54,6 +56,7 @@ public static partial class RunCommand
         Option<string> quantize = CliOptions.Quantize();
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for reproducible sampling.", HelpName = "N" };
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
+        Option<bool> batchInvariant = CliOptions.BatchInvariant();
         var command = new CliCommand<RunOptions>("run", "Generate one answer to a prompt and exit.",
             parse => new RunOptions
             {
@@ -67,9 +70,10 @@ public static partial class RunCommand
                 Seed = parse.GetValue(seed),
                 KvCacheDType = parse.GetValue(kvCacheDType),
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
+                BatchInvariant = parse.GetValue(batchInvariant),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed, quantize, kvCacheDType }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed, quantize, kvCacheDType, batchInvariant }) command.Options.Add(option);
         command.Arguments.Add(prompt);
         return command;
     }

@@ -14,7 +14,7 @@ public static partial class RunCommand
         string prompt = o.Prompt == "-" ? await Console.In.ReadToEndAsync(ct) : o.Prompt;
         string directory = await ModelSource.ResolveAsync(o.Model, o.Context, ct);
         using Qwen3Host host = Qwen3Host.Load(directory,
-            new HostOptions { MaxSequences = 1, MaxQueuedRequests = 1, Quantize = o.Quantize, KvCacheDType = o.KvCacheDType });
+            new HostOptions { MaxSequences = 1, MaxQueuedRequests = 1, Quantize = o.Quantize, KvCacheDType = o.KvCacheDType, BatchInvariant = o.BatchInvariant });
         var request = new ChatRequest
         {
             Messages = [new JsonObject { ["role"] = "user", ["content"] = prompt }],

@@ -41,6 +41,7 @@ public static partial class ServeCommand
             MaxBatchedTokens = o.MaxNumBatchedTokens,
             KvCacheMemory = o.KvCacheMemory,
             KvCacheDType = o.KvCacheDType,
+            BatchInvariant = o.BatchInvariant,
             Chat = server.ToChatServiceOptions(),
             WarmUp = !o.NoWarmup,
         });

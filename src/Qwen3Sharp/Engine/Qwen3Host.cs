@@ -41,6 +41,13 @@ public sealed record HostOptions
     /// <summary>Q8_0 or Q4_0 to quantize BF16/F16/F32 matrices at load (--quantize), or null to run them as stored.</summary>
     public Tensors.DType? Quantize { get; init; }
 
+    /// <summary>
+    /// Batch invariance (--batch-invariant, vLLM's VLLM_BATCH_INVARIANT): a request's logits do not depend on what else
+    /// runs beside it, bit for bit, with every KV cache dtype (see <see cref="Qwen3ModelOptions.BatchInvariant"/>).
+    /// Off by default: it costs batched throughput and prefill, not single-request decode.
+    /// </summary>
+    public bool BatchInvariant { get; init; }
+
     public ChatServiceOptions Chat { get; init; } = new();
 
     /// <summary>
@@ -162,6 +169,7 @@ public sealed class Qwen3Host : IDisposable
             ThreadCount = options.ThreadCount,
             ContextSize = options.ContextSize ?? weights.Config.MaxPositionEmbeddings,
             MaxBatchTokens = options.MaxBatchedTokens,
+            BatchInvariant = options.BatchInvariant,
         });
         try
         {

@@ -35,9 +35,14 @@ public static unsafe class AffineMatMul
     public static void Run(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination, bool accumulate)
         => Run(QuantMatMul.Best, pool, x, tokenCount, w, destination, accumulate);
 
+    /// <summary>As above; with <paramref name="batchInvariant"/> every token takes the one-token kernel (no 4-token tiles), so its sums do not depend on the token count.</summary>
+    public static void Run(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination, bool accumulate,
+        bool batchInvariant)
+        => Run(QuantMatMul.Best, pool, x, tokenCount, w, destination, accumulate, batchInvariant);
+
     /// <summary>One instruction set's implementation (tests call each that the machine supports).</summary>
     internal static void Run(QuantMatMul.Isa isa, WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
-        Span<float> destination, bool accumulate)
+        Span<float> destination, bool accumulate, bool batchInvariant = false)
     {
         ArgumentNullException.ThrowIfNull(pool);
         ArgumentOutOfRangeException.ThrowIfNegative(tokenCount);
@@ -78,6 +83,7 @@ public static unsafe class AffineMatMul
                 Y = py,
                 TokenCount = tokenCount,
                 Accumulate = accumulate,
+                OneTokenAtATime = batchInvariant,
             };
             pool.Run(ref job, (rows + ChunkRows - 1) / ChunkRows);
         }
@@ -159,7 +165,7 @@ public static unsafe class AffineMatMul
         public long XStride;
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount;
-        public bool Accumulate;
+        public bool Accumulate, OneTokenAtATime;   // batch invariant: every token through the one-token kernel
 
         public readonly void Execute(int index, int worker)
         {
@@ -193,7 +199,7 @@ public static unsafe class AffineMatMul
                 }
 
                 int t = 0;
-                if (Isa != QuantMatMul.Isa.Scalar)
+                if (Isa != QuantMatMul.Isa.Scalar && !OneTokenAtATime)
                 {
                     for (; t + 4 <= TokenCount; t += 4)
                     {

@@ -58,14 +58,14 @@ public enum QuantDecodeKernel
     Int8,
 }
 
-/// <summary>How GGUF Q4_0, Q4_K and Q8_0 matrices are laid out in memory after load.</summary>
+/// <summary>How GGUF Q4_0, Q4_K, Q6_K and Q8_0 matrices are laid out in memory after load.</summary>
 public enum QuantLayout
 {
     /// <summary>As stored in the file (row-major blocks), used in place from the mapping.</summary>
     Rows,
 
     /// <summary>
-    /// Repacked at load into groups of 8 interleaved rows (<see cref="Tensors.DType.Q4_0x8"/>, Q4_K: <see cref="Tensors.DType.Q4_Kx8"/>, Q8_0: <see cref="Tensors.DType.Q8_0x8"/>) in a private buffer, the
+    /// Repacked at load into groups of 8 interleaved rows (<see cref="Tensors.DType.Q4_0x8"/>, Q4_K: <see cref="Tensors.DType.Q4_Kx8"/>, Q6_K: <see cref="Tensors.DType.Q6_Kx8"/>, Q8_0: <see cref="Tensors.DType.Q8_0x8"/>) in a private buffer, the
     /// file's pages dropped from the resident set: the decode kernel dots each activation block with 8 rows at once.
     /// </summary>
     Interleaved8,
@@ -192,7 +192,7 @@ public static class KernelSelection
     private static QuantLayout? s_quantLayout;
 
     /// <summary>
-    /// The layout GGUF loading gives Q4_0 and Q4_K matrices: chosen on first use from <see cref="QuantLayoutVariable"/>, or set
+    /// The layout GGUF loading gives Q4_0, Q4_K, Q6_K and Q8_0 matrices: chosen on first use from <see cref="QuantLayoutVariable"/>, or set
     /// at start-up (the A/B benches load the same file both ways).
     /// </summary>
     public static QuantLayout QuantLayout

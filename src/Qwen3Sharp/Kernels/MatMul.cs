@@ -72,6 +72,15 @@ public static unsafe partial class MatMul
         PrefillKernel prefill, QuantDecodeKernel quantDecode)
         => Dispatch(pool, x, tokenCount, w, destination, accumulate: false, prefill, quantDecode);
 
+    /// <summary>
+    /// As <see cref="Multiply(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float}, PrefillKernel, QuantDecodeKernel)"/>;
+    /// with <paramref name="batchInvariant"/> every token's row is summed in the one order its decode (one-token)
+    /// product uses, whatever the token count (see <see cref="SmallBatchBf16.Invariant"/>).
+    /// </summary>
+    public static void Multiply(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
+        PrefillKernel prefill, QuantDecodeKernel quantDecode, bool batchInvariant)
+        => Dispatch(pool, x, tokenCount, w, destination, accumulate: false, prefill, quantDecode, batchInvariant);
+
     /// <summary>As <see cref="Multiply(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float})"/> but adds into <paramref name="destination"/> (fused residual).</summary>
     public static void MultiplyAdd(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination)
         => Dispatch(pool, x, tokenCount, w, destination, accumulate: true, KernelSelection.Prefill);
@@ -86,26 +95,33 @@ public static unsafe partial class MatMul
         PrefillKernel prefill, QuantDecodeKernel quantDecode)
         => Dispatch(pool, x, tokenCount, w, destination, accumulate: true, prefill, quantDecode);
 
+    /// <summary>As <see cref="MultiplyAdd(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float}, PrefillKernel, QuantDecodeKernel)"/>, batch invariant on request (see <see cref="Multiply(WorkerPool, ReadOnlySpan{float}, int, in WeightView, Span{float}, PrefillKernel, QuantDecodeKernel, bool)"/>).</summary>
+    public static void MultiplyAdd(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
+        PrefillKernel prefill, QuantDecodeKernel quantDecode, bool batchInvariant)
+        => Dispatch(pool, x, tokenCount, w, destination, accumulate: true, prefill, quantDecode, batchInvariant);
+
     private static void Dispatch(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
         bool accumulate, PrefillKernel prefill)
         => Dispatch(pool, x, tokenCount, w, destination, accumulate, prefill, KernelSelection.QuantDecode);
 
     private static void Dispatch(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w, Span<float> destination,
-        bool accumulate, PrefillKernel prefill, QuantDecodeKernel quantDecode)
+        bool accumulate, PrefillKernel prefill, QuantDecodeKernel quantDecode, bool batchInvariant = false)
     {
-        if (w.DType.IsBlockQuantized() && tokenCount < QuantPanelTokens)
+        // Batch invariant: the block formats and MLX affine keep their matrix-vector kernels (each token's sum in the
+        // decode order) at every token count, BF16 skips the JIT panels, and the float paths take SmallBatchBf16.Invariant.
+        if (w.DType.IsBlockQuantized() && (tokenCount < QuantPanelTokens || batchInvariant))
         {
-            QuantMatMul.Run(QuantMatMul.Best, pool, x, tokenCount, w, destination, accumulate, quantDecode);   // Q8_0, Q4_0, K-quants: Kernels/QuantMatMul.cs
+            QuantMatMul.Run(QuantMatMul.Best, pool, x, tokenCount, w, destination, accumulate, quantDecode, batchInvariant);   // Q8_0, Q4_0, K-quants: Kernels/QuantMatMul.cs
             return;
         }
 
-        if (w.DType == DType.Affine && tokenCount < AffineMatMul.PanelTokens)
+        if (w.DType == DType.Affine && (tokenCount < AffineMatMul.PanelTokens || batchInvariant))
         {
-            AffineMatMul.Run(pool, x, tokenCount, w, destination, accumulate);  // MLX affine: Kernels/AffineMatMul.cs
+            AffineMatMul.Run(pool, x, tokenCount, w, destination, accumulate, batchInvariant);  // MLX affine: Kernels/AffineMatMul.cs
             return;
         }
 
-        if (w.DType == DType.BF16 && tokenCount >= Bf16Prefill.MinTokens && prefill == PrefillKernel.JitBf16)
+        if (w.DType == DType.BF16 && tokenCount >= Bf16Prefill.MinTokens && prefill == PrefillKernel.JitBf16 && !batchInvariant)
         {
             Bf16Prefill.Run(pool, Bf16Prefill.Shared, x, tokenCount, w, destination, accumulate);   // Kernels/Bf16Prefill.cs
             return;
@@ -113,27 +129,36 @@ public static unsafe partial class MatMul
 
         if (Vector512.IsHardwareAccelerated && w.ColCount >= Vector512<float>.Count * 2)
         {
-            Run<Vector512<float>, Simd512>(pool, x, tokenCount, w, destination, accumulate);
+            Run<Vector512<float>, Simd512>(pool, x, tokenCount, w, destination, accumulate, batchInvariant);
         }
         else if (Vector256.IsHardwareAccelerated && w.ColCount >= Vector256<float>.Count * 2)
         {
-            Run<Vector256<float>, Simd256>(pool, x, tokenCount, w, destination, accumulate);
+            Run<Vector256<float>, Simd256>(pool, x, tokenCount, w, destination, accumulate, batchInvariant);
         }
         else if (Vector128.IsHardwareAccelerated && w.ColCount >= Vector128<float>.Count * 2)
         {
-            Run<Vector128<float>, Simd128>(pool, x, tokenCount, w, destination, accumulate);
+            Run<Vector128<float>, Simd128>(pool, x, tokenCount, w, destination, accumulate, batchInvariant);
         }
         else
         {
-            Run<float, SimdScalar>(pool, x, tokenCount, w, destination, accumulate);
+            Run<float, SimdScalar>(pool, x, tokenCount, w, destination, accumulate, batchInvariant);
         }
     }
 
     /// <summary>One ISA's implementation (tests call each directly).</summary>
     internal static void Run<TV, TS>(WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
-        Span<float> destination, bool accumulate)
+        Span<float> destination, bool accumulate, bool batchInvariant = false)
         where TV : unmanaged where TS : ISimd<TV>
-        => Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode, SmallBatchFor<TV, TS>(KernelSelection.Batch, tokenCount));
+    {
+        if (batchInvariant)
+        {
+            Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, DecodeKernel.FourRows, SmallBatchBf16.Invariant);
+        }
+        else
+        {
+            Run<TV, TS>(pool, x, tokenCount, w, destination, accumulate, KernelSelection.Decode, SmallBatchFor<TV, TS>(KernelSelection.Batch, tokenCount));
+        }
+    }
 
     /// <summary>The small-batch path <paramref name="kernel"/> gives <paramref name="tokenCount"/> tokens (BF16 only; see <see cref="BatchKernel"/>).</summary>
     internal static SmallBatchBf16 SmallBatchFor<TV, TS>(BatchKernel kernel, int tokenCount)
@@ -178,6 +203,7 @@ public static unsafe partial class MatMul
             return;
         }
 
+        bool invariant = smallBatch == SmallBatchBf16.Invariant;
         fixed (float* px = x, py = destination)
         {
             if (w.DType == DType.BF16 && tokenCount < 2 * TS.Count && (tokenCount == 1 || smallBatch == SmallBatchBf16.Stream))
@@ -203,7 +229,31 @@ public static unsafe partial class MatMul
                     ColCount = cols,
                     ChunkRows = chunkRows,
                     Accumulate = accumulate,
-                    Kernel = decodeKernel,
+                    Kernel = invariant ? DecodeKernel.FourRows : decodeKernel,
+                };
+                pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
+            }
+            else if (w.DType == DType.BF16 && invariant)
+            {
+                float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));   // [tokenCount, cols]
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    PermuteForBf16<TV, TS>(px + (long)t * cols, cols, permuted + (long)t * cols);
+                }
+
+                int chunkRows = TiledRowBlock;
+                pool.EnsureWorkerScratch(2L * chunkRows * tokenCount * sizeof(TV));
+                var job = new InvariantBf16Job<TV, TS>
+                {
+                    Weights = (ushort*)w.Data,
+                    X = permuted,
+                    Y = py,
+                    TokenCount = tokenCount,
+                    RowCount = rows,
+                    ColCount = cols,
+                    ChunkRows = chunkRows,
+                    Accumulate = accumulate,
+                    Scratch = pool.WorkerScratchTable,
                 };
                 pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
             }
@@ -231,7 +281,7 @@ public static unsafe partial class MatMul
                 };
                 pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
             }
-            else if (tokenCount >= 2 * TS.Count || w.DType == DType.BF16)
+            else if (!invariant && (tokenCount >= 2 * TS.Count || w.DType == DType.BF16))
             {
                 int panelTokens = 2 * TS.Count;
                 int panelCount = (tokenCount + panelTokens - 1) / panelTokens;
@@ -273,6 +323,7 @@ public static unsafe partial class MatMul
                     RowCount = rows,
                     ColCount = cols,
                     Accumulate = accumulate,
+                    OneTokenAtATime = invariant,
                     Scratch = pool.WorkerScratchTable,
                 };
                 pool.Run(ref job, (rows + RowBlock - 1) / RowBlock);
@@ -289,6 +340,14 @@ public static unsafe partial class MatMul
         Stream,
         Panel,
         Tiled,
+
+        /// <summary>
+        /// Batch invariant, at every token count (not only small batches) and for every float dtype: a token's sums
+        /// take the order of its one-token product. BF16: the four-row decode kernel for one token, its order in
+        /// 2 × 2 tiles (MatMul.Invariant.cs) for more; F32/F16: the row-block tiles one token at a time (the
+        /// decode's 1 × 4 tile), never the panels.
+        /// </summary>
+        Invariant,
     }
 
     internal static void ThrowLength(string name, int actual, long required)
@@ -573,17 +632,17 @@ public static unsafe partial class MatMul
         public float* X;          // [TokenCount, ColCount]
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount;
-        public bool Accumulate;
+        public bool Accumulate, OneTokenAtATime;
         public void** Scratch;    // per worker: [RowBlock, ColumnBlock] floats
 
         public readonly void Execute(int index, int worker)
             => TiledRows<TV, TS>(Weights, DType, X, TokenCount, RowCount, ColCount, index * RowBlock,
-                (float*)Scratch[worker], Y, Accumulate);
+                (float*)Scratch[worker], Y, Accumulate, OneTokenAtATime);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TiledRows<TV, TS>(byte* weights, DType dtype, float* x, int tokenCount, int rowCount, int cols,
-        int r0, float* scratch, float* y, bool accumulate)
+        int r0, float* scratch, float* y, bool accumulate, bool oneTokenAtATime)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int r1 = Math.Min(r0 + RowBlock, rowCount);
@@ -608,7 +667,7 @@ public static unsafe partial class MatMul
             bool add = accumulate || k0 > 0;
             float* xb = x + k0;
             int t = 0;
-            if (TS.WideTile)
+            if (TS.WideTile && !oneTokenAtATime)    // batch invariant: every token through the decode's 1 × 4 tiles below
             {
                 for (; t + 4 <= tokenCount; t += 4)
                 {
@@ -628,7 +687,7 @@ public static unsafe partial class MatMul
                 }
             }
 
-            for (; t + 2 <= tokenCount; t += 2)
+            for (; t + 2 <= tokenCount && !oneTokenAtATime; t += 2)
             {
                 int r = 0;
                 for (; r + 4 <= rows; r += 4)

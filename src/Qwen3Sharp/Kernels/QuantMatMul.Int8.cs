@@ -43,7 +43,7 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>True for the block formats with an integer-activation kernel.</summary>
-    public static bool HasInt8Kernel(DType format) => format is DType.Q8_0 or DType.Q8_0x8 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q4_K or DType.Q5_K or DType.Q6_K;
+    public static bool HasInt8Kernel(DType format) => format is DType.Q8_0 or DType.Q8_0x8 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 or DType.Q4_K or DType.Q5_K or DType.Q6_K;
 
     /// <summary>Bytes of quantized activations for <paramref name="tokenCount"/> rows of <paramref name="cols"/> elements.</summary>
     internal static long Q8ActivationBytes(int tokenCount, int cols) => (long)tokenCount * (cols + cols / BlockSize * 2 * sizeof(float));
@@ -319,11 +319,12 @@ public static unsafe partial class QuantMatMul
     private static void RunInt8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate)
         => RunInt8(isa, pool, x, tokenCount, w, y, accumulate, Int8Tuning.Default);
 
-    internal static void RunInt8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate, Int8Tuning tuning)
+    internal static void RunInt8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate, Int8Tuning tuning,
+        bool batchInvariant = false)
     {
         int cols = w.ColCount, blocks = cols / BlockSize;
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
-        bool oneRow = tuning.RowSide && isa != Isa.Scalar && tokenCount < 4;
+        bool oneRow = tuning.RowSide && isa != Isa.Scalar && (tokenCount < 4 || batchInvariant);   // batch invariant: the decode kernel for every token
         bool offsets = oneRow && w.DType == DType.Q4_0;
         byte* scratch = (byte*)pool.SharedScratch(activationBytes + (offsets ? (long)tokenCount * blocks * 32 : 0));
         QuantizeActivations(isa, x, tokenCount, cols, scratch, out sbyte* codes, out float* scales, out int* sums);
@@ -352,6 +353,7 @@ public static unsafe partial class QuantMatMul
             OneRow = oneRow,
             Offsets = sideOffsets,
             Accumulate = accumulate,
+            OneTokenAtATime = batchInvariant,
         };
         pool.Run(ref job, (w.RowCount + itemRows - 1) / itemRows);
     }
@@ -427,7 +429,7 @@ public static unsafe partial class QuantMatMul
         public float* Y;          // [TokenCount, RowCount]
         public Vector256<int>* Offsets;   // [TokenCount, ColCount / 32] (Q4_0 with OneRow): see PrepareOffsets
         public int TokenCount, RowCount, ColCount, ItemRows;
-        public bool OneRow, Accumulate;
+        public bool OneRow, Accumulate, OneTokenAtATime;
 
         public readonly void Execute(int index, int worker)
         {
@@ -437,7 +439,7 @@ public static unsafe partial class QuantMatMul
             {
                 byte* row = Weights + r * RowBytes;
                 int t = 0;
-                if (Isa != Isa.Scalar)
+                if (Isa != Isa.Scalar && !OneTokenAtATime)
                 {
                     for (; t + 4 <= TokenCount; t += 4)
                     {

@@ -334,7 +334,8 @@ public static unsafe partial class QuantMatMul
         return total;
     }
 
-    private static void RunInt8K(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate)
+    private static void RunInt8K(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate,
+        bool batchInvariant)
     {
         int cols = w.ColCount;
         byte* scratch = (byte*)pool.SharedScratch(Q8ActivationBytes(tokenCount, cols));
@@ -353,6 +354,7 @@ public static unsafe partial class QuantMatMul
             RowCount = w.RowCount,
             ColCount = cols,
             Accumulate = accumulate,
+            OneTokenAtATime = batchInvariant,
         };
         pool.Run(ref job, (w.RowCount + ChunkRows - 1) / ChunkRows);
     }
@@ -368,7 +370,7 @@ public static unsafe partial class QuantMatMul
         public int* Sums;         // [TokenCount, ColCount / 32]
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount;
-        public bool Accumulate;
+        public bool Accumulate, OneTokenAtATime;   // batch invariant: every token through the one-token kernel
 
         public readonly void Execute(int index, int worker)
         {
@@ -383,7 +385,7 @@ public static unsafe partial class QuantMatMul
                 }
 
                 int t = 0;
-                if (Isa != Isa.Scalar)
+                if (Isa != Isa.Scalar && !OneTokenAtATime)
                 {
                     for (; t + 4 <= TokenCount; t += 4)
                     {

@@ -130,6 +130,12 @@ public static unsafe partial class QuantMatMul
             return;
         }
 
+        if (w.DType == DType.Q6_Kx8)
+        {
+            DequantizeRowQ6_Kx8(w.Data, w.ColCount, row, destination);
+            return;
+        }
+
         if (w.DType != DType.Q4_0x8)
         {
             DequantizeRow(w.Row(row), w.DType, w.ColCount, destination);
@@ -154,12 +160,21 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>The product with a <see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/> or <see cref="DType.Q8_0x8"/> matrix (int8 activations).</summary>
+    /// <summary>The product with a <see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/> or <see cref="DType.Q8_0x8"/> matrix (int8 activations).</summary>
     private static void RunX8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate)
     {
         int cols = w.ColCount, blocks = cols / BlockSize;
-        byte* scratch = (byte*)pool.SharedScratch(Q8ActivationBytes(tokenCount, cols));
+        long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
+        bool q6 = w.DType == DType.Q6_Kx8;
+        byte* scratch = (byte*)pool.SharedScratch(activationBytes + (q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : 0));
         QuantizeActivations(isa, x, tokenCount, cols, scratch, out sbyte* codes, out float* scales, out int* sums);
+        int* offsets = null;      // Q6_Kx8: [tokenCount, cols / 16]
+        if (q6)
+        {
+            offsets = (int*)(scratch + activationBytes);
+            PrepareQ6Offsets(codes, (long)tokenCount * (cols / 16), offsets);
+        }
+
         int groups = (w.RowCount + GroupRows - 1) / GroupRows;
         // items of consecutive groups, one sequential stream each (~256 KiB, as the row kernel's Int8Tuning.Default),
         // at most an eighth of the groups so both threads of a small matrix share it
@@ -174,6 +189,7 @@ public static unsafe partial class QuantMatMul
             Codes = codes,
             Scales = scales,
             Sums = sums,
+            Offsets = offsets,
             Y = y,
             TokenCount = tokenCount,
             RowCount = w.RowCount,
@@ -188,12 +204,13 @@ public static unsafe partial class QuantMatMul
     private struct X8Job : IPoolJob
     {
         public Isa Isa;
-        public DType Format;      // Q4_0x8, Q4_Kx8 or Q8_0x8
+        public DType Format;      // Q4_0x8, Q4_Kx8, Q6_Kx8 or Q8_0x8
         public byte* Weights;     // [groups][GroupBytes]
         public long GroupBytes;
         public sbyte* Codes;      // [TokenCount, ColCount]
         public float* Scales;     // [TokenCount, Blocks]
         public int* Sums;         // [TokenCount, Blocks]
+        public int* Offsets;      // Q6_Kx8: [TokenCount, 2 * Blocks] (PrepareQ6Offsets)
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
         public bool Accumulate;
@@ -204,7 +221,7 @@ public static unsafe partial class QuantMatMul
             int g0 = index * ItemGroups, g1 = Math.Min(g0 + ItemGroups, groups);
             Vector256<float>* acc = stackalloc Vector256<float>[2 * TokenCount];   // ≤ 31 tokens: ≤ 1984 bytes (Q4_K: and mins)
             float* rowSums = stackalloc float[GroupRows];
-            bool k = Format == DType.Q4_Kx8, q8 = Format == DType.Q8_0x8;
+            bool k = Format == DType.Q4_Kx8, q8 = Format == DType.Q8_0x8, q6 = Format == DType.Q6_Kx8;
             for (int g = g0; g < g1; g++)
             {
                 byte* group = Weights + g * GroupBytes;
@@ -219,6 +236,10 @@ public static unsafe partial class QuantMatMul
                         if (k)
                         {
                             DotGroupQ4_Kx8Scalar(group, Blocks / 8, x, xs, xsum, rowSums);
+                        }
+                        else if (q6)
+                        {
+                            DotGroupQ6_Kx8Scalar(group, Blocks / 8, x, xs, rowSums);
                         }
                         else if (q8)
                         {
@@ -235,6 +256,7 @@ public static unsafe partial class QuantMatMul
                 else if (TokenCount == 1)
                 {
                     StoreGroup(k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
+                        : q6 ? DotGroupQ6_Kx8_256(group, Blocks / 8, Codes, Scales, Offsets)
                         : q8 ? DotGroupQ8_0x8_256(group, Blocks, Codes, Scales)
                         : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums), Y + r, n, Accumulate);
                 }
@@ -243,6 +265,10 @@ public static unsafe partial class QuantMatMul
                     if (k)
                     {
                         DotGroupQ4_Kx8N_256(group, Blocks / 8, Codes, Scales, Sums, ColCount, TokenCount, acc);
+                    }
+                    else if (q6)
+                    {
+                        DotGroupQ6_Kx8N_256(group, Blocks / 8, Codes, Scales, Offsets, ColCount, TokenCount, acc);
                     }
                     else if (q8)
                     {

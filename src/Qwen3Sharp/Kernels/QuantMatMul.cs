@@ -41,8 +41,13 @@ public static unsafe partial class QuantMatMul
         => Run(isa, pool, x, tokenCount, w, destination, accumulate, QuantDecodeKernel.Float);
 
     /// <summary>One instruction set's implementation with an explicit activation path (tests and the A/B bench).</summary>
+    /// <remarks>
+    /// With <paramref name="batchInvariant"/> each token's sums take the one-token kernels' order at every token count
+    /// (the row-layout formats drop their 4-token tiles; the 8-row groups already do); the weights of a row still come
+    /// from L1 for every token after the first.
+    /// </remarks>
     internal static void Run(Isa isa, WorkerPool pool, ReadOnlySpan<float> x, int tokenCount, in WeightView w,
-        Span<float> destination, bool accumulate, QuantDecodeKernel kernel)
+        Span<float> destination, bool accumulate, QuantDecodeKernel kernel, bool batchInvariant = false)
     {
         ArgumentNullException.ThrowIfNull(pool);
         ArgumentOutOfRangeException.ThrowIfNegative(tokenCount);
@@ -69,7 +74,7 @@ public static unsafe partial class QuantMatMul
 
         fixed (float* px = x, py = destination)
         {
-            if (w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q8_0x8)
+            if (w.DType.RowGroup() > 1)
             {
                 RunX8(isa, pool, px, tokenCount, w, py, accumulate);   // QuantMatMul.Q4x8.cs: int8 activations only
                 return;
@@ -79,11 +84,11 @@ public static unsafe partial class QuantMatMul
             {
                 if (w.DType.IsKQuant())
                 {
-                    RunInt8K(isa, pool, px, tokenCount, w, py, accumulate);   // QuantMatMul.KQuantsInt8.cs
+                    RunInt8K(isa, pool, px, tokenCount, w, py, accumulate, batchInvariant);   // QuantMatMul.KQuantsInt8.cs
                 }
                 else
                 {
-                    RunInt8(isa, pool, px, tokenCount, w, py, accumulate);
+                    RunInt8(isa, pool, px, tokenCount, w, py, accumulate, Int8Tuning.Default, batchInvariant);
                 }
 
                 return;
@@ -101,6 +106,7 @@ public static unsafe partial class QuantMatMul
                 RowCount = rows,
                 ColCount = cols,
                 Accumulate = accumulate,
+                OneTokenAtATime = batchInvariant,
             };
             pool.Run(ref job, (rows + ChunkRows - 1) / ChunkRows);
         }
@@ -115,7 +121,7 @@ public static unsafe partial class QuantMatMul
         public float* X;          // [TokenCount, ColCount]
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount;
-        public bool Accumulate;
+        public bool Accumulate, OneTokenAtATime;
 
         public readonly void Execute(int index, int worker)
         {
@@ -129,7 +135,7 @@ public static unsafe partial class QuantMatMul
                 }
 
                 int t = 0;
-                for (; t + 4 <= TokenCount; t += 4)
+                for (; t + 4 <= TokenCount && !OneTokenAtATime; t += 4)
                 {
                     Row4(row, t, r);
                 }

@@ -7,8 +7,9 @@ namespace Qwen3Sharp.Loading;
 public sealed unsafe partial class ModelWeights
 {
     /// <summary>
-    /// Repacks every Q4_0, Q4_K and Q8_0 matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> /
-    /// <see cref="DType.Q8_0x8"/> (groups of 8 interleaved rows, the decode kernels' layout: QuantMatMul.Q4x8.cs, Q8x8.cs)
+    /// Repacks every Q4_0, Q4_K, Q6_K and Q8_0 matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> /
+    /// <see cref="DType.Q6_Kx8"/> / <see cref="DType.Q8_0x8"/> (groups of 8 interleaved rows, the decode kernels' layout:
+    /// QuantMatMul.Q4x8.cs, Q6x8.cs, Q8x8.cs)
     /// in one 2 MiB-aligned buffer, added to <paramref name="buffers"/> and advised for huge pages only with
     /// <paramref name="hugePages"/> (<see cref="WeightPlacement.HugePageCopy"/>: on the shared Zen 3 the kernel's compaction
     /// for 1 GB of huge pages took the Q4_0 1.7B load from 2.6 s to 7.9 s), and repoints <paramref name="matrices"/> at the copies. Chunks of <see cref="RepackChunkRows"/> rows, on every core, are each checked,
@@ -24,7 +25,7 @@ public sealed unsafe partial class ModelWeights
     /// </remarks>
     private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool fileBacked, bool hugePages)
     {
-        string[] keys = [.. matrices.Where(kv => kv.Value.DType is DType.Q4_0 or DType.Q4_K or DType.Q8_0).Select(kv => kv.Key)];
+        string[] keys = [.. matrices.Where(kv => kv.Value.DType is DType.Q4_0 or DType.Q4_K or DType.Q6_K or DType.Q8_0).Select(kv => kv.Key)];
         long total = 0;
         foreach (string key in keys)
         {
@@ -54,7 +55,7 @@ public sealed unsafe partial class ModelWeights
                 continue;
             }
 
-            DType packed = v.DType switch { DType.Q4_0 => DType.Q4_0x8, DType.Q8_0 => DType.Q8_0x8, _ => DType.Q4_Kx8 };
+            DType packed = v.DType switch { DType.Q4_0 => DType.Q4_0x8, DType.Q8_0 => DType.Q8_0x8, DType.Q6_K => DType.Q6_Kx8, _ => DType.Q4_Kx8 };
             long rowBytes = v.RowBytes, groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
             // chunks on every core (each its own rows and groups); a bad scale in any chunk leaves the matrix in rows
             int failed = 0;
@@ -107,6 +108,9 @@ public sealed unsafe partial class ModelWeights
             case DType.Q8_0:
                 QuantMatMul.RepackQ8_0x8(source, rows, cols, destination);
                 break;
+            case DType.Q6_K:
+                QuantMatMul.RepackQ6_Kx8(source, rows, cols, destination);
+                break;
             default:
                 QuantMatMul.RepackQ4_Kx8(source, rows, cols, destination);
                 break;
@@ -118,6 +122,7 @@ public sealed unsafe partial class ModelWeights
         DType.Q4_0 => QuantMatMul.CanRepackQ4_0x8(v.Data, v.RowCount, v.ColCount),
         DType.Q4_K => QuantMatMul.CanRepackQ4_Kx8(v.Data, v.RowCount, v.ColCount),
         DType.Q8_0 => QuantMatMul.CanRepackQ8_0x8(v.Data, v.RowCount, v.ColCount),
+        DType.Q6_K => QuantMatMul.CanRepackQ6_Kx8(v.Data, v.RowCount, v.ColCount),
         _ => false,
     };
 
@@ -125,6 +130,7 @@ public sealed unsafe partial class ModelWeights
     {
         DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(v.RowCount, v.ColCount),
         DType.Q8_0 => QuantMatMul.RepackedBytesQ8_0x8(v.RowCount, v.ColCount),
+        DType.Q6_K => QuantMatMul.RepackedBytesQ6_Kx8(v.RowCount, v.ColCount),
         _ => QuantMatMul.RepackedBytesQ4_Kx8(v.RowCount, v.ColCount),
     };
 }

@@ -34,6 +34,14 @@ public sealed record Qwen3ModelOptions
     /// (<c>QWEN3_QUANT_DECODE</c>).
     /// </summary>
     public QuantDecodeKernel? QuantDecode { get; init; }
+
+    /// <summary>
+    /// Batch invariance (vLLM's <c>VLLM_BATCH_INVARIANT</c>): every matrix product sums each token's row in the order of
+    /// that token's decode product, so a sequence's logits do not depend on what else shares its forward pass (or on
+    /// where a chunked prefill splits its prompt), bit for bit, with every KV cache dtype. Off (default): batches of
+    /// 2+ tokens take faster kernels whose float32 rounding differs from the decode's (see <see cref="Qwen3Model.BatchInvariant"/>).
+    /// </summary>
+    public bool BatchInvariant { get; init; }
 }
 
 /// <summary>
@@ -83,6 +91,7 @@ public sealed class Qwen3Model : IDisposable
         _attentionScale = 1f / MathF.Sqrt(_headDim);
         PrefillKernel = options.PrefillKernel ?? KernelSelection.Prefill;
         QuantDecode = options.QuantDecode ?? KernelSelection.QuantDecode;
+        BatchInvariant = options.BatchInvariant;
         _pool = new WorkerPool(options.ThreadCount);
         _scratch = new ForwardScratch(Config, MaxBatchTokens);
         _attentionSequences = new AttentionSequence[MaxBatchTokens];
@@ -110,9 +119,17 @@ public sealed class Qwen3Model : IDisposable
 
     /// <summary>
     /// The activation path of this model's block-format decode products (settable between forward passes, e.g. for an
-    /// A/B or a KL measurement). The 8-row groups (<see cref="Tensors.DType.Q4_0x8"/>, <see cref="Tensors.DType.Q4_Kx8"/>) take their integer-activation kernel under both.
+    /// A/B or a KL measurement). The 8-row groups (<see cref="Tensors.DType.Q4_0x8"/>, <see cref="Tensors.DType.Q4_Kx8"/>, <see cref="Tensors.DType.Q6_Kx8"/>, <see cref="Tensors.DType.Q8_0x8"/>) take their integer-activation kernel under both.
     /// </summary>
     public QuantDecodeKernel QuantDecode { get; set; }
+
+    /// <summary>
+    /// Whether every product sums a token's row in its one-token (decode) order whatever the batch, so logits alone and
+    /// in a batch are identical (settable between forward passes, e.g. for an A/B). Costs batched throughput and
+    /// prefill, not decode (on AVX-512 machines it also keeps the four-row decode kernel); see
+    /// <see cref="Qwen3ModelOptions.BatchInvariant"/>.
+    /// </summary>
+    public bool BatchInvariant { get; set; }
 
     /// <summary>When set, every forward pass adds its phases' wall times to it (<c>qwen3 bench --profile</c>); null (default) records nothing.</summary>
     public ForwardProfile? Profile { get; set; }
@@ -202,7 +219,7 @@ public sealed class Qwen3Model : IDisposable
             Span<float> normed = _scratch.Normed(count);                                                        // [T, hidden]
             RmsNorm.Apply(_scratch.Hidden(count), _weights.Norm, _eps, normed);
             profile?.Mark(ForwardPhase.Norm);
-            MatMul.Multiply(_pool, normed, count, _weights.LmHead, logits.Slice(offset * _vocab, count * _vocab), _prefill, QuantDecode); // [T, vocab]
+            MatMul.Multiply(_pool, normed, count, _weights.LmHead, logits.Slice(offset * _vocab, count * _vocab), _prefill, QuantDecode, BatchInvariant); // [T, vocab]
             profile?.Mark(ForwardPhase.LmHead);
         }
 
@@ -274,7 +291,7 @@ public sealed class Qwen3Model : IDisposable
         }
 
         profile?.Mark(ForwardPhase.Norm);
-        MatMul.Multiply(_pool, normed, rows, _weights.LmHead, logits[..(rows * _vocab)], _prefill, QuantDecode);                      // [rows, vocab]
+        MatMul.Multiply(_pool, normed, rows, _weights.LmHead, logits[..(rows * _vocab)], _prefill, QuantDecode, BatchInvariant);                      // [rows, vocab]
         profile?.Mark(ForwardPhase.LmHead);
     }
 
@@ -318,9 +335,9 @@ public sealed class Qwen3Model : IDisposable
             // attention
             RmsNorm.Apply(hidden, w.InputLayerNorm, _eps, normed);
             profile?.Mark(ForwardPhase.Norm);
-            MatMul.Multiply(_pool, normed, t, w.QProj, q, _prefill, QuantDecode);
-            MatMul.Multiply(_pool, normed, t, w.KProj, k, _prefill, QuantDecode);
-            MatMul.Multiply(_pool, normed, t, w.VProj, v, _prefill, QuantDecode);
+            MatMul.Multiply(_pool, normed, t, w.QProj, q, _prefill, QuantDecode, BatchInvariant);
+            MatMul.Multiply(_pool, normed, t, w.KProj, k, _prefill, QuantDecode, BatchInvariant);
+            MatMul.Multiply(_pool, normed, t, w.VProj, v, _prefill, QuantDecode, BatchInvariant);
             if (w.QBias is not null)
             {
                 AddBias(w.QBias, q);                                    // qwen2
@@ -365,7 +382,7 @@ public sealed class Qwen3Model : IDisposable
             }
 
             profile?.Mark(ForwardPhase.Attention);
-            MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden, _prefill, QuantDecode);   // residual fused
+            MatMul.MultiplyAdd(_pool, attnOut, t, w.OProj, hidden, _prefill, QuantDecode, BatchInvariant);   // residual fused
             if (w.OBias is not null)
             {
                 AddBias(w.OBias, hidden);
@@ -376,12 +393,12 @@ public sealed class Qwen3Model : IDisposable
             // mlp
             RmsNorm.Apply(hidden, w.PostAttentionLayerNorm, _eps, normed);
             profile?.Mark(ForwardPhase.Norm);
-            MatMul.Multiply(_pool, normed, t, w.GateProj, gate, _prefill, QuantDecode);
-            MatMul.Multiply(_pool, normed, t, w.UpProj, up, _prefill, QuantDecode);
+            MatMul.Multiply(_pool, normed, t, w.GateProj, gate, _prefill, QuantDecode, BatchInvariant);
+            MatMul.Multiply(_pool, normed, t, w.UpProj, up, _prefill, QuantDecode, BatchInvariant);
             profile?.Mark(ForwardPhase.GateUpProjection);
             SwiGlu.SiluMul(gate, up, gate);
             profile?.Mark(ForwardPhase.SwiGlu);
-            MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden, _prefill, QuantDecode);   // residual fused
+            MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden, _prefill, QuantDecode, BatchInvariant);   // residual fused
             profile?.Mark(ForwardPhase.DownProjection);
         }
     }

@@ -67,6 +67,18 @@ public enum DType
     /// signed), then the fp16 scales, 8 per block (row order); w = d·q. The same 34 bytes per 32 elements as Q8_0.
     /// </summary>
     Q8_0x8,
+
+    /// <summary>
+    /// Q6_K repacked at load into groups of 8 rows (<see cref="Kernels.QuantMatMul.RepackQ6_Kx8"/>). Per group and
+    /// super-block (1680 bytes, 210 per row as Q6_K's): for each 32-element sub-block s its codes in six 32-byte vectors
+    /// (192 bytes at 192s; byte 4i + j of a vector is row i's): vector m (0..3) holds element 8m + j's code in bits 0–5
+    /// and the top two bits of element 8m + 4 + j in bits 6–7; vector 4 + n (n = 0, 1) the low nibbles of elements
+    /// 16n + 4 + j (bits 0–3) and 16n + 12 + j (bits 4–7); then for each s 16 int8 scales (at 1536 + 16s) of its groups
+    /// of 16, g0 = 2s and g1 = 2s + 1, in the
+    /// order g0 rows 0..3, g1 rows 0..3, g0 rows 4..7, g1 rows 4..7 (so one <c>vpmovsxbw</c> and one unpack give each
+    /// group's scales per row lane); then the 8 rows' fp16 d (at 1664). Codes q are 0..63; w = d·sc·(q − 32).
+    /// </summary>
+    Q6_Kx8,
 }
 
 public static class DTypeExtensions
@@ -82,13 +94,13 @@ public static class DTypeExtensions
     };
 
     /// <summary>True for the GGML block formats.</summary>
-    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q8_0x8 || dtype.IsKQuant();
+    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 || dtype.RowGroup() > 1 || dtype.IsKQuant();
 
     /// <summary>True for the K-quants (super-blocks of 256 elements).</summary>
     public static bool IsKQuant(this DType dtype) => dtype is DType.Q4_K or DType.Q5_K or DType.Q6_K;
 
     /// <summary>Elements per block (1 for the plain types).</summary>
-    public static int BlockSize(this DType dtype) => dtype.IsKQuant() || dtype == DType.Q4_Kx8 ? 256 : dtype.IsBlockQuantized() ? 32 : 1;
+    public static int BlockSize(this DType dtype) => dtype.IsKQuant() || dtype is DType.Q4_Kx8 or DType.Q6_Kx8 ? 256 : dtype.IsBlockQuantized() ? 32 : 1;
 
     /// <summary>Bytes per block (the element size for the plain types).</summary>
     public static int BlockBytes(this DType dtype) => dtype switch
@@ -97,7 +109,7 @@ public static class DTypeExtensions
         DType.Q4_0 or DType.Q4_0x8 => 18,
         DType.Q4_K => 144,
         DType.Q5_K => 176,
-        DType.Q6_K => 210,
+        DType.Q6_K or DType.Q6_Kx8 => 210,
         DType.Q4_Kx8 => 148,
         _ => dtype.ByteSize(),
     };
@@ -105,6 +117,6 @@ public static class DTypeExtensions
     /// <summary>Bytes of one row of <paramref name="colCount"/> elements (a multiple of the block size).</summary>
     public static long RowBytes(this DType dtype, long colCount) => colCount / dtype.BlockSize() * dtype.BlockBytes();
 
-    /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>: 8), or 1 for row-major formats.</summary>
-    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q8_0x8 ? 8 : 1;
+    /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>: 8), or 1 for row-major formats.</summary>
+    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 or DType.Q8_0x8 ? 8 : 1;
 }

@@ -110,6 +110,7 @@ public readonly unsafe struct WeightView
                 DType.Q4_0x8 => Kernels.QuantMatMul.ElementQ4_0x8(Data, ColCount, row, col),
                 DType.Q4_Kx8 => Kernels.QuantMatMul.ElementQ4_Kx8(Data, ColCount, row, col),
                 DType.Q8_0x8 => Kernels.QuantMatMul.ElementQ8_0x8(Data, ColCount, row, col),
+                DType.Q6_Kx8 => Kernels.QuantMatMul.ElementQ6_Kx8(Data, ColCount, row, col),
                 DType.Affine => Kernels.Reference.QuantScalar.AffineElement(this, row, col),
                 _ => throw new InvalidOperationException(),
             };

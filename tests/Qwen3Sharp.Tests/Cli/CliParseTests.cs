@@ -89,6 +89,20 @@ public sealed class CliParseTests
     }
 
     [Fact]
+    public void BatchInvariant_OnServeRunBenchAndBenchServe_IsBoundAndOffByDefault()
+    {
+        Assert.True(Bind<ServeOptions>("serve --batch-invariant").BatchInvariant);
+        Assert.True(Bind<RunOptions>("run --batch-invariant hi").BatchInvariant);
+        Assert.True(Bind<BenchOptions>("bench --model /m --batch-invariant").BatchInvariant);
+        Assert.True(Bind<BenchServeOptions>("bench-serve --model /m --batch-invariant").BatchInvariant);
+        Assert.False(Bind<ServeOptions>("serve").BatchInvariant);
+        Assert.False(Bind<RunOptions>("run hi").BatchInvariant);
+        Assert.False(Bind<BenchOptions>("bench --model /m").BatchInvariant);
+        Assert.False(Bind<BenchServeOptions>("bench-serve --model /m").BatchInvariant);
+        Assert.False(new Qwen3Sharp.Engine.HostOptions().BatchInvariant);
+    }
+
+    [Fact]
     public void Serve_ReasoningFieldReasoning_IsBound() =>
         Assert.Equal(ReasoningField.Reasoning, Bind<ServeOptions>("serve --reasoning-field reasoning").ReasoningField);
 

@@ -6,8 +6,8 @@ using Qwen3Sharp.Tensors;
 namespace Qwen3Sharp.Tests.Kernels;
 
 /// <summary>
-/// Q4_0, Q4_K and Q8_0 repacked into 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>,
-/// <see cref="DType.Q8_0x8"/>; QuantMatMul.Q4x8.cs, QuantMatMul.Q8x8.cs): the repack keeps every element,
+/// Q4_0, Q4_K, Q6_K and Q8_0 repacked into 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>,
+/// <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>; QuantMatMul.Q4x8.cs, Q6x8.cs, Q8x8.cs): the repack keeps every element,
 /// the AVX2 kernel equals its scalar twin bit for bit, and both equal the float64 reference of the same integer math
 /// and the row-layout int8 kernel to float32 summation order; row counts not multiples of 8, 1..31 tokens, accumulate
 /// and overwrite.
@@ -19,7 +19,13 @@ public sealed unsafe class Q4x8MatMulTests
     // one block, odd block counts, rows short of a group, one row over, Qwen3-1.7B's widths (Q4_K: columns × 8)
     private static readonly (int Rows, int Blocks)[] Shapes = [(1, 1), (3, 2), (8, 1), (9, 3), (17, 5), (37, 64), (13, 192)];
 
-    private static DType Grouped(DType dtype) => dtype switch { DType.Q4_0 => DType.Q4_0x8, DType.Q8_0 => DType.Q8_0x8, _ => DType.Q4_Kx8 };
+    private static DType Grouped(DType dtype) => dtype switch
+    {
+        DType.Q4_0 => DType.Q4_0x8,
+        DType.Q8_0 => DType.Q8_0x8,
+        DType.Q6_K => DType.Q6_Kx8,
+        _ => DType.Q4_Kx8,
+    };
 
     private static bool Blocks32(DType dtype) => dtype is DType.Q4_0 or DType.Q8_0;
 
@@ -33,6 +39,7 @@ public sealed unsafe class Q4x8MatMulTests
     {
         DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(rows, cols),
         DType.Q8_0 => QuantMatMul.RepackedBytesQ8_0x8(rows, cols),
+        DType.Q6_K => QuantMatMul.RepackedBytesQ6_Kx8(rows, cols),
         _ => QuantMatMul.RepackedBytesQ4_Kx8(rows, cols),
     };
 
@@ -49,6 +56,9 @@ public sealed unsafe class Q4x8MatMulTests
             case DType.Q8_0:
                 QuantMatMul.RepackQ8_0x8(rows, rowCount, cols, data);
                 break;
+            case DType.Q6_K:
+                QuantMatMul.RepackQ6_Kx8(rows, rowCount, cols, data);
+                break;
             default:
                 QuantMatMul.RepackQ4_Kx8(rows, rowCount, cols, data);
                 break;
@@ -60,6 +70,7 @@ public sealed unsafe class Q4x8MatMulTests
     [Theory]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q6_K)]
     [InlineData(DType.Q8_0)]
     public void Repack_KeepsEveryElement_AndDequantizedRowsMatchTheRowLayout(DType dtype)
     {
@@ -98,6 +109,94 @@ public sealed unsafe class Q4x8MatMulTests
         }
     }
 
+    [Theory]
+    [InlineData(0x7C00)]   // +inf
+    [InlineData(0xFE00)]   // NaN
+    public void Q6_KRepack_RefusesAnInfiniteOrNaNSuperBlockScale(int bits)
+    {
+        byte* source = KQuantInt8Tests.Quantized(DType.Q6_K, 3, 512, 1);
+        try
+        {
+            Assert.True(QuantMatMul.CanRepackQ6_Kx8(source, 3, 512));
+            *(ushort*)(source + 2 * 420 + 210 + 208) = (ushort)bits;   // row 2, super-block 1
+            Assert.False(QuantMatMul.CanRepackQ6_Kx8(source, 3, 512));
+            Assert.True(QuantMatMul.CanRepackQ6_Kx8(source, 2, 512));   // rows 0 and 1 still can
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(source);
+        }
+    }
+
+    /// <summary>
+    /// Q6_K at the integer limits: every code 0 (q − 32 = −32) or 63, scales −128 and 127, activations at full scale
+    /// (codes ±127), so a group's int16 sums reach 8·32·127 = 32512 and a sub-block's dot 128·32·32·127 &lt; 2^24: the
+    /// unsigned partial sums wrap in int16 and the result must still be exact.
+    /// </summary>
+    [Fact]
+    public void Q6_Kx8Kernel_AtTheIntegerLimits_IsExactAndMatchesItsScalarTwin()
+    {
+        const int rows = 11, cols = 512, superBlocks = cols / 256;
+        byte* source = (byte*)NativeMemory.AlignedAlloc((nuint)(rows * superBlocks * 210), 64);
+        byte* packed = null;
+        using var pool = new WorkerPool(2);
+        try
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                for (int k = 0; k < superBlocks; k++)
+                {
+                    byte* block = source + (r * superBlocks + k) * 210;
+                    bool low = (r + k) % 2 == 0;    // all codes 0 or all 63
+                    new Span<byte>(block, 192).Fill(low ? (byte)0 : (byte)0xFF);
+                    for (int g = 0; g < 16; g++)
+                    {
+                        block[192 + g] = (byte)(sbyte)((g + r) % 3 == 0 ? 127 : -128);
+                    }
+
+                    *(ushort*)(block + 208) = BitConverter.HalfToUInt16Bits((Half)(1f / 1024));
+                }
+            }
+
+            packed = Repacked(DType.Q6_K, source, rows, cols);
+            var x8 = new WeightView(packed, DType.Q6_Kx8, rows, cols);
+            var original = new WeightView(source, DType.Q6_K, rows, cols);
+            foreach (float sign in new[] { 1f, -1f })
+            {
+                const int tokens = 3;
+                float[] x = new float[tokens * cols];
+                for (int i = 0; i < x.Length; i++)
+                {
+                    x[i] = i / cols == 1 ? (i % 2 == 0 ? 1 : -1) : sign;   // token 1 alternates (offsets of both signs)
+                }
+
+                var expected = new double[tokens * rows];
+                fixed (float* px = x)
+                fixed (double* pe = expected)
+                {
+                    KQuantInt8Tests.Reference(px, tokens, original, pe, null);
+                }
+
+                float[] scalar = Run(QuantMatMul.Isa.Scalar, pool, x, tokens, x8, float.NaN, accumulate: false);
+                for (int i = 0; i < scalar.Length; i++)
+                {
+                    Assert.Equal(expected[i], scalar[i], 1e-6 * Math.Abs(expected[i]));   // integer sums × (d·d_x): one rounding per sub-block
+                }
+
+                if (QuantMatMul.Best != QuantMatMul.Isa.Scalar)
+                {
+                    Assert.Equal(scalar, Run(QuantMatMul.Isa.Avx2, pool, x, tokens, x8, float.NaN, accumulate: false));
+                    Assert.Equal(scalar.AsSpan(0, rows).ToArray(), Run(QuantMatMul.Isa.Avx2, pool, x.AsSpan(0, cols).ToArray(), 1, x8, 0, accumulate: false));
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(source);
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
     [Fact]
     public void Repack_RefusesInfiniteOrNaNScales()
     {
@@ -117,6 +216,7 @@ public sealed unsafe class Q4x8MatMulTests
     [Theory]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q6_K)]
     [InlineData(DType.Q8_0)]
     public void X8Kernel_Avx2AndScalarTwin_AgreeBitForBit_AndMatchTheReferenceAndTheRowKernel(DType dtype)
     {
@@ -180,10 +280,13 @@ public sealed unsafe class Q4x8MatMulTests
 
                     if (tokens > 1 && QuantMatMul.Best != QuantMatMul.Isa.Scalar)
                     {
-                        // each token of a batch has the bits it has when decoded alone
+                        // each token of a batch has the bits it has when decoded alone (every token: Q6_K; the last: the others)
                         float[] batch = Run(QuantMatMul.Isa.Avx2, pool, x, tokens, x8, 0, accumulate: false);
-                        float[] alone = Run(QuantMatMul.Isa.Avx2, pool, x.AsSpan((tokens - 1) * cols).ToArray(), 1, x8, 0, accumulate: false);
-                        Assert.Equal(alone, batch.AsSpan((tokens - 1) * rows).ToArray());
+                        for (int t = dtype == DType.Q6_K ? 0 : tokens - 1; t < tokens; t++)
+                        {
+                            float[] alone = Run(QuantMatMul.Isa.Avx2, pool, x.AsSpan(t * cols, cols).ToArray(), 1, x8, 0, accumulate: false);
+                            Assert.Equal(alone, batch.AsSpan(t * rows, rows).ToArray());
+                        }
                     }
                 }
             }

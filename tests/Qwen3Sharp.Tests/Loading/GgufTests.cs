@@ -51,6 +51,37 @@ public sealed class GgufTests
     }
 
     [Fact]
+    public unsafe void Load_AQ6_KMatrixWithAnInfiniteScale_StaysInRowLayout_TheOthersAreRepacked()
+    {
+        // As for Q8_0 above, with Q6_K's super-block scale d (the last 2 of its 210 bytes): tiny-k's attn_v keeps the row
+        // layout, its other Q6_K matrices (ffn_down, the tied embedding) are repacked into 8-row groups.
+        string path = Fixture(KQuantFile);
+        byte[] bytes = File.ReadAllBytes(path);
+        byte[] block;
+        using (ModelWeights rows = ModelWeights.Load(path, layout: QuantLayout.Rows))
+        {
+            WeightView v = rows.Layers[0].VProj;
+            Assert.Equal(DType.Q6_K, v.DType);
+            block = new ReadOnlySpan<byte>(v.Data + (v.RowCount - 1) * v.RowBytes, 210).ToArray();   // the last row's first super-block
+        }
+
+        int at = bytes.AsSpan().IndexOf(block);
+        Assert.True(at > 0 && bytes.AsSpan(at + 1).IndexOf(block) < 0, "the super-block is not unique in the file");
+        bytes[at + 208] = 0x00;
+        bytes[at + 209] = 0x7C;   // +inf
+        using var dir = new TempDir();
+        File.WriteAllBytes(dir.File("inf.gguf"), bytes);
+        using ModelWeights x8 = ModelWeights.Load(dir.File("inf.gguf"), layout: QuantLayout.Interleaved8);
+        WeightView kept = x8.Layers[0].VProj;
+        Assert.Equal(DType.Q6_K, kept.DType);
+        Assert.False(float.IsFinite(kept[kept.RowCount - 1, 0]));   // the patched d reads as the file says (inf · sc · (q − 32))
+        Assert.True(float.IsFinite(kept[0, 0]));
+        Assert.Equal(DType.Q6_Kx8, x8.Layers[0].DownProj.DType);
+        Assert.Equal(DType.Q6_Kx8, x8.EmbedTokens.DType);
+        Assert.Equal(DType.Q4_Kx8, x8.Layers[0].KProj.DType);
+    }
+
+    [Fact]
     public void Reads_header_metadata_and_tensor_table()
     {
         using GgufFile f = GgufFile.Open(Fixture("tiny-a-q8_0.gguf"));
@@ -136,6 +167,7 @@ public sealed class GgufTests
     [Theory]
     [InlineData("tiny-a-q4_0.gguf", "QProj", DType.Q4_0, DType.Q4_0x8)]
     [InlineData("tiny-k-q4_k_m.gguf", "KProj", DType.Q4_K, DType.Q4_Kx8)]
+    [InlineData("tiny-k-q4_k_m.gguf", "VProj", DType.Q6_K, DType.Q6_Kx8)]
     public void Q4_files_are_repacked_into_8_row_groups_and_run_as_the_row_layout(string file, string matrix, DType stored, DType grouped)
     {
         // Prefill (40 tokens: the float panels, dequantizing from the groups; the output head's one row through the
@@ -147,12 +179,18 @@ public sealed class GgufTests
             new Qwen3ModelOptions { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Int8 });
         using var rows = new Qwen3Model(ModelWeights.Load(Fixture(file), layout: QuantLayout.Rows),
             new Qwen3ModelOptions { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Int8 });
-        WeightView Pick(Qwen3Model m) => matrix == "QProj" ? m.Weights.Layers[0].QProj : m.Weights.Layers[0].KProj;
+        WeightView Pick(Qwen3Model m) => matrix switch
+        {
+            "QProj" => m.Weights.Layers[0].QProj,
+            "VProj" => m.Weights.Layers[0].VProj,
+            _ => m.Weights.Layers[0].KProj,
+        };
         Assert.Equal(grouped, Pick(x8).DType);
         Assert.Equal(stored, Pick(rows).DType);
-        if (stored == DType.Q4_0)
+        if (stored is DType.Q4_0 or DType.Q6_K)
         {
-            Assert.Equal(DType.Q4_0x8, x8.Weights.LmHead.DType);              // tied: the embedding lookups read the groups too
+            Assert.Equal(grouped, x8.Weights.LmHead.DType);                   // tied: the embedding lookups read the groups too
+            Assert.Equal(grouped, x8.Weights.Layers[^1].DownProj.DType);
         }
 
         var rng = new Random(5);
@@ -319,7 +357,7 @@ public sealed class GgufTests
     [Fact]
     public void K_quant_dequantization_equals_the_python_reference_bit_for_bit()
     {
-        // Q4_K and Q8_0 as loaded by default: repacked into 8-row groups (Q4_Kx8, Q8_0x8), read back through the groups
+        // Q4_K, Q6_K and Q8_0 as loaded by default: repacked into 8-row groups (Q4_Kx8, Q6_Kx8, Q8_0x8), read back through the groups
         using ModelWeights gguf = ModelWeights.Load(Fixture(KQuantFile), layout: QuantLayout.Interleaved8);
         using ModelWeights reference = ModelWeights.Load(Fixture("tiny-k-q4_k_m-dequantized"));
         var pairs = new List<(string, WeightView, WeightView)> { ("embed", gguf.EmbedTokens, reference.EmbedTokens) };
@@ -348,7 +386,7 @@ public sealed class GgufTests
             }
         }
 
-        Assert.Equal([DType.Q5_K, DType.Q6_K, DType.Q4_Kx8, DType.Q8_0x8], seen.Order());
+        Assert.Equal([DType.Q5_K, DType.Q4_Kx8, DType.Q8_0x8, DType.Q6_Kx8], seen.Order());
         int vocab = gguf.EmbedTokens.RowCount, hidden = gguf.EmbedTokens.ColCount;
         int[] ids = [.. Enumerable.Range(0, vocab)];
         var rows = new float[vocab * hidden];

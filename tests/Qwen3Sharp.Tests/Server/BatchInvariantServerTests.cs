@@ -1,0 +1,99 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Qwen3Sharp.Cli;
+using Qwen3Sharp.Engine;
+using Qwen3Sharp.Server;
+
+namespace Qwen3Sharp.Tests.Server;
+
+/// <summary>
+/// Batch invariance the way a user sees it: the demo model served with --batch-invariant and the default f16 KV cache;
+/// a greedy request's answer and logprobs over HTTP are the same alone and with seven other requests running beside it
+/// (their prompts prefilled in chunks of a small step budget between its decode steps).
+/// </summary>
+public sealed class BatchInvariantServerTests
+{
+    private static readonly string[] Prompts =
+    [
+        "What is 17 + 25?",
+        "Hello!",
+        "What's the weather in Paris?",
+        "你好，你是谁？",
+        "Tom has 3 apples and buys 4 more. How many apples does he have now?",
+        "What time is it in Tokyo?",
+        "Who are you?",
+        "A shop sells pens at 2 dollars each. How much do 6 pens cost?",
+    ];
+
+    private static JsonObject Body(string prompt, int maxTokens) => new()
+    {
+        ["model"] = "demo",
+        ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = prompt }),
+        ["temperature"] = 0,
+        ["max_tokens"] = maxTokens,
+        ["logprobs"] = true,
+        ["top_logprobs"] = 3,
+    };
+
+    /// <summary>The choice of a non-streamed completion (message, finish reason and every token's logprobs), as JSON text.</summary>
+    private static async Task<string> CompleteAsync(HttpClient http, string prompt, int maxTokens)
+    {
+        using var content = new StringContent(Body(prompt, maxTokens).ToJsonString(), Encoding.UTF8, "application/json");
+        using HttpResponseMessage response = await http.PostAsync("/v1/chat/completions", content);
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, text);
+        JsonNode choice = JsonNode.Parse(text)!["choices"]![0]!;
+        Assert.NotEmpty(choice["logprobs"]!["content"]!.AsArray());
+        return choice.ToJsonString();
+    }
+
+    [Fact]
+    public async Task ChatCompletions_BatchInvariantF16Kv_SameAnswerAndLogprobsAloneAndBesideSeven()
+    {
+        string directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-invariant-" + Guid.NewGuid().ToString("N"));
+        DemoModel.Write(directory);
+        try
+        {
+            using Qwen3Host host = Qwen3Host.Load(directory, new HostOptions
+            {
+                ThreadCount = 2,
+                ContextSize = 1024,
+                MaxSequences = 8,
+                MaxBatchedTokens = 24,
+                BatchInvariant = true,
+            });
+            Assert.Equal(Cache.KvCacheDType.F16, host.KvCacheDType);
+            await using WebApplication app = Qwen3Server.Build(new ServerOptions { Port = 0, ServedModelNames = ["demo"] }, host.Chat,
+                ["--Logging:LogLevel:Default=Warning"]);
+            await app.StartAsync();
+            using var http = new HttpClient { BaseAddress = app.GetBoundAddress(), Timeout = TimeSpan.FromSeconds(300) };
+
+            string alone = await CompleteAsync(http, Prompts[0], maxTokens: 48);
+
+            // The same request while seven others run: they start first and decode longer, so every one of its steps is batched.
+            Task<string>[] others = Prompts.Skip(1).Select(p => CompleteAsync(http, p, maxTokens: 160)).ToArray();
+            while (host.Engine.Stats.RunningRequests < 4 && !others.All(t => t.IsCompleted))
+            {
+                await Task.Delay(2);
+            }
+
+            Task<string> target = CompleteAsync(http, Prompts[0], maxTokens: 48);
+            int besides = 0;   // the most requests seen running while it ran
+            while (!target.IsCompleted)
+            {
+                besides = Math.Max(besides, host.Engine.Stats.RunningRequests);
+                await Task.Delay(2);
+            }
+
+            string together = await target;
+            await Task.WhenAll(others);
+            Assert.True(besides >= 4, $"only {besides} requests ran at once");
+            Assert.Equal(alone, together);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+}
