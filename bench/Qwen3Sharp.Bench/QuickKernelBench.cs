@@ -79,6 +79,11 @@ internal static unsafe class QuickKernelBench
             KvAttention(pool, threads);
         }
 
+        if (what == "kvstep")
+        {
+            AttentionStepBench.Run(pool);
+        }
+
         if (what == "affine")
         {
             AffineKernelBench.Run(pool, threads);

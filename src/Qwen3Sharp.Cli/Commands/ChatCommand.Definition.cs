@@ -18,6 +18,8 @@ public sealed record ChatOptions
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
     /// <summary>--quantize: Q8_0 or Q4_0 at load, or null.</summary>
     public Tensors.DType? Quantize { get; init; }
+    /// <summary>--no-warmup: skip the warm-up of an interactive chat (a piped prompt never warms up).</summary>
+    public bool NoWarmup { get; init; }
 }
 
 public static partial class ChatCommand
@@ -31,6 +33,10 @@ public static partial class ChatCommand
         Option<int?> ctxSize = CliOptions.CtxSize();
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         Option<string> quantize = CliOptions.Quantize();
+        var noWarmup = new Option<bool>("--no-warmup")
+        {
+            Description = "Skip the warm-up after load (a short chat through the model so the first answer runs the JIT's optimized kernels; interactive sessions only).",
+        };
         var command = new CliCommand<ChatOptions>("chat", "Chat with the model in the terminal.",
             parse => new ChatOptions
             {
@@ -42,9 +48,10 @@ public static partial class ChatCommand
                 CtxSize = parse.GetValue(ctxSize),
                 KvCacheDType = parse.GetValue(kvCacheDType),
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
+                NoWarmup = parse.GetValue(noWarmup),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize, quantize, kvCacheDType }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize, quantize, kvCacheDType, noWarmup }) command.Options.Add(option);
         return command;
     }
 }

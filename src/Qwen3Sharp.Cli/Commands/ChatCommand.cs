@@ -19,8 +19,10 @@ public static partial class ChatCommand
     public static async Task<int> RunAsync(ChatOptions o, CancellationToken ct)
     {
         string directory = await ModelSource.ResolveAsync(o.Model, o.Context, ct);
+        bool piped = Console.IsInputRedirected || !o.Context.IsConsole;
         using Qwen3Host host = Qwen3Host.Load(directory, new HostOptions
         {
+            WarmUp = !piped && !o.NoWarmup,   // one piped prompt would wait longer for the warm-up than it saves
             MaxSequences = 1,
             MaxQueuedRequests = 1,
             ThreadCount = o.Threads ?? Environment.ProcessorCount,
@@ -30,7 +32,7 @@ public static partial class ChatCommand
         });
         var session = new Session(host.Chat, o.System, thinking: !o.NoThink);
 
-        if (Console.IsInputRedirected || !o.Context.IsConsole)
+        if (piped)
         {
             string prompt = (await Console.In.ReadToEndAsync(ct)).Trim();
             if (prompt.Length == 0)

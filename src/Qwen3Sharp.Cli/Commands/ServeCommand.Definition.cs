@@ -64,6 +64,8 @@ public sealed record ServeOptions
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
     /// <summary>--batch-invariant: logits alone and in a batch bit-identical (slower batches and prefill).</summary>
     public bool BatchInvariant { get; init; }
+    /// <summary>--no-warmup: start listening without running a short chat through the model first.</summary>
+    public bool NoWarmup { get; init; }
 }
 
 public static partial class ServeCommand
@@ -133,6 +135,11 @@ public static partial class ServeCommand
         Option<bool> batchInvariant = CliOptions.BatchInvariant();
         Option<int> maxQueue = CliOptions.Int("--max-queue", "Most requests waiting for a sequence slot; beyond it new requests get 503 (server_overloaded, Retry-After: 1), which OpenAI clients retry.", 64, 1, 1_000_000);
 
+        var noWarmup = new Option<bool>("--no-warmup")
+        {
+            Description = "Start listening at once: skip the warm-up, a short chat run through the model after load so the first requests get the JIT's optimized kernels (a few seconds).",
+        };
+
         var command = new CliCommand<ServeOptions>("serve", "Serve the model over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/models).",
             parse => new ServeOptions
             {
@@ -162,10 +169,11 @@ public static partial class ServeCommand
                 KvCacheMemory = parse.GetValue(kvCacheMemory),
                 KvCacheDType = parse.GetValue(kvCacheDType),
                 BatchInvariant = parse.GetValue(batchInvariant),
+                NoWarmup = parse.GetValue(noWarmup),
             },
             RunAsync);
         foreach (Option option in new Option[] { model, host, port, apiKey, servedNames, ctxSize, threads, reasoning, reasoningField,
-                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, quantize, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory, kvCacheDType, batchInvariant })
+                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, quantize, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory, kvCacheDType, batchInvariant, noWarmup })
         {
             command.Options.Add(option);
         }

@@ -43,7 +43,16 @@ public static partial class ServeCommand
             KvCacheDType = o.KvCacheDType,
             BatchInvariant = o.BatchInvariant,
             Chat = server.ToChatServiceOptions(),
+            WarmUp = !o.NoWarmup,
         });
+        if (host.WarmUp is { } warm)
+        {
+            await o.Context.Out.WriteLineAsync(
+                $"qwen3 serve: warmed up in {warm.Elapsed.TotalSeconds:F1} s ({warm.PromptTokens}-token prefill, {warm.DecodeSteps} decode steps; " +
+                $"a decode step {warm.FirstDecodeStep.TotalMilliseconds:F0} ms first, {warm.LastDecodeStep.TotalMilliseconds:F0} ms last; " +
+                $"{warm.LateJitCompilations} methods JIT-compiled in its last 10 steps)");
+        }
+
         await using WebApplication app = Qwen3Server.Build(server, host.Chat);
         await app.StartAsync(ct);
         await o.Context.Out.WriteLineAsync(

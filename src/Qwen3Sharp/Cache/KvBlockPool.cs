@@ -316,6 +316,27 @@ public sealed unsafe class KvBlockPool : IKvStore, IDisposable
         table.Clear();
     }
 
+    /// <summary>
+    /// Empties the prefix cache (vLLM's reset_prefix_cache): every cached block no table references goes back to the
+    /// free list, unregistered; blocks still referenced stay registered. Returns how many blocks were dropped.
+    /// </summary>
+    public int ResetPrefixCache()
+    {
+        int dropped = 0;
+        while (_lruHead >= 0)
+        {
+            int block = _lruHead;
+            LruRemove(block);
+            _cached.Remove(_blockKey[block]);
+            _registered[block] = false;
+            _free[_freeCount++] = block;
+            dropped++;
+        }
+
+        Volatile.Write(ref _freeCount, _freeCount);
+        return dropped;
+    }
+
     /// <summary>The hash of a full block under <paramref name="parentKey"/> (the pool's hasher).</summary>
     public ulong KeyOf(ulong parentKey, ReadOnlySpan<int> tokens) => _hasher(parentKey, tokens);
 

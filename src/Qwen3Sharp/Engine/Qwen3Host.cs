@@ -49,6 +49,13 @@ public sealed record HostOptions
     public bool BatchInvariant { get; init; }
 
     public ChatServiceOptions Chat { get; init; } = new();
+
+    /// <summary>
+    /// Runs a short chat through the model before the engine starts (llama-server's warm-up), so the first requests
+    /// run the JIT's optimized kernels instead of tier-0 code; it leaves no KV blocks, prefix-cache entries or metrics
+    /// behind. Off by default here; <c>qwen3 serve</c> and <c>qwen3 chat</c> turn it on (<c>--no-warmup</c> turns it off).
+    /// </summary>
+    public bool WarmUp { get; init; }
 }
 
 /// <summary>
@@ -97,6 +104,9 @@ public sealed class Qwen3Host : IDisposable
 
     /// <summary>Bytes reserved for the KV pool (keys and values of every layer).</summary>
     public long KvPoolBytes { get; }
+
+    /// <summary>What the warm-up ran (<see cref="HostOptions.WarmUp"/>); null when it was off or the KV pool too small for it.</summary>
+    public WarmUpReport? WarmUp { get; private init; }
 
     /// <summary>Loads everything from a Hugging Face model directory, or from one GGUF file.</summary>
     /// <exception cref="ModelFormatException">A file is missing or malformed.</exception>
@@ -165,6 +175,7 @@ public sealed class Qwen3Host : IDisposable
         {
             int blocks = Qwen3ModelRunner.BlocksFor(model, KvCacheBytes(options.KvCacheMemory), options.MaxSequences, options.KvCacheDType);
             var runner = new Qwen3ModelRunner(model, options.MaxSequences, blocks, options.KvCacheDType);
+            WarmUpReport? warmUp = options.WarmUp ? EngineWarmUp.Run(runner, tokenizer, template) : null;   // before the engine: no metrics
             var engine = new InferenceEngine(runner, r => SamplerAdapter.Create(r, runner.VocabSize),
                 skip => new TokenizerTextDecoder(tokenizer.CreateIncrementalDecoder(skip)),
                 new EngineOptions
@@ -175,7 +186,7 @@ public sealed class Qwen3Host : IDisposable
                     ThinkEndTokenId = tokenizer.ThinkEnd,
                 });
             var chat = new ChatService(engine, tokenizer, template, generation, options.Chat);
-            return new Qwen3Host(Path.GetFullPath(path), model, tokenizer, template, engine, chat, runner);
+            return new Qwen3Host(Path.GetFullPath(path), model, tokenizer, template, engine, chat, runner) { WarmUp = warmUp };
         }
         catch
         {

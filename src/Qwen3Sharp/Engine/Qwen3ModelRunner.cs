@@ -65,6 +65,9 @@ public sealed class Qwen3ModelRunner : IModelRunner
     /// <summary>Bytes of the whole KV pool.</summary>
     public long KvCacheBytes => _blocks.TotalBytes;
 
+    /// <summary>Drops every prefix-cache entry no live sequence holds (see <see cref="KvBlockPool.ResetPrefixCache"/>); engine loop thread only.</summary>
+    public int ResetPrefixCache() => _blocks.ResetPrefixCache();
+
     public ISequenceState? TryAllocateSequence()
     {
         if (_live >= MaxSequences)

@@ -46,16 +46,38 @@ public static unsafe class Attention
         ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values, KvCacheDType dtype, ReadOnlySpan<int> blockTable, int blockSize,
         int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
     {
+        var one = new AttentionSequence(0, tokenCount, startPosition, 0, blockTable.Length);
+        Causal(pool, q, new ReadOnlySpan<AttentionSequence>(in one), keys, values, dtype, blockTable, blockSize, headCount, kvHeadCount, headDim,
+            scale, destination);
+    }
+
+    /// <summary>
+    /// Causal grouped-query attention of one engine step: every sequence's new tokens against its own paged cache, in
+    /// one pool dispatch. q and destination [T, headCount * headDim] hold the step's tokens in batch order; sequence s
+    /// owns rows [TokenOffset, TokenOffset + TokenCount) at positions StartPosition.. and its block table is
+    /// blockTables[TableOffset..TableOffset + TableLength). Keys and values are one store shared by the sequences, as
+    /// in the paged overload. Each token's result is the single-sequence overload's, bit for bit: the items are the
+    /// same (token, kv head) items, only dispatched together.
+    /// </summary>
+    /// <remarks>
+    /// One pool item per (token, kv head), the most expensive first (the sequences by context, deepest first; a
+    /// sequence's tokens last first), so the items left when a thread runs out of work are the cheapest: a decode at
+    /// 8,000 positions is 8 items the threads share, and the tail of the dispatch is one short item.
+    /// </remarks>
+    public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, ReadOnlySpan<AttentionSequence> sequences,
+        ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values, KvCacheDType dtype, ReadOnlySpan<int> blockTables, int blockSize,
+        int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
+    {
         switch (dtype)
         {
             case KvCacheDType.F32:
-                Dispatch<KvF32>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+                Dispatch<KvF32>(pool, q, sequences, keys, values, blockTables, blockSize, headCount, kvHeadCount, headDim, scale, destination);
                 break;
             case KvCacheDType.BF16:
-                Dispatch<KvBf16>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+                Dispatch<KvBf16>(pool, q, sequences, keys, values, blockTables, blockSize, headCount, kvHeadCount, headDim, scale, destination);
                 break;
             case KvCacheDType.F16:
-                Dispatch<KvF16>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+                Dispatch<KvF16>(pool, q, sequences, keys, values, blockTables, blockSize, headCount, kvHeadCount, headDim, scale, destination);
                 break;
             case KvCacheDType.Q8_0:
                 if (dtype.Unsupported(headDim) is { } why)
@@ -63,33 +85,33 @@ public static unsafe class Attention
                     throw new NotSupportedException(why);
                 }
 
-                Dispatch<KvQ8>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+                Dispatch<KvQ8>(pool, q, sequences, keys, values, blockTables, blockSize, headCount, kvHeadCount, headDim, scale, destination);
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown KV-cache dtype");
         }
     }
 
-    private static void Dispatch<TK>(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
-        ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values, ReadOnlySpan<int> blockTable, int blockSize,
+    private static void Dispatch<TK>(WorkerPool pool, ReadOnlySpan<float> q, ReadOnlySpan<AttentionSequence> sequences,
+        ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values, ReadOnlySpan<int> blockTables, int blockSize,
         int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
         where TK : IKvElement
     {
         if (Vector512.IsHardwareAccelerated && headDim >= Vector512<float>.Count)
         {
-            Run<Vector512<float>, Simd512, TK>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+            Run<Vector512<float>, Simd512, TK>(pool, q, sequences, keys, values, blockTables, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
         else if (Vector256.IsHardwareAccelerated && headDim >= Vector256<float>.Count)
         {
-            Run<Vector256<float>, Simd256, TK>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+            Run<Vector256<float>, Simd256, TK>(pool, q, sequences, keys, values, blockTables, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
         else if (Vector128.IsHardwareAccelerated && headDim >= Vector128<float>.Count)
         {
-            Run<Vector128<float>, Simd128, TK>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+            Run<Vector128<float>, Simd128, TK>(pool, q, sequences, keys, values, blockTables, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
         else
         {
-            Run<float, SimdScalar, TK>(pool, q, tokenCount, startPosition, keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim, scale, destination);
+            Run<float, SimdScalar, TK>(pool, q, sequences, keys, values, blockTables, blockSize, headCount, kvHeadCount, headDim, scale, destination);
         }
     }
 
@@ -105,48 +127,74 @@ public static unsafe class Attention
         int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
         where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
+        var one = new AttentionSequence(0, tokenCount, startPosition, 0, blockTable.Length);
+        Run<TV, TS, TK>(pool, q, new ReadOnlySpan<AttentionSequence>(in one), keys, values, blockTable, blockSize, headCount, kvHeadCount, headDim,
+            scale, destination);
+    }
+
+    internal static void Run<TV, TS, TK>(WorkerPool pool, ReadOnlySpan<float> q, ReadOnlySpan<AttentionSequence> sequences,
+        ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values, ReadOnlySpan<int> blockTables, int blockSize,
+        int headCount, int kvHeadCount, int headDim, float scale, Span<float> destination)
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
+    {
         ArgumentNullException.ThrowIfNull(pool);
         if (kvHeadCount <= 0 || headCount % kvHeadCount != 0)
         {
             throw new ArgumentException($"headCount {headCount} is not a multiple of kvHeadCount {kvHeadCount}.");
         }
 
-        int context = startPosition + tokenCount;
-        long qCount = (long)tokenCount * headCount * headDim;
-        if (blockSize < 1 || (long)blockTable.Length * blockSize < context)
+        if (blockSize < 1)
         {
-            throw new ArgumentException($"A block table of {blockTable.Length} blocks of {blockSize} does not cover {context} positions.");
+            throw new ArgumentException($"blockSize must be at least 1, got {blockSize}.");
         }
 
         long rowBytes = TK.Bytes(kvHeadCount * headDim);
         long keyRows = keys.Length / Math.Max(1, rowBytes), valueRows = values.Length / Math.Max(1, rowBytes);
-        int lastBlock = (context - 1) / blockSize;
-        for (int b = 0; context > 0 && b <= lastBlock; b++)
+        long qWidth = (long)headCount * headDim;
+        int maxContext = 0, items = 0, segmentCount = 0;
+        foreach (AttentionSequence s in sequences)
         {
-            long end = (long)blockTable[b] * blockSize + Math.Min(blockSize, context - (long)b * blockSize);
-            if (blockTable[b] < 0 || end > keyRows || end > valueRows)
-            {
-                throw new ArgumentException($"Block {blockTable[b]} of the table lies outside keys/values of {keyRows} positions.");
-            }
+            Validate(s, q.Length, destination.Length, qWidth, blockTables, blockSize, keyRows, valueRows);
+            maxContext = Math.Max(maxContext, s.StartPosition + s.TokenCount);
+            items += s.TokenCount * kvHeadCount;
+            segmentCount += s.TokenCount > 0 ? 1 : 0;
         }
 
-        if (q.Length < qCount || destination.Length < qCount || (blockSize >= context && (keyRows < context || valueRows < context)))
-        {
-            throw new ArgumentException(
-                $"Attention over {tokenCount} tokens at {startPosition} needs q and destination of {qCount} elements and keys and values " +
-                $"of {context} positions; got q {q.Length}, destination {destination.Length}, keys {keyRows}, values {valueRows}.");
-        }
-
-        if (tokenCount == 0 || headDim == 0)
+        if (items == 0 || headDim == 0)
         {
             return;
         }
 
+        // The segments in cost order (deepest context first; insertion sort, the steps hold few sequences), each with
+        // the index of its first item.
+        var segments = (Segment*)pool.SharedScratch((long)segmentCount * sizeof(Segment));
+        int n = 0;
+        foreach (AttentionSequence s in sequences)
+        {
+            if (s.TokenCount == 0)
+            {
+                continue;
+            }
+
+            int end = s.StartPosition + s.TokenCount, at = n++;
+            for (; at > 0 && segments[at - 1].StartPosition + segments[at - 1].TokenCount < end; at--)
+            {
+                segments[at] = segments[at - 1];
+            }
+
+            segments[at] = new Segment { TokenOffset = s.TokenOffset, TokenCount = s.TokenCount, StartPosition = s.StartPosition, TableOffset = s.TableOffset };
+        }
+
+        for (int i = 0, first = 0; i < n; first += segments[i].TokenCount * kvHeadCount, i++)
+        {
+            segments[i].FirstItem = first;
+        }
+
         int group = headCount / kvHeadCount;
-        pool.EnsureWorkerScratch((long)group * context * sizeof(float));
+        pool.EnsureWorkerScratch((long)group * maxContext * sizeof(float));
         fixed (float* pq = q, pd = destination)
         fixed (byte* pk = keys, pv = values)
-        fixed (int* pt = blockTable)
+        fixed (int* pt = blockTables)
         {
             var job = new CausalJob<TV, TS, TK>
             {
@@ -154,9 +202,10 @@ public static unsafe class Attention
                 Keys = pk,
                 Values = pv,
                 Destination = pd,
-                StartPosition = startPosition,
-                Context = context,
-                Table = pt,
+                Segments = segments,
+                SegmentCount = n,
+                Context = maxContext,
+                Tables = pt,
                 BlockSize = blockSize,
                 HeadCount = headCount,
                 KvHeadCount = kvHeadCount,
@@ -164,30 +213,93 @@ public static unsafe class Attention
                 Scale = scale,
                 Scratch = pool.WorkerScratchTable,
             };
-            pool.Run(ref job, tokenCount * kvHeadCount);
+            pool.Run(ref job, items);
         }
+    }
+
+    private static void Validate(in AttentionSequence s, int qLength, int destinationLength, long qWidth, ReadOnlySpan<int> blockTables,
+        int blockSize, long keyRows, long valueRows)
+    {
+        int context = s.StartPosition + s.TokenCount;
+        if (s.TokenOffset < 0 || s.TokenCount < 0 || s.StartPosition < 0 || s.TableOffset < 0 || s.TableLength < 0
+            || (long)s.TableOffset + s.TableLength > blockTables.Length)
+        {
+            throw new ArgumentException($"Sequence at token {s.TokenOffset} ({s.TokenCount} tokens at {s.StartPosition}, table " +
+                $"{s.TableOffset}+{s.TableLength} of {blockTables.Length}) is malformed.");
+        }
+
+        if ((long)s.TableLength * blockSize < context)
+        {
+            throw new ArgumentException($"A block table of {s.TableLength} blocks of {blockSize} does not cover {context} positions.");
+        }
+
+        ReadOnlySpan<int> table = blockTables.Slice(s.TableOffset, s.TableLength);
+        int lastBlock = (context - 1) / blockSize;
+        for (int b = 0; context > 0 && b <= lastBlock; b++)
+        {
+            long end = (long)table[b] * blockSize + Math.Min(blockSize, context - (long)b * blockSize);
+            if (table[b] < 0 || end > keyRows || end > valueRows)
+            {
+                throw new ArgumentException($"Block {table[b]} of the table lies outside keys/values of {keyRows} positions.");
+            }
+        }
+
+        long qEnd = (s.TokenOffset + (long)s.TokenCount) * qWidth;
+        if (qLength < qEnd || destinationLength < qEnd)
+        {
+            throw new ArgumentException(
+                $"Attention over {s.TokenCount} tokens at row {s.TokenOffset} needs q and destination of {qEnd} elements; " +
+                $"got q {qLength}, destination {destinationLength}.");
+        }
+    }
+
+    /// <summary>A sequence of a dispatch, in cost order: its items are FirstItem.. (token-major, last token first).</summary>
+    private struct Segment
+    {
+        public int FirstItem, TokenOffset, TokenCount, StartPosition, TableOffset;
     }
 
     private struct CausalJob<TV, TS, TK> : IPoolJob where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
-        public float* Q;            // [tokenCount, headCount * headDim]
-        public byte* Keys;          // [context, kvHeadCount * headDim] elements of TK
-        public byte* Values;        // [context, kvHeadCount * headDim] elements of TK
-        public float* Destination;  // [tokenCount, headCount * headDim]
-        public int* Table;          // [blocks]: position p is row Table[p / BlockSize] * BlockSize + p % BlockSize
-        public int StartPosition, Context, HeadCount, KvHeadCount, HeadDim, BlockSize;
+        public float* Q;            // [T, headCount * headDim]
+        public byte* Keys;          // [rows, kvHeadCount * headDim] elements of TK
+        public byte* Values;        // [rows, kvHeadCount * headDim] elements of TK
+        public float* Destination;  // [T, headCount * headDim]
+        public Segment* Segments;   // [SegmentCount], deepest first
+        public int* Tables;         // every sequence's blocks: position p is row table[p / BlockSize] * BlockSize + p % BlockSize
+        public int SegmentCount, Context, HeadCount, KvHeadCount, HeadDim, BlockSize;
         public float Scale;
         public void** Scratch;      // per worker: [group, Context]
 
         public readonly void Execute(int index, int worker)
         {
-            int t = index / KvHeadCount, kvh = index % KvHeadCount;
+            int lo = 0, hi = SegmentCount - 1;
+            while (lo < hi)
+            {
+                int mid = (lo + hi + 1) >> 1;
+                if (Segments[mid].FirstItem <= index)
+                {
+                    lo = mid;
+                }
+                else
+                {
+                    hi = mid - 1;
+                }
+            }
+
+            ref readonly Segment s = ref Segments[lo];
+            int local = index - s.FirstItem;
+            int row = s.TokenCount - 1 - local / KvHeadCount, kvh = local % KvHeadCount;
+            Head(s.TokenOffset + row, kvh, s.StartPosition + row + 1, Tables + s.TableOffset, (float*)Scratch[worker]);
+        }
+
+        /// <summary>Token <paramref name="t"/>'s query heads of kv head <paramref name="kvh"/> over positions 0..visible-1.</summary>
+        private readonly void Head(int t, int kvh, int visible, int* table, float* scores)
+        {
             int group = HeadCount / KvHeadCount;
-            int visible = StartPosition + t + 1;
             long headBytes = TK.Bytes(HeadDim), rowBytes = KvHeadCount * headBytes;
             byte* kBase = Keys + kvh * headBytes;
             byte* vBase = Values + kvh * headBytes;
-            float* scores = (float*)Scratch[worker];
             float* q0 = Q + ((long)t * HeadCount + kvh * group) * HeadDim;     // the group's heads are adjacent
             float* out0 = Destination + ((long)t * HeadCount + kvh * group) * HeadDim;
 
@@ -195,11 +307,11 @@ public static unsafe class Attention
             // eight independent accumulators, one add tree for four sums); the block's rows stay in L1 for the next pair.
             for (int p0 = 0, b = 0; p0 < visible; p0 += BlockSize, b++)
             {
-                byte* k = kBase + (long)Table[b] * BlockSize * rowBytes;
+                byte* k = kBase + (long)table[b] * BlockSize * rowBytes;
                 int count = Math.Min(visible, p0 + BlockSize) - p0;
                 if (p0 + BlockSize < visible)
                 {
-                    PrefetchRows(kBase + (long)Table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visible - p0 - BlockSize), headBytes);
+                    PrefetchRows(kBase + (long)table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visible - p0 - BlockSize), headBytes);
                 }
 
                 int g = 0;
@@ -229,12 +341,12 @@ public static unsafe class Attention
             for (; h + 2 <= group; h += 2)
             {
                 WeightedSum2<TV, TS, TK>(scores + (long)h * Context, scores + (long)(h + 1) * Context, visible, vBase, rowBytes,
-                    Table, BlockSize, HeadDim, out0 + h * HeadDim, out0 + (h + 1) * HeadDim);
+                    table, BlockSize, HeadDim, out0 + h * HeadDim, out0 + (h + 1) * HeadDim);
             }
 
             if (h < group)
             {
-                WeightedSumFrom<TV, TS, TK>(scores + (long)h * Context, visible, vBase, rowBytes, Table, BlockSize, HeadDim, out0 + h * HeadDim, 0);
+                WeightedSumFrom<TV, TS, TK>(scores + (long)h * Context, visible, vBase, rowBytes, table, BlockSize, HeadDim, out0 + h * HeadDim, 0);
             }
         }
     }
@@ -471,3 +583,10 @@ public static unsafe class Attention
         }
     }
 }
+
+/// <summary>
+/// One sequence of a step's attention (<see cref="Attention.Causal(WorkerPool, ReadOnlySpan{float}, ReadOnlySpan{AttentionSequence}, ReadOnlySpan{byte}, ReadOnlySpan{byte}, KvCacheDType, ReadOnlySpan{int}, int, int, int, int, float, Span{float})"/>):
+/// its query rows [TokenOffset, TokenOffset + TokenCount) of the step at positions StartPosition.., and its block table,
+/// blockTables[TableOffset..TableOffset + TableLength).
+/// </summary>
+public readonly record struct AttentionSequence(int TokenOffset, int TokenCount, int StartPosition, int TableOffset, int TableLength);

@@ -59,6 +59,8 @@ public sealed class Qwen3Model : IDisposable
     private readonly float _attentionScale;
     private readonly int _hidden, _vocab, _heads, _kvHeads, _headDim;
     private readonly BatchSequence[] _single = new BatchSequence[1];   // the one sequence of Forward(tokens, start, cache)
+    private readonly AttentionSequence[] _attentionSequences;          // [MaxBatchTokens]: the step's sequences as attention reads them
+    private int[] _blockTables = [];                                   // the step's block tables, concatenated
 
     /// <summary>Prepares a model over loaded weights; the model takes ownership of <paramref name="weights"/> and disposes them.</summary>
     public Qwen3Model(ModelWeights weights, Qwen3ModelOptions? options = null)
@@ -92,6 +94,7 @@ public sealed class Qwen3Model : IDisposable
         BatchInvariant = options.BatchInvariant;
         _pool = new WorkerPool(options.ThreadCount);
         _scratch = new ForwardScratch(Config, MaxBatchTokens);
+        _attentionSequences = new AttentionSequence[MaxBatchTokens];
     }
 
     /// <summary>
@@ -321,6 +324,8 @@ public sealed class Qwen3Model : IDisposable
             }
         }
 
+        bool oneStore = PrepareAttention(sequences);
+        ReadOnlySpan<AttentionSequence> attention = _attentionSequences.AsSpan(0, sequences.Length);
         Embedding.Gather(_weights.EmbedTokens, tokenIds, hidden);
         profile?.Mark(ForwardPhase.Embed);
         for (int l = 0; l < Config.NumHiddenLayers; l++)
@@ -358,13 +363,22 @@ public sealed class Qwen3Model : IDisposable
             }
 
             profile?.Mark(ForwardPhase.KvWrite);
-            foreach (ref readonly BatchSequence b in sequences)         // ragged: each sequence over its own cache
+            if (oneStore)                                               // ragged: each sequence over its own blocks, one dispatch
             {
-                int n = b.TokenCount;
-                KvCacheView cache = b.Cache;
-                Attention.Causal(_pool, q.Slice(b.TokenOffset * qDim, n * qDim), n, b.StartPosition,
-                    cache.Store.KeyBytes(l), cache.Store.ValueBytes(l), cache.Store.DType, cache.Table, cache.BlockSize, _heads, _kvHeads, _headDim,
-                    _attentionScale, attnOut.Slice(b.TokenOffset * qDim, n * qDim));   // GQA over the cache
+                IKvStore store = sequences[0].Cache.Store;
+                Attention.Causal(_pool, q, attention, store.KeyBytes(l), store.ValueBytes(l), store.DType, _blockTables,
+                    sequences[0].Cache.BlockSize, _heads, _kvHeads, _headDim, _attentionScale, attnOut);   // GQA over the cache
+            }
+            else
+            {
+                foreach (ref readonly BatchSequence b in sequences)     // sequences in caches of their own: one dispatch each
+                {
+                    int n = b.TokenCount;
+                    KvCacheView cache = b.Cache;
+                    Attention.Causal(_pool, q.Slice(b.TokenOffset * qDim, n * qDim), n, b.StartPosition,
+                        cache.Store.KeyBytes(l), cache.Store.ValueBytes(l), cache.Store.DType, cache.Table, cache.BlockSize, _heads, _kvHeads, _headDim,
+                        _attentionScale, attnOut.Slice(b.TokenOffset * qDim, n * qDim));
+                }
             }
 
             profile?.Mark(ForwardPhase.Attention);
@@ -387,6 +401,44 @@ public sealed class Qwen3Model : IDisposable
             MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden, _prefill, QuantDecode, BatchInvariant);   // residual fused
             profile?.Mark(ForwardPhase.DownProjection);
         }
+    }
+
+    /// <summary>
+    /// When every sequence of the step reads one KV store with one block size (the engine's block pool), describes them
+    /// for one attention dispatch per layer: their rows and positions in <see cref="_attentionSequences"/> and the used
+    /// part of their block tables, concatenated, in <see cref="_blockTables"/>. False otherwise (caches of their own).
+    /// </summary>
+    private bool PrepareAttention(ReadOnlySpan<BatchSequence> sequences)
+    {
+        IKvStore store = sequences[0].Cache.Store;
+        int blockSize = sequences[0].Cache.BlockSize;
+        long capacity = 0;
+        foreach (ref readonly BatchSequence b in sequences)
+        {
+            if (!ReferenceEquals(b.Cache.Store, store) || b.Cache.BlockSize != blockSize)
+            {
+                return false;
+            }
+
+            capacity += b.Cache.Table.Length;
+        }
+
+        if (_blockTables.Length < capacity)
+        {
+            _blockTables = new int[capacity];   // the tables' capacities, so a sequence growing into a new block reallocates nothing
+        }
+
+        int offset = 0;
+        for (int i = 0; i < sequences.Length; i++)
+        {
+            ref readonly BatchSequence b = ref sequences[i];
+            int used = Math.Min(b.Cache.Table.Length, (b.StartPosition + b.TokenCount + blockSize - 1) / blockSize);
+            b.Cache.Table.AsSpan(0, used).CopyTo(_blockTables.AsSpan(offset));
+            _attentionSequences[i] = new AttentionSequence(b.TokenOffset, b.TokenCount, b.StartPosition, offset, used);
+            offset += used;
+        }
+
+        return true;
     }
 
     /// <summary>x [rows, bias.Length] += bias on every row.</summary>

@@ -40,7 +40,16 @@ public sealed class CliParseTests
         Assert.Equal(16, o.MaxNumSeqs);
         Assert.Equal(512, o.MaxNumBatchedTokens);
         Assert.Null(o.KvCacheMemory);
+        Assert.False(o.NoWarmup);
         Assert.Same(Context, o.Context);
+    }
+
+    [Fact]
+    public void ServeAndChat_NoWarmup_AreBound()
+    {
+        Assert.True(Bind<ServeOptions>("serve --no-warmup").NoWarmup);
+        Assert.True(Bind<ChatOptions>("chat --no-warmup").NoWarmup);
+        Assert.False(Bind<ChatOptions>("chat").NoWarmup);
     }
 
     [Fact]

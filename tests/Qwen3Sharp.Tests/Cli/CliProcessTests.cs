@@ -261,7 +261,7 @@ public sealed class ServeProcessTests
     [InlineData("TERM")]
     public async Task Serve_AnswersThenStopsOnSignal(string signal)
     {
-        using CliProcess serve = CliProcess.Start($"serve --model {TinyModel.Directory} --port 0 --ctx-size 256 --served-model-name tiny-alias");
+        using CliProcess serve = CliProcess.Start($"serve --model {TinyModel.Directory} --port 0 --ctx-size 256 --served-model-name tiny-alias --no-warmup");
         Uri? address = null;
         for (int i = 0; i < 600 && address is null && !serve.HasExited; i++)
         {
@@ -274,6 +274,7 @@ public sealed class ServeProcessTests
         }
 
         Assert.True(address is not null, $"no address announced. stdout: {serve.Out} stderr: {serve.Err}");
+        Assert.DoesNotContain("warmed up", serve.Out);
         using var http = new HttpClient { BaseAddress = address };
         Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("health")).StatusCode);
         string models = await http.GetStringAsync("v1/models");
@@ -296,7 +297,7 @@ public sealed class ServeProcessTests
     }
 
     [Fact]
-    public async Task Serve_Bf16KvCache_TwiceTheBlocksOfF32InTheBannerAndMetrics_Answers()
+    public async Task Serve_Bf16KvCache_WarmsUpByDefault_TwiceTheBlocksOfF32InTheBannerAndMetrics_Answers()
     {
         // The same --kv-cache-memory (1.25 MiB; byte counts start at 1 MiB) holds 80 float32 blocks of the tiny model or
         // 160 bf16 ones; the banner and /metrics say so.
@@ -316,7 +317,13 @@ public sealed class ServeProcessTests
 
         Assert.True(address is not null, $"no address announced. stdout: {serve.Out} stderr: {serve.Err}");
         Assert.Contains("KV cache bf16: 160 blocks of 16 = 2560 tokens", serve.Out);
+        Assert.Matches(@"warmed up in [0-9.]+ s \(\d+-token prefill, 80 decode steps", serve.Out);   // on by default, before the address
         using var http = new HttpClient { BaseAddress = address };
+        string atStart = await http.GetStringAsync("metrics");   // the warm-up left no requests, tokens or blocks behind
+        Assert.Matches(@"(?m)^qwen3sharp:kv_cache_blocks_used\{model_name=""[^""]+""\} 0$", atStart);
+        Assert.Matches(@"(?m)^qwen3sharp:generation_tokens_total\{model_name=""[^""]+""\} 0$", atStart);
+        Assert.Matches(@"(?m)^qwen3sharp:time_to_first_token_seconds_count\{model_name=""[^""]+""\} 0$", atStart);
+        Assert.DoesNotMatch(@"(?m)^qwen3sharp:request_success_total\{.*\} [1-9]", atStart);
         string body = new System.Text.Json.Nodes.JsonObject
         {
             ["model"] = Path.GetFileName(TinyModel.Directory),

@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using Qwen3Sharp.Cache;
 using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Kernels.Reference;
 
@@ -94,6 +95,84 @@ public sealed class AttentionTests
 
             KernelAssert.Close(expected, actual, atol: 2e-6f, rtol: 1e-5f, $"Paged attention {isa} start={start} tokens={t}");
         }
+    }
+
+    public static TheoryData<KvCacheDType, int> DTypesAndThreads()
+    {
+        var data = new TheoryData<KvCacheDType, int>();
+        foreach (KvCacheDType dtype in new[] { KvCacheDType.F32, KvCacheDType.BF16, KvCacheDType.F16, KvCacheDType.Q8_0 })
+        {
+            data.Add(dtype, 2);
+        }
+
+        data.Add(KvCacheDType.BF16, 1);
+        data.Add(KvCacheDType.BF16, 3);
+        return data;
+    }
+
+    [Theory, MemberData(nameof(DTypesAndThreads))]
+    public void CausalStep_RaggedSequencesInOneDispatch_EqualEachSequenceAloneBitForBit(KvCacheDType dtype, int threads)
+    {
+        // An engine step: decodes at several depths and prefill chunks, each over its own shuffled blocks of one store,
+        // tables concatenated in another order than the rows. One dispatch gives every token exactly what a dispatch of
+        // its sequence alone gives (the batch-invariance the engine's step relies on).
+        using var pool = new WorkerPool(threads);
+        var rng = new Random(23);
+        const int BlockSize = 16, H = 16, Kv = 8, D = 128, KvDim = Kv * D;
+        (int Start, int T)[] seqs = [(0, 1), (700, 1), (15, 1), (0, 37), (100, 20), (2000, 1), (31, 1), (250, 7)];
+        int[] blocksOf = seqs.Select(x => (x.Start + x.T + BlockSize - 1) / BlockSize).ToArray();
+        int totalBlocks = blocksOf.Sum() + 5;
+        int rowBytes = (int)dtype.Bytes(KvDim);
+        byte[] keys = new byte[totalBlocks * BlockSize * rowBytes], values = new byte[keys.Length];
+        KvConvert.FromSingle(KernelAssert.Random(rng, totalBlocks * BlockSize * KvDim, 2f), dtype, keys);
+        KvConvert.FromSingle(KernelAssert.Random(rng, totalBlocks * BlockSize * KvDim), dtype, values);
+        int[] shuffled = Enumerable.Range(0, totalBlocks).OrderBy(_ => rng.Next()).ToArray();
+        int[][] tables = new int[seqs.Length][];
+        for (int i = 0, next = 0; i < seqs.Length; i++)
+        {
+            tables[i] = shuffled.AsSpan(next, blocksOf[i]).ToArray();
+            next += blocksOf[i];
+        }
+
+        int[] tableOrder = Enumerable.Range(0, seqs.Length).Reverse().ToArray();
+        int[] blockTables = new int[blocksOf.Sum() + 3];
+        int[] tableOffset = new int[seqs.Length];
+        for (int j = 0, at = 3; j < seqs.Length; j++)
+        {
+            int i = tableOrder[j];
+            tableOffset[i] = at;
+            tables[i].CopyTo(blockTables, at);
+            at += tables[i].Length;
+        }
+
+        int tokens = seqs.Sum(x => x.T);
+        var step = new AttentionSequence[seqs.Length];
+        for (int i = 0, row = 0; i < seqs.Length; row += seqs[i].T, i++)
+        {
+            step[i] = new AttentionSequence(row, seqs[i].T, seqs[i].Start, tableOffset[i], tables[i].Length);
+        }
+
+        float[] q = KernelAssert.Random(rng, tokens * H * D, 2f);
+        float scale = 1f / MathF.Sqrt(D);
+        float[] batched = new float[q.Length], alone = new float[q.Length];
+        Attention.Causal(pool, q, step, keys, values, dtype, blockTables, BlockSize, H, Kv, D, scale, batched);
+        foreach (AttentionSequence s in step)
+        {
+            int n = s.TokenCount * H * D;
+            Attention.Causal(pool, q.AsSpan(s.TokenOffset * H * D, n), s.TokenCount, s.StartPosition, keys, values, dtype,
+                blockTables.AsSpan(s.TableOffset, s.TableLength), BlockSize, H, Kv, D, scale, alone.AsSpan(s.TokenOffset * H * D, n));
+        }
+
+        KernelAssert.Close(alone, batched, atol: 0, rtol: 0, $"{dtype} step of {seqs.Length} sequences in one dispatch, {threads} threads");
+    }
+
+    [Fact]
+    public void CausalStep_TableOutsideTheConcatenation_Throws()
+    {
+        using var pool = new WorkerPool(1);
+        AttentionSequence[] step = [new(0, 1, 0, 0, 1), new(1, 1, 16, 1, 2)];
+        Assert.Throws<ArgumentException>(() => Attention.Causal(pool, new float[2 * 16], step, new byte[64 * 16 * 4], new byte[64 * 16 * 4],
+            KvCacheDType.F32, [0, 1], 16, 2, 1, 8, 1f, new float[2 * 16]));
     }
 
     [Fact]

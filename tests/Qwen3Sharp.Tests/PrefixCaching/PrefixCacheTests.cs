@@ -34,6 +34,33 @@ public sealed class PrefixCacheTests
     private static int[] Seq(int start, int count) => Enumerable.Range(start, count).ToArray();
 
     [Fact]
+    public void ResetPrefixCache_DropsUnreferencedBlocksKeepsHeldOnes_LaterLookupsMiss()
+    {
+        using KvBlockPool pool = Pool(8);
+        int[] released = Seq(100, 8), held = Seq(500, 4);
+        pool.Release(Computed(pool, released));
+        BlockTable h = Computed(pool, held);
+        Assert.Equal(3, pool.CachedBlockCount);
+
+        Assert.Equal(2, pool.ResetPrefixCache());
+        Assert.Equal(1, pool.CachedBlockCount);      // still referenced: stays registered
+        Assert.Equal(1, pool.UsedBlockCount);
+        Assert.Equal(7, pool.FreeBlockCount);
+        Assert.Equal(0, Lookup(pool, [.. released, 1], out BlockTable miss));
+        pool.Release(miss);
+        Assert.Equal(1, Lookup(pool, [.. held, 1], out BlockTable hit));
+
+        pool.Release(hit);
+        pool.Release(h);
+        Assert.Equal(1, pool.ResetPrefixCache());
+        Assert.Equal(0, pool.CachedBlockCount);
+        Assert.Equal(8, pool.FreeBlockCount);
+        var all = new BlockTable(16);
+        Assert.True(pool.TryGrow(all, 8 * BlockSize));   // every block handed out once: the free list holds each exactly once
+        Assert.Equal(8, all.Blocks.Take(all.Count).Distinct().Count());
+    }
+
+    [Fact]
     public void Lookup_SamePrefix_HitsEveryFullBlockSharedWhileHeldAndCachedAfterRelease()
     {
         using KvBlockPool pool = Pool(8);
