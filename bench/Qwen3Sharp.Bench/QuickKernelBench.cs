@@ -114,6 +114,11 @@ internal static unsafe class QuickKernelBench
             StepBench.Run(what[5..], threads);
         }
 
+        if (what.StartsWith("sweep=", StringComparison.Ordinal))
+        {
+            SweepBench.Run(what[6..], threads);
+        }
+
         if (what == "ceiling")
         {
             BatchFlopsBench.Ceiling();

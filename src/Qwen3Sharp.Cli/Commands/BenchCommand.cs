@@ -165,7 +165,8 @@ public static partial class BenchCommand
         w.WriteLine($"model        {Server.ServerOptions.ModelNameFromDirectory(directory)}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, " +
             $"vocab {c.VocabSize}, {MatrixFormats(weights)}, {weightBytes / 1e9:F2} GB of weights");
         w.WriteLine($"threads      {threads}, weights " + (o.Quantize is { } q ? $"quantized to {q} at load (--quantize)"
-            : o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages" : "memory-mapped in place"));
+            : o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages"
+            : o.Weights == WeightPlacement.Copy ? "copied into private memory" : "memory-mapped in place"));
         w.WriteLine($"kernels      decode {decodeKernels}, " +
             $"{KernelSelection.VectorBits}-bit vectors, prefill bf16 {KernelSelection.Name(prefillKernel)} ({KernelSelection.PrefillKernelVariable}; " +
             $"{(prefillKernel == PrefillKernel.JitBf16 ? "generated AVX512_BF16 vdpbf16ps code, bf16 activations" : "float32 panels")}; " +

@@ -89,10 +89,11 @@ internal static class CliOptions
         return option;
     }
 
-    /// <summary>--weights: BF16 matrices used in place from the memory-mapped files, or copied into huge pages.</summary>
+    /// <summary>--weights: matrices used in place from the memory-mapped files, or copied into private memory (huge pages on request).</summary>
     public static Option<string> Weights() =>
-        Choice("--weights", "mapped: use the memory-mapped files in place (fast load); hugepage-copy: copy the matrices " +
-            "into 2 MB pages at load (slower load, faster decode).", "mapped", "mapped", "hugepage-copy");
+        Choice("--weights", "copy (default): copy the matrices into private memory at load (a few seconds for 3.4 GB, BF16 decode ~20% " +
+            "faster); mapped: use the memory-mapped files in place (instant load, page cache shared between processes); hugepage-copy: the same " +
+            "into 2 MB pages (slow load while the kernel compacts memory).", "copy", "mapped", "copy", "hugepage-copy");
 
     /// <summary>--quantize: BF16/F16 matrices quantized to Q8_0 or Q4_0 at load (llama.cpp's block formats and rounding).</summary>
     public static Option<string> Quantize() =>
@@ -107,7 +108,12 @@ internal static class CliOptions
     };
 
     public static Loading.WeightPlacement Placement(string value) =>
-        value == "hugepage-copy" ? Loading.WeightPlacement.HugePageCopy : Loading.WeightPlacement.Mapped;
+        value switch
+        {
+            "hugepage-copy" => Loading.WeightPlacement.HugePageCopy,
+            "copy" => Loading.WeightPlacement.Copy,
+            _ => Loading.WeightPlacement.Mapped,
+        };
 
     public static Option<int?> Threads() =>
         OptionalInt("--threads", "Worker threads for the forward pass [default: every core the process may use].", 1, 1024);

@@ -53,10 +53,18 @@ public sealed unsafe partial class ModelWeights
                 }
             }
 
-            copy = Place(matrices, placement, quantize);
-            if (ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
+            // Repack from the file first (its dropped pages fault back in if a matrix must stay in rows), then copy what is
+            // left; matrices quantized at load are anonymous, so those are checked whole before any page is dropped.
+            bool repack = ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8;
+            if (repack && quantize is null)
             {
                 RepackGroups(matrices, buffers, fileBacked: true, hugePages: placement == WeightPlacement.HugePageCopy);
+            }
+
+            copy = Place(matrices, placement, quantize);
+            if (repack && quantize is not null)
+            {
+                RepackGroups(matrices, buffers, fileBacked: false, hugePages: false);
             }
 
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);

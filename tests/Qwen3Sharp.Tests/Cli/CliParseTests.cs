@@ -156,9 +156,11 @@ public sealed class CliParseTests
         Assert.False(d.Profile);
         Assert.Equal(512, d.PromptTokens);
         Assert.Equal(128, d.GenTokens);
-        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Mapped, d.Weights);
+        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Copy, d.Weights);
+        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Copy, Bind<ServeOptions>("serve").Weights);
+        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Mapped, Bind<ServeOptions>("serve --weights mapped").Weights);
         Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.HugePageCopy, Bind<ServeOptions>("serve --weights hugepage-copy").Weights);
-        Assert.NotEmpty(Errors("serve", "--weights", "copy"));
+        Assert.NotEmpty(Errors("serve", "--weights", "private"));
     }
 
     [Theory]

@@ -107,15 +107,17 @@ public sealed class Qwen3ModelTests
     }
 
     [Theory]
-    [InlineData("tiny-a")]
-    [InlineData("tiny-b")]
-    public void Forward_HugePageCopy_LogitsEqualMapped(string model)
+    [InlineData("tiny-a", WeightPlacement.HugePageCopy)]
+    [InlineData("tiny-b", WeightPlacement.HugePageCopy)]
+    [InlineData("tiny-a", WeightPlacement.Copy)]
+    [InlineData("tiny-b", WeightPlacement.Copy)]
+    public void Forward_CopiedWeights_LogitsEqualMapped(string model, WeightPlacement placement)
     {
         using Qwen3Model mapped = Qwen3Model.Load(GoldenCase.Dir(model), new Qwen3ModelOptions { ThreadCount = 2 });
         using Qwen3Model copied = Qwen3Model.Load(GoldenCase.Dir(model),
-            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = WeightPlacement.HugePageCopy });
+            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = placement });
         Assert.Equal(WeightPlacement.Mapped, mapped.Weights.Placement);
-        Assert.Equal(WeightPlacement.HugePageCopy, copied.Weights.Placement);
+        Assert.Equal(placement, copied.Weights.Placement);
         int[] prompt = GoldenCase.LoadAll(model)[0].InputIds;
         float[] expected = RunWithDecode(mapped, prompt);
         float[] actual = RunWithDecode(copied, prompt);
