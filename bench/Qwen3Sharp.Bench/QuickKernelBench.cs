@@ -689,26 +689,8 @@ internal static unsafe class QuickKernelBench
 
     private static nint Repack(DType dtype, byte* source, int rows, int cols)
     {
-        long bytes = dtype switch
-        {
-            DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(rows, cols),
-            DType.Q6_K => QuantMatMul.RepackedBytesQ6_Kx8(rows, cols),
-            _ => QuantMatMul.RepackedBytesQ4_Kx8(rows, cols),
-        };
-        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-        switch (dtype)
-        {
-            case DType.Q4_0:
-                QuantMatMul.RepackQ4_0x8(source, rows, cols, packed);
-                break;
-            case DType.Q6_K:
-                QuantMatMul.RepackQ6_Kx8(source, rows, cols, packed);
-                break;
-            default:
-                QuantMatMul.RepackQ4_Kx8(source, rows, cols, packed);
-                break;
-        }
-
+        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)QuantMatMul.RepackedBytes(dtype, rows, cols), 64);
+        QuantMatMul.Repack(dtype, source, rows, cols, packed);
         return (nint)packed;
     }
 

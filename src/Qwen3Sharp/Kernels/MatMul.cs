@@ -208,11 +208,7 @@ public static unsafe partial class MatMul
         {
             if (w.DType == DType.BF16 && tokenCount < 2 * TS.Count && (tokenCount == 1 || smallBatch == SmallBatchBf16.Stream))
             {
-                float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));   // [tokenCount, cols]
-                for (int t = 0; t < tokenCount; t++)
-                {
-                    PermuteForBf16<TV, TS>(px + (long)t * cols, cols, permuted + (long)t * cols);
-                }
+                float* permuted = PermuteTokensForBf16<TV, TS>(pool, px, tokenCount, cols);
 
                 // Decode: 64-row items (a 256 KiB contiguous stream for 2048 columns) when every thread still gets 4;
                 // measured here over all qwen3-1.7b matrices, best of 12 interleaved sweeps: 16-row items 165.8 ms,
@@ -235,11 +231,7 @@ public static unsafe partial class MatMul
             }
             else if (w.DType == DType.BF16 && invariant)
             {
-                float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));   // [tokenCount, cols]
-                for (int t = 0; t < tokenCount; t++)
-                {
-                    PermuteForBf16<TV, TS>(px + (long)t * cols, cols, permuted + (long)t * cols);
-                }
+                float* permuted = PermuteTokensForBf16<TV, TS>(pool, px, tokenCount, cols);
 
                 int chunkRows = TiledRowBlock;
                 pool.EnsureWorkerScratch(2L * chunkRows * tokenCount * sizeof(TV));
@@ -259,11 +251,7 @@ public static unsafe partial class MatMul
             }
             else if (w.DType == DType.BF16 && smallBatch == SmallBatchBf16.Tiled)
             {
-                float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));   // [tokenCount, cols]
-                for (int t = 0; t < tokenCount; t++)
-                {
-                    PermuteForBf16<TV, TS>(px + (long)t * cols, cols, permuted + (long)t * cols);
-                }
+                float* permuted = PermuteTokensForBf16<TV, TS>(pool, px, tokenCount, cols);
 
                 int chunkRows = TiledRowBlock;
                 pool.EnsureWorkerScratch((long)chunkRows * tokenCount * sizeof(TV));
@@ -348,6 +336,19 @@ public static unsafe partial class MatMul
         /// decode's 1 × 4 tile), never the panels.
         /// </summary>
         Invariant,
+    }
+
+    /// <summary>Every token's activations permuted for the bf16 pair loads, in the pool's shared scratch [tokenCount, cols].</summary>
+    private static float* PermuteTokensForBf16<TV, TS>(WorkerPool pool, float* x, int tokenCount, int cols)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        float* permuted = (float*)pool.SharedScratch((long)tokenCount * cols * sizeof(float));
+        for (int t = 0; t < tokenCount; t++)
+        {
+            PermuteForBf16<TV, TS>(x + (long)t * cols, cols, permuted + (long)t * cols);
+        }
+
+        return permuted;
     }
 
     internal static void ThrowLength(string name, int actual, long required)

@@ -30,6 +30,58 @@ public static unsafe partial class QuantMatMul
     /// <summary>Bytes of one group of 8 rows of <paramref name="cols"/> columns (codes, then scales).</summary>
     internal static long GroupBytes(int cols) => (long)cols / BlockSize * GroupRows * 18;
 
+    /// <summary>The 8-row layout a row-major block format is repacked into at load (Q4_0, Q4_K, Q6_K, Q8_0), or null.</summary>
+    public static DType? GroupLayoutOf(DType rowFormat) => rowFormat switch
+    {
+        DType.Q4_0 => DType.Q4_0x8,
+        DType.Q4_K => DType.Q4_Kx8,
+        DType.Q6_K => DType.Q6_Kx8,
+        DType.Q8_0 => DType.Q8_0x8,
+        _ => null,
+    };
+
+    /// <summary>Bytes of a <paramref name="rowFormat"/> matrix repacked into its <see cref="GroupLayoutOf"/> layout.</summary>
+    public static long RepackedBytes(DType rowFormat, int rows, int cols) => rowFormat switch
+    {
+        DType.Q4_0 => RepackedBytesQ4_0x8(rows, cols),
+        DType.Q4_K => RepackedBytesQ4_Kx8(rows, cols),
+        DType.Q6_K => RepackedBytesQ6_Kx8(rows, cols),
+        DType.Q8_0 => RepackedBytesQ8_0x8(rows, cols),
+        _ => throw new ArgumentOutOfRangeException(nameof(rowFormat), rowFormat, "no 8-row layout"),
+    };
+
+    /// <summary>False when the matrix has a scale the 8-row kernels cannot widen exactly (see each format's CanRepack), or no 8-row layout.</summary>
+    public static bool CanRepack(DType rowFormat, byte* source, int rows, int cols) => rowFormat switch
+    {
+        DType.Q4_0 => CanRepackQ4_0x8(source, rows, cols),
+        DType.Q4_K => CanRepackQ4_Kx8(source, rows, cols),
+        DType.Q6_K => CanRepackQ6_Kx8(source, rows, cols),
+        DType.Q8_0 => CanRepackQ8_0x8(source, rows, cols),
+        _ => false,
+    };
+
+    /// <summary>Repacks a <paramref name="rowFormat"/> matrix into its <see cref="GroupLayoutOf"/> layout (<see cref="RepackedBytes"/> at <paramref name="destination"/>).</summary>
+    public static void Repack(DType rowFormat, byte* source, int rows, int cols, byte* destination)
+    {
+        switch (rowFormat)
+        {
+            case DType.Q4_0:
+                RepackQ4_0x8(source, rows, cols, destination);
+                break;
+            case DType.Q4_K:
+                RepackQ4_Kx8(source, rows, cols, destination);
+                break;
+            case DType.Q6_K:
+                RepackQ6_Kx8(source, rows, cols, destination);
+                break;
+            case DType.Q8_0:
+                RepackQ8_0x8(source, rows, cols, destination);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(rowFormat), rowFormat, "no 8-row layout");
+        }
+    }
+
     /// <summary>Bytes of a <see cref="DType.Q4_0x8"/> matrix (the last group padded to 8 rows).</summary>
     public static long RepackedBytesQ4_0x8(int rows, int cols) => (long)((rows + GroupRows - 1) / GroupRows) * GroupBytes(cols);
 

@@ -25,7 +25,7 @@ public sealed unsafe partial class ModelWeights
     /// </remarks>
     private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool fileBacked, bool hugePages)
     {
-        string[] keys = [.. matrices.Where(kv => kv.Value.DType is DType.Q4_0 or DType.Q4_K or DType.Q6_K or DType.Q8_0).Select(kv => kv.Key)];
+        string[] keys = [.. matrices.Where(kv => QuantMatMul.GroupLayoutOf(kv.Value.DType) is not null).Select(kv => kv.Key)];
         long total = 0;
         foreach (string key in keys)
         {
@@ -55,7 +55,7 @@ public sealed unsafe partial class ModelWeights
                 continue;
             }
 
-            DType packed = v.DType switch { DType.Q4_0 => DType.Q4_0x8, DType.Q8_0 => DType.Q8_0x8, DType.Q6_K => DType.Q6_Kx8, _ => DType.Q4_Kx8 };
+            DType packed = QuantMatMul.GroupLayoutOf(v.DType)!.Value;
             long rowBytes = v.RowBytes, groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
             // chunks on every core (each its own rows and groups); a bad scale in any chunk leaves the matrix in rows
             int failed = 0;
@@ -73,7 +73,7 @@ public sealed unsafe partial class ModelWeights
                     return;
                 }
 
-                Repack(format, source, n, cols, destination);
+                QuantMatMul.Repack(format, source, n, cols, destination);
                 DropPages(source, n * rowBytes);
             });
             bool repacked = failed == 0;
@@ -109,39 +109,7 @@ public sealed unsafe partial class ModelWeights
             : throw new ArgumentOutOfRangeException(nameof(value), value, "a multiple of the 8-row group");
     }
 
-    private static void Repack(DType dtype, byte* source, int rows, int cols, byte* destination)
-    {
-        switch (dtype)
-        {
-            case DType.Q4_0:
-                QuantMatMul.RepackQ4_0x8(source, rows, cols, destination);
-                break;
-            case DType.Q8_0:
-                QuantMatMul.RepackQ8_0x8(source, rows, cols, destination);
-                break;
-            case DType.Q6_K:
-                QuantMatMul.RepackQ6_Kx8(source, rows, cols, destination);
-                break;
-            default:
-                QuantMatMul.RepackQ4_Kx8(source, rows, cols, destination);
-                break;
-        }
-    }
+    private static bool Repackable(in WeightView v) => QuantMatMul.CanRepack(v.DType, v.Data, v.RowCount, v.ColCount);
 
-    private static bool Repackable(in WeightView v) => v.DType switch
-    {
-        DType.Q4_0 => QuantMatMul.CanRepackQ4_0x8(v.Data, v.RowCount, v.ColCount),
-        DType.Q4_K => QuantMatMul.CanRepackQ4_Kx8(v.Data, v.RowCount, v.ColCount),
-        DType.Q8_0 => QuantMatMul.CanRepackQ8_0x8(v.Data, v.RowCount, v.ColCount),
-        DType.Q6_K => QuantMatMul.CanRepackQ6_Kx8(v.Data, v.RowCount, v.ColCount),
-        _ => false,
-    };
-
-    private static long RepackedBytes(in WeightView v) => v.DType switch
-    {
-        DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(v.RowCount, v.ColCount),
-        DType.Q8_0 => QuantMatMul.RepackedBytesQ8_0x8(v.RowCount, v.ColCount),
-        DType.Q6_K => QuantMatMul.RepackedBytesQ6_Kx8(v.RowCount, v.ColCount),
-        _ => QuantMatMul.RepackedBytesQ4_Kx8(v.RowCount, v.ColCount),
-    };
+    private static long RepackedBytes(in WeightView v) => QuantMatMul.RepackedBytes(v.DType, v.RowCount, v.ColCount);
 }

@@ -172,22 +172,8 @@ public sealed unsafe class BatchInvariantTests
             return ((nint)rowData, new WeightView(rowData, dtype, rows, cols));
         }
 
-        long bytes = dtype switch
-        {
-            DType.Q8_0x8 => QuantMatMul.RepackedBytesQ8_0x8(rows, cols),
-            DType.Q4_0x8 => QuantMatMul.RepackedBytesQ4_0x8(rows, cols),
-            DType.Q6_Kx8 => QuantMatMul.RepackedBytesQ6_Kx8(rows, cols),
-            _ => QuantMatMul.RepackedBytesQ4_Kx8(rows, cols),
-        };
-        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
-        switch (dtype)
-        {
-            case DType.Q8_0x8: QuantMatMul.RepackQ8_0x8(rowData, rows, cols, packed); break;
-            case DType.Q4_0x8: QuantMatMul.RepackQ4_0x8(rowData, rows, cols, packed); break;
-            case DType.Q6_Kx8: QuantMatMul.RepackQ6_Kx8(rowData, rows, cols, packed); break;
-            default: QuantMatMul.RepackQ4_Kx8(rowData, rows, cols, packed); break;
-        }
-
+        byte* packed = (byte*)NativeMemory.AlignedAlloc((nuint)QuantMatMul.RepackedBytes(source, rows, cols), 64);
+        QuantMatMul.Repack(source, rowData, rows, cols, packed);
         NativeMemory.AlignedFree(rowData);
         return ((nint)packed, new WeightView(packed, dtype, rows, cols));
     }

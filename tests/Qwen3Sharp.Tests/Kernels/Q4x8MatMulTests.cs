@@ -35,34 +35,12 @@ public sealed unsafe class Q4x8MatMulTests
         ? Int8MatMulTests.Quantized(dtype, rows, cols, seed)
         : KQuantInt8Tests.Quantized(dtype, rows, cols, seed);
 
-    private static long RepackedBytes(DType dtype, int rows, int cols) => dtype switch
-    {
-        DType.Q4_0 => QuantMatMul.RepackedBytesQ4_0x8(rows, cols),
-        DType.Q8_0 => QuantMatMul.RepackedBytesQ8_0x8(rows, cols),
-        DType.Q6_K => QuantMatMul.RepackedBytesQ6_Kx8(rows, cols),
-        _ => QuantMatMul.RepackedBytesQ4_Kx8(rows, cols),
-    };
-
     private static byte* Repacked(DType dtype, byte* rows, int rowCount, int cols)
     {
-        long bytes = RepackedBytes(dtype, rowCount, cols);
+        long bytes = QuantMatMul.RepackedBytes(dtype, rowCount, cols);
         byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
         new Span<byte>(data, (int)bytes).Fill(0xA5);   // the repack must write every byte, padding included
-        switch (dtype)
-        {
-            case DType.Q4_0:
-                QuantMatMul.RepackQ4_0x8(rows, rowCount, cols, data);
-                break;
-            case DType.Q8_0:
-                QuantMatMul.RepackQ8_0x8(rows, rowCount, cols, data);
-                break;
-            case DType.Q6_K:
-                QuantMatMul.RepackQ6_Kx8(rows, rowCount, cols, data);
-                break;
-            default:
-                QuantMatMul.RepackQ4_Kx8(rows, rowCount, cols, data);
-                break;
-        }
+        QuantMatMul.Repack(dtype, rows, rowCount, cols, data);
 
         return data;
     }
@@ -83,7 +61,7 @@ public sealed unsafe class Q4x8MatMulTests
             {
                 var x8 = new WeightView(packed, Grouped(dtype), rows, cols);
                 var original = new WeightView(source, dtype, rows, cols);
-                Assert.Equal(RepackedBytes(dtype, rows, cols), x8.DataBytes);
+                Assert.Equal(QuantMatMul.RepackedBytes(dtype, rows, cols), x8.DataBytes);
                 var want = new float[cols];
                 var got = new float[cols];
                 for (int r = 0; r < rows; r++)
