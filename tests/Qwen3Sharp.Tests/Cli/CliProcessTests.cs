@@ -62,6 +62,19 @@ public sealed class CliProcessTests
     }
 
     [Fact]
+    public async Task Bench_CopiesTheWeightsByDefault_AndMapsThemOnRequest()
+    {
+        string model = Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "tiny-a");   // BF16 safetensors
+        var (code, output, error) = await CliProcess.RunAsync($"bench --model {model} --prompt-tokens 8 --gen-tokens 2 --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Matches(@"threads +2, weights copied into private memory", output);
+        Assert.Matches(@"decode +[\d.]+ tok/s", output);
+        (code, output, error) = await CliProcess.RunAsync($"bench --model {model} --prompt-tokens 8 --gen-tokens 2 --threads 2 --weights mapped");
+        Assert.True(code == 0, error);
+        Assert.Matches(@"threads +2, weights memory-mapped in place", output);
+    }
+
+    [Fact]
     public async Task Bench_Bf16Model_NamesThePrefillKernel_AndComparesBothWhereTheJitRuns()
     {
         string model = Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "tiny-a");   // BF16
