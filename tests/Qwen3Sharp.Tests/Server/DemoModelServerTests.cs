@@ -3,6 +3,7 @@ using System.ClientModel;
 using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.AI;
 using OpenAI;
 using OpenAI.Chat;
 using Qwen3Sharp.Cli;
@@ -205,5 +206,37 @@ public sealed class DemoModelServerTests(DemoModelFixture fixture) : IClassFixtu
         }
 
         Assert.Equal(IdentityZh, content.ToString());
+    }
+
+    [Fact]
+    public async Task FunctionInvocationMiddleware_RunsTheToolLoop_AndAnswersFromTheResult()
+    {
+        // Microsoft.Extensions.AI over the OpenAI SDK's adapter, as an application wires it: the middleware sees the
+        // model's call, runs the C# function and sends its result back; the model answers from it.
+        var calls = new List<string>();
+        AIFunction weather = AIFunctionFactory.Create(
+            ([System.ComponentModel.Description("The city name")] string city) =>
+            {
+                calls.Add(city);
+                return $$"""{"city": "{{city}}", "temperature": 21, "condition": "sunny"}""";
+            },
+            "get_weather", "Get the current weather for a city.");
+        IChatClient chat = Client().AsIChatClient().AsBuilder().UseFunctionInvocation().Build();
+        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 200, Tools = [weather] };
+        ChatResponse response = await chat.GetResponseAsync([new Microsoft.Extensions.AI.ChatMessage(ChatRole.User, "What's the weather in Paris?")], options);
+        Assert.Equal(["Paris"], calls);
+        Assert.EndsWith("In Paris it is sunny and 21°C.", response.Text);
+        Assert.Equal(Microsoft.Extensions.AI.ChatFinishReason.Stop, response.FinishReason);
+
+        // streamed: the call arrives in deltas, the middleware runs it between the two streamed completions
+        calls.Clear();
+        var text = new StringBuilder();
+        await foreach (ChatResponseUpdate u in chat.GetStreamingResponseAsync([new Microsoft.Extensions.AI.ChatMessage(ChatRole.User, "What's the weather in Paris?")], options))
+        {
+            text.Append(u.Text);
+        }
+
+        Assert.Equal(["Paris"], calls);
+        Assert.EndsWith("In Paris it is sunny and 21°C.", text.ToString());
     }
 }
