@@ -26,16 +26,16 @@ public sealed record WarmUpReport(int PromptTokens, int DecodeSteps, TimeSpan El
 internal static class EngineWarmUp
 {
     /// <summary>
-    /// Single-sequence decode steps (after the two-sequence ones). Tiered compilation promotes a method after 30 calls
-    /// (and 100 ms without new tier-0 methods), and tiered PGO (on: the default, and set in the CLI's project) goes
-    /// through an instrumented tier first, so the methods called once per step (the forward pass and its layer loop,
-    /// the runner's step, the sampler over the vocabulary, the detokenizer) need two rounds of 30 steps; the kernels,
-    /// called per layer, are promoted within the first steps. On the 1.7B Q8_0 model on 2 Zen 3 cores the JIT compiled
-    /// ~2,700 methods in the prefill and first step, a wave at steps 30-33 and the per-step methods' final tier at
-    /// steps 60-63 of one sequence decoding alone (<c>DOTNET_JitDisasmSummary</c>); 8 two-sequence steps and 72 of one
-    /// leave a margin, so the report's <see cref="WarmUpReport.LateJitCompilations"/> reads 0 once it is enough.
+    /// Single-sequence decode steps (after the two-sequence ones). The kernels, called per layer and marked for full
+    /// optimization, are at their final speed by the first of them: on the 1.7B Q8_0 model (2 Zen 3 threads) the first
+    /// single-sequence step took 132 ms and the 72nd 135 ms, and the 80-step warm-up (8.4–8.9 s there) bought the first
+    /// request 0.1 s of time to first token and no decode speed against none at all (`tools/bench/warmup_ab.py`, quiet
+    /// machine). What still tiers up later are the methods called once per step (the forward pass's outer loop, the
+    /// runner's step, the sampler, the detokenizer; two rounds of 30 calls under tiered PGO), microseconds a step, which
+    /// the first requests finish in the background. So 16 steps: the prefill and decode kernels at both batch shapes,
+    /// for a fifth of the old start-up time.
     /// </summary>
-    internal const int DecodeSteps = 72;
+    internal const int DecodeSteps = 16;
 
     private const int LateSteps = 10;
 
