@@ -330,7 +330,7 @@ public sealed class ServeProcessTests
 
         Assert.True(address is not null, $"no address announced. stdout: {serve.Out} stderr: {serve.Err}");
         Assert.Contains("KV cache bf16: 160 blocks of 16 = 2560 tokens", serve.Out);
-        Assert.Matches(@"warmed up in [0-9.]+ s \(\d+-token prefill, 80 decode steps", serve.Out);   // on by default, before the address
+        Assert.Matches($@"warmed up in [0-9.]+ s \(\d+-token prefill, {Qwen3Sharp.Engine.EngineWarmUp.PairSteps + Qwen3Sharp.Engine.EngineWarmUp.DecodeSteps} decode steps", serve.Out);   // on by default, before the address
         using var http = new HttpClient { BaseAddress = address };
         string atStart = await http.GetStringAsync("metrics");   // the warm-up left no requests, tokens or blocks behind
         Assert.Matches(@"(?m)^qwen3sharp:kv_cache_blocks_used\{model_name=""[^""]+""\} 0$", atStart);
