@@ -294,6 +294,7 @@ public static unsafe partial class MatMul
                     RowCount = rows,
                     ColCount = cols,
                     Accumulate = accumulate,
+                    OneTokenAtATime = invariant,
                     Scratch = pool.WorkerScratchTable,
                 };
                 pool.Run(ref job, (rows + RowBlock - 1) / RowBlock);
@@ -316,7 +317,7 @@ public static unsafe partial class MatMul
         /// take the order of its one-token product. BF16: the four-row decode kernel for one token, the pair kernel
         /// below two vectors of tokens and the small-batch tiles (<see cref="TiledRowsBf16{TV, TS}"/>) from there, all
         /// in that order (as <see cref="BatchKernel.Hybrid"/> below 32 tokens), never the panels; F32/F16: the
-        /// row-block tiles (4 × 4, 2 × 4 and the decode's 1 × 4 share one order), never the panels.
+        /// row-block tiles one token at a time (the decode's 1 × 4 tile), never the panels.
         /// </summary>
         Invariant,
     }
@@ -618,17 +619,17 @@ public static unsafe partial class MatMul
         public float* X;          // [TokenCount, ColCount]
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount;
-        public bool Accumulate;
+        public bool Accumulate, OneTokenAtATime;
         public void** Scratch;    // per worker: [RowBlock, ColumnBlock] floats
 
         public readonly void Execute(int index, int worker)
             => TiledRows<TV, TS>(Weights, DType, X, TokenCount, RowCount, ColCount, index * RowBlock,
-                (float*)Scratch[worker], Y, Accumulate);
+                (float*)Scratch[worker], Y, Accumulate, OneTokenAtATime);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void TiledRows<TV, TS>(byte* weights, DType dtype, float* x, int tokenCount, int rowCount, int cols,
-        int r0, float* scratch, float* y, bool accumulate)
+        int r0, float* scratch, float* y, bool accumulate, bool oneTokenAtATime)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int r1 = Math.Min(r0 + RowBlock, rowCount);
@@ -653,7 +654,7 @@ public static unsafe partial class MatMul
             bool add = accumulate || k0 > 0;
             float* xb = x + k0;
             int t = 0;
-            if (TS.WideTile)
+            if (TS.WideTile && !oneTokenAtATime)    // batch invariant: every token through the decode's 1 × 4 tiles below
             {
                 for (; t + 4 <= tokenCount; t += 4)
                 {
@@ -673,7 +674,7 @@ public static unsafe partial class MatMul
                 }
             }
 
-            for (; t + 2 <= tokenCount; t += 2)
+            for (; t + 2 <= tokenCount && !oneTokenAtATime; t += 2)
             {
                 int r = 0;
                 for (; r + 4 <= rows; r += 4)
@@ -1048,20 +1049,28 @@ public static unsafe partial class MatMul
         Finish4(TS.Sum(c10), TS.Sum(c11), TS.Sum(c12), TS.Sum(c13), x1, w0, ws, main, kn, y + ys, add);
     }
 
-    /// <summary>
-    /// 1 token × 4 rows (the F32/F16 matvec), one accumulator per row: the order <see cref="Tile2x4{TV, TS}"/> and
-    /// <see cref="Tile4x4{TV, TS}"/> give each (row, token), so a token's sums are the same bits alone and in a batch
-    /// below the panels. Four chains of one FMA per vector of columns cover ~32 bytes a cycle, far above DRAM's share of a core.
-    /// </summary>
+    /// <summary>1 token × 4 rows, two accumulators per row (the F32/F16 matvec).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Tile1x4<TV, TS>(float* x, float* w, long ws, int kn, float* y, bool add)
         where TV : unmanaged where TS : ISimd<TV>
     {
         int lanes = TS.Count;
         int main = kn - kn % lanes;
+        int pairs = main - main % (2 * lanes);
         float* w0 = w, w1 = w + ws, w2 = w + 2 * ws, w3 = w + 3 * ws;
         TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
-        for (int k = 0; k < main; k += lanes)
+        TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
+        int k = 0;
+        for (; k < pairs; k += 2 * lanes)
+        {
+            TV u = TS.Load(x + k), v = TS.Load(x + k + lanes);
+            a0 = TS.MultiplyAdd(u, TS.Load(w0 + k), a0); b0 = TS.MultiplyAdd(v, TS.Load(w0 + k + lanes), b0);
+            a1 = TS.MultiplyAdd(u, TS.Load(w1 + k), a1); b1 = TS.MultiplyAdd(v, TS.Load(w1 + k + lanes), b1);
+            a2 = TS.MultiplyAdd(u, TS.Load(w2 + k), a2); b2 = TS.MultiplyAdd(v, TS.Load(w2 + k + lanes), b2);
+            a3 = TS.MultiplyAdd(u, TS.Load(w3 + k), a3); b3 = TS.MultiplyAdd(v, TS.Load(w3 + k + lanes), b3);
+        }
+
+        for (; k < main; k += lanes)
         {
             TV u = TS.Load(x + k);
             a0 = TS.MultiplyAdd(u, TS.Load(w0 + k), a0);
@@ -1070,7 +1079,8 @@ public static unsafe partial class MatMul
             a3 = TS.MultiplyAdd(u, TS.Load(w3 + k), a3);
         }
 
-        Finish4(TS.Sum(a0), TS.Sum(a1), TS.Sum(a2), TS.Sum(a3), x, w0, ws, main, kn, y, add);
+        Finish4(TS.Sum(TS.Add(a0, b0)), TS.Sum(TS.Add(a1, b1)), TS.Sum(TS.Add(a2, b2)), TS.Sum(TS.Add(a3, b3)),
+            x, w0, ws, main, kn, y, add);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -112,24 +112,6 @@ public sealed unsafe class BatchInvariantTests
         return data;
     }
 
-    [Theory]
-    [InlineData(DType.F32)]
-    [InlineData(DType.F16)]
-    public void MultiplyFloat_DefaultRowBlockTiles_EveryBatchBelowThePanels_SameBitsAsAlone(DType dtype)
-    {
-        // Without batchInvariant: F32/F16 batches below two vectors of tokens take the row-block tiles (4 × 4 where
-        // 512-bit, 2 × 4, the decode's 1 × 4), which share one order, so they match decoding alone.
-        using var pool = new WorkerPool(2);
-        var rng = new Random(13);
-        foreach ((int rows, int cols) in new[] { (13, 37), (29, 2080) })
-        {
-            using var weights = new TestWeights(rng, dtype, rows, cols);
-            WeightView w = weights.View;
-            AssertSameBitsAsAlone(rows, cols, (x, n, y) => MatMul.MultiplyAdd(pool, x, n, w, y), rows + cols,
-                $"{dtype} default", maxTokens: 2 * KernelSelection.VectorBits / 32 - 1);
-        }
-    }
-
     [Theory, MemberData(nameof(Bf16DefaultCases))]
     public void MultiplyBf16_DefaultSmallBatchKernels_FourRowsDecode_EveryBatchTo31_SameBitsAsAlone(string isa, BatchKernel batch)
     {
