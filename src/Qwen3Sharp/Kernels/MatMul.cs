@@ -206,9 +206,7 @@ public static unsafe partial class MatMul
         bool invariant = smallBatch == SmallBatchBf16.Invariant;
         fixed (float* px = x, py = destination)
         {
-            // one token, or the pair kernel below two vectors of tokens (batch invariant too: it sums in the four-row
-            // decode kernel's order, and on Zen 3 it beat the tiles at 4–8 tokens; see BatchKernel.Hybrid)
-            if (w.DType == DType.BF16 && tokenCount < 2 * TS.Count && (tokenCount == 1 || smallBatch == SmallBatchBf16.Stream || invariant))
+            if (w.DType == DType.BF16 && tokenCount < 2 * TS.Count && (tokenCount == 1 || smallBatch == SmallBatchBf16.Stream))
             {
                 float* permuted = PermuteTokensForBf16<TV, TS>(pool, px, tokenCount, cols);
 
@@ -231,9 +229,28 @@ public static unsafe partial class MatMul
                 };
                 pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
             }
-            else if (w.DType == DType.BF16 && (smallBatch == SmallBatchBf16.Tiled || invariant))
+            else if (w.DType == DType.BF16 && invariant)
             {
-                // batch invariant: the tiles at every token count (never the panels), each (row, token) in the decode order
+                float* permuted = PermuteTokensForBf16<TV, TS>(pool, px, tokenCount, cols);
+
+                int chunkRows = TiledRowBlock;
+                pool.EnsureWorkerScratch(2L * chunkRows * tokenCount * sizeof(TV));
+                var job = new InvariantBf16Job<TV, TS>
+                {
+                    Weights = (ushort*)w.Data,
+                    X = permuted,
+                    Y = py,
+                    TokenCount = tokenCount,
+                    RowCount = rows,
+                    ColCount = cols,
+                    ChunkRows = chunkRows,
+                    Accumulate = accumulate,
+                    Scratch = pool.WorkerScratchTable,
+                };
+                pool.Run(ref job, (rows + chunkRows - 1) / chunkRows);
+            }
+            else if (w.DType == DType.BF16 && smallBatch == SmallBatchBf16.Tiled)
+            {
                 float* permuted = PermuteTokensForBf16<TV, TS>(pool, px, tokenCount, cols);
 
                 int chunkRows = TiledRowBlock;
@@ -314,10 +331,9 @@ public static unsafe partial class MatMul
 
         /// <summary>
         /// Batch invariant, at every token count (not only small batches) and for every float dtype: a token's sums
-        /// take the order of its one-token product. BF16: the four-row decode kernel for one token, the pair kernel
-        /// below two vectors of tokens and the small-batch tiles (<see cref="TiledRowsBf16{TV, TS}"/>) from there, all
-        /// in that order (as <see cref="BatchKernel.Hybrid"/> below 32 tokens), never the panels; F32/F16: the
-        /// row-block tiles one token at a time (the decode's 1 × 4 tile), never the panels.
+        /// take the order of its one-token product. BF16: the four-row decode kernel for one token, its order in
+        /// 2 × 2 tiles (MatMul.Invariant.cs) for more; F32/F16: the row-block tiles one token at a time (the
+        /// decode's 1 × 4 tile), never the panels.
         /// </summary>
         Invariant,
     }
@@ -442,14 +458,6 @@ public static unsafe partial class MatMul
         }
     }
 
-    /// <summary>
-    /// Four rows at a time, one accumulator per row: each 2·Count block adds its even elements, then its odd ones
-    /// (<c>a = o·x_odd + (e·x_even + a)</c>), and the row's sum is <c>Sum(a) + tail</c>: the order every BF16 batch kernel
-    /// (<see cref="BatchRowsBf16{TV, TS}"/>, <see cref="TileBf16{TV, TS, TR, TN}"/>) gives each (row, token), so a
-    /// token decoded alone and the same token in a batch of 2..31 get the same bits. One chain per row is enough here:
-    /// four chains of two FMAs per 2·Count columns cover ~16 bytes a cycle on one core, where DRAM gives a core ~6.
-    /// The next four rows are prefetched as these are read (rows are short streams).
-    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DecodeRowsBf16<TV, TS>(ushort* w, int cols, float* xp, int r0, int r1, float* y, bool accumulate)
         where TV : unmanaged where TS : ISimd<TV>
@@ -463,8 +471,9 @@ public static unsafe partial class MatMul
             ushort* p1 = p0 + cols;
             ushort* p2 = p1 + cols;
             ushort* p3 = p2 + cols;
-            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
-            ushort* next = p0 + 4L * cols;
+            TV a0 = TS.Zero, b0 = TS.Zero, a1 = TS.Zero, b1 = TS.Zero;
+            TV a2 = TS.Zero, b2 = TS.Zero, a3 = TS.Zero, b3 = TS.Zero;
+            ushort* next = p0 + 4L * cols;     // the next group of rows, streamed in ahead (rows are short streams)
             for (int c = 0; c < main; c += block)
             {
                 if (((c * sizeof(ushort)) & 63) == 0)
@@ -478,32 +487,37 @@ public static unsafe partial class MatMul
                 TV xe = TS.Load(xp + c);
                 TV xo = TS.Load(xp + c + lanes);
                 TS.LoadBf16Pair(p0 + c, out TV e, out TV o);
-                a0 = TS.MultiplyAdd(o, xo, TS.MultiplyAdd(e, xe, a0));
+                a0 = TS.MultiplyAdd(e, xe, a0);
+                b0 = TS.MultiplyAdd(o, xo, b0);
                 TS.LoadBf16Pair(p1 + c, out e, out o);
-                a1 = TS.MultiplyAdd(o, xo, TS.MultiplyAdd(e, xe, a1));
+                a1 = TS.MultiplyAdd(e, xe, a1);
+                b1 = TS.MultiplyAdd(o, xo, b1);
                 TS.LoadBf16Pair(p2 + c, out e, out o);
-                a2 = TS.MultiplyAdd(o, xo, TS.MultiplyAdd(e, xe, a2));
+                a2 = TS.MultiplyAdd(e, xe, a2);
+                b2 = TS.MultiplyAdd(o, xo, b2);
                 TS.LoadBf16Pair(p3 + c, out e, out o);
-                a3 = TS.MultiplyAdd(o, xo, TS.MultiplyAdd(e, xe, a3));
+                a3 = TS.MultiplyAdd(e, xe, a3);
+                b3 = TS.MultiplyAdd(o, xo, b3);
             }
 
-            Store(y + r, TS.Sum(a0) + Bf16Tail(p0, xp, main, cols), accumulate);
-            Store(y + r + 1, TS.Sum(a1) + Bf16Tail(p1, xp, main, cols), accumulate);
-            Store(y + r + 2, TS.Sum(a2) + Bf16Tail(p2, xp, main, cols), accumulate);
-            Store(y + r + 3, TS.Sum(a3) + Bf16Tail(p3, xp, main, cols), accumulate);
+            Store(y + r, TS.Sum(TS.Add(a0, b0)) + Bf16Tail(p0, xp, main, cols), accumulate);
+            Store(y + r + 1, TS.Sum(TS.Add(a1, b1)) + Bf16Tail(p1, xp, main, cols), accumulate);
+            Store(y + r + 2, TS.Sum(TS.Add(a2, b2)) + Bf16Tail(p2, xp, main, cols), accumulate);
+            Store(y + r + 3, TS.Sum(TS.Add(a3, b3)) + Bf16Tail(p3, xp, main, cols), accumulate);
         }
 
         for (; r < r1; r++)
         {
             ushort* p = w + (long)r * cols;
-            TV a = TS.Zero;
+            TV a = TS.Zero, b = TS.Zero;
             for (int c = 0; c < main; c += block)
             {
                 TS.LoadBf16Pair(p + c, out TV e, out TV o);
-                a = TS.MultiplyAdd(o, TS.Load(xp + c + lanes), TS.MultiplyAdd(e, TS.Load(xp + c), a));
+                a = TS.MultiplyAdd(e, TS.Load(xp + c), a);
+                b = TS.MultiplyAdd(o, TS.Load(xp + c + lanes), b);
             }
 
-            Store(y + r, TS.Sum(a) + Bf16Tail(p, xp, main, cols), accumulate);
+            Store(y + r, TS.Sum(TS.Add(a, b)) + Bf16Tail(p, xp, main, cols), accumulate);
         }
     }
 
