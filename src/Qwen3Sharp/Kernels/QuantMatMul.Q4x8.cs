@@ -289,6 +289,16 @@ public static unsafe partial class QuantMatMul
             {
                 byte* group = Weights + g * GroupBytes;
                 int r = g * GroupRows, n = Math.Min(GroupRows, RowCount - r);
+                if (q8 && TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1)
+                {
+                    // Q8_0 decode: two groups per pass (see DotGroupPairQ8_0x8_256)
+                    DotGroupPairQ8_0x8_256(group, group + GroupBytes, Blocks, Codes, Scales, out Vector256<float> first, out Vector256<float> second);
+                    StoreGroup(first, Y + r, n, Accumulate);
+                    StoreGroup(second, Y + r + GroupRows, Math.Min(GroupRows, RowCount - r - GroupRows), Accumulate);
+                    g++;
+                    continue;
+                }
+
                 if (Isa == Isa.Scalar)
                 {
                     for (int t = 0; t < TokenCount; t++)

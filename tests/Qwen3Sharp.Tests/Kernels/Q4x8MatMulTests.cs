@@ -276,6 +276,36 @@ public sealed unsafe class Q4x8MatMulTests
         }
     }
 
+    [Fact]
+    public void Q8_0x8Decode_TwoGroupsPerPass_MatchesTheScalarTwinAndBatchesBitForBit()
+    {
+        // One token takes two groups per pass (DotGroupPairQ8_0x8_256) within a work item: 26 groups, the last one 5 rows,
+        // make items of 3 (a pair and a single) and a last item of a pair whose second group is short.
+        const int rows = 8 * 25 + 5, cols = 4 * 32;
+        using var pool = new WorkerPool(2);
+        var rng = new Random(17);
+        byte* source = Source(DType.Q8_0, rows, cols, 99);
+        byte* packed = Repacked(DType.Q8_0, source, rows, cols);
+        try
+        {
+            var x8 = new WeightView(packed, DType.Q8_0x8, rows, cols);
+            float[] x = Int8MatMulTests.Activations(rng, 3 * cols);
+            foreach (bool accumulate in new[] { false, true })
+            {
+                float start = accumulate ? 0.5f : float.NaN;
+                float[] one = x.AsSpan(0, cols).ToArray();
+                Assert.Equal(Run(QuantMatMul.Isa.Scalar, pool, one, 1, x8, start, accumulate), Run(QuantMatMul.Isa.Avx2, pool, one, 1, x8, start, accumulate));
+                float[] batch = Run(QuantMatMul.Isa.Avx2, pool, x, 3, x8, start, accumulate);   // the multi-token kernel
+                Assert.Equal(Run(QuantMatMul.Isa.Avx2, pool, one, 1, x8, start, accumulate), batch.AsSpan(0, rows).ToArray());
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(source);
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
     private static float[] Run(QuantMatMul.Isa isa, WorkerPool pool, float[] x, int tokens, in WeightView w, float start, bool accumulate)
     {
         var y = new float[tokens * w.RowCount];
