@@ -209,10 +209,11 @@ internal static class DemoModel
 /// <summary>
 /// The embedding rows of the tokens the demo model was never trained on: fixed pseudo-random values generated from the
 /// token id, the twin of tools/demo-model/unused_rows.py (exact: integer arithmetic and a power-of-two scale). Value j
-/// of token id's row is <c>(2 * (z &gt;&gt; 53) - 2047) * 2^-scaleLog2</c>, z the (id * hidden + j + 1)-th output of
-/// SplitMix64 seeded with <c>seed</c>: an odd integer in [-2047, 2047] times 2^-scaleLog2.
+/// of token id's row is <c>(k(id, j) + k(sharedId, j)) * 2^-scaleLog2</c> (the second term only with a shared id), where
+/// <c>k(i, j) = 2 * (z &gt;&gt; 53) - 2047</c>, z the (i * hidden + j + 1)-th output of SplitMix64 seeded with
+/// <c>seed</c>: a random odd integer in [-2047, 2047] of the token's own, plus one that every unused row shares.
 /// </summary>
-internal sealed record UnusedTokenRows(ulong Seed, int ScaleLog2)
+internal sealed record UnusedTokenRows(ulong Seed, int ScaleLog2, ulong? SharedId)
 {
     public const string Generator = "splitmix64-odd11";
     private const ulong Gamma = 0x9E3779B97F4A7C15;
@@ -234,22 +235,37 @@ internal sealed record UnusedTokenRows(ulong Seed, int ScaleLog2)
             throw new ModelFormatException(source, "unused_rows", $"scale_log2 {scaleLog2} is out of range");
         }
 
-        return new UnusedTokenRows(root.GetProperty("seed").GetUInt64(), scaleLog2);
+        ulong? sharedId = root.TryGetProperty("shared_id", out JsonElement shared) && shared.ValueKind != JsonValueKind.Null
+            ? shared.GetUInt64()
+            : null;
+        return new UnusedTokenRows(root.GetProperty("seed").GetUInt64(), scaleLog2, sharedId);
     }
 
     /// <summary>Writes token <paramref name="id"/>'s row into <paramref name="destination"/> (its length is the hidden size).</summary>
     public void Fill(int id, Span<float> destination)
     {
         float scale = MathF.ScaleB(1f, -ScaleLog2);
-        ulong first = (ulong)id * (ulong)destination.Length + 1;
+        ulong hidden = (ulong)destination.Length;
         for (int j = 0; j < destination.Length; j++)
         {
-            ulong z = unchecked(Seed + (first + (ulong)j) * Gamma);
-            z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9);
-            z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EB);
-            z ^= z >> 31;
-            destination[j] = (2 * (int)(z >> 53) - 2047) * scale;
+            int k = Odd(Seed, unchecked((ulong)id * hidden + (ulong)j + 1));
+            if (SharedId is ulong shared)
+            {
+                k += Odd(Seed, unchecked(shared * hidden + (ulong)j + 1));
+            }
+
+            destination[j] = k * scale;  // |k| < 2^12: exact
         }
+    }
+
+    /// <summary>2 * (z &gt;&gt; 53) - 2047 for z the n-th output of SplitMix64(seed): an odd integer in [-2047, 2047].</summary>
+    private static int Odd(ulong seed, ulong n)
+    {
+        ulong z = unchecked(seed + n * Gamma);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EB);
+        z ^= z >> 31;
+        return 2 * (int)(z >> 53) - 2047;
     }
 }
 

@@ -89,7 +89,7 @@ def write_hf_dir(npz, directory):
     emb = z["embed.weight"].astype(np.float32)
     if "unused_rows" in z.files:
         g = json.loads(str(z["unused_rows"]))
-        full = unused_rows.rows(np.arange(VOCAB), emb.shape[1], g["seed"], g["scale_log2"])
+        full = unused_rows.rows(np.arange(VOCAB), emb.shape[1], g["seed"], g["scale_log2"], g.get("shared_id"))
         full[used] = emb
     else:  # v4: one shared last row
         full = np.repeat(emb[-1:], VOCAB, axis=0)

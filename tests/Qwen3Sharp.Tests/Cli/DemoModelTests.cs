@@ -57,7 +57,7 @@ public sealed class DemoModelTests : IDisposable
     {
         (UnusedTokenRows rows, Dictionary<int, float[]> expected) = Fixture();
         int[] used = [3, 100, 151644, 151645];
-        string metadata = $$"""{"generator": "{{UnusedTokenRows.Generator}}", "seed": {{rows.Seed}}, "scale_log2": {{rows.ScaleLog2}}}""";
+        string metadata = $$"""{"generator": "{{UnusedTokenRows.Generator}}", "seed": {{rows.Seed}}, "scale_log2": {{rows.ScaleLog2}}, "shared_id": {{rows.SharedId}}}""";
         DemoModel.Write(_directory, CompactFile(used, used.Length, metadata), "test.safetensors");
 
         using (SafetensorsFile file = SafetensorsFile.Open(Path.Combine(_directory, ModelDirectory.SingleFileName)))
@@ -134,7 +134,8 @@ public sealed class DemoModelTests : IDisposable
         JsonElement root = doc.RootElement;
         Assert.Equal(UnusedTokenRows.Generator, root.GetProperty("generator").GetString());
         Assert.Equal(Hidden, root.GetProperty("hidden").GetInt32());
-        var rows = new UnusedTokenRows(root.GetProperty("seed").GetUInt64(), root.GetProperty("scale_log2").GetInt32());
+        var rows = new UnusedTokenRows(root.GetProperty("seed").GetUInt64(), root.GetProperty("scale_log2").GetInt32(),
+            root.GetProperty("shared_id").GetUInt64());
         var expected = root.GetProperty("rows").EnumerateObject()
             .ToDictionary(p => int.Parse(p.Name), p => p.Value.EnumerateArray().Select(v => v.GetSingle()).ToArray());
         return (rows, expected);
