@@ -42,8 +42,9 @@ internal static class ModelSource
 /// English and Chinese; so far it has learned the greeting, the thinking switches, answers from tool results and tool
 /// calls for the cities and tools it was trained on, and most held-out sums, not yet held-out tool calls (67/100
 /// held-out). It is
-/// carried compactly (only the embedding rows of the tokens it was trained on, plus the one row every
-/// other token shares) and expanded into a normal Hugging Face directory on first use.
+/// carried compactly (only the embedding rows of the tokens it was trained on; every other token's row is generated
+/// from its id by <see cref="UnusedTokenRows"/>, or, in assets before v5, is one shared row) and expanded into a normal
+/// Hugging Face directory on first use.
 /// </summary>
 internal static class DemoModel
 {
@@ -102,19 +103,32 @@ internal static class DemoModel
     /// <summary>Expands the embedded compact checkpoint into a Hugging Face model directory at <paramref name="directory"/>.</summary>
     internal static void Write(string directory)
     {
-        Directory.CreateDirectory(directory);
-        EmbeddedTokenizer.WriteTo(directory);
         using Stream resource = typeof(DemoModel).Assembly.GetManifestResourceStream(Resource)
             ?? throw new InvalidOperationException($"the embedded demo model {Resource} is missing from this build");
         byte[] file = new byte[resource.Length];
         resource.ReadExactly(file);
+        Write(directory, file, Resource);
+    }
+
+    /// <summary>
+    /// Expands a compact checkpoint (<paramref name="file"/>, the bytes of a file like the embedded one, named
+    /// <paramref name="source"/> in errors) into a Hugging Face model directory at <paramref name="directory"/>.
+    /// </summary>
+    internal static void Write(string directory, byte[] file, string source)
+    {
+        Directory.CreateDirectory(directory);
+        EmbeddedTokenizer.WriteTo(directory);
 
         // safetensors: u64 header length, JSON header (name -> dtype, shape, data_offsets; __metadata__), data.
         int headerLength = checked((int)BinaryPrimitives.ReadUInt64LittleEndian(file));
         using JsonDocument header = JsonDocument.Parse(file.AsMemory(8, headerLength));
         int dataStart = 8 + headerLength;
-        string configJson = header.RootElement.GetProperty("__metadata__").GetProperty("config").GetString()!;
-        Qwen3Config config = Qwen3Config.Parse(configJson, Resource);
+        JsonElement metadata = header.RootElement.GetProperty("__metadata__");
+        string configJson = metadata.GetProperty("config").GetString()!;
+        Qwen3Config config = Qwen3Config.Parse(configJson, source);
+        UnusedTokenRows? generated = metadata.TryGetProperty("unused_rows", out JsonElement g)
+            ? UnusedTokenRows.Parse(g.GetString()!, source)
+            : null;
         File.WriteAllText(Path.Combine(directory, Qwen3Config.FileName), configJson + "\n");
         ModelSynthesizer.WriteGenerationConfig(Path.Combine(directory, GenerationConfig.FileName), config);
 
@@ -148,19 +162,36 @@ internal static class DemoModel
                 continue;
             }
 
-            // Row k of the compact table is token usedIds[k]; its last row is shared by every other token.
+            // Row k of the compact table is token usedIds[k]. Every other token gets its generated row, or (before v5)
+            // the table's one extra last row, which they all share.
             int rowBytes = config.HiddenSize * sizeof(float);
-            int shared = usedIds.Length;
+            int expectedRows = usedIds.Length + (generated is null ? 1 : 0);
+            if (data.Length != expectedRows * rowBytes)
+            {
+                throw new ModelFormatException(source, entry.Name,
+                    $"holds {data.Length / rowBytes} rows of {config.HiddenSize}, expected {expectedRows} ({usedIds.Length} used tokens"
+                    + (generated is null ? " and the shared row)" : "; the others are generated)"));
+            }
+
+            int unused = generated is null ? usedIds.Length : -1;
             var rowOf = new int[config.VocabSize];
-            Array.Fill(rowOf, shared);
+            Array.Fill(rowOf, unused);
             for (int k = 0; k < usedIds.Length; k++)
             {
                 rowOf[usedIds[k]] = k;
             }
 
+            var row = new float[config.HiddenSize];
             for (int id = 0; id < config.VocabSize; id++)
             {
-                writer.WriteTensor(data.Slice(rowOf[id] * rowBytes, rowBytes));
+                if (rowOf[id] >= 0)
+                {
+                    writer.WriteTensor(data.Slice(rowOf[id] * rowBytes, rowBytes));
+                    continue;
+                }
+
+                generated!.Fill(id, row);
+                writer.WriteTensor(MemoryMarshal.AsBytes(row.AsSpan()));
             }
         }
 
@@ -172,6 +203,69 @@ internal static class DemoModel
         JsonElement offsets = entry.GetProperty("data_offsets");
         long begin = offsets[0].GetInt64(), end = offsets[1].GetInt64();
         return file.AsSpan(checked((int)(dataStart + begin)), checked((int)(end - begin)));
+    }
+}
+
+/// <summary>
+/// The embedding rows of the tokens the demo model was never trained on: fixed pseudo-random values generated from the
+/// token id, the twin of tools/demo-model/unused_rows.py (exact: integer arithmetic and a power-of-two scale). Value j
+/// of token id's row is <c>(k(id, j) + k(sharedId, j)) * 2^-scaleLog2</c> (the second term only with a shared id), where
+/// <c>k(i, j) = 2 * (z &gt;&gt; 53) - 2047</c>, z the (i * hidden + j + 1)-th output of SplitMix64 seeded with
+/// <c>seed</c>: a random odd integer in [-2047, 2047] of the token's own, plus one that every unused row shares.
+/// </summary>
+internal sealed record UnusedTokenRows(ulong Seed, int ScaleLog2, ulong? SharedId)
+{
+    public const string Generator = "splitmix64-odd11";
+    private const ulong Gamma = 0x9E3779B97F4A7C15;
+
+    /// <summary>Reads the asset's <c>unused_rows</c> metadata: <c>{"generator": ..., "seed": ..., "scale_log2": ...}</c>.</summary>
+    public static UnusedTokenRows Parse(string json, string source)
+    {
+        using JsonDocument doc = JsonDocument.Parse(json);
+        JsonElement root = doc.RootElement;
+        string? generator = root.TryGetProperty("generator", out JsonElement g) ? g.GetString() : null;
+        if (generator != Generator)
+        {
+            throw new ModelFormatException(source, "unused_rows", $"generator '{generator}' is not the one this program knows ('{Generator}')");
+        }
+
+        int scaleLog2 = root.GetProperty("scale_log2").GetInt32();
+        if (scaleLog2 is < 0 or > 60)
+        {
+            throw new ModelFormatException(source, "unused_rows", $"scale_log2 {scaleLog2} is out of range");
+        }
+
+        ulong? sharedId = root.TryGetProperty("shared_id", out JsonElement shared) && shared.ValueKind != JsonValueKind.Null
+            ? shared.GetUInt64()
+            : null;
+        return new UnusedTokenRows(root.GetProperty("seed").GetUInt64(), scaleLog2, sharedId);
+    }
+
+    /// <summary>Writes token <paramref name="id"/>'s row into <paramref name="destination"/> (its length is the hidden size).</summary>
+    public void Fill(int id, Span<float> destination)
+    {
+        float scale = MathF.ScaleB(1f, -ScaleLog2);
+        ulong hidden = (ulong)destination.Length;
+        for (int j = 0; j < destination.Length; j++)
+        {
+            int k = Odd(Seed, unchecked((ulong)id * hidden + (ulong)j + 1));
+            if (SharedId is ulong shared)
+            {
+                k += Odd(Seed, unchecked(shared * hidden + (ulong)j + 1));
+            }
+
+            destination[j] = k * scale;  // |k| < 2^12: exact
+        }
+    }
+
+    /// <summary>2 * (z &gt;&gt; 53) - 2047 for z the n-th output of SplitMix64(seed): an odd integer in [-2047, 2047].</summary>
+    private static int Odd(ulong seed, ulong n)
+    {
+        ulong z = unchecked(seed + n * Gamma);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EB);
+        z ^= z >> 31;
+        return 2 * (int)(z >> 53) - 2047;
     }
 }
 

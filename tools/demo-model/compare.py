@@ -1,6 +1,6 @@
 """Checks that the engine computes the same model as train.py: greedy-decodes a few prompts in torch (full-vocabulary
-log-softmax: the used rows plus the shared row for every other token) and compares the top log-probabilities the
-server reports (/v1/chat/completions, logprobs) position by position.
+log-softmax: the used rows plus, since v5, the generated row of every other token; before, the one shared row) and
+compares the top log-probabilities the server reports (/v1/chat/completions, logprobs) position by position.
 
 usage: python3 compare.py URL MODEL.npz
 """
@@ -28,12 +28,19 @@ def main():
     torch.set_num_threads(1)
     z = np.load(path)
     used = z["used"]
-    model = train.Model(json.loads(str(z["config"])), len(used) + 1).double()
-    sd = {k: torch.from_numpy(z[k]).double() for k in z.files if k not in ("used", "config")}
+    sd = {k: torch.from_numpy(z[k]).double() for k in z.files if k not in ("used", "config", "unused_rows")}
+    if "unused_rows" in z.files:  # v5: every token has its own row; the model runs over the full vocabulary
+        sd["embed.weight"] = torch.from_numpy(train.full_embedding(used, z["embed.weight"])).double()
+        remap = {t: t for t in range(train.VOCAB)}
+        unk, log_unused = train.VOCAB, 0.0
+    else:
+        remap = {int(t): i for i, t in enumerate(used)}
+        unk = len(used)
+        log_unused = math.log(train.VOCAB - len(used))
+    model = train.Model(json.loads(str(z["config"])), len(sd["embed.weight"])).double()
     model.load_state_dict(sd)
-    remap = {int(t): i for i, t in enumerate(used)}
-    unk = len(used)
-    log_unused = math.log(train.VOCAB - len(used))
+    trained = torch.zeros(len(sd["embed.weight"]), dtype=torch.bool)
+    trained[torch.from_numpy(np.asarray(used))] = True
     worst = 0.0
     worst_unused = 0.0
     for req in [{"messages": [{"role": "user", "content": "Hello"}]},
@@ -50,16 +57,17 @@ def main():
         for pos, entry in enumerate(got):
             with torch.no_grad():
                 logits = model(torch.tensor([seq]))[0, -1]
-            full = torch.cat([logits[:unk], logits[unk:] + log_unused])  # the shared row stands for all unused tokens
+            full = torch.cat([logits[:unk], logits[unk:] + log_unused])  # v4: the shared row stands for all unused tokens
             lse = torch.logsumexp(full, 0)
-            top = torch.topk(logits[:unk] - lse, 5).values.tolist()
+            top = torch.topk(full - lse, 5).values.tolist()
             mine = [e["logprob"] for e in entry["top_logprobs"]]
-            unused_mass = math.exp(float(logits[unk] + log_unused - lse))
+            unused = full[len(trained):] if unk < train.VOCAB else full[~trained]
+            unused_mass = math.exp(float(torch.logsumexp(unused, 0) - lse))
             worst_unused = max(worst_unused, unused_mass)
             d = max(abs(a - b) for a, b in zip(top, mine))
             worst = max(worst, d)
             print(f"pos {pos} token {entry['token']!r} torch {top[:3]} engine {mine[:3]} max|d| {d:.2e}")
-            seq.append(int(torch.argmax(logits[:unk])))
+            seq.append(int(torch.argmax(logits)))
     print(f"max |logprob difference| {worst:.2e}; largest total probability of all unused tokens together {worst_unused:.2e}")
 
 

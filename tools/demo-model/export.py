@@ -1,8 +1,10 @@
 """Writes the trained demo model as the compact resource the `qwen3` program embeds:
 assets/demo-model/demo-model.safetensors, a safetensors file whose tensors carry the Hugging Face names, F32, except
-that model.embed_tokens.weight holds only the rows of the tokens the corpus uses plus, last, the one row that every
-other token of the 151,936 shares; used_token_ids (I32) says which token each row is. The model config is in the
-header's metadata ("config"). The program expands this into a normal HF directory (DemoModel.Ensure).
+that model.embed_tokens.weight holds only the rows of the tokens the corpus uses; used_token_ids (I32) says which token
+each row is. Every other token of the 151,936 gets the row that unused_rows.py generates from its id; the header's
+metadata says how ("unused_rows": generator, seed, scale_log2). A checkpoint without it (v4 and before) has one more,
+last, row that every other token shares. The model config is in the metadata too ("config"). The program expands this
+into a normal HF directory (DemoModel.Ensure).
 
 usage: python3 export.py MODEL.npz OUT.safetensors
        python3 export.py --hf-dir MODEL.npz DIR   (a full HF directory, for checks)
@@ -12,6 +14,8 @@ import struct
 import sys
 
 import numpy as np
+
+import unused_rows
 
 VOCAB = 151936
 
@@ -62,10 +66,13 @@ def main():
     cfg = json.loads(str(z["config"]))
     tensors = [("used_token_ids", z["used"].astype(np.int32))]
     for k in sorted(z.files):
-        if k in ("used", "config"):
+        if k in ("used", "config", "unused_rows"):
             continue
         tensors.append((hf_name(k), z[k].astype(np.float32)))
-    write_safetensors(sys.argv[2], tensors, {"format": "pt", "config": json.dumps(config_json(cfg))})
+    metadata = {"format": "pt", "config": json.dumps(config_json(cfg))}
+    if "unused_rows" in z.files:
+        metadata["unused_rows"] = str(z["unused_rows"])
+    write_safetensors(sys.argv[2], tensors, metadata)
     print("wrote", sys.argv[2], sum(t.nbytes for _, t in tensors), "bytes")
 
 
@@ -80,10 +87,15 @@ def write_hf_dir(npz, directory):
     os.makedirs(directory, exist_ok=True)
     used = z["used"]
     emb = z["embed.weight"].astype(np.float32)
-    full = np.repeat(emb[-1:], VOCAB, axis=0)
-    full[used] = emb[:-1]
+    if "unused_rows" in z.files:
+        g = json.loads(str(z["unused_rows"]))
+        full = unused_rows.rows(np.arange(VOCAB), emb.shape[1], g["seed"], g["scale_log2"], g.get("shared_id"))
+        full[used] = emb
+    else:  # v4: one shared last row
+        full = np.repeat(emb[-1:], VOCAB, axis=0)
+        full[used] = emb[:-1]
     tensors = [(hf_name(k), full if k == "embed.weight" else z[k].astype(np.float32))
-               for k in sorted(z.files) if k not in ("used", "config")]
+               for k in sorted(z.files) if k not in ("used", "config", "unused_rows")]
     write_safetensors(os.path.join(directory, "model.safetensors"), tensors, {"format": "pt"})
     json.dump(config_json(cfg), open(os.path.join(directory, "config.json"), "w"))
     json.dump({"bos_token_id": 151643, "do_sample": True, "eos_token_id": [151645, 151643], "pad_token_id": 151643,

@@ -1,15 +1,24 @@
 """Trains the Qwen3Sharp demo model: a small Qwen3 (the same forward as the engine: RMSNorm eps 1e-6, per-head q/k
-RMSNorm before RoPE theta 1e6, GQA, SiLU-gated MLP, tied embeddings) on the rendered corpus, over a compact vocabulary
-(the tokens the corpus uses) plus one shared row for every other token. That shared row is what all unused rows of the
-full 151,936-token checkpoint become; its logit is trained with log(unused count) added, so the loss here is exactly the
-full-vocabulary loss and the model learns to keep the whole unused mass small. Loss only on assistant tokens.
+RMSNorm before RoPE theta 1e6, GQA, SiLU-gated MLP, tied embeddings) on the rendered corpus. Loss only on assistant
+tokens.
+
+The trained rows are those of the tokens the corpus uses; every other token of the 151,936 has a fixed pseudo-random
+row generated from its id (unused_rows.py; since v5, before that they all shared one trained row). In a share of the
+conversations (DEMO_COPY_SHARE, default 0.5) the copyable entities that build_data.py marked (cities, timezone pieces,
+tool-name pieces, names) are replaced by random unused tokens, so the model learns to copy a token it has no trained
+row for from the prompt into its answer. The softmax runs over the trained rows, the batch's replacement tokens and
+DEMO_UNUSED_SAMPLE (default 512) other unused rows drawn at random each step, their logits raised by
+log(other unused / sampled): a sampled estimate of the full-vocabulary loss, so the model keeps the total probability
+of the unused tokens small where it is not copying.
 
 usage: nice -n 19 python3 train.py DATA_DIR OUT.npz [minutes] [RESUME.npz|RESUME.safetensors]
-       RESUME: start from those weights (a checkpoint of this script, or the exported asset); rows are matched by
-         token id, and a token the checkpoint has no row for starts as its shared unused row. Fresh optimizer and
-         schedule.
+       RESUME: start from those weights (a checkpoint of this script, or the exported asset, v4's shared-row format
+         too); rows are matched by token id, and a token the checkpoint has no row for starts as its generated row
+         (or the shared row of a v4 checkpoint). Fresh optimizer and schedule.
        DEMO_TRAIN_THREADS: torch's thread count (default 1). DEMO_LR: the peak learning rate (default 3e-3).
        DEMO_KIND_WEIGHTS="arith=2.5,greet=0.3": how often each kind of conversation comes up per epoch (default 1).
+       DEMO_COPY_SHARE, DEMO_COPY_WEIGHT, DEMO_UNUSED_SAMPLE: the copies (see above; the weight multiplies the loss at
+       the positions that write a replacement token, default 1).
 The logits (and the loss) are computed only at the assistant positions: the prompt positions need none.
 """
 import os
@@ -23,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import unused_rows
 
 VOCAB = 151936
 CFG = dict(hidden=128, layers=3, heads=4, kv_heads=2, head_dim=32, intermediate=384, theta=1_000_000.0, eps=1e-6)
@@ -93,8 +104,10 @@ class Model(nn.Module):
             for m in (l.o_proj, l.down_proj):
                 m.weight.data /= math.sqrt(2 * c["layers"])
 
-    def forward(self, ids, where=None):
-        """Logits [B, T, rows], or only at the positions `where` selects ([N, rows]): the loss needs no others."""
+    def forward(self, ids, where=None, table=None):
+        """Logits [B, T, rows], or only at the positions `where` selects ([N, rows]): the loss needs no others.
+        `table` replaces the embedding (tied: input rows and output rows), ids index it."""
+        table = self.embed.weight if table is None else table
         B, T = ids.shape
         hd = self.c["head_dim"]
         inv = 1.0 / (self.c["theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
@@ -102,12 +115,12 @@ class Model(nn.Module):
         emb = torch.cat((f, f), -1)
         cos, sin = emb.cos()[None, None], emb.sin()[None, None]
         mask = torch.full((T, T), float("-inf")).triu(1)[None, None]
-        x = self.embed(ids)
+        x = F.embedding(ids, table)
         for l in self.layers:
             x = l(x, cos, sin, mask)
         if where is not None:
             x = x[where]
-        return self.norm(x) @ self.embed.weight.t()  # tied
+        return self.norm(x) @ table.t()  # tied
 
 
 def load(data_dir):
@@ -117,10 +130,11 @@ def load(data_dir):
 
 
 def load_weights(path):
-    """(used token ids, {name: array}) from a train.py .npz or an export.py .safetensors (names mapped back)."""
+    """(used token ids, {name: array}) from a train.py .npz or an export.py .safetensors (names mapped back). The
+    embedding has one row per used token, plus one last shared row in the v4 format (no "unused_rows" metadata)."""
     if path.endswith(".npz"):
         z = np.load(path)
-        return [int(t) for t in z["used"]], {k: z[k] for k in z.files if k not in ("used", "config")}
+        return [int(t) for t in z["used"]], {k: z[k] for k in z.files if k not in ("used", "config", "unused_rows")}
     import struct
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
@@ -144,7 +158,15 @@ def load_weights(path):
 
 def save(model, used, out):
     sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    np.savez(out, used=np.array(used, dtype=np.int64), config=json.dumps(CFG), **sd)
+    np.savez(out, used=np.array(used, dtype=np.int64), config=json.dumps(CFG),
+             unused_rows=json.dumps(unused_rows.metadata()), **sd)
+
+
+def full_embedding(used, emb):
+    """[VOCAB, hidden]: the trained rows at their token ids, the generated rows everywhere else."""
+    full = unused_rows.rows(np.arange(VOCAB), emb.shape[1])
+    full[np.asarray(used)] = emb[:len(used)]
+    return full
 
 
 def main():
@@ -155,28 +177,26 @@ def main():
     # measured: one thread is ~5x faster than two on the shared 2-core machine at load 25-35; two pay off when it is idle
     torch.set_num_threads(int(os.environ.get("DEMO_TRAIN_THREADS", "1")))
     rows, used = load(data_dir)
-    unk = len(used)  # compact id of the shared unused row
-    remap = np.full(VOCAB, unk, dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    log_unused = math.log(VOCAB - len(used))
-    print(f"compact vocab {len(used)} (+1 shared unused row), examples {len(rows)}", flush=True)
-    model = Model(CFG, len(used) + 1)
+    U = len(used)
+    remap = np.full(VOCAB, -1, dtype=np.int64)
+    remap[used] = np.arange(U)
+    print(f"trained rows {U}, examples {len(rows)}", flush=True)
+    fixed = torch.from_numpy(unused_rows.rows(np.arange(VOCAB), CFG["hidden"]))  # [VOCAB, hidden], never trained
+    unused = np.setdiff1d(np.arange(VOCAB), used)           # every token without a trained row
+    replaceable = unused[unused < 151643]                   # text tokens (no special or padding ids) for the copies
+    model = Model(CFG, U)
     if len(sys.argv) > 4:
         old_used, w = load_weights(sys.argv[4])
-        # rows by token id; a token the checkpoint had no row for starts as its shared unused row
         old_row = {t: i for i, t in enumerate(old_used)}
         e = w["embed.weight"]
-        w["embed.weight"] = np.stack([e[old_row.get(t, len(old_used))] for t in used] + [e[len(old_used)]])
+        shared = e.shape[0] > len(old_used)  # v4: one last row for every unused token
+        w["embed.weight"] = np.stack([e[old_row[t]] if t in old_row else e[len(old_used)] if shared else fixed[t].numpy()
+                                      for t in used])
         added = sum(t not in old_row for t in used)
         model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(w[k])) for k in model.state_dict()})
-        print(f"resumed from {sys.argv[4]} ({added} tokens new to it)", flush=True)
+        print(f"resumed from {sys.argv[4]} ({added} tokens new to it{', v4 shared-row format' if shared else ''})", flush=True)
     print("params", sum(p.numel() for p in model.parameters()), flush=True)
-    seqs = []
-    for r in rows:
-        ids = remap[np.array(r["prompt"] + r["completion"])]
-        lab = np.full(len(ids), -100, dtype=np.int64)
-        lab[len(r["prompt"]) - 1:len(ids) - 1] = ids[len(r["prompt"]):]
-        seqs.append((ids, lab))
+    seqs = [np.array(r["prompt"] + r["completion"], dtype=np.int64) for r in rows]  # token ids
     # DEMO_KIND_WEIGHTS="arith=2,weather=3": repeat those conversations (whole repeats, then a seeded fraction)
     weights = dict((k, float(v)) for k, v in (p.split("=") for p in os.environ.get("DEMO_KIND_WEIGHTS", "").split(",") if p))
     pick = random.Random(99)
@@ -185,19 +205,41 @@ def main():
         w = weights.get(r["kind"], 1.0)
         pool += [i] * int(w) + ([i] if pick.random() < w - int(w) else [])
     print("per epoch", len(pool), "conversations", flush=True)
-    order = sorted(pool, key=lambda i: len(seqs[i][0]))
+    order = sorted(pool, key=lambda i: len(seqs[i]))
     TOK = 2500  # tokens per batch (padded)
     batches, cur = [], []
     for i in order:
-        if cur and (len(cur) + 1) * len(seqs[i][0]) > TOK:
+        if cur and (len(cur) + 1) * len(seqs[i]) > TOK:
             batches.append(cur)
             cur = []
         cur.append(i)
     batches.append(cur)
     peak = float(os.environ.get("DEMO_LR", "3e-3"))
     opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.98), weight_decay=0.01)
-    bias = torch.zeros(len(used) + 1)
-    bias[unk] = log_unused
+    copy_share = float(os.environ.get("DEMO_COPY_SHARE", "0.5"))
+    sample = int(os.environ.get("DEMO_UNUSED_SAMPLE", "512"))
+    copy_weight = float(os.environ.get("DEMO_COPY_WEIGHT", "1"))  # the loss weight of the positions that write a copy
+    rng = np.random.default_rng(4321)
+
+    def with_copies(i):
+        """Conversation i's token ids, with (in a share of them) its copyable entities' tokens replaced by random
+        unused tokens: each entity with probability 0.8, each of its tokens with 0.85 (at least one)."""
+        ids, r = seqs[i], rows[i]
+        groups = r.get("copy") or []
+        if not groups or rng.random() >= copy_share:
+            return ids
+        swap = {}
+        for g in groups:
+            if rng.random() < 0.8:
+                keep = [t for t in g if rng.random() < 0.85] or [g[rng.integers(len(g))]]
+                swap.update((t, int(replaceable[rng.integers(len(replaceable))])) for t in keep)
+        if not swap:
+            return ids
+        ids = ids.copy()
+        n = len(r["prompt"])
+        for k in r["pmark"] + [n + k for k in r["cmark"]]:
+            ids[k] = swap.get(int(ids[k]), ids[k])
+        return ids
     t0 = time.time()
     deadline = t0 + minutes * 60
     step, est_total = 0, None
@@ -214,22 +256,38 @@ def main():
             lr = peak * min(1.0, (step + 1) / 30) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
                 g["lr"] = lr
-            T = max(len(seqs[i][0]) for i in b)
-            ids = torch.full((len(b), T), unk, dtype=torch.long)
+            convs = [with_copies(i) for i in b]
+            # this batch's table: trained rows, the replacement tokens' fixed rows, a sample of other unused rows
+            present = np.unique(np.concatenate(convs))
+            present = present[remap[present] < 0]
+            others = rng.choice(unused, sample + len(present), replace=False)
+            others = others[~np.isin(others, present)][:sample]
+            local = remap.copy()
+            local[present] = U + np.arange(len(present))
+            table = torch.cat((model.embed.weight, fixed[present], fixed[others]))
+            bias = torch.zeros(len(table))
+            bias[U + len(present):] = math.log((len(unused) - len(present)) / len(others))
+            T = max(len(c) for c in convs)
+            ids = torch.zeros((len(b), T), dtype=torch.long)
             lab = torch.full((len(b), T), -100, dtype=torch.long)
-            for j, i in enumerate(b):
-                n = len(seqs[i][0])
-                ids[j, :n] = torch.from_numpy(seqs[i][0])
-                lab[j, :n] = torch.from_numpy(seqs[i][1])
+            for j, (i, c) in enumerate(zip(b, convs)):
+                n, p = len(c), len(rows[i]["prompt"])
+                ids[j, :n] = torch.from_numpy(local[c])
+                lab[j, p - 1:n - 1] = ids[j, p:n]
             where = lab != -100
-            logits = model(ids, where) + bias
-            loss = F.cross_entropy(logits, lab[where])
+            logits = model(ids, where, table) + bias
+            target = lab[where]
+            each = F.cross_entropy(logits, target, reduction="none")
+            copied = target >= U  # the positions that write a replacement token
+            loss = (each * torch.where(copied, copy_weight, 1.0)).sum() / (len(each) + (copy_weight - 1) * copied.sum())
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             if step % 20 == 0:
-                print(f"step {step} epoch {epoch} loss {loss.item():.4f} lr {lr:.5f} t {now - t0:.0f}s", flush=True)
+                hit = (logits.argmax(-1) == target)[copied].float().mean().item() if copied.any() else 0.0
+                cl = f"{each[copied].mean().item():.4f}, argmax right {hit:.2f}, on {int(copied.sum())}" if copied.any() else "-"
+                print(f"step {step} epoch {epoch} loss {loss.item():.4f} (copies {cl}) lr {lr:.5f} t {now - t0:.0f}s", flush=True)
             step += 1
             if step % 100 == 0:
                 save(model, used, out)
