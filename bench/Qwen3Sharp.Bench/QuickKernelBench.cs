@@ -119,6 +119,55 @@ internal static unsafe class QuickKernelBench
             SweepBench.Run(what[6..], threads);
         }
 
+        // Q8_0x8 decode over the model's 2048-column matrices from DRAM, one group per pass against two (the production
+        // path), interleaved rounds, the threads each over their share of every matrix: `quick 2 q8pair=MODEL.gguf`
+        if (what.StartsWith("q8pair=", StringComparison.Ordinal))
+        {
+            using var m = Qwen3Sharp.Model.Qwen3Model.Load(what[7..], threads);
+            var mats = m.Weights.Layers.SelectMany(l => l.Matrices).Append(m.Weights.LmHead).Where(v => v.DType == DType.Q8_0x8 && v.ColCount == 2048).ToArray();
+            int blocks = 2048 / 32;
+            long groupBytes = (long)blocks * 264;
+            sbyte* xq = (sbyte*)NativeMemory.AlignedAlloc(2048, 64);
+            float* xs = (float*)NativeMemory.AlignedAlloc((nuint)blocks * 4, 64);
+            for (int i = 0; i < 2048; i++) { xq[i] = (sbyte)((i * 37) % 255 - 127); }
+            for (int i = 0; i < blocks; i++) { xs[i] = 0.01f; }
+            long totalGroups = mats.Sum(v => (long)(v.RowCount / 8));
+            float sink = 0;
+            for (int round = 0; round < 10; round++)
+            {
+                for (int k = 0; k < 2; k++)
+                {
+                    int slot = (round & 1) == 0 ? k : 1 - k;
+                    long st = Stopwatch.GetTimestamp();
+                    var ths = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+                    {
+                        var a = Vector256<float>.Zero;
+                        foreach (var v in mats)
+                        {
+                            int groups = v.RowCount / 8, g0 = groups / threads * t, g1 = t == threads - 1 ? groups : g0 + groups / threads;
+                            byte* d = (byte*)v.Data;
+                            if (slot == 0)
+                            {
+                                for (int g = g0; g < g1; g++) a += QuantMatMul.DotGroupQ8_0x8_256(d + g * groupBytes, blocks, xq, xs);
+                            }
+                            else
+                            {
+                                int g = g0;
+                                for (; g + 1 < g1; g += 2) { QuantMatMul.DotGroupPairQ8_0x8_256(d + g * groupBytes, d + (g + 1) * groupBytes, blocks, xq, xs, out var ra, out var rb); a += ra + rb; }
+                                for (; g < g1; g++) a += QuantMatMul.DotGroupQ8_0x8_256(d + g * groupBytes, blocks, xq, xs);
+                            }
+                        }
+                        sink += a[0];
+                    })).ToArray();
+                    foreach (var th in ths) th.Start();
+                    foreach (var th in ths) th.Join();
+                    double sec = Stopwatch.GetElapsedTime(st).TotalSeconds;
+                    Console.WriteLine($"round {round} {(slot == 0 ? "single" : "pair")}: {totalGroups * groupBytes / sec / 1e9:F1} GB/s");
+                }
+            }
+            Console.WriteLine($"sink {sink} load {File.ReadAllText("/proc/loadavg").Trim()}");
+        }
+
         if (what == "ceiling")
         {
             BatchFlopsBench.Ceiling();
