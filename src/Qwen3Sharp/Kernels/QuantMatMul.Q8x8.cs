@@ -139,7 +139,12 @@ public static unsafe partial class QuantMatMul
     /// <summary>Per lane (row): Σ of 4 code × activation products; the weight's sign moved onto the activation.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Q8VectorDot(Vector256<sbyte> w, int x, Vector256<short> ones)
-        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(Vector256.Create(x).AsSByte(), w)), ones);
+        => Q8VectorDot(w, Vector256.Create(x).AsSByte(), ones);
+
+    /// <summary>As above with the activation dword already broadcast to every lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q8VectorDot(Vector256<sbyte> w, Vector256<sbyte> x, Vector256<short> ones)
+        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w), Avx2.Sign(x, w)), ones);
 
     /// <summary>The four cache lines of one block's 256 code bytes (<see cref="PrefetchBytes"/> ahead of the block being read).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -194,10 +199,8 @@ public static unsafe partial class QuantMatMul
             for (int v = 0; v < 8; v++)
             {
                 Vector256<sbyte> xv = Vector256.Create(xi[v]).AsSByte();
-                Vector256<sbyte> wa = Vector256.Load((sbyte*)ga + 32 * v);
-                Vector256<sbyte> wb = Vector256.Load((sbyte*)gb + 32 * v);
-                sa += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wa), Avx2.Sign(xv, wa)), ones);
-                sb += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(wb), Avx2.Sign(xv, wb)), ones);
+                sa += Q8VectorDot(Vector256.Load((sbyte*)ga + 32 * v), xv, ones);
+                sb += Q8VectorDot(Vector256.Load((sbyte*)gb + 32 * v), xv, ones);
             }
 
             Vector256<float> xsk = Vector256.Create(xs[k]);

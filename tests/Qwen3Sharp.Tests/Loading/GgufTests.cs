@@ -19,6 +19,16 @@ public sealed class GgufTests
 {
     private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", name);
 
+    /// <summary>Writes <paramref name="file"/> to <paramref name="path"/> with the fp16 scale of <paramref name="block"/> (found once in it) set to +inf.</summary>
+    private static void WithInfiniteScale(byte[] file, byte[] block, string path)
+    {
+        int at = file.AsSpan().IndexOf(block);
+        Assert.True(at > 0 && file.AsSpan(at + 1).IndexOf(block) < 0, "the block is not unique in the file");
+        file[at] = 0x00;
+        file[at + 1] = 0x7C;   // +inf
+        File.WriteAllBytes(path, file);
+    }
+
     [Fact]
     public unsafe void Load_AMatrixWithAnInfiniteScale_StaysInRowLayout_TheOthersAreRepacked()
     {
@@ -35,12 +45,8 @@ public sealed class GgufTests
             block = new ReadOnlySpan<byte>(down.Data + (down.RowCount - 1) * down.RowBytes, 34).ToArray();   // the last row's first block
         }
 
-        int at = bytes.AsSpan().IndexOf(block);
-        Assert.True(at > 0 && bytes.AsSpan(at + 1).IndexOf(block) < 0, "the block is not unique in the file");
-        bytes[at] = 0x00;
-        bytes[at + 1] = 0x7C;   // +inf
         using var dir = new TempDir();
-        File.WriteAllBytes(dir.File("inf.gguf"), bytes);
+        WithInfiniteScale(bytes, block, dir.File("inf.gguf"));
         using ModelWeights x8 = ModelWeights.Load(dir.File("inf.gguf"), layout: QuantLayout.Interleaved8);
         Assert.Equal(DType.Q8_0, x8.Layers[0].DownProj.DType);
         WeightView kept = x8.Layers[0].DownProj;
@@ -71,12 +77,8 @@ public sealed class GgufTests
             block = new ReadOnlySpan<byte>(head.Data + (head.RowCount - 1) * head.RowBytes, 34).ToArray();
         }
 
-        int at = bytes.AsSpan().IndexOf(block);
-        Assert.True(at > 0 && bytes.AsSpan(at + 1).IndexOf(block) < 0, "the block is not unique in the file");
-        bytes[at] = 0x00;
-        bytes[at + 1] = 0x7C;   // +inf
         using var dir = new TempDir();
-        File.WriteAllBytes(dir.File("inf.gguf"), bytes);
+        WithInfiniteScale(bytes, block, dir.File("inf.gguf"));
         using ModelWeights expected = ModelWeights.Load(dir.File("inf.gguf"), layout: QuantLayout.Rows);
         ModelWeights.RepackChunkRowsOnThisThread = 256;
         try
