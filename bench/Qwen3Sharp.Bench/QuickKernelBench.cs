@@ -168,6 +168,57 @@ internal static unsafe class QuickKernelBench
             Console.WriteLine($"sink {sink} load {File.ReadAllText("/proc/loadavg").Trim()}");
         }
 
+        // Decode (one token) through the production x8 path (QuantMatMul.Run: activation quantization, the pool, every
+        // format's kernels) over every grouped matrix of the model, from DRAM, one group per pass against two
+        // (QuantMatMul.TwoGroupsPerPass), interleaved rounds; GB/s of weights per variant: `quick 2 x8pair=MODEL.gguf`
+        if (what.StartsWith("x8pair=", StringComparison.Ordinal))
+        {
+            using var m = Qwen3Sharp.Model.Qwen3Model.Load(what[7..], threads);
+            WeightView[] mats = m.Weights.Layers.SelectMany(l => l.Matrices).Append(m.Weights.LmHead)
+                .Where(v => v.DType is DType.Q8_0x8 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8).ToArray();
+            long bytes = mats.Sum(v => v.DataBytes);
+            Console.WriteLine($"{mats.Length} matrices ({string.Join(", ", mats.GroupBy(v => v.DType).Select(g => $"{g.Count()} {g.Key}"))}), {bytes / 1e9:F2} GB");
+            var rng = new Random(5);
+            float[] x = Enumerable.Range(0, mats.Max(v => v.ColCount)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            float[] y = new float[mats.Max(v => v.RowCount)];
+            DType[] formats = mats.Select(v => v.DType).Distinct().ToArray();
+            var results = formats.ToDictionary(f => f, _ => new[] { new List<double>(), new List<double>() });
+            for (int round = 0; round < 12; round++)
+            {
+                for (int k = 0; k < 2; k++)
+                {
+                    bool pair = ((round & 1) == 0 ? k : 1 - k) == 1;
+                    QuantMatMul.TwoGroupsPerPass = pair;
+                    foreach (DType format in formats)
+                    {
+                        long st = Stopwatch.GetTimestamp();
+                        foreach (WeightView v in mats.Where(v => v.DType == format))
+                        {
+                            QuantMatMul.Run(pool, x.AsSpan(0, v.ColCount), 1, v, y.AsSpan(0, v.RowCount), accumulate: false);
+                        }
+
+                        double gbs = mats.Where(v => v.DType == format).Sum(v => v.DataBytes) / Stopwatch.GetElapsedTime(st).TotalSeconds / 1e9;
+                        if (round > 1)
+                        {
+                            results[format][pair ? 1 : 0].Add(gbs);   // the first two rounds warm up
+                        }
+                    }
+                }
+            }
+
+            QuantMatMul.TwoGroupsPerPass = true;
+            foreach (DType format in formats)
+            {
+                foreach (int k in new[] { 0, 1 })
+                {
+                    var r = results[format][k].Order().ToArray();
+                    Console.WriteLine($"{format} {(k == 0 ? "one group per pass " : "two groups per pass")}: median {r[r.Length / 2]:F1} GB/s, best {r[^1]:F1}, worst {r[0]:F1} ({r.Length} rounds)");
+                }
+            }
+
+            Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
+        }
+
         if (what == "ceiling")
         {
             BatchFlopsBench.Ceiling();

@@ -259,6 +259,14 @@ public static unsafe partial class QuantMatMul
         pool.Run(ref job, (groups + itemGroups - 1) / itemGroups);
     }
 
+    /// <summary>
+    /// Decode (one token) of Q8_0x8, Q4_0x8 and Q6_Kx8 reads two 8-row groups per pass (the DotGroupPair*_256 kernels): the
+    /// activation broadcasts serve both, and the two groups are independent chains. The bits are those of one group per
+    /// pass. Q4_Kx8 keeps one: its pair (written as Q4_0's, with its mins) streamed 12% slower in the A/B below.
+    /// False only for the benchmarks' A/B (<c>Qwen3Sharp.Bench quick 2 x8pair=MODEL</c>).
+    /// </summary>
+    internal static bool TwoGroupsPerPass = true;
+
     /// <summary>Tokens whose accumulators an x8 work item keeps on the stack (≤ 1,984 bytes); more (prefill under batch invariance) use the worker's scratch.</summary>
     private const int MaxStackTokens = 31;
 
@@ -289,10 +297,24 @@ public static unsafe partial class QuantMatMul
             {
                 byte* group = Weights + g * GroupBytes;
                 int r = g * GroupRows, n = Math.Min(GroupRows, RowCount - r);
-                if (q8 && TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1)
+                if (TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1 && !k && TwoGroupsPerPass)
                 {
-                    // Q8_0 decode: two groups per pass (see DotGroupPairQ8_0x8_256)
-                    DotGroupPairQ8_0x8_256(group, group + GroupBytes, Blocks, Codes, Scales, out Vector256<float> first, out Vector256<float> second);
+                    // decode: two groups per pass (see DotGroupPairQ8_0x8_256); Q4_K's pair ran 12% slower (TwoGroupsPerPass)
+                    Vector256<float> first, second;
+                    byte* next = group + GroupBytes;
+                    if (q8)
+                    {
+                        DotGroupPairQ8_0x8_256(group, next, Blocks, Codes, Scales, out first, out second);
+                    }
+                    else if (q6)
+                    {
+                        DotGroupPairQ6_Kx8_256(group, next, Blocks / 8, Codes, Scales, Offsets, out first, out second);
+                    }
+                    else
+                    {
+                        DotGroupPairQ4_0x8_256(group, next, Blocks, Codes, Scales, Sums, out first, out second);
+                    }
+
                     StoreGroup(first, Y + r, n, Accumulate);
                     StoreGroup(second, Y + r + GroupRows, Math.Min(GroupRows, RowCount - r - GroupRows), Accumulate);
                     g++;
@@ -401,6 +423,69 @@ public static unsafe partial class QuantMatMul
          + (Avx2.MultiplyAddAdjacent(l1, Vector256.Create(x[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(h1, Vector256.Create(x[3]).AsSByte()))
          + ((Avx2.MultiplyAddAdjacent(l2, Vector256.Create(x[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(h2, Vector256.Create(x[5]).AsSByte()))
          + (Avx2.MultiplyAddAdjacent(l3, Vector256.Create(x[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(h3, Vector256.Create(x[7]).AsSByte())));
+
+    /// <summary>
+    /// One block of two Q4_0x8 groups at once: each one's int16 pair sums (as
+    /// <see cref="GroupBlockPairs"/>; exact in any order) against the 8 activation dwords at <paramref name="x"/>, each
+    /// dword broadcast once for both.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void BlockPairsTwice(byte* qa, byte* qb, int* x, Vector256<byte> m, out Vector256<short> pa, out Vector256<short> pb)
+    {
+        // written out: as a loop the JIT kept it rolled, with index arithmetic around every step
+        Vector256<short> sa = Vector256<short>.Zero, sb = Vector256<short>.Zero;
+        VectorPairsTwice(qa, qb, x, 0, m, ref sa, ref sb);
+        VectorPairsTwice(qa, qb, x, 1, m, ref sa, ref sb);
+        VectorPairsTwice(qa, qb, x, 2, m, ref sa, ref sb);
+        VectorPairsTwice(qa, qb, x, 3, m, ref sa, ref sb);
+        pa = sa;
+        pb = sb;
+    }
+
+    /// <summary>Code vector <paramref name="v"/> of a block of two groups (low nibbles against dword 2v, high against 2v + 1) into their int16 pair sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void VectorPairsTwice(byte* qa, byte* qb, int* x, int v, Vector256<byte> m, ref Vector256<short> sa, ref Vector256<short> sb)
+    {
+        Vector256<sbyte> low = Vector256.Create(x[2 * v]).AsSByte(), high = Vector256.Create(x[2 * v + 1]).AsSByte();
+        Vector256<byte> wa = Vector256.Load(qa + 32 * v), wb = Vector256.Load(qb + 32 * v);
+        sa += Avx2.MultiplyAddAdjacent(wa & m, low) + Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(wa.AsUInt16(), 4).AsByte() & m, high);
+        sb += Avx2.MultiplyAddAdjacent(wb & m, low) + Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(wb.AsUInt16(), 4).AsByte() & m, high);
+    }
+
+    /// <summary>
+    /// Two Q4_0x8 groups against one token in one pass (as <see cref="DotGroupPairQ8_0x8_256"/>): each block's 8 activation
+    /// broadcasts serve both, two independent chains; each lane has the bits <see cref="DotGroupQ4_0x8_256"/> gives it
+    /// (the int16 pair sums stay below 2^15 and are exact in any order; the float steps are the same).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupPairQ4_0x8_256(byte* ga, byte* gb, int blocks, sbyte* x, float* xs, int* xsum,
+        out Vector256<float> ra, out Vector256<float> rb)
+    {
+        short* da = (short*)(ga + (long)blocks * GroupBlockBytes);
+        short* db = (short*)(gb + (long)blocks * GroupBlockBytes);
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, ga += GroupBlockBytes, gb += GroupBlockBytes, da += GroupRows, db += GroupRows, x += BlockSize)
+        {
+            SimdMath.Prefetch(ga + PrefetchBytes);
+            SimdMath.Prefetch(ga + PrefetchBytes + 64);
+            SimdMath.Prefetch(gb + PrefetchBytes);
+            SimdMath.Prefetch(gb + PrefetchBytes + 64);
+            BlockPairsTwice(ga, gb, (int*)x, m, out Vector256<short> pa, out Vector256<short> pb);
+            Vector256<int> offset = Vector256.Create(xsum[k] << 3);
+            Vector256<float> xsk = Vector256.Create(xs[k]);
+            Vector256<int> dota = Avx2.MultiplyAddAdjacent(pa, ones) - offset;
+            Vector256<int> dotb = Avx2.MultiplyAddAdjacent(pb, ones) - offset;
+            acca = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dota), WidenHalves(da, halfMask, halfScale) * xsk, acca);
+            accb = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dotb), WidenHalves(db, halfMask, halfScale) * xsk, accb);
+        }
+
+        ra = acca;
+        rb = accb;
+    }
 
     /// <summary>One group of 8 rows against one token: lane i is row i's dot product.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

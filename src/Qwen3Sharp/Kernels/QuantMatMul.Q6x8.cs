@@ -309,6 +309,74 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
+    /// Two Q6_K groups against one token in one pass (as <see cref="DotGroupPairQ8_0x8_256"/>): each activation dword is
+    /// broadcast once for both groups' unpacked codes, two independent chains; each lane has the bits
+    /// <see cref="DotGroupQ6_Kx8_256"/> gives it (int16 adds wrap, so the pair sums less the offsets are exact in any
+    /// order; the int32 and float steps are the same).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupPairQ6_Kx8_256(byte* ga, byte* gb, int superBlocks, sbyte* x, float* xs, int* offsets,
+        out Vector256<float> ra, out Vector256<float> rb)
+    {
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
+        for (int k = 0; k < superBlocks; k++, ga += Q6GroupBytes, gb += Q6GroupBytes)
+        {
+            Vector256<float> da = WidenHalves((short*)(ga + Q6dOffset), halfMask, halfScale);
+            Vector256<float> db = WidenHalves((short*)(gb + Q6dOffset), halfMask, halfScale);
+            PrefetchQ6Tail(ga);
+            PrefetchQ6Tail(gb);
+            for (int s = 0; s < 8; s++, x += BlockSize, xs++, offsets += 2)
+            {
+                PrefetchQ6SubBlock(ga, s);
+                PrefetchQ6SubBlock(gb, s);
+                byte* qa = ga + s * Q6SubBlockBytes, qb = gb + s * Q6SubBlockBytes;
+                Q6HalfPair(qa, qa + 128, qb, qb + 128, (int*)x, offsets[0], out Vector256<short> a0, out Vector256<short> b0);
+                Q6HalfPair(qa + 64, qa + 160, qb + 64, qb + 160, (int*)x + 4, offsets[1], out Vector256<short> a1, out Vector256<short> b1);
+                Q6Scales(ga + Q6ScalesOffset + 16 * s, out var sa0, out var sa1);
+                Q6Scales(gb + Q6ScalesOffset + 16 * s, out var sb0, out var sb1);
+                Vector256<int> dota = Avx2.MultiplyAddAdjacent(a0, sa0) + Avx2.MultiplyAddAdjacent(a1, sa1);
+                Vector256<int> dotb = Avx2.MultiplyAddAdjacent(b0, sb0) + Avx2.MultiplyAddAdjacent(b1, sb1);
+                Vector256<float> xsk = Vector256.Create(*xs);
+                acca = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dota), da * xsk, acca);
+                accb = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dotb), db * xsk, accb);
+            }
+        }
+
+        ra = acca;
+        rb = accb;
+    }
+
+    /// <summary>
+    /// Half a sub-block (16-element group n: whole-code vectors at <c>sub-block + 64n</c> and <c>+ 32</c>, the nibble
+    /// vector at <c>sub-block + 128 + 32n</c>) of two groups at once: each one's int16 pair sums of its codes (unpacked
+    /// as <see cref="UnpackQ6"/> does, one vector at a time) with the 4 activation dwords at <paramref name="x"/>, each
+    /// dword broadcast once for both, less <paramref name="offset"/> (<see cref="PrepareQ6Offsets"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6HalfPair(byte* qa, byte* na, byte* qb, byte* nb, int* x, int offset, out Vector256<short> pa, out Vector256<short> pb)
+    {
+        Vector256<byte> code = Vector256.Create((byte)0x3F), m = Vector256.Create((byte)0x0F), top = Vector256.Create((byte)0x30);
+        Vector256<byte> a0 = Vector256.Load(qa), a1 = Vector256.Load(qa + 32), an = Vector256.Load(na);
+        Vector256<byte> b0 = Vector256.Load(qb), b1 = Vector256.Load(qb + 32), bn = Vector256.Load(nb);
+        Vector256<sbyte> xv = Vector256.Create(x[0]).AsSByte();
+        Vector256<short> sa = Avx2.MultiplyAddAdjacent(a0 & code, xv), sb = Avx2.MultiplyAddAdjacent(b0 & code, xv);
+        xv = Vector256.Create(x[1]).AsSByte();
+        sa += Avx2.MultiplyAddAdjacent((an & m) | (Avx2.ShiftRightLogical(a0.AsUInt16(), 2).AsByte() & top), xv);
+        sb += Avx2.MultiplyAddAdjacent((bn & m) | (Avx2.ShiftRightLogical(b0.AsUInt16(), 2).AsByte() & top), xv);
+        xv = Vector256.Create(x[2]).AsSByte();
+        sa += Avx2.MultiplyAddAdjacent(a1 & code, xv);
+        sb += Avx2.MultiplyAddAdjacent(b1 & code, xv);
+        xv = Vector256.Create(x[3]).AsSByte();
+        sa += Avx2.MultiplyAddAdjacent((Avx2.ShiftRightLogical(an.AsUInt16(), 4).AsByte() & m) | (Avx2.ShiftRightLogical(a1.AsUInt16(), 2).AsByte() & top), xv);
+        sb += Avx2.MultiplyAddAdjacent((Avx2.ShiftRightLogical(bn.AsUInt16(), 4).AsByte() & m) | (Avx2.ShiftRightLogical(b1.AsUInt16(), 2).AsByte() & top), xv);
+        Vector256<short> o = Vector256.Create(offset).AsInt16();   // int16 adds wrap: exact once the offset is off
+        pa = sa - o;
+        pb = sb - o;
+    }
+
+    /// <summary>
     /// One group of Q6_K rows against <paramref name="tokenCount"/> tokens (<paramref name="offsets"/> rows
     /// <paramref name="cols"/>/16 apart): each sub-block's codes and scales unpacked once; per token the arithmetic of
     /// <see cref="DotGroupQ6_Kx8_256"/> in the same order (the same bits as decoding it alone).

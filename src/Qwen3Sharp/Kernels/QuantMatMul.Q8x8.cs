@@ -194,14 +194,17 @@ public static unsafe partial class QuantMatMul
         {
             PrefetchQ8Block(ga + PrefetchBytes);
             PrefetchQ8Block(gb + PrefetchBytes);
+            // written out: as a loop the JIT kept it rolled, with index arithmetic around every step
             int* xi = (int*)x;
             Vector256<int> sa = Vector256<int>.Zero, sb = Vector256<int>.Zero;
-            for (int v = 0; v < 8; v++)
-            {
-                Vector256<sbyte> xv = Vector256.Create(xi[v]).AsSByte();
-                sa += Q8VectorDot(Vector256.Load((sbyte*)ga + 32 * v), xv, ones);
-                sb += Q8VectorDot(Vector256.Load((sbyte*)gb + 32 * v), xv, ones);
-            }
+            Q8VectorDotTwice(ga, gb, xi, 0, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, xi, 1, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, xi, 2, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, xi, 3, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, xi, 4, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, xi, 5, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, xi, 6, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, xi, 7, ones, ref sa, ref sb);
 
             Vector256<float> xsk = Vector256.Create(xs[k]);
             acca = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sa), WidenHalves(da, halfMask, halfScale) * xsk, acca);
@@ -210,6 +213,15 @@ public static unsafe partial class QuantMatMul
 
         ra = acca;
         rb = accb;
+    }
+
+    /// <summary>Code vector <paramref name="v"/> of a block of two groups against activation dword <paramref name="v"/>, broadcast once for both.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8VectorDotTwice(byte* ga, byte* gb, int* x, int v, Vector256<short> ones, ref Vector256<int> sa, ref Vector256<int> sb)
+    {
+        Vector256<sbyte> xv = Vector256.Create(x[v]).AsSByte();
+        sa += Q8VectorDot(Vector256.Load((sbyte*)ga + 32 * v), xv, ones);
+        sb += Q8VectorDot(Vector256.Load((sbyte*)gb + 32 * v), xv, ones);
     }
 
     /// <summary>

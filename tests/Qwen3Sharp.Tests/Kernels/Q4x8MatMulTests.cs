@@ -276,19 +276,23 @@ public sealed unsafe class Q4x8MatMulTests
         }
     }
 
-    [Fact]
-    public void Q8_0x8Decode_TwoGroupsPerPass_MatchesTheScalarTwinAndBatchesBitForBit()
+    [Theory]
+    [InlineData(DType.Q8_0)]
+    [InlineData(DType.Q4_0)]
+    [InlineData(DType.Q6_K)]
+    public void X8Decode_TwoGroupsPerPass_MatchesTheScalarTwinAndBatchesBitForBit(DType dtype)
     {
-        // One token takes two groups per pass (DotGroupPairQ8_0x8_256) within a work item: 26 groups, the last one 5 rows,
+        // One token takes two groups per pass (DotGroupPair*_256) within a work item: 26 groups, the last one 5 rows,
         // make items of 3 (a pair and a single) and a last item of a pair whose second group is short.
-        const int rows = 8 * 25 + 5, cols = 4 * 32;
+        const int rows = 8 * 25 + 5;
+        int cols = dtype == DType.Q6_K ? 2 * 256 : 4 * 32;
         using var pool = new WorkerPool(2);
         var rng = new Random(17);
-        byte* source = Source(DType.Q8_0, rows, cols, 99);
-        byte* packed = Repacked(DType.Q8_0, source, rows, cols);
+        byte* source = Source(dtype, rows, cols, 99);
+        byte* packed = Repacked(dtype, source, rows, cols);
         try
         {
-            var x8 = new WeightView(packed, DType.Q8_0x8, rows, cols);
+            var x8 = new WeightView(packed, Grouped(dtype), rows, cols);
             float[] x = Int8MatMulTests.Activations(rng, 3 * cols);
             foreach (bool accumulate in new[] { false, true })
             {
