@@ -267,8 +267,10 @@ public static partial class BenchCommand
             parts.Add($"{string.Join("+", intFormats.Concat(floatFormats))} float activations");
         }
 
-        string[] rowFormats = [.. formats.Where(f => f is nameof(DType.Q4_0) or nameof(DType.Q4_K) or nameof(DType.Q6_K))];
-        if (rowFormats.Length > 0)
+        // formats with an 8-row group layout left in rows by the layout switch (float activations keep every matrix in
+        // rows, and say so already)
+        string[] rowFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.GroupLayoutOf(d) is not null)];
+        if (rowFormats.Length > 0 && quantDecode != QuantDecodeKernel.Float)
         {
             parts.Add($"{string.Join("+", rowFormats)} row layout ({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Rows)})");
         }

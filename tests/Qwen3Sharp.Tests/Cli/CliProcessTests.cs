@@ -161,7 +161,7 @@ public sealed class CliProcessTests
             environment: new Dictionary<string, string> { [Qwen3Sharp.Kernels.KernelSelection.QuantLayoutVariable] = "rows" });
         Assert.True(code == 0, error);
         Assert.Contains("Q6_K+Q4_K+Q5_K+Q8_0", output);
-        Assert.Contains("Q6_K+Q4_K row layout (QWEN3_QUANT_LAYOUT=rows)", output);
+        Assert.Contains("Q6_K+Q4_K+Q8_0 row layout (QWEN3_QUANT_LAYOUT=rows)", output);   // every format with a group layout
         Assert.DoesNotContain("layout A/B", output);
         Assert.Matches(@"decode +[0-9.]+ tok/s", output);
         Assert.Matches(@"prefill +[0-9.]+ tok/s", output);

@@ -289,6 +289,7 @@ public sealed class GgufTests
         Assert.True(code == 0, error);
         string kernels = output.Split('\n').First(l => l.StartsWith("kernels", StringComparison.Ordinal));
         Assert.Contains("decode Q8_0 int8 activations", kernels);
+        Assert.Contains("Q8_0 row layout (QWEN3_QUANT_LAYOUT=rows)", kernels);   // it has an 8-row layout, switched off
         Assert.Contains("QWEN3_QUANT_DECODE=int8", kernels);
         Assert.Contains("decode A/B   int8 ", output);   // both paths timed in the same run
 
