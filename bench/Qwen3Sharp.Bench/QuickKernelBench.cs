@@ -219,6 +219,42 @@ internal static unsafe class QuickKernelBench
             Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
         }
 
+        // The same A/B from L2: the first 256 rows of each format's first 2048-column matrix, 400 passes per round
+        // (compute cost, no DRAM): `quick 1 x8hot=MODEL.gguf`
+        if (what.StartsWith("x8hot=", StringComparison.Ordinal))
+        {
+            using var m = Qwen3Sharp.Model.Qwen3Model.Load(what[6..], threads);
+            WeightView[] mats = m.Weights.Layers.SelectMany(l => l.Matrices).Append(m.Weights.LmHead)
+                .Where(v => v.DType is DType.Q8_0x8 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 && v.ColCount == 2048 && v.RowCount >= 256)
+                .GroupBy(v => v.DType).Select(g => new WeightView(g.First().Data, g.Key, 256, 2048)).ToArray();
+            float[] x = Enumerable.Range(0, 2048).Select(i => MathF.Sin(i * 0.37f)).ToArray();
+            float[] y = new float[256];
+            foreach (WeightView v in mats)
+            {
+                var best = new double[2];
+                for (int round = 0; round < 8; round++)
+                {
+                    foreach (bool pair in (round & 1) == 0 ? new[] { false, true } : new[] { true, false })
+                    {
+                        QuantMatMul.TwoGroupsPerPass = pair;
+                        long st = Stopwatch.GetTimestamp();
+                        for (int pass = 0; pass < 400; pass++)
+                        {
+                            QuantMatMul.Run(pool, x, 1, v, y, accumulate: false);
+                        }
+
+                        double gbs = 400.0 * v.DataBytes / Stopwatch.GetElapsedTime(st).TotalSeconds / 1e9;
+                        best[pair ? 1 : 0] = Math.Max(best[pair ? 1 : 0], gbs);
+                    }
+                }
+
+                Console.WriteLine($"{v.DType} 256x2048 from L2 ({v.DataBytes >> 10} KiB): one group per pass {best[0]:F1} GB/s, two {best[1]:F1} (best of 8)");
+            }
+
+            QuantMatMul.TwoGroupsPerPass = true;
+            Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
+        }
+
         if (what == "ceiling")
         {
             BatchFlopsBench.Ceiling();
