@@ -11,6 +11,13 @@ DEMO_UNUSED_SAMPLE (default 512) other unused rows drawn at random each step, th
 log(other unused / sampled): a sampled estimate of the full-vocabulary loss, so the model keeps the total probability
 of the unused tokens small where it is not copying.
 
+Since v6, in another share of the conversations (DEMO_NOISE_SHARE, default 0) some ordinary words of the user's turns
+(tool responses too) that the completion does not write (not a copy entity, no template or
+special token, no word the completion spells otherwise, no `/no_think`) are replaced by random unused tokens too (each distinct word with DEMO_NOISE_RATE,
+default 0.25, at least one, only where there are three or more such words), so that "a token I was not trained on"
+alone does not mean "copy it": only where the answer writes it does it get copied. Word-ness comes from the pieces of
+the real tokenizer (DEMO_TOKENIZER, default assets/qwen3-tokenizer/tokenizer.json): a piece with a letter in it.
+
 usage: nice -n 19 python3 train.py DATA_DIR OUT.npz [minutes] [RESUME.npz|RESUME.safetensors]
        RESUME: start from those weights (a checkpoint of this script, or the exported asset, v4's shared-row format
          too); rows are matched by token id, and a token the checkpoint has no row for starts as its generated row
@@ -19,10 +26,12 @@ usage: nice -n 19 python3 train.py DATA_DIR OUT.npz [minutes] [RESUME.npz|RESUME
        DEMO_KIND_WEIGHTS="arith=2.5,greet=0.3": how often each kind of conversation comes up per epoch (default 1).
        DEMO_COPY_SHARE, DEMO_COPY_WEIGHT, DEMO_UNUSED_SAMPLE: the copies (see above; the weight multiplies the loss at
        the positions that write a replacement token, default 1).
+       DEMO_NOISE_SHARE, DEMO_NOISE_RATE, DEMO_TOKENIZER: the ordinary words replaced without a copy (see above).
 The logits (and the loss) are computed only at the assistant positions: the prompt positions need none.
 """
 import os
 import json
+import re
 import math
 import random
 import sys
@@ -123,6 +132,64 @@ class Model(nn.Module):
         return self.norm(x) @ table.t()  # tied
 
 
+IM_START, IM_END, USER = 151644, 151645, 872
+TOOL_CALL, TOOL_CALL_END = 151657, 151658
+FIRST_SPECIAL = 151643
+# The words a tool call rests on: a question keeps them, so that "a city and an unknown word" never means "call a tool"
+INTENT = ("weather", "time", "clock", "hour", "rain", "umbrella", "cold", "forecast", "outside", "天气", "时间", "几点",
+          "下雨", "冷", "时区", "当地")
+
+
+def word_pieces(tokenizer_json):
+    """(is_word, bytes) over the vocabulary, from the real tokenizer's byte-level pieces: is_word says the piece has a
+    letter in it (or part of a multi-byte character); bytes is each piece's text as UTF-8 bytes."""
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs = bs[:] + [256 + n for n in range(256 - len(bs))]
+    bs += [b for b in range(256) if b not in bs]
+    byte_of = {chr(c): b for b, c in zip(bs, cs)}
+    vocab = json.load(open(tokenizer_json, encoding="utf-8"))["model"]["vocab"]
+    word, raw = np.zeros(VOCAB, dtype=bool), [b""] * VOCAB
+    for piece, i in vocab.items():
+        raw[i] = bytes(byte_of[c] for c in piece)
+        text = raw[i].decode("utf-8", errors="replace")
+        word[i] = any(c.isalpha() or c == "\ufffd" for c in text)
+    return word, raw
+
+
+def noise_positions(r, word, raw):
+    """The prompt positions whose word may be replaced by an unused token without a copy: in user turns (tool responses
+    included; not the system prompt, not earlier assistant turns), the words (a run of word pieces, the later ones
+    starting with a letter) that the completion does not write, neither as these tokens nor spelled otherwise
+    (`"f`+`og`+`gy` in a tool response, ` foggy` in the answer), that are no copy entity and no INTENT word, and that hold
+    no '/' and do not follow one (`/no_think`, `Asia/Tokyo`)."""
+    prompt, need = r["prompt"], set(r["completion"]) | {t for g in r.get("copy") or [] for t in g}
+    answer = b"".join(raw[t] for t in r["completion"] if t < FIRST_SPECIAL).decode("utf-8", errors="ignore")
+    marked = set(r.get("pmark") or [])
+    user, runs, k = False, [], 0
+    while k < len(prompt):
+        t = prompt[k]
+        if t == IM_START:
+            user = k + 1 < len(prompt) and prompt[k + 1] == USER
+            k += 3  # `<|im_start|>user\n`
+            continue
+        if t == IM_END:
+            user = False
+        if user and t < FIRST_SPECIAL and word[t]:
+            j, b = k + 1, raw[t]
+            while j < len(prompt) and prompt[j] < FIRST_SPECIAL and word[prompt[j]] and (
+                    raw[prompt[j]][:1].isalpha() or raw[prompt[j]][:1] == b"_" or b.decode("utf-8", errors="replace")[-1:] == "\ufffd"):
+                b += raw[prompt[j]]
+                j += 1
+            slash = b"/" in b or (k > 0 and raw[prompt[k - 1]].endswith(b"/"))
+            text = b.decode("utf-8", errors="ignore").strip(" \n\"'")
+            if not slash and text and text not in answer and not any(w in text.lower() for w in INTENT) and not any(prompt[x] in need or x in marked for x in range(k, j)):
+                runs.extend(range(k, j))
+            k = j
+            continue
+        k += 1
+    return np.array(runs, dtype=np.int64)
+
+
 def load(data_dir):
     rows = [json.loads(l) for l in open(f"{data_dir}/train.jsonl")]
     used = sorted({t for r in rows for t in r["prompt"] + r["completion"]})
@@ -220,25 +287,43 @@ def main():
     sample = int(os.environ.get("DEMO_UNUSED_SAMPLE", "512"))
     copy_weight = float(os.environ.get("DEMO_COPY_WEIGHT", "1"))  # the loss weight of the positions that write a copy
     rng = np.random.default_rng(4321)
+    noise_share = float(os.environ.get("DEMO_NOISE_SHARE", "0"))
+    noise_rate = float(os.environ.get("DEMO_NOISE_RATE", "0.25"))
+    noisy = [np.zeros(0, dtype=np.int64)] * len(rows)
+    if noise_share > 0:
+        tok = os.environ.get("DEMO_TOKENIZER") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                "../../assets/qwen3-tokenizer/tokenizer.json")
+        word, raw = word_pieces(tok)
+        noisy = [noise_positions(r, word, raw) for r in rows]
+        have = [len(np.unique(seqs[i][p])) for i, p in enumerate(noisy)]
+        print(f"noise: {sum(h >= 3 for h in have)} conversations with 3+ replaceable words, "
+              f"median {sorted(have)[len(have) // 2]} words", flush=True)
 
     def with_copies(i):
         """Conversation i's token ids, with (in a share of them) its copyable entities' tokens replaced by random
-        unused tokens: each entity with probability 0.8, each of its tokens with 0.85 (at least one)."""
+        unused tokens: each entity with probability 0.8, each of its tokens with 0.85 (at least one); and (in another
+        share) some of its ordinary prompt words that the completion does not write."""
         ids, r = seqs[i], rows[i]
         groups = r.get("copy") or []
-        if not groups or rng.random() >= copy_share:
-            return ids
         swap = {}
-        for g in groups:
-            if rng.random() < 0.8:
-                keep = [t for t in g if rng.random() < 0.85] or [g[rng.integers(len(g))]]
-                swap.update((t, int(replaceable[rng.integers(len(replaceable))])) for t in keep)
-        if not swap:
+        if groups and rng.random() < copy_share:
+            for g in groups:
+                if rng.random() < 0.8:
+                    keep = [t for t in g if rng.random() < 0.85] or [g[rng.integers(len(g))]]
+                    swap.update((t, int(replaceable[rng.integers(len(replaceable))])) for t in keep)
+        noise = {}
+        words = np.unique(ids[noisy[i]]) if len(noisy[i]) else []
+        if len(words) >= 3 and rng.random() < noise_share:
+            pick = [int(t) for t in words if rng.random() < noise_rate] or [int(words[rng.integers(len(words))])]
+            noise = {t: int(replaceable[rng.integers(len(replaceable))]) for t in pick}
+        if not swap and not noise:
             return ids
         ids = ids.copy()
         n = len(r["prompt"])
-        for k in r["pmark"] + [n + k for k in r["cmark"]]:
+        for k in (r["pmark"] + [n + k for k in r["cmark"]]) if swap else []:
             ids[k] = swap.get(int(ids[k]), ids[k])
+        for k in noisy[i]:
+            ids[k] = noise.get(int(ids[k]), ids[k])
         return ids
     t0 = time.time()
     deadline = t0 + minutes * 60
