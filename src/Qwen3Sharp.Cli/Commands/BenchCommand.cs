@@ -171,6 +171,7 @@ public static partial class BenchCommand
             $"{KernelSelection.VectorBits}-bit vectors, prefill bf16 {KernelSelection.Name(prefillKernel)} ({KernelSelection.PrefillKernelVariable}; " +
             $"{(prefillKernel == PrefillKernel.JitBf16 ? "generated AVX512_BF16 vdpbf16ps code, bf16 activations" : "float32 panels")}; " +
             $"JIT AVX512_BF16 kernel {(KernelSelection.JitBf16Supported ? "available" : "not available on this CPU")})" +
+            QuantPrefill(weights) +
             (o.BatchInvariant ? "; batch invariant (--batch-invariant: every product in the decode's order, no panels or JIT)" : ""));
         w.WriteLine($"kv cache     {o.KvCacheDType.Name()}, {KvBlockPool.BytesPerToken(c, o.KvCacheDType) / 1024.0:F0} KiB per token, " +
             $"{decode.Runner.KvCacheBytes / 1e6:F0} MB for {decode.Runner.KvBlockCount} blocks of {decode.Runner.KvBlockSize}");
@@ -294,6 +295,24 @@ public static partial class BenchCommand
         }
 
         return $"bf16 {KernelSelection.Name(decodeKernel)} ({KernelSelection.DecodeKernelVariable})";
+    }
+
+    /// <summary>
+    /// How the 8-row group matrices prefill, e.g. "; prefill Q8_0x8 int8 activations in 31-token tiles (QWEN3_QUANT_PREFILL=int8)",
+    /// or "" for a model without them.
+    /// </summary>
+    internal static string QuantPrefill(ModelWeights weights)
+    {
+        string[] groupFormats = [.. MatrixFormats(weights).Split('+').Where(f => Enum.TryParse(f, out DType d) && d.RowGroup() > 1)];
+        if (groupFormats.Length == 0)
+        {
+            return "";
+        }
+
+        bool int8 = groupFormats.All(f => MatMul.PrefillsInt8(Enum.Parse<DType>(f)));
+        return $"; prefill {string.Join("+", groupFormats)} " + (int8
+            ? $"int8 activations in {QuantMatMul.TileTokens}-token tiles"
+            : "dequantized to float32 panels") + $" ({KernelSelection.QuantPrefillVariable}={KernelSelection.Name(KernelSelection.QuantPrefill)})";
     }
 
     /// <summary>The matrices' element types, most bytes first: "BF16", or a mixed file's "Q4_K+Q6_K" (Q4_K_M).</summary>

@@ -35,7 +35,8 @@ namespace Qwen3Sharp.Kernels;
 /// <see cref="AffineMatMul.PanelTokens"/> tokens there; larger batches here through the prefill panels, each
 /// row block dequantized to float32 once (<see cref="AffineMatMul.DequantizeRows"/>).</item>
 /// <item>GGML block formats (<see cref="QuantMatMul"/>): likewise, below <see cref="QuantPanelTokens"/> tokens there,
-/// from it on through the panels with each row block dequantized once (<see cref="QuantMatMul.DequantizeRow"/>).</item>
+/// from it on through the panels with each row block dequantized once (<see cref="QuantMatMul.DequantizeRow"/>) — except
+/// the 8-row group formats, which stay there at every token count (<see cref="KernelSelection.QuantPrefill"/>).</item>
 /// Accumulation is float32 throughout. <c>destination</c> must not overlap <c>x</c>. The kernels use the pool's
 /// scratch memory, so one pool serves one calling thread at a time.
 /// </remarks>
@@ -54,6 +55,13 @@ public static unsafe partial class MatMul
     /// </summary>
     internal const int QuantPanelTokens = 32;
     internal const int PanelColumnBlock = 4096;
+
+    /// <summary>
+    /// Whether prefill products with <paramref name="dtype"/> stay on the int8 path (<see cref="KernelSelection.QuantPrefill"/>):
+    /// the 8-row group formats where the AVX2 kernels run (their scalar twins would be slower than the panels).
+    /// </summary>
+    public static bool PrefillsInt8(DType dtype)
+        => dtype.RowGroup() > 1 && KernelSelection.QuantPrefill == QuantPrefillKernel.Int8 && QuantMatMul.Best != QuantMatMul.Isa.Scalar;
 
     /// <summary>
     /// <paramref name="x"/> [tokenCount, w.ColCount] times <paramref name="w"/>ᵀ into
@@ -109,7 +117,7 @@ public static unsafe partial class MatMul
     {
         // Batch invariant: the block formats and MLX affine keep their matrix-vector kernels (each token's sum in the
         // decode order) at every token count, BF16 skips the JIT panels, and the float paths take SmallBatchBf16.Invariant.
-        if (w.DType.IsBlockQuantized() && (tokenCount < QuantPanelTokens || batchInvariant))
+        if (w.DType.IsBlockQuantized() && (tokenCount < QuantPanelTokens || batchInvariant || PrefillsInt8(w.DType)))
         {
             QuantMatMul.Run(QuantMatMul.Best, pool, x, tokenCount, w, destination, accumulate, quantDecode, batchInvariant);   // Q8_0, Q4_0, K-quants: Kernels/QuantMatMul.cs
             return;

@@ -360,4 +360,19 @@ public sealed unsafe class Int8MatMulTests
         var e = Assert.Throws<ArgumentException>(() => KernelSelection.ChooseQuantDecode("int4"));
         Assert.Contains(KernelSelection.QuantDecodeVariable, e.Message);
     }
+
+    [Theory]
+    [InlineData(null, QuantPrefillKernel.Int8)]
+    [InlineData("auto", QuantPrefillKernel.Int8)]
+    [InlineData(" Int8", QuantPrefillKernel.Int8)]
+    [InlineData("panels", QuantPrefillKernel.Panels)]
+    public void ChooseQuantPrefill_Setting_PicksThePath(string? setting, QuantPrefillKernel expected)
+        => Assert.Equal(expected, KernelSelection.ChooseQuantPrefill(setting));
+
+    [Fact]
+    public void ChooseQuantPrefill_UnknownSetting_NamesTheVariable()
+    {
+        var e = Assert.Throws<ArgumentException>(() => KernelSelection.ChooseQuantPrefill("float"));
+        Assert.Contains(KernelSelection.QuantPrefillVariable, e.Message);
+    }
 }

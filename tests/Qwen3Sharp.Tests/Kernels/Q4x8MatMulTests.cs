@@ -311,6 +311,70 @@ public sealed unsafe class Q4x8MatMulTests
         }
     }
 
+    [Theory]
+    [InlineData(DType.Q4_0)]
+    [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q6_K)]
+    [InlineData(DType.Q8_0)]
+    public void Prefill_Int8TokenTiles_GiveEachTokenItsDecodeBits(DType dtype)
+    {
+        // A prefill product (MatMul.Multiply, 32 tokens and more) of a group matrix takes the int8 path in tiles of
+        // QuantMatMul.TileTokens tokens where AVX2 runs (QWEN3_QUANT_PREFILL's default): 70 tokens = 31 + 31 + 8, and
+        // every token's row has the bits of its own one-token (decode) product. Without AVX2 it takes the float panels:
+        // the float64 product of the dequantized weights to float32 rounding.
+        const int rows = 8 * 9 + 3;
+        int cols = Blocks32(dtype) ? 4 * 32 : 2 * 256;
+        using var pool = new WorkerPool(2);
+        byte* source = Source(dtype, rows, cols, 7);
+        byte* packed = Repacked(dtype, source, rows, cols);
+        try
+        {
+            var w = new WeightView(packed, Grouped(dtype), rows, cols);
+            foreach (int tokens in new[] { 32, 70 })
+            {
+                float[] x = Int8MatMulTests.Activations(new Random(tokens), tokens * cols);
+                var prefill = new float[tokens * rows];
+                MatMul.Multiply(pool, x, tokens, w, prefill, PrefillKernel.Managed, QuantDecodeKernel.Int8);
+                for (int t = 0; t < tokens; t++)
+                {
+                    var alone = new float[rows];
+                    MatMul.Multiply(pool, x.AsSpan(t * cols, cols), 1, w, alone, PrefillKernel.Managed, QuantDecodeKernel.Int8);
+                    float[] row = prefill.AsSpan(t * rows, rows).ToArray();
+                    if (MatMul.PrefillsInt8(w.DType))
+                    {
+                        Assert.Equal(alone, row);
+                    }
+                    else
+                    {
+                        // the float panels: float32 activations against the dequantized weights, to float32 rounding
+                        var weights = new float[cols];
+                        for (int i = 0; i < rows; i++)
+                        {
+                            fixed (float* pw = weights)
+                            {
+                                QuantMatMul.DequantizeRow(w, i, pw);
+                            }
+
+                            double want = 0, magnitude = 0;
+                            for (int c = 0; c < cols; c++)
+                            {
+                                want += (double)weights[c] * x[t * cols + c];
+                                magnitude += Math.Abs((double)weights[c] * x[t * cols + c]);
+                            }
+
+                            Assert.True(Math.Abs(row[i] - want) <= 1e-5 * magnitude + 1e-6, $"{dtype} token {t} row {i}: {row[i]} vs {want}");
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(source);
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
     private static float[] Run(QuantMatMul.Isa isa, WorkerPool pool, float[] x, int tokens, in WeightView w, float start, bool accumulate)
     {
         var y = new float[tokens * w.RowCount];

@@ -228,15 +228,18 @@ public sealed class GgufTests
     [InlineData("tiny-k-q4_k_m.gguf", "VProj", DType.Q6_K, DType.Q6_Kx8)]
     public void Q4_files_are_repacked_into_8_row_groups_and_run_as_the_row_layout(string file, string matrix, DType stored, DType grouped)
     {
-        // Prefill (40 tokens: the float panels, dequantizing from the groups; the output head's one row through the
-        // int8 kernel) and decode (int8 activations) differ from the row layout only in float32 summation order (the
-        // kernels are checked against the float64 reference in Q4x8MatMulTests), but that can move an activation
-        // across a rounding tie of the next product's 8-bit quantization: measured on tiny-k (logit range 104), one
-        // decode step moved a logit by 0.198; bound 0.5% of the range, top-1 equal.
+        // Prefill (40 tokens: int8 activations against the groups, QWEN3_QUANT_PREFILL's default where AVX2 runs, and the
+        // row layout its one-token int8 kernels for every token under BatchInvariant, the same activation path; without
+        // AVX2 both the float panels) and decode (int8
+        // activations) differ from the row layout only in float32 summation order (the kernels are checked against the
+        // float64 reference in Q4x8MatMulTests), but that can move an activation across a rounding tie of the next
+        // product's 8-bit quantization: measured on tiny-k (logit range 104), one decode step moved a logit by 0.198;
+        // bound 0.5% of the range, top-1 equal.
+        bool int8Prefill = MatMul.PrefillsInt8(grouped);
         using var x8 = new Qwen3Model(ModelWeights.Load(Fixture(file), layout: QuantLayout.Interleaved8),
             new Qwen3ModelOptions { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Int8 });
         using var rows = new Qwen3Model(ModelWeights.Load(Fixture(file), layout: QuantLayout.Rows),
-            new Qwen3ModelOptions { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Int8 });
+            new Qwen3ModelOptions { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Int8, BatchInvariant = int8Prefill });
         WeightView Pick(Qwen3Model m) => matrix switch
         {
             "QProj" => m.Weights.Layers[0].QProj,
