@@ -176,7 +176,9 @@ public static partial class BenchCommand
         w.WriteLine($"kv cache     {o.KvCacheDType.Name()}, {KvBlockPool.BytesPerToken(c, o.KvCacheDType) / 1024.0:F0} KiB per token, " +
             $"{decode.Runner.KvCacheBytes / 1e6:F0} MB for {decode.Runner.KvBlockCount} blocks of {decode.Runner.KvBlockSize}");
         w.WriteLine($"load         {loadSeconds:F2} s");
-        w.WriteLine($"prefill      {prefillRate:F1} tok/s  ({o.PromptTokens} tokens in {prefillSeconds:F2} s, {KernelSelection.Name(prefillKernel)})");
+        string prefillPath = QuantPrefill(weights) == "" ? KernelSelection.Name(prefillKernel)   // BF16's kernel, or the group formats' path
+            : MatrixFormats(weights).Split('+').All(f => !Enum.TryParse(f, out DType d) || d.RowGroup() == 1 || MatMul.PrefillsInt8(d)) ? "int8" : "panels";
+        w.WriteLine($"prefill      {prefillRate:F1} tok/s  ({o.PromptTokens} tokens in {prefillSeconds:F2} s, {prefillPath})");
         if (prefill.Count == 2)
         {
             double managed = o.PromptTokens / prefill[PrefillKernel.Managed], jit = o.PromptTokens / prefill[PrefillKernel.JitBf16];
