@@ -3,6 +3,7 @@ using Qwen3Sharp.Cache;
 using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Loading;
 using Qwen3Sharp.Model;
+using Qwen3Sharp.Tensors;
 using Qwen3Sharp.Tokenization;
 
 namespace Qwen3Sharp.Cli.Commands;
@@ -31,9 +32,13 @@ public static partial class BenchCommand
         int ctx = o.KlContext;
         var options = new Qwen3ModelOptions { ThreadCount = threads, ContextSize = ctx, MaxBatchTokens = Math.Max(ctx, 32) };
         using var reference = new Qwen3Model(ModelWeights.Load(referenceDirectory, WeightPlacement.Mapped), options);
-        // Row layout: the 8-row groups have only the int8 path, and the KL is of the quantization, not the layout (x8 and
-        // rows differ only in float32 summation order; Q4x8MatMulTests).
+        // Each path as the engine runs it: float activations in the row layout (the 8-row groups have only the int8 path),
+        // int8 in the layout loading gives by default, so that with the 8-row groups a batch of 32 tokens or more takes
+        // their int8 prefill (QWEN3_QUANT_PREFILL) as a served prompt does, not the row layout's float panels.
         using var model = new Qwen3Model(ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows), options);
+        using Qwen3Model? grouped = KernelSelection.QuantLayout == QuantLayout.Interleaved8
+            && MatrixFormats(model.Weights).Split('+').Any(f => Enum.TryParse(f, out DType d) && QuantMatMul.GroupLayoutOf(d) is not null)
+            ? new Qwen3Model(ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Interleaved8), options) : null;
         int[] tokens = LoadTokenizer(referenceDirectory, reference.Weights, directory, model.Weights).Encode(text);
         int chunks = tokens.Length / ctx;
         if (chunks < 2)
@@ -69,14 +74,15 @@ public static partial class BenchCommand
 
             foreach (QuantDecodeKernel path in paths)
             {
-                model.QuantDecode = path;
+                Qwen3Model measured = path == QuantDecodeKernel.Int8 && grouped is not null ? grouped : model;
+                measured.QuantDecode = path;
                 clock.Restart();
-                using (KvCache cache = model.CreateCache(ctx))
+                using (KvCache cache = measured.CreateCache(ctx))
                 {
                     for (int start = 0; start < ctx; start += o.KlBatch)
                     {
                         int count = Math.Min(o.KlBatch, ctx - start);
-                        model.ForwardAll(ids.Slice(start, count), start, cache, logits.AsSpan(start * vocab, count * vocab));
+                        measured.ForwardAll(ids.Slice(start, count), start, cache, logits.AsSpan(start * vocab, count * vocab));
                     }
                 }
 
@@ -94,6 +100,13 @@ public static partial class BenchCommand
             $"{Server.ServerOptions.ModelNameFromDirectory(referenceDirectory)} ({MatrixFormats(reference.Weights)})");
         w.WriteLine($"text         {o.KlText}: {tokens.Length} tokens, {chunks} chunks of {ctx}, {chunks * scored} positions scored " +
             $"(positions {first}..{ctx - 2} of each chunk, as llama-perplexity --kl-divergence -c {ctx}); batches of {o.KlBatch} tokens");
+        if (grouped is not null)
+        {
+            w.WriteLine($"layouts      int8: {MatrixFormats(grouped.Weights)} (8-row groups" +
+                (o.KlBatch >= 32 ? $"; batches of {o.KlBatch}:{QuantPrefill(grouped.Weights)[1..]}" : "") +
+                $"), float: {MatrixFormats(model.Weights)} (rows)");
+        }
+
         foreach (QuantDecodeKernel path in paths)
         {
             KlStats s = stats[path];

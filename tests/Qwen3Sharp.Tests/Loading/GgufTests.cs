@@ -331,6 +331,23 @@ public sealed class GgufTests
             Assert.InRange(kInt8, 1e-9, 0.05);
             Assert.NotEqual(kFloat, kInt8);
             Assert.Contains("positions scored", output);
+
+            // batches of 32: the int8 path is the 8-row groups' int8 prefill where AVX2 runs (the row layout would take the
+            // float panels for both paths and print the same KL twice)
+            (code, output, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(
+                $"bench --model {TinyModel.Directory} --quantize q8_0 --kl-reference {TinyModel.Directory} --kl-text {text} " +
+                "--kl-context 32 --kl-batch 32 --threads 2");
+            Assert.True(code == 0, error + output);
+            Assert.Contains("layouts      int8: Q8_0x8 (8-row groups; batches of 32: prefill Q8_0x8 ", output);
+            if (MatMul.PrefillsInt8(DType.Q8_0x8))
+            {
+                Assert.NotEqual(Mean("float"), Mean("int8"));
+                Assert.InRange(Mean("int8"), 1e-9, 0.05);
+            }
+            else
+            {
+                Assert.Equal(Mean("float"), Mean("int8"), 1e-5);   // both through the float panels, in two layouts
+            }
         }
         finally
         {
