@@ -55,6 +55,9 @@ internal sealed class FakeRunner(int vocabSize = 16, int contextSize = 64, int m
     /// <summary>Set to block forward passes (e.g. to fill the queue).</summary>
     public ManualResetEventSlim Gate { get; } = new(initialState: true);
 
+    /// <summary>Time each forward pass takes (zero: as fast as the engine calls it).</summary>
+    public TimeSpan ForwardDelay { get; init; }
+
     private int _nextSequence;
 
     public ISequenceState? TryAllocateSequence()
@@ -71,6 +74,11 @@ internal sealed class FakeRunner(int vocabSize = 16, int contextSize = 64, int m
     public void Forward(ISequenceState sequence, ReadOnlySpan<int> tokenIds, Span<float> logits)
     {
         Gate.Wait();
+        if (ForwardDelay > TimeSpan.Zero)
+        {
+            Thread.Sleep(ForwardDelay);
+        }
+
         var s = (Sequence)sequence;
         Assert.False(s.Disposed, "forward on a freed sequence");
         lock (Calls)

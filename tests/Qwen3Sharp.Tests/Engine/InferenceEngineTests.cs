@@ -217,7 +217,9 @@ public class InferenceEngineShutdownTests
     [Fact]
     public async Task Dispose_EndsRunningAndWaitingRequests()
     {
-        var runner = new FakeRunner(contextSize: 1_000_000, maxSequences: 1);
+        // 1 ms a forward pass: the running request cannot reach its length limit (999,999 tokens) before Dispose, however
+        // late the 100 ms delay returns (unthrottled, a loaded CI run once generated all of them and finished it by length)
+        var runner = new FakeRunner(contextSize: 1_000_000, maxSequences: 1) { ForwardDelay = TimeSpan.FromMilliseconds(1) };
         var engine = new InferenceEngine(runner, _ => new ArgMaxSampler(), _ => new LetterDecoder());
         var streams = Enumerable.Range(0, 3).Select(async _ =>
         {
