@@ -18,6 +18,10 @@ internal static unsafe class QuickKernelBench
 {
     private static float s_sink;   // keeps the FMA loop's result observable
 
+    /// <summary>Every matrix of the model (layers, then the output head) in an 8-row group layout (Q8_0x8, Q4_0x8, Q4_Kx8, Q6_Kx8).</summary>
+    private static WeightView[] GroupMatrices(Qwen3Sharp.Model.Qwen3Model m)
+        => [.. m.Weights.Layers.SelectMany(l => l.Matrices).Append(m.Weights.LmHead).Where(v => v.DType.RowGroup() > 1)];
+
     public static void Run(int threads, string what = "all")
     {
         using var pool = new WorkerPool(threads);
@@ -174,8 +178,7 @@ internal static unsafe class QuickKernelBench
         if (what.StartsWith("x8pair=", StringComparison.Ordinal))
         {
             using var m = Qwen3Sharp.Model.Qwen3Model.Load(what[7..], threads);
-            WeightView[] mats = m.Weights.Layers.SelectMany(l => l.Matrices).Append(m.Weights.LmHead)
-                .Where(v => v.DType is DType.Q8_0x8 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8).ToArray();
+            WeightView[] mats = GroupMatrices(m);
             long bytes = mats.Sum(v => v.DataBytes);
             Console.WriteLine($"{mats.Length} matrices ({string.Join(", ", mats.GroupBy(v => v.DType).Select(g => $"{g.Count()} {g.Key}"))}), {bytes / 1e9:F2} GB");
             var rng = new Random(5);
@@ -224,8 +227,7 @@ internal static unsafe class QuickKernelBench
         if (what.StartsWith("x8hot=", StringComparison.Ordinal))
         {
             using var m = Qwen3Sharp.Model.Qwen3Model.Load(what[6..], threads);
-            WeightView[] mats = m.Weights.Layers.SelectMany(l => l.Matrices).Append(m.Weights.LmHead)
-                .Where(v => v.DType is DType.Q8_0x8 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 && v.ColCount == 2048 && v.RowCount >= 256)
+            WeightView[] mats = GroupMatrices(m).Where(v => v.ColCount == 2048 && v.RowCount >= 256)
                 .GroupBy(v => v.DType).Select(g => new WeightView(g.First().Data, g.Key, 256, 2048)).ToArray();
             float[] x = Enumerable.Range(0, 2048).Select(i => MathF.Sin(i * 0.37f)).ToArray();
             float[] y = new float[256];

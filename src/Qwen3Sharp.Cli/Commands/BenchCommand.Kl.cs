@@ -3,7 +3,6 @@ using Qwen3Sharp.Cache;
 using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Loading;
 using Qwen3Sharp.Model;
-using Qwen3Sharp.Tensors;
 using Qwen3Sharp.Tokenization;
 
 namespace Qwen3Sharp.Cli.Commands;
@@ -37,7 +36,7 @@ public static partial class BenchCommand
         // their int8 prefill (QWEN3_QUANT_PREFILL) as a served prompt does, not the row layout's float panels.
         using var model = new Qwen3Model(ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows), options);
         using Qwen3Model? grouped = KernelSelection.QuantLayout == QuantLayout.Interleaved8
-            && MatrixFormats(model.Weights).Split('+').Any(f => Enum.TryParse(f, out DType d) && QuantMatMul.GroupLayoutOf(d) is not null)
+            && MatrixDTypes(model.Weights).Any(d => QuantMatMul.GroupLayoutOf(d) is not null)
             ? new Qwen3Model(ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Interleaved8), options) : null;
         int[] tokens = LoadTokenizer(referenceDirectory, reference.Weights, directory, model.Weights).Encode(text);
         int chunks = tokens.Length / ctx;

@@ -176,8 +176,8 @@ public static partial class BenchCommand
         w.WriteLine($"kv cache     {o.KvCacheDType.Name()}, {KvBlockPool.BytesPerToken(c, o.KvCacheDType) / 1024.0:F0} KiB per token, " +
             $"{decode.Runner.KvCacheBytes / 1e6:F0} MB for {decode.Runner.KvBlockCount} blocks of {decode.Runner.KvBlockSize}");
         w.WriteLine($"load         {loadSeconds:F2} s");
-        string prefillPath = QuantPrefill(weights) == "" ? KernelSelection.Name(prefillKernel)   // BF16's kernel, or the group formats' path
-            : MatrixFormats(weights).Split('+').All(f => !Enum.TryParse(f, out DType d) || d.RowGroup() == 1 || MatMul.PrefillsInt8(d)) ? "int8" : "panels";
+        DType[] groupFormats = GroupFormats(weights);   // their prefill path, else BF16's kernel
+        string prefillPath = groupFormats.Length == 0 ? KernelSelection.Name(prefillKernel) : groupFormats.All(MatMul.PrefillsInt8) ? "int8" : "panels";
         w.WriteLine($"prefill      {prefillRate:F1} tok/s  ({o.PromptTokens} tokens in {prefillSeconds:F2} s, {prefillPath})");
         if (prefill.Count == 2)
         {
@@ -253,10 +253,10 @@ public static partial class BenchCommand
     /// </summary>
     internal static string DecodeKernels(ModelWeights weights, DecodeKernel decodeKernel, QuantDecodeKernel quantDecode)
     {
-        string[] formats = MatrixFormats(weights).Split('+');
+        DType[] formats = MatrixDTypes(weights);
         var parts = new List<string>();
-        string[] intFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.HasInt8Kernel(d) && d.RowGroup() == 1)];
-        string[] floatFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && d.IsBlockQuantized() && !QuantMatMul.HasInt8Kernel(d))];
+        DType[] intFormats = [.. formats.Where(d => QuantMatMul.HasInt8Kernel(d) && d.RowGroup() == 1)];
+        DType[] floatFormats = [.. formats.Where(d => d.IsBlockQuantized() && !QuantMatMul.HasInt8Kernel(d))];
         if (quantDecode == QuantDecodeKernel.Int8 && intFormats.Length > 0)
         {
             parts.Add($"{string.Join("+", intFormats)} int8 activations (vpmaddubsw block dots)");
@@ -272,20 +272,20 @@ public static partial class BenchCommand
 
         // formats with an 8-row group layout left in rows by the layout switch (float activations keep every matrix in
         // rows, and say so already)
-        string[] rowFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && QuantMatMul.GroupLayoutOf(d) is not null)];
+        DType[] rowFormats = [.. formats.Where(d => QuantMatMul.GroupLayoutOf(d) is not null)];
         if (rowFormats.Length > 0 && quantDecode != QuantDecodeKernel.Float)
         {
             parts.Add($"{string.Join("+", rowFormats)} row layout ({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Rows)})");
         }
 
-        string[] groupFormats = [.. formats.Where(f => Enum.TryParse(f, out DType d) && d.RowGroup() > 1)];
+        DType[] groupFormats = GroupFormats(weights);
         if (groupFormats.Length > 0)
         {
             parts.Insert(0, $"{string.Join("+", groupFormats)} int8 activations against 8-row interleaved groups, repacked at load " +
                 $"({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
         }
 
-        if (formats.Contains(nameof(DType.Affine)))
+        if (formats.Contains(DType.Affine))
         {
             parts.Insert(0, "MLX affine float activations (AffineMatMul)");   // widened in registers; no switch
         }
@@ -305,20 +305,20 @@ public static partial class BenchCommand
     /// </summary>
     internal static string QuantPrefill(ModelWeights weights)
     {
-        string[] groupFormats = [.. MatrixFormats(weights).Split('+').Where(f => Enum.TryParse(f, out DType d) && d.RowGroup() > 1)];
-        if (groupFormats.Length == 0)
-        {
-            return "";
-        }
-
-        bool int8 = groupFormats.All(f => MatMul.PrefillsInt8(Enum.Parse<DType>(f)));
-        return $"; prefill {string.Join("+", groupFormats)} " + (int8
+        DType[] groupFormats = GroupFormats(weights);
+        return groupFormats.Length == 0 ? "" : $"; prefill {string.Join("+", groupFormats)} " + (groupFormats.All(MatMul.PrefillsInt8)
             ? $"int8 activations in {QuantMatMul.TileTokens}-token tiles"
             : "dequantized to float32 panels") + $" ({KernelSelection.QuantPrefillVariable}={KernelSelection.Name(KernelSelection.QuantPrefill)})";
     }
 
+    /// <summary>The matrices' 8-row group formats (Q8_0x8, Q4_0x8, Q4_Kx8, Q6_Kx8), most bytes first; empty for a model without them.</summary>
+    internal static DType[] GroupFormats(ModelWeights weights) => [.. MatrixDTypes(weights).Where(d => d.RowGroup() > 1)];
+
     /// <summary>The matrices' element types, most bytes first: "BF16", or a mixed file's "Q4_K+Q6_K" (Q4_K_M).</summary>
-    internal static string MatrixFormats(ModelWeights weights)
+    internal static string MatrixFormats(ModelWeights weights) => string.Join("+", MatrixDTypes(weights));
+
+    /// <summary>As <see cref="MatrixFormats"/>, the element types themselves.</summary>
+    internal static DType[] MatrixDTypes(ModelWeights weights)
     {
         var bytes = new Dictionary<DType, long> { [weights.EmbedTokens.DType] = weights.EmbedTokens.ByteCount };
         foreach (Qwen3LayerWeights l in weights.Layers)
@@ -329,7 +329,7 @@ public static partial class BenchCommand
             }
         }
 
-        return string.Join("+", bytes.OrderByDescending(kv => kv.Value).Select(kv => kv.Key));
+        return [.. bytes.OrderByDescending(kv => kv.Value).Select(kv => kv.Key)];
     }
 
     private const int QuantDecodeRounds = 2;

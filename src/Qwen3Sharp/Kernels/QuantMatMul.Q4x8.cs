@@ -201,7 +201,7 @@ public static unsafe partial class QuantMatMul
         for (int k = 0; k < blocks; k++, codes += GroupBlockBytes, destination += BlockSize)
         {
             GatherQ4Codes(codes, i, gathered);
-            ScaleCodes((byte*)gathered, HalfToSingle(scales[k * GroupRows + i]), 8, 0, destination);
+            ScaleCodes((byte*)gathered, BlockSize, HalfToSingle(scales[k * GroupRows + i]), 8, 0, destination);
         }
     }
 
@@ -219,24 +219,25 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
-    /// 32 elements <c>scale · (code − offset) − shift</c> (float32, in that order, no fused multiply-add: the scalar
-    /// dequantization's bits) from 32 code bytes; 8 at a time under AVX2 (the scalar loop cost Q4 prefill its panels' time).
+    /// <paramref name="count"/> (a multiple of 8) elements <c>scale · (code − offset) − shift</c> (float32, in that order,
+    /// no fused multiply-add: the scalar dequantization's bits; a shift of 0 changes no bit) from as many code bytes;
+    /// 8 at a time under AVX2 (the scalar loop cost Q4 prefill its panels' time).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ScaleCodes(byte* codes, float scale, int offset, float shift, float* destination)
+    private static void ScaleCodes(byte* codes, int count, float scale, int offset, float shift, float* destination)
     {
         if (Avx2.IsSupported)
         {
             Vector256<float> sv = Vector256.Create(scale), hv = Vector256.Create(shift);
             Vector256<int> ov = Vector256.Create(offset);
-            for (int e = 0; e < BlockSize; e += 8)
+            for (int e = 0; e < count; e += 8)
             {
                 (sv * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(codes + e) - ov) - hv).Store(destination + e);
             }
         }
         else
         {
-            for (int e = 0; e < BlockSize; e++)
+            for (int e = 0; e < count; e++)
             {
                 destination[e] = scale * (codes[e] - offset) - shift;
             }
@@ -287,7 +288,8 @@ public static unsafe partial class QuantMatMul
     /// <summary>
     /// Decode (one token) of Q8_0x8, Q4_0x8 and Q6_Kx8 reads two 8-row groups per pass (the DotGroupPair*_256 kernels): the
     /// activation broadcasts serve both, and the two groups are independent chains. The bits are those of one group per
-    /// pass. Q4_Kx8 keeps one: its pair (written as Q4_0's, with its mins) streamed 12% slower in the A/B below.
+    /// pass. Q4_Kx8 keeps one: its pair (written as Q4_0's, with its mins) gained nothing from L2 and streamed 12% slower
+    /// from DRAM in this A/B.
     /// False only for the benchmarks' A/B (<c>Qwen3Sharp.Bench quick 2 x8pair=MODEL</c>).
     /// </summary>
     internal static bool TwoGroupsPerPass = true;
@@ -729,7 +731,7 @@ public static unsafe partial class QuantMatMul
         {
             float ds = d * sb[KScalesOffset + s * GroupRows + i], dm = dmin * sb[KMinsOffset + s * GroupRows + i];
             GatherQ4Codes(sb + s * GroupBlockBytes, i, gathered);
-            ScaleCodes((byte*)gathered, ds, 0, dm, destination + 32 * s);
+            ScaleCodes((byte*)gathered, BlockSize, ds, 0, dm, destination + 32 * s);
         }
     }
 

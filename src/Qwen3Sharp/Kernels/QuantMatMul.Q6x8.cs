@@ -175,23 +175,7 @@ public static unsafe partial class QuantMatMul
 
             for (int h = 0; h < 2; h++)
             {
-                float f = d * ScaleQ6_Kx8(sb, s, h, i);
-                if (Avx2.IsSupported)
-                {
-                    Vector256<float> fv = Vector256.Create(f);
-                    Vector256<int> offset = Vector256.Create(32);
-                    for (int e = 16 * h; e < 16 * h + 16; e += 8)
-                    {
-                        (fv * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(q + e) - offset)).Store(destination + e);
-                    }
-                }
-                else
-                {
-                    for (int e = 16 * h; e < 16 * h + 16; e++)
-                    {
-                        destination[e] = f * (q[e] - 32);
-                    }
-                }
+                ScaleCodes(q + 16 * h, 16, d * ScaleQ6_Kx8(sb, s, h, i), 32, 0, destination + 16 * h);
             }
         }
     }
@@ -350,27 +334,26 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>
     /// Half a sub-block (16-element group n: whole-code vectors at <c>sub-block + 64n</c> and <c>+ 32</c>, the nibble
-    /// vector at <c>sub-block + 128 + 32n</c>) of two groups at once: each one's int16 pair sums of its codes (unpacked
-    /// as <see cref="UnpackQ6"/> does, one vector at a time) with the 4 activation dwords at <paramref name="x"/>, each
-    /// dword broadcast once for both, less <paramref name="offset"/> (<see cref="PrepareQ6Offsets"/>).
+    /// vector at <c>sub-block + 128 + 32n</c>) of two groups at once: each one's codes unpacked by <see cref="UnpackQ6"/>,
+    /// their int16 pair sums with the 4 activation dwords at <paramref name="x"/>, each dword broadcast once for both,
+    /// less <paramref name="offset"/> (<see cref="PrepareQ6Offsets"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Q6HalfPair(byte* qa, byte* na, byte* qb, byte* nb, int* x, int offset, out Vector256<short> pa, out Vector256<short> pb)
     {
-        Vector256<byte> code = Vector256.Create((byte)0x3F), m = Vector256.Create((byte)0x0F), top = Vector256.Create((byte)0x30);
-        Vector256<byte> a0 = Vector256.Load(qa), a1 = Vector256.Load(qa + 32), an = Vector256.Load(na);
-        Vector256<byte> b0 = Vector256.Load(qb), b1 = Vector256.Load(qb + 32), bn = Vector256.Load(nb);
+        UnpackQ6(Vector256.Load(qa), Vector256.Load(qa + 32), Vector256.Load(na), out var a0, out var a1, out var a2, out var a3);
+        UnpackQ6(Vector256.Load(qb), Vector256.Load(qb + 32), Vector256.Load(nb), out var b0, out var b1, out var b2, out var b3);
         Vector256<sbyte> xv = Vector256.Create(x[0]).AsSByte();
-        Vector256<short> sa = Avx2.MultiplyAddAdjacent(a0 & code, xv), sb = Avx2.MultiplyAddAdjacent(b0 & code, xv);
+        Vector256<short> sa = Avx2.MultiplyAddAdjacent(a0, xv), sb = Avx2.MultiplyAddAdjacent(b0, xv);
         xv = Vector256.Create(x[1]).AsSByte();
-        sa += Avx2.MultiplyAddAdjacent((an & m) | (Avx2.ShiftRightLogical(a0.AsUInt16(), 2).AsByte() & top), xv);
-        sb += Avx2.MultiplyAddAdjacent((bn & m) | (Avx2.ShiftRightLogical(b0.AsUInt16(), 2).AsByte() & top), xv);
+        sa += Avx2.MultiplyAddAdjacent(a1, xv);
+        sb += Avx2.MultiplyAddAdjacent(b1, xv);
         xv = Vector256.Create(x[2]).AsSByte();
-        sa += Avx2.MultiplyAddAdjacent(a1 & code, xv);
-        sb += Avx2.MultiplyAddAdjacent(b1 & code, xv);
+        sa += Avx2.MultiplyAddAdjacent(a2, xv);
+        sb += Avx2.MultiplyAddAdjacent(b2, xv);
         xv = Vector256.Create(x[3]).AsSByte();
-        sa += Avx2.MultiplyAddAdjacent((Avx2.ShiftRightLogical(an.AsUInt16(), 4).AsByte() & m) | (Avx2.ShiftRightLogical(a1.AsUInt16(), 2).AsByte() & top), xv);
-        sb += Avx2.MultiplyAddAdjacent((Avx2.ShiftRightLogical(bn.AsUInt16(), 4).AsByte() & m) | (Avx2.ShiftRightLogical(b1.AsUInt16(), 2).AsByte() & top), xv);
+        sa += Avx2.MultiplyAddAdjacent(a3, xv);
+        sb += Avx2.MultiplyAddAdjacent(b3, xv);
         Vector256<short> o = Vector256.Create(offset).AsInt16();   // int16 adds wrap: exact once the offset is off
         pa = sa - o;
         pb = sb - o;
