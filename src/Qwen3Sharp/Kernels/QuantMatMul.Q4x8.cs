@@ -188,6 +188,12 @@ public static unsafe partial class QuantMatMul
             return;
         }
 
+        if (w.DType is DType.Affine8x8 or DType.Affine4x8)
+        {
+            DequantizeRowAffineX8(w, row, destination);
+            return;
+        }
+
         if (w.DType != DType.Q4_0x8)
         {
             DequantizeRow(w.Row(row), w.DType, w.ColCount, destination);
@@ -244,19 +250,26 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>The product with a <see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/> or <see cref="DType.Q8_0x8"/> matrix (int8 activations).</summary>
+    /// <summary>The product with a <see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>, <see cref="DType.Affine8x8"/> or <see cref="DType.Affine4x8"/> matrix (int8 activations).</summary>
     private static void RunX8(Isa isa, WorkerPool pool, float* x, int tokenCount, in WeightView w, float* y, bool accumulate)
     {
         int cols = w.ColCount, blocks = cols / BlockSize;
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
-        bool q6 = w.DType == DType.Q6_Kx8;
-        byte* scratch = (byte*)pool.SharedScratch(activationBytes + (q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : 0));
+        bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
+        long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
+        byte* scratch = (byte*)pool.SharedScratch(activationBytes + extraBytes);
         QuantizeActivations(isa, x, tokenCount, cols, scratch, out sbyte* codes, out float* scales, out int* sums);
         int* offsets = null;      // Q6_Kx8: [tokenCount, cols / 16]
+        float* groupSums = null;  // affine: [tokenCount, cols / GroupSize]
         if (q6)
         {
             offsets = (int*)(scratch + activationBytes);
             PrepareQ6Offsets(codes, (long)tokenCount * (cols / 16), offsets);
+        }
+        else if (affine)
+        {
+            groupSums = (float*)(scratch + activationBytes);
+            AffineActivationSums(x, tokenCount, cols, w.GroupSize, groupSums);
         }
 
         int groups = (w.RowCount + GroupRows - 1) / GroupRows;
@@ -274,6 +287,9 @@ public static unsafe partial class QuantMatMul
             Scales = scales,
             Sums = sums,
             Offsets = offsets,
+            GroupSums = groupSums,
+            BlocksPerGroup = affine ? w.GroupSize / BlockSize : 0,
+            AffineCentre = affine ? AffineCentre(w.SourceBits) : 0,
             Y = y,
             TokenCount = tokenCount,
             RowCount = w.RowCount,
@@ -305,13 +321,15 @@ public static unsafe partial class QuantMatMul
     private struct X8Job : IPoolJob
     {
         public Isa Isa;
-        public DType Format;      // Q4_0x8, Q4_Kx8, Q6_Kx8 or Q8_0x8
+        public DType Format;      // Q4_0x8, Q4_Kx8, Q6_Kx8, Q8_0x8, Affine8x8 or Affine4x8
         public byte* Weights;     // [groups][GroupBytes]
         public long GroupBytes;
         public sbyte* Codes;      // [TokenCount, ColCount]
         public float* Scales;     // [TokenCount, Blocks]
         public int* Sums;         // [TokenCount, Blocks]
         public int* Offsets;      // Q6_Kx8: [TokenCount, 2 * Blocks] (PrepareQ6Offsets)
+        public float* GroupSums;  // Affine8x8/Affine4x8: [TokenCount, Blocks / BlocksPerGroup] (AffineActivationSums)
+        public int BlocksPerGroup, AffineCentre;
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
         public bool Accumulate;
@@ -323,11 +341,13 @@ public static unsafe partial class QuantMatMul
             Vector256<float>* acc = stackalloc Vector256<float>[2 * Math.Min(TokenCount, TileTokens)];   // ≤ 1,984 bytes (Q4_K: and mins)
             float* rowSums = stackalloc float[GroupRows];
             bool k = Format == DType.Q4_Kx8, q8 = Format == DType.Q8_0x8, q6 = Format == DType.Q6_Kx8;
+            int affineBits = Format == DType.Affine8x8 ? 8 : Format == DType.Affine4x8 ? 4 : 0;
+            int affineGroups = affineBits != 0 ? Blocks / BlocksPerGroup : 0;
             for (int g = g0; g < g1; g++)
             {
                 byte* group = Weights + g * GroupBytes;
                 int r = g * GroupRows, n = Math.Min(GroupRows, RowCount - r);
-                if (TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1 && !k && TwoGroupsPerPass)
+                if (TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1 && !k && affineBits == 0 && TwoGroupsPerPass)
                 {
                     // decode: two groups per pass (see DotGroupPairQ8_0x8_256); Q4_K's pair ran 12% slower (TwoGroupsPerPass)
                     Vector256<float> first, second;
@@ -358,7 +378,11 @@ public static unsafe partial class QuantMatMul
                         sbyte* x = Codes + (long)t * ColCount;
                         float* xs = Scales + (long)t * Blocks;
                         int* xsum = Sums + (long)t * Blocks;
-                        if (k)
+                        if (affineBits != 0)
+                        {
+                            DotGroupAffineX8Scalar(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, x, xs, xsum, GroupSums + (long)t * affineGroups, rowSums);
+                        }
+                        else if (k)
                         {
                             DotGroupQ4_Kx8Scalar(group, Blocks / 8, x, xs, xsum, rowSums);
                         }
@@ -380,7 +404,8 @@ public static unsafe partial class QuantMatMul
                 }
                 else if (TokenCount == 1)
                 {
-                    StoreGroup(k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
+                    StoreGroup(affineBits != 0 ? DotGroupAffineX8_256(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums)
+                        : k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
                         : q6 ? DotGroupQ6_Kx8_256(group, Blocks / 8, Codes, Scales, Offsets)
                         : q8 ? DotGroupQ8_0x8_256(group, Blocks, Codes, Scales)
                         : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums), Y + r, n, Accumulate);
@@ -393,7 +418,11 @@ public static unsafe partial class QuantMatMul
                         sbyte* x = Codes + (long)t0 * ColCount;
                         float* xs = Scales + (long)t0 * Blocks;
                         int* xsum = Sums + (long)t0 * Blocks;
-                        if (k)
+                        if (affineBits != 0)
+                        {
+                            DotGroupAffineX8N_256(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, x, xs, xsum, GroupSums + (long)t0 * affineGroups, ColCount, tile, acc);
+                        }
+                        else if (k)
                         {
                             DotGroupQ4_Kx8N_256(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
                         }

@@ -88,7 +88,7 @@ public sealed unsafe partial class ModelWeights
             RepackRow(codes + r * sourceRowBytes, bits, (int)cols, buffer + r * rowBytes, wide);
         }
 
-        return new WeightView(buffer, wide, gs, s, b, scales.DType, (int)rows, (int)cols);
+        return new WeightView(buffer, wide, gs, s, b, scales.DType, (int)rows, (int)cols, sourceBits: bits);
     }
 
     /// <summary>

@@ -88,6 +88,59 @@ public sealed unsafe partial class ModelWeights
     }
 
     /// <summary>
+    /// Repacks every MLX affine matrix with BF16 scales and biases into <see cref="DType.Affine8x8"/> /
+    /// <see cref="DType.Affine4x8"/> (QuantMatMul.AffineX8.cs: the int8-activation kernels' 8-row groups, codes, scales and
+    /// biases together) in one 2 MiB-aligned buffer added to <paramref name="buffers"/>, as <see cref="RepackGroups"/> does
+    /// for the GGML formats: chunks of rows on every core, each chunk's source pages (codes and tables) dropped from the
+    /// resident set once repacked. Every BF16 value widens exactly, so no matrix has to stay in rows. Matrices with F16 or
+    /// F32 tables keep <see cref="DType.Affine"/> (the float-activation <see cref="Kernels.AffineMatMul"/>).
+    /// </summary>
+    private static void RepackAffineGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages)
+    {
+        string[] keys = [.. matrices.Where(kv => QuantMatMul.AffineGroupLayoutOf(kv.Value) is not null).Select(kv => kv.Key).Order(StringComparer.Ordinal)];
+        long total = 0;
+        foreach (string key in keys)
+        {
+            WeightView v = matrices[key];
+            total += (QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, v.RowCount, v.ColCount) + 63) & ~63L;
+        }
+
+        if (total == 0)
+        {
+            return;
+        }
+
+        long bytes = (total + HugePageBytes - 1) & ~(HugePageBytes - 1);
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, (nuint)HugePageBytes);
+        buffers.Add((nint)buffer);
+        if (hugePages && OperatingSystem.IsLinux())
+        {
+            _ = Madvise(buffer, (nuint)bytes, MadviseHugePage);      // advice only
+        }
+
+        byte* next = buffer;
+        foreach (string key in keys)
+        {
+            WeightView v = matrices[key];
+            long groupBytes = QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, QuantMatMul.GroupRows, v.ColCount);
+            long tableBytes = (long)(v.ColCount / v.GroupSize) * sizeof(ushort);   // one row's scales (and its biases)
+            int chunkRows = RepackChunkRowsOnThisThread;
+            nint target = (nint)next;
+            Parallel.For(0, (v.RowCount + chunkRows - 1) / chunkRows, chunk =>
+            {
+                int r0 = chunk * chunkRows, n = Math.Min(chunkRows, v.RowCount - r0);
+                QuantMatMul.RepackAffineX8(v, r0, n, (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes);
+                DropPages(v.Data + r0 * v.RowBytes, n * v.RowBytes);
+                DropPages(v.Scales + r0 * tableBytes, n * tableBytes);
+                DropPages(v.Biases + r0 * tableBytes, n * tableBytes);
+            });
+            DropPages(v.Data, v.DataBytes);   // the pages that straddled two chunks
+            matrices[key] = new WeightView(next, QuantMatMul.AffineGroupLayoutOf(v)!.Value, v.GroupSize, v.SourceBits, v.RowCount, v.ColCount);
+            next += (QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, v.RowCount, v.ColCount) + 63) & ~63L;
+        }
+    }
+
+    /// <summary>
     /// The layout a load gives block-format matrices: <paramref name="layout"/> when given, otherwise
     /// <see cref="Kernels.KernelSelection.QuantLayout"/>, except rows when <see cref="Kernels.KernelSelection.QuantDecode"/>
     /// is the float path (the 8-row groups have only the integer-activation kernel).

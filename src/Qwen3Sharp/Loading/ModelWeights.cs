@@ -208,6 +208,12 @@ public sealed unsafe partial class ModelWeights : IDisposable
                 }
             }
 
+            if (quantization is not null && ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
+            {
+                // MLX: the affine matrices into the int8 kernels' 8-row groups, from the mapped files (nothing to copy after)
+                RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy);
+            }
+
             copy = Place(matrices, placement, quantize);
             if (quantize is not null && ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
             {

@@ -79,6 +79,23 @@ public enum DType
     /// group's scales per row lane); then the 8 rows' fp16 d (at 1664). Codes q are 0..63; w = d·sc·(q − 32).
     /// </summary>
     Q6_Kx8,
+
+    /// <summary>
+    /// MLX affine 8-bit codes (BF16 scales and biases) repacked at load into groups of 8 rows
+    /// (<see cref="Kernels.QuantMatMul.RepackAffineX8"/>), for the int8-activation kernels. Per group: the codes of every
+    /// 32-element block as <see cref="Q8_0x8"/> lays them out (eight 32-byte vectors; in vector v, bytes 4i..4i+3 are row
+    /// i's codes 4v..4v+3), stored centred (q − 128, signed); then the BF16 scales [affine group][row], then the BF16
+    /// biases [affine group][row]. w = scale·q + bias = scale·(q − 128) + (bias + 128·scale). The affine group size
+    /// (32, 64 or 128) is the view's <see cref="WeightView.GroupSize"/>; bytes per row: the MLX file's.
+    /// </summary>
+    Affine8x8,
+
+    /// <summary>
+    /// MLX affine 4-bit codes (BF16 scales and biases; 2- and 3-bit codes widened to 4) in groups of 8 rows, as
+    /// <see cref="Affine8x8"/>: the codes of every block as <see cref="Q4_0x8"/> lays them out (unsigned 0..15), then
+    /// the scales and biases. w = scale·(q − 8) + (bias + 8·scale).
+    /// </summary>
+    Affine4x8,
 }
 
 public static class DTypeExtensions
@@ -93,7 +110,7 @@ public static class DTypeExtensions
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "a block format has no per-element size"),
     };
 
-    /// <summary>True for the GGML block formats.</summary>
+    /// <summary>True for the GGML block formats and the 8-row groups (MLX affine ones included: blocks of 32 for the int8 kernels).</summary>
     public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 || dtype.RowGroup() > 1 || dtype.IsKQuant();
 
     /// <summary>True for the K-quants (super-blocks of 256 elements).</summary>
@@ -115,8 +132,13 @@ public static class DTypeExtensions
     };
 
     /// <summary>Bytes of one row of <paramref name="colCount"/> elements (a multiple of the block size).</summary>
-    public static long RowBytes(this DType dtype, long colCount) => colCount / dtype.BlockSize() * dtype.BlockBytes();
+    public static long RowBytes(this DType dtype, long colCount) => dtype is DType.Affine8x8 or DType.Affine4x8
+        ? throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "an affine row's bytes depend on its group size (WeightView.RowBytes)")
+        : colCount / dtype.BlockSize() * dtype.BlockBytes();
 
-    /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>: 8), or 1 for row-major formats.</summary>
-    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 or DType.Q8_0x8 ? 8 : 1;
+    /// <summary>True for the MLX affine formats (row-major <see cref="DType.Affine"/> and its 8-row groups).</summary>
+    public static bool IsAffine(this DType dtype) => dtype is DType.Affine or DType.Affine8x8 or DType.Affine4x8;
+
+    /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>, <see cref="DType.Affine8x8"/>, <see cref="DType.Affine4x8"/>: 8), or 1 for row-major formats.</summary>
+    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 or DType.Q8_0x8 or DType.Affine8x8 or DType.Affine4x8 ? 8 : 1;
 }

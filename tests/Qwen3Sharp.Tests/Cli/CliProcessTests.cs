@@ -49,8 +49,12 @@ public sealed class CliProcessTests
         Assert.EndsWith("\n", output);
         Assert.DoesNotContain("<think>", output);
 
-        // bench names the affine kernel, not the bf16 one
+        // bench names the affine kernels, not the bf16 one: the int8 groups by default, the float kernel in rows
         (code, output, error) = await CliProcess.RunAsync($"bench --model {mlx} --prompt-tokens 8 --gen-tokens 2 --threads 2");
+        Assert.True(code == 0, error);
+        Assert.Matches(@"kernels +decode Affine4x8 int8 activations against 8-row interleaved groups, repacked at load \(QWEN3_QUANT_LAYOUT=x8\)", output);
+        (code, output, error) = await CliProcess.RunAsync($"bench --model {mlx} --prompt-tokens 8 --gen-tokens 2 --threads 2",
+            environment: new Dictionary<string, string> { [KernelSelection.QuantLayoutVariable] = "rows" });
         Assert.True(code == 0, error);
         Assert.Matches(@"kernels +decode MLX affine float activations \(AffineMatMul\), \d+-bit vectors", output);
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Qwen3Sharp.Cache;
+using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Kernels.Reference;
 using Qwen3Sharp.Loading;
 using Qwen3Sharp.Model;
@@ -37,6 +38,9 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
         return (max, at);
     }
 
+    /// <summary>Float activations (the affine matrices stay in rows, <see cref="AffineMatMul"/>): the path that must match the dequantized weights to float32 rounding.</summary>
+    private static readonly Qwen3ModelOptions FloatPath = new() { ThreadCount = 2, QuantDecode = QuantDecodeKernel.Float };
+
     [Theory]
     [InlineData("tiny-a-8bit")]
     [InlineData("tiny-a-4bit-mixed")]
@@ -44,7 +48,8 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
     public void Logprobs_match_the_float64_reference_on_the_dequantized_weights(string name)
     {
         using var reference = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Fixture(name), "reference.json")));
-        using Qwen3Model model = Qwen3Model.Load(Fixture(name), threadCount: 2);
+        using Qwen3Model model = Qwen3Model.Load(Fixture(name), FloatPath);
+        Assert.Equal(DType.Affine, model.Weights.Layers[0].QProj.DType);
         var logits = new float[model.VocabSize];
         double worst = 0;
         foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
@@ -65,10 +70,89 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
         output.WriteLine($"{name}: max |Δ logprob| {worst:E2}");
     }
 
+    [Theory]
+    [InlineData("tiny-a-8bit")]
+    [InlineData("tiny-a-4bit-mixed")]
+    [InlineData("tiny-b-6bit")]
+    public void Int8_path_stays_within_activation_rounding_of_the_reference(string name)
+    {
+        // The default load repacks the BF16-table affine matrices into 8-row groups (Affine8x8/Affine4x8) for the int8
+        // kernels: decode, batches and 32+-token prefills all round the activations to int8 blocks, so the check is on the
+        // distribution against the float64 reference on the dequantized weights: KL and the top-1 token, as for GGUF.
+        using var reference = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Fixture(name), "reference.json")));
+        using Qwen3Model model = Qwen3Model.Load(Fixture(name), threadCount: 2);
+        Assert.Contains(model.Weights.Layers[0].GateProj.DType, new[] { DType.Affine8x8, DType.Affine4x8 });
+        var logits = new float[model.VocabSize];
+        double worstKl = 0, worstDiff = 0;
+        int agree = 0, total = 0;
+        void Check(JsonElement expected)
+        {
+            double[] want = [.. expected.EnumerateArray().Select(e => e.GetDouble())];
+            double[] got = GoldenModelTests.LogSoftmax(logits);
+            double kl = 0;
+            for (int i = 0; i < want.Length; i++)
+            {
+                kl += Math.Exp(want[i]) * (want[i] - got[i]);
+                worstDiff = Math.Max(worstDiff, Math.Abs(want[i] - got[i]));
+            }
+
+            worstKl = Math.Max(worstKl, kl);
+            agree += Array.IndexOf(want, want.Max()) == Array.IndexOf(got, got.Max()) ? 1 : 0;
+            total++;
+        }
+
+        foreach (JsonElement c in reference.RootElement.GetProperty("cases").EnumerateArray())
+        {
+            int[] ids = c.GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            using KvCache cache = model.CreateCache(512);
+            model.Forward(ids, 0, cache, logits);
+            Check(c.GetProperty("prefill_logprobs"));
+            model.Forward([c.GetProperty("next_token").GetInt32()], ids.Length, cache, logits);
+            Check(c.GetProperty("decode_logprobs"));
+        }
+
+        // Measured (Zen 3, AVX2): see the output line; the bounds are those of the GGUF Q8_0/Q4_0 int8 test (hidden sizes of
+        // 64-256, so each 32-element block's rounding weighs more than at 2048).
+        string measured = $"{name}: int8 path, max KL {worstKl:G3}, max |Δ logprob| {worstDiff:G3}, top-1 {agree}/{total}";
+        output.WriteLine(measured);
+        Assert.True(worstKl <= 0.02, measured);
+        Assert.True(agree >= total - 1, measured);
+        Assert.True(worstDiff > 0, $"{name}: the int8 path should move the logits (is it in use?)");
+    }
+
+    [Fact]
+    public void Default_load_repacks_bf16_table_matrices_into_8_row_groups_with_every_element()
+    {
+        using ModelWeights rows = ModelWeights.Load(Fixture("tiny-a-4bit-mixed"), layout: QuantLayout.Rows);
+        using ModelWeights x8 = ModelWeights.Load(Fixture("tiny-a-4bit-mixed"));
+        Assert.Equal(DType.Affine4x8, x8.Layers[0].QProj.DType);
+        Assert.Equal(DType.Affine8x8, x8.Layers[0].GateProj.DType);     // "bits": 8 override
+        Assert.Equal(DType.BF16, x8.Layers[1].VProj.DType);              // not quantized: as it was
+        Assert.True(x8.LmHead.Data == x8.EmbedTokens.Data);             // tied: still one matrix
+        foreach (var (a, b) in new[] { (rows.Layers[0].QProj, x8.Layers[0].QProj), (rows.Layers[0].GateProj, x8.Layers[0].GateProj),
+            (rows.Layers[1].DownProj, x8.Layers[1].DownProj), (rows.EmbedTokens, x8.EmbedTokens) })
+        {
+            Assert.Equal((a.GroupSize, a.Bits, a.RowCount, a.ColCount), (b.GroupSize, b.Bits, b.RowCount, b.ColCount));
+            var ra = new float[a.ColCount];
+            var rb = new float[b.ColCount];
+            for (int r = 0; r < a.RowCount; r++)
+            {
+                fixed (float* pa = ra, pb = rb)
+                {
+                    AffineMatMul.DequantizeRow(a, r, pa);
+                    QuantMatMul.DequantizeRow(b, r, pb);
+                }
+
+                Assert.Equal(ra, rb);
+                Assert.Equal(a[r, r % a.ColCount], b[r, r % b.ColCount]);
+            }
+        }
+    }
+
     [Fact]
     public void Loads_quantized_views_with_per_module_overrides_and_tied_head()
     {
-        using (ModelWeights w = ModelWeights.Load(Fixture("tiny-a-8bit")))
+        using (ModelWeights w = ModelWeights.Load(Fixture("tiny-a-8bit"), layout: QuantLayout.Rows))
         {
             Assert.Equal(DType.Affine, w.EmbedTokens.DType);
             Assert.True(w.LmHead.Data == w.EmbedTokens.Data);     // tied: the output head is the quantized embedding
@@ -81,7 +165,7 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
             Assert.InRange(w.FileBytes, w.MatrixBytes, w.MatrixBytes + 20_000);   // used in place: the file is the weights
         }
 
-        using (ModelWeights w = ModelWeights.Load(Fixture("tiny-a-4bit-mixed")))
+        using (ModelWeights w = ModelWeights.Load(Fixture("tiny-a-4bit-mixed"), layout: QuantLayout.Rows))
         {
             Assert.Equal((4, 32), (w.Layers[0].QProj.Bits, w.Layers[0].QProj.GroupSize));
             Assert.Equal((8, 64), (w.Layers[0].GateProj.Bits, w.Layers[0].GateProj.GroupSize));   // "bits": 8 override
@@ -90,7 +174,7 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
             Assert.Equal((4, 32), (w.Layers[0].DownProj.Bits, w.Layers[0].DownProj.GroupSize));
         }
 
-        using (ModelWeights w = ModelWeights.Load(Fixture("tiny-b-6bit")))
+        using (ModelWeights w = ModelWeights.Load(Fixture("tiny-b-6bit"), layout: QuantLayout.Rows))
         {
             Assert.False(w.LmHead.Data == w.EmbedTokens.Data);
             Assert.Equal((DType.Affine, 8, 32), (w.LmHead.DType, w.LmHead.Bits, w.LmHead.GroupSize));   // 6-bit codes held as bytes
@@ -185,7 +269,7 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         MlxTestModels.Write(GoldenCase.Dir(golden), dir.File("mlx"), bits, groupSize, dir.File("f32"));
-        using Qwen3Model q = Qwen3Model.Load(dir.File("mlx"), threadCount: 2);
+        using Qwen3Model q = Qwen3Model.Load(dir.File("mlx"), FloatPath);
         using Qwen3Model f = Qwen3Model.Load(dir.File("f32"), threadCount: 2);
         Qwen3LayerWeights l0 = q.Weights.Layers[0];
         Assert.Equal(DType.Affine, (groupSize == 128 ? l0.DownProj : l0.GateProj).DType);   // tiny-b's down_proj has 256 columns

@@ -99,7 +99,7 @@ public static unsafe class QuantScalar
                 byte* row = w.Row(r);
                 for (int c = 0; c < w.ColCount; c++)
                 {
-                    double wc = w.DType == DType.Affine ? AffineElement(w, r, c) : Element(row, w.DType, c);
+                    double wc = w.DType == DType.Affine ? AffineElement(w, r, c) : w.DType.RowGroup() > 1 ? w[r, c] : Element(row, w.DType, c);
                     s += (double)x[(long)t * w.ColCount + c] * wc;
                 }
 

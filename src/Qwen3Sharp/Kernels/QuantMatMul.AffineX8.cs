@@ -1,0 +1,372 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Qwen3Sharp.Tensors;
+
+namespace Qwen3Sharp.Kernels;
+
+/// <summary>
+/// MLX affine matrices (BF16 scales and biases, 4- or 8-bit codes) repacked into groups of 8 rows
+/// (<see cref="DType.Affine8x8"/>, <see cref="DType.Affine4x8"/>) and their integer-activation kernels, on the machinery of
+/// <see cref="DType.Q8_0x8"/> and <see cref="DType.Q4_0x8"/>. With w = s·q + b per affine group and the codes centred
+/// on the middle of their range (c = q − z, z = 2^(bits − 1) of the checkpoint's width: 128 for 8-bit codes, 32 for 6-bit
+/// ones held as bytes, 8, 4 or 2 for 4-, 3- and 2-bit ones held as nibbles), a row's sum over one affine group is
+/// <c>s·Σ c·x + (b + z·s)·Σx</c>: the first term from the int8 activation blocks exactly as Q8_0x8 (Q4_0x8) computes a
+/// block (exact integer dot, then times the activation block's scale, blocks of one affine group summed in float32), the
+/// second from the float32 activation's own group sum (computed once per token and shared by every row). Centring keeps the
+/// codes signed for <c>vpsignb</c>/<c>vpmaddubsw</c> (|c| ≤ 128: pairs ≤ 2·128·127 &lt; 2^15) and keeps the activation
+/// rounding error of the int8 blocks multiplied by centred codes, as in Q8_0, instead of by codes offset by up to their
+/// whole range (centred on 128, tiny-b's 6-bit codes had 0.11 KL on the int8 path; on 32, see MlxTests). Per affine
+/// group and 8 rows, the BF16 scales and biases are widened in-vector (<c>vpmovzxwd</c>, shift) for two more FMAs.
+/// The scalar twin <see cref="DotGroupAffineX8Scalar"/> gives the AVX2 kernels' bits exactly; one token, N tokens and
+/// the twin do the same float32 steps in the same order, so a token's result does not depend on what it is batched with.
+/// </summary>
+public static unsafe partial class QuantMatMul
+{
+    /// <summary>
+    /// The 8-row layout of an MLX affine matrix (<see cref="DType.Affine8x8"/> for 8-bit codes, <see cref="DType.Affine4x8"/>
+    /// for 4-bit ones), or null when its scales and biases are not BF16 (F16 and F32 tables stay on <see cref="AffineMatMul"/>).
+    /// </summary>
+    public static DType? AffineGroupLayoutOf(in WeightView w)
+        => w.DType == DType.Affine && w.GroupDType == DType.BF16 ? (w.Bits == 8 ? DType.Affine8x8 : DType.Affine4x8) : null;
+
+    /// <summary>Code bytes of one 32-element block of an affine group of 8 rows.</summary>
+    private static int AffineBlockBytes(int bits) => bits == 8 ? Q8GroupBlockBytes : GroupBlockBytes;
+
+    /// <summary>Bytes of one group of 8 rows of an affine x8 matrix: the codes, then 8 BF16 scales and 8 BF16 biases per affine group.</summary>
+    private static long AffineGroupBytes(int bits, int groupSize, int cols) => GroupRows * ((long)cols * bits / 8 + 4L * (cols / groupSize));
+
+    /// <summary>Bytes of an affine matrix [rows, cols] repacked into 8-row groups (the last group padded to 8 rows).</summary>
+    public static long RepackedBytesAffineX8(int bits, int groupSize, int rows, int cols)
+        => (long)((rows + GroupRows - 1) / GroupRows) * AffineGroupBytes(bits, groupSize, cols);
+
+    /// <summary>
+    /// Rows [<paramref name="r0"/>, <paramref name="r0"/> + <paramref name="rowCount"/>) of the MLX affine matrix
+    /// <paramref name="w"/> (BF16 tables; <paramref name="r0"/> a multiple of 8) into their 8-row groups at
+    /// <paramref name="destination"/> (the first of those groups): per group, each block's codes as <see cref="RepackQ8_0x8"/>
+    /// (8 bits, centred: q − z as a signed byte, z = <see cref="AffineCentre"/>) or <see cref="RepackQ4_0x8"/> (4 bits, unsigned;
+    /// MLX's element 2k in the low nibble of byte k regrouped) lays them out, then the scales [affine group][row], then the biases likewise.
+    /// Rows past the matrix are zero (scale and bias 0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
+    public static void RepackAffineX8(in WeightView w, int r0, int rowCount, byte* destination)
+    {
+        if (AffineGroupLayoutOf(w) is null || r0 % GroupRows != 0)
+        {
+            throw new ArgumentException($"not an affine matrix with BF16 tables, or rows from {r0} (not a multiple of {GroupRows})", nameof(w));
+        }
+
+        int bits = w.Bits, cols = w.ColCount, blocks = cols / BlockSize, affineGroups = cols / w.GroupSize;
+        int centre = AffineCentre(w.SourceBits);
+        int blockBytes = AffineBlockBytes(bits);
+        long groupBytes = AffineGroupBytes(bits, w.GroupSize, cols), sourceRowBytes = w.RowBytes;
+        int groups = (rowCount + GroupRows - 1) / GroupRows;
+        for (int g = 0; g < groups; g++)
+        {
+            byte* codes = destination + g * groupBytes;                            // [blocks][vectors][8 rows][4 bytes]
+            ushort* scales = (ushort*)(codes + (long)blocks * blockBytes);        // [affine groups][8 rows]
+            ushort* biases = scales + (long)affineGroups * GroupRows;             // [affine groups][8 rows]
+            for (int i = 0; i < GroupRows; i++)
+            {
+                int r = r0 + g * GroupRows + i;
+                bool pad = r >= r0 + rowCount || r >= w.RowCount;
+                byte* source = w.Data + r * sourceRowBytes;
+                ushort* sourceScales = (ushort*)w.Scales + (long)r * affineGroups, sourceBiases = (ushort*)w.Biases + (long)r * affineGroups;
+                for (int a = 0; a < affineGroups; a++)
+                {
+                    scales[a * GroupRows + i] = pad ? (ushort)0 : sourceScales[a];
+                    biases[a * GroupRows + i] = pad ? (ushort)0 : sourceBiases[a];
+                }
+
+                for (int k = 0; k < blocks; k++)
+                {
+                    uint* q = (uint*)(codes + (long)k * blockBytes) + i;
+                    if (bits == 8)
+                    {
+                        for (int v = 0; v < 8; v++)
+                        {
+                            q[v * GroupRows] = pad ? 0 : CentreBytes(*(uint*)(source + k * BlockSize + 4 * v), centre);
+                        }
+
+                        continue;
+                    }
+
+                    // MLX: element e of the block is byte e/2's low (e even) or high nibble. Vector v, byte j: element 8v + j
+                    // (low nibble), 8v + 4 + j (high nibble), as Q4_0x8.
+                    byte* b = source + k * (BlockSize / 2);
+                    for (int v = 0; v < 4; v++)
+                    {
+                        uint packed = 0;
+                        for (int j = 0; j < 4; j++)
+                        {
+                            int low = MlxNibble(b, 8 * v + j), high = MlxNibble(b, 8 * v + 4 + j);
+                            packed |= (uint)(low | high << 4) << (8 * j);
+                        }
+
+                        q[v * GroupRows] = pad ? 0 : packed;
+                    }
+                }
+            }
+        }
+
+        static int MlxNibble(byte* b, int e) => (b[e >> 1] >> ((e & 1) * 4)) & 0xF;
+    }
+
+    /// <summary>The code every affine code is centred on: 2^(<paramref name="sourceBits"/> − 1), the middle of its range.</summary>
+    internal static int AffineCentre(int sourceBits) => 1 << (sourceBits - 1);
+
+    /// <summary>Four code bytes, each less the centre as a signed byte (for 128 that is flipping each byte's top bit).</summary>
+    private static uint CentreBytes(uint codes, int centre)
+    {
+        if (centre == 128)
+        {
+            return codes ^ 0x80808080u;
+        }
+
+        uint centred = 0;
+        for (int j = 0; j < 32; j += 8)
+        {
+            centred |= (uint)(byte)((int)((codes >> j) & 0xFF) - centre) << j;
+        }
+
+        return centred;
+    }
+
+    /// <summary>The code q (0..255 or 0..15, as MLX stores it) of element <paramref name="e"/> of row <paramref name="i"/> in one block's code bytes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int AffineCode(int bits, int centre, byte* blockCodes, int i, int e)
+        => bits == 8 ? (sbyte)blockCodes[(e >> 2) * 32 + i * 4 + (e & 3)] + centre : CodeQ4_0x8(blockCodes, i, e);
+
+    /// <summary>Element (<paramref name="row"/>, <paramref name="col"/>) of an affine x8 matrix (slow path): scale·q + bias, as <see cref="AffineMatMul.DequantizeRow"/>.</summary>
+    public static float ElementAffineX8(in WeightView w, int row, int col)
+    {
+        int cols = w.ColCount, blocks = cols / BlockSize, i = row % GroupRows, blockBytes = AffineBlockBytes(w.Bits);
+        byte* codes = w.Data + row / GroupRows * AffineGroupBytes(w.Bits, w.GroupSize, cols);
+        ushort* scales = (ushort*)(codes + (long)blocks * blockBytes);
+        ushort* biases = scales + (long)(cols / w.GroupSize) * GroupRows;
+        int a = col / w.GroupSize;
+        float scale = Bf16ToSingle(scales[a * GroupRows + i]), bias = Bf16ToSingle(biases[a * GroupRows + i]);
+        return scale * AffineCode(w.Bits, AffineCentre(w.SourceBits), codes + (long)(col / BlockSize) * blockBytes, i, col % BlockSize) + bias;
+    }
+
+    /// <summary>Row <paramref name="row"/> of an affine x8 matrix to float32 (prefill panels, embedding lookups), with the bits of <see cref="AffineMatMul.DequantizeRow"/>.</summary>
+    private static void DequantizeRowAffineX8(in WeightView w, int row, float* destination)
+    {
+        int cols = w.ColCount, blocks = cols / BlockSize, i = row % GroupRows, bits = w.Bits, blockBytes = AffineBlockBytes(bits);
+        int blocksPerGroup = w.GroupSize / BlockSize, centre = AffineCentre(w.SourceBits);
+        byte* codes = w.Data + row / GroupRows * AffineGroupBytes(bits, w.GroupSize, cols);
+        ushort* scales = (ushort*)(codes + (long)blocks * blockBytes);
+        ushort* biases = scales + (long)(cols / w.GroupSize) * GroupRows;
+        uint* gathered = stackalloc uint[8];     // the row's 32 codes of one block, in element order
+        byte* q = (byte*)gathered;
+        for (int k = 0; k < blocks; k++, codes += blockBytes, destination += BlockSize)
+        {
+            int a = k / blocksPerGroup;
+            float scale = Bf16ToSingle(scales[a * GroupRows + i]), bias = Bf16ToSingle(biases[a * GroupRows + i]);
+            if (bits == 8)
+            {
+                uint* source = (uint*)codes + i;
+                for (int v = 0; v < 8; v++)
+                {
+                    gathered[v] = source[v * GroupRows];
+                }
+
+                for (int e = 0; e < BlockSize; e++)
+                {
+                    q[e] = (byte)((sbyte)q[e] + centre);     // back to MLX's unsigned codes
+                }
+            }
+            else
+            {
+                GatherQ4Codes(codes, i, gathered);
+            }
+
+            for (int e = 0; e < BlockSize; e++)
+            {
+                destination[e] = scale * q[e] + bias;
+            }
+        }
+    }
+
+    private static float Bf16ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    /// <summary>
+    /// Per token, the float32 sum of its activation over each affine group (<paramref name="destination"/> [tokenCount,
+    /// cols / groupSize]), in element order: the bias term's factor, shared by every row and every instruction set.
+    /// </summary>
+    internal static void AffineActivationSums(float* x, int tokenCount, int cols, int groupSize, float* destination)
+    {
+        for (long p = 0; p < (long)tokenCount * (cols / groupSize); p++, x += groupSize)
+        {
+            float sum = 0;
+            for (int e = 0; e < groupSize; e++)
+            {
+                sum += x[e];
+            }
+
+            destination[p] = sum;
+        }
+    }
+
+    /// <summary>Eight BF16 values (a group's 8 rows' scales or biases) to float32, exactly.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WidenBf16(ushort* p) => (Avx2.ConvertToVector256Int32(p) << 16).AsSingle();
+
+    /// <summary>
+    /// One block's exact integer dot of the centred codes with the int8 activation (8 bits: Q8_0x8's block dot; 4 bits:
+    /// Q4_0x8's, less <paramref name="xsumCentre"/> = centre·Σ activation codes), one row per lane.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> AffineBlockDot(bool eightBits, byte* codes, int* x, int xsumCentre, Vector256<byte> m, Vector256<short> ones)
+    {
+        if (eightBits)
+        {
+            return Q8BlockDot(codes, x, ones);
+        }
+
+        Vector256<byte> v0 = Vector256.Load(codes), v1 = Vector256.Load(codes + 32);
+        Vector256<byte> v2 = Vector256.Load(codes + 64), v3 = Vector256.Load(codes + 96);
+        Vector256<short> pairs = GroupBlockPairs(
+            v0 & m, Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m,
+            v1 & m, Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m,
+            v2 & m, Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
+            v3 & m, Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, x);
+        return Avx2.MultiplyAddAdjacent(pairs, ones) - Vector256.Create(xsumCentre);
+    }
+
+    /// <summary>The lines of one block's codes, <see cref="PrefetchBytes"/> ahead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchAffineBlock(bool eightBits, byte* codes)
+    {
+        if (eightBits)
+        {
+            PrefetchQ8Block(codes + PrefetchBytes);
+        }
+        else
+        {
+            SimdMath.Prefetch(codes + PrefetchBytes);
+            SimdMath.Prefetch(codes + PrefetchBytes + 64);
+        }
+    }
+
+    /// <summary>
+    /// One affine x8 group of 8 rows against one token: lane i is row i's dot product. <paramref name="blocksPerGroup"/>
+    /// = group size / 32; <paramref name="xg"/>: the token's activation sums per affine group (<see cref="AffineActivationSums"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Vector256<float> DotGroupAffineX8_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg)
+    {
+        bool eightBits = bits == 8;
+        int blockBytes = AffineBlockBytes(bits), affineGroups = blocks / blocksPerGroup;
+        ushort* scales = (ushort*)(group + (long)blocks * blockBytes), biases = scales + (long)affineGroups * GroupRows;
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<float> zv = Vector256.Create((float)centre);
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
+        {
+            Vector256<float> part = Vector256<float>.Zero;
+            for (int b = 0; b < blocksPerGroup; b++, k++, group += blockBytes, x += BlockSize)
+            {
+                PrefetchAffineBlock(eightBits, group);
+                Vector256<int> dot = AffineBlockDot(eightBits, group, (int*)x, xsum[k] * centre, m, ones);
+                part = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[k]), part);
+            }
+
+            Vector256<float> s = WidenBf16(scales);
+            acc = Fma.MultiplyAdd(s, part, acc);
+            acc = Fma.MultiplyAdd(Fma.MultiplyAdd(s, zv, WidenBf16(biases)), Vector256.Create(xg[a]), acc);
+        }
+
+        return acc;
+    }
+
+    /// <summary>
+    /// One affine x8 group against <paramref name="tokenCount"/> tokens (activation rows <paramref name="cols"/> codes,
+    /// <paramref name="blocks"/> scales and sums, and cols / group size group sums apart): the same arithmetic per token as
+    /// <see cref="DotGroupAffineX8_256"/>, so every token's result has the same bits as decoding it alone.
+    /// <paramref name="acc"/> holds 2·<paramref name="tokenCount"/> vectors: the results, then each token's running group part.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupAffineX8N_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
+        int cols, int tokenCount, Vector256<float>* acc)
+    {
+        bool eightBits = bits == 8;
+        int blockBytes = AffineBlockBytes(bits), affineGroups = blocks / blocksPerGroup;
+        ushort* scales = (ushort*)(group + (long)blocks * blockBytes), biases = scales + (long)affineGroups * GroupRows;
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<float> zv = Vector256.Create((float)centre);
+        Vector256<float>* part = acc + tokenCount;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            acc[t] = Vector256<float>.Zero;
+        }
+
+        for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
+        {
+            for (int t = 0; t < tokenCount; t++)
+            {
+                part[t] = Vector256<float>.Zero;
+            }
+
+            for (int b = 0; b < blocksPerGroup; b++, k++, group += blockBytes)
+            {
+                PrefetchAffineBlock(eightBits, group);
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    long o = (long)t * blocks + k;
+                    Vector256<int> dot = AffineBlockDot(eightBits, group, (int*)(x + (long)t * cols + (long)k * BlockSize), xsum[o] * centre, m, ones);
+                    part[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o]), part[t]);
+                }
+            }
+
+            Vector256<float> s = WidenBf16(scales);
+            Vector256<float> shift = Fma.MultiplyAdd(s, zv, WidenBf16(biases));
+            for (int t = 0; t < tokenCount; t++)
+            {
+                acc[t] = Fma.MultiplyAdd(s, part[t], acc[t]);
+                acc[t] = Fma.MultiplyAdd(shift, Vector256.Create(xg[(long)t * affineGroups + a]), acc[t]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The scalar twin of <see cref="DotGroupAffineX8_256"/>, bit for bit: per row and block the exact integer dot of the
+    /// centred codes, summed per affine group with one fused multiply-add each by the activation scale, then
+    /// acc = fma(s, part, acc) and acc = fma(fma(s, z, b), Σx, acc).
+    /// </summary>
+    internal static void DotGroupAffineX8Scalar(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
+        float* destination)
+    {
+        int blockBytes = AffineBlockBytes(bits), affineGroups = blocks / blocksPerGroup;
+        ushort* scales = (ushort*)(group + (long)blocks * blockBytes), biases = scales + (long)affineGroups * GroupRows;
+        for (int i = 0; i < GroupRows; i++)
+        {
+            float acc = 0;
+            for (int a = 0; a < affineGroups; a++)
+            {
+                float part = 0;
+                for (int b = 0; b < blocksPerGroup; b++)
+                {
+                    int k = a * blocksPerGroup + b;
+                    byte* codes = group + (long)k * blockBytes;
+                    sbyte* xk = x + (long)k * BlockSize;
+                    int dot = 0;
+                    for (int e = 0; e < BlockSize; e++)
+                    {
+                        dot += (AffineCode(bits, centre, codes, i, e) - centre) * xk[e];
+                    }
+
+                    part = MathF.FusedMultiplyAdd(dot, xs[k], part);
+                }
+
+                float s = Bf16ToSingle(scales[a * GroupRows + i]), bias = Bf16ToSingle(biases[a * GroupRows + i]);
+                acc = MathF.FusedMultiplyAdd(s, part, acc);
+                acc = MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(s, centre, bias), xg[a], acc);
+            }
+
+            destination[i] = acc;
+        }
+    }
+}
