@@ -18,7 +18,7 @@ internal static unsafe class QuickKernelBench
 {
     private static float s_sink;   // keeps the FMA loop's result observable
 
-    /// <summary>Every matrix of the model (layers, then the output head) in an 8-row group layout (Q8_0x8, Q4_0x8, Q4_Kx8, Q6_Kx8).</summary>
+    /// <summary>Every matrix of the model (layers, then the output head) in an 8-row group layout (Q8_0x8, Q4_0x8, Q4_Kx8, Q6_Kx8, Affine8x8, Affine4x8).</summary>
     private static WeightView[] GroupMatrices(Qwen3Sharp.Model.Qwen3Model m)
         => [.. m.Weights.Layers.SelectMany(l => l.Matrices).Append(m.Weights.LmHead).Where(v => v.DType.RowGroup() > 1)];
 
@@ -228,7 +228,9 @@ internal static unsafe class QuickKernelBench
         {
             using var m = Qwen3Sharp.Model.Qwen3Model.Load(what[6..], threads);
             WeightView[] mats = GroupMatrices(m).Where(v => v.ColCount == 2048 && v.RowCount >= 256)
-                .GroupBy(v => v.DType).Select(g => new WeightView(g.First().Data, g.Key, 256, 2048)).ToArray();
+                .GroupBy(v => v.DType).Select(g => g.Key.IsAffine()
+                    ? new WeightView(g.First().Data, g.Key, g.First().GroupSize, g.First().SourceBits, 256, 2048)
+                    : new WeightView(g.First().Data, g.Key, 256, 2048)).ToArray();
             float[] x = Enumerable.Range(0, 2048).Select(i => MathF.Sin(i * 0.37f)).ToArray();
             float[] y = new float[256];
             foreach (WeightView v in mats)

@@ -35,8 +35,7 @@ public static partial class BenchCommand
         // int8 in the layout loading gives by default, so that with the 8-row groups a batch of 32 tokens or more takes
         // their int8 prefill (QWEN3_QUANT_PREFILL) as a served prompt does, not the row layout's float panels.
         using var model = new Qwen3Model(ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows), options);
-        using Qwen3Model? grouped = KernelSelection.QuantLayout == QuantLayout.Interleaved8
-            && MatrixDTypes(model.Weights).Any(d => QuantMatMul.GroupLayoutOf(d) is not null)
+        using Qwen3Model? grouped = KernelSelection.QuantLayout == QuantLayout.Interleaved8 && HasGroupLayout(model.Weights)
             ? new Qwen3Model(ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Interleaved8), options) : null;
         int[] tokens = LoadTokenizer(referenceDirectory, reference.Weights, directory, model.Weights).Encode(text);
         int chunks = tokens.Length / ctx;
@@ -115,6 +114,11 @@ public static partial class BenchCommand
 
         return Qwen3Cli.ExitOk;
     }
+
+    /// <summary>Whether some matrix of a row-layout load has an 8-row group layout (GGML block formats, MLX affine with BF16 tables).</summary>
+    private static bool HasGroupLayout(ModelWeights weights)
+        => weights.Layers.SelectMany(l => l.Matrices).Append(weights.EmbedTokens).Append(weights.LmHead)
+            .Any(m => QuantMatMul.GroupLayoutOf(m.DType) is not null || QuantMatMul.AffineGroupLayoutOf(m) is not null);
 
     /// <summary>The reference's tokenizer (GGUF metadata or tokenizer.json), else the measured model's.</summary>
     private static Qwen3Tokenizer LoadTokenizer(string referencePath, ModelWeights reference, string modelPath, ModelWeights model)

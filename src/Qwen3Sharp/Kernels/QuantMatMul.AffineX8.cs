@@ -192,12 +192,27 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>
     /// Per token, the float32 sum of its activation over each affine group (<paramref name="destination"/> [tokenCount,
-    /// cols / groupSize]), in element order: the bias term's factor, shared by every row and every instruction set.
+    /// cols / groupSize]): the bias term's factor, shared by every row and by both kernels of a machine (the scalar twin
+    /// included; under AVX2 two 8-lane partial sums and a fixed horizontal sum, else in element order). One serial
+    /// chain of adds cost the 8-row kernels 15-20% of a 256×2048 product from L2.
     /// </summary>
     internal static void AffineActivationSums(float* x, int tokenCount, int cols, int groupSize, float* destination)
     {
         for (long p = 0; p < (long)tokenCount * (cols / groupSize); p++, x += groupSize)
         {
+            if (Avx.IsSupported)
+            {
+                Vector256<float> s0 = Vector256.Load(x), s1 = Vector256.Load(x + 8);
+                for (int e = 16; e < groupSize; e += 16)
+                {
+                    s0 += Vector256.Load(x + e);
+                    s1 += Vector256.Load(x + e + 8);
+                }
+
+                destination[p] = Vector256.Sum(s0 + s1);
+                continue;
+            }
+
             float sum = 0;
             for (int e = 0; e < groupSize; e++)
             {
@@ -213,36 +228,86 @@ public static unsafe partial class QuantMatMul
     private static Vector256<float> WidenBf16(ushort* p) => (Avx2.ConvertToVector256Int32(p) << 16).AsSingle();
 
     /// <summary>
-    /// One block's exact integer dot of the centred codes with the int8 activation (8 bits: Q8_0x8's block dot; 4 bits:
-    /// Q4_0x8's, less <paramref name="xsumCentre"/> = centre·Σ activation codes), one row per lane.
+    /// The code width of an affine x8 matrix as a type, so each kernel is compiled once per width with no branch on it
+    /// inside (a runtime flag cost the 4-bit kernel half its speed from L2).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> AffineBlockDot(bool eightBits, byte* codes, int* x, int xsumCentre, Vector256<byte> m, Vector256<short> ones)
+    private interface IAffineCodes
     {
-        if (eightBits)
-        {
-            return Q8BlockDot(codes, x, ones);
-        }
+        /// <summary>Code bytes of one 32-element block of a group.</summary>
+        static abstract int BlockBytes { get; }
 
-        Vector256<byte> v0 = Vector256.Load(codes), v1 = Vector256.Load(codes + 32);
-        Vector256<byte> v2 = Vector256.Load(codes + 64), v3 = Vector256.Load(codes + 96);
-        Vector256<short> pairs = GroupBlockPairs(
-            v0 & m, Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m,
-            v1 & m, Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m,
-            v2 & m, Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
-            v3 & m, Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, x);
-        return Avx2.MultiplyAddAdjacent(pairs, ones) - Vector256.Create(xsumCentre);
+        /// <summary>
+        /// One block's exact integer dot of the centred codes with the int8 activation, one row per lane (8 bits: Q8_0x8's
+        /// block dot; 4 bits: Q4_0x8's, less <paramref name="xsumCentre"/> = centre·Σ activation codes).
+        /// </summary>
+        static abstract Vector256<int> BlockDot(byte* codes, int* x, int xsumCentre);
+
+        /// <summary>The same block of two groups, each activation dword broadcast once for both.</summary>
+        static abstract void BlockDotTwice(byte* ga, byte* gb, int* x, int xsumCentre, out Vector256<int> da, out Vector256<int> db);
+
+        /// <summary>The lines of one block's codes, <see cref="PrefetchBytes"/> ahead.</summary>
+        static abstract void Prefetch(byte* codes);
     }
 
-    /// <summary>The lines of one block's codes, <see cref="PrefetchBytes"/> ahead.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void PrefetchAffineBlock(bool eightBits, byte* codes)
+    private readonly struct AffineCodes8 : IAffineCodes
     {
-        if (eightBits)
+        public static int BlockBytes => Q8GroupBlockBytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> BlockDot(byte* codes, int* x, int xsumCentre) => Q8BlockDot(codes, x, Vector256.Create((short)1));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void BlockDotTwice(byte* ga, byte* gb, int* x, int xsumCentre, out Vector256<int> da, out Vector256<int> db)
         {
-            PrefetchQ8Block(codes + PrefetchBytes);
+            // written out: as a loop the JIT kept it rolled, with index arithmetic around every step
+            Vector256<short> ones = Vector256.Create((short)1);
+            Vector256<int> sa = Vector256<int>.Zero, sb = Vector256<int>.Zero;
+            Q8VectorDotTwice(ga, gb, x, 0, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, x, 1, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, x, 2, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, x, 3, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, x, 4, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, x, 5, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, x, 6, ones, ref sa, ref sb);
+            Q8VectorDotTwice(ga, gb, x, 7, ones, ref sa, ref sb);
+            da = sa;
+            db = sb;
         }
-        else
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Prefetch(byte* codes) => PrefetchQ8Block(codes + PrefetchBytes);
+    }
+
+    private readonly struct AffineCodes4 : IAffineCodes
+    {
+        public static int BlockBytes => GroupBlockBytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> BlockDot(byte* codes, int* x, int xsumCentre)
+        {
+            Vector256<byte> m = Vector256.Create((byte)0x0F);
+            Vector256<byte> v0 = Vector256.Load(codes), v1 = Vector256.Load(codes + 32);
+            Vector256<byte> v2 = Vector256.Load(codes + 64), v3 = Vector256.Load(codes + 96);
+            Vector256<short> pairs = GroupBlockPairs(
+                v0 & m, Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m,
+                v1 & m, Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m,
+                v2 & m, Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
+                v3 & m, Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, x);
+            return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)) - Vector256.Create(xsumCentre);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void BlockDotTwice(byte* ga, byte* gb, int* x, int xsumCentre, out Vector256<int> da, out Vector256<int> db)
+        {
+            BlockPairsTwice(ga, gb, x, Vector256.Create((byte)0x0F), out Vector256<short> pa, out Vector256<short> pb);
+            Vector256<short> ones = Vector256.Create((short)1);
+            Vector256<int> offset = Vector256.Create(xsumCentre);
+            da = Avx2.MultiplyAddAdjacent(pa, ones) - offset;
+            db = Avx2.MultiplyAddAdjacent(pb, ones) - offset;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Prefetch(byte* codes)
         {
             SimdMath.Prefetch(codes + PrefetchBytes);
             SimdMath.Prefetch(codes + PrefetchBytes + 64);
@@ -253,23 +318,25 @@ public static unsafe partial class QuantMatMul
     /// One affine x8 group of 8 rows against one token: lane i is row i's dot product. <paramref name="blocksPerGroup"/>
     /// = group size / 32; <paramref name="xg"/>: the token's activation sums per affine group (<see cref="AffineActivationSums"/>).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static Vector256<float> DotGroupAffineX8_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg)
+        => bits == 8 ? DotGroupAffineX8_256<AffineCodes8>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg)
+            : DotGroupAffineX8_256<AffineCodes4>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static Vector256<float> DotGroupAffineX8_256<TC>(int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg)
+        where TC : struct, IAffineCodes
     {
-        bool eightBits = bits == 8;
-        int blockBytes = AffineBlockBytes(bits), affineGroups = blocks / blocksPerGroup;
-        ushort* scales = (ushort*)(group + (long)blocks * blockBytes), biases = scales + (long)affineGroups * GroupRows;
-        Vector256<byte> m = Vector256.Create((byte)0x0F);
-        Vector256<short> ones = Vector256.Create((short)1);
+        int affineGroups = blocks / blocksPerGroup;
+        ushort* scales = (ushort*)(group + (long)blocks * TC.BlockBytes), biases = scales + (long)affineGroups * GroupRows;
         Vector256<float> zv = Vector256.Create((float)centre);
         Vector256<float> acc = Vector256<float>.Zero;
         for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
         {
             Vector256<float> part = Vector256<float>.Zero;
-            for (int b = 0; b < blocksPerGroup; b++, k++, group += blockBytes, x += BlockSize)
+            for (int end = k + blocksPerGroup; k < end; k++, group += TC.BlockBytes, x += BlockSize)
             {
-                PrefetchAffineBlock(eightBits, group);
-                Vector256<int> dot = AffineBlockDot(eightBits, group, (int*)x, xsum[k] * centre, m, ones);
+                TC.Prefetch(group);
+                Vector256<int> dot = TC.BlockDot(group, (int*)x, xsum[k] * centre);
                 part = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[k]), part);
             }
 
@@ -282,20 +349,84 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
+    /// Two affine x8 groups against one token in one pass (as <see cref="DotGroupPairQ8_0x8_256"/> and
+    /// <see cref="DotGroupPairQ4_0x8_256"/>): each block's activation broadcasts serve both groups, two independent chains;
+    /// each lane has the bits <see cref="DotGroupAffineX8_256"/> gives it (the block dots are exact integers; the float steps
+    /// are the same).
+    /// </summary>
+    internal static void DotGroupPairAffineX8_256(int bits, int centre, byte* ga, byte* gb, int blocks, int blocksPerGroup, sbyte* x, float* xs,
+        int* xsum, float* xg, out Vector256<float> ra, out Vector256<float> rb)
+    {
+        if (bits == 8)
+        {
+            DotGroupPairAffineX8_256<AffineCodes8>(centre, ga, gb, blocks, blocksPerGroup, x, xs, xsum, xg, out ra, out rb);
+        }
+        else
+        {
+            DotGroupPairAffineX8_256<AffineCodes4>(centre, ga, gb, blocks, blocksPerGroup, x, xs, xsum, xg, out ra, out rb);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotGroupPairAffineX8_256<TC>(int centre, byte* ga, byte* gb, int blocks, int blocksPerGroup, sbyte* x, float* xs,
+        int* xsum, float* xg, out Vector256<float> ra, out Vector256<float> rb)
+        where TC : struct, IAffineCodes
+    {
+        int affineGroups = blocks / blocksPerGroup;
+        ushort* scalesA = (ushort*)(ga + (long)blocks * TC.BlockBytes), scalesB = (ushort*)(gb + (long)blocks * TC.BlockBytes);
+        long biases = (long)affineGroups * GroupRows;     // the biases follow the scales
+        Vector256<float> zv = Vector256.Create((float)centre);
+        Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
+        for (int a = 0, k = 0; a < affineGroups; a++, scalesA += GroupRows, scalesB += GroupRows)
+        {
+            Vector256<float> parta = Vector256<float>.Zero, partb = Vector256<float>.Zero;
+            for (int end = k + blocksPerGroup; k < end; k++, ga += TC.BlockBytes, gb += TC.BlockBytes, x += BlockSize)
+            {
+                TC.Prefetch(ga);
+                TC.Prefetch(gb);
+                TC.BlockDotTwice(ga, gb, (int*)x, xsum[k] * centre, out Vector256<int> da, out Vector256<int> db);
+                Vector256<float> xsk = Vector256.Create(xs[k]);
+                parta = Fma.MultiplyAdd(Avx.ConvertToVector256Single(da), xsk, parta);
+                partb = Fma.MultiplyAdd(Avx.ConvertToVector256Single(db), xsk, partb);
+            }
+
+            Vector256<float> sa = WidenBf16(scalesA), sb = WidenBf16(scalesB), xga = Vector256.Create(xg[a]);
+            acca = Fma.MultiplyAdd(sa, parta, acca);
+            accb = Fma.MultiplyAdd(sb, partb, accb);
+            acca = Fma.MultiplyAdd(Fma.MultiplyAdd(sa, zv, WidenBf16(scalesA + biases)), xga, acca);
+            accb = Fma.MultiplyAdd(Fma.MultiplyAdd(sb, zv, WidenBf16(scalesB + biases)), xga, accb);
+        }
+
+        ra = acca;
+        rb = accb;
+    }
+
+    /// <summary>
     /// One affine x8 group against <paramref name="tokenCount"/> tokens (activation rows <paramref name="cols"/> codes,
     /// <paramref name="blocks"/> scales and sums, and cols / group size group sums apart): the same arithmetic per token as
     /// <see cref="DotGroupAffineX8_256"/>, so every token's result has the same bits as decoding it alone.
     /// <paramref name="acc"/> holds 2·<paramref name="tokenCount"/> vectors: the results, then each token's running group part.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupAffineX8N_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
         int cols, int tokenCount, Vector256<float>* acc)
     {
-        bool eightBits = bits == 8;
-        int blockBytes = AffineBlockBytes(bits), affineGroups = blocks / blocksPerGroup;
-        ushort* scales = (ushort*)(group + (long)blocks * blockBytes), biases = scales + (long)affineGroups * GroupRows;
-        Vector256<byte> m = Vector256.Create((byte)0x0F);
-        Vector256<short> ones = Vector256.Create((short)1);
+        if (bits == 8)
+        {
+            DotGroupAffineX8N_256<AffineCodes8>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg, cols, tokenCount, acc);
+        }
+        else
+        {
+            DotGroupAffineX8N_256<AffineCodes4>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg, cols, tokenCount, acc);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotGroupAffineX8N_256<TC>(int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
+        int cols, int tokenCount, Vector256<float>* acc)
+        where TC : struct, IAffineCodes
+    {
+        int affineGroups = blocks / blocksPerGroup;
+        ushort* scales = (ushort*)(group + (long)blocks * TC.BlockBytes), biases = scales + (long)affineGroups * GroupRows;
         Vector256<float> zv = Vector256.Create((float)centre);
         Vector256<float>* part = acc + tokenCount;
         for (int t = 0; t < tokenCount; t++)
@@ -310,13 +441,13 @@ public static unsafe partial class QuantMatMul
                 part[t] = Vector256<float>.Zero;
             }
 
-            for (int b = 0; b < blocksPerGroup; b++, k++, group += blockBytes)
+            for (int end = k + blocksPerGroup; k < end; k++, group += TC.BlockBytes)
             {
-                PrefetchAffineBlock(eightBits, group);
+                TC.Prefetch(group);
                 for (int t = 0; t < tokenCount; t++)
                 {
                     long o = (long)t * blocks + k;
-                    Vector256<int> dot = AffineBlockDot(eightBits, group, (int*)(x + (long)t * cols + (long)k * BlockSize), xsum[o] * centre, m, ones);
+                    Vector256<int> dot = TC.BlockDot(group, (int*)(x + (long)t * cols + (long)k * BlockSize), xsum[o] * centre);
                     part[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o]), part[t]);
                 }
             }

@@ -302,7 +302,7 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
-    /// Decode (one token) of Q8_0x8, Q4_0x8 and Q6_Kx8 reads two 8-row groups per pass (the DotGroupPair*_256 kernels): the
+    /// Decode (one token) of Q8_0x8, Q4_0x8, Q6_Kx8 and the affine groups reads two 8-row groups per pass (the DotGroupPair*_256 kernels): the
     /// activation broadcasts serve both, and the two groups are independent chains. The bits are those of one group per
     /// pass. Q4_Kx8 keeps one: its pair (written as Q4_0's, with its mins) gained nothing from L2 and streamed 12% slower
     /// from DRAM in this A/B.
@@ -347,12 +347,17 @@ public static unsafe partial class QuantMatMul
             {
                 byte* group = Weights + g * GroupBytes;
                 int r = g * GroupRows, n = Math.Min(GroupRows, RowCount - r);
-                if (TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1 && !k && affineBits == 0 && TwoGroupsPerPass)
+                if (TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1 && !k && TwoGroupsPerPass)
                 {
                     // decode: two groups per pass (see DotGroupPairQ8_0x8_256); Q4_K's pair ran 12% slower (TwoGroupsPerPass)
                     Vector256<float> first, second;
                     byte* next = group + GroupBytes;
-                    if (q8)
+                    if (affineBits != 0)
+                    {
+                        DotGroupPairAffineX8_256(affineBits, AffineCentre, group, next, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums,
+                            out first, out second);
+                    }
+                    else if (q8)
                     {
                         DotGroupPairQ8_0x8_256(group, next, Blocks, Codes, Scales, out first, out second);
                     }

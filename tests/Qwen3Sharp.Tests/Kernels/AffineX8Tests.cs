@@ -123,6 +123,38 @@ public sealed unsafe class AffineX8Tests
     }
 
     [Theory]
+    [InlineData(8, 64)]
+    [InlineData(8, 32)]
+    [InlineData(4, 64)]
+    [InlineData(4, 128)]
+    public void Decode_TwoGroupsPerPass_MatchesTheScalarTwinAndBatchesBitForBit(int bits, int groupSize)
+    {
+        // One token takes two groups per pass (DotGroupPairAffineX8_256) within a work item: 26 groups, the last one 5
+        // rows, make items of 3 (a pair and a single) and a last item of a pair whose second group is short.
+        const int rows = 8 * 25 + 5, cols = 256;
+        using var pool = new WorkerPool(2);
+        using var m = new AffineMatMulTests.AffineMatrix(bits, groupSize, DType.BF16, rows, cols, 99);
+        WeightView x8 = Repack(m.View, out byte* buffer);
+        try
+        {
+            float[] x = Int8MatMulTests.Activations(new Random(17), 3 * cols);
+            float[] one = x.AsSpan(0, cols).ToArray();
+            foreach (bool accumulate in new[] { false, true })
+            {
+                float start = accumulate ? 0.5f : float.NaN;
+                // QuantMatMul.Best is AVX2 where it is supported (the pair path); under DOTNET_EnableAVX2=0 the scalar twin
+                Assert.Equal(Run(QuantMatMul.Isa.Scalar, pool, one, 1, x8, start, accumulate), Run(QuantMatMul.Best, pool, one, 1, x8, start, accumulate));
+                float[] batch = Run(QuantMatMul.Best, pool, x, 3, x8, start, accumulate);   // the multi-token kernel
+                Assert.Equal(Run(QuantMatMul.Best, pool, one, 1, x8, start, accumulate), batch.AsSpan(0, rows).ToArray());
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
+
+    [Theory]
     [InlineData(8)]
     [InlineData(4)]
     public void Kernel_AtTheCodeLimits_IsExact(int bits)
