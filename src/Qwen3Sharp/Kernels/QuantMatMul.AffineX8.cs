@@ -405,7 +405,7 @@ public static unsafe partial class QuantMatMul
     /// One affine x8 group against <paramref name="tokenCount"/> tokens (activation rows <paramref name="cols"/> codes,
     /// <paramref name="blocks"/> scales and sums, and cols / group size group sums apart): the same arithmetic per token as
     /// <see cref="DotGroupAffineX8_256"/>, so every token's result has the same bits as decoding it alone.
-    /// <paramref name="acc"/> holds 2·<paramref name="tokenCount"/> vectors: the results, then each token's running group part.
+    /// <paramref name="acc"/> holds the <paramref name="tokenCount"/> results.
     /// </summary>
     internal static void DotGroupAffineX8N_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
         int cols, int tokenCount, Vector256<float>* acc)
@@ -428,36 +428,36 @@ public static unsafe partial class QuantMatMul
         int affineGroups = blocks / blocksPerGroup;
         ushort* scales = (ushort*)(group + (long)blocks * TC.BlockBytes), biases = scales + (long)affineGroups * GroupRows;
         Vector256<float> zv = Vector256.Create((float)centre);
-        Vector256<float>* part = acc + tokenCount;
         for (int t = 0; t < tokenCount; t++)
         {
             acc[t] = Vector256<float>.Zero;
         }
 
-        for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
+        // per affine group, token by token over the group's blocks (their codes stay in L1): the group's part stays in a
+        // register, in the order of the one-token kernel
+        for (int a = 0, k0 = 0; a < affineGroups; a++, k0 += blocksPerGroup, scales += GroupRows, biases += GroupRows)
         {
-            for (int t = 0; t < tokenCount; t++)
+            byte* codes = group + (long)k0 * TC.BlockBytes;
+            for (int b = 0; b < blocksPerGroup; b++)
             {
-                part[t] = Vector256<float>.Zero;
-            }
-
-            for (int end = k + blocksPerGroup; k < end; k++, group += TC.BlockBytes)
-            {
-                TC.Prefetch(group);
-                for (int t = 0; t < tokenCount; t++)
-                {
-                    long o = (long)t * blocks + k;
-                    Vector256<int> dot = TC.BlockDot(group, (int*)(x + (long)t * cols + (long)k * BlockSize), xsum[o] * centre);
-                    part[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o]), part[t]);
-                }
+                TC.Prefetch(codes + b * TC.BlockBytes);
             }
 
             Vector256<float> s = WidenBf16(scales);
             Vector256<float> shift = Fma.MultiplyAdd(s, zv, WidenBf16(biases));
             for (int t = 0; t < tokenCount; t++)
             {
-                acc[t] = Fma.MultiplyAdd(s, part[t], acc[t]);
-                acc[t] = Fma.MultiplyAdd(shift, Vector256.Create(xg[(long)t * affineGroups + a]), acc[t]);
+                long o = (long)t * blocks + k0;
+                int* xt = (int*)(x + (long)t * cols + (long)k0 * BlockSize);
+                Vector256<float> part = Vector256<float>.Zero;
+                for (int b = 0; b < blocksPerGroup; b++)
+                {
+                    Vector256<int> dot = TC.BlockDot(codes + b * TC.BlockBytes, xt + b * (BlockSize / 4), xsum[o + b] * centre);
+                    part = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o + b]), part);
+                }
+
+                Vector256<float> r = Fma.MultiplyAdd(s, part, acc[t]);
+                acc[t] = Fma.MultiplyAdd(shift, Vector256.Create(xg[(long)t * affineGroups + a]), r);
             }
         }
     }
