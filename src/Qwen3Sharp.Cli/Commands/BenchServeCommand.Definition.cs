@@ -28,6 +28,9 @@ public sealed record BenchServeOptions
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
     /// <summary>--batch-invariant: the in-process server runs the batch-invariant kernels.</summary>
     public bool BatchInvariant { get; init; }
+
+    /// <summary>--step-policy: false for mixed steps.</summary>
+    public bool PrefillFirst { get; init; } = true;
 }
 
 public static partial class BenchServeCommand
@@ -64,6 +67,7 @@ public static partial class BenchServeCommand
         Option<string> quantize = CliOptions.Quantize();
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         Option<bool> batchInvariant = CliOptions.BatchInvariant();
+        Option<string> stepPolicy = CliOptions.StepPolicy();
         var command = new CliCommand<BenchServeOptions>("bench-serve",
             "Load benchmark through the OpenAI server (like `vllm bench serve`): concurrent streamed completions per level; aggregate and per-stream decode tok/s, TTFT p50/p99.",
             parse => new BenchServeOptions
@@ -83,9 +87,10 @@ public static partial class BenchServeCommand
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
                 KvCacheDType = parse.GetValue(kvCacheDType),
                 BatchInvariant = parse.GetValue(batchInvariant),
+                PrefillFirst = parse.GetValue(stepPolicy) != "mixed",
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, maxNumBatchedTokens, probe, multiTurn, weights, quantize, kvCacheDType, batchInvariant }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, url, concurrency, promptTokens, genTokens, threads, maxSeqs, maxNumBatchedTokens, probe, multiTurn, weights, quantize, kvCacheDType, batchInvariant, stepPolicy }) command.Options.Add(option);
         command.Validators.Add(r =>
         {
             bool hasModel = r.GetValue(model) is not null, hasUrl = r.GetValue(url) is not null;

@@ -52,6 +52,7 @@ public static partial class BenchServeCommand
                     Quantize = o.Quantize,
                     KvCacheDType = o.KvCacheDType,
                     BatchInvariant = o.BatchInvariant,
+                    PrefillFirst = o.PrefillFirst,
                     WarmUp = true,      // as qwen3 serve: the first level must not time tier-0 code
                 });
                 app = Qwen3Server.Build(new ServerOptions { Host = "127.0.0.1", Port = 0, ServedModelNames = [ServerOptions.ModelNameFromDirectory(directory)] },
@@ -59,7 +60,8 @@ public static partial class BenchServeCommand
                 await app.StartAsync(ct);
                 baseUrl = app.GetBoundAddress();
                 await w.WriteLineAsync($"server: in-process on {baseUrl} ({host.Config.NumHiddenLayers} layers, {o.Threads ?? Environment.ProcessorCount} threads, " +
-                    $"{o.MaxSeqs ?? new HostOptions().MaxSequences} sequences at once, {o.MaxNumBatchedTokens ?? new HostOptions().MaxBatchedTokens} tokens per step, KV cache {Cache.KvCacheDTypes.Name(host.KvCacheDType)}: {host.KvBlockCount} blocks" +
+                    $"{o.MaxSeqs ?? new HostOptions().MaxSequences} sequences at once, {o.MaxNumBatchedTokens ?? new HostOptions().MaxBatchedTokens} tokens per step, " +
+                    $"{(o.PrefillFirst ? "prefill-first" : "mixed")} steps, KV cache {Cache.KvCacheDTypes.Name(host.KvCacheDType)}: {host.KvBlockCount} blocks" +
                     (o.BatchInvariant ? ", batch invariant)" : ")") + (host.WarmUp is { } warm ? $"; warmed up in {warm.Elapsed.TotalSeconds:F1} s" : ""));
             }
 

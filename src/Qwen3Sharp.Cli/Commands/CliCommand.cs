@@ -118,6 +118,12 @@ internal static class CliOptions
     public static Option<int?> Threads() =>
         OptionalInt("--threads", "Worker threads for the forward pass [default: every core the process may use].", 1, 1024);
 
+    /// <summary>--step-policy prefill-first|mixed: how a step treats new requests while others decode (see HostOptions.PrefillFirst).</summary>
+    public static Option<string> StepPolicy() => Choice("--step-policy",
+        "prefill-first (default): a step that can admit new requests while others decode runs only their prompts, and the next one " +
+        "the running requests (a new short request's first token comes after its own prefill, not after a mixed step); " +
+        "mixed: every step runs the decode tokens and the prompt chunks together (vLLM v1's order).", "prefill-first", "prefill-first", "mixed");
+
     /// <summary>--batch-invariant: a request's output does not depend on what else runs beside it (see HostOptions.BatchInvariant).</summary>
     public static Option<bool> BatchInvariant() => new("--batch-invariant")
     {

@@ -64,6 +64,9 @@ public sealed record ServeOptions
     public Cache.KvCacheDType KvCacheDType { get; init; } = Cache.KvCacheDTypes.Default;
     /// <summary>--batch-invariant: logits alone and in a batch bit-identical (slower batches and prefill).</summary>
     public bool BatchInvariant { get; init; }
+
+    /// <summary>--step-policy: false for mixed steps.</summary>
+    public bool PrefillFirst { get; init; } = true;
     /// <summary>--no-warmup: start listening without running a short chat through the model first.</summary>
     public bool NoWarmup { get; init; }
 }
@@ -133,6 +136,7 @@ public static partial class ServeCommand
         };
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         Option<bool> batchInvariant = CliOptions.BatchInvariant();
+        Option<string> stepPolicy = CliOptions.StepPolicy();
         Option<int> maxQueue = CliOptions.Int("--max-queue", "Most requests waiting for a sequence slot; beyond it new requests get 503 (server_overloaded, Retry-After: 1), which OpenAI clients retry.", 64, 1, 1_000_000);
 
         var noWarmup = new Option<bool>("--no-warmup")
@@ -169,11 +173,12 @@ public static partial class ServeCommand
                 KvCacheMemory = parse.GetValue(kvCacheMemory),
                 KvCacheDType = parse.GetValue(kvCacheDType),
                 BatchInvariant = parse.GetValue(batchInvariant),
+                PrefillFirst = parse.GetValue(stepPolicy) != "mixed",
                 NoWarmup = parse.GetValue(noWarmup),
             },
             RunAsync);
         foreach (Option option in new Option[] { model, host, port, apiKey, servedNames, ctxSize, threads, reasoning, reasoningField,
-                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, quantize, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory, kvCacheDType, batchInvariant, noWarmup })
+                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, quantize, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory, kvCacheDType, batchInvariant, stepPolicy, noWarmup })
         {
             command.Options.Add(option);
         }

@@ -42,6 +42,7 @@ public static partial class ServeCommand
             KvCacheMemory = o.KvCacheMemory,
             KvCacheDType = o.KvCacheDType,
             BatchInvariant = o.BatchInvariant,
+            PrefillFirst = o.PrefillFirst,
             Chat = server.ToChatServiceOptions(),
             WarmUp = !o.NoWarmup,
         });

@@ -37,7 +37,8 @@ public sealed class InferenceEngine : IDisposable
         _createDecoder = createDecoder;
         _options = options ?? new EngineOptions();
         _incoming = Channel.CreateUnbounded<SequenceRequest>(new UnboundedChannelOptions { SingleReader = true });
-        _scheduler = new Scheduler(_options.StepTokenBudget, runner.TryAllocateSequence, runner.TryReserve, runner.MaxSequences, runner);
+        _scheduler = new Scheduler(_options.StepTokenBudget, runner.TryAllocateSequence, runner.TryReserve, runner.MaxSequences, runner,
+            _options.PrefillFirst);
         _logits = new float[(long)(runner.MaxSequences + 1) * runner.VocabSize];
         _stepTokens = new int[_options.StepTokenBudget];
         _entries = new RunnerEntry[runner.MaxSequences];

@@ -21,6 +21,9 @@ public sealed record HostOptions
     /// <summary>Most tokens computed in one engine step (--max-num-batched-tokens): decode tokens plus prompt chunks.</summary>
     public int MaxBatchedTokens { get; init; } = 512;
 
+    /// <summary>New requests' prompts get a step of their own while others decode (--step-policy prefill-first, the default; see <see cref="EngineOptions.PrefillFirst"/>).</summary>
+    public bool PrefillFirst { get; init; } = true;
+
     /// <summary>
     /// KV-cache memory (--kv-cache-memory): bytes, or when at most 1 a fraction of the memory available now.
     /// Default: 2 GiB, or a quarter of available memory when that is less.
@@ -182,6 +185,7 @@ public sealed class Qwen3Host : IDisposable
                 {
                     MaxQueuedRequests = options.MaxQueuedRequests,
                     StepTokenBudget = options.MaxBatchedTokens,
+                    PrefillFirst = options.PrefillFirst,
                     ThinkStartTokenId = tokenizer.ThinkStart,
                     ThinkEndTokenId = tokenizer.ThinkEnd,
                 });

@@ -16,6 +16,14 @@ internal readonly record struct ScheduledChunk(SequenceRequest Request, int Toke
 /// not admitted until that prefill has registered its blocks: it then starts after them, so the shared prompt is
 /// computed and stored once instead of once per request. Requests behind it in the queue are admitted meanwhile.
 /// </para>
+/// <para>
+/// <see cref="PrefillFirst"/> (the engine's default): when requests can be admitted while others are running, that
+/// step runs only the new requests' first prompt chunks, and the next step serves the running requests (so arrivals
+/// cannot starve them: at most every other step is admissions only), as SGLang's new-requests-first order. On a CPU a
+/// step costs about its token count once past a few tokens, so a mixed step of 8 decode tokens and a 16-token prompt
+/// costs the prompt's first token about what the two steps cost apart, while the prompt alone gives its first token
+/// after its own prefill: measured (Zen 3, BF16 1.7B, 8 streams decoding) 2.5× the idle time to first token mixed.
+/// </para>
 /// </summary>
 internal sealed class Scheduler
 {
@@ -30,9 +38,11 @@ internal sealed class Scheduler
     /// <param name="allocate">KV state for a new sequence, or null when none is free.</param>
     /// <param name="reserve">Makes room for n more tokens of a sequence (KvCacheManager.AllocateSlots); false means wait or preempt.</param>
     /// <param name="maxSequences">Most requests running at once.</param>
+    /// <param name="prefillFirst">See <see cref="PrefillFirst"/>.</param>
     public Scheduler(int tokenBudget, Func<Engine.ISequenceState?> allocate, Func<Engine.ISequenceState, int, bool>? reserve = null,
-        int maxSequences = int.MaxValue, Engine.IModelRunner? prefixCache = null)
+        int maxSequences = int.MaxValue, Engine.IModelRunner? prefixCache = null, bool prefillFirst = false)
     {
+        PrefillFirst = prefillFirst;
         ArgumentOutOfRangeException.ThrowIfLessThan(tokenBudget, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxSequences, 1);
         TokenBudget = tokenBudget;
@@ -67,11 +77,30 @@ internal sealed class Scheduler
 
     public void Add(SequenceRequest request) => _waiting.AddLast(request);
 
+    /// <summary>
+    /// Whether a step that can admit waiting requests while others decode runs only their prompts (see the class
+    /// remarks); false: every step is mixed, running requests first (vLLM v1's order).
+    /// </summary>
+    public bool PrefillFirst { get; }
+
+    private bool _admittedFirst;   // the last step ran only new admissions: the next one serves the running requests
+
     /// <summary>The plan of this step. The list is reused by the next call.</summary>
     public IReadOnlyList<ScheduledChunk> Schedule()
     {
         _plan.Clear();
         int budget = TokenBudget;
+        if (PrefillFirst && !_admittedFirst && _running.Count > 0 && _waiting.Count > 0 && _running.Count < MaxSequences)
+        {
+            Admit(budget);
+            if (_plan.Count > 0)
+            {
+                _admittedFirst = true;
+                return _plan;
+            }
+        }
+
+        _admittedFirst = false;
         for (int i = 0; i < _running.Count && budget > 0; i++)
         {
             SequenceRequest r = _running[i];
@@ -103,6 +132,13 @@ internal sealed class Scheduler
             budget -= n;
         }
 
+        Admit(budget);
+        return _plan;
+    }
+
+    /// <summary>Admits waiting requests in arrival order while a sequence, KV blocks and <paramref name="budget"/> are free, each with its first chunk in the plan.</summary>
+    private void Admit(int budget)
+    {
         for (LinkedListNode<SequenceRequest>? node = _waiting.First, next; node is not null && budget > 0 && _running.Count < MaxSequences; node = next)
         {
             next = node.Next;
@@ -141,8 +177,6 @@ internal sealed class Scheduler
             _plan.Add(new ScheduledChunk(r, n));
             budget -= n;
         }
-
-        return _plan;
     }
 
     /// <summary>

@@ -103,6 +103,19 @@ public sealed class CliParseTests
     }
 
     [Fact]
+    public void StepPolicy_OnServeAndBenchServe_IsPrefillFirstByDefault_AndMixedOnRequest()
+    {
+        Assert.True(Bind<ServeOptions>("serve").PrefillFirst);
+        Assert.True(Bind<BenchServeOptions>("bench-serve --model /m").PrefillFirst);
+        Assert.True(new Qwen3Sharp.Engine.HostOptions().PrefillFirst);
+        Assert.True(new Qwen3Sharp.Engine.EngineOptions().PrefillFirst);
+        Assert.False(Bind<ServeOptions>("serve --step-policy mixed").PrefillFirst);
+        Assert.False(Bind<BenchServeOptions>("bench-serve --model /m --step-policy mixed").PrefillFirst);
+        Assert.True(Bind<ServeOptions>("serve --step-policy prefill-first").PrefillFirst);
+        Assert.NotEmpty(Errors("serve", "--step-policy", "fifo"));
+    }
+
+    [Fact]
     public void Serve_ReasoningFieldReasoning_IsBound() =>
         Assert.Equal(ReasoningField.Reasoning, Bind<ServeOptions>("serve --reasoning-field reasoning").ReasoningField);
 

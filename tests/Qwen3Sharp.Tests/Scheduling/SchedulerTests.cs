@@ -184,4 +184,52 @@ public class SchedulerTests
         Assert.Equal(0, runner.UsedBlocks);
         Assert.Equal(0, runner.LiveSequences);
     }
+    [Fact]
+    public void PrefillFirst_AnArrivalWhileOthersDecode_GetsAStepOfItsOwn_ThenTheDecodersGoOn()
+    {
+        var runner = new FakeRunner(contextSize: 4096, maxSequences: 8);
+        var scheduler = new Scheduler(512, runner.TryAllocateSequence, runner.TryReserve, prefillFirst: true);
+        var decoders = Enumerable.Range(0, 3).Select(i => Request(i, 20, maxNew: 50)).ToList();
+        decoders.ForEach(scheduler.Add);
+        Execute(runner, scheduler.Schedule());                 // nothing running yet: the three prompts together
+        var decode = scheduler.Schedule();
+        Assert.Equal([1, 1, 1], decode.Select(c => c.TokenCount));
+        Execute(runner, decode);
+
+        var probe = Request(10, 16, maxNew: 5);
+        var second = Request(11, 30, maxNew: 5);
+        scheduler.Add(probe);
+        var plan = scheduler.Schedule();
+        Assert.Same(probe, Assert.Single(plan).Request);       // only the new prompt: its first token after its own prefill
+        Assert.Equal(16, plan[0].TokenCount);
+        Execute(runner, plan);
+
+        scheduler.Add(second);                                   // arrives right after: the decoders are served first
+        plan = scheduler.Schedule();
+        Assert.Equal([0, 1, 2, 10, 11], plan.Select(c => (int)c.Request.Id));
+        Assert.Equal([1, 1, 1, 1, 30], plan.Select(c => c.TokenCount));
+    }
+
+    [Fact]
+    public void PrefillFirst_Off_MixesTheArrivalWithTheDecodeTokens()
+    {
+        var runner = new FakeRunner(contextSize: 4096, maxSequences: 8);
+        var scheduler = new Scheduler(512, runner.TryAllocateSequence, runner.TryReserve);
+        scheduler.Add(Request(0, 20, maxNew: 50));
+        Execute(runner, scheduler.Schedule());
+        scheduler.Add(Request(1, 16, maxNew: 5));
+        Assert.Equal([(0, 1), (1, 16)], scheduler.Schedule().Select(c => ((int)c.Request.Id, c.TokenCount)));
+    }
+
+    [Fact]
+    public void PrefillFirst_NoRoomToAdmit_ServesTheRunningRequests()
+    {
+        var runner = new FakeRunner(contextSize: 4096, maxSequences: 1);
+        var scheduler = new Scheduler(512, runner.TryAllocateSequence, runner.TryReserve, prefillFirst: true);
+        scheduler.Add(Request(0, 20, maxNew: 50));
+        Execute(runner, scheduler.Schedule());
+        scheduler.Add(Request(1, 16, maxNew: 5));               // no sequence free: the running one decodes
+        Assert.Equal([(0, 1)], scheduler.Schedule().Select(c => ((int)c.Request.Id, c.TokenCount)));
+        Assert.Equal(1, scheduler.WaitingCount);
+    }
 }
