@@ -62,7 +62,7 @@ public static unsafe class Embedding
                 case DType.F32:
                     new ReadOnlySpan<float>(row, n).CopyTo(new Span<float>(d, n));
                     break;
-                case DType.Q8_0 or DType.Q8_0x8 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 or DType.Q4_K or DType.Q5_K or DType.Q6_K
+                case DType.Q8_0 or DType.Q8_0x8 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Q4_K or DType.Q5_K or DType.Q6_K
                     or DType.Affine8x8 or DType.Affine4x8:
                     QuantMatMul.DequantizeRow(table, tokenIds[t], d);
                     break;

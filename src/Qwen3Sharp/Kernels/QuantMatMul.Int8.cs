@@ -43,7 +43,7 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>True for the block formats with an integer-activation kernel.</summary>
-    public static bool HasInt8Kernel(DType format) => format is DType.Q8_0 or DType.Q8_0x8 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 or DType.Q4_K or DType.Q5_K or DType.Q6_K
+    public static bool HasInt8Kernel(DType format) => format is DType.Q8_0 or DType.Q8_0x8 or DType.Q4_0 or DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Q4_K or DType.Q5_K or DType.Q6_K
         or DType.Affine8x8 or DType.Affine4x8;
 
     /// <summary>Bytes of quantized activations for <paramref name="tokenCount"/> rows of <paramref name="cols"/> elements.</summary>

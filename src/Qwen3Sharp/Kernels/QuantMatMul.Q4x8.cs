@@ -30,11 +30,12 @@ public static unsafe partial class QuantMatMul
     /// <summary>Bytes of one group of 8 rows of <paramref name="cols"/> columns (codes, then scales).</summary>
     internal static long GroupBytes(int cols) => (long)cols / BlockSize * GroupRows * 18;
 
-    /// <summary>The 8-row layout a row-major block format is repacked into at load (Q4_0, Q4_K, Q6_K, Q8_0), or null.</summary>
+    /// <summary>The 8-row layout a row-major block format is repacked into at load (Q4_0, Q4_K, Q5_K, Q6_K, Q8_0), or null.</summary>
     public static DType? GroupLayoutOf(DType rowFormat) => rowFormat switch
     {
         DType.Q4_0 => DType.Q4_0x8,
         DType.Q4_K => DType.Q4_Kx8,
+        DType.Q5_K => DType.Q5_Kx8,
         DType.Q6_K => DType.Q6_Kx8,
         DType.Q8_0 => DType.Q8_0x8,
         _ => null,
@@ -45,6 +46,7 @@ public static unsafe partial class QuantMatMul
     {
         DType.Q4_0 => RepackedBytesQ4_0x8(rows, cols),
         DType.Q4_K => RepackedBytesQ4_Kx8(rows, cols),
+        DType.Q5_K => RepackedBytesQ5_Kx8(rows, cols),
         DType.Q6_K => RepackedBytesQ6_Kx8(rows, cols),
         DType.Q8_0 => RepackedBytesQ8_0x8(rows, cols),
         _ => throw new ArgumentOutOfRangeException(nameof(rowFormat), rowFormat, "no 8-row layout"),
@@ -55,6 +57,7 @@ public static unsafe partial class QuantMatMul
     {
         DType.Q4_0 => CanRepackQ4_0x8(source, rows, cols),
         DType.Q4_K => CanRepackQ4_Kx8(source, rows, cols),
+        DType.Q5_K => CanRepackQ5_Kx8(source, rows, cols),
         DType.Q6_K => CanRepackQ6_Kx8(source, rows, cols),
         DType.Q8_0 => CanRepackQ8_0x8(source, rows, cols),
         _ => false,
@@ -70,6 +73,9 @@ public static unsafe partial class QuantMatMul
                 break;
             case DType.Q4_K:
                 RepackQ4_Kx8(source, rows, cols, destination);
+                break;
+            case DType.Q5_K:
+                RepackQ5_Kx8(source, rows, cols, destination);
                 break;
             case DType.Q6_K:
                 RepackQ6_Kx8(source, rows, cols, destination);
@@ -185,6 +191,12 @@ public static unsafe partial class QuantMatMul
         if (w.DType == DType.Q6_Kx8)
         {
             DequantizeRowQ6_Kx8(w.Data, w.ColCount, row, destination);
+            return;
+        }
+
+        if (w.DType == DType.Q5_Kx8)
+        {
+            DequantizeRowQ5_Kx8(w.Data, w.ColCount, row, destination);
             return;
         }
 
@@ -340,14 +352,14 @@ public static unsafe partial class QuantMatMul
             int g0 = index * ItemGroups, g1 = Math.Min(g0 + ItemGroups, groups);
             Vector256<float>* acc = stackalloc Vector256<float>[2 * Math.Min(TokenCount, TileTokens)];   // ≤ 1,984 bytes (Q4_K: and mins)
             float* rowSums = stackalloc float[GroupRows];
-            bool k = Format == DType.Q4_Kx8, q8 = Format == DType.Q8_0x8, q6 = Format == DType.Q6_Kx8;
+            bool k = Format == DType.Q4_Kx8, q8 = Format == DType.Q8_0x8, q6 = Format == DType.Q6_Kx8, q5 = Format == DType.Q5_Kx8;
             int affineBits = Format == DType.Affine8x8 ? 8 : Format == DType.Affine4x8 ? 4 : 0;
             int affineGroups = affineBits != 0 ? Blocks / BlocksPerGroup : 0;
             for (int g = g0; g < g1; g++)
             {
                 byte* group = Weights + g * GroupBytes;
                 int r = g * GroupRows, n = Math.Min(GroupRows, RowCount - r);
-                if (TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1 && !k && TwoGroupsPerPass)
+                if (TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1 && !k && !q5 && TwoGroupsPerPass)
                 {
                     // decode: two groups per pass (see DotGroupPairQ8_0x8_256); Q4_K's pair ran 12% slower (TwoGroupsPerPass)
                     Vector256<float> first, second;
@@ -391,6 +403,10 @@ public static unsafe partial class QuantMatMul
                         {
                             DotGroupQ4_Kx8Scalar(group, Blocks / 8, x, xs, xsum, rowSums);
                         }
+                        else if (q5)
+                        {
+                            DotGroupQ5_Kx8Scalar(group, Blocks / 8, x, xs, xsum, rowSums);
+                        }
                         else if (q6)
                         {
                             DotGroupQ6_Kx8Scalar(group, Blocks / 8, x, xs, rowSums);
@@ -411,6 +427,7 @@ public static unsafe partial class QuantMatMul
                 {
                     StoreGroup(affineBits != 0 ? DotGroupAffineX8_256(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums)
                         : k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
+                        : q5 ? DotGroupQ5_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
                         : q6 ? DotGroupQ6_Kx8_256(group, Blocks / 8, Codes, Scales, Offsets)
                         : q8 ? DotGroupQ8_0x8_256(group, Blocks, Codes, Scales)
                         : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums), Y + r, n, Accumulate);
@@ -430,6 +447,10 @@ public static unsafe partial class QuantMatMul
                         else if (k)
                         {
                             DotGroupQ4_Kx8N_256(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
+                        }
+                        else if (q5)
+                        {
+                            DotGroupQ5_Kx8N_256(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
                         }
                         else if (q6)
                         {

@@ -81,6 +81,15 @@ public enum DType
     Q6_Kx8,
 
     /// <summary>
+    /// Q5_K repacked at load into groups of 8 rows (<see cref="Kernels.QuantMatMul.RepackQ5_Kx8"/>). Per group and
+    /// super-block (1440 bytes, 180 per row against Q5_K's 176): the low four bits of each 32-element sub-block's codes as
+    /// <see cref="Q4_Kx8"/> lays them out (128 bytes each), then per sub-block a 32-byte vector of fifth bits (byte 4i + j:
+    /// bit 2v + h is the fifth bit of row i's element 8v + 4h + j), then the scales, mins, d and dmin as Q4_Kx8;
+    /// w = d·sc·q − dmin·m, q = 0..31.
+    /// </summary>
+    Q5_Kx8,
+
+    /// <summary>
     /// MLX affine 8-bit codes (BF16 scales and biases) repacked at load into groups of 8 rows
     /// (<see cref="Kernels.QuantMatMul.RepackAffineX8"/>), for the int8-activation kernels. Per group: the codes of every
     /// 32-element block as <see cref="Q8_0x8"/> lays them out (eight 32-byte vectors; in vector v, bytes 4i..4i+3 are row
@@ -117,7 +126,7 @@ public static class DTypeExtensions
     public static bool IsKQuant(this DType dtype) => dtype is DType.Q4_K or DType.Q5_K or DType.Q6_K;
 
     /// <summary>Elements per block (1 for the plain types).</summary>
-    public static int BlockSize(this DType dtype) => dtype.IsKQuant() || dtype is DType.Q4_Kx8 or DType.Q6_Kx8 ? 256 : dtype.IsBlockQuantized() ? 32 : 1;
+    public static int BlockSize(this DType dtype) => dtype.IsKQuant() || dtype is DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 ? 256 : dtype.IsBlockQuantized() ? 32 : 1;
 
     /// <summary>Bytes per block (the element size for the plain types).</summary>
     public static int BlockBytes(this DType dtype) => dtype switch
@@ -128,6 +137,7 @@ public static class DTypeExtensions
         DType.Q5_K => 176,
         DType.Q6_K or DType.Q6_Kx8 => 210,
         DType.Q4_Kx8 => 148,
+        DType.Q5_Kx8 => 180,
         _ => dtype.ByteSize(),
     };
 
@@ -139,6 +149,6 @@ public static class DTypeExtensions
     /// <summary>True for the MLX affine formats (row-major <see cref="DType.Affine"/> and its 8-row groups).</summary>
     public static bool IsAffine(this DType dtype) => dtype is DType.Affine or DType.Affine8x8 or DType.Affine4x8;
 
-    /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>, <see cref="DType.Affine8x8"/>, <see cref="DType.Affine4x8"/>: 8), or 1 for row-major formats.</summary>
-    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 or DType.Q8_0x8 or DType.Affine8x8 or DType.Affine4x8 ? 8 : 1;
+    /// <summary>Rows interleaved in a group (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q5_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>, <see cref="DType.Affine8x8"/>, <see cref="DType.Affine4x8"/>: 8), or 1 for row-major formats.</summary>
+    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Q8_0x8 or DType.Affine8x8 or DType.Affine4x8 ? 8 : 1;
 }

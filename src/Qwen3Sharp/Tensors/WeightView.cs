@@ -166,6 +166,7 @@ public readonly unsafe struct WeightView
                 DType.Q8_0 or DType.Q4_0 or DType.Q4_K or DType.Q5_K or DType.Q6_K => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
                 DType.Q4_0x8 => Kernels.QuantMatMul.ElementQ4_0x8(Data, ColCount, row, col),
                 DType.Q4_Kx8 => Kernels.QuantMatMul.ElementQ4_Kx8(Data, ColCount, row, col),
+                DType.Q5_Kx8 => Kernels.QuantMatMul.ElementQ5_Kx8(Data, ColCount, row, col),
                 DType.Q8_0x8 => Kernels.QuantMatMul.ElementQ8_0x8(Data, ColCount, row, col),
                 DType.Q6_Kx8 => Kernels.QuantMatMul.ElementQ6_Kx8(Data, ColCount, row, col),
                 DType.Affine => Kernels.Reference.QuantScalar.AffineElement(this, row, col),

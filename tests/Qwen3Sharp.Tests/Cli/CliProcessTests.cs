@@ -153,22 +153,22 @@ public sealed class CliProcessTests
     public async Task Bench_runs_a_q4_k_m_gguf_file()
     {
         // Q4_K + Q6_K + Q5_K + Q8_0 + F32, as llama-quantize's Q4_K_M recipe mixes them (see GgufTests.KQuantFile);
-        // Q4_K, Q6_K and Q8_0 repacked into 8-row groups at load (the default layout), and bench A/Bs them against the row layout
+        // Q4_K, Q5_K, Q6_K and Q8_0 repacked into 8-row groups at load (the default layout), and bench A/Bs them against the row layout
         string gguf = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", "tiny-k-q4_k_m.gguf");
         var (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 37 --gen-tokens 5 --threads 2");
         Assert.True(code == 0, error);
-        Assert.Contains("Q6_Kx8+Q4_Kx8+Q5_K+Q8_0x8", output);   // Q6_K, Q4_K and Q8_0 repacked into 8-row groups at load
-        Assert.Contains("Q6_Kx8+Q4_Kx8+Q8_0x8 int8 activations against 8-row interleaved groups, repacked at load (QWEN3_QUANT_LAYOUT=x8)", output);
+        Assert.Contains("Q6_Kx8+Q4_Kx8+Q5_Kx8+Q8_0x8", output);   // every block format repacked into 8-row groups at load
+        Assert.Contains("Q6_Kx8+Q4_Kx8+Q5_Kx8+Q8_0x8 int8 activations against 8-row interleaved groups, repacked at load (QWEN3_QUANT_LAYOUT=x8)", output);
         Assert.Matches(@"layout A/B +x8 [0-9.]+ tok/s, rows [0-9.]+ tok/s", output);
         // the 37-token prefill: int8 activations against the groups in token tiles where AVX2 runs, else the float panels
-        Assert.Contains("prefill Q6_Kx8+Q4_Kx8+Q8_0x8 " + (Qwen3Sharp.Kernels.MatMul.PrefillsInt8(Qwen3Sharp.Tensors.DType.Q4_Kx8)
+        Assert.Contains("prefill Q6_Kx8+Q4_Kx8+Q5_Kx8+Q8_0x8 " + (Qwen3Sharp.Kernels.MatMul.PrefillsInt8(Qwen3Sharp.Tensors.DType.Q4_Kx8)
             ? "int8 activations in 31-token tiles" : "dequantized to float32 panels") + " (QWEN3_QUANT_PREFILL=int8)", output);
 
         (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 37 --gen-tokens 5 --threads 2",
             environment: new Dictionary<string, string> { [Qwen3Sharp.Kernels.KernelSelection.QuantLayoutVariable] = "rows" });
         Assert.True(code == 0, error);
         Assert.Contains("Q6_K+Q4_K+Q5_K+Q8_0", output);
-        Assert.Contains("Q6_K+Q4_K+Q8_0 row layout (QWEN3_QUANT_LAYOUT=rows)", output);   // every format with a group layout
+        Assert.Contains("Q6_K+Q4_K+Q5_K+Q8_0 row layout (QWEN3_QUANT_LAYOUT=rows)", output);   // every format with a group layout
         Assert.DoesNotContain("layout A/B", output);
         Assert.Matches(@"decode +[0-9.]+ tok/s", output);
         Assert.Matches(@"prefill +[0-9.]+ tok/s", output);

@@ -24,6 +24,7 @@ public sealed unsafe class Q4x8MatMulTests
         DType.Q4_0 => DType.Q4_0x8,
         DType.Q8_0 => DType.Q8_0x8,
         DType.Q6_K => DType.Q6_Kx8,
+        DType.Q5_K => DType.Q5_Kx8,
         _ => DType.Q4_Kx8,
     };
 
@@ -48,6 +49,7 @@ public sealed unsafe class Q4x8MatMulTests
     [Theory]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q5_K)]
     [InlineData(DType.Q6_K)]
     [InlineData(DType.Q8_0)]
     public void Repack_KeepsEveryElement_AndDequantizedRowsMatchTheRowLayout(DType dtype)
@@ -194,6 +196,7 @@ public sealed unsafe class Q4x8MatMulTests
     [Theory]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q5_K)]
     [InlineData(DType.Q6_K)]
     [InlineData(DType.Q8_0)]
     public void X8Kernel_Avx2AndScalarTwin_AgreeBitForBit_AndMatchTheReferenceAndTheRowKernel(DType dtype)
@@ -314,6 +317,7 @@ public sealed unsafe class Q4x8MatMulTests
     [Theory]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q5_K)]
     [InlineData(DType.Q6_K)]
     [InlineData(DType.Q8_0)]
     public void Prefill_Int8TokenTiles_GiveEachTokenItsDecodeBits(DType dtype)

@@ -436,7 +436,7 @@ public sealed class GgufTests
     [Fact]
     public void K_quant_dequantization_equals_the_python_reference_bit_for_bit()
     {
-        // Q4_K, Q6_K and Q8_0 as loaded by default: repacked into 8-row groups (Q4_Kx8, Q6_Kx8, Q8_0x8), read back through the groups
+        // Q4_K, Q5_K, Q6_K and Q8_0 as loaded by default: repacked into 8-row groups (Q4_Kx8, Q5_Kx8, Q6_Kx8, Q8_0x8), read back through the groups
         using ModelWeights gguf = ModelWeights.Load(Fixture(KQuantFile), layout: QuantLayout.Interleaved8);
         using ModelWeights reference = ModelWeights.Load(Fixture("tiny-k-q4_k_m-dequantized"));
         var pairs = new List<(string, WeightView, WeightView)> { ("embed", gguf.EmbedTokens, reference.EmbedTokens) };
@@ -465,7 +465,7 @@ public sealed class GgufTests
             }
         }
 
-        Assert.Equal([DType.Q5_K, DType.Q4_Kx8, DType.Q8_0x8, DType.Q6_Kx8], seen.Order());
+        Assert.Equal([DType.Q4_Kx8, DType.Q8_0x8, DType.Q6_Kx8, DType.Q5_Kx8], seen.Order());
         int vocab = gguf.EmbedTokens.RowCount, hidden = gguf.EmbedTokens.ColCount;
         int[] ids = [.. Enumerable.Range(0, vocab)];
         var rows = new float[vocab * hidden];
