@@ -58,7 +58,7 @@ public enum QuantDecodeKernel
     Int8,
 }
 
-/// <summary>How products of at least <see cref="MatMul.QuantPanelTokens"/> tokens (prefill) with 8-row group matrices (Q8_0x8, Q4_0x8, Q4_Kx8, Q6_Kx8) are computed.</summary>
+/// <summary>How products of at least <see cref="MatMul.QuantPanelTokens"/> tokens (prefill) with 8-row group matrices (Q8_0x8, Q4_0x8, Q4_Kx8, Q5_Kx8, Q6_Kx8, Affine8x8, Affine4x8) are computed.</summary>
 public enum QuantPrefillKernel
 {
     /// <summary>Each row block dequantized to float32 once, then the float32 prefill panels (activations stay float32).</summary>
@@ -78,7 +78,7 @@ public enum QuantLayout
     Rows,
 
     /// <summary>
-    /// Repacked at load into groups of 8 interleaved rows (<see cref="Tensors.DType.Q4_0x8"/>, Q4_K: <see cref="Tensors.DType.Q4_Kx8"/>, Q6_K: <see cref="Tensors.DType.Q6_Kx8"/>, Q8_0: <see cref="Tensors.DType.Q8_0x8"/>) in a private buffer, the
+    /// Repacked at load into groups of 8 interleaved rows (<see cref="Tensors.DType.Q4_0x8"/>, Q4_K: <see cref="Tensors.DType.Q4_Kx8"/>, Q5_K: <see cref="Tensors.DType.Q5_Kx8"/>, Q6_K: <see cref="Tensors.DType.Q6_Kx8"/>, Q8_0: <see cref="Tensors.DType.Q8_0x8"/>) in a private buffer, the
     /// file's pages dropped from the resident set: the decode kernel dots each activation block with 8 rows at once.
     /// </summary>
     Interleaved8,

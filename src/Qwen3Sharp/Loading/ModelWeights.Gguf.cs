@@ -10,7 +10,7 @@ public sealed unsafe partial class ModelWeights
     /// </summary>
     /// <exception cref="ModelFormatException">A file is malformed or missing, a tensor is missing, has the wrong shape or an unsupported type.</exception>
     /// <param name="layout">
-    /// Q4_0, Q4_K, Q6_K and Q8_0 matrices in row layout or repacked into 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>,
+    /// Q4_0, Q4_K, Q5_K, Q6_K and Q8_0 matrices in row layout or repacked into 8-row groups (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q5_Kx8"/>,
     /// <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>: <see cref="RepackGroups"/>).
     /// null: <see cref="Kernels.KernelSelection.QuantLayout"/>, except rows when <see cref="Kernels.KernelSelection.QuantDecode"/>
     /// is the float path (the 8-row layout has only the integer-activation kernel).

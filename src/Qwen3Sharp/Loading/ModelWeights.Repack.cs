@@ -7,9 +7,9 @@ namespace Qwen3Sharp.Loading;
 public sealed unsafe partial class ModelWeights
 {
     /// <summary>
-    /// Repacks every Q4_0, Q4_K, Q6_K and Q8_0 matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> /
+    /// Repacks every Q4_0, Q4_K, Q5_K, Q6_K and Q8_0 matrix into <see cref="DType.Q4_0x8"/> / <see cref="DType.Q4_Kx8"/> / <see cref="DType.Q5_Kx8"/> /
     /// <see cref="DType.Q6_Kx8"/> / <see cref="DType.Q8_0x8"/> (groups of 8 interleaved rows, the decode kernels' layout:
-    /// QuantMatMul.Q4x8.cs, Q6x8.cs, Q8x8.cs)
+    /// QuantMatMul.Q4x8.cs, Q5x8.cs, Q6x8.cs, Q8x8.cs)
     /// in one 2 MiB-aligned buffer, added to <paramref name="buffers"/> and advised for huge pages only with
     /// <paramref name="hugePages"/> (<see cref="WeightPlacement.HugePageCopy"/>: on the shared Zen 3 the kernel's compaction
     /// for 1 GB of huge pages took the Q4_0 1.7B load from 2.6 s to 7.9 s), and repoints <paramref name="matrices"/> at the copies. Chunks of <see cref="DefaultRepackChunkRows"/> rows, on every core, are each checked,

@@ -119,7 +119,7 @@ public sealed class Qwen3Model : IDisposable
 
     /// <summary>
     /// The activation path of this model's block-format decode products (settable between forward passes, e.g. for an
-    /// A/B or a KL measurement). The 8-row groups (<see cref="Tensors.DType.Q4_0x8"/>, <see cref="Tensors.DType.Q4_Kx8"/>, <see cref="Tensors.DType.Q6_Kx8"/>, <see cref="Tensors.DType.Q8_0x8"/>) take their integer-activation kernel under both.
+    /// A/B or a KL measurement). The 8-row groups (<see cref="Tensors.DType.Q4_0x8"/>, <see cref="Tensors.DType.Q4_Kx8"/>, <see cref="Tensors.DType.Q5_Kx8"/>, <see cref="Tensors.DType.Q6_Kx8"/>, <see cref="Tensors.DType.Q8_0x8"/>, MLX affine) take their integer-activation kernel under both.
     /// </summary>
     public QuantDecodeKernel QuantDecode { get; set; }
 
