@@ -136,6 +136,11 @@ public static unsafe partial class QuantMatMul
         return (a + b) + (c + d);
     }
 
+    /// <summary>As <see cref="Q8VectorDot(Vector256{sbyte}, Vector256{sbyte}, Vector256{short})"/> for code vector <paramref name="v"/> with its unsigned codes <paramref name="abs"/> already made.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q8AbsDot(Vector256<byte> abs, sbyte* w, int* x, int v, Vector256<short> ones)
+        => Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(abs, Avx2.Sign(Vector256.Create(x[v]).AsSByte(), Vector256.Load(w + 32 * v))), ones);
+
     /// <summary>Per lane (row): Σ of 4 code × activation products; the weight's sign moved onto the activation.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Q8VectorDot(Vector256<sbyte> w, int x, Vector256<short> ones)
@@ -225,8 +230,8 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
-    /// One group against <paramref name="tokenCount"/> tokens: the block's codes loaded and made unsigned once, the
-    /// sign trick and products per token; the same arithmetic per token as <see cref="DotGroupQ8_0x8_256"/>, so every
+    /// One group against <paramref name="tokenCount"/> tokens: the block's codes made unsigned once (eight vectors kept in
+    /// registers), the sign trick and products per token; the same arithmetic per token as <see cref="DotGroupQ8_0x8_256"/>, so every
     /// token's result has the same bits as decoding it alone.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -245,10 +250,18 @@ public static unsafe partial class QuantMatMul
         {
             PrefetchQ8Block(group + PrefetchBytes);
             Vector256<float> dw = WidenHalves(d, halfMask, halfScale);
+            // the codes made unsigned once for every token (vpabsb), the signed codes reloaded from L1 for vpsignb
+            sbyte* w = (sbyte*)group;
+            Vector256<byte> a0 = Avx2.Abs(Vector256.Load(w)), a1 = Avx2.Abs(Vector256.Load(w + 32));
+            Vector256<byte> a2 = Avx2.Abs(Vector256.Load(w + 64)), a3 = Avx2.Abs(Vector256.Load(w + 96));
+            Vector256<byte> a4 = Avx2.Abs(Vector256.Load(w + 128)), a5 = Avx2.Abs(Vector256.Load(w + 160));
+            Vector256<byte> a6 = Avx2.Abs(Vector256.Load(w + 192)), a7 = Avx2.Abs(Vector256.Load(w + 224));
             for (int t = 0; t < tokenCount; t++)
             {
                 long o = (long)t * blocks + k;
-                Vector256<int> dot = Q8BlockDot(group, (int*)(x + (long)t * cols + (long)k * BlockSize), ones);
+                int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
+                Vector256<int> dot = ((Q8AbsDot(a0, w, xt, 0, ones) + Q8AbsDot(a1, w, xt, 1, ones)) + (Q8AbsDot(a2, w, xt, 2, ones) + Q8AbsDot(a3, w, xt, 3, ones)))
+                    + ((Q8AbsDot(a4, w, xt, 4, ones) + Q8AbsDot(a5, w, xt, 5, ones)) + (Q8AbsDot(a6, w, xt, 6, ones) + Q8AbsDot(a7, w, xt, 7, ones)));
                 acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
             }
         }
