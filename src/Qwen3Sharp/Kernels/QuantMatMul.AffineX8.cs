@@ -405,7 +405,7 @@ public static unsafe partial class QuantMatMul
     /// One affine x8 group against <paramref name="tokenCount"/> tokens (activation rows <paramref name="cols"/> codes,
     /// <paramref name="blocks"/> scales and sums, and cols / group size group sums apart): the same arithmetic per token as
     /// <see cref="DotGroupAffineX8_256"/>, so every token's result has the same bits as decoding it alone.
-    /// <paramref name="acc"/> holds the <paramref name="tokenCount"/> results.
+    /// <paramref name="acc"/> holds 2·<paramref name="tokenCount"/> vectors: the results, then (8-bit) each token's group part.
     /// </summary>
     internal static void DotGroupAffineX8N_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
         int cols, int tokenCount, Vector256<float>* acc)
@@ -431,6 +431,49 @@ public static unsafe partial class QuantMatMul
         for (int t = 0; t < tokenCount; t++)
         {
             acc[t] = Vector256<float>.Zero;
+        }
+
+        if (typeof(TC) == typeof(AffineCodes8))
+        {
+            // 8-bit: block by block, each block's codes made unsigned once for every token (as DotGroupQ8_0x8N_256), the
+            // tokens' group parts in acc[tokenCount..]; the same float steps in the same order
+            Vector256<short> ones = Vector256.Create((short)1);
+            Vector256<float>* part = acc + tokenCount;
+            for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
+            {
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    part[t] = Vector256<float>.Zero;
+                }
+
+                for (int end = k + blocksPerGroup; k < end; k++, group += Q8GroupBlockBytes)
+                {
+                    PrefetchQ8Block(group + PrefetchBytes);
+                    sbyte* w = (sbyte*)group;
+                    Vector256<byte> a0 = Avx2.Abs(Vector256.Load(w)), a1 = Avx2.Abs(Vector256.Load(w + 32));
+                    Vector256<byte> a2 = Avx2.Abs(Vector256.Load(w + 64)), a3 = Avx2.Abs(Vector256.Load(w + 96));
+                    Vector256<byte> a4 = Avx2.Abs(Vector256.Load(w + 128)), a5 = Avx2.Abs(Vector256.Load(w + 160));
+                    Vector256<byte> a6 = Avx2.Abs(Vector256.Load(w + 192)), a7 = Avx2.Abs(Vector256.Load(w + 224));
+                    for (int t = 0; t < tokenCount; t++)
+                    {
+                        long o = (long)t * blocks + k;
+                        int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
+                        Vector256<int> dot = ((Q8AbsDot(a0, w, xt, 0, ones) + Q8AbsDot(a1, w, xt, 1, ones)) + (Q8AbsDot(a2, w, xt, 2, ones) + Q8AbsDot(a3, w, xt, 3, ones)))
+                            + ((Q8AbsDot(a4, w, xt, 4, ones) + Q8AbsDot(a5, w, xt, 5, ones)) + (Q8AbsDot(a6, w, xt, 6, ones) + Q8AbsDot(a7, w, xt, 7, ones)));
+                        part[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o]), part[t]);
+                    }
+                }
+
+                Vector256<float> sg = WidenBf16(scales);
+                Vector256<float> sh = Fma.MultiplyAdd(sg, zv, WidenBf16(biases));
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    Vector256<float> r = Fma.MultiplyAdd(sg, part[t], acc[t]);
+                    acc[t] = Fma.MultiplyAdd(sh, Vector256.Create(xg[(long)t * affineGroups + a]), r);
+                }
+            }
+
+            return;
         }
 
         // per affine group, token by token over the group's blocks (their codes stay in L1): the group's part stays in a
