@@ -405,7 +405,7 @@ public static unsafe partial class QuantMatMul
     /// One affine x8 group against <paramref name="tokenCount"/> tokens (activation rows <paramref name="cols"/> codes,
     /// <paramref name="blocks"/> scales and sums, and cols / group size group sums apart): the same arithmetic per token as
     /// <see cref="DotGroupAffineX8_256"/>, so every token's result has the same bits as decoding it alone.
-    /// <paramref name="acc"/> holds 2·<paramref name="tokenCount"/> vectors: the results, then (8-bit) each token's group part.
+    /// <paramref name="acc"/> holds 2·<paramref name="tokenCount"/> vectors: the results, then each token's group part.
     /// </summary>
     internal static void DotGroupAffineX8N_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
         int cols, int tokenCount, Vector256<float>* acc)
@@ -433,12 +433,12 @@ public static unsafe partial class QuantMatMul
             acc[t] = Vector256<float>.Zero;
         }
 
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<float>* part = acc + tokenCount;       // [tokenCount]: each token's part of the current affine group
         if (typeof(TC) == typeof(AffineCodes8))
         {
             // 8-bit: block by block, each block's codes made unsigned once for every token (as DotGroupQ8_0x8N_256), the
             // tokens' group parts in acc[tokenCount..]; the same float steps in the same order
-            Vector256<short> ones = Vector256.Create((short)1);
-            Vector256<float>* part = acc + tokenCount;
             for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
             {
                 for (int t = 0; t < tokenCount; t++)
@@ -476,31 +476,41 @@ public static unsafe partial class QuantMatMul
             return;
         }
 
-        // per affine group, token by token over the group's blocks (their codes stay in L1): the group's part stays in a
-        // register, in the order of the one-token kernel
-        for (int a = 0, k0 = 0; a < affineGroups; a++, k0 += blocksPerGroup, scales += GroupRows, biases += GroupRows)
+        // 4-bit: block by block, each block's nibbles unpacked once for every token (as DotGroupQ4_0x8N_256), the tokens'
+        // group parts in acc[tokenCount..]; the same integer dots and float steps in the same order
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
         {
-            byte* codes = group + (long)k0 * TC.BlockBytes;
-            for (int b = 0; b < blocksPerGroup; b++)
-            {
-                TC.Prefetch(codes + b * TC.BlockBytes);
-            }
-
-            Vector256<float> s = WidenBf16(scales);
-            Vector256<float> shift = Fma.MultiplyAdd(s, zv, WidenBf16(biases));
             for (int t = 0; t < tokenCount; t++)
             {
-                long o = (long)t * blocks + k0;
-                int* xt = (int*)(x + (long)t * cols + (long)k0 * BlockSize);
-                Vector256<float> part = Vector256<float>.Zero;
-                for (int b = 0; b < blocksPerGroup; b++)
-                {
-                    Vector256<int> dot = TC.BlockDot(codes + b * TC.BlockBytes, xt + b * (BlockSize / 4), xsum[o + b] * centre);
-                    part = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o + b]), part);
-                }
+                part[t] = Vector256<float>.Zero;
+            }
 
-                Vector256<float> r = Fma.MultiplyAdd(s, part, acc[t]);
-                acc[t] = Fma.MultiplyAdd(shift, Vector256.Create(xg[(long)t * affineGroups + a]), r);
+            for (int end = k + blocksPerGroup; k < end; k++, group += GroupBlockBytes)
+            {
+                SimdMath.Prefetch(group + PrefetchBytes);
+                SimdMath.Prefetch(group + PrefetchBytes + 64);
+                Vector256<byte> v0 = Vector256.Load(group), v1 = Vector256.Load(group + 32);
+                Vector256<byte> v2 = Vector256.Load(group + 64), v3 = Vector256.Load(group + 96);
+                Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l2 = v2 & m, h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l3 = v3 & m, h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    long o = (long)t * blocks + k;
+                    Vector256<short> pairs = GroupBlockPairs(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)k * BlockSize));
+                    Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones) - Vector256.Create(xsum[o] * centre);
+                    part[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o]), part[t]);
+                }
+            }
+
+            Vector256<float> sg = WidenBf16(scales);
+            Vector256<float> sh = Fma.MultiplyAdd(sg, zv, WidenBf16(biases));
+            for (int t = 0; t < tokenCount; t++)
+            {
+                Vector256<float> r = Fma.MultiplyAdd(sg, part[t], acc[t]);
+                acc[t] = Fma.MultiplyAdd(sh, Vector256.Create(xg[(long)t * affineGroups + a]), r);
             }
         }
     }
