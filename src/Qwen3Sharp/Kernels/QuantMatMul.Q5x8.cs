@@ -164,20 +164,37 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Q5SubBlockDot(byte* q, byte* hb, int* x, Vector256<short> ones)
     {
+        Q5Codes(q, hb, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
+            out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7);
+        return Q5CodesDot(c0, c1, c2, c3, c4, c5, c6, c7, x, ones);
+    }
+
+    /// <summary>A Q5_Kx8 sub-block's eight code vectors (0..31 per byte; see <see cref="Q5SubBlockDot"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q5Codes(byte* q, byte* hb, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
+        out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7)
+    {
         Vector256<byte> m = Vector256.Create((byte)0x0F), b4 = Vector256.Create((byte)0x10);
         Vector256<byte> b5 = Vector256.Create((byte)0x20), b6 = Vector256.Create((byte)0x40), b7 = Vector256.Create((byte)0x80);
         Vector256<byte> h1 = Vector256.Load(hb), h0 = Avx2.ShiftLeftLogical(h1.AsUInt16(), 4).AsByte();
         Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
-        Vector256<byte> c0 = (v0 & m) | Avx2.Min(h0 & b4, b4);
-        Vector256<byte> c1 = (Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m) | Avx2.Min(h0 & b5, b4);
-        Vector256<byte> c2 = (v1 & m) | Avx2.Min(h0 & b6, b4);
-        Vector256<byte> c3 = (Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m) | Avx2.Min(h0 & b7, b4);
+        c0 = (v0 & m) | Avx2.Min(h0 & b4, b4);
+        c1 = (Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m) | Avx2.Min(h0 & b5, b4);
+        c2 = (v1 & m) | Avx2.Min(h0 & b6, b4);
+        c3 = (Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m) | Avx2.Min(h0 & b7, b4);
+        c4 = (v2 & m) | Avx2.Min(h1 & b4, b4);
+        c5 = (Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m) | Avx2.Min(h1 & b5, b4);
+        c6 = (v3 & m) | Avx2.Min(h1 & b6, b4);
+        c7 = (Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m) | Avx2.Min(h1 & b7, b4);
+    }
+
+    /// <summary>The 8 rows' exact dots of a sub-block's code vectors with the activation dwords at <paramref name="x"/>: four <c>vpmaddubsw</c> per int16 sum, each half widened.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q5CodesDot(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3,
+        Vector256<byte> c4, Vector256<byte> c5, Vector256<byte> c6, Vector256<byte> c7, int* x, Vector256<short> ones)
+    {
         Vector256<short> first = (Avx2.MultiplyAddAdjacent(c0, Vector256.Create(x[0]).AsSByte()) + Avx2.MultiplyAddAdjacent(c1, Vector256.Create(x[1]).AsSByte()))
             + (Avx2.MultiplyAddAdjacent(c2, Vector256.Create(x[2]).AsSByte()) + Avx2.MultiplyAddAdjacent(c3, Vector256.Create(x[3]).AsSByte()));
-        Vector256<byte> c4 = (v2 & m) | Avx2.Min(h1 & b4, b4);
-        Vector256<byte> c5 = (Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m) | Avx2.Min(h1 & b5, b4);
-        Vector256<byte> c6 = (v3 & m) | Avx2.Min(h1 & b6, b4);
-        Vector256<byte> c7 = (Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m) | Avx2.Min(h1 & b7, b4);
         Vector256<short> second = (Avx2.MultiplyAddAdjacent(c4, Vector256.Create(x[4]).AsSByte()) + Avx2.MultiplyAddAdjacent(c5, Vector256.Create(x[5]).AsSByte()))
             + (Avx2.MultiplyAddAdjacent(c6, Vector256.Create(x[6]).AsSByte()) + Avx2.MultiplyAddAdjacent(c7, Vector256.Create(x[7]).AsSByte()));
         return Avx2.MultiplyAddAdjacent(first, ones) + Avx2.MultiplyAddAdjacent(second, ones);
@@ -219,8 +236,8 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
-    /// One group of Q5_K rows against <paramref name="tokenCount"/> tokens: per token the arithmetic of
-    /// <see cref="DotGroupQ5_Kx8_256"/> in the same order (the same bits as decoding it alone), the sub-block's codes from L1.
+    /// One group of Q5_K rows against <paramref name="tokenCount"/> tokens: each sub-block's codes joined once for every token;
+    /// per token the arithmetic of <see cref="DotGroupQ5_Kx8_256"/> in the same order (the same bits as decoding it alone).
     /// <paramref name="acc"/> holds 2·tokenCount vectors: the sums, then the mins accumulators.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -253,10 +270,12 @@ public static unsafe partial class QuantMatMul
                 Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5ScalesOffset + s * GroupRows));
                 Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5MinsOffset + s * GroupRows));
                 int b = 8 * k + s;
+                Q5Codes(q, hb, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
+                    out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7);   // once for every token
                 for (int t = 0; t < tokenCount; t++)
                 {
                     long o = (long)t * blocks + b;
-                    Vector256<int> dot = Q5SubBlockDot(q, hb, (int*)(x + (long)t * cols + (long)b * BlockSize), ones);
+                    Vector256<int> dot = Q5CodesDot(c0, c1, c2, c3, c4, c5, c6, c7, (int*)(x + (long)t * cols + (long)b * BlockSize), ones);
                     acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(xs[o]), acc[t]);
                     mins[t] = Fma.MultiplyAdd(mc, Vector256.Create(xs[o] * xsum[o]), mins[t]);
                 }
