@@ -37,13 +37,7 @@ public sealed unsafe partial class ModelWeights
             return;
         }
 
-        long bytes = (total + HugePageBytes - 1) & ~(HugePageBytes - 1);
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, (nuint)HugePageBytes);
-        buffers.Add((nint)buffer);
-        if (hugePages && OperatingSystem.IsLinux())
-        {
-            _ = Madvise(buffer, (nuint)bytes, MadviseHugePage);      // advice only
-        }
+        byte* buffer = RepackBuffer(total, buffers, hugePages);
 
         byte* next = buffer;
         foreach (string key in keys)
@@ -110,13 +104,7 @@ public sealed unsafe partial class ModelWeights
             return;
         }
 
-        long bytes = (total + HugePageBytes - 1) & ~(HugePageBytes - 1);
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, (nuint)HugePageBytes);
-        buffers.Add((nint)buffer);
-        if (hugePages && OperatingSystem.IsLinux())
-        {
-            _ = Madvise(buffer, (nuint)bytes, MadviseHugePage);      // advice only
-        }
+        byte* buffer = RepackBuffer(total, buffers, hugePages);
 
         byte* next = buffer;
         foreach (string key in keys)
@@ -138,6 +126,20 @@ public sealed unsafe partial class ModelWeights
             matrices[key] = new WeightView(next, QuantMatMul.AffineGroupLayoutOf(v)!.Value, v.GroupSize, v.SourceBits, v.RowCount, v.ColCount);
             next += (QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, v.RowCount, v.ColCount) + 63) & ~63L;
         }
+    }
+
+    /// <summary>A 2 MiB-aligned buffer of at least <paramref name="bytes"/> for repacked matrices, added to <paramref name="buffers"/>; advised for huge pages with <paramref name="hugePages"/>.</summary>
+    private static byte* RepackBuffer(long bytes, List<nint> buffers, bool hugePages)
+    {
+        bytes = (bytes + HugePageBytes - 1) & ~(HugePageBytes - 1);
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, (nuint)HugePageBytes);
+        buffers.Add((nint)buffer);
+        if (hugePages && OperatingSystem.IsLinux())
+        {
+            _ = Madvise(buffer, (nuint)bytes, MadviseHugePage);      // advice only
+        }
+
+        return buffer;
     }
 
     /// <summary>
