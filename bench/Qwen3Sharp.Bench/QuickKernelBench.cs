@@ -103,6 +103,11 @@ internal static unsafe class QuickKernelBench
             BatchKernelBench.Run(pool, threads, bandwidthBest, what.Length > 11 ? what[11..] : "stream,panel");
         }
 
+        if (what == "bf16x8")
+        {
+            Bf16x8Bench.Run(pool, threads, bandwidthBest);
+        }
+
         if (what.StartsWith("batchflops", StringComparison.Ordinal))
         {
             BatchFlopsBench.Run(pool, threads, what.Length > 11 ? what[11..] : "stream,tiled");

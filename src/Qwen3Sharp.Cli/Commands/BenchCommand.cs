@@ -177,7 +177,8 @@ public static partial class BenchCommand
             $"{decode.Runner.KvCacheBytes / 1e6:F0} MB for {decode.Runner.KvBlockCount} blocks of {decode.Runner.KvBlockSize}");
         w.WriteLine($"load         {loadSeconds:F2} s");
         DType[] groupFormats = GroupFormats(weights);   // their prefill path, else BF16's kernel
-        string prefillPath = groupFormats.Length == 0 ? KernelSelection.Name(prefillKernel) : groupFormats.All(MatMul.PrefillsInt8) ? "int8" : "panels";
+        string prefillPath = groupFormats.Length > 0 ? (groupFormats.All(MatMul.PrefillsInt8) ? "int8" : "panels")
+            : MatrixDTypes(weights).Contains(DType.BF16x8) ? "bf16 8-row groups" : KernelSelection.Name(prefillKernel);
         w.WriteLine($"prefill      {prefillRate:F1} tok/s  ({o.PromptTokens} tokens in {prefillSeconds:F2} s, {prefillPath})");
         if (prefill.Count == 2)
         {
@@ -285,6 +286,12 @@ public static partial class BenchCommand
                 $"({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
         }
 
+        if (formats.Contains(DType.BF16x8))
+        {
+            parts.Insert(0, $"bf16 8-row interleaved groups, repacked at load, every token count in one summation order " +
+                $"({KernelSelection.Bf16LayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
+        }
+
         if (formats.Contains(DType.Affine))
         {
             parts.Insert(0, "MLX affine float activations (AffineMatMul)");   // widened in registers; no switch
@@ -312,7 +319,7 @@ public static partial class BenchCommand
     }
 
     /// <summary>The matrices' 8-row group formats (Q8_0x8, Q4_0x8, Q4_Kx8, Q6_Kx8), most bytes first; empty for a model without them.</summary>
-    internal static DType[] GroupFormats(ModelWeights weights) => [.. MatrixDTypes(weights).Where(d => d.RowGroup() > 1)];
+    internal static DType[] GroupFormats(ModelWeights weights) => [.. MatrixDTypes(weights).Where(d => d.RowGroup() > 1 && d.IsBlockQuantized())];
 
     /// <summary>The matrices' element types, most bytes first: "BF16", or a mixed file's "Q4_K+Q6_K" (Q4_K_M).</summary>
     internal static string MatrixFormats(ModelWeights weights) => string.Join("+", MatrixDTypes(weights));
@@ -344,7 +351,7 @@ public static partial class BenchCommand
     internal static bool HasInt8Matrices(ModelWeights weights) => weights.Layers.Any(l =>
         l.Matrices.Any(m => QuantMatMul.HasInt8Kernel(m.DType) && m.DType.RowGroup() == 1));
 
-    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>).</summary>
+    /// <summary>True when some matrix was repacked into 8-row groups at load (<see cref="DType.BF16x8"/>, <see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>).</summary>
     internal static bool HasRepackedMatrices(ModelWeights weights) => weights.LmHead.DType.RowGroup() > 1 || weights.Layers.Any(l =>
         l.Matrices.Any(m => m.DType.RowGroup() > 1));
 
@@ -356,7 +363,7 @@ public static partial class BenchCommand
     private static (double X8, double Rows, double X8Cpu, double RowsCpu) LayoutAb(BenchOptions o, string directory, int threads, int context,
         DecodeSetup decode, Process process, CancellationToken ct)
     {
-        ModelWeights rowsWeights = ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows);   // the runner owns the model, the model these
+        ModelWeights rowsWeights = ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows, bf16Layout: QuantLayout.Rows);   // the runner owns the model, the model these
         var rowsModel = new Qwen3Model(rowsWeights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context, BatchInvariant = o.BatchInvariant });
         int blockSize = KvBlockPool.DefaultBlockSize;
         using var rowsRunner = new Engine.Qwen3ModelRunner(rowsModel, maxSequences: 2, (2 * o.Depth + o.GenTokens) / blockSize + 3, o.KvCacheDType);

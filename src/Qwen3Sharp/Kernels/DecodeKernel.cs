@@ -263,6 +263,40 @@ public static class KernelSelection
     /// <summary>Kebab-case name as the environment variable spells it.</summary>
     public static string Name(QuantLayout layout) => layout == QuantLayout.Interleaved8 ? "x8" : "rows";
 
+    /// <summary>Environment variable that picks the BF16 layout at load: <c>auto</c>, <c>x8</c> or <c>rows</c>.</summary>
+    public const string Bf16LayoutVariable = "QWEN3_BF16_LAYOUT";
+
+    private static QuantLayout? s_bf16Layout;
+
+    /// <summary>
+    /// The layout loads give BF16 matrices copied into private memory (<c>--weights copy|hugepage-copy</c>; mapped weights
+    /// stay rows): chosen on first use from <see cref="Bf16LayoutVariable"/> and the CPU, or set at start-up.
+    /// </summary>
+    public static QuantLayout Bf16Layout
+    {
+        get => s_bf16Layout ??= ChooseBf16Layout(Environment.GetEnvironmentVariable(Bf16LayoutVariable), MatMul.Bf16x8Supported,
+            Vector512.IsHardwareAccelerated, Prefill == PrefillKernel.JitBf16);
+        set => s_bf16Layout = value == QuantLayout.Interleaved8 && !MatMul.Bf16x8Supported
+            ? throw new NotSupportedException("the BF16 8-row group kernels need AVX2 and FMA") : value;
+    }
+
+    /// <summary>
+    /// The variable's value when set (anything else is an <see cref="ArgumentException"/>; <c>x8</c> without AVX2 + FMA a
+    /// <see cref="NotSupportedException"/>). Unset or <c>auto</c>: <c>x8</c> on AVX2 machines without 512-bit vectors (Zen 3,
+    /// where it measured faster at decode and 1.4× at 8–16 tokens: README), <c>rows</c> where 512-bit vectors are
+    /// accelerated (the Zen 4/5 kernels were chosen on rows and the groups are unmeasured there) and under the JIT
+    /// bf16 prefill (it reads rows).
+    /// </summary>
+    public static QuantLayout ChooseBf16Layout(string? setting, bool supported, bool wideVectors, bool jitPrefill) => setting?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "auto" => supported && !wideVectors && !jitPrefill ? QuantLayout.Interleaved8 : QuantLayout.Rows,
+        "x8" when supported => QuantLayout.Interleaved8,
+        "x8" => throw new NotSupportedException($"{Bf16LayoutVariable}=x8: the BF16 8-row group kernels need AVX2 and FMA."),
+        "rows" => QuantLayout.Rows,
+        _ => throw new ArgumentException(
+            $"{Bf16LayoutVariable}='{setting}' is not one of auto, x8, rows.", nameof(setting)),
+    };
+
     /// <summary>Environment variable that forces the prefill kernel: <c>auto</c>, <c>managed</c> or <c>jit-bf16</c>.</summary>
     public const string PrefillKernelVariable = "QWEN3_PREFILL_KERNEL";
 

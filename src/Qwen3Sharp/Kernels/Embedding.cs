@@ -56,7 +56,7 @@ public static unsafe class Embedding
         for (int t = 0; t < tokenCount; t++)
         {
             float* d = destination + (long)t * n;
-            byte* row = table.Row(tokenIds[t]);
+            byte* row = table.DType.RowGroup() > 1 ? null : table.Row(tokenIds[t]);
             switch (table.DType)
             {
                 case DType.F32:
@@ -68,6 +68,9 @@ public static unsafe class Embedding
                     break;
                 case DType.Affine:
                     AffineMatMul.DequantizeRow(table, tokenIds[t], d);
+                    break;
+                case DType.BF16x8:
+                    MatMul.Bf16x8Row((ushort*)table.Data, n, tokenIds[t], d);
                     break;
                 case DType.BF16:
                     for (int c = 0; c < main; c += block)

@@ -211,6 +211,12 @@ public static unsafe partial class MatMul
             return;
         }
 
+        if (w.DType == DType.BF16x8)
+        {
+            RunBf16x8(pool, x, tokenCount, w, destination, accumulate);   // 8-row groups, every token count: MatMul.Bf16x8.cs
+            return;
+        }
+
         bool invariant = smallBatch == SmallBatchBf16.Invariant;
         fixed (float* px = x, py = destination)
         {

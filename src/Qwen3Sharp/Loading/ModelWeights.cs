@@ -107,15 +107,18 @@ public sealed unsafe partial class ModelWeights : IDisposable
     public long MatrixBytes => Layers.Sum(l => l.Matrices.Sum(m => m.ByteCount)) + LmHead.ByteCount;
 
     /// <param name="layout">The layout of GGUF Q4_0/Q4_K/Q8_0 matrices and of matrices quantized at load (see <see cref="LoadGguf"/>); null lets the loader choose.</param>
+    /// <param name="bf16Layout">The layout of BF16 matrices copied into private memory (see <see cref="CopyToPrivate"/>); null: <see cref="Kernels.KernelSelection.Bf16Layout"/>.</param>
     public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
-        Kernels.QuantLayout? layout = null)
-        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement, quantize, layout) : Load(ModelDirectory.Open(directory), placement, quantize, layout);
+        Kernels.QuantLayout? layout = null, Kernels.QuantLayout? bf16Layout = null)
+        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement, quantize, layout, bf16Layout)
+            : Load(ModelDirectory.Open(directory), placement, quantize, layout, bf16Layout);
 
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing or has the wrong shape for the config.</exception>
     /// <param name="quantize">Q8_0 or Q4_0 to quantize the BF16/F16/F32 matrices at load (see <see cref="QuantizeMatrices"/>); null keeps them.</param>
     /// <param name="layout">The quantized matrices' layout: rows, or repacked into 8-row groups as GGUF files' are (see <see cref="LoadGguf"/>).</param>
+    /// <param name="bf16Layout">The layout of BF16 matrices copied into private memory (see <see cref="CopyToPrivate"/>); null: <see cref="Kernels.KernelSelection.Bf16Layout"/>.</param>
     public static ModelWeights Load(ModelDirectory directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
-        Kernels.QuantLayout? layout = null)
+        Kernels.QuantLayout? layout = null, Kernels.QuantLayout? bf16Layout = null)
     {
         Qwen3Config config = directory.Config;
         var files = new List<SafetensorsFile>();
@@ -214,7 +217,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
                 RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy);
             }
 
-            copy = Place(matrices, placement, quantize);
+            copy = Place(matrices, placement, quantize, bf16Layout);
             if (quantize is not null && ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
             {
                 RepackGroups(matrices, buffers, fileBacked: false, hugePages: false);   // the quantized buffer is advised already
@@ -294,25 +297,29 @@ public sealed unsafe partial class ModelWeights : IDisposable
     /// <see cref="WeightPlacement.HugePageCopy"/> adds nothing), copied into private memory (huge pages on request), or in place in the mapped files
     /// (null then). Returns the buffer the matrices now point into.
     /// </summary>
-    private static byte* Place(Dictionary<string, WeightView> matrices, WeightPlacement placement, DType? quantize) =>
+    private static byte* Place(Dictionary<string, WeightView> matrices, WeightPlacement placement, DType? quantize, Kernels.QuantLayout? bf16Layout) =>
         quantize is { } target ? QuantizeMatrices(matrices, target)
-        : placement is WeightPlacement.HugePageCopy or WeightPlacement.Copy ? CopyToPrivate(matrices, placement == WeightPlacement.HugePageCopy)
+        : placement is WeightPlacement.HugePageCopy or WeightPlacement.Copy
+            ? CopyToPrivate(matrices, placement == WeightPlacement.HugePageCopy, (bf16Layout ?? Kernels.KernelSelection.Bf16Layout) == Kernels.QuantLayout.Interleaved8)
         : null;
 
     /// <summary>
     /// Copies every matrix still in the mapped files (not one repacked or quantized into a private buffer already) into one
     /// 2 MiB-aligned anonymous buffer, advised for huge pages with <paramref name="hugePages"/>, and repoints
-    /// <paramref name="matrices"/> at the copies. Pieces of at most 16 MiB are copied on every core, each piece's file
-    /// pages dropped from this process's resident set once copied (the page cache keeps them), so the resident set holds
-    /// the weights once. Returns null when there is nothing to copy.
+    /// <paramref name="matrices"/> at the copies; with <paramref name="bf16Groups"/>, BF16 matrices (an even column count)
+    /// are repacked on the way into <see cref="DType.BF16x8"/> (MatMul.Bf16x8.cs), at no cost beyond the copy's. Pieces of
+    /// at most 16 MiB are copied on every core, each piece's file pages dropped from this process's resident set once
+    /// copied (the page cache keeps them), so the resident set holds the weights once. Returns null when there is nothing to copy.
     /// </summary>
-    private static byte* CopyToPrivate(Dictionary<string, WeightView> matrices, bool hugePages)
+    private static byte* CopyToPrivate(Dictionary<string, WeightView> matrices, bool hugePages, bool bf16Groups)
     {
         string[] keys = [.. matrices.Where(kv => kv.Value.DType.RowGroup() == 1).Select(kv => kv.Key)];
+        bool Grouped(in WeightView v) => bf16Groups && v.DType == DType.BF16 && v.ColCount % 2 == 0;
+        long Bytes(in WeightView v) => Grouped(v) ? Kernels.MatMul.Bf16x8Elements(v.RowCount, v.ColCount) * 2 : v.DataBytes;
         long total = 0;
         foreach (string key in keys)
         {
-            total += (matrices[key].DataBytes + 63) & ~63L;                       // each copy starts on a cache line
+            total += (Bytes(matrices[key]) + 63) & ~63L;                       // each copy starts on a cache line
         }
 
         if (total == 0)
@@ -328,24 +335,38 @@ public sealed unsafe partial class ModelWeights : IDisposable
         }
 
         const long Piece = 16L << 20;
-        var pieces = new List<(nint Source, nint Target, long Bytes)>();
+        var pieces = new List<(WeightView Source, int Row, int Rows, nint Target)>();
         byte* next = buffer;
         foreach (string key in keys)
         {
             WeightView v = matrices[key];
-            for (long offset = 0; offset < v.DataBytes; offset += Piece)
+            long rowBytes = Math.Max(1, v.RowBytes);
+            int pieceRows = (int)Math.Clamp(Piece / rowBytes / 8 * 8, 8, Math.Max(8, v.RowCount));
+            for (int r = 0; r < v.RowCount; r += pieceRows)
             {
-                pieces.Add(((nint)(v.Data + offset), (nint)(next + offset), Math.Min(Piece, v.DataBytes - offset)));
+                pieces.Add((v, r, Math.Min(pieceRows, v.RowCount - r), (nint)next));
             }
 
-            matrices[key] = v.WithData(next);       // affine: the scale and bias tables stay where they are
-            next += (v.DataBytes + 63) & ~63L;
+            matrices[key] = Grouped(v) ? new WeightView(next, DType.BF16x8, v.RowCount, v.ColCount)
+                : v.WithData(next);       // affine: the scale and bias tables stay where they are
+            next += (Bytes(v) + 63) & ~63L;
         }
 
         Parallel.ForEach(pieces, p =>
         {
-            Buffer.MemoryCopy((void*)p.Source, (void*)p.Target, p.Bytes, p.Bytes);
-            DropPages((byte*)p.Source, p.Bytes);
+            WeightView v = p.Source;
+            byte* source = v.Data + p.Row * v.RowBytes;
+            long pieceBytes = p.Rows * v.RowBytes;
+            if (Grouped(v))
+            {
+                Kernels.MatMul.RepackBf16x8((ushort*)v.Data, v.RowCount, v.ColCount, p.Row, p.Rows, (ushort*)p.Target + (long)p.Row * v.ColCount);
+            }
+            else
+            {
+                Buffer.MemoryCopy(source, (byte*)p.Target + p.Row * v.RowBytes, pieceBytes, pieceBytes);
+            }
+
+            DropPages(source, pieceBytes);
         });
         return buffer;
     }

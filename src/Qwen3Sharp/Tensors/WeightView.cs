@@ -126,7 +126,7 @@ public readonly unsafe struct WeightView
     /// <summary>Bytes a full pass over the matrix reads (affine: the codes and the scale and bias tables).</summary>
     public long ByteCount => DataBytes + (DType == DType.Affine ? 2L * RowCount * (ColCount / GroupSize) * GroupDType.ByteSize() : 0);
 
-    /// <summary>Row <paramref name="row"/> of a row-major matrix (not <see cref="DType.Q4_0x8"/>, whose rows are interleaved).</summary>
+    /// <summary>Row <paramref name="row"/> of a row-major matrix (not the 8-row group formats, whose rows are interleaved).</summary>
     public byte* Row(int row) => Data + row * RowBytes;
 
     /// <summary>The same matrix with its <see cref="Data"/> (the codes, for affine) at another address.</summary>
@@ -163,6 +163,7 @@ public readonly unsafe struct WeightView
                 DType.F32 => ((float*)Data)[i],
                 DType.F16 => (float)((Half*)Data)[i],
                 DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)Data)[i] << 16),
+                DType.BF16x8 => BitConverter.Int32BitsToSingle(Kernels.MatMul.Bf16x8Element((ushort*)Data, ColCount, row, col) << 16),
                 DType.Q8_0 or DType.Q4_0 or DType.Q4_K or DType.Q5_K or DType.Q6_K => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
                 DType.Q4_0x8 => Kernels.QuantMatMul.ElementQ4_0x8(Data, ColCount, row, col),
                 DType.Q4_Kx8 => Kernels.QuantMatMul.ElementQ4_Kx8(Data, ColCount, row, col),

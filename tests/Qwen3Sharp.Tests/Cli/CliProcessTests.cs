@@ -84,8 +84,19 @@ public sealed class CliProcessTests
         string model = Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "tiny-a");   // BF16
         var (code, output, error) = await CliProcess.RunAsync($"bench --model {model} --prompt-tokens 40 --gen-tokens 2 --threads 2");
         Assert.True(code == 0, error);
-        Assert.Matches(@"kernels +decode bf16 [a-z-]+ \(QWEN3_DECODE_KERNEL\), \d+-bit vectors, prefill bf16 managed \(QWEN3_PREFILL_KERNEL", output);
-        Assert.Matches(@"prefill +[\d.]+ tok/s +\(40 tokens in [\d.]+ s, managed\)", output);
+        if (KernelSelection.Bf16Layout == QuantLayout.Interleaved8)
+        {
+            // copied into the 8-row groups (the default on AVX2 machines), and decode A/B'd against the rows in the same run
+            Assert.Matches(@"model +tiny-a: .*BF16x8", output);
+            Assert.Matches(@"kernels +decode bf16 8-row interleaved groups, repacked at load, .*\(QWEN3_BF16_LAYOUT=x8\), \d+-bit vectors", output);
+            Assert.Matches(@"prefill +[\d.]+ tok/s +\(40 tokens in [\d.]+ s, bf16 8-row groups\)", output);
+            Assert.Matches(@"layout A/B +x8 [\d.]+ tok/s, rows [\d.]+ tok/s", output);
+        }
+        else
+        {
+            Assert.Matches(@"kernels +decode bf16 [a-z-]+ \(QWEN3_DECODE_KERNEL\), \d+-bit vectors, prefill bf16 managed \(QWEN3_PREFILL_KERNEL", output);
+            Assert.Matches(@"prefill +[\d.]+ tok/s +\(40 tokens in [\d.]+ s, managed\)", output);
+        }
         if (KernelSelection.JitBf16Supported)
         {
             Assert.Matches(@"prefill A/B +managed [\d.]+ tok/s, jit-bf16 [\d.]+ tok/s \([\d.]+x; same run", output);

@@ -1,6 +1,8 @@
 using Qwen3Sharp.Cache;
+using Qwen3Sharp.Kernels;
 using Qwen3Sharp.Loading;
 using Qwen3Sharp.Model;
+using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Tests.Model;
 
@@ -115,13 +117,35 @@ public sealed class Qwen3ModelTests
     {
         using Qwen3Model mapped = Qwen3Model.Load(GoldenCase.Dir(model), new Qwen3ModelOptions { ThreadCount = 2 });
         using Qwen3Model copied = Qwen3Model.Load(GoldenCase.Dir(model),
-            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = placement });
+            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = placement, Bf16Layout = QuantLayout.Rows });
         Assert.Equal(WeightPlacement.Mapped, mapped.Weights.Placement);
         Assert.Equal(placement, copied.Weights.Placement);
+        Assert.NotEqual(DType.BF16x8, copied.Weights.Layers[0].QProj.DType);
         int[] prompt = GoldenCase.LoadAll(model)[0].InputIds;
         float[] expected = RunWithDecode(mapped, prompt);
         float[] actual = RunWithDecode(copied, prompt);
         Assert.Equal(expected, actual);   // the same bytes in another place: bit-identical logits
+    }
+
+    [Theory]
+    [InlineData("tiny-a", WeightPlacement.Copy)]
+    [InlineData("tiny-a", WeightPlacement.HugePageCopy)]
+    public void Forward_CopiedIntoBf16Groups_MatchesTheGoldenLogits(string model, WeightPlacement placement)
+    {
+        // The BF16 8-row groups (the default copy on AVX2 machines; tiny-a is the BF16 golden model): every matrix repacked, the embedding read from the
+        // groups of the tied output head, and the logits within the goldens' tolerance of the independent reference.
+        using Qwen3Model copied = Qwen3Model.Load(GoldenCase.Dir(model),
+            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = placement, Bf16Layout = QuantLayout.Interleaved8 });
+        Assert.All(copied.Weights.Layers.SelectMany(l => l.Matrices), m => Assert.Equal(DType.BF16x8, m.DType));
+        Assert.Equal(DType.BF16x8, copied.Weights.EmbedTokens.DType);
+        foreach (GoldenCase c in GoldenCase.LoadAll(model))
+        {
+            using KvCache cache = copied.CreateCache(512);
+            var logits = new float[copied.VocabSize];
+            copied.Forward(c.InputIds, 0, cache, logits);
+            (float maxDiff, int at) = GoldenModelTests.MaxAbsDiff(logits, c.LastLogits);
+            Assert.True(maxDiff <= 2e-3f, $"{model} ({c.InputIds.Length} tokens): max |logit - reference| = {maxDiff:E3} at vocab {at}");
+        }
     }
 
     private static float[] RunWithDecode(Qwen3Model m, int[] prompt)
