@@ -103,9 +103,9 @@ internal static unsafe class QuickKernelBench
             BatchKernelBench.Run(pool, threads, bandwidthBest, what.Length > 11 ? what[11..] : "stream,panel");
         }
 
-        if (what == "bf16x8")
+        if (what == "groups")
         {
-            Bf16x8Bench.Run(pool, threads, bandwidthBest);
+            FloatGroupsBench.Run(pool, threads, bandwidthBest);
         }
 
         if (what.StartsWith("batchflops", StringComparison.Ordinal))

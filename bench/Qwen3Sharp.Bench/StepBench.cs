@@ -18,7 +18,8 @@ internal static class StepBench
     {
         int[] tokenCounts = [1, 4, 8, 16];
         const int context = 48, cached = 32;
-        using var model = Qwen3Model.Load(directory, threads);
+        // copied as `qwen3 serve` does (BF16: into the 8-row groups where QWEN3_FLOAT_LAYOUT gives them)
+        using var model = Qwen3Model.Load(directory, new Qwen3ModelOptions { ThreadCount = threads, WeightPlacement = Qwen3Sharp.Loading.WeightPlacement.Copy });
         using var pool = new WorkerPool(threads);
         int vocab = model.VocabSize, kvDim = model.Config.NumKeyValueHeads * model.Config.HeadDim;
         var caches = Enumerable.Range(0, tokenCounts.Max()).Select(_ => model.CreateCache(context)).ToArray();

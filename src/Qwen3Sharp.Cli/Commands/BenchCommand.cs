@@ -178,7 +178,7 @@ public static partial class BenchCommand
         w.WriteLine($"load         {loadSeconds:F2} s");
         DType[] groupFormats = GroupFormats(weights);   // their prefill path, else BF16's kernel
         string prefillPath = groupFormats.Length > 0 ? (groupFormats.All(MatMul.PrefillsInt8) ? "int8" : "panels")
-            : MatrixDTypes(weights).Contains(DType.BF16x8) ? "bf16 8-row groups" : KernelSelection.Name(prefillKernel);
+            : MatrixDTypes(weights).Any(d => d.IsFloatGroups()) ? "8-row float groups" : KernelSelection.Name(prefillKernel);
         w.WriteLine($"prefill      {prefillRate:F1} tok/s  ({o.PromptTokens} tokens in {prefillSeconds:F2} s, {prefillPath})");
         if (prefill.Count == 2)
         {
@@ -286,10 +286,10 @@ public static partial class BenchCommand
                 $"({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
         }
 
-        if (formats.Contains(DType.BF16x8))
+        if (formats.Any(d => d.IsFloatGroups()))
         {
-            parts.Insert(0, $"bf16 8-row interleaved groups, repacked at load, every token count in one summation order " +
-                $"({KernelSelection.Bf16LayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
+            parts.Insert(0, $"{string.Join("+", formats.Where(d => d.IsFloatGroups()))} 8-row interleaved groups, repacked at load, every token count in one summation order " +
+                $"({KernelSelection.FloatLayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
         }
 
         if (formats.Contains(DType.Affine))
@@ -363,7 +363,7 @@ public static partial class BenchCommand
     private static (double X8, double Rows, double X8Cpu, double RowsCpu) LayoutAb(BenchOptions o, string directory, int threads, int context,
         DecodeSetup decode, Process process, CancellationToken ct)
     {
-        ModelWeights rowsWeights = ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows, bf16Layout: QuantLayout.Rows);   // the runner owns the model, the model these
+        ModelWeights rowsWeights = ModelWeights.Load(directory, o.Weights, o.Quantize, QuantLayout.Rows, floatLayout: QuantLayout.Rows);   // the runner owns the model, the model these
         var rowsModel = new Qwen3Model(rowsWeights, new Qwen3ModelOptions { ThreadCount = threads, ContextSize = context, BatchInvariant = o.BatchInvariant });
         int blockSize = KvBlockPool.DefaultBlockSize;
         using var rowsRunner = new Engine.Qwen3ModelRunner(rowsModel, maxSequences: 2, (2 * o.Depth + o.GenTokens) / blockSize + 3, o.KvCacheDType);

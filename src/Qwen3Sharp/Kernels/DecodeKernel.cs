@@ -263,38 +263,38 @@ public static class KernelSelection
     /// <summary>Kebab-case name as the environment variable spells it.</summary>
     public static string Name(QuantLayout layout) => layout == QuantLayout.Interleaved8 ? "x8" : "rows";
 
-    /// <summary>Environment variable that picks the BF16 layout at load: <c>auto</c>, <c>x8</c> or <c>rows</c>.</summary>
-    public const string Bf16LayoutVariable = "QWEN3_BF16_LAYOUT";
+    /// <summary>Environment variable that picks the layout of BF16, F16 and F32 matrices at load: <c>auto</c>, <c>x8</c> or <c>rows</c>.</summary>
+    public const string FloatLayoutVariable = "QWEN3_FLOAT_LAYOUT";
 
-    private static QuantLayout? s_bf16Layout;
+    private static QuantLayout? s_floatLayout;
 
     /// <summary>
-    /// The layout loads give BF16 matrices copied into private memory (<c>--weights copy|hugepage-copy</c>; mapped weights
-    /// stay rows): chosen on first use from <see cref="Bf16LayoutVariable"/> and the CPU, or set at start-up.
+    /// The layout loads give BF16, F16 and F32 matrices copied into private memory (<c>--weights copy|hugepage-copy</c>;
+    /// mapped weights stay rows): chosen on first use from <see cref="FloatLayoutVariable"/> and the CPU, or set at start-up.
     /// </summary>
-    public static QuantLayout Bf16Layout
+    public static QuantLayout FloatLayout
     {
-        get => s_bf16Layout ??= ChooseBf16Layout(Environment.GetEnvironmentVariable(Bf16LayoutVariable), MatMul.Bf16x8Supported,
+        get => s_floatLayout ??= ChooseFloatLayout(Environment.GetEnvironmentVariable(FloatLayoutVariable), MatMul.FloatGroupsSupported,
             Vector512.IsHardwareAccelerated, Prefill == PrefillKernel.JitBf16);
-        set => s_bf16Layout = value == QuantLayout.Interleaved8 && !MatMul.Bf16x8Supported
-            ? throw new NotSupportedException("the BF16 8-row group kernels need AVX2 and FMA") : value;
+        set => s_floatLayout = value == QuantLayout.Interleaved8 && !MatMul.FloatGroupsSupported
+            ? throw new NotSupportedException("the 8-row float group kernels need AVX2 and FMA") : value;
     }
 
     /// <summary>
     /// The variable's value when set (anything else is an <see cref="ArgumentException"/>; <c>x8</c> without AVX2 + FMA a
-    /// <see cref="NotSupportedException"/>). Unset or <c>auto</c>: <c>x8</c> on AVX2 machines without 512-bit vectors (Zen 3,
-    /// where it measured faster at decode and 1.4× at 8–16 tokens: README), <c>rows</c> where 512-bit vectors are
-    /// accelerated (the Zen 4/5 kernels were chosen on rows and the groups are unmeasured there) and under the JIT
-    /// bf16 prefill (it reads rows).
+    /// <see cref="NotSupportedException"/>). Unset or <c>auto</c>: <c>x8</c> on AVX2 machines without 512-bit vectors (Zen 3:
+    /// batched steps 1.2–1.3× faster and batch invariant by default, decode level or better: README), <c>rows</c> where
+    /// 512-bit vectors are accelerated (the Zen 4/5 kernels were chosen on rows; the groups are unmeasured there) and under
+    /// the JIT bf16 prefill (it reads rows).
     /// </summary>
-    public static QuantLayout ChooseBf16Layout(string? setting, bool supported, bool wideVectors, bool jitPrefill) => setting?.Trim().ToLowerInvariant() switch
+    public static QuantLayout ChooseFloatLayout(string? setting, bool supported, bool wideVectors, bool jitPrefill) => setting?.Trim().ToLowerInvariant() switch
     {
         null or "" or "auto" => supported && !wideVectors && !jitPrefill ? QuantLayout.Interleaved8 : QuantLayout.Rows,
         "x8" when supported => QuantLayout.Interleaved8,
-        "x8" => throw new NotSupportedException($"{Bf16LayoutVariable}=x8: the BF16 8-row group kernels need AVX2 and FMA."),
+        "x8" => throw new NotSupportedException($"{FloatLayoutVariable}=x8: the 8-row float group kernels need AVX2 and FMA."),
         "rows" => QuantLayout.Rows,
         _ => throw new ArgumentException(
-            $"{Bf16LayoutVariable}='{setting}' is not one of auto, x8, rows.", nameof(setting)),
+            $"{FloatLayoutVariable}='{setting}' is not one of auto, x8, rows.", nameof(setting)),
     };
 
     /// <summary>Environment variable that forces the prefill kernel: <c>auto</c>, <c>managed</c> or <c>jit-bf16</c>.</summary>

@@ -69,8 +69,8 @@ public static unsafe class Embedding
                 case DType.Affine:
                     AffineMatMul.DequantizeRow(table, tokenIds[t], d);
                     break;
-                case DType.BF16x8:
-                    MatMul.Bf16x8Row((ushort*)table.Data, n, tokenIds[t], d);
+                case DType.BF16x8 or DType.F16x8 or DType.F32x8:
+                    MatMul.FloatGroupRow(table, tokenIds[t], d);
                     break;
                 case DType.BF16:
                     for (int c = 0; c < main; c += block)

@@ -211,9 +211,9 @@ public static unsafe partial class MatMul
             return;
         }
 
-        if (w.DType == DType.BF16x8)
+        if (w.DType.IsFloatGroups())
         {
-            RunBf16x8(pool, x, tokenCount, w, destination, accumulate);   // 8-row groups, every token count: MatMul.Bf16x8.cs
+            RunFloatGroups(pool, x, tokenCount, w, destination, accumulate);   // 8-row groups, every token count: MatMul.FloatGroups.cs
             return;
         }
 

@@ -16,7 +16,7 @@ public sealed unsafe partial class ModelWeights
     /// is the float path (the 8-row layout has only the integer-activation kernel).
     /// </param>
     public static ModelWeights LoadGguf(string path, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
-        Kernels.QuantLayout? layout = null, Kernels.QuantLayout? bf16Layout = null)
+        Kernels.QuantLayout? layout = null, Kernels.QuantLayout? floatLayout = null)
     {
         GgufParts parts = GgufParts.Open(path);
         byte* copy = null;
@@ -61,7 +61,7 @@ public sealed unsafe partial class ModelWeights
                 RepackGroups(matrices, buffers, fileBacked: true, hugePages: placement == WeightPlacement.HugePageCopy);
             }
 
-            copy = Place(matrices, placement, quantize, bf16Layout);
+            copy = Place(matrices, placement, quantize, floatLayout);
             if (repack && quantize is not null)
             {
                 RepackGroups(matrices, buffers, fileBacked: false, hugePages: false);

@@ -107,18 +107,18 @@ public sealed unsafe partial class ModelWeights : IDisposable
     public long MatrixBytes => Layers.Sum(l => l.Matrices.Sum(m => m.ByteCount)) + LmHead.ByteCount;
 
     /// <param name="layout">The layout of GGUF Q4_0/Q4_K/Q8_0 matrices and of matrices quantized at load (see <see cref="LoadGguf"/>); null lets the loader choose.</param>
-    /// <param name="bf16Layout">The layout of BF16 matrices copied into private memory (see <see cref="CopyToPrivate"/>); null: <see cref="Kernels.KernelSelection.Bf16Layout"/>.</param>
+    /// <param name="floatLayout">The layout of BF16, F16 and F32 matrices copied into private memory (see <see cref="CopyToPrivate"/>); null: <see cref="Kernels.KernelSelection.FloatLayout"/>.</param>
     public static ModelWeights Load(string directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
-        Kernels.QuantLayout? layout = null, Kernels.QuantLayout? bf16Layout = null)
-        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement, quantize, layout, bf16Layout)
-            : Load(ModelDirectory.Open(directory), placement, quantize, layout, bf16Layout);
+        Kernels.QuantLayout? layout = null, Kernels.QuantLayout? floatLayout = null)
+        => GgufModel.IsGguf(directory) ? LoadGguf(directory, placement, quantize, layout, floatLayout)
+            : Load(ModelDirectory.Open(directory), placement, quantize, layout, floatLayout);
 
     /// <exception cref="ModelFormatException">A file is malformed, a tensor is missing or has the wrong shape for the config.</exception>
     /// <param name="quantize">Q8_0 or Q4_0 to quantize the BF16/F16/F32 matrices at load (see <see cref="QuantizeMatrices"/>); null keeps them.</param>
     /// <param name="layout">The quantized matrices' layout: rows, or repacked into 8-row groups as GGUF files' are (see <see cref="LoadGguf"/>).</param>
-    /// <param name="bf16Layout">The layout of BF16 matrices copied into private memory (see <see cref="CopyToPrivate"/>); null: <see cref="Kernels.KernelSelection.Bf16Layout"/>.</param>
+    /// <param name="floatLayout">The layout of BF16, F16 and F32 matrices copied into private memory (see <see cref="CopyToPrivate"/>); null: <see cref="Kernels.KernelSelection.FloatLayout"/>.</param>
     public static ModelWeights Load(ModelDirectory directory, WeightPlacement placement = WeightPlacement.Mapped, DType? quantize = null,
-        Kernels.QuantLayout? layout = null, Kernels.QuantLayout? bf16Layout = null)
+        Kernels.QuantLayout? layout = null, Kernels.QuantLayout? floatLayout = null)
     {
         Qwen3Config config = directory.Config;
         var files = new List<SafetensorsFile>();
@@ -217,7 +217,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
                 RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy);
             }
 
-            copy = Place(matrices, placement, quantize, bf16Layout);
+            copy = Place(matrices, placement, quantize, floatLayout);
             if (quantize is not null && ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
             {
                 RepackGroups(matrices, buffers, fileBacked: false, hugePages: false);   // the quantized buffer is advised already
@@ -297,25 +297,26 @@ public sealed unsafe partial class ModelWeights : IDisposable
     /// <see cref="WeightPlacement.HugePageCopy"/> adds nothing), copied into private memory (huge pages on request), or in place in the mapped files
     /// (null then). Returns the buffer the matrices now point into.
     /// </summary>
-    private static byte* Place(Dictionary<string, WeightView> matrices, WeightPlacement placement, DType? quantize, Kernels.QuantLayout? bf16Layout) =>
+    private static byte* Place(Dictionary<string, WeightView> matrices, WeightPlacement placement, DType? quantize, Kernels.QuantLayout? floatLayout) =>
         quantize is { } target ? QuantizeMatrices(matrices, target)
         : placement is WeightPlacement.HugePageCopy or WeightPlacement.Copy
-            ? CopyToPrivate(matrices, placement == WeightPlacement.HugePageCopy, (bf16Layout ?? Kernels.KernelSelection.Bf16Layout) == Kernels.QuantLayout.Interleaved8)
+            ? CopyToPrivate(matrices, placement == WeightPlacement.HugePageCopy, (floatLayout ?? Kernels.KernelSelection.FloatLayout) == Kernels.QuantLayout.Interleaved8)
         : null;
 
     /// <summary>
     /// Copies every matrix still in the mapped files (not one repacked or quantized into a private buffer already) into one
     /// 2 MiB-aligned anonymous buffer, advised for huge pages with <paramref name="hugePages"/>, and repoints
-    /// <paramref name="matrices"/> at the copies; with <paramref name="bf16Groups"/>, BF16 matrices (an even column count)
-    /// are repacked on the way into <see cref="DType.BF16x8"/> (MatMul.Bf16x8.cs), at no cost beyond the copy's. Pieces of
+    /// <paramref name="matrices"/> at the copies; with <paramref name="floatGroups"/>, BF16, F16 and F32 matrices (an even column
+    /// count) are repacked on the way into 8-row groups (<see cref="DType.BF16x8"/>, <see cref="DType.F16x8"/>,
+    /// <see cref="DType.F32x8"/>: MatMul.FloatGroups.cs). Pieces of
     /// at most 16 MiB are copied on every core, each piece's file pages dropped from this process's resident set once
     /// copied (the page cache keeps them), so the resident set holds the weights once. Returns null when there is nothing to copy.
     /// </summary>
-    private static byte* CopyToPrivate(Dictionary<string, WeightView> matrices, bool hugePages, bool bf16Groups)
+    private static byte* CopyToPrivate(Dictionary<string, WeightView> matrices, bool hugePages, bool floatGroups)
     {
         string[] keys = [.. matrices.Where(kv => kv.Value.DType.RowGroup() == 1).Select(kv => kv.Key)];
-        bool Grouped(in WeightView v) => bf16Groups && v.DType == DType.BF16 && v.ColCount % 2 == 0;
-        long Bytes(in WeightView v) => Grouped(v) ? Kernels.MatMul.Bf16x8Elements(v.RowCount, v.ColCount) * 2 : v.DataBytes;
+        bool Grouped(in WeightView v) => floatGroups && Kernels.MatMul.FloatGroupLayoutOf(v.DType) is not null && v.ColCount % 2 == 0;
+        long Bytes(in WeightView v) => Grouped(v) ? Kernels.MatMul.FloatGroupBytes(v.DType, v.RowCount, v.ColCount) : v.DataBytes;
         long total = 0;
         foreach (string key in keys)
         {
@@ -347,7 +348,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
                 pieces.Add((v, r, Math.Min(pieceRows, v.RowCount - r), (nint)next));
             }
 
-            matrices[key] = Grouped(v) ? new WeightView(next, DType.BF16x8, v.RowCount, v.ColCount)
+            matrices[key] = Grouped(v) ? new WeightView(next, Kernels.MatMul.FloatGroupLayoutOf(v.DType)!.Value, v.RowCount, v.ColCount)
                 : v.WithData(next);       // affine: the scale and bias tables stay where they are
             next += (Bytes(v) + 63) & ~63L;
         }
@@ -359,7 +360,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
             long pieceBytes = p.Rows * v.RowBytes;
             if (Grouped(v))
             {
-                Kernels.MatMul.RepackBf16x8((ushort*)v.Data, v.RowCount, v.ColCount, p.Row, p.Rows, (ushort*)p.Target + (long)p.Row * v.ColCount);
+                Kernels.MatMul.RepackFloatGroups(v.DType, v.Data, v.RowCount, v.ColCount, p.Row, p.Rows, (byte*)p.Target + p.Row * v.RowBytes);
             }
             else
             {

@@ -23,12 +23,12 @@ public sealed record Qwen3ModelOptions
     public WeightPlacement WeightPlacement { get; init; } = WeightPlacement.Mapped;
 
     /// <summary>
-    /// The layout of BF16 matrices copied into private memory (<see cref="WeightPlacement"/> copy or huge-page copy):
-    /// <see cref="QuantLayout.Interleaved8"/> repacks them into <see cref="Tensors.DType.BF16x8"/> groups (one summation
-    /// order at every token count, MatMul.Bf16x8.cs), rows keeps them as stored; null takes <see cref="KernelSelection.Bf16Layout"/>
-    /// (<c>QWEN3_BF16_LAYOUT</c>).
+    /// The layout of BF16, F16 and F32 matrices copied into private memory (<see cref="WeightPlacement"/> copy or huge-page
+    /// copy): <see cref="QuantLayout.Interleaved8"/> repacks them into 8-row groups (<see cref="Tensors.DType.BF16x8"/>...; one
+    /// summation order at every token count, MatMul.FloatGroups.cs), rows keeps them as stored; null takes <see cref="KernelSelection.FloatLayout"/>
+    /// (<c>QWEN3_FLOAT_LAYOUT</c>).
     /// </summary>
-    public QuantLayout? Bf16Layout { get; init; }
+    public QuantLayout? FloatLayout { get; init; }
 
     /// <summary>
     /// The BF16 prefill kernel (batches of 32+ tokens); null takes <see cref="KernelSelection.Prefill"/>
@@ -148,7 +148,7 @@ public sealed class Qwen3Model : IDisposable
     {
         // the float activation path asked for: GGUF Q4_0 stays in row layout (the 8-row layout has only the int8 kernel)
         ModelWeights weights = ModelWeights.Load(directory, options?.WeightPlacement ?? WeightPlacement.Mapped, quantize: null,
-            options?.QuantDecode == QuantDecodeKernel.Float ? QuantLayout.Rows : null, options?.Bf16Layout);
+            options?.QuantDecode == QuantDecodeKernel.Float ? QuantLayout.Rows : null, options?.FloatLayout);
         try
         {
             return new Qwen3Model(weights, options);

@@ -107,11 +107,17 @@ public enum DType
     Affine4x8,
 
     /// <summary>
-    /// BF16 repacked at load into groups of 8 rows (<see cref="Kernels.MatMul.RepackBf16x8"/>, MatMul.Bf16x8.cs): per group
-    /// and column pair (2p, 2p + 1) one 32-byte vector whose 32-bit lane i holds row i's two BF16 values, column 2p in the
-    /// low half. The same 2 bytes per element as BF16; a last group short of 8 rows is padded with zero rows.
+    /// BF16 repacked at load into groups of 8 rows (<see cref="Kernels.MatMul.RepackFloatGroups"/>, MatMul.FloatGroups.cs): per
+    /// group and column pair (2p, 2p + 1) one 32-byte vector whose 32-bit lane i holds row i's two BF16 values, column 2p in
+    /// the low half. The same 2 bytes per element as BF16; a last group short of 8 rows is padded with zero rows.
     /// </summary>
     BF16x8,
+
+    /// <summary>F16 in groups of 8 rows, as <see cref="BF16x8"/>: per column pair the 8 rows' halves of column 2p, then of 2p + 1.</summary>
+    F16x8,
+
+    /// <summary>F32 in groups of 8 rows, as <see cref="BF16x8"/>: per column pair the 8 rows' floats of column 2p, then of 2p + 1.</summary>
+    F32x8,
 }
 
 public static class DTypeExtensions
@@ -121,13 +127,14 @@ public static class DTypeExtensions
     {
         DType.F32 => 4,
         DType.F16 => 2,
-        DType.BF16 or DType.BF16x8 => 2,
+        DType.BF16 or DType.BF16x8 or DType.F16x8 => 2,
+        DType.F32x8 => 4,
         DType.U32 => 4,
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "a block format has no per-element size"),
     };
 
     /// <summary>True for the GGML block formats and the 8-row groups (MLX affine ones included: blocks of 32 for the int8 kernels).</summary>
-    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 || (dtype.RowGroup() > 1 && dtype != DType.BF16x8) || dtype.IsKQuant();
+    public static bool IsBlockQuantized(this DType dtype) => dtype is DType.Q8_0 or DType.Q4_0 || (dtype.RowGroup() > 1 && !dtype.IsFloatGroups()) || dtype.IsKQuant();
 
     /// <summary>True for the K-quants (super-blocks of 256 elements).</summary>
     public static bool IsKQuant(this DType dtype) => dtype is DType.Q4_K or DType.Q5_K or DType.Q6_K;
@@ -157,5 +164,8 @@ public static class DTypeExtensions
     public static bool IsAffine(this DType dtype) => dtype is DType.Affine or DType.Affine8x8 or DType.Affine4x8;
 
     /// <summary>Rows interleaved in a group (<see cref="DType.BF16x8"/>, <see cref="DType.Q4_0x8"/>, <see cref="DType.Q4_Kx8"/>, <see cref="DType.Q5_Kx8"/>, <see cref="DType.Q6_Kx8"/>, <see cref="DType.Q8_0x8"/>, <see cref="DType.Affine8x8"/>, <see cref="DType.Affine4x8"/>: 8), or 1 for row-major formats.</summary>
-    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Q8_0x8 or DType.Affine8x8 or DType.Affine4x8 or DType.BF16x8 ? 8 : 1;
+    public static int RowGroup(this DType dtype) => dtype is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Q8_0x8 or DType.Affine8x8 or DType.Affine4x8 || dtype.IsFloatGroups() ? 8 : 1;
+
+    /// <summary>True for the 8-row float groups (<see cref="DType.BF16x8"/>, <see cref="DType.F16x8"/>, <see cref="DType.F32x8"/>).</summary>
+    public static bool IsFloatGroups(this DType dtype) => dtype is DType.BF16x8 or DType.F16x8 or DType.F32x8;
 }

@@ -163,7 +163,7 @@ public readonly unsafe struct WeightView
                 DType.F32 => ((float*)Data)[i],
                 DType.F16 => (float)((Half*)Data)[i],
                 DType.BF16 => BitConverter.Int32BitsToSingle(((ushort*)Data)[i] << 16),
-                DType.BF16x8 => BitConverter.Int32BitsToSingle(Kernels.MatMul.Bf16x8Element((ushort*)Data, ColCount, row, col) << 16),
+                DType.BF16x8 or DType.F16x8 or DType.F32x8 => Kernels.MatMul.FloatGroupElement(this, row, col),
                 DType.Q8_0 or DType.Q4_0 or DType.Q4_K or DType.Q5_K or DType.Q6_K => Kernels.Reference.QuantScalar.Element(Row(row), DType, col),
                 DType.Q4_0x8 => Kernels.QuantMatMul.ElementQ4_0x8(Data, ColCount, row, col),
                 DType.Q4_Kx8 => Kernels.QuantMatMul.ElementQ4_Kx8(Data, ColCount, row, col),

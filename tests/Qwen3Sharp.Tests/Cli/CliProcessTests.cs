@@ -84,12 +84,12 @@ public sealed class CliProcessTests
         string model = Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "tiny-a");   // BF16
         var (code, output, error) = await CliProcess.RunAsync($"bench --model {model} --prompt-tokens 40 --gen-tokens 2 --threads 2");
         Assert.True(code == 0, error);
-        if (KernelSelection.Bf16Layout == QuantLayout.Interleaved8)
+        if (KernelSelection.FloatLayout == QuantLayout.Interleaved8)
         {
             // copied into the 8-row groups (the default on AVX2 machines), and decode A/B'd against the rows in the same run
             Assert.Matches(@"model +tiny-a: .*BF16x8", output);
-            Assert.Matches(@"kernels +decode bf16 8-row interleaved groups, repacked at load, .*\(QWEN3_BF16_LAYOUT=x8\), \d+-bit vectors", output);
-            Assert.Matches(@"prefill +[\d.]+ tok/s +\(40 tokens in [\d.]+ s, bf16 8-row groups\)", output);
+            Assert.Matches(@"kernels +decode BF16x8 8-row interleaved groups, repacked at load, .*\(QWEN3_FLOAT_LAYOUT=x8\), \d+-bit vectors", output);
+            Assert.Matches(@"prefill +[\d.]+ tok/s +\(40 tokens in [\d.]+ s, 8-row float groups\)", output);
             Assert.Matches(@"layout A/B +x8 [\d.]+ tok/s, rows [\d.]+ tok/s", output);
         }
         else

@@ -104,12 +104,16 @@ public sealed class BatchedEngineTests(ITestOutputHelper output)
         data.Add("tiny-a", KvCacheDType.Q8_0, true);   // q8_0 needs head_dim a multiple of 32 (tiny-a and the synthesized demo)
         data.Add("demo", KvCacheDType.Q8_0, true);
 
-        // BF16 copied into the 8-row groups (the default copy on AVX2 machines): batch invariant with the default kernels
-        foreach (KvCacheDType dtype in new[] { KvCacheDType.F16, KvCacheDType.BF16, KvCacheDType.Q8_0 })
+        // Copied into the 8-row float groups (the default copy on AVX2 machines): batch invariant with the default kernels
+        foreach (KvCacheDType dtype in new[] { KvCacheDType.F16, KvCacheDType.BF16 })
         {
-            data.Add("tiny-a-x8", dtype, false);
-            data.Add("demo-x8", dtype, false);
+            foreach (string model in new[] { "tiny-a", "tiny-b", "demo", "demo-model" })
+            {
+                data.Add(model + "-x8", dtype, false);
+            }
         }
+
+        data.Add("tiny-a-x8", KvCacheDType.Q8_0, false);
 
         return data;
     }
@@ -129,13 +133,13 @@ public sealed class BatchedEngineTests(ITestOutputHelper output)
     public void ForwardBatch_EightSequences_SameGreedyTokensAndLogitsAsAlone(string model, KvCacheDType dtype, bool batchInvariant)
     {
         using var temp = new TempDir();
-        string dir = model switch
-        {
-            "demo" or "demo-x8" => Demo(temp.Path),
-            "demo-model" => TrainedDemo(temp.Path),
-            _ => GoldenCase.Dir(model.Replace("-x8", "", StringComparison.Ordinal)),
-        };
         bool x8 = model.EndsWith("-x8", StringComparison.Ordinal);
+        string dir = (x8 ? model[..^3] : model) switch
+        {
+            "demo" => Demo(temp.Path),
+            "demo-model" => TrainedDemo(temp.Path),
+            string golden => GoldenCase.Dir(golden),
+        };
         var m = Qwen3Model.Load(dir, new Qwen3ModelOptions
         {
             ThreadCount = 2,
@@ -143,11 +147,11 @@ public sealed class BatchedEngineTests(ITestOutputHelper output)
             MaxBatchTokens = 256,
             BatchInvariant = batchInvariant,
             WeightPlacement = x8 ? WeightPlacement.Copy : WeightPlacement.Mapped,
-            Bf16Layout = x8 ? QuantLayout.Interleaved8 : null,
+            FloatLayout = x8 ? QuantLayout.Interleaved8 : null,
         });
         if (x8)
         {
-            Assert.Equal(DType.BF16x8, m.Weights.Layers[0].QProj.DType);
+            Assert.True(m.Weights.Layers[0].QProj.DType.IsFloatGroups(), $"{model}: {m.Weights.Layers[0].QProj.DType}");
         }
 
         using var runner = new Qwen3ModelRunner(m, maxSequences: 8, kvBlockCount: 64, dtype);

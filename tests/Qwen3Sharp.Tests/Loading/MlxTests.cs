@@ -192,7 +192,7 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
         {
             ThreadCount = 2,
             WeightPlacement = WeightPlacement.HugePageCopy,
-            Bf16Layout = QuantLayout.Rows,   // the unquantized BF16 modules as stored (the 8-row groups sum in another order)
+            FloatLayout = QuantLayout.Rows,   // the unquantized BF16 modules as stored (the 8-row groups sum in another order)
         });
         Assert.Equal(WeightPlacement.HugePageCopy, copied.Weights.Placement);
         int[] ids = [3, 141, 59, 26, 535, 89, 79, 323, 846, 264, 338, 327, 950, 288, 419, 716, 939, 937, 510, 582, 97, 494, 459, 230, 781,

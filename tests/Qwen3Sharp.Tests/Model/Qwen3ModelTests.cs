@@ -117,10 +117,10 @@ public sealed class Qwen3ModelTests
     {
         using Qwen3Model mapped = Qwen3Model.Load(GoldenCase.Dir(model), new Qwen3ModelOptions { ThreadCount = 2 });
         using Qwen3Model copied = Qwen3Model.Load(GoldenCase.Dir(model),
-            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = placement, Bf16Layout = QuantLayout.Rows });
+            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = placement, FloatLayout = QuantLayout.Rows });
         Assert.Equal(WeightPlacement.Mapped, mapped.Weights.Placement);
         Assert.Equal(placement, copied.Weights.Placement);
-        Assert.NotEqual(DType.BF16x8, copied.Weights.Layers[0].QProj.DType);
+        Assert.False(copied.Weights.Layers[0].QProj.DType.IsFloatGroups());
         int[] prompt = GoldenCase.LoadAll(model)[0].InputIds;
         float[] expected = RunWithDecode(mapped, prompt);
         float[] actual = RunWithDecode(copied, prompt);
@@ -128,16 +128,18 @@ public sealed class Qwen3ModelTests
     }
 
     [Theory]
-    [InlineData("tiny-a", WeightPlacement.Copy)]
-    [InlineData("tiny-a", WeightPlacement.HugePageCopy)]
-    public void Forward_CopiedIntoBf16Groups_MatchesTheGoldenLogits(string model, WeightPlacement placement)
+    [InlineData("tiny-a", WeightPlacement.Copy, DType.BF16x8)]
+    [InlineData("tiny-a", WeightPlacement.HugePageCopy, DType.BF16x8)]
+    [InlineData("tiny-b", WeightPlacement.Copy, DType.F32x8)]
+    public void Forward_CopiedIntoFloatGroups_MatchesTheGoldenLogits(string model, WeightPlacement placement, DType groups)
     {
-        // The BF16 8-row groups (the default copy on AVX2 machines; tiny-a is the BF16 golden model): every matrix repacked, the embedding read from the
-        // groups of the tied output head, and the logits within the goldens' tolerance of the independent reference.
+        // The 8-row float groups (the default copy on AVX2 machines; tiny-a is BF16, tiny-b F32): every matrix repacked, the
+        // embedding read from the groups of the tied output head, and the logits within the goldens' tolerance of the
+        // independent reference.
         using Qwen3Model copied = Qwen3Model.Load(GoldenCase.Dir(model),
-            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = placement, Bf16Layout = QuantLayout.Interleaved8 });
-        Assert.All(copied.Weights.Layers.SelectMany(l => l.Matrices), m => Assert.Equal(DType.BF16x8, m.DType));
-        Assert.Equal(DType.BF16x8, copied.Weights.EmbedTokens.DType);
+            new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = placement, FloatLayout = QuantLayout.Interleaved8 });
+        Assert.All(copied.Weights.Layers.SelectMany(l => l.Matrices), m => Assert.Equal(groups, m.DType));
+        Assert.Equal(groups, copied.Weights.EmbedTokens.DType);
         foreach (GoldenCase c in GoldenCase.LoadAll(model))
         {
             using KvCache cache = copied.CreateCache(512);
