@@ -129,7 +129,9 @@ internal static class CliOptions
     {
         Description = "Batch-invariant kernels (as vLLM's VLLM_BATCH_INVARIANT): every product sums a token's row in the order its " +
             "one-token decode uses, so a request's logits are bit-identical alone and beside others, whatever the KV dtype. " +
-            "Costs batched throughput and prefill, not single-request decode.",
+            "Float models copied at load (--weights copy, the default) on AVX2 machines are batch invariant without it (the 8-row " +
+            "groups, QWEN3_FLOAT_LAYOUT); elsewhere (mapped weights, AVX-512 machines) it costs batched throughput and prefill, not " +
+            "single-request decode.",
     };
 
     /// <summary>--kv-cache-dtype f32|bf16|f16: how the KV cache stores keys and values (default f16).</summary>

@@ -41,6 +41,12 @@ public sealed record HostOptions
     /// <summary>BF16 matrices used in place from the mapped files (default), or copied into huge pages (faster decode).</summary>
     public WeightPlacement WeightPlacement { get; init; } = WeightPlacement.Mapped;
 
+    /// <summary>
+    /// The layout of float matrices copied at load (<see cref="WeightPlacement"/> copy or huge-page copy): the 8-row groups
+    /// (batch invariant by default) or rows; null takes <see cref="Kernels.KernelSelection.FloatLayout"/> (<c>QWEN3_FLOAT_LAYOUT</c>).
+    /// </summary>
+    public Kernels.QuantLayout? FloatLayout { get; init; }
+
     /// <summary>Q8_0 or Q4_0 to quantize BF16/F16/F32 matrices at load (--quantize), or null to run them as stored.</summary>
     public Tensors.DType? Quantize { get; init; }
 
@@ -126,12 +132,12 @@ public sealed class Qwen3Host : IDisposable
         ChatTemplate template = ChatTemplate.Load(directory)
             ?? throw new ModelFormatException(Path.Combine(directory, "tokenizer_config.json"), null,
                 "no chat_template (neither chat_template.jinja nor tokenizer_config.json's chat_template)");
-        return Build(directory, ModelWeights.Load(modelDirectory, options.WeightPlacement, options.Quantize), tokenizer, template, modelDirectory.Generation, options);
+        return Build(directory, ModelWeights.Load(modelDirectory, options.WeightPlacement, options.Quantize, floatLayout: options.FloatLayout), tokenizer, template, modelDirectory.Generation, options);
     }
 
     private static Qwen3Host LoadGguf(string path, HostOptions options)
     {
-        ModelWeights weights = ModelWeights.LoadGguf(path, options.WeightPlacement, options.Quantize);
+        ModelWeights weights = ModelWeights.LoadGguf(path, options.WeightPlacement, options.Quantize, floatLayout: options.FloatLayout);
         Qwen3Tokenizer tokenizer;
         ChatTemplate template;
         try

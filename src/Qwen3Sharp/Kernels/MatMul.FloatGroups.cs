@@ -49,6 +49,12 @@ public static unsafe partial class MatMul
         for (int g = r0; g < r0 + count; g += 8)
         {
             byte* dst = target + (g - r0) / 8 * groupBytes;
+            if (source == DType.BF16 && g + 8 <= rowCount && Avx2.IsSupported)
+            {
+                RepackBf16Group((uint*)(data + (long)g * cols * 2), pairs, (uint*)dst);
+                continue;
+            }
+
             for (int i = 0; i < 8; i++)
             {
                 int r = g + i;
@@ -80,6 +86,44 @@ public static unsafe partial class MatMul
                         d[16 * p + 8] = zero ? 0 : s[2 * p + 1];
                     }
                 }
+            }
+        }
+    }
+
+    /// <summary>One whole BF16 group: 8 × 8 transposes of the rows' 32-bit column pairs (the load's repack at copy speed).</summary>
+    private static void RepackBf16Group(uint* rows, int pairs, uint* dst)
+    {
+        int p = 0;
+        for (; p + 8 <= pairs; p += 8)
+        {
+            Vector256<uint> r0 = Avx.LoadVector256(rows + p), r1 = Avx.LoadVector256(rows + pairs + p);
+            Vector256<uint> r2 = Avx.LoadVector256(rows + 2L * pairs + p), r3 = Avx.LoadVector256(rows + 3L * pairs + p);
+            Vector256<uint> r4 = Avx.LoadVector256(rows + 4L * pairs + p), r5 = Avx.LoadVector256(rows + 5L * pairs + p);
+            Vector256<uint> r6 = Avx.LoadVector256(rows + 6L * pairs + p), r7 = Avx.LoadVector256(rows + 7L * pairs + p);
+            Vector256<ulong> t0 = Avx2.UnpackLow(r0, r1).AsUInt64(), t1 = Avx2.UnpackHigh(r0, r1).AsUInt64();
+            Vector256<ulong> t2 = Avx2.UnpackLow(r2, r3).AsUInt64(), t3 = Avx2.UnpackHigh(r2, r3).AsUInt64();
+            Vector256<ulong> t4 = Avx2.UnpackLow(r4, r5).AsUInt64(), t5 = Avx2.UnpackHigh(r4, r5).AsUInt64();
+            Vector256<ulong> t6 = Avx2.UnpackLow(r6, r7).AsUInt64(), t7 = Avx2.UnpackHigh(r6, r7).AsUInt64();
+            Vector256<uint> u0 = Avx2.UnpackLow(t0, t2).AsUInt32(), u1 = Avx2.UnpackHigh(t0, t2).AsUInt32();
+            Vector256<uint> u2 = Avx2.UnpackLow(t1, t3).AsUInt32(), u3 = Avx2.UnpackHigh(t1, t3).AsUInt32();
+            Vector256<uint> u4 = Avx2.UnpackLow(t4, t6).AsUInt32(), u5 = Avx2.UnpackHigh(t4, t6).AsUInt32();
+            Vector256<uint> u6 = Avx2.UnpackLow(t5, t7).AsUInt32(), u7 = Avx2.UnpackHigh(t5, t7).AsUInt32();
+            uint* d = dst + 8L * p;
+            Avx.Store(d, Avx2.Permute2x128(u0, u4, 0x20));
+            Avx.Store(d + 8, Avx2.Permute2x128(u1, u5, 0x20));
+            Avx.Store(d + 16, Avx2.Permute2x128(u2, u6, 0x20));
+            Avx.Store(d + 24, Avx2.Permute2x128(u3, u7, 0x20));
+            Avx.Store(d + 32, Avx2.Permute2x128(u0, u4, 0x31));
+            Avx.Store(d + 40, Avx2.Permute2x128(u1, u5, 0x31));
+            Avx.Store(d + 48, Avx2.Permute2x128(u2, u6, 0x31));
+            Avx.Store(d + 56, Avx2.Permute2x128(u3, u7, 0x31));
+        }
+
+        for (; p < pairs; p++)
+        {
+            for (int i = 0; i < 8; i++)
+            {
+                dst[8L * p + i] = rows[(long)i * pairs + p];
             }
         }
     }

@@ -3,12 +3,16 @@ using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Qwen3Sharp.Cli;
 using Qwen3Sharp.Engine;
+using Qwen3Sharp.Kernels;
+using Qwen3Sharp.Loading;
 using Qwen3Sharp.Server;
+using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Tests.Server;
 
 /// <summary>
-/// Batch invariance the way a user sees it: the demo model served with --batch-invariant and the default f16 KV cache;
+/// Batch invariance the way a user sees it: the demo model served with --batch-invariant, or copied into the 8-row float
+/// groups with the default kernels, and the default f16 KV cache;
 /// a greedy request's answer and logprobs over HTTP are the same alone and with seven other requests running beside it
 /// (their prompts prefilled in chunks of a small step budget between its decode steps).
 /// </summary>
@@ -48,8 +52,14 @@ public sealed class BatchInvariantServerTests
         return choice.ToJsonString();
     }
 
-    [Fact]
-    public async Task ChatCompletions_BatchInvariantF16Kv_SameAnswerAndLogprobsAloneAndBesideSeven()
+    /// <param name="floatGroups">
+    /// False: served from the mapped file with --batch-invariant. True: the default kernels on the weights copied into the
+    /// 8-row float groups (what <c>qwen3 serve</c> does on AVX2 machines), batch invariant without the switch.
+    /// </param>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ChatCompletions_BatchInvariantF16Kv_SameAnswerAndLogprobsAloneAndBesideSeven(bool floatGroups)
     {
         string directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-invariant-" + Guid.NewGuid().ToString("N"));
         DemoModel.Write(directory);
@@ -61,8 +71,11 @@ public sealed class BatchInvariantServerTests
                 ContextSize = 1024,
                 MaxSequences = 8,
                 MaxBatchedTokens = 24,
-                BatchInvariant = true,
+                BatchInvariant = !floatGroups,
+                WeightPlacement = floatGroups ? WeightPlacement.Copy : WeightPlacement.Mapped,
+                FloatLayout = floatGroups ? QuantLayout.Interleaved8 : null,
             });
+            Assert.Equal(floatGroups, host.Model.Weights.Layers[0].QProj.DType.IsFloatGroups());
             Assert.Equal(Cache.KvCacheDType.F16, host.KvCacheDType);
             await using WebApplication app = Qwen3Server.Build(new ServerOptions { Port = 0, ServedModelNames = ["demo"] }, host.Chat,
                 ["--Logging:LogLevel:Default=Warning"]);
