@@ -20,7 +20,7 @@ public static partial class BenchServeCommand
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
     /// <summary>One stream's timings: send → first token → last token, in Stopwatch ticks, and every token chunk's arrival.</summary>
-    private sealed record StreamResult(long Sent, long First, long Last, int Tokens, int PromptTokens, int? CachedTokens, string? Error,
+    internal sealed record StreamResult(long Sent, long First, long Last, int Tokens, int PromptTokens, int? CachedTokens, string? Error,
         IReadOnlyList<long>? Arrivals = null)
     {
         public double Ttft => Stopwatch.GetElapsedTime(Sent, First).TotalSeconds;
@@ -104,13 +104,14 @@ public static partial class BenchServeCommand
                 double decodeSpan = Stopwatch.GetElapsedTime(firstAny, lastAny).TotalSeconds;
                 int decoded = ok.Sum(r => r.Tokens - 1);
                 double firstToLast = decodeSpan > 0 ? decoded / decodeSpan : 0;
-                double aggregate = AllDecodingRate(ok) ?? firstToLast;
+                (double Rate, int AtOnce)? peak = PeakDecodingRate(ok);
+                double aggregate = peak?.Rate ?? firstToLast;
                 double output = ok.Sum(r => r.Tokens) / wall;
                 double perStream = ok.Where(r => r.Tokens > 1).Select(r => (r.Tokens - 1) / Stopwatch.GetElapsedTime(r.First, r.Last).TotalSeconds).DefaultIfEmpty(0).Average();
                 double[] ttft = ok.Select(r => r.Ttft).Order().ToArray();
                 baseline ??= aggregate;
                 string ratio = baseline > 0 ? (aggregate / baseline.Value).ToString("F2", Inv) + "×" : "-";
-                await w.WriteLineAsync($"| {n} | {ok.Length}/{n} | {ok.Sum(r => r.Tokens)} | {wall.ToString("F2", Inv)} | {aggregate.ToString("F2", Inv)} | " +
+                await w.WriteLineAsync($"| {n} | {ok.Length}/{n} | {ok.Sum(r => r.Tokens)} | {wall.ToString("F2", Inv)} | {aggregate.ToString("F2", Inv)}{(peak is { } pk && pk.AtOnce < ok.Length ? $" ({pk.AtOnce} at once)" : "")} | " +
                     $"{perStream.ToString("F2", Inv)} | {Percentile(ttft, 0.50).ToString("F3", Inv)} | {Percentile(ttft, 0.99).ToString("F3", Inv)} | {ratio} | " +
                     $"{firstToLast.ToString("F2", Inv)} | {output.ToString("F2", Inv)} |");
                 await w.FlushAsync(ct);
@@ -118,7 +119,8 @@ public static partial class BenchServeCommand
 
             await w.WriteLineAsync();
             await w.WriteLineAsync("decode tok/s (aggregate): tokens arriving while every stream is decoding (from the latest first token to the earliest " +
-                "last token) over that time, as llama-batched-bench's S_TG counts only steps after every prompt is in; first-to-last tok/s: tokens after each " +
+                "last token) over that time, as llama-batched-bench's S_TG counts only steps after every prompt is in; when the server runs fewer at once " +
+                "(--max-seqs), while the most streams it ran at once were decoding, marked \"(N at once)\"; first-to-last tok/s: tokens after each " +
                 "stream's first over the time from the earliest first token to the latest last (it includes the prefill steps of streams admitted later); " +
                 "output tok/s: all tokens over the wall time (vLLM's output throughput); per-stream tok/s: the mean of each stream's own; " +
                 "× one stream: aggregate over the first level's.");
@@ -319,19 +321,42 @@ public static partial class BenchServeCommand
     private static int[] RandomPrompt(Random random, int count) => Enumerable.Range(0, count).Select(_ => random.Next(1_000, 30_000)).ToArray();
 
     /// <summary>
-    /// Tokens per second while every stream decodes: the chunks arriving after the latest first token and up to the
-    /// earliest last token, over that time; null when the window is too short to time (under 2 steps or one stream).
+    /// Tokens per second while the most streams decode at once: the chunks arriving in the times when that many streams
+    /// are between their first and last tokens, over those times, and that number. With every stream running at once it is
+    /// the window from the latest first token to the earliest last one (llama-batched-bench's S_TG); when the server runs
+    /// fewer (<c>--max-seqs</c>) it is the rate at its full batch, not a window that never occurs. Null when too short to
+    /// time (under 2 steps' tokens, or one stream at a time).
     /// </summary>
-    private static double? AllDecodingRate(StreamResult[] ok)
+    internal static (double Rate, int AtOnce)? PeakDecodingRate(StreamResult[] ok)
     {
-        long from = ok.Max(r => r.First), to = ok.Min(r => r.Last);
-        if (ok.Length < 2 || to <= from)
+        // ends before starts at the same instant: a stream that ends as another starts does not overlap it
+        (long At, int Step)[] events = [.. ok.SelectMany(r => new[] { (r.First, 1), (r.Last, -1) }).OrderBy(e => e.Item1).ThenBy(e => e.Item2)];
+        int active = 0, most = 0;
+        foreach ((_, int step) in events)
+        {
+            active += step;
+            most = Math.Max(most, active);
+        }
+
+        var spans = new List<(long From, long To)>();
+        active = 0;
+        for (int i = 0; i < events.Length - 1; i++)
+        {
+            active += events[i].Step;
+            if (active == most && events[i + 1].At > events[i].At)
+            {
+                spans.Add((events[i].At, events[i + 1].At));
+            }
+        }
+
+        if (most < 2 || spans.Count == 0)
         {
             return null;
         }
 
-        int tokens = ok.Sum(r => r.Arrivals?.Count(t => t > from && t <= to) ?? 0);
-        return tokens < 2 * ok.Length ? null : tokens / Stopwatch.GetElapsedTime(from, to).TotalSeconds;
+        double seconds = spans.Sum(s => Stopwatch.GetElapsedTime(s.From, s.To).TotalSeconds);
+        int tokens = ok.Sum(r => r.Arrivals?.Count(t => spans.Any(s => t > s.From && t <= s.To)) ?? 0);
+        return tokens < 2 * most || seconds <= 0 ? null : (tokens / seconds, most);
     }
 
     private static double Percentile(double[] sorted, double p) => sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];

@@ -18,7 +18,7 @@ public sealed class BenchServeTests
         int header = Array.FindIndex(lines, l => l.StartsWith("| streams |", StringComparison.Ordinal));
         Assert.True(header >= 0, output);
         Assert.StartsWith("|---|", lines[header + 1]);
-        var row = new Regex(@"^\| (\d+) \| (\d+)/(\d+) \| (\d+) \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+× \| [\d.]+ \| [\d.]+ \|$");
+        var row = new Regex(@"^\| (\d+) \| (\d+)/(\d+) \| (\d+) \| [\d.]+( \(\d+ at once\))? \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+× \| [\d.]+ \| [\d.]+ \|$");
         int[] levels = [1, 3];
         for (int i = 0; i < levels.Length; i++)
         {
@@ -43,6 +43,34 @@ public sealed class BenchServeTests
         }).ToArray();
         Assert.InRange(promptTokens[0], 1200, 2000);           // the tools prompt is about 1,500 tokens
         Assert.Equal(promptTokens.Order(), promptTokens);      // each turn's prompt holds the previous one
+    }
+
+    private static BenchServeCommand.StreamResult Stream(double first, double last)
+    {
+        long Ticks(double seconds) => (long)(seconds * System.Diagnostics.Stopwatch.Frequency);
+        long[] arrivals = [.. Enumerable.Range((int)first + 1, (int)(last - first)).Select(t => Ticks(t))];
+        return new BenchServeCommand.StreamResult(0, Ticks(first), Ticks(last), arrivals.Length + 1, 8, null, null, arrivals);
+    }
+
+    [Fact]
+    public void PeakDecodingRate_EveryStreamAtOnce_IsTheAllDecodingWindow()
+    {
+        // first tokens at 0, 1, 2 s, last at 10, 11, 12 s, a token a second each: from 2 s to 10 s, 3 streams × 8 tokens
+        var rate = BenchServeCommand.PeakDecodingRate([Stream(0, 10), Stream(1, 11), Stream(2, 12)]);
+        Assert.NotNull(rate);
+        Assert.Equal(3, rate.Value.AtOnce);
+        Assert.Equal(3.0, rate.Value.Rate, 6);
+    }
+
+    [Fact]
+    public void PeakDecodingRate_FewerAtOnceThanStreams_IsTheRateAtTheServersBatch()
+    {
+        // 4 streams, 2 at a time (--max-seqs 2): the pairs decode 0-10 s and 10-20 s; every stream never runs at once
+        var rate = BenchServeCommand.PeakDecodingRate([Stream(0, 10), Stream(0, 10), Stream(10, 20), Stream(10, 20)]);
+        Assert.NotNull(rate);
+        Assert.Equal(2, rate.Value.AtOnce);
+        Assert.Equal(2.0, rate.Value.Rate, 6);
+        Assert.Null(BenchServeCommand.PeakDecodingRate([Stream(0, 10), Stream(10, 20)]));   // one at a time: nothing batched to time
     }
 
     [Theory]
