@@ -167,10 +167,13 @@ public static partial class BenchCommand
         w.WriteLine($"threads      {threads}, weights " + (o.Quantize is { } q ? $"quantized to {q} at load (--quantize)"
             : o.Weights == WeightPlacement.HugePageCopy ? "copied into huge pages"
             : o.Weights == WeightPlacement.Copy ? "copied into private memory" : "memory-mapped in place"));
-        w.WriteLine($"kernels      decode {decodeKernels}, " +
-            $"{KernelSelection.VectorBits}-bit vectors, prefill bf16 {KernelSelection.Name(prefillKernel)} ({KernelSelection.PrefillKernelVariable}; " +
-            $"{(prefillKernel == PrefillKernel.JitBf16 ? "generated AVX512_BF16 vdpbf16ps code, bf16 activations" : "float32 panels")}; " +
-            $"JIT AVX512_BF16 kernel {(KernelSelection.JitBf16Supported ? "available" : "not available on this CPU")})" +
+        string floatPrefill = MatrixDTypes(weights).Any(d => d.IsFloatGroups())
+            ? "prefill the same 8-row groups (float32 activations; " +
+              $"JIT AVX512_BF16 kernel {(KernelSelection.JitBf16Supported ? "available, rows only" : "not available on this CPU")})"
+            : $"prefill bf16 {KernelSelection.Name(prefillKernel)} ({KernelSelection.PrefillKernelVariable}; " +
+              $"{(prefillKernel == PrefillKernel.JitBf16 ? "generated AVX512_BF16 vdpbf16ps code, bf16 activations" : "float32 panels")}; " +
+              $"JIT AVX512_BF16 kernel {(KernelSelection.JitBf16Supported ? "available" : "not available on this CPU")})";
+        w.WriteLine($"kernels      decode {decodeKernels}, {KernelSelection.VectorBits}-bit vectors, {floatPrefill}" +
             QuantPrefill(weights) +
             (o.BatchInvariant ? "; batch invariant (--batch-invariant: every product in the decode's order, no panels or JIT)" : ""));
         w.WriteLine($"kv cache     {o.KvCacheDType.Name()}, {KvBlockPool.BytesPerToken(c, o.KvCacheDType) / 1024.0:F0} KiB per token, " +

@@ -88,7 +88,7 @@ public sealed class CliProcessTests
         {
             // copied into the 8-row groups (the default on AVX2 machines), and decode A/B'd against the rows in the same run
             Assert.Matches(@"model +tiny-a: .*BF16x8", output);
-            Assert.Matches(@"kernels +decode BF16x8 8-row interleaved groups, repacked at load, .*\(QWEN3_FLOAT_LAYOUT=x8\), \d+-bit vectors", output);
+            Assert.Matches(@"kernels +decode BF16x8 8-row interleaved groups, repacked at load, .*\(QWEN3_FLOAT_LAYOUT=x8\), \d+-bit vectors, prefill the same 8-row groups", output);
             Assert.Matches(@"prefill +[\d.]+ tok/s +\(40 tokens in [\d.]+ s, 8-row float groups\)", output);
             Assert.Matches(@"layout A/B +x8 [\d.]+ tok/s, rows [\d.]+ tok/s", output);
         }
