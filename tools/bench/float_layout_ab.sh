@@ -17,7 +17,7 @@ qwen3=${QWEN3:-dotnet run -c Release --project "$root/src/Qwen3Sharp.Cli" --}
 bench="$root/bench/Qwen3Sharp.Bench/bin/Release/net10.0/Qwen3Sharp.Bench.dll"
 stamp() { echo; echo "== $* ($(date -u +%H:%M:%S) UTC, load $(cut -d' ' -f1-3 /proc/loadavg))"; }
 [ -f "$bench" ] || dotnet build -c Release "$root/bench/Qwen3Sharp.Bench" >/dev/null
-grep -m1 'model name' /proc/cpuinfo; grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' '; echo
+grep -m1 'model name' /proc/cpuinfo; { grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo || echo 'no avx512 flags'; } | sort -u | tr '\n' ' '; echo
 stamp "kernels: rows against groups, one layer (quick $threads groups; peak)"
 dotnet "$bench" quick "$threads" peak | tail -1
 dotnet "$bench" quick "$threads" groups | tail -11
