@@ -297,15 +297,7 @@ public static unsafe partial class MatMul
                         GroupsG4<TF>(Weights + g * groupBytes, groupBytes, X, k0, kn, Y + g * 8, add);
                     }
 
-                    for (; g + 2 <= g1; g += 2)
-                    {
-                        GroupsG2<TF, Tok1>(Weights + g * groupBytes, groupBytes, X, ColCount, k0, kn, Y + g * 8, RowCount, add);
-                    }
-
-                    if (g < g1)
-                    {
-                        GroupsG1<TF, Tok1>(Weights + g * groupBytes, X, ColCount, k0, kn, Y + g * 8, RowCount, add);
-                    }
+                    GroupTiles<TF>(Weights, groupBytes, X, 1, ColCount, k0, kn, g, g1, Y, RowCount, add);   // the last 1-3 groups
                 }
                 else
                 {
