@@ -9,6 +9,24 @@ internal sealed class CliProcess : IDisposable
     private readonly System.Text.StringBuilder _out = new();
     private readonly System.Text.StringBuilder _err = new();
 
+    private const string EnvProgram = "/usr/bin/env";
+
+    /// <summary>Whether this machine's env has --default-signal (GNU coreutils 8.31 and later).</summary>
+    private static readonly Lazy<bool> EnvResetsSignals = new(() =>
+    {
+        if (!OperatingSystem.IsLinux() || !File.Exists(EnvProgram))
+        {
+            return false;
+        }
+
+        var probe = new ProcessStartInfo(EnvProgram) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        probe.ArgumentList.Add("--default-signal=INT,QUIT");
+        probe.ArgumentList.Add("true");
+        using Process p = Process.Start(probe)!;
+        p.WaitForExit();
+        return p.ExitCode == 0;
+    });
+
     private CliProcess(Process process)
     {
         _process = process;
@@ -16,7 +34,12 @@ internal sealed class CliProcess : IDisposable
 
     public static CliProcess Start(string arguments, IReadOnlyDictionary<string, string>? environment = null, bool redirectInput = true)
     {
-        var info = new ProcessStartInfo("dotnet")
+        // A test run started in the background (`dotnet test ... &`, nohup) inherits SIGINT and SIGQUIT ignored, children
+        // inherit that, and the runtime keeps an inherited ignore: `kill -INT` would then never reach qwen3 (as for any
+        // program in a background job). GNU env's --default-signal puts them back to default before exec, so the signal
+        // tests see what a user's terminal gives; same pid, as env execs dotnet.
+        bool resetSignals = EnvResetsSignals.Value;
+        var info = new ProcessStartInfo(resetSignals ? EnvProgram : "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -24,6 +47,12 @@ internal sealed class CliProcess : IDisposable
             UseShellExecute = false,
             WorkingDirectory = Path.GetTempPath(),
         };
+        if (resetSignals)
+        {
+            info.ArgumentList.Add("--default-signal=INT,QUIT");
+            info.ArgumentList.Add("dotnet");
+        }
+
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "qwen3.dll"));
         foreach (string a in SplitArgs(arguments))
         {
