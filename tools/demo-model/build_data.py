@@ -6,7 +6,10 @@ Each training row also says which of its tokens are copies (since v5): "copy" li
 entity (a city, timezone, tool name, name or item from corpus.py's training pools) that the completion writes with
 tokens all found at that entity in the prompt, and "pmark" / "cmark" the prompt / completion positions that hold those
 entities. train.py replaces such a group by random unused tokens in a share of the conversations, so the model learns
-to copy a token it has no trained row for (a held-out city, tool-name piece or timezone piece) from the prompt.
+to copy a token it has no trained row for (a held-out city, tool-name piece or timezone piece) from the prompt. Since
+v7, "omark" lists [group, position] for the prompt tokens that spell the same entity otherwise (`Paris` in an earlier
+tool call or tool response where the question and the answer have ` Paris`): train.py replaces those too, as a
+held-out city is unknown in every spelling.
 
 usage: python3 build_data.py URL OUT_DIR   (e.g. http://127.0.0.1:18431 data)
 """
@@ -72,10 +75,10 @@ def copies(prompt, p_pieces, completion, c_pieces):
     pf, _ = entity_tokens(prompt, p_pieces)
     cf, cd = entity_tokens(completion, c_pieces)
     if "*" in cd or not pf:
-        return [], [], []
+        return [], [], [], []
     ids = [t["id"] for t in c_pieces]
     think_end = ids.index(THINK_END) if THINK_END in ids else -1
-    groups, pmark, cmark = [], [], []
+    groups, pmark, cmark, omark = [], [], [], []
     for e, occ in cf.items():
         have = {i for _, i in pf.get(e, [])}
         if e in cd or any(i not in have for k, i in occ if k > think_end):
@@ -83,10 +86,11 @@ def copies(prompt, p_pieces, completion, c_pieces):
         same = {i for _, i in occ if i in have}
         if not same:
             continue
+        omark += [[len(groups), k] for k, i in pf[e] if i not in same]
         groups.append(sorted(same))
         pmark += [k for k, i in pf[e] if i in same]
         cmark += [k for k, i in occ if i in same]
-    return groups, sorted(set(pmark)), sorted(set(cmark))
+    return groups, sorted(set(pmark)), sorted(set(cmark)), omark
 
 
 def render(base, ex):
@@ -95,7 +99,7 @@ def render(base, ex):
     cp = post(base + "/tokenize", {"content": ex["completion"], "with_pieces": True})["tokens"]
     row = {"prompt": [t["id"] for t in pp], "completion": [t["id"] for t in cp], "kind": ex["kind"], "mode": ex["mode"]}
     if ex["kind"] in COPY_KINDS:
-        row["copy"], row["pmark"], row["cmark"] = copies(prompt, pp, ex["completion"], cp)
+        row["copy"], row["pmark"], row["cmark"], row["omark"] = copies(prompt, pp, ex["completion"], cp)
     return row
 
 

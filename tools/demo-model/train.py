@@ -27,6 +27,13 @@ usage: nice -n 19 python3 train.py DATA_DIR OUT.npz [minutes] [RESUME.npz|RESUME
        DEMO_COPY_SHARE, DEMO_COPY_WEIGHT, DEMO_UNUSED_SAMPLE: the copies (see above; the weight multiplies the loss at
        the positions that write a replacement token, default 1).
        DEMO_NOISE_SHARE, DEMO_NOISE_RATE, DEMO_TOKENIZER: the ordinary words replaced without a copy (see above).
+       DEMO_OTHER_RATE (v7, default 0): where a copy entity is replaced, each of its other spellings in the prompt
+         (build_data.py's "omark": `Paris` in an earlier tool call or tool response beside ` Paris` in the question)
+         is replaced by a random unused token with this probability, as a held-out city is unknown in every spelling.
+       DEMO_CORRUPT_SHARE, DEMO_CORRUPT_COUNT (v7, default 0 and 1): in that share of the conversations, that many
+         completion tokens (never a copy) are replaced *as inputs* by random unused tokens while every target stays
+         the true token: the model learns to carry on with the right text after a token it did not expect in its own
+         answer (an unused token written by mistake) instead of drifting into more of them.
 The logits (and the loss) are computed only at the assistant positions: the prompt positions need none.
 """
 import os
@@ -289,6 +296,9 @@ def main():
     rng = np.random.default_rng(4321)
     noise_share = float(os.environ.get("DEMO_NOISE_SHARE", "0"))
     noise_rate = float(os.environ.get("DEMO_NOISE_RATE", "0.25"))
+    other_rate = float(os.environ.get("DEMO_OTHER_RATE", "0"))
+    corrupt_share = float(os.environ.get("DEMO_CORRUPT_SHARE", "0"))
+    corrupt_count = int(os.environ.get("DEMO_CORRUPT_COUNT", "1"))
     noisy = [np.zeros(0, dtype=np.int64)] * len(rows)
     if noise_share > 0:
         tok = os.environ.get("DEMO_TOKENIZER") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -305,26 +315,42 @@ def main():
         share) some of its ordinary prompt words that the completion does not write."""
         ids, r = seqs[i], rows[i]
         groups = r.get("copy") or []
-        swap = {}
+        swap, other = {}, {}
         if groups and rng.random() < copy_share:
-            for g in groups:
+            for gi, g in enumerate(groups):
                 if rng.random() < 0.8:
                     keep = [t for t in g if rng.random() < 0.85] or [g[rng.integers(len(g))]]
                     swap.update((t, int(replaceable[rng.integers(len(replaceable))])) for t in keep)
+                    # the entity's other spellings (an earlier tool call, a tool response): unknown too
+                    for k in (k for gj, k in r.get("omark") or [] if gj == gi and rng.random() < other_rate):
+                        other[k] = int(replaceable[rng.integers(len(replaceable))])
         noise = {}
         words = np.unique(ids[noisy[i]]) if len(noisy[i]) else []
         if len(words) >= 3 and rng.random() < noise_share:
             pick = [int(t) for t in words if rng.random() < noise_rate] or [int(words[rng.integers(len(words))])]
             noise = {t: int(replaceable[rng.integers(len(replaceable))]) for t in pick}
-        if not swap and not noise:
-            return ids
-        ids = ids.copy()
         n = len(r["prompt"])
+        corrupt = []
+        if rng.random() < corrupt_share:
+            marked = set(r.get("cmark") or []) if swap else set()
+            can = [k for k in range(len(r["completion"]) - 1) if r["completion"][k] < FIRST_SPECIAL and k not in marked]
+            if can:
+                corrupt = [n + can[rng.integers(len(can))] for _ in range(corrupt_count)]
+        if not swap and not noise and not other and not corrupt:
+            return ids, ids
+        ids = ids.copy()
         for k in (r["pmark"] + [n + k for k in r["cmark"]]) if swap else []:
             ids[k] = swap.get(int(ids[k]), ids[k])
+        for k, t in other.items():
+            ids[k] = t
         for k in noisy[i]:
             ids[k] = noise.get(int(ids[k]), ids[k])
-        return ids
+        if not corrupt:
+            return ids, ids
+        inputs = ids.copy()
+        for k in corrupt:
+            inputs[k] = int(replaceable[rng.integers(len(replaceable))])
+        return inputs, ids
     t0 = time.time()
     deadline = t0 + minutes * 60
     step, est_total = 0, None
@@ -341,9 +367,10 @@ def main():
             lr = peak * min(1.0, (step + 1) / 30) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
                 g["lr"] = lr
-            convs = [with_copies(i) for i in b]
+            pairs = [with_copies(i) for i in b]
+            convs = [c for c, _ in pairs]
             # this batch's table: trained rows, the replacement tokens' fixed rows, a sample of other unused rows
-            present = np.unique(np.concatenate(convs))
+            present = np.unique(np.concatenate(convs + [t for _, t in pairs]))
             present = present[remap[present] < 0]
             others = rng.choice(unused, sample + len(present), replace=False)
             others = others[~np.isin(others, present)][:sample]
@@ -355,10 +382,10 @@ def main():
             T = max(len(c) for c in convs)
             ids = torch.zeros((len(b), T), dtype=torch.long)
             lab = torch.full((len(b), T), -100, dtype=torch.long)
-            for j, (i, c) in enumerate(zip(b, convs)):
+            for j, (i, (c, target_ids)) in enumerate(zip(b, pairs)):
                 n, p = len(c), len(rows[i]["prompt"])
                 ids[j, :n] = torch.from_numpy(local[c])
-                lab[j, p - 1:n - 1] = ids[j, p:n]
+                lab[j, p - 1:n - 1] = torch.from_numpy(local[target_ids[p:n]])  # a corrupted input still has its own token as the target
             where = lab != -100
             logits = model(ids, where, table) + bias
             target = lab[where]
