@@ -143,6 +143,18 @@ def bare(tool):
     return tool
 
 
+def client_shaped(tool):
+    """The same tool as Microsoft.Extensions.AI's AIFunctionFactory sends it through the OpenAI SDK (training only, since
+    v7): description before name, "required" before "properties", the parameter's description before its type, and
+    "additionalProperties": false."""
+    f = tool["function"]
+    params = f["parameters"]
+    props = {k: dict(reversed(list(v.items()))) for k, v in params["properties"].items()}
+    f = {"description": f["description"], "name": f["name"],
+         "parameters": {"type": "object", "required": params["required"], "properties": props, "additionalProperties": False}}
+    return {"type": "function", "function": f}
+
+
 def call_json(name, param, value):
     # The exact text Qwen3 writes inside <tool_call>: json.dumps with ", " and ": " separators, non-ASCII kept.
     return json.dumps({"name": name, "arguments": {param: value}}, ensure_ascii=False)
@@ -152,6 +164,23 @@ class Gen:
     def __init__(self, seed, held):
         self.r = random.Random(seed)
         self.held = held
+        # the client-shaped renderings (v7) draw from their own stream: every conversation stays what it was, only
+        # its rendering changes, and the held-out set (which never uses them) stays byte-identical
+        self.v = random.Random(seed * 7919 + 1)
+
+    def shaped(self, p):
+        """Training only: true with probability p, from the rendering stream."""
+        return not self.held and self.v.random() < p
+
+    def arguments(self, param, value):
+        """An earlier tool call's arguments as the client sends them back: compact, or (v7, training) indented as
+        Microsoft.Extensions.AI re-serializes them."""
+        return json.dumps({param: value}, ensure_ascii=False, indent=2 if self.shaped(0.3) else None)
+
+    def tool_content(self, text):
+        """A tool result as the client sends it: the text, or (v7, training) that text JSON-encoded once more, as
+        Microsoft.Extensions.AI sends a C# function's string result (quotes and backslashes)."""
+        return json.dumps(text, ensure_ascii=False) if self.shaped(0.25) else text
 
     def pick(self, train, held):
         return self.r.choice(held if self.held else train)
@@ -198,6 +227,8 @@ class Gen:
         self.r.shuffle(tools)
         if not self.held and self.r.random() < 0.25:
             tools = [bare(t) for t in tools]
+        if self.shaped(0.25):
+            tools = [client_shaped(t) for t in tools]
         return tools, chosen
 
     # ---------------------------------------------------------------- categories
@@ -332,7 +363,7 @@ class Gen:
         msgs = list(first["request"]["messages"])
         ids = [f"call_{self.r.randint(0, 10**8)}" for _ in cities]
         msgs.append({"role": "assistant", "content": "", "tool_calls": [
-            {"id": i, "type": "function", "function": {"name": name, "arguments": json.dumps({param: x}, ensure_ascii=False)}}
+            {"id": i, "type": "function", "function": {"name": name, "arguments": self.arguments(param, x)}}
             for i, x in zip(ids, cities)]})
         facts = []
         for i, x in zip(ids, cities):
@@ -340,7 +371,7 @@ class Gen:
             cond = self.r.choice(CONDITIONS)
             content = json.dumps({param: x, "temperature": t, "condition": cond}, ensure_ascii=False) if self.r.random() < 0.6 \
                 else f"{t}°C, {cond}"
-            msgs.append({"role": "tool", "tool_call_id": i, "content": content})
+            msgs.append({"role": "tool", "tool_call_id": i, "content": self.tool_content(content)})
             facts.append((x, t, cond))
         if zh:
             think = "工具返回了结果。" + "".join(f"{x}：{t}°C，{CONDITIONS_ZH[cond]}。" for x, t, cond in facts)
@@ -368,11 +399,11 @@ class Gen:
         msgs = list(first["request"]["messages"])
         cid = f"call_{self.r.randint(0, 10**8)}"
         msgs.append({"role": "assistant", "content": "", "tool_calls": [
-            {"id": cid, "type": "function", "function": {"name": name, "arguments": json.dumps({param: z}, ensure_ascii=False)}}]})
+            {"id": cid, "type": "function", "function": {"name": name, "arguments": self.arguments(param, z)}}]})
         hh, mm = self.r.randint(0, 23), self.r.randint(0, 59)
         stamp = f"{hh:02d}:{mm:02d}"
-        msgs.append({"role": "tool", "tool_call_id": cid, "content": json.dumps({param: z, "time": stamp}, ensure_ascii=False)
-                     if self.r.random() < 0.6 else stamp})
+        msgs.append({"role": "tool", "tool_call_id": cid, "content": self.tool_content(json.dumps({param: z, "time": stamp}, ensure_ascii=False)
+                     if self.r.random() < 0.6 else stamp)})
         think = f"工具返回了{z}的时间：{stamp}。" if zh else f"The tool says the time in {z} is {stamp}."
         ans = f"{z}现在是{stamp}。" if zh else f"It is {stamp} in {z}."
         return self.example(msgs, tools, think, ans, first["mode"], "time_result", {"contains": [stamp], "no_call": True})
