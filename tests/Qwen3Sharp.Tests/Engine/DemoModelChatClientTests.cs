@@ -1,0 +1,65 @@
+using Microsoft.Extensions.AI;
+using Qwen3Sharp.Cli;
+using Qwen3Sharp.Engine;
+using ChatFinishReason = Microsoft.Extensions.AI.ChatFinishReason;
+
+namespace Qwen3Sharp.Tests.Engine;
+
+/// <summary>
+/// The .NET API as an application wires it, in-process: the embedded demo model behind <see cref="Qwen3Host.AsChatClient"/>,
+/// Microsoft.Extensions.AI's function-invocation middleware running a C# function for the model's tool call and sending
+/// the result back, the model answering from it; greedy, so the exchange is exact.
+/// </summary>
+public sealed class DemoModelChatClientTests : IDisposable
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-demo-client-" + Guid.NewGuid().ToString("N"));
+    private readonly Qwen3Host _host;
+
+    public DemoModelChatClientTests()
+    {
+        DemoModel.Write(_directory);
+        _host = Qwen3Host.Load(_directory, new HostOptions { ThreadCount = 2, ContextSize = 2048, MaxSequences = 4 });
+    }
+
+    public void Dispose()
+    {
+        _host.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Fact]
+    public async Task FunctionInvocation_InProcess_CallsTheToolWithTheCity_AndAnswersFromItsResult()
+    {
+        var calls = new List<string>();
+        AIFunction weather = AIFunctionFactory.Create(
+            ([System.ComponentModel.Description("The city name")] string city) =>
+            {
+                calls.Add(city);
+                return $$"""{"city": "{{city}}", "temperature": 21, "condition": "sunny"}""";
+            },
+            "get_weather", "Get the current weather for a city.");
+        IChatClient chat = _host.AsChatClient("demo").AsBuilder().UseFunctionInvocation().Build();
+        var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 200, Tools = [weather] };
+
+        ChatResponse response = await chat.GetResponseAsync([new ChatMessage(ChatRole.User, "What's the weather in Paris?")], options);
+
+        Assert.Equal(["Paris"], calls);
+        // the call, its result, then the answer, as three messages; the reasoning stays out of the text
+        Assert.Contains(response.Messages, m => m.Contents.OfType<FunctionCallContent>().Any(c => c.Name == "get_weather"));
+        Assert.Contains(response.Messages, m => m.Contents.OfType<FunctionResultContent>().Any());
+        Assert.EndsWith("In Paris it is sunny and 21°C.", response.Text);
+        Assert.DoesNotContain("<think>", response.Text);
+        Assert.Equal(ChatFinishReason.Stop, response.FinishReason);
+
+        // streamed: the same loop over the streaming API
+        calls.Clear();
+        var text = new System.Text.StringBuilder();
+        await foreach (ChatResponseUpdate u in chat.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "What's the weather in Paris?")], options))
+        {
+            text.Append(u.Text);
+        }
+
+        Assert.Equal(["Paris"], calls);
+        Assert.EndsWith("In Paris it is sunny and 21°C.", text.ToString());
+    }
+}
