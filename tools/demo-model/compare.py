@@ -14,7 +14,7 @@ import torch
 
 import train
 
-MODEL = "qwen3sharp-demo-tiny-v4"
+MODEL = "qwen3sharp-demo-tiny-v7"
 
 
 def post(url, body):

@@ -12,7 +12,7 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-MODEL = os.environ.get("DEMO_MODEL_NAME", "qwen3sharp-demo-tiny-v4")
+MODEL = os.environ.get("DEMO_MODEL_NAME", "qwen3sharp-demo-tiny-v7")
 
 
 def post(url, body):

@@ -264,7 +264,7 @@ public sealed class CliProcessTests
             Assert.True(code == 0, error);
             Assert.Contains("EMBEDDED", error);
             Assert.Contains("qwen3 pull Qwen/Qwen3-1.7B", error);
-            Assert.True(File.Exists(Path.Combine(home, "qwen3sharp-demo-tiny-v4", "model.safetensors")));
+            Assert.True(File.Exists(Path.Combine(home, "qwen3sharp-demo-tiny-v7", "model.safetensors")));
             // the trained demo model says what it is, not noise
             Assert.StartsWith("Hello! I am a tiny demonstration model of Qwen3Sharp", output.Trim());
         }
