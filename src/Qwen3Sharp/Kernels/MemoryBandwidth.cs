@@ -11,8 +11,8 @@ public static unsafe class MemoryBandwidth
     internal const int ChunkBytes = 1 << 20;
 
     /// <summary>
-    /// Read bandwidth in GB/s (10^9 bytes per second): the best of three vectorised sums over a fresh native buffer
-    /// of <paramref name="bytes"/> on all pool threads (after one untimed pass that faults the pages in), each pass
+    /// Read bandwidth in GB/s (10^9 bytes per second): the best of six vectorised sums over a fresh native buffer
+    /// of <paramref name="bytes"/> on all pool threads (after one untimed pass that faults the pages in), the passes
     /// alternately one sequential stream per 1 MiB chunk and four interleaved streams (its quarters, read side by side,
     /// as the 8-row group kernels read four groups): on the Zen 3 machine the four streams read up to ~20% faster, and
     /// a bound below what a kernel reaches would overstate that kernel's share of it.
@@ -98,12 +98,8 @@ public static unsafe class MemoryBandwidth
         }
     }
 
-    /// <remarks>
-    /// Optimized from its first call: at tier 0 the loop runs well under the memory's speed (Measure's first call in a
-    /// process read 24.3 GB/s where later passes over the same kind of buffer read 39.4, Zen 3), and
-    /// <see cref="Measure"/>'s three passes can all come before the tiered JIT replaces it.
-    /// </remarks>
     /// <summary>The chunk's four quarters read side by side, one vector of each per step.</summary>
+    /// <remarks>Optimized from its first call, as <see cref="Sum{TV, TS}"/>.</remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Sum4(float* p, int n)
     {
@@ -120,6 +116,11 @@ public static unsafe class MemoryBandwidth
         return Vector256.Sum(a0 + a1 + (a2 + a3));
     }
 
+    /// <remarks>
+    /// Optimized from its first call: at tier 0 the loop runs well under the memory's speed (Measure's first call in a
+    /// process read 24.3 GB/s where later passes over the same kind of buffer read 39.4, Zen 3), and
+    /// <see cref="Measure"/>'s six passes can all come before the tiered JIT replaces it.
+    /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Sum<TV, TS>(float* p, int n) where TV : unmanaged where TS : ISimd<TV>
     {

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.AI;
 using Qwen3Sharp.Cli;
 using Qwen3Sharp.Engine;
+using Qwen3Sharp.Tests.TestModels;
 using ChatFinishReason = Microsoft.Extensions.AI.ChatFinishReason;
 
 namespace Qwen3Sharp.Tests.Engine;
@@ -31,13 +32,7 @@ public sealed class DemoModelChatClientTests : IDisposable
     public async Task FunctionInvocation_InProcess_CallsTheToolWithTheCity_AndAnswersFromItsResult()
     {
         var calls = new List<string>();
-        AIFunction weather = AIFunctionFactory.Create(
-            ([System.ComponentModel.Description("The city name")] string city) =>
-            {
-                calls.Add(city);
-                return $$"""{"city": "{{city}}", "temperature": 21, "condition": "sunny"}""";
-            },
-            "get_weather", "Get the current weather for a city.");
+        AIFunction weather = DemoWeatherTool.Create(calls);
         IChatClient chat = _host.AsChatClient("demo").AsBuilder().UseFunctionInvocation().Build();
         var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 200, Tools = [weather] };
 

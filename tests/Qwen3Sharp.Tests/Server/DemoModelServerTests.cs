@@ -9,6 +9,7 @@ using OpenAI.Chat;
 using Qwen3Sharp.Cli;
 using Qwen3Sharp.Engine;
 using Qwen3Sharp.Server;
+using Qwen3Sharp.Tests.TestModels;
 
 namespace Qwen3Sharp.Tests.Server;
 
@@ -235,13 +236,7 @@ public sealed class DemoModelServerTests(DemoModelFixture fixture) : IClassFixtu
         // Microsoft.Extensions.AI over the OpenAI SDK's adapter, as an application wires it: the middleware sees the
         // model's call, runs the C# function and sends its result back; the model answers from it.
         var calls = new List<string>();
-        AIFunction weather = AIFunctionFactory.Create(
-            ([System.ComponentModel.Description("The city name")] string city) =>
-            {
-                calls.Add(city);
-                return $$"""{"city": "{{city}}", "temperature": 21, "condition": "sunny"}""";
-            },
-            "get_weather", "Get the current weather for a city.");
+        AIFunction weather = DemoWeatherTool.Create(calls);
         IChatClient chat = Client().AsIChatClient().AsBuilder().UseFunctionInvocation().Build();
         var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 200, Tools = [weather] };
         ChatResponse response = await chat.GetResponseAsync([new Microsoft.Extensions.AI.ChatMessage(ChatRole.User, "What's the weather in Paris?")], options);
