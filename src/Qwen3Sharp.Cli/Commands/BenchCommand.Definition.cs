@@ -31,6 +31,8 @@ public sealed record BenchOptions
     public bool Profile { get; init; }
     /// <summary>--batch-invariant: measure with the batch-invariant kernels.</summary>
     public bool BatchInvariant { get; init; }
+    /// <summary>--bound-windows: decode passes measured against the bandwidth read beside each (0: none).</summary>
+    public int BoundWindows { get; init; } = 3;
 }
 
 public static partial class BenchCommand
@@ -61,6 +63,9 @@ public static partial class BenchCommand
                 "attention, LM head...) and print where a decode step's time goes.",
         };
         Option<bool> batchInvariant = CliOptions.BatchInvariant();
+        Option<int> boundWindows = CliOptions.Int("--bound-windows", "Decode passes (of --gen-tokens) each measured against the " +
+            "memory bandwidth read just before and after it, for decode's fraction of the bound at the same moment (the median is " +
+            "printed beside the run-wide figure); 0 skips them.", 3, 0, 100);
         var command = new CliCommand<BenchOptions>("bench", "Measure prefill and decode speed (tokens/s) end to end.",
             parse => new BenchOptions
             {
@@ -79,9 +84,10 @@ public static partial class BenchCommand
                 KlBatch = parse.GetValue(klBatch),
                 Profile = parse.GetValue(profile),
                 BatchInvariant = parse.GetValue(batchInvariant),
+                BoundWindows = parse.GetValue(boundWindows),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, promptTokens, genTokens, depth, threads, weights, quantize, kvCacheDType, klReference, klText, klContext, klBatch, profile, batchInvariant }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, promptTokens, genTokens, depth, threads, weights, quantize, kvCacheDType, klReference, klText, klContext, klBatch, profile, batchInvariant, boundWindows }) command.Options.Add(option);
         return command;
     }
 }

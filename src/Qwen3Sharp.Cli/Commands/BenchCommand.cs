@@ -160,6 +160,7 @@ public static partial class BenchCommand
         double decodeRate = o.GenTokens / decodeSeconds;
         double bound = bandwidth * 1e9 / bytesPerToken;
         long weightBytes = weights.FileBytes;
+        double[] paired = PairedBound(o, decode, process, threads, bytesPerToken, ct);
 
         Qwen3Config c = weights.Config;
         w.WriteLine($"model        {Server.ServerOptions.ModelNameFromDirectory(directory)}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, " +
@@ -212,6 +213,12 @@ public static partial class BenchCommand
         w.WriteLine($"bandwidth    {bandwidth:F1} GB/s  (measured in this run, best of before and after, {threads} threads)");
         w.WriteLine($"bound        {bound:F2} tok/s  ({bytesPerToken / 1e9:F2} GB of weights read per decoded token)");
         w.WriteLine($"decode/bound {decodeRate / bound:P0}");
+        if (paired.Length > 0)
+        {
+            w.WriteLine($"paired       {paired[paired.Length / 2]:P0} median of {paired.Length} (range {paired[0]:P0}–{paired[^1]:P0}): each of " +
+                $"{paired.Length} more decode passes against the bandwidth read just before and after it (--bound-windows)");
+        }
+
         if (o.Profile)
         {
             WriteProfile(o, w, model, decode, process, ct);
@@ -418,6 +425,29 @@ public static partial class BenchCommand
         double wall = clock.Elapsed.TotalSeconds;
         process.Refresh();
         return (wall, (process.TotalProcessorTime - cpu0).TotalSeconds);
+    }
+
+    /// <summary>
+    /// Decode against the bandwidth of the same moment: <see cref="BenchOptions.BoundWindows"/> more decode passes, each
+    /// between two bandwidth reads, and for each its fraction of the bound from the better of those two reads; sorted.
+    /// The run-wide line above divides by the best read of the whole run, which on a shared machine whose read bandwidth
+    /// moves between ~33 and ~55 GB/s within a minute (Zen 3, this project's machines) mostly measures when that best
+    /// read happened; a pass and the reads beside it see the same neighbours.
+    /// </summary>
+    private static double[] PairedBound(BenchOptions o, DecodeSetup decode, Process process, int threads, long bytesPerToken, CancellationToken ct)
+    {
+        var ratios = new double[o.BoundWindows];
+        double before = MeasureBandwidth(threads);
+        for (int i = 0; i < ratios.Length; i++)
+        {
+            double rate = o.GenTokens / TimeDecode(o, decode, process, ct).Wall;
+            double after = MeasureBandwidth(threads);
+            ratios[i] = rate * bytesPerToken / (Math.Max(before, after) * 1e9);
+            before = after;
+        }
+
+        Array.Sort(ratios);
+        return ratios;
     }
 
     private static double MeasureBandwidth(int threads)

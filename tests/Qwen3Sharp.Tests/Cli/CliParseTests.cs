@@ -160,15 +160,17 @@ public sealed class CliParseTests
         Assert.Equal(3, o.Threads);
         Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.HugePageCopy, o.Weights);
 
-        BenchOptions p = Bind<BenchOptions>("bench --model /m --depth 4096 --profile");
+        BenchOptions p = Bind<BenchOptions>("bench --model /m --depth 4096 --profile --bound-windows 5");
         Assert.Equal(4096, p.Depth);
         Assert.True(p.Profile);
+        Assert.Equal(5, p.BoundWindows);
 
         BenchOptions d = Bind<BenchOptions>("bench --model /m");
         Assert.Equal(0, d.Depth);
         Assert.False(d.Profile);
         Assert.Equal(512, d.PromptTokens);
         Assert.Equal(128, d.GenTokens);
+        Assert.Equal(3, d.BoundWindows);
         Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Copy, d.Weights);
         Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Copy, Bind<ServeOptions>("serve").Weights);
         Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Mapped, Bind<ServeOptions>("serve --weights mapped").Weights);

@@ -24,10 +24,11 @@ public sealed class CliProcessTests
     public async Task Bench_runs_a_quantized_gguf_file_and_a_bad_one_is_a_clear_error()
     {
         string gguf = Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", "tiny-a-q4_0.gguf");
-        var (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 40 --gen-tokens 4 --threads 2");
+        var (code, output, error) = await CliProcess.RunAsync($"bench --model {gguf} --prompt-tokens 40 --gen-tokens 4 --threads 2 --bound-windows 2");
         Assert.True(code == 0, error);
         Assert.Contains("Q4_0", output);
         Assert.Contains("decode", output);
+        Assert.Matches(@"\npaired +\d+ ?% median of 2 \(range \d+ ?%–\d+ ?%\)", output);   // decode against the bandwidth beside each pass
 
         using var dir = new TempDir();
         byte[] bytes = File.ReadAllBytes(gguf);
