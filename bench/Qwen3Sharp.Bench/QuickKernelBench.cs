@@ -227,6 +227,94 @@ internal static unsafe class QuickKernelBench
             Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
         }
 
+        // Decode through the production x8 path (as x8pair) or the float groups' (a BF16 directory), Q8_0x8 read as four
+        // streams per item and as pairs of adjacent groups (QuantMatMul.FourStreamDecode; other formats take their one walk
+        // either way, so their two lines are the same code twice), beside the pool's four-stream
+        // read of the same weights (MemoryBandwidth's pattern, one round per matrix), the three in a rotating order each
+        // round: per format and walk the median GB/s and the median of each round's ratio to that read, i.e. what the
+        // kernels reach of what this memory gives at that moment. `quick 2 x8read=MODEL.gguf` (rounds: X8ROUNDS, default 24)
+        if (what.StartsWith("x8read=", StringComparison.Ordinal))
+        {
+            // copied, as qwen3 bench and serve load them (a BF16 directory in place from the mapping keeps its rows)
+            using var m = Qwen3Sharp.Model.Qwen3Model.Load(what[7..],
+                new Qwen3Sharp.Model.Qwen3ModelOptions { ThreadCount = threads, WeightPlacement = Qwen3Sharp.Loading.WeightPlacement.Copy });
+            WeightView[] mats = GroupMatrices(m);
+            Console.WriteLine($"{mats.Length} matrices ({string.Join(", ", mats.GroupBy(v => v.DType).Select(g => $"{g.Count()} {g.Key}"))}), {mats.Sum(v => v.DataBytes) / 1e9:F2} GB");
+            var rng = new Random(5);
+            float[] x = Enumerable.Range(0, mats.Max(v => v.ColCount)).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            float[] y = new float[mats.Max(v => v.RowCount)];
+            DType[] formats = mats.Select(v => v.DType).Distinct().ToArray();
+            int rounds = int.Parse(Environment.GetEnvironmentVariable("X8ROUNDS") ?? "24");
+            var read = new List<double>();
+            var rates = formats.ToDictionary(f => f, _ => new[] { new List<double>(), new List<double>() });   // [pairs, four streams]
+            float* sinks = (float*)NativeMemory.AllocZeroed((nuint)threads * 16, sizeof(float));
+            for (int round = 0; round < rounds; round++)
+            {
+                for (int step = 0; step < 3; step++)
+                {
+                    int what3 = (step + round) % 3;   // 0 the read, 1 pairs, 2 four streams
+                    long st = Stopwatch.GetTimestamp();
+                    if (what3 == 0)
+                    {
+                        long readBytes = 0;
+                        foreach (WeightView v in mats.Where(v => v.DataBytes >= MemoryBandwidth.ChunkBytes))
+                        {
+                            long n = v.DataBytes / MemoryBandwidth.ChunkBytes * MemoryBandwidth.ChunkBytes;
+                            MemoryBandwidth.ReadPass(pool, (byte*)v.Data, n, sinks, fourStreams: true);
+                            readBytes += n;
+                        }
+
+                        if (round > 1)
+                        {
+                            read.Add(readBytes / Stopwatch.GetElapsedTime(st).TotalSeconds / 1e9);
+                        }
+
+                        continue;
+                    }
+
+                    QuantMatMul.FourStreamDecode = what3 == 2;
+                    foreach (DType format in formats)
+                    {
+                        st = Stopwatch.GetTimestamp();
+                        foreach (WeightView v in mats.Where(v => v.DType == format))
+                        {
+                            if (format.IsFloatGroups())
+                            {
+                                MatMul.RunFloatGroups(pool, x.AsSpan(0, v.ColCount), 1, v, y.AsSpan(0, v.RowCount), accumulate: false);
+                            }
+                            else
+                            {
+                                QuantMatMul.Run(pool, x.AsSpan(0, v.ColCount), 1, v, y.AsSpan(0, v.RowCount), accumulate: false);
+                            }
+                        }
+
+                        if (round > 1)
+                        {
+                            rates[format][what3 - 1].Add(mats.Where(v => v.DType == format).Sum(v => v.DataBytes) / Stopwatch.GetElapsedTime(st).TotalSeconds / 1e9);
+                        }
+                    }
+                }
+            }
+
+            QuantMatMul.FourStreamDecode = true;
+            NativeMemory.Free(sinks);
+            static double Median(IEnumerable<double> values) { var r = values.Order().ToArray(); return r[r.Length / 2]; }
+            Console.WriteLine($"four-stream read of the same weights: median {Median(read):F1} GB/s, best {read.Max():F1} ({read.Count} rounds)");
+            foreach (DType format in formats)
+            {
+                for (int k = 1; k >= 0; k--)
+                {
+                    List<double> r = rates[format][k];
+                    Console.WriteLine($"{format} decode, {(k == 1 ? "four streams" : "pairs       ")}: median {Median(r):F1} GB/s, best {r.Max():F1}; " +
+                        $"/ the read, same round: median {Median(r.Zip(read, (a, b) => a / b)):F3}");
+                }
+
+                Console.WriteLine($"{format} four streams / pairs, same round: median {Median(rates[format][1].Zip(rates[format][0], (a, b) => a / b)):F3}");
+            }
+
+            Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
+        }
+
         // The same A/B from L2: the first 256 rows of each format's first 2048-column matrix, 400 passes per round
         // (compute cost, no DRAM): `quick 1 x8hot=MODEL.gguf`
         if (what.StartsWith("x8hot=", StringComparison.Ordinal))
@@ -262,6 +350,11 @@ internal static unsafe class QuickKernelBench
 
             QuantMatMul.TwoGroupsPerPass = true;
             Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
+        }
+
+        if (what == "pattern")
+        {
+            PatternBench.Run(pool);
         }
 
         if (what == "ceiling")

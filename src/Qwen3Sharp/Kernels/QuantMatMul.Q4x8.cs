@@ -289,6 +289,12 @@ public static unsafe partial class QuantMatMul
         // at most an eighth of the groups so both threads of a small matrix share it
         long groupBytes = GroupRows * w.RowBytes;
         int itemGroups = (int)Math.Clamp(Math.Min((256L << 10) / groupBytes, groups / 8), 1, groups);
+        bool fourStreams = tokenCount == 1 && w.DType == DType.Q8_0x8 && isa != Isa.Scalar && FourStreamDecode;
+        if (fourStreams)
+        {
+            itemGroups = 4 * (int)Math.Max(1, (FourStreamBytes + groupBytes - 1) / groupBytes);   // four streams of ≥ FourStreamBytes
+        }
+
         var job = new X8Job
         {
             Isa = isa,
@@ -308,6 +314,7 @@ public static unsafe partial class QuantMatMul
             ColCount = cols,
             Blocks = blocks,
             ItemGroups = itemGroups,
+            FourStreams = fourStreams,
             Accumulate = accumulate,
         };
         pool.Run(ref job, (groups + itemGroups - 1) / itemGroups);
@@ -321,6 +328,19 @@ public static unsafe partial class QuantMatMul
     /// False only for the benchmarks' A/B (<c>Qwen3Sharp.Bench quick 2 x8pair=MODEL</c>).
     /// </summary>
     internal static bool TwoGroupsPerPass = true;
+
+    /// <summary>
+    /// Decode (one token) of Q8_0x8 reads each work item as four streams side by side: items of 4 × ⌈<see cref="FourStreamBytes"/> /
+    /// group bytes⌉ groups, each pass one group of each quarter (<see cref="DotGroupQuadQ8_0x8_256"/>), no software prefetch.
+    /// One group's stream is 17 KiB for a 2048-column matrix, and streams that short lose much of what reading four at
+    /// once gains (<c>Qwen3Sharp.Bench quick 2 pattern</c>); the quarters are 68 KiB there (104 KiB at 6144 columns).
+    /// Measured against the pair walk (<see cref="TwoGroupsPerPass"/>) in README's session-12 block. The bits are those
+    /// of one group per pass. False only for the benchmarks' A/B (<c>quick 2 x8read=MODEL</c>).
+    /// </summary>
+    internal static bool FourStreamDecode = true;
+
+    /// <summary>The shortest stream <see cref="FourStreamDecode"/> reads (tests shorten it to reach the path on small matrices).</summary>
+    internal static long FourStreamBytes = 64 << 10;
 
     /// <summary>
     /// Tokens a group is multiplied with at once (their accumulators on the stack, ≤ 1,984 bytes): a prefill takes its
@@ -344,13 +364,32 @@ public static unsafe partial class QuantMatMul
         public int BlocksPerGroup, AffineCentre;
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
+        public bool FourStreams;  // Q8_0x8 decode: a whole item as four streams (FourStreamDecode)
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
         {
             int groups = (RowCount + GroupRows - 1) / GroupRows;
             int g0 = index * ItemGroups, g1 = Math.Min(g0 + ItemGroups, groups);
-            Vector256<float>* acc = stackalloc Vector256<float>[2 * Math.Min(TokenCount, TileTokens)];   // ≤ 1,984 bytes (Q4_K: and mins)
+            Vector256<float>* acc = stackalloc Vector256<float>[Math.Max(4, 2 * Math.Min(TokenCount, TileTokens))];   // ≤ 1,984 bytes (Q4_K: and mins)
+            if (FourStreams && g1 - g0 == ItemGroups)
+            {
+                // the item's four quarters side by side: pass q reads group q of each quarter (the last item, if short, below)
+                int quarter = ItemGroups / 4;
+                for (int q = 0; q < quarter; q++)
+                {
+                    int g = g0 + q;
+                    DotGroupQuadQ8_0x8_256(Weights + g * GroupBytes, quarter * GroupBytes, Blocks, Codes, Scales, acc);
+                    for (int j = 0; j < 4; j++)
+                    {
+                        int r = (g + j * quarter) * GroupRows;
+                        StoreGroup(acc[j], Y + r, Math.Min(GroupRows, RowCount - r), Accumulate);
+                    }
+                }
+
+                return;
+            }
+
             float* rowSums = stackalloc float[GroupRows];
             bool k = Format == DType.Q4_Kx8, q8 = Format == DType.Q8_0x8, q6 = Format == DType.Q6_Kx8, q5 = Format == DType.Q5_Kx8;
             int affineBits = Format == DType.Affine8x8 ? 8 : Format == DType.Affine4x8 ? 4 : 0;

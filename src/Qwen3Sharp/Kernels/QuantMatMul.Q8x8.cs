@@ -220,6 +220,49 @@ public static unsafe partial class QuantMatMul
         rb = accb;
     }
 
+    /// <summary>
+    /// Four groups of 8 rows against one token in one pass, <paramref name="stride"/> bytes apart (the quarters of a
+    /// <see cref="FourStreamDecode"/> item): each activation broadcast serves all four, the four are independent chains,
+    /// and there is no software prefetch (four long streams keep the hardware prefetchers ahead; see FourStreamDecode).
+    /// <paramref name="result"/>[j] is group j's, with the bits <see cref="DotGroupQ8_0x8_256"/> gives it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQuadQ8_0x8_256(byte* g0, long stride, int blocks, sbyte* x, float* xs, Vector256<float>* result)
+    {
+        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
+        short* d0 = (short*)(g0 + (long)blocks * Q8GroupBlockBytes);
+        long ds = stride / sizeof(short);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, g0 += Q8GroupBlockBytes, g1 += Q8GroupBlockBytes, g2 += Q8GroupBlockBytes, g3 += Q8GroupBlockBytes,
+            d0 += GroupRows, x += BlockSize)
+        {
+            int* xi = (int*)x;
+            Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero, s2 = Vector256<int>.Zero, s3 = Vector256<int>.Zero;
+            for (int v = 0; v < 8; v++)
+            {
+                Vector256<sbyte> xv = Vector256.Create(xi[v]).AsSByte();
+                s0 += Q8VectorDot(Vector256.Load((sbyte*)g0 + 32 * v), xv, ones);
+                s1 += Q8VectorDot(Vector256.Load((sbyte*)g1 + 32 * v), xv, ones);
+                s2 += Q8VectorDot(Vector256.Load((sbyte*)g2 + 32 * v), xv, ones);
+                s3 += Q8VectorDot(Vector256.Load((sbyte*)g3 + 32 * v), xv, ones);
+            }
+
+            Vector256<float> xsk = Vector256.Create(xs[k]);
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0), WidenHalves(d0, halfMask, halfScale) * xsk, a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1), WidenHalves(d0 + ds, halfMask, halfScale) * xsk, a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s2), WidenHalves(d0 + 2 * ds, halfMask, halfScale) * xsk, a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s3), WidenHalves(d0 + 3 * ds, halfMask, halfScale) * xsk, a3);
+        }
+
+        result[0] = a0;
+        result[1] = a1;
+        result[2] = a2;
+        result[3] = a3;
+    }
+
     /// <summary>Code vector <paramref name="v"/> of a block of two groups against activation dword <paramref name="v"/>, broadcast once for both.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Q8VectorDotTwice(byte* ga, byte* gb, int* x, int v, Vector256<short> ones, ref Vector256<int> sa, ref Vector256<int> sb)

@@ -315,6 +315,48 @@ public sealed unsafe class Q4x8MatMulTests
     }
 
     [Theory]
+    [InlineData(8 * 23 + 5, 1)]      // items of 4 groups (one per quarter), the matrix's short last group in a full item
+    [InlineData(8 * 23 + 5, 1089)]   // items of 8 groups (two per quarter; a group of 128 columns is 1,088 bytes)
+    [InlineData(8 * 25 + 5, 1089)]   // and a short last item of 2 groups, which takes the pair walk
+    public void Q8Decode_FourStreams_MatchesTheScalarTwinAndThePairWalkBitForBit(int rows, long streamBytes)
+    {
+        // QuantMatMul.FourStreamDecode: each item's quarters side by side (DotGroupQuadQ8_0x8_256). Real shapes make
+        // quarters of 64 KiB; FourStreamBytes is shortened so that 128 columns reach every case of the walk.
+        const int cols = 4 * 32;
+        using var pool = new WorkerPool(2);
+        byte* source = Source(DType.Q8_0, rows, cols, 23);
+        byte* packed = Repacked(DType.Q8_0, source, rows, cols);
+        long saved = QuantMatMul.FourStreamBytes;
+        try
+        {
+            QuantMatMul.FourStreamBytes = streamBytes;
+            var x8 = new WeightView(packed, DType.Q8_0x8, rows, cols);
+            float[] one = Int8MatMulTests.Activations(new Random(rows), cols);
+            foreach (bool accumulate in new[] { false, true })
+            {
+                float start = accumulate ? 0.5f : float.NaN;
+                float[] four = Run(QuantMatMul.Best, pool, one, 1, x8, start, accumulate);
+                Assert.Equal(Run(QuantMatMul.Isa.Scalar, pool, one, 1, x8, start, accumulate), four);
+                QuantMatMul.FourStreamDecode = false;
+                try
+                {
+                    Assert.Equal(Run(QuantMatMul.Best, pool, one, 1, x8, start, accumulate), four);
+                }
+                finally
+                {
+                    QuantMatMul.FourStreamDecode = true;
+                }
+            }
+        }
+        finally
+        {
+            QuantMatMul.FourStreamBytes = saved;
+            NativeMemory.AlignedFree(source);
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
+    [Theory]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
     [InlineData(DType.Q5_K)]
