@@ -402,6 +402,72 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
+    /// Four affine x8 groups against one token in one pass, <paramref name="stride"/> bytes apart (the quarters of a
+    /// <see cref="FourStreamDecode"/> item; two BlockDotTwice per block, no software prefetch): <paramref name="result"/>[j]
+    /// is group j's, with the bits <see cref="DotGroupAffineX8_256"/> gives it.
+    /// </summary>
+    internal static void DotGroupQuadAffineX8_256(int bits, int centre, byte* g0, long stride, int blocks, int blocksPerGroup, sbyte* x, float* xs,
+        int* xsum, float* xg, Vector256<float>* result)
+    {
+        if (bits == 8)
+        {
+            DotGroupQuadAffineX8_256<AffineCodes8>(centre, g0, stride, blocks, blocksPerGroup, x, xs, xsum, xg, result);
+        }
+        else
+        {
+            DotGroupQuadAffineX8_256<AffineCodes4>(centre, g0, stride, blocks, blocksPerGroup, x, xs, xsum, xg, result);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotGroupQuadAffineX8_256<TC>(int centre, byte* g0, long stride, int blocks, int blocksPerGroup, sbyte* x, float* xs,
+        int* xsum, float* xg, Vector256<float>* result)
+        where TC : struct, IAffineCodes
+    {
+        int affineGroups = blocks / blocksPerGroup;
+        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
+        ushort* s0 = (ushort*)(g0 + (long)blocks * TC.BlockBytes);
+        long ss = stride / sizeof(ushort), biases = (long)affineGroups * GroupRows;   // the next group's scales; the biases follow the scales
+        Vector256<float> zv = Vector256.Create((float)centre);
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        for (int a = 0, k = 0; a < affineGroups; a++, s0 += GroupRows)
+        {
+            Vector256<float> p0 = Vector256<float>.Zero, p1 = Vector256<float>.Zero, p2 = Vector256<float>.Zero, p3 = Vector256<float>.Zero;
+            for (int end = k + blocksPerGroup; k < end; k++, g0 += TC.BlockBytes, g1 += TC.BlockBytes, g2 += TC.BlockBytes, g3 += TC.BlockBytes, x += BlockSize)
+            {
+                int c = xsum[k] * centre;
+                TC.BlockDotTwice(g0, g1, (int*)x, c, out Vector256<int> d0, out Vector256<int> d1);
+                TC.BlockDotTwice(g2, g3, (int*)x, c, out Vector256<int> d2, out Vector256<int> d3);
+                Vector256<float> xsk = Vector256.Create(xs[k]);
+                p0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(d0), xsk, p0);
+                p1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(d1), xsk, p1);
+                p2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(d2), xsk, p2);
+                p3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(d3), xsk, p3);
+            }
+
+            Vector256<float> xga = Vector256.Create(xg[a]);
+            a0 = AffineGroupEnd(s0, biases, zv, xga, p0, a0);
+            a1 = AffineGroupEnd(s0 + ss, biases, zv, xga, p1, a1);
+            a2 = AffineGroupEnd(s0 + 2 * ss, biases, zv, xga, p2, a2);
+            a3 = AffineGroupEnd(s0 + 3 * ss, biases, zv, xga, p3, a3);
+        }
+
+        result[0] = a0;
+        result[1] = a1;
+        result[2] = a2;
+        result[3] = a3;
+    }
+
+    /// <summary>One affine group's end for one 8-row group: acc + s·part + (s·centre + bias)·xg, as <see cref="DotGroupAffineX8_256"/> orders it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> AffineGroupEnd(ushort* scales, long biases, Vector256<float> zv, Vector256<float> xg, Vector256<float> part, Vector256<float> acc)
+    {
+        Vector256<float> s = WidenBf16(scales);
+        acc = Fma.MultiplyAdd(s, part, acc);
+        return Fma.MultiplyAdd(Fma.MultiplyAdd(s, zv, WidenBf16(scales + biases)), xg, acc);
+    }
+
+    /// <summary>
     /// One affine x8 group against <paramref name="tokenCount"/> tokens (activation rows <paramref name="cols"/> codes,
     /// <paramref name="blocks"/> scales and sums, and cols / group size group sums apart): the same arithmetic per token as
     /// <see cref="DotGroupAffineX8_256"/>, so every token's result has the same bits as decoding it alone.

@@ -289,7 +289,8 @@ public static unsafe partial class QuantMatMul
         // at most an eighth of the groups so both threads of a small matrix share it
         long groupBytes = GroupRows * w.RowBytes;
         int itemGroups = (int)Math.Clamp(Math.Min((256L << 10) / groupBytes, groups / 8), 1, groups);
-        bool fourStreams = tokenCount == 1 && w.DType == DType.Q8_0x8 && isa != Isa.Scalar && FourStreamDecode;
+        bool fourStreams = tokenCount == 1 && w.DType is DType.Q8_0x8 or DType.Q4_0x8 or DType.Affine8x8 or DType.Affine4x8
+            && isa != Isa.Scalar && FourStreamDecode;
         if (fourStreams)
         {
             itemGroups = 4 * (int)Math.Max(1, (FourStreamBytes + groupBytes - 1) / groupBytes);   // four streams of ≥ FourStreamBytes
@@ -330,8 +331,9 @@ public static unsafe partial class QuantMatMul
     internal static bool TwoGroupsPerPass = true;
 
     /// <summary>
-    /// Decode (one token) of Q8_0x8 reads each work item as four streams side by side: items of 4 × ⌈<see cref="FourStreamBytes"/> /
-    /// group bytes⌉ groups, each pass one group of each quarter (<see cref="DotGroupQuadQ8_0x8_256"/>), no software prefetch.
+    /// Decode (one token) of Q8_0x8, Q4_0x8 and the MLX affine groups reads each work item as four streams side by side: items
+    /// of 4 × ⌈<see cref="FourStreamBytes"/> / group bytes⌉ groups, each pass one group of each quarter
+    /// (<see cref="DotGroupQuadQ8_0x8_256"/>, <see cref="DotGroupQuadQ4_0x8_256"/>, DotGroupQuadAffineX8_256), no software prefetch.
     /// One group's stream is 17 KiB for a 2048-column matrix, and streams that short lose much of what reading four at
     /// once gains (<c>Qwen3Sharp.Bench quick 2 pattern</c>); the quarters are 68 KiB there (104 KiB at 6144 columns).
     /// Measured against the pair walk (<see cref="TwoGroupsPerPass"/>) in README's session-12 block. The bits are those
@@ -364,7 +366,7 @@ public static unsafe partial class QuantMatMul
         public int BlocksPerGroup, AffineCentre;
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
-        public bool FourStreams;  // Q8_0x8 decode: a whole item as four streams (FourStreamDecode)
+        public bool FourStreams;  // decode: a whole item as four streams (FourStreamDecode)
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
@@ -379,7 +381,21 @@ public static unsafe partial class QuantMatMul
                 for (int q = 0; q < quarter; q++)
                 {
                     int g = g0 + q;
-                    DotGroupQuadQ8_0x8_256(Weights + g * GroupBytes, quarter * GroupBytes, Blocks, Codes, Scales, acc);
+                    byte* first = Weights + g * GroupBytes;
+                    switch (Format)
+                    {
+                        case DType.Q8_0x8:
+                            DotGroupQuadQ8_0x8_256(first, quarter * GroupBytes, Blocks, Codes, Scales, acc);
+                            break;
+                        case DType.Q4_0x8:
+                            DotGroupQuadQ4_0x8_256(first, quarter * GroupBytes, Blocks, Codes, Scales, Sums, acc);
+                            break;
+                        default:
+                            DotGroupQuadAffineX8_256(Format == DType.Affine8x8 ? 8 : 4, AffineCentre, first, quarter * GroupBytes, Blocks, BlocksPerGroup,
+                                Codes, Scales, Sums, GroupSums, acc);
+                            break;
+                    }
+
                     for (int j = 0; j < 4; j++)
                     {
                         int r = (g + j * quarter) * GroupRows;
@@ -616,6 +632,41 @@ public static unsafe partial class QuantMatMul
 
         ra = acca;
         rb = accb;
+    }
+
+    /// <summary>
+    /// Four Q4_0x8 groups against one token in one pass, <paramref name="stride"/> bytes apart (the quarters of a
+    /// <see cref="FourStreamDecode"/> item; two <see cref="BlockPairsTwice"/> per block, no software prefetch):
+    /// <paramref name="result"/>[j] is group j's, with the bits <see cref="DotGroupQ4_0x8_256"/> gives it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQuadQ4_0x8_256(byte* g0, long stride, int blocks, sbyte* x, float* xs, int* xsum, Vector256<float>* result)
+    {
+        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
+        short* d0 = (short*)(g0 + (long)blocks * GroupBlockBytes);
+        long ds = stride / sizeof(short);
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<short> ones = Vector256.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, g0 += GroupBlockBytes, g1 += GroupBlockBytes, g2 += GroupBlockBytes, g3 += GroupBlockBytes,
+            d0 += GroupRows, x += BlockSize)
+        {
+            BlockPairsTwice(g0, g1, (int*)x, m, out Vector256<short> p0, out Vector256<short> p1);
+            BlockPairsTwice(g2, g3, (int*)x, m, out Vector256<short> p2, out Vector256<short> p3);
+            Vector256<int> offset = Vector256.Create(xsum[k] << 3);
+            Vector256<float> xsk = Vector256.Create(xs[k]);
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(p0, ones) - offset), WidenHalves(d0, halfMask, halfScale) * xsk, a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(p1, ones) - offset), WidenHalves(d0 + ds, halfMask, halfScale) * xsk, a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(p2, ones) - offset), WidenHalves(d0 + 2 * ds, halfMask, halfScale) * xsk, a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(p3, ones) - offset), WidenHalves(d0 + 3 * ds, halfMask, halfScale) * xsk, a3);
+        }
+
+        result[0] = a0;
+        result[1] = a1;
+        result[2] = a2;
+        result[3] = a3;
     }
 
     /// <summary>One group of 8 rows against one token: lane i is row i's dot product.</summary>

@@ -155,6 +155,48 @@ public sealed unsafe class AffineX8Tests
     }
 
     [Theory]
+    [InlineData(8, 64, 8 * 23 + 5, 1)]   // items of 4 groups (one per quarter), the matrix's short last group in a full item
+    [InlineData(8, 32, 8 * 25 + 5, 2)]   // items of 8 groups and a short last item of 2 groups (the pair walk)
+    [InlineData(4, 64, 8 * 23 + 5, 2)]
+    [InlineData(4, 128, 8 * 25 + 5, 1)]
+    public void Decode_FourStreams_MatchesTheScalarTwinAndThePairWalkBitForBit(int bits, int groupSize, int rows, int quarterGroups)
+    {
+        // QuantMatMul.FourStreamDecode: each item's quarters side by side (DotGroupQuadAffineX8_256); FourStreamBytes is
+        // shortened so that 256 columns reach every case of the walk.
+        const int cols = 256;
+        using var pool = new WorkerPool(2);
+        using var m = new AffineMatMulTests.AffineMatrix(bits, groupSize, DType.BF16, rows, cols, 41);
+        WeightView x8 = Repack(m.View, out byte* buffer);
+        long saved = QuantMatMul.FourStreamBytes;
+        try
+        {
+            long groupBytes = new WeightView(x8.Data, x8.DType, x8.GroupSize, x8.SourceBits, QuantMatMul.GroupRows, cols).DataBytes;
+            QuantMatMul.FourStreamBytes = (quarterGroups - 1) * groupBytes + 1;
+            float[] one = Int8MatMulTests.Activations(new Random(rows + bits), cols);
+            foreach (bool accumulate in new[] { false, true })
+            {
+                float start = accumulate ? 0.5f : float.NaN;
+                float[] four = Run(QuantMatMul.Best, pool, one, 1, x8, start, accumulate);
+                Assert.Equal(Run(QuantMatMul.Isa.Scalar, pool, one, 1, x8, start, accumulate), four);
+                QuantMatMul.FourStreamDecode = false;
+                try
+                {
+                    Assert.Equal(Run(QuantMatMul.Best, pool, one, 1, x8, start, accumulate), four);
+                }
+                finally
+                {
+                    QuantMatMul.FourStreamDecode = true;
+                }
+            }
+        }
+        finally
+        {
+            QuantMatMul.FourStreamBytes = saved;
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
+
+    [Theory]
     [InlineData(8)]
     [InlineData(4)]
     public void Kernel_AtTheCodeLimits_IsExact(int bits)

@@ -315,22 +315,24 @@ public sealed unsafe class Q4x8MatMulTests
     }
 
     [Theory]
-    [InlineData(8 * 23 + 5, 1)]      // items of 4 groups (one per quarter), the matrix's short last group in a full item
-    [InlineData(8 * 23 + 5, 1089)]   // items of 8 groups (two per quarter; a group of 128 columns is 1,088 bytes)
-    [InlineData(8 * 25 + 5, 1089)]   // and a short last item of 2 groups, which takes the pair walk
-    public void Q8Decode_FourStreams_MatchesTheScalarTwinAndThePairWalkBitForBit(int rows, long streamBytes)
+    [InlineData(DType.Q8_0, 8 * 23 + 5, 1)]   // items of 4 groups (one per quarter), the matrix's short last group in a full item
+    [InlineData(DType.Q8_0, 8 * 23 + 5, 2)]   // items of 8 groups (two per quarter)
+    [InlineData(DType.Q8_0, 8 * 25 + 5, 2)]   // and a short last item of 2 groups, which takes the pair walk
+    [InlineData(DType.Q4_0, 8 * 23 + 5, 1)]
+    [InlineData(DType.Q4_0, 8 * 25 + 5, 2)]
+    public void X8Decode_FourStreams_MatchesTheScalarTwinAndThePairWalkBitForBit(DType dtype, int rows, int quarterGroups)
     {
-        // QuantMatMul.FourStreamDecode: each item's quarters side by side (DotGroupQuadQ8_0x8_256). Real shapes make
-        // quarters of 64 KiB; FourStreamBytes is shortened so that 128 columns reach every case of the walk.
+        // QuantMatMul.FourStreamDecode: each item's quarters side by side (DotGroupQuad*_256). Real shapes make quarters
+        // of 64 KiB; FourStreamBytes is shortened so that 128 columns reach every case of the walk.
         const int cols = 4 * 32;
         using var pool = new WorkerPool(2);
-        byte* source = Source(DType.Q8_0, rows, cols, 23);
-        byte* packed = Repacked(DType.Q8_0, source, rows, cols);
+        byte* source = Source(dtype, rows, cols, 23);
+        byte* packed = Repacked(dtype, source, rows, cols);
         long saved = QuantMatMul.FourStreamBytes;
         try
         {
-            QuantMatMul.FourStreamBytes = streamBytes;
-            var x8 = new WeightView(packed, DType.Q8_0x8, rows, cols);
+            QuantMatMul.FourStreamBytes = (quarterGroups - 1) * new WeightView(packed, Grouped(dtype), QuantMatMul.GroupRows, cols).DataBytes + 1;
+            var x8 = new WeightView(packed, Grouped(dtype), rows, cols);
             float[] one = Int8MatMulTests.Activations(new Random(rows), cols);
             foreach (bool accumulate in new[] { false, true })
             {
