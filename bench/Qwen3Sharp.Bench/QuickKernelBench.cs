@@ -197,6 +197,7 @@ internal static unsafe class QuickKernelBench
                 {
                     bool pair = ((round & 1) == 0 ? k : 1 - k) == 1;
                     QuantMatMul.TwoGroupsPerPass = pair;
+                    QuantMatMul.FourStreamDecode = false;   // the walk this A/B is about (x8read compares it with four streams)
                     foreach (DType format in formats)
                     {
                         long st = Stopwatch.GetTimestamp();
@@ -215,6 +216,7 @@ internal static unsafe class QuickKernelBench
             }
 
             QuantMatMul.TwoGroupsPerPass = true;
+            QuantMatMul.FourStreamDecode = true;
             foreach (DType format in formats)
             {
                 foreach (int k in new[] { 0, 1 })
@@ -334,6 +336,7 @@ internal static unsafe class QuickKernelBench
                     foreach (bool pair in (round & 1) == 0 ? new[] { false, true } : new[] { true, false })
                     {
                         QuantMatMul.TwoGroupsPerPass = pair;
+                    QuantMatMul.FourStreamDecode = false;   // the walk this A/B is about (x8read compares it with four streams)
                         long st = Stopwatch.GetTimestamp();
                         for (int pass = 0; pass < 400; pass++)
                         {
@@ -349,6 +352,7 @@ internal static unsafe class QuickKernelBench
             }
 
             QuantMatMul.TwoGroupsPerPass = true;
+            QuantMatMul.FourStreamDecode = true;
             Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
         }
 
