@@ -247,6 +247,7 @@ internal static unsafe class QuickKernelBench
             float[] y = new float[mats.Max(v => v.RowCount)];
             DType[] formats = mats.Select(v => v.DType).Distinct().ToArray();
             int rounds = int.Parse(Environment.GetEnvironmentVariable("X8ROUNDS") ?? "24");
+            QuantMatMul.FourStreamBytes = long.Parse(Environment.GetEnvironmentVariable("X8STREAM") ?? QuantMatMul.FourStreamBytes.ToString());   // the shortest stream
             var read = new List<double>();
             var rates = formats.ToDictionary(f => f, _ => new[] { new List<double>(), new List<double>() });   // [pairs, four streams]
             float* sinks = (float*)NativeMemory.AllocZeroed((nuint)threads * 16, sizeof(float));
