@@ -334,12 +334,12 @@ public static unsafe partial class QuantMatMul
     /// Decode (one token) of Q8_0x8, Q4_0x8 and the MLX affine groups reads each work item as four streams side by side: items
     /// of 4 × ⌈<see cref="FourStreamBytes"/> / group bytes⌉ groups, each pass one group of each quarter
     /// (<see cref="DotGroupQuadQ8_0x8_256"/>, <see cref="DotGroupQuadQ4_0x8_256"/>, DotGroupQuadAffineX8_256), no software prefetch.
-    /// The K-quants keep their walk: quads of Q4_Kx8 and Q6_Kx8 (tried, each group's steps as their kernels take them) ran
-    /// 0.67–0.75× and 0.75–0.85× their walk in the same rounds, as those kernels are bound by their unpacking, not the memory.
-    /// One group's stream is 17 KiB for a 2048-column matrix, and streams that short lose much of what reading four at
+    /// One Q8_0 group's stream is 17 KiB for a 2048-column matrix, and streams that short lose much of what reading four at
     /// once gains (<c>Qwen3Sharp.Bench quick 2 pattern</c>); the quarters are 68 KiB there (104 KiB at 6144 columns).
     /// Measured against the pair walk (<see cref="TwoGroupsPerPass"/>) in README's session-12 block. The bits are those
-    /// of one group per pass. False only for the benchmarks' A/B (<c>quick 2 x8read=MODEL</c>).
+    /// of one group per pass. The K-quants keep their walk: quads of Q4_Kx8 and Q6_Kx8 (tried, each group's steps as their
+    /// kernels take them) ran 0.67–0.75× and 0.75–0.85× their walk in the same rounds, as those kernels are bound by their
+    /// unpacking, not the memory. False only for the benchmarks' A/B (<c>quick 2 x8read=MODEL</c>).
     /// </summary>
     internal static bool FourStreamDecode = true;
 
