@@ -212,7 +212,7 @@ public static partial class BenchCommand
         w.WriteLine($"peak RSS     {peakRss / 1e9:F2} GB  ({(double)peakRss / weightBytes:F2}x the weight bytes)");
         w.WriteLine($"bandwidth    {bandwidth:F1} GB/s  (measured in this run, best of before and after, {threads} threads)");
         w.WriteLine($"bound        {bound:F2} tok/s  ({bytesPerToken / 1e9:F2} GB of weights read per decoded token)");
-        w.WriteLine($"decode/bound {decodeRate / bound:P0}");
+        w.WriteLine($"decode/bound {decodeRate / bound:P0}  (the decode line against the bound above: the best bandwidth read of the run)");
         if (paired.Length > 0)
         {
             w.WriteLine($"paired       {paired[paired.Length / 2]:P0} median of {paired.Length} (range {paired[0]:P0}–{paired[^1]:P0}): each of " +
