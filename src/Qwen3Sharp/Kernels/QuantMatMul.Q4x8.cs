@@ -293,7 +293,10 @@ public static unsafe partial class QuantMatMul
             && isa != Isa.Scalar && FourStreamDecode;
         if (fourStreams)
         {
-            itemGroups = 4 * (int)Math.Max(1, (FourStreamBytes + groupBytes - 1) / groupBytes);   // four streams of ≥ FourStreamBytes
+            // four streams of ≥ FourStreamBytes, shortened where the matrix would give fewer than two items per thread
+            // (at 2 threads the 1.7B matrices keep their 64 KiB; on 16, a 128-group K or V matrix gets 32 items, not 8)
+            long quarterGroups = Math.Min((FourStreamBytes + groupBytes - 1) / groupBytes, groups / (8L * pool.ThreadCount));
+            itemGroups = 4 * (int)Math.Max(1, quarterGroups);
         }
 
         var job = new X8Job

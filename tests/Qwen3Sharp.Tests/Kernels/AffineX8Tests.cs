@@ -156,8 +156,8 @@ public sealed unsafe class AffineX8Tests
 
     [Theory]
     [InlineData(8, 64, 8 * 23 + 5, 1)]   // items of 4 groups (one per quarter), the matrix's short last group in a full item
-    [InlineData(8, 32, 8 * 25 + 5, 2)]   // items of 8 groups and a short last item of 2 groups (the pair walk)
-    [InlineData(4, 64, 8 * 23 + 5, 2)]
+    [InlineData(8, 32, 8 * 33 + 5, 2)]   // items of 8 groups and a short last item of 2 groups (the pair walk)
+    [InlineData(4, 64, 8 * 31 + 5, 2)]
     [InlineData(4, 128, 8 * 25 + 5, 1)]
     public void Decode_FourStreams_MatchesTheScalarTwinAndThePairWalkBitForBit(int bits, int groupSize, int rows, int quarterGroups)
     {

@@ -316,10 +316,11 @@ public sealed unsafe class Q4x8MatMulTests
 
     [Theory]
     [InlineData(DType.Q8_0, 8 * 23 + 5, 1)]   // items of 4 groups (one per quarter), the matrix's short last group in a full item
-    [InlineData(DType.Q8_0, 8 * 23 + 5, 2)]   // items of 8 groups (two per quarter)
-    [InlineData(DType.Q8_0, 8 * 25 + 5, 2)]   // and a short last item of 2 groups, which takes the pair walk
+    [InlineData(DType.Q8_0, 8 * 31 + 5, 2)]   // items of 8 groups (two per quarter: 32 groups give 2 threads 2 items each)
+    [InlineData(DType.Q8_0, 8 * 33 + 5, 2)]   // and a short last item of 2 groups, which takes the pair walk
+    [InlineData(DType.Q8_0, 8 * 23 + 5, 9)]   // longer streams asked for than 24 groups allow: capped at one group per quarter
     [InlineData(DType.Q4_0, 8 * 23 + 5, 1)]
-    [InlineData(DType.Q4_0, 8 * 25 + 5, 2)]
+    [InlineData(DType.Q4_0, 8 * 33 + 5, 2)]
     public void X8Decode_FourStreams_MatchesTheScalarTwinAndThePairWalkBitForBit(DType dtype, int rows, int quarterGroups)
     {
         // QuantMatMul.FourStreamDecode: each item's quarters side by side (DotGroupQuad*_256). Real shapes make quarters
