@@ -15,9 +15,8 @@ namespace Qwen3Sharp.Bench;
 /// Zen 3, 2 threads, 2026-12-07 (medians of 7 rounds, two runs): four parts of 64 KiB (256 KiB items) 40.1–41.4 GB/s,
 /// of 128 KiB 44.5, eight parts 40.6–43.6, one stream 29.9–30.5, and four parts of 17 KiB (four Q8_0x8 groups of a
 /// 2048-column matrix side by side) 33.7–35.6: streams shorter than ~64 KiB lose a part of the four-stream gain. The
-/// decode kernels' pair of adjacent groups is one 34 KiB stream per pass (29.7 here); reading their groups as four
-/// long streams (tried: four streams of ≥ 64 KiB per item) gained nothing measurable in the kernels themselves
-/// (<c>x8read</c>, see README).
+/// decode kernels' pair of adjacent groups was one 34 KiB stream per pass (29.7 here); their four-stream walk
+/// (QuantMatMul.FourStreamDecode, quarters of ≥ 64 KiB) reads 1.18× as fast (<c>x8read</c>, see README).
 /// </remarks>
 internal static unsafe class PatternBench
 {
@@ -26,8 +25,7 @@ internal static unsafe class PatternBench
         const long bytes = 1L << 30;
         byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 1 << 21);
         float* sinks = (float*)NativeMemory.AllocZeroed(64, 64);
-        new Span<byte>(buffer, int.MaxValue / 2).Fill(1);
-        new Span<byte>(buffer + int.MaxValue / 2, (int)(bytes - int.MaxValue / 2)).Fill(1);
+        MemoryBandwidth.Fill(pool, buffer, bytes);   // every page written, so reads hit DRAM
         (int I, int S, int C)[] patterns = (Environment.GetEnvironmentVariable("PATTERNS") ??
             "262144/4/256,131072/4/256,524288/4/256,69632/4/256,262144/4/64,262144/4/1024,1048576/1/256,34816/2/256,262144/8/256,278528/8/256")
             .Split(',').Select(p => p.Split('/').Select(int.Parse).ToArray()).Select(a => (a[0], a[1], a[2])).ToArray();

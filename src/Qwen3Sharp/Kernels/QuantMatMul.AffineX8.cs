@@ -327,10 +327,11 @@ public static unsafe partial class QuantMatMul
         where TC : struct, IAffineCodes
     {
         int affineGroups = blocks / blocksPerGroup;
-        ushort* scales = (ushort*)(group + (long)blocks * TC.BlockBytes), biases = scales + (long)affineGroups * GroupRows;
+        ushort* scales = (ushort*)(group + (long)blocks * TC.BlockBytes);
+        long biases = (long)affineGroups * GroupRows;     // the biases follow the scales
         Vector256<float> zv = Vector256.Create((float)centre);
         Vector256<float> acc = Vector256<float>.Zero;
-        for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
+        for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows)
         {
             Vector256<float> part = Vector256<float>.Zero;
             for (int end = k + blocksPerGroup; k < end; k++, group += TC.BlockBytes, x += BlockSize)
@@ -340,9 +341,7 @@ public static unsafe partial class QuantMatMul
                 part = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[k]), part);
             }
 
-            Vector256<float> s = WidenBf16(scales);
-            acc = Fma.MultiplyAdd(s, part, acc);
-            acc = Fma.MultiplyAdd(Fma.MultiplyAdd(s, zv, WidenBf16(biases)), Vector256.Create(xg[a]), acc);
+            acc = AffineGroupEnd(scales, biases, zv, Vector256.Create(xg[a]), part, acc);
         }
 
         return acc;
@@ -390,11 +389,9 @@ public static unsafe partial class QuantMatMul
                 partb = Fma.MultiplyAdd(Avx.ConvertToVector256Single(db), xsk, partb);
             }
 
-            Vector256<float> sa = WidenBf16(scalesA), sb = WidenBf16(scalesB), xga = Vector256.Create(xg[a]);
-            acca = Fma.MultiplyAdd(sa, parta, acca);
-            accb = Fma.MultiplyAdd(sb, partb, accb);
-            acca = Fma.MultiplyAdd(Fma.MultiplyAdd(sa, zv, WidenBf16(scalesA + biases)), xga, acca);
-            accb = Fma.MultiplyAdd(Fma.MultiplyAdd(sb, zv, WidenBf16(scalesB + biases)), xga, accb);
+            Vector256<float> xga = Vector256.Create(xg[a]);
+            acca = AffineGroupEnd(scalesA, biases, zv, xga, parta, acca);
+            accb = AffineGroupEnd(scalesB, biases, zv, xga, partb, accb);
         }
 
         ra = acca;
@@ -458,7 +455,7 @@ public static unsafe partial class QuantMatMul
         result[3] = a3;
     }
 
-    /// <summary>One affine group's end for one 8-row group: acc + s·part + (s·centre + bias)·xg, as <see cref="DotGroupAffineX8_256"/> orders it.</summary>
+    /// <summary>One affine group's end for one 8-row group: acc + s·part, then + (s·centre + bias)·xg (the decode kernels' one order; biases: their offset from the scales).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> AffineGroupEnd(ushort* scales, long biases, Vector256<float> zv, Vector256<float> xg, Vector256<float> part, Vector256<float> acc)
     {

@@ -167,31 +167,12 @@ public sealed unsafe class AffineX8Tests
         using var pool = new WorkerPool(2);
         using var m = new AffineMatMulTests.AffineMatrix(bits, groupSize, DType.BF16, rows, cols, 41);
         WeightView x8 = Repack(m.View, out byte* buffer);
-        long saved = QuantMatMul.FourStreamBytes;
         try
         {
-            long groupBytes = new WeightView(x8.Data, x8.DType, x8.GroupSize, x8.SourceBits, QuantMatMul.GroupRows, cols).DataBytes;
-            QuantMatMul.FourStreamBytes = (quarterGroups - 1) * groupBytes + 1;
-            float[] one = Int8MatMulTests.Activations(new Random(rows + bits), cols);
-            foreach (bool accumulate in new[] { false, true })
-            {
-                float start = accumulate ? 0.5f : float.NaN;
-                float[] four = Run(QuantMatMul.Best, pool, one, 1, x8, start, accumulate);
-                Assert.Equal(Run(QuantMatMul.Isa.Scalar, pool, one, 1, x8, start, accumulate), four);
-                QuantMatMul.FourStreamDecode = false;
-                try
-                {
-                    Assert.Equal(Run(QuantMatMul.Best, pool, one, 1, x8, start, accumulate), four);
-                }
-                finally
-                {
-                    QuantMatMul.FourStreamDecode = true;
-                }
-            }
+            Q4x8MatMulTests.AssertFourStreamsMatchScalarAndPairWalk(pool, x8, Int8MatMulTests.Activations(new Random(rows + bits), cols), quarterGroups);
         }
         finally
         {
-            QuantMatMul.FourStreamBytes = saved;
             NativeMemory.AlignedFree(buffer);
         }
     }

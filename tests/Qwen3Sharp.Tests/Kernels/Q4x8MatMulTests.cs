@@ -329,12 +329,29 @@ public sealed unsafe class Q4x8MatMulTests
         using var pool = new WorkerPool(2);
         byte* source = Source(dtype, rows, cols, 23);
         byte* packed = Repacked(dtype, source, rows, cols);
+        try
+        {
+            AssertFourStreamsMatchScalarAndPairWalk(pool, new WeightView(packed, Grouped(dtype), rows, cols), Int8MatMulTests.Activations(new Random(rows), cols),
+                quarterGroups);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(source);
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
+    /// <summary>
+    /// One token through the four-stream walk with <paramref name="quarterGroups"/> groups per quarter (FourStreamBytes
+    /// shortened to reach it on a small matrix) equals, bit for bit, the scalar twin and the pair walk, written and
+    /// accumulated (also for the affine groups: AffineX8Tests).
+    /// </summary>
+    internal static void AssertFourStreamsMatchScalarAndPairWalk(WorkerPool pool, in WeightView x8, float[] one, int quarterGroups)
+    {
         long saved = QuantMatMul.FourStreamBytes;
         try
         {
-            QuantMatMul.FourStreamBytes = (quarterGroups - 1) * new WeightView(packed, Grouped(dtype), QuantMatMul.GroupRows, cols).DataBytes + 1;
-            var x8 = new WeightView(packed, Grouped(dtype), rows, cols);
-            float[] one = Int8MatMulTests.Activations(new Random(rows), cols);
+            QuantMatMul.FourStreamBytes = (quarterGroups - 1) * QuantMatMul.GroupRows * x8.RowBytes + 1;
             foreach (bool accumulate in new[] { false, true })
             {
                 float start = accumulate ? 0.5f : float.NaN;
@@ -354,8 +371,6 @@ public sealed unsafe class Q4x8MatMulTests
         finally
         {
             QuantMatMul.FourStreamBytes = saved;
-            NativeMemory.AlignedFree(source);
-            NativeMemory.AlignedFree(packed);
         }
     }
 
