@@ -41,6 +41,9 @@ public sealed record ServerOptions
     /// <summary>Parse a &lt;tool_call&gt; written inside reasoning as a call (applied through <see cref="ToChatServiceOptions"/>).</summary>
     public bool ParseToolCallsInReasoning { get; init; }
 
+    /// <summary>Shape every tool call under tool_choice auto (<see cref="ChatServiceOptions.ConstrainToolCalls"/>); off: only strict functions'.</summary>
+    public bool ConstrainToolCalls { get; init; } = true;
+
     /// <summary>Most time to compile a structured-output schema or tools' schemas and compute the first token mask; past it, 400.</summary>
     public TimeSpan StructuredCompileTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
@@ -75,6 +78,7 @@ public sealed record ServerOptions
         DefaultTemplateKwargs = DefaultTemplateKwargs,
         DefaultThinkingBudget = DefaultThinkingBudget,
         ParseToolCallsInReasoning = ParseToolCallsInReasoning,
+        ConstrainToolCalls = ConstrainToolCalls,
         StructuredCompileTimeout = StructuredCompileTimeout,
     };
 

@@ -48,6 +48,8 @@ public sealed record ServeOptions
     /// <summary>--thinking-budget: the most tokens a response may spend thinking before &lt;/think&gt; is forced; null = unlimited.</summary>
     public int? ThinkingBudget { get; init; }
     public ToolCallsInReasoning ToolCallsInReasoning { get; init; } = ToolCallsInReasoning.Ignore;
+    /// <summary>--tool-call-grammar all|strict: shape every tool call under tool_choice auto (all), or only strict functions'.</summary>
+    public bool ConstrainToolCalls { get; init; } = true;
     /// <summary>--max-queue: requests waiting beyond this are answered 503 server_overloaded (Retry-After: 1).</summary>
     public int MaxQueue { get; init; } = 64;
     /// <summary>--weights: where the BF16 matrices live (mapped files, or a huge-page copy).</summary>
@@ -117,6 +119,9 @@ public static partial class ServeCommand
             "Most tokens a response may think before </think> is forced [default: unlimited].", 0, 1 << 20);
         Option<string> toolCallsInReasoning = CliOptions.Choice("--tool-calls-in-reasoning",
             "What to do with <tool_call> blocks inside <think>.", "ignore", "ignore", "parse");
+        Option<string> toolCallGrammar = CliOptions.Choice("--tool-call-grammar",
+            "Under tool_choice auto, once the model opens a <tool_call>: 'all' makes every call name an offered function with arguments that follow its parameters schema (llama.cpp's lazy grammar); 'strict' shapes only functions with strict: true (vLLM, OpenAI).",
+            "all", "all", "strict");
         Option<string> weights = CliOptions.Weights();
         Option<string> quantize = CliOptions.Quantize();
         Option<int> maxNumSeqs = CliOptions.Int("--max-num-seqs", "Most sequences decoded together in one step.", 16, 1, 4096);
@@ -165,6 +170,7 @@ public static partial class ServeCommand
                 ChatTemplateKwargs = parse.GetValue(kwargs),
                 ThinkingBudget = parse.GetValue(thinkingBudget),
                 ToolCallsInReasoning = parse.GetValue(toolCallsInReasoning) == "parse" ? ToolCallsInReasoning.Parse : ToolCallsInReasoning.Ignore,
+                ConstrainToolCalls = parse.GetValue(toolCallGrammar) != "strict",
                 MaxQueue = parse.GetValue(maxQueue),
                 Weights = CliOptions.Placement(parse.GetValue(weights)!),
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
@@ -178,7 +184,7 @@ public static partial class ServeCommand
             },
             RunAsync);
         foreach (Option option in new Option[] { model, host, port, apiKey, servedNames, ctxSize, threads, reasoning, reasoningField,
-                     kwargs, thinkingBudget, toolCallsInReasoning, maxQueue, weights, quantize, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory, kvCacheDType, batchInvariant, stepPolicy, noWarmup })
+                     kwargs, thinkingBudget, toolCallsInReasoning, toolCallGrammar, maxQueue, weights, quantize, maxNumSeqs, maxNumBatchedTokens, kvCacheMemory, kvCacheDType, batchInvariant, stepPolicy, noWarmup })
         {
             command.Options.Add(option);
         }

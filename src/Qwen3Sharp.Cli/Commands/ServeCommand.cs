@@ -28,6 +28,7 @@ public static partial class ServeCommand
                 ?? new Dictionary<string, System.Text.Json.Nodes.JsonNode?>(),
             DefaultThinkingBudget = o.ThinkingBudget,
             ParseToolCallsInReasoning = o.ToolCallsInReasoning == ToolCallsInReasoning.Parse,
+            ConstrainToolCalls = o.ConstrainToolCalls,
         };
 
         using Qwen3Host host = Qwen3Host.Load(directory, new HostOptions

@@ -26,6 +26,14 @@ public sealed record ChatServiceOptions
 
     /// <summary>Parse a &lt;tool_call&gt; written inside the reasoning as a call (off: it stays reasoning, as in vLLM).</summary>
     public bool ParseToolCallsInReasoning { get; init; }
+
+    /// <summary>
+    /// Shape every tool call under <c>tool_choice: auto</c> once the model opens one (llama.cpp's lazy tool grammar):
+    /// the name is one of the offered functions and the arguments follow its <c>parameters</c> where that schema
+    /// compiles (any JSON object where it does not). Off: only <c>strict</c> functions are shaped under auto, as in vLLM
+    /// and OpenAI.
+    /// </summary>
+    public bool ConstrainToolCalls { get; init; } = true;
 }
 
 /// <summary>A chat request turned into what the engine runs.</summary>
@@ -132,10 +140,15 @@ public sealed class ChatService
     /// <summary>
     /// The constraint of a request's tool calls, or null when they are free: <c>required</c> and a named function make
     /// the whole answer calls (after the optional reasoning), each naming an offered function (the named one) with
-    /// arguments valid against its <c>parameters</c>; under <c>auto</c>, a function with <c>strict: true</c> constrains
-    /// every call once the model opens one, and <c>parallel_tool_calls: false</c> ends the turn after the first call.
+    /// arguments valid against its <c>parameters</c>; under <c>auto</c>, every call is shaped once the model opens one
+    /// (<see cref="ChatServiceOptions.ConstrainToolCalls"/>: an offered name, arguments against the schema, which a
+    /// non-strict function's may fall back to any JSON object; off: only when a function has <c>strict: true</c>), and
+    /// <c>parallel_tool_calls: false</c> ends the turn after the first call.
     /// </summary>
-    public Structured.TokenConstraint? CompileToolConstraint(ChatRequest request, Structured.ConstraintStart start)
+    public Structured.TokenConstraint? CompileToolConstraint(ChatRequest request, Structured.ConstraintStart start) =>
+        CompileToolConstraint(request, start, Options.ConstrainToolCalls);
+
+    private Structured.TokenConstraint? CompileToolConstraint(ChatRequest request, Structured.ConstraintStart start, bool shapeAuto)
     {
         if (request.Tools is not { Count: > 0 } tools || request.ToolChoice.Mode == ToolChoiceMode.None)
         {
@@ -144,7 +157,8 @@ public sealed class ChatService
 
         bool forced = request.ToolChoice.Mode is ToolChoiceMode.Required or ToolChoiceMode.Function;
         bool anyStrict = tools.Any(t => IsStrict(t?["function"]));
-        if (!forced && !anyStrict && request.ParallelToolCalls)
+        bool shaped = forced || anyStrict || (shapeAuto && Tokenizer.ToolCallStart is not null);
+        if (!shaped && request.ParallelToolCalls)
         {
             return null;
         }
@@ -160,7 +174,7 @@ public sealed class ChatService
             throw new GenerationRequestException("strict tools and 'parallel_tool_calls': false need a vocabulary with a <tool_call> token; this model's has none.", "tools");
         }
 
-        string key = string.Join('\u0001', "tools", request.ToolChoice.Mode, request.ToolChoice.FunctionName, request.ParallelToolCalls, tools.ToJsonString());
+        string key = string.Join('\u0001', "tools", request.ToolChoice.Mode, request.ToolChoice.FunctionName, request.ParallelToolCalls, shaped, tools.ToJsonString());
         try
         {
             bool fresh = !Grammars.TryGet(key, out Structured.GrammarMatcher matcher);
@@ -180,6 +194,7 @@ public sealed class ChatService
                     bool strict = IsStrict(fn);
                     Structured.GNode arguments = (forced || strict) && fn?["parameters"] is JsonNode parameters
                         ? Structured.JsonSchemaCompiler.Compile(parameters, strict, out _)
+                        : shaped ? LenientArguments(fn?["parameters"])
                         : Structured.JsonSchemaCompiler.AnyObject();
                     targets.Add(new Structured.ToolCallTarget(name, arguments));
                 }
@@ -191,7 +206,7 @@ public sealed class ChatService
                 }
 
                 Structured.GNode root = forced ? Structured.ToolCallGrammar.Calls(targets, open, close, request.ParallelToolCalls)
-                    : anyStrict ? Structured.ToolCallGrammar.Body(targets, close)
+                    : shaped ? Structured.ToolCallGrammar.Body(targets, close)
                     : Structured.ToolCallGrammar.AnyBody(close);
                 matcher = new Structured.GrammarMatcher(root, trie);
             }
@@ -212,6 +227,11 @@ public sealed class ChatService
         {
             throw new GenerationRequestException($"'{param}': {ex.Message}", param);
         }
+        catch (Structured.GrammarTooComplexException) when (!forced && !anyStrict && shaped)
+        {
+            // shaped only by the server's default: schemas the client did not ask to be enforced leave the calls free
+            return CompileToolConstraint(request, start, shapeAuto: false);
+        }
         catch (Structured.GrammarTooComplexException ex)
         {
             throw TooComplex(param, ex, "the tools' schemas");
@@ -219,6 +239,27 @@ public sealed class ChatService
     }
 
     private static bool IsStrict(JsonNode? function) => function?["strict"] is JsonValue v && v.TryGetValue(out bool b) && b;
+
+    /// <summary>
+    /// The arguments grammar of a non-strict function under auto: its schema with the keywords that can be enforced, or
+    /// any JSON object when the schema is missing or does not compile. A request the template renders is never refused
+    /// for a schema the client did not ask to be enforced.
+    /// </summary>
+    private static Structured.GNode LenientArguments(JsonNode? parameters)
+    {
+        if (parameters is JsonObject)
+        {
+            try
+            {
+                return Structured.JsonSchemaCompiler.Compile(parameters, strict: false, out _);
+            }
+            catch (Structured.SchemaException)
+            {
+            }
+        }
+
+        return Structured.JsonSchemaCompiler.AnyObject();
+    }
 
     private long Deadline() =>
         System.Diagnostics.Stopwatch.GetTimestamp() + (long)(Options.StructuredCompileTimeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);

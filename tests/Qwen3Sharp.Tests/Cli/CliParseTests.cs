@@ -36,6 +36,7 @@ public sealed class CliParseTests
         Assert.Null(o.ChatTemplateKwargs);
         Assert.Null(o.ThinkingBudget);
         Assert.Equal(ToolCallsInReasoning.Ignore, o.ToolCallsInReasoning);
+        Assert.True(o.ConstrainToolCalls);
         Assert.Equal(64, o.MaxQueue);
         Assert.Equal(16, o.MaxNumSeqs);
         Assert.Equal(512, o.MaxNumBatchedTokens);
@@ -58,7 +59,7 @@ public sealed class CliParseTests
         ServeOptions o = Bind<ServeOptions>(
             "serve --model /models/q --host 0.0.0.0 --port 9000 --api-key sk-1 --served-model-name a b --served-model-name c " +
             "--ctx-size 4096 --threads 8 --reasoning off --reasoning-field both --chat-template-kwargs {\"enable_thinking\":false} " +
-            "--thinking-budget 256 --tool-calls-in-reasoning parse --max-queue 5");
+            "--thinking-budget 256 --tool-calls-in-reasoning parse --tool-call-grammar strict --max-queue 5");
         Assert.Equal("/models/q", o.Model);
         Assert.Equal("0.0.0.0", o.Host);
         Assert.Equal(9000, o.Port);
@@ -71,6 +72,7 @@ public sealed class CliParseTests
         Assert.False(o.ChatTemplateKwargs!["enable_thinking"]!.GetValue<bool>());
         Assert.Equal(256, o.ThinkingBudget);
         Assert.Equal(ToolCallsInReasoning.Parse, o.ToolCallsInReasoning);
+        Assert.False(o.ConstrainToolCalls);
         Assert.Equal(5, o.MaxQueue);
     }
 
@@ -216,6 +218,7 @@ public sealed class CliParseTests
     [InlineData("serve --reasoning maybe", "maybe")]
     [InlineData("serve --reasoning-field thoughts", "thoughts")]
     [InlineData("serve --tool-calls-in-reasoning always", "always")]
+    [InlineData("serve --tool-call-grammar none", "none")]
     [InlineData("serve --chat-template-kwargs [1]", "must be a JSON object")]
     [InlineData("serve --chat-template-kwargs {bad", "not valid JSON")]
     [InlineData("serve --thinking-budget -1", "--thinking-budget must be between")]

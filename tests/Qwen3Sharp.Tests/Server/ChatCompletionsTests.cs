@@ -303,6 +303,83 @@ public sealed class ChatCompletionsTests(ServerFixture fixture) : IClassFixture<
         Assert.Equal(["city", "unit"], args.Select(p => p.Key));
     }
 
+    /// <summary>A non-strict function the scripted model does not name: it writes get_weather({"city": "Paris"}).</summary>
+    private static JsonObject Forecast(string parameters = """{"type":"object","properties":{"city":{"enum":["Rome","Oslo"]}},"required":["city"]}""") => new()
+    {
+        ["type"] = "function",
+        ["function"] = new JsonObject
+        {
+            ["name"] = "get_forecast",
+            ["description"] = "Forecast for a city",
+            ["parameters"] = JsonNode.Parse(parameters),
+        },
+    };
+
+    private static async Task<(string Name, string Arguments, string Finish)> OnlyCallAsync(ServerHarness server, JsonObject body, bool stream)
+    {
+        if (stream)
+        {
+            SseResult sse = await server.StreamAsync("/v1/chat/completions", body);
+            AssertChatStreamInvariants(sse, 1);
+            var deltas = sse.ChoicesOf(0).SelectMany(c => c["delta"]!["tool_calls"]?.AsArray() ?? []).ToList();
+            Assert.All(deltas, d => Assert.Equal(0, (int)d!["index"]!));
+            Assert.Equal("", sse.Delta("content"));
+            return ((string)deltas[0]!["function"]!["name"]!, string.Concat(deltas.Select(d => (string?)d!["function"]!["arguments"])),
+                (string)sse.ChoicesOf(0).Last()["finish_reason"]!);
+        }
+
+        JsonNode choice = (await server.PostOkAsync("/v1/chat/completions", body))["choices"]![0]!;
+        Assert.True(choice["message"]!["tool_calls"] is JsonArray, choice.ToJsonString());
+        JsonNode call = Assert.Single(choice["message"]!["tool_calls"]!.AsArray())!;
+        return ((string)call["function"]!["name"]!, (string)call["function"]!["arguments"]!, (string)choice["finish_reason"]!);
+    }
+
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task Chat_UnderAuto_EveryCallNamesAnOfferedFunction_WithArgumentsItsSchemaAllows(bool stream)
+    {
+        // Not strict, tool_choice auto: the server still shapes the call once the model opens it (llama.cpp's lazy tool
+        // grammar, ServerOptions.ConstrainToolCalls), so the unoffered get_weather and its "Paris" cannot be written.
+        JsonObject body = ServerHarness.ChatBody("What is the weather in Paris?", stream);
+        body["tools"] = new JsonArray(Forecast());
+        (string name, string arguments, string finish) = await OnlyCallAsync(_server, body, stream);
+        Assert.Equal("get_forecast", name);
+        Assert.Equal("tool_calls", finish);
+        string schema = Forecast()["function"]!["parameters"]!.ToJsonString();
+        Assert.True(Json.Schema.JsonSchema.FromText(schema).Evaluate(JsonNode.Parse(arguments)).IsValid, arguments);
+    }
+
+    [Fact]
+    public async Task Chat_UnderAuto_WithToolCallGrammarStrict_TheCallIsWhatTheModelWrote()
+    {
+        await using ServerHarness server = await ServerHarness.StartAsync(new ServerOptions { ConstrainToolCalls = false });
+        JsonObject body = ServerHarness.ChatBody("What is the weather in Paris?");
+        body["tools"] = new JsonArray(Forecast());
+        (string name, string arguments, string finish) = await OnlyCallAsync(server, body, stream: false);
+        Assert.Equal("get_weather", name);
+        Assert.Equal("Paris", (string)JsonNode.Parse(arguments)!["city"]!);
+        Assert.Equal("tool_calls", finish);
+    }
+
+    [Fact]
+    public async Task Chat_UnderAuto_NonStrictSchemaThatCannotCompile_IsNotRefused()
+    {
+        // maxLength -1 is no schema the compiler accepts: strict, it is a 400 naming it; not strict, the client did not ask
+        // for enforcement, so the name is still shaped and the arguments fall back to any JSON object.
+        JsonObject tool = Weather();
+        tool["function"]!["parameters"] = JsonNode.Parse("""{"type":"object","properties":{"city":{"type":"string","maxLength":-1}}}""");
+        JsonObject body = ServerHarness.ChatBody("What is the weather in Paris?");
+        body["tools"] = new JsonArray(tool);
+        (string name, string arguments, string finish) = await OnlyCallAsync(_server, body, stream: false);
+        Assert.Equal("get_weather", name);
+        Assert.Equal("Paris", (string)JsonNode.Parse(arguments)!["city"]!);
+        Assert.Equal("tool_calls", finish);
+
+        tool["function"]!["strict"] = true;
+        HttpResponseMessage refused = await _server.PostAsync("/v1/chat/completions", body.ToJsonString());
+        Assert.Equal(400, (int)refused.StatusCode);
+        Assert.Contains("maxLength", await refused.Content.ReadAsStringAsync());
+    }
+
     [Fact]
     public async Task Chat_StrictToolUnderAuto_AnswerWithoutACallIsUntouched()
     {

@@ -149,6 +149,24 @@ public sealed class DemoModelServerTests(DemoModelFixture fixture) : IClassFixtu
         Assert.Empty(c.Content);
     }
 
+    // lookup_time is one of the tool names held out of training (tools/demo-model/corpus.py). Unshaped, the model wrote
+    // "lookupx" for both; the server's tool grammar under tool_choice auto keeps the name to the offered one, and the
+    // model copies the timezone from the question.
+    [Theory]
+    [InlineData("Could you tell me the current time for Africa/Nairobi?", true, "Africa/Nairobi")]
+    [InlineData("Europe/Dublin现在是什么时间？", false, "Europe/Dublin")]
+    public async Task ToolCall_ToolNameHeldOutOfTraining_TheCallNamesTheOfferedTool(string question, bool thinking, string timezone)
+    {
+        ChatCompletionOptions options = Greedy(thinking);
+        options.Tools.Add(ChatTool.CreateFunctionTool("lookup_time", "Look up the current time in a timezone",
+            BinaryData.FromString("""{"type":"object","properties":{"timezone":{"type":"string","description":"IANA timezone"}},"required":["timezone"]}""")));
+        ChatCompletion c = (await Client().CompleteChatAsync([new UserChatMessage(question)], options)).Value;
+        Assert.Equal(OpenAI.Chat.ChatFinishReason.ToolCalls, c.FinishReason);
+        ChatToolCall call = Assert.Single(c.ToolCalls);
+        Assert.Equal("lookup_time", call.FunctionName);
+        Assert.Equal(timezone, (string)JsonNode.Parse(call.FunctionArguments.ToString())!["timezone"]!);
+    }
+
     // Two calls in one assistant turn, as the parser, the SDK and the ids must carry them. The tiny model gets the
     // second city right in Chinese; in English it often repeats the first (tools/demo-model/README.md, "weather2").
     [Theory]
