@@ -1,6 +1,7 @@
 using Microsoft.Extensions.AI;
 using Qwen3Sharp.Cli;
 using Qwen3Sharp.Engine;
+using Qwen3Sharp.Tensors;
 using Qwen3Sharp.Tests.TestModels;
 using ChatFinishReason = Microsoft.Extensions.AI.ChatFinishReason;
 
@@ -26,6 +27,16 @@ public sealed class DemoModelChatClientTests : IDisposable
     {
         _host.Dispose();
         Directory.Delete(_directory, recursive: true);
+    }
+
+    [Fact]
+    public void HostDefaults_AreTheCommandsDefaults_WeightsCopiedIntoTheDecodeLayout()
+    {
+        // Qwen3Host.Load without a placement copies, as `qwen3 serve` (--weights copy) does; before, in-process users
+        // got the mapped rows: the slower decode and, for float models, no batch invariance by default.
+        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Copy, _host.Model.Weights.Placement);
+        Assert.Equal(Qwen3Sharp.Kernels.KernelSelection.FloatLayout == Qwen3Sharp.Kernels.QuantLayout.Interleaved8,
+            _host.Model.Weights.Layers[0].QProj.DType.IsFloatGroups());
     }
 
     [Fact]

@@ -187,7 +187,7 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
     [InlineData("tiny-b-6bit")]
     public void Huge_page_copy_gives_the_same_logits(string name)
     {
-        using Qwen3Model mapped = Qwen3Model.Load(Fixture(name), threadCount: 2);
+        using Qwen3Model mapped = Qwen3Model.Load(Fixture(name), new Qwen3ModelOptions { ThreadCount = 2, WeightPlacement = WeightPlacement.Mapped });
         using Qwen3Model copied = Qwen3Model.Load(Fixture(name), new Qwen3ModelOptions
         {
             ThreadCount = 2,
