@@ -248,6 +248,11 @@ internal static unsafe class QuickKernelBench
             DType[] formats = mats.Select(v => v.DType).Distinct().ToArray();
             int rounds = int.Parse(Environment.GetEnvironmentVariable("X8ROUNDS") ?? "24");
             QuantMatMul.FourStreamBytes = long.Parse(Environment.GetEnvironmentVariable("X8STREAM") ?? QuantMatMul.FourStreamBytes.ToString());   // the shortest stream
+            // X8STREAM_B: the "pairs" arm becomes four streams of this length, to A/B two stream lengths in one process
+            long streamA = QuantMatMul.FourStreamBytes;
+            long? streamB = Environment.GetEnvironmentVariable("X8STREAM_B") is { } b ? long.Parse(b) : null;
+            string armB = streamB is { } sb ? $"{sb / 1024} KiB" : "pairs";
+            string armA = streamB is null ? "four streams" : $"{streamA / 1024} KiB";
             var read = new List<double>();
             var rates = formats.ToDictionary(f => f, _ => new[] { new List<double>(), new List<double>() });   // [pairs, four streams]
             float* sinks = (float*)NativeMemory.AllocZeroed((nuint)threads * 16, sizeof(float));
@@ -275,7 +280,8 @@ internal static unsafe class QuickKernelBench
                         continue;
                     }
 
-                    QuantMatMul.FourStreamDecode = what3 == 2;
+                    QuantMatMul.FourStreamDecode = what3 == 2 || streamB is not null;
+                    QuantMatMul.FourStreamBytes = what3 == 1 && streamB is { } lengthB ? lengthB : streamA;
                     foreach (DType format in formats)
                     {
                         st = Stopwatch.GetTimestamp();
@@ -300,6 +306,7 @@ internal static unsafe class QuickKernelBench
             }
 
             QuantMatMul.FourStreamDecode = true;
+            QuantMatMul.FourStreamBytes = streamA;
             NativeMemory.Free(sinks);
             static double Median(IEnumerable<double> values) { var r = values.Order().ToArray(); return r[r.Length / 2]; }
             Console.WriteLine($"four-stream read of the same weights: median {Median(read):F1} GB/s, best {read.Max():F1} ({read.Count} rounds)");
@@ -308,11 +315,11 @@ internal static unsafe class QuickKernelBench
                 for (int k = 1; k >= 0; k--)
                 {
                     List<double> r = rates[format][k];
-                    Console.WriteLine($"{format} decode, {(k == 1 ? "four streams" : "pairs       ")}: median {Median(r):F1} GB/s, best {r.Max():F1}; " +
+                    Console.WriteLine($"{format} decode, {(k == 1 ? armA : armB),-12}: median {Median(r):F1} GB/s, best {r.Max():F1}; " +
                         $"/ the read, same round: median {Median(r.Zip(read, (a, b) => a / b)):F3}");
                 }
 
-                Console.WriteLine($"{format} four streams / pairs, same round: median {Median(rates[format][1].Zip(rates[format][0], (a, b) => a / b)):F3}");
+                Console.WriteLine($"{format} {armA} / {armB}, same round: median {Median(rates[format][1].Zip(rates[format][0], (a, b) => a / b)):F3}");
             }
 
             Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");
