@@ -20,6 +20,8 @@ public sealed record ChatOptions
     public Tensors.DType? Quantize { get; init; }
     /// <summary>--no-warmup: skip the warm-up of an interactive chat (a piped prompt never warms up).</summary>
     public bool NoWarmup { get; init; }
+    /// <summary>--tools: the functions the model may call (OpenAI's tools array), or null for none.</summary>
+    public System.Text.Json.Nodes.JsonArray? Tools { get; init; }
 }
 
 public static partial class ChatCommand
@@ -37,6 +39,8 @@ public static partial class ChatCommand
         {
             Description = "Skip the warm-up after load (a short chat through the model so the first answer runs the JIT's optimized kernels; interactive sessions only).",
         };
+        Option<System.Text.Json.Nodes.JsonArray?> tools = CliOptions.Tools(
+            "each call is shown as → NAME(ARGUMENTS) and its result is asked for (type what the function returned), then the model answers from it");
         var command = new CliCommand<ChatOptions>("chat", "Chat with the model in the terminal.",
             parse => new ChatOptions
             {
@@ -49,9 +53,10 @@ public static partial class ChatCommand
                 KvCacheDType = parse.GetValue(kvCacheDType),
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
                 NoWarmup = parse.GetValue(noWarmup),
+                Tools = parse.GetValue(tools),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize, quantize, kvCacheDType, noWarmup }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize, quantize, kvCacheDType, noWarmup, tools }) command.Options.Add(option);
         return command;
     }
 }

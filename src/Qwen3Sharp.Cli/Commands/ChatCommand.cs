@@ -15,7 +15,8 @@ namespace Qwen3Sharp.Cli.Commands;
 /// </summary>
 public static partial class ChatCommand
 {
-    private const string Help = "/think, /no_think: thinking on or off from now on · /reasoning: show or fold reasoning · /clear: new conversation · /exit";
+    private const string Help = "/think, /no_think: thinking on or off from now on · /reasoning: show or fold reasoning · /clear: new conversation · /exit"
+        + " · with --tools, a call is shown as → name(arguments) and you type its result";
 
     public static async Task<int> RunAsync(ChatOptions o, CancellationToken ct)
     {
@@ -34,7 +35,7 @@ public static partial class ChatCommand
             KvCacheDType = o.KvCacheDType,
             Quantize = o.Quantize,
         });
-        var session = new Session(host.Chat, o.System, thinking: !o.NoThink);
+        var session = new Session(host.Chat, o.System, thinking: !o.NoThink, o.Tools);
 
         if (piped)
         {
@@ -47,6 +48,11 @@ public static partial class ChatCommand
 
             await session.AskAsync(prompt, text => o.Context.Out.Write(text), _ => { }, ct);
             await o.Context.Out.WriteLineAsync();
+            foreach (PendingCall call in session.PendingCalls)
+            {
+                await o.Context.Out.WriteLineAsync(call.Readable);
+            }
+
             return Qwen3Cli.ExitOk;
         }
 
@@ -98,40 +104,29 @@ public static partial class ChatCommand
                 }
 
                 turn = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                int reasoningChars = 0;
                 try
                 {
-                    ChatFinishReason finish = await session.AskAsync(line,
-                        text => console.Write(text),
-                        text =>
+                    CancellationToken token = turn.Token;
+                    ChatFinishReason finish = await ShowAnswerAsync(console, session, showReasoning,
+                        (content, reasoning, start) => session.AskAsync(line, content, reasoning, token, start));
+                    // a tool loop by hand: each call shown, its result typed, the model answers from the results
+                    while (finish == ChatFinishReason.ToolCalls && session.PendingCalls.Count > 0)
+                    {
+                        var results = new List<string>();
+                        foreach (PendingCall call in session.PendingCalls)
                         {
-                            if (reasoningChars == 0)
+                            console.Markup($"[cyan]{Markup.Escape(call.Name)} result> [/]");
+                            string? result = Console.ReadLine();
+                            if (result is null)
                             {
-                                console.Markup("[grey]thinking… [/]");
+                                return Qwen3Cli.ExitOk;
                             }
 
-                            reasoningChars += text.Length;
-                            if (showReasoning)
-                            {
-                                console.Markup($"[grey]{Markup.Escape(text)}[/]");
-                            }
-                        },
-                        turn.Token,
-                        onAnswerStart: () =>
-                        {
-                            if (reasoningChars > 0)
-                            {
-                                console.MarkupLine(showReasoning ? "" : $"[grey]({reasoningChars} characters folded)[/]");
-                            }
-                        });
-                    console.WriteLine();
-                    if (finish == ChatFinishReason.Cancelled)
-                    {
-                        console.MarkupLine("[yellow](stopped)[/]");
-                    }
-                    else if (finish == ChatFinishReason.Length)
-                    {
-                        console.MarkupLine("[yellow](cut off: the context is full; /clear starts over)[/]");
+                            results.Add(result);
+                        }
+
+                        finish = await ShowAnswerAsync(console, session, showReasoning,
+                            (content, reasoning, start) => session.AnswerToolResultsAsync(results, content, reasoning, token, start));
                     }
                 }
                 catch (GenerationRequestException e)
@@ -153,20 +148,92 @@ public static partial class ChatCommand
         }
     }
 
-    /// <summary>A conversation: its messages, without past reasoning, and the thinking mode.</summary>
-    internal sealed class Session(ChatService chat, string? system, bool thinking)
+    /// <summary>
+    /// Streams one answer to the terminal: reasoning dimmed (or folded), the answer, then each tool call as
+    /// <c>→ get_weather({"city": "Paris"})</c> and a note when the answer was stopped or cut off.
+    /// </summary>
+    private static async Task<ChatFinishReason> ShowAnswerAsync(IAnsiConsole console, Session session, bool showReasoning,
+        Func<Action<string>, Action<string>, Action, Task<ChatFinishReason>> answer)
+    {
+        int reasoningChars = 0;
+        ChatFinishReason finish = await answer(
+            text => console.Write(text),
+            text =>
+            {
+                if (reasoningChars == 0)
+                {
+                    console.Markup("[grey]thinking… [/]");
+                }
+
+                reasoningChars += text.Length;
+                if (showReasoning)
+                {
+                    console.Markup($"[grey]{Markup.Escape(text)}[/]");
+                }
+            },
+            () =>
+            {
+                if (reasoningChars > 0)
+                {
+                    console.MarkupLine(showReasoning ? "" : $"[grey]({reasoningChars} characters folded)[/]");
+                }
+            });
+        console.WriteLine();
+        foreach (PendingCall call in session.PendingCalls)
+        {
+            console.MarkupLine($"[cyan]→ {Markup.Escape(call.Readable)}[/]");
+        }
+
+        if (finish == ChatFinishReason.Cancelled)
+        {
+            console.MarkupLine("[yellow](stopped)[/]");
+        }
+        else if (finish == ChatFinishReason.Length)
+        {
+            console.MarkupLine("[yellow](cut off: the context is full; /clear starts over)[/]");
+        }
+
+        return finish;
+    }
+
+    /// <summary>A call of the last answer, waiting for its result.</summary>
+    internal sealed record PendingCall(string Id, string Name, string Arguments)
+    {
+        /// <summary>How the chat shows it: the function applied to its arguments, <c>get_weather({"city": "Paris"})</c>.</summary>
+        public string Readable => $"{Name}({Arguments})";
+    }
+
+    /// <summary>
+    /// A conversation: its messages, without past reasoning, the thinking mode and the tools offered. An answer that
+    /// calls tools leaves <see cref="PendingCalls"/>; <see cref="AnswerToolResultsAsync"/> sends their results (as
+    /// <c>tool</c> messages) and the model answers from them, as a client's tool loop does.
+    /// </summary>
+    internal sealed class Session(ChatService chat, string? system, bool thinking, JsonArray? tools = null, SamplingOverrides? sampling = null)
     {
         private readonly List<JsonObject> _history = [];
+        private readonly List<PendingCall> _pending = [];
 
         public bool Thinking { get; private set; } = thinking;
 
-        public void Clear() => _history.Clear();
+        /// <summary>The conversation so far (system message aside), answers without their reasoning.</summary>
+        public IReadOnlyList<JsonObject> History => _history;
+
+        /// <summary>The calls of the last answer that have no result yet (empty when it called nothing).</summary>
+        public IReadOnlyList<PendingCall> PendingCalls => _pending;
+
+        public void Clear()
+        {
+            _history.Clear();
+            _pending.Clear();
+        }
 
         /// <summary>
         /// One turn. <c>/think</c> and <c>/no_think</c> in the text reach the model untouched (Qwen3's soft switch);
-        /// alone on a line they also set the mode for the following turns.
+        /// alone on a line they also set the mode for the following turns. Calls still waiting for results are dropped,
+        /// from the history too (an assistant call without its result is no valid conversation, as OpenAI's API says):
+        /// the user asked something else.
         /// </summary>
-        public async Task<ChatFinishReason> AskAsync(string text, Action<string> onContent, Action<string> onReasoning,
+        public Task<ChatFinishReason> AskAsync(string text, Action<string> onContent, Action<string> onReasoning,
             CancellationToken ct, Action? onAnswerStart = null)
         {
             string trimmed = text.Trim();
@@ -175,23 +242,56 @@ public static partial class ChatCommand
                 Thinking = trimmed == "/think";
             }
 
+            if (_pending.Count > 0)
+            {
+                JsonObject calls = _history[^1];
+                calls.Remove("tool_calls");
+                if (string.IsNullOrEmpty((string?)calls["content"]))
+                {
+                    _history.RemoveAt(_history.Count - 1);
+                }
+
+                _pending.Clear();
+            }
+
+            return RespondAsync([new JsonObject { ["role"] = "user", ["content"] = text }], onContent, onReasoning, ct, onAnswerStart);
+        }
+
+        /// <summary>The results of <see cref="PendingCalls"/>, in their order, as <c>tool</c> messages; the model answers from them.</summary>
+        public Task<ChatFinishReason> AnswerToolResultsAsync(IReadOnlyList<string> results, Action<string> onContent, Action<string> onReasoning,
+            CancellationToken ct, Action? onAnswerStart = null)
+        {
+            if (results.Count != _pending.Count)
+            {
+                throw new ArgumentException($"{_pending.Count} calls wait for results; got {results.Count}.", nameof(results));
+            }
+
+            List<JsonObject> messages = [.. _pending.Select((c, i) => new JsonObject { ["role"] = "tool", ["tool_call_id"] = c.Id, ["content"] = results[i] })];
+            _pending.Clear();
+            return RespondAsync(messages, onContent, onReasoning, ct, onAnswerStart);
+        }
+
+        /// <summary>Generates the next answer after the history and <paramref name="added"/>; both join the history once it is complete.</summary>
+        private async Task<ChatFinishReason> RespondAsync(List<JsonObject> added, Action<string> onContent, Action<string> onReasoning,
+            CancellationToken ct, Action? onAnswerStart)
+        {
             var messages = new JsonArray();
             if (!string.IsNullOrEmpty(system))
             {
                 messages.Add(new JsonObject { ["role"] = "system", ["content"] = system });
             }
 
-            foreach (JsonObject m in _history)
+            foreach (JsonObject m in _history.Concat(added))
             {
                 messages.Add(m.DeepClone());
             }
 
-            var user = new JsonObject { ["role"] = "user", ["content"] = text };
-            messages.Add(user.DeepClone());
             var answer = new StringBuilder();
+            var calls = new List<(string Id, string Name, StringBuilder Arguments)>();
             bool started = false;
             ChatFinishReason finish = ChatFinishReason.Stop;
-            await foreach (ChatUpdate u in chat.StreamAsync(new ChatRequest { Messages = messages, EnableThinking = Thinking }, ct))
+            var request = new ChatRequest { Messages = messages, EnableThinking = Thinking, Tools = tools, Sampling = sampling ?? new SamplingOverrides() };
+            await foreach (ChatUpdate u in chat.StreamAsync(request, ct))
             {
                 switch (u)
                 {
@@ -209,7 +309,10 @@ public static partial class ChatCommand
                         onContent(c.Text);
                         break;
                     case ToolCallStarted s:
-                        onContent($"[tool call {s.Name}]");
+                        calls.Add((s.Id, s.Name, new StringBuilder()));
+                        break;
+                    case ToolCallArgumentsDelta a:
+                        calls[a.Index].Arguments.Append(a.Fragment);
                         break;
                     case ChatFinished f:
                         finish = f.Reason;
@@ -217,8 +320,20 @@ public static partial class ChatCommand
                 }
             }
 
-            _history.Add(user);
-            _history.Add(new JsonObject { ["role"] = "assistant", ["content"] = answer.ToString() });
+            _history.AddRange(added);
+            var assistant = new JsonObject { ["role"] = "assistant", ["content"] = answer.ToString() };
+            if (calls.Count > 0)
+            {
+                assistant["tool_calls"] = new JsonArray([.. calls.Select(c => (JsonNode)new JsonObject
+                {
+                    ["id"] = c.Id,
+                    ["type"] = "function",
+                    ["function"] = new JsonObject { ["name"] = c.Name, ["arguments"] = c.Arguments.ToString() },
+                })]);
+                _pending.AddRange(calls.Select(c => new PendingCall(c.Id, c.Name, c.Arguments.ToString())));
+            }
+
+            _history.Add(assistant);
             return finish;
         }
     }

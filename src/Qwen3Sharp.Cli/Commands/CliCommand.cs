@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace Qwen3Sharp.Cli.Commands;
 
@@ -158,4 +160,53 @@ internal static class CliOptions
     public static Option<int?> CtxSize() =>
         OptionalInt("--ctx-size", "Most tokens per sequence (prompt and completion) [default: max_position_embeddings, bounded by the KV-cache memory].", 16, 1 << 20);
 
+    /// <summary>
+    /// --tools FILE: the functions the model may call, as a JSON array in the OpenAI <c>tools</c> shape
+    /// (<c>{"type": "function", "function": {"name", "description", "parameters"}}</c>; a bare function object is taken as
+    /// one), read and checked at parse time so a bad file is a usage error naming what is wrong.
+    /// </summary>
+    public static Option<JsonArray?> Tools(string what) => new("--tools")
+    {
+        Description = $"JSON file with the functions the model may call (OpenAI's \"tools\" array: {{\"type\": \"function\", \"function\": {{\"name\", \"description\", \"parameters\"}}}}); {what}.",
+        HelpName = "FILE",
+        CustomParser = r =>
+        {
+            string path = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
+            try
+            {
+                return ParseTools(File.ReadAllText(path));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or FormatException)
+            {
+                r.AddError($"--tools {path}: {e.Message}");
+                return null;
+            }
+        },
+    };
+
+    /// <summary>The tools array of a <c>--tools</c> file, each entry in the OpenAI shape; <see cref="FormatException"/> naming the entry when it is not a function.</summary>
+    internal static JsonArray ParseTools(string json)
+    {
+        JsonArray array = JsonNode.Parse(json) as JsonArray ?? throw new FormatException("must be a JSON array of tools, as the OpenAI API's \"tools\" field");
+        var tools = new JsonArray();
+        for (int i = 0; i < array.Count; i++)
+        {
+            JsonObject tool = array[i] as JsonObject ?? throw new FormatException($"entry {i} is not a JSON object");
+            JsonObject function = tool["function"] as JsonObject ?? (tool.ContainsKey("name") ? tool : throw new FormatException(
+                $"entry {i} has no \"function\" object (and is no bare function with a \"name\")"));
+            if (function["name"] is not JsonValue name || !name.TryGetValue(out string? n) || string.IsNullOrWhiteSpace(n))
+            {
+                throw new FormatException($"entry {i}'s function has no \"name\" string");
+            }
+
+            if (tool["type"] is { } type && (type as JsonValue)?.TryGetValue(out string? t) == true && t != "function")
+            {
+                throw new FormatException($"entry {i} has type \"{t}\"; only \"function\" tools can be called");
+            }
+
+            tools.Add(new JsonObject { ["type"] = "function", ["function"] = function.DeepClone() });
+        }
+
+        return tools;
+    }
 }

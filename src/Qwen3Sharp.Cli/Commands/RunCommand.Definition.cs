@@ -25,6 +25,8 @@ public sealed record RunOptions
     public Tensors.DType? Quantize { get; init; }
     /// <summary>--batch-invariant: the batch-invariant kernels (the same answer as the same request beside others under serve --batch-invariant).</summary>
     public bool BatchInvariant { get; init; }
+    /// <summary>--tools: the functions the model may call (OpenAI's tools array), or null for none.</summary>
+    public System.Text.Json.Nodes.JsonArray? Tools { get; init; }
 }
 
 public static partial class RunCommand
@@ -57,6 +59,7 @@ public static partial class RunCommand
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for reproducible sampling.", HelpName = "N" };
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();
         Option<bool> batchInvariant = CliOptions.BatchInvariant();
+        Option<System.Text.Json.Nodes.JsonArray?> tools = CliOptions.Tools("a call is printed as NAME(ARGUMENTS), one per line");
         var command = new CliCommand<RunOptions>("run", "Generate one answer to a prompt and exit.",
             parse => new RunOptions
             {
@@ -71,9 +74,10 @@ public static partial class RunCommand
                 KvCacheDType = parse.GetValue(kvCacheDType),
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
                 BatchInvariant = parse.GetValue(batchInvariant),
+                Tools = parse.GetValue(tools),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed, quantize, kvCacheDType, batchInvariant }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, json, noThink, maxTokens, temperature, seed, quantize, kvCacheDType, batchInvariant, tools }) command.Options.Add(option);
         command.Arguments.Add(prompt);
         return command;
     }

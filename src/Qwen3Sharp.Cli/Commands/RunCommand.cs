@@ -18,6 +18,7 @@ public static partial class RunCommand
         var request = new ChatRequest
         {
             Messages = [new JsonObject { ["role"] = "user", ["content"] = prompt }],
+            Tools = o.Tools,
             EnableThinking = o.NoThink ? false : null,
             MaxTokens = o.MaxTokens,
             Sampling = new SamplingOverrides { Temperature = o.Temperature, Seed = o.Seed },
@@ -32,7 +33,7 @@ public static partial class RunCommand
             return Qwen3Cli.ExitOk;
         }
 
-        bool inReasoning = false;
+        bool inReasoning = false, inCall = false, wroteContent = false;
         await foreach (ChatUpdate u in host.Chat.StreamAsync(request, ct))
         {
             switch (u)
@@ -50,15 +51,28 @@ public static partial class RunCommand
 
                     await o.Context.Out.WriteAsync(c.Text);
                     await o.Context.Out.FlushAsync(ct);
+                    wroteContent |= c.Text.Length > 0;
                     break;
                 case ToolCallStarted s:
-                    await o.Context.Out.WriteAsync($"\n[tool call {s.Name}] ");
+                    // a call reads as the function applied to its arguments, one per line: get_weather({"city": "Paris"})
+                    await o.Context.Out.WriteAsync($"{(inCall ? ")\n" : wroteContent ? "\n" : "")}{s.Name}(");
+                    inCall = true;
                     break;
                 case ToolCallArgumentsDelta a:
                     await o.Context.Out.WriteAsync(a.Fragment);
+                    await o.Context.Out.FlushAsync(ct);
                     break;
-                case ChatFinished f when f.Reason == ChatFinishReason.Length:
-                    await o.Context.Error.WriteLineAsync("\n[stopped: max tokens or context reached]");
+                case ChatFinished f:
+                    if (inCall)
+                    {
+                        await o.Context.Out.WriteAsync(")");
+                    }
+
+                    if (f.Reason == ChatFinishReason.Length)
+                    {
+                        await o.Context.Error.WriteLineAsync("\n[stopped: max tokens or context reached]");
+                    }
+
                     break;
             }
         }

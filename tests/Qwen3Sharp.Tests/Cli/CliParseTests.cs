@@ -211,6 +211,61 @@ public sealed class CliParseTests
         Assert.Equal(new ModelReference("Qwen/Qwen3-1.7B", "v3"), Bind<PullOptions>("pull Qwen/Qwen3-1.7B@v3").Model);
     }
 
+    [Fact]
+    public void RunAndChat_Tools_AreReadFromTheFile_InTheOpenAIShape()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            // one tool as the API sends it, one bare function object (how many examples write them)
+            File.WriteAllText(path, """
+                [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+                 {"name": "get_time", "description": "Time in a timezone"}]
+                """);
+            foreach (System.Text.Json.Nodes.JsonArray? tools in new[] { Bind<RunOptions>($"run --tools {path} hi").Tools, Bind<ChatOptions>($"chat --tools {path}").Tools })
+            {
+                Assert.NotNull(tools);
+                Assert.Equal(["get_weather", "get_time"], tools.Select(t => (string)t!["function"]!["name"]!));
+                Assert.All(tools, t => Assert.Equal("function", (string)t!["type"]!));
+                Assert.Equal("Time in a timezone", (string)tools[1]!["function"]!["description"]!);
+            }
+
+            Assert.Null(Bind<RunOptions>("run hi").Tools);
+            Assert.Null(Bind<ChatOptions>("chat").Tools);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Theory]
+    [InlineData("{\"name\": \"f\"}", "must be a JSON array of tools")]
+    [InlineData("[1]", "entry 0 is not a JSON object")]
+    [InlineData("[{\"type\": \"function\"}]", "entry 0 has no \"function\" object")]
+    [InlineData("[{\"function\": {\"name\": \"f\"}}, {\"function\": {\"description\": \"d\"}}]", "entry 1's function has no \"name\"")]
+    [InlineData("[{\"type\": \"code_interpreter\", \"function\": {\"name\": \"f\"}}]", "only \"function\" tools")]
+    [InlineData("[{\"name\": ", "--tools")]
+    public void RunAndChat_BadToolsFile_IsAUsageErrorNamingTheProblem(string contents, string expected)
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, contents);
+            foreach (string[] args in new[] { new[] { "run", "--tools", path, "hi" }, new[] { "chat", "--tools", path } })
+            {
+                IReadOnlyList<string> errors = Errors(args);
+                Assert.Contains(errors, e => e.Contains(expected, StringComparison.Ordinal) && e.Contains(path, StringComparison.Ordinal));
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+
+        Assert.Contains(Errors("run", "--tools", path, "hi"), e => e.Contains("Could not find file", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData("serve --port -1", "--port must be between 0 and 65535")]
     [InlineData("serve --port 70000", "--port must be between 0 and 65535")]

@@ -276,6 +276,31 @@ public sealed class CliProcessTests
     }
 
     [Fact]
+    public async Task Run_WithTools_PrintsTheCallAsNameAndArguments()
+    {
+        string home = Path.Combine(Path.GetTempPath(), "qwen3sharp-demo-tools-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(home);
+        try
+        {
+            string tools = Path.Combine(home, "tools.json");
+            File.WriteAllText(tools, """
+                [{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather for a city.",
+                  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+                """);
+            var env = new Dictionary<string, string> { ["HF_HOME"] = Path.Combine(home, "hf"), ["QWEN3SHARP_HOME"] = home };
+            var (code, output, error) = await CliProcess.RunAsync(
+                $"run --tools {tools} --no-think --temperature 0 --max-tokens 60 北京和上海的天气怎么样？", environment: env);
+            Assert.True(code == 0, error);
+            Assert.Equal(["get_weather({\"city\":\"北京\"})", "get_weather({\"city\":\"上海\"})"],
+                output.Trim().Split('\n').Select(l => l.Trim()));
+        }
+        finally
+        {
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Run_MissingModelDirectoryOffline_ExitsOneWithAClearError()
     {
         var (code, _, error) = await CliProcess.RunAsync("run --model Nobody/Nothing hi",
