@@ -265,11 +265,7 @@ public sealed class InferenceEngine : IDisposable
         {
             for (int i = 0; i < plan.Count; i++)
             {
-                SequenceRequest r = plan[i].Request;
-                _scheduler.Finish(r);
-                Interlocked.Decrement(ref _queued);
-                Metrics.RecordFinished(RequestOutcome.Error, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
-                r.Output.Writer.TryComplete(ex);
+                Fail(plan[i].Request, ex);
             }
 
             Array.Clear(_entries);
@@ -285,12 +281,30 @@ public sealed class InferenceEngine : IDisposable
             r.ComputedTokenCount += n;
             if (_entries[i].ComputeLogits)
             {
-                Produce(r, _logits.AsSpan(row++ * _runner.VocabSize, _runner.VocabSize));
+                try
+                {
+                    Produce(r, _logits.AsSpan(row++ * _runner.VocabSize, _runner.VocabSize));
+                }
+                catch (Exception ex)
+                {
+                    // a request's own sampling failed (e.g. a structured-output mask past its time limit): only that
+                    // request ends, with the error; the loop thread and the other requests live on
+                    Fail(r, ex);
+                }
             }
         }
 
         Array.Clear(_entries, 0, plan.Count);
         PublishSchedulerState();
+    }
+
+    /// <summary>Ends a running request with <paramref name="error"/>: its sequence and KV blocks are freed, its reader sees the exception.</summary>
+    private void Fail(SequenceRequest r, Exception error)
+    {
+        _scheduler.Finish(r);
+        Interlocked.Decrement(ref _queued);
+        Metrics.RecordFinished(RequestOutcome.Error, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
+        r.Output.Writer.TryComplete(error);
     }
 
     /// <summary>Chooses the request's next token from <paramref name="logits"/> [vocab] and emits it.</summary>

@@ -294,4 +294,78 @@ public class InferenceEngineValidationTests
         Assert.Equal(2, count);
         Assert.Equal(0, engine.PendingRequestCount);
     }
+
+    /// <summary>Arg-max that throws from its <paramref name="failAt"/>-th choice on (as a structured-output mask past its time limit does).</summary>
+    private sealed class FailingSampler(int failAt) : ITokenSampler
+    {
+        private readonly ArgMaxSampler _inner = new();
+        private int _calls;
+
+        public int Sample(Span<float> logits) => ++_calls >= failAt
+            ? throw new Qwen3Sharp.Structured.GrammarTooComplexException("computing the token mask took too long")
+            : _inner.Sample(logits);
+
+        public void Accept(int tokenId) => _inner.Accept(tokenId);
+    }
+
+    [Fact]
+    public async Task Generate_SamplerThrowsMidGeneration_OnlyThatRequestFails_TheOthersAndTheLoopLiveOn() =>
+        // a dead loop thread would leave every reader waiting: bounded, so that regression fails instead of hanging
+        await SamplerThrowsMidGeneration().WaitAsync(TimeSpan.FromMinutes(1));
+
+    private static async Task SamplerThrowsMidGeneration()
+    {
+        var runner = new FakeRunner();
+        using var engine = new InferenceEngine(runner,
+            q => q.MaxTokens == 9 ? new FailingSampler(failAt: 3) : new ArgMaxSampler(), _ => new LetterDecoder());
+        var failing = new List<int>();
+        Task<Exception?> first = Task.Run(async () =>
+        {
+            try
+            {
+                await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 9 }))
+                {
+                    if (e is TokenGenerated t)
+                    {
+                        failing.Add(t.TokenId);
+                    }
+                }
+            }
+            catch (Exception ex)
+            {
+                return ex;
+            }
+
+            return null;
+        });
+        var tokens = new List<int>();
+        FinishReason? reason = null;
+        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 6 }))
+        {
+            if (e is TokenGenerated t)
+            {
+                tokens.Add(t.TokenId);
+            }
+            else if (e is GenerationFinished f)
+            {
+                reason = f.Reason;
+            }
+        }
+
+        Assert.IsType<Qwen3Sharp.Structured.GrammarTooComplexException>(await first);
+        Assert.Equal([2, 3], failing);   // two tokens, then the third choice threw
+        Assert.Equal([2, 3, 4, 5, 6, 7], tokens);
+        Assert.Equal(FinishReason.Length, reason);
+
+        // the loop still serves, and nothing is left holding a sequence
+        int again = 0;
+        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 2 }))
+        {
+            again += e is TokenGenerated ? 1 : 0;
+        }
+
+        Assert.Equal(2, again);
+        Assert.Equal(0, engine.PendingRequestCount);
+        Assert.Equal(0, runner.LiveSequences);
+    }
 }
