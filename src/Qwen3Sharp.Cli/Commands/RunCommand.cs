@@ -84,7 +84,8 @@ public static partial class RunCommand
     /// <summary>The answer in the shape of an OpenAI chat.completion object.</summary>
     private static JsonObject ToOpenAIJson(ChatResult result, string model, TimeSpan elapsed)
     {
-        var message = new JsonObject { ["role"] = "assistant", ["content"] = result.Content };
+        // as the server writes it: no text beside calls is content null
+        var message = new JsonObject { ["role"] = "assistant", ["content"] = result.Content.Length == 0 && result.ToolCalls.Count > 0 ? null : result.Content };
         if (result.Reasoning is not null)
         {
             message["reasoning_content"] = result.Reasoning;

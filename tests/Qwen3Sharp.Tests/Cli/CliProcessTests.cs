@@ -293,6 +293,16 @@ public sealed class CliProcessTests
             Assert.True(code == 0, error);
             Assert.Equal(["get_weather({\"city\":\"北京\"})", "get_weather({\"city\":\"上海\"})"],
                 output.Trim().Split('\n').Select(l => l.Trim()));
+
+            // --json: the chat.completion the server would send, calls in tool_calls and no content beside them
+            (code, output, error) = await CliProcess.RunAsync(
+                $"run --json --tools {tools} --no-think --temperature 0 --max-tokens 60 北京天气怎么样？", environment: env);
+            Assert.True(code == 0, error);
+            JsonElement message = JsonDocument.Parse(output).RootElement.GetProperty("choices")[0].GetProperty("message");
+            Assert.Equal(JsonValueKind.Null, message.GetProperty("content").ValueKind);
+            JsonElement call = message.GetProperty("tool_calls")[0].GetProperty("function");
+            Assert.Equal("get_weather", call.GetProperty("name").GetString());
+            Assert.Equal("北京", JsonDocument.Parse(call.GetProperty("arguments").GetString()!).RootElement.GetProperty("city").GetString());
         }
         finally
         {
