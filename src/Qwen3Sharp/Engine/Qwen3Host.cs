@@ -200,6 +200,10 @@ public sealed class Qwen3Host : IDisposable
                     ThinkEndTokenId = tokenizer.ThinkEnd,
                 });
             var chat = new ChatService(engine, tokenizer, template, generation, options.Chat);
+            if (options.WarmUp)
+            {
+                chat.WarmUpStructuredOutput();
+            }
             return new Qwen3Host(Path.GetFullPath(path), model, tokenizer, template, engine, chat, runner) { WarmUp = warmUp };
         }
         catch

@@ -93,6 +93,9 @@ public sealed class WarmUpServerTests(WarmUpServerFixture fixture) : IClassFixtu
         Assert.Equal(EngineWarmUp.DecodeSteps + EngineWarmUp.PairSteps, report.DecodeSteps);
         Assert.True(report.PromptTokens >= 32, $"a {report.PromptTokens}-token prompt does not reach the prefill kernels");
         Assert.Null(_f.Cold.WarmUp);
+        // the structured-output part: the vocabulary's byte trie is built before the first tools request
+        Assert.True(_f.Warm.Chat.TokenTrieBuilt);
+        Assert.False(_f.Cold.Chat.TokenTrieBuilt);
 
         Dictionary<string, PromFamily> m = PrometheusText.Parse(_f.WarmMetricsAtStart);
         double Sum(string family) => m[P + family].Samples.Where(s => s.Name == P + family).Sum(s => s.Value);
