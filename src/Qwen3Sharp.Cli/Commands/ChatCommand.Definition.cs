@@ -22,6 +22,10 @@ public sealed record ChatOptions
     public bool NoWarmup { get; init; }
     /// <summary>--tools: the functions the model may call (OpenAI's tools array), or null for none.</summary>
     public System.Text.Json.Nodes.JsonArray? Tools { get; init; }
+    /// <summary>--temperature; null means the mode's recommended default (0.6 thinking, 0.7 non-thinking).</summary>
+    public float? Temperature { get; init; }
+    /// <summary>--seed; null means a random seed.</summary>
+    public ulong? Seed { get; init; }
 }
 
 public static partial class ChatCommand
@@ -41,6 +45,8 @@ public static partial class ChatCommand
         };
         Option<System.Text.Json.Nodes.JsonArray?> tools = CliOptions.Tools(
             "each call is shown as → NAME(ARGUMENTS) and its result is asked for (type what the function returned), then the model answers from it");
+        Option<float?> temperature = CliOptions.Temperature();
+        var seed = new Option<ulong?>("--seed") { Description = "Random seed for reproducible sampling.", HelpName = "N" };
         var command = new CliCommand<ChatOptions>("chat", "Chat with the model in the terminal.",
             parse => new ChatOptions
             {
@@ -54,9 +60,11 @@ public static partial class ChatCommand
                 Quantize = CliOptions.Quantization(parse.GetValue(quantize)!),
                 NoWarmup = parse.GetValue(noWarmup),
                 Tools = parse.GetValue(tools),
+                Temperature = parse.GetValue(temperature),
+                Seed = parse.GetValue(seed),
             },
             RunAsync);
-        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize, quantize, kvCacheDType, noWarmup, tools }) command.Options.Add(option);
+        foreach (Option option in new Option[] { model, noThink, system, threads, ctxSize, quantize, kvCacheDType, noWarmup, tools, temperature, seed }) command.Options.Add(option);
         return command;
     }
 }

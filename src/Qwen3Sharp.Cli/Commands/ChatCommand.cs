@@ -35,7 +35,8 @@ public static partial class ChatCommand
             KvCacheDType = o.KvCacheDType,
             Quantize = o.Quantize,
         });
-        var session = new Session(host.Chat, o.System, thinking: !o.NoThink, o.Tools);
+        var session = new Session(host.Chat, o.System, thinking: !o.NoThink, o.Tools,
+            new SamplingOverrides { Temperature = o.Temperature, Seed = o.Seed });
 
         if (piped)
         {

@@ -157,6 +157,25 @@ internal static class CliOptions
         return option;
     }
 
+    /// <summary>--temperature T: sampling temperature in [0, 2], 0 greedy; unset, the thinking mode's recommended default.</summary>
+    public static Option<float?> Temperature() => new("--temperature")
+    {
+        Description = "Sampling temperature, 0 = greedy [default: 0.6 thinking, 0.7 non-thinking].",
+        HelpName = "T",
+        CustomParser = r =>
+        {
+            if (r.Tokens.Count == 0) return null;
+            string text = r.Tokens[^1].Value;
+            if (float.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float t)
+                && float.IsFinite(t) && t >= 0 && t <= 2)
+            {
+                return t;
+            }
+            r.AddError($"--temperature must be between 0 and 2 (got '{text}').");
+            return null;
+        },
+    };
+
     public static Option<int?> CtxSize() =>
         OptionalInt("--ctx-size", "Most tokens per sequence (prompt and completion) [default: max_position_embeddings, bounded by the KV-cache memory].", 16, 1 << 20);
 

@@ -38,23 +38,7 @@ public static partial class RunCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object with content, reasoning and usage." };
         var noThink = new Option<bool>("--no-think") { Description = "Disable thinking (enable_thinking=false)." };
         Option<int?> maxTokens = CliOptions.OptionalInt("--max-tokens", "Most tokens to generate [default: until end of sequence].", 1, 1 << 20);
-        var temperature = new Option<float?>("--temperature")
-        {
-            Description = "Sampling temperature, 0 = greedy [default: 0.6 thinking, 0.7 non-thinking].",
-            HelpName = "T",
-            CustomParser = r =>
-            {
-                if (r.Tokens.Count == 0) return null;
-                string text = r.Tokens[^1].Value;
-                if (float.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float t)
-                    && float.IsFinite(t) && t >= 0 && t <= 2)
-                {
-                    return t;
-                }
-                r.AddError($"--temperature must be between 0 and 2 (got '{text}').");
-                return null;
-            },
-        };
+        Option<float?> temperature = CliOptions.Temperature();
         Option<string> quantize = CliOptions.Quantize();
         var seed = new Option<ulong?>("--seed") { Description = "Random seed for reproducible sampling.", HelpName = "N" };
         Option<Cache.KvCacheDType> kvCacheDType = CliOptions.KvCacheDType();

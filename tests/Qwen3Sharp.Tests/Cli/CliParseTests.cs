@@ -230,6 +230,10 @@ public sealed class CliParseTests
                 Assert.Equal("Time in a timezone", (string)tools[1]!["function"]!["description"]!);
             }
 
+            ChatOptions sampled = Bind<ChatOptions>("chat --temperature 0 --seed 7");
+            Assert.Equal(0f, sampled.Temperature);
+            Assert.Equal(7UL, sampled.Seed);
+            Assert.Null(Bind<ChatOptions>("chat").Temperature);
             Assert.Null(Bind<RunOptions>("run hi").Tools);
             Assert.Null(Bind<ChatOptions>("chat").Tools);
         }
@@ -290,6 +294,7 @@ public sealed class CliParseTests
     [InlineData("run --temperature warm hi", "--temperature must be between 0 and 2 (got 'warm')")]
     [InlineData("run --seed -1 hi", "-1")]
     [InlineData("run --max-tokens 0 hi", "--max-tokens must be between")]
+    [InlineData("chat --temperature 3", "--temperature must be between 0 and 2")]
     [InlineData("bench", "--model")]
     [InlineData("bench --model m --gen-tokens 0", "--gen-tokens must be between")]
     [InlineData("synth --out x", "--preset")]

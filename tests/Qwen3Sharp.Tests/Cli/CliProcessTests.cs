@@ -294,6 +294,11 @@ public sealed class CliProcessTests
             Assert.Equal(["get_weather({\"city\":\"北京\"})", "get_weather({\"city\":\"上海\"})"],
                 output.Trim().Split('\n').Select(l => l.Trim()));
 
+            // piped chat: the answer, then the calls one per line
+            (code, output, error) = await CliProcess.RunAsync($"chat --tools {tools} --no-think --temperature 0", stdin: "北京天气怎么样？\n", environment: env);
+            Assert.True(code == 0, error);
+            Assert.Equal("get_weather({\"city\":\"北京\"})", output.Trim());
+
             // --json: the chat.completion the server would send, calls in tool_calls and no content beside them
             (code, output, error) = await CliProcess.RunAsync(
                 $"run --json --tools {tools} --no-think --temperature 0 --max-tokens 60 北京天气怎么样？", environment: env);
