@@ -6,9 +6,11 @@ namespace Qwen3Sharp.Structured;
 /// the token trie again. Bounded: at most <see cref="Capacity"/> matchers (the oldest goes first), and a matcher that
 /// has accumulated more than <see cref="MaxMasksPerMatcher"/> masks (19 KB each for Qwen3's vocabulary) or
 /// <see cref="MaxStatesPerMatcher"/> automaton states (up to 2 KB of byte transitions each) is dropped and rebuilt on
-/// its next use.
+/// its next use. Across matchers, masks are bounded too (<see cref="MaxTotalMasks"/>, ~78 MB for Qwen3): past it the
+/// oldest matchers go first, so many distinct tools lists (every tools request is constrained under auto) cannot hold
+/// 32 × 1024 masks (~620 MB).
 /// </summary>
-public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 1024, int maxStatesPerMatcher = 8192)
+public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 1024, int maxStatesPerMatcher = 8192, int maxTotalMasks = 4096)
 {
     private readonly Dictionary<string, GrammarMatcher> _matchers = [];
     private readonly Queue<string> _order = new();
@@ -19,6 +21,9 @@ public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 102
     public int MaxMasksPerMatcher { get; } = maxMasksPerMatcher;
 
     public int MaxStatesPerMatcher { get; } = maxStatesPerMatcher;
+
+    /// <summary>Most masks all kept matchers may hold together; past it the oldest are dropped (never the one in use).</summary>
+    public int MaxTotalMasks { get; } = maxTotalMasks;
 
     public int Count
     {
@@ -38,6 +43,7 @@ public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 102
             if (_matchers.TryGetValue(key, out GrammarMatcher? m) && m.MaskCount <= MaxMasksPerMatcher && m.StateCount <= MaxStatesPerMatcher)
             {
                 matcher = m;
+                TrimTotal(key);   // masks grow while the matchers are used, not when they are added
                 return true;
             }
 
@@ -70,6 +76,35 @@ public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 102
             {
                 _matchers.Remove(oldest);
             }
+
+            TrimTotal(key);
+        }
+    }
+
+    /// <summary>Drops the oldest matchers other than <paramref name="keep"/> while all together hold more than <see cref="MaxTotalMasks"/> masks. Under the lock.</summary>
+    private void TrimTotal(string keep)
+    {
+        long total = 0;
+        foreach (GrammarMatcher m in _matchers.Values)
+        {
+            total += m.MaskCount;
+        }
+
+        int rounds = _order.Count;
+        while (total > MaxTotalMasks && rounds-- > 0 && _order.TryDequeue(out string? oldest))
+        {
+            if (oldest == keep || !_matchers.TryGetValue(oldest, out GrammarMatcher? old))
+            {
+                if (oldest == keep)
+                {
+                    _order.Enqueue(oldest);   // the one in use keeps its place at the back
+                }
+
+                continue;
+            }
+
+            total -= old.MaskCount;
+            _matchers.Remove(oldest);
         }
     }
 }

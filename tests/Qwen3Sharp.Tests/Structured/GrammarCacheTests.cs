@@ -39,6 +39,42 @@ public class GrammarCacheTests
         Assert.Equal(0, cache.Count);
     }
 
+    /// <summary>A matcher of <paramref name="literal"/> that has computed the masks of its first <paramref name="masks"/> states.</summary>
+    private static GrammarMatcher WithMasks(string literal, int masks)
+    {
+        GrammarMatcher m = Matcher(literal);
+        var constraint = new TokenConstraint(m, [StructuredKit.EndToken], ConstraintStart.FirstToken);
+        var logits = new float[StructuredKit.VocabSize];
+        foreach (char c in literal[..masks])
+        {
+            constraint.Mask(logits);
+            constraint.Accept(StructuredKit.Tokenizer.Encode(c.ToString())[0]);
+        }
+
+        Assert.Equal(masks, m.MaskCount);
+        return m;
+    }
+
+    [Fact]
+    public void MasksAcrossMatchers_AreBounded_TheOldestGoFirst_NeverTheOneInUse()
+    {
+        var cache = new GrammarCache(capacity: 8, maxTotalMasks: 5);
+        cache.Add("a", WithMasks("abc", 2));
+        cache.Add("b", WithMasks("bcd", 2));
+        Assert.Equal(2, cache.Count);               // 4 masks: within the budget
+        cache.Add("c", WithMasks("cde", 2));        // 6: the oldest goes
+        Assert.False(cache.TryGet("a", out _));
+        Assert.True(cache.TryGet("b", out _));
+        Assert.True(cache.TryGet("c", out _));
+
+        // masks grow while a matcher is used: the lookup that finds the budget passed drops the others, not it
+        GrammarMatcher big = WithMasks("defghi", 5);
+        cache.Add("d", big);
+        Assert.True(cache.TryGet("d", out GrammarMatcher got));
+        Assert.Same(big, got);
+        Assert.Equal(1, cache.Count);
+    }
+
     [Fact]
     public void AMatcherWithTooManyStates_IsDroppedOnItsNextLookup()
     {
