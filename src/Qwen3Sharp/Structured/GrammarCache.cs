@@ -13,7 +13,7 @@ namespace Qwen3Sharp.Structured;
 public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 1024, int maxStatesPerMatcher = 8192, int maxTotalMasks = 4096)
 {
     private readonly Dictionary<string, GrammarMatcher> _matchers = [];
-    private readonly Queue<string> _order = new();
+    private Queue<string> _order = new();   // the kept keys, oldest first, each once
     private readonly Lock _lock = new();
 
     public int Capacity { get; } = capacity;
@@ -47,7 +47,11 @@ public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 102
                 return true;
             }
 
-            _matchers.Remove(key);   // too big now: its next user rebuilds it
+            if (_matchers.Remove(key))   // too big now: its next user rebuilds it (and queues it anew)
+            {
+                _order = new Queue<string>(_order.Where(k => k != key));
+            }
+
             matcher = null!;
             return false;
         }

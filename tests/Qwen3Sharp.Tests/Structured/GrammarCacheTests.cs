@@ -23,6 +23,24 @@ public class GrammarCacheTests
     }
 
     [Fact]
+    public void AMatcherDroppedAsTooBig_AndAddedAgain_IsAsOldAsItsNewAdd()
+    {
+        var cache = new GrammarCache(capacity: 3, maxMasksPerMatcher: 1);
+        cache.Add("x", Matcher("x"));
+        cache.Add("a", WithMasks("abc", 2));
+        Assert.False(cache.TryGet("a", out _));     // too many masks: dropped
+        cache.Add("b", Matcher("b"));
+        cache.Add("a", Matcher("a"));               // rebuilt: now the newest
+        cache.Add("c", Matcher("c"));               // x goes
+        cache.Add("d", Matcher("d"));               // then b, the oldest left, not the rebuilt a
+        Assert.False(cache.TryGet("x", out _));
+        Assert.False(cache.TryGet("b", out _));
+        Assert.True(cache.TryGet("a", out _));
+        Assert.True(cache.TryGet("c", out _));
+        Assert.True(cache.TryGet("d", out _));
+    }
+
+    [Fact]
     public void AMatcherWithTooManyMasks_IsDroppedOnItsNextLookup()
     {
         var cache = new GrammarCache(capacity: 4, maxMasksPerMatcher: 1);
