@@ -177,7 +177,18 @@ public sealed class InferenceEngine : IDisposable
                 continue;
             }
 
-            Step();
+            try
+            {
+                Step();
+            }
+            catch (Exception ex)
+            {
+                // past the per-request guards (admission, forward pass, sampling): a failure inside the step itself, e.g.
+                // the runner failing an allocation while the scheduler plans. The requests it holds end with the error;
+                // the loop, and so the server, lives on
+                FailAll(ex);
+            }
+
             PublishSchedulerState();
         }
 
@@ -305,6 +316,22 @@ public sealed class InferenceEngine : IDisposable
         Interlocked.Decrement(ref _queued);
         Metrics.RecordFinished(RequestOutcome.Error, r.ArrivalTimestamp, Stopwatch.GetTimestamp());
         r.Output.Writer.TryComplete(error);
+    }
+
+    /// <summary>Ends every running and waiting request with <paramref name="error"/>, each as far as the scheduler's state allows.</summary>
+    private void FailAll(Exception error)
+    {
+        foreach (SequenceRequest r in _scheduler.Running.Concat(_scheduler.Waiting).ToList())
+        {
+            try
+            {
+                Fail(r, error);
+            }
+            catch (Exception)
+            {
+                r.Output.Writer.TryComplete(error);   // the reader still learns of it
+            }
+        }
     }
 
     /// <summary>Chooses the request's next token from <paramref name="logits"/> [vocab] and emits it.</summary>

@@ -60,8 +60,17 @@ internal sealed class FakeRunner(int vocabSize = 16, int contextSize = 64, int m
 
     private int _nextSequence;
 
+    /// <summary>Allocations still to fail with an exception (a runner bug or resource failure inside the scheduler's step).</summary>
+    public int FailingAllocations;
+
     public ISequenceState? TryAllocateSequence()
     {
+        if (Interlocked.Decrement(ref FailingAllocations) >= 0)
+        {
+            throw new InvalidOperationException("allocation failed");
+        }
+
+        Interlocked.Exchange(ref FailingAllocations, 0);
         if (Interlocked.Increment(ref LiveSequences) > MaxSequences)
         {
             Interlocked.Decrement(ref LiveSequences);

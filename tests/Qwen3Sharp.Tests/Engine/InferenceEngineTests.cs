@@ -295,6 +295,33 @@ public class InferenceEngineValidationTests
         Assert.Equal(0, engine.PendingRequestCount);
     }
 
+    [Fact]
+    public async Task Generate_StepFailsInsideTheScheduler_ItsRequestsFail_TheLoopLivesOn() =>
+        await StepFailsInsideTheScheduler().WaitAsync(TimeSpan.FromMinutes(1));
+
+    private static async Task StepFailsInsideTheScheduler()
+    {
+        var runner = new FakeRunner { FailingAllocations = 1 };
+        using var engine = new InferenceEngine(runner, _ => new ArgMaxSampler(), _ => new LetterDecoder());
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(async () =>
+        {
+            await foreach (GenerationEvent _ in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 3 }))
+            {
+            }
+        });
+        Assert.Equal("allocation failed", ex.Message);
+
+        int count = 0;
+        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 3 }))
+        {
+            count += e is TokenGenerated ? 1 : 0;
+        }
+
+        Assert.Equal(3, count);
+        Assert.Equal(0, engine.PendingRequestCount);
+        Assert.Equal(0, runner.LiveSequences);
+    }
+
     /// <summary>Arg-max that throws from its <paramref name="failAt"/>-th choice on (as a structured-output mask past its time limit does).</summary>
     private sealed class FailingSampler(int failAt) : ITokenSampler
     {
