@@ -94,21 +94,24 @@ public sealed class GrammarCache(int capacity = 32, int maxMasksPerMatcher = 102
             total += m.MaskCount;
         }
 
-        int rounds = _order.Count;
-        while (total > MaxTotalMasks && rounds-- > 0 && _order.TryDequeue(out string? oldest))
+        if (total <= MaxTotalMasks)
         {
-            if (oldest == keep || !_matchers.TryGetValue(oldest, out GrammarMatcher? old))
-            {
-                if (oldest == keep)
-                {
-                    _order.Enqueue(oldest);   // the one in use keeps its place at the back
-                }
+            return;
+        }
 
-                continue;
+        foreach (string key in _order)
+        {
+            if (total <= MaxTotalMasks)
+            {
+                break;
             }
 
-            total -= old.MaskCount;
-            _matchers.Remove(oldest);
+            if (key != keep && _matchers.Remove(key, out GrammarMatcher? old))
+            {
+                total -= old.MaskCount;
+            }
         }
+
+        _order = new Queue<string>(_order.Where(_matchers.ContainsKey));
     }
 }

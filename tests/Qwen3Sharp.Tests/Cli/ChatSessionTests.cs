@@ -1,9 +1,9 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using Qwen3Sharp.Chat;
-using Qwen3Sharp.Cli;
 using Qwen3Sharp.Cli.Commands;
 using Qwen3Sharp.Engine;
+using Qwen3Sharp.Tests.TestModels;
 
 namespace Qwen3Sharp.Tests.Cli;
 
@@ -13,20 +13,11 @@ namespace Qwen3Sharp.Tests.Cli;
 /// </summary>
 public sealed class ChatSessionTests : IDisposable
 {
-    private readonly string _directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-demo-session-" + Guid.NewGuid().ToString("N"));
-    private readonly Qwen3Host _host;
+    private readonly DemoModelHost _demo = new(maxSequences: 1);
 
-    public ChatSessionTests()
-    {
-        DemoModel.Write(_directory);
-        _host = Qwen3Host.Load(_directory, new HostOptions { ThreadCount = 2, ContextSize = 2048, MaxSequences = 1 });
-    }
+    private Qwen3Host Host => _demo.Host;
 
-    public void Dispose()
-    {
-        _host.Dispose();
-        Directory.Delete(_directory, recursive: true);
-    }
+    public void Dispose() => _demo.Dispose();
 
     private static JsonArray Tools() => CliOptions.ParseTools("""
         [{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather for a city.",
@@ -36,7 +27,7 @@ public sealed class ChatSessionTests : IDisposable
     [Fact]
     public async Task ToolLoop_CallIsPending_ItsResultIsAnswered()
     {
-        var session = new ChatCommand.Session(_host.Chat, system: null, thinking: true, Tools(), new SamplingOverrides { Temperature = 0 });
+        var session = new ChatCommand.Session(Host.Chat, system: null, thinking: true, Tools(), new SamplingOverrides { Temperature = 0 });
         var content = new StringBuilder();
         var reasoning = new StringBuilder();
 
@@ -63,7 +54,7 @@ public sealed class ChatSessionTests : IDisposable
     [Fact]
     public async Task NewQuestion_DropsCallsWaitingForResults_FromTheHistoryToo()
     {
-        var session = new ChatCommand.Session(_host.Chat, system: null, thinking: false, Tools(), new SamplingOverrides { Temperature = 0 });
+        var session = new ChatCommand.Session(Host.Chat, system: null, thinking: false, Tools(), new SamplingOverrides { Temperature = 0 });
         Assert.Equal(ChatFinishReason.ToolCalls, await session.AskAsync("北京天气怎么样？", _ => { }, _ => { }, default));
         Assert.Single(session.PendingCalls);
         Assert.NotNull(session.History[^1]["tool_calls"]);

@@ -6,9 +6,19 @@ using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Tests.Cli;
 
-public sealed class CliParseTests
+public sealed class CliParseTests : IDisposable
 {
     private static readonly CliContext Context = new() { Out = TextWriter.Null, Error = TextWriter.Null };
+
+    private readonly string _files = Path.Combine(Path.GetTempPath(), "qwen3sharp-parse-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_files))
+        {
+            Directory.Delete(_files, recursive: true);
+        }
+    }
 
     private static T Bind<T>(string commandLine)
     {
@@ -214,33 +224,25 @@ public sealed class CliParseTests
     [Fact]
     public void RunAndChat_Tools_AreReadFromTheFile_InTheOpenAIShape()
     {
-        string path = Path.GetTempFileName();
-        try
+        // one tool as the API sends it, one bare function object (how many examples write them)
+        string path = ToolsFile("""
+            [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
+             {"name": "get_time", "description": "Time in a timezone"}]
+            """);
+        foreach (System.Text.Json.Nodes.JsonArray? tools in new[] { Bind<RunOptions>($"run --tools {path} hi").Tools, Bind<ChatOptions>($"chat --tools {path}").Tools })
         {
-            // one tool as the API sends it, one bare function object (how many examples write them)
-            File.WriteAllText(path, """
-                [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
-                 {"name": "get_time", "description": "Time in a timezone"}]
-                """);
-            foreach (System.Text.Json.Nodes.JsonArray? tools in new[] { Bind<RunOptions>($"run --tools {path} hi").Tools, Bind<ChatOptions>($"chat --tools {path}").Tools })
-            {
-                Assert.NotNull(tools);
-                Assert.Equal(["get_weather", "get_time"], tools.Select(t => (string)t!["function"]!["name"]!));
-                Assert.All(tools, t => Assert.Equal("function", (string)t!["type"]!));
-                Assert.Equal("Time in a timezone", (string)tools[1]!["function"]!["description"]!);
-            }
+            Assert.NotNull(tools);
+            Assert.Equal(["get_weather", "get_time"], tools.Select(t => (string)t!["function"]!["name"]!));
+            Assert.All(tools, t => Assert.Equal("function", (string)t!["type"]!));
+            Assert.Equal("Time in a timezone", (string)tools[1]!["function"]!["description"]!);
+        }
 
-            ChatOptions sampled = Bind<ChatOptions>("chat --temperature 0 --seed 7");
-            Assert.Equal(0f, sampled.Temperature);
-            Assert.Equal(7UL, sampled.Seed);
-            Assert.Null(Bind<ChatOptions>("chat").Temperature);
-            Assert.Null(Bind<RunOptions>("run hi").Tools);
-            Assert.Null(Bind<ChatOptions>("chat").Tools);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        ChatOptions sampled = Bind<ChatOptions>("chat --temperature 0 --seed 7");
+        Assert.Equal(0f, sampled.Temperature);
+        Assert.Equal(7UL, sampled.Seed);
+        Assert.Null(Bind<ChatOptions>("chat").Temperature);
+        Assert.Null(Bind<RunOptions>("run hi").Tools);
+        Assert.Null(Bind<ChatOptions>("chat").Tools);
     }
 
     [Theory]
@@ -252,22 +254,24 @@ public sealed class CliParseTests
     [InlineData("[{\"name\": ", "--tools")]
     public void RunAndChat_BadToolsFile_IsAUsageErrorNamingTheProblem(string contents, string expected)
     {
-        string path = Path.GetTempFileName();
-        try
+        string path = ToolsFile(contents);
+        foreach (string[] args in new[] { new[] { "run", "--tools", path, "hi" }, new[] { "chat", "--tools", path } })
         {
-            File.WriteAllText(path, contents);
-            foreach (string[] args in new[] { new[] { "run", "--tools", path, "hi" }, new[] { "chat", "--tools", path } })
-            {
-                IReadOnlyList<string> errors = Errors(args);
-                Assert.Contains(errors, e => e.Contains(expected, StringComparison.Ordinal) && e.Contains(path, StringComparison.Ordinal));
-            }
-        }
-        finally
-        {
-            File.Delete(path);
+            IReadOnlyList<string> errors = Errors(args);
+            Assert.Contains(errors, e => e.Contains(expected, StringComparison.Ordinal) && e.Contains(path, StringComparison.Ordinal));
         }
 
+        File.Delete(path);
         Assert.Contains(Errors("run", "--tools", path, "hi"), e => e.Contains("Could not find file", StringComparison.Ordinal));
+    }
+
+    /// <summary>A --tools file in this class's temporary directory (removed with the class).</summary>
+    private string ToolsFile(string contents)
+    {
+        Directory.CreateDirectory(_files);
+        string path = Path.Combine(_files, Guid.NewGuid().ToString("N") + ".json");
+        File.WriteAllText(path, contents);
+        return path;
     }
 
     [Theory]

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.AI;
-using Qwen3Sharp.Cli;
 using Qwen3Sharp.Engine;
 using Qwen3Sharp.Tensors;
 using Qwen3Sharp.Tests.TestModels;
@@ -14,29 +13,20 @@ namespace Qwen3Sharp.Tests.Engine;
 /// </summary>
 public sealed class DemoModelChatClientTests : IDisposable
 {
-    private readonly string _directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-demo-client-" + Guid.NewGuid().ToString("N"));
-    private readonly Qwen3Host _host;
+    private readonly DemoModelHost _demo = new(maxSequences: 4);
 
-    public DemoModelChatClientTests()
-    {
-        DemoModel.Write(_directory);
-        _host = Qwen3Host.Load(_directory, new HostOptions { ThreadCount = 2, ContextSize = 2048, MaxSequences = 4 });
-    }
+    private Qwen3Host Host => _demo.Host;
 
-    public void Dispose()
-    {
-        _host.Dispose();
-        Directory.Delete(_directory, recursive: true);
-    }
+    public void Dispose() => _demo.Dispose();
 
     [Fact]
     public void HostDefaults_AreTheCommandsDefaults_WeightsCopiedIntoTheDecodeLayout()
     {
         // Qwen3Host.Load without a placement copies, as `qwen3 serve` (--weights copy) does; before, in-process users
         // got the mapped rows: the slower decode and, for float models, no batch invariance by default.
-        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Copy, _host.Model.Weights.Placement);
+        Assert.Equal(Qwen3Sharp.Loading.WeightPlacement.Copy, Host.Model.Weights.Placement);
         Assert.Equal(Qwen3Sharp.Kernels.KernelSelection.FloatLayout == Qwen3Sharp.Kernels.QuantLayout.Interleaved8,
-            _host.Model.Weights.Layers[0].QProj.DType.IsFloatGroups());
+            Host.Model.Weights.Layers[0].QProj.DType.IsFloatGroups());
     }
 
     [Fact]
@@ -44,7 +34,7 @@ public sealed class DemoModelChatClientTests : IDisposable
     {
         var calls = new List<string>();
         AIFunction weather = DemoWeatherTool.Create(calls);
-        IChatClient chat = _host.AsChatClient("demo").AsBuilder().UseFunctionInvocation().Build();
+        IChatClient chat = Host.AsChatClient("demo").AsBuilder().UseFunctionInvocation().Build();
         var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 200, Tools = [weather] };
 
         ChatResponse response = await chat.GetResponseAsync([new ChatMessage(ChatRole.User, "What's the weather in Paris?")], options);

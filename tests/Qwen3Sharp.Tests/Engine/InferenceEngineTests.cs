@@ -7,7 +7,7 @@ public class InferenceEngineTests
     private static InferenceEngine CreateEngine(FakeRunner runner, EngineOptions? options = null) =>
         new(runner, _ => new ArgMaxSampler(), _ => new LetterDecoder(), options);
 
-    private static async Task<(List<TokenGenerated> Tokens, GenerationFinished Finished)> Collect(
+    internal static async Task<(List<TokenGenerated> Tokens, GenerationFinished Finished)> Collect(
         IAsyncEnumerable<GenerationEvent> events)
     {
         var tokens = new List<TokenGenerated>();
@@ -311,13 +311,14 @@ public class InferenceEngineValidationTests
         });
         Assert.Equal("allocation failed", ex.Message);
 
-        int count = 0;
-        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 3 }))
-        {
-            count += e is TokenGenerated ? 1 : 0;
-        }
+        await AssertServesOnAsync(engine, runner, maxTokens: 3);
+    }
 
-        Assert.Equal(3, count);
+    /// <summary>The loop still serves a request whole, and nothing is left holding a sequence.</summary>
+    private static async Task AssertServesOnAsync(InferenceEngine engine, FakeRunner runner, int maxTokens)
+    {
+        var (tokens, _) = await InferenceEngineTests.Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = maxTokens }));
+        Assert.Equal(maxTokens, tokens.Count);
         Assert.Equal(0, engine.PendingRequestCount);
         Assert.Equal(0, runner.LiveSequences);
     }
@@ -365,34 +366,12 @@ public class InferenceEngineValidationTests
 
             return null;
         });
-        var tokens = new List<int>();
-        FinishReason? reason = null;
-        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 6 }))
-        {
-            if (e is TokenGenerated t)
-            {
-                tokens.Add(t.TokenId);
-            }
-            else if (e is GenerationFinished f)
-            {
-                reason = f.Reason;
-            }
-        }
+        var (tokens, finished) = await InferenceEngineTests.Collect(engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 6 }));
 
         Assert.IsType<Qwen3Sharp.Structured.GrammarTooComplexException>(await first);
         Assert.Equal([2, 3], failing);   // two tokens, then the third choice threw
-        Assert.Equal([2, 3, 4, 5, 6, 7], tokens);
-        Assert.Equal(FinishReason.Length, reason);
-
-        // the loop still serves, and nothing is left holding a sequence
-        int again = 0;
-        await foreach (GenerationEvent e in engine.GenerateAsync(new GenerationRequest { PromptTokens = [1], MaxTokens = 2 }))
-        {
-            again += e is TokenGenerated ? 1 : 0;
-        }
-
-        Assert.Equal(2, again);
-        Assert.Equal(0, engine.PendingRequestCount);
-        Assert.Equal(0, runner.LiveSequences);
+        Assert.Equal([2, 3, 4, 5, 6, 7], tokens.Select(t => t.TokenId));
+        Assert.Equal(FinishReason.Length, finished.Reason);
+        await AssertServesOnAsync(engine, runner, maxTokens: 2);
     }
 }
