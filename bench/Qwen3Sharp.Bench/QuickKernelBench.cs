@@ -251,8 +251,11 @@ internal static unsafe class QuickKernelBench
             // X8STREAM_B: the "pairs" arm becomes four streams of this length, to A/B two stream lengths in one process
             long streamA = QuantMatMul.FourStreamBytes;
             long? streamB = Environment.GetEnvironmentVariable("X8STREAM_B") is { } b ? long.Parse(b) : null;
-            string armB = streamB is { } sb ? $"{sb / 1024} KiB" : "pairs";
-            string armA = streamB is null ? "four streams" : $"{streamA / 1024} KiB";
+            // X8ARM_B=avx2: the "pairs" arm becomes four streams through the AVX2 forms, the other arm the AVX-VNNI ones (Q8_0x8)
+            bool vnniAb = Environment.GetEnvironmentVariable("X8ARM_B") == "avx2";
+            bool vnni = QuantMatMul.UseVnni;
+            string armB = vnniAb ? "avx2" : streamB is { } sb ? $"{sb / 1024} KiB" : "pairs";
+            string armA = vnniAb ? (vnni ? "vnni" : "avx2 (no VNNI)") : streamB is null ? "four streams" : $"{streamA / 1024} KiB";
             var read = new List<double>();
             var rates = formats.ToDictionary(f => f, _ => new[] { new List<double>(), new List<double>() });   // [pairs, four streams]
             float* sinks = (float*)NativeMemory.AllocZeroed((nuint)threads * 16, sizeof(float));
@@ -280,7 +283,8 @@ internal static unsafe class QuickKernelBench
                         continue;
                     }
 
-                    QuantMatMul.FourStreamDecode = what3 == 2 || streamB is not null;
+                    QuantMatMul.FourStreamDecode = what3 == 2 || streamB is not null || vnniAb;
+                    QuantMatMul.UseVnni = vnni && !(vnniAb && what3 == 1);
                     QuantMatMul.FourStreamBytes = what3 == 1 && streamB is { } lengthB ? lengthB : streamA;
                     foreach (DType format in formats)
                     {
@@ -307,6 +311,7 @@ internal static unsafe class QuickKernelBench
 
             QuantMatMul.FourStreamDecode = true;
             QuantMatMul.FourStreamBytes = streamA;
+            QuantMatMul.UseVnni = vnni;
             NativeMemory.Free(sinks);
             static double Median(IEnumerable<double> values) { var r = values.Order().ToArray(); return r[r.Length / 2]; }
             Console.WriteLine($"four-stream read of the same weights: median {Median(read):F1} GB/s, best {read.Max():F1} ({read.Count} rounds)");
@@ -336,6 +341,7 @@ internal static unsafe class QuickKernelBench
                     : new WeightView(g.First().Data, g.Key, 256, 2048)).ToArray();
             float[] x = Enumerable.Range(0, 2048).Select(i => MathF.Sin(i * 0.37f)).ToArray();
             float[] y = new float[256];
+            bool vnniAb = Environment.GetEnvironmentVariable("X8ARM_B") == "avx2", vnni = QuantMatMul.UseVnni;   // as x8read: AVX2 against AVX-VNNI pairs
             foreach (WeightView v in mats)
             {
                 var best = new double[2];
@@ -343,8 +349,9 @@ internal static unsafe class QuickKernelBench
                 {
                     foreach (bool pair in (round & 1) == 0 ? new[] { false, true } : new[] { true, false })
                     {
-                        QuantMatMul.TwoGroupsPerPass = pair;
-                    QuantMatMul.FourStreamDecode = false;   // the walk this A/B is about (x8read compares it with four streams)
+                        QuantMatMul.TwoGroupsPerPass = pair || vnniAb;
+                        QuantMatMul.UseVnni = vnni && (!vnniAb || pair);
+                        QuantMatMul.FourStreamDecode = false;   // the walk this A/B is about (x8read compares it with four streams)
                         long st = Stopwatch.GetTimestamp();
                         for (int pass = 0; pass < 400; pass++)
                         {
@@ -356,9 +363,12 @@ internal static unsafe class QuickKernelBench
                     }
                 }
 
-                Console.WriteLine($"{v.DType} 256x2048 from L2 ({v.DataBytes >> 10} KiB): one group per pass {best[0]:F1} GB/s, two {best[1]:F1} (best of 8)");
+                Console.WriteLine(vnniAb
+                    ? $"{v.DType} 256x2048 from L2 ({v.DataBytes >> 10} KiB), pairs: avx2 {best[0]:F1} GB/s, {(vnni ? "vnni" : "avx2 (no VNNI)")} {best[1]:F1} (best of 8)"
+                    : $"{v.DType} 256x2048 from L2 ({v.DataBytes >> 10} KiB): one group per pass {best[0]:F1} GB/s, two {best[1]:F1} (best of 8)");
             }
 
+            QuantMatMul.UseVnni = vnni;
             QuantMatMul.TwoGroupsPerPass = true;
             QuantMatMul.FourStreamDecode = true;
             Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");

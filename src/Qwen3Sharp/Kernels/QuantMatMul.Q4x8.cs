@@ -319,6 +319,7 @@ public static unsafe partial class QuantMatMul
             Blocks = blocks,
             ItemGroups = itemGroups,
             FourStreams = fourStreams,
+            Vnni = UseVnni && isa != Isa.Scalar,
             Accumulate = accumulate,
         };
         pool.Run(ref job, (groups + itemGroups - 1) / itemGroups);
@@ -372,6 +373,7 @@ public static unsafe partial class QuantMatMul
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
         public bool FourStreams;  // decode: a whole item as four streams (FourStreamDecode)
+        public bool Vnni;         // Q8_0x8 through its AVX-VNNI forms (UseVnni; same bits)
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
@@ -389,6 +391,9 @@ public static unsafe partial class QuantMatMul
                     byte* first = Weights + g * GroupBytes;
                     switch (Format)
                     {
+                        case DType.Q8_0x8 when Vnni:
+                            DotGroupQuadQ8_0x8Vnni(first, quarter * GroupBytes, Blocks, Codes, Scales, Sums, acc);
+                            break;
                         case DType.Q8_0x8:
                             DotGroupQuadQ8_0x8_256(first, quarter * GroupBytes, Blocks, Codes, Scales, acc);
                             break;
@@ -428,6 +433,10 @@ public static unsafe partial class QuantMatMul
                     {
                         DotGroupPairAffineX8_256(affineBits, AffineCentre, group, next, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums,
                             out first, out second);
+                    }
+                    else if (q8 && Vnni)
+                    {
+                        DotGroupPairQ8_0x8Vnni(group, next, Blocks, Codes, Scales, Sums, out first, out second);
                     }
                     else if (q8)
                     {
@@ -489,6 +498,7 @@ public static unsafe partial class QuantMatMul
                         : k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
                         : q5 ? DotGroupQ5_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
                         : q6 ? DotGroupQ6_Kx8_256(group, Blocks / 8, Codes, Scales, Offsets)
+                        : q8 && Vnni ? DotGroupQ8_0x8Vnni(group, Blocks, Codes, Scales, Sums)
                         : q8 ? DotGroupQ8_0x8_256(group, Blocks, Codes, Scales)
                         : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums), Y + r, n, Accumulate);
                 }
@@ -515,6 +525,10 @@ public static unsafe partial class QuantMatMul
                         else if (q6)
                         {
                             DotGroupQ6_Kx8N_256(group, Blocks / 8, x, xs, Offsets + (long)t0 * (ColCount / 16), ColCount, tile, acc);
+                        }
+                        else if (q8 && Vnni)
+                        {
+                            DotGroupQ8_0x8NVnni(group, Blocks, x, xs, xsum, ColCount, tile, acc);
                         }
                         else if (q8)
                         {

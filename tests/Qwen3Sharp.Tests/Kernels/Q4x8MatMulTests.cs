@@ -439,11 +439,80 @@ public sealed unsafe class Q4x8MatMulTests
         }
     }
 
+    [VnniFact]
+    public void Q8_0x8_AvxVnniForms_GiveTheBitsOfTheAvx2Forms_InEveryWalk()
+    {
+        // QuantMatMul.Vnni.cs: vpdpbusd on the sign-flipped codes less 128·Σx per block. The block dot is exact either way,
+        // so the VNNI forms must give the AVX2 forms' bits: one group, two per pass, four streams (FourStreamBytes
+        // shortened), and token tiles (prefill, 31 + 9 tokens), written and accumulated, with code −128 in the weights
+        // and ±127 in the activations (Activations' 127·0.25 blocks).
+        const int rows = 8 * 33 + 5, cols = 6 * 32;
+        using var pool = new WorkerPool(2);
+        byte* source = Source(DType.Q8_0, rows, cols, 41);
+        for (int r = 0; r < rows; r += 3)
+        {
+            source[r * (cols / 32 * 34) + 2 + r % 32] = 0x80;
+        }
+
+        byte* packed = Repacked(DType.Q8_0, source, rows, cols);
+        long savedStream = QuantMatMul.FourStreamBytes;
+        bool savedVnni = QuantMatMul.UseVnni;
+        try
+        {
+            var w = new WeightView(packed, DType.Q8_0x8, rows, cols);
+            float[] x = Int8MatMulTests.Activations(new Random(43), 40 * cols);
+            foreach ((bool fourStreams, bool pairs) in new[] { (true, true), (false, true), (false, false) })
+            {
+                QuantMatMul.FourStreamDecode = fourStreams;
+                QuantMatMul.TwoGroupsPerPass = pairs;
+                QuantMatMul.FourStreamBytes = 2 * QuantMatMul.GroupRows * w.RowBytes;   // quarters of 2 groups
+                foreach (int tokens in new[] { 1, 2, 3, 31, 40 })
+                {
+                    float[] xt = x.AsSpan(0, tokens * cols).ToArray();
+                    foreach (bool accumulate in new[] { false, true })
+                    {
+                        float start = accumulate ? 0.5f : float.NaN;
+                        QuantMatMul.UseVnni = false;
+                        float[] avx2 = Run(QuantMatMul.Isa.Avx2, pool, xt, tokens, w, start, accumulate);
+                        QuantMatMul.UseVnni = true;
+                        float[] vnni = Run(QuantMatMul.Isa.Avx2, pool, xt, tokens, w, start, accumulate);
+                        Assert.Equal(avx2, vnni);
+                        if (tokens == 1)
+                        {
+                            Assert.Equal(Run(QuantMatMul.Isa.Scalar, pool, xt, tokens, w, start, accumulate), vnni);
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            QuantMatMul.UseVnni = savedVnni;
+            QuantMatMul.FourStreamDecode = true;
+            QuantMatMul.TwoGroupsPerPass = true;
+            QuantMatMul.FourStreamBytes = savedStream;
+            NativeMemory.AlignedFree(source);
+            NativeMemory.AlignedFree(packed);
+        }
+    }
+
     private static float[] Run(QuantMatMul.Isa isa, WorkerPool pool, float[] x, int tokens, in WeightView w, float start, bool accumulate)
     {
         var y = new float[tokens * w.RowCount];
         Array.Fill(y, start);
         QuantMatMul.Run(isa, pool, x, tokens, w, y, accumulate, QuantDecodeKernel.Int8);
         return y;
+    }
+}
+
+/// <summary>A fact that runs the AVX-VNNI kernels; skipped where the CPU (or the runtime's ISA switches) lack AVX-VNNI.</summary>
+public sealed class VnniFactAttribute : FactAttribute
+{
+    public VnniFactAttribute()
+    {
+        if (!System.Runtime.Intrinsics.X86.AvxVnni.IsSupported)
+        {
+            Skip = "needs AVX-VNNI (Zen 5, Intel since Alder Lake); this CPU or the runtime's ISA switches lack it";
+        }
     }
 }

@@ -1,0 +1,211 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Qwen3Sharp.Kernels;
+
+/// <summary>
+/// AVX-VNNI forms of the <see cref="Tensors.DType.Q8_0x8"/> group kernels (<c>vpdpbusd</c> on 256-bit vectors: Zen 5, Intel
+/// since Alder Lake; Zen 4 has only the 512-bit EVEX form, which .NET does not expose there). <c>vpdpbusd</c> multiplies
+/// unsigned by signed bytes and adds each lane's four products to an int32 accumulator in one instruction, where AVX2 needs
+/// <c>vpabsb</c>, <c>vpsignb</c>, <c>vpmaddubsw</c>, <c>vpmaddwd</c> and an add. The weight codes are made unsigned by
+/// flipping their sign bit (w + 128, one <c>vpxor</c>), and 128 · Σx (the activation block's code sum, which the
+/// quantizer already writes) is taken off once per block: 2 vector operations per code vector instead of 5–6.
+/// </summary>
+/// <remarks>
+/// The block dot is exact in int32 either way, so every kernel here gives the bits of its AVX2 form
+/// (<see cref="DotGroupQ8_0x8_256"/> and its pair, quad and N-token variants) and of <see cref="DotGroupQ8_0x8Scalar"/>;
+/// which one runs changes no result. On a Zen 5 the AVX2 forms read Q8_0 weights at 0.59 of a plain read of the same
+/// bytes (compute bound); see the README's Zen 5 block for what these reach.
+/// </remarks>
+public static unsafe partial class QuantMatMul
+{
+    /// <summary>
+    /// True where the Q8_0x8 kernels take their AVX-VNNI forms: where the CPU has AVX-VNNI, unless turned off (the bench
+    /// A/B, and the tests that compare the two forms).
+    /// </summary>
+    internal static bool UseVnni = AvxVnni.IsSupported;
+
+    /// <summary>The sign bit of every byte: XOR with it turns a signed code w into the unsigned byte w + 128.</summary>
+    private static Vector256<sbyte> SignBits => Vector256.Create(unchecked((sbyte)0x80));
+
+    /// <summary>acc + per lane Σ of 4 products (w + 128) · x for code vector <paramref name="w"/> against the activation dword <paramref name="x"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q8Vnni(Vector256<int> acc, sbyte* w, Vector256<sbyte> x, Vector256<sbyte> signBits)
+        => AvxVnni.MultiplyWideningAndAdd(acc, (Vector256.Load(w) ^ signBits).AsByte(), x);
+
+    /// <summary>
+    /// One block of one group: the exact integer dot of each row (lane) with the 8 activation dwords at <paramref name="x"/>,
+    /// in two chains of four, less 128 · <paramref name="sum"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q8VnniBlock(byte* codes, int* x, int sum, Vector256<sbyte> signBits)
+    {
+        sbyte* w = (sbyte*)codes;
+        Vector256<int> a = Q8Vnni(Vector256<int>.Zero, w, Vector256.Create(x[0]).AsSByte(), signBits);
+        Vector256<int> b = Q8Vnni(Vector256<int>.Zero, w + 32, Vector256.Create(x[1]).AsSByte(), signBits);
+        a = Q8Vnni(a, w + 64, Vector256.Create(x[2]).AsSByte(), signBits);
+        b = Q8Vnni(b, w + 96, Vector256.Create(x[3]).AsSByte(), signBits);
+        a = Q8Vnni(a, w + 128, Vector256.Create(x[4]).AsSByte(), signBits);
+        b = Q8Vnni(b, w + 160, Vector256.Create(x[5]).AsSByte(), signBits);
+        a = Q8Vnni(a, w + 192, Vector256.Create(x[6]).AsSByte(), signBits);
+        b = Q8Vnni(b, w + 224, Vector256.Create(x[7]).AsSByte(), signBits);
+        return (a + b) - Vector256.Create(sum << 7);
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ8_0x8_256"/> (same bits); <paramref name="xsum"/>: the blocks' activation code sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Vector256<float> DotGroupQ8_0x8Vnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum)
+    {
+        short* d = (short*)(group + (long)blocks * Q8GroupBlockBytes);
+        Vector256<sbyte> signBits = SignBits;
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, group += Q8GroupBlockBytes, d += GroupRows, x += BlockSize)
+        {
+            PrefetchQ8Block(group + PrefetchBytes);
+            Vector256<int> dot = Q8VnniBlock(group, (int*)x, xsum[k], signBits);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), WidenHalves(d, halfMask, halfScale) * Vector256.Create(xs[k]), acc);
+        }
+
+        return acc;
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupPairQ8_0x8_256"/> (same bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupPairQ8_0x8Vnni(byte* ga, byte* gb, int blocks, sbyte* x, float* xs, int* xsum, out Vector256<float> ra, out Vector256<float> rb)
+    {
+        short* da = (short*)(ga + (long)blocks * Q8GroupBlockBytes);
+        short* db = (short*)(gb + (long)blocks * Q8GroupBlockBytes);
+        Vector256<sbyte> signBits = SignBits;
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, ga += Q8GroupBlockBytes, gb += Q8GroupBlockBytes, da += GroupRows, db += GroupRows, x += BlockSize)
+        {
+            PrefetchQ8Block(ga + PrefetchBytes);
+            PrefetchQ8Block(gb + PrefetchBytes);
+            int* xi = (int*)x;
+            Vector256<int> sa = Vector256<int>.Zero, sb = Vector256<int>.Zero;
+            Q8VnniTwice(ga, gb, xi, 0, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, xi, 1, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, xi, 2, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, xi, 3, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, xi, 4, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, xi, 5, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, xi, 6, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, xi, 7, signBits, ref sa, ref sb);
+            Vector256<int> bias = Vector256.Create(xsum[k] << 7);
+            Vector256<float> xsk = Vector256.Create(xs[k]);
+            acca = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sa - bias), WidenHalves(da, halfMask, halfScale) * xsk, acca);
+            accb = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sb - bias), WidenHalves(db, halfMask, halfScale) * xsk, accb);
+        }
+
+        ra = acca;
+        rb = accb;
+    }
+
+    /// <summary>Code vector <paramref name="v"/> of a block of two groups against activation dword <paramref name="v"/>, broadcast once for both.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8VnniTwice(byte* ga, byte* gb, int* x, int v, Vector256<sbyte> signBits, ref Vector256<int> sa, ref Vector256<int> sb)
+    {
+        Vector256<sbyte> xv = Vector256.Create(x[v]).AsSByte();
+        sa = Q8Vnni(sa, (sbyte*)ga + 32 * v, xv, signBits);
+        sb = Q8Vnni(sb, (sbyte*)gb + 32 * v, xv, signBits);
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQuadQ8_0x8_256"/> (same bits; no software prefetch, as there).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQuadQ8_0x8Vnni(byte* g0, long stride, int blocks, sbyte* x, float* xs, int* xsum, Vector256<float>* result)
+    {
+        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
+        short* d0 = (short*)(g0 + (long)blocks * Q8GroupBlockBytes);
+        long ds = stride / sizeof(short);
+        Vector256<sbyte> signBits = SignBits;
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, g0 += Q8GroupBlockBytes, g1 += Q8GroupBlockBytes, g2 += Q8GroupBlockBytes, g3 += Q8GroupBlockBytes,
+            d0 += GroupRows, x += BlockSize)
+        {
+            int* xi = (int*)x;
+            Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero, s2 = Vector256<int>.Zero, s3 = Vector256<int>.Zero;
+            // written out: as a loop the JIT kept it rolled, with index arithmetic around every step
+            Q8VnniFour(g0, g1, g2, g3, xi, 0, signBits, ref s0, ref s1, ref s2, ref s3);
+            Q8VnniFour(g0, g1, g2, g3, xi, 1, signBits, ref s0, ref s1, ref s2, ref s3);
+            Q8VnniFour(g0, g1, g2, g3, xi, 2, signBits, ref s0, ref s1, ref s2, ref s3);
+            Q8VnniFour(g0, g1, g2, g3, xi, 3, signBits, ref s0, ref s1, ref s2, ref s3);
+            Q8VnniFour(g0, g1, g2, g3, xi, 4, signBits, ref s0, ref s1, ref s2, ref s3);
+            Q8VnniFour(g0, g1, g2, g3, xi, 5, signBits, ref s0, ref s1, ref s2, ref s3);
+            Q8VnniFour(g0, g1, g2, g3, xi, 6, signBits, ref s0, ref s1, ref s2, ref s3);
+            Q8VnniFour(g0, g1, g2, g3, xi, 7, signBits, ref s0, ref s1, ref s2, ref s3);
+            Vector256<int> bias = Vector256.Create(xsum[k] << 7);
+            Vector256<float> xsk = Vector256.Create(xs[k]);
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0 - bias), WidenHalves(d0, halfMask, halfScale) * xsk, a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1 - bias), WidenHalves(d0 + ds, halfMask, halfScale) * xsk, a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s2 - bias), WidenHalves(d0 + 2 * ds, halfMask, halfScale) * xsk, a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s3 - bias), WidenHalves(d0 + 3 * ds, halfMask, halfScale) * xsk, a3);
+        }
+
+        result[0] = a0;
+        result[1] = a1;
+        result[2] = a2;
+        result[3] = a3;
+    }
+
+    /// <summary>Code vector <paramref name="v"/> of a block of four groups against activation dword <paramref name="v"/>, broadcast once for all four.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8VnniFour(byte* g0, byte* g1, byte* g2, byte* g3, int* x, int v, Vector256<sbyte> signBits,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+    {
+        Vector256<sbyte> xv = Vector256.Create(x[v]).AsSByte();
+        s0 = Q8Vnni(s0, (sbyte*)g0 + 32 * v, xv, signBits);
+        s1 = Q8Vnni(s1, (sbyte*)g1 + 32 * v, xv, signBits);
+        s2 = Q8Vnni(s2, (sbyte*)g2 + 32 * v, xv, signBits);
+        s3 = Q8Vnni(s3, (sbyte*)g3 + 32 * v, xv, signBits);
+    }
+
+    /// <summary>
+    /// The AVX-VNNI form of <see cref="DotGroupQ8_0x8N_256"/> (same bits per token): each block's 8 code vectors made
+    /// unsigned once and kept in registers, then per token 8 <c>vpdpbusd</c> in two chains.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ8_0x8NVnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount, Vector256<float>* acc)
+    {
+        short* d = (short*)(group + (long)blocks * Q8GroupBlockBytes);
+        Vector256<sbyte> signBits = SignBits;
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            acc[t] = Vector256<float>.Zero;
+        }
+
+        for (int k = 0; k < blocks; k++, group += Q8GroupBlockBytes, d += GroupRows)
+        {
+            PrefetchQ8Block(group + PrefetchBytes);
+            Vector256<float> dw = WidenHalves(d, halfMask, halfScale);
+            sbyte* w = (sbyte*)group;
+            Vector256<byte> u0 = (Vector256.Load(w) ^ signBits).AsByte(), u1 = (Vector256.Load(w + 32) ^ signBits).AsByte();
+            Vector256<byte> u2 = (Vector256.Load(w + 64) ^ signBits).AsByte(), u3 = (Vector256.Load(w + 96) ^ signBits).AsByte();
+            Vector256<byte> u4 = (Vector256.Load(w + 128) ^ signBits).AsByte(), u5 = (Vector256.Load(w + 160) ^ signBits).AsByte();
+            Vector256<byte> u6 = (Vector256.Load(w + 192) ^ signBits).AsByte(), u7 = (Vector256.Load(w + 224) ^ signBits).AsByte();
+            for (int t = 0; t < tokenCount; t++)
+            {
+                long o = (long)t * blocks + k;
+                int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
+                Vector256<int> a = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u0, Vector256.Create(xt[0]).AsSByte());
+                Vector256<int> b = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u1, Vector256.Create(xt[1]).AsSByte());
+                a = AvxVnni.MultiplyWideningAndAdd(a, u2, Vector256.Create(xt[2]).AsSByte());
+                b = AvxVnni.MultiplyWideningAndAdd(b, u3, Vector256.Create(xt[3]).AsSByte());
+                a = AvxVnni.MultiplyWideningAndAdd(a, u4, Vector256.Create(xt[4]).AsSByte());
+                b = AvxVnni.MultiplyWideningAndAdd(b, u5, Vector256.Create(xt[5]).AsSByte());
+                a = AvxVnni.MultiplyWideningAndAdd(a, u6, Vector256.Create(xt[6]).AsSByte());
+                b = AvxVnni.MultiplyWideningAndAdd(b, u7, Vector256.Create(xt[7]).AsSByte());
+                Vector256<int> dot = (a + b) - Vector256.Create(xsum[o] << 7);
+                acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
+            }
+        }
+    }
+}
