@@ -242,9 +242,9 @@ public sealed class MatMulTests
         => Assert.Equal(expected, KernelSelection.ChooseBatch(setting));
 
     [Fact]
-    public void ChooseBatch_AutoAndUnknown_HybridWithoutVector512AndAClearError()
+    public void ChooseBatch_AutoAndUnknown_HybridWithoutVector512_TiledWithIt_AndAClearError()
     {
-        BatchKernel expected = Vector512.IsHardwareAccelerated ? BatchKernel.Stream : BatchKernel.Hybrid;
+        BatchKernel expected = Vector512.IsHardwareAccelerated ? BatchKernel.Tiled : BatchKernel.Hybrid;
         Assert.Equal(expected, KernelSelection.ChooseBatch(null));
         Assert.Equal(expected, KernelSelection.ChooseBatch("auto"));
         var e = Assert.Throws<ArgumentException>(() => KernelSelection.ChooseBatch("panel"));
