@@ -373,7 +373,7 @@ public static unsafe partial class QuantMatMul
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
         public bool FourStreams;  // decode: a whole item as four streams (FourStreamDecode)
-        public bool Vnni;         // Q8_0x8 through its AVX-VNNI forms (UseVnni; same bits)
+        public bool Vnni;         // Q8_0x8 and Q4_0x8 through their AVX-VNNI forms (UseVnni; same bits)
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
@@ -396,6 +396,9 @@ public static unsafe partial class QuantMatMul
                             break;
                         case DType.Q8_0x8:
                             DotGroupQuadQ8_0x8_256(first, quarter * GroupBytes, Blocks, Codes, Scales, acc);
+                            break;
+                        case DType.Q4_0x8 when Vnni:
+                            DotGroupQuadQ4_0x8Vnni(first, quarter * GroupBytes, Blocks, Codes, Scales, Sums, acc);
                             break;
                         case DType.Q4_0x8:
                             DotGroupQuadQ4_0x8_256(first, quarter * GroupBytes, Blocks, Codes, Scales, Sums, acc);
@@ -445,6 +448,10 @@ public static unsafe partial class QuantMatMul
                     else if (q6)
                     {
                         DotGroupPairQ6_Kx8_256(group, next, Blocks / 8, Codes, Scales, Offsets, out first, out second);
+                    }
+                    else if (Vnni)
+                    {
+                        DotGroupPairQ4_0x8Vnni(group, next, Blocks, Codes, Scales, Sums, out first, out second);
                     }
                     else
                     {
@@ -500,6 +507,7 @@ public static unsafe partial class QuantMatMul
                         : q6 ? DotGroupQ6_Kx8_256(group, Blocks / 8, Codes, Scales, Offsets)
                         : q8 && Vnni ? DotGroupQ8_0x8Vnni(group, Blocks, Codes, Scales, Sums)
                         : q8 ? DotGroupQ8_0x8_256(group, Blocks, Codes, Scales)
+                        : Vnni ? DotGroupQ4_0x8Vnni(group, Blocks, Codes, Scales, Sums)
                         : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums), Y + r, n, Accumulate);
                 }
                 else
@@ -533,6 +541,10 @@ public static unsafe partial class QuantMatMul
                         else if (q8)
                         {
                             DotGroupQ8_0x8N_256(group, Blocks, x, xs, ColCount, tile, acc);
+                        }
+                        else if (Vnni)
+                        {
+                            DotGroupQ4_0x8NVnni(group, Blocks, x, xs, xsum, ColCount, tile, acc);
                         }
                         else
                         {

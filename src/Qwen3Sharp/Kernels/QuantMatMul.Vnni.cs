@@ -5,12 +5,14 @@ using System.Runtime.Intrinsics.X86;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// AVX-VNNI forms of the <see cref="Tensors.DType.Q8_0x8"/> group kernels (<c>vpdpbusd</c> on 256-bit vectors: Zen 5, Intel
+/// AVX-VNNI forms of the <see cref="Tensors.DType.Q8_0x8"/> and <see cref="Tensors.DType.Q4_0x8"/> group kernels (<c>vpdpbusd</c> on 256-bit vectors: Zen 5, Intel
 /// since Alder Lake; Zen 4 has only the 512-bit EVEX form, which .NET does not expose there). <c>vpdpbusd</c> multiplies
 /// unsigned by signed bytes and adds each lane's four products to an int32 accumulator in one instruction, where AVX2 needs
 /// <c>vpabsb</c>, <c>vpsignb</c>, <c>vpmaddubsw</c>, <c>vpmaddwd</c> and an add. The weight codes are made unsigned by
 /// flipping their sign bit (w + 128, one <c>vpxor</c>), and 128 · Σx (the activation block's code sum, which the
-/// quantizer already writes) is taken off once per block: 2 vector operations per code vector instead of 5–6.
+/// quantizer already writes) is taken off once per block: 2 vector operations per code vector instead of 5–6. Q4_0's
+/// nibbles are unsigned already: one <c>vpdpbusd</c> per nibble vector replaces <c>vpmaddubsw</c> and its int16 add, and
+/// the block's <c>vpmaddwd</c> widening goes.
 /// </summary>
 /// <remarks>
 /// The block dot is exact in int32 either way, so every kernel here gives the bits of its AVX2 form
@@ -21,7 +23,7 @@ namespace Qwen3Sharp.Kernels;
 public static unsafe partial class QuantMatMul
 {
     /// <summary>
-    /// True where the Q8_0x8 kernels take their AVX-VNNI forms: where the CPU has AVX-VNNI, unless turned off (the bench
+    /// True where the Q8_0x8 and Q4_0x8 kernels take their AVX-VNNI forms: where the CPU has AVX-VNNI, unless turned off (the bench
     /// A/B, and the tests that compare the two forms).
     /// </summary>
     internal static bool UseVnni = AvxVnni.IsSupported;
@@ -204,6 +206,154 @@ public static unsafe partial class QuantMatMul
                 a = AvxVnni.MultiplyWideningAndAdd(a, u6, Vector256.Create(xt[6]).AsSByte());
                 b = AvxVnni.MultiplyWideningAndAdd(b, u7, Vector256.Create(xt[7]).AsSByte());
                 Vector256<int> dot = (a + b) - Vector256.Create(xsum[o] << 7);
+                acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Σ over one Q4_0x8 block's 4 code vectors (low nibbles against dword 2v, high against 2v + 1) of <c>vpdpbusd</c>, in
+    /// two chains: each row's exact Σ nibble · x (the AVX2 form sums <c>vpmaddubsw</c> pairs in int16, then widens).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q4VnniBlock(byte* codes, int* x, Vector256<byte> m)
+    {
+        Vector256<int> a = Vector256<int>.Zero, b = Vector256<int>.Zero;
+        Q4VnniVector(codes, x, 0, m, ref a, ref b);
+        Q4VnniVector(codes, x, 1, m, ref a, ref b);
+        Q4VnniVector(codes, x, 2, m, ref a, ref b);
+        Q4VnniVector(codes, x, 3, m, ref a, ref b);
+        return a + b;
+    }
+
+    /// <summary>Code vector <paramref name="v"/> of a Q4_0x8 block: low nibbles into <paramref name="a"/>, high into <paramref name="b"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4VnniVector(byte* codes, int* x, int v, Vector256<byte> m, ref Vector256<int> a, ref Vector256<int> b)
+    {
+        Vector256<byte> w = Vector256.Load(codes + 32 * v);
+        a = AvxVnni.MultiplyWideningAndAdd(a, w & m, Vector256.Create(x[2 * v]).AsSByte());
+        b = AvxVnni.MultiplyWideningAndAdd(b, Avx2.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & m, Vector256.Create(x[2 * v + 1]).AsSByte());
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ4_0x8_256"/> (same bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Vector256<float> DotGroupQ4_0x8Vnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum)
+    {
+        short* d = (short*)(group + (long)blocks * GroupBlockBytes);
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, group += GroupBlockBytes, d += GroupRows, x += BlockSize)
+        {
+            SimdMath.Prefetch(group + PrefetchBytes);
+            SimdMath.Prefetch(group + PrefetchBytes + 64);
+            Vector256<int> dot = Q4VnniBlock(group, (int*)x, m) - Vector256.Create(xsum[k] << 3);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), WidenHalves(d, halfMask, halfScale) * Vector256.Create(xs[k]), acc);
+        }
+
+        return acc;
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupPairQ4_0x8_256"/> (same bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupPairQ4_0x8Vnni(byte* ga, byte* gb, int blocks, sbyte* x, float* xs, int* xsum,
+        out Vector256<float> ra, out Vector256<float> rb)
+    {
+        short* da = (short*)(ga + (long)blocks * GroupBlockBytes);
+        short* db = (short*)(gb + (long)blocks * GroupBlockBytes);
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, ga += GroupBlockBytes, gb += GroupBlockBytes, da += GroupRows, db += GroupRows, x += BlockSize)
+        {
+            SimdMath.Prefetch(ga + PrefetchBytes);
+            SimdMath.Prefetch(ga + PrefetchBytes + 64);
+            SimdMath.Prefetch(gb + PrefetchBytes);
+            SimdMath.Prefetch(gb + PrefetchBytes + 64);
+            Vector256<int> offset = Vector256.Create(xsum[k] << 3);
+            Vector256<float> xsk = Vector256.Create(xs[k]);
+            Vector256<int> dota = Q4VnniBlock(ga, (int*)x, m) - offset;
+            Vector256<int> dotb = Q4VnniBlock(gb, (int*)x, m) - offset;
+            acca = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dota), WidenHalves(da, halfMask, halfScale) * xsk, acca);
+            accb = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dotb), WidenHalves(db, halfMask, halfScale) * xsk, accb);
+        }
+
+        ra = acca;
+        rb = accb;
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQuadQ4_0x8_256"/> (same bits; no software prefetch, as there).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQuadQ4_0x8Vnni(byte* g0, long stride, int blocks, sbyte* x, float* xs, int* xsum, Vector256<float>* result)
+    {
+        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
+        short* d0 = (short*)(g0 + (long)blocks * GroupBlockBytes);
+        long ds = stride / sizeof(short);
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
+        for (int k = 0; k < blocks; k++, g0 += GroupBlockBytes, g1 += GroupBlockBytes, g2 += GroupBlockBytes, g3 += GroupBlockBytes,
+            d0 += GroupRows, x += BlockSize)
+        {
+            int* xi = (int*)x;
+            Vector256<int> offset = Vector256.Create(xsum[k] << 3);
+            Vector256<float> xsk = Vector256.Create(xs[k]);
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4VnniBlock(g0, xi, m) - offset), WidenHalves(d0, halfMask, halfScale) * xsk, a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4VnniBlock(g1, xi, m) - offset), WidenHalves(d0 + ds, halfMask, halfScale) * xsk, a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4VnniBlock(g2, xi, m) - offset), WidenHalves(d0 + 2 * ds, halfMask, halfScale) * xsk, a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Q4VnniBlock(g3, xi, m) - offset), WidenHalves(d0 + 3 * ds, halfMask, halfScale) * xsk, a3);
+        }
+
+        result[0] = a0;
+        result[1] = a1;
+        result[2] = a2;
+        result[3] = a3;
+    }
+
+    /// <summary>
+    /// The AVX-VNNI form of <see cref="DotGroupQ4_0x8N_256"/> (same bits per token): each block's nibbles unpacked once, then
+    /// per token 8 <c>vpdpbusd</c> in two chains.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ4_0x8NVnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
+        Vector256<float>* acc)
+    {
+        short* d = (short*)(group + (long)blocks * GroupBlockBytes);
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            acc[t] = Vector256<float>.Zero;
+        }
+
+        for (int k = 0; k < blocks; k++, group += GroupBlockBytes, d += GroupRows)
+        {
+            SimdMath.Prefetch(group + PrefetchBytes);
+            SimdMath.Prefetch(group + PrefetchBytes + 64);
+            Vector256<byte> v0 = Vector256.Load(group), v1 = Vector256.Load(group + 32);
+            Vector256<byte> v2 = Vector256.Load(group + 64), v3 = Vector256.Load(group + 96);
+            Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+            Vector256<byte> l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+            Vector256<byte> l2 = v2 & m, h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+            Vector256<byte> l3 = v3 & m, h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+            Vector256<float> dw = WidenHalves(d, halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                long o = (long)t * blocks + k;
+                int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
+                Vector256<int> a = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, l0, Vector256.Create(xt[0]).AsSByte());
+                Vector256<int> b = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, h0, Vector256.Create(xt[1]).AsSByte());
+                a = AvxVnni.MultiplyWideningAndAdd(a, l1, Vector256.Create(xt[2]).AsSByte());
+                b = AvxVnni.MultiplyWideningAndAdd(b, h1, Vector256.Create(xt[3]).AsSByte());
+                a = AvxVnni.MultiplyWideningAndAdd(a, l2, Vector256.Create(xt[4]).AsSByte());
+                b = AvxVnni.MultiplyWideningAndAdd(b, h2, Vector256.Create(xt[5]).AsSByte());
+                a = AvxVnni.MultiplyWideningAndAdd(a, l3, Vector256.Create(xt[6]).AsSByte());
+                b = AvxVnni.MultiplyWideningAndAdd(b, h3, Vector256.Create(xt[7]).AsSByte());
+                Vector256<int> dot = (a + b) - Vector256.Create(xsum[o] << 3);
                 acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
             }
         }

@@ -439,27 +439,29 @@ public sealed unsafe class Q4x8MatMulTests
         }
     }
 
-    [VnniFact]
-    public void Q8_0x8_AvxVnniForms_GiveTheBitsOfTheAvx2Forms_InEveryWalk()
+    [VnniTheory]
+    [InlineData(DType.Q8_0)]
+    [InlineData(DType.Q4_0)]
+    public void X8_AvxVnniForms_GiveTheBitsOfTheAvx2Forms_InEveryWalk(DType dtype)
     {
-        // QuantMatMul.Vnni.cs: vpdpbusd on the sign-flipped codes less 128·Σx per block. The block dot is exact either way,
-        // so the VNNI forms must give the AVX2 forms' bits: one group, two per pass, four streams (FourStreamBytes
-        // shortened), and token tiles (prefill, 31 + 9 tokens), written and accumulated, with code −128 in the weights
-        // and ±127 in the activations (Activations' 127·0.25 blocks).
+        // QuantMatMul.Vnni.cs: vpdpbusd on the sign-flipped Q8_0 codes less 128·Σx per block, on Q4_0's nibbles less 8·Σx.
+        // The block dot is exact either way, so the VNNI forms must give the AVX2 forms' bits: one group, two per pass,
+        // four streams (FourStreamBytes shortened), and token tiles (prefill, 31 + 9 tokens), written and accumulated,
+        // with Q8_0 code −128 in the weights and ±127 in the activations (Activations' 127·0.25 blocks).
         const int rows = 8 * 33 + 5, cols = 6 * 32;
         using var pool = new WorkerPool(2);
-        byte* source = Source(DType.Q8_0, rows, cols, 41);
-        for (int r = 0; r < rows; r += 3)
+        byte* source = Source(dtype, rows, cols, 41);
+        for (int r = 0; dtype == DType.Q8_0 && r < rows; r += 3)
         {
             source[r * (cols / 32 * 34) + 2 + r % 32] = 0x80;
         }
 
-        byte* packed = Repacked(DType.Q8_0, source, rows, cols);
+        byte* packed = Repacked(dtype, source, rows, cols);
         long savedStream = QuantMatMul.FourStreamBytes;
         bool savedVnni = QuantMatMul.UseVnni;
         try
         {
-            var w = new WeightView(packed, DType.Q8_0x8, rows, cols);
+            var w = new WeightView(packed, Grouped(dtype), rows, cols);
             float[] x = Int8MatMulTests.Activations(new Random(43), 40 * cols);
             foreach ((bool fourStreams, bool pairs) in new[] { (true, true), (false, true), (false, false) })
             {
@@ -505,10 +507,10 @@ public sealed unsafe class Q4x8MatMulTests
     }
 }
 
-/// <summary>A fact that runs the AVX-VNNI kernels; skipped where the CPU (or the runtime's ISA switches) lack AVX-VNNI.</summary>
-public sealed class VnniFactAttribute : FactAttribute
+/// <summary>A theory that runs the AVX-VNNI kernels; skipped where the CPU (or the runtime's ISA switches) lack AVX-VNNI.</summary>
+public sealed class VnniTheoryAttribute : TheoryAttribute
 {
-    public VnniFactAttribute()
+    public VnniTheoryAttribute()
     {
         if (!System.Runtime.Intrinsics.X86.AvxVnni.IsSupported)
         {
