@@ -292,8 +292,10 @@ public static partial class BenchCommand
         DType[] groupFormats = GroupFormats(weights);
         if (groupFormats.Length > 0)
         {
+            DType[] vnni = [.. groupFormats.Where(QuantMatMul.UsesVnni)];
             parts.Insert(0, $"{string.Join("+", groupFormats)} int8 activations against 8-row interleaved groups, repacked at load " +
-                $"({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})");
+                $"({KernelSelection.QuantLayoutVariable}={KernelSelection.Name(QuantLayout.Interleaved8)})" +
+                (vnni.Length > 0 ? $", {string.Join("+", vnni)} through AVX-VNNI (vpdpbusd)" : ""));
         }
 
         if (formats.Any(d => d.IsFloatGroups()))

@@ -285,6 +285,8 @@ public sealed class GgufTests
         var (code, output, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(args);   // default: repacked into 8-row groups
         Assert.True(code == 0, error);
         Assert.Contains("decode Q8_0x8 int8 activations against 8-row interleaved groups, repacked at load (QWEN3_QUANT_LAYOUT=x8)", output);
+        // on AVX-VNNI CPUs (Zen 5) the groups take vpdpbusd, and bench says so; elsewhere it names no VNNI
+        Assert.Equal(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported, output.Contains("x8), Q8_0x8 through AVX-VNNI (vpdpbusd)"));
         Assert.Contains("layout A/B   x8 ", output);   // against the row layout in the same run
 
         (code, output, error) = await Qwen3Sharp.Tests.Cli.CliProcess.RunAsync(args,
