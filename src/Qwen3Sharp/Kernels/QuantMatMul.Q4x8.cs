@@ -373,7 +373,7 @@ public static unsafe partial class QuantMatMul
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
         public bool FourStreams;  // decode: a whole item as four streams (FourStreamDecode)
-        public bool Vnni;         // Q8_0x8 and Q4_0x8 through their AVX-VNNI forms (UseVnni; same bits)
+        public bool Vnni;         // Q8_0x8, Q4_0x8 and Q4_Kx8 through their AVX-VNNI forms (UseVnni; same bits)
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
@@ -502,6 +502,7 @@ public static unsafe partial class QuantMatMul
                 else if (TokenCount == 1)
                 {
                     StoreGroup(affineBits != 0 ? DotGroupAffineX8_256(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums)
+                        : k && Vnni ? DotGroupQ4_Kx8Vnni(group, Blocks / 8, Codes, Scales, Sums)
                         : k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
                         : q5 ? DotGroupQ5_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
                         : q6 ? DotGroupQ6_Kx8_256(group, Blocks / 8, Codes, Scales, Offsets)
@@ -521,6 +522,10 @@ public static unsafe partial class QuantMatMul
                         if (affineBits != 0)
                         {
                             DotGroupAffineX8N_256(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, x, xs, xsum, GroupSums + (long)t0 * affineGroups, ColCount, tile, acc);
+                        }
+                        else if (k && Vnni)
+                        {
+                            DotGroupQ4_Kx8NVnni(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
                         }
                         else if (k)
                         {

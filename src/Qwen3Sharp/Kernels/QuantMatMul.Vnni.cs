@@ -5,14 +5,14 @@ using System.Runtime.Intrinsics.X86;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// AVX-VNNI forms of the <see cref="Tensors.DType.Q8_0x8"/> and <see cref="Tensors.DType.Q4_0x8"/> group kernels (<c>vpdpbusd</c> on 256-bit vectors: Zen 5, Intel
+/// AVX-VNNI forms of the <see cref="Tensors.DType.Q8_0x8"/>, <see cref="Tensors.DType.Q4_0x8"/> and <see cref="Tensors.DType.Q4_Kx8"/> group kernels (<c>vpdpbusd</c> on 256-bit vectors: Zen 5, Intel
 /// since Alder Lake; Zen 4 has only the 512-bit EVEX form, which .NET does not expose there). <c>vpdpbusd</c> multiplies
 /// unsigned by signed bytes and adds each lane's four products to an int32 accumulator in one instruction, where AVX2 needs
 /// <c>vpabsb</c>, <c>vpsignb</c>, <c>vpmaddubsw</c>, <c>vpmaddwd</c> and an add. The weight codes are made unsigned by
 /// flipping their sign bit (w + 128, one <c>vpxor</c>), and 128 · Σx (the activation block's code sum, which the
 /// quantizer already writes) is taken off once per block: 2 vector operations per code vector instead of 5–6. Q4_0's
 /// nibbles are unsigned already: one <c>vpdpbusd</c> per nibble vector replaces <c>vpmaddubsw</c> and its int16 add, and
-/// the block's <c>vpmaddwd</c> widening goes.
+/// the block's <c>vpmaddwd</c> widening goes; Q4_K's sub-blocks take the same nibble dots.
 /// </summary>
 /// <remarks>
 /// The block dot is exact in int32 either way, so every kernel here gives the bits of its AVX2 form
@@ -23,13 +23,13 @@ namespace Qwen3Sharp.Kernels;
 public static unsafe partial class QuantMatMul
 {
     /// <summary>
-    /// True where the Q8_0x8 and Q4_0x8 kernels take their AVX-VNNI forms: where the CPU has AVX-VNNI, unless turned off (the bench
+    /// True where the Q8_0x8, Q4_0x8 and Q4_Kx8 kernels take their AVX-VNNI forms: where the CPU has AVX-VNNI, unless turned off (the bench
     /// A/B, and the tests that compare the two forms).
     /// </summary>
     internal static bool UseVnni = AvxVnni.IsSupported;
 
     /// <summary>True where products with <paramref name="format"/> (an 8-row group layout) take the AVX-VNNI kernels on this CPU.</summary>
-    public static bool UsesVnni(Tensors.DType format) => UseVnni && format is Tensors.DType.Q8_0x8 or Tensors.DType.Q4_0x8;
+    public static bool UsesVnni(Tensors.DType format) => UseVnni && format is Tensors.DType.Q8_0x8 or Tensors.DType.Q4_0x8 or Tensors.DType.Q4_Kx8;
 
     /// <summary>The sign bit of every byte: XOR with it turns a signed code w into the unsigned byte w + 128.</summary>
     private static Vector256<sbyte> SignBits => Vector256.Create(unchecked((sbyte)0x80));
@@ -348,17 +348,114 @@ public static unsafe partial class QuantMatMul
             {
                 long o = (long)t * blocks + k;
                 int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
-                Vector256<int> a = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, l0, Vector256.Create(xt[0]).AsSByte());
-                Vector256<int> b = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, h0, Vector256.Create(xt[1]).AsSByte());
-                a = AvxVnni.MultiplyWideningAndAdd(a, l1, Vector256.Create(xt[2]).AsSByte());
-                b = AvxVnni.MultiplyWideningAndAdd(b, h1, Vector256.Create(xt[3]).AsSByte());
-                a = AvxVnni.MultiplyWideningAndAdd(a, l2, Vector256.Create(xt[4]).AsSByte());
-                b = AvxVnni.MultiplyWideningAndAdd(b, h2, Vector256.Create(xt[5]).AsSByte());
-                a = AvxVnni.MultiplyWideningAndAdd(a, l3, Vector256.Create(xt[6]).AsSByte());
-                b = AvxVnni.MultiplyWideningAndAdd(b, h3, Vector256.Create(xt[7]).AsSByte());
-                Vector256<int> dot = (a + b) - Vector256.Create(xsum[o] << 3);
+                Vector256<int> dot = NibblesVnni(l0, h0, l1, h1, l2, h2, l3, h3, xt) - Vector256.Create(xsum[o] << 3);
                 acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
             }
         }
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ4_Kx8_256"/> (same bits: each sub-block's nibble dot is exact in int32 either way).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Vector256<float> DotGroupQ4_Kx8Vnni(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
+    {
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + KdOffset), halfMask, halfScale);
+            Vector256<float> mins = Vector256<float>.Zero;
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 64);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 128);
+            for (int s = 0; s < 8; s++, x += BlockSize, xs++, xsum++)
+            {
+                byte* q = group + s * GroupBlockBytes;
+                SimdMath.Prefetch(q + PrefetchBytes);
+                SimdMath.Prefetch(q + PrefetchBytes + 64);
+                Vector256<int> dot = Q4VnniBlock(q, (int*)x, m);
+                Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
+                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(*xs), acc);
+                mins = Fma.MultiplyAdd(mc, Vector256.Create(*xs * *xsum), mins);
+            }
+
+            acc = Fma.MultiplyAddNegated(WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale), mins, acc);
+        }
+
+        return acc;
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ4_Kx8N_256"/> (same bits per token).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ4_Kx8NVnni(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
+        Vector256<float>* acc)
+    {
+        Vector256<byte> m = Vector256.Create((byte)0x0F);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        int blocks = cols / BlockSize;
+        Vector256<float>* mins = acc + tokenCount;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            acc[t] = Vector256<float>.Zero;
+        }
+
+        for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + KdOffset), halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                mins[t] = Vector256<float>.Zero;
+            }
+
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 64);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 128);
+            for (int s = 0; s < 8; s++)
+            {
+                byte* q = group + s * GroupBlockBytes;
+                SimdMath.Prefetch(q + PrefetchBytes);
+                SimdMath.Prefetch(q + PrefetchBytes + 64);
+                Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
+                Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l2 = v2 & m, h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+                Vector256<byte> l3 = v3 & m, h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                Vector256<float> dsc = d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
+                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
+                int b = 8 * k + s;
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    long o = (long)t * blocks + b;
+                    Vector256<int> dot = NibblesVnni(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)b * BlockSize));
+                    acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dsc * Vector256.Create(xs[o]), acc[t]);
+                    mins[t] = Fma.MultiplyAdd(mc, Vector256.Create(xs[o] * xsum[o]), mins[t]);
+                }
+            }
+
+            Vector256<float> dmin = WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                acc[t] = Fma.MultiplyAddNegated(dmin, mins[t], acc[t]);
+            }
+        }
+    }
+
+    /// <summary>Σ of unpacked nibble vectors (l against dword 2v, h against 2v + 1) times the 8 activation dwords at <paramref name="x"/>, in two chains.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> NibblesVnni(Vector256<byte> l0, Vector256<byte> h0, Vector256<byte> l1, Vector256<byte> h1,
+        Vector256<byte> l2, Vector256<byte> h2, Vector256<byte> l3, Vector256<byte> h3, int* x)
+    {
+        Vector256<int> a = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, l0, Vector256.Create(x[0]).AsSByte());
+        Vector256<int> b = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, h0, Vector256.Create(x[1]).AsSByte());
+        a = AvxVnni.MultiplyWideningAndAdd(a, l1, Vector256.Create(x[2]).AsSByte());
+        b = AvxVnni.MultiplyWideningAndAdd(b, h1, Vector256.Create(x[3]).AsSByte());
+        a = AvxVnni.MultiplyWideningAndAdd(a, l2, Vector256.Create(x[4]).AsSByte());
+        b = AvxVnni.MultiplyWideningAndAdd(b, h2, Vector256.Create(x[5]).AsSByte());
+        a = AvxVnni.MultiplyWideningAndAdd(a, l3, Vector256.Create(x[6]).AsSByte());
+        b = AvxVnni.MultiplyWideningAndAdd(b, h3, Vector256.Create(x[7]).AsSByte());
+        return a + b;
     }
 }

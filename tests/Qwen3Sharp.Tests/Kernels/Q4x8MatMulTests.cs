@@ -442,13 +442,16 @@ public sealed unsafe class Q4x8MatMulTests
     [VnniTheory]
     [InlineData(DType.Q8_0)]
     [InlineData(DType.Q4_0)]
+    [InlineData(DType.Q4_K)]
     public void X8_AvxVnniForms_GiveTheBitsOfTheAvx2Forms_InEveryWalk(DType dtype)
     {
-        // QuantMatMul.Vnni.cs: vpdpbusd on the sign-flipped Q8_0 codes less 128·Σx per block, on Q4_0's nibbles less 8·Σx.
+        // QuantMatMul.Vnni.cs: vpdpbusd on the sign-flipped Q8_0 codes less 128·Σx per block, on Q4_0's nibbles less 8·Σx,
+        // on Q4_K's nibbles per sub-block (Q4_K has no pair or four-stream walk: one group, and the token tiles).
         // The block dot is exact either way, so the VNNI forms must give the AVX2 forms' bits: one group, two per pass,
         // four streams (FourStreamBytes shortened), and token tiles (prefill, 31 + 9 tokens), written and accumulated,
         // with Q8_0 code −128 in the weights and ±127 in the activations (Activations' 127·0.25 blocks).
-        const int rows = 8 * 33 + 5, cols = 6 * 32;
+        const int rows = 8 * 33 + 5;
+        int cols = Blocks32(dtype) ? 6 * 32 : 2 * 256;
         using var pool = new WorkerPool(2);
         byte* source = Source(dtype, rows, cols, 41);
         for (int r = 0; dtype == DType.Q8_0 && r < rows; r += 3)
