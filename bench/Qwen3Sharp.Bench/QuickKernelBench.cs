@@ -595,7 +595,10 @@ internal static unsafe class QuickKernelBench
             cases.Add((2048, 6144, t));
         }
 
-        var kernels = new[] { DecodeKernel.FourRows, DecodeKernel.OneRow };
+        // AB_KERNELS=one-row,four-streams (the names QWEN3_DECODE_KERNEL takes) picks the pair; default four-rows against one-row
+        DecodeKernel[] kernels = Environment.GetEnvironmentVariable("AB_KERNELS") is { } names
+            ? [.. names.Split(',').Select(n => KernelSelection.ChooseDecode(n))]
+            : [DecodeKernel.FourRows, DecodeKernel.OneRow];
         var best = new double[cases.Count, kernels.Length];
         for (int i = 0; i < best.Length; i++)
         {
@@ -645,8 +648,9 @@ internal static unsafe class QuickKernelBench
             (int rows, int cols, int tokens) = cases[ci];
             double bytes = (double)rows * cols * 2;
             double a = best[ci, 0], b = best[ci, 1];
-            Console.WriteLine($"  bf16 {rows,6}x{cols} tokens {tokens,2}: four-rows {a * 1e6,8:F1} µs {bytes / a / 1e9,5:F1} GB/s ({100 * bytes / a / 1e9 / bandwidth,3:F0}%)  " +
-                $"one-row {b * 1e6,8:F1} µs {bytes / b / 1e9,5:F1} GB/s ({100 * bytes / b / 1e9 / bandwidth,3:F0}%)  one-row/four-rows speed {a / b:F2}×");
+            string na = KernelSelection.Name(kernels[0]), nb = KernelSelection.Name(kernels[1]);
+            Console.WriteLine($"  bf16 {rows,6}x{cols} tokens {tokens,2}: {na} {a * 1e6,8:F1} µs {bytes / a / 1e9,5:F1} GB/s ({100 * bytes / a / 1e9 / bandwidth,3:F0}%)  " +
+                $"{nb} {b * 1e6,8:F1} µs {bytes / b / 1e9,5:F1} GB/s ({100 * bytes / b / 1e9 / bandwidth,3:F0}%)  {nb}/{na} speed {a / b:F2}×");
         }
 
         foreach (BenchWeights[] set in sets.Values)

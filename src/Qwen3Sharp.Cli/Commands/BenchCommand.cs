@@ -151,6 +151,31 @@ public static partial class BenchCommand
             model.QuantDecode = selected;
         }
 
+        // BF16 row matrices: the selected decode kernel against four-streams (one-row where four-streams is selected), alternating
+        DecodeKernel chosenKernel = KernelSelection.Decode;
+        DecodeKernel otherKernel = chosenKernel == DecodeKernel.FourStreams ? DecodeKernel.OneRow : DecodeKernel.FourStreams;
+        var bf16Best = new Dictionary<DecodeKernel, (double Wall, double Cpu)>();
+        if (!decodeAb && !o.BatchInvariant && MatrixDTypes(weights).Contains(DType.BF16))
+        {
+            try
+            {
+                for (int round = 0; round < QuantDecodeRounds; round++)
+                {
+                    foreach (DecodeKernel k in new[] { otherKernel, chosenKernel })
+                    {
+                        KernelSelection.Decode = k;
+                        (double wall, double cpu) = TimeDecode(o, decode, process, ct);
+                        (double bw, double bc) = bf16Best.GetValueOrDefault(k, (double.MaxValue, double.MaxValue));
+                        bf16Best[k] = (Math.Min(bw, wall), Math.Min(bc, cpu));
+                    }
+                }
+            }
+            finally
+            {
+                KernelSelection.Decode = chosenKernel;
+            }
+        }
+
         double decodeSeconds = TimeDecode(o, decode, process, ct).Wall;
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         (double X8, double Rows, double X8Cpu, double RowsCpu)? layoutBest = layoutAbContext is { } context ? LayoutAb(o, directory, threads, context, decode, process, ct) : null;
@@ -200,6 +225,15 @@ public static partial class BenchCommand
             var (fw, fc) = decodeBest[QuantDecodeKernel.Float];
             w.WriteLine($"decode A/B   int8 {o.GenTokens / iw:F2} tok/s, float {o.GenTokens / fw:F2} tok/s ({fw / iw:F2}x; same run, alternating, " +
                 $"best of {QuantDecodeRounds} each); per CPU-second: int8 {o.GenTokens / ic:F2} tok, float {o.GenTokens / fc:F2} tok ({fc / ic:F2}x)");
+        }
+
+        if (bf16Best.Count == 2)
+        {
+            var (cw, cc) = bf16Best[chosenKernel];
+            var (ow, oc) = bf16Best[otherKernel];
+            string cn = KernelSelection.Name(chosenKernel), on = KernelSelection.Name(otherKernel);
+            w.WriteLine($"decode A/B   {cn} {o.GenTokens / cw:F2} tok/s, {on} {o.GenTokens / ow:F2} tok/s ({ow / cw:F2}x; same run, alternating, " +
+                $"best of {QuantDecodeRounds} each); per CPU-second: {cn} {o.GenTokens / cc:F2} tok, {on} {o.GenTokens / oc:F2} tok ({oc / cc:F2}x)");
         }
 
         if (layoutBest is { } lb)

@@ -18,6 +18,13 @@ public enum DecodeKernel
     /// under both variants: they are compute bound, and dropping the prefetch there measured 0.55–0.78× (Zen 4).
     /// </summary>
     OneRow,
+
+    /// <summary>
+    /// Four rows at once from the four quarters of a work item (streams of 64 KiB for 2048 columns, far apart, each
+    /// running on through its quarter's rows), no software prefetch: the quantized decode's four-stream walk for BF16
+    /// rows. Each row gets <see cref="OneRow"/>'s arithmetic in its order, so the two give the same bits.
+    /// </summary>
+    FourStreams,
 }
 
 /// <summary>How BF16 products of a few tokens (batched decode, 3..31 tokens) are computed (see <see cref="MatMul"/>).</summary>
@@ -116,18 +123,22 @@ public static class KernelSelection
     }
 
     /// <summary>
-    /// The variable's value when set (anything else is an error), otherwise by CPU: one-row where 512-bit vectors
-    /// are accelerated (the AVX-512 machines, Zen 4/5, where it measured faster), four-rows elsewhere. On a quiet Zen 3
-    /// (AVX2, 2026-12-06, 41.7 GB/s read) one-row measured 0.76–0.95× four-rows per 1.7B matrix in one process
-    /// (`Qwen3Sharp.Bench quick 2 ab`) and 7.40 / 6.91 against 8.50 / 8.28 tok/s in alternating whole-model runs.
+    /// The variable's value when set (anything else is an error), otherwise by CPU: four-streams where 512-bit vectors
+    /// are accelerated (the AVX-512 machines, Zen 4/5), four-rows elsewhere. On a quiet Zen 3 (AVX2, 2026-12-06, 41.7 GB/s
+    /// read) one-row measured 0.76–0.95× four-rows per 1.7B matrix in one process (`Qwen3Sharp.Bench quick 2 ab`) and
+    /// 7.40 / 6.91 against 8.50 / 8.28 tok/s in alternating whole-model runs. On a Zen 5 (2026-12-07, 84 GB/s read)
+    /// four-streams measured 1.01–1.16× one-row per 1.7B matrix (1.06× over a decode step's matrices;
+    /// <c>AB_KERNELS=one-row,four-streams Qwen3Sharp.Bench quick 2 ab</c>, two runs) and 1.03× median in five whole-model
+    /// A/Bs (<c>qwen3 bench</c>'s decode A/B line: 0.97–1.04×). One-row was chosen on Zen 4 against four-rows.
     /// </summary>
     public static DecodeKernel ChooseDecode(string? setting) => setting?.Trim().ToLowerInvariant() switch
     {
-        null or "" or "auto" => Vector512.IsHardwareAccelerated ? DecodeKernel.OneRow : DecodeKernel.FourRows,
+        null or "" or "auto" => Vector512.IsHardwareAccelerated ? DecodeKernel.FourStreams : DecodeKernel.FourRows,
         "one-row" => DecodeKernel.OneRow,
         "four-rows" => DecodeKernel.FourRows,
+        "four-streams" => DecodeKernel.FourStreams,
         _ => throw new ArgumentException(
-            $"{DecodeKernelVariable}='{setting}' is not one of auto, one-row, four-rows.", nameof(setting)),
+            $"{DecodeKernelVariable}='{setting}' is not one of auto, one-row, four-rows, four-streams.", nameof(setting)),
     };
 
     /// <summary>Environment variable that picks the BF16 batched-decode kernel: <c>auto</c>, <c>stream</c>, <c>hybrid</c> or <c>tiled</c>.</summary>
@@ -353,7 +364,12 @@ public static class KernelSelection
     public static string Name(PrefillKernel kernel) => kernel == PrefillKernel.JitBf16 ? "jit-bf16" : "managed";
 
     /// <summary>Kebab-case name as the environment variable spells it.</summary>
-    public static string Name(DecodeKernel kernel) => kernel == DecodeKernel.OneRow ? "one-row" : "four-rows";
+    public static string Name(DecodeKernel kernel) => kernel switch
+    {
+        DecodeKernel.OneRow => "one-row",
+        DecodeKernel.FourStreams => "four-streams",
+        _ => "four-rows",
+    };
 
     /// <summary>Widest vector the matmul kernels use on this CPU (bits).</summary>
     public static int VectorBits => Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256

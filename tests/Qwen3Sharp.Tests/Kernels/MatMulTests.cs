@@ -182,6 +182,9 @@ public sealed class MatMulTests
     [InlineData(DecodeKernel.FourRows, "V512")]
     [InlineData(DecodeKernel.FourRows, "V256")]
     [InlineData(DecodeKernel.FourRows, "V128")]
+    [InlineData(DecodeKernel.FourStreams, "V512")]
+    [InlineData(DecodeKernel.FourStreams, "V256")]
+    [InlineData(DecodeKernel.FourStreams, "V128")]
     public void Multiply_EachDecodeKernel_Bf16MatchesScalar(DecodeKernel kernel, string isa)
     {
         using var pool = new WorkerPool(2);
@@ -213,15 +216,50 @@ public sealed class MatMulTests
     }
 
     [Theory]
+    [InlineData("V512")]
+    [InlineData("V256")]
+    public void Decode_FourStreams_GivesTheOneRowKernelsBits(string isa)
+    {
+        // DecodeFourStreamsBf16: each row's sums in DecodeRowBf16's order, only the walk differs. 64-row items split in
+        // quarters of 16 (rows ≥ 512 at 2 threads), a short last item (1030 = 16·64 + 6: quarters of one row and two
+        // left over), items of 4 rows (67 rows), column remainders of one and two blocks.
+        using var pool = new WorkerPool(2);
+        var rng = new Random(12);
+        foreach ((int rows, int cols) in new[] { (67, 100), (1030, 96), (600, 2080), (520, 131) })
+        {
+            using var weights = new TestWeights(rng, DType.BF16, rows, cols);
+            foreach (bool accumulate in new[] { false, true })
+            {
+                float[] x = KernelAssert.Random(rng, cols);
+                float[] start = KernelAssert.Random(rng, rows);
+                float[] oneRow = (float[])start.Clone(), fourStreams = (float[])start.Clone();
+                if (isa == "V512")
+                {
+                    MatMul.Run<Vector512<float>, Simd512>(pool, x, 1, weights.View, oneRow, accumulate, DecodeKernel.OneRow);
+                    MatMul.Run<Vector512<float>, Simd512>(pool, x, 1, weights.View, fourStreams, accumulate, DecodeKernel.FourStreams);
+                }
+                else
+                {
+                    MatMul.Run<Vector256<float>, Simd256>(pool, x, 1, weights.View, oneRow, accumulate, DecodeKernel.OneRow);
+                    MatMul.Run<Vector256<float>, Simd256>(pool, x, 1, weights.View, fourStreams, accumulate, DecodeKernel.FourStreams);
+                }
+
+                Assert.Equal(oneRow, fourStreams);
+            }
+        }
+    }
+
+    [Theory]
     [InlineData("one-row", DecodeKernel.OneRow)]
     [InlineData(" Four-Rows ", DecodeKernel.FourRows)]
+    [InlineData("four-streams", DecodeKernel.FourStreams)]
     public void ChooseDecode_NamedVariant_IsUsed(string setting, DecodeKernel expected)
         => Assert.Equal(expected, KernelSelection.ChooseDecode(setting));
 
     [Fact]
-    public void ChooseDecode_Auto_PicksOneRowExactlyWhereVector512IsAccelerated()
+    public void ChooseDecode_Auto_PicksFourStreamsExactlyWhereVector512IsAccelerated()
     {
-        DecodeKernel expected = Vector512.IsHardwareAccelerated ? DecodeKernel.OneRow : DecodeKernel.FourRows;
+        DecodeKernel expected = Vector512.IsHardwareAccelerated ? DecodeKernel.FourStreams : DecodeKernel.FourRows;
         Assert.Equal(expected, KernelSelection.ChooseDecode(null));
         Assert.Equal(expected, KernelSelection.ChooseDecode("auto"));
     }
