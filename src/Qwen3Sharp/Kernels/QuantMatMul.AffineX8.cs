@@ -238,12 +238,12 @@ public static unsafe partial class QuantMatMul
 
         /// <summary>
         /// One block's exact integer dot of the centred codes with the int8 activation, one row per lane (8 bits: Q8_0x8's
-        /// block dot; 4 bits: Q4_0x8's, less <paramref name="xsumCentre"/> = centre·Σ activation codes).
+        /// block dot; 4 bits: Q4_0x8's, less centre · <paramref name="xsum"/>, the block's Σ activation codes).
         /// </summary>
-        static abstract Vector256<int> BlockDot(byte* codes, int* x, int xsumCentre);
+        static abstract Vector256<int> BlockDot(byte* codes, int* x, int xsum, int centre);
 
         /// <summary>The same block of two groups, each activation dword broadcast once for both.</summary>
-        static abstract void BlockDotTwice(byte* ga, byte* gb, int* x, int xsumCentre, out Vector256<int> da, out Vector256<int> db);
+        static abstract void BlockDotTwice(byte* ga, byte* gb, int* x, int xsum, int centre, out Vector256<int> da, out Vector256<int> db);
 
         /// <summary>The lines of one block's codes, <see cref="PrefetchBytes"/> ahead.</summary>
         static abstract void Prefetch(byte* codes);
@@ -254,10 +254,10 @@ public static unsafe partial class QuantMatMul
         public static int BlockBytes => Q8GroupBlockBytes;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> BlockDot(byte* codes, int* x, int xsumCentre) => Q8BlockDot(codes, x, Vector256.Create((short)1));
+        public static Vector256<int> BlockDot(byte* codes, int* x, int xsum, int centre) => Q8BlockDot(codes, x, Vector256.Create((short)1));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void BlockDotTwice(byte* ga, byte* gb, int* x, int xsumCentre, out Vector256<int> da, out Vector256<int> db)
+        public static void BlockDotTwice(byte* ga, byte* gb, int* x, int xsum, int centre, out Vector256<int> da, out Vector256<int> db)
         {
             // written out: as a loop the JIT kept it rolled, with index arithmetic around every step
             Vector256<short> ones = Vector256.Create((short)1);
@@ -283,7 +283,7 @@ public static unsafe partial class QuantMatMul
         public static int BlockBytes => GroupBlockBytes;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> BlockDot(byte* codes, int* x, int xsumCentre)
+        public static Vector256<int> BlockDot(byte* codes, int* x, int xsum, int centre)
         {
             Vector256<byte> m = Vector256.Create((byte)0x0F);
             Vector256<byte> v0 = Vector256.Load(codes), v1 = Vector256.Load(codes + 32);
@@ -293,15 +293,15 @@ public static unsafe partial class QuantMatMul
                 v1 & m, Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m,
                 v2 & m, Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
                 v3 & m, Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, x);
-            return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)) - Vector256.Create(xsumCentre);
+            return Avx2.MultiplyAddAdjacent(pairs, Vector256.Create((short)1)) - Vector256.Create(xsum * centre);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void BlockDotTwice(byte* ga, byte* gb, int* x, int xsumCentre, out Vector256<int> da, out Vector256<int> db)
+        public static void BlockDotTwice(byte* ga, byte* gb, int* x, int xsum, int centre, out Vector256<int> da, out Vector256<int> db)
         {
             BlockPairsTwice(ga, gb, x, Vector256.Create((byte)0x0F), out Vector256<short> pa, out Vector256<short> pb);
             Vector256<short> ones = Vector256.Create((short)1);
-            Vector256<int> offset = Vector256.Create(xsumCentre);
+            Vector256<int> offset = Vector256.Create(xsum * centre);
             da = Avx2.MultiplyAddAdjacent(pa, ones) - offset;
             db = Avx2.MultiplyAddAdjacent(pb, ones) - offset;
         }
@@ -319,8 +319,13 @@ public static unsafe partial class QuantMatMul
     /// = group size / 32; <paramref name="xg"/>: the token's activation sums per affine group (<see cref="AffineActivationSums"/>).
     /// </summary>
     internal static Vector256<float> DotGroupAffineX8_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg)
-        => bits == 8 ? DotGroupAffineX8_256<AffineCodes8>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg)
-            : DotGroupAffineX8_256<AffineCodes4>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg);
+        => (bits, UseVnni) switch
+        {
+            (8, true) => DotGroupAffineX8_256<AffineCodes8Vnni>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg),
+            (8, false) => DotGroupAffineX8_256<AffineCodes8>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg),
+            (_, true) => DotGroupAffineX8_256<AffineCodes4Vnni>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg),
+            _ => DotGroupAffineX8_256<AffineCodes4>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg),
+        };
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static Vector256<float> DotGroupAffineX8_256<TC>(int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg)
@@ -337,7 +342,7 @@ public static unsafe partial class QuantMatMul
             for (int end = k + blocksPerGroup; k < end; k++, group += TC.BlockBytes, x += BlockSize)
             {
                 TC.Prefetch(group);
-                Vector256<int> dot = TC.BlockDot(group, (int*)x, xsum[k] * centre);
+                Vector256<int> dot = TC.BlockDot(group, (int*)x, xsum[k], centre);
                 part = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[k]), part);
             }
 
@@ -356,13 +361,20 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupPairAffineX8_256(int bits, int centre, byte* ga, byte* gb, int blocks, int blocksPerGroup, sbyte* x, float* xs,
         int* xsum, float* xg, out Vector256<float> ra, out Vector256<float> rb)
     {
-        if (bits == 8)
+        switch (bits, UseVnni)
         {
-            DotGroupPairAffineX8_256<AffineCodes8>(centre, ga, gb, blocks, blocksPerGroup, x, xs, xsum, xg, out ra, out rb);
-        }
-        else
-        {
-            DotGroupPairAffineX8_256<AffineCodes4>(centre, ga, gb, blocks, blocksPerGroup, x, xs, xsum, xg, out ra, out rb);
+            case (8, true):
+                DotGroupPairAffineX8_256<AffineCodes8Vnni>(centre, ga, gb, blocks, blocksPerGroup, x, xs, xsum, xg, out ra, out rb);
+                break;
+            case (8, false):
+                DotGroupPairAffineX8_256<AffineCodes8>(centre, ga, gb, blocks, blocksPerGroup, x, xs, xsum, xg, out ra, out rb);
+                break;
+            case (_, true):
+                DotGroupPairAffineX8_256<AffineCodes4Vnni>(centre, ga, gb, blocks, blocksPerGroup, x, xs, xsum, xg, out ra, out rb);
+                break;
+            default:
+                DotGroupPairAffineX8_256<AffineCodes4>(centre, ga, gb, blocks, blocksPerGroup, x, xs, xsum, xg, out ra, out rb);
+                break;
         }
     }
 
@@ -383,7 +395,7 @@ public static unsafe partial class QuantMatMul
             {
                 TC.Prefetch(ga);
                 TC.Prefetch(gb);
-                TC.BlockDotTwice(ga, gb, (int*)x, xsum[k] * centre, out Vector256<int> da, out Vector256<int> db);
+                TC.BlockDotTwice(ga, gb, (int*)x, xsum[k], centre, out Vector256<int> da, out Vector256<int> db);
                 Vector256<float> xsk = Vector256.Create(xs[k]);
                 parta = Fma.MultiplyAdd(Avx.ConvertToVector256Single(da), xsk, parta);
                 partb = Fma.MultiplyAdd(Avx.ConvertToVector256Single(db), xsk, partb);
@@ -406,13 +418,20 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupQuadAffineX8_256(int bits, int centre, byte* g0, long stride, int blocks, int blocksPerGroup, sbyte* x, float* xs,
         int* xsum, float* xg, Vector256<float>* result)
     {
-        if (bits == 8)
+        switch (bits, UseVnni)
         {
-            DotGroupQuadAffineX8_256<AffineCodes8>(centre, g0, stride, blocks, blocksPerGroup, x, xs, xsum, xg, result);
-        }
-        else
-        {
-            DotGroupQuadAffineX8_256<AffineCodes4>(centre, g0, stride, blocks, blocksPerGroup, x, xs, xsum, xg, result);
+            case (8, true):
+                DotGroupQuadAffineX8_256<AffineCodes8Vnni>(centre, g0, stride, blocks, blocksPerGroup, x, xs, xsum, xg, result);
+                break;
+            case (8, false):
+                DotGroupQuadAffineX8_256<AffineCodes8>(centre, g0, stride, blocks, blocksPerGroup, x, xs, xsum, xg, result);
+                break;
+            case (_, true):
+                DotGroupQuadAffineX8_256<AffineCodes4Vnni>(centre, g0, stride, blocks, blocksPerGroup, x, xs, xsum, xg, result);
+                break;
+            default:
+                DotGroupQuadAffineX8_256<AffineCodes4>(centre, g0, stride, blocks, blocksPerGroup, x, xs, xsum, xg, result);
+                break;
         }
     }
 
@@ -432,9 +451,8 @@ public static unsafe partial class QuantMatMul
             Vector256<float> p0 = Vector256<float>.Zero, p1 = Vector256<float>.Zero, p2 = Vector256<float>.Zero, p3 = Vector256<float>.Zero;
             for (int end = k + blocksPerGroup; k < end; k++, g0 += TC.BlockBytes, g1 += TC.BlockBytes, g2 += TC.BlockBytes, g3 += TC.BlockBytes, x += BlockSize)
             {
-                int c = xsum[k] * centre;
-                TC.BlockDotTwice(g0, g1, (int*)x, c, out Vector256<int> d0, out Vector256<int> d1);
-                TC.BlockDotTwice(g2, g3, (int*)x, c, out Vector256<int> d2, out Vector256<int> d3);
+                TC.BlockDotTwice(g0, g1, (int*)x, xsum[k], centre, out Vector256<int> d0, out Vector256<int> d1);
+                TC.BlockDotTwice(g2, g3, (int*)x, xsum[k], centre, out Vector256<int> d2, out Vector256<int> d3);
                 Vector256<float> xsk = Vector256.Create(xs[k]);
                 p0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(d0), xsk, p0);
                 p1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(d1), xsk, p1);

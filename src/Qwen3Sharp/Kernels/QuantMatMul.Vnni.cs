@@ -5,7 +5,8 @@ using System.Runtime.Intrinsics.X86;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// AVX-VNNI forms of the <see cref="Tensors.DType.Q8_0x8"/>, <see cref="Tensors.DType.Q4_0x8"/> and <see cref="Tensors.DType.Q4_Kx8"/> group kernels (<c>vpdpbusd</c> on 256-bit vectors: Zen 5, Intel
+/// AVX-VNNI forms of the <see cref="Tensors.DType.Q8_0x8"/>, <see cref="Tensors.DType.Q4_0x8"/> and <see cref="Tensors.DType.Q4_Kx8"/> group kernels,
+/// and of the MLX affine groups' decode (<see cref="Tensors.DType.Affine8x8"/>, <see cref="Tensors.DType.Affine4x8"/>: the Q8_0 and Q4_0 block dots) (<c>vpdpbusd</c> on 256-bit vectors: Zen 5, Intel
 /// since Alder Lake; Zen 4 has only the 512-bit EVEX form, which .NET does not expose there). <c>vpdpbusd</c> multiplies
 /// unsigned by signed bytes and adds each lane's four products to an int32 accumulator in one instruction, where AVX2 needs
 /// <c>vpabsb</c>, <c>vpsignb</c>, <c>vpmaddubsw</c>, <c>vpmaddwd</c> and an add. The weight codes are made unsigned by
@@ -23,13 +24,14 @@ namespace Qwen3Sharp.Kernels;
 public static unsafe partial class QuantMatMul
 {
     /// <summary>
-    /// True where the Q8_0x8, Q4_0x8 and Q4_Kx8 kernels take their AVX-VNNI forms: where the CPU has AVX-VNNI, unless turned off (the bench
+    /// True where the Q8_0x8, Q4_0x8 and Q4_Kx8 kernels and the affine groups' decode take their AVX-VNNI forms: where the CPU has AVX-VNNI, unless turned off (the bench
     /// A/B, and the tests that compare the two forms).
     /// </summary>
     internal static bool UseVnni = AvxVnni.IsSupported;
 
     /// <summary>True where products with <paramref name="format"/> (an 8-row group layout) take the AVX-VNNI kernels on this CPU.</summary>
-    public static bool UsesVnni(Tensors.DType format) => UseVnni && format is Tensors.DType.Q8_0x8 or Tensors.DType.Q4_0x8 or Tensors.DType.Q4_Kx8;
+    public static bool UsesVnni(Tensors.DType format) => UseVnni && format is Tensors.DType.Q8_0x8 or Tensors.DType.Q4_0x8 or Tensors.DType.Q4_Kx8
+        or Tensors.DType.Affine8x8 or Tensors.DType.Affine4x8;
 
     /// <summary>The sign bit of every byte: XOR with it turns a signed code w into the unsigned byte w + 128.</summary>
     private static Vector256<sbyte> SignBits => Vector256.Create(unchecked((sbyte)0x80));
@@ -41,10 +43,10 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>
     /// One block of one group: the exact integer dot of each row (lane) with the 8 activation dwords at <paramref name="x"/>,
-    /// in two chains of four, less 128 · <paramref name="sum"/>.
+    /// in two chains of four, less <paramref name="bias"/> (128 · the block's activation code sum).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Q8VnniBlock(byte* codes, int* x, int sum, Vector256<sbyte> signBits)
+    private static Vector256<int> Q8VnniBlock(byte* codes, int* x, int bias, Vector256<sbyte> signBits)
     {
         sbyte* w = (sbyte*)codes;
         Vector256<int> a = Q8Vnni(Vector256<int>.Zero, w, Vector256.Create(x[0]).AsSByte(), signBits);
@@ -55,7 +57,7 @@ public static unsafe partial class QuantMatMul
         b = Q8Vnni(b, w + 160, Vector256.Create(x[5]).AsSByte(), signBits);
         a = Q8Vnni(a, w + 192, Vector256.Create(x[6]).AsSByte(), signBits);
         b = Q8Vnni(b, w + 224, Vector256.Create(x[7]).AsSByte(), signBits);
-        return (a + b) - Vector256.Create(sum << 7);
+        return (a + b) - Vector256.Create(bias);
     }
 
     /// <summary>The AVX-VNNI form of <see cref="DotGroupQ8_0x8_256"/> (same bits); <paramref name="xsum"/>: the blocks' activation code sums.</summary>
@@ -70,7 +72,7 @@ public static unsafe partial class QuantMatMul
         for (int k = 0; k < blocks; k++, group += Q8GroupBlockBytes, d += GroupRows, x += BlockSize)
         {
             PrefetchQ8Block(group + PrefetchBytes);
-            Vector256<int> dot = Q8VnniBlock(group, (int*)x, xsum[k], signBits);
+            Vector256<int> dot = Q8VnniBlock(group, (int*)x, xsum[k] << 7, signBits);
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), WidenHalves(d, halfMask, halfScale) * Vector256.Create(xs[k]), acc);
         }
 
@@ -457,5 +459,64 @@ public static unsafe partial class QuantMatMul
         a = AvxVnni.MultiplyWideningAndAdd(a, l3, Vector256.Create(x[6]).AsSByte());
         b = AvxVnni.MultiplyWideningAndAdd(b, h3, Vector256.Create(x[7]).AsSByte());
         return a + b;
+    }
+
+    /// <summary>
+    /// The AVX-VNNI form of AffineCodes8 (MLX 5–8-bit groups, stored as the signed code − centre in Q8_0x8's layout, whatever
+    /// the centre): the sign flip makes them unsigned (+128), so 128 · Σx comes off. Same bits.
+    /// </summary>
+    private readonly struct AffineCodes8Vnni : IAffineCodes
+    {
+        public static int BlockBytes => Q8GroupBlockBytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> BlockDot(byte* codes, int* x, int xsum, int centre) => Q8VnniBlock(codes, x, xsum << 7, SignBits);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void BlockDotTwice(byte* ga, byte* gb, int* x, int xsum, int centre, out Vector256<int> da, out Vector256<int> db)
+        {
+            Vector256<sbyte> signBits = SignBits;
+            Vector256<int> sa = Vector256<int>.Zero, sb = Vector256<int>.Zero;
+            Q8VnniTwice(ga, gb, x, 0, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, x, 1, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, x, 2, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, x, 3, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, x, 4, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, x, 5, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, x, 6, signBits, ref sa, ref sb);
+            Q8VnniTwice(ga, gb, x, 7, signBits, ref sa, ref sb);
+            Vector256<int> bias = Vector256.Create(xsum << 7);
+            da = sa - bias;
+            db = sb - bias;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Prefetch(byte* codes) => PrefetchQ8Block(codes + PrefetchBytes);
+    }
+
+    /// <summary>The AVX-VNNI form of AffineCodes4 (MLX 2–4-bit groups in Q4_0x8's layout, unsigned nibbles less the centre): Q4_0's nibble dots. Same bits.</summary>
+    private readonly struct AffineCodes4Vnni : IAffineCodes
+    {
+        public static int BlockBytes => GroupBlockBytes;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> BlockDot(byte* codes, int* x, int xsum, int centre)
+            => Q4VnniBlock(codes, x, Vector256.Create((byte)0x0F)) - Vector256.Create(xsum * centre);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void BlockDotTwice(byte* ga, byte* gb, int* x, int xsum, int centre, out Vector256<int> da, out Vector256<int> db)
+        {
+            Vector256<byte> m = Vector256.Create((byte)0x0F);
+            Vector256<int> offset = Vector256.Create(xsum * centre);
+            da = Q4VnniBlock(ga, x, m) - offset;
+            db = Q4VnniBlock(gb, x, m) - offset;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Prefetch(byte* codes)
+        {
+            SimdMath.Prefetch(codes + PrefetchBytes);
+            SimdMath.Prefetch(codes + PrefetchBytes + 64);
+        }
     }
 }

@@ -154,6 +154,48 @@ public sealed unsafe class AffineX8Tests
         }
     }
 
+    [VnniTheory]
+    [InlineData(8, 64)]
+    [InlineData(4, 32)]
+    public void Decode_AvxVnniForms_GiveTheBitsOfTheAvx2Forms_InEveryWalk(int bits, int groupSize)
+    {
+        // QuantMatMul.Vnni.cs's AffineCodes8Vnni / AffineCodes4Vnni: one group, two per pass, four streams (FourStreamBytes
+        // shortened to quarters of 2 groups), written and accumulated. The 5-7-bit sources (stored as code − centre in the
+        // 8-bit layout, centre ≠ 128) run through MlxTests' tiny-b-6bit model, which caught a bias of centre·Σx here.
+        const int rows = 8 * 33 + 5, cols = 256;
+        using var pool = new WorkerPool(2);
+        using var m = new AffineMatMulTests.AffineMatrix(bits, groupSize, DType.BF16, rows, cols, 45);
+        WeightView x8 = Repack(m.View, out byte* buffer);
+        long savedStream = QuantMatMul.FourStreamBytes;
+        bool savedVnni = QuantMatMul.UseVnni;
+        try
+        {
+            float[] one = Int8MatMulTests.Activations(new Random(47), cols);
+            QuantMatMul.FourStreamBytes = 2 * QuantMatMul.GroupRows * x8.RowBytes;
+            foreach ((bool fourStreams, bool pairs) in new[] { (true, true), (false, true), (false, false) })
+            {
+                QuantMatMul.FourStreamDecode = fourStreams;
+                QuantMatMul.TwoGroupsPerPass = pairs;
+                foreach (bool accumulate in new[] { false, true })
+                {
+                    float start = accumulate ? 0.5f : float.NaN;
+                    QuantMatMul.UseVnni = false;
+                    float[] avx2 = Run(QuantMatMul.Isa.Avx2, pool, one, 1, x8, start, accumulate);
+                    QuantMatMul.UseVnni = true;
+                    Assert.Equal(avx2, Run(QuantMatMul.Isa.Avx2, pool, one, 1, x8, start, accumulate));
+                }
+            }
+        }
+        finally
+        {
+            QuantMatMul.UseVnni = savedVnni;
+            QuantMatMul.FourStreamDecode = true;
+            QuantMatMul.TwoGroupsPerPass = true;
+            QuantMatMul.FourStreamBytes = savedStream;
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
+
     [Theory]
     [InlineData(8, 64, 8 * 23 + 5, 1)]   // items of 4 groups (one per quarter), the matrix's short last group in a full item
     [InlineData(8, 32, 8 * 33 + 5, 2)]   // items of 8 groups and a short last item of 2 groups (the pair walk)
