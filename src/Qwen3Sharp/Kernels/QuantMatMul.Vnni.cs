@@ -5,26 +5,26 @@ using System.Runtime.Intrinsics.X86;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// AVX-VNNI forms of the <see cref="Tensors.DType.Q8_0x8"/>, <see cref="Tensors.DType.Q4_0x8"/> and <see cref="Tensors.DType.Q4_Kx8"/> group kernels,
-/// and of the MLX affine groups' decode (<see cref="Tensors.DType.Affine8x8"/>, <see cref="Tensors.DType.Affine4x8"/>: the Q8_0 and Q4_0 block dots) (<c>vpdpbusd</c> on 256-bit vectors: Zen 5, Intel
-/// since Alder Lake; Zen 4 has only the 512-bit EVEX form, which .NET does not expose there). <c>vpdpbusd</c> multiplies
-/// unsigned by signed bytes and adds each lane's four products to an int32 accumulator in one instruction, where AVX2 needs
-/// <c>vpabsb</c>, <c>vpsignb</c>, <c>vpmaddubsw</c>, <c>vpmaddwd</c> and an add. The weight codes are made unsigned by
-/// flipping their sign bit (w + 128, one <c>vpxor</c>), and 128 · Σx (the activation block's code sum, which the
-/// quantizer already writes) is taken off once per block: 2 vector operations per code vector instead of 5–6. Q4_0's
-/// nibbles are unsigned already: one <c>vpdpbusd</c> per nibble vector replaces <c>vpmaddubsw</c> and its int16 add, and
-/// the block's <c>vpmaddwd</c> widening goes; Q4_K's sub-blocks take the same nibble dots.
+/// AVX-VNNI forms of the 8-row group kernels: <see cref="Tensors.DType.Q8_0x8"/>, <see cref="Tensors.DType.Q4_0x8"/> and
+/// <see cref="Tensors.DType.Q4_Kx8"/> (decode walks and prefill token tiles), and the MLX affine groups' decode
+/// (<see cref="Tensors.DType.Affine8x8"/>, <see cref="Tensors.DType.Affine4x8"/>: the Q8_0 and Q4_0 block dots).
+/// <c>vpdpbusd</c> (256-bit, <c>AvxVnni</c>: Zen 5, Intel since Alder Lake; Zen 4 has only the EVEX form, which .NET 10
+/// exposes only under AVX10) multiplies unsigned by signed bytes and adds each lane's four products into int32 in one
+/// instruction, where AVX2 needs <c>vpabsb</c>, <c>vpsignb</c>, <c>vpmaddubsw</c>, <c>vpmaddwd</c> and an add. Signed
+/// codes are made unsigned by flipping their sign bit (w + 128, one <c>vpxor</c>), and 128 · Σx (the activation block's
+/// code sum, which the quantizer already writes) comes off once per block: 2 vector operations per code vector instead
+/// of 5–6. Nibbles are unsigned already: one <c>vpdpbusd</c> per nibble vector replaces <c>vpmaddubsw</c> and its int16
+/// add, and the block's <c>vpmaddwd</c> widening goes.
 /// </summary>
 /// <remarks>
-/// The block dot is exact in int32 either way, so every kernel here gives the bits of its AVX2 form
-/// (<see cref="DotGroupQ8_0x8_256"/> and its pair, quad and N-token variants) and of <see cref="DotGroupQ8_0x8Scalar"/>;
-/// which one runs changes no result. On a Zen 5 the AVX2 forms read Q8_0 weights at 0.59 of a plain read of the same
-/// bytes (compute bound); see the README's Zen 5 block for what these reach.
+/// The block dots are exact in int32 either way, so every kernel here gives the bits of its AVX2 form and of the scalar
+/// twins; which one runs changes no result. On a Zen 5 the AVX2 Q8_0 forms read at 0.59 of a plain read of the same
+/// bytes (compute bound at 80 GB/s); the README's Zen 5 block has what these reach.
 /// </remarks>
 public static unsafe partial class QuantMatMul
 {
     /// <summary>
-    /// True where the Q8_0x8, Q4_0x8 and Q4_Kx8 kernels and the affine groups' decode take their AVX-VNNI forms: where the CPU has AVX-VNNI, unless turned off (the bench
+    /// True where the kernels above take their AVX-VNNI forms: where the CPU has AVX-VNNI, unless turned off (the bench
     /// A/B, and the tests that compare the two forms).
     /// </summary>
     internal static bool UseVnni = AvxVnni.IsSupported;
