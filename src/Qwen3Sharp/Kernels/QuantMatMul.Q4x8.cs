@@ -373,7 +373,7 @@ public static unsafe partial class QuantMatMul
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
         public bool FourStreams;  // decode: a whole item as four streams (FourStreamDecode)
-        public bool Vnni;         // Q8_0x8, Q4_0x8 and Q4_Kx8 through their AVX-VNNI forms (UseVnni; same bits)
+        public bool Vnni;         // Q8_0x8, Q4_0x8, Q4_Kx8 and Q6_Kx8 through their AVX-VNNI forms (UseVnni; same bits)
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
@@ -445,6 +445,10 @@ public static unsafe partial class QuantMatMul
                     {
                         DotGroupPairQ8_0x8_256(group, next, Blocks, Codes, Scales, out first, out second);
                     }
+                    else if (q6 && Vnni)
+                    {
+                        DotGroupPairQ6_Kx8Vnni(group, next, Blocks / 8, Codes, Scales, Offsets, out first, out second);
+                    }
                     else if (q6)
                     {
                         DotGroupPairQ6_Kx8_256(group, next, Blocks / 8, Codes, Scales, Offsets, out first, out second);
@@ -505,6 +509,7 @@ public static unsafe partial class QuantMatMul
                         : k && Vnni ? DotGroupQ4_Kx8Vnni(group, Blocks / 8, Codes, Scales, Sums)
                         : k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
                         : q5 ? DotGroupQ5_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
+                        : q6 && Vnni ? DotGroupQ6_Kx8Vnni(group, Blocks / 8, Codes, Scales, Offsets)
                         : q6 ? DotGroupQ6_Kx8_256(group, Blocks / 8, Codes, Scales, Offsets)
                         : q8 && Vnni ? DotGroupQ8_0x8Vnni(group, Blocks, Codes, Scales, Sums)
                         : q8 ? DotGroupQ8_0x8_256(group, Blocks, Codes, Scales)
@@ -534,6 +539,10 @@ public static unsafe partial class QuantMatMul
                         else if (q5)
                         {
                             DotGroupQ5_Kx8N_256(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
+                        }
+                        else if (q6 && Vnni)
+                        {
+                            DotGroupQ6_Kx8NVnni(group, Blocks / 8, x, xs, Offsets + (long)t0 * (ColCount / 16), ColCount, tile, acc);
                         }
                         else if (q6)
                         {

@@ -5,8 +5,9 @@ using System.Runtime.Intrinsics.X86;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// AVX-VNNI forms of the 8-row group kernels: <see cref="Tensors.DType.Q8_0x8"/>, <see cref="Tensors.DType.Q4_0x8"/> and
-/// <see cref="Tensors.DType.Q4_Kx8"/> (decode walks and prefill token tiles), and the MLX affine groups' decode
+/// AVX-VNNI forms of the 8-row group kernels: <see cref="Tensors.DType.Q8_0x8"/>, <see cref="Tensors.DType.Q4_0x8"/>,
+/// <see cref="Tensors.DType.Q4_Kx8"/> and <see cref="Tensors.DType.Q6_Kx8"/> (decode walks and prefill token tiles; Q6_K's
+/// 16-element groups each a <c>vpdpbusd</c> chain in int32, less 32·Σx, times its scale), and the MLX affine groups' decode
 /// (<see cref="Tensors.DType.Affine8x8"/>, <see cref="Tensors.DType.Affine4x8"/>: the Q8_0 and Q4_0 block dots).
 /// <c>vpdpbusd</c> (256-bit, <c>AvxVnni</c>: Zen 5, Intel since Alder Lake; Zen 4 has only the EVEX form, which .NET 10
 /// exposes only under AVX10) multiplies unsigned by signed bytes and adds each lane's four products into int32 in one
@@ -31,7 +32,7 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>True where products with <paramref name="format"/> (an 8-row group layout) take the AVX-VNNI kernels on this CPU.</summary>
     public static bool UsesVnni(Tensors.DType format) => UseVnni && format is Tensors.DType.Q8_0x8 or Tensors.DType.Q4_0x8 or Tensors.DType.Q4_Kx8
-        or Tensors.DType.Affine8x8 or Tensors.DType.Affine4x8;
+        or Tensors.DType.Q6_Kx8 or Tensors.DType.Affine8x8 or Tensors.DType.Affine4x8;
 
     /// <summary>The sign bit of every byte: XOR with it turns a signed code w into the unsigned byte w + 128.</summary>
     private static Vector256<sbyte> SignBits => Vector256.Create(unchecked((sbyte)0x80));
@@ -517,6 +518,155 @@ public static unsafe partial class QuantMatMul
         {
             SimdMath.Prefetch(codes + PrefetchBytes);
             SimdMath.Prefetch(codes + PrefetchBytes + 64);
+        }
+    }
+
+    /// <summary>
+    /// One Q6_K sub-block's Σ_g sc_g·Σ (q − 32)·x for the 8 rows, as <see cref="Q6GroupDot"/> computes it (same value):
+    /// each 16-element group's Σ q·x by four <c>vpdpbusd</c> in int32, less its offset 32·Σx, times its scale (<c>vpmulld</c>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q6GroupDotVnni(Vector256<byte> u0, Vector256<byte> u1, Vector256<byte> u2, Vector256<byte> u3,
+        Vector256<byte> u4, Vector256<byte> u5, Vector256<byte> u6, Vector256<byte> u7, int* x, int* offsets,
+        Vector256<int> s0, Vector256<int> s1)
+    {
+        Vector256<int> p0 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u0, Vector256.Create(x[0]).AsSByte());
+        Vector256<int> p1 = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u4, Vector256.Create(x[4]).AsSByte());
+        p0 = AvxVnni.MultiplyWideningAndAdd(p0, u1, Vector256.Create(x[1]).AsSByte());
+        p1 = AvxVnni.MultiplyWideningAndAdd(p1, u5, Vector256.Create(x[5]).AsSByte());
+        p0 = AvxVnni.MultiplyWideningAndAdd(p0, u2, Vector256.Create(x[2]).AsSByte());
+        p1 = AvxVnni.MultiplyWideningAndAdd(p1, u6, Vector256.Create(x[6]).AsSByte());
+        p0 = AvxVnni.MultiplyWideningAndAdd(p0, u3, Vector256.Create(x[3]).AsSByte());
+        p1 = AvxVnni.MultiplyWideningAndAdd(p1, u7, Vector256.Create(x[7]).AsSByte());
+        return (p0 - Vector256.Create(Q6Offset(offsets[0]))) * s0 + (p1 - Vector256.Create(Q6Offset(offsets[1]))) * s1;
+    }
+
+    /// <summary>A group's 32·Σx from its <see cref="PrepareQ6Offsets"/> word pair (32·Σ of the low pairs, 32·Σ of the high).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Q6Offset(int packed) => (short)packed + (packed >> 16);
+
+    /// <summary>A sub-block's two groups' scales as int32, row i in lane i (<see cref="Q6Scales"/>'s bytes: g0 r0..3, g1 r0..3, g0 r4..7, g1 r4..7).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6ScalesInt32(byte* scales, out Vector256<int> s0, out Vector256<int> s1)
+    {
+        Vector128<sbyte> b = Vector128.Load((sbyte*)scales);
+        s0 = Avx2.ConvertToVector256Int32(Ssse3.Shuffle(b, Vector128.Create(0, 1, 2, 3, 8, 9, 10, 11, 0, 0, 0, 0, 0, 0, 0, 0)));
+        s1 = Avx2.ConvertToVector256Int32(Ssse3.Shuffle(b, Vector128.Create(4, 5, 6, 7, 12, 13, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0)));
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ6_Kx8_256"/> (same bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Vector256<float> DotGroupQ6_Kx8Vnni(byte* group, int superBlocks, sbyte* x, float* xs, int* offsets)
+    {
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int k = 0; k < superBlocks; k++, group += Q6GroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + Q6dOffset), halfMask, halfScale);
+            PrefetchQ6Tail(group);
+            for (int s = 0; s < 8; s++, x += BlockSize, xs++, offsets += 2)
+            {
+                PrefetchQ6SubBlock(group, s);
+                byte* q = group + s * Q6SubBlockBytes;
+                UnpackQ6(Vector256.Load(q), Vector256.Load(q + 32), Vector256.Load(q + 128), out var u0, out var u1, out var u2, out var u3);
+                UnpackQ6(Vector256.Load(q + 64), Vector256.Load(q + 96), Vector256.Load(q + 160), out var u4, out var u5, out var u6, out var u7);
+                Q6ScalesInt32(group + Q6ScalesOffset + 16 * s, out var s0, out var s1);
+                Vector256<int> dot = Q6GroupDotVnni(u0, u1, u2, u3, u4, u5, u6, u7, (int*)x, offsets, s0, s1);
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * Vector256.Create(*xs), acc);
+            }
+        }
+
+        return acc;
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupPairQ6_Kx8_256"/> (same bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupPairQ6_Kx8Vnni(byte* ga, byte* gb, int superBlocks, sbyte* x, float* xs, int* offsets,
+        out Vector256<float> ra, out Vector256<float> rb)
+    {
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
+        for (int k = 0; k < superBlocks; k++, ga += Q6GroupBytes, gb += Q6GroupBytes)
+        {
+            Vector256<float> da = WidenHalves((short*)(ga + Q6dOffset), halfMask, halfScale);
+            Vector256<float> db = WidenHalves((short*)(gb + Q6dOffset), halfMask, halfScale);
+            PrefetchQ6Tail(ga);
+            PrefetchQ6Tail(gb);
+            for (int s = 0; s < 8; s++, x += BlockSize, xs++, offsets += 2)
+            {
+                PrefetchQ6SubBlock(ga, s);
+                PrefetchQ6SubBlock(gb, s);
+                byte* qa = ga + s * Q6SubBlockBytes, qb = gb + s * Q6SubBlockBytes;
+                Q6HalfPairVnni(qa, qa + 128, qb, qb + 128, (int*)x, Q6Offset(offsets[0]), out Vector256<int> a0, out Vector256<int> b0);
+                Q6HalfPairVnni(qa + 64, qa + 160, qb + 64, qb + 160, (int*)x + 4, Q6Offset(offsets[1]), out Vector256<int> a1, out Vector256<int> b1);
+                Q6ScalesInt32(ga + Q6ScalesOffset + 16 * s, out var sa0, out var sa1);
+                Q6ScalesInt32(gb + Q6ScalesOffset + 16 * s, out var sb0, out var sb1);
+                Vector256<float> xsk = Vector256.Create(*xs);
+                acca = Fma.MultiplyAdd(Avx.ConvertToVector256Single(a0 * sa0 + a1 * sa1), da * xsk, acca);
+                accb = Fma.MultiplyAdd(Avx.ConvertToVector256Single(b0 * sb0 + b1 * sb1), db * xsk, accb);
+            }
+        }
+
+        ra = acca;
+        rb = accb;
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="Q6HalfPair"/>: each group's Σ (q − 32)·x over the half in int32 (<paramref name="offset"/>: 32·Σx).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6HalfPairVnni(byte* qa, byte* na, byte* qb, byte* nb, int* x, int offset, out Vector256<int> pa, out Vector256<int> pb)
+    {
+        UnpackQ6(Vector256.Load(qa), Vector256.Load(qa + 32), Vector256.Load(na), out var a0, out var a1, out var a2, out var a3);
+        UnpackQ6(Vector256.Load(qb), Vector256.Load(qb + 32), Vector256.Load(nb), out var b0, out var b1, out var b2, out var b3);
+        Vector256<sbyte> xv = Vector256.Create(x[0]).AsSByte();
+        Vector256<int> sa = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, a0, xv), sb = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, b0, xv);
+        xv = Vector256.Create(x[1]).AsSByte();
+        sa = AvxVnni.MultiplyWideningAndAdd(sa, a1, xv);
+        sb = AvxVnni.MultiplyWideningAndAdd(sb, b1, xv);
+        xv = Vector256.Create(x[2]).AsSByte();
+        sa = AvxVnni.MultiplyWideningAndAdd(sa, a2, xv);
+        sb = AvxVnni.MultiplyWideningAndAdd(sb, b2, xv);
+        xv = Vector256.Create(x[3]).AsSByte();
+        sa = AvxVnni.MultiplyWideningAndAdd(sa, a3, xv);
+        sb = AvxVnni.MultiplyWideningAndAdd(sb, b3, xv);
+        Vector256<int> o = Vector256.Create(offset);
+        pa = sa - o;
+        pb = sb - o;
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ6_Kx8N_256"/> (same bits per token).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ6_Kx8NVnni(byte* group, int superBlocks, sbyte* x, float* xs, int* offsets, int cols, int tokenCount,
+        Vector256<float>* acc)
+    {
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        int blocks = cols / BlockSize;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            acc[t] = Vector256<float>.Zero;
+        }
+
+        for (int k = 0; k < superBlocks; k++, group += Q6GroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + Q6dOffset), halfMask, halfScale);
+            PrefetchQ6Tail(group);
+            for (int s = 0; s < 8; s++)
+            {
+                PrefetchQ6SubBlock(group, s);
+                byte* q = group + s * Q6SubBlockBytes;
+                UnpackQ6(Vector256.Load(q), Vector256.Load(q + 32), Vector256.Load(q + 128), out var u0, out var u1, out var u2, out var u3);
+                UnpackQ6(Vector256.Load(q + 64), Vector256.Load(q + 96), Vector256.Load(q + 160), out var u4, out var u5, out var u6, out var u7);
+                Q6ScalesInt32(group + Q6ScalesOffset + 16 * s, out var s0, out var s1);
+                int b = 8 * k + s;
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    int* xb = (int*)(x + (long)t * cols + (long)b * BlockSize);
+                    Vector256<int> dot = Q6GroupDotVnni(u0, u1, u2, u3, u4, u5, u6, u7, xb, offsets + (long)t * 2 * blocks + 2 * b, s0, s1);
+                    acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * Vector256.Create(xs[(long)t * blocks + b]), acc[t]);
+                }
+            }
         }
     }
 }
