@@ -373,7 +373,7 @@ public static unsafe partial class QuantMatMul
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
         public bool FourStreams;  // decode: a whole item as four streams (FourStreamDecode)
-        public bool Vnni;         // Q8_0x8, Q4_0x8, Q4_Kx8 and Q6_Kx8 through their AVX-VNNI forms (UseVnni; same bits)
+        public bool Vnni;         // Q8_0x8, Q4_0x8 and the K-quant groups through their AVX-VNNI forms (UseVnni; same bits)
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
@@ -508,6 +508,7 @@ public static unsafe partial class QuantMatMul
                     StoreGroup(affineBits != 0 ? DotGroupAffineX8_256(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums)
                         : k && Vnni ? DotGroupQ4_Kx8Vnni(group, Blocks / 8, Codes, Scales, Sums)
                         : k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
+                        : q5 && Vnni ? DotGroupQ5_Kx8Vnni(group, Blocks / 8, Codes, Scales, Sums)
                         : q5 ? DotGroupQ5_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
                         : q6 && Vnni ? DotGroupQ6_Kx8Vnni(group, Blocks / 8, Codes, Scales, Offsets)
                         : q6 ? DotGroupQ6_Kx8_256(group, Blocks / 8, Codes, Scales, Offsets)
@@ -535,6 +536,10 @@ public static unsafe partial class QuantMatMul
                         else if (k)
                         {
                             DotGroupQ4_Kx8N_256(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
+                        }
+                        else if (q5 && Vnni)
+                        {
+                            DotGroupQ5_Kx8NVnni(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
                         }
                         else if (q5)
                         {

@@ -6,7 +6,7 @@ namespace Qwen3Sharp.Kernels;
 
 /// <summary>
 /// AVX-VNNI forms of the 8-row group kernels: <see cref="Tensors.DType.Q8_0x8"/>, <see cref="Tensors.DType.Q4_0x8"/>,
-/// <see cref="Tensors.DType.Q4_Kx8"/> and <see cref="Tensors.DType.Q6_Kx8"/> (decode walks and prefill token tiles; Q6_K's
+/// <see cref="Tensors.DType.Q4_Kx8"/>, <see cref="Tensors.DType.Q5_Kx8"/> and <see cref="Tensors.DType.Q6_Kx8"/> (decode walks and prefill token tiles; Q6_K's
 /// 16-element groups each a <c>vpdpbusd</c> chain in int32, less 32·Σx, times its scale), and the MLX affine groups' decode
 /// (<see cref="Tensors.DType.Affine8x8"/>, <see cref="Tensors.DType.Affine4x8"/>: the Q8_0 and Q4_0 block dots).
 /// <c>vpdpbusd</c> (256-bit, <c>AvxVnni</c>: Zen 5, Intel since Alder Lake; Zen 4 has only the EVEX form, which .NET 10
@@ -32,7 +32,7 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>True where products with <paramref name="format"/> (an 8-row group layout) take the AVX-VNNI kernels on this CPU.</summary>
     public static bool UsesVnni(Tensors.DType format) => UseVnni && format is Tensors.DType.Q8_0x8 or Tensors.DType.Q4_0x8 or Tensors.DType.Q4_Kx8
-        or Tensors.DType.Q6_Kx8 or Tensors.DType.Affine8x8 or Tensors.DType.Affine4x8;
+        or Tensors.DType.Q5_Kx8 or Tensors.DType.Q6_Kx8 or Tensors.DType.Affine8x8 or Tensors.DType.Affine4x8;
 
     /// <summary>The sign bit of every byte: XOR with it turns a signed code w into the unsigned byte w + 128.</summary>
     private static Vector256<sbyte> SignBits => Vector256.Create(unchecked((sbyte)0x80));
@@ -446,7 +446,10 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>Σ of unpacked nibble vectors (l against dword 2v, h against 2v + 1) times the 8 activation dwords at <paramref name="x"/>, in two chains.</summary>
+    /// <summary>
+    /// Σ of 8 unsigned code vectors (nibbles: l against dword 2v, h against 2v + 1; Q5_K: code vector c against dword c) times
+    /// the 8 activation dwords at <paramref name="x"/>, in two chains.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> NibblesVnni(Vector256<byte> l0, Vector256<byte> h0, Vector256<byte> l1, Vector256<byte> h1,
         Vector256<byte> l2, Vector256<byte> h2, Vector256<byte> l3, Vector256<byte> h3, int* x)
@@ -666,6 +669,91 @@ public static unsafe partial class QuantMatMul
                     Vector256<int> dot = Q6GroupDotVnni(u0, u1, u2, u3, u4, u5, u6, u7, xb, offsets + (long)t * 2 * blocks + 2 * b, s0, s1);
                     acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * Vector256.Create(xs[(long)t * blocks + b]), acc[t]);
                 }
+            }
+        }
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ5_Kx8_256"/> (same bits: the 5-bit codes' sub-block dots in int32).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static Vector256<float> DotGroupQ5_Kx8Vnni(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
+    {
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector256<float> acc = Vector256<float>.Zero;
+        for (int k = 0; k < superBlocks; k++, group += K5GroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + K5dOffset), halfMask, halfScale);
+            Vector256<float> mins = Vector256<float>.Zero;
+            for (int p = 0; p < K5GroupBytes - K5HighOffset; p += 64)
+            {
+                SimdMath.Prefetch(group + PrefetchBytes + K5HighOffset + p);
+            }
+
+            for (int s = 0; s < 8; s++, x += BlockSize, xs++, xsum++)
+            {
+                byte* q = group + s * GroupBlockBytes;
+                SimdMath.Prefetch(q + PrefetchBytes);
+                SimdMath.Prefetch(q + PrefetchBytes + 64);
+                Q5Codes(q, group + K5HighOffset + s * 32, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
+                    out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7);
+                Vector256<int> dot = NibblesVnni(c0, c1, c2, c3, c4, c5, c6, c7, (int*)x);
+                Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5ScalesOffset + s * GroupRows));
+                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5MinsOffset + s * GroupRows));
+                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(*xs), acc);
+                mins = Fma.MultiplyAdd(mc, Vector256.Create(*xs * *xsum), mins);
+            }
+
+            acc = Fma.MultiplyAddNegated(WidenHalves((short*)(group + K5dMinOffset), halfMask, halfScale), mins, acc);
+        }
+
+        return acc;
+    }
+
+    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ5_Kx8N_256"/> (same bits per token).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ5_Kx8NVnni(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
+        Vector256<float>* acc)
+    {
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        int blocks = cols / BlockSize;
+        Vector256<float>* mins = acc + tokenCount;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            acc[t] = Vector256<float>.Zero;
+        }
+
+        for (int k = 0; k < superBlocks; k++, group += K5GroupBytes)
+        {
+            Vector256<float> d = WidenHalves((short*)(group + K5dOffset), halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                mins[t] = Vector256<float>.Zero;
+            }
+
+            for (int s = 0; s < 8; s++)
+            {
+                byte* q = group + s * GroupBlockBytes, hb = group + K5HighOffset + s * 32;
+                SimdMath.Prefetch(q + PrefetchBytes);
+                SimdMath.Prefetch(q + PrefetchBytes + 64);
+                Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5ScalesOffset + s * GroupRows));
+                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5MinsOffset + s * GroupRows));
+                int b = 8 * k + s;
+                Q5Codes(q, hb, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
+                    out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7);   // once for every token
+                for (int t = 0; t < tokenCount; t++)
+                {
+                    long o = (long)t * blocks + b;
+                    Vector256<int> dot = NibblesVnni(c0, c1, c2, c3, c4, c5, c6, c7, (int*)(x + (long)t * cols + (long)b * BlockSize));
+                    acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(xs[o]), acc[t]);
+                    mins[t] = Fma.MultiplyAdd(mc, Vector256.Create(xs[o] * xsum[o]), mins[t]);
+                }
+            }
+
+            Vector256<float> dmin = WidenHalves((short*)(group + K5dMinOffset), halfMask, halfScale);
+            for (int t = 0; t < tokenCount; t++)
+            {
+                acc[t] = Fma.MultiplyAddNegated(dmin, mins[t], acc[t]);
             }
         }
     }

@@ -443,11 +443,12 @@ public sealed unsafe class Q4x8MatMulTests
     [InlineData(DType.Q8_0)]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
+    [InlineData(DType.Q5_K)]
     [InlineData(DType.Q6_K)]
     public void X8_AvxVnniForms_GiveTheBitsOfTheAvx2Forms_InEveryWalk(DType dtype)
     {
         // QuantMatMul.Vnni.cs: vpdpbusd on the sign-flipped Q8_0 codes less 128·Σx per block, on Q4_0's nibbles less 8·Σx,
-        // on Q4_K's nibbles per sub-block, on Q6_K's 16-element groups times their scales (the K-quants have no four-stream
+        // on Q4_K's nibbles and Q5_K's 5-bit codes per sub-block, on Q6_K's 16-element groups times their scales (the K-quants have no four-stream
         // walk; Q4_K has no pair walk either).
         // The block dot is exact either way, so the VNNI forms must give the AVX2 forms' bits: one group, two per pass,
         // four streams (FourStreamBytes shortened), and token tiles (prefill, 31 + 9 tokens), written and accumulated,
