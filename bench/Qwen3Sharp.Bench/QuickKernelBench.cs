@@ -100,6 +100,7 @@ internal static unsafe class QuickKernelBench
 
         if (what.StartsWith("smallbatch", StringComparison.Ordinal))
         {
+            MatMul.WideTiles = Environment.GetEnvironmentVariable("WIDE_TILES") != "0";   // the 4-row tiles on AVX-512, or not
             BatchKernelBench.Run(pool, threads, bandwidthBest, what.Length > 11 ? what[11..] : "stream,panel");
         }
 

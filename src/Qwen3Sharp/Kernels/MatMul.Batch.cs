@@ -113,6 +113,16 @@ public static unsafe partial class MatMul
         where TV : unmanaged where TS : ISimd<TV> where TR : ITileCount where TN : ITileCount
     {
         int r = 0;
+        if (TS.WideTile && TN.Count >= 3 && WideTiles)
+        {
+            // 32 vector registers: 4 rows × 3..5 tokens (up to 20 accumulators, 8 converted weight vectors, one activation)
+            for (; r + 4 <= rows; r += 4)
+            {
+                ushort* next = !prefetch ? null : r + 8 <= rows ? w + (long)(r + 4) * cols : nextChunk > 0 ? w + nextChunk : null;
+                TileBf16x4<TV, TS, TN>(w + (long)r * cols, cols, x, cols, k0, k1, acc + r * accStride, accStride, next);
+            }
+        }
+
         for (; r + TR.Count <= rows; r += TR.Count)
         {
             ushort* next = !prefetch ? null : r + 2 * TR.Count <= rows ? w + (long)(r + TR.Count) * cols : nextChunk > 0 ? w + nextChunk : null;
@@ -254,5 +264,78 @@ public static unsafe partial class MatMul
             if (TN.Count > 2) { a2[2] = c22; }
             if (TN.Count > 3) { a2[3] = c23; }
         }
+    }
+
+    /// <summary>Bench A/B switch for the 4-row tiles on 32-register machines (<see cref="TileBf16x4"/>).</summary>
+    internal static bool WideTiles = true;
+
+    /// <summary>
+    /// <see cref="TileBf16"/> with 4 rows and TN = 3..5 tokens, for 32-register machines (AVX-512): each weight vector
+    /// converted once serves TN tokens, each activation vector 4 rows. Every (row, token) sum takes the same steps in the
+    /// same order as in the narrower tiles, so the bits are theirs.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    internal static void TileBf16x4<TV, TS, TN>(ushort* w, long ws, float* x, long xs, int k0, int k1, TV* acc, int accStride, ushort* next)
+        where TV : unmanaged where TS : ISimd<TV> where TN : ITileCount
+    {
+        int lanes = TS.Count, block = 2 * lanes;
+        ushort* w1 = w + ws, w2 = w + 2 * ws, w3 = w + 3 * ws;
+        float* x1 = x + xs, x2 = x + 2 * xs, x3 = x + 3 * xs, x4 = x + 4 * xs;
+        TV* a1 = acc + accStride, a2 = acc + 2 * accStride, a3 = acc + 3 * accStride;
+        TV c00 = acc[0], c01 = acc[1], c02 = acc[2], c03 = TS.Zero, c04 = TS.Zero;
+        TV c10 = a1[0], c11 = a1[1], c12 = a1[2], c13 = TS.Zero, c14 = TS.Zero;
+        TV c20 = a2[0], c21 = a2[1], c22 = a2[2], c23 = TS.Zero, c24 = TS.Zero;
+        TV c30 = a3[0], c31 = a3[1], c32 = a3[2], c33 = TS.Zero, c34 = TS.Zero;
+        if (TN.Count > 3) { c03 = acc[3]; c13 = a1[3]; c23 = a2[3]; c33 = a3[3]; }
+        if (TN.Count > 4) { c04 = acc[4]; c14 = a1[4]; c24 = a2[4]; c34 = a3[4]; }
+        for (int c = k0; c < k1; c += block)
+        {
+            if (next != null && (c & 31) == 0)
+            {
+                SimdMath.Prefetch(next + c);
+                SimdMath.Prefetch(next + ws + c);
+                SimdMath.Prefetch(next + 2 * ws + c);
+                SimdMath.Prefetch(next + 3 * ws + c);
+            }
+
+            TS.LoadBf16Pair(w + c, out TV e0, out TV o0);
+            TS.LoadBf16Pair(w1 + c, out TV e1, out TV o1);
+            TS.LoadBf16Pair(w2 + c, out TV e2, out TV o2);
+            TS.LoadBf16Pair(w3 + c, out TV e3, out TV o3);
+            TV v = TS.Load(x + c);
+            c00 = TS.MultiplyAdd(e0, v, c00); c10 = TS.MultiplyAdd(e1, v, c10); c20 = TS.MultiplyAdd(e2, v, c20); c30 = TS.MultiplyAdd(e3, v, c30);
+            v = TS.Load(x + c + lanes);
+            c00 = TS.MultiplyAdd(o0, v, c00); c10 = TS.MultiplyAdd(o1, v, c10); c20 = TS.MultiplyAdd(o2, v, c20); c30 = TS.MultiplyAdd(o3, v, c30);
+            v = TS.Load(x1 + c);
+            c01 = TS.MultiplyAdd(e0, v, c01); c11 = TS.MultiplyAdd(e1, v, c11); c21 = TS.MultiplyAdd(e2, v, c21); c31 = TS.MultiplyAdd(e3, v, c31);
+            v = TS.Load(x1 + c + lanes);
+            c01 = TS.MultiplyAdd(o0, v, c01); c11 = TS.MultiplyAdd(o1, v, c11); c21 = TS.MultiplyAdd(o2, v, c21); c31 = TS.MultiplyAdd(o3, v, c31);
+            v = TS.Load(x2 + c);
+            c02 = TS.MultiplyAdd(e0, v, c02); c12 = TS.MultiplyAdd(e1, v, c12); c22 = TS.MultiplyAdd(e2, v, c22); c32 = TS.MultiplyAdd(e3, v, c32);
+            v = TS.Load(x2 + c + lanes);
+            c02 = TS.MultiplyAdd(o0, v, c02); c12 = TS.MultiplyAdd(o1, v, c12); c22 = TS.MultiplyAdd(o2, v, c22); c32 = TS.MultiplyAdd(o3, v, c32);
+            if (TN.Count > 3)
+            {
+                v = TS.Load(x3 + c);
+                c03 = TS.MultiplyAdd(e0, v, c03); c13 = TS.MultiplyAdd(e1, v, c13); c23 = TS.MultiplyAdd(e2, v, c23); c33 = TS.MultiplyAdd(e3, v, c33);
+                v = TS.Load(x3 + c + lanes);
+                c03 = TS.MultiplyAdd(o0, v, c03); c13 = TS.MultiplyAdd(o1, v, c13); c23 = TS.MultiplyAdd(o2, v, c23); c33 = TS.MultiplyAdd(o3, v, c33);
+            }
+
+            if (TN.Count > 4)
+            {
+                v = TS.Load(x4 + c);
+                c04 = TS.MultiplyAdd(e0, v, c04); c14 = TS.MultiplyAdd(e1, v, c14); c24 = TS.MultiplyAdd(e2, v, c24); c34 = TS.MultiplyAdd(e3, v, c34);
+                v = TS.Load(x4 + c + lanes);
+                c04 = TS.MultiplyAdd(o0, v, c04); c14 = TS.MultiplyAdd(o1, v, c14); c24 = TS.MultiplyAdd(o2, v, c24); c34 = TS.MultiplyAdd(o3, v, c34);
+            }
+        }
+
+        acc[0] = c00; acc[1] = c01; acc[2] = c02;
+        a1[0] = c10; a1[1] = c11; a1[2] = c12;
+        a2[0] = c20; a2[1] = c21; a2[2] = c22;
+        a3[0] = c30; a3[1] = c31; a3[2] = c32;
+        if (TN.Count > 3) { acc[3] = c03; a1[3] = c13; a2[3] = c23; a3[3] = c33; }
+        if (TN.Count > 4) { acc[4] = c04; a1[4] = c14; a2[4] = c24; a3[4] = c34; }
     }
 }

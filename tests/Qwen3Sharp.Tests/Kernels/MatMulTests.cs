@@ -157,6 +157,39 @@ public sealed class MatMulTests
     }
 
     [Fact]
+    public void TiledBf16_FourRowTiles_GiveTheNarrowTilesBits()
+    {
+        // MatMul.TileBf16x4 (32-register machines, 3..5-token groups): every (row, token) sum takes the same steps as in the
+        // 2- and 3-row tiles, so turning the wide tiles off changes no bit. Rows past a 4-row tile and the 24-row item,
+        // more than one column chunk, accumulate and overwrite.
+        using var pool = new WorkerPool(2);
+        var rng = new Random(29);
+        bool saved = MatMul.WideTiles;
+        try
+        {
+            foreach ((int rows, int cols) in new[] { (70, 100), (134, 2080), (53, 3000) })
+            {
+                using var weights = new TestWeights(rng, DType.BF16, rows, cols);
+                foreach (int tokens in new[] { 3, 4, 5, 7, 8, 13, 16, 31 })
+                {
+                    bool accumulate = (tokens & 1) == 0;
+                    float[] x = KernelAssert.Random(rng, tokens * cols);
+                    float[] narrow = KernelAssert.Random(rng, tokens * rows), wide = (float[])narrow.Clone();
+                    MatMul.WideTiles = false;
+                    MatMul.Run<Vector512<float>, Simd512>(pool, x, tokens, weights.View, narrow, accumulate, DecodeKernel.FourRows, MatMul.SmallBatchBf16.Tiled);
+                    MatMul.WideTiles = true;
+                    MatMul.Run<Vector512<float>, Simd512>(pool, x, tokens, weights.View, wide, accumulate, DecodeKernel.FourRows, MatMul.SmallBatchBf16.Tiled);
+                    Assert.Equal(narrow, wide);
+                }
+            }
+        }
+        finally
+        {
+            MatMul.WideTiles = saved;
+        }
+    }
+
+    [Fact]
     public void Multiply_ShortDestination_Throws()
     {
         using var pool = new WorkerPool(1);
