@@ -491,13 +491,20 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupAffineX8N_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
         int cols, int tokenCount, Vector256<float>* acc)
     {
-        if (bits == 8)
+        switch (bits, UseVnni)
         {
-            DotGroupAffineX8N_256<AffineCodes8>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg, cols, tokenCount, acc);
-        }
-        else
-        {
-            DotGroupAffineX8N_256<AffineCodes4>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg, cols, tokenCount, acc);
+            case (8, true):
+                DotGroupAffineX8N_256<AffineCodes8Vnni>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg, cols, tokenCount, acc);
+                break;
+            case (8, false):
+                DotGroupAffineX8N_256<AffineCodes8>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg, cols, tokenCount, acc);
+                break;
+            case (_, true):
+                DotGroupAffineX8N_256<AffineCodes4Vnni>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg, cols, tokenCount, acc);
+                break;
+            default:
+                DotGroupAffineX8N_256<AffineCodes4>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg, cols, tokenCount, acc);
+                break;
         }
     }
 
@@ -516,7 +523,7 @@ public static unsafe partial class QuantMatMul
 
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<float>* part = acc + tokenCount;       // [tokenCount]: each token's part of the current affine group
-        if (typeof(TC) == typeof(AffineCodes8))
+        if (typeof(TC) == typeof(AffineCodes8) || typeof(TC) == typeof(AffineCodes8Vnni))
         {
             // 8-bit: block by block, each block's codes made unsigned once for every token (as DotGroupQ8_0x8N_256), the
             // tokens' group parts in acc[tokenCount..]; the same float steps in the same order
@@ -531,6 +538,25 @@ public static unsafe partial class QuantMatMul
                 {
                     PrefetchQ8Block(group + PrefetchBytes);
                     sbyte* w = (sbyte*)group;
+                    if (typeof(TC) == typeof(AffineCodes8Vnni))
+                    {
+                        // AVX-VNNI: the codes made unsigned (+128) once, 128·Σx off per token (QuantMatMul.Vnni.cs; same bits)
+                        Vector256<sbyte> signBits = Vector256.Create(unchecked((sbyte)0x80));
+                        Vector256<byte> u0 = (Vector256.Load(w) ^ signBits).AsByte(), u1 = (Vector256.Load(w + 32) ^ signBits).AsByte();
+                        Vector256<byte> u2 = (Vector256.Load(w + 64) ^ signBits).AsByte(), u3 = (Vector256.Load(w + 96) ^ signBits).AsByte();
+                        Vector256<byte> u4 = (Vector256.Load(w + 128) ^ signBits).AsByte(), u5 = (Vector256.Load(w + 160) ^ signBits).AsByte();
+                        Vector256<byte> u6 = (Vector256.Load(w + 192) ^ signBits).AsByte(), u7 = (Vector256.Load(w + 224) ^ signBits).AsByte();
+                        for (int t = 0; t < tokenCount; t++)
+                        {
+                            long o = (long)t * blocks + k;
+                            int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
+                            Vector256<int> dot = NibblesVnni(u0, u1, u2, u3, u4, u5, u6, u7, xt) - Vector256.Create(xsum[o] << 7);
+                            part[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o]), part[t]);
+                        }
+
+                        continue;
+                    }
+
                     Vector256<byte> a0 = Avx2.Abs(Vector256.Load(w)), a1 = Avx2.Abs(Vector256.Load(w + 32));
                     Vector256<byte> a2 = Avx2.Abs(Vector256.Load(w + 64)), a3 = Avx2.Abs(Vector256.Load(w + 96));
                     Vector256<byte> a4 = Avx2.Abs(Vector256.Load(w + 128)), a5 = Avx2.Abs(Vector256.Load(w + 160));
@@ -580,8 +606,10 @@ public static unsafe partial class QuantMatMul
                 for (int t = 0; t < tokenCount; t++)
                 {
                     long o = (long)t * blocks + k;
-                    Vector256<short> pairs = GroupBlockPairs(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)k * BlockSize));
-                    Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones) - Vector256.Create(xsum[o] * centre);
+                    int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
+                    Vector256<int> dot = typeof(TC) == typeof(AffineCodes4Vnni)
+                        ? NibblesVnni(l0, h0, l1, h1, l2, h2, l3, h3, xt) - Vector256.Create(xsum[o] * centre)
+                        : Avx2.MultiplyAddAdjacent(GroupBlockPairs(l0, h0, l1, h1, l2, h2, l3, h3, xt), ones) - Vector256.Create(xsum[o] * centre);
                     part[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o]), part[t]);
                 }
             }

@@ -7,8 +7,9 @@ namespace Qwen3Sharp.Kernels;
 /// <summary>
 /// AVX-VNNI forms of the 8-row group kernels: <see cref="Tensors.DType.Q8_0x8"/>, <see cref="Tensors.DType.Q4_0x8"/>,
 /// <see cref="Tensors.DType.Q4_Kx8"/>, <see cref="Tensors.DType.Q5_Kx8"/> and <see cref="Tensors.DType.Q6_Kx8"/> (decode walks and prefill token tiles; Q6_K's
-/// 16-element groups each a <c>vpdpbusd</c> chain in int32, less 32·Σx, times its scale), and the MLX affine groups' decode
-/// (<see cref="Tensors.DType.Affine8x8"/>, <see cref="Tensors.DType.Affine4x8"/>: the Q8_0 and Q4_0 block dots).
+/// 16-element groups each a <c>vpdpbusd</c> chain in int32, less 32·Σx, times its scale), and the MLX affine groups
+/// (<see cref="Tensors.DType.Affine8x8"/>, <see cref="Tensors.DType.Affine4x8"/>: the Q8_0 and Q4_0 block dots; their
+/// token tiles in QuantMatMul.AffineX8.cs).
 /// <c>vpdpbusd</c> (256-bit, <c>AvxVnni</c>: Zen 5, Intel since Alder Lake; Zen 4 has only the EVEX form, which .NET 10
 /// exposes only under AVX10) multiplies unsigned by signed bytes and adds each lane's four products into int32 in one
 /// instruction, where AVX2 needs <c>vpabsb</c>, <c>vpsignb</c>, <c>vpmaddubsw</c>, <c>vpmaddwd</c> and an add. Signed

@@ -157,10 +157,10 @@ public sealed unsafe class AffineX8Tests
     [VnniTheory]
     [InlineData(8, 64)]
     [InlineData(4, 32)]
-    public void Decode_AvxVnniForms_GiveTheBitsOfTheAvx2Forms_InEveryWalk(int bits, int groupSize)
+    public void AvxVnniForms_GiveTheBitsOfTheAvx2Forms_InEveryWalkAndTheTokenTiles(int bits, int groupSize)
     {
         // QuantMatMul.Vnni.cs's AffineCodes8Vnni / AffineCodes4Vnni: one group, two per pass, four streams (FourStreamBytes
-        // shortened to quarters of 2 groups), written and accumulated. The 5-7-bit sources (stored as code − centre in the
+        // shortened to quarters of 2 groups), and the token tiles, written and accumulated. The 5-7-bit sources (stored as code − centre in the
         // 8-bit layout, centre ≠ 128) run through MlxTests' tiny-b-6bit model, which caught a bias of centre·Σx here.
         const int rows = 8 * 33 + 5, cols = 256;
         using var pool = new WorkerPool(2);
@@ -170,19 +170,23 @@ public sealed unsafe class AffineX8Tests
         bool savedVnni = QuantMatMul.UseVnni;
         try
         {
-            float[] one = Int8MatMulTests.Activations(new Random(47), cols);
+            float[] x = Int8MatMulTests.Activations(new Random(47), 40 * cols);
             QuantMatMul.FourStreamBytes = 2 * QuantMatMul.GroupRows * x8.RowBytes;
             foreach ((bool fourStreams, bool pairs) in new[] { (true, true), (false, true), (false, false) })
             {
                 QuantMatMul.FourStreamDecode = fourStreams;
                 QuantMatMul.TwoGroupsPerPass = pairs;
-                foreach (bool accumulate in new[] { false, true })
+                foreach (int tokens in new[] { 1, 3, 40 })   // decode walks, then the token tiles (31 + 9)
                 {
-                    float start = accumulate ? 0.5f : float.NaN;
-                    QuantMatMul.UseVnni = false;
-                    float[] avx2 = Run(QuantMatMul.Isa.Avx2, pool, one, 1, x8, start, accumulate);
-                    QuantMatMul.UseVnni = true;
-                    Assert.Equal(avx2, Run(QuantMatMul.Isa.Avx2, pool, one, 1, x8, start, accumulate));
+                    float[] xt = x.AsSpan(0, tokens * cols).ToArray();
+                    foreach (bool accumulate in new[] { false, true })
+                    {
+                        float start = accumulate ? 0.5f : float.NaN;
+                        QuantMatMul.UseVnni = false;
+                        float[] avx2 = Run(QuantMatMul.Isa.Avx2, pool, xt, tokens, x8, start, accumulate);
+                        QuantMatMul.UseVnni = true;
+                        Assert.Equal(avx2, Run(QuantMatMul.Isa.Avx2, pool, xt, tokens, x8, start, accumulate));
+                    }
                 }
             }
         }
