@@ -16,13 +16,15 @@ public enum DecodeKernel
     /// <c>ggml_vec_dot_bf16</c> does at decode). On Zen 4 the four-row kernel's T0 prefetch (16–48 KB ahead in a
     /// 32 KB L1D) evicted lines before use. Small batches (2..16 tokens) keep the four-row tile with its prefetch
     /// under both variants: they are compute bound, and dropping the prefetch there measured 0.55–0.78× (Zen 4).
+    /// The AVX-512 default until <see cref="FourStreams"/> beat it on a Zen 5.
     /// </summary>
     OneRow,
 
     /// <summary>
     /// Four rows at once from the four quarters of a work item (streams of 64 KiB for 2048 columns, far apart, each
     /// running on through its quarter's rows), no software prefetch: the quantized decode's four-stream walk for BF16
-    /// rows. Each row gets <see cref="OneRow"/>'s arithmetic in its order, so the two give the same bits.
+    /// rows. Each row gets <see cref="OneRow"/>'s arithmetic in its order, so the two give the same bits. The default where
+    /// 512-bit vectors are accelerated (<see cref="KernelSelection.ChooseDecode"/>).
     /// </summary>
     FourStreams,
 }
@@ -37,7 +39,7 @@ public enum BatchKernel
     Stream,
 
     /// <summary>
-    /// Register tiles of 2 rows × 4–5 tokens or 3 × 3 in dot-product form (each bf16 vector converted once per group of
+    /// Register tiles of 2 rows × 4–5 tokens or 3 × 3 (4 × 3–5 with 32 vector registers) in dot-product form (each bf16 vector converted once per group of
     /// 3–5 tokens, no idle lanes whatever the count), 1024-column chunks so a token group's activations stay in L1,
     /// for 3..31 tokens. Two tokens keep the pair kernel and 32+ the panels.
     /// </summary>
