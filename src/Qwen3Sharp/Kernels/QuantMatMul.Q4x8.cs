@@ -506,10 +506,10 @@ public static unsafe partial class QuantMatMul
                 else if (TokenCount == 1)
                 {
                     StoreGroup(affineBits != 0 ? DotGroupAffineX8_256(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums)
-                        : k && Vnni ? DotGroupQ4_Kx8Vnni(group, Blocks / 8, Codes, Scales, Sums)
-                        : k ? DotGroupQ4_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
-                        : q5 && Vnni ? DotGroupQ5_Kx8Vnni(group, Blocks / 8, Codes, Scales, Sums)
-                        : q5 ? DotGroupQ5_Kx8_256(group, Blocks / 8, Codes, Scales, Sums)
+                        : k && Vnni ? DotGroupQ4_Kx8_256<CodeDotVnni>(group, Blocks / 8, Codes, Scales, Sums)
+                        : k ? DotGroupQ4_Kx8_256<NibbleDotAvx2>(group, Blocks / 8, Codes, Scales, Sums)
+                        : q5 && Vnni ? DotGroupQ5_Kx8_256<CodeDotVnni>(group, Blocks / 8, Codes, Scales, Sums)
+                        : q5 ? DotGroupQ5_Kx8_256<Q5DotAvx2>(group, Blocks / 8, Codes, Scales, Sums)
                         : q6 && Vnni ? DotGroupQ6_Kx8Vnni(group, Blocks / 8, Codes, Scales, Offsets)
                         : q6 ? DotGroupQ6_Kx8_256(group, Blocks / 8, Codes, Scales, Offsets)
                         : q8 && Vnni ? DotGroupQ8_0x8Vnni(group, Blocks, Codes, Scales, Sums)
@@ -531,19 +531,19 @@ public static unsafe partial class QuantMatMul
                         }
                         else if (k && Vnni)
                         {
-                            DotGroupQ4_Kx8NVnni(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
+                            DotGroupQ4_Kx8N_256<CodeDotVnni>(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
                         }
                         else if (k)
                         {
-                            DotGroupQ4_Kx8N_256(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
+                            DotGroupQ4_Kx8N_256<NibbleDotAvx2>(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
                         }
                         else if (q5 && Vnni)
                         {
-                            DotGroupQ5_Kx8NVnni(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
+                            DotGroupQ5_Kx8N_256<CodeDotVnni>(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
                         }
                         else if (q5)
                         {
-                            DotGroupQ5_Kx8N_256(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
+                            DotGroupQ5_Kx8N_256<Q5DotAvx2>(group, Blocks / 8, x, xs, xsum, ColCount, tile, acc);
                         }
                         else if (q6 && Vnni)
                         {
@@ -611,6 +611,41 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> WidenHalves(short* h, Vector256<int> mask, Vector256<float> scale)
         => ((Avx2.ConvertToVector256Int32(h) << 13) & mask).AsSingle() * scale;
+
+    /// <summary>
+    /// One block's or sub-block's exact integer dot, per row (lane): 8 unsigned code vectors against the 8 activation dwords
+    /// at x, code vector c against dword c. The kernels that take it come in an AVX2 and an AVX-VNNI form with the same bits.
+    /// </summary>
+    internal interface ICodeDot
+    {
+        static abstract Vector256<int> Dot(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3,
+            Vector256<byte> c4, Vector256<byte> c5, Vector256<byte> c6, Vector256<byte> c7, int* x);
+    }
+
+    /// <summary>Codes ≤ 15 (nibbles): 8 <c>vpmaddubsw</c> summed in int16 (<see cref="GroupBlockPairs"/>), widened once.</summary>
+    internal readonly struct NibbleDotAvx2 : ICodeDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3,
+            Vector256<byte> c4, Vector256<byte> c5, Vector256<byte> c6, Vector256<byte> c7, int* x)
+            => Avx2.MultiplyAddAdjacent(GroupBlockPairs(c0, c1, c2, c3, c4, c5, c6, c7, x), Vector256.Create((short)1));
+    }
+
+    /// <summary>A block's 4 code vectors at <paramref name="q"/> as low and high nibbles (low against dword 2v, high against 2v + 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Nibbles(byte* q, Vector256<byte> m, out Vector256<byte> l0, out Vector256<byte> h0, out Vector256<byte> l1,
+        out Vector256<byte> h1, out Vector256<byte> l2, out Vector256<byte> h2, out Vector256<byte> l3, out Vector256<byte> h3)
+    {
+        Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
+        l0 = v0 & m;
+        h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+        l1 = v1 & m;
+        h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+        l2 = v2 & m;
+        h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+        l3 = v3 & m;
+        h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+    }
 
     /// <summary>Σ over 8 activation dwords of <c>vpmaddubsw</c> with the unpacked codes of one block, as int16 pairs.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -936,10 +971,10 @@ public static unsafe partial class QuantMatMul
     /// dmin·Σ_s m_s·(d_x·Σx_q) taken off in one FMA.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static Vector256<float> DotGroupQ4_Kx8_256(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
+    internal static Vector256<float> DotGroupQ4_Kx8_256<TDot>(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
+        where TDot : struct, ICodeDot
     {
         Vector256<byte> m = Vector256.Create((byte)0x0F);
-        Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acc = Vector256<float>.Zero;
@@ -955,13 +990,8 @@ public static unsafe partial class QuantMatMul
                 byte* q = group + s * GroupBlockBytes;
                 SimdMath.Prefetch(q + PrefetchBytes);
                 SimdMath.Prefetch(q + PrefetchBytes + 64);
-                Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
-                Vector256<short> pairs = GroupBlockPairs(
-                    v0 & m, Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m,
-                    v1 & m, Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m,
-                    v2 & m, Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m,
-                    v3 & m, Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m, (int*)x);
-                Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones);
+                Nibbles(q, m, out var l0, out var h0, out var l1, out var h1, out var l2, out var h2, out var l3, out var h3);
+                Vector256<int> dot = TDot.Dot(l0, h0, l1, h1, l2, h2, l3, h3, (int*)x);
                 Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
                 Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
                 acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(*xs), acc);
@@ -976,15 +1006,15 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>
     /// One group of Q4_K rows against <paramref name="tokenCount"/> tokens: each sub-block's codes unpacked once; per
-    /// token the arithmetic of <see cref="DotGroupQ4_Kx8_256"/> in the same order (the same bits as decoding it alone).
+    /// token the arithmetic of <see cref="DotGroupQ4_Kx8_256{TDot}"/> in the same order (the same bits as decoding it alone).
     /// <paramref name="acc"/> holds 2·tokenCount vectors: the sums, then the mins accumulators.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ4_Kx8N_256(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
+    internal static void DotGroupQ4_Kx8N_256<TDot>(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
         Vector256<float>* acc)
+        where TDot : struct, ICodeDot
     {
         Vector256<byte> m = Vector256.Create((byte)0x0F);
-        Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         int blocks = cols / BlockSize;
@@ -1010,19 +1040,14 @@ public static unsafe partial class QuantMatMul
                 byte* q = group + s * GroupBlockBytes;
                 SimdMath.Prefetch(q + PrefetchBytes);
                 SimdMath.Prefetch(q + PrefetchBytes + 64);
-                Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
-                Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
-                Vector256<byte> l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-                Vector256<byte> l2 = v2 & m, h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
-                Vector256<byte> l3 = v3 & m, h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                Nibbles(q, m, out var l0, out var h0, out var l1, out var h1, out var l2, out var h2, out var l3, out var h3);
                 Vector256<float> dsc = d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
                 Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
                 int b = 8 * k + s;
                 for (int t = 0; t < tokenCount; t++)
                 {
                     long o = (long)t * blocks + b;
-                    Vector256<short> pairs = GroupBlockPairs(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)b * BlockSize));
-                    Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones);
+                    Vector256<int> dot = TDot.Dot(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)b * BlockSize));
                     acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dsc * Vector256.Create(xs[o]), acc[t]);
                     mins[t] = Fma.MultiplyAdd(mc, Vector256.Create(xs[o] * xsum[o]), mins[t]);
                 }
@@ -1036,7 +1061,7 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>The scalar twin of <see cref="DotGroupQ4_Kx8_256"/>, bit for bit.</summary>
+    /// <summary>The scalar twin of <see cref="DotGroupQ4_Kx8_256{TDot}"/>, bit for bit.</summary>
     internal static void DotGroupQ4_Kx8Scalar(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, float* destination)
     {
         float* half = HalfTable.Values;

@@ -10,7 +10,7 @@ namespace Qwen3Sharp.Kernels;
 /// sub-block's low four bits as Q4_0x8 lays out a block, the 6-bit scales and mins as bytes, d and dmin per row) plus,
 /// per sub-block, one 32-byte vector of fifth bits: byte b holds bit 4 of the 8 code bytes at position b of the
 /// sub-block's 8 unpacked code vectors (bit c for vector c = 2v + (high nibble ? 1 : 0), v = 0..3; see
-/// <see cref="Q5SubBlockDot"/> for how the kernel joins them to the nibbles).
+/// <see cref="Q5Codes"/> for how the kernel joins them to the nibbles).
 /// Codes are then 0..31 against the int8 activation: <c>vpmaddubsw</c> pairs ≤ 2·31·127 = 7874, so four are summed in
 /// int16 (≤ 31496 &lt; 2^15) and each half widened by <c>vpmaddwd</c>. The float steps are Q4_Kx8's (w = d·sc·q − dmin·m),
 /// and the scalar twin <see cref="DotGroupQ5_Kx8Scalar"/> gives the AVX2 kernel's bits exactly.
@@ -155,21 +155,11 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
-    /// The 8 rows' exact integer dots of one Q5_Kx8 sub-block (codes at <paramref name="q"/>, fifth bits at
-    /// <paramref name="hb"/>) with the activation dwords at <paramref name="x"/>: code vector c's fifth bits are bit c of
-    /// each byte, moved to bit 4..7 (vectors 0-3 by one shared 16-bit shift by 4, never across a byte), masked, and
-    /// <c>vpminub</c> with 16 turns a set bit into 16; then four <c>vpmaddubsw</c> summed in int16 per half, each half widened.
-    /// One shift for all eight vectors instead of one each: vector shifts have fewer ports than and/min/or.
+    /// A Q5_Kx8 sub-block's eight code vectors (0..31 per byte; codes at <paramref name="q"/>, fifth bits at
+    /// <paramref name="hb"/>): code vector c's fifth bits are bit c of each byte, moved to bit 4..7 (vectors 0-3 by one
+    /// shared 16-bit shift by 4, never across a byte), masked, and <c>vpminub</c> with 16 turns a set bit into 16. One shift
+    /// for all eight vectors instead of one each: vector shifts have fewer ports than and/min/or.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Q5SubBlockDot(byte* q, byte* hb, int* x, Vector256<short> ones)
-    {
-        Q5Codes(q, hb, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
-            out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7);
-        return Q5CodesDot(c0, c1, c2, c3, c4, c5, c6, c7, x, ones);
-    }
-
-    /// <summary>A Q5_Kx8 sub-block's eight code vectors (0..31 per byte; see <see cref="Q5SubBlockDot"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Q5Codes(byte* q, byte* hb, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
         out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7)
@@ -188,6 +178,15 @@ public static unsafe partial class QuantMatMul
         c7 = (Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m) | Avx2.Min(h1 & b7, b4);
     }
 
+    /// <summary>5-bit codes in AVX2: four <c>vpmaddubsw</c> per int16 sum (eight would overflow), each half widened.</summary>
+    internal readonly struct Q5DotAvx2 : ICodeDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3,
+            Vector256<byte> c4, Vector256<byte> c5, Vector256<byte> c6, Vector256<byte> c7, int* x)
+            => Q5CodesDot(c0, c1, c2, c3, c4, c5, c6, c7, x, Vector256.Create((short)1));
+    }
+
     /// <summary>The 8 rows' exact dots of a sub-block's code vectors with the activation dwords at <paramref name="x"/>: four <c>vpmaddubsw</c> per int16 sum, each half widened.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Q5CodesDot(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3,
@@ -200,11 +199,11 @@ public static unsafe partial class QuantMatMul
         return Avx2.MultiplyAddAdjacent(first, ones) + Avx2.MultiplyAddAdjacent(second, ones);
     }
 
-    /// <summary>One group of 8 Q5_K rows against one token: the steps of <see cref="DotGroupQ4_Kx8_256"/> with 5-bit codes.</summary>
+    /// <summary>One group of 8 Q5_K rows against one token: the steps of <see cref="DotGroupQ4_Kx8_256{TDot}"/> with 5-bit codes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static Vector256<float> DotGroupQ5_Kx8_256(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
+    internal static Vector256<float> DotGroupQ5_Kx8_256<TDot>(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
+        where TDot : struct, ICodeDot
     {
-        Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acc = Vector256<float>.Zero;
@@ -222,7 +221,9 @@ public static unsafe partial class QuantMatMul
                 byte* q = group + s * GroupBlockBytes;
                 SimdMath.Prefetch(q + PrefetchBytes);
                 SimdMath.Prefetch(q + PrefetchBytes + 64);
-                Vector256<int> dot = Q5SubBlockDot(q, group + K5HighOffset + s * 32, (int*)x, ones);
+                Q5Codes(q, group + K5HighOffset + s * 32, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
+                    out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7);
+                Vector256<int> dot = TDot.Dot(c0, c1, c2, c3, c4, c5, c6, c7, (int*)x);
                 Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5ScalesOffset + s * GroupRows));
                 Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5MinsOffset + s * GroupRows));
                 acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(*xs), acc);
@@ -237,14 +238,14 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>
     /// One group of Q5_K rows against <paramref name="tokenCount"/> tokens: each sub-block's codes joined once for every token;
-    /// per token the arithmetic of <see cref="DotGroupQ5_Kx8_256"/> in the same order (the same bits as decoding it alone).
+    /// per token the arithmetic of <see cref="DotGroupQ5_Kx8_256{TDot}"/> in the same order (the same bits as decoding it alone).
     /// <paramref name="acc"/> holds 2·tokenCount vectors: the sums, then the mins accumulators.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ5_Kx8N_256(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
+    internal static void DotGroupQ5_Kx8N_256<TDot>(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
         Vector256<float>* acc)
+        where TDot : struct, ICodeDot
     {
-        Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         int blocks = cols / BlockSize;
@@ -275,7 +276,7 @@ public static unsafe partial class QuantMatMul
                 for (int t = 0; t < tokenCount; t++)
                 {
                     long o = (long)t * blocks + b;
-                    Vector256<int> dot = Q5CodesDot(c0, c1, c2, c3, c4, c5, c6, c7, (int*)(x + (long)t * cols + (long)b * BlockSize), ones);
+                    Vector256<int> dot = TDot.Dot(c0, c1, c2, c3, c4, c5, c6, c7, (int*)(x + (long)t * cols + (long)b * BlockSize));
                     acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(xs[o]), acc[t]);
                     mins[t] = Fma.MultiplyAdd(mc, Vector256.Create(xs[o] * xsum[o]), mins[t]);
                 }
@@ -289,7 +290,7 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>The scalar twin of <see cref="DotGroupQ5_Kx8_256"/>, bit for bit.</summary>
+    /// <summary>The scalar twin of <see cref="DotGroupQ5_Kx8_256{TDot}"/>, bit for bit.</summary>
     internal static void DotGroupQ5_Kx8Scalar(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, float* destination)
     {
         float* half = HalfTable.Values;

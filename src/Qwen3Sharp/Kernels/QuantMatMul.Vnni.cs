@@ -358,95 +358,6 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ4_Kx8_256"/> (same bits: each sub-block's nibble dot is exact in int32 either way).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static Vector256<float> DotGroupQ4_Kx8Vnni(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
-    {
-        Vector256<byte> m = Vector256.Create((byte)0x0F);
-        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
-        Vector256<float> halfScale = HalfScale;
-        Vector256<float> acc = Vector256<float>.Zero;
-        for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
-        {
-            Vector256<float> d = WidenHalves((short*)(group + KdOffset), halfMask, halfScale);
-            Vector256<float> mins = Vector256<float>.Zero;
-            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset);
-            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 64);
-            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 128);
-            for (int s = 0; s < 8; s++, x += BlockSize, xs++, xsum++)
-            {
-                byte* q = group + s * GroupBlockBytes;
-                SimdMath.Prefetch(q + PrefetchBytes);
-                SimdMath.Prefetch(q + PrefetchBytes + 64);
-                Vector256<int> dot = Q4VnniBlock(q, (int*)x, m);
-                Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
-                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
-                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(*xs), acc);
-                mins = Fma.MultiplyAdd(mc, Vector256.Create(*xs * *xsum), mins);
-            }
-
-            acc = Fma.MultiplyAddNegated(WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale), mins, acc);
-        }
-
-        return acc;
-    }
-
-    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ4_Kx8N_256"/> (same bits per token).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ4_Kx8NVnni(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
-        Vector256<float>* acc)
-    {
-        Vector256<byte> m = Vector256.Create((byte)0x0F);
-        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
-        Vector256<float> halfScale = HalfScale;
-        int blocks = cols / BlockSize;
-        Vector256<float>* mins = acc + tokenCount;
-        for (int t = 0; t < tokenCount; t++)
-        {
-            acc[t] = Vector256<float>.Zero;
-        }
-
-        for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
-        {
-            Vector256<float> d = WidenHalves((short*)(group + KdOffset), halfMask, halfScale);
-            for (int t = 0; t < tokenCount; t++)
-            {
-                mins[t] = Vector256<float>.Zero;
-            }
-
-            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset);
-            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 64);
-            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 128);
-            for (int s = 0; s < 8; s++)
-            {
-                byte* q = group + s * GroupBlockBytes;
-                SimdMath.Prefetch(q + PrefetchBytes);
-                SimdMath.Prefetch(q + PrefetchBytes + 64);
-                Vector256<byte> v0 = Vector256.Load(q), v1 = Vector256.Load(q + 32), v2 = Vector256.Load(q + 64), v3 = Vector256.Load(q + 96);
-                Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
-                Vector256<byte> l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-                Vector256<byte> l2 = v2 & m, h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
-                Vector256<byte> l3 = v3 & m, h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
-                Vector256<float> dsc = d * Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows));
-                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows));
-                int b = 8 * k + s;
-                for (int t = 0; t < tokenCount; t++)
-                {
-                    long o = (long)t * blocks + b;
-                    Vector256<int> dot = NibblesVnni(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)b * BlockSize));
-                    acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dsc * Vector256.Create(xs[o]), acc[t]);
-                    mins[t] = Fma.MultiplyAdd(mc, Vector256.Create(xs[o] * xsum[o]), mins[t]);
-                }
-            }
-
-            Vector256<float> dmin = WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale);
-            for (int t = 0; t < tokenCount; t++)
-            {
-                acc[t] = Fma.MultiplyAddNegated(dmin, mins[t], acc[t]);
-            }
-        }
-    }
-
     /// <summary>
     /// Σ of 8 unsigned code vectors (nibbles: l against dword 2v, h against 2v + 1; Q5_K: code vector c against dword c) times
     /// the 8 activation dwords at <paramref name="x"/>, in two chains.
@@ -464,6 +375,15 @@ public static unsafe partial class QuantMatMul
         a = AvxVnni.MultiplyWideningAndAdd(a, l3, Vector256.Create(x[6]).AsSByte());
         b = AvxVnni.MultiplyWideningAndAdd(b, h3, Vector256.Create(x[7]).AsSByte());
         return a + b;
+    }
+
+    /// <summary>The AVX-VNNI <see cref="ICodeDot"/> (nibbles and 5-bit codes alike: <see cref="NibblesVnni"/>), for the K-quant kernels' generic forms.</summary>
+    internal readonly struct CodeDotVnni : ICodeDot
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Dot(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3,
+            Vector256<byte> c4, Vector256<byte> c5, Vector256<byte> c6, Vector256<byte> c7, int* x)
+            => NibblesVnni(c0, c1, c2, c3, c4, c5, c6, c7, x);
     }
 
     /// <summary>
@@ -674,88 +594,4 @@ public static unsafe partial class QuantMatMul
         }
     }
 
-    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ5_Kx8_256"/> (same bits: the 5-bit codes' sub-block dots in int32).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static Vector256<float> DotGroupQ5_Kx8Vnni(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum)
-    {
-        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
-        Vector256<float> halfScale = HalfScale;
-        Vector256<float> acc = Vector256<float>.Zero;
-        for (int k = 0; k < superBlocks; k++, group += K5GroupBytes)
-        {
-            Vector256<float> d = WidenHalves((short*)(group + K5dOffset), halfMask, halfScale);
-            Vector256<float> mins = Vector256<float>.Zero;
-            for (int p = 0; p < K5GroupBytes - K5HighOffset; p += 64)
-            {
-                SimdMath.Prefetch(group + PrefetchBytes + K5HighOffset + p);
-            }
-
-            for (int s = 0; s < 8; s++, x += BlockSize, xs++, xsum++)
-            {
-                byte* q = group + s * GroupBlockBytes;
-                SimdMath.Prefetch(q + PrefetchBytes);
-                SimdMath.Prefetch(q + PrefetchBytes + 64);
-                Q5Codes(q, group + K5HighOffset + s * 32, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
-                    out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7);
-                Vector256<int> dot = NibblesVnni(c0, c1, c2, c3, c4, c5, c6, c7, (int*)x);
-                Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5ScalesOffset + s * GroupRows));
-                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5MinsOffset + s * GroupRows));
-                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(*xs), acc);
-                mins = Fma.MultiplyAdd(mc, Vector256.Create(*xs * *xsum), mins);
-            }
-
-            acc = Fma.MultiplyAddNegated(WidenHalves((short*)(group + K5dMinOffset), halfMask, halfScale), mins, acc);
-        }
-
-        return acc;
-    }
-
-    /// <summary>The AVX-VNNI form of <see cref="DotGroupQ5_Kx8N_256"/> (same bits per token).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ5_Kx8NVnni(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
-        Vector256<float>* acc)
-    {
-        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
-        Vector256<float> halfScale = HalfScale;
-        int blocks = cols / BlockSize;
-        Vector256<float>* mins = acc + tokenCount;
-        for (int t = 0; t < tokenCount; t++)
-        {
-            acc[t] = Vector256<float>.Zero;
-        }
-
-        for (int k = 0; k < superBlocks; k++, group += K5GroupBytes)
-        {
-            Vector256<float> d = WidenHalves((short*)(group + K5dOffset), halfMask, halfScale);
-            for (int t = 0; t < tokenCount; t++)
-            {
-                mins[t] = Vector256<float>.Zero;
-            }
-
-            for (int s = 0; s < 8; s++)
-            {
-                byte* q = group + s * GroupBlockBytes, hb = group + K5HighOffset + s * 32;
-                SimdMath.Prefetch(q + PrefetchBytes);
-                SimdMath.Prefetch(q + PrefetchBytes + 64);
-                Vector256<float> sc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5ScalesOffset + s * GroupRows));
-                Vector256<float> mc = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5MinsOffset + s * GroupRows));
-                int b = 8 * k + s;
-                Q5Codes(q, hb, out Vector256<byte> c0, out Vector256<byte> c1, out Vector256<byte> c2, out Vector256<byte> c3,
-                    out Vector256<byte> c4, out Vector256<byte> c5, out Vector256<byte> c6, out Vector256<byte> c7);   // once for every token
-                for (int t = 0; t < tokenCount; t++)
-                {
-                    long o = (long)t * blocks + b;
-                    Vector256<int> dot = NibblesVnni(c0, c1, c2, c3, c4, c5, c6, c7, (int*)(x + (long)t * cols + (long)b * BlockSize));
-                    acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), d * sc * Vector256.Create(xs[o]), acc[t]);
-                    mins[t] = Fma.MultiplyAdd(mc, Vector256.Create(xs[o] * xsum[o]), mins[t]);
-                }
-            }
-
-            Vector256<float> dmin = WidenHalves((short*)(group + K5dMinOffset), halfMask, halfScale);
-            for (int t = 0; t < tokenCount; t++)
-            {
-                acc[t] = Fma.MultiplyAddNegated(dmin, mins[t], acc[t]);
-            }
-        }
-    }
 }
