@@ -503,49 +503,13 @@ public static unsafe partial class MatMul
             int c = 0;
             for (; c < main2; c += 2 * block)
             {
-                TV xe = TS.Load(xp + c), xo = TS.Load(xp + c + lanes);
-                TV ye = TS.Load(xp + c + block), yo = TS.Load(xp + c + block + lanes);
-                TS.LoadBf16Pair(p0 + c, out TV e, out TV o);
-                a0 = TS.MultiplyAdd(e, xe, a0);
-                b0 = TS.MultiplyAdd(o, xo, b0);
-                TS.LoadBf16Pair(p1 + c, out e, out o);
-                a1 = TS.MultiplyAdd(e, xe, a1);
-                b1 = TS.MultiplyAdd(o, xo, b1);
-                TS.LoadBf16Pair(p2 + c, out e, out o);
-                a2 = TS.MultiplyAdd(e, xe, a2);
-                b2 = TS.MultiplyAdd(o, xo, b2);
-                TS.LoadBf16Pair(p3 + c, out e, out o);
-                a3 = TS.MultiplyAdd(e, xe, a3);
-                b3 = TS.MultiplyAdd(o, xo, b3);
-                TS.LoadBf16Pair(p0 + c + block, out e, out o);
-                c0 = TS.MultiplyAdd(e, ye, c0);
-                d0 = TS.MultiplyAdd(o, yo, d0);
-                TS.LoadBf16Pair(p1 + c + block, out e, out o);
-                c1 = TS.MultiplyAdd(e, ye, c1);
-                d1 = TS.MultiplyAdd(o, yo, d1);
-                TS.LoadBf16Pair(p2 + c + block, out e, out o);
-                c2 = TS.MultiplyAdd(e, ye, c2);
-                d2 = TS.MultiplyAdd(o, yo, d2);
-                TS.LoadBf16Pair(p3 + c + block, out e, out o);
-                c3 = TS.MultiplyAdd(e, ye, c3);
-                d3 = TS.MultiplyAdd(o, yo, d3);
+                Bf16BlockOfFour<TV, TS>(p0, p1, p2, p3, c, xp, ref a0, ref b0, ref a1, ref b1, ref a2, ref b2, ref a3, ref b3);
+                Bf16BlockOfFour<TV, TS>(p0, p1, p2, p3, c + block, xp, ref c0, ref d0, ref c1, ref d1, ref c2, ref d2, ref c3, ref d3);
             }
 
             for (; c < main; c += block)
             {
-                TV xe = TS.Load(xp + c), xo = TS.Load(xp + c + lanes);
-                TS.LoadBf16Pair(p0 + c, out TV e, out TV o);
-                a0 = TS.MultiplyAdd(e, xe, a0);
-                b0 = TS.MultiplyAdd(o, xo, b0);
-                TS.LoadBf16Pair(p1 + c, out e, out o);
-                a1 = TS.MultiplyAdd(e, xe, a1);
-                b1 = TS.MultiplyAdd(o, xo, b1);
-                TS.LoadBf16Pair(p2 + c, out e, out o);
-                a2 = TS.MultiplyAdd(e, xe, a2);
-                b2 = TS.MultiplyAdd(o, xo, b2);
-                TS.LoadBf16Pair(p3 + c, out e, out o);
-                a3 = TS.MultiplyAdd(e, xe, a3);
-                b3 = TS.MultiplyAdd(o, xo, b3);
+                Bf16BlockOfFour<TV, TS>(p0, p1, p2, p3, c, xp, ref a0, ref b0, ref a1, ref b1, ref a2, ref b2, ref a3, ref b3);
             }
 
             Store(y + r, TS.Sum(TS.Add(TS.Add(a0, b0), TS.Add(c0, d0))) + Bf16Tail(p0, xp, main, cols), accumulate);
@@ -555,6 +519,27 @@ public static unsafe partial class MatMul
         }
 
         DecodeRowBf16<TV, TS>(w, cols, xp, r0 + 4 * q, r1, y, accumulate);
+    }
+
+    /// <summary>One block (2 vectors of columns from <paramref name="c"/>) of four rows: even elements into a, odd into b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Bf16BlockOfFour<TV, TS>(ushort* p0, ushort* p1, ushort* p2, ushort* p3, int c, float* xp,
+        ref TV a0, ref TV b0, ref TV a1, ref TV b1, ref TV a2, ref TV b2, ref TV a3, ref TV b3)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        TV xe = TS.Load(xp + c), xo = TS.Load(xp + c + TS.Count);
+        TS.LoadBf16Pair(p0 + c, out TV e, out TV o);
+        a0 = TS.MultiplyAdd(e, xe, a0);
+        b0 = TS.MultiplyAdd(o, xo, b0);
+        TS.LoadBf16Pair(p1 + c, out e, out o);
+        a1 = TS.MultiplyAdd(e, xe, a1);
+        b1 = TS.MultiplyAdd(o, xo, b1);
+        TS.LoadBf16Pair(p2 + c, out e, out o);
+        a2 = TS.MultiplyAdd(e, xe, a2);
+        b2 = TS.MultiplyAdd(o, xo, b2);
+        TS.LoadBf16Pair(p3 + c, out e, out o);
+        a3 = TS.MultiplyAdd(e, xe, a3);
+        b3 = TS.MultiplyAdd(o, xo, b3);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -318,8 +318,8 @@ public static unsafe partial class QuantMatMul
     /// One affine x8 group of 8 rows against one token: lane i is row i's dot product. <paramref name="blocksPerGroup"/>
     /// = group size / 32; <paramref name="xg"/>: the token's activation sums per affine group (<see cref="AffineActivationSums"/>).
     /// </summary>
-    internal static Vector256<float> DotGroupAffineX8_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg)
-        => (bits, UseVnni) switch
+    internal static Vector256<float> DotGroupAffineX8_256(int bits, bool vnni, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg)
+        => (bits, vnni) switch
         {
             (8, true) => DotGroupAffineX8_256<AffineCodes8Vnni>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg),
             (8, false) => DotGroupAffineX8_256<AffineCodes8>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg),
@@ -358,10 +358,10 @@ public static unsafe partial class QuantMatMul
     /// each lane has the bits <see cref="DotGroupAffineX8_256"/> gives it (the block dots are exact integers; the float steps
     /// are the same).
     /// </summary>
-    internal static void DotGroupPairAffineX8_256(int bits, int centre, byte* ga, byte* gb, int blocks, int blocksPerGroup, sbyte* x, float* xs,
+    internal static void DotGroupPairAffineX8_256(int bits, bool vnni, int centre, byte* ga, byte* gb, int blocks, int blocksPerGroup, sbyte* x, float* xs,
         int* xsum, float* xg, out Vector256<float> ra, out Vector256<float> rb)
     {
-        switch (bits, UseVnni)
+        switch (bits, vnni)
         {
             case (8, true):
                 DotGroupPairAffineX8_256<AffineCodes8Vnni>(centre, ga, gb, blocks, blocksPerGroup, x, xs, xsum, xg, out ra, out rb);
@@ -415,10 +415,10 @@ public static unsafe partial class QuantMatMul
     /// <see cref="FourStreamDecode"/> item; two BlockDotTwice per block, no software prefetch): <paramref name="result"/>[j]
     /// is group j's, with the bits <see cref="DotGroupAffineX8_256"/> gives it.
     /// </summary>
-    internal static void DotGroupQuadAffineX8_256(int bits, int centre, byte* g0, long stride, int blocks, int blocksPerGroup, sbyte* x, float* xs,
+    internal static void DotGroupQuadAffineX8_256(int bits, bool vnni, int centre, byte* g0, long stride, int blocks, int blocksPerGroup, sbyte* x, float* xs,
         int* xsum, float* xg, Vector256<float>* result)
     {
-        switch (bits, UseVnni)
+        switch (bits, vnni)
         {
             case (8, true):
                 DotGroupQuadAffineX8_256<AffineCodes8Vnni>(centre, g0, stride, blocks, blocksPerGroup, x, xs, xsum, xg, result);
@@ -488,10 +488,10 @@ public static unsafe partial class QuantMatMul
     /// <see cref="DotGroupAffineX8_256"/>, so every token's result has the same bits as decoding it alone.
     /// <paramref name="acc"/> holds 2·<paramref name="tokenCount"/> vectors: the results, then each token's group part.
     /// </summary>
-    internal static void DotGroupAffineX8N_256(int bits, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
+    internal static void DotGroupAffineX8N_256(int bits, bool vnni, int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
         int cols, int tokenCount, Vector256<float>* acc)
     {
-        switch (bits, UseVnni)
+        switch (bits, vnni)
         {
             case (8, true):
                 DotGroupAffineX8N_256<AffineCodes8Vnni>(centre, group, blocks, blocksPerGroup, x, xs, xsum, xg, cols, tokenCount, acc);
@@ -541,16 +541,12 @@ public static unsafe partial class QuantMatMul
                     if (typeof(TC) == typeof(AffineCodes8Vnni))
                     {
                         // AVX-VNNI: the codes made unsigned (+128) once, 128·Σx off per token (QuantMatMul.Vnni.cs; same bits)
-                        Vector256<sbyte> signBits = Vector256.Create(unchecked((sbyte)0x80));
-                        Vector256<byte> u0 = (Vector256.Load(w) ^ signBits).AsByte(), u1 = (Vector256.Load(w + 32) ^ signBits).AsByte();
-                        Vector256<byte> u2 = (Vector256.Load(w + 64) ^ signBits).AsByte(), u3 = (Vector256.Load(w + 96) ^ signBits).AsByte();
-                        Vector256<byte> u4 = (Vector256.Load(w + 128) ^ signBits).AsByte(), u5 = (Vector256.Load(w + 160) ^ signBits).AsByte();
-                        Vector256<byte> u6 = (Vector256.Load(w + 192) ^ signBits).AsByte(), u7 = (Vector256.Load(w + 224) ^ signBits).AsByte();
+                        SignFlipped(w, out var u0, out var u1, out var u2, out var u3, out var u4, out var u5, out var u6, out var u7);
                         for (int t = 0; t < tokenCount; t++)
                         {
                             long o = (long)t * blocks + k;
                             int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
-                            Vector256<int> dot = NibblesVnni(u0, u1, u2, u3, u4, u5, u6, u7, xt) - Vector256.Create(xsum[o] << 7);
+                            Vector256<int> dot = CodesVnni(u0, u1, u2, u3, u4, u5, u6, u7, xt) - Vector256.Create(xsum[o] << 7);
                             part[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o]), part[t]);
                         }
 
@@ -608,7 +604,7 @@ public static unsafe partial class QuantMatMul
                     long o = (long)t * blocks + k;
                     int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
                     Vector256<int> dot = typeof(TC) == typeof(AffineCodes4Vnni)
-                        ? NibblesVnni(l0, h0, l1, h1, l2, h2, l3, h3, xt) - Vector256.Create(xsum[o] * centre)
+                        ? CodesVnni(l0, h0, l1, h1, l2, h2, l3, h3, xt) - Vector256.Create(xsum[o] * centre)
                         : Avx2.MultiplyAddAdjacent(GroupBlockPairs(l0, h0, l1, h1, l2, h2, l3, h3, xt), ones) - Vector256.Create(xsum[o] * centre);
                     part[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[o]), part[t]);
                 }

@@ -373,7 +373,7 @@ public static unsafe partial class QuantMatMul
         public float* Y;          // [TokenCount, RowCount]
         public int TokenCount, RowCount, ColCount, Blocks, ItemGroups;
         public bool FourStreams;  // decode: a whole item as four streams (FourStreamDecode)
-        public bool Vnni;         // Q8_0x8, Q4_0x8 and the K-quant groups through their AVX-VNNI forms (UseVnni; same bits)
+        public bool Vnni;         // every group format through its AVX-VNNI form (UseVnni; same bits)
         public bool Accumulate;
 
         public readonly void Execute(int index, int worker)
@@ -404,7 +404,7 @@ public static unsafe partial class QuantMatMul
                             DotGroupQuadQ4_0x8_256(first, quarter * GroupBytes, Blocks, Codes, Scales, Sums, acc);
                             break;
                         default:
-                            DotGroupQuadAffineX8_256(Format == DType.Affine8x8 ? 8 : 4, AffineCentre, first, quarter * GroupBytes, Blocks, BlocksPerGroup,
+                            DotGroupQuadAffineX8_256(Format == DType.Affine8x8 ? 8 : 4, Vnni, AffineCentre, first, quarter * GroupBytes, Blocks, BlocksPerGroup,
                                 Codes, Scales, Sums, GroupSums, acc);
                             break;
                     }
@@ -434,7 +434,7 @@ public static unsafe partial class QuantMatMul
                     byte* next = group + GroupBytes;
                     if (affineBits != 0)
                     {
-                        DotGroupPairAffineX8_256(affineBits, AffineCentre, group, next, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums,
+                        DotGroupPairAffineX8_256(affineBits, Vnni, AffineCentre, group, next, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums,
                             out first, out second);
                     }
                     else if (q8 && Vnni)
@@ -505,7 +505,7 @@ public static unsafe partial class QuantMatMul
                 }
                 else if (TokenCount == 1)
                 {
-                    StoreGroup(affineBits != 0 ? DotGroupAffineX8_256(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums)
+                    StoreGroup(affineBits != 0 ? DotGroupAffineX8_256(affineBits, Vnni, AffineCentre, group, Blocks, BlocksPerGroup, Codes, Scales, Sums, GroupSums)
                         : k && Vnni ? DotGroupQ4_Kx8_256<CodeDotVnni>(group, Blocks / 8, Codes, Scales, Sums)
                         : k ? DotGroupQ4_Kx8_256<NibbleDotAvx2>(group, Blocks / 8, Codes, Scales, Sums)
                         : q5 && Vnni ? DotGroupQ5_Kx8_256<CodeDotVnni>(group, Blocks / 8, Codes, Scales, Sums)
@@ -527,7 +527,7 @@ public static unsafe partial class QuantMatMul
                         int* xsum = Sums + (long)t0 * Blocks;
                         if (affineBits != 0)
                         {
-                            DotGroupAffineX8N_256(affineBits, AffineCentre, group, Blocks, BlocksPerGroup, x, xs, xsum, GroupSums + (long)t0 * affineGroups, ColCount, tile, acc);
+                            DotGroupAffineX8N_256(affineBits, Vnni, AffineCentre, group, Blocks, BlocksPerGroup, x, xs, xsum, GroupSums + (long)t0 * affineGroups, ColCount, tile, acc);
                         }
                         else if (k && Vnni)
                         {

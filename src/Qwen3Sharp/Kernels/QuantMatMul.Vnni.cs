@@ -38,6 +38,22 @@ public static unsafe partial class QuantMatMul
     /// <summary>The sign bit of every byte: XOR with it turns a signed code w into the unsigned byte w + 128.</summary>
     private static Vector256<sbyte> SignBits => Vector256.Create(unchecked((sbyte)0x80));
 
+    /// <summary>A Q8_0x8 block's 8 code vectors at <paramref name="w"/> made unsigned (+128), once for every token of a tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SignFlipped(sbyte* w, out Vector256<byte> u0, out Vector256<byte> u1, out Vector256<byte> u2, out Vector256<byte> u3,
+        out Vector256<byte> u4, out Vector256<byte> u5, out Vector256<byte> u6, out Vector256<byte> u7)
+    {
+        Vector256<sbyte> signBits = SignBits;
+        u0 = (Vector256.Load(w) ^ signBits).AsByte();
+        u1 = (Vector256.Load(w + 32) ^ signBits).AsByte();
+        u2 = (Vector256.Load(w + 64) ^ signBits).AsByte();
+        u3 = (Vector256.Load(w + 96) ^ signBits).AsByte();
+        u4 = (Vector256.Load(w + 128) ^ signBits).AsByte();
+        u5 = (Vector256.Load(w + 160) ^ signBits).AsByte();
+        u6 = (Vector256.Load(w + 192) ^ signBits).AsByte();
+        u7 = (Vector256.Load(w + 224) ^ signBits).AsByte();
+    }
+
     /// <summary>acc + per lane Σ of 4 products (w + 128) · x for code vector <paramref name="w"/> against the activation dword <paramref name="x"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Q8Vnni(Vector256<int> acc, sbyte* w, Vector256<sbyte> x, Vector256<sbyte> signBits)
@@ -183,7 +199,6 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupQ8_0x8NVnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount, Vector256<float>* acc)
     {
         short* d = (short*)(group + (long)blocks * Q8GroupBlockBytes);
-        Vector256<sbyte> signBits = SignBits;
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         for (int t = 0; t < tokenCount; t++)
@@ -195,24 +210,12 @@ public static unsafe partial class QuantMatMul
         {
             PrefetchQ8Block(group + PrefetchBytes);
             Vector256<float> dw = WidenHalves(d, halfMask, halfScale);
-            sbyte* w = (sbyte*)group;
-            Vector256<byte> u0 = (Vector256.Load(w) ^ signBits).AsByte(), u1 = (Vector256.Load(w + 32) ^ signBits).AsByte();
-            Vector256<byte> u2 = (Vector256.Load(w + 64) ^ signBits).AsByte(), u3 = (Vector256.Load(w + 96) ^ signBits).AsByte();
-            Vector256<byte> u4 = (Vector256.Load(w + 128) ^ signBits).AsByte(), u5 = (Vector256.Load(w + 160) ^ signBits).AsByte();
-            Vector256<byte> u6 = (Vector256.Load(w + 192) ^ signBits).AsByte(), u7 = (Vector256.Load(w + 224) ^ signBits).AsByte();
+            SignFlipped((sbyte*)group, out var u0, out var u1, out var u2, out var u3, out var u4, out var u5, out var u6, out var u7);
             for (int t = 0; t < tokenCount; t++)
             {
                 long o = (long)t * blocks + k;
                 int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
-                Vector256<int> a = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u0, Vector256.Create(xt[0]).AsSByte());
-                Vector256<int> b = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, u1, Vector256.Create(xt[1]).AsSByte());
-                a = AvxVnni.MultiplyWideningAndAdd(a, u2, Vector256.Create(xt[2]).AsSByte());
-                b = AvxVnni.MultiplyWideningAndAdd(b, u3, Vector256.Create(xt[3]).AsSByte());
-                a = AvxVnni.MultiplyWideningAndAdd(a, u4, Vector256.Create(xt[4]).AsSByte());
-                b = AvxVnni.MultiplyWideningAndAdd(b, u5, Vector256.Create(xt[5]).AsSByte());
-                a = AvxVnni.MultiplyWideningAndAdd(a, u6, Vector256.Create(xt[6]).AsSByte());
-                b = AvxVnni.MultiplyWideningAndAdd(b, u7, Vector256.Create(xt[7]).AsSByte());
-                Vector256<int> dot = (a + b) - Vector256.Create(xsum[o] << 7);
+                Vector256<int> dot = CodesVnni(u0, u1, u2, u3, u4, u5, u6, u7, xt) - Vector256.Create(xsum[o] << 7);
                 acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
             }
         }
@@ -352,7 +355,7 @@ public static unsafe partial class QuantMatMul
             {
                 long o = (long)t * blocks + k;
                 int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
-                Vector256<int> dot = NibblesVnni(l0, h0, l1, h1, l2, h2, l3, h3, xt) - Vector256.Create(xsum[o] << 3);
+                Vector256<int> dot = CodesVnni(l0, h0, l1, h1, l2, h2, l3, h3, xt) - Vector256.Create(xsum[o] << 3);
                 acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
             }
         }
@@ -363,7 +366,7 @@ public static unsafe partial class QuantMatMul
     /// the 8 activation dwords at <paramref name="x"/>, in two chains.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> NibblesVnni(Vector256<byte> l0, Vector256<byte> h0, Vector256<byte> l1, Vector256<byte> h1,
+    private static Vector256<int> CodesVnni(Vector256<byte> l0, Vector256<byte> h0, Vector256<byte> l1, Vector256<byte> h1,
         Vector256<byte> l2, Vector256<byte> h2, Vector256<byte> l3, Vector256<byte> h3, int* x)
     {
         Vector256<int> a = AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, l0, Vector256.Create(x[0]).AsSByte());
@@ -377,13 +380,13 @@ public static unsafe partial class QuantMatMul
         return a + b;
     }
 
-    /// <summary>The AVX-VNNI <see cref="ICodeDot"/> (nibbles and 5-bit codes alike: <see cref="NibblesVnni"/>), for the K-quant kernels' generic forms.</summary>
+    /// <summary>The AVX-VNNI <see cref="ICodeDot"/> (nibbles and 5-bit codes alike: <see cref="CodesVnni"/>), for the K-quant kernels' generic forms.</summary>
     internal readonly struct CodeDotVnni : ICodeDot
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<int> Dot(Vector256<byte> c0, Vector256<byte> c1, Vector256<byte> c2, Vector256<byte> c3,
             Vector256<byte> c4, Vector256<byte> c5, Vector256<byte> c6, Vector256<byte> c7, int* x)
-            => NibblesVnni(c0, c1, c2, c3, c4, c5, c6, c7, x);
+            => CodesVnni(c0, c1, c2, c3, c4, c5, c6, c7, x);
     }
 
     /// <summary>
