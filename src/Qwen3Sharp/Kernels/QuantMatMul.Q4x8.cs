@@ -27,8 +27,20 @@ public static unsafe partial class QuantMatMul
     /// <summary>Code bytes of one block of a group (8 rows × 16 bytes).</summary>
     private const int GroupBlockBytes = GroupRows * 16;
 
-    /// <summary>Bytes of one group of 8 rows of <paramref name="cols"/> columns (codes, then scales).</summary>
-    internal static long GroupBytes(int cols) => (long)cols / BlockSize * GroupRows * 18;
+    /// <summary>Bytes of one <see cref="DType.Q4_0x8"/> scale run: the 8 rows' fp16 scales of one block.</summary>
+    private const int Q4ScaleBytes = GroupRows * 2;
+
+    /// <summary>
+    /// Bytes of one block of a <see cref="DType.Q4_0x8"/> group: its 8 scales, then its 128 code bytes, so that a group is
+    /// one sequential stream. With the scales in a run after the codes (the layout until session 15), every group was a
+    /// stream with a second one 8 KiB ahead of it, and on the Zen 5 that broke the hardware prefetcher: one thread read
+    /// 8 KiB of every 9 KiB at 10.9 GB/s against 33.1 for all of it (<c>Qwen3Sharp.Bench quick 1 pattern</c>,
+    /// <c>PATTERNS=9216/1/128,9216/1/128/0/1024</c>).
+    /// </summary>
+    private const int Q4BlockBytes = Q4ScaleBytes + GroupBlockBytes;
+
+    /// <summary>Bytes of one group of 8 rows of <paramref name="cols"/> columns (per block: scales, then codes).</summary>
+    internal static long GroupBytes(int cols) => (long)cols / BlockSize * Q4BlockBytes;
 
     /// <summary>The 8-row layout a row-major block format is repacked into at load (Q4_0, Q4_K, Q5_K, Q6_K, Q8_0), or null.</summary>
     public static DType? GroupLayoutOf(DType rowFormat) => rowFormat switch
@@ -112,8 +124,8 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>
     /// A Q4_0 matrix [rows, cols] (row-major blocks) into <see cref="DType.Q4_0x8"/> at <paramref name="destination"/>
-    /// (<see cref="RepackedBytesQ4_0x8"/> bytes): for each group of 8 rows, each block's 8×16 code bytes regrouped into
-    /// the four vectors the kernel loads, then the group's scales.
+    /// (<see cref="RepackedBytesQ4_0x8"/> bytes): for each group of 8 rows and each block, the 8 rows' scales, then their
+    /// 8×16 code bytes regrouped into the four vectors the kernel loads.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
     public static void RepackQ4_0x8(byte* source, int rows, int cols, byte* destination)
@@ -123,23 +135,23 @@ public static unsafe partial class QuantMatMul
         int groups = (rows + GroupRows - 1) / GroupRows;
         for (int g = 0; g < groups; g++)
         {
-            byte* codes = destination + g * groupBytes;                  // [blocks][4 vectors][8 rows][4 bytes]
-            ushort* scales = (ushort*)(codes + (long)blocks * GroupBlockBytes);   // [blocks][8 rows]
+            byte* group = destination + g * groupBytes;   // [blocks]: [8 rows] fp16 scales, then [4 vectors][8 rows][4 bytes] codes
             for (int i = 0; i < GroupRows; i++)
             {
                 int r = g * GroupRows + i;
                 byte* block = source + r * rowBytes;
                 for (int k = 0; k < blocks; k++, block += 18)
                 {
-                    uint* q = (uint*)(codes + (long)k * GroupBlockBytes) + i;
+                    ushort* scales = (ushort*)(group + (long)k * Q4BlockBytes);
+                    uint* q = (uint*)((byte*)scales + Q4ScaleBytes) + i;
                     if (r >= rows)
                     {
                         q[0] = q[8] = q[16] = q[24] = 0;
-                        scales[k * GroupRows + i] = 0;
+                        scales[i] = 0;
                         continue;
                     }
 
-                    scales[k * GroupRows + i] = *(ushort*)block;
+                    scales[i] = *(ushort*)block;
                     // source byte b: element b (low nibble), element b + 16 (high nibble). Vector v, byte j: element
                     // 8v + j (low nibble), 8v + 4 + j (high nibble).
                     ulong s0 = *(ulong*)(block + 2), s1 = *(ulong*)(block + 10);
@@ -168,9 +180,8 @@ public static unsafe partial class QuantMatMul
     public static float ElementQ4_0x8(byte* data, int cols, int row, int col)
     {
         int blocks = cols / BlockSize, i = row % GroupRows, k = col / BlockSize;
-        byte* codes = data + row / GroupRows * GroupBytes(cols);
-        ushort d = ((ushort*)(codes + (long)blocks * GroupBlockBytes))[k * GroupRows + i];
-        return HalfToSingle(d) * (CodeQ4_0x8(codes + (long)k * GroupBlockBytes, i, col % BlockSize) - 8);
+        byte* block = data + row / GroupRows * GroupBytes(cols) + (long)k * Q4BlockBytes;
+        return HalfToSingle(((ushort*)block)[i]) * (CodeQ4_0x8(block + Q4ScaleBytes, i, col % BlockSize) - 8);
     }
 
     /// <summary>Row <paramref name="row"/> of any block-format matrix to float32 (embedding lookups, prefill panels).</summary>
@@ -213,13 +224,12 @@ public static unsafe partial class QuantMatMul
         }
 
         int cols = w.ColCount, blocks = cols / BlockSize, i = row % GroupRows;
-        byte* codes = w.Data + row / GroupRows * GroupBytes(cols);
-        ushort* scales = (ushort*)(codes + (long)blocks * GroupBlockBytes);
+        byte* block = w.Data + row / GroupRows * GroupBytes(cols);
         uint* gathered = stackalloc uint[8];     // the row's 32 codes of one block, in element order
-        for (int k = 0; k < blocks; k++, codes += GroupBlockBytes, destination += BlockSize)
+        for (int k = 0; k < blocks; k++, block += Q4BlockBytes, destination += BlockSize)
         {
-            GatherQ4Codes(codes, i, gathered);
-            ScaleCodes((byte*)gathered, BlockSize, HalfToSingle(scales[k * GroupRows + i]), 8, 0, destination);
+            GatherQ4Codes(block + Q4ScaleBytes, i, gathered);
+            ScaleCodes((byte*)gathered, BlockSize, HalfToSingle(((ushort*)block)[i]), 8, 0, destination);
         }
     }
 
@@ -693,14 +703,15 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupPairQ4_0x8_256(byte* ga, byte* gb, int blocks, sbyte* x, float* xs, int* xsum,
         out Vector256<float> ra, out Vector256<float> rb)
     {
-        short* da = (short*)(ga + (long)blocks * GroupBlockBytes);
-        short* db = (short*)(gb + (long)blocks * GroupBlockBytes);
+        short* da = (short*)ga, db = (short*)gb;
+        ga += Q4ScaleBytes;
+        gb += Q4ScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, ga += GroupBlockBytes, gb += GroupBlockBytes, da += GroupRows, db += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, ga += Q4BlockBytes, gb += Q4BlockBytes, da += Q4BlockBytes / 2, db += Q4BlockBytes / 2, x += BlockSize)
         {
             SimdMath.Prefetch(ga + PrefetchBytes);
             SimdMath.Prefetch(ga + PrefetchBytes + 64);
@@ -727,16 +738,17 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupQuadQ4_0x8_256(byte* g0, long stride, int blocks, sbyte* x, float* xs, int* xsum, Vector256<float>* result)
     {
-        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
-        short* d0 = (short*)(g0 + (long)blocks * GroupBlockBytes);
+        short* d0 = (short*)g0;
         long ds = stride / sizeof(short);
+        g0 += Q4ScaleBytes;
+        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, g0 += GroupBlockBytes, g1 += GroupBlockBytes, g2 += GroupBlockBytes, g3 += GroupBlockBytes,
-            d0 += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, g0 += Q4BlockBytes, g1 += Q4BlockBytes, g2 += Q4BlockBytes, g3 += Q4BlockBytes,
+            d0 += Q4BlockBytes / 2, x += BlockSize)
         {
             BlockPairsTwice(g0, g1, (int*)x, m, out Vector256<short> p0, out Vector256<short> p1);
             BlockPairsTwice(g2, g3, (int*)x, m, out Vector256<short> p2, out Vector256<short> p3);
@@ -758,13 +770,14 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static Vector256<float> DotGroupQ4_0x8_256(byte* group, int blocks, sbyte* x, float* xs, int* xsum)
     {
-        short* d = (short*)(group + (long)blocks * GroupBlockBytes);
+        short* d = (short*)group;
+        group += Q4ScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acc = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, group += GroupBlockBytes, d += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, group += Q4BlockBytes, d += Q4BlockBytes / 2, x += BlockSize)
         {
             SimdMath.Prefetch(group + PrefetchBytes);
             SimdMath.Prefetch(group + PrefetchBytes + 64);
@@ -792,7 +805,8 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupQ4_0x8N_256(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
         Vector256<float>* acc)
     {
-        short* d = (short*)(group + (long)blocks * GroupBlockBytes);
+        short* d = (short*)group;
+        group += Q4ScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
@@ -802,7 +816,7 @@ public static unsafe partial class QuantMatMul
             acc[t] = Vector256<float>.Zero;
         }
 
-        for (int k = 0; k < blocks; k++, group += GroupBlockBytes, d += GroupRows)
+        for (int k = 0; k < blocks; k++, group += Q4BlockBytes, d += Q4BlockBytes / 2)
         {
             SimdMath.Prefetch(group + PrefetchBytes);
             SimdMath.Prefetch(group + PrefetchBytes + 64);
@@ -830,13 +844,13 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupQ4_0x8Scalar(byte* group, int blocks, sbyte* x, float* xs, int* xsum, float* destination)
     {
         float* half = HalfTable.Values;
-        ushort* d = (ushort*)(group + (long)blocks * GroupBlockBytes);
         for (int i = 0; i < GroupRows; i++)
         {
             float acc = 0;
             for (int k = 0; k < blocks; k++)
             {
-                byte* codes = group + (long)k * GroupBlockBytes;
+                ushort* d = (ushort*)(group + (long)k * Q4BlockBytes);
+                byte* codes = (byte*)d + Q4ScaleBytes;
                 sbyte* xk = x + (long)k * BlockSize;
                 int dot = 0;
                 for (int e = 0; e < BlockSize; e++)
@@ -845,7 +859,7 @@ public static unsafe partial class QuantMatMul
                 }
 
                 dot -= xsum[k] << 3;
-                acc = MathF.FusedMultiplyAdd(dot, half[d[k * GroupRows + i]] * xs[k], acc);
+                acc = MathF.FusedMultiplyAdd(dot, half[d[i]] * xs[k], acc);
             }
 
             destination[i] = acc;

@@ -249,12 +249,13 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static Vector256<float> DotGroupQ4_0x8Vnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum)
     {
-        short* d = (short*)(group + (long)blocks * GroupBlockBytes);
+        short* d = (short*)group;
+        group += Q4ScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acc = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, group += GroupBlockBytes, d += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, group += Q4BlockBytes, d += Q4BlockBytes / 2, x += BlockSize)
         {
             SimdMath.Prefetch(group + PrefetchBytes);
             SimdMath.Prefetch(group + PrefetchBytes + 64);
@@ -270,13 +271,14 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupPairQ4_0x8Vnni(byte* ga, byte* gb, int blocks, sbyte* x, float* xs, int* xsum,
         out Vector256<float> ra, out Vector256<float> rb)
     {
-        short* da = (short*)(ga + (long)blocks * GroupBlockBytes);
-        short* db = (short*)(gb + (long)blocks * GroupBlockBytes);
+        short* da = (short*)ga, db = (short*)gb;
+        ga += Q4ScaleBytes;
+        gb += Q4ScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, ga += GroupBlockBytes, gb += GroupBlockBytes, da += GroupRows, db += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, ga += Q4BlockBytes, gb += Q4BlockBytes, da += Q4BlockBytes / 2, db += Q4BlockBytes / 2, x += BlockSize)
         {
             SimdMath.Prefetch(ga + PrefetchBytes);
             SimdMath.Prefetch(ga + PrefetchBytes + 64);
@@ -298,15 +300,16 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupQuadQ4_0x8Vnni(byte* g0, long stride, int blocks, sbyte* x, float* xs, int* xsum, Vector256<float>* result)
     {
-        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
-        short* d0 = (short*)(g0 + (long)blocks * GroupBlockBytes);
+        short* d0 = (short*)g0;
         long ds = stride / sizeof(short);
+        g0 += Q4ScaleBytes;
+        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, g0 += GroupBlockBytes, g1 += GroupBlockBytes, g2 += GroupBlockBytes, g3 += GroupBlockBytes,
-            d0 += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, g0 += Q4BlockBytes, g1 += Q4BlockBytes, g2 += Q4BlockBytes, g3 += Q4BlockBytes,
+            d0 += Q4BlockBytes / 2, x += BlockSize)
         {
             int* xi = (int*)x;
             Vector256<int> offset = Vector256.Create(xsum[k] << 3);
@@ -331,7 +334,8 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupQ4_0x8NVnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
         Vector256<float>* acc)
     {
-        short* d = (short*)(group + (long)blocks * GroupBlockBytes);
+        short* d = (short*)group;
+        group += Q4ScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
@@ -340,7 +344,7 @@ public static unsafe partial class QuantMatMul
             acc[t] = Vector256<float>.Zero;
         }
 
-        for (int k = 0; k < blocks; k++, group += GroupBlockBytes, d += GroupRows)
+        for (int k = 0; k < blocks; k++, group += Q4BlockBytes, d += Q4BlockBytes / 2)
         {
             SimdMath.Prefetch(group + PrefetchBytes);
             SimdMath.Prefetch(group + PrefetchBytes + 64);
