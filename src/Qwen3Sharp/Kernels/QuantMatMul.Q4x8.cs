@@ -27,8 +27,8 @@ public static unsafe partial class QuantMatMul
     /// <summary>Code bytes of one block of a group (8 rows × 16 bytes).</summary>
     private const int GroupBlockBytes = GroupRows * 16;
 
-    /// <summary>Bytes of one <see cref="DType.Q4_0x8"/> scale run: the 8 rows' fp16 scales of one block.</summary>
-    private const int Q4ScaleBytes = GroupRows * 2;
+    /// <summary>Bytes of the 8 rows' fp16 scales of one block of a <see cref="DType.Q4_0x8"/> or <see cref="DType.Q8_0x8"/> group.</summary>
+    private const int GroupScaleBytes = GroupRows * 2;
 
     /// <summary>
     /// Bytes of one block of a <see cref="DType.Q4_0x8"/> group: its 8 scales, then its 128 code bytes, so that a group is
@@ -37,7 +37,7 @@ public static unsafe partial class QuantMatMul
     /// 8 KiB of every 9 KiB at 10.9 GB/s against 33.1 for all of it (<c>Qwen3Sharp.Bench quick 1 pattern</c>,
     /// <c>PATTERNS=9216/1/128,9216/1/128/0/1024</c>).
     /// </summary>
-    private const int Q4BlockBytes = Q4ScaleBytes + GroupBlockBytes;
+    private const int Q4BlockBytes = GroupScaleBytes + GroupBlockBytes;
 
     /// <summary>Bytes of one group of 8 rows of <paramref name="cols"/> columns (per block: scales, then codes).</summary>
     internal static long GroupBytes(int cols) => (long)cols / BlockSize * Q4BlockBytes;
@@ -143,7 +143,7 @@ public static unsafe partial class QuantMatMul
                 for (int k = 0; k < blocks; k++, block += 18)
                 {
                     ushort* scales = (ushort*)(group + (long)k * Q4BlockBytes);
-                    uint* q = (uint*)((byte*)scales + Q4ScaleBytes) + i;
+                    uint* q = (uint*)((byte*)scales + GroupScaleBytes) + i;
                     if (r >= rows)
                     {
                         q[0] = q[8] = q[16] = q[24] = 0;
@@ -179,9 +179,9 @@ public static unsafe partial class QuantMatMul
     /// <summary>Element (<paramref name="row"/>, <paramref name="col"/>) of a <see cref="DType.Q4_0x8"/> matrix (slow path).</summary>
     public static float ElementQ4_0x8(byte* data, int cols, int row, int col)
     {
-        int blocks = cols / BlockSize, i = row % GroupRows, k = col / BlockSize;
+        int i = row % GroupRows, k = col / BlockSize;
         byte* block = data + row / GroupRows * GroupBytes(cols) + (long)k * Q4BlockBytes;
-        return HalfToSingle(((ushort*)block)[i]) * (CodeQ4_0x8(block + Q4ScaleBytes, i, col % BlockSize) - 8);
+        return HalfToSingle(((ushort*)block)[i]) * (CodeQ4_0x8(block + GroupScaleBytes, i, col % BlockSize) - 8);
     }
 
     /// <summary>Row <paramref name="row"/> of any block-format matrix to float32 (embedding lookups, prefill panels).</summary>
@@ -228,7 +228,7 @@ public static unsafe partial class QuantMatMul
         uint* gathered = stackalloc uint[8];     // the row's 32 codes of one block, in element order
         for (int k = 0; k < blocks; k++, block += Q4BlockBytes, destination += BlockSize)
         {
-            GatherQ4Codes(block + Q4ScaleBytes, i, gathered);
+            GatherQ4Codes(block + GroupScaleBytes, i, gathered);
             ScaleCodes((byte*)gathered, BlockSize, HalfToSingle(((ushort*)block)[i]), 8, 0, destination);
         }
     }
@@ -704,8 +704,8 @@ public static unsafe partial class QuantMatMul
         out Vector256<float> ra, out Vector256<float> rb)
     {
         short* da = (short*)ga, db = (short*)gb;
-        ga += Q4ScaleBytes;
-        gb += Q4ScaleBytes;
+        ga += GroupScaleBytes;
+        gb += GroupScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
@@ -740,7 +740,7 @@ public static unsafe partial class QuantMatMul
     {
         short* d0 = (short*)g0;
         long ds = stride / sizeof(short);
-        g0 += Q4ScaleBytes;
+        g0 += GroupScaleBytes;
         byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
@@ -771,7 +771,7 @@ public static unsafe partial class QuantMatMul
     internal static Vector256<float> DotGroupQ4_0x8_256(byte* group, int blocks, sbyte* x, float* xs, int* xsum)
     {
         short* d = (short*)group;
-        group += Q4ScaleBytes;
+        group += GroupScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
@@ -806,7 +806,7 @@ public static unsafe partial class QuantMatMul
         Vector256<float>* acc)
     {
         short* d = (short*)group;
-        group += Q4ScaleBytes;
+        group += GroupScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
@@ -850,7 +850,7 @@ public static unsafe partial class QuantMatMul
             for (int k = 0; k < blocks; k++)
             {
                 ushort* d = (ushort*)(group + (long)k * Q4BlockBytes);
-                byte* codes = (byte*)d + Q4ScaleBytes;
+                byte* codes = (byte*)d + GroupScaleBytes;
                 sbyte* xk = x + (long)k * BlockSize;
                 int dot = 0;
                 for (int e = 0; e < BlockSize; e++)

@@ -22,8 +22,11 @@ public static unsafe partial class QuantMatMul
     /// <summary>Code bytes of one Q8_0 block of a group (8 rows × 32 bytes).</summary>
     private const int Q8GroupBlockBytes = GroupRows * 32;
 
-    /// <summary>Bytes of one group of 8 Q8_0 rows of <paramref name="cols"/> columns (codes, then scales).</summary>
-    private static long Q8GroupBytes(int cols) => (long)cols / BlockSize * GroupRows * 34;
+    /// <summary>Bytes of one block of a <see cref="DType.Q8_0x8"/> group: its 8 scales, then its codes (one sequential stream per group, as Q4_0x8's blocks).</summary>
+    private const int Q8BlockBytes = GroupScaleBytes + Q8GroupBlockBytes;
+
+    /// <summary>Bytes of one group of 8 Q8_0 rows of <paramref name="cols"/> columns (per block: scales, then codes).</summary>
+    private static long Q8GroupBytes(int cols) => (long)cols / BlockSize * Q8BlockBytes;
 
     /// <summary>Bytes of a <see cref="DType.Q8_0x8"/> matrix (the last group padded to 8 rows).</summary>
     public static long RepackedBytesQ8_0x8(int rows, int cols) => (long)((rows + GroupRows - 1) / GroupRows) * Q8GroupBytes(cols);
@@ -48,8 +51,8 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>
     /// A Q8_0 matrix [rows, cols] (row-major blocks) into <see cref="DType.Q8_0x8"/> at <paramref name="destination"/>
-    /// (<see cref="RepackedBytesQ8_0x8"/> bytes): per group of 8 rows, each block's codes as 8 vectors [vector v][row i][4 bytes]
-    /// (codes 4v..4v+3 of row i), then the group's scales [block][row].
+    /// (<see cref="RepackedBytesQ8_0x8"/> bytes): per group of 8 rows and block, the 8 rows' scales, then the block's codes as
+    /// 8 vectors [vector v][row i][4 bytes] (codes 4v..4v+3 of row i).
     /// </summary>
     public static void RepackQ8_0x8(byte* source, int rows, int cols, byte* destination)
     {
@@ -58,21 +61,21 @@ public static unsafe partial class QuantMatMul
         int groups = (rows + GroupRows - 1) / GroupRows;
         for (int g = 0; g < groups; g++)
         {
-            byte* codes = destination + g * groupBytes;                                // [blocks][8 vectors][8 rows][4 bytes]
-            ushort* scales = (ushort*)(codes + (long)blocks * Q8GroupBlockBytes);     // [blocks][8 rows]
+            byte* group = destination + g * groupBytes;   // [blocks]: [8 rows] fp16 scales, then [8 vectors][8 rows][4 bytes] codes
             for (int i = 0; i < GroupRows; i++)
             {
                 int r = g * GroupRows + i;
                 byte* block = source + r * rowBytes;
                 for (int k = 0; k < blocks; k++, block += 34)
                 {
-                    uint* q = (uint*)(codes + (long)k * Q8GroupBlockBytes) + i;
+                    ushort* scales = (ushort*)(group + (long)k * Q8BlockBytes);
+                    uint* q = (uint*)((byte*)scales + GroupScaleBytes) + i;
                     for (int v = 0; v < 8; v++)
                     {
                         q[v * GroupRows] = r < rows ? *(uint*)(block + 2 + 4 * v) : 0;
                     }
 
-                    scales[k * GroupRows + i] = r < rows ? *(ushort*)block : (ushort)0;
+                    scales[i] = r < rows ? *(ushort*)block : (ushort)0;
                 }
             }
         }
@@ -81,10 +84,9 @@ public static unsafe partial class QuantMatMul
     /// <summary>Element (<paramref name="row"/>, <paramref name="col"/>) of a <see cref="DType.Q8_0x8"/> matrix (slow path).</summary>
     public static float ElementQ8_0x8(byte* data, int cols, int row, int col)
     {
-        int blocks = cols / BlockSize, i = row % GroupRows, k = col / BlockSize, e = col % BlockSize;
-        byte* codes = data + row / GroupRows * Q8GroupBytes(cols);
-        ushort d = ((ushort*)(codes + (long)blocks * Q8GroupBlockBytes))[k * GroupRows + i];
-        return HalfToSingle(d) * (sbyte)codes[(long)k * Q8GroupBlockBytes + (e >> 2) * 32 + i * 4 + (e & 3)];
+        int i = row % GroupRows, k = col / BlockSize, e = col % BlockSize;
+        byte* block = data + row / GroupRows * Q8GroupBytes(cols) + (long)k * Q8BlockBytes;
+        return HalfToSingle(((ushort*)block)[i]) * (sbyte)block[GroupScaleBytes + (e >> 2) * 32 + i * 4 + (e & 3)];
     }
 
     /// <summary>
@@ -94,14 +96,13 @@ public static unsafe partial class QuantMatMul
     private static void DequantizeRowQ8_0x8(byte* data, int cols, int row, float* destination)
     {
         int blocks = cols / BlockSize, i = row % GroupRows;
-        byte* codes = data + row / GroupRows * Q8GroupBytes(cols);
-        ushort* scales = (ushort*)(codes + (long)blocks * Q8GroupBlockBytes);
+        byte* block = data + row / GroupRows * Q8GroupBytes(cols);
         uint* gathered = stackalloc uint[8];     // the row's 32 codes of one block, in order
         sbyte* q = (sbyte*)gathered;
-        for (int k = 0; k < blocks; k++, codes += Q8GroupBlockBytes, destination += BlockSize)
+        for (int k = 0; k < blocks; k++, block += Q8BlockBytes, destination += BlockSize)
         {
-            float d = HalfTable.Values[scales[k * GroupRows + i]];
-            uint* source = (uint*)codes + i;
+            float d = HalfTable.Values[((ushort*)block)[i]];
+            uint* source = (uint*)(block + GroupScaleBytes) + i;
             for (int v = 0; v < 8; v++)
             {
                 gathered[v] = source[v * GroupRows];
@@ -165,12 +166,13 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static Vector256<float> DotGroupQ8_0x8_256(byte* group, int blocks, sbyte* x, float* xs)
     {
-        short* d = (short*)(group + (long)blocks * Q8GroupBlockBytes);
+        short* d = (short*)group;
+        group += GroupScaleBytes;
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acc = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, group += Q8GroupBlockBytes, d += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, group += Q8BlockBytes, d += Q8BlockBytes / 2, x += BlockSize)
         {
             PrefetchQ8Block(group + PrefetchBytes);
             Vector256<int> dot = Q8BlockDot(group, (int*)x, ones);
@@ -189,13 +191,14 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupPairQ8_0x8_256(byte* ga, byte* gb, int blocks, sbyte* x, float* xs, out Vector256<float> ra, out Vector256<float> rb)
     {
-        short* da = (short*)(ga + (long)blocks * Q8GroupBlockBytes);
-        short* db = (short*)(gb + (long)blocks * Q8GroupBlockBytes);
+        short* da = (short*)ga, db = (short*)gb;
+        ga += GroupScaleBytes;
+        gb += GroupScaleBytes;
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, ga += Q8GroupBlockBytes, gb += Q8GroupBlockBytes, da += GroupRows, db += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, ga += Q8BlockBytes, gb += Q8BlockBytes, da += Q8BlockBytes / 2, db += Q8BlockBytes / 2, x += BlockSize)
         {
             PrefetchQ8Block(ga + PrefetchBytes);
             PrefetchQ8Block(gb + PrefetchBytes);
@@ -229,15 +232,16 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupQuadQ8_0x8_256(byte* g0, long stride, int blocks, sbyte* x, float* xs, Vector256<float>* result)
     {
-        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
-        short* d0 = (short*)(g0 + (long)blocks * Q8GroupBlockBytes);
+        short* d0 = (short*)g0;
         long ds = stride / sizeof(short);
+        g0 += GroupScaleBytes;
+        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, g0 += Q8GroupBlockBytes, g1 += Q8GroupBlockBytes, g2 += Q8GroupBlockBytes, g3 += Q8GroupBlockBytes,
-            d0 += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, g0 += Q8BlockBytes, g1 += Q8BlockBytes, g2 += Q8BlockBytes, g3 += Q8BlockBytes,
+            d0 += Q8BlockBytes / 2, x += BlockSize)
         {
             int* xi = (int*)x;
             Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero, s2 = Vector256<int>.Zero, s3 = Vector256<int>.Zero;
@@ -280,7 +284,8 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupQ8_0x8N_256(byte* group, int blocks, sbyte* x, float* xs, int cols, int tokenCount, Vector256<float>* acc)
     {
-        short* d = (short*)(group + (long)blocks * Q8GroupBlockBytes);
+        short* d = (short*)group;
+        group += GroupScaleBytes;
         Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
@@ -289,7 +294,7 @@ public static unsafe partial class QuantMatMul
             acc[t] = Vector256<float>.Zero;
         }
 
-        for (int k = 0; k < blocks; k++, group += Q8GroupBlockBytes, d += GroupRows)
+        for (int k = 0; k < blocks; k++, group += Q8BlockBytes, d += Q8BlockBytes / 2)
         {
             PrefetchQ8Block(group + PrefetchBytes);
             Vector256<float> dw = WidenHalves(d, halfMask, halfScale);
@@ -317,13 +322,13 @@ public static unsafe partial class QuantMatMul
     internal static void DotGroupQ8_0x8Scalar(byte* group, int blocks, sbyte* x, float* xs, float* destination)
     {
         float* half = HalfTable.Values;
-        ushort* d = (ushort*)(group + (long)blocks * Q8GroupBlockBytes);
         for (int i = 0; i < GroupRows; i++)
         {
             float acc = 0;
             for (int k = 0; k < blocks; k++)
             {
-                byte* codes = group + (long)k * Q8GroupBlockBytes;
+                ushort* d = (ushort*)(group + (long)k * Q8BlockBytes);
+                byte* codes = (byte*)d + GroupScaleBytes;
                 sbyte* xk = x + (long)k * BlockSize;
                 int dot = 0;
                 for (int e = 0; e < BlockSize; e++)
@@ -331,7 +336,7 @@ public static unsafe partial class QuantMatMul
                     dot += (sbyte)codes[(e >> 2) * 32 + i * 4 + (e & 3)] * xk[e];
                 }
 
-                acc = MathF.FusedMultiplyAdd(dot, half[d[k * GroupRows + i]] * xs[k], acc);
+                acc = MathF.FusedMultiplyAdd(dot, half[d[i]] * xs[k], acc);
             }
 
             destination[i] = acc;

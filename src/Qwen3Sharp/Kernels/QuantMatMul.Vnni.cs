@@ -82,12 +82,13 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static Vector256<float> DotGroupQ8_0x8Vnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum)
     {
-        short* d = (short*)(group + (long)blocks * Q8GroupBlockBytes);
+        short* d = (short*)group;
+        group += GroupScaleBytes;
         Vector256<sbyte> signBits = SignBits;
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acc = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, group += Q8GroupBlockBytes, d += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, group += Q8BlockBytes, d += Q8BlockBytes / 2, x += BlockSize)
         {
             PrefetchQ8Block(group + PrefetchBytes);
             Vector256<int> dot = Q8VnniBlock(group, (int*)x, xsum[k] << 7, signBits);
@@ -101,13 +102,14 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupPairQ8_0x8Vnni(byte* ga, byte* gb, int blocks, sbyte* x, float* xs, int* xsum, out Vector256<float> ra, out Vector256<float> rb)
     {
-        short* da = (short*)(ga + (long)blocks * Q8GroupBlockBytes);
-        short* db = (short*)(gb + (long)blocks * Q8GroupBlockBytes);
+        short* da = (short*)ga, db = (short*)gb;
+        ga += GroupScaleBytes;
+        gb += GroupScaleBytes;
         Vector256<sbyte> signBits = SignBits;
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, ga += Q8GroupBlockBytes, gb += Q8GroupBlockBytes, da += GroupRows, db += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, ga += Q8BlockBytes, gb += Q8BlockBytes, da += Q8BlockBytes / 2, db += Q8BlockBytes / 2, x += BlockSize)
         {
             PrefetchQ8Block(ga + PrefetchBytes);
             PrefetchQ8Block(gb + PrefetchBytes);
@@ -144,15 +146,16 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupQuadQ8_0x8Vnni(byte* g0, long stride, int blocks, sbyte* x, float* xs, int* xsum, Vector256<float>* result)
     {
-        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
-        short* d0 = (short*)(g0 + (long)blocks * Q8GroupBlockBytes);
+        short* d0 = (short*)g0;
         long ds = stride / sizeof(short);
+        g0 += GroupScaleBytes;
+        byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
         Vector256<sbyte> signBits = SignBits;
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
-        for (int k = 0; k < blocks; k++, g0 += Q8GroupBlockBytes, g1 += Q8GroupBlockBytes, g2 += Q8GroupBlockBytes, g3 += Q8GroupBlockBytes,
-            d0 += GroupRows, x += BlockSize)
+        for (int k = 0; k < blocks; k++, g0 += Q8BlockBytes, g1 += Q8BlockBytes, g2 += Q8BlockBytes, g3 += Q8BlockBytes,
+            d0 += Q8BlockBytes / 2, x += BlockSize)
         {
             int* xi = (int*)x;
             Vector256<int> s0 = Vector256<int>.Zero, s1 = Vector256<int>.Zero, s2 = Vector256<int>.Zero, s3 = Vector256<int>.Zero;
@@ -198,7 +201,8 @@ public static unsafe partial class QuantMatMul
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupQ8_0x8NVnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount, Vector256<float>* acc)
     {
-        short* d = (short*)(group + (long)blocks * Q8GroupBlockBytes);
+        short* d = (short*)group;
+        group += GroupScaleBytes;
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         for (int t = 0; t < tokenCount; t++)
@@ -206,7 +210,7 @@ public static unsafe partial class QuantMatMul
             acc[t] = Vector256<float>.Zero;
         }
 
-        for (int k = 0; k < blocks; k++, group += Q8GroupBlockBytes, d += GroupRows)
+        for (int k = 0; k < blocks; k++, group += Q8BlockBytes, d += Q8BlockBytes / 2)
         {
             PrefetchQ8Block(group + PrefetchBytes);
             Vector256<float> dw = WidenHalves(d, halfMask, halfScale);
@@ -250,7 +254,7 @@ public static unsafe partial class QuantMatMul
     internal static Vector256<float> DotGroupQ4_0x8Vnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum)
     {
         short* d = (short*)group;
-        group += Q4ScaleBytes;
+        group += GroupScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
@@ -272,8 +276,8 @@ public static unsafe partial class QuantMatMul
         out Vector256<float> ra, out Vector256<float> rb)
     {
         short* da = (short*)ga, db = (short*)gb;
-        ga += Q4ScaleBytes;
-        gb += Q4ScaleBytes;
+        ga += GroupScaleBytes;
+        gb += GroupScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
@@ -302,7 +306,7 @@ public static unsafe partial class QuantMatMul
     {
         short* d0 = (short*)g0;
         long ds = stride / sizeof(short);
-        g0 += Q4ScaleBytes;
+        g0 += GroupScaleBytes;
         byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
@@ -335,7 +339,7 @@ public static unsafe partial class QuantMatMul
         Vector256<float>* acc)
     {
         short* d = (short*)group;
-        group += Q4ScaleBytes;
+        group += GroupScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
