@@ -33,7 +33,13 @@ public static unsafe partial class QuantMatMul
     /// <summary>Code bytes of one 32-element block of an affine group of 8 rows.</summary>
     private static int AffineBlockBytes(int bits) => bits == 8 ? Q8GroupBlockBytes : GroupBlockBytes;
 
-    /// <summary>Bytes of one group of 8 rows of an affine x8 matrix: the codes, then 8 BF16 scales and 8 BF16 biases per affine group.</summary>
+    /// <summary>Bytes of one affine group's tables in an 8-row group: the 8 rows' BF16 scales, then their BF16 biases.</summary>
+    private const int AffineTableBytes = 2 * GroupRows * sizeof(ushort);
+
+    /// <summary>
+    /// Bytes of one group of 8 rows of an affine x8 matrix: per affine group, its tables (<see cref="AffineTableBytes"/>),
+    /// then its blocks' codes, so that a group is one sequential stream (as Q4_0x8's and Q8_0x8's blocks).
+    /// </summary>
     private static long AffineGroupBytes(int bits, int groupSize, int cols) => GroupRows * ((long)cols * bits / 8 + 4L * (cols / groupSize));
 
     /// <summary>Bytes of an affine matrix [rows, cols] repacked into 8-row groups (the last group padded to 8 rows).</summary>
@@ -45,7 +51,7 @@ public static unsafe partial class QuantMatMul
     /// <paramref name="w"/> (BF16 tables; <paramref name="r0"/> a multiple of 8) into their 8-row groups at
     /// <paramref name="destination"/> (the first of those groups): per group, each block's codes as <see cref="RepackQ8_0x8"/>
     /// (8 bits, centred: q − z as a signed byte, z = <see cref="AffineCentre"/>) or <see cref="RepackQ4_0x8"/> (4 bits, unsigned;
-    /// MLX's element 2k in the low nibble of byte k regrouped) lays them out, then the scales [affine group][row], then the biases likewise.
+    /// MLX's element 2k in the low nibble of byte k regrouped) lays them out, each affine group's blocks after its 8 scales and 8 biases.
     /// Rows past the matrix are zero (scale and bias 0).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // runs once per matrix at load: no tier-0 code
@@ -58,14 +64,13 @@ public static unsafe partial class QuantMatMul
 
         int bits = w.Bits, cols = w.ColCount, blocks = cols / BlockSize, affineGroups = cols / w.GroupSize;
         int centre = AffineCentre(w.SourceBits);
-        int blockBytes = AffineBlockBytes(bits);
+        int blockBytes = AffineBlockBytes(bits), blocksPerGroup = w.GroupSize / BlockSize;
         long groupBytes = AffineGroupBytes(bits, w.GroupSize, cols), sourceRowBytes = w.RowBytes;
         int groups = (rowCount + GroupRows - 1) / GroupRows;
         for (int g = 0; g < groups; g++)
         {
-            byte* codes = destination + g * groupBytes;                            // [blocks][vectors][8 rows][4 bytes]
-            ushort* scales = (ushort*)(codes + (long)blocks * blockBytes);        // [affine groups][8 rows]
-            ushort* biases = scales + (long)affineGroups * GroupRows;             // [affine groups][8 rows]
+            byte* group = destination + g * groupBytes;   // [affine groups]: [8 rows] scales, [8 rows] biases, [blocks][vectors][8 rows][4 bytes] codes
+            long affineBytes = AffineTableBytes + (long)blocksPerGroup * blockBytes;
             for (int i = 0; i < GroupRows; i++)
             {
                 int r = r0 + g * GroupRows + i;
@@ -74,13 +79,14 @@ public static unsafe partial class QuantMatMul
                 ushort* sourceScales = (ushort*)w.Scales + (long)r * affineGroups, sourceBiases = (ushort*)w.Biases + (long)r * affineGroups;
                 for (int a = 0; a < affineGroups; a++)
                 {
-                    scales[a * GroupRows + i] = pad ? (ushort)0 : sourceScales[a];
-                    biases[a * GroupRows + i] = pad ? (ushort)0 : sourceBiases[a];
+                    ushort* tables = (ushort*)(group + a * affineBytes);
+                    tables[i] = pad ? (ushort)0 : sourceScales[a];
+                    tables[GroupRows + i] = pad ? (ushort)0 : sourceBiases[a];
                 }
 
                 for (int k = 0; k < blocks; k++)
                 {
-                    uint* q = (uint*)(codes + (long)k * blockBytes) + i;
+                    uint* q = (uint*)(group + k / blocksPerGroup * affineBytes + AffineTableBytes + (long)(k % blocksPerGroup) * blockBytes) + i;
                     if (bits == 8)
                     {
                         for (int v = 0; v < 8; v++)
@@ -140,13 +146,12 @@ public static unsafe partial class QuantMatMul
     /// <summary>Element (<paramref name="row"/>, <paramref name="col"/>) of an affine x8 matrix (slow path): scale·q + bias, as <see cref="AffineMatMul.DequantizeRow"/>.</summary>
     public static float ElementAffineX8(in WeightView w, int row, int col)
     {
-        int cols = w.ColCount, blocks = cols / BlockSize, i = row % GroupRows, blockBytes = AffineBlockBytes(w.Bits);
-        byte* codes = w.Data + row / GroupRows * AffineGroupBytes(w.Bits, w.GroupSize, cols);
-        ushort* scales = (ushort*)(codes + (long)blocks * blockBytes);
-        ushort* biases = scales + (long)(cols / w.GroupSize) * GroupRows;
-        int a = col / w.GroupSize;
-        float scale = Bf16ToSingle(scales[a * GroupRows + i]), bias = Bf16ToSingle(biases[a * GroupRows + i]);
-        return scale * AffineCode(w.Bits, AffineCentre(w.SourceBits), codes + (long)(col / BlockSize) * blockBytes, i, col % BlockSize) + bias;
+        int cols = w.ColCount, i = row % GroupRows, blockBytes = AffineBlockBytes(w.Bits), a = col / w.GroupSize;
+        byte* tables = w.Data + row / GroupRows * AffineGroupBytes(w.Bits, w.GroupSize, cols)
+            + a * (AffineTableBytes + (long)(w.GroupSize / BlockSize) * blockBytes);
+        float scale = Bf16ToSingle(((ushort*)tables)[i]), bias = Bf16ToSingle(((ushort*)tables)[GroupRows + i]);
+        byte* codes = tables + AffineTableBytes + (long)(col % w.GroupSize / BlockSize) * blockBytes;
+        return scale * AffineCode(w.Bits, AffineCentre(w.SourceBits), codes, i, col % BlockSize) + bias;
     }
 
     /// <summary>Row <paramref name="row"/> of an affine x8 matrix to float32 (prefill panels, embedding lookups), with the bits of <see cref="AffineMatMul.DequantizeRow"/>.</summary>
@@ -155,14 +160,18 @@ public static unsafe partial class QuantMatMul
         int cols = w.ColCount, blocks = cols / BlockSize, i = row % GroupRows, bits = w.Bits, blockBytes = AffineBlockBytes(bits);
         int blocksPerGroup = w.GroupSize / BlockSize, centre = AffineCentre(w.SourceBits);
         byte* codes = w.Data + row / GroupRows * AffineGroupBytes(bits, w.GroupSize, cols);
-        ushort* scales = (ushort*)(codes + (long)blocks * blockBytes);
-        ushort* biases = scales + (long)(cols / w.GroupSize) * GroupRows;
+        ushort* tables = (ushort*)codes;
         uint* gathered = stackalloc uint[8];     // the row's 32 codes of one block, in element order
         byte* q = (byte*)gathered;
         for (int k = 0; k < blocks; k++, codes += blockBytes, destination += BlockSize)
         {
-            int a = k / blocksPerGroup;
-            float scale = Bf16ToSingle(scales[a * GroupRows + i]), bias = Bf16ToSingle(biases[a * GroupRows + i]);
+            if (k % blocksPerGroup == 0)
+            {
+                tables = (ushort*)codes;        // an affine group's scales and biases, then its blocks
+                codes += AffineTableBytes;
+            }
+
+            float scale = Bf16ToSingle(tables[i]), bias = Bf16ToSingle(tables[GroupRows + i]);
             if (bits == 8)
             {
                 uint* source = (uint*)codes + i;
@@ -332,12 +341,12 @@ public static unsafe partial class QuantMatMul
         where TC : struct, IAffineCodes
     {
         int affineGroups = blocks / blocksPerGroup;
-        ushort* scales = (ushort*)(group + (long)blocks * TC.BlockBytes);
-        long biases = (long)affineGroups * GroupRows;     // the biases follow the scales
         Vector256<float> zv = Vector256.Create((float)centre);
         Vector256<float> acc = Vector256<float>.Zero;
-        for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows)
+        for (int a = 0, k = 0; a < affineGroups; a++)
         {
+            ushort* scales = (ushort*)group;     // the biases follow the scales, the codes the biases
+            group += AffineTableBytes;
             Vector256<float> part = Vector256<float>.Zero;
             for (int end = k + blocksPerGroup; k < end; k++, group += TC.BlockBytes, x += BlockSize)
             {
@@ -346,7 +355,7 @@ public static unsafe partial class QuantMatMul
                 part = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), Vector256.Create(xs[k]), part);
             }
 
-            acc = AffineGroupEnd(scales, biases, zv, Vector256.Create(xg[a]), part, acc);
+            acc = AffineGroupEnd(scales, GroupRows, zv, Vector256.Create(xg[a]), part, acc);
         }
 
         return acc;
@@ -384,12 +393,13 @@ public static unsafe partial class QuantMatMul
         where TC : struct, IAffineCodes
     {
         int affineGroups = blocks / blocksPerGroup;
-        ushort* scalesA = (ushort*)(ga + (long)blocks * TC.BlockBytes), scalesB = (ushort*)(gb + (long)blocks * TC.BlockBytes);
-        long biases = (long)affineGroups * GroupRows;     // the biases follow the scales
         Vector256<float> zv = Vector256.Create((float)centre);
         Vector256<float> acca = Vector256<float>.Zero, accb = Vector256<float>.Zero;
-        for (int a = 0, k = 0; a < affineGroups; a++, scalesA += GroupRows, scalesB += GroupRows)
+        for (int a = 0, k = 0; a < affineGroups; a++)
         {
+            ushort* scalesA = (ushort*)ga, scalesB = (ushort*)gb;     // the biases follow the scales, the codes the biases
+            ga += AffineTableBytes;
+            gb += AffineTableBytes;
             Vector256<float> parta = Vector256<float>.Zero, partb = Vector256<float>.Zero;
             for (int end = k + blocksPerGroup; k < end; k++, ga += TC.BlockBytes, gb += TC.BlockBytes, x += BlockSize)
             {
@@ -402,8 +412,8 @@ public static unsafe partial class QuantMatMul
             }
 
             Vector256<float> xga = Vector256.Create(xg[a]);
-            acca = AffineGroupEnd(scalesA, biases, zv, xga, parta, acca);
-            accb = AffineGroupEnd(scalesB, biases, zv, xga, partb, accb);
+            acca = AffineGroupEnd(scalesA, GroupRows, zv, xga, parta, acca);
+            accb = AffineGroupEnd(scalesB, GroupRows, zv, xga, partb, accb);
         }
 
         ra = acca;
@@ -442,12 +452,16 @@ public static unsafe partial class QuantMatMul
     {
         int affineGroups = blocks / blocksPerGroup;
         byte* g1 = g0 + stride, g2 = g1 + stride, g3 = g2 + stride;
-        ushort* s0 = (ushort*)(g0 + (long)blocks * TC.BlockBytes);
-        long ss = stride / sizeof(ushort), biases = (long)affineGroups * GroupRows;   // the next group's scales; the biases follow the scales
+        long ss = stride / sizeof(ushort);   // the next group's scales
         Vector256<float> zv = Vector256.Create((float)centre);
         Vector256<float> a0 = Vector256<float>.Zero, a1 = Vector256<float>.Zero, a2 = Vector256<float>.Zero, a3 = Vector256<float>.Zero;
-        for (int a = 0, k = 0; a < affineGroups; a++, s0 += GroupRows)
+        for (int a = 0, k = 0; a < affineGroups; a++)
         {
+            ushort* s0 = (ushort*)g0;     // the biases follow the scales, the codes the biases
+            g0 += AffineTableBytes;
+            g1 += AffineTableBytes;
+            g2 += AffineTableBytes;
+            g3 += AffineTableBytes;
             Vector256<float> p0 = Vector256<float>.Zero, p1 = Vector256<float>.Zero, p2 = Vector256<float>.Zero, p3 = Vector256<float>.Zero;
             for (int end = k + blocksPerGroup; k < end; k++, g0 += TC.BlockBytes, g1 += TC.BlockBytes, g2 += TC.BlockBytes, g3 += TC.BlockBytes, x += BlockSize)
             {
@@ -461,10 +475,10 @@ public static unsafe partial class QuantMatMul
             }
 
             Vector256<float> xga = Vector256.Create(xg[a]);
-            a0 = AffineGroupEnd(s0, biases, zv, xga, p0, a0);
-            a1 = AffineGroupEnd(s0 + ss, biases, zv, xga, p1, a1);
-            a2 = AffineGroupEnd(s0 + 2 * ss, biases, zv, xga, p2, a2);
-            a3 = AffineGroupEnd(s0 + 3 * ss, biases, zv, xga, p3, a3);
+            a0 = AffineGroupEnd(s0, GroupRows, zv, xga, p0, a0);
+            a1 = AffineGroupEnd(s0 + ss, GroupRows, zv, xga, p1, a1);
+            a2 = AffineGroupEnd(s0 + 2 * ss, GroupRows, zv, xga, p2, a2);
+            a3 = AffineGroupEnd(s0 + 3 * ss, GroupRows, zv, xga, p3, a3);
         }
 
         result[0] = a0;
@@ -514,7 +528,6 @@ public static unsafe partial class QuantMatMul
         where TC : struct, IAffineCodes
     {
         int affineGroups = blocks / blocksPerGroup;
-        ushort* scales = (ushort*)(group + (long)blocks * TC.BlockBytes), biases = scales + (long)affineGroups * GroupRows;
         Vector256<float> zv = Vector256.Create((float)centre);
         for (int t = 0; t < tokenCount; t++)
         {
@@ -527,8 +540,10 @@ public static unsafe partial class QuantMatMul
         {
             // 8-bit: block by block, each block's codes made unsigned once for every token (as DotGroupQ8_0x8N_256), the
             // tokens' group parts in acc[tokenCount..]; the same float steps in the same order
-            for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
+            for (int a = 0, k = 0; a < affineGroups; a++)
             {
+                ushort* scales = (ushort*)group, biases = scales + GroupRows;     // then the codes
+                group += AffineTableBytes;
                 for (int t = 0; t < tokenCount; t++)
                 {
                     part[t] = Vector256<float>.Zero;
@@ -582,8 +597,10 @@ public static unsafe partial class QuantMatMul
         // 4-bit: block by block, each block's nibbles unpacked once for every token (as DotGroupQ4_0x8N_256), the tokens'
         // group parts in acc[tokenCount..]; the same integer dots and float steps in the same order
         Vector256<byte> m = Vector256.Create((byte)0x0F);
-        for (int a = 0, k = 0; a < affineGroups; a++, scales += GroupRows, biases += GroupRows)
+        for (int a = 0, k = 0; a < affineGroups; a++)
         {
+            ushort* scales = (ushort*)group, biases = scales + GroupRows;     // then the codes
+            group += AffineTableBytes;
             for (int t = 0; t < tokenCount; t++)
             {
                 part[t] = Vector256<float>.Zero;
@@ -629,17 +646,18 @@ public static unsafe partial class QuantMatMul
         float* destination)
     {
         int blockBytes = AffineBlockBytes(bits), affineGroups = blocks / blocksPerGroup;
-        ushort* scales = (ushort*)(group + (long)blocks * blockBytes), biases = scales + (long)affineGroups * GroupRows;
+        long affineBytes = AffineTableBytes + (long)blocksPerGroup * blockBytes;
         for (int i = 0; i < GroupRows; i++)
         {
             float acc = 0;
             for (int a = 0; a < affineGroups; a++)
             {
+                ushort* tables = (ushort*)(group + a * affineBytes);     // scales, biases, then the codes
                 float part = 0;
                 for (int b = 0; b < blocksPerGroup; b++)
                 {
                     int k = a * blocksPerGroup + b;
-                    byte* codes = group + (long)k * blockBytes;
+                    byte* codes = (byte*)tables + AffineTableBytes + (long)b * blockBytes;
                     sbyte* xk = x + (long)k * BlockSize;
                     int dot = 0;
                     for (int e = 0; e < BlockSize; e++)
@@ -650,7 +668,7 @@ public static unsafe partial class QuantMatMul
                     part = MathF.FusedMultiplyAdd(dot, xs[k], part);
                 }
 
-                float s = Bf16ToSingle(scales[a * GroupRows + i]), bias = Bf16ToSingle(biases[a * GroupRows + i]);
+                float s = Bf16ToSingle(tables[i]), bias = Bf16ToSingle(tables[GroupRows + i]);
                 acc = MathF.FusedMultiplyAdd(s, part, acc);
                 acc = MathF.FusedMultiplyAdd(MathF.FusedMultiplyAdd(s, centre, bias), xg[a], acc);
             }
