@@ -197,7 +197,7 @@ internal static unsafe class QuickKernelBench
                 for (int k = 0; k < 2; k++)
                 {
                     bool pair = ((round & 1) == 0 ? k : 1 - k) == 1;
-                    QuantMatMul.TwoGroupsPerPass = pair;
+                    QuantMatMul.TwoGroupsPerPass = QuantMatMul.Q6PairWalk = pair;
                     QuantMatMul.FourStreamDecode = false;   // the walk this A/B is about (x8read compares it with four streams)
                     foreach (DType format in formats)
                     {
@@ -216,6 +216,7 @@ internal static unsafe class QuickKernelBench
                 }
             }
 
+            QuantMatMul.Q6PairWalk = !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated;
             QuantMatMul.TwoGroupsPerPass = true;
             QuantMatMul.FourStreamDecode = true;
             foreach (DType format in formats)
@@ -350,7 +351,7 @@ internal static unsafe class QuickKernelBench
                 {
                     foreach (bool pair in (round & 1) == 0 ? new[] { false, true } : new[] { true, false })
                     {
-                        QuantMatMul.TwoGroupsPerPass = pair || vnniAb;
+                        QuantMatMul.TwoGroupsPerPass = QuantMatMul.Q6PairWalk = pair || vnniAb;
                         QuantMatMul.UseVnni = vnni && (!vnniAb || pair);
                         QuantMatMul.FourStreamDecode = false;   // the walk this A/B is about (x8read compares it with four streams)
                         long st = Stopwatch.GetTimestamp();
@@ -370,6 +371,7 @@ internal static unsafe class QuickKernelBench
             }
 
             QuantMatMul.UseVnni = vnni;
+            QuantMatMul.Q6PairWalk = !System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated;
             QuantMatMul.TwoGroupsPerPass = true;
             QuantMatMul.FourStreamDecode = true;
             Console.WriteLine($"load {File.ReadAllText("/proc/loadavg").Trim()}");

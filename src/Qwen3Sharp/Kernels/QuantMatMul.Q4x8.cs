@@ -345,6 +345,15 @@ public static unsafe partial class QuantMatMul
     internal static bool TwoGroupsPerPass = true;
 
     /// <summary>
+    /// Whether Q6_Kx8 decode takes the pair walk (<see cref="TwoGroupsPerPass"/>): on AVX2 machines, where it was measured
+    /// (Zen 3, from L2 1.11× one group). On AVX-512 ones one group per pass: two groups side by side are two short streams,
+    /// which the Zen 5's prefetcher serves badly (<c>quick 1 pattern</c>: 18 KiB items as two streams 16.0 GB/s, as one
+    /// 34.0), and from DRAM one group read 47.8 GB/s against the pair's 40.6 (<c>quick 2 x8pair=qwen3-1.7b-q4_k_m.gguf</c>,
+    /// 2 threads, session 15). The bits are the same either way.
+    /// </summary>
+    internal static bool Q6PairWalk = !Vector512.IsHardwareAccelerated;
+
+    /// <summary>
     /// Decode (one token) of Q8_0x8, Q4_0x8 and the MLX affine groups reads each work item as four streams side by side: items
     /// of 4 × ⌈<see cref="FourStreamBytes"/> / group bytes⌉ groups, each pass one group of each quarter
     /// (<see cref="DotGroupQuadQ8_0x8_256"/>, <see cref="DotGroupQuadQ4_0x8_256"/>, DotGroupQuadAffineX8_256), no software prefetch.
@@ -437,7 +446,7 @@ public static unsafe partial class QuantMatMul
             {
                 byte* group = Weights + g * GroupBytes;
                 int r = g * GroupRows, n = Math.Min(GroupRows, RowCount - r);
-                if (TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1 && !k && !q5 && TwoGroupsPerPass)
+                if (TokenCount == 1 && Isa != Isa.Scalar && g + 1 < g1 && !k && !q5 && TwoGroupsPerPass && (!q6 || Q6PairWalk))
                 {
                     // decode: two groups per pass (see DotGroupPairQ8_0x8_256); Q4_K's pair ran 12% slower (TwoGroupsPerPass)
                     Vector256<float> first, second;

@@ -293,6 +293,8 @@ public sealed unsafe class Q4x8MatMulTests
         var rng = new Random(17);
         byte* source = Source(dtype, rows, cols, 99);
         byte* packed = Repacked(dtype, source, rows, cols);
+        bool savedQ6 = QuantMatMul.Q6PairWalk;
+        QuantMatMul.Q6PairWalk = true;   // Q6_K's pair walk is the AVX2 machines' choice: reach it everywhere
         try
         {
             var x8 = new WeightView(packed, Grouped(dtype), rows, cols);
@@ -309,6 +311,7 @@ public sealed unsafe class Q4x8MatMulTests
         }
         finally
         {
+            QuantMatMul.Q6PairWalk = savedQ6;
             NativeMemory.AlignedFree(source);
             NativeMemory.AlignedFree(packed);
         }
