@@ -62,6 +62,39 @@ public sealed unsafe class AffineX8Tests
         }
     }
 
+    [Theory, MemberData(nameof(Cases))]
+    public void Repack_PutsEachAffineGroupsScalesAndBiasesInFrontOfItsCodes(int bits, int groupSize)
+    {
+        // Per 8-row group and affine group: the 8 rows' BF16 scales, their 8 biases, then the affine group's code blocks,
+        // so a decode walk reads each 8-row group front to back (as Q4_0x8's and Q8_0x8's blocks, QuantMatMul.GroupScaleBytes)
+        const int rows = 13, cols = 384;
+        using var m = new AffineMatMulTests.AffineMatrix(bits, groupSize, DType.BF16, rows, cols, 5);
+        WeightView x8 = Repack(m.View, out byte* buffer);
+        try
+        {
+            int affineGroups = cols / groupSize;
+            long affineBytes = 32 + (long)groupSize * bits;   // 8 rows × group size × bits / 8 code bytes, after 32 bytes of tables
+            Assert.Equal(2 * affineGroups * affineBytes, x8.DataBytes);
+            for (int g = 0; g < 2; g++)
+            {
+                for (int a = 0; a < affineGroups; a++)
+                {
+                    ushort* tables = (ushort*)(buffer + (g * affineGroups + a) * affineBytes);
+                    for (int i = 0; i < 8; i++)
+                    {
+                        int r = 8 * g + i;
+                        Assert.Equal(r < rows ? ((ushort*)m.View.Scales)[r * affineGroups + a] : (ushort)0, tables[i]);
+                        Assert.Equal(r < rows ? ((ushort*)m.View.Biases)[r * affineGroups + a] : (ushort)0, tables[8 + i]);
+                    }
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
+
     [Fact]
     public void Only_bf16_tables_have_a_group_layout()
     {
