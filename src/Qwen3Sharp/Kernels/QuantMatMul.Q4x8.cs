@@ -619,9 +619,13 @@ public static unsafe partial class QuantMatMul
     /// How far ahead of the codes being read the group kernels prefetch (<c>prefetcht0</c>, two lines per 128-byte block;
     /// Q4_K also its scale lines per super-block): they consume their stream about twice as fast as the row kernels, and
     /// without it the hardware prefetchers fell behind. Measured (Qwen3Sharp.Bench quick 2 x8, Zen 3, load 7–16, 1.7B
-    /// step matmuls from DRAM, against the row kernels): Q4_0 1.11× → 1.16× wall, Q4_K 0.87× → 1.59× wall.
+    /// step matmuls from DRAM, against the row kernels): Q4_0 1.11× → 1.16× wall, Q4_K 0.87× → 1.59× wall. That was 2 KiB
+    /// on the Zen 3, where it stays; AVX-512 machines prefetch 6 KiB ahead: on the Zen 5 (session 15, whole-model decode,
+    /// the distance alternated run by run) Q4_K_M read 35.2–36.4 tok/s at 2 KiB, 39.1–39.5 at 4, 37.7–39.4 at 6 and
+    /// 35.7–38.6 at 8 in the 49–50 GB/s windows, and 39.3–44.3 at 4 against 47.1–49.4 at 6 in the 83–86 GB/s ones; Q5_K_M
+    /// 31.2–31.6 at 2 against 36.0–36.6 at 4 (83–85 GB/s). The four-stream walks (Q8_0, Q4_0, MLX decode) prefetch nothing.
     /// </summary>
-    private const int PrefetchBytes = 2048;
+    private static readonly int PrefetchBytes = Vector512.IsHardwareAccelerated ? 6 << 10 : 2 << 10;
 
     /// <summary>2^112: an fp16 bit pattern moved into float32's exponent/mantissa positions, times this, is its value.</summary>
     private static Vector256<float> HalfScale => Vector256.Create(BitConverter.Int32BitsToSingle((127 + 112) << 23));
