@@ -255,8 +255,10 @@ internal static unsafe class QuickKernelBench
             long? streamB = Environment.GetEnvironmentVariable("X8STREAM_B") is { } b ? long.Parse(b) : null;
             // X8ARM_B=avx2: the "pairs" arm becomes four streams through the AVX2 forms, the other arm the AVX-VNNI ones (Q8_0x8)
             bool vnniAb = Environment.GetEnvironmentVariable("X8ARM_B") == "avx2";
+            // X8ARM_B=one: the "pairs" arm reads one group per pass (TwoGroupsPerPass off), the walk without four streams
+            bool oneAb = Environment.GetEnvironmentVariable("X8ARM_B") == "one";
             bool vnni = QuantMatMul.UseVnni;
-            string armB = vnniAb ? "avx2" : streamB is { } sb ? $"{sb / 1024} KiB" : "pairs";
+            string armB = vnniAb ? "avx2" : oneAb ? "one group" : streamB is { } sb ? $"{sb / 1024} KiB" : "pairs";
             string armA = vnniAb ? (vnni ? "vnni" : "avx2 (no VNNI)") : streamB is null ? "four streams" : $"{streamA / 1024} KiB";
             var read = new List<double>();
             var rates = formats.ToDictionary(f => f, _ => new[] { new List<double>(), new List<double>() });   // [pairs, four streams]
@@ -287,6 +289,7 @@ internal static unsafe class QuickKernelBench
 
                     QuantMatMul.FourStreamDecode = what3 == 2 || streamB is not null || vnniAb;
                     QuantMatMul.UseVnni = vnni && !(vnniAb && what3 == 1);
+                    QuantMatMul.TwoGroupsPerPass = !(oneAb && what3 == 1);
                     QuantMatMul.FourStreamBytes = what3 == 1 && streamB is { } lengthB ? lengthB : streamA;
                     foreach (DType format in formats)
                     {
@@ -312,6 +315,7 @@ internal static unsafe class QuickKernelBench
             }
 
             QuantMatMul.FourStreamDecode = true;
+            QuantMatMul.TwoGroupsPerPass = true;
             QuantMatMul.FourStreamBytes = streamA;
             QuantMatMul.UseVnni = vnni;
             NativeMemory.Free(sinks);
