@@ -137,17 +137,7 @@ public static partial class BenchCommand
         {
             // int8 and float activation paths alternate, so neighbours' load hits both alike
             QuantDecodeKernel other = selected == QuantDecodeKernel.Int8 ? QuantDecodeKernel.Float : QuantDecodeKernel.Int8;
-            for (int round = 0; round < QuantDecodeRounds; round++)
-            {
-                foreach (QuantDecodeKernel k in new[] { other, selected })
-                {
-                    model.QuantDecode = k;
-                    (double wall, double cpu) = TimeDecode(o, decode, process, ct);
-                    (double bw, double bc) = decodeBest.GetValueOrDefault(k, (double.MaxValue, double.MaxValue));
-                    decodeBest[k] = (Math.Min(bw, wall), Math.Min(bc, cpu));
-                }
-            }
-
+            decodeBest = AlternatingBest([other, selected], k => model.QuantDecode = k, () => TimeDecode(o, decode, process, ct));
             model.QuantDecode = selected;
         }
 
@@ -159,16 +149,7 @@ public static partial class BenchCommand
         {
             try
             {
-                for (int round = 0; round < QuantDecodeRounds; round++)
-                {
-                    foreach (DecodeKernel k in new[] { otherKernel, chosenKernel })
-                    {
-                        KernelSelection.Decode = k;
-                        (double wall, double cpu) = TimeDecode(o, decode, process, ct);
-                        (double bw, double bc) = bf16Best.GetValueOrDefault(k, (double.MaxValue, double.MaxValue));
-                        bf16Best[k] = (Math.Min(bw, wall), Math.Min(bc, cpu));
-                    }
-                }
+                bf16Best = AlternatingBest([otherKernel, chosenKernel], k => KernelSelection.Decode = k, () => TimeDecode(o, decode, process, ct));
             }
             finally
             {
@@ -431,6 +412,28 @@ public static partial class BenchCommand
     /// GenTokens greedy decode steps on a fresh sequence at the depth (its cached blocks taken, the rest of the depth
     /// prefilled untimed, and reset from <paramref name="profile"/>): wall seconds and process CPU seconds. At depth 0 the first step decodes token 1 at position 0.
     /// </summary>
+    /// <summary>
+    /// Each of <paramref name="variants"/> selected in turn and timed, <see cref="QuantDecodeRounds"/> rounds, so neighbours'
+    /// load hits all alike: per variant the best wall and CPU seconds.
+    /// </summary>
+    private static Dictionary<T, (double Wall, double Cpu)> AlternatingBest<T>(T[] variants, Action<T> select, Func<(double Wall, double Cpu)> time)
+        where T : notnull
+    {
+        var best = new Dictionary<T, (double Wall, double Cpu)>();
+        for (int round = 0; round < QuantDecodeRounds; round++)
+        {
+            foreach (T k in variants)
+            {
+                select(k);
+                (double wall, double cpu) = time();
+                (double bw, double bc) = best.GetValueOrDefault(k, (double.MaxValue, double.MaxValue));
+                best[k] = (Math.Min(bw, wall), Math.Min(bc, cpu));
+            }
+        }
+
+        return best;
+    }
+
     private static (double Wall, double Cpu) TimeDecode(BenchOptions o, DecodeSetup decode, Process process, CancellationToken ct,
         ForwardProfile? profile = null)
     {

@@ -568,20 +568,7 @@ public static unsafe partial class MatMul
                     SimdMath.Prefetch(next + 3 * cols + c);
                 }
 
-                TV xe = TS.Load(xp + c);
-                TV xo = TS.Load(xp + c + lanes);
-                TS.LoadBf16Pair(p0 + c, out TV e, out TV o);
-                a0 = TS.MultiplyAdd(e, xe, a0);
-                b0 = TS.MultiplyAdd(o, xo, b0);
-                TS.LoadBf16Pair(p1 + c, out e, out o);
-                a1 = TS.MultiplyAdd(e, xe, a1);
-                b1 = TS.MultiplyAdd(o, xo, b1);
-                TS.LoadBf16Pair(p2 + c, out e, out o);
-                a2 = TS.MultiplyAdd(e, xe, a2);
-                b2 = TS.MultiplyAdd(o, xo, b2);
-                TS.LoadBf16Pair(p3 + c, out e, out o);
-                a3 = TS.MultiplyAdd(e, xe, a3);
-                b3 = TS.MultiplyAdd(o, xo, b3);
+                Bf16BlockOfFour<TV, TS>(p0, p1, p2, p3, c, xp, ref a0, ref b0, ref a1, ref b1, ref a2, ref b2, ref a3, ref b3);
             }
 
             Store(y + r, TS.Sum(TS.Add(a0, b0)) + Bf16Tail(p0, xp, main, cols), accumulate);

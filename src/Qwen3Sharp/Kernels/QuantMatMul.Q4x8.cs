@@ -582,11 +582,11 @@ public static unsafe partial class QuantMatMul
                         }
                         else if (Vnni)
                         {
-                            DotGroupQ4_0x8NVnni(group, Blocks, x, xs, xsum, ColCount, tile, acc);
+                            DotGroupQ4_0x8N_256<CodeDotVnni>(group, Blocks, x, xs, xsum, ColCount, tile, acc);
                         }
                         else
                         {
-                            DotGroupQ4_0x8N_256(group, Blocks, x, xs, xsum, ColCount, tile, acc);
+                            DotGroupQ4_0x8N_256<NibbleDotAvx2>(group, Blocks, x, xs, xsum, ColCount, tile, acc);
                         }
 
                         for (int t = 0; t < tile; t++)
@@ -813,15 +813,16 @@ public static unsafe partial class QuantMatMul
     /// One group against <paramref name="tokenCount"/> tokens (activation rows <paramref name="cols"/> codes and
     /// <paramref name="blocks"/> scales apart): each block's codes unpacked once for every token; the same arithmetic
     /// per token as <see cref="DotGroupQ4_0x8_256"/>, so every token's result has the same bits as decoding it alone.
+    /// <typeparamref name="TDot"/>: the block dot, <see cref="NibbleDotAvx2"/> or (AVX-VNNI, same bits) <see cref="CodeDotVnni"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ4_0x8N_256(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
+    internal static void DotGroupQ4_0x8N_256<TDot>(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
         Vector256<float>* acc)
+        where TDot : struct, ICodeDot
     {
         short* d = (short*)group;
         group += GroupScaleBytes;
         Vector256<byte> m = Vector256.Create((byte)0x0F);
-        Vector256<short> ones = Vector256.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         for (int t = 0; t < tokenCount; t++)
@@ -843,8 +844,8 @@ public static unsafe partial class QuantMatMul
             for (int t = 0; t < tokenCount; t++)
             {
                 long o = (long)t * blocks + k;
-                Vector256<short> pairs = GroupBlockPairs(l0, h0, l1, h1, l2, h2, l3, h3, (int*)(x + (long)t * cols + (long)k * BlockSize));
-                Vector256<int> dot = Avx2.MultiplyAddAdjacent(pairs, ones) - Vector256.Create(xsum[o] << 3);
+                int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
+                Vector256<int> dot = TDot.Dot(l0, h0, l1, h1, l2, h2, l3, h3, xt) - Vector256.Create(xsum[o] << 3);
                 acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
             }
         }

@@ -331,45 +331,6 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
-    /// The AVX-VNNI form of <see cref="DotGroupQ4_0x8N_256"/> (same bits per token): each block's nibbles unpacked once, then
-    /// per token 8 <c>vpdpbusd</c> in two chains.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ4_0x8NVnni(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int tokenCount,
-        Vector256<float>* acc)
-    {
-        short* d = (short*)group;
-        group += GroupScaleBytes;
-        Vector256<byte> m = Vector256.Create((byte)0x0F);
-        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
-        Vector256<float> halfScale = HalfScale;
-        for (int t = 0; t < tokenCount; t++)
-        {
-            acc[t] = Vector256<float>.Zero;
-        }
-
-        for (int k = 0; k < blocks; k++, group += Q4BlockBytes, d += Q4BlockBytes / 2)
-        {
-            SimdMath.Prefetch(group + PrefetchBytes);
-            SimdMath.Prefetch(group + PrefetchBytes + 64);
-            Vector256<byte> v0 = Vector256.Load(group), v1 = Vector256.Load(group + 32);
-            Vector256<byte> v2 = Vector256.Load(group + 64), v3 = Vector256.Load(group + 96);
-            Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
-            Vector256<byte> l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-            Vector256<byte> l2 = v2 & m, h2 = Avx2.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
-            Vector256<byte> l3 = v3 & m, h3 = Avx2.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
-            Vector256<float> dw = WidenHalves(d, halfMask, halfScale);
-            for (int t = 0; t < tokenCount; t++)
-            {
-                long o = (long)t * blocks + k;
-                int* xt = (int*)(x + (long)t * cols + (long)k * BlockSize);
-                Vector256<int> dot = CodesVnni(l0, h0, l1, h1, l2, h2, l3, h3, xt) - Vector256.Create(xsum[o] << 3);
-                acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(dot), dw * Vector256.Create(xs[o]), acc[t]);
-            }
-        }
-    }
-
-    /// <summary>
     /// Σ of 8 unsigned code vectors (nibbles: l against dword 2v, h against 2v + 1; Q5_K: code vector c against dword c) times
     /// the 8 activation dwords at <paramref name="x"/>, in two chains.
     /// </summary>
