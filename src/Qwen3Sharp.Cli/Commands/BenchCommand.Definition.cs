@@ -59,8 +59,8 @@ public static partial class BenchCommand
         Option<int> klBatch = CliOptions.Int("--kl-batch", "Tokens per forward pass of the measured model for --kl-reference (under 32: the decode kernels).", 16, 1, 1 << 16);
         Option<bool> profile = new("--profile")
         {
-            Description = "Also decode --gen-tokens more tokens with every phase of the forward pass timed (norms, projections, " +
-                "attention, LM head...) and print where a decode step's time goes.",
+            Description = "Also prefill --prompt-tokens and decode --gen-tokens more tokens with every phase of the forward pass timed " +
+                "(norms, projections, attention, LM head...) and print where a prefill's and a decode step's time go.",
         };
         Option<bool> batchInvariant = CliOptions.BatchInvariant();
         Option<int> boundWindows = CliOptions.Int("--bound-windows", "Decode passes (of --gen-tokens) each measured against the " +

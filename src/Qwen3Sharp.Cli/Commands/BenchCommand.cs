@@ -96,11 +96,13 @@ public static partial class BenchCommand
 
             sequence?.Dispose();
             sequence = null;
+            // --profile: one more prefill, of a fresh random prompt (no prefix-cache hit), with every phase timed
+            PhaseSplit? prefillProfile = o.Profile ? ProfilePrefill(runner, model, o.PromptTokens, random) : null;
             int[] depth = [.. Enumerable.Range(0, o.Depth).Select(_ => random.Next(model.VocabSize))];
             var decode = new DecodeSetup(runner, depth, logits);
             using Engine.ISequenceState holder = decode.HoldDepth();
             return Report(o, w, directory, threads, weights, model, decode, DecodeKernels(weights, decodeKernel, quantDecode), prefillKernel, best, bestCpu,
-                loadSeconds, bandwidth, decodeAb, layoutAb ? context : null, ct);
+                loadSeconds, bandwidth, decodeAb, layoutAb ? context : null, prefillProfile, ct);
         }
         finally
         {
@@ -127,7 +129,7 @@ public static partial class BenchCommand
     private static int Report(BenchOptions o, TextWriter w, string directory, int threads, ModelWeights weights, Qwen3Model model, DecodeSetup decode,
         string decodeKernels, PrefillKernel prefillKernel,
         Dictionary<PrefillKernel, double> prefill, Dictionary<PrefillKernel, double> prefillCpu, double loadSeconds, double bandwidth,
-        bool decodeAb, int? layoutAbContext, CancellationToken ct)
+        bool decodeAb, int? layoutAbContext, PhaseSplit? prefillProfile, CancellationToken ct)
     {
         double prefillSeconds = prefill[prefillKernel];
         QuantDecodeKernel selected = model.QuantDecode;
@@ -236,10 +238,49 @@ public static partial class BenchCommand
 
         if (o.Profile)
         {
+            WritePrefillProfile(o, w, prefillProfile!);
             WriteProfile(o, w, model, decode, process, ct);
         }
 
         return Qwen3Cli.ExitOk;
+    }
+
+    /// <summary>A profiled pass: its wall seconds and the phases' split of it.</summary>
+    private sealed record PhaseSplit(double Wall, ForwardProfile Profile);
+
+    /// <summary>One more prefill of <paramref name="tokens"/> random tokens with <see cref="Qwen3Model.Profile"/> set, on a fresh sequence.</summary>
+    private static PhaseSplit ProfilePrefill(Engine.Qwen3ModelRunner runner, Qwen3Model model, int tokens, Random random)
+    {
+        int[] prompt = [.. Enumerable.Range(0, tokens).Select(_ => random.Next(model.VocabSize))];
+        var logits = new float[model.VocabSize];
+        var profile = new ForwardProfile();
+        using Engine.ISequenceState sequence = runner.TryAllocateSequence()!;
+        model.Profile = profile;
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            runner.Forward(sequence, prompt, logits);
+            return new PhaseSplit(clock.Elapsed.TotalSeconds, profile);
+        }
+        finally
+        {
+            model.Profile = null;
+        }
+    }
+
+    /// <summary>Where a prefill's time goes: milliseconds per prefill and share of each phase, and what is spent outside the forward passes.</summary>
+    private static void WritePrefillProfile(BenchOptions o, TextWriter w, PhaseSplit split)
+    {
+        double ms = split.Wall * 1000;
+        w.WriteLine($"prefill profile {o.PromptTokens / split.Wall:F1} tok/s with timing on, {ms:F1} ms for {o.PromptTokens} tokens; phases in ms (share of the prefill):");
+        foreach (ForwardPhase phase in Enum.GetValues<ForwardPhase>())
+        {
+            double phaseMs = split.Profile[phase].TotalMilliseconds;
+            w.WriteLine($"  {phase,-18} {phaseMs,7:F2}  {phaseMs / ms,6:P1}");
+        }
+
+        double outside = ms - split.Profile.Total.TotalMilliseconds;
+        w.WriteLine($"  {"outside forward",-18} {outside,7:F2}  {outside / ms,6:P1}");
     }
 
     /// <summary>
@@ -409,10 +450,6 @@ public static partial class BenchCommand
     }
 
     /// <summary>
-    /// GenTokens greedy decode steps on a fresh sequence at the depth (its cached blocks taken, the rest of the depth
-    /// prefilled untimed, and reset from <paramref name="profile"/>): wall seconds and process CPU seconds. At depth 0 the first step decodes token 1 at position 0.
-    /// </summary>
-    /// <summary>
     /// Each of <paramref name="variants"/> selected in turn and timed, <see cref="QuantDecodeRounds"/> rounds, so neighbours'
     /// load hits all alike: per variant the best wall and CPU seconds.
     /// </summary>
@@ -434,6 +471,10 @@ public static partial class BenchCommand
         return best;
     }
 
+    /// <summary>
+    /// GenTokens greedy decode steps on a fresh sequence at the depth (its cached blocks taken, the rest of the depth
+    /// prefilled untimed, and reset from <paramref name="profile"/>): wall seconds and process CPU seconds. At depth 0 the first step decodes token 1 at position 0.
+    /// </summary>
     private static (double Wall, double Cpu) TimeDecode(BenchOptions o, DecodeSetup decode, Process process, CancellationToken ct,
         ForwardProfile? profile = null)
     {

@@ -279,8 +279,20 @@ public static unsafe partial class QuantMatMul
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
         bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
         long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
-        byte* scratch = (byte*)pool.SharedScratch(activationBytes + extraBytes);
+        // Q4_0x8 prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
+        bool pairTiles = tokenCount > 1 && w.DType == DType.Q4_0x8 && isa == Isa.Avx512 && PairTiles;
+        long pairBytes = pairTiles ? PairActivationBytes(tokenCount, cols) : 0;
+        extraBytes = (extraBytes + 63) & ~63L;
+        byte* scratch = (byte*)pool.SharedScratch(activationBytes + extraBytes + pairBytes);
         QuantizeActivations(isa, x, tokenCount, cols, scratch, out sbyte* codes, out float* scales, out int* sums);
+        sbyte* pairCodes = null;
+        float* pairScales = null;
+        int* pairSums = null;
+        if (pairTiles)
+        {
+            PairActivations(codes, scales, sums, tokenCount, cols, sumShift: 3, scratch + activationBytes + extraBytes, out pairCodes, out pairScales, out pairSums);
+        }
+
         int* offsets = null;      // Q6_Kx8: [tokenCount, cols / 16]
         float* groupSums = null;  // affine: [tokenCount, cols / GroupSize]
         if (q6)
@@ -318,6 +330,9 @@ public static unsafe partial class QuantMatMul
             Codes = codes,
             Scales = scales,
             Sums = sums,
+            PairCodes = pairCodes,
+            PairScales = pairScales,
+            PairSums = pairSums,
             Offsets = offsets,
             GroupSums = groupSums,
             BlocksPerGroup = affine ? w.GroupSize / BlockSize : 0,
@@ -386,6 +401,9 @@ public static unsafe partial class QuantMatMul
         public sbyte* Codes;      // [TokenCount, ColCount]
         public float* Scales;     // [TokenCount, Blocks]
         public int* Sums;         // [TokenCount, Blocks]
+        public sbyte* PairCodes;  // Q4_0x8 prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
+        public float* PairScales; // [pairs, Blocks, 2]
+        public int* PairSums;     // [pairs, Blocks, 2], 8·Σ
         public int* Offsets;      // Q6_Kx8: [TokenCount, 2 * Blocks] (PrepareQ6Offsets)
         public float* GroupSums;  // Affine8x8/Affine4x8: [TokenCount, Blocks / BlocksPerGroup] (AffineActivationSums)
         public int BlocksPerGroup, AffineCentre;
@@ -535,6 +553,28 @@ public static unsafe partial class QuantMatMul
                         : q8 ? DotGroupQ8_0x8_256(group, Blocks, Codes, Scales)
                         : Vnni ? DotGroupQ4_0x8Vnni(group, Blocks, Codes, Scales, Sums)
                         : DotGroupQ4_0x8_256(group, Blocks, Codes, Scales, Sums), Y + r, n, Accumulate);
+                }
+                else if (PairCodes != null)
+                {
+                    // two tokens per 512-bit vector, tiles of 16 pairs (QuantMatMul.PairTiles.cs)
+                    var pairAcc = (Vector512<float>*)acc;
+                    for (int t0 = 0; t0 < TokenCount; t0 += PairTileTokens)
+                    {
+                        int pairs = (Math.Min(PairTileTokens, TokenCount - t0) + 1) / 2;
+                        long p0 = t0 / 2;
+                        DotGroupQ4_0x8Pairs_512(group, Blocks, PairCodes + p0 * 2 * ColCount, PairScales + p0 * Blocks * 2, PairSums + p0 * Blocks * 2,
+                            ColCount, pairs, pairAcc);
+                        for (int p = 0; p < pairs; p++)
+                        {
+                            int t = t0 + 2 * p;
+                            (Vector256<float> first, Vector256<float> second) = SplitPair(pairAcc[p]);
+                            StoreGroup(first, Y + (long)t * RowCount + r, n, Accumulate);
+                            if (t + 1 < TokenCount)
+                            {
+                                StoreGroup(second, Y + (long)(t + 1) * RowCount + r, n, Accumulate);
+                            }
+                        }
+                    }
                 }
                 else
                 {

@@ -139,13 +139,20 @@ public sealed class CliProcessTests
         var (code, output, error) = await CliProcess.RunAsync($"bench --model {model} --prompt-tokens 8 --gen-tokens 3 --depth 37 --profile --threads 2");
         Assert.True(code == 0, error);
         Assert.Matches(@"decode +[\d.]+ tok/s +\(3 tokens in [\d.]+ s, [\d.]+ ms/token, positions 37\.\.39: llama-bench -n 3 -d 37\)", output);
-        Assert.Matches(@"profile +[\d.]+ tok/s with timing on", output);
-        foreach (global::Qwen3Sharp.Model.ForwardPhase phase in Enum.GetValues<global::Qwen3Sharp.Model.ForwardPhase>())
+        // the prefill's split, then the decode step's: every phase in each
+        int prefillAt = output.IndexOf("prefill profile ", StringComparison.Ordinal), decodeAt = output.IndexOf("\nprofile ", StringComparison.Ordinal);
+        Assert.True(prefillAt >= 0 && decodeAt > prefillAt, output);
+        Assert.Matches(@"prefill profile +[\d.]+ tok/s with timing on, [\d.]+ ms for 8 tokens", output);
+        Assert.Matches(@"\nprofile +[\d.]+ tok/s with timing on", output);
+        foreach (string split in new[] { output[prefillAt..decodeAt], output[decodeAt..] })
         {
-            Assert.Matches($@"\n  {phase} +[\d.]+ +[\d.]+ ?%", output);
-        }
+            foreach (global::Qwen3Sharp.Model.ForwardPhase phase in Enum.GetValues<global::Qwen3Sharp.Model.ForwardPhase>())
+            {
+                Assert.Matches($@"\n  {phase} +[\d.]+ +[\d.]+ ?%", split);
+            }
 
-        Assert.Matches(@"\n  outside forward +-?[\d.]+ +-?[\d.]+ ?%", output);
+            Assert.Matches(@"\n  outside forward +-?[\d.]+ +-?[\d.]+ ?%", split);
+        }
 
         // a quantized model's A/B passes run at the depth too: the 8-row layout against rows (each with the depth cached),
         // and in rows the int8 against the float activation path

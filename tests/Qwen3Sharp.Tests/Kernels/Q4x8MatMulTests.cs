@@ -421,10 +421,11 @@ public sealed unsafe class Q4x8MatMulTests
     [InlineData(DType.Q8_0)]
     public void Prefill_Int8TokenTiles_GiveEachTokenItsDecodeBits(DType dtype)
     {
-        // A prefill product (MatMul.Multiply, 32 tokens and more) of a group matrix takes the int8 path in tiles of
-        // QuantMatMul.TileTokens tokens where AVX2 runs (QWEN3_QUANT_PREFILL's default): 70 tokens = 31 + 31 + 8, and
-        // every token's row has the bits of its own one-token (decode) product. Without AVX2 it takes the float panels:
-        // the float64 product of the dequantized weights to float32 rounding.
+        // A product of several tokens (a batched decode step, a prefill) with a group matrix takes the int8 path in tiles
+        // of QuantMatMul.TileTokens tokens where AVX2 runs (QWEN3_QUANT_PREFILL's default): 70 tokens = 31 + 31 + 8, and
+        // every token's row has the bits of its own one-token (decode) product. On AVX-512 Q4_0 takes the token-pair tiles
+        // of 32 tokens (QuantMatMul.PairTiles): 71 = 32 + 32 + 7, an odd tile's last token beside zeros. Without AVX2 it
+        // takes the float panels: the float64 product of the dequantized weights to float32 rounding.
         const int rows = 8 * 9 + 3;
         int cols = Blocks32(dtype) ? 4 * 32 : 2 * 256;
         using var pool = new WorkerPool(2);
@@ -433,7 +434,7 @@ public sealed unsafe class Q4x8MatMulTests
         try
         {
             var w = new WeightView(packed, Grouped(dtype), rows, cols);
-            foreach (int tokens in new[] { 32, 70 })
+            foreach (int tokens in new[] { 2, 3, 32, 33, 70, 71 })
             {
                 float[] x = Int8MatMulTests.Activations(new Random(tokens), tokens * cols);
                 var prefill = new float[tokens * rows];

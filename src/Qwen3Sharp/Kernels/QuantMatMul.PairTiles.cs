@@ -1,0 +1,139 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Qwen3Sharp.Kernels;
+
+/// <summary>
+/// Prefill of <see cref="Tensors.DType.Q4_0x8"/> on 512-bit vectors: two tokens per vector. The 256-bit token tile
+/// (<see cref="DotGroupQ4_0x8N_256{TDot}"/>) holds one token's 8 rows per vector, and .NET 10 has no 512-bit
+/// <c>vpdpbusd</c> outside AVX10, which AMD's AVX-512 machines lack. Here lane 2r holds row r against token t and lane
+/// 2r + 1 row r against token t + 1: each code vector of a block is widened once per block (<c>vpermd</c> duplicating
+/// every row's dword, then the nibble unpack), and per token pair and block 8 <c>vpbroadcastq</c> of the pair's
+/// interleaved activation dwords (<see cref="PairActivations"/>) meet them in 8 <c>vpmaddubsw</c> summed in int16 (exact,
+/// as in <see cref="NibbleDotAvx2"/>), one <c>vpmaddwd</c> widening and one FMA for 16 results: about half the vector
+/// operations per token of the 256-bit tiles, AVX-VNNI included. Every (row, token) takes the same integer dot and the
+/// same float steps (8·Σx off, × (weight scale · activation scale), one FMA per block) as in the 256-bit tile, so the
+/// bits are those of each token's decode product.
+/// </summary>
+public static unsafe partial class QuantMatMul
+{
+    /// <summary>
+    /// True where Q4_0x8 prefill takes the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
+    /// only for the benchmarks' A/B and the tests that compare the two tiles.
+    /// </summary>
+    internal static bool PairTiles = Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
+
+    /// <summary>Tokens per tile of the pair path: 16 pairs, their accumulators 1 KiB.</summary>
+    internal const int PairTileTokens = 32;
+
+    /// <summary>Bytes <see cref="PairActivations"/> writes for <paramref name="tokenCount"/> tokens of <paramref name="cols"/> columns.</summary>
+    internal static long PairActivationBytes(int tokenCount, int cols)
+    {
+        long pairs = (tokenCount + 1) / 2;
+        return pairs * 2 * cols + pairs * (cols / BlockSize) * 2 * (sizeof(float) + sizeof(int));
+    }
+
+    /// <summary>
+    /// Tokens 2p and 2p + 1 of the quantized activations as pair p (the last token, if alone, beside zeros): codes
+    /// [pairs, 2·cols], per block the two tokens' 8 dwords interleaved (t, t + 1, t, t + 1, …: one 64-byte line, each
+    /// qword a <c>vpbroadcastq</c> for one code vector); scales [pairs, blocks, 2]; code sums shifted left by
+    /// <paramref name="sumShift"/> [pairs, blocks, 2].
+    /// </summary>
+    internal static void PairActivations(sbyte* codes, float* scales, int* sums, int tokenCount, int cols, int sumShift, byte* destination,
+        out sbyte* pairCodes, out float* pairScales, out int* pairSums)
+    {
+        int blocks = cols / BlockSize, pairs = (tokenCount + 1) / 2;
+        pairCodes = (sbyte*)destination;
+        pairScales = (float*)(destination + (long)pairs * 2 * cols);
+        pairSums = (int*)(pairScales + (long)pairs * blocks * 2);
+        for (int p = 0; p < pairs; p++)
+        {
+            int t = 2 * p;
+            bool second = t + 1 < tokenCount;
+            sbyte* a = codes + (long)t * cols, b = a + cols, o = pairCodes + (long)p * 2 * cols;
+            for (int k = 0; k < blocks; k++)
+            {
+                Vector256<int> va = Vector256.Load((int*)(a + k * BlockSize));
+                Vector256<int> vb = second ? Vector256.Load((int*)(b + k * BlockSize)) : Vector256<int>.Zero;
+                Vector256<int> low = Avx2.UnpackLow(va, vb), high = Avx2.UnpackHigh(va, vb);   // a0 b0 a1 b1 | a4 b4 a5 b5, a2 b2 a3 b3 | a6 b6 a7 b7
+                Avx2.Permute2x128(low, high, 0x20).Store((int*)(o + 2 * k * BlockSize));
+                Avx2.Permute2x128(low, high, 0x31).Store((int*)(o + 2 * k * BlockSize + 32));
+            }
+
+            float* s = pairScales + (long)p * blocks * 2;
+            int* u = pairSums + (long)p * blocks * 2;
+            for (int k = 0; k < blocks; k++)
+            {
+                s[2 * k] = scales[(long)t * blocks + k];
+                s[2 * k + 1] = second ? scales[(long)(t + 1) * blocks + k] : 0f;
+                u[2 * k] = sums[(long)t * blocks + k] << sumShift;
+                u[2 * k + 1] = second ? sums[(long)(t + 1) * blocks + k] << sumShift : 0;
+            }
+        }
+    }
+
+    /// <summary>Lane i of a code or scale vector of 8 rows, widened to 16 lanes: row i / 2 in lanes 2r and 2r + 1.</summary>
+    private static Vector512<int> PairDuplicate => Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+
+    /// <summary>The 16 lanes of a pair's accumulator as the first token's 8 rows, then the second's.</summary>
+    private static Vector512<int> PairSplit => Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+
+    /// <summary>A block's code vector v (lane r: 4 code bytes of row r) with each row's dword in two adjacent lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> PairCodes(byte* codes) => Avx512F.PermuteVar16x32(Vector256.Load((int*)codes).ToVector512Unsafe(), PairDuplicate).AsByte();
+
+    /// <summary><c>vpmaddubsw</c> of a (duplicated) nibble vector against the pair's activation qword at <paramref name="x"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> PairNibbles(Vector512<byte> nibbles, long* x) => Avx512BW.MultiplyAddAdjacent(nibbles, Vector512.Create(*x).AsSByte());
+
+    /// <summary>
+    /// One Q4_0x8 group against <paramref name="pairCount"/> token pairs (<see cref="PairActivations"/> with a sum shift
+    /// of 3): into <paramref name="acc"/>[p] lane 2r row r against token 2p, lane 2r + 1 against token 2p + 1 (split them
+    /// with <see cref="SplitPair"/>). Each lane has the bits <see cref="DotGroupQ4_0x8N_256{TDot}"/> gives it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ4_0x8Pairs_512(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int pairCount,
+        Vector512<float>* acc)
+    {
+        short* d = (short*)group;
+        group += GroupScaleBytes;
+        Vector512<byte> m = Vector512.Create((byte)0x0F);
+        Vector512<short> ones = Vector512.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        for (int p = 0; p < pairCount; p++)
+        {
+            acc[p] = Vector512<float>.Zero;
+        }
+
+        for (int k = 0; k < blocks; k++, group += Q4BlockBytes, d += Q4BlockBytes / 2)
+        {
+            SimdMath.Prefetch(group + PrefetchBytes);
+            SimdMath.Prefetch(group + PrefetchBytes + 64);
+            Vector512<byte> v0 = PairCodes(group), v1 = PairCodes(group + 32), v2 = PairCodes(group + 64), v3 = PairCodes(group + 96);
+            Vector512<byte> l0 = v0 & m, h0 = Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+            Vector512<byte> l1 = v1 & m, h1 = Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+            Vector512<byte> l2 = v2 & m, h2 = Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+            Vector512<byte> l3 = v3 & m, h3 = Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+            Vector512<float> dw = Avx512F.PermuteVar16x32(WidenHalves(d, halfMask, halfScale).ToVector512Unsafe(), PairDuplicate);
+            for (int p = 0; p < pairCount; p++)
+            {
+                long o = (long)p * blocks + k;
+                long* xp = (long*)(x + (long)p * 2 * cols + (long)k * 2 * BlockSize);
+                Vector512<short> pairs = (PairNibbles(l0, xp) + PairNibbles(h0, xp + 1)) + (PairNibbles(l1, xp + 2) + PairNibbles(h1, xp + 3))
+                    + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
+                Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones) - Vector512.Create(*(long*)(xsum + 2 * o)).AsInt32();
+                acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), dw * Vector512.Create(*(double*)(xs + 2 * o)).AsSingle(), acc[p]);
+            }
+        }
+    }
+
+    /// <summary>A pair accumulator as the first token's 8 row sums and the second's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static (Vector256<float> First, Vector256<float> Second) SplitPair(Vector512<float> acc)
+    {
+        Vector512<float> split = Avx512F.PermuteVar16x32(acc, PairSplit);
+        return (split.GetLower(), split.GetUpper());
+    }
+}
