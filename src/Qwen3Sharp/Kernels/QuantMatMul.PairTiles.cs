@@ -5,7 +5,8 @@ using System.Runtime.Intrinsics.X86;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// Prefill of <see cref="Tensors.DType.Q4_0x8"/> on 512-bit vectors: two tokens per vector. The 256-bit token tile
+/// Prefill (and batched decode) of <see cref="Tensors.DType.Q4_0x8"/> and <see cref="Tensors.DType.Q4_Kx8"/> on 512-bit
+/// vectors: two tokens per vector. The 256-bit token tile
 /// (<see cref="DotGroupQ4_0x8N_256{TDot}"/>) holds one token's 8 rows per vector, and .NET 10 has no 512-bit
 /// <c>vpdpbusd</c> outside AVX10, which AMD's AVX-512 machines lack. Here lane 2r holds row r against token t and lane
 /// 2r + 1 row r against token t + 1: each code vector of a block is widened once per block (<c>vpermd</c> duplicating
@@ -19,7 +20,7 @@ namespace Qwen3Sharp.Kernels;
 public static unsafe partial class QuantMatMul
 {
     /// <summary>
-    /// True where Q4_0x8 prefill takes the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
+    /// True where Q4_0x8 and Q4_Kx8 products of several tokens take the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
     /// only for the benchmarks' A/B and the tests that compare the two tiles.
     /// </summary>
     internal static bool PairTiles = Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
@@ -37,8 +38,9 @@ public static unsafe partial class QuantMatMul
     /// <summary>
     /// Tokens 2p and 2p + 1 of the quantized activations as pair p (the last token, if alone, beside zeros): codes
     /// [pairs, 2·cols], per block the two tokens' 8 dwords interleaved (t, t + 1, t, t + 1, …: one 64-byte line, each
-    /// qword a <c>vpbroadcastq</c> for one code vector); scales [pairs, blocks, 2]; code sums shifted left by
-    /// <paramref name="sumShift"/> [pairs, blocks, 2].
+    /// qword a <c>vpbroadcastq</c> for one code vector); scales [pairs, blocks, 2]; code sums [pairs, blocks, 2], shifted
+    /// left by <paramref name="sumShift"/> (Q4_0's offset of 8: 3), or with a negative shift each the float scale · sum
+    /// (Q4_K's mins, as its 256-bit tile computes <c>xs[o] * xsum[o]</c>).
     /// </summary>
     internal static void PairActivations(sbyte* codes, float* scales, int* sums, int tokenCount, int cols, int sumShift, byte* destination,
         out sbyte* pairCodes, out float* pairScales, out int* pairSums)
@@ -67,10 +69,13 @@ public static unsafe partial class QuantMatMul
             {
                 s[2 * k] = scales[(long)t * blocks + k];
                 s[2 * k + 1] = second ? scales[(long)(t + 1) * blocks + k] : 0f;
-                u[2 * k] = sums[(long)t * blocks + k] << sumShift;
-                u[2 * k + 1] = second ? sums[(long)(t + 1) * blocks + k] << sumShift : 0;
+                u[2 * k] = Sum(t, k);
+                u[2 * k + 1] = second ? Sum(t + 1, k) : 0;
             }
         }
+
+        int Sum(int t, int k) => sumShift >= 0 ? sums[(long)t * blocks + k] << sumShift
+            : BitConverter.SingleToInt32Bits(scales[(long)t * blocks + k] * sums[(long)t * blocks + k]);
     }
 
     /// <summary>Lane i of a code or scale vector of 8 rows, widened to 16 lanes: row i / 2 in lanes 2r and 2r + 1.</summary>
@@ -125,6 +130,73 @@ public static unsafe partial class QuantMatMul
                     + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
                 Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones) - Vector512.Create(*(long*)(xsum + 2 * o)).AsInt32();
                 acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), dw * Vector512.Create(*(double*)(xs + 2 * o)).AsSingle(), acc[p]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One Q4_Kx8 group against <paramref name="pairCount"/> token pairs (<see cref="PairActivations"/> with scaled sums),
+    /// as <see cref="DotGroupQ4_0x8Pairs_512"/> per sub-block; <paramref name="acc"/> holds 2·pairCount vectors (the sums,
+    /// then the mins). Each lane has the bits <see cref="DotGroupQ4_Kx8N_256{TDot}"/> gives it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ4_Kx8Pairs_512(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int pairCount,
+        Vector512<float>* acc)
+    {
+        Vector512<byte> m = Vector512.Create((byte)0x0F);
+        Vector512<short> ones = Vector512.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        Vector512<int> duplicate = PairDuplicate;
+        int blocks = cols / BlockSize;
+        Vector512<float>* mins = acc + pairCount;
+        for (int p = 0; p < pairCount; p++)
+        {
+            acc[p] = Vector512<float>.Zero;
+        }
+
+        for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
+        {
+            Vector512<float> d = Avx512F.PermuteVar16x32(WidenHalves((short*)(group + KdOffset), halfMask, halfScale).ToVector512Unsafe(), duplicate);
+            for (int p = 0; p < pairCount; p++)
+            {
+                mins[p] = Vector512<float>.Zero;
+            }
+
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 64);
+            SimdMath.Prefetch(group + PrefetchBytes + KScalesOffset + 128);
+            for (int s = 0; s < 8; s++)
+            {
+                byte* q = group + s * GroupBlockBytes;
+                SimdMath.Prefetch(q + PrefetchBytes);
+                SimdMath.Prefetch(q + PrefetchBytes + 64);
+                Vector512<byte> v0 = PairCodes(q), v1 = PairCodes(q + 32), v2 = PairCodes(q + 64), v3 = PairCodes(q + 96);
+                Vector512<byte> l0 = v0 & m, h0 = Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+                Vector512<byte> l1 = v1 & m, h1 = Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+                Vector512<byte> l2 = v2 & m, h2 = Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+                Vector512<byte> l3 = v3 & m, h3 = Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                Vector512<float> dsc = d * Avx512F.PermuteVar16x32(
+                    Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows)).ToVector512Unsafe(), duplicate);
+                Vector512<float> mc = Avx512F.PermuteVar16x32(
+                    Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows)).ToVector512Unsafe(), duplicate);
+                int b = 8 * k + s;
+                for (int p = 0; p < pairCount; p++)
+                {
+                    long o = (long)p * blocks + b;
+                    long* xp = (long*)(x + (long)p * 2 * cols + (long)b * 2 * BlockSize);
+                    Vector512<short> pairs = (PairNibbles(l0, xp) + PairNibbles(h0, xp + 1)) + (PairNibbles(l1, xp + 2) + PairNibbles(h1, xp + 3))
+                        + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
+                    Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones);
+                    acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), dsc * Vector512.Create(*(double*)(xs + 2 * o)).AsSingle(), acc[p]);
+                    mins[p] = Avx512F.FusedMultiplyAdd(mc, Vector512.Create(*(double*)(xsum + 2 * o)).AsSingle(), mins[p]);
+                }
+            }
+
+            Vector512<float> dmin = Avx512F.PermuteVar16x32(WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale).ToVector512Unsafe(), duplicate);
+            for (int p = 0; p < pairCount; p++)
+            {
+                acc[p] = Avx512F.FusedMultiplyAddNegated(dmin, mins[p], acc[p]);
             }
         }
     }

@@ -279,8 +279,8 @@ public static unsafe partial class QuantMatMul
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
         bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
         long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
-        // Q4_0x8 prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
-        bool pairTiles = tokenCount > 1 && w.DType == DType.Q4_0x8 && isa == Isa.Avx512 && PairTiles;
+        // Q4_0x8 and Q4_Kx8 prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
+        bool pairTiles = tokenCount > 1 && w.DType is DType.Q4_0x8 or DType.Q4_Kx8 && isa == Isa.Avx512 && PairTiles;
         long pairBytes = pairTiles ? PairActivationBytes(tokenCount, cols) : 0;
         extraBytes = (extraBytes + 63) & ~63L;
         byte* scratch = (byte*)pool.SharedScratch(activationBytes + extraBytes + pairBytes);
@@ -290,7 +290,7 @@ public static unsafe partial class QuantMatMul
         int* pairSums = null;
         if (pairTiles)
         {
-            PairActivations(codes, scales, sums, tokenCount, cols, sumShift: 3, scratch + activationBytes + extraBytes, out pairCodes, out pairScales, out pairSums);
+            PairActivations(codes, scales, sums, tokenCount, cols, sumShift: w.DType == DType.Q4_0x8 ? 3 : -1, scratch + activationBytes + extraBytes, out pairCodes, out pairScales, out pairSums);
         }
 
         int* offsets = null;      // Q6_Kx8: [tokenCount, cols / 16]
@@ -401,9 +401,9 @@ public static unsafe partial class QuantMatMul
         public sbyte* Codes;      // [TokenCount, ColCount]
         public float* Scales;     // [TokenCount, Blocks]
         public int* Sums;         // [TokenCount, Blocks]
-        public sbyte* PairCodes;  // Q4_0x8 prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
+        public sbyte* PairCodes;  // Q4_0x8 and Q4_Kx8 prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
         public float* PairScales; // [pairs, Blocks, 2]
-        public int* PairSums;     // [pairs, Blocks, 2], 8·Σ
+        public int* PairSums;     // [pairs, Blocks, 2]: Q4_0 8·Σ, Q4_K the float scale·Σ
         public int* Offsets;      // Q6_Kx8: [TokenCount, 2 * Blocks] (PrepareQ6Offsets)
         public float* GroupSums;  // Affine8x8/Affine4x8: [TokenCount, Blocks / BlocksPerGroup] (AffineActivationSums)
         public int BlocksPerGroup, AffineCentre;
@@ -417,7 +417,7 @@ public static unsafe partial class QuantMatMul
         {
             int groups = (RowCount + GroupRows - 1) / GroupRows;
             int g0 = index * ItemGroups, g1 = Math.Min(g0 + ItemGroups, groups);
-            Vector256<float>* acc = stackalloc Vector256<float>[Math.Max(4, 2 * Math.Min(TokenCount, TileTokens))];   // ≤ 1,984 bytes (Q4_K: and mins)
+            Vector256<float>* acc = stackalloc Vector256<float>[Math.Max(4, 2 * Math.Min(TokenCount, PairTileTokens))];   // ≤ 2 KiB (Q4_K: and mins)
             if (FourStreams && g1 - g0 == ItemGroups)
             {
                 // the item's four quarters side by side: pass q reads group q of each quarter (the last item, if short, below)
@@ -562,8 +562,18 @@ public static unsafe partial class QuantMatMul
                     {
                         int pairs = (Math.Min(PairTileTokens, TokenCount - t0) + 1) / 2;
                         long p0 = t0 / 2;
-                        DotGroupQ4_0x8Pairs_512(group, Blocks, PairCodes + p0 * 2 * ColCount, PairScales + p0 * Blocks * 2, PairSums + p0 * Blocks * 2,
-                            ColCount, pairs, pairAcc);
+                        sbyte* px = PairCodes + p0 * 2 * ColCount;
+                        float* ps = PairScales + p0 * Blocks * 2;
+                        int* pu = PairSums + p0 * Blocks * 2;
+                        if (k)
+                        {
+                            DotGroupQ4_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, ColCount, pairs, pairAcc);
+                        }
+                        else
+                        {
+                            DotGroupQ4_0x8Pairs_512(group, Blocks, px, ps, pu, ColCount, pairs, pairAcc);
+                        }
+
                         for (int p = 0; p < pairs; p++)
                         {
                             int t = t0 + 2 * p;
