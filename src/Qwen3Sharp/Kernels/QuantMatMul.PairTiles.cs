@@ -5,8 +5,8 @@ using System.Runtime.Intrinsics.X86;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// Prefill (and batched decode) of <see cref="Tensors.DType.Q4_0x8"/> and <see cref="Tensors.DType.Q4_Kx8"/> on 512-bit
-/// vectors: two tokens per vector. The 256-bit token tile
+/// Prefill (and batched decode) of <see cref="Tensors.DType.Q4_0x8"/>, <see cref="Tensors.DType.Q4_Kx8"/> and
+/// <see cref="Tensors.DType.Q6_Kx8"/> on 512-bit vectors: two tokens per vector. The 256-bit token tile
 /// (<see cref="DotGroupQ4_0x8N_256{TDot}"/>) holds one token's 8 rows per vector, and .NET 10 has no 512-bit
 /// <c>vpdpbusd</c> outside AVX10, which AMD's AVX-512 machines lack. Here lane 2r holds row r against token t and lane
 /// 2r + 1 row r against token t + 1: each code vector of a block is widened once per block (<c>vpermd</c> duplicating
@@ -20,7 +20,7 @@ namespace Qwen3Sharp.Kernels;
 public static unsafe partial class QuantMatMul
 {
     /// <summary>
-    /// True where Q4_0x8 and Q4_Kx8 products of several tokens take the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
+    /// True where Q4_0x8, Q4_Kx8 and Q6_Kx8 products of several tokens take the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
     /// only for the benchmarks' A/B and the tests that compare the two tiles.
     /// </summary>
     internal static bool PairTiles = Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
@@ -69,13 +69,41 @@ public static unsafe partial class QuantMatMul
             {
                 s[2 * k] = scales[(long)t * blocks + k];
                 s[2 * k + 1] = second ? scales[(long)(t + 1) * blocks + k] : 0f;
-                u[2 * k] = Sum(t, k);
-                u[2 * k + 1] = second ? Sum(t + 1, k) : 0;
+                if (sums != null)
+                {
+                    u[2 * k] = Sum(t, k);
+                    u[2 * k + 1] = second ? Sum(t + 1, k) : 0;
+                }
             }
         }
 
         int Sum(int t, int k) => sumShift >= 0 ? sums[(long)t * blocks + k] << sumShift
             : BitConverter.SingleToInt32Bits(scales[(long)t * blocks + k] * sums[(long)t * blocks + k]);
+    }
+
+    /// <summary>
+    /// A per-token int array [tokenCount, perToken] as pairs [pairs, perToken, 2] (token 2p's value, then 2p + 1's, or 0
+    /// past the last token): Q6_K's group offsets (<see cref="PrepareQ6Offsets"/>), one <c>vpbroadcastq</c> per group and pair.
+    /// </summary>
+    internal static void PairValues(int* values, int tokenCount, int perToken, int* destination)
+    {
+        for (int t = 0; t < tokenCount; t++)
+        {
+            int* v = values + (long)t * perToken, d = destination + (long)(t / 2) * perToken * 2 + (t & 1);
+            for (int i = 0; i < perToken; i++)
+            {
+                d[2 * i] = v[i];
+            }
+        }
+
+        if ((tokenCount & 1) != 0)
+        {
+            int* d = destination + (long)(tokenCount / 2) * perToken * 2 + 1;
+            for (int i = 0; i < perToken; i++)
+            {
+                d[2 * i] = 0;
+            }
+        }
     }
 
     /// <summary>Lane i of a code or scale vector of 8 rows, widened to 16 lanes: row i / 2 in lanes 2r and 2r + 1.</summary>
@@ -199,6 +227,71 @@ public static unsafe partial class QuantMatMul
                 acc[p] = Avx512F.FusedMultiplyAddNegated(dmin, mins[p], acc[p]);
             }
         }
+    }
+
+    /// <summary>A duplicated vector (<see cref="PairCodes"/>) of a 256-bit one already in a register.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<T> Duplicated<T>(Vector256<T> v) => Avx512F.PermuteVar16x32(v.AsInt32().ToVector512Unsafe(), PairDuplicate).As<int, T>();
+
+    /// <summary><see cref="UnpackQ6"/> on duplicated vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void UnpackQ6Pairs(Vector512<byte> a0, Vector512<byte> a1, Vector512<byte> b,
+        out Vector512<byte> u0, out Vector512<byte> u1, out Vector512<byte> u2, out Vector512<byte> u3)
+    {
+        Vector512<byte> code = Vector512.Create((byte)0x3F), m = Vector512.Create((byte)0x0F), top = Vector512.Create((byte)0x30);
+        u0 = a0 & code;
+        u1 = (b & m) | (Avx512BW.ShiftRightLogical(a0.AsUInt16(), 2).AsByte() & top);
+        u2 = a1 & code;
+        u3 = (Avx512BW.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & m) | (Avx512BW.ShiftRightLogical(a1.AsUInt16(), 2).AsByte() & top);
+    }
+
+    /// <summary>
+    /// One Q6_Kx8 group against <paramref name="pairCount"/> token pairs (<see cref="PairActivations"/> without sums, and
+    /// <paramref name="offsets"/> the pairs' group offsets, <see cref="PairValues"/>): the arithmetic of
+    /// <see cref="DotGroupQ6_Kx8N_256"/> per lane (int16 pair sums less the offsets, one <c>vpmaddwd</c> per 16-element
+    /// group against its scales, one FMA), so each lane has its bits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ6_Kx8Pairs_512(byte* group, int superBlocks, sbyte* x, float* xs, int* offsets, int cols, int pairCount,
+        Vector512<float>* acc)
+    {
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        int blocks = cols / BlockSize, sixteens = cols / 16;
+        for (int p = 0; p < pairCount; p++)
+        {
+            acc[p] = Vector512<float>.Zero;
+        }
+
+        for (int k = 0; k < superBlocks; k++, group += Q6GroupBytes)
+        {
+            Vector512<float> d = Duplicated(WidenHalves((short*)(group + Q6dOffset), halfMask, halfScale));
+            PrefetchQ6Tail(group);
+            for (int s = 0; s < 8; s++)
+            {
+                PrefetchQ6SubBlock(group, s);
+                byte* q = group + s * Q6SubBlockBytes;
+                UnpackQ6Pairs(PairCodes(q), PairCodes(q + 32), PairCodes(q + 128), out var u0, out var u1, out var u2, out var u3);
+                UnpackQ6Pairs(PairCodes(q + 64), PairCodes(q + 96), PairCodes(q + 160), out var u4, out var u5, out var u6, out var u7);
+                Q6Scales(group + Q6ScalesOffset + 16 * s, out var s0, out var s1);
+                Vector512<short> scales0 = Duplicated(s0), scales1 = Duplicated(s1);
+                int b = 8 * k + s;
+                for (int p = 0; p < pairCount; p++)
+                {
+                    long* xp = (long*)(x + (long)p * 2 * cols + (long)b * 2 * BlockSize);
+                    long* op = (long*)(offsets + ((long)p * sixteens + 2 * b) * 2);
+                    // int16 adds wrap: the unsigned sums may pass 2^15, the sums less the offsets do not
+                    Vector512<short> p0 = (PairCodes6(u0, xp) + PairCodes6(u1, xp + 1)) + (PairCodes6(u2, xp + 2) + PairCodes6(u3, xp + 3))
+                        - Vector512.Create(op[0]).AsInt16();
+                    Vector512<short> p1 = (PairCodes6(u4, xp + 4) + PairCodes6(u5, xp + 5)) + (PairCodes6(u6, xp + 6) + PairCodes6(u7, xp + 7))
+                        - Vector512.Create(op[1]).AsInt16();
+                    Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(p0, scales0) + Avx512BW.MultiplyAddAdjacent(p1, scales1);
+                    acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), d * Vector512.Create(*(double*)(xs + 2 * ((long)p * blocks + b))).AsSingle(), acc[p]);
+                }
+            }
+        }
+
+        static Vector512<short> PairCodes6(Vector512<byte> codes, long* x) => Avx512BW.MultiplyAddAdjacent(codes, Vector512.Create(*x).AsSByte());
     }
 
     /// <summary>A pair accumulator as the first token's 8 row sums and the second's.</summary>

@@ -279,18 +279,26 @@ public static unsafe partial class QuantMatMul
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
         bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
         long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
-        // Q4_0x8 and Q4_Kx8 prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
-        bool pairTiles = tokenCount > 1 && w.DType is DType.Q4_0x8 or DType.Q4_Kx8 && isa == Isa.Avx512 && PairTiles;
-        long pairBytes = pairTiles ? PairActivationBytes(tokenCount, cols) : 0;
+        // Q4_0x8, Q4_Kx8 and Q6_Kx8 prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
+        bool pairTiles = tokenCount > 1 && w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 && isa == Isa.Avx512 && PairTiles;
+        long pairOffsetBytes = pairTiles && q6 ? (tokenCount + 1) / 2 * 2L * (cols / 16) * sizeof(int) : 0;
+        long pairBytes = pairTiles ? ((PairActivationBytes(tokenCount, cols) + 63) & ~63L) + pairOffsetBytes : 0;
         extraBytes = (extraBytes + 63) & ~63L;
         byte* scratch = (byte*)pool.SharedScratch(activationBytes + extraBytes + pairBytes);
         QuantizeActivations(isa, x, tokenCount, cols, scratch, out sbyte* codes, out float* scales, out int* sums);
         sbyte* pairCodes = null;
         float* pairScales = null;
         int* pairSums = null;
+        int* pairOffsets = null;
         if (pairTiles)
         {
-            PairActivations(codes, scales, sums, tokenCount, cols, sumShift: w.DType == DType.Q4_0x8 ? 3 : -1, scratch + activationBytes + extraBytes, out pairCodes, out pairScales, out pairSums);
+            byte* pairs = scratch + activationBytes + extraBytes;
+            PairActivations(codes, scales, q6 ? null : sums, tokenCount, cols, sumShift: w.DType == DType.Q4_0x8 ? 3 : -1, pairs,
+                out pairCodes, out pairScales, out pairSums);
+            if (q6)
+            {
+                pairOffsets = (int*)(pairs + ((PairActivationBytes(tokenCount, cols) + 63) & ~63L));
+            }
         }
 
         int* offsets = null;      // Q6_Kx8: [tokenCount, cols / 16]
@@ -299,6 +307,10 @@ public static unsafe partial class QuantMatMul
         {
             offsets = (int*)(scratch + activationBytes);
             PrepareQ6Offsets(codes, (long)tokenCount * (cols / 16), offsets);
+            if (pairOffsets != null)
+            {
+                PairValues(offsets, tokenCount, cols / 16, pairOffsets);
+            }
         }
         else if (affine)
         {
@@ -333,6 +345,7 @@ public static unsafe partial class QuantMatMul
             PairCodes = pairCodes,
             PairScales = pairScales,
             PairSums = pairSums,
+            PairOffsets = pairOffsets,
             Offsets = offsets,
             GroupSums = groupSums,
             BlocksPerGroup = affine ? w.GroupSize / BlockSize : 0,
@@ -401,9 +414,10 @@ public static unsafe partial class QuantMatMul
         public sbyte* Codes;      // [TokenCount, ColCount]
         public float* Scales;     // [TokenCount, Blocks]
         public int* Sums;         // [TokenCount, Blocks]
-        public sbyte* PairCodes;  // Q4_0x8 and Q4_Kx8 prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
+        public sbyte* PairCodes;  // Q4_0x8, Q4_Kx8 and Q6_Kx8 prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
         public float* PairScales; // [pairs, Blocks, 2]
         public int* PairSums;     // [pairs, Blocks, 2]: Q4_0 8·Σ, Q4_K the float scale·Σ
+        public int* PairOffsets;  // Q6_Kx8: [pairs, ColCount / 16, 2] (PairValues of Offsets)
         public int* Offsets;      // Q6_Kx8: [TokenCount, 2 * Blocks] (PrepareQ6Offsets)
         public float* GroupSums;  // Affine8x8/Affine4x8: [TokenCount, Blocks / BlocksPerGroup] (AffineActivationSums)
         public int BlocksPerGroup, AffineCentre;
@@ -568,6 +582,10 @@ public static unsafe partial class QuantMatMul
                         if (k)
                         {
                             DotGroupQ4_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, ColCount, pairs, pairAcc);
+                        }
+                        else if (q6)
+                        {
+                            DotGroupQ6_Kx8Pairs_512(group, Blocks / 8, px, ps, PairOffsets + p0 * 2 * (ColCount / 16), ColCount, pairs, pairAcc);
                         }
                         else
                         {
