@@ -5,8 +5,8 @@ using System.Runtime.Intrinsics.X86;
 namespace Qwen3Sharp.Kernels;
 
 /// <summary>
-/// Prefill (and batched decode) of <see cref="Tensors.DType.Q4_0x8"/>, <see cref="Tensors.DType.Q4_Kx8"/> and
-/// <see cref="Tensors.DType.Q6_Kx8"/> on 512-bit vectors: two tokens per vector. The 256-bit token tile
+/// Prefill (and batched decode) of <see cref="Tensors.DType.Q4_0x8"/>, <see cref="Tensors.DType.Q4_Kx8"/>,
+/// <see cref="Tensors.DType.Q5_Kx8"/> and <see cref="Tensors.DType.Q6_Kx8"/> on 512-bit vectors: two tokens per vector. The 256-bit token tile
 /// (<see cref="DotGroupQ4_0x8N_256{TDot}"/>) holds one token's 8 rows per vector, and .NET 10 has no 512-bit
 /// <c>vpdpbusd</c> outside AVX10, which AMD's AVX-512 machines lack. Here lane 2r holds row r against token t and lane
 /// 2r + 1 row r against token t + 1: each code vector of a block is widened once per block (<c>vpermd</c> duplicating
@@ -20,7 +20,7 @@ namespace Qwen3Sharp.Kernels;
 public static unsafe partial class QuantMatMul
 {
     /// <summary>
-    /// True where Q4_0x8, Q4_Kx8 and Q6_Kx8 products of several tokens take the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
+    /// True where Q4_0x8, Q4_Kx8, Q5_Kx8 and Q6_Kx8 products of several tokens take the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
     /// only for the benchmarks' A/B and the tests that compare the two tiles.
     /// </summary>
     internal static bool PairTiles = Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
@@ -227,6 +227,81 @@ public static unsafe partial class QuantMatMul
                 acc[p] = Avx512F.FusedMultiplyAddNegated(dmin, mins[p], acc[p]);
             }
         }
+    }
+
+    /// <summary>
+    /// One Q5_Kx8 group against <paramref name="pairCount"/> token pairs (<see cref="PairActivations"/> with scaled sums):
+    /// <see cref="DotGroupQ4_Kx8Pairs_512"/> with 5-bit codes (<see cref="Q5Codes"/> on duplicated vectors, four
+    /// <c>vpmaddubsw</c> per int16 sum as <see cref="Q5DotAvx2"/>). Each lane has the bits <see cref="DotGroupQ5_Kx8N_256{TDot}"/> gives it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupQ5_Kx8Pairs_512(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int pairCount,
+        Vector512<float>* acc)
+    {
+        Vector512<short> ones = Vector512.Create((short)1);
+        Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
+        Vector256<float> halfScale = HalfScale;
+        int blocks = cols / BlockSize;
+        Vector512<float>* mins = acc + pairCount;
+        for (int p = 0; p < pairCount; p++)
+        {
+            acc[p] = Vector512<float>.Zero;
+        }
+
+        for (int k = 0; k < superBlocks; k++, group += K5GroupBytes)
+        {
+            Vector512<float> d = Duplicated(WidenHalves((short*)(group + K5dOffset), halfMask, halfScale));
+            for (int p = 0; p < pairCount; p++)
+            {
+                mins[p] = Vector512<float>.Zero;
+            }
+
+            for (int s = 0; s < 8; s++)
+            {
+                byte* q = group + s * GroupBlockBytes;
+                SimdMath.Prefetch(q + PrefetchBytes);
+                SimdMath.Prefetch(q + PrefetchBytes + 64);
+                Q5CodePairs(q, group + K5HighOffset + s * 32, out var c0, out var c1, out var c2, out var c3, out var c4, out var c5, out var c6, out var c7);
+                Vector512<float> dsc = d * Duplicated(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5ScalesOffset + s * GroupRows)));
+                Vector512<float> mc = Duplicated(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + K5MinsOffset + s * GroupRows)));
+                int b = 8 * k + s;
+                for (int p = 0; p < pairCount; p++)
+                {
+                    long o = (long)p * blocks + b;
+                    long* xp = (long*)(x + (long)p * 2 * cols + (long)b * 2 * BlockSize);
+                    Vector512<short> first = (PairNibbles(c0, xp) + PairNibbles(c1, xp + 1)) + (PairNibbles(c2, xp + 2) + PairNibbles(c3, xp + 3));
+                    Vector512<short> second = (PairNibbles(c4, xp + 4) + PairNibbles(c5, xp + 5)) + (PairNibbles(c6, xp + 6) + PairNibbles(c7, xp + 7));
+                    Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(first, ones) + Avx512BW.MultiplyAddAdjacent(second, ones);
+                    acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), dsc * Vector512.Create(*(double*)(xs + 2 * o)).AsSingle(), acc[p]);
+                    mins[p] = Avx512F.FusedMultiplyAdd(mc, Vector512.Create(*(double*)(xsum + 2 * o)).AsSingle(), mins[p]);
+                }
+            }
+
+            Vector512<float> dmin = Duplicated(WidenHalves((short*)(group + K5dMinOffset), halfMask, halfScale));
+            for (int p = 0; p < pairCount; p++)
+            {
+                acc[p] = Avx512F.FusedMultiplyAddNegated(dmin, mins[p], acc[p]);
+            }
+        }
+    }
+
+    /// <summary><see cref="Q5Codes"/> on duplicated vectors: a sub-block's 8 five-bit code vectors, each row's dword in two lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q5CodePairs(byte* q, byte* hb, out Vector512<byte> c0, out Vector512<byte> c1, out Vector512<byte> c2, out Vector512<byte> c3,
+        out Vector512<byte> c4, out Vector512<byte> c5, out Vector512<byte> c6, out Vector512<byte> c7)
+    {
+        Vector512<byte> m = Vector512.Create((byte)0x0F), b4 = Vector512.Create((byte)0x10);
+        Vector512<byte> b5 = Vector512.Create((byte)0x20), b6 = Vector512.Create((byte)0x40), b7 = Vector512.Create((byte)0x80);
+        Vector512<byte> h1 = PairCodes(hb), h0 = Avx512BW.ShiftLeftLogical(h1.AsUInt16(), 4).AsByte();
+        Vector512<byte> v0 = PairCodes(q), v1 = PairCodes(q + 32), v2 = PairCodes(q + 64), v3 = PairCodes(q + 96);
+        c0 = (v0 & m) | Avx512BW.Min(h0 & b4, b4);
+        c1 = (Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m) | Avx512BW.Min(h0 & b5, b4);
+        c2 = (v1 & m) | Avx512BW.Min(h0 & b6, b4);
+        c3 = (Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m) | Avx512BW.Min(h0 & b7, b4);
+        c4 = (v2 & m) | Avx512BW.Min(h1 & b4, b4);
+        c5 = (Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m) | Avx512BW.Min(h1 & b5, b4);
+        c6 = (v3 & m) | Avx512BW.Min(h1 & b6, b4);
+        c7 = (Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m) | Avx512BW.Min(h1 & b7, b4);
     }
 
     /// <summary>A duplicated vector (<see cref="PairCodes"/>) of a 256-bit one already in a register.</summary>

@@ -279,8 +279,8 @@ public static unsafe partial class QuantMatMul
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
         bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
         long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
-        // Q4_0x8, Q4_Kx8 and Q6_Kx8 prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
-        bool pairTiles = tokenCount > 1 && w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q6_Kx8 && isa == Isa.Avx512 && PairTiles;
+        // Q4_0x8 and K-quant prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
+        bool pairTiles = tokenCount > 1 && w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 && isa == Isa.Avx512 && PairTiles;
         long pairOffsetBytes = pairTiles && q6 ? (tokenCount + 1) / 2 * 2L * (cols / 16) * sizeof(int) : 0;
         long pairBytes = pairTiles ? ((PairActivationBytes(tokenCount, cols) + 63) & ~63L) + pairOffsetBytes : 0;
         extraBytes = (extraBytes + 63) & ~63L;
@@ -414,9 +414,9 @@ public static unsafe partial class QuantMatMul
         public sbyte* Codes;      // [TokenCount, ColCount]
         public float* Scales;     // [TokenCount, Blocks]
         public int* Sums;         // [TokenCount, Blocks]
-        public sbyte* PairCodes;  // Q4_0x8, Q4_Kx8 and Q6_Kx8 prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
+        public sbyte* PairCodes;  // Q4_0x8 and K-quant prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
         public float* PairScales; // [pairs, Blocks, 2]
-        public int* PairSums;     // [pairs, Blocks, 2]: Q4_0 8·Σ, Q4_K the float scale·Σ
+        public int* PairSums;     // [pairs, Blocks, 2]: Q4_0 8·Σ, Q4_K and Q5_K the float scale·Σ
         public int* PairOffsets;  // Q6_Kx8: [pairs, ColCount / 16, 2] (PairValues of Offsets)
         public int* Offsets;      // Q6_Kx8: [TokenCount, 2 * Blocks] (PrepareQ6Offsets)
         public float* GroupSums;  // Affine8x8/Affine4x8: [TokenCount, Blocks / BlocksPerGroup] (AffineActivationSums)
@@ -582,6 +582,10 @@ public static unsafe partial class QuantMatMul
                         if (k)
                         {
                             DotGroupQ4_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, ColCount, pairs, pairAcc);
+                        }
+                        else if (q5)
+                        {
+                            DotGroupQ5_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, ColCount, pairs, pairAcc);
                         }
                         else if (q6)
                         {
