@@ -6,7 +6,8 @@ namespace Qwen3Sharp.Kernels;
 
 /// <summary>
 /// Prefill (and batched decode) of <see cref="Tensors.DType.Q4_0x8"/>, <see cref="Tensors.DType.Q4_Kx8"/>,
-/// <see cref="Tensors.DType.Q5_Kx8"/> and <see cref="Tensors.DType.Q6_Kx8"/> on 512-bit vectors: two tokens per vector. The 256-bit token tile
+/// <see cref="Tensors.DType.Q5_Kx8"/>, <see cref="Tensors.DType.Q6_Kx8"/> and <see cref="Tensors.DType.Affine4x8"/> (MLX 2–4-bit)
+/// on 512-bit vectors: two tokens per vector. The 256-bit token tile
 /// (<see cref="DotGroupQ4_0x8N_256{TDot}"/>) holds one token's 8 rows per vector, and .NET 10 has no 512-bit
 /// <c>vpdpbusd</c> outside AVX10, which AMD's AVX-512 machines lack. Here lane 2r holds row r against token t and lane
 /// 2r + 1 row r against token t + 1: each code vector of a block is widened once per block (<c>vpermd</c> duplicating
@@ -20,7 +21,7 @@ namespace Qwen3Sharp.Kernels;
 public static unsafe partial class QuantMatMul
 {
     /// <summary>
-    /// True where Q4_0x8, Q4_Kx8, Q5_Kx8 and Q6_Kx8 products of several tokens take the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
+    /// True where Q4_0x8, K-quant and MLX 4-bit group products of several tokens take the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
     /// only for the benchmarks' A/B and the tests that compare the two tiles.
     /// </summary>
     internal static bool PairTiles = Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
@@ -38,11 +39,12 @@ public static unsafe partial class QuantMatMul
     /// <summary>
     /// Tokens 2p and 2p + 1 of the quantized activations as pair p (the last token, if alone, beside zeros): codes
     /// [pairs, 2·cols], per block the two tokens' 8 dwords interleaved (t, t + 1, t, t + 1, …: one 64-byte line, each
-    /// qword a <c>vpbroadcastq</c> for one code vector); scales [pairs, blocks, 2]; code sums [pairs, blocks, 2], shifted
-    /// left by <paramref name="sumShift"/> (Q4_0's offset of 8: 3), or with a negative shift each the float scale · sum
-    /// (Q4_K's mins, as its 256-bit tile computes <c>xs[o] * xsum[o]</c>).
+    /// qword a <c>vpbroadcastq</c> for one code vector); scales [pairs, blocks, 2]; code sums [pairs, blocks, 2] (none
+    /// where <paramref name="sums"/> is null), each times <paramref name="sumFactor"/> (the codes' offset: Q4_0's 8, an
+    /// affine group's centre), or where that is null the float scale · sum (the K-quants' mins, as their 256-bit tiles
+    /// compute <c>xs[o] * xsum[o]</c>).
     /// </summary>
-    internal static void PairActivations(sbyte* codes, float* scales, int* sums, int tokenCount, int cols, int sumShift, byte* destination,
+    internal static void PairActivations(sbyte* codes, float* scales, int* sums, int tokenCount, int cols, int? sumFactor, byte* destination,
         out sbyte* pairCodes, out float* pairScales, out int* pairSums)
     {
         int blocks = cols / BlockSize, pairs = (tokenCount + 1) / 2;
@@ -77,7 +79,7 @@ public static unsafe partial class QuantMatMul
             }
         }
 
-        int Sum(int t, int k) => sumShift >= 0 ? sums[(long)t * blocks + k] << sumShift
+        int Sum(int t, int k) => sumFactor is int factor ? sums[(long)t * blocks + k] * factor
             : BitConverter.SingleToInt32Bits(scales[(long)t * blocks + k] * sums[(long)t * blocks + k]);
     }
 
@@ -302,6 +304,66 @@ public static unsafe partial class QuantMatMul
         c5 = (Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m) | Avx512BW.Min(h1 & b5, b4);
         c6 = (v3 & m) | Avx512BW.Min(h1 & b6, b4);
         c7 = (Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m) | Avx512BW.Min(h1 & b7, b4);
+    }
+
+    /// <summary>
+    /// One group of MLX 4-bit affine rows (<see cref="Tensors.DType.Affine4x8"/>) against <paramref name="pairCount"/> token
+    /// pairs (<see cref="PairActivations"/> with the centre as the sum factor; <paramref name="xg"/> the pairs' affine-group
+    /// activation sums, <see cref="PairValues"/>): per block the nibble dot of <see cref="DotGroupQ4_0x8Pairs_512"/> into the
+    /// affine group's part, then per affine group the scale and bias steps of the 256-bit tile; <paramref name="acc"/> holds
+    /// 2·pairCount vectors (the sums, then the parts). Each lane has the bits <c>DotGroupAffineX8N_256</c> gives it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void DotGroupAffine4x8Pairs_512(int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
+        int cols, int pairCount, Vector512<float>* acc)
+    {
+        int affineGroups = blocks / blocksPerGroup;
+        Vector256<float> zv = Vector256.Create((float)centre);
+        Vector512<byte> m = Vector512.Create((byte)0x0F);
+        Vector512<short> ones = Vector512.Create((short)1);
+        Vector512<float>* part = acc + pairCount;
+        for (int p = 0; p < pairCount; p++)
+        {
+            acc[p] = Vector512<float>.Zero;
+        }
+
+        for (int a = 0, k = 0; a < affineGroups; a++)
+        {
+            ushort* scales = (ushort*)group, biases = scales + GroupRows;     // then the codes
+            group += AffineTableBytes;
+            for (int p = 0; p < pairCount; p++)
+            {
+                part[p] = Vector512<float>.Zero;
+            }
+
+            for (int end = k + blocksPerGroup; k < end; k++, group += GroupBlockBytes)
+            {
+                SimdMath.Prefetch(group + PrefetchBytes);
+                SimdMath.Prefetch(group + PrefetchBytes + 64);
+                Vector512<byte> v0 = PairCodes(group), v1 = PairCodes(group + 32), v2 = PairCodes(group + 64), v3 = PairCodes(group + 96);
+                Vector512<byte> l0 = v0 & m, h0 = Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+                Vector512<byte> l1 = v1 & m, h1 = Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+                Vector512<byte> l2 = v2 & m, h2 = Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+                Vector512<byte> l3 = v3 & m, h3 = Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                for (int p = 0; p < pairCount; p++)
+                {
+                    long o = (long)p * blocks + k;
+                    long* xp = (long*)(x + (long)p * 2 * cols + (long)k * 2 * BlockSize);
+                    Vector512<short> pairs = (PairNibbles(l0, xp) + PairNibbles(h0, xp + 1)) + (PairNibbles(l1, xp + 2) + PairNibbles(h1, xp + 3))
+                        + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
+                    Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones) - Vector512.Create(*(long*)(xsum + 2 * o)).AsInt32();
+                    part[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), Vector512.Create(*(double*)(xs + 2 * o)).AsSingle(), part[p]);
+                }
+            }
+
+            Vector256<float> sg = WidenBf16(scales);
+            Vector512<float> sg2 = Duplicated(sg), sh2 = Duplicated(Fma.MultiplyAdd(sg, zv, WidenBf16(biases)));
+            for (int p = 0; p < pairCount; p++)
+            {
+                Vector512<float> r = Avx512F.FusedMultiplyAdd(sg2, part[p], acc[p]);
+                acc[p] = Avx512F.FusedMultiplyAdd(sh2, Vector512.Create(*(double*)(xg + 2 * ((long)p * affineGroups + a))).AsSingle(), r);
+            }
+        }
     }
 
     /// <summary>A duplicated vector (<see cref="PairCodes"/>) of a 256-bit one already in a register.</summary>

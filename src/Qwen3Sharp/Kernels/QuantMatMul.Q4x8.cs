@@ -279,9 +279,11 @@ public static unsafe partial class QuantMatMul
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
         bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
         long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
-        // Q4_0x8 and K-quant prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
-        bool pairTiles = tokenCount > 1 && w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 && isa == Isa.Avx512 && PairTiles;
-        long pairOffsetBytes = pairTiles && q6 ? (tokenCount + 1) / 2 * 2L * (cols / 16) * sizeof(int) : 0;
+        // Q4_0x8, K-quant and MLX 4-bit prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
+        bool pairTiles = tokenCount > 1 && w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 && isa == Isa.Avx512 && PairTiles;
+        // Q6_K's group offsets, or the affine groups' activation sums, as pairs after the paired activations
+        long pairOffsetBytes = pairTiles && q6 ? (tokenCount + 1) / 2 * 2L * (cols / 16) * sizeof(int)
+            : pairTiles && affine ? (tokenCount + 1) / 2 * 2L * (cols / w.GroupSize) * sizeof(float) : 0;
         long pairBytes = pairTiles ? ((PairActivationBytes(tokenCount, cols) + 63) & ~63L) + pairOffsetBytes : 0;
         extraBytes = (extraBytes + 63) & ~63L;
         byte* scratch = (byte*)pool.SharedScratch(activationBytes + extraBytes + pairBytes);
@@ -293,9 +295,9 @@ public static unsafe partial class QuantMatMul
         if (pairTiles)
         {
             byte* pairs = scratch + activationBytes + extraBytes;
-            PairActivations(codes, scales, q6 ? null : sums, tokenCount, cols, sumShift: w.DType == DType.Q4_0x8 ? 3 : -1, pairs,
-                out pairCodes, out pairScales, out pairSums);
-            if (q6)
+            int? sumFactor = w.DType == DType.Q4_0x8 ? 8 : affine ? AffineCentre(w.SourceBits) : null;   // K-quants: scale · sum
+            PairActivations(codes, scales, q6 ? null : sums, tokenCount, cols, sumFactor, pairs, out pairCodes, out pairScales, out pairSums);
+            if (q6 || affine)
             {
                 pairOffsets = (int*)(pairs + ((PairActivationBytes(tokenCount, cols) + 63) & ~63L));
             }
@@ -316,6 +318,10 @@ public static unsafe partial class QuantMatMul
         {
             groupSums = (float*)(scratch + activationBytes);
             AffineActivationSums(x, tokenCount, cols, w.GroupSize, groupSums);
+            if (pairOffsets != null)
+            {
+                PairValues((int*)groupSums, tokenCount, cols / w.GroupSize, pairOffsets);   // float bits, paired
+            }
         }
 
         int groups = (w.RowCount + GroupRows - 1) / GroupRows;
@@ -414,10 +420,10 @@ public static unsafe partial class QuantMatMul
         public sbyte* Codes;      // [TokenCount, ColCount]
         public float* Scales;     // [TokenCount, Blocks]
         public int* Sums;         // [TokenCount, Blocks]
-        public sbyte* PairCodes;  // Q4_0x8 and K-quant prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
+        public sbyte* PairCodes;  // Q4_0x8, K-quant and Affine4x8 prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
         public float* PairScales; // [pairs, Blocks, 2]
-        public int* PairSums;     // [pairs, Blocks, 2]: Q4_0 8·Σ, Q4_K and Q5_K the float scale·Σ
-        public int* PairOffsets;  // Q6_Kx8: [pairs, ColCount / 16, 2] (PairValues of Offsets)
+        public int* PairSums;     // [pairs, Blocks, 2]: Q4_0 8·Σ, affine centre·Σ, Q4_K and Q5_K the float scale·Σ
+        public int* PairOffsets;  // Q6_Kx8: [pairs, ColCount / 16, 2] (PairValues of Offsets); Affine4x8: GroupSums' floats paired
         public int* Offsets;      // Q6_Kx8: [TokenCount, 2 * Blocks] (PrepareQ6Offsets)
         public float* GroupSums;  // Affine8x8/Affine4x8: [TokenCount, Blocks / BlocksPerGroup] (AffineActivationSums)
         public int BlocksPerGroup, AffineCentre;
@@ -579,7 +585,12 @@ public static unsafe partial class QuantMatMul
                         sbyte* px = PairCodes + p0 * 2 * ColCount;
                         float* ps = PairScales + p0 * Blocks * 2;
                         int* pu = PairSums + p0 * Blocks * 2;
-                        if (k)
+                        if (affineBits != 0)
+                        {
+                            DotGroupAffine4x8Pairs_512(AffineCentre, group, Blocks, BlocksPerGroup, px, ps, pu, (float*)PairOffsets + p0 * 2 * affineGroups,
+                                ColCount, pairs, pairAcc);
+                        }
+                        else if (k)
                         {
                             DotGroupQ4_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, ColCount, pairs, pairAcc);
                         }

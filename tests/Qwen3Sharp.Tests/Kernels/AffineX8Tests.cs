@@ -313,16 +313,17 @@ public sealed unsafe class AffineX8Tests
     [InlineData(4)]
     public void Prefill_Int8TokenTiles_GiveEachTokenItsDecodeBits(int bits)
     {
-        // 70 tokens through MatMul (the prefill entry): 31 + 31 + 8 token tiles where AVX2 runs, each token's row the
-        // bits of its own one-token product; without AVX2 the float panels on the dequantized rows.
+        // 71 tokens through MatMul (the prefill entry): 31 + 31 + 9 token tiles where AVX2 runs (4-bit on AVX-512: the
+        // token-pair tiles, 32 + 32 + 7, the last token beside zeros), each token's row the bits of its own one-token
+        // product; without AVX2 the float panels on the dequantized rows.
         const int rows = 8 * 9 + 3, cols = 256;
         using var pool = new WorkerPool(2);
         using var m = new AffineMatMulTests.AffineMatrix(bits, 64, DType.BF16, rows, cols, 9);
         WeightView w = Repack(m.View, out byte* buffer);
         try
         {
-            const int tokens = 70;
-            float[] x = Int8MatMulTests.Activations(new Random(tokens), tokens * cols);
+            const int tokens = 71;
+            float[] x = Int8MatMulTests.Activations(new Random(70), tokens * cols);
             var prefill = new float[tokens * rows];
             MatMul.Multiply(pool, x, tokens, w, prefill, PrefillKernel.Managed, QuantDecodeKernel.Int8);
             var exact = new double[tokens * rows];
