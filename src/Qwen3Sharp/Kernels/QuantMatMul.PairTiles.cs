@@ -37,9 +37,10 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
-    /// Tokens 2p and 2p + 1 of the quantized activations as pair p (the last token, if alone, beside zeros): codes
-    /// [pairs, 2·cols], per block the two tokens' 8 dwords interleaved (t, t + 1, t, t + 1, …: one 64-byte line, each
-    /// qword a <c>vpbroadcastq</c> for one code vector); scales [pairs, blocks, 2]; code sums [pairs, blocks, 2] (none
+    /// Tokens 2p and 2p + 1 of the quantized activations as pair p (the last token, if alone, beside zeros), tile-major:
+    /// per tile of <see cref="PairTileTokens"/> tokens, per block, per pair of the tile (so a tile's pairs of one block
+    /// are adjacent). Codes: per block and pair the two tokens' 8 dwords interleaved (t, t + 1, t, t + 1, …: one 64-byte
+    /// line, each qword a <c>vpbroadcastq</c> for one code vector); scales 2 floats; code sums 2 ints (none
     /// where <paramref name="sums"/> is null), each times <paramref name="sumFactor"/> (the codes' offset: Q4_0's 8, an
     /// affine group's centre), or where that is null the float scale · sum (the K-quants' mins, as their 256-bit tiles
     /// compute <c>xs[o] * xsum[o]</c>).
@@ -55,26 +56,24 @@ public static unsafe partial class QuantMatMul
         {
             int t = 2 * p;
             bool second = t + 1 < tokenCount;
-            sbyte* a = codes + (long)t * cols, b = a + cols, o = pairCodes + (long)p * 2 * cols;
+            (long tile, int count, int at) = PairSlot(p, pairs);
+            sbyte* a = codes + (long)t * cols, b = a + cols, o = pairCodes + tile * blocks * 2 * BlockSize;
+            float* s = pairScales + tile * blocks * 2;
+            int* u = pairSums + tile * blocks * 2;
             for (int k = 0; k < blocks; k++)
             {
+                long slot = (long)k * count + at;   // block k of the tile, then its pairs
                 Vector256<int> va = Vector256.Load((int*)(a + k * BlockSize));
                 Vector256<int> vb = second ? Vector256.Load((int*)(b + k * BlockSize)) : Vector256<int>.Zero;
                 Vector256<int> low = Avx2.UnpackLow(va, vb), high = Avx2.UnpackHigh(va, vb);   // a0 b0 a1 b1 | a4 b4 a5 b5, a2 b2 a3 b3 | a6 b6 a7 b7
-                Avx2.Permute2x128(low, high, 0x20).Store((int*)(o + 2 * k * BlockSize));
-                Avx2.Permute2x128(low, high, 0x31).Store((int*)(o + 2 * k * BlockSize + 32));
-            }
-
-            float* s = pairScales + (long)p * blocks * 2;
-            int* u = pairSums + (long)p * blocks * 2;
-            for (int k = 0; k < blocks; k++)
-            {
-                s[2 * k] = scales[(long)t * blocks + k];
-                s[2 * k + 1] = second ? scales[(long)(t + 1) * blocks + k] : 0f;
+                Avx2.Permute2x128(low, high, 0x20).Store((int*)(o + slot * 2 * BlockSize));
+                Avx2.Permute2x128(low, high, 0x31).Store((int*)(o + slot * 2 * BlockSize + 32));
+                s[2 * slot] = scales[(long)t * blocks + k];
+                s[2 * slot + 1] = second ? scales[(long)(t + 1) * blocks + k] : 0f;
                 if (sums != null)
                 {
-                    u[2 * k] = Sum(t, k);
-                    u[2 * k + 1] = second ? Sum(t + 1, k) : 0;
+                    u[2 * slot] = Sum(t, k);
+                    u[2 * slot + 1] = second ? Sum(t + 1, k) : 0;
                 }
             }
         }
@@ -84,26 +83,36 @@ public static unsafe partial class QuantMatMul
     }
 
     /// <summary>
-    /// A per-token int array [tokenCount, perToken] as pairs [pairs, perToken, 2] (token 2p's value, then 2p + 1's, or 0
-    /// past the last token): Q6_K's group offsets (<see cref="PrepareQ6Offsets"/>), one <c>vpbroadcastq</c> per group and pair.
+    /// Where pair <paramref name="p"/> of <paramref name="pairs"/> lies in the tile-major layout: its tile's first pair
+    /// (tiles of <see cref="PairTileTokens"/> / 2 pairs, so a tile's data starts where that pair's would in pair-major
+    /// order), the tile's pair count and the pair's place in it.
+    /// </summary>
+    private static (long TileFirstPair, int Count, int At) PairSlot(int p, int pairs)
+    {
+        const int tilePairs = PairTileTokens / 2;
+        int first = p / tilePairs * tilePairs;
+        return (first, Math.Min(tilePairs, pairs - first), p - first);
+    }
+
+    /// <summary>
+    /// A per-token int array [tokenCount, perToken] as pairs, tile-major as <see cref="PairActivations"/> (per tile, per
+    /// value, per pair: token 2p's value, then 2p + 1's, or 0 past the last token): Q6_K's group offsets
+    /// (<see cref="PrepareQ6Offsets"/>) and the affine groups' activation sums, one <c>vpbroadcastq</c> per value and pair.
     /// </summary>
     internal static void PairValues(int* values, int tokenCount, int perToken, int* destination)
     {
-        for (int t = 0; t < tokenCount; t++)
+        int pairs = (tokenCount + 1) / 2;
+        for (int p = 0; p < pairs; p++)
         {
-            int* v = values + (long)t * perToken, d = destination + (long)(t / 2) * perToken * 2 + (t & 1);
+            (long tile, int count, int at) = PairSlot(p, pairs);
+            int* d = destination + tile * perToken * 2;
+            int* first = values + (long)2 * p * perToken, second = first + perToken;
+            bool hasSecond = 2 * p + 1 < tokenCount;
             for (int i = 0; i < perToken; i++)
             {
-                d[2 * i] = v[i];
-            }
-        }
-
-        if ((tokenCount & 1) != 0)
-        {
-            int* d = destination + (long)(tokenCount / 2) * perToken * 2 + 1;
-            for (int i = 0; i < perToken; i++)
-            {
-                d[2 * i] = 0;
+                long slot = (long)i * count + at;
+                d[2 * slot] = first[i];
+                d[2 * slot + 1] = hasSecond ? second[i] : 0;
             }
         }
     }
@@ -128,7 +137,7 @@ public static unsafe partial class QuantMatMul
     /// with <see cref="SplitPair"/>). Each lane has the bits <see cref="DotGroupQ4_0x8N_256{TDot}"/> gives it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ4_0x8Pairs_512(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int cols, int pairCount,
+    internal static void DotGroupQ4_0x8Pairs_512(byte* group, int blocks, sbyte* x, float* xs, int* xsum, int pairCount,
         Vector512<float>* acc)
     {
         short* d = (short*)group;
@@ -154,8 +163,8 @@ public static unsafe partial class QuantMatMul
             Vector512<float> dw = Avx512F.PermuteVar16x32(WidenHalves(d, halfMask, halfScale).ToVector512Unsafe(), PairDuplicate);
             for (int p = 0; p < pairCount; p++)
             {
-                long o = (long)p * blocks + k;
-                long* xp = (long*)(x + (long)p * 2 * cols + (long)k * 2 * BlockSize);
+                long o = (long)k * pairCount + p;
+                long* xp = (long*)(x + ((long)k * pairCount + p) * 2 * BlockSize);
                 Vector512<short> pairs = (PairNibbles(l0, xp) + PairNibbles(h0, xp + 1)) + (PairNibbles(l1, xp + 2) + PairNibbles(h1, xp + 3))
                     + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
                 Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones) - Vector512.Create(*(long*)(xsum + 2 * o)).AsInt32();
@@ -170,7 +179,7 @@ public static unsafe partial class QuantMatMul
     /// then the mins). Each lane has the bits <see cref="DotGroupQ4_Kx8N_256{TDot}"/> gives it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ4_Kx8Pairs_512(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int pairCount,
+    internal static void DotGroupQ4_Kx8Pairs_512(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int pairCount,
         Vector512<float>* acc)
     {
         Vector512<byte> m = Vector512.Create((byte)0x0F);
@@ -178,7 +187,6 @@ public static unsafe partial class QuantMatMul
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
         Vector512<int> duplicate = PairDuplicate;
-        int blocks = cols / BlockSize;
         Vector512<float>* mins = acc + pairCount;
         for (int p = 0; p < pairCount; p++)
         {
@@ -213,8 +221,8 @@ public static unsafe partial class QuantMatMul
                 int b = 8 * k + s;
                 for (int p = 0; p < pairCount; p++)
                 {
-                    long o = (long)p * blocks + b;
-                    long* xp = (long*)(x + (long)p * 2 * cols + (long)b * 2 * BlockSize);
+                    long o = (long)b * pairCount + p;
+                    long* xp = (long*)(x + ((long)b * pairCount + p) * 2 * BlockSize);
                     Vector512<short> pairs = (PairNibbles(l0, xp) + PairNibbles(h0, xp + 1)) + (PairNibbles(l1, xp + 2) + PairNibbles(h1, xp + 3))
                         + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
                     Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones);
@@ -237,13 +245,12 @@ public static unsafe partial class QuantMatMul
     /// <c>vpmaddubsw</c> per int16 sum as <see cref="Q5DotAvx2"/>). Each lane has the bits <see cref="DotGroupQ5_Kx8N_256{TDot}"/> gives it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ5_Kx8Pairs_512(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int cols, int pairCount,
+    internal static void DotGroupQ5_Kx8Pairs_512(byte* group, int superBlocks, sbyte* x, float* xs, int* xsum, int pairCount,
         Vector512<float>* acc)
     {
         Vector512<short> ones = Vector512.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
-        int blocks = cols / BlockSize;
         Vector512<float>* mins = acc + pairCount;
         for (int p = 0; p < pairCount; p++)
         {
@@ -269,8 +276,8 @@ public static unsafe partial class QuantMatMul
                 int b = 8 * k + s;
                 for (int p = 0; p < pairCount; p++)
                 {
-                    long o = (long)p * blocks + b;
-                    long* xp = (long*)(x + (long)p * 2 * cols + (long)b * 2 * BlockSize);
+                    long o = (long)b * pairCount + p;
+                    long* xp = (long*)(x + ((long)b * pairCount + p) * 2 * BlockSize);
                     Vector512<short> first = (PairNibbles(c0, xp) + PairNibbles(c1, xp + 1)) + (PairNibbles(c2, xp + 2) + PairNibbles(c3, xp + 3));
                     Vector512<short> second = (PairNibbles(c4, xp + 4) + PairNibbles(c5, xp + 5)) + (PairNibbles(c6, xp + 6) + PairNibbles(c7, xp + 7));
                     Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(first, ones) + Avx512BW.MultiplyAddAdjacent(second, ones);
@@ -315,7 +322,7 @@ public static unsafe partial class QuantMatMul
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void DotGroupAffine4x8Pairs_512(int centre, byte* group, int blocks, int blocksPerGroup, sbyte* x, float* xs, int* xsum, float* xg,
-        int cols, int pairCount, Vector512<float>* acc)
+        int pairCount, Vector512<float>* acc)
     {
         int affineGroups = blocks / blocksPerGroup;
         Vector256<float> zv = Vector256.Create((float)centre);
@@ -347,8 +354,8 @@ public static unsafe partial class QuantMatMul
                 Vector512<byte> l3 = v3 & m, h3 = Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
                 for (int p = 0; p < pairCount; p++)
                 {
-                    long o = (long)p * blocks + k;
-                    long* xp = (long*)(x + (long)p * 2 * cols + (long)k * 2 * BlockSize);
+                    long o = (long)k * pairCount + p;
+                    long* xp = (long*)(x + ((long)k * pairCount + p) * 2 * BlockSize);
                     Vector512<short> pairs = (PairNibbles(l0, xp) + PairNibbles(h0, xp + 1)) + (PairNibbles(l1, xp + 2) + PairNibbles(h1, xp + 3))
                         + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
                     Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones) - Vector512.Create(*(long*)(xsum + 2 * o)).AsInt32();
@@ -361,7 +368,7 @@ public static unsafe partial class QuantMatMul
             for (int p = 0; p < pairCount; p++)
             {
                 Vector512<float> r = Avx512F.FusedMultiplyAdd(sg2, part[p], acc[p]);
-                acc[p] = Avx512F.FusedMultiplyAdd(sh2, Vector512.Create(*(double*)(xg + 2 * ((long)p * affineGroups + a))).AsSingle(), r);
+                acc[p] = Avx512F.FusedMultiplyAdd(sh2, Vector512.Create(*(double*)(xg + 2 * ((long)a * pairCount + p))).AsSingle(), r);
             }
         }
     }
@@ -389,12 +396,11 @@ public static unsafe partial class QuantMatMul
     /// group against its scales, one FMA), so each lane has its bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void DotGroupQ6_Kx8Pairs_512(byte* group, int superBlocks, sbyte* x, float* xs, int* offsets, int cols, int pairCount,
+    internal static void DotGroupQ6_Kx8Pairs_512(byte* group, int superBlocks, sbyte* x, float* xs, int* offsets, int pairCount,
         Vector512<float>* acc)
     {
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
-        int blocks = cols / BlockSize, sixteens = cols / 16;
         for (int p = 0; p < pairCount; p++)
         {
             acc[p] = Vector512<float>.Zero;
@@ -415,15 +421,15 @@ public static unsafe partial class QuantMatMul
                 int b = 8 * k + s;
                 for (int p = 0; p < pairCount; p++)
                 {
-                    long* xp = (long*)(x + (long)p * 2 * cols + (long)b * 2 * BlockSize);
-                    long* op = (long*)(offsets + ((long)p * sixteens + 2 * b) * 2);
+                    long* xp = (long*)(x + ((long)b * pairCount + p) * 2 * BlockSize);
+                    int* op = offsets + ((long)2 * b * pairCount + p) * 2;   // group 2b's pair, then 2b + 1's 2·pairCount ints on
                     // int16 adds wrap: the unsigned sums may pass 2^15, the sums less the offsets do not
                     Vector512<short> p0 = (PairCodes6(u0, xp) + PairCodes6(u1, xp + 1)) + (PairCodes6(u2, xp + 2) + PairCodes6(u3, xp + 3))
-                        - Vector512.Create(op[0]).AsInt16();
+                        - Vector512.Create(*(long*)op).AsInt16();
                     Vector512<short> p1 = (PairCodes6(u4, xp + 4) + PairCodes6(u5, xp + 5)) + (PairCodes6(u6, xp + 6) + PairCodes6(u7, xp + 7))
-                        - Vector512.Create(op[1]).AsInt16();
+                        - Vector512.Create(*(long*)(op + 2 * pairCount)).AsInt16();
                     Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(p0, scales0) + Avx512BW.MultiplyAddAdjacent(p1, scales1);
-                    acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), d * Vector512.Create(*(double*)(xs + 2 * ((long)p * blocks + b))).AsSingle(), acc[p]);
+                    acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), d * Vector512.Create(*(double*)(xs + 2 * ((long)b * pairCount + p))).AsSingle(), acc[p]);
                 }
             }
         }

@@ -420,10 +420,10 @@ public static unsafe partial class QuantMatMul
         public sbyte* Codes;      // [TokenCount, ColCount]
         public float* Scales;     // [TokenCount, Blocks]
         public int* Sums;         // [TokenCount, Blocks]
-        public sbyte* PairCodes;  // Q4_0x8, K-quant and Affine4x8 prefill on AVX-512, else null: [pairs, 2 * ColCount] (PairActivations)
-        public float* PairScales; // [pairs, Blocks, 2]
-        public int* PairSums;     // [pairs, Blocks, 2]: Q4_0 8·Σ, affine centre·Σ, Q4_K and Q5_K the float scale·Σ
-        public int* PairOffsets;  // Q6_Kx8: [pairs, ColCount / 16, 2] (PairValues of Offsets); Affine4x8: GroupSums' floats paired
+        public sbyte* PairCodes;  // Q4_0x8, K-quant and Affine4x8 prefill on AVX-512, else null: 2 * ColCount per pair, tile-major (PairActivations)
+        public float* PairScales; // 2 * Blocks per pair, tile-major
+        public int* PairSums;     // 2 * Blocks per pair, tile-major: Q4_0 8·Σ, affine centre·Σ, Q4_K and Q5_K the float scale·Σ
+        public int* PairOffsets;  // Q6_Kx8: 2 * ColCount / 16 per pair, tile-major (PairValues of Offsets); Affine4x8: GroupSums' floats paired
         public int* Offsets;      // Q6_Kx8: [TokenCount, 2 * Blocks] (PrepareQ6Offsets)
         public float* GroupSums;  // Affine8x8/Affine4x8: [TokenCount, Blocks / BlocksPerGroup] (AffineActivationSums)
         public int BlocksPerGroup, AffineCentre;
@@ -588,23 +588,23 @@ public static unsafe partial class QuantMatMul
                         if (affineBits != 0)
                         {
                             DotGroupAffine4x8Pairs_512(AffineCentre, group, Blocks, BlocksPerGroup, px, ps, pu, (float*)PairOffsets + p0 * 2 * affineGroups,
-                                ColCount, pairs, pairAcc);
+                                pairs, pairAcc);
                         }
                         else if (k)
                         {
-                            DotGroupQ4_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, ColCount, pairs, pairAcc);
+                            DotGroupQ4_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, pairs, pairAcc);
                         }
                         else if (q5)
                         {
-                            DotGroupQ5_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, ColCount, pairs, pairAcc);
+                            DotGroupQ5_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, pairs, pairAcc);
                         }
                         else if (q6)
                         {
-                            DotGroupQ6_Kx8Pairs_512(group, Blocks / 8, px, ps, PairOffsets + p0 * 2 * (ColCount / 16), ColCount, pairs, pairAcc);
+                            DotGroupQ6_Kx8Pairs_512(group, Blocks / 8, px, ps, PairOffsets + p0 * 2 * (ColCount / 16), pairs, pairAcc);
                         }
                         else
                         {
-                            DotGroupQ4_0x8Pairs_512(group, Blocks, px, ps, pu, ColCount, pairs, pairAcc);
+                            DotGroupQ4_0x8Pairs_512(group, Blocks, px, ps, pu, pairs, pairAcc);
                         }
 
                         for (int p = 0; p < pairs; p++)
