@@ -26,6 +26,34 @@ public static unsafe partial class QuantMatMul
     /// </summary>
     internal static bool PairTiles = Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
 
+    /// <summary>
+    /// The generated Q8_0x8 pair tiles (<see cref="Jit.Q8PairKernels"/>: 512-bit <c>vpdpbusd</c>) where the CPU has
+    /// AVX512_VNNI and the system lets the process map executable memory, else null (Q8_0x8 then keeps the 256-bit
+    /// tiles). Null too when <c>QWEN3_JIT_Q8=0</c> (the A/B against the 256-bit tiles).
+    /// </summary>
+    internal static Jit.Q8PairKernels? Q8PairJit => Q8PairJitOnce.Value;
+
+    // generated at first use (after every static field of the class, PrefetchBytes among them, is set)
+    private static readonly Lazy<Jit.Q8PairKernels?> Q8PairJitOnce = new(CreateQ8PairJit);
+
+    private static Jit.Q8PairKernels? CreateQ8PairJit()
+    {
+        if (!Jit.Q8PairKernels.IsSupported || !(Avx512BW.IsSupported && Vector512.IsHardwareAccelerated)
+            || Environment.GetEnvironmentVariable("QWEN3_JIT_Q8") == "0")
+        {
+            return null;
+        }
+
+        try
+        {
+            return new Jit.Q8PairKernels(PrefetchBytes);
+        }
+        catch (InvalidOperationException)
+        {
+            return null;   // mmap/mprotect refused (e.g. a policy against executable anonymous memory): the managed tiles
+        }
+    }
+
     /// <summary>Tokens per tile of the pair path: 16 pairs, their accumulators 1 KiB.</summary>
     internal const int PairTileTokens = 32;
 

@@ -280,7 +280,8 @@ public static unsafe partial class QuantMatMul
         bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
         long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
         // Q4_0x8, K-quant and MLX 4-bit prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
-        bool pairTiles = tokenCount > 1 && w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 && isa == Isa.Avx512 && PairTiles;
+        bool pairTiles = tokenCount > 1 && isa == Isa.Avx512 && PairTiles
+            && (w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 || w.DType == DType.Q8_0x8 && Q8PairJit is not null);
         // Q6_K's group offsets, or the affine groups' activation sums, as pairs after the paired activations
         long pairOffsetBytes = pairTiles && q6 ? (tokenCount + 1) / 2 * 2L * (cols / 16) * sizeof(int)
             : pairTiles && affine ? (tokenCount + 1) / 2 * 2L * (cols / w.GroupSize) * sizeof(float) : 0;
@@ -295,7 +296,7 @@ public static unsafe partial class QuantMatMul
         if (pairTiles)
         {
             byte* pairs = scratch + activationBytes + extraBytes;
-            int? sumFactor = w.DType == DType.Q4_0x8 ? 8 : affine ? AffineCentre(w.SourceBits) : null;   // K-quants: scale · sum
+            int? sumFactor = w.DType switch { DType.Q4_0x8 => 8, DType.Q8_0x8 => 128, _ => affine ? AffineCentre(w.SourceBits) : null };   // K-quants: scale · sum
             PairActivations(codes, scales, q6 ? null : sums, tokenCount, cols, sumFactor, pairs, out pairCodes, out pairScales, out pairSums);
             if (q6 || affine)
             {
@@ -437,7 +438,9 @@ public static unsafe partial class QuantMatMul
         {
             int groups = (RowCount + GroupRows - 1) / GroupRows;
             int g0 = index * ItemGroups, g1 = Math.Min(g0 + ItemGroups, groups);
-            Vector256<float>* acc = stackalloc Vector256<float>[Math.Max(4, 2 * Math.Min(TokenCount, PairTileTokens))];   // ≤ 2 KiB (Q4_K: and mins)
+            // ≤ 2 KiB: per token (pair tiles: per token and the odd last one beside zeros) a sum and, for Q4_K, Q5_K and the affine
+            // groups, a second accumulator
+            Vector256<float>* acc = stackalloc Vector256<float>[Math.Max(4, 2 * Math.Min(TokenCount + 1, PairTileTokens))];
             if (FourStreams && g1 - g0 == ItemGroups)
             {
                 // the item's four quarters side by side: pass q reads group q of each quarter (the last item, if short, below)
@@ -578,6 +581,7 @@ public static unsafe partial class QuantMatMul
                 {
                     // two tokens per 512-bit vector, tiles of 16 pairs (QuantMatMul.PairTiles.cs)
                     var pairAcc = (Vector512<float>*)acc;
+                    Jit.Q8PairArgs q8Args = q8 ? Jit.Q8PairArgs.Create(null, Blocks, null, null, null, (float*)pairAcc) : default;
                     for (int t0 = 0; t0 < TokenCount; t0 += PairTileTokens)
                     {
                         int pairs = (Math.Min(PairTileTokens, TokenCount - t0) + 1) / 2;
@@ -597,6 +601,15 @@ public static unsafe partial class QuantMatMul
                         else if (q5)
                         {
                             DotGroupQ5_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, pairs, pairAcc);
+                        }
+                        else if (q8)
+                        {
+                            // generated code: 512-bit vpdpbusd (QuantMatMul.PairTiles.cs, Jit/Q8PairKernels.cs)
+                            q8Args.Group = group;
+                            q8Args.X = px;
+                            q8Args.Xs = ps;
+                            q8Args.Xsum = pu;
+                            Q8PairJit!.For(pairs)(&q8Args);
                         }
                         else if (q6)
                         {

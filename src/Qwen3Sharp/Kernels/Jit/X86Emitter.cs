@@ -17,10 +17,11 @@ internal readonly record struct Label(int Id);
 
 /// <summary>
 /// A tiny x86-64 assembler for exactly the instructions the generated kernels use: EVEX-encoded 512-bit
-/// <c>vdpbf16ps</c>, <c>vmovups</c>, <c>vbroadcastss</c>, <c>vpbroadcastd</c>, <c>vpxord</c> (zmm0..zmm31,
-/// full-vector and embedded-broadcast memory forms with compressed disp8), and the integer loop control
+/// <c>vdpbf16ps</c>, <c>vpdpbusd</c>, <c>vmovups</c>, the broadcasts, <c>vpxord</c>, <c>vpaddd</c>, <c>vpsubd</c>,
+/// <c>vpermd</c>/<c>vpermps</c>, <c>vcvtdq2ps</c>, <c>vmulps</c>, <c>vfmadd231ps</c> and a 256-bit <c>vcvtph2ps</c>
+/// (zmm0..zmm31, full-vector and embedded-broadcast memory forms with compressed disp8), and the integer loop control
 /// around them (<c>mov</c>, <c>lea</c>, <c>add</c>, <c>sub</c>, <c>dec</c>, <c>test</c>, <c>jz</c>/<c>jnz</c>,
-/// <c>push</c>, <c>pop</c>, <c>vzeroupper</c>, <c>ret</c>).
+/// <c>push</c>, <c>pop</c>, <c>prefetcht0</c>, <c>vzeroupper</c>, <c>ret</c>).
 /// </summary>
 /// <remarks>
 /// Encodings follow the Intel SDM vol. 2 (§2.2 REX, §2.7 EVEX, §2.7.5 disp8·N). The tests disassemble the output
@@ -116,6 +117,26 @@ internal sealed class X86Emitter
         Emit(ModRm(3, 1, (int)r));
     }
 
+    /// <summary><c>mov dst, qword [mem]</c>.</summary>
+    public void MovLoad(Gpr dst, Mem m)
+    {
+        Emit(Rex(w: true, r: (int)dst, x: m.Index is { } i ? (int)i : 0, b: (int)m.Base), 0x8B);
+        MemoryOperand((int)dst, m, 1);
+    }
+
+    /// <summary><c>prefetcht0 [mem]</c>.</summary>
+    public void Prefetcht0(Mem m)
+    {
+        int index = m.Index is { } i ? (int)i : 0;
+        if (((int)m.Base | index) >= 8)
+        {
+            Emit((byte)(0x40 | ((index >> 3) & 1) << 1 | (((int)m.Base >> 3) & 1)));
+        }
+
+        Emit(0x0F, 0x18);
+        MemoryOperand(1, m, 1);
+    }
+
     /// <summary><c>lea dst, [mem]</c> (64-bit).</summary>
     public void Lea(Gpr dst, Mem m)
     {
@@ -171,19 +192,63 @@ internal sealed class X86Emitter
     /// <summary><c>vpxord zmm, zmm, zmm</c> (AVX512F; <c>vpxord z, z, z</c> zeroes z).</summary>
     public void Vpxord(int dst, int a, int b) => EvexRegReg(pp: 1, map: 1, 0xEF, dst, a, b);
 
+    /// <summary><c>vpdpbusd zmm<paramref name="dst"/>, zmm<paramref name="a"/>, zmm<paramref name="b"/></c> (AVX512_VNNI): each dword of dst += Σ of its four u8(a)·s8(b).</summary>
+    public void Vpdpbusd(int dst, int a, int b) => EvexRegReg(pp: 1, map: 2, 0x50, dst, a, b);
+
+    /// <summary><c>vpaddd zmm, zmm, zmm</c>.</summary>
+    public void Vpaddd(int dst, int a, int b) => EvexRegReg(pp: 1, map: 1, 0xFE, dst, a, b);
+
+    /// <summary><c>vpsubd zmm<paramref name="dst"/>, zmm<paramref name="a"/>, zmm<paramref name="b"/></c>: dst = a − b.</summary>
+    public void Vpsubd(int dst, int a, int b) => EvexRegReg(pp: 1, map: 1, 0xFA, dst, a, b);
+
+    /// <summary><c>vpermd zmm<paramref name="dst"/>, zmm<paramref name="index"/>, zmm<paramref name="table"/></c>: dst.dword[i] = table.dword[index.dword[i] mod 16].</summary>
+    public void Vpermd(int dst, int index, int table) => EvexRegReg(pp: 1, map: 2, 0x36, dst, index, table);
+
+    /// <summary><c>vpermps zmm<paramref name="dst"/>, zmm<paramref name="index"/>, zmm<paramref name="table"/></c>.</summary>
+    public void Vpermps(int dst, int index, int table) => EvexRegReg(pp: 1, map: 2, 0x16, dst, index, table);
+
+    /// <summary><c>vcvtdq2ps zmm, zmm</c>.</summary>
+    public void Vcvtdq2ps(int dst, int src) => EvexRegReg(pp: 0, map: 1, 0x5B, dst, -1, src);
+
+    /// <summary><c>vmulps zmm, zmm, zmm</c>.</summary>
+    public void Vmulps(int dst, int a, int b) => EvexRegReg(pp: 0, map: 1, 0x59, dst, a, b);
+
+    /// <summary><c>vfmadd231ps zmm<paramref name="dst"/>, zmm<paramref name="a"/>, zmm<paramref name="b"/></c>: dst = a·b + dst, one rounding.</summary>
+    public void Vfmadd231ps(int dst, int a, int b) => EvexRegReg(pp: 1, map: 2, 0xB8, dst, a, b);
+
+    /// <summary><c>vpbroadcastq zmm, qword [mem]</c>.</summary>
+    public void Vpbroadcastq(int dst, Mem m) => EvexRegMem(pp: 1, map: 2, 0x59, dst, -1, m, false, 8, w: true);
+
+    /// <summary><c>vbroadcastsd zmm, qword [mem]</c>.</summary>
+    public void Vbroadcastsd(int dst, Mem m) => EvexRegMem(pp: 1, map: 2, 0x19, dst, -1, m, false, 8, w: true);
+
+    /// <summary><c>vbroadcasti64x4 zmm, ymmword [mem]</c>: the 32 bytes at mem in both halves.</summary>
+    public void Vbroadcasti64x4(int dst, Mem m) => EvexRegMem(pp: 1, map: 2, 0x5B, dst, -1, m, false, 32, w: true);
+
+    /// <summary><c>vcvtph2ps ymm, xmmword [mem]</c> (EVEX.256): 8 fp16 values to float32, exactly.</summary>
+    public void Vcvtph2psYmm(int dst, Mem m) => EvexRegMem(pp: 1, map: 2, 0x13, dst, -1, m, false, 16, vectorLength: 1);
+
+    /// <summary><paramref name="vvvv"/> -1: the instruction has no second source (encoded 1111b, V'=1).</summary>
     private void EvexRegReg(int pp, int map, byte opcode, int reg, int vvvv, int rm)
     {
         CheckZmm(reg);
-        CheckZmm(vvvv);
+        if (vvvv >= 0)
+        {
+            CheckZmm(vvvv);
+        }
+
         CheckZmm(rm);
         // P0: R X B R' 0 m m m — X extends a register rm to zmm16..31.
         Emit(0x62, EvexP0(reg, x: (rm >> 4) & 1, b: (rm >> 3) & 1, map));
-        Emit(EvexP1(vvvv, pp), EvexP2(vvvv, broadcast: false));
+        Emit(EvexP1(vvvv, pp, w: false), EvexP2(vvvv, broadcast: false, vectorLength: 2));
         Emit(opcode, ModRm(3, reg, rm));
     }
 
-    /// <summary><paramref name="vvvv"/> -1: the instruction has no second source (encoded 1111b, V'=1).</summary>
-    private void EvexRegMem(int pp, int map, byte opcode, int reg, int vvvv, Mem m, bool broadcast, int disp8Scale)
+    /// <summary>
+    /// <paramref name="vvvv"/> -1: the instruction has no second source (encoded 1111b, V'=1); <paramref name="vectorLength"/>
+    /// L'L (2: 512 bits, 1: 256).
+    /// </summary>
+    private void EvexRegMem(int pp, int map, byte opcode, int reg, int vvvv, Mem m, bool broadcast, int disp8Scale, bool w = false, int vectorLength = 2)
     {
         CheckZmm(reg);
         if (vvvv >= 0)
@@ -193,7 +258,7 @@ internal sealed class X86Emitter
 
         int index = m.Index is { } i ? (int)i : 0;
         Emit(0x62, EvexP0(reg, x: (index >> 3) & 1, b: ((int)m.Base >> 3) & 1, map));
-        Emit(EvexP1(Math.Max(vvvv, 0), pp), EvexP2(Math.Max(vvvv, 0), broadcast));
+        Emit(EvexP1(vvvv, pp, w), EvexP2(vvvv, broadcast, vectorLength));
         Emit(opcode);
         MemoryOperand(reg, m, disp8Scale);
     }
@@ -201,11 +266,12 @@ internal sealed class X86Emitter
     private static byte EvexP0(int reg, int x, int b, int map)
         => (byte)((~reg >> 3 & 1) << 7 | (~x & 1) << 6 | (~b & 1) << 5 | (~reg >> 4 & 1) << 4 | map);
 
-    // W0, vvvv inverted, the fixed 1, pp.
-    private static byte EvexP1(int vvvv, int pp) => (byte)((~vvvv & 15) << 3 | 1 << 2 | pp);
+    // W, vvvv inverted (1111b when there is none), the fixed 1, pp.
+    private static byte EvexP1(int vvvv, int pp, bool w) => (byte)((w ? 1 : 0) << 7 | (~Math.Max(vvvv, 0) & 15) << 3 | 1 << 2 | pp);
 
-    // z=0, L'L=10 (512 bits), b, V' inverted, no mask (k0).
-    private static byte EvexP2(int vvvv, bool broadcast) => (byte)(2 << 5 | (broadcast ? 1 : 0) << 4 | (~vvvv >> 4 & 1) << 3);
+    // z=0, L'L, b, V' inverted (1 when there is no vvvv), no mask (k0).
+    private static byte EvexP2(int vvvv, bool broadcast, int vectorLength)
+        => (byte)(vectorLength << 5 | (broadcast ? 1 : 0) << 4 | (~Math.Max(vvvv, 0) >> 4 & 1) << 3);
 
     private static void CheckZmm(int r)
     {
