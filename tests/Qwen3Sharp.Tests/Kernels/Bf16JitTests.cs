@@ -416,7 +416,7 @@ public sealed partial class Bf16JitTests(ITestOutputHelper output)
     }
 
     /// <summary>objdump's Intel-syntax listing of <paramref name="code"/>: (address, instruction) with spacing normalised.</summary>
-    private static List<(long Address, string Text)> Disassemble(byte[] code)
+    internal static List<(long Address, string Text)> Disassemble(byte[] code)
     {
         string path = Path.Combine(Path.GetTempPath(), $"qwen3-jit-{Guid.NewGuid():N}.bin");
         File.WriteAllBytes(path, code);

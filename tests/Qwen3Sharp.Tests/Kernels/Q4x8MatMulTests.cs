@@ -32,11 +32,11 @@ public sealed unsafe class Q4x8MatMulTests
 
     private static int Columns(DType dtype, int blocks) => blocks * (Blocks32(dtype) ? 32 : 256) / (Blocks32(dtype) || blocks < 64 ? 1 : 8);
 
-    private static byte* Source(DType dtype, int rows, int cols, int seed) => Blocks32(dtype)
+    internal static byte* Source(DType dtype, int rows, int cols, int seed) => Blocks32(dtype)
         ? Int8MatMulTests.Quantized(dtype, rows, cols, seed)
         : KQuantInt8Tests.Quantized(dtype, rows, cols, seed);
 
-    private static byte* Repacked(DType dtype, byte* rows, int rowCount, int cols)
+    internal static byte* Repacked(DType dtype, byte* rows, int rowCount, int cols)
     {
         long bytes = QuantMatMul.RepackedBytes(dtype, rowCount, cols);
         byte* data = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
