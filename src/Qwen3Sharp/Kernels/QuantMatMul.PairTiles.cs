@@ -27,32 +27,39 @@ public static unsafe partial class QuantMatMul
     internal static bool PairTiles = Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
 
     /// <summary>
-    /// The generated Q8_0x8 pair tiles (<see cref="Jit.Q8PairKernels"/>: 512-bit <c>vpdpbusd</c>) where the CPU has
+    /// The generated Q8_0x8 pair tiles (<see cref="Jit.VnniPairKernels"/>: 512-bit <c>vpdpbusd</c>) where the CPU has
     /// AVX512_VNNI and the system lets the process map executable memory, else null (Q8_0x8 then keeps the 256-bit
-    /// tiles). Null too when <c>QWEN3_JIT_Q8=0</c> (the A/B against the 256-bit tiles).
+    /// tiles). Null too when <c>QWEN3_JIT_PAIRS=0</c> (the A/B against the managed tiles).
     /// </summary>
-    internal static Jit.Q8PairKernels? Q8PairJit => Q8PairJitOnce.Value;
+    internal static Jit.VnniPairKernels? Q8PairJit => Q8PairJitOnce.Value;
+
+    /// <summary>The generated Q4_0x8 pair tiles, as <see cref="Q8PairJit"/> (else Q4_0x8 takes <see cref="DotGroupQ4_0x8Pairs_512"/>).</summary>
+    internal static Jit.VnniPairKernels? Q4PairJit => Q4PairJitOnce.Value;
 
     // generated at first use (after every static field of the class, PrefetchBytes among them, is set)
-    private static readonly Lazy<Jit.Q8PairKernels?> Q8PairJitOnce = new(CreateQ8PairJit);
+    private static readonly Lazy<Jit.VnniPairKernels?> Q8PairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Q8_0));
+    private static readonly Lazy<Jit.VnniPairKernels?> Q4PairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Q4_0));
 
-    private static Jit.Q8PairKernels? CreateQ8PairJit()
+    private static Jit.VnniPairKernels? CreatePairJit(Jit.VnniPairFormat format)
     {
-        if (!Jit.Q8PairKernels.IsSupported || !(Avx512BW.IsSupported && Vector512.IsHardwareAccelerated)
-            || Environment.GetEnvironmentVariable("QWEN3_JIT_Q8") == "0")
+        if (!Jit.VnniPairKernels.IsSupported || !(Avx512BW.IsSupported && Vector512.IsHardwareAccelerated)
+            || Environment.GetEnvironmentVariable(JitPairsVariable) == "0")
         {
             return null;
         }
 
         try
         {
-            return new Jit.Q8PairKernels(PrefetchBytes);
+            return new Jit.VnniPairKernels(format, PrefetchBytes);
         }
         catch (InvalidOperationException)
         {
             return null;   // mmap/mprotect refused (e.g. a policy against executable anonymous memory): the managed tiles
         }
     }
+
+    /// <summary>The environment variable that, set to 0, keeps the generated pair tiles off (the managed ones run).</summary>
+    public const string JitPairsVariable = "QWEN3_JIT_PAIRS";
 
     /// <summary>Tokens per tile of the pair path: 16 pairs, their accumulators 1 KiB.</summary>
     internal const int PairTileTokens = 32;

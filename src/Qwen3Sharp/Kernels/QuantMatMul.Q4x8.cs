@@ -581,7 +581,8 @@ public static unsafe partial class QuantMatMul
                 {
                     // two tokens per 512-bit vector, tiles of 16 pairs (QuantMatMul.PairTiles.cs)
                     var pairAcc = (Vector512<float>*)acc;
-                    Jit.Q8PairArgs q8Args = q8 ? Jit.Q8PairArgs.Create(null, Blocks, null, null, null, (float*)pairAcc) : default;
+                    Jit.VnniPairKernels? generated = q8 ? Q8PairJit : Format == DType.Q4_0x8 ? Q4PairJit : null;
+                    Jit.VnniPairArgs jitArgs = generated is not null ? Jit.VnniPairArgs.Create(null, Blocks, null, null, null, (float*)pairAcc) : default;
                     for (int t0 = 0; t0 < TokenCount; t0 += PairTileTokens)
                     {
                         int pairs = (Math.Min(PairTileTokens, TokenCount - t0) + 1) / 2;
@@ -602,14 +603,14 @@ public static unsafe partial class QuantMatMul
                         {
                             DotGroupQ5_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, pairs, pairAcc);
                         }
-                        else if (q8)
+                        else if (generated is not null)
                         {
-                            // generated code: 512-bit vpdpbusd (QuantMatMul.PairTiles.cs, Jit/Q8PairKernels.cs)
-                            q8Args.Group = group;
-                            q8Args.X = px;
-                            q8Args.Xs = ps;
-                            q8Args.Xsum = pu;
-                            Q8PairJit!.For(pairs)(&q8Args);
+                            // Q8_0 and Q4_0 where AVX512_VNNI runs: generated code, 512-bit vpdpbusd (Jit/VnniPairKernels.cs)
+                            jitArgs.Group = group;
+                            jitArgs.X = px;
+                            jitArgs.Xs = ps;
+                            jitArgs.Xsum = pu;
+                            generated.For(pairs)(&jitArgs);
                         }
                         else if (q6)
                         {

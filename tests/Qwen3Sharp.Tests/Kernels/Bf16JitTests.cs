@@ -48,6 +48,9 @@ public sealed partial class Bf16JitTests(ITestOutputHelper output)
         e.Vpdpbusd(28, 16, 30); Check("vpdpbusd zmm28,zmm16,zmm30");
         e.Vpdpbusd(3, 23, 9); Check("vpdpbusd zmm3,zmm23,zmm9");
         e.Vpaddd(28, 28, 29); Check("vpaddd zmm28,zmm28,zmm29");
+        e.Vpandd(16, 16, 26); Check("vpandd zmm16,zmm16,zmm26");
+        e.Vpsrld(17, 16, 4); Check("vpsrld zmm17,zmm16,0x4");
+        e.Vpsrld(3, 30, 4); Check("vpsrld zmm3,zmm30,0x4");
         e.Vpsubd(28, 28, 29); Check("vpsubd zmm28,zmm28,zmm29");
         e.Vpermd(17, 25, 17); Check("vpermd zmm17,zmm25,zmm17");
         e.Vpermps(24, 25, 27); Check("vpermps zmm24,zmm25,zmm27");

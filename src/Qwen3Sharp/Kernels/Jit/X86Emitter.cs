@@ -17,7 +17,7 @@ internal readonly record struct Label(int Id);
 
 /// <summary>
 /// A tiny x86-64 assembler for exactly the instructions the generated kernels use: EVEX-encoded 512-bit
-/// <c>vdpbf16ps</c>, <c>vpdpbusd</c>, <c>vmovups</c>, the broadcasts, <c>vpxord</c>, <c>vpaddd</c>, <c>vpsubd</c>,
+/// <c>vdpbf16ps</c>, <c>vpdpbusd</c>, <c>vmovups</c>, the broadcasts, <c>vpxord</c>, <c>vpandd</c>, <c>vpsrld</c>, <c>vpaddd</c>, <c>vpsubd</c>,
 /// <c>vpermd</c>/<c>vpermps</c>, <c>vcvtdq2ps</c>, <c>vmulps</c>, <c>vfmadd231ps</c> and a 256-bit <c>vcvtph2ps</c>
 /// (zmm0..zmm31, full-vector and embedded-broadcast memory forms with compressed disp8), and the integer loop control
 /// around them (<c>mov</c>, <c>lea</c>, <c>add</c>, <c>sub</c>, <c>dec</c>, <c>test</c>, <c>jz</c>/<c>jnz</c>,
@@ -194,6 +194,16 @@ internal sealed class X86Emitter
 
     /// <summary><c>vpdpbusd zmm<paramref name="dst"/>, zmm<paramref name="a"/>, zmm<paramref name="b"/></c> (AVX512_VNNI): each dword of dst += Σ of its four u8(a)·s8(b).</summary>
     public void Vpdpbusd(int dst, int a, int b) => EvexRegReg(pp: 1, map: 2, 0x50, dst, a, b);
+
+    /// <summary><c>vpandd zmm, zmm, zmm</c>.</summary>
+    public void Vpandd(int dst, int a, int b) => EvexRegReg(pp: 1, map: 1, 0xDB, dst, a, b);
+
+    /// <summary><c>vpsrld zmm<paramref name="dst"/>, zmm<paramref name="src"/>, imm8</c> (EVEX.vvvv names the destination, ModRM.reg is /2).</summary>
+    public void Vpsrld(int dst, int src, byte shift)
+    {
+        EvexRegReg(pp: 1, map: 1, 0x72, 2, dst, src);
+        Emit(shift);
+    }
 
     /// <summary><c>vpaddd zmm, zmm, zmm</c>.</summary>
     public void Vpaddd(int dst, int a, int b) => EvexRegReg(pp: 1, map: 1, 0xFE, dst, a, b);

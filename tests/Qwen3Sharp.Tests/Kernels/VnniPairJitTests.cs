@@ -7,25 +7,29 @@ using Qwen3Sharp.Tensors;
 namespace Qwen3Sharp.Tests.Kernels;
 
 /// <summary>
-/// The generated Q8_0x8 token-pair tiles (512-bit <c>vpdpbusd</c>): the bytes disassemble (binutils objdump) to the
+/// The generated Q8_0x8 and Q4_0x8 token-pair tiles (512-bit <c>vpdpbusd</c>): the bytes disassemble (binutils objdump) to the
 /// intended instructions on any machine; where the CPU has AVX512_VNNI the products take them and give every token the
 /// bits of its decode product (also <see cref="Q4x8MatMulTests.Prefill_Int8TokenTiles_GiveEachTokenItsDecodeBits"/>).
 /// </summary>
-public sealed unsafe class Q8PairJitTests
+public sealed unsafe class VnniPairJitTests
 {
     [ObjdumpTheory]
-    [InlineData(1)]
-    [InlineData(3)]
-    [InlineData(16)]
-    public void Generate_Kernel_DisassemblesToTheIntendedInstructions(int pairs)
+    [InlineData(DType.Q8_0, 1)]
+    [InlineData(DType.Q8_0, 3)]
+    [InlineData(DType.Q8_0, 16)]
+    [InlineData(DType.Q4_0, 1)]
+    [InlineData(DType.Q4_0, 16)]
+    public void Generate_Kernel_DisassemblesToTheIntendedInstructions(DType dtype, int pairs)
     {
         const int prefetch = 6144;
-        List<(long Address, string Text)> actual = Bf16JitTests.Disassemble(Q8PairKernels.Generate(pairs, prefetch));
+        bool q8 = dtype == DType.Q8_0;
+        VnniPairFormat format = q8 ? VnniPairFormat.Q8_0 : VnniPairFormat.Q4_0;
+        List<(long Address, string Text)> actual = Bf16JitTests.Disassemble(VnniPairKernels.Generate(format, pairs, prefetch));
         var x = new List<string>
         {
             "mov rax,QWORD PTR [rdi]", "mov rcx,QWORD PTR [rdi+0x8]", "mov rdx,QWORD PTR [rdi+0x10]", "mov rsi,QWORD PTR [rdi+0x18]",
             "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "vmovups zmm25,ZMMWORD PTR [rdi+0x40]",
-            "vpbroadcastd zmm26,DWORD PTR [rdi+0x30]",
+            q8 ? "vpbroadcastd zmm26,DWORD PTR [rdi+0x30]" : "vpbroadcastd zmm26,DWORD PTR [rdi+0x34]",
         };
         for (int p = 0; p < pairs; p++)
         {
@@ -36,18 +40,28 @@ public sealed unsafe class Q8PairJitTests
         int jz = x.Count;
         x.Add("je ?");
         int loopIndex = x.Count;
-        for (int line = 0; line < 4; line++)
+        for (int line = 0; line < (q8 ? 4 : 2); line++)
         {
             x.Add($"prefetcht0 BYTE PTR [rax+0x{16 + prefetch + 64 * line:x}]");
         }
 
         x.Add("vcvtph2ps ymm27,XMMWORD PTR [rax]");
         x.Add("vpermps zmm24,zmm25,zmm27");
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < (q8 ? 8 : 4); j++)
         {
-            x.Add($"vbroadcasti64x4 zmm{16 + j},YMMWORD PTR [rax+0x{16 + 32 * j:x}]");
-            x.Add($"vpermd zmm{16 + j},zmm25,zmm{16 + j}");
-            x.Add($"vpxord zmm{16 + j},zmm{16 + j},zmm26");
+            int reg = q8 ? 16 + j : 16 + 2 * j;
+            x.Add($"vbroadcasti64x4 zmm{reg},YMMWORD PTR [rax+0x{16 + 32 * j:x}]");
+            x.Add($"vpermd zmm{reg},zmm25,zmm{reg}");
+            if (q8)
+            {
+                x.Add($"vpxord zmm{reg},zmm{reg},zmm26");
+            }
+            else
+            {
+                x.Add($"vpsrld zmm{reg + 1},zmm{reg},0x4");
+                x.Add($"vpandd zmm{reg},zmm{reg},zmm26");
+                x.Add($"vpandd zmm{reg + 1},zmm{reg + 1},zmm26");
+            }
         }
 
         for (int p = 0; p < pairs; p++)
@@ -70,7 +84,7 @@ public sealed unsafe class Q8PairJitTests
             x.Add($"vfmadd231ps zmm{p},zmm28,zmm29");
         }
 
-        x.Add("add rax,0x110");
+        x.Add(q8 ? "add rax,0x110" : "add rax,0x90");
         x.Add($"add rdx,0x{64 * pairs:x}");
         x.Add($"add rsi,0x{8 * pairs:x}");
         x.Add($"add r8,0x{8 * pairs:x}");
@@ -96,23 +110,25 @@ public sealed unsafe class Q8PairJitTests
     [Fact]
     public void Generate_RefusesPairCountsOutsideOneToSixteen()
     {
-        Assert.Throws<ArgumentOutOfRangeException>(() => Q8PairKernels.Generate(0, 6144));
-        Assert.Throws<ArgumentOutOfRangeException>(() => Q8PairKernels.Generate(Q8PairKernels.MaxPairs + 1, 6144));
+        Assert.Throws<ArgumentOutOfRangeException>(() => VnniPairKernels.Generate(VnniPairFormat.Q8_0, 0, 6144));
+        Assert.Throws<ArgumentOutOfRangeException>(() => VnniPairKernels.Generate(VnniPairFormat.Q4_0, VnniPairKernels.MaxPairs + 1, 6144));
     }
 
     [Fact]
     public void Args_FieldsSitWhereTheGeneratedCodeReadsThem()
     {
-        Assert.Equal(Q8PairArgs.GroupOffset, (int)Marshal.OffsetOf<Q8PairArgs>(nameof(Q8PairArgs.Group)));
-        Assert.Equal(Q8PairArgs.BlocksOffset, (int)Marshal.OffsetOf<Q8PairArgs>(nameof(Q8PairArgs.Blocks)));
-        Assert.Equal(Q8PairArgs.XOffset, (int)Marshal.OffsetOf<Q8PairArgs>(nameof(Q8PairArgs.X)));
-        Assert.Equal(Q8PairArgs.XsOffset, (int)Marshal.OffsetOf<Q8PairArgs>(nameof(Q8PairArgs.Xs)));
-        Assert.Equal(Q8PairArgs.XsumOffset, (int)Marshal.OffsetOf<Q8PairArgs>(nameof(Q8PairArgs.Xsum)));
-        Assert.Equal(Q8PairArgs.AccOffset, (int)Marshal.OffsetOf<Q8PairArgs>(nameof(Q8PairArgs.Acc)));
-        Assert.Equal(Q8PairArgs.SignsOffset, (int)Marshal.OffsetOf<Q8PairArgs>(nameof(Q8PairArgs.Signs)));
-        Assert.Equal(Q8PairArgs.IndexOffset, (int)Marshal.OffsetOf<Q8PairArgs>(nameof(Q8PairArgs.Index)));
-        Q8PairArgs a = Q8PairArgs.Create(null, 3, null, null, null, null);
+        Assert.Equal(VnniPairArgs.GroupOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Group)));
+        Assert.Equal(VnniPairArgs.BlocksOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Blocks)));
+        Assert.Equal(VnniPairArgs.XOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.X)));
+        Assert.Equal(VnniPairArgs.XsOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Xs)));
+        Assert.Equal(VnniPairArgs.XsumOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Xsum)));
+        Assert.Equal(VnniPairArgs.AccOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Acc)));
+        Assert.Equal(VnniPairArgs.SignsOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Signs)));
+        Assert.Equal(VnniPairArgs.NibblesOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Nibbles)));
+        Assert.Equal(VnniPairArgs.IndexOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Index)));
+        VnniPairArgs a = VnniPairArgs.Create(null, 3, null, null, null, null);
         Assert.Equal(unchecked((int)0x80808080), a.Signs);
+        Assert.Equal(0x0F0F0F0F, a.Nibbles);
         var index = new int[16];
         for (int i = 0; i < 16; i++)
         {
@@ -122,19 +138,21 @@ public sealed unsafe class Q8PairJitTests
         Assert.Equal(Enumerable.Range(0, 16).Select(i => i / 2), index);
     }
 
-    [Q8JitFact]
-    public void OnAnAvx512VnniCpu_Q8_0ProductsOfSeveralTokensTakeTheGeneratedTiles_WithEachTokensDecodeBits()
+    [VnniPairJitTheory]
+    [InlineData(DType.Q8_0)]
+    [InlineData(DType.Q4_0)]
+    public void OnAnAvx512VnniCpu_ProductsOfSeveralTokensTakeTheGeneratedTiles_WithEachTokensDecodeBits(DType dtype)
     {
-        // where the generated tiles can run they are the default (QWEN3_JIT_Q8 unset), and a 40-token product (32 + 8: a
+        // where the generated tiles can run they are the default (QWEN3_JIT_PAIRS unset), and a 40-token product (32 + 8: a
         // full tile of 16 pairs, then 4) gives every token the bits of its one-token product
-        Assert.NotNull(QuantMatMul.Q8PairJit);
+        Assert.NotNull(dtype == DType.Q8_0 ? QuantMatMul.Q8PairJit : QuantMatMul.Q4PairJit);
         const int rows = 8 * 5 + 3, cols = 8 * 32;
         using var pool = new WorkerPool(2);
-        byte* source = Q4x8MatMulTests.Source(DType.Q8_0, rows, cols, 11);
-        byte* packed = Q4x8MatMulTests.Repacked(DType.Q8_0, source, rows, cols);
+        byte* source = Q4x8MatMulTests.Source(dtype, rows, cols, 11);
+        byte* packed = Q4x8MatMulTests.Repacked(dtype, source, rows, cols);
         try
         {
-            var w = new WeightView(packed, DType.Q8_0x8, rows, cols);
+            var w = new WeightView(packed, dtype == DType.Q8_0 ? DType.Q8_0x8 : DType.Q4_0x8, rows, cols);
             const int tokens = 40;
             float[] x = Int8MatMulTests.Activations(new Random(5), tokens * cols);
             var batch = new float[tokens * rows];
@@ -154,14 +172,14 @@ public sealed unsafe class Q8PairJitTests
     }
 }
 
-/// <summary>A fact that runs the generated Q8_0 pair tiles; skipped where the CPU (or the runtime's ISA switches) lack AVX512_VNNI.</summary>
-public sealed class Q8JitFactAttribute : FactAttribute
+/// <summary>A theory that runs the generated pair tiles; skipped where the CPU (or the runtime's ISA switches) lack AVX512_VNNI.</summary>
+public sealed class VnniPairJitTheoryAttribute : TheoryAttribute
 {
-    public Q8JitFactAttribute()
+    public VnniPairJitTheoryAttribute()
     {
-        if (!Q8PairKernels.IsSupported || Environment.GetEnvironmentVariable("QWEN3_JIT_Q8") == "0")
+        if (!VnniPairKernels.IsSupported || Environment.GetEnvironmentVariable(QuantMatMul.JitPairsVariable) == "0")
         {
-            Skip = "needs Linux x86-64 with AVX512F, AVX512BW and AVX512_VNNI (Zen 4, Zen 5, Intel since Ice Lake), and QWEN3_JIT_Q8 not 0";
+            Skip = "needs Linux x86-64 with AVX512F, AVX512BW and AVX512_VNNI (Zen 4, Zen 5, Intel since Ice Lake), and QWEN3_JIT_PAIRS not 0";
         }
     }
 }

@@ -1,0 +1,240 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
+
+namespace Qwen3Sharp.Kernels.Jit;
+
+/// <summary>The block formats <see cref="VnniPairKernels"/> generates tiles for.</summary>
+internal enum VnniPairFormat
+{
+    /// <summary><see cref="Tensors.DType.Q8_0x8"/>: per block 8 fp16 scales, then 8 code vectors of signed bytes.</summary>
+    Q8_0,
+
+    /// <summary><see cref="Tensors.DType.Q4_0x8"/>: per block 8 fp16 scales, then 4 vectors of nibbles (low against dword 2v, high against 2v + 1).</summary>
+    Q4_0,
+}
+
+/// <summary>
+/// The Q8_0x8 and Q4_0x8 token-pair tiles as generated machine code: 512-bit <c>vpdpbusd</c> (AVX512_VNNI), which .NET 10
+/// exposes only under AVX10 and AMD's AVX-512 CPUs lack. One 8-row group against P token pairs (1..16), lane 2r row r
+/// against token t and lane 2r + 1 against t + 1, as <see cref="QuantMatMul.DotGroupQ4_0x8Pairs_512"/> lays them out,
+/// over the tile-major paired activations of <see cref="QuantMatMul.PairActivations"/> (sums times 128 for Q8_0, 8 for Q4_0).
+/// </summary>
+/// <remarks>
+/// <para>Per block: the 8 fp16 scales to float32 (<c>vcvtph2ps</c>, exact) and duplicated to both lanes of their row
+/// (<c>vpermps</c>); each code vector (lane r: 4 codes of row r) read into both halves (<c>vbroadcasti64x4</c>) and
+/// duplicated (<c>vpermd</c>); Q8_0's made unsigned by flipping their sign bits (w + 128), Q4_0's split into low and high
+/// nibbles (<c>vpsrld</c>, <c>vpandd</c>). Per pair: 8 <c>vpbroadcastq</c> of the pair's interleaved activation dwords and
+/// 8 <c>vpdpbusd</c> in two chains, their sum less the offset times Σx, converted, times (weight scale · activation scale)
+/// and added with one FMA into the pair's accumulator, which stays in its register for the whole group: the integer dot
+/// and the float steps of the 256-bit VNNI tiles (<c>DotGroupQ8_0x8NVnni</c>, <c>DotGroupQ4_0x8N_256</c>), so the
+/// bits are each token's decode product's.</para>
+/// <para>Signature (System V x86-64): <c>void kernel(VnniPairArgs* args)</c>. Registers: zmm0..P−1 the accumulators,
+/// zmm16..23 the block's code vectors, zmm24 its scales, zmm25 the duplicating index, zmm26 the sign bits or the nibble
+/// mask, zmm27 the widened scales, zmm28/29 the two dot chains, zmm30/31 the activation broadcasts; rax the group, rcx
+/// the blocks left, rdx/rsi/r8 the activation codes, scales and sums of the current block, r9 the accumulators' output.</para>
+/// </remarks>
+internal sealed unsafe class VnniPairKernels : IDisposable
+{
+    /// <summary>The most pairs one kernel takes (16 accumulators).</summary>
+    public const int MaxPairs = 16;
+
+
+    private readonly ExecutableCode _code;
+    private readonly int[] _entries;   // [pairs] offset of the kernel for that many pairs (index 0 unused)
+
+    /// <summary>Generates <paramref name="format"/>'s kernels for 1..<see cref="MaxPairs"/> pairs, prefetching <paramref name="prefetchBytes"/> ahead of the codes.</summary>
+    public VnniPairKernels(VnniPairFormat format, int prefetchBytes)
+    {
+        if (!IsSupported)
+        {
+            throw new PlatformNotSupportedException("The generated pair tiles need Linux x86-64 and a CPU with AVX512F, AVX512BW and AVX512_VNNI.");
+        }
+
+        Format = format;
+        var code = new List<byte>();
+        _entries = new int[MaxPairs + 1];
+        for (int pairs = 1; pairs <= MaxPairs; pairs++)
+        {
+            while (code.Count % 64 != 0)
+            {
+                code.Add(0xCC);     // int3 between kernels
+            }
+
+            _entries[pairs] = code.Count;
+            code.AddRange(Generate(format, pairs, prefetchBytes));
+        }
+
+        _code = new ExecutableCode(code.ToArray());
+    }
+
+    public VnniPairFormat Format { get; }
+
+    /// <summary>The kernel for <paramref name="pairs"/> pairs (1..<see cref="MaxPairs"/>).</summary>
+    public delegate* unmanaged<VnniPairArgs*, void> For(int pairs)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(pairs, MaxPairs);
+        return (delegate* unmanaged<VnniPairArgs*, void>)(_code.Address + _entries[pairs]);
+    }
+
+    /// <summary>
+    /// True on Linux x86-64 where the runtime uses AVX-512 BW (so <c>DOTNET_EnableAVX512=0</c> turns this off too) and
+    /// CPUID leaf 7 reports AVX512_VNNI (ECX bit 11).
+    /// </summary>
+    public static bool IsSupported => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64
+        && Avx512BW.IsSupported && CpuHasAvx512Vnni();
+
+    /// <summary>CPUID.(EAX=7, ECX=0):ECX[11].</summary>
+    public static bool CpuHasAvx512Vnni()
+        => X86Base.IsSupported && X86Base.CpuId(0, 0).Eax >= 7 && (X86Base.CpuId(7, 0).Ecx & (1 << 11)) != 0;
+
+    public void Dispose() => _code.Dispose();
+
+    /// <summary>Bytes of one block of <paramref name="format"/>'s groups: 8 fp16 scales, then the codes.</summary>
+    public static int BlockBytes(VnniPairFormat format) => 16 + (format == VnniPairFormat.Q8_0 ? 256 : 128);
+
+    /// <summary>The machine code of one kernel (also what the disassembly test reads).</summary>
+    internal static byte[] Generate(VnniPairFormat format, int pairs, int prefetchBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(pairs, MaxPairs);
+        const Gpr args = Gpr.Rdi, group = Gpr.Rax, blocks = Gpr.Rcx, x = Gpr.Rdx, xs = Gpr.Rsi, xsum = Gpr.R8, output = Gpr.R9;
+        const int codes = 16, scales = 24, index = 25, constant = 26, halves = 27, dotA = 28, dotB = 29, bcastA = 30, bcastB = 31;
+        bool q8 = format == VnniPairFormat.Q8_0;
+
+        var e = new X86Emitter();
+        e.MovLoad(group, Mem.At(args, VnniPairArgs.GroupOffset));
+        e.MovLoad(blocks, Mem.At(args, VnniPairArgs.BlocksOffset));
+        e.MovLoad(x, Mem.At(args, VnniPairArgs.XOffset));
+        e.MovLoad(xs, Mem.At(args, VnniPairArgs.XsOffset));
+        e.MovLoad(xsum, Mem.At(args, VnniPairArgs.XsumOffset));
+        e.MovLoad(output, Mem.At(args, VnniPairArgs.AccOffset));
+        e.VmovupsLoad(index, Mem.At(args, VnniPairArgs.IndexOffset));
+        e.Vpbroadcastd(constant, Mem.At(args, q8 ? VnniPairArgs.SignsOffset : VnniPairArgs.NibblesOffset));
+        for (int p = 0; p < pairs; p++)
+        {
+            e.Vpxord(p, p, p);
+        }
+
+        Label loop = e.NewLabel(), done = e.NewLabel();
+        e.Test(blocks, blocks);
+        e.Jz(done);
+        e.Bind(loop);
+        for (int line = 0; line < (q8 ? 4 : 2); line++)
+        {
+            e.Prefetcht0(Mem.At(group, 16 + prefetchBytes + 64 * line));   // the codes' lines, as the managed tiles
+        }
+
+        e.Vcvtph2psYmm(halves, Mem.At(group));
+        e.Vpermps(scales, index, halves);
+        if (q8)
+        {
+            for (int j = 0; j < 8; j++)
+            {
+                e.Vbroadcasti64x4(codes + j, Mem.At(group, 16 + 32 * j));
+                e.Vpermd(codes + j, index, codes + j);
+                e.Vpxord(codes + j, codes + j, constant);                  // w + 128
+            }
+        }
+        else
+        {
+            for (int v = 0; v < 4; v++)
+            {
+                int low = codes + 2 * v, high = low + 1;
+                e.Vbroadcasti64x4(low, Mem.At(group, 16 + 32 * v));
+                e.Vpermd(low, index, low);
+                e.Vpsrld(high, low, 4);
+                e.Vpandd(low, low, constant);                              // low nibbles: against dword 2v
+                e.Vpandd(high, high, constant);                            // high nibbles: against dword 2v + 1
+            }
+        }
+
+        for (int p = 0; p < pairs; p++)
+        {
+            e.Vpxord(dotA, dotA, dotA);
+            e.Vpxord(dotB, dotB, dotB);
+            for (int j = 0; j < 8; j++)
+            {
+                int bcast = (j & 1) == 0 ? bcastA : bcastB;
+                e.Vpbroadcastq(bcast, Mem.At(x, 64 * p + 8 * j));
+                e.Vpdpbusd((j & 1) == 0 ? dotA : dotB, codes + j, bcast);
+            }
+
+            e.Vpaddd(dotA, dotA, dotB);
+            e.Vpbroadcastq(dotB, Mem.At(xsum, 8 * p));
+            e.Vpsubd(dotA, dotA, dotB);
+            e.Vcvtdq2ps(dotA, dotA);
+            e.Vbroadcastsd(dotB, Mem.At(xs, 8 * p));
+            e.Vmulps(dotB, scales, dotB);
+            e.Vfmadd231ps(p, dotA, dotB);
+        }
+
+        e.Add(group, BlockBytes(format));
+        e.Add(x, 64 * pairs);
+        e.Add(xs, 8 * pairs);
+        e.Add(xsum, 8 * pairs);
+        e.Dec(blocks);
+        e.Jnz(loop);
+        e.Bind(done);
+        for (int p = 0; p < pairs; p++)
+        {
+            e.VmovupsStore(Mem.At(output, 64 * p), p);
+        }
+
+        e.Vzeroupper();
+        e.Ret();
+        return e.ToArray();
+    }
+}
+
+/// <summary>The arguments of a <see cref="VnniPairKernels"/> kernel (offsets fixed: the generated code reads them).</summary>
+[StructLayout(LayoutKind.Sequential, Size = 128)]
+internal unsafe struct VnniPairArgs
+{
+    public const int GroupOffset = 0, BlocksOffset = 8, XOffset = 16, XsOffset = 24, XsumOffset = 32, AccOffset = 40, SignsOffset = 48,
+        NibblesOffset = 52, IndexOffset = 64;
+
+    /// <summary>The group's first block (its scales, then its codes).</summary>
+    public byte* Group;
+
+    /// <summary>Blocks of 32 columns.</summary>
+    public long Blocks;
+
+    /// <summary>The tile's paired activation codes (tile-major: per block, its pairs' 64-byte lines).</summary>
+    public sbyte* X;
+
+    /// <summary>The tile's paired activation scales (per block, per pair, 2 floats).</summary>
+    public float* Xs;
+
+    /// <summary>The tile's paired activation code sums times the codes' offset (per block, per pair, 2 ints).</summary>
+    public int* Xsum;
+
+    /// <summary>Where the pairs' accumulators go: 16 floats each.</summary>
+    public float* Acc;
+
+    /// <summary>0x80808080: the sign bit of every byte.</summary>
+    public int Signs;
+
+    /// <summary>0x0F0F0F0F: the low nibble of every byte.</summary>
+    public int Nibbles;
+
+    private long _padding;
+
+    /// <summary>0, 0, 1, 1, …, 7, 7: lane i of 8 row lanes into lanes 2i and 2i + 1.</summary>
+    public fixed int Index[16];
+
+    /// <summary>The arguments for one call, with the constants set.</summary>
+    public static VnniPairArgs Create(byte* group, long blocks, sbyte* x, float* xs, int* xsum, float* acc)
+    {
+        var a = new VnniPairArgs
+        {
+            Group = group, Blocks = blocks, X = x, Xs = xs, Xsum = xsum, Acc = acc, Signs = unchecked((int)0x80808080), Nibbles = 0x0F0F0F0F,
+        };
+        for (int i = 0; i < 16; i++)
+        {
+            a.Index[i] = i / 2;
+        }
+
+        return a;
+    }
+}
