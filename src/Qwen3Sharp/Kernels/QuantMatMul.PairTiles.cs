@@ -36,9 +36,13 @@ public static unsafe partial class QuantMatMul
     /// <summary>The generated Q4_0x8 pair tiles, as <see cref="Q8PairJit"/> (else Q4_0x8 takes <see cref="DotGroupQ4_0x8Pairs_512"/>).</summary>
     internal static Jit.VnniPairKernels? Q4PairJit => Q4PairJitOnce.Value;
 
+    /// <summary>The generated Q4_Kx8 pair tiles, as <see cref="Q8PairJit"/> (else Q4_Kx8 takes <see cref="DotGroupQ4_Kx8Pairs_512"/>).</summary>
+    internal static Jit.VnniPairKernels? Q4KPairJit => Q4KPairJitOnce.Value;
+
     // generated at first use (after every static field of the class, PrefetchBytes among them, is set)
     private static readonly Lazy<Jit.VnniPairKernels?> Q8PairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Q8_0));
     private static readonly Lazy<Jit.VnniPairKernels?> Q4PairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Q4_0));
+    private static readonly Lazy<Jit.VnniPairKernels?> Q4KPairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Q4_K));
 
     private static Jit.VnniPairKernels? CreatePairJit(Jit.VnniPairFormat format)
     {

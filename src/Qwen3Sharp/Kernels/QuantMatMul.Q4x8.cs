@@ -581,8 +581,8 @@ public static unsafe partial class QuantMatMul
                 {
                     // two tokens per 512-bit vector, tiles of 16 pairs (QuantMatMul.PairTiles.cs)
                     var pairAcc = (Vector512<float>*)acc;
-                    Jit.VnniPairKernels? generated = q8 ? Q8PairJit : Format == DType.Q4_0x8 ? Q4PairJit : null;
-                    Jit.VnniPairArgs jitArgs = generated is not null ? Jit.VnniPairArgs.Create(null, Blocks, null, null, null, (float*)pairAcc) : default;
+                    Jit.VnniPairKernels? generated = q8 ? Q8PairJit : Format == DType.Q4_0x8 ? Q4PairJit : k ? Q4KPairJit : null;
+                    Jit.VnniPairArgs jitArgs = generated is not null ? Jit.VnniPairArgs.Create(null, k ? Blocks / 8 : Blocks, null, null, null, (float*)pairAcc) : default;
                     for (int t0 = 0; t0 < TokenCount; t0 += PairTileTokens)
                     {
                         int pairs = (Math.Min(PairTileTokens, TokenCount - t0) + 1) / 2;
@@ -595,7 +595,7 @@ public static unsafe partial class QuantMatMul
                             DotGroupAffine4x8Pairs_512(AffineCentre, group, Blocks, BlocksPerGroup, px, ps, pu, (float*)PairOffsets + p0 * 2 * affineGroups,
                                 pairs, pairAcc);
                         }
-                        else if (k)
+                        else if (k && generated is null)
                         {
                             DotGroupQ4_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, pairs, pairAcc);
                         }
@@ -605,7 +605,7 @@ public static unsafe partial class QuantMatMul
                         }
                         else if (generated is not null)
                         {
-                            // Q8_0 and Q4_0 where AVX512_VNNI runs: generated code, 512-bit vpdpbusd (Jit/VnniPairKernels.cs)
+                            // Q8_0, Q4_0 and Q4_K where AVX512_VNNI runs: generated code, 512-bit vpdpbusd (Jit/VnniPairKernels.cs)
                             jitArgs.Group = group;
                             jitArgs.X = px;
                             jitArgs.Xs = ps;

@@ -49,6 +49,10 @@ public sealed partial class Bf16JitTests(ITestOutputHelper output)
         e.Vpdpbusd(3, 23, 9); Check("vpdpbusd zmm3,zmm23,zmm9");
         e.Vpaddd(28, 28, 29); Check("vpaddd zmm28,zmm28,zmm29");
         e.Vpandd(16, 16, 26); Check("vpandd zmm16,zmm16,zmm26");
+        e.Vcvtdq2psYmm(27, 27); Check("vcvtdq2ps ymm27,ymm27");
+        e.VpmovzxbdYmm(27, Mem.At(Gpr.R10)); Check("vpmovzxbd ymm27,QWORD PTR [r10]");
+        e.VpmovzxbdYmm(27, Mem.At(Gpr.R10, 64)); Check("vpmovzxbd ymm27,QWORD PTR [r10+0x40]");
+        e.Vfnmadd231ps(3, 27, 11); Check("vfnmadd231ps zmm3,zmm27,zmm11");
         e.Vpsrld(17, 16, 4); Check("vpsrld zmm17,zmm16,0x4");
         e.Vpsrld(3, 30, 4); Check("vpsrld zmm3,zmm30,0x4");
         e.Vpsubd(28, 28, 29); Check("vpsubd zmm28,zmm28,zmm29");
@@ -75,6 +79,10 @@ public sealed partial class Bf16JitTests(ITestOutputHelper output)
         e.Lea(Gpr.R9, new Mem(Gpr.Rsi, Gpr.Rdx, 4)); Check("lea r9,[rsi+rdx*4]");
         e.Lea(Gpr.R10, new Mem(Gpr.R9, Gpr.R14, 8, -12)); Check("lea r10,[r9+r14*8-0xc]");
         e.Mov(Gpr.Rbx, Gpr.R11); Check("mov rbx,r11");
+        e.MovImm(Gpr.Rdi, 8); Check("mov rdi,0x8");
+        e.MovImm(Gpr.R12, -1); Check("mov r12,0xffffffffffffffff");
+        e.Add(Gpr.Rdx, Gpr.Rbx); Check("add rdx,rbx");
+        e.Add(Gpr.R8, Gpr.R12); Check("add r8,r12");
         e.Add(Gpr.R9, Gpr.Rdx); Check("add r9,rdx");
         e.Add(Gpr.Rdi, 128); Check("add rdi,0x80");
         e.Add(Gpr.Rsi, 4); Check("add rsi,0x4");

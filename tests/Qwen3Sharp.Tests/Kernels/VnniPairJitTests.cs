@@ -107,6 +107,116 @@ public sealed unsafe class VnniPairJitTests
         Assert.Equal(x, actual.Select(i => Regex.Replace(i.Text, @" <.*>$", "")));
     }
 
+    [ObjdumpTheory]
+    [InlineData(1)]
+    [InlineData(16)]
+    public void Generate_Q4_KKernel_DisassemblesToTheIntendedInstructions(int pairs)
+    {
+        const int prefetch = 6144, scales = 1024, mins = 1088, d = 1152, dmin = 1168, superBlock = 1184;
+        List<(long Address, string Text)> actual = Bf16JitTests.Disassemble(VnniPairKernels.Generate(VnniPairFormat.Q4_K, pairs, prefetch));
+        static string At(string reg, int offset) => offset == 0 ? $"[{reg}]" : $"[{reg}+0x{offset:x}]";
+        var x = new List<string>
+        {
+            "mov rax,QWORD PTR [rdi]", "mov rcx,QWORD PTR [rdi+0x8]", "mov rdx,QWORD PTR [rdi+0x10]", "mov rsi,QWORD PTR [rdi+0x18]",
+            "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "vmovups zmm25,ZMMWORD PTR [rdi+0x40]",
+            "vpbroadcastd zmm26,DWORD PTR [rdi+0x34]",
+        };
+        for (int p = 0; p < pairs; p++)
+        {
+            x.Add($"vpxord zmm{p},zmm{p},zmm{p}");
+        }
+
+        x.Add("test rcx,rcx");
+        int jz = x.Count;
+        x.Add("je ?");
+        int outer = x.Count;
+        for (int line = 0; line < 3; line++)
+        {
+            x.Add($"prefetcht0 BYTE PTR [rax+0x{prefetch + scales + 64 * line:x}]");
+        }
+
+        x.AddRange(["lea r11,[rax]", $"lea r10,[rax+0x{scales:x}]", "mov rdi,0x8"]);
+        int inner = x.Count;
+        x.Add($"prefetcht0 BYTE PTR [r11+0x{prefetch:x}]");
+        x.Add($"prefetcht0 BYTE PTR [r11+0x{prefetch + 64:x}]");
+        x.Add($"vcvtph2ps ymm27,XMMWORD PTR [rax+0x{d:x}]");
+        x.Add("vpermps zmm24,zmm25,zmm27");
+        x.Add("vpmovzxbd ymm27,QWORD PTR [r10]");
+        x.Add("vcvtdq2ps ymm27,ymm27");
+        x.Add("vpermps zmm27,zmm25,zmm27");
+        x.Add("vmulps zmm24,zmm24,zmm27");
+        for (int v = 0; v < 4; v++)
+        {
+            int reg = 16 + 2 * v;
+            x.Add($"vbroadcasti64x4 zmm{reg},YMMWORD PTR {At("r11", 32 * v)}");
+            x.Add($"vpermd zmm{reg},zmm25,zmm{reg}");
+            x.Add($"vpsrld zmm{reg + 1},zmm{reg},0x4");
+            x.Add($"vpandd zmm{reg},zmm{reg},zmm26");
+            x.Add($"vpandd zmm{reg + 1},zmm{reg + 1},zmm26");
+        }
+
+        for (int p = 0; p < pairs; p++)
+        {
+            x.Add("vpxord zmm28,zmm28,zmm28");
+            x.Add("vpxord zmm29,zmm29,zmm29");
+            for (int j = 0; j < 8; j++)
+            {
+                x.Add($"vpbroadcastq zmm{30 + (j & 1)},QWORD PTR {At("rdx", 64 * p + 8 * j)}");
+                x.Add($"vpdpbusd zmm{28 + (j & 1)},zmm{16 + j},zmm{30 + (j & 1)}");
+            }
+
+            x.Add("vpaddd zmm28,zmm28,zmm29");
+            x.Add("vcvtdq2ps zmm28,zmm28");
+            x.Add($"vbroadcastsd zmm29,QWORD PTR {At("rsi", 8 * p)}");
+            x.Add("vmulps zmm29,zmm24,zmm29");
+            x.Add($"vfmadd231ps zmm{p},zmm28,zmm29");
+        }
+
+        x.AddRange(["add r11,0x80", "add r10,0x8", $"add rdx,0x{64 * pairs:x}", $"add rsi,0x{8 * pairs:x}", "dec rdi"]);
+        int innerJump = x.Count;
+        x.Add("jne ?");
+        for (int sub = 0; sub < 8; sub++)
+        {
+            x.Add($"vpmovzxbd ymm{16 + sub},QWORD PTR [rax+0x{mins + 8 * sub:x}]");
+            x.Add($"vcvtdq2ps ymm{16 + sub},ymm{16 + sub}");
+            x.Add($"vpermps zmm{16 + sub},zmm25,zmm{16 + sub}");
+        }
+
+        x.Add($"vcvtph2ps ymm27,XMMWORD PTR [rax+0x{dmin:x}]");
+        x.Add("vpermps zmm24,zmm25,zmm27");
+        for (int p = 0; p < pairs; p++)
+        {
+            x.Add("vpxord zmm28,zmm28,zmm28");
+            for (int sub = 0; sub < 8; sub++)
+            {
+                x.Add($"vbroadcastsd zmm30,QWORD PTR {At("r8", 8 * (sub * pairs + p))}");
+                x.Add($"vfmadd231ps zmm28,zmm{16 + sub},zmm30");
+            }
+
+            x.Add($"vfnmadd231ps zmm{p},zmm24,zmm28");
+        }
+
+        x.AddRange([$"add r8,0x{64 * pairs:x}", $"add rax,0x{superBlock:x}", "dec rcx"]);
+        int outerJump = x.Count;
+        x.Add("jne ?");
+        int doneIndex = x.Count;
+        for (int p = 0; p < pairs; p++)
+        {
+            x.Add($"vmovups ZMMWORD PTR {At("r9", 64 * p)},zmm{p}");
+        }
+
+        x.Add("vzeroupper");
+        x.Add("ret");
+        if (actual.Count == x.Count)
+        {
+            x[jz] = $"je 0x{actual[doneIndex].Address:x}";
+            x[innerJump] = $"jne 0x{actual[inner].Address:x}";
+            x[outerJump] = $"jne 0x{actual[outer].Address:x}";
+        }
+
+        Assert.Equal(x, actual.Select(i => Regex.Replace(i.Text, @" <.*>$", "")));
+    }
+
     [Fact]
     public void Generate_RefusesPairCountsOutsideOneToSixteen()
     {
@@ -141,18 +251,19 @@ public sealed unsafe class VnniPairJitTests
     [VnniPairJitTheory]
     [InlineData(DType.Q8_0)]
     [InlineData(DType.Q4_0)]
+    [InlineData(DType.Q4_K)]
     public void OnAnAvx512VnniCpu_ProductsOfSeveralTokensTakeTheGeneratedTiles_WithEachTokensDecodeBits(DType dtype)
     {
         // where the generated tiles can run they are the default (QWEN3_JIT_PAIRS unset), and a 40-token product (32 + 8: a
         // full tile of 16 pairs, then 4) gives every token the bits of its one-token product
-        Assert.NotNull(dtype == DType.Q8_0 ? QuantMatMul.Q8PairJit : QuantMatMul.Q4PairJit);
-        const int rows = 8 * 5 + 3, cols = 8 * 32;
+        Assert.NotNull(dtype switch { DType.Q8_0 => QuantMatMul.Q8PairJit, DType.Q4_0 => QuantMatMul.Q4PairJit, _ => QuantMatMul.Q4KPairJit });
+        const int rows = 8 * 5 + 3, cols = 2 * 256;
         using var pool = new WorkerPool(2);
         byte* source = Q4x8MatMulTests.Source(dtype, rows, cols, 11);
         byte* packed = Q4x8MatMulTests.Repacked(dtype, source, rows, cols);
         try
         {
-            var w = new WeightView(packed, dtype == DType.Q8_0 ? DType.Q8_0x8 : DType.Q4_0x8, rows, cols);
+            var w = new WeightView(packed, QuantMatMul.GroupLayoutOf(dtype)!.Value, rows, cols);
             const int tokens = 40;
             float[] x = Int8MatMulTests.Activations(new Random(5), tokens * cols);
             var batch = new float[tokens * rows];

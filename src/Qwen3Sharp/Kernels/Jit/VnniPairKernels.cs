@@ -11,6 +11,12 @@ internal enum VnniPairFormat
 
     /// <summary><see cref="Tensors.DType.Q4_0x8"/>: per block 8 fp16 scales, then 4 vectors of nibbles (low against dword 2v, high against 2v + 1).</summary>
     Q4_0,
+
+    /// <summary>
+    /// <see cref="Tensors.DType.Q4_Kx8"/>: per super-block 8 sub-blocks of nibbles as Q4_0's, then the rows' 6-bit scales and
+    /// mins, d and dmin; the activation sums are the float scale · sum.
+    /// </summary>
+    Q4_K,
 }
 
 /// <summary>
@@ -38,6 +44,9 @@ internal sealed unsafe class VnniPairKernels : IDisposable
     /// <summary>The most pairs one kernel takes (16 accumulators).</summary>
     public const int MaxPairs = 16;
 
+    /// <summary>The most pairs one kernel of <paramref name="format"/> takes (the same for every format).</summary>
+    public static int MaxPairsOf(VnniPairFormat format) => MaxPairs;
+
 
     private readonly ExecutableCode _code;
     private readonly int[] _entries;   // [pairs] offset of the kernel for that many pairs (index 0 unused)
@@ -52,8 +61,8 @@ internal sealed unsafe class VnniPairKernels : IDisposable
 
         Format = format;
         var code = new List<byte>();
-        _entries = new int[MaxPairs + 1];
-        for (int pairs = 1; pairs <= MaxPairs; pairs++)
+        _entries = new int[MaxPairsOf(format) + 1];
+        for (int pairs = 1; pairs <= MaxPairsOf(format); pairs++)
         {
             while (code.Count % 64 != 0)
             {
@@ -73,7 +82,7 @@ internal sealed unsafe class VnniPairKernels : IDisposable
     public delegate* unmanaged<VnniPairArgs*, void> For(int pairs)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(pairs, MaxPairs);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(pairs, MaxPairsOf(Format));
         return (delegate* unmanaged<VnniPairArgs*, void>)(_code.Address + _entries[pairs]);
     }
 
@@ -97,7 +106,12 @@ internal sealed unsafe class VnniPairKernels : IDisposable
     internal static byte[] Generate(VnniPairFormat format, int pairs, int prefetchBytes)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(pairs, MaxPairs);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(pairs, MaxPairsOf(format));
+        if (format == VnniPairFormat.Q4_K)
+        {
+            return GenerateQ4K(pairs, prefetchBytes);
+        }
+
         const Gpr args = Gpr.Rdi, group = Gpr.Rax, blocks = Gpr.Rcx, x = Gpr.Rdx, xs = Gpr.Rsi, xsum = Gpr.R8, output = Gpr.R9;
         const int codes = 16, scales = 24, index = 25, constant = 26, halves = 27, dotA = 28, dotB = 29, bcastA = 30, bcastB = 31;
         bool q8 = format == VnniPairFormat.Q8_0;
@@ -185,42 +199,175 @@ internal sealed unsafe class VnniPairKernels : IDisposable
         e.Ret();
         return e.ToArray();
     }
+
+    /// <summary>Bytes of one Q4_Kx8 super-block of 8 rows, and where its tables start (as QuantMatMul's KGroupBytes and offsets).</summary>
+    private const int KGroupBytes = 8 * 128 + 2 * 64 + 2 * 16, KScalesOffset = 8 * 128, KMinsOffset = KScalesOffset + 64,
+        KdOffset = KMinsOffset + 64, KdMinOffset = KdOffset + 16;
+
+    /// <summary>
+    /// A Q4_Kx8 kernel for <paramref name="pairs"/> pairs (a whole tile): the arithmetic of
+    /// <see cref="QuantMatMul.DotGroupQ4_Kx8Pairs_512"/> with its sums in registers. Per sub-block: the nibble dot as
+    /// Q4_0's, acc += dot · (d·sc · xs). Per super-block, after its 8 sub-blocks: the mins' scales of the 8 sub-blocks in
+    /// zmm16..23 (the code registers are free then), and per pair mins = Σ_s mc_s · (xs·Σx)_s as 8 FMAs from zero in
+    /// sub-block order, acc −= dmin · mins: the managed kernel's operations in its order, so the bits are the same, with
+    /// no second bank of accumulators. rdi counts the sub-blocks, r10 and r11 point at the sub-block's scales and codes;
+    /// r8 (the scaled sums) moves a super-block at a time.
+    /// </summary>
+    private static byte[] GenerateQ4K(int pairs, int prefetchBytes)
+    {
+        const Gpr args = Gpr.Rdi, group = Gpr.Rax, superBlocks = Gpr.Rcx, x = Gpr.Rdx, xs = Gpr.Rsi, xsum = Gpr.R8, output = Gpr.R9;
+        const Gpr scalePtr = Gpr.R10, codePtr = Gpr.R11, subBlocks = Gpr.Rdi;
+        const int codes = 16, dsc = 24, index = 25, nibbles = 26, temp = 27, dotA = 28, dotB = 29, bcastA = 30, bcastB = 31;
+
+        var e = new X86Emitter();
+        e.MovLoad(group, Mem.At(args, VnniPairArgs.GroupOffset));
+        e.MovLoad(superBlocks, Mem.At(args, VnniPairArgs.BlocksOffset));
+        e.MovLoad(x, Mem.At(args, VnniPairArgs.XOffset));
+        e.MovLoad(xs, Mem.At(args, VnniPairArgs.XsOffset));
+        e.MovLoad(xsum, Mem.At(args, VnniPairArgs.XsumOffset));
+        e.MovLoad(output, Mem.At(args, VnniPairArgs.AccOffset));
+        e.VmovupsLoad(index, Mem.At(args, VnniPairArgs.IndexOffset));
+        e.Vpbroadcastd(nibbles, Mem.At(args, VnniPairArgs.NibblesOffset));
+        for (int p = 0; p < pairs; p++)
+        {
+            e.Vpxord(p, p, p);
+        }
+
+        Label outer = e.NewLabel(), inner = e.NewLabel(), done = e.NewLabel();
+        e.Test(superBlocks, superBlocks);
+        e.Jz(done);
+        e.Bind(outer);
+        for (int line = 0; line < 3; line++)
+        {
+            e.Prefetcht0(Mem.At(group, prefetchBytes + KScalesOffset + 64 * line));   // the tables' lines, as the managed tiles
+        }
+
+        e.Lea(codePtr, Mem.At(group));
+        e.Lea(scalePtr, Mem.At(group, KScalesOffset));
+        e.MovImm(subBlocks, 8);
+        e.Bind(inner);
+        e.Prefetcht0(Mem.At(codePtr, prefetchBytes));
+        e.Prefetcht0(Mem.At(codePtr, prefetchBytes + 64));
+        e.Vcvtph2psYmm(temp, Mem.At(group, KdOffset));
+        e.Vpermps(dsc, index, temp);                                 // d
+        e.VpmovzxbdYmm(temp, Mem.At(scalePtr));
+        e.Vcvtdq2psYmm(temp, temp);
+        e.Vpermps(temp, index, temp);
+        e.Vmulps(dsc, dsc, temp);                                    // d · sc
+        for (int v = 0; v < 4; v++)
+        {
+            int low = codes + 2 * v, high = low + 1;
+            e.Vbroadcasti64x4(low, Mem.At(codePtr, 32 * v));
+            e.Vpermd(low, index, low);
+            e.Vpsrld(high, low, 4);
+            e.Vpandd(low, low, nibbles);
+            e.Vpandd(high, high, nibbles);
+        }
+
+        for (int p = 0; p < pairs; p++)
+        {
+            e.Vpxord(dotA, dotA, dotA);
+            e.Vpxord(dotB, dotB, dotB);
+            for (int j = 0; j < 8; j++)
+            {
+                int bcast = (j & 1) == 0 ? bcastA : bcastB;
+                e.Vpbroadcastq(bcast, Mem.At(x, 64 * p + 8 * j));
+                e.Vpdpbusd((j & 1) == 0 ? dotA : dotB, codes + j, bcast);
+            }
+
+            e.Vpaddd(dotA, dotA, dotB);
+            e.Vcvtdq2ps(dotA, dotA);
+            e.Vbroadcastsd(dotB, Mem.At(xs, 8 * p));
+            e.Vmulps(dotB, dsc, dotB);
+            e.Vfmadd231ps(p, dotA, dotB);
+        }
+
+        e.Add(codePtr, 128);
+        e.Add(scalePtr, 8);
+        e.Add(x, 64 * pairs);
+        e.Add(xs, 8 * pairs);
+        e.Dec(subBlocks);
+        e.Jnz(inner);
+
+        // the super-block's mins: its 8 sub-blocks' mins scales, then per pair 8 FMAs and acc −= dmin · mins
+        for (int s = 0; s < 8; s++)
+        {
+            e.VpmovzxbdYmm(codes + s, Mem.At(group, KMinsOffset + 8 * s));
+            e.Vcvtdq2psYmm(codes + s, codes + s);
+            e.Vpermps(codes + s, index, codes + s);
+        }
+
+        e.Vcvtph2psYmm(temp, Mem.At(group, KdMinOffset));
+        e.Vpermps(dsc, index, temp);                                 // dmin
+        for (int p = 0; p < pairs; p++)
+        {
+            e.Vpxord(dotA, dotA, dotA);
+            for (int s = 0; s < 8; s++)
+            {
+                e.Vbroadcastsd(bcastA, Mem.At(xsum, 8 * (s * pairs + p)));
+                e.Vfmadd231ps(dotA, codes + s, bcastA);
+            }
+
+            e.Vfnmadd231ps(p, dsc, dotA);
+        }
+
+        e.Add(xsum, 8 * 8 * pairs);
+        e.Add(group, KGroupBytes);
+        e.Dec(superBlocks);
+        e.Jnz(outer);
+        e.Bind(done);
+        for (int p = 0; p < pairs; p++)
+        {
+            e.VmovupsStore(Mem.At(output, 64 * p), p);
+        }
+
+        e.Vzeroupper();
+        e.Ret();
+        return e.ToArray();
+    }
 }
 
 /// <summary>The arguments of a <see cref="VnniPairKernels"/> kernel (offsets fixed: the generated code reads them).</summary>
-[StructLayout(LayoutKind.Sequential, Size = 128)]
+[StructLayout(LayoutKind.Explicit, Size = 128)]
 internal unsafe struct VnniPairArgs
 {
     public const int GroupOffset = 0, BlocksOffset = 8, XOffset = 16, XsOffset = 24, XsumOffset = 32, AccOffset = 40, SignsOffset = 48,
         NibblesOffset = 52, IndexOffset = 64;
 
-    /// <summary>The group's first block (its scales, then its codes).</summary>
+    /// <summary>The group's first block (its scales, then its codes; Q4_K: its first super-block).</summary>
+    [FieldOffset(GroupOffset)]
     public byte* Group;
 
-    /// <summary>Blocks of 32 columns.</summary>
+    /// <summary>Blocks of 32 columns (Q4_K: super-blocks of 256).</summary>
+    [FieldOffset(BlocksOffset)]
     public long Blocks;
 
     /// <summary>The tile's paired activation codes (tile-major: per block, its pairs' 64-byte lines).</summary>
+    [FieldOffset(XOffset)]
     public sbyte* X;
 
     /// <summary>The tile's paired activation scales (per block, per pair, 2 floats).</summary>
+    [FieldOffset(XsOffset)]
     public float* Xs;
 
-    /// <summary>The tile's paired activation code sums times the codes' offset (per block, per pair, 2 ints).</summary>
+    /// <summary>The tile's paired activation code sums times the codes' offset (per block, per pair, 2 ints; Q4_K: the float scale · sum).</summary>
+    [FieldOffset(XsumOffset)]
     public int* Xsum;
 
     /// <summary>Where the pairs' accumulators go: 16 floats each.</summary>
+    [FieldOffset(AccOffset)]
     public float* Acc;
 
     /// <summary>0x80808080: the sign bit of every byte.</summary>
+    [FieldOffset(SignsOffset)]
     public int Signs;
 
     /// <summary>0x0F0F0F0F: the low nibble of every byte.</summary>
+    [FieldOffset(NibblesOffset)]
     public int Nibbles;
 
-    private long _padding;
-
     /// <summary>0, 0, 1, 1, …, 7, 7: lane i of 8 row lanes into lanes 2i and 2i + 1.</summary>
+    [FieldOffset(IndexOffset)]
     public fixed int Index[16];
 
     /// <summary>The arguments for one call, with the constants set.</summary>

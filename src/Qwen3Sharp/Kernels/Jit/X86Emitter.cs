@@ -18,7 +18,8 @@ internal readonly record struct Label(int Id);
 /// <summary>
 /// A tiny x86-64 assembler for exactly the instructions the generated kernels use: EVEX-encoded 512-bit
 /// <c>vdpbf16ps</c>, <c>vpdpbusd</c>, <c>vmovups</c>, the broadcasts, <c>vpxord</c>, <c>vpandd</c>, <c>vpsrld</c>, <c>vpaddd</c>, <c>vpsubd</c>,
-/// <c>vpermd</c>/<c>vpermps</c>, <c>vcvtdq2ps</c>, <c>vmulps</c>, <c>vfmadd231ps</c> and a 256-bit <c>vcvtph2ps</c>
+/// <c>vpermd</c>/<c>vpermps</c>, <c>vcvtdq2ps</c>, <c>vmulps</c>, <c>vfmadd231ps</c>, <c>vfnmadd231ps</c> and 256-bit
+/// <c>vcvtph2ps</c>, <c>vpmovzxbd</c> and <c>vcvtdq2ps</c>
 /// (zmm0..zmm31, full-vector and embedded-broadcast memory forms with compressed disp8), and the integer loop control
 /// around them (<c>mov</c>, <c>lea</c>, <c>add</c>, <c>sub</c>, <c>dec</c>, <c>test</c>, <c>jz</c>/<c>jnz</c>,
 /// <c>push</c>, <c>pop</c>, <c>prefetcht0</c>, <c>vzeroupper</c>, <c>ret</c>).
@@ -97,6 +98,14 @@ internal sealed class X86Emitter
 
     /// <summary><c>mov dst, src</c> (64-bit).</summary>
     public void Mov(Gpr dst, Gpr src) => RegReg(0x89, src, dst);
+
+    /// <summary><c>mov dst, imm32</c> (sign-extended to 64 bits).</summary>
+    public void MovImm(Gpr dst, int imm)
+    {
+        Emit(Rex(w: true, r: 0, x: 0, b: (int)dst), 0xC7);
+        Emit(ModRm(3, 0, (int)dst));
+        Emit32(imm);
+    }
 
     /// <summary><c>add dst, src</c> (64-bit).</summary>
     public void Add(Gpr dst, Gpr src) => RegReg(0x01, src, dst);
@@ -220,6 +229,15 @@ internal sealed class X86Emitter
     /// <summary><c>vcvtdq2ps zmm, zmm</c>.</summary>
     public void Vcvtdq2ps(int dst, int src) => EvexRegReg(pp: 0, map: 1, 0x5B, dst, -1, src);
 
+    /// <summary><c>vcvtdq2ps ymm, ymm</c> (EVEX.256).</summary>
+    public void Vcvtdq2psYmm(int dst, int src) => EvexRegReg(pp: 0, map: 1, 0x5B, dst, -1, src, vectorLength: 1);
+
+    /// <summary><c>vpmovzxbd ymm, qword [mem]</c> (EVEX.256): 8 bytes zero-extended to dwords.</summary>
+    public void VpmovzxbdYmm(int dst, Mem m) => EvexRegMem(pp: 1, map: 2, 0x31, dst, -1, m, false, 8, vectorLength: 1);
+
+    /// <summary><c>vfnmadd231ps zmm<paramref name="dst"/>, zmm<paramref name="a"/>, zmm<paramref name="b"/></c>: dst = −(a·b) + dst, one rounding.</summary>
+    public void Vfnmadd231ps(int dst, int a, int b) => EvexRegReg(pp: 1, map: 2, 0xBC, dst, a, b);
+
     /// <summary><c>vmulps zmm, zmm, zmm</c>.</summary>
     public void Vmulps(int dst, int a, int b) => EvexRegReg(pp: 0, map: 1, 0x59, dst, a, b);
 
@@ -239,7 +257,7 @@ internal sealed class X86Emitter
     public void Vcvtph2psYmm(int dst, Mem m) => EvexRegMem(pp: 1, map: 2, 0x13, dst, -1, m, false, 16, vectorLength: 1);
 
     /// <summary><paramref name="vvvv"/> -1: the instruction has no second source (encoded 1111b, V'=1).</summary>
-    private void EvexRegReg(int pp, int map, byte opcode, int reg, int vvvv, int rm)
+    private void EvexRegReg(int pp, int map, byte opcode, int reg, int vvvv, int rm, int vectorLength = 2)
     {
         CheckZmm(reg);
         if (vvvv >= 0)
@@ -250,7 +268,7 @@ internal sealed class X86Emitter
         CheckZmm(rm);
         // P0: R X B R' 0 m m m — X extends a register rm to zmm16..31.
         Emit(0x62, EvexP0(reg, x: (rm >> 4) & 1, b: (rm >> 3) & 1, map));
-        Emit(EvexP1(vvvv, pp, w: false), EvexP2(vvvv, broadcast: false, vectorLength: 2));
+        Emit(EvexP1(vvvv, pp, w: false), EvexP2(vvvv, broadcast: false, vectorLength));
         Emit(opcode, ModRm(3, reg, rm));
     }
 
