@@ -39,10 +39,18 @@ public static unsafe partial class QuantMatMul
     /// <summary>The generated Q4_Kx8 pair tiles, as <see cref="Q8PairJit"/> (else Q4_Kx8 takes <see cref="DotGroupQ4_Kx8Pairs_512"/>).</summary>
     internal static Jit.VnniPairKernels? Q4KPairJit => Q4KPairJitOnce.Value;
 
+    /// <summary>The generated MLX 5–8-bit pair tiles (Affine8x8), as <see cref="Q8PairJit"/> (else they take the 256-bit VNNI tiles).</summary>
+    internal static Jit.VnniPairKernels? Affine8PairJit => Affine8PairJitOnce.Value;
+
+    /// <summary>The generated MLX 2–4-bit pair tiles (Affine4x8), as <see cref="Q8PairJit"/> (else <see cref="DotGroupAffine4x8Pairs_512"/>).</summary>
+    internal static Jit.VnniPairKernels? Affine4PairJit => Affine4PairJitOnce.Value;
+
     // generated at first use (after every static field of the class, PrefetchBytes among them, is set)
     private static readonly Lazy<Jit.VnniPairKernels?> Q8PairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Q8_0));
     private static readonly Lazy<Jit.VnniPairKernels?> Q4PairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Q4_0));
     private static readonly Lazy<Jit.VnniPairKernels?> Q4KPairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Q4_K));
+    private static readonly Lazy<Jit.VnniPairKernels?> Affine8PairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Affine8));
+    private static readonly Lazy<Jit.VnniPairKernels?> Affine4PairJitOnce = new(() => CreatePairJit(Jit.VnniPairFormat.Affine4));
 
     private static Jit.VnniPairKernels? CreatePairJit(Jit.VnniPairFormat format)
     {

@@ -279,9 +279,10 @@ public static unsafe partial class QuantMatMul
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
         bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
         long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
-        // Q4_0x8, K-quant and MLX 4-bit prefill on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
+        // prefill and batched decode on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
         bool pairTiles = tokenCount > 1 && isa == Isa.Avx512 && PairTiles
-            && (w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 || w.DType == DType.Q8_0x8 && Q8PairJit is not null);
+            && (w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8
+                || w.DType == DType.Q8_0x8 && Q8PairJit is not null || w.DType == DType.Affine8x8 && Affine8PairJit is not null);
         // Q6_K's group offsets, or the affine groups' activation sums, as pairs after the paired activations
         long pairOffsetBytes = pairTiles && q6 ? (tokenCount + 1) / 2 * 2L * (cols / 16) * sizeof(int)
             : pairTiles && affine ? (tokenCount + 1) / 2 * 2L * (cols / w.GroupSize) * sizeof(float) : 0;
@@ -296,7 +297,8 @@ public static unsafe partial class QuantMatMul
         if (pairTiles)
         {
             byte* pairs = scratch + activationBytes + extraBytes;
-            int? sumFactor = w.DType switch { DType.Q4_0x8 => 8, DType.Q8_0x8 => 128, _ => affine ? AffineCentre(w.SourceBits) : null };   // K-quants: scale · sum
+            // the codes' offset: Q4_0's 8, the sign flip's 128 (Q8_0, MLX 5–8-bit), an MLX 2–4-bit group's centre; K-quants: scale · sum
+            int? sumFactor = w.DType switch { DType.Q4_0x8 => 8, DType.Q8_0x8 or DType.Affine8x8 => 128, DType.Affine4x8 => AffineCentre(w.SourceBits), _ => null };
             PairActivations(codes, scales, q6 ? null : sums, tokenCount, cols, sumFactor, pairs, out pairCodes, out pairScales, out pairSums);
             if (q6 || affine)
             {
@@ -421,10 +423,10 @@ public static unsafe partial class QuantMatMul
         public sbyte* Codes;      // [TokenCount, ColCount]
         public float* Scales;     // [TokenCount, Blocks]
         public int* Sums;         // [TokenCount, Blocks]
-        public sbyte* PairCodes;  // Q4_0x8, K-quant and Affine4x8 prefill on AVX-512, else null: 2 * ColCount per pair, tile-major (PairActivations)
+        public sbyte* PairCodes;  // the pair tiles (QuantMatMul.PairTiles.cs), else null: 2 * ColCount per pair, tile-major (PairActivations)
         public float* PairScales; // 2 * Blocks per pair, tile-major
         public int* PairSums;     // 2 * Blocks per pair, tile-major: Q4_0 8·Σ, affine centre·Σ, Q4_K and Q5_K the float scale·Σ
-        public int* PairOffsets;  // Q6_Kx8: 2 * ColCount / 16 per pair, tile-major (PairValues of Offsets); Affine4x8: GroupSums' floats paired
+        public int* PairOffsets;  // Q6_Kx8: 2 * ColCount / 16 per pair, tile-major (PairValues of Offsets); affine: GroupSums' floats paired
         public int* Offsets;      // Q6_Kx8: [TokenCount, 2 * Blocks] (PrepareQ6Offsets)
         public float* GroupSums;  // Affine8x8/Affine4x8: [TokenCount, Blocks / BlocksPerGroup] (AffineActivationSums)
         public int BlocksPerGroup, AffineCentre;
@@ -581,8 +583,15 @@ public static unsafe partial class QuantMatMul
                 {
                     // two tokens per 512-bit vector, tiles of 16 pairs (QuantMatMul.PairTiles.cs)
                     var pairAcc = (Vector512<float>*)acc;
-                    Jit.VnniPairKernels? generated = q8 ? Q8PairJit : Format == DType.Q4_0x8 ? Q4PairJit : k ? Q4KPairJit : null;
-                    Jit.VnniPairArgs jitArgs = generated is not null ? Jit.VnniPairArgs.Create(null, k ? Blocks / 8 : Blocks, null, null, null, (float*)pairAcc) : default;
+                    Jit.VnniPairKernels? generated = Format switch
+                    {
+                        DType.Q8_0x8 => Q8PairJit, DType.Q4_0x8 => Q4PairJit, DType.Q4_Kx8 => Q4KPairJit,
+                        DType.Affine8x8 => Affine8PairJit, DType.Affine4x8 => Affine4PairJit, _ => null,
+                    };
+                    Jit.VnniPairArgs jitArgs = generated is null ? default
+                        : Jit.VnniPairArgs.Create(null, k ? Blocks / 8 : affineBits != 0 ? affineGroups : Blocks, null, null, null, (float*)pairAcc);
+                    jitArgs.BlocksPerGroup = BlocksPerGroup;
+                    jitArgs.Centre = AffineCentre;
                     for (int t0 = 0; t0 < TokenCount; t0 += PairTileTokens)
                     {
                         int pairs = (Math.Min(PairTileTokens, TokenCount - t0) + 1) / 2;
@@ -590,7 +599,7 @@ public static unsafe partial class QuantMatMul
                         sbyte* px = PairCodes + p0 * 2 * ColCount;
                         float* ps = PairScales + p0 * Blocks * 2;
                         int* pu = PairSums + p0 * Blocks * 2;
-                        if (affineBits != 0)
+                        if (affineBits != 0 && generated is null)
                         {
                             DotGroupAffine4x8Pairs_512(AffineCentre, group, Blocks, BlocksPerGroup, px, ps, pu, (float*)PairOffsets + p0 * 2 * affineGroups,
                                 pairs, pairAcc);
@@ -605,7 +614,8 @@ public static unsafe partial class QuantMatMul
                         }
                         else if (generated is not null)
                         {
-                            // Q8_0, Q4_0 and Q4_K where AVX512_VNNI runs: generated code, 512-bit vpdpbusd (Jit/VnniPairKernels.cs)
+                            // Q8_0, Q4_0, Q4_K and MLX where AVX512_VNNI runs: generated code, 512-bit vpdpbusd (Jit/VnniPairKernels.cs)
+                            jitArgs.Xg = affineBits != 0 ? (float*)PairOffsets + p0 * 2 * affineGroups : null;
                             jitArgs.Group = group;
                             jitArgs.X = px;
                             jitArgs.Xs = ps;

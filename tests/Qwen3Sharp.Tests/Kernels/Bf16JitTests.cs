@@ -50,6 +50,9 @@ public sealed partial class Bf16JitTests(ITestOutputHelper output)
         e.Vpaddd(28, 28, 29); Check("vpaddd zmm28,zmm28,zmm29");
         e.Vpandd(16, 16, 26); Check("vpandd zmm16,zmm16,zmm26");
         e.Vcvtdq2psYmm(27, 27); Check("vcvtdq2ps ymm27,ymm27");
+        e.VpmovzxwdYmm(24, Mem.At(Gpr.Rbx)); Check("vpmovzxwd ymm24,XMMWORD PTR [rbx]");
+        e.VpmovzxwdYmm(27, Mem.At(Gpr.Rbx, 16)); Check("vpmovzxwd ymm27,XMMWORD PTR [rbx+0x10]");
+        e.VpslldYmm(24, 24, 16); Check("vpslld ymm24,ymm24,0x10");
         e.VpmovzxbdYmm(27, Mem.At(Gpr.R10)); Check("vpmovzxbd ymm27,QWORD PTR [r10]");
         e.VpmovzxbdYmm(27, Mem.At(Gpr.R10, 64)); Check("vpmovzxbd ymm27,QWORD PTR [r10+0x40]");
         e.Vfnmadd231ps(3, 27, 11); Check("vfnmadd231ps zmm3,zmm27,zmm11");

@@ -28,7 +28,7 @@ public sealed unsafe class VnniPairJitTests
         var x = new List<string>
         {
             "mov rax,QWORD PTR [rdi]", "mov rcx,QWORD PTR [rdi+0x8]", "mov rdx,QWORD PTR [rdi+0x10]", "mov rsi,QWORD PTR [rdi+0x18]",
-            "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "vmovups zmm25,ZMMWORD PTR [rdi+0x40]",
+            "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "vmovups zmm25,ZMMWORD PTR [rdi+0x80]",
             q8 ? "vpbroadcastd zmm26,DWORD PTR [rdi+0x30]" : "vpbroadcastd zmm26,DWORD PTR [rdi+0x34]",
         };
         for (int p = 0; p < pairs; p++)
@@ -118,7 +118,7 @@ public sealed unsafe class VnniPairJitTests
         var x = new List<string>
         {
             "mov rax,QWORD PTR [rdi]", "mov rcx,QWORD PTR [rdi+0x8]", "mov rdx,QWORD PTR [rdi+0x10]", "mov rsi,QWORD PTR [rdi+0x18]",
-            "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "vmovups zmm25,ZMMWORD PTR [rdi+0x40]",
+            "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "vmovups zmm25,ZMMWORD PTR [rdi+0x80]",
             "vpbroadcastd zmm26,DWORD PTR [rdi+0x34]",
         };
         for (int p = 0; p < pairs; p++)
@@ -217,6 +217,108 @@ public sealed unsafe class VnniPairJitTests
         Assert.Equal(x, actual.Select(i => Regex.Replace(i.Text, @" <.*>$", "")));
     }
 
+    [ObjdumpTheory]
+    [InlineData(8, 2)]
+    [InlineData(4, 16)]
+    public void Generate_AffineKernel_DisassemblesToTheIntendedInstructions(int bits, int pairs)
+    {
+        const int prefetch = 6144;
+        bool eight = bits == 8;
+        var format = eight ? VnniPairFormat.Affine8 : VnniPairFormat.Affine4;
+        List<(long Address, string Text)> actual = Bf16JitTests.Disassemble(VnniPairKernels.Generate(format, pairs, prefetch));
+        static string At(string reg, int offset) => offset == 0 ? $"[{reg}]" : $"[{reg}+0x{offset:x}]";
+        var x = new List<string>
+        {
+            "push rbx", "mov rax,QWORD PTR [rdi]", "mov rcx,QWORD PTR [rdi+0x8]", "mov rdx,QWORD PTR [rdi+0x10]", "mov rsi,QWORD PTR [rdi+0x18]",
+            "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "mov r10,QWORD PTR [rdi+0x40]", "vmovups zmm25,ZMMWORD PTR [rdi+0x80]",
+            eight ? "vpbroadcastd zmm26,DWORD PTR [rdi+0x30]" : "vpbroadcastd zmm26,DWORD PTR [rdi+0x34]", "vpxord zmm28,zmm28,zmm28",
+        };
+        for (int p = 0; p < pairs; p++)
+        {
+            x.Add($"vmovups ZMMWORD PTR {At("r9", 64 * p)},zmm28");
+        }
+
+        x.Add("test rcx,rcx");
+        int jz = x.Count;
+        x.Add("je ?");
+        int outer = x.Count;
+        for (int p = 0; p < pairs; p++)
+        {
+            x.Add($"vpxord zmm{p},zmm{p},zmm{p}");
+        }
+
+        x.AddRange(["mov rbx,rax", "add rax,0x20", "mov r11,QWORD PTR [rdi+0x38]"]);
+        int inner = x.Count;
+        for (int line = 0; line < (eight ? 4 : 2); line++)
+        {
+            x.Add($"prefetcht0 BYTE PTR [rax+0x{prefetch + 64 * line:x}]");
+        }
+
+        for (int j = 0; j < (eight ? 8 : 4); j++)
+        {
+            int reg = eight ? 16 + j : 16 + 2 * j;
+            x.Add($"vbroadcasti64x4 zmm{reg},YMMWORD PTR {At("rax", 32 * j)}");
+            x.Add($"vpermd zmm{reg},zmm25,zmm{reg}");
+            if (eight)
+            {
+                x.Add($"vpxord zmm{reg},zmm{reg},zmm26");
+            }
+            else
+            {
+                x.Add($"vpsrld zmm{reg + 1},zmm{reg},0x4");
+                x.Add($"vpandd zmm{reg},zmm{reg},zmm26");
+                x.Add($"vpandd zmm{reg + 1},zmm{reg + 1},zmm26");
+            }
+        }
+
+        for (int p = 0; p < pairs; p++)
+        {
+            x.Add("vpxord zmm28,zmm28,zmm28");
+            x.Add("vpxord zmm29,zmm29,zmm29");
+            for (int j = 0; j < 8; j++)
+            {
+                x.Add($"vpbroadcastq zmm{30 + (j & 1)},QWORD PTR {At("rdx", 64 * p + 8 * j)}");
+                x.Add($"vpdpbusd zmm{28 + (j & 1)},zmm{16 + j},zmm{30 + (j & 1)}");
+            }
+
+            x.Add("vpaddd zmm28,zmm28,zmm29");
+            x.Add($"vpbroadcastq zmm29,QWORD PTR {At("r8", 8 * p)}");
+            x.Add("vpsubd zmm28,zmm28,zmm29");
+            x.Add("vcvtdq2ps zmm28,zmm28");
+            x.Add($"vbroadcastsd zmm29,QWORD PTR {At("rsi", 8 * p)}");
+            x.Add($"vfmadd231ps zmm{p},zmm28,zmm29");
+        }
+
+        x.AddRange([eight ? "add rax,0x100" : "add rax,0x80", $"add rdx,0x{64 * pairs:x}", $"add rsi,0x{8 * pairs:x}", $"add r8,0x{8 * pairs:x}", "dec r11"]);
+        int innerJump = x.Count;
+        x.Add("jne ?");
+        x.AddRange(["vpmovzxwd ymm24,XMMWORD PTR [rbx]", "vpslld ymm24,ymm24,0x10", "vpermps zmm24,zmm25,zmm24",
+            "vpmovzxwd ymm27,XMMWORD PTR [rbx+0x10]", "vpslld ymm27,ymm27,0x10", "vpermps zmm27,zmm25,zmm27",
+            "vbroadcastss zmm28,DWORD PTR [rdi+0x48]", "vfmadd231ps zmm27,zmm24,zmm28"]);
+        for (int p = 0; p < pairs; p++)
+        {
+            x.Add($"vmovups zmm28,ZMMWORD PTR {At("r9", 64 * p)}");
+            x.Add($"vfmadd231ps zmm28,zmm24,zmm{p}");
+            x.Add($"vbroadcastsd zmm29,QWORD PTR {At("r10", 8 * p)}");
+            x.Add("vfmadd231ps zmm28,zmm27,zmm29");
+            x.Add($"vmovups ZMMWORD PTR {At("r9", 64 * p)},zmm28");
+        }
+
+        x.AddRange([$"add r10,0x{8 * pairs:x}", "dec rcx"]);
+        int outerJump = x.Count;
+        x.Add("jne ?");
+        int doneIndex = x.Count;
+        x.AddRange(["pop rbx", "vzeroupper", "ret"]);
+        if (actual.Count == x.Count)
+        {
+            x[jz] = $"je 0x{actual[doneIndex].Address:x}";
+            x[innerJump] = $"jne 0x{actual[inner].Address:x}";
+            x[outerJump] = $"jne 0x{actual[outer].Address:x}";
+        }
+
+        Assert.Equal(x, actual.Select(i => Regex.Replace(i.Text, @" <.*>$", "")));
+    }
+
     [Fact]
     public void Generate_RefusesPairCountsOutsideOneToSixteen()
     {
@@ -235,6 +337,9 @@ public sealed unsafe class VnniPairJitTests
         Assert.Equal(VnniPairArgs.AccOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Acc)));
         Assert.Equal(VnniPairArgs.SignsOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Signs)));
         Assert.Equal(VnniPairArgs.NibblesOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Nibbles)));
+        Assert.Equal(VnniPairArgs.BlocksPerGroupOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.BlocksPerGroup)));
+        Assert.Equal(VnniPairArgs.XgOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Xg)));
+        Assert.Equal(VnniPairArgs.CentreOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Centre)));
         Assert.Equal(VnniPairArgs.IndexOffset, (int)Marshal.OffsetOf<VnniPairArgs>(nameof(VnniPairArgs.Index)));
         VnniPairArgs a = VnniPairArgs.Create(null, 3, null, null, null, null);
         Assert.Equal(unchecked((int)0x80808080), a.Signs);

@@ -17,6 +17,18 @@ internal enum VnniPairFormat
     /// mins, d and dmin; the activation sums are the float scale · sum.
     /// </summary>
     Q4_K,
+
+    /// <summary>
+    /// <see cref="Tensors.DType.Affine8x8"/> (MLX 5–8-bit): per affine group the rows' bf16 scales and biases, then its
+    /// blocks of signed codes (code − centre) as Q8_0's; the activation sums times 128.
+    /// </summary>
+    Affine8,
+
+    /// <summary>
+    /// <see cref="Tensors.DType.Affine4x8"/> (MLX 2–4-bit): per affine group the rows' bf16 scales and biases, then its blocks
+    /// of nibbles as Q4_0's; the activation sums times the centre.
+    /// </summary>
+    Affine4,
 }
 
 /// <summary>
@@ -110,6 +122,11 @@ internal sealed unsafe class VnniPairKernels : IDisposable
         if (format == VnniPairFormat.Q4_K)
         {
             return GenerateQ4K(pairs, prefetchBytes);
+        }
+
+        if (format is VnniPairFormat.Affine8 or VnniPairFormat.Affine4)
+        {
+            return GenerateAffine(format == VnniPairFormat.Affine8, pairs, prefetchBytes);
         }
 
         const Gpr args = Gpr.Rdi, group = Gpr.Rax, blocks = Gpr.Rcx, x = Gpr.Rdx, xs = Gpr.Rsi, xsum = Gpr.R8, output = Gpr.R9;
@@ -325,20 +342,148 @@ internal sealed unsafe class VnniPairKernels : IDisposable
         e.Ret();
         return e.ToArray();
     }
+
+    /// <summary>Bytes of an affine group's tables (8 bf16 scales, 8 bf16 biases), as QuantMatMul's AffineTableBytes.</summary>
+    private const int AffineTableBytes = 32;
+
+    /// <summary>
+    /// An affine (MLX) kernel for <paramref name="pairs"/> pairs: the arithmetic of QuantMatMul's affine tiles
+    /// (<c>DotGroupAffineX8N_256</c>, <see cref="QuantMatMul.DotGroupAffine4x8Pairs_512"/>) with each pair's part of the
+    /// current affine group in a register (zmm0..): per block part += dot · xs, the dot as Q8_0's (8-bit, less 128·Σx) or
+    /// Q4_0's (4-bit, less centre·Σx); per affine group, the accumulators in the output buffer (zeroed first) take
+    /// acc = fma(s, part, acc), then acc = fma(fma(s, centre, bias), Σx of the group, acc). rbx (saved) points at the
+    /// group's tables, r11 counts its blocks, r10 points at the pairs' activation sums of the group; rdi keeps the arguments.
+    /// </summary>
+    private static byte[] GenerateAffine(bool eightBit, int pairs, int prefetchBytes)
+    {
+        const Gpr args = Gpr.Rdi, group = Gpr.Rax, affineGroups = Gpr.Rcx, x = Gpr.Rdx, xs = Gpr.Rsi, xsum = Gpr.R8, output = Gpr.R9;
+        const Gpr xg = Gpr.R10, blocks = Gpr.R11, tables = Gpr.Rbx;
+        const int codes = 16, sg = 24, index = 25, constant = 26, sh = 27, dotA = 28, dotB = 29, bcastA = 30, bcastB = 31;
+
+        var e = new X86Emitter();
+        e.Push(Gpr.Rbx);
+        e.MovLoad(group, Mem.At(args, VnniPairArgs.GroupOffset));
+        e.MovLoad(affineGroups, Mem.At(args, VnniPairArgs.BlocksOffset));
+        e.MovLoad(x, Mem.At(args, VnniPairArgs.XOffset));
+        e.MovLoad(xs, Mem.At(args, VnniPairArgs.XsOffset));
+        e.MovLoad(xsum, Mem.At(args, VnniPairArgs.XsumOffset));
+        e.MovLoad(output, Mem.At(args, VnniPairArgs.AccOffset));
+        e.MovLoad(xg, Mem.At(args, VnniPairArgs.XgOffset));
+        e.VmovupsLoad(index, Mem.At(args, VnniPairArgs.IndexOffset));
+        e.Vpbroadcastd(constant, Mem.At(args, eightBit ? VnniPairArgs.SignsOffset : VnniPairArgs.NibblesOffset));
+        e.Vpxord(dotA, dotA, dotA);
+        for (int p = 0; p < pairs; p++)
+        {
+            e.VmovupsStore(Mem.At(output, 64 * p), dotA);                     // the accumulators start at zero
+        }
+
+        Label outer = e.NewLabel(), inner = e.NewLabel(), done = e.NewLabel();
+        e.Test(affineGroups, affineGroups);
+        e.Jz(done);
+        e.Bind(outer);
+        for (int p = 0; p < pairs; p++)
+        {
+            e.Vpxord(p, p, p);                                               // the pairs' parts of this group
+        }
+
+        e.Mov(tables, group);
+        e.Add(group, AffineTableBytes);                                      // the codes follow the tables
+        e.MovLoad(blocks, Mem.At(args, VnniPairArgs.BlocksPerGroupOffset));
+        e.Bind(inner);
+        for (int line = 0; line < (eightBit ? 4 : 2); line++)
+        {
+            e.Prefetcht0(Mem.At(group, prefetchBytes + 64 * line));          // as the managed tiles
+        }
+
+        if (eightBit)
+        {
+            for (int j = 0; j < 8; j++)
+            {
+                e.Vbroadcasti64x4(codes + j, Mem.At(group, 32 * j));
+                e.Vpermd(codes + j, index, codes + j);
+                e.Vpxord(codes + j, codes + j, constant);                  // (code − centre) + 128
+            }
+        }
+        else
+        {
+            for (int v = 0; v < 4; v++)
+            {
+                int low = codes + 2 * v, high = low + 1;
+                e.Vbroadcasti64x4(low, Mem.At(group, 32 * v));
+                e.Vpermd(low, index, low);
+                e.Vpsrld(high, low, 4);
+                e.Vpandd(low, low, constant);
+                e.Vpandd(high, high, constant);
+            }
+        }
+
+        for (int p = 0; p < pairs; p++)
+        {
+            e.Vpxord(dotA, dotA, dotA);
+            e.Vpxord(dotB, dotB, dotB);
+            for (int j = 0; j < 8; j++)
+            {
+                int bcast = (j & 1) == 0 ? bcastA : bcastB;
+                e.Vpbroadcastq(bcast, Mem.At(x, 64 * p + 8 * j));
+                e.Vpdpbusd((j & 1) == 0 ? dotA : dotB, codes + j, bcast);
+            }
+
+            e.Vpaddd(dotA, dotA, dotB);
+            e.Vpbroadcastq(dotB, Mem.At(xsum, 8 * p));
+            e.Vpsubd(dotA, dotA, dotB);
+            e.Vcvtdq2ps(dotA, dotA);
+            e.Vbroadcastsd(dotB, Mem.At(xs, 8 * p));
+            e.Vfmadd231ps(p, dotA, dotB);                                    // part += dot · xs
+        }
+
+        e.Add(group, eightBit ? 256 : 128);
+        e.Add(x, 64 * pairs);
+        e.Add(xs, 8 * pairs);
+        e.Add(xsum, 8 * pairs);
+        e.Dec(blocks);
+        e.Jnz(inner);
+
+        // the group's tables: s (bf16 scales), sh = fma(s, centre, bias); then per pair the two FMAs into its accumulator
+        e.VpmovzxwdYmm(sg, Mem.At(tables));
+        e.VpslldYmm(sg, sg, 16);
+        e.Vpermps(sg, index, sg);
+        e.VpmovzxwdYmm(sh, Mem.At(tables, 16));
+        e.VpslldYmm(sh, sh, 16);
+        e.Vpermps(sh, index, sh);
+        e.Vbroadcastss(dotA, Mem.At(args, VnniPairArgs.CentreOffset));
+        e.Vfmadd231ps(sh, sg, dotA);
+        for (int p = 0; p < pairs; p++)
+        {
+            e.VmovupsLoad(dotA, Mem.At(output, 64 * p));
+            e.Vfmadd231ps(dotA, sg, p);
+            e.Vbroadcastsd(dotB, Mem.At(xg, 8 * p));
+            e.Vfmadd231ps(dotA, sh, dotB);
+            e.VmovupsStore(Mem.At(output, 64 * p), dotA);
+        }
+
+        e.Add(xg, 8 * pairs);
+        e.Dec(affineGroups);
+        e.Jnz(outer);
+        e.Bind(done);
+        e.Pop(Gpr.Rbx);
+        e.Vzeroupper();
+        e.Ret();
+        return e.ToArray();
+    }
 }
 
 /// <summary>The arguments of a <see cref="VnniPairKernels"/> kernel (offsets fixed: the generated code reads them).</summary>
-[StructLayout(LayoutKind.Explicit, Size = 128)]
+[StructLayout(LayoutKind.Explicit, Size = 192)]
 internal unsafe struct VnniPairArgs
 {
     public const int GroupOffset = 0, BlocksOffset = 8, XOffset = 16, XsOffset = 24, XsumOffset = 32, AccOffset = 40, SignsOffset = 48,
-        NibblesOffset = 52, IndexOffset = 64;
+        NibblesOffset = 52, BlocksPerGroupOffset = 56, XgOffset = 64, CentreOffset = 72, IndexOffset = 128;
 
-    /// <summary>The group's first block (its scales, then its codes; Q4_K: its first super-block).</summary>
+    /// <summary>The group's first block (its scales, then its codes; Q4_K: its first super-block; affine: its first affine group's tables).</summary>
     [FieldOffset(GroupOffset)]
     public byte* Group;
 
-    /// <summary>Blocks of 32 columns (Q4_K: super-blocks of 256).</summary>
+    /// <summary>Blocks of 32 columns (Q4_K: super-blocks of 256; affine: affine groups).</summary>
     [FieldOffset(BlocksOffset)]
     public long Blocks;
 
@@ -365,6 +510,18 @@ internal unsafe struct VnniPairArgs
     /// <summary>0x0F0F0F0F: the low nibble of every byte.</summary>
     [FieldOffset(NibblesOffset)]
     public int Nibbles;
+
+    /// <summary>Affine: blocks of 32 columns per affine group.</summary>
+    [FieldOffset(BlocksPerGroupOffset)]
+    public long BlocksPerGroup;
+
+    /// <summary>Affine: the tile's paired float activation sums per affine group (per group, per pair, 2 floats).</summary>
+    [FieldOffset(XgOffset)]
+    public float* Xg;
+
+    /// <summary>Affine: the codes' centre, as a float.</summary>
+    [FieldOffset(CentreOffset)]
+    public float Centre;
 
     /// <summary>0, 0, 1, 1, …, 7, 7: lane i of 8 row lanes into lanes 2i and 2i + 1.</summary>
     [FieldOffset(IndexOffset)]

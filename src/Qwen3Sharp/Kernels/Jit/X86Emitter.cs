@@ -232,6 +232,16 @@ internal sealed class X86Emitter
     /// <summary><c>vcvtdq2ps ymm, ymm</c> (EVEX.256).</summary>
     public void Vcvtdq2psYmm(int dst, int src) => EvexRegReg(pp: 0, map: 1, 0x5B, dst, -1, src, vectorLength: 1);
 
+    /// <summary><c>vpmovzxwd ymm, xmmword [mem]</c> (EVEX.256): 8 words zero-extended to dwords.</summary>
+    public void VpmovzxwdYmm(int dst, Mem m) => EvexRegMem(pp: 1, map: 2, 0x33, dst, -1, m, false, 16, vectorLength: 1);
+
+    /// <summary><c>vpslld ymm<paramref name="dst"/>, ymm<paramref name="src"/>, imm8</c> (EVEX.256; vvvv names the destination, ModRM.reg is /6).</summary>
+    public void VpslldYmm(int dst, int src, byte shift)
+    {
+        EvexRegReg(pp: 1, map: 1, 0x72, 6, dst, src, vectorLength: 1);
+        Emit(shift);
+    }
+
     /// <summary><c>vpmovzxbd ymm, qword [mem]</c> (EVEX.256): 8 bytes zero-extended to dwords.</summary>
     public void VpmovzxbdYmm(int dst, Mem m) => EvexRegMem(pp: 1, map: 2, 0x31, dst, -1, m, false, 8, vectorLength: 1);
 
