@@ -375,14 +375,16 @@ public static partial class BenchCommand
     }
 
     /// <summary>
-    /// How the 8-row group matrices prefill, e.g. "; prefill Q8_0x8 int8 activations in 31-token tiles (QWEN3_QUANT_PREFILL=int8)",
+    /// How the 8-row group matrices prefill, e.g. "; prefill Q8_0x8 int8 activations in 31-token tiles (QWEN3_QUANT_PREFILL=int8)"
+    /// (per format where they differ: "in Q4_Kx8 generated 32-token pair tiles, Q6_Kx8 32-token pair tiles"),
     /// or "" for a model without them.
     /// </summary>
     internal static string QuantPrefill(ModelWeights weights)
     {
         DType[] groupFormats = GroupFormats(weights);
         return groupFormats.Length == 0 ? "" : $"; prefill {string.Join("+", groupFormats)} " + (groupFormats.All(MatMul.PrefillsInt8)
-            ? $"int8 activations in {QuantMatMul.TileTokens}-token tiles"
+            ? "int8 activations in " + string.Join(", ", groupFormats.GroupBy(QuantMatMul.ProductTiles).Select(g =>
+                groupFormats.Length == 1 || g.Count() == groupFormats.Length ? g.Key : $"{string.Join("+", g)} {g.Key}"))
             : "dequantized to float32 panels") + $" ({KernelSelection.QuantPrefillVariable}={KernelSelection.Name(KernelSelection.QuantPrefill)})";
     }
 

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using Qwen3Sharp.Tensors;
 
 namespace Qwen3Sharp.Kernels;
 
@@ -72,6 +73,24 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>The environment variable that, set to 0, keeps the generated pair tiles off (the managed ones run).</summary>
     public const string JitPairsVariable = "QWEN3_JIT_PAIRS";
+
+    /// <summary>
+    /// How products of several tokens with <paramref name="format"/> (an 8-row group layout) run on this CPU, for
+    /// <c>qwen3 bench</c>: "generated 32-token pair tiles" (AVX512_VNNI code), "32-token pair tiles" (512-bit, managed) or
+    /// "31-token tiles" (256-bit).
+    /// </summary>
+    public static string ProductTiles(DType format)
+    {
+        bool pairs = Best == Isa.Avx512 && PairTiles;
+        Jit.VnniPairKernels? generated = !pairs ? null : format switch
+        {
+            DType.Q8_0x8 => Q8PairJit, DType.Q4_0x8 => Q4PairJit, DType.Q4_Kx8 => Q4KPairJit,
+            DType.Affine8x8 => Affine8PairJit, DType.Affine4x8 => Affine4PairJit, _ => null,
+        };
+        return generated is not null ? $"generated {PairTileTokens}-token pair tiles"
+            : pairs && format is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 ? $"{PairTileTokens}-token pair tiles"
+            : $"{TileTokens}-token tiles";
+    }
 
     /// <summary>Tokens per tile of the pair path: 16 pairs, their accumulators 1 KiB.</summary>
     internal const int PairTileTokens = 32;
