@@ -82,15 +82,18 @@ public static unsafe partial class QuantMatMul
     public static string ProductTiles(DType format)
     {
         bool pairs = Best == Isa.Avx512 && PairTiles;
-        Jit.VnniPairKernels? generated = !pairs ? null : format switch
-        {
-            DType.Q8_0x8 => Q8PairJit, DType.Q4_0x8 => Q4PairJit, DType.Q4_Kx8 => Q4KPairJit,
-            DType.Affine8x8 => Affine8PairJit, DType.Affine4x8 => Affine4PairJit, _ => null,
-        };
+        Jit.VnniPairKernels? generated = pairs ? GeneratedPairTiles(format) : null;
         return generated is not null ? $"generated {PairTileTokens}-token pair tiles"
             : pairs && format is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 ? $"{PairTileTokens}-token pair tiles"
             : $"{TileTokens}-token tiles";
     }
+
+    /// <summary>The generated pair tiles for <paramref name="format"/> on this machine, or null (the managed ones run).</summary>
+    internal static Jit.VnniPairKernels? GeneratedPairTiles(DType format) => format switch
+    {
+        DType.Q8_0x8 => Q8PairJit, DType.Q4_0x8 => Q4PairJit, DType.Q4_Kx8 => Q4KPairJit,
+        DType.Affine8x8 => Affine8PairJit, DType.Affine4x8 => Affine4PairJit, _ => null,
+    };
 
     /// <summary>Tokens per tile of the pair path: 16 pairs, their accumulators 1 KiB.</summary>
     internal const int PairTileTokens = 32;

@@ -280,9 +280,9 @@ public static unsafe partial class QuantMatMul
         bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
         long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
         // prefill and batched decode on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
+        // (Q8_0 and MLX 5–8-bit only as generated code: their managed tiles are the 256-bit ones)
         bool pairTiles = tokenCount > 1 && isa == Isa.Avx512 && PairTiles
-            && (w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8
-                || w.DType == DType.Q8_0x8 && Q8PairJit is not null || w.DType == DType.Affine8x8 && Affine8PairJit is not null);
+            && (w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 || GeneratedPairTiles(w.DType) is not null);
         // Q6_K's group offsets, or the affine groups' activation sums, as pairs after the paired activations
         long pairOffsetBytes = pairTiles && q6 ? (tokenCount + 1) / 2 * 2L * (cols / 16) * sizeof(int)
             : pairTiles && affine ? (tokenCount + 1) / 2 * 2L * (cols / w.GroupSize) * sizeof(float) : 0;
@@ -481,6 +481,12 @@ public static unsafe partial class QuantMatMul
                 return;
             }
 
+            // the pair tiles' generated code for this format, if any, and its arguments (set per group and tile)
+            Jit.VnniPairKernels? generated = PairCodes != null ? GeneratedPairTiles(Format) : null;
+            Jit.VnniPairArgs jitArgs = generated is null ? default
+                : Jit.VnniPairArgs.Create(null, Format == DType.Q4_Kx8 ? Blocks / 8 : Format.IsAffine() ? Blocks / BlocksPerGroup : Blocks, null, null, null, (float*)acc);
+            jitArgs.BlocksPerGroup = BlocksPerGroup;
+            jitArgs.Centre = AffineCentre;
             float* rowSums = stackalloc float[GroupRows];
             bool k = Format == DType.Q4_Kx8, q8 = Format == DType.Q8_0x8, q6 = Format == DType.Q6_Kx8, q5 = Format == DType.Q5_Kx8;
             int affineBits = Format == DType.Affine8x8 ? 8 : Format == DType.Affine4x8 ? 4 : 0;
@@ -581,67 +587,7 @@ public static unsafe partial class QuantMatMul
                 }
                 else if (PairCodes != null)
                 {
-                    // two tokens per 512-bit vector, tiles of 16 pairs (QuantMatMul.PairTiles.cs)
-                    var pairAcc = (Vector512<float>*)acc;
-                    Jit.VnniPairKernels? generated = Format switch
-                    {
-                        DType.Q8_0x8 => Q8PairJit, DType.Q4_0x8 => Q4PairJit, DType.Q4_Kx8 => Q4KPairJit,
-                        DType.Affine8x8 => Affine8PairJit, DType.Affine4x8 => Affine4PairJit, _ => null,
-                    };
-                    Jit.VnniPairArgs jitArgs = generated is null ? default
-                        : Jit.VnniPairArgs.Create(null, k ? Blocks / 8 : affineBits != 0 ? affineGroups : Blocks, null, null, null, (float*)pairAcc);
-                    jitArgs.BlocksPerGroup = BlocksPerGroup;
-                    jitArgs.Centre = AffineCentre;
-                    for (int t0 = 0; t0 < TokenCount; t0 += PairTileTokens)
-                    {
-                        int pairs = (Math.Min(PairTileTokens, TokenCount - t0) + 1) / 2;
-                        long p0 = t0 / 2;
-                        sbyte* px = PairCodes + p0 * 2 * ColCount;
-                        float* ps = PairScales + p0 * Blocks * 2;
-                        int* pu = PairSums + p0 * Blocks * 2;
-                        if (affineBits != 0 && generated is null)
-                        {
-                            DotGroupAffine4x8Pairs_512(AffineCentre, group, Blocks, BlocksPerGroup, px, ps, pu, (float*)PairOffsets + p0 * 2 * affineGroups,
-                                pairs, pairAcc);
-                        }
-                        else if (k && generated is null)
-                        {
-                            DotGroupQ4_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, pairs, pairAcc);
-                        }
-                        else if (q5)
-                        {
-                            DotGroupQ5_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, pairs, pairAcc);
-                        }
-                        else if (generated is not null)
-                        {
-                            // Q8_0, Q4_0, Q4_K and MLX where AVX512_VNNI runs: generated code, 512-bit vpdpbusd (Jit/VnniPairKernels.cs)
-                            jitArgs.Xg = affineBits != 0 ? (float*)PairOffsets + p0 * 2 * affineGroups : null;
-                            jitArgs.Group = group;
-                            jitArgs.X = px;
-                            jitArgs.Xs = ps;
-                            jitArgs.Xsum = pu;
-                            generated.For(pairs)(&jitArgs);
-                        }
-                        else if (q6)
-                        {
-                            DotGroupQ6_Kx8Pairs_512(group, Blocks / 8, px, ps, PairOffsets + p0 * 2 * (ColCount / 16), pairs, pairAcc);
-                        }
-                        else
-                        {
-                            DotGroupQ4_0x8Pairs_512(group, Blocks, px, ps, pu, pairs, pairAcc);
-                        }
-
-                        for (int p = 0; p < pairs; p++)
-                        {
-                            int t = t0 + 2 * p;
-                            (Vector256<float> first, Vector256<float> second) = SplitPair(pairAcc[p]);
-                            StoreGroup(first, Y + (long)t * RowCount + r, n, Accumulate);
-                            if (t + 1 < TokenCount)
-                            {
-                                StoreGroup(second, Y + (long)(t + 1) * RowCount + r, n, Accumulate);
-                            }
-                        }
-                    }
+                    PairTileGroup(group, r, n, (Vector512<float>*)acc, generated, &jitArgs);   // two tokens per 512-bit vector
                 }
                 else
                 {
@@ -700,6 +646,70 @@ public static unsafe partial class QuantMatMul
                         {
                             StoreGroup(acc[t], Y + (long)(t0 + t) * RowCount + r, n, Accumulate);
                         }
+                    }
+                }
+            }
+        }
+
+        /// <summary>
+        /// One group against every token in the pair tiles (QuantMatMul.PairTiles.cs): per tile of
+        /// <see cref="PairTileTokens"/> tokens the group's kernel for its format (<paramref name="generated"/> code where there
+        /// is some, with <paramref name="jitArgs"/>), then each pair's two tokens' 8 rows out. Optimized from its first call:
+        /// a prefill right after decode-only warm-up otherwise ran it at tier 0 until it tiered up.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private readonly void PairTileGroup(byte* group, int r, int n, Vector512<float>* pairAcc, Jit.VnniPairKernels? generated,
+            Jit.VnniPairArgs* jitArgs)
+        {
+            int affineGroups = Format.IsAffine() ? Blocks / BlocksPerGroup : 0;
+            for (int t0 = 0; t0 < TokenCount; t0 += PairTileTokens)
+            {
+                int pairs = (Math.Min(PairTileTokens, TokenCount - t0) + 1) / 2;
+                long p0 = t0 / 2;
+                sbyte* px = PairCodes + p0 * 2 * ColCount;
+                float* ps = PairScales + p0 * Blocks * 2;
+                int* pu = PairSums + p0 * Blocks * 2;
+                float* pg = Format.IsAffine() ? (float*)PairOffsets + p0 * 2 * affineGroups : null;   // the affine groups' Σx pairs
+                if (generated is not null)
+                {
+                    // Q8_0, Q4_0, Q4_K and MLX where AVX512_VNNI runs: generated code, 512-bit vpdpbusd (Jit/VnniPairKernels.cs)
+                    jitArgs->Group = group;
+                    jitArgs->X = px;
+                    jitArgs->Xs = ps;
+                    jitArgs->Xsum = pu;
+                    jitArgs->Xg = pg;
+                    generated.For(pairs)(jitArgs);
+                }
+                else
+                {
+                    switch (Format)
+                    {
+                        case DType.Affine4x8:
+                            DotGroupAffine4x8Pairs_512(AffineCentre, group, Blocks, BlocksPerGroup, px, ps, pu, pg, pairs, pairAcc);
+                            break;
+                        case DType.Q4_Kx8:
+                            DotGroupQ4_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, pairs, pairAcc);
+                            break;
+                        case DType.Q5_Kx8:
+                            DotGroupQ5_Kx8Pairs_512(group, Blocks / 8, px, ps, pu, pairs, pairAcc);
+                            break;
+                        case DType.Q6_Kx8:
+                            DotGroupQ6_Kx8Pairs_512(group, Blocks / 8, px, ps, PairOffsets + p0 * 2 * (ColCount / 16), pairs, pairAcc);
+                            break;
+                        default:
+                            DotGroupQ4_0x8Pairs_512(group, Blocks, px, ps, pu, pairs, pairAcc);
+                            break;
+                    }
+                }
+
+                for (int p = 0; p < pairs; p++)
+                {
+                    int t = t0 + 2 * p;
+                    (Vector256<float> first, Vector256<float> second) = SplitPair(pairAcc[p]);
+                    StoreGroup(first, Y + (long)t * RowCount + r, n, Accumulate);
+                    if (t + 1 < TokenCount)
+                    {
+                        StoreGroup(second, Y + (long)(t + 1) * RowCount + r, n, Accumulate);
                     }
                 }
             }
