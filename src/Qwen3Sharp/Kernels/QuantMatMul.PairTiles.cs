@@ -114,6 +114,7 @@ public static unsafe partial class QuantMatMul
     /// affine group's centre), or where that is null the float scale · sum (the K-quants' mins, as their 256-bit tiles
     /// compute <c>xs[o] * xsum[o]</c>).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // once per product of several tokens: no tier-0 phase
     internal static void PairActivations(sbyte* codes, float* scales, int* sums, int tokenCount, int cols, int? sumFactor, byte* destination,
         out sbyte* pairCodes, out float* pairScales, out int* pairSums)
     {
@@ -168,6 +169,7 @@ public static unsafe partial class QuantMatMul
     /// value, per pair: token 2p's value, then 2p + 1's, or 0 past the last token): Q6_K's group offsets
     /// (<see cref="PrepareQ6Offsets"/>) and the affine groups' activation sums, one <c>vpbroadcastq</c> per value and pair.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void PairValues(int* values, int tokenCount, int perToken, int* destination)
     {
         int pairs = (tokenCount + 1) / 2;
