@@ -13,24 +13,31 @@ namespace Qwen3Sharp.Kernels;
 /// <c>vpdpbusd</c> outside AVX10, which AMD's AVX-512 machines lack. Here lane 2r holds row r against token t and lane
 /// 2r + 1 row r against token t + 1: each code vector of a block is widened once per block (<c>vpermd</c> duplicating
 /// every row's dword, then the nibble unpack), and per token pair and block 8 <c>vpbroadcastq</c> of the pair's
-/// interleaved activation dwords (<see cref="PairActivations"/>) meet them in 8 <c>vpmaddubsw</c> summed in int16 (exact,
-/// as in <see cref="NibbleDotAvx2"/>), one <c>vpmaddwd</c> widening and one FMA for 16 results: about half the vector
-/// operations per token of the 256-bit tiles, AVX-VNNI included. Every (row, token) takes the same integer dot and the
-/// same float steps (8·Σx off, × (weight scale · activation scale), one FMA per block) as in the 256-bit tile, so the
-/// bits are those of each token's decode product.
+/// interleaved activation dwords (<see cref="PairActivations"/>, tile-major: a tile's pairs of one block in one run) meet
+/// them in 8 <c>vpmaddubsw</c> summed in int16 (exact, as in <see cref="NibbleDotAvx2"/>), one <c>vpmaddwd</c> widening and
+/// one FMA for 16 results: about half the vector operations per token of the 256-bit tiles, AVX-VNNI included. Every
+/// (row, token) takes the same integer dot and the same float steps (8·Σx off, × (weight scale · activation scale), one
+/// FMA per block) as in the 256-bit tile, so the bits are those of each token's decode product.
+/// <para>
+/// Where the CPU has AVX512_VNNI, Q8_0x8, Q4_0x8, Q4_Kx8 and the MLX groups (Affine8x8 too, which has no managed pair
+/// tile) take the same tiles as generated code instead (<see cref="Jit.VnniPairKernels"/>: 512-bit <c>vpdpbusd</c>, the
+/// tile's accumulators in registers), with the same bits; <see cref="GeneratedPairTiles"/> says which.
+/// </para>
 /// </summary>
 public static unsafe partial class QuantMatMul
 {
     /// <summary>
-    /// True where Q4_0x8, K-quant and MLX 4-bit group products of several tokens take the token-pair tiles (AVX-512 F and BW with 512-bit vectors accelerated); false
-    /// only for the benchmarks' A/B and the tests that compare the two tiles.
+    /// True where Q4_0x8, K-quant and MLX 4-bit group products of several tokens take the token-pair tiles (AVX-512 F and
+    /// BW with 512-bit vectors accelerated; Q8_0x8 and MLX 5–8-bit only as generated code). <c>DOTNET_EnableAVX512=0</c>
+    /// turns them off, for an A/B against the 256-bit tiles.
     /// </summary>
-    internal static bool PairTiles = Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
+    internal static readonly bool PairTiles = Avx512BW.IsSupported && Vector512.IsHardwareAccelerated;
 
     /// <summary>
     /// The generated Q8_0x8 pair tiles (<see cref="Jit.VnniPairKernels"/>: 512-bit <c>vpdpbusd</c>) where the CPU has
     /// AVX512_VNNI and the system lets the process map executable memory, else null (Q8_0x8 then keeps the 256-bit
-    /// tiles). Null too when <c>QWEN3_JIT_PAIRS=0</c> (the A/B against the managed tiles).
+    /// tiles). Null too when <c>QWEN3_JIT_PAIRS=0</c> (<see cref="JitPairsVariable"/>: the A/B against the managed tiles,
+    /// and CI's run of the kernel tests without them).
     /// </summary>
     internal static Jit.VnniPairKernels? Q8PairJit => Q8PairJitOnce.Value;
 
