@@ -273,14 +273,23 @@ public static partial class BenchCommand
     {
         double ms = split.Wall * 1000;
         w.WriteLine($"prefill profile {o.PromptTokens / split.Wall:F1} tok/s with timing on, {ms:F1} ms for {o.PromptTokens} tokens; phases in ms (share of the prefill):");
+        WritePhases(w, split.Profile, ms, passes: 1);
+    }
+
+    /// <summary>
+    /// Each phase's milliseconds per pass (of <paramref name="passes"/>) and share of <paramref name="perPassMs"/>, then
+    /// what the pass spent outside the forward pass.
+    /// </summary>
+    private static void WritePhases(TextWriter w, ForwardProfile profile, double perPassMs, int passes)
+    {
         foreach (ForwardPhase phase in Enum.GetValues<ForwardPhase>())
         {
-            double phaseMs = split.Profile[phase].TotalMilliseconds;
-            w.WriteLine($"  {phase,-18} {phaseMs,7:F2}  {phaseMs / ms,6:P1}");
+            double ms = profile[phase].TotalMilliseconds / passes;
+            w.WriteLine($"  {phase,-18} {ms,7:F2}  {ms / perPassMs,6:P1}");
         }
 
-        double outside = ms - split.Profile.Total.TotalMilliseconds;
-        w.WriteLine($"  {"outside forward",-18} {outside,7:F2}  {outside / ms,6:P1}");
+        double outside = perPassMs - profile.Total.TotalMilliseconds / passes;
+        w.WriteLine($"  {"outside forward",-18} {outside,7:F2}  {outside / perPassMs,6:P1}");
     }
 
     /// <summary>
@@ -303,14 +312,7 @@ public static partial class BenchCommand
 
         double perToken = wall * 1000 / o.GenTokens;
         w.WriteLine($"profile      {o.GenTokens / wall:F2} tok/s with timing on, {perToken:F1} ms/token; phases in ms/token (share of the step):");
-        foreach (ForwardPhase phase in Enum.GetValues<ForwardPhase>())
-        {
-            double ms = profile[phase].TotalMilliseconds / o.GenTokens;
-            w.WriteLine($"  {phase,-18} {ms,7:F2}  {ms / perToken,6:P1}");
-        }
-
-        double outside = perToken - profile.Total.TotalMilliseconds / o.GenTokens;
-        w.WriteLine($"  {"outside forward",-18} {outside,7:F2}  {outside / perToken,6:P1}");
+        WritePhases(w, profile, perToken, o.GenTokens);
     }
 
     /// <summary>

@@ -88,12 +88,18 @@ public static unsafe partial class QuantMatMul
     /// </summary>
     public static string ProductTiles(DType format)
     {
-        bool pairs = Best == Isa.Avx512 && PairTiles;
-        Jit.VnniPairKernels? generated = pairs ? GeneratedPairTiles(format) : null;
-        return generated is not null ? $"generated {PairTileTokens}-token pair tiles"
-            : pairs && format is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 ? $"{PairTileTokens}-token pair tiles"
-            : $"{TileTokens}-token tiles";
+        return !UsesPairTiles(Best, format) ? $"{TileTokens}-token tiles"
+            : GeneratedPairTiles(format) is not null ? $"generated {PairTileTokens}-token pair tiles"
+            : $"{PairTileTokens}-token pair tiles";
     }
+
+    /// <summary>
+    /// Whether products of several tokens with <paramref name="format"/> take the pair tiles under <paramref name="isa"/>:
+    /// the 4–6-bit formats as managed or generated code, Q8_0x8 and MLX 5–8-bit only as generated code (their managed
+    /// tiles are the 256-bit ones).
+    /// </summary>
+    internal static bool UsesPairTiles(Isa isa, DType format) => isa == Isa.Avx512 && PairTiles
+        && (format is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 || GeneratedPairTiles(format) is not null);
 
     /// <summary>The generated pair tiles for <paramref name="format"/> on this machine, or null (the managed ones run).</summary>
     internal static Jit.VnniPairKernels? GeneratedPairTiles(DType format) => format switch
@@ -203,11 +209,34 @@ public static unsafe partial class QuantMatMul
 
     /// <summary>A block's code vector v (lane r: 4 code bytes of row r) with each row's dword in two adjacent lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> PairCodes(byte* codes) => Avx512F.PermuteVar16x32(Vector256.Load((int*)codes).ToVector512Unsafe(), PairDuplicate).AsByte();
+    private static Vector512<byte> PairCodes(byte* codes) => Duplicated(Vector256.Load(codes));
 
-    /// <summary><c>vpmaddubsw</c> of a (duplicated) nibble vector against the pair's activation qword at <paramref name="x"/>.</summary>
+    /// <summary><c>vpmaddubsw</c> of a (duplicated) vector of unsigned codes against the pair's activation qword at <paramref name="x"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<short> PairNibbles(Vector512<byte> nibbles, long* x) => Avx512BW.MultiplyAddAdjacent(nibbles, Vector512.Create(*x).AsSByte());
+    private static Vector512<short> PairDot(Vector512<byte> codes, long* x) => Avx512BW.MultiplyAddAdjacent(codes, Vector512.Create(*x).AsSByte());
+
+    /// <summary>A block's 4 code vectors at <paramref name="q"/>, duplicated, as low and high nibbles (low against dword 2v, high against 2v + 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PairNibbleCodes(byte* q, Vector512<byte> m, out Vector512<byte> l0, out Vector512<byte> h0, out Vector512<byte> l1,
+        out Vector512<byte> h1, out Vector512<byte> l2, out Vector512<byte> h2, out Vector512<byte> l3, out Vector512<byte> h3)
+    {
+        Vector512<byte> v0 = PairCodes(q), v1 = PairCodes(q + 32), v2 = PairCodes(q + 64), v3 = PairCodes(q + 96);
+        l0 = v0 & m;
+        h0 = Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+        l1 = v1 & m;
+        h1 = Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+        l2 = v2 & m;
+        h2 = Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
+        l3 = v3 & m;
+        h3 = Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+    }
+
+    /// <summary>A block's nibble dot with the pair's 8 activation qwords at <paramref name="xp"/>, as int16 pair sums (exact: |Σ| ≤ 8·2·15·128 &lt; 2^15).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> PairNibbleSum(Vector512<byte> l0, Vector512<byte> h0, Vector512<byte> l1, Vector512<byte> h1,
+        Vector512<byte> l2, Vector512<byte> h2, Vector512<byte> l3, Vector512<byte> h3, long* xp)
+        => (PairDot(l0, xp) + PairDot(h0, xp + 1)) + (PairDot(l1, xp + 2) + PairDot(h1, xp + 3))
+         + ((PairDot(l2, xp + 4) + PairDot(h2, xp + 5)) + (PairDot(l3, xp + 6) + PairDot(h3, xp + 7)));
 
     /// <summary>
     /// One Q4_0x8 group against <paramref name="pairCount"/> token pairs (<see cref="PairActivations"/> with a sum shift
@@ -233,18 +262,13 @@ public static unsafe partial class QuantMatMul
         {
             SimdMath.Prefetch(group + PrefetchBytes);
             SimdMath.Prefetch(group + PrefetchBytes + 64);
-            Vector512<byte> v0 = PairCodes(group), v1 = PairCodes(group + 32), v2 = PairCodes(group + 64), v3 = PairCodes(group + 96);
-            Vector512<byte> l0 = v0 & m, h0 = Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
-            Vector512<byte> l1 = v1 & m, h1 = Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-            Vector512<byte> l2 = v2 & m, h2 = Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
-            Vector512<byte> l3 = v3 & m, h3 = Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
-            Vector512<float> dw = Avx512F.PermuteVar16x32(WidenHalves(d, halfMask, halfScale).ToVector512Unsafe(), PairDuplicate);
+            PairNibbleCodes(group, m, out var l0, out var h0, out var l1, out var h1, out var l2, out var h2, out var l3, out var h3);
+            Vector512<float> dw = Duplicated(WidenHalves(d, halfMask, halfScale));
             for (int p = 0; p < pairCount; p++)
             {
-                long o = (long)k * pairCount + p;
-                long* xp = (long*)(x + ((long)k * pairCount + p) * 2 * BlockSize);
-                Vector512<short> pairs = (PairNibbles(l0, xp) + PairNibbles(h0, xp + 1)) + (PairNibbles(l1, xp + 2) + PairNibbles(h1, xp + 3))
-                    + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
+                long o = (long)k * pairCount + p;   // block k's pair p
+                long* xp = (long*)(x + o * 2 * BlockSize);
+                Vector512<short> pairs = PairNibbleSum(l0, h0, l1, h1, l2, h2, l3, h3, xp);
                 Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones) - Vector512.Create(*(long*)(xsum + 2 * o)).AsInt32();
                 acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), dw * Vector512.Create(*(double*)(xs + 2 * o)).AsSingle(), acc[p]);
             }
@@ -264,7 +288,6 @@ public static unsafe partial class QuantMatMul
         Vector512<short> ones = Vector512.Create((short)1);
         Vector256<int> halfMask = Vector256.Create(unchecked((int)0x8FFFE000));
         Vector256<float> halfScale = HalfScale;
-        Vector512<int> duplicate = PairDuplicate;
         Vector512<float>* mins = acc + pairCount;
         for (int p = 0; p < pairCount; p++)
         {
@@ -273,7 +296,7 @@ public static unsafe partial class QuantMatMul
 
         for (int k = 0; k < superBlocks; k++, group += KGroupBytes)
         {
-            Vector512<float> d = Avx512F.PermuteVar16x32(WidenHalves((short*)(group + KdOffset), halfMask, halfScale).ToVector512Unsafe(), duplicate);
+            Vector512<float> d = Duplicated(WidenHalves((short*)(group + KdOffset), halfMask, halfScale));
             for (int p = 0; p < pairCount; p++)
             {
                 mins[p] = Vector512<float>.Zero;
@@ -287,29 +310,22 @@ public static unsafe partial class QuantMatMul
                 byte* q = group + s * GroupBlockBytes;
                 SimdMath.Prefetch(q + PrefetchBytes);
                 SimdMath.Prefetch(q + PrefetchBytes + 64);
-                Vector512<byte> v0 = PairCodes(q), v1 = PairCodes(q + 32), v2 = PairCodes(q + 64), v3 = PairCodes(q + 96);
-                Vector512<byte> l0 = v0 & m, h0 = Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
-                Vector512<byte> l1 = v1 & m, h1 = Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-                Vector512<byte> l2 = v2 & m, h2 = Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
-                Vector512<byte> l3 = v3 & m, h3 = Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
-                Vector512<float> dsc = d * Avx512F.PermuteVar16x32(
-                    Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows)).ToVector512Unsafe(), duplicate);
-                Vector512<float> mc = Avx512F.PermuteVar16x32(
-                    Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows)).ToVector512Unsafe(), duplicate);
+                PairNibbleCodes(q, m, out var l0, out var h0, out var l1, out var h1, out var l2, out var h2, out var l3, out var h3);
+                Vector512<float> dsc = d * Duplicated(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KScalesOffset + s * GroupRows)));
+                Vector512<float> mc = Duplicated(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(group + KMinsOffset + s * GroupRows)));
                 int b = 8 * k + s;
                 for (int p = 0; p < pairCount; p++)
                 {
-                    long o = (long)b * pairCount + p;
-                    long* xp = (long*)(x + ((long)b * pairCount + p) * 2 * BlockSize);
-                    Vector512<short> pairs = (PairNibbles(l0, xp) + PairNibbles(h0, xp + 1)) + (PairNibbles(l1, xp + 2) + PairNibbles(h1, xp + 3))
-                        + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
+                    long o = (long)b * pairCount + p;   // sub-block b's pair p
+                    long* xp = (long*)(x + o * 2 * BlockSize);
+                    Vector512<short> pairs = PairNibbleSum(l0, h0, l1, h1, l2, h2, l3, h3, xp);
                     Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones);
                     acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), dsc * Vector512.Create(*(double*)(xs + 2 * o)).AsSingle(), acc[p]);
                     mins[p] = Avx512F.FusedMultiplyAdd(mc, Vector512.Create(*(double*)(xsum + 2 * o)).AsSingle(), mins[p]);
                 }
             }
 
-            Vector512<float> dmin = Avx512F.PermuteVar16x32(WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale).ToVector512Unsafe(), duplicate);
+            Vector512<float> dmin = Duplicated(WidenHalves((short*)(group + KdMinOffset), halfMask, halfScale));
             for (int p = 0; p < pairCount; p++)
             {
                 acc[p] = Avx512F.FusedMultiplyAddNegated(dmin, mins[p], acc[p]);
@@ -354,10 +370,10 @@ public static unsafe partial class QuantMatMul
                 int b = 8 * k + s;
                 for (int p = 0; p < pairCount; p++)
                 {
-                    long o = (long)b * pairCount + p;
-                    long* xp = (long*)(x + ((long)b * pairCount + p) * 2 * BlockSize);
-                    Vector512<short> first = (PairNibbles(c0, xp) + PairNibbles(c1, xp + 1)) + (PairNibbles(c2, xp + 2) + PairNibbles(c3, xp + 3));
-                    Vector512<short> second = (PairNibbles(c4, xp + 4) + PairNibbles(c5, xp + 5)) + (PairNibbles(c6, xp + 6) + PairNibbles(c7, xp + 7));
+                    long o = (long)b * pairCount + p;   // sub-block b's pair p
+                    long* xp = (long*)(x + o * 2 * BlockSize);
+                    Vector512<short> first = (PairDot(c0, xp) + PairDot(c1, xp + 1)) + (PairDot(c2, xp + 2) + PairDot(c3, xp + 3));
+                    Vector512<short> second = (PairDot(c4, xp + 4) + PairDot(c5, xp + 5)) + (PairDot(c6, xp + 6) + PairDot(c7, xp + 7));
                     Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(first, ones) + Avx512BW.MultiplyAddAdjacent(second, ones);
                     acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), dsc * Vector512.Create(*(double*)(xs + 2 * o)).AsSingle(), acc[p]);
                     mins[p] = Avx512F.FusedMultiplyAdd(mc, Vector512.Create(*(double*)(xsum + 2 * o)).AsSingle(), mins[p]);
@@ -425,17 +441,12 @@ public static unsafe partial class QuantMatMul
             {
                 SimdMath.Prefetch(group + PrefetchBytes);
                 SimdMath.Prefetch(group + PrefetchBytes + 64);
-                Vector512<byte> v0 = PairCodes(group), v1 = PairCodes(group + 32), v2 = PairCodes(group + 64), v3 = PairCodes(group + 96);
-                Vector512<byte> l0 = v0 & m, h0 = Avx512BW.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
-                Vector512<byte> l1 = v1 & m, h1 = Avx512BW.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-                Vector512<byte> l2 = v2 & m, h2 = Avx512BW.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & m;
-                Vector512<byte> l3 = v3 & m, h3 = Avx512BW.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & m;
+                PairNibbleCodes(group, m, out var l0, out var h0, out var l1, out var h1, out var l2, out var h2, out var l3, out var h3);
                 for (int p = 0; p < pairCount; p++)
                 {
-                    long o = (long)k * pairCount + p;
-                    long* xp = (long*)(x + ((long)k * pairCount + p) * 2 * BlockSize);
-                    Vector512<short> pairs = (PairNibbles(l0, xp) + PairNibbles(h0, xp + 1)) + (PairNibbles(l1, xp + 2) + PairNibbles(h1, xp + 3))
-                        + ((PairNibbles(l2, xp + 4) + PairNibbles(h2, xp + 5)) + (PairNibbles(l3, xp + 6) + PairNibbles(h3, xp + 7)));
+                    long o = (long)k * pairCount + p;   // block k's pair p
+                    long* xp = (long*)(x + o * 2 * BlockSize);
+                    Vector512<short> pairs = PairNibbleSum(l0, h0, l1, h1, l2, h2, l3, h3, xp);
                     Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(pairs, ones) - Vector512.Create(*(long*)(xsum + 2 * o)).AsInt32();
                     part[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), Vector512.Create(*(double*)(xs + 2 * o)).AsSingle(), part[p]);
                 }
@@ -502,17 +513,15 @@ public static unsafe partial class QuantMatMul
                     long* xp = (long*)(x + ((long)b * pairCount + p) * 2 * BlockSize);
                     int* op = offsets + ((long)2 * b * pairCount + p) * 2;   // group 2b's pair, then 2b + 1's 2·pairCount ints on
                     // int16 adds wrap: the unsigned sums may pass 2^15, the sums less the offsets do not
-                    Vector512<short> p0 = (PairCodes6(u0, xp) + PairCodes6(u1, xp + 1)) + (PairCodes6(u2, xp + 2) + PairCodes6(u3, xp + 3))
+                    Vector512<short> p0 = (PairDot(u0, xp) + PairDot(u1, xp + 1)) + (PairDot(u2, xp + 2) + PairDot(u3, xp + 3))
                         - Vector512.Create(*(long*)op).AsInt16();
-                    Vector512<short> p1 = (PairCodes6(u4, xp + 4) + PairCodes6(u5, xp + 5)) + (PairCodes6(u6, xp + 6) + PairCodes6(u7, xp + 7))
+                    Vector512<short> p1 = (PairDot(u4, xp + 4) + PairDot(u5, xp + 5)) + (PairDot(u6, xp + 6) + PairDot(u7, xp + 7))
                         - Vector512.Create(*(long*)(op + 2 * pairCount)).AsInt16();
                     Vector512<int> dot = Avx512BW.MultiplyAddAdjacent(p0, scales0) + Avx512BW.MultiplyAddAdjacent(p1, scales1);
                     acc[p] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(dot), d * Vector512.Create(*(double*)(xs + 2 * ((long)b * pairCount + p))).AsSingle(), acc[p]);
                 }
             }
         }
-
-        static Vector512<short> PairCodes6(Vector512<byte> codes, long* x) => Avx512BW.MultiplyAddAdjacent(codes, Vector512.Create(*x).AsSByte());
     }
 
     /// <summary>A pair accumulator as the first token's 8 row sums and the second's.</summary>

@@ -278,15 +278,13 @@ public static unsafe partial class QuantMatMul
         int cols = w.ColCount, blocks = cols / BlockSize;
         long activationBytes = (Q8ActivationBytes(tokenCount, cols) + 63) & ~63L;
         bool q6 = w.DType == DType.Q6_Kx8, affine = w.DType.IsAffine();
-        long extraBytes = q6 ? (long)tokenCount * (cols / 16) * sizeof(int) : affine ? (long)tokenCount * (cols / w.GroupSize) * sizeof(float) : 0;
+        int perToken = q6 ? cols / 16 : affine ? cols / w.GroupSize : 0;   // Q6_K's group offsets (ints), the affine groups' Σx (floats)
+        long extraBytes = (long)tokenCount * perToken * sizeof(int);
         // prefill and batched decode on AVX-512: the token-pair tiles, their activations paired after the others (QuantMatMul.PairTiles.cs)
-        // (Q8_0 and MLX 5–8-bit only as generated code: their managed tiles are the 256-bit ones)
-        bool pairTiles = tokenCount > 1 && isa == Isa.Avx512 && PairTiles
-            && (w.DType is DType.Q4_0x8 or DType.Q4_Kx8 or DType.Q5_Kx8 or DType.Q6_Kx8 or DType.Affine4x8 || GeneratedPairTiles(w.DType) is not null);
-        // Q6_K's group offsets, or the affine groups' activation sums, as pairs after the paired activations
-        long pairOffsetBytes = pairTiles && q6 ? (tokenCount + 1) / 2 * 2L * (cols / 16) * sizeof(int)
-            : pairTiles && affine ? (tokenCount + 1) / 2 * 2L * (cols / w.GroupSize) * sizeof(float) : 0;
-        long pairBytes = pairTiles ? ((PairActivationBytes(tokenCount, cols) + 63) & ~63L) + pairOffsetBytes : 0;
+        bool pairTiles = tokenCount > 1 && UsesPairTiles(isa, w.DType);
+        // then those per-token values as pairs, after the paired activations
+        long pairedActivationBytes = pairTiles ? (PairActivationBytes(tokenCount, cols) + 63) & ~63L : 0;
+        long pairBytes = pairTiles ? pairedActivationBytes + (tokenCount + 1) / 2 * 2L * perToken * sizeof(int) : 0;
         extraBytes = (extraBytes + 63) & ~63L;
         byte* scratch = (byte*)pool.SharedScratch(activationBytes + extraBytes + pairBytes);
         QuantizeActivations(isa, x, tokenCount, cols, scratch, out sbyte* codes, out float* scales, out int* sums);
@@ -300,9 +298,9 @@ public static unsafe partial class QuantMatMul
             // the codes' offset: Q4_0's 8, the sign flip's 128 (Q8_0, MLX 5–8-bit), an MLX 2–4-bit group's centre; K-quants: scale · sum
             int? sumFactor = w.DType switch { DType.Q4_0x8 => 8, DType.Q8_0x8 or DType.Affine8x8 => 128, DType.Affine4x8 => AffineCentre(w.SourceBits), _ => null };
             PairActivations(codes, scales, q6 ? null : sums, tokenCount, cols, sumFactor, pairs, out pairCodes, out pairScales, out pairSums);
-            if (q6 || affine)
+            if (perToken > 0)
             {
-                pairOffsets = (int*)(pairs + ((PairActivationBytes(tokenCount, cols) + 63) & ~63L));
+                pairOffsets = (int*)(pairs + pairedActivationBytes);
             }
         }
 
@@ -314,7 +312,7 @@ public static unsafe partial class QuantMatMul
             PrepareQ6Offsets(codes, (long)tokenCount * (cols / 16), offsets);
             if (pairOffsets != null)
             {
-                PairValues(offsets, tokenCount, cols / 16, pairOffsets);
+                PairValues(offsets, tokenCount, perToken, pairOffsets);
             }
         }
         else if (affine)
@@ -323,7 +321,7 @@ public static unsafe partial class QuantMatMul
             AffineActivationSums(x, tokenCount, cols, w.GroupSize, groupSums);
             if (pairOffsets != null)
             {
-                PairValues((int*)groupSums, tokenCount, cols / w.GroupSize, pairOffsets);   // float bits, paired
+                PairValues((int*)groupSums, tokenCount, perToken, pairOffsets);   // float bits, paired
             }
         }
 

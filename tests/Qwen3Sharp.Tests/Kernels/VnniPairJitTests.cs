@@ -25,12 +25,11 @@ public sealed unsafe class VnniPairJitTests
         bool q8 = dtype == DType.Q8_0;
         VnniPairFormat format = q8 ? VnniPairFormat.Q8_0 : VnniPairFormat.Q4_0;
         List<(long Address, string Text)> actual = Bf16JitTests.Disassemble(VnniPairKernels.Generate(format, pairs, prefetch));
-        var x = new List<string>
-        {
-            "mov rax,QWORD PTR [rdi]", "mov rcx,QWORD PTR [rdi+0x8]", "mov rdx,QWORD PTR [rdi+0x10]", "mov rsi,QWORD PTR [rdi+0x18]",
-            "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "vmovups zmm25,ZMMWORD PTR [rdi+0x80]",
+        List<string> x =
+        [
+            .. ArgumentLoads, "vmovups zmm25,ZMMWORD PTR [rdi+0x80]",
             q8 ? "vpbroadcastd zmm26,DWORD PTR [rdi+0x30]" : "vpbroadcastd zmm26,DWORD PTR [rdi+0x34]",
-        };
+        ];
         for (int p = 0; p < pairs; p++)
         {
             x.Add($"vpxord zmm{p},zmm{p},zmm{p}");
@@ -47,35 +46,11 @@ public sealed unsafe class VnniPairJitTests
 
         x.Add("vcvtph2ps ymm27,XMMWORD PTR [rax]");
         x.Add("vpermps zmm24,zmm25,zmm27");
-        for (int j = 0; j < (q8 ? 8 : 4); j++)
-        {
-            int reg = q8 ? 16 + j : 16 + 2 * j;
-            x.Add($"vbroadcasti64x4 zmm{reg},YMMWORD PTR [rax+0x{16 + 32 * j:x}]");
-            x.Add($"vpermd zmm{reg},zmm25,zmm{reg}");
-            if (q8)
-            {
-                x.Add($"vpxord zmm{reg},zmm{reg},zmm26");
-            }
-            else
-            {
-                x.Add($"vpsrld zmm{reg + 1},zmm{reg},0x4");
-                x.Add($"vpandd zmm{reg},zmm{reg},zmm26");
-                x.Add($"vpandd zmm{reg + 1},zmm{reg + 1},zmm26");
-            }
-        }
+        x.AddRange(Codes(q8, "rax", 16));
 
         for (int p = 0; p < pairs; p++)
         {
-            x.Add("vpxord zmm28,zmm28,zmm28");
-            x.Add("vpxord zmm29,zmm29,zmm29");
-            for (int j = 0; j < 8; j++)
-            {
-                int offset = 64 * p + 8 * j, bcast = 30 + (j & 1);
-                x.Add(offset == 0 ? $"vpbroadcastq zmm{bcast},QWORD PTR [rdx]" : $"vpbroadcastq zmm{bcast},QWORD PTR [rdx+0x{offset:x}]");
-                x.Add($"vpdpbusd zmm{28 + (j & 1)},zmm{16 + j},zmm{bcast}");
-            }
-
-            x.Add("vpaddd zmm28,zmm28,zmm29");
+            x.AddRange(PairDot(p));
             x.Add(p == 0 ? "vpbroadcastq zmm29,QWORD PTR [r8]" : $"vpbroadcastq zmm29,QWORD PTR [r8+0x{8 * p:x}]");
             x.Add("vpsubd zmm28,zmm28,zmm29");
             x.Add("vcvtdq2ps zmm28,zmm28");
@@ -114,13 +89,11 @@ public sealed unsafe class VnniPairJitTests
     {
         const int prefetch = 6144, scales = 1024, mins = 1088, d = 1152, dmin = 1168, superBlock = 1184;
         List<(long Address, string Text)> actual = Bf16JitTests.Disassemble(VnniPairKernels.Generate(VnniPairFormat.Q4_K, pairs, prefetch));
-        static string At(string reg, int offset) => offset == 0 ? $"[{reg}]" : $"[{reg}+0x{offset:x}]";
-        var x = new List<string>
-        {
-            "mov rax,QWORD PTR [rdi]", "mov rcx,QWORD PTR [rdi+0x8]", "mov rdx,QWORD PTR [rdi+0x10]", "mov rsi,QWORD PTR [rdi+0x18]",
-            "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "vmovups zmm25,ZMMWORD PTR [rdi+0x80]",
+        List<string> x =
+        [
+            .. ArgumentLoads, "vmovups zmm25,ZMMWORD PTR [rdi+0x80]",
             "vpbroadcastd zmm26,DWORD PTR [rdi+0x34]",
-        };
+        ];
         for (int p = 0; p < pairs; p++)
         {
             x.Add($"vpxord zmm{p},zmm{p},zmm{p}");
@@ -145,27 +118,11 @@ public sealed unsafe class VnniPairJitTests
         x.Add("vcvtdq2ps ymm27,ymm27");
         x.Add("vpermps zmm27,zmm25,zmm27");
         x.Add("vmulps zmm24,zmm24,zmm27");
-        for (int v = 0; v < 4; v++)
-        {
-            int reg = 16 + 2 * v;
-            x.Add($"vbroadcasti64x4 zmm{reg},YMMWORD PTR {At("r11", 32 * v)}");
-            x.Add($"vpermd zmm{reg},zmm25,zmm{reg}");
-            x.Add($"vpsrld zmm{reg + 1},zmm{reg},0x4");
-            x.Add($"vpandd zmm{reg},zmm{reg},zmm26");
-            x.Add($"vpandd zmm{reg + 1},zmm{reg + 1},zmm26");
-        }
+        x.AddRange(Codes(false, "r11", 0));
 
         for (int p = 0; p < pairs; p++)
         {
-            x.Add("vpxord zmm28,zmm28,zmm28");
-            x.Add("vpxord zmm29,zmm29,zmm29");
-            for (int j = 0; j < 8; j++)
-            {
-                x.Add($"vpbroadcastq zmm{30 + (j & 1)},QWORD PTR {At("rdx", 64 * p + 8 * j)}");
-                x.Add($"vpdpbusd zmm{28 + (j & 1)},zmm{16 + j},zmm{30 + (j & 1)}");
-            }
-
-            x.Add("vpaddd zmm28,zmm28,zmm29");
+            x.AddRange(PairDot(p));
             x.Add("vcvtdq2ps zmm28,zmm28");
             x.Add($"vbroadcastsd zmm29,QWORD PTR {At("rsi", 8 * p)}");
             x.Add("vmulps zmm29,zmm24,zmm29");
@@ -226,13 +183,11 @@ public sealed unsafe class VnniPairJitTests
         bool eight = bits == 8;
         var format = eight ? VnniPairFormat.Affine8 : VnniPairFormat.Affine4;
         List<(long Address, string Text)> actual = Bf16JitTests.Disassemble(VnniPairKernels.Generate(format, pairs, prefetch));
-        static string At(string reg, int offset) => offset == 0 ? $"[{reg}]" : $"[{reg}+0x{offset:x}]";
-        var x = new List<string>
-        {
-            "push rbx", "mov rax,QWORD PTR [rdi]", "mov rcx,QWORD PTR [rdi+0x8]", "mov rdx,QWORD PTR [rdi+0x10]", "mov rsi,QWORD PTR [rdi+0x18]",
-            "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]", "mov r10,QWORD PTR [rdi+0x40]", "vmovups zmm25,ZMMWORD PTR [rdi+0x80]",
+        List<string> x =
+        [
+            "push rbx", .. ArgumentLoads, "mov r10,QWORD PTR [rdi+0x40]", "vmovups zmm25,ZMMWORD PTR [rdi+0x80]",
             eight ? "vpbroadcastd zmm26,DWORD PTR [rdi+0x30]" : "vpbroadcastd zmm26,DWORD PTR [rdi+0x34]", "vpxord zmm28,zmm28,zmm28",
-        };
+        ];
         for (int p = 0; p < pairs; p++)
         {
             x.Add($"vmovups ZMMWORD PTR {At("r9", 64 * p)},zmm28");
@@ -254,34 +209,11 @@ public sealed unsafe class VnniPairJitTests
             x.Add($"prefetcht0 BYTE PTR [rax+0x{prefetch + 64 * line:x}]");
         }
 
-        for (int j = 0; j < (eight ? 8 : 4); j++)
-        {
-            int reg = eight ? 16 + j : 16 + 2 * j;
-            x.Add($"vbroadcasti64x4 zmm{reg},YMMWORD PTR {At("rax", 32 * j)}");
-            x.Add($"vpermd zmm{reg},zmm25,zmm{reg}");
-            if (eight)
-            {
-                x.Add($"vpxord zmm{reg},zmm{reg},zmm26");
-            }
-            else
-            {
-                x.Add($"vpsrld zmm{reg + 1},zmm{reg},0x4");
-                x.Add($"vpandd zmm{reg},zmm{reg},zmm26");
-                x.Add($"vpandd zmm{reg + 1},zmm{reg + 1},zmm26");
-            }
-        }
+        x.AddRange(Codes(eight, "rax", 0));
 
         for (int p = 0; p < pairs; p++)
         {
-            x.Add("vpxord zmm28,zmm28,zmm28");
-            x.Add("vpxord zmm29,zmm29,zmm29");
-            for (int j = 0; j < 8; j++)
-            {
-                x.Add($"vpbroadcastq zmm{30 + (j & 1)},QWORD PTR {At("rdx", 64 * p + 8 * j)}");
-                x.Add($"vpdpbusd zmm{28 + (j & 1)},zmm{16 + j},zmm{30 + (j & 1)}");
-            }
-
-            x.Add("vpaddd zmm28,zmm28,zmm29");
+            x.AddRange(PairDot(p));
             x.Add($"vpbroadcastq zmm29,QWORD PTR {At("r8", 8 * p)}");
             x.Add("vpsubd zmm28,zmm28,zmm29");
             x.Add("vcvtdq2ps zmm28,zmm28");
@@ -317,6 +249,51 @@ public sealed unsafe class VnniPairJitTests
         }
 
         Assert.Equal(x, actual.Select(i => Regex.Replace(i.Text, @" <.*>$", "")));
+    }
+
+    /// <summary>The six argument loads every generated kernel starts with, as objdump prints them.</summary>
+    private static readonly string[] ArgumentLoads =
+    [
+        "mov rax,QWORD PTR [rdi]", "mov rcx,QWORD PTR [rdi+0x8]", "mov rdx,QWORD PTR [rdi+0x10]", "mov rsi,QWORD PTR [rdi+0x18]",
+        "mov r8,QWORD PTR [rdi+0x20]", "mov r9,QWORD PTR [rdi+0x28]",
+    ];
+
+    /// <summary>objdump's form of [reg+offset] ([reg] for 0).</summary>
+    private static string At(string reg, int offset) => offset == 0 ? $"[{reg}]" : $"[{reg}+0x{offset:x}]";
+
+    /// <summary>A block's code vectors at [reg+offset] into zmm16..23: 8 sign-flipped ones, or 4 split into nibbles.</summary>
+    private static IEnumerable<string> Codes(bool signed, string reg, int offset)
+    {
+        for (int j = 0; j < (signed ? 8 : 4); j++)
+        {
+            int r = signed ? 16 + j : 16 + 2 * j;
+            yield return $"vbroadcasti64x4 zmm{r},YMMWORD PTR {At(reg, offset + 32 * j)}";
+            yield return $"vpermd zmm{r},zmm25,zmm{r}";
+            if (signed)
+            {
+                yield return $"vpxord zmm{r},zmm{r},zmm26";
+            }
+            else
+            {
+                yield return $"vpsrld zmm{r + 1},zmm{r},0x4";
+                yield return $"vpandd zmm{r},zmm{r},zmm26";
+                yield return $"vpandd zmm{r + 1},zmm{r + 1},zmm26";
+            }
+        }
+    }
+
+    /// <summary>Pair <paramref name="p"/>'s integer dot into zmm28: two zeroed chains, 8 broadcasts and <c>vpdpbusd</c>, added.</summary>
+    private static IEnumerable<string> PairDot(int p)
+    {
+        yield return "vpxord zmm28,zmm28,zmm28";
+        yield return "vpxord zmm29,zmm29,zmm29";
+        for (int j = 0; j < 8; j++)
+        {
+            yield return $"vpbroadcastq zmm{30 + (j & 1)},QWORD PTR {At("rdx", 64 * p + 8 * j)}";
+            yield return $"vpdpbusd zmm{28 + (j & 1)},zmm{16 + j},zmm{30 + (j & 1)}";
+        }
+
+        yield return "vpaddd zmm28,zmm28,zmm29";
     }
 
     [Fact]

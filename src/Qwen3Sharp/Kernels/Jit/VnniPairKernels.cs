@@ -111,6 +111,65 @@ internal sealed unsafe class VnniPairKernels : IDisposable
 
     public void Dispose() => _code.Dispose();
 
+    // Registers every kernel uses alike: the arguments' pointer, the group, the loop count, the tile's activation codes,
+    // scales and sums, the output; the code vectors zmm16..23, the duplicating index, the two dot chains and broadcasts.
+    private const Gpr ArgsReg = Gpr.Rdi, GroupReg = Gpr.Rax, CountReg = Gpr.Rcx, XReg = Gpr.Rdx, XsReg = Gpr.Rsi, XsumReg = Gpr.R8, OutputReg = Gpr.R9;
+    private const int CodesReg = 16, IndexReg = 25, DotA = 28, DotB = 29, BcastA = 30, BcastB = 31;
+
+    /// <summary>The group, the loop count, the activation codes, scales and sums and the output from the arguments.</summary>
+    private static void LoadArguments(X86Emitter e)
+    {
+        e.MovLoad(GroupReg, Mem.At(ArgsReg, VnniPairArgs.GroupOffset));
+        e.MovLoad(CountReg, Mem.At(ArgsReg, VnniPairArgs.BlocksOffset));
+        e.MovLoad(XReg, Mem.At(ArgsReg, VnniPairArgs.XOffset));
+        e.MovLoad(XsReg, Mem.At(ArgsReg, VnniPairArgs.XsOffset));
+        e.MovLoad(XsumReg, Mem.At(ArgsReg, VnniPairArgs.XsumOffset));
+        e.MovLoad(OutputReg, Mem.At(ArgsReg, VnniPairArgs.AccOffset));
+    }
+
+    /// <summary>A block's 8 signed code vectors at <paramref name="at"/> + <paramref name="offset"/>, duplicated and made unsigned (the sign bits in zmm<paramref name="signs"/> flipped): zmm16..23.</summary>
+    private static void SignFlippedCodes(X86Emitter e, Gpr at, int offset, int signs)
+    {
+        for (int j = 0; j < 8; j++)
+        {
+            e.Vbroadcasti64x4(CodesReg + j, Mem.At(at, offset + 32 * j));
+            e.Vpermd(CodesReg + j, IndexReg, CodesReg + j);
+            e.Vpxord(CodesReg + j, CodesReg + j, signs);
+        }
+    }
+
+    /// <summary>
+    /// A block's 4 nibble vectors at <paramref name="at"/> + <paramref name="offset"/>, duplicated and split by the mask in
+    /// zmm<paramref name="nibbles"/>: zmm16 + 2v the low nibbles of vector v (against dword 2v), zmm17 + 2v the high ones.
+    /// </summary>
+    private static void NibbleCodes(X86Emitter e, Gpr at, int offset, int nibbles)
+    {
+        for (int v = 0; v < 4; v++)
+        {
+            int low = CodesReg + 2 * v, high = low + 1;
+            e.Vbroadcasti64x4(low, Mem.At(at, offset + 32 * v));
+            e.Vpermd(low, IndexReg, low);
+            e.Vpsrld(high, low, 4);
+            e.Vpandd(low, low, nibbles);
+            e.Vpandd(high, high, nibbles);
+        }
+    }
+
+    /// <summary>Pair <paramref name="p"/>'s integer dot with the code vectors into zmm28: 8 <c>vpbroadcastq</c> and 8 <c>vpdpbusd</c> in two chains, added.</summary>
+    private static void PairDot(X86Emitter e, int p)
+    {
+        e.Vpxord(DotA, DotA, DotA);
+        e.Vpxord(DotB, DotB, DotB);
+        for (int j = 0; j < 8; j++)
+        {
+            int bcast = (j & 1) == 0 ? BcastA : BcastB;
+            e.Vpbroadcastq(bcast, Mem.At(XReg, 64 * p + 8 * j));
+            e.Vpdpbusd((j & 1) == 0 ? DotA : DotB, CodesReg + j, bcast);
+        }
+
+        e.Vpaddd(DotA, DotA, DotB);
+    }
+
     /// <summary>Bytes of one block of <paramref name="format"/>'s groups: 8 fp16 scales, then the codes.</summary>
     public static int BlockBytes(VnniPairFormat format) => 16 + (format == VnniPairFormat.Q8_0 ? 256 : 128);
 
@@ -129,17 +188,12 @@ internal sealed unsafe class VnniPairKernels : IDisposable
             return GenerateAffine(format == VnniPairFormat.Affine8, pairs, prefetchBytes);
         }
 
-        const Gpr args = Gpr.Rdi, group = Gpr.Rax, blocks = Gpr.Rcx, x = Gpr.Rdx, xs = Gpr.Rsi, xsum = Gpr.R8, output = Gpr.R9;
-        const int codes = 16, scales = 24, index = 25, constant = 26, halves = 27, dotA = 28, dotB = 29, bcastA = 30, bcastB = 31;
+        const Gpr args = ArgsReg, group = GroupReg, blocks = CountReg, x = XReg, xs = XsReg, xsum = XsumReg, output = OutputReg;
+        const int scales = 24, index = IndexReg, constant = 26, halves = 27, dotA = DotA, dotB = DotB;
         bool q8 = format == VnniPairFormat.Q8_0;
 
         var e = new X86Emitter();
-        e.MovLoad(group, Mem.At(args, VnniPairArgs.GroupOffset));
-        e.MovLoad(blocks, Mem.At(args, VnniPairArgs.BlocksOffset));
-        e.MovLoad(x, Mem.At(args, VnniPairArgs.XOffset));
-        e.MovLoad(xs, Mem.At(args, VnniPairArgs.XsOffset));
-        e.MovLoad(xsum, Mem.At(args, VnniPairArgs.XsumOffset));
-        e.MovLoad(output, Mem.At(args, VnniPairArgs.AccOffset));
+        LoadArguments(e);
         e.VmovupsLoad(index, Mem.At(args, VnniPairArgs.IndexOffset));
         e.Vpbroadcastd(constant, Mem.At(args, q8 ? VnniPairArgs.SignsOffset : VnniPairArgs.NibblesOffset));
         for (int p = 0; p < pairs; p++)
@@ -160,38 +214,16 @@ internal sealed unsafe class VnniPairKernels : IDisposable
         e.Vpermps(scales, index, halves);
         if (q8)
         {
-            for (int j = 0; j < 8; j++)
-            {
-                e.Vbroadcasti64x4(codes + j, Mem.At(group, 16 + 32 * j));
-                e.Vpermd(codes + j, index, codes + j);
-                e.Vpxord(codes + j, codes + j, constant);                  // w + 128
-            }
+            SignFlippedCodes(e, group, 16, constant);                     // w + 128
         }
         else
         {
-            for (int v = 0; v < 4; v++)
-            {
-                int low = codes + 2 * v, high = low + 1;
-                e.Vbroadcasti64x4(low, Mem.At(group, 16 + 32 * v));
-                e.Vpermd(low, index, low);
-                e.Vpsrld(high, low, 4);
-                e.Vpandd(low, low, constant);                              // low nibbles: against dword 2v
-                e.Vpandd(high, high, constant);                            // high nibbles: against dword 2v + 1
-            }
+            NibbleCodes(e, group, 16, constant);
         }
 
         for (int p = 0; p < pairs; p++)
         {
-            e.Vpxord(dotA, dotA, dotA);
-            e.Vpxord(dotB, dotB, dotB);
-            for (int j = 0; j < 8; j++)
-            {
-                int bcast = (j & 1) == 0 ? bcastA : bcastB;
-                e.Vpbroadcastq(bcast, Mem.At(x, 64 * p + 8 * j));
-                e.Vpdpbusd((j & 1) == 0 ? dotA : dotB, codes + j, bcast);
-            }
-
-            e.Vpaddd(dotA, dotA, dotB);
+            PairDot(e, p);
             e.Vpbroadcastq(dotB, Mem.At(xsum, 8 * p));
             e.Vpsubd(dotA, dotA, dotB);
             e.Vcvtdq2ps(dotA, dotA);
@@ -232,17 +264,12 @@ internal sealed unsafe class VnniPairKernels : IDisposable
     /// </summary>
     private static byte[] GenerateQ4K(int pairs, int prefetchBytes)
     {
-        const Gpr args = Gpr.Rdi, group = Gpr.Rax, superBlocks = Gpr.Rcx, x = Gpr.Rdx, xs = Gpr.Rsi, xsum = Gpr.R8, output = Gpr.R9;
+        const Gpr args = ArgsReg, group = GroupReg, superBlocks = CountReg, x = XReg, xs = XsReg, xsum = XsumReg, output = OutputReg;
         const Gpr scalePtr = Gpr.R10, codePtr = Gpr.R11, subBlocks = Gpr.Rdi;
-        const int codes = 16, dsc = 24, index = 25, nibbles = 26, temp = 27, dotA = 28, dotB = 29, bcastA = 30, bcastB = 31;
+        const int codes = CodesReg, dsc = 24, index = IndexReg, nibbles = 26, temp = 27, dotA = DotA, dotB = DotB, bcastA = BcastA;
 
         var e = new X86Emitter();
-        e.MovLoad(group, Mem.At(args, VnniPairArgs.GroupOffset));
-        e.MovLoad(superBlocks, Mem.At(args, VnniPairArgs.BlocksOffset));
-        e.MovLoad(x, Mem.At(args, VnniPairArgs.XOffset));
-        e.MovLoad(xs, Mem.At(args, VnniPairArgs.XsOffset));
-        e.MovLoad(xsum, Mem.At(args, VnniPairArgs.XsumOffset));
-        e.MovLoad(output, Mem.At(args, VnniPairArgs.AccOffset));
+        LoadArguments(e);
         e.VmovupsLoad(index, Mem.At(args, VnniPairArgs.IndexOffset));
         e.Vpbroadcastd(nibbles, Mem.At(args, VnniPairArgs.NibblesOffset));
         for (int p = 0; p < pairs; p++)
@@ -271,28 +298,11 @@ internal sealed unsafe class VnniPairKernels : IDisposable
         e.Vcvtdq2psYmm(temp, temp);
         e.Vpermps(temp, index, temp);
         e.Vmulps(dsc, dsc, temp);                                    // d · sc
-        for (int v = 0; v < 4; v++)
-        {
-            int low = codes + 2 * v, high = low + 1;
-            e.Vbroadcasti64x4(low, Mem.At(codePtr, 32 * v));
-            e.Vpermd(low, index, low);
-            e.Vpsrld(high, low, 4);
-            e.Vpandd(low, low, nibbles);
-            e.Vpandd(high, high, nibbles);
-        }
+        NibbleCodes(e, codePtr, 0, nibbles);
 
         for (int p = 0; p < pairs; p++)
         {
-            e.Vpxord(dotA, dotA, dotA);
-            e.Vpxord(dotB, dotB, dotB);
-            for (int j = 0; j < 8; j++)
-            {
-                int bcast = (j & 1) == 0 ? bcastA : bcastB;
-                e.Vpbroadcastq(bcast, Mem.At(x, 64 * p + 8 * j));
-                e.Vpdpbusd((j & 1) == 0 ? dotA : dotB, codes + j, bcast);
-            }
-
-            e.Vpaddd(dotA, dotA, dotB);
+            PairDot(e, p);
             e.Vcvtdq2ps(dotA, dotA);
             e.Vbroadcastsd(dotB, Mem.At(xs, 8 * p));
             e.Vmulps(dotB, dsc, dotB);
@@ -356,18 +366,13 @@ internal sealed unsafe class VnniPairKernels : IDisposable
     /// </summary>
     private static byte[] GenerateAffine(bool eightBit, int pairs, int prefetchBytes)
     {
-        const Gpr args = Gpr.Rdi, group = Gpr.Rax, affineGroups = Gpr.Rcx, x = Gpr.Rdx, xs = Gpr.Rsi, xsum = Gpr.R8, output = Gpr.R9;
+        const Gpr args = ArgsReg, group = GroupReg, affineGroups = CountReg, x = XReg, xs = XsReg, xsum = XsumReg, output = OutputReg;
         const Gpr xg = Gpr.R10, blocks = Gpr.R11, tables = Gpr.Rbx;
-        const int codes = 16, sg = 24, index = 25, constant = 26, sh = 27, dotA = 28, dotB = 29, bcastA = 30, bcastB = 31;
+        const int sg = 24, index = IndexReg, constant = 26, sh = 27, dotA = DotA, dotB = DotB;
 
         var e = new X86Emitter();
         e.Push(Gpr.Rbx);
-        e.MovLoad(group, Mem.At(args, VnniPairArgs.GroupOffset));
-        e.MovLoad(affineGroups, Mem.At(args, VnniPairArgs.BlocksOffset));
-        e.MovLoad(x, Mem.At(args, VnniPairArgs.XOffset));
-        e.MovLoad(xs, Mem.At(args, VnniPairArgs.XsOffset));
-        e.MovLoad(xsum, Mem.At(args, VnniPairArgs.XsumOffset));
-        e.MovLoad(output, Mem.At(args, VnniPairArgs.AccOffset));
+        LoadArguments(e);
         e.MovLoad(xg, Mem.At(args, VnniPairArgs.XgOffset));
         e.VmovupsLoad(index, Mem.At(args, VnniPairArgs.IndexOffset));
         e.Vpbroadcastd(constant, Mem.At(args, eightBit ? VnniPairArgs.SignsOffset : VnniPairArgs.NibblesOffset));
@@ -397,38 +402,16 @@ internal sealed unsafe class VnniPairKernels : IDisposable
 
         if (eightBit)
         {
-            for (int j = 0; j < 8; j++)
-            {
-                e.Vbroadcasti64x4(codes + j, Mem.At(group, 32 * j));
-                e.Vpermd(codes + j, index, codes + j);
-                e.Vpxord(codes + j, codes + j, constant);                  // (code − centre) + 128
-            }
+            SignFlippedCodes(e, group, 0, constant);                      // (code − centre) + 128
         }
         else
         {
-            for (int v = 0; v < 4; v++)
-            {
-                int low = codes + 2 * v, high = low + 1;
-                e.Vbroadcasti64x4(low, Mem.At(group, 32 * v));
-                e.Vpermd(low, index, low);
-                e.Vpsrld(high, low, 4);
-                e.Vpandd(low, low, constant);
-                e.Vpandd(high, high, constant);
-            }
+            NibbleCodes(e, group, 0, constant);
         }
 
         for (int p = 0; p < pairs; p++)
         {
-            e.Vpxord(dotA, dotA, dotA);
-            e.Vpxord(dotB, dotB, dotB);
-            for (int j = 0; j < 8; j++)
-            {
-                int bcast = (j & 1) == 0 ? bcastA : bcastB;
-                e.Vpbroadcastq(bcast, Mem.At(x, 64 * p + 8 * j));
-                e.Vpdpbusd((j & 1) == 0 ? dotA : dotB, codes + j, bcast);
-            }
-
-            e.Vpaddd(dotA, dotA, dotB);
+            PairDot(e, p);
             e.Vpbroadcastq(dotB, Mem.At(xsum, 8 * p));
             e.Vpsubd(dotA, dotA, dotB);
             e.Vcvtdq2ps(dotA, dotA);
