@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Qwen3Sharp.Cache;
 
 namespace Qwen3Sharp.Kernels;
@@ -15,8 +16,9 @@ public static unsafe class Attention
     /// destination [tokenCount, headCount * headDim].
     /// </summary>
     /// <remarks>
-    /// One pool item per (token, kv head): the group of query heads sharing that kv head score all visible
-    /// positions into the worker's scratch [group, context], softmax, and sum the values.
+    /// One pool item per (tile of tokens, kv head): the tile's query heads of that kv head (about 16 rows) score the
+    /// positions each sees into the worker's scratch [rows, context], a block of keys at a time for all rows, then
+    /// softmax and sum the values a block at a time. Every row's result is the row's alone, bit for bit.
     /// </remarks>
     public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
         ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int headCount, int kvHeadCount, int headDim,
@@ -56,12 +58,12 @@ public static unsafe class Attention
     /// one pool dispatch. q and destination [T, headCount * headDim] hold the step's tokens in batch order; sequence s
     /// owns rows [TokenOffset, TokenOffset + TokenCount) at positions StartPosition.. and its block table is
     /// blockTables[TableOffset..TableOffset + TableLength). Keys and values are one store shared by the sequences, as
-    /// in the paged overload. Each token's result is the single-sequence overload's, bit for bit: the items are the
-    /// same (token, kv head) items, only dispatched together.
+    /// in the paged overload. Each token's result is the single-sequence overload's, bit for bit, and a decode's of that
+    /// token: a row's scores and sums do not depend on the rows that share its tile.
     /// </summary>
     /// <remarks>
-    /// One pool item per (token, kv head), the most expensive first (the sequences by context, deepest first; a
-    /// sequence's tokens last first), so the items left when a thread runs out of work are the cheapest: a decode at
+    /// One pool item per (tile of tokens, kv head), the most expensive first (the sequences by context, deepest first; a
+    /// sequence's tiles last first), so the items left when a thread runs out of work are the cheapest: a decode at
     /// 8,000 positions is 8 items the threads share, and the tail of the dispatch is one short item.
     /// </remarks>
     public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, ReadOnlySpan<AttentionSequence> sequences,
@@ -151,12 +153,14 @@ public static unsafe class Attention
         long rowBytes = TK.Bytes(kvHeadCount * headDim);
         long keyRows = keys.Length / Math.Max(1, rowBytes), valueRows = values.Length / Math.Max(1, rowBytes);
         long qWidth = (long)headCount * headDim;
-        int maxContext = 0, items = 0, segmentCount = 0;
+        int group = headCount / kvHeadCount, tileTokens = TileTokens(group);
+        int maxContext = 0, maxTokens = 0, items = 0, segmentCount = 0;
         foreach (AttentionSequence s in sequences)
         {
             Validate(s, q.Length, destination.Length, qWidth, blockTables, blockSize, keyRows, valueRows);
             maxContext = Math.Max(maxContext, s.StartPosition + s.TokenCount);
-            items += s.TokenCount * kvHeadCount;
+            maxTokens = Math.Max(maxTokens, s.TokenCount);
+            items += Tiles(s.TokenCount, tileTokens) * kvHeadCount;
             segmentCount += s.TokenCount > 0 ? 1 : 0;
         }
 
@@ -185,13 +189,12 @@ public static unsafe class Attention
             segments[at] = new Segment { TokenOffset = s.TokenOffset, TokenCount = s.TokenCount, StartPosition = s.StartPosition, TableOffset = s.TableOffset };
         }
 
-        for (int i = 0, first = 0; i < n; first += segments[i].TokenCount * kvHeadCount, i++)
+        for (int i = 0, first = 0; i < n; first += Tiles(segments[i].TokenCount, tileTokens) * kvHeadCount, i++)
         {
             segments[i].FirstItem = first;
         }
 
-        int group = headCount / kvHeadCount;
-        pool.EnsureWorkerScratch((long)group * maxContext * sizeof(float));
+        pool.EnsureWorkerScratch((long)Math.Min(tileTokens, maxTokens) * group * maxContext * sizeof(float));
         fixed (float* pq = q, pd = destination)
         fixed (byte* pk = keys, pv = values)
         fixed (int* pt = blockTables)
@@ -207,6 +210,7 @@ public static unsafe class Attention
                 Context = maxContext,
                 Tables = pt,
                 BlockSize = blockSize,
+                TileTokens = tileTokens,
                 HeadCount = headCount,
                 KvHeadCount = kvHeadCount,
                 HeadDim = headDim,
@@ -216,6 +220,17 @@ public static unsafe class Attention
             pool.Run(ref job, items);
         }
     }
+
+    /// <summary>
+    /// Query rows (tokens × the query heads of one kv head) that share a pool item: each block of keys and values is read
+    /// once for all of them, so a prefill of T tokens reads the cache T / tile times instead of T times.
+    /// </summary>
+    private const int TileRows = 16;
+
+    /// <summary>Tokens of a pool item: as many as give <see cref="TileRows"/> query rows (one with 16 or more query heads per kv head).</summary>
+    internal static int TileTokens(int group) => Math.Max(1, TileRows / group);
+
+    private static int Tiles(int tokenCount, int tileTokens) => (tokenCount + tileTokens - 1) / tileTokens;
 
     private static void Validate(in AttentionSequence s, int qLength, int destinationLength, long qWidth, ReadOnlySpan<int> blockTables,
         int blockSize, long keyRows, long valueRows)
@@ -253,7 +268,10 @@ public static unsafe class Attention
         }
     }
 
-    /// <summary>A sequence of a dispatch, in cost order: its items are FirstItem.. (token-major, last token first).</summary>
+    /// <summary>
+    /// A sequence of a dispatch, in cost order: its items are FirstItem.., tile-major (tiles of <see cref="TileTokens"/>
+    /// tokens counted from its last token, the deepest first; the first tokens' tile may be short), kv heads within.
+    /// </summary>
     private struct Segment
     {
         public int FirstItem, TokenOffset, TokenCount, StartPosition, TableOffset;
@@ -267,9 +285,9 @@ public static unsafe class Attention
         public float* Destination;  // [T, headCount * headDim]
         public Segment* Segments;   // [SegmentCount], deepest first
         public int* Tables;         // every sequence's blocks: position p is row table[p / BlockSize] * BlockSize + p % BlockSize
-        public int SegmentCount, Context, HeadCount, KvHeadCount, HeadDim, BlockSize;
+        public int SegmentCount, Context, HeadCount, KvHeadCount, HeadDim, BlockSize, TileTokens;
         public float Scale;
-        public void** Scratch;      // per worker: [group, Context]
+        public void** Scratch;      // per worker: [TileTokens * group, Context]
 
         public readonly void Execute(int index, int worker)
         {
@@ -289,64 +307,136 @@ public static unsafe class Attention
 
             ref readonly Segment s = ref Segments[lo];
             int local = index - s.FirstItem;
-            int row = s.TokenCount - 1 - local / KvHeadCount, kvh = local % KvHeadCount;
-            Head(s.TokenOffset + row, kvh, s.StartPosition + row + 1, Tables + s.TableOffset, (float*)Scratch[worker]);
+            int end = s.TokenCount - local / KvHeadCount * TileTokens, first = Math.Max(0, end - TileTokens);
+            Tile(s.TokenOffset + first, end - first, s.StartPosition + first, local % KvHeadCount, Tables + s.TableOffset, (float*)Scratch[worker]);
         }
 
-        /// <summary>Token <paramref name="t"/>'s query heads of kv head <paramref name="kvh"/> over positions 0..visible-1.</summary>
-        private readonly void Head(int t, int kvh, int visible, int* table, float* scores)
+        /// <summary>
+        /// Tokens t0..t0+tokens-1 (at positions position0..) against kv head <paramref name="kvh"/>: their rows, row r
+        /// being token r / group's query head kvh * group + r % group, over the positions each sees. Each block of keys
+        /// (then of values) is read from memory once for all the rows and stays in L1 while they pass over it, four rows
+        /// at a time where the register file holds a 4 × 4 tile (two elsewhere). Every score and every sum is computed
+        /// as for the row alone, in the same order, whatever rows share its tile: a token's result does not depend on
+        /// its neighbours (batch invariance, and the same bits as a decode of that token).
+        /// </summary>
+        private readonly void Tile(int t0, int tokens, int position0, int kvh, int* table, float* scores)
         {
-            int group = HeadCount / KvHeadCount;
+            int group = HeadCount / KvHeadCount, rows = tokens * group;
+            int width = TS.WideTile ? 4 : 2;
             long headBytes = TK.Bytes(HeadDim), rowBytes = KvHeadCount * headBytes;
             byte* kBase = Keys + kvh * headBytes;
             byte* vBase = Values + kvh * headBytes;
-            float* q0 = Q + ((long)t * HeadCount + kvh * group) * HeadDim;     // the group's heads are adjacent
-            float* out0 = Destination + ((long)t * HeadCount + kvh * group) * HeadDim;
+            int visibleMax = position0 + tokens;
 
-            // Scores, a block at a time: heads in pairs against four key rows at once (each row widened once per pair,
-            // eight independent accumulators, one add tree for four sums); the block's rows stay in L1 for the next pair.
-            for (int p0 = 0, b = 0; p0 < visible; p0 += BlockSize, b++)
+            // Per row: its query, its output, its scores [Context] and the positions it sees.
+            float** q = stackalloc float*[rows];
+            float** d = stackalloc float*[rows];
+            float** w = stackalloc float*[rows];
+            int* visible = stackalloc int[rows];
+            for (int r = 0; r < rows; r++)
+            {
+                long head = ((long)t0 + r / group) * HeadCount + kvh * group + r % group;
+                q[r] = Q + head * HeadDim;
+                d[r] = Destination + head * HeadDim;
+                w[r] = scores + (long)r * Context;
+                visible[r] = position0 + r / group + 1;
+            }
+
+            for (int p0 = 0, b = 0; p0 < visibleMax; p0 += BlockSize, b++)
             {
                 byte* k = kBase + (long)table[b] * BlockSize * rowBytes;
-                int count = Math.Min(visible, p0 + BlockSize) - p0;
-                if (p0 + BlockSize < visible)
+                if (p0 + BlockSize < visibleMax)
                 {
-                    PrefetchRows(kBase + (long)table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visible - p0 - BlockSize), headBytes);
+                    PrefetchRows(kBase + (long)table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
                 }
 
-                int g = 0;
-                for (; g + 2 <= group; g += 2)
+                for (int r = Math.Max(0, p0 - position0) * group; r < rows;)   // from the first row that sees this block
                 {
-                    Scores2<TV, TS, TK>(q0 + g * HeadDim, q0 + (g + 1) * HeadDim, k, rowBytes, count, HeadDim, Scale,
-                        scores + (long)g * Context + p0, scores + (long)(g + 1) * Context + p0);
-                }
-
-                if (g < group)
-                {
-                    byte* row = k;
-                    for (int p = 0; p < count; p++, row += rowBytes)
+                    int n = Math.Min(width, rows - r) >= 4 ? 4 : Math.Min(2, rows - r);
+                    int shared = Math.Min(BlockSize, visible[r] - p0) & ~3;    // the 4-key groups every row of the tile sees
+                    if (n == 4)
                     {
-                        scores[(long)g * Context + p0 + p] = Dot<TV, TS, TK>(q0 + g * HeadDim, row, HeadDim) * Scale;
+                        ScoresTile4<TV, TS, TK>(q[r], q[r + 1], q[r + 2], q[r + 3], k, rowBytes, shared, HeadDim, Scale, w[r] + p0, Context);
                     }
+                    else if (n == 2)
+                    {
+                        Scores2<TV, TS, TK>(q[r], q[r + 1], k, rowBytes, shared, HeadDim, Scale, w[r] + p0, w[r + 1] + p0);
+                    }
+                    else
+                    {
+                        shared = 0;
+                    }
+
+                    for (int j = r; j < r + n; j++)
+                    {
+                        int count = Math.Min(BlockSize, visible[j] - p0);
+                        if (count > shared)
+                        {
+                            ScoresFrom<TV, TS, TK>(q[j], k, rowBytes, shared, count, HeadDim, Scale, w[j] + p0);
+                        }
+                    }
+
+                    r += n;
                 }
             }
 
-            for (int g = 0; g < group; g++)
+            for (int r = 0; r < rows; r++)
             {
-                Softmax.InPlace<TV, TS>(scores + (long)g * Context, visible);
+                Softmax.InPlace<TV, TS>(w[r], visible[r]);
             }
 
-            // Values: heads in pairs, so each value row is read once per pair.
-            int h = 0;
-            for (; h + 2 <= group; h += 2)
+            int lanes = TS.Count;
+            int tiled = HeadDim - HeadDim % lanes;
+            tiled -= tiled % (4 * lanes);
+            for (int r = 0; r < rows; r++)
             {
-                WeightedSum2<TV, TS, TK>(scores + (long)h * Context, scores + (long)(h + 1) * Context, visible, vBase, rowBytes,
-                    table, BlockSize, HeadDim, out0 + h * HeadDim, out0 + (h + 1) * HeadDim);
+                new Span<float>(d[r], tiled).Clear();
             }
 
-            if (h < group)
+            for (int p0 = 0, b = 0; p0 < visibleMax; p0 += BlockSize, b++)
             {
-                WeightedSumFrom<TV, TS, TK>(scores + (long)h * Context, visible, vBase, rowBytes, table, BlockSize, HeadDim, out0 + h * HeadDim, 0);
+                byte* v = vBase + (long)table[b] * BlockSize * rowBytes;
+                if (p0 + BlockSize < visibleMax)
+                {
+                    PrefetchRows(vBase + (long)table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
+                }
+
+                for (int r = Math.Max(0, p0 - position0) * group; r < rows;)
+                {
+                    int n = Math.Min(width, rows - r) >= 4 ? 4 : Math.Min(2, rows - r);
+                    int shared = Math.Min(BlockSize, visible[r] - p0);        // the positions every row of the tile sees
+                    if (n == 4)
+                    {
+                        WeightedSumTile4<TV, TS, TK>(w[r] + p0, Context, shared, v, rowBytes, tiled, d[r], d[r + 1], d[r + 2], d[r + 3]);
+                    }
+                    else if (n == 2)
+                    {
+                        WeightedSumTile2<TV, TS, TK>(w[r] + p0, w[r + 1] + p0, 0, shared, v, rowBytes, tiled, d[r], d[r + 1]);
+                    }
+                    else
+                    {
+                        shared = 0;
+                    }
+
+                    for (int j = r; j < r + n; j++)
+                    {
+                        int count = Math.Min(BlockSize, visible[j] - p0);
+                        if (count > shared)
+                        {
+                            WeightedSumRow<TV, TS, TK>(w[j] + p0, shared, count, v, rowBytes, tiled, d[j]);
+                        }
+                    }
+
+                    r += n;
+                }
+            }
+
+            if (tiled < HeadDim)
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    WeightedSumFrom<TV, TS, TK>(w[r], visible[r], vBase, rowBytes, table, BlockSize, HeadDim, d[r], tiled);
+                }
             }
         }
     }
@@ -369,8 +459,76 @@ public static unsafe class Attention
     }
 
     /// <summary>
-    /// Two heads' scores against <paramref name="count"/> key rows from <paramref name="k"/> (rows <paramref name="rowBytes"/>
-    /// apart): sa/sb[p] = (qa/qb · row(p)) · scale.
+    /// Four query rows' scores against key rows [0, <paramref name="count"/>) from <paramref name="k"/> (a multiple of 4;
+    /// rows <paramref name="rowBytes"/> apart): s[r * stride + p] = (q_r · row(p)) · scale, each (row, key) summed in one
+    /// accumulator and reduced as <see cref="ScoresFrom"/> reduces it, so every score has the bits of the row alone.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScoresTile4<TV, TS, TK>(float* q0, float* q1, float* q2, float* q3, byte* k, long rowBytes, int count, int n, float scale,
+        float* s, int stride)
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
+    {
+        int lanes = TS.Count;
+        int main = n - n % lanes;
+        for (int p = 0; p < count; p += 4)
+        {
+            byte* k0 = k + p * rowBytes;
+            byte* k1 = k0 + rowBytes;
+            byte* k2 = k1 + rowBytes;
+            byte* k3 = k2 + rowBytes;
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+            TV b0 = TS.Zero, b1 = TS.Zero, b2 = TS.Zero, b3 = TS.Zero;
+            TV c0 = TS.Zero, c1 = TS.Zero, c2 = TS.Zero, c3 = TS.Zero;
+            TV d0 = TS.Zero, d1 = TS.Zero, d2 = TS.Zero, d3 = TS.Zero;
+            for (int i = 0; i < main; i += lanes)
+            {
+                TV x0 = TK.Load<TV, TS>(k0, i), x1 = TK.Load<TV, TS>(k1, i), x2 = TK.Load<TV, TS>(k2, i), x3 = TK.Load<TV, TS>(k3, i);
+                TV y = TS.Load(q0 + i);
+                a0 = TS.MultiplyAdd(y, x0, a0);
+                a1 = TS.MultiplyAdd(y, x1, a1);
+                a2 = TS.MultiplyAdd(y, x2, a2);
+                a3 = TS.MultiplyAdd(y, x3, a3);
+                y = TS.Load(q1 + i);
+                b0 = TS.MultiplyAdd(y, x0, b0);
+                b1 = TS.MultiplyAdd(y, x1, b1);
+                b2 = TS.MultiplyAdd(y, x2, b2);
+                b3 = TS.MultiplyAdd(y, x3, b3);
+                y = TS.Load(q2 + i);
+                c0 = TS.MultiplyAdd(y, x0, c0);
+                c1 = TS.MultiplyAdd(y, x1, c1);
+                c2 = TS.MultiplyAdd(y, x2, c2);
+                c3 = TS.MultiplyAdd(y, x3, c3);
+                y = TS.Load(q3 + i);
+                d0 = TS.MultiplyAdd(y, x0, d0);
+                d1 = TS.MultiplyAdd(y, x1, d1);
+                d2 = TS.MultiplyAdd(y, x2, d2);
+                d3 = TS.MultiplyAdd(y, x3, d3);
+            }
+
+            if (typeof(TV) == typeof(Vector512<float>) && Avx512F.IsSupported && main == n)
+            {
+                Sum16Scaled((Vector512<float>)(object)a0, (Vector512<float>)(object)a1, (Vector512<float>)(object)a2, (Vector512<float>)(object)a3,
+                    (Vector512<float>)(object)b0, (Vector512<float>)(object)b1, (Vector512<float>)(object)b2, (Vector512<float>)(object)b3,
+                    (Vector512<float>)(object)c0, (Vector512<float>)(object)c1, (Vector512<float>)(object)c2, (Vector512<float>)(object)c3,
+                    (Vector512<float>)(object)d0, (Vector512<float>)(object)d1, (Vector512<float>)(object)d2, (Vector512<float>)(object)d3,
+                    scale, s + p, stride);
+                continue;
+            }
+
+            TS.Sum4(a0, a1, a2, a3, s + p);
+            TS.Sum4(b0, b1, b2, b3, s + stride + p);
+            TS.Sum4(c0, c1, c2, c3, s + 2L * stride + p);
+            TS.Sum4(d0, d1, d2, d3, s + 3L * stride + p);
+            ScaleWithTail<TK>(q0, k + p * rowBytes, rowBytes, main, n, scale, s + p);
+            ScaleWithTail<TK>(q1, k + p * rowBytes, rowBytes, main, n, scale, s + stride + p);
+            ScaleWithTail<TK>(q2, k + p * rowBytes, rowBytes, main, n, scale, s + 2L * stride + p);
+            ScaleWithTail<TK>(q3, k + p * rowBytes, rowBytes, main, n, scale, s + 3L * stride + p);
+        }
+    }
+
+    /// <summary>
+    /// Two query rows' scores against key rows [0, <paramref name="count"/>) (a multiple of 4), as <see cref="ScoresTile4"/>
+    /// for two rows: sa/sb[p] = (qa/qb · row(p)) · scale.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Scores2<TV, TS, TK>(float* qa, float* qb, byte* k, long rowBytes, int count, int n, float scale, float* sa, float* sb)
@@ -378,8 +536,7 @@ public static unsafe class Attention
     {
         int lanes = TS.Count;
         int main = n - n % lanes;
-        int p = 0;
-        for (; p + 4 <= count; p += 4)
+        for (int p = 0; p < count; p += 4)
         {
             byte* k0 = k + p * rowBytes;
             byte* k1 = k0 + rowBytes;
@@ -406,89 +563,224 @@ public static unsafe class Attention
 
             TS.Sum4(a0, a1, a2, a3, sa + p);
             TS.Sum4(b0, b1, b2, b3, sb + p);
-            for (int j = 0; j < 4; j++)
-            {
-                byte* row = k + (p + j) * rowBytes;
-                float ta = 0, tb = 0;
-                for (int i = main; i < n; i++)
-                {
-                    float e = TK.LoadScalar(row, i);
-                    ta += qa[i] * e;
-                    tb += qb[i] * e;
-                }
-
-                sa[p + j] = (sa[p + j] + ta) * scale;
-                sb[p + j] = (sb[p + j] + tb) * scale;
-            }
-        }
-
-        for (; p < count; p++)
-        {
-            byte* row = k + p * rowBytes;
-            sa[p] = Dot<TV, TS, TK>(qa, row, n) * scale;
-            sb[p] = Dot<TV, TS, TK>(qb, row, n) * scale;
+            ScaleWithTail<TK>(qa, k0, rowBytes, main, n, scale, sa + p);
+            ScaleWithTail<TK>(qb, k0, rowBytes, main, n, scale, sb + p);
         }
     }
 
     /// <summary>
-    /// Two heads' weighted sums over the same value rows: d0/d1 [n] = Σ_p w0/w1[p] · row(p)[..n]; rows of <paramref name="rowBytes"/>
-    /// through the block table. A block at a time (its rows, 16 × a head's 128 elements, stay in L1 while every 4-vector
-    /// slice of the head passes over them), the sums kept in the destination between blocks.
+    /// One query row's scores against key rows [<paramref name="from"/>, <paramref name="count"/>) (from a multiple of 4):
+    /// the whole 4-key groups as <see cref="Scores2"/> computes them, then one dot per key.
     /// </summary>
-    private static void WeightedSum2<TV, TS, TK>(float* w0, float* w1, int count, byte* values, long rowBytes, int* table, int blockSize,
-        int n, float* d0, float* d1)
+    private static void ScoresFrom<TV, TS, TK>(float* q, byte* k, long rowBytes, int from, int count, int n, float scale, float* s)
         where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
         int lanes = TS.Count;
         int main = n - n % lanes;
-        int tiled = main - main % (4 * lanes);
-        new Span<float>(d0, tiled).Clear();
-        new Span<float>(d1, tiled).Clear();
-        for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
+        int p = from;
+        for (; p + 4 <= count; p += 4)
         {
-            byte* block = values + (long)table[b] * blockSize * rowBytes;
-            int end = Math.Min(count, p0 + blockSize);
-            if (end < count)
+            byte* k0 = k + p * rowBytes;
+            byte* k1 = k0 + rowBytes;
+            byte* k2 = k1 + rowBytes;
+            byte* k3 = k2 + rowBytes;
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+            for (int i = 0; i < main; i += lanes)
             {
-                PrefetchRows(values + (long)table[b + 1] * blockSize * rowBytes, rowBytes, Math.Min(blockSize, count - end), TK.Bytes(n));
+                TV x = TS.Load(q + i);
+                a0 = TS.MultiplyAdd(x, TK.Load<TV, TS>(k0, i), a0);
+                a1 = TS.MultiplyAdd(x, TK.Load<TV, TS>(k1, i), a1);
+                a2 = TS.MultiplyAdd(x, TK.Load<TV, TS>(k2, i), a2);
+                a3 = TS.MultiplyAdd(x, TK.Load<TV, TS>(k3, i), a3);
             }
 
-            for (int i = 0; i < tiled; i += 4 * lanes)
-            {
-                TV a0 = TS.Load(d0 + i), a1 = TS.Load(d0 + i + lanes), a2 = TS.Load(d0 + i + 2 * lanes), a3 = TS.Load(d0 + i + 3 * lanes);
-                TV b0 = TS.Load(d1 + i), b1 = TS.Load(d1 + i + lanes), b2 = TS.Load(d1 + i + 2 * lanes), b3 = TS.Load(d1 + i + 3 * lanes);
-                byte* v = block;
-                for (int p = p0; p < end; p++, v += rowBytes)
-                {
-                    TV v0 = TK.Load<TV, TS>(v, i), v1 = TK.Load<TV, TS>(v, i + lanes);
-                    TV v2 = TK.Load<TV, TS>(v, i + 2 * lanes), v3 = TK.Load<TV, TS>(v, i + 3 * lanes);
-                    TV s = TS.Broadcast(w0[p]);
-                    a0 = TS.MultiplyAdd(s, v0, a0);
-                    a1 = TS.MultiplyAdd(s, v1, a1);
-                    a2 = TS.MultiplyAdd(s, v2, a2);
-                    a3 = TS.MultiplyAdd(s, v3, a3);
-                    s = TS.Broadcast(w1[p]);
-                    b0 = TS.MultiplyAdd(s, v0, b0);
-                    b1 = TS.MultiplyAdd(s, v1, b1);
-                    b2 = TS.MultiplyAdd(s, v2, b2);
-                    b3 = TS.MultiplyAdd(s, v3, b3);
-                }
-
-                TS.Store(a0, d0 + i);
-                TS.Store(a1, d0 + i + lanes);
-                TS.Store(a2, d0 + i + 2 * lanes);
-                TS.Store(a3, d0 + i + 3 * lanes);
-                TS.Store(b0, d1 + i);
-                TS.Store(b1, d1 + i + lanes);
-                TS.Store(b2, d1 + i + 2 * lanes);
-                TS.Store(b3, d1 + i + 3 * lanes);
-            }
+            TS.Sum4(a0, a1, a2, a3, s + p);
+            ScaleWithTail<TK>(q, k0, rowBytes, main, n, scale, s + p);
         }
 
-        if (tiled < n)
+        for (; p < count; p++)
         {
-            WeightedSumFrom<TV, TS, TK>(w0, count, values, rowBytes, table, blockSize, n, d0, tiled);
-            WeightedSumFrom<TV, TS, TK>(w1, count, values, rowBytes, table, blockSize, n, d1, tiled);
+            s[p] = Dot<TV, TS, TK>(q, k + p * rowBytes, n) * scale;
+        }
+    }
+
+    /// <summary>
+    /// Sixteen accumulators' sums, four query rows (a, b, c, d) × four keys, each reduced exactly as
+    /// <see cref="Simd512.Sum4"/> reduces it (lanes l and l + 8, then adjacent pairs, then pairs of pairs, then the
+    /// two halves) but four or eight at a time across the full register: 45 instructions for the sixteen sums instead of
+    /// about 80. Row r's four scores, times <paramref name="scale"/>, go to s + r * stride.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Sum16Scaled(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3,
+        Vector512<float> b0, Vector512<float> b1, Vector512<float> b2, Vector512<float> b3,
+        Vector512<float> c0, Vector512<float> c1, Vector512<float> c2, Vector512<float> c3,
+        Vector512<float> d0, Vector512<float> d1, Vector512<float> d2, Vector512<float> d3, float scale, float* s, int stride)
+    {
+        // [x_l + x_(l+8) for x | for y], l < 8
+        static Vector512<float> Fold(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle4x128(x, y, 0x44) + Avx512F.Shuffle4x128(x, y, 0xEE);
+
+        // adjacent pairs summed within each 128-bit lane: [x0+x1, x2+x3, y0+y1, y2+y3] (vhaddps)
+        static Vector512<float> Pairs(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle(x, y, 0x88) + Avx512F.Shuffle(x, y, 0xDD);
+
+        // per 128-bit lane, row x's four keys: [x's pairs of pairs (lanes 0-3 of each half) | the same of lanes 4-7] for a, then for b
+        Vector512<float> ab = Pairs(Pairs(Fold(a0, b0), Fold(a1, b1)), Pairs(Fold(a2, b2), Fold(a3, b3)));
+        Vector512<float> cd = Pairs(Pairs(Fold(c0, d0), Fold(c1, d1)), Pairs(Fold(c2, d2), Fold(c3, d3)));
+        Vector512<float> sums = (Avx512F.Shuffle4x128(ab, cd, 0x88) + Avx512F.Shuffle4x128(ab, cd, 0xDD)) * Vector512.Create(scale);
+        sums.GetLower().GetLower().Store(s);
+        sums.GetLower().GetUpper().Store(s + stride);
+        sums.GetUpper().GetLower().Store(s + 2L * stride);
+        sums.GetUpper().GetUpper().Store(s + 3L * stride);
+    }
+
+    /// <summary>Four keys' vector sums s[0..4) completed: the elements past the last whole vector added (where there are any), then the scale applied.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScaleWithTail<TK>(float* q, byte* k, long rowBytes, int main, int n, float scale, float* s) where TK : IKvElement
+    {
+        if (main == n)
+        {
+            (Vector128.Load(s) * Vector128.Create(scale)).Store(s);    // no tail, and no +0 (a -0 stays -0, as in the 16-sum tile)
+            return;
+        }
+
+        for (int j = 0; j < 4; j++)
+        {
+            byte* row = k + j * rowBytes;
+            float t = 0;
+            for (int i = main; i < n; i++)
+            {
+                t += q[i] * TK.LoadScalar(row, i);
+            }
+
+            s[j] = (s[j] + t) * scale;
+        }
+    }
+
+    /// <summary>
+    /// Four rows' weighted sums over value rows [0, <paramref name="count"/>) of one block, added to d0..d3 [0, tiled):
+    /// d_r[i] += Σ_p w_r[p] · row(p)[i] (weights of row r at w + r * stride), one fused multiply-add per position in
+    /// position order, as for the row alone; four vectors of the head at a time.
+    /// </summary>
+    private static void WeightedSumTile4<TV, TS, TK>(float* w, int stride, int count, byte* values, long rowBytes, int tiled,
+        float* d0, float* d1, float* d2, float* d3)
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
+    {
+        int lanes = TS.Count;
+        float* w1 = w + stride, w2 = w1 + stride, w3 = w2 + stride;
+        for (int i = 0; i < tiled; i += 4 * lanes)
+        {
+            TV a0 = TS.Load(d0 + i), a1 = TS.Load(d0 + i + lanes), a2 = TS.Load(d0 + i + 2 * lanes), a3 = TS.Load(d0 + i + 3 * lanes);
+            TV b0 = TS.Load(d1 + i), b1 = TS.Load(d1 + i + lanes), b2 = TS.Load(d1 + i + 2 * lanes), b3 = TS.Load(d1 + i + 3 * lanes);
+            TV c0 = TS.Load(d2 + i), c1 = TS.Load(d2 + i + lanes), c2 = TS.Load(d2 + i + 2 * lanes), c3 = TS.Load(d2 + i + 3 * lanes);
+            TV e0 = TS.Load(d3 + i), e1 = TS.Load(d3 + i + lanes), e2 = TS.Load(d3 + i + 2 * lanes), e3 = TS.Load(d3 + i + 3 * lanes);
+            byte* v = values;
+            for (int p = 0; p < count; p++, v += rowBytes)
+            {
+                TV v0 = TK.Load<TV, TS>(v, i), v1 = TK.Load<TV, TS>(v, i + lanes);
+                TV v2 = TK.Load<TV, TS>(v, i + 2 * lanes), v3 = TK.Load<TV, TS>(v, i + 3 * lanes);
+                TV s = TS.Broadcast(w[p]);
+                a0 = TS.MultiplyAdd(s, v0, a0);
+                a1 = TS.MultiplyAdd(s, v1, a1);
+                a2 = TS.MultiplyAdd(s, v2, a2);
+                a3 = TS.MultiplyAdd(s, v3, a3);
+                s = TS.Broadcast(w1[p]);
+                b0 = TS.MultiplyAdd(s, v0, b0);
+                b1 = TS.MultiplyAdd(s, v1, b1);
+                b2 = TS.MultiplyAdd(s, v2, b2);
+                b3 = TS.MultiplyAdd(s, v3, b3);
+                s = TS.Broadcast(w2[p]);
+                c0 = TS.MultiplyAdd(s, v0, c0);
+                c1 = TS.MultiplyAdd(s, v1, c1);
+                c2 = TS.MultiplyAdd(s, v2, c2);
+                c3 = TS.MultiplyAdd(s, v3, c3);
+                s = TS.Broadcast(w3[p]);
+                e0 = TS.MultiplyAdd(s, v0, e0);
+                e1 = TS.MultiplyAdd(s, v1, e1);
+                e2 = TS.MultiplyAdd(s, v2, e2);
+                e3 = TS.MultiplyAdd(s, v3, e3);
+            }
+
+            TS.Store(a0, d0 + i);
+            TS.Store(a1, d0 + i + lanes);
+            TS.Store(a2, d0 + i + 2 * lanes);
+            TS.Store(a3, d0 + i + 3 * lanes);
+            TS.Store(b0, d1 + i);
+            TS.Store(b1, d1 + i + lanes);
+            TS.Store(b2, d1 + i + 2 * lanes);
+            TS.Store(b3, d1 + i + 3 * lanes);
+            TS.Store(c0, d2 + i);
+            TS.Store(c1, d2 + i + lanes);
+            TS.Store(c2, d2 + i + 2 * lanes);
+            TS.Store(c3, d2 + i + 3 * lanes);
+            TS.Store(e0, d3 + i);
+            TS.Store(e1, d3 + i + lanes);
+            TS.Store(e2, d3 + i + 2 * lanes);
+            TS.Store(e3, d3 + i + 3 * lanes);
+        }
+    }
+
+    /// <summary>
+    /// Two rows' weighted sums over value rows [<paramref name="from"/>, <paramref name="count"/>) of one block, added to
+    /// d0/d1 [0, tiled) as <see cref="WeightedSumTile4"/> adds them; four vectors of the head at a time.
+    /// </summary>
+    private static void WeightedSumTile2<TV, TS, TK>(float* w0, float* w1, int from, int count, byte* values, long rowBytes, int tiled,
+        float* d0, float* d1)
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
+    {
+        int lanes = TS.Count;
+        for (int i = 0; i < tiled; i += 4 * lanes)
+        {
+            TV a0 = TS.Load(d0 + i), a1 = TS.Load(d0 + i + lanes), a2 = TS.Load(d0 + i + 2 * lanes), a3 = TS.Load(d0 + i + 3 * lanes);
+            TV b0 = TS.Load(d1 + i), b1 = TS.Load(d1 + i + lanes), b2 = TS.Load(d1 + i + 2 * lanes), b3 = TS.Load(d1 + i + 3 * lanes);
+            byte* v = values + from * rowBytes;
+            for (int p = from; p < count; p++, v += rowBytes)
+            {
+                TV v0 = TK.Load<TV, TS>(v, i), v1 = TK.Load<TV, TS>(v, i + lanes);
+                TV v2 = TK.Load<TV, TS>(v, i + 2 * lanes), v3 = TK.Load<TV, TS>(v, i + 3 * lanes);
+                TV s = TS.Broadcast(w0[p]);
+                a0 = TS.MultiplyAdd(s, v0, a0);
+                a1 = TS.MultiplyAdd(s, v1, a1);
+                a2 = TS.MultiplyAdd(s, v2, a2);
+                a3 = TS.MultiplyAdd(s, v3, a3);
+                s = TS.Broadcast(w1[p]);
+                b0 = TS.MultiplyAdd(s, v0, b0);
+                b1 = TS.MultiplyAdd(s, v1, b1);
+                b2 = TS.MultiplyAdd(s, v2, b2);
+                b3 = TS.MultiplyAdd(s, v3, b3);
+            }
+
+            TS.Store(a0, d0 + i);
+            TS.Store(a1, d0 + i + lanes);
+            TS.Store(a2, d0 + i + 2 * lanes);
+            TS.Store(a3, d0 + i + 3 * lanes);
+            TS.Store(b0, d1 + i);
+            TS.Store(b1, d1 + i + lanes);
+            TS.Store(b2, d1 + i + 2 * lanes);
+            TS.Store(b3, d1 + i + 3 * lanes);
+        }
+    }
+
+    /// <summary>One row's weighted sum over value rows [<paramref name="from"/>, <paramref name="count"/>) of one block, added to d [0, tiled).</summary>
+    private static void WeightedSumRow<TV, TS, TK>(float* w, int from, int count, byte* values, long rowBytes, int tiled, float* d)
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
+    {
+        int lanes = TS.Count;
+        for (int i = 0; i < tiled; i += 4 * lanes)
+        {
+            TV a0 = TS.Load(d + i), a1 = TS.Load(d + i + lanes), a2 = TS.Load(d + i + 2 * lanes), a3 = TS.Load(d + i + 3 * lanes);
+            byte* v = values + from * rowBytes;
+            for (int p = from; p < count; p++, v += rowBytes)
+            {
+                TV s = TS.Broadcast(w[p]);
+                a0 = TS.MultiplyAdd(s, TK.Load<TV, TS>(v, i), a0);
+                a1 = TS.MultiplyAdd(s, TK.Load<TV, TS>(v, i + lanes), a1);
+                a2 = TS.MultiplyAdd(s, TK.Load<TV, TS>(v, i + 2 * lanes), a2);
+                a3 = TS.MultiplyAdd(s, TK.Load<TV, TS>(v, i + 3 * lanes), a3);
+            }
+
+            TS.Store(a0, d + i);
+            TS.Store(a1, d + i + lanes);
+            TS.Store(a2, d + i + 2 * lanes);
+            TS.Store(a3, d + i + 3 * lanes);
         }
     }
 

@@ -166,6 +166,88 @@ public sealed class AttentionTests
         KernelAssert.Close(alone, batched, atol: 0, rtol: 0, $"{dtype} step of {seqs.Length} sequences in one dispatch, {threads} threads");
     }
 
+    public static TheoryData<string, KvCacheDType> IsasAndDTypes()
+    {
+        var data = new TheoryData<string, KvCacheDType>();
+        foreach (string isa in Isa.All)
+        {
+            foreach (KvCacheDType dtype in new[] { KvCacheDType.F32, KvCacheDType.BF16, KvCacheDType.F16, KvCacheDType.Q8_0 })
+            {
+                data.Add(isa, dtype);
+            }
+        }
+
+        return data;
+    }
+
+    [Theory, MemberData(nameof(IsasAndDTypes))]
+    public void CausalPrefill_TiledTokens_EqualEachTokenAloneBitForBit(string isa, KvCacheDType dtype)
+    {
+        // A prefill's tokens share tiles (up to 16 query rows read each block of keys and values together); each token's
+        // result must be what the token alone gives at its position, bit for bit: a decode of it, or another split of the
+        // chunk. Group sizes 1, 2, 3 and 8 (short tiles, rows of a tile from several tokens), starts inside and at the
+        // edge of a block, token counts across tile and block edges, and a head size with a tail past the last vector.
+        using var pool = new WorkerPool(2);
+        var rng = new Random(31);
+        (int H, int Kv, int D, int BlockSize, int Start, int T)[] configs =
+            [(16, 8, 128, 16, 0, 37), (16, 8, 128, 16, 21, 19), (4, 4, 32, 8, 5, 23), (6, 2, 64, 16, 3, 17), (8, 1, 32, 16, 40, 9),
+             (4, 2, 64, 5, 7, 13), (2, 1, 96, 16, 0, 70), (3, 1, 40, 4, 2, 11)];
+        foreach (var (h, kv, d, blockSize, start, t) in configs)
+        {
+            if (dtype.Unsupported(d) is not null)
+            {
+                continue;
+            }
+
+            int context = start + t, blocks = (context + blockSize - 1) / blockSize + 2, kvDim = kv * d;
+            int rowBytes = (int)dtype.Bytes(kvDim);
+            byte[] keys = new byte[blocks * blockSize * rowBytes], values = new byte[keys.Length];
+            KvConvert.FromSingle(KernelAssert.Random(rng, blocks * blockSize * kvDim, 2f), dtype, keys);
+            KvConvert.FromSingle(KernelAssert.Random(rng, blocks * blockSize * kvDim), dtype, values);
+            int[] table = Enumerable.Range(0, blocks).OrderBy(_ => rng.Next()).Take((context + blockSize - 1) / blockSize).ToArray();
+            float[] q = KernelAssert.Random(rng, t * h * d, 2f);
+            float scale = 1f / MathF.Sqrt(d);
+            float[] tiled = new float[q.Length], alone = new float[q.Length];
+            Run(isa, dtype, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, tiled);
+            for (int i = 0; i < t; i++)
+            {
+                Run(isa, dtype, pool, q.AsSpan(i * h * d, h * d), 1, start + i, keys, values, table, blockSize, h, kv, d, scale,
+                    alone.AsSpan(i * h * d, h * d));
+            }
+
+            KernelAssert.Close(alone, tiled, atol: 0, rtol: 0, $"{isa} {dtype} heads={h}/{kv} headDim={d} block={blockSize} start={start} tokens={t}");
+        }
+    }
+
+    private static void Run(string isa, KvCacheDType dtype, WorkerPool pool, ReadOnlySpan<float> q, int t, int start, byte[] keys, byte[] values,
+        int[] table, int blockSize, int h, int kv, int d, float scale, Span<float> destination)
+    {
+        switch (dtype)
+        {
+            case KvCacheDType.F32: Run<KvF32>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+            case KvCacheDType.BF16: Run<KvBf16>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+            case KvCacheDType.F16: Run<KvF16>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+            default: Run<KvQ8>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+        }
+    }
+
+    private static void Run<TK>(string isa, WorkerPool pool, ReadOnlySpan<float> q, int t, int start, byte[] keys, byte[] values,
+        int[] table, int blockSize, int h, int kv, int d, float scale, Span<float> destination) where TK : IKvElement
+    {
+        switch (isa)
+        {
+            case "V512": Attention.Run<Vector512<float>, Simd512, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+            case "V256": Attention.Run<Vector256<float>, Simd256, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+            case "V128": Attention.Run<Vector128<float>, Simd128, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+            case "Scalar": Attention.Run<float, SimdScalar, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+            default:
+                KvCacheDType dtype = typeof(TK) == typeof(KvF32) ? KvCacheDType.F32 : typeof(TK) == typeof(KvBf16) ? KvCacheDType.BF16
+                    : typeof(TK) == typeof(KvF16) ? KvCacheDType.F16 : KvCacheDType.Q8_0;
+                Attention.Causal(pool, q, t, start, keys, values, dtype, table, blockSize, h, kv, d, scale, destination);
+                break;
+        }
+    }
+
     [Fact]
     public void CausalStep_TableOutsideTheConcatenation_Throws()
     {
