@@ -23,6 +23,8 @@ internal static class AttentionStepBench
             ("16 decodes at 500", Enumerable.Repeat((500, 1), 16).ToArray()),
             ("16 decodes at 2000", Enumerable.Repeat((2000, 1), 16).ToArray()),
             ("4 decodes at 2000", Enumerable.Repeat((2000, 1), 4).ToArray()),
+            ("1 decode at 4000", [(4000, 1)]),
+            ("chunk 512 at 1536", [(1536, 512)]),
             ("1 decode at 8000 + 15 at 100", [(100, 1), (100, 1), (100, 1), (100, 1), (100, 1), (100, 1), (100, 1), (8000, 1),
                 (100, 1), (100, 1), (100, 1), (100, 1), (100, 1), (100, 1), (100, 1), (100, 1)]),
             ("15 decodes at 100 + chunk 256 at 0", [.. Enumerable.Repeat((100, 1), 15), (0, 256)]),
@@ -100,7 +102,9 @@ internal static class AttentionStepBench
                 b = Math.Min(b, Stopwatch.GetElapsedTime(t1, t2).TotalSeconds);
             }
 
-            Console.WriteLine($"{name,-36} per sequence {a / Layers * 1e6,8:F1} µs/layer   one dispatch {b / Layers * 1e6,8:F1} µs/layer   ({a / b:F2}x)");
+            double kvBytes = seqs.Sum(s => (double)(s.Start + s.T) * 2 * rowBytes);   // each sequence's keys and values, read once
+            Console.WriteLine($"{name,-36} per sequence {a / Layers * 1e6,8:F1} µs/layer   one dispatch {b / Layers * 1e6,8:F1} µs/layer   ({a / b:F2}x)" +
+                (seqs.All(s => s.T == 1) ? $"   the KV once at {kvBytes / (b / Layers) / 1e9:F1} GB/s" : ""));
         }
     }
 }
