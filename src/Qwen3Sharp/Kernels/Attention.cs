@@ -194,7 +194,7 @@ public static unsafe class Attention
             segments[i].FirstItem = first;
         }
 
-        pool.EnsureWorkerScratch((long)Math.Min(tileTokens, maxTokens) * group * maxContext * sizeof(float));
+        pool.EnsureWorkerScratch(((long)Math.Min(tileTokens, maxTokens) * group * maxContext + (long)Math.Min(blockSize, MaxWidenedBlock) * headDim) * sizeof(float));
         fixed (float* pq = q, pd = destination)
         fixed (byte* pk = keys, pv = values)
         fixed (int* pt = blockTables)
@@ -342,6 +342,11 @@ public static unsafe class Attention
                 visible[r] = position0 + r / group + 1;
             }
 
+            // With more rows than one register tile, each block's keys (then values) are widened to float32 once, into
+            // the scratch after the scores, for all the tile's passes over them (the same values: same bits).
+            bool widen = typeof(TK) != typeof(KvF32) && rows > width && BlockSize <= MaxWidenedBlock;
+            byte* widened = (byte*)(scores + (long)rows * Context);
+            long widenedBytes = HeadDim * sizeof(float);
             for (int p0 = 0, b = 0; p0 < visibleMax; p0 += BlockSize, b++)
             {
                 byte* k = kBase + (long)table[b] * BlockSize * rowBytes;
@@ -350,33 +355,15 @@ public static unsafe class Attention
                     PrefetchRows(kBase + (long)table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
                 }
 
-                for (int r = Math.Max(0, p0 - position0) * group; r < rows;)   // from the first row that sees this block
+                int first = Math.Max(0, p0 - position0) * group;               // the first row that sees this block
+                if (widen)
                 {
-                    int n = Math.Min(width, rows - r) >= 4 ? 4 : Math.Min(2, rows - r);
-                    int shared = Math.Min(BlockSize, visible[r] - p0) & ~3;    // the 4-key groups every row of the tile sees
-                    if (n == 4)
-                    {
-                        ScoresTile4<TV, TS, TK>(q[r], q[r + 1], q[r + 2], q[r + 3], k, rowBytes, shared, HeadDim, Scale, w[r] + p0, Context);
-                    }
-                    else if (n == 2)
-                    {
-                        Scores2<TV, TS, TK>(q[r], q[r + 1], k, rowBytes, shared, HeadDim, Scale, w[r] + p0, w[r + 1] + p0);
-                    }
-                    else
-                    {
-                        shared = 0;
-                    }
-
-                    for (int j = r; j < r + n; j++)
-                    {
-                        int count = Math.Min(BlockSize, visible[j] - p0);
-                        if (count > shared)
-                        {
-                            ScoresFrom<TV, TS, TK>(q[j], k, rowBytes, shared, count, HeadDim, Scale, w[j] + p0);
-                        }
-                    }
-
-                    r += n;
+                    Widen<TV, TS, TK>(k, rowBytes, Math.Min(BlockSize, visibleMax - p0), HeadDim, (float*)widened);
+                    ScoreBlock<KvF32>(widened, widenedBytes, p0, first, rows, width, q, w, visible);
+                }
+                else
+                {
+                    ScoreBlock<TK>(k, rowBytes, p0, first, rows, width, q, w, visible);
                 }
             }
 
@@ -401,33 +388,15 @@ public static unsafe class Attention
                     PrefetchRows(vBase + (long)table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
                 }
 
-                for (int r = Math.Max(0, p0 - position0) * group; r < rows;)
+                int first = Math.Max(0, p0 - position0) * group;
+                if (widen)
                 {
-                    int n = Math.Min(width, rows - r) >= 4 ? 4 : Math.Min(2, rows - r);
-                    int shared = Math.Min(BlockSize, visible[r] - p0);        // the positions every row of the tile sees
-                    if (n == 4)
-                    {
-                        WeightedSumTile4<TV, TS, TK>(w[r] + p0, Context, shared, v, rowBytes, tiled, d[r], d[r + 1], d[r + 2], d[r + 3]);
-                    }
-                    else if (n == 2)
-                    {
-                        WeightedSumTile2<TV, TS, TK>(w[r] + p0, w[r + 1] + p0, 0, shared, v, rowBytes, tiled, d[r], d[r + 1]);
-                    }
-                    else
-                    {
-                        shared = 0;
-                    }
-
-                    for (int j = r; j < r + n; j++)
-                    {
-                        int count = Math.Min(BlockSize, visible[j] - p0);
-                        if (count > shared)
-                        {
-                            WeightedSumRow<TV, TS, TK>(w[j] + p0, shared, count, v, rowBytes, tiled, d[j]);
-                        }
-                    }
-
-                    r += n;
+                    Widen<TV, TS, TK>(v, rowBytes, Math.Min(BlockSize, visibleMax - p0), HeadDim, (float*)widened);
+                    SumBlock<KvF32>(widened, widenedBytes, p0, first, rows, width, tiled, w, d, visible);
+                }
+                else
+                {
+                    SumBlock<TK>(v, rowBytes, p0, first, rows, width, tiled, w, d, visible);
                 }
             }
 
@@ -437,6 +406,98 @@ public static unsafe class Attention
                 {
                     WeightedSumFrom<TV, TS, TK>(w[r], visible[r], vBase, rowBytes, table, BlockSize, HeadDim, d[r], tiled);
                 }
+            }
+        }
+
+        /// <summary>Rows first.. of the tile: their scores against the block of keys at position p0 (rows kRowBytes apart, elements TE).</summary>
+        private readonly void ScoreBlock<TE>(byte* k, long kRowBytes, int p0, int first, int rows, int width, float** q, float** w, int* visible)
+            where TE : IKvElement
+        {
+            for (int r = first; r < rows;)
+            {
+                int n = Math.Min(width, rows - r) >= 4 ? 4 : Math.Min(2, rows - r);
+                int shared = Math.Min(BlockSize, visible[r] - p0) & ~3;    // the 4-key groups every row of the register tile sees
+                if (n == 4)
+                {
+                    ScoresTile4<TV, TS, TE>(q[r], q[r + 1], q[r + 2], q[r + 3], k, kRowBytes, shared, HeadDim, Scale, w[r] + p0, Context);
+                }
+                else if (n == 2)
+                {
+                    Scores2<TV, TS, TE>(q[r], q[r + 1], k, kRowBytes, shared, HeadDim, Scale, w[r] + p0, w[r + 1] + p0);
+                }
+                else
+                {
+                    shared = 0;
+                }
+
+                for (int j = r; j < r + n; j++)
+                {
+                    int count = Math.Min(BlockSize, visible[j] - p0);
+                    if (count > shared)
+                    {
+                        ScoresFrom<TV, TS, TE>(q[j], k, kRowBytes, shared, count, HeadDim, Scale, w[j] + p0);
+                    }
+                }
+
+                r += n;
+            }
+        }
+
+        /// <summary>Rows first.. of the tile: the block of values at position p0, weighted by their scores, added to their outputs [0, tiled).</summary>
+        private readonly void SumBlock<TE>(byte* v, long vRowBytes, int p0, int first, int rows, int width, int tiled, float** w, float** d, int* visible)
+            where TE : IKvElement
+        {
+            for (int r = first; r < rows;)
+            {
+                int n = Math.Min(width, rows - r) >= 4 ? 4 : Math.Min(2, rows - r);
+                int shared = Math.Min(BlockSize, visible[r] - p0);        // the positions every row of the register tile sees
+                if (n == 4)
+                {
+                    WeightedSumTile4<TV, TS, TE>(w[r] + p0, Context, shared, v, vRowBytes, tiled, d[r], d[r + 1], d[r + 2], d[r + 3]);
+                }
+                else if (n == 2)
+                {
+                    WeightedSumTile2<TV, TS, TE>(w[r] + p0, w[r + 1] + p0, 0, shared, v, vRowBytes, tiled, d[r], d[r + 1]);
+                }
+                else
+                {
+                    shared = 0;
+                }
+
+                for (int j = r; j < r + n; j++)
+                {
+                    int count = Math.Min(BlockSize, visible[j] - p0);
+                    if (count > shared)
+                    {
+                        WeightedSumRow<TV, TS, TE>(w[j] + p0, shared, count, v, vRowBytes, tiled, d[j]);
+                    }
+                }
+
+                r += n;
+            }
+        }
+    }
+
+    /// <summary>Blocks of at most this many positions are widened to float32 once per tile (a dense cache, one block, is not).</summary>
+    private const int MaxWidenedBlock = 64;
+
+    /// <summary>count rows of a head's <paramref name="n"/> elements (rows <paramref name="rowBytes"/> apart) to float32 rows of n.</summary>
+    private static void Widen<TV, TS, TK>(byte* rows, long rowBytes, int count, int n, float* destination)
+        where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
+    {
+        int lanes = TS.Count;
+        int main = n - n % lanes;
+        for (int p = 0; p < count; p++, rows += rowBytes, destination += n)
+        {
+            int i = 0;
+            for (; i < main; i += lanes)
+            {
+                TS.Store(TK.Load<TV, TS>(rows, i), destination + i);
+            }
+
+            for (; i < n; i++)
+            {
+                destination[i] = TK.LoadScalar(rows, i);
             }
         }
     }
