@@ -287,7 +287,7 @@ public static unsafe class Attention
         public int* Tables;         // every sequence's blocks: position p is row table[p / BlockSize] * BlockSize + p % BlockSize
         public int SegmentCount, Context, HeadCount, KvHeadCount, HeadDim, BlockSize, TileTokens;
         public float Scale;
-        public void** Scratch;      // per worker: [TileTokens * group, Context]
+        public void** Scratch;      // per worker: [TileTokens * group, Context] scores, then a block of keys or values widened to float32 [BlockSize, HeadDim]
 
         public readonly void Execute(int index, int worker)
         {
