@@ -5,8 +5,9 @@ namespace Qwen3Sharp.Cache;
 
 /// <summary>
 /// The key/value cache of one sequence: per layer, contiguous float32 keys and values
-/// <c>[ContextSize, KvHeadCount * HeadDim]</c>, position-major, in native memory (pages are committed only when
-/// written). Position p of layer l is row p of <see cref="Keys"/>(l) and <see cref="Values"/>(l).
+/// <c>[KvHeadCount, ContextSize, HeadDim]</c> (one head-major block of the whole context, <see cref="IKvStore"/>), in
+/// native memory (pages are committed only when written). Head h of position p of layer l is row h * ContextSize + p
+/// of <see cref="Keys"/>(l) and <see cref="Values"/>(l), HeadDim floats.
 /// </summary>
 /// <remarks>
 /// The model touches the cache only through <see cref="Write"/> and the per-layer <see cref="Keys"/>/<see cref="Values"/>
@@ -14,8 +15,8 @@ namespace Qwen3Sharp.Cache;
 /// </remarks>
 public sealed unsafe class KvCache : IKvStore, IDisposable
 {
-    private readonly float*[] _keys;     // per layer: [ContextSize, KvDim]
-    private readonly float*[] _values;   // per layer: [ContextSize, KvDim]
+    private readonly float*[] _keys;     // per layer: [KvHeadCount, ContextSize, HeadDim]
+    private readonly float*[] _values;   // per layer: [KvHeadCount, ContextSize, HeadDim]
     private bool _disposed;
 
     public KvCache(int layerCount, int contextSize, int kvHeadCount, int headDim)
@@ -80,21 +81,21 @@ public sealed unsafe class KvCache : IKvStore, IDisposable
 
     public Span<byte> ValueBytes(int layer) => MemoryMarshal.AsBytes(Values(layer));
 
-    /// <summary>Keys of <paramref name="layer"/>: [ContextSize, KvDim].</summary>
+    /// <summary>Keys of <paramref name="layer"/>: [KvHeadCount, ContextSize, HeadDim].</summary>
     public Span<float> Keys(int layer)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         return new Span<float>(_keys[layer], ContextSize * KvDim);
     }
 
-    /// <summary>Values of <paramref name="layer"/>: [ContextSize, KvDim].</summary>
+    /// <summary>Values of <paramref name="layer"/>: [KvHeadCount, ContextSize, HeadDim].</summary>
     public Span<float> Values(int layer)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         return new Span<float>(_values[layer], ContextSize * KvDim);
     }
 
-    /// <summary>Stores k and v [tokenCount, KvDim] at positions startPosition..startPosition + tokenCount - 1.</summary>
+    /// <summary>Stores k and v [tokenCount, KvDim] at positions startPosition..startPosition + tokenCount - 1 (each head's part in its own run).</summary>
     public void Write(int layer, int startPosition, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int tokenCount)
     {
         if ((uint)startPosition > (uint)ContextSize || tokenCount > ContextSize - startPosition)
@@ -102,9 +103,16 @@ public sealed unsafe class KvCache : IKvStore, IDisposable
             ThrowOutOfRange(startPosition, tokenCount);
         }
 
-        int n = tokenCount * KvDim;
-        k[..n].CopyTo(Keys(layer).Slice(startPosition * KvDim, n));
-        v[..n].CopyTo(Values(layer).Slice(startPosition * KvDim, n));
+        Span<float> keys = Keys(layer), values = Values(layer);
+        for (int t = 0; t < tokenCount; t++)
+        {
+            for (int h = 0; h < KvHeadCount; h++)
+            {
+                int at = (h * ContextSize + startPosition + t) * HeadDim;
+                k.Slice(t * KvDim + h * HeadDim, HeadDim).CopyTo(keys.Slice(at, HeadDim));
+                v.Slice(t * KvDim + h * HeadDim, HeadDim).CopyTo(values.Slice(at, HeadDim));
+            }
+        }
     }
 
     private void ThrowOutOfRange(int startPosition, int tokenCount)

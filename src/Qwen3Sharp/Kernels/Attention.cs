@@ -10,9 +10,10 @@ public static unsafe class Attention
 {
     /// <summary>
     /// Causal grouped-query attention of a batch of new tokens against the cache.
-    /// q [tokenCount, headCount * headDim]; keys and values [≥ startPosition + tokenCount, kvHeadCount * headDim]
-    /// already hold the new tokens' k and v; token t sits at position startPosition + t and sees positions
-    /// 0..startPosition + t. Query head h reads kv head h / (headCount / kvHeadCount).
+    /// q [tokenCount, headCount * headDim]; keys and values [kvHeadCount, startPosition + tokenCount, headDim] (one
+    /// head-major block of exactly the context, <see cref="IKvStore"/>) already hold the new tokens' k and v; token t
+    /// sits at position startPosition + t and sees positions 0..startPosition + t. Query head h reads kv head
+    /// h / (headCount / kvHeadCount).
     /// destination [tokenCount, headCount * headDim].
     /// </summary>
     /// <remarks>
@@ -30,8 +31,8 @@ public static unsafe class Attention
 
     /// <summary>
     /// As <see cref="Causal(WorkerPool, ReadOnlySpan{float}, int, int, ReadOnlySpan{float}, ReadOnlySpan{float}, int, int, int, float, Span{float})"/>
-    /// over a paged cache: position p lives in row (blockTable[p / blockSize] * blockSize + p % blockSize) of
-    /// keys and values [blocks * blockSize, kvHeadCount * headDim]. One block of the context's size is the dense cache.
+    /// over a paged cache: keys and values [blocks, kvHeadCount, blockSize, headDim] (head-major blocks, <see cref="IKvStore"/>),
+    /// position p in slot p % blockSize of block blockTable[p / blockSize]. One block of the context's size is the dense cache.
     /// </summary>
     public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
         ReadOnlySpan<float> keys, ReadOnlySpan<float> values, ReadOnlySpan<int> blockTable, int blockSize,
@@ -41,7 +42,7 @@ public static unsafe class Attention
 
     /// <summary>
     /// As the paged overload over keys and values stored as <paramref name="dtype"/>: raw bytes of
-    /// [blocks * blockSize, kvHeadCount * headDim] elements. bf16 and f16 rows are widened to float32 in registers;
+    /// [blocks, kvHeadCount, blockSize, headDim] elements. bf16 and f16 rows are widened to float32 in registers;
     /// scores, softmax and sums are float32 as for a float32 cache.
     /// </summary>
     public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, int tokenCount, int startPosition,
@@ -252,7 +253,7 @@ public static unsafe class Attention
         int lastBlock = (context - 1) / blockSize;
         for (int b = 0; context > 0 && b <= lastBlock; b++)
         {
-            long end = (long)table[b] * blockSize + Math.Min(blockSize, context - (long)b * blockSize);
+            long end = ((long)table[b] + 1) * blockSize;                 // head-major: the last head's run ends with the block
             if (table[b] < 0 || end > keyRows || end > valueRows)
             {
                 throw new ArgumentException($"Block {table[b]} of the table lies outside keys/values of {keyRows} positions.");
@@ -280,8 +281,8 @@ public static unsafe class Attention
     private struct CausalJob<TV, TS, TK> : IPoolJob where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
         public float* Q;            // [T, headCount * headDim]
-        public byte* Keys;          // [rows, kvHeadCount * headDim] elements of TK
-        public byte* Values;        // [rows, kvHeadCount * headDim] elements of TK
+        public byte* Keys;          // [blocks, kvHeadCount, BlockSize, headDim] elements of TK (head-major blocks)
+        public byte* Values;        // [blocks, kvHeadCount, BlockSize, headDim] elements of TK
         public float* Destination;  // [T, headCount * headDim]
         public Segment* Segments;   // [SegmentCount], deepest first
         public int* Tables;         // every sequence's blocks: position p is row table[p / BlockSize] * BlockSize + p % BlockSize
@@ -323,9 +324,9 @@ public static unsafe class Attention
         {
             int group = HeadCount / KvHeadCount, rows = tokens * group;
             int width = TS.WideTile ? 4 : 2;
-            long headBytes = TK.Bytes(HeadDim), rowBytes = KvHeadCount * headBytes;
-            byte* kBase = Keys + kvh * headBytes;
-            byte* vBase = Values + kvh * headBytes;
+            long headBytes = TK.Bytes(HeadDim), rowBytes = KvHeadCount * headBytes;   // a position's bytes: a block is BlockSize * rowBytes
+            byte* kBase = Keys + kvh * BlockSize * headBytes;              // head kvh's run in block 0; its positions headBytes apart
+            byte* vBase = Values + kvh * BlockSize * headBytes;
             int visibleMax = position0 + tokens;
 
             // Per row: its query, its output, its scores [Context] and the positions it sees.
@@ -352,18 +353,18 @@ public static unsafe class Attention
                 byte* k = kBase + (long)table[b] * BlockSize * rowBytes;
                 if (p0 + BlockSize < visibleMax)
                 {
-                    PrefetchRows(kBase + (long)table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
+                    PrefetchRows(kBase + (long)table[b + 1] * BlockSize * rowBytes, headBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
                 }
 
                 int first = Math.Max(0, p0 - position0) * group;               // the first row that sees this block
                 if (widen)
                 {
-                    Widen<TV, TS, TK>(k, rowBytes, Math.Min(BlockSize, visibleMax - p0), HeadDim, (float*)widened);
+                    Widen<TV, TS, TK>(k, headBytes, Math.Min(BlockSize, visibleMax - p0), HeadDim, (float*)widened);
                     ScoreBlock<KvF32>(widened, widenedBytes, p0, first, rows, width, q, w, visible);
                 }
                 else
                 {
-                    ScoreBlock<TK>(k, rowBytes, p0, first, rows, width, q, w, visible);
+                    ScoreBlock<TK>(k, headBytes, p0, first, rows, width, q, w, visible);
                 }
             }
 
@@ -385,18 +386,18 @@ public static unsafe class Attention
                 byte* v = vBase + (long)table[b] * BlockSize * rowBytes;
                 if (p0 + BlockSize < visibleMax)
                 {
-                    PrefetchRows(vBase + (long)table[b + 1] * BlockSize * rowBytes, rowBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
+                    PrefetchRows(vBase + (long)table[b + 1] * BlockSize * rowBytes, headBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
                 }
 
                 int first = Math.Max(0, p0 - position0) * group;
                 if (widen)
                 {
-                    Widen<TV, TS, TK>(v, rowBytes, Math.Min(BlockSize, visibleMax - p0), HeadDim, (float*)widened);
+                    Widen<TV, TS, TK>(v, headBytes, Math.Min(BlockSize, visibleMax - p0), HeadDim, (float*)widened);
                     SumBlock<KvF32>(widened, widenedBytes, p0, first, rows, width, tiled, w, d, visible);
                 }
                 else
                 {
-                    SumBlock<TK>(v, rowBytes, p0, first, rows, width, tiled, w, d, visible);
+                    SumBlock<TK>(v, headBytes, p0, first, rows, width, tiled, w, d, visible);
                 }
             }
 
@@ -404,7 +405,7 @@ public static unsafe class Attention
             {
                 for (int r = 0; r < rows; r++)
                 {
-                    WeightedSumFrom<TV, TS, TK>(w[r], visible[r], vBase, rowBytes, table, BlockSize, HeadDim, d[r], tiled);
+                    WeightedSumFrom<TV, TS, TK>(w[r], visible[r], vBase, BlockSize * rowBytes, headBytes, table, BlockSize, HeadDim, d[r], tiled);
                 }
             }
         }
@@ -503,9 +504,9 @@ public static unsafe class Attention
     }
 
     /// <summary>
-    /// Prefetches this head's part (<paramref name="headBytes"/>) of <paramref name="count"/> rows: the next block of a
-    /// paged cache lies anywhere, and its rows are <paramref name="rowBytes"/> apart (every KV head's), where the
-    /// hardware prefetchers do not follow (a Zen 3 under load, interleaved: 5-10% less CPU time for decode attention at 2,000 and 8,000 positions).
+    /// Prefetches <paramref name="headBytes"/> of each of <paramref name="count"/> rows <paramref name="rowBytes"/> apart
+    /// (a head's run in the next block: contiguous): the next block of a paged cache lies anywhere, where the hardware
+    /// prefetchers do not follow (a Zen 3 under load, interleaved: 5-10% less CPU time for decode attention at 2,000 and 8,000 positions).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PrefetchRows(byte* rows, long rowBytes, int count, long headBytes)
@@ -872,8 +873,11 @@ public static unsafe class Attention
         return sum;
     }
 
-    /// <summary>destination [start, n) = Σ_p weights[p] · row(p)[start..n), four vectors of the head at a time; rows through the block table.</summary>
-    private static void WeightedSumFrom<TV, TS, TK>(float* weights, int count, byte* values, long rowBytes, int* table, int blockSize,
+    /// <summary>
+    /// destination [start, n) = Σ_p weights[p] · row(p)[start..n), four vectors of the head at a time; rows through the
+    /// block table (block b at values + table[b] * blockBytes, its rows <paramref name="rowBytes"/> apart).
+    /// </summary>
+    private static void WeightedSumFrom<TV, TS, TK>(float* weights, int count, byte* values, long blockBytes, long rowBytes, int* table, int blockSize,
         int n, float* destination, int start)
         where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
@@ -885,7 +889,7 @@ public static unsafe class Attention
             TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                byte* v = values + (long)table[b] * blockSize * rowBytes;
+                byte* v = values + table[b] * blockBytes;
                 int end = Math.Min(count, p0 + blockSize);
                 for (int p = p0; p < end; p++, v += rowBytes)
                 {
@@ -908,7 +912,7 @@ public static unsafe class Attention
             TV a = TS.Zero;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                byte* v = values + (long)table[b] * blockSize * rowBytes;
+                byte* v = values + table[b] * blockBytes;
                 int end = Math.Min(count, p0 + blockSize);
                 for (int p = p0; p < end; p++, v += rowBytes)
                 {
@@ -924,7 +928,7 @@ public static unsafe class Attention
             float a = 0;
             for (int p0 = 0, b = 0; p0 < count; p0 += blockSize, b++)
             {
-                byte* v = values + (long)table[b] * blockSize * rowBytes;
+                byte* v = values + table[b] * blockBytes;
                 int end = Math.Min(count, p0 + blockSize);
                 for (int p = p0; p < end; p++, v += rowBytes)
                 {

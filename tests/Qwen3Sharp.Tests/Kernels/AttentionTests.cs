@@ -36,6 +36,8 @@ public sealed class AttentionTests
             float scale = 1f / MathF.Sqrt(d);
             float[] expected = new float[t * h * d], actual = new float[t * h * d];
             ScalarKernels.CausalAttention(q, t, start, k, v, h, kv, d, scale, expected);
+            k = KvLayout.HeadMajor(k, context, kv, d);    // the kernel's layout: one head-major block of the context
+            v = KvLayout.HeadMajor(v, context, kv, d);
             switch (isa)
             {
                 case Isa.Dispatch: Attention.Causal(pool, q, t, start, k, v, h, kv, d, scale, actual); break;
@@ -76,9 +78,12 @@ public sealed class AttentionTests
 
             for (int p = 0; p < context; p++)
             {
-                int row = table[p / BlockSize] * BlockSize + p % BlockSize;
-                Array.Copy(k, p * Kv * D, poolK, row * Kv * D, Kv * D);
-                Array.Copy(v, p * Kv * D, poolV, row * Kv * D, Kv * D);
+                for (int kvh = 0; kvh < Kv; kvh++)
+                {
+                    long slot = KvLayout.Slot(table, p, BlockSize, Kv, kvh);
+                    Array.Copy(k, (p * Kv + kvh) * D, poolK, slot * D, D);
+                    Array.Copy(v, (p * Kv + kvh) * D, poolV, slot * D, D);
+                }
             }
 
             float scale = 1f / MathF.Sqrt(D);

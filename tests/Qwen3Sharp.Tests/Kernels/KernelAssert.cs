@@ -93,3 +93,26 @@ public static class Isa
     public const string Dispatch = "Dispatch";
     public static readonly string[] All = [Dispatch, "V512", "V256", "V128", "Scalar"];
 }
+
+/// <summary>The KV stores' head-major blocks (<see cref="Qwen3Sharp.Cache.IKvStore"/>), for tests that lay out keys and values by hand.</summary>
+public static class KvLayout
+{
+    /// <summary>Where head h of position p starts, in heads (times the head's bytes for a byte offset).</summary>
+    public static long Slot(int[] table, int p, int blockSize, int kvHeads, int h)
+        => ((long)table[p / blockSize] * kvHeads + h) * blockSize + p % blockSize;
+
+    /// <summary>Rows [positions, kvHeads * headDim] as one head-major block [kvHeads, positions, headDim].</summary>
+    public static float[] HeadMajor(float[] rows, int positions, int kvHeads, int headDim)
+    {
+        var block = new float[rows.Length];
+        for (int p = 0; p < positions; p++)
+        {
+            for (int h = 0; h < kvHeads; h++)
+            {
+                Array.Copy(rows, (p * kvHeads + h) * headDim, block, (h * positions + p) * headDim, headDim);
+            }
+        }
+
+        return block;
+    }
+}

@@ -238,15 +238,19 @@ public sealed class KvDTypeTests
             var v32 = new float[k32.Length];
             var kDense = new float[context * kvDim];
             var vDense = new float[context * kvDim];
+            int headBytes = rowBytes / kv;
             for (int p = 0; p < context; p++)
             {
-                int row = table[p / BlockSize] * BlockSize + p % BlockSize;
-                KvConvert.FromSingle(k.AsSpan(p * kvDim, kvDim), dtype, k16.AsSpan(row * rowBytes, rowBytes));
-                KvConvert.FromSingle(v.AsSpan(p * kvDim, kvDim), dtype, v16.AsSpan(row * rowBytes, rowBytes));
-                KvConvert.ToSingle(k16.AsSpan(row * rowBytes, rowBytes), dtype, k32.AsSpan(row * kvDim, kvDim));
-                KvConvert.ToSingle(v16.AsSpan(row * rowBytes, rowBytes), dtype, v32.AsSpan(row * kvDim, kvDim));
-                k32.AsSpan(row * kvDim, kvDim).CopyTo(kDense.AsSpan(p * kvDim));
-                v32.AsSpan(row * kvDim, kvDim).CopyTo(vDense.AsSpan(p * kvDim));
+                for (int kvh = 0; kvh < kv; kvh++)   // head-major blocks: each head's run of positions
+                {
+                    int slot = (int)KvLayout.Slot(table, p, BlockSize, kv, kvh), src = p * kvDim + kvh * d;
+                    KvConvert.FromSingle(k.AsSpan(src, d), dtype, k16.AsSpan(slot * headBytes, headBytes));
+                    KvConvert.FromSingle(v.AsSpan(src, d), dtype, v16.AsSpan(slot * headBytes, headBytes));
+                    KvConvert.ToSingle(k16.AsSpan(slot * headBytes, headBytes), dtype, k32.AsSpan(slot * d, d));
+                    KvConvert.ToSingle(v16.AsSpan(slot * headBytes, headBytes), dtype, v32.AsSpan(slot * d, d));
+                    k32.AsSpan(slot * d, d).CopyTo(kDense.AsSpan(src));
+                    v32.AsSpan(slot * d, d).CopyTo(vDense.AsSpan(src));
+                }
             }
 
             float scale = 1f / MathF.Sqrt(d);

@@ -68,9 +68,21 @@ public sealed class KvBlockPoolDTypeTests
 
     private static float[] ReadRow(KvBlockPool pool, Span<byte> layerBytes, int block, int offset)
     {
-        int rowBytes = pool.RowBytes;
         var row = new float[pool.KvDim];
-        KvConvert.ToSingle(layerBytes.Slice((block * pool.BlockSize + offset) * rowBytes, rowBytes), pool.DType, row);
+        KvConvert.ToSingle(StoredRow(pool, layerBytes, block, offset), pool.DType, row);
+        return row;
+    }
+
+    /// <summary>A position's stored bytes, its heads' parts gathered from their runs (head-major blocks).</summary>
+    private static byte[] StoredRow(KvBlockPool pool, Span<byte> layerBytes, int block, int offset)
+    {
+        int heads = pool.KvHeadCount, headBytes = pool.RowBytes / heads;
+        var row = new byte[pool.RowBytes];
+        for (int h = 0; h < heads; h++)
+        {
+            layerBytes.Slice(((block * heads + h) * pool.BlockSize + offset) * headBytes, headBytes).CopyTo(row.AsSpan(h * headBytes));
+        }
+
         return row;
     }
 
@@ -110,7 +122,7 @@ public sealed class KvBlockPoolDTypeTests
         var target = new BlockTable(6);
         Assert.True(pool.TryGrow(target, 4));
         int source = table.Blocks[1], destination = target.Blocks[0];
-        byte[] untouched = pool.KeyBytes(0).Slice((destination * 4 + 3) * pool.RowBytes, pool.RowBytes).ToArray();
+        byte[] untouched = StoredRow(pool, pool.KeyBytes(0), destination, 3);
         pool.CopyBlock(source, destination, positions: 3);
         for (int l = 0; l < 3; l++)
         {
@@ -122,7 +134,7 @@ public sealed class KvBlockPoolDTypeTests
             }
         }
 
-        Assert.Equal(untouched, pool.KeyBytes(0).Slice((destination * 4 + 3) * pool.RowBytes, pool.RowBytes).ToArray());
+        Assert.Equal(untouched, StoredRow(pool, pool.KeyBytes(0), destination, 3));
         Assert.Throws<ArgumentOutOfRangeException>(() => pool.CopyBlock(source, 6, 1));
         Assert.Throws<ArgumentOutOfRangeException>(() => pool.CopyBlock(source, destination, 5));
     }
