@@ -51,7 +51,11 @@ internal static class AttentionStepBench
                 }
             }
 
-            int[] tables = Enumerable.Range(0, blocks).OrderBy(_ => rng.Next()).ToArray();
+            // Shuffled blocks: a long-running server's fragmented pool; KVSTEP_SEQUENTIAL=1 gives each sequence consecutive
+            // blocks, as a fresh pool does.
+            int[] tables = Environment.GetEnvironmentVariable("KVSTEP_SEQUENTIAL") == "1"
+                ? Enumerable.Range(0, blocks).ToArray()
+                : Enumerable.Range(0, blocks).OrderBy(_ => rng.Next()).ToArray();
             int tokens = seqs.Sum(s => s.T);
             var step = new AttentionSequence[seqs.Length];
             for (int i = 0, row = 0, at = 0; i < seqs.Length; row += seqs[i].T, at += blocksOf[i], i++)
