@@ -458,7 +458,7 @@ public static unsafe class Attention
                 }
                 else if (n == 2)
                 {
-                    WeightedSumTile2<TV, TS, TE>(w[r] + p0, w[r + 1] + p0, 0, shared, v, vRowBytes, tiled, d[r], d[r + 1]);
+                    WeightedSumTile2<TV, TS, TE>(w[r] + p0, w[r + 1] + p0, shared, v, vRowBytes, tiled, d[r], d[r + 1]);
                 }
                 else
                 {
@@ -781,10 +781,10 @@ public static unsafe class Attention
     }
 
     /// <summary>
-    /// Two rows' weighted sums over value rows [<paramref name="from"/>, <paramref name="count"/>) of one block, added to
+    /// Two rows' weighted sums over value rows [0, <paramref name="count"/>) of one block, added to
     /// d0/d1 [0, tiled) as <see cref="WeightedSumTile4"/> adds them; four vectors of the head at a time.
     /// </summary>
-    private static void WeightedSumTile2<TV, TS, TK>(float* w0, float* w1, int from, int count, byte* values, long rowBytes, int tiled,
+    private static void WeightedSumTile2<TV, TS, TK>(float* w0, float* w1, int count, byte* values, long rowBytes, int tiled,
         float* d0, float* d1)
         where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
     {
@@ -793,8 +793,8 @@ public static unsafe class Attention
         {
             TV a0 = TS.Load(d0 + i), a1 = TS.Load(d0 + i + lanes), a2 = TS.Load(d0 + i + 2 * lanes), a3 = TS.Load(d0 + i + 3 * lanes);
             TV b0 = TS.Load(d1 + i), b1 = TS.Load(d1 + i + lanes), b2 = TS.Load(d1 + i + 2 * lanes), b3 = TS.Load(d1 + i + 3 * lanes);
-            byte* v = values + from * rowBytes;
-            for (int p = from; p < count; p++, v += rowBytes)
+            byte* v = values;
+            for (int p = 0; p < count; p++, v += rowBytes)
             {
                 TV v0 = TK.Load<TV, TS>(v, i), v1 = TK.Load<TV, TS>(v, i + lanes);
                 TV v2 = TK.Load<TV, TS>(v, i + 2 * lanes), v3 = TK.Load<TV, TS>(v, i + 3 * lanes);

@@ -170,6 +170,40 @@ internal sealed unsafe class VnniPairKernels : IDisposable
         e.Vpaddd(DotA, DotA, DotB);
     }
 
+    /// <summary>A block's code vectors at <paramref name="at"/> + <paramref name="offset"/>: <see cref="SignFlippedCodes"/> for signed 8-bit codes, else <see cref="NibbleCodes"/>.</summary>
+    private static void Codes(X86Emitter e, Gpr at, int offset, int constant, bool signed)
+    {
+        if (signed)
+        {
+            SignFlippedCodes(e, at, offset, constant);
+        }
+        else
+        {
+            NibbleCodes(e, at, offset, constant);
+        }
+    }
+
+    /// <summary>
+    /// Pair <paramref name="p"/>'s <see cref="PairDot"/> less its 128 · Σx (the codes' offset) as floats in zmm28, and its
+    /// activation scales broadcast in zmm29.
+    /// </summary>
+    private static void CenteredPairDot(X86Emitter e, int p)
+    {
+        PairDot(e, p);
+        e.Vpbroadcastq(DotB, Mem.At(XsumReg, 8 * p));
+        e.Vpsubd(DotA, DotA, DotB);
+        e.Vcvtdq2ps(DotA, DotA);
+        e.Vbroadcastsd(DotB, Mem.At(XsReg, 8 * p));
+    }
+
+    /// <summary>The activation pointers past one block of <paramref name="pairs"/> pairs: their codes, scales and sums.</summary>
+    private static void AdvancePairs(X86Emitter e, int pairs)
+    {
+        e.Add(XReg, 64 * pairs);
+        e.Add(XsReg, 8 * pairs);
+        e.Add(XsumReg, 8 * pairs);
+    }
+
     /// <summary>Bytes of one block of <paramref name="format"/>'s groups: 8 fp16 scales, then the codes.</summary>
     public static int BlockBytes(VnniPairFormat format) => 16 + (format == VnniPairFormat.Q8_0 ? 256 : 128);
 
@@ -188,7 +222,7 @@ internal sealed unsafe class VnniPairKernels : IDisposable
             return GenerateAffine(format == VnniPairFormat.Affine8, pairs, prefetchBytes);
         }
 
-        const Gpr args = ArgsReg, group = GroupReg, blocks = CountReg, x = XReg, xs = XsReg, xsum = XsumReg, output = OutputReg;
+        const Gpr args = ArgsReg, group = GroupReg, blocks = CountReg, output = OutputReg;
         const int scales = 24, index = IndexReg, constant = 26, halves = 27, dotA = DotA, dotB = DotB;
         bool q8 = format == VnniPairFormat.Q8_0;
 
@@ -212,30 +246,16 @@ internal sealed unsafe class VnniPairKernels : IDisposable
 
         e.Vcvtph2psYmm(halves, Mem.At(group));
         e.Vpermps(scales, index, halves);
-        if (q8)
-        {
-            SignFlippedCodes(e, group, 16, constant);                     // w + 128
-        }
-        else
-        {
-            NibbleCodes(e, group, 16, constant);
-        }
-
+        Codes(e, group, 16, constant, signed: q8);                       // q8: w + 128
         for (int p = 0; p < pairs; p++)
         {
-            PairDot(e, p);
-            e.Vpbroadcastq(dotB, Mem.At(xsum, 8 * p));
-            e.Vpsubd(dotA, dotA, dotB);
-            e.Vcvtdq2ps(dotA, dotA);
-            e.Vbroadcastsd(dotB, Mem.At(xs, 8 * p));
+            CenteredPairDot(e, p);
             e.Vmulps(dotB, scales, dotB);
             e.Vfmadd231ps(p, dotA, dotB);
         }
 
         e.Add(group, BlockBytes(format));
-        e.Add(x, 64 * pairs);
-        e.Add(xs, 8 * pairs);
-        e.Add(xsum, 8 * pairs);
+        AdvancePairs(e, pairs);
         e.Dec(blocks);
         e.Jnz(loop);
         e.Bind(done);
@@ -366,7 +386,7 @@ internal sealed unsafe class VnniPairKernels : IDisposable
     /// </summary>
     private static byte[] GenerateAffine(bool eightBit, int pairs, int prefetchBytes)
     {
-        const Gpr args = ArgsReg, group = GroupReg, affineGroups = CountReg, x = XReg, xs = XsReg, xsum = XsumReg, output = OutputReg;
+        const Gpr args = ArgsReg, group = GroupReg, affineGroups = CountReg, output = OutputReg;
         const Gpr xg = Gpr.R10, blocks = Gpr.R11, tables = Gpr.Rbx;
         const int sg = 24, index = IndexReg, constant = 26, sh = 27, dotA = DotA, dotB = DotB;
 
@@ -400,29 +420,15 @@ internal sealed unsafe class VnniPairKernels : IDisposable
             e.Prefetcht0(Mem.At(group, prefetchBytes + 64 * line));          // as the managed tiles
         }
 
-        if (eightBit)
-        {
-            SignFlippedCodes(e, group, 0, constant);                      // (code − centre) + 128
-        }
-        else
-        {
-            NibbleCodes(e, group, 0, constant);
-        }
-
+        Codes(e, group, 0, constant, signed: eightBit);                  // 8-bit: (code − centre) + 128
         for (int p = 0; p < pairs; p++)
         {
-            PairDot(e, p);
-            e.Vpbroadcastq(dotB, Mem.At(xsum, 8 * p));
-            e.Vpsubd(dotA, dotA, dotB);
-            e.Vcvtdq2ps(dotA, dotA);
-            e.Vbroadcastsd(dotB, Mem.At(xs, 8 * p));
+            CenteredPairDot(e, p);
             e.Vfmadd231ps(p, dotA, dotB);                                    // part += dot · xs
         }
 
         e.Add(group, eightBit ? 256 : 128);
-        e.Add(x, 64 * pairs);
-        e.Add(xs, 8 * pairs);
-        e.Add(xsum, 8 * pairs);
+        AdvancePairs(e, pairs);
         e.Dec(blocks);
         e.Jnz(inner);
 
