@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Qwen3Sharp.Cache;
 using Qwen3Sharp.Kernels;
 
@@ -8,19 +9,29 @@ namespace Qwen3Sharp.Bench;
 /// The attention of one engine step, Qwen3-1.7B-shaped (16 query heads over 8 kv heads of 128, f16 cache, 16-position
 /// blocks), as the engine ran it before (one pool dispatch per sequence per layer) and as it runs it now (one
 /// dispatch per layer for the whole step), interleaved in rounds in this process so the neighbours' load hits both
-/// alike; best of the rounds each. Four layers of their own stores, so the step reads its KV from DRAM.
+/// alike; best of the rounds each. Four layers of their own stores, so the step reads its KV from DRAM. Environment:
+/// KVSTEP_DTYPE (bf16, f32, q8_0), KVSTEP_LAYERS (1 with a small case: cache-resident), KVSTEP_CASE (a name's part),
+/// KVSTEP_BLOCK (positions per block), KVSTEP_SEQUENTIAL=1 (consecutive blocks), KVSTEP_HUGE=1 (madvise huge pages).
 /// </summary>
-internal static class AttentionStepBench
+internal static unsafe partial class AttentionStepBench
 {
-    private const int Layers = 4, Heads = 16, KvHeads = 8, HeadDim = 128, BlockSize = 16, KvDim = KvHeads * HeadDim;
+    private const int Heads = 16, KvHeads = 8, HeadDim = 128, KvDim = KvHeads * HeadDim;
 
     public static void Run(WorkerPool pool)
     {
+        // KVSTEP_LAYERS=1 with a small case keeps the KV cache-resident (the kernel's compute alone); KVSTEP_CASE=TEXT runs
+        // the cases whose name contains TEXT
+        int layerCount = int.TryParse(Environment.GetEnvironmentVariable("KVSTEP_LAYERS"), out int layers) ? layers : 4;
+        string only = Environment.GetEnvironmentVariable("KVSTEP_CASE") ?? "";
+        int blockSize = int.TryParse(Environment.GetEnvironmentVariable("KVSTEP_BLOCK"), out int block) ? block : 16;   // positions per block
         // (name, sequences as (start position, tokens))
         var steps = new (string Name, (int Start, int T)[] Seqs)[]
         {
             ("16 decodes at 88", Enumerable.Repeat((88, 1), 16).ToArray()),
+            ("2 decodes at 120", Enumerable.Repeat((120, 1), 2).ToArray()),
+            ("2 decodes at 1000", Enumerable.Repeat((1000, 1), 2).ToArray()),
             ("16 decodes at 500", Enumerable.Repeat((500, 1), 16).ToArray()),
+            ("16 decodes at 1000", Enumerable.Repeat((1000, 1), 16).ToArray()),
             ("16 decodes at 2000", Enumerable.Repeat((2000, 1), 16).ToArray()),
             ("4 decodes at 2000", Enumerable.Repeat((2000, 1), 4).ToArray()),
             ("1 decode at 4000", [(4000, 1)]),
@@ -29,27 +40,53 @@ internal static class AttentionStepBench
                 (100, 1), (100, 1), (100, 1), (100, 1), (100, 1), (100, 1), (100, 1), (100, 1)]),
             ("15 decodes at 100 + chunk 256 at 0", [.. Enumerable.Repeat((100, 1), 15), (0, 256)]),
         };
-        Console.WriteLine($"attention step, {Layers} layers, f16 KV, {pool.ThreadCount} threads; load {File.ReadAllText("/proc/loadavg").Trim()}");
-        foreach (var (name, seqs) in steps)
+        // KVSTEP_DTYPE=bf16|f32|q8_0: the cache in that type instead of f16
+        KvCacheDType dtype = KvCacheDTypes.TryParse(Environment.GetEnvironmentVariable("KVSTEP_DTYPE"), out KvCacheDType parsed) ? parsed : KvCacheDType.F16;
+        Console.WriteLine($"attention step, {layerCount} layers, {dtype.Name()} KV, {pool.ThreadCount} threads; load {File.ReadAllText("/proc/loadavg").Trim()}");
+        foreach (var (name, seqs) in steps.Where(s => s.Name.Contains(only, StringComparison.Ordinal)))
         {
             var rng = new Random(3);
-            int[] blocksOf = seqs.Select(s => (s.Start + s.T + BlockSize - 1) / BlockSize).ToArray();
+            int[] blocksOf = seqs.Select(s => (s.Start + s.T + blockSize - 1) / blockSize).ToArray();
             int blocks = blocksOf.Sum();
-            int rowBytes = (int)KvCacheDType.F16.Bytes(KvDim);
-            var keys = new byte[Layers][];
-            var values = new byte[Layers][];
-            for (int l = 0; l < Layers; l++)
+            int rowBytes = (int)dtype.Bytes(KvDim);
+            var keys = new byte[layerCount][];
+            var values = new byte[layerCount][];
+            for (int l = 0; l < layerCount; l++)
             {
-                keys[l] = new byte[(long)blocks * BlockSize * rowBytes];
+                keys[l] = new byte[(long)blocks * blockSize * rowBytes];
                 values[l] = new byte[keys[l].Length];
-                rng.NextBytes(keys[l]);
-                rng.NextBytes(values[l]);
-                for (int i = 1; i < keys[l].Length; i += 2)
+                var kf = new float[KvDim];
+                for (long r = 0; r < (long)blocks * blockSize; r++)   // values in range for every type
                 {
-                    keys[l][i] &= 0x3B;   // f16 exponents well inside range: no inf/nan
-                    values[l][i] &= 0x3B;
+                    for (int i = 0; i < KvDim; i++)
+                    {
+                        kf[i] = (float)(rng.NextDouble() * 2 - 1);
+                    }
+
+                    KvConvert.FromSingle(kf, dtype, keys[l].AsSpan((int)(r * rowBytes), rowBytes));
+                    for (int i = 0; i < KvDim; i++)
+                    {
+                        kf[i] = (float)(rng.NextDouble() * 2 - 1);
+                    }
+
+                    KvConvert.FromSingle(kf, dtype, values[l].AsSpan((int)(r * rowBytes), rowBytes));
                 }
             }
+
+            // Each layer's keys and values in native memory as in the engine's pool (2 MiB-aligned here); KVSTEP_HUGE=1
+            // asks for transparent huge pages (madvise), the default is the engine's plain pages
+            bool huge = Environment.GetEnvironmentVariable("KVSTEP_HUGE") == "1";
+            var kPtr = new nint[layerCount];
+            var vPtr = new nint[layerCount];
+            int kvLength = keys[0].Length;
+            for (int l = 0; l < layerCount; l++)
+            {
+                kPtr[l] = Native(keys[l], huge);
+                vPtr[l] = Native(values[l], huge);
+            }
+
+            ReadOnlySpan<byte> K(int l) => new((void*)kPtr[l], kvLength);
+            ReadOnlySpan<byte> V(int l) => new((void*)vPtr[l], kvLength);
 
             // Shuffled blocks: a long-running server's fragmented pool; KVSTEP_SEQUENTIAL=1 gives each sequence consecutive
             // blocks, as a fresh pool does.
@@ -71,13 +108,13 @@ internal static class AttentionStepBench
 
             void PerSequence()
             {
-                for (int l = 0; l < Layers; l++)
+                for (int l = 0; l < layerCount; l++)
                 {
                     foreach (AttentionSequence s in step)
                     {
                         int n = s.TokenCount * Heads * HeadDim;
-                        Attention.Causal(pool, q.AsSpan(s.TokenOffset * Heads * HeadDim, n), s.TokenCount, s.StartPosition, keys[l], values[l],
-                            KvCacheDType.F16, tables.AsSpan(s.TableOffset, s.TableLength), BlockSize, Heads, KvHeads, HeadDim, 0.088f,
+                        Attention.Causal(pool, q.AsSpan(s.TokenOffset * Heads * HeadDim, n), s.TokenCount, s.StartPosition, K(l), V(l),
+                            dtype, tables.AsSpan(s.TableOffset, s.TableLength), blockSize, Heads, KvHeads, HeadDim, 0.088f,
                             output.AsSpan(s.TokenOffset * Heads * HeadDim, n));
                     }
                 }
@@ -85,9 +122,9 @@ internal static class AttentionStepBench
 
             void OneDispatch()
             {
-                for (int l = 0; l < Layers; l++)
+                for (int l = 0; l < layerCount; l++)
                 {
-                    Attention.Causal(pool, q, step, keys[l], values[l], KvCacheDType.F16, tables, BlockSize, Heads, KvHeads, HeadDim, 0.088f, output);
+                    Attention.Causal(pool, q, step, K(l), V(l), dtype, tables, blockSize, Heads, KvHeads, HeadDim, 0.088f, output);
                 }
             }
 
@@ -106,9 +143,32 @@ internal static class AttentionStepBench
                 b = Math.Min(b, Stopwatch.GetElapsedTime(t1, t2).TotalSeconds);
             }
 
+            for (int l = 0; l < layerCount; l++)
+            {
+                NativeMemory.AlignedFree((void*)kPtr[l]);
+                NativeMemory.AlignedFree((void*)vPtr[l]);
+            }
+
             double kvBytes = seqs.Sum(s => (double)(s.Start + s.T) * 2 * rowBytes);   // each sequence's keys and values, read once
-            Console.WriteLine($"{name,-36} per sequence {a / Layers * 1e6,8:F1} µs/layer   one dispatch {b / Layers * 1e6,8:F1} µs/layer   ({a / b:F2}x)" +
-                (seqs.All(s => s.T == 1) ? $"   the KV once at {kvBytes / (b / Layers) / 1e9:F1} GB/s" : ""));
+            Console.WriteLine($"{name,-36} per sequence {a / layerCount * 1e6,8:F1} µs/layer   one dispatch {b / layerCount * 1e6,8:F1} µs/layer   ({a / b:F2}x)" +
+                (seqs.All(s => s.T == 1) ? $"   the KV once at {kvBytes / (b / layerCount) / 1e9:F1} GB/s" : ""));
         }
     }
+
+    private static nint Native(byte[] data, bool hugePages)
+    {
+        const long Huge = 2L << 20;
+        long bytes = (data.Length + Huge - 1) & ~(Huge - 1);
+        byte* p = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, (nuint)Huge);
+        if (hugePages)
+        {
+            _ = Madvise(p, (nuint)bytes, 14);   // MADV_HUGEPAGE
+        }
+
+        data.CopyTo(new Span<byte>(p, data.Length));
+        return (nint)p;
+    }
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(void* address, nuint length, int advice);
 }
