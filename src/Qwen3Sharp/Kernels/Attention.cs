@@ -155,14 +155,27 @@ public static unsafe class Attention
         long keyRows = keys.Length / Math.Max(1, rowBytes), valueRows = values.Length / Math.Max(1, rowBytes);
         long qWidth = (long)headCount * headDim;
         int group = headCount / kvHeadCount, tileTokens = TileTokens(group);
-        int maxContext = 0, maxTokens = 0, items = 0, segmentCount = 0;
+        int maxContext = 0, maxTokens = 0, segmentCount = 0;
+        double cost = 0;
         foreach (AttentionSequence s in sequences)
         {
             Validate(s, q.Length, destination.Length, qWidth, blockTables, blockSize, keyRows, valueRows);
             maxContext = Math.Max(maxContext, s.StartPosition + s.TokenCount);
             maxTokens = Math.Max(maxTokens, s.TokenCount);
-            items += Tiles(s.TokenCount, tileTokens) * kvHeadCount;
             segmentCount += s.TokenCount > 0 ? 1 : 0;
+            cost += Cost(s);
+        }
+
+        // A one-token sequence's item covers all its kv heads when that item is a small enough share of the step for the
+        // threads to stay balanced (see WholeBlockShare): it then reads each block of its cache whole (every head's run,
+        // adjacent in the head-major block) instead of one head's run per item, a longer sequential read.
+        double wholeBlockCost = cost / (WholeBlockShare * pool.ThreadCount);
+        int items = 0, decodeHeads = 1;
+        foreach (AttentionSequence s in sequences)
+        {
+            int heads = s.TokenCount == 1 && Cost(s) <= wholeBlockCost ? kvHeadCount : 1;
+            decodeHeads = Math.Max(decodeHeads, heads);
+            items += Tiles(s.TokenCount, tileTokens) * (kvHeadCount / heads);
         }
 
         if (items == 0 || headDim == 0)
@@ -187,15 +200,20 @@ public static unsafe class Attention
                 segments[at] = segments[at - 1];
             }
 
-            segments[at] = new Segment { TokenOffset = s.TokenOffset, TokenCount = s.TokenCount, StartPosition = s.StartPosition, TableOffset = s.TableOffset };
+            segments[at] = new Segment
+            {
+                TokenOffset = s.TokenOffset, TokenCount = s.TokenCount, StartPosition = s.StartPosition, TableOffset = s.TableOffset,
+                Heads = s.TokenCount == 1 && Cost(s) <= wholeBlockCost ? kvHeadCount : 1,
+            };
         }
 
-        for (int i = 0, first = 0; i < n; first += Tiles(segments[i].TokenCount, tileTokens) * kvHeadCount, i++)
+        for (int i = 0, first = 0; i < n; first += Tiles(segments[i].TokenCount, tileTokens) * (kvHeadCount / segments[i].Heads), i++)
         {
             segments[i].FirstItem = first;
         }
 
-        pool.EnsureWorkerScratch(((long)Math.Min(tileTokens, maxTokens) * group * maxContext + (long)Math.Min(blockSize, MaxWidenedBlock) * headDim) * sizeof(float));
+        long itemRows = Math.Max((long)Math.Min(tileTokens, maxTokens) * group, (long)decodeHeads * group);
+        pool.EnsureWorkerScratch((itemRows * ScoreStride(maxContext) + (long)Math.Min(blockSize, MaxWidenedBlock) * headDim) * sizeof(float));
         fixed (float* pq = q, pd = destination)
         fixed (byte* pk = keys, pv = values)
         fixed (int* pt = blockTables)
@@ -208,7 +226,6 @@ public static unsafe class Attention
                 Destination = pd,
                 Segments = segments,
                 SegmentCount = n,
-                Context = maxContext,
                 Tables = pt,
                 BlockSize = blockSize,
                 TileTokens = tileTokens,
@@ -232,6 +249,22 @@ public static unsafe class Attention
     internal static int TileTokens(int group) => Math.Max(1, TileRows / group);
 
     private static int Tiles(int tokenCount, int tileTokens) => (tokenCount + tileTokens - 1) / tileTokens;
+
+    /// <summary>Floats between two rows' scores for an item over <paramref name="positions"/>: rounded up to 64 bytes.</summary>
+    private static int ScoreStride(int positions) => (positions + 15) & ~15;
+
+    /// <summary>
+    /// A one-token sequence is one pool item over all its kv heads, rather than one item per kv head, when its cost is at
+    /// most 1 / (WholeBlockShare × threads) of the step's: the item then reads each block of keys (then values) whole,
+    /// 32 KiB for Qwen3-1.7B's 16-position f16 blocks, where a head's item reads its 4 KiB run. Zen 5, 2 threads, from
+    /// DRAM: a plain read of 16 sequences' blocks at 500 positions 28 GB/s by head runs, 33–35 whole; the kernel 1.10–1.26×
+    /// at 16 decodes of 500–2,000 positions and 4 of 2,000 (<c>Qwen3Sharp.Bench quick 2 kvstep</c>). A lone decode, two,
+    /// or one deep sequence among short ones keeps the per-head items, which the threads share.
+    /// </summary>
+    private const int WholeBlockShare = 2;
+
+    /// <summary>A sequence's attention work, in (query token, position) pairs: what the threads' items should share evenly.</summary>
+    private static double Cost(in AttentionSequence s) => s.TokenCount * (s.StartPosition + (s.TokenCount + 1) / 2.0);
 
     private static void Validate(in AttentionSequence s, int qLength, int destinationLength, long qWidth, ReadOnlySpan<int> blockTables,
         int blockSize, long keyRows, long valueRows)
@@ -271,11 +304,12 @@ public static unsafe class Attention
 
     /// <summary>
     /// A sequence of a dispatch, in cost order: its items are FirstItem.., tile-major (tiles of <see cref="TileTokens"/>
-    /// tokens counted from its last token, the deepest first; the first tokens' tile may be short), kv heads within.
+    /// tokens counted from its last token, the deepest first; the first tokens' tile may be short), kv heads within,
+    /// <see cref="Heads"/> adjacent kv heads per item.
     /// </summary>
     private struct Segment
     {
-        public int FirstItem, TokenOffset, TokenCount, StartPosition, TableOffset;
+        public int FirstItem, TokenOffset, TokenCount, StartPosition, TableOffset, Heads;
     }
 
     private struct CausalJob<TV, TS, TK> : IPoolJob where TV : unmanaged where TS : ISimd<TV> where TK : IKvElement
@@ -286,9 +320,9 @@ public static unsafe class Attention
         public float* Destination;  // [T, headCount * headDim]
         public Segment* Segments;   // [SegmentCount], deepest first
         public int* Tables;         // every sequence's blocks: position p is row table[p / BlockSize] * BlockSize + p % BlockSize
-        public int SegmentCount, Context, HeadCount, KvHeadCount, HeadDim, BlockSize, TileTokens;
+        public int SegmentCount, HeadCount, KvHeadCount, HeadDim, BlockSize, TileTokens;
         public float Scale;
-        public void** Scratch;      // per worker: [TileTokens * group, Context] scores, then a block of keys or values widened to float32 [BlockSize, HeadDim]
+        public void** Scratch;      // per worker: an item's rows' scores [rows, ScoreStride(its positions)], then a block of keys or values widened to float32 [BlockSize, HeadDim]
 
         public readonly void Execute(int index, int worker)
         {
@@ -307,64 +341,74 @@ public static unsafe class Attention
             }
 
             ref readonly Segment s = ref Segments[lo];
-            int local = index - s.FirstItem;
-            int end = s.TokenCount - local / KvHeadCount * TileTokens, first = Math.Max(0, end - TileTokens);
-            Tile(s.TokenOffset + first, end - first, s.StartPosition + first, local % KvHeadCount, Tables + s.TableOffset, (float*)Scratch[worker]);
+            int local = index - s.FirstItem, perTile = KvHeadCount / s.Heads;
+            int end = s.TokenCount - local / perTile * TileTokens, first = Math.Max(0, end - TileTokens);
+            Tile(s.TokenOffset + first, end - first, s.StartPosition + first, local % perTile * s.Heads, s.Heads, Tables + s.TableOffset,
+                (float*)Scratch[worker]);
         }
 
         /// <summary>
-        /// Tokens t0..t0+tokens-1 (at positions position0..) against kv head <paramref name="kvh"/>: their rows, row r
-        /// being token r / group's query head kvh * group + r % group, over the positions each sees. Each block of keys
-        /// (then of values) is read from memory once for all the rows and stays in L1 while they pass over it, four rows
-        /// at a time where the register file holds a 4 × 4 tile (two elsewhere). Every score and every sum is computed
-        /// as for the row alone, in the same order, whatever rows share its tile: a token's result does not depend on
-        /// its neighbours (batch invariance, and the same bits as a decode of that token).
+        /// Tokens t0..t0+tokens-1 (at positions position0..) against kv heads <paramref name="kvh0"/>.. (<paramref name="heads"/>
+        /// of them, adjacent): their rows, head hh's row r being token r / group's query head (kvh0 + hh) * group + r % group,
+        /// over the positions each sees. Each block of keys (then of values) is read from memory once for all the rows
+        /// and stays in L1 while they pass over it, four rows at a time where the register file holds a 4 × 4 tile (two
+        /// elsewhere); with several heads the block's runs are read one after the other, a sequential read of the block.
+        /// Every score and every sum is computed as for the row alone, in the same order, whatever rows share its tile: a
+        /// token's result does not depend on its neighbours (batch invariance, and the same bits as a decode of that token).
         /// </summary>
-        private readonly void Tile(int t0, int tokens, int position0, int kvh, int* table, float* scores)
+        private readonly void Tile(int t0, int tokens, int position0, int kvh0, int heads, int* table, float* scores)
         {
-            int group = HeadCount / KvHeadCount, rows = tokens * group;
+            int group = HeadCount / KvHeadCount, perHead = tokens * group, rows = perHead * heads;
             int width = TS.WideTile ? 4 : 2;
             long headBytes = TK.Bytes(HeadDim), rowBytes = KvHeadCount * headBytes;   // a position's bytes: a block is BlockSize * rowBytes
-            byte* kBase = Keys + kvh * BlockSize * headBytes;              // head kvh's run in block 0; its positions headBytes apart
-            byte* vBase = Values + kvh * BlockSize * headBytes;
+            long runBytes = BlockSize * headBytes;                         // a head's run in a block; its positions headBytes apart
+            byte* kBase = Keys + kvh0 * runBytes;                          // head kvh0's run in block 0
+            byte* vBase = Values + kvh0 * runBytes;
             int visibleMax = position0 + tokens;
 
-            // Per row: its query, its output, its scores [Context] and the positions it sees.
+            // Per row: its query, its output, its scores (stride apart: this item's positions, not the step's deepest, so the
+            // rows of a short item lie together) and the positions it sees.
+            int stride = ScoreStride(visibleMax);
             float** q = stackalloc float*[rows];
             float** d = stackalloc float*[rows];
             float** w = stackalloc float*[rows];
             int* visible = stackalloc int[rows];
             for (int r = 0; r < rows; r++)
             {
-                long head = ((long)t0 + r / group) * HeadCount + kvh * group + r % group;
+                int hh = r / perHead, rr = r % perHead;
+                long head = ((long)t0 + rr / group) * HeadCount + (kvh0 + hh) * group + rr % group;
                 q[r] = Q + head * HeadDim;
                 d[r] = Destination + head * HeadDim;
-                w[r] = scores + (long)r * Context;
-                visible[r] = position0 + r / group + 1;
+                w[r] = scores + (long)r * stride;
+                visible[r] = position0 + rr / group + 1;
             }
 
             // With more rows than one register tile, each block's keys (then values) are widened to float32 once, into
             // the scratch after the scores, for all the tile's passes over them (the same values: same bits).
-            bool widen = typeof(TK) != typeof(KvF32) && rows > width && BlockSize <= MaxWidenedBlock;
-            byte* widened = (byte*)(scores + (long)rows * Context);
+            bool widen = typeof(TK) != typeof(KvF32) && perHead > width && BlockSize <= MaxWidenedBlock;
+            byte* widened = (byte*)(scores + (long)rows * stride);
             long widenedBytes = HeadDim * sizeof(float);
             for (int p0 = 0, b = 0; p0 < visibleMax; p0 += BlockSize, b++)
             {
                 byte* k = kBase + (long)table[b] * BlockSize * rowBytes;
                 if (p0 + BlockSize < visibleMax)
                 {
-                    PrefetchRows(kBase + (long)table[b + 1] * BlockSize * rowBytes, headBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
+                    PrefetchRuns(kBase + (long)table[b + 1] * BlockSize * rowBytes, runBytes, heads, headBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize));
                 }
 
-                int first = Math.Max(0, p0 - position0) * group;               // the first row that sees this block
-                if (widen)
+                int first = Math.Max(0, p0 - position0) * group;               // the first row of a head that sees this block
+                int count = Math.Min(BlockSize, visibleMax - p0);
+                for (int hh = 0, r0 = 0; hh < heads; hh++, r0 += perHead, k += runBytes)
                 {
-                    Widen<TV, TS, TK>(k, headBytes, Math.Min(BlockSize, visibleMax - p0), HeadDim, (float*)widened);
-                    ScoreBlock<KvF32>(widened, widenedBytes, p0, first, rows, width, q, w, visible);
-                }
-                else
-                {
-                    ScoreBlock<TK>(k, headBytes, p0, first, rows, width, q, w, visible);
+                    if (widen)
+                    {
+                        Widen<TV, TS, TK>(k, headBytes, count, HeadDim, (float*)widened);
+                        ScoreBlock<KvF32>(widened, widenedBytes, p0, first, perHead, width, q + r0, w + r0, stride, visible + r0);
+                    }
+                    else
+                    {
+                        ScoreBlock<TK>(k, headBytes, p0, first, perHead, width, q + r0, w + r0, stride, visible + r0);
+                    }
                 }
             }
 
@@ -386,18 +430,22 @@ public static unsafe class Attention
                 byte* v = vBase + (long)table[b] * BlockSize * rowBytes;
                 if (p0 + BlockSize < visibleMax)
                 {
-                    PrefetchRows(vBase + (long)table[b + 1] * BlockSize * rowBytes, headBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize), headBytes);
+                    PrefetchRuns(vBase + (long)table[b + 1] * BlockSize * rowBytes, runBytes, heads, headBytes, Math.Min(BlockSize, visibleMax - p0 - BlockSize));
                 }
 
                 int first = Math.Max(0, p0 - position0) * group;
-                if (widen)
+                int count = Math.Min(BlockSize, visibleMax - p0);
+                for (int hh = 0, r0 = 0; hh < heads; hh++, r0 += perHead, v += runBytes)
                 {
-                    Widen<TV, TS, TK>(v, headBytes, Math.Min(BlockSize, visibleMax - p0), HeadDim, (float*)widened);
-                    SumBlock<KvF32>(widened, widenedBytes, p0, first, rows, width, tiled, w, d, visible);
-                }
-                else
-                {
-                    SumBlock<TK>(v, headBytes, p0, first, rows, width, tiled, w, d, visible);
+                    if (widen)
+                    {
+                        Widen<TV, TS, TK>(v, headBytes, count, HeadDim, (float*)widened);
+                        SumBlock<KvF32>(widened, widenedBytes, p0, first, perHead, width, tiled, w + r0, stride, d + r0, visible + r0);
+                    }
+                    else
+                    {
+                        SumBlock<TK>(v, headBytes, p0, first, perHead, width, tiled, w + r0, stride, d + r0, visible + r0);
+                    }
                 }
             }
 
@@ -405,13 +453,14 @@ public static unsafe class Attention
             {
                 for (int r = 0; r < rows; r++)
                 {
-                    WeightedSumFrom<TV, TS, TK>(w[r], visible[r], vBase, BlockSize * rowBytes, headBytes, table, BlockSize, HeadDim, d[r], tiled);
+                    WeightedSumFrom<TV, TS, TK>(w[r], visible[r], vBase + r / perHead * runBytes, BlockSize * rowBytes, headBytes, table, BlockSize,
+                        HeadDim, d[r], tiled);
                 }
             }
         }
 
         /// <summary>Rows first.. of the tile: their scores against the block of keys at position p0 (rows kRowBytes apart, elements TE).</summary>
-        private readonly void ScoreBlock<TE>(byte* k, long kRowBytes, int p0, int first, int rows, int width, float** q, float** w, int* visible)
+        private readonly void ScoreBlock<TE>(byte* k, long kRowBytes, int p0, int first, int rows, int width, float** q, float** w, int stride, int* visible)
             where TE : IKvElement
         {
             for (int r = first; r < rows;)
@@ -420,7 +469,7 @@ public static unsafe class Attention
                 int shared = Math.Min(BlockSize, visible[r] - p0) & ~3;    // the 4-key groups every row of the register tile sees
                 if (n == 4)
                 {
-                    ScoresTile4<TV, TS, TE>(q[r], q[r + 1], q[r + 2], q[r + 3], k, kRowBytes, shared, HeadDim, Scale, w[r] + p0, Context);
+                    ScoresTile4<TV, TS, TE>(q[r], q[r + 1], q[r + 2], q[r + 3], k, kRowBytes, shared, HeadDim, Scale, w[r] + p0, stride);
                 }
                 else if (n == 2)
                 {
@@ -445,7 +494,7 @@ public static unsafe class Attention
         }
 
         /// <summary>Rows first.. of the tile: the block of values at position p0, weighted by their scores, added to their outputs [0, tiled).</summary>
-        private readonly void SumBlock<TE>(byte* v, long vRowBytes, int p0, int first, int rows, int width, int tiled, float** w, float** d, int* visible)
+        private readonly void SumBlock<TE>(byte* v, long vRowBytes, int p0, int first, int rows, int width, int tiled, float** w, int stride, float** d, int* visible)
             where TE : IKvElement
         {
             for (int r = first; r < rows;)
@@ -454,7 +503,7 @@ public static unsafe class Attention
                 int shared = Math.Min(BlockSize, visible[r] - p0);        // the positions every row of the register tile sees
                 if (n == 4)
                 {
-                    WeightedSumTile4<TV, TS, TE>(w[r] + p0, Context, shared, v, vRowBytes, tiled, d[r], d[r + 1], d[r + 2], d[r + 3]);
+                    WeightedSumTile4<TV, TS, TE>(w[r] + p0, stride, shared, v, vRowBytes, tiled, d[r], d[r + 1], d[r + 2], d[r + 3]);
                 }
                 else if (n == 2)
                 {
@@ -517,6 +566,16 @@ public static unsafe class Attention
             {
                 SimdMath.Prefetch(rows + offset);
             }
+        }
+    }
+
+    /// <summary>The first <paramref name="count"/> positions of <paramref name="heads"/> adjacent head runs (each <paramref name="runBytes"/>) of the next block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchRuns(byte* run, long runBytes, int heads, long headBytes, int count)
+    {
+        for (int h = 0; h < heads; h++, run += runBytes)
+        {
+            PrefetchRows(run, headBytes, count, headBytes);
         }
     }
 

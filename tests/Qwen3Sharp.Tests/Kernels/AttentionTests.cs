@@ -224,6 +224,92 @@ public sealed class AttentionTests
         }
     }
 
+    [Theory, MemberData(nameof(IsasAndDTypes))]
+    public void CausalStep_DecodesAsWholeBlockItems_EqualEachSequenceAloneBitForBit(string isa, KvCacheDType dtype)
+    {
+        // Enough one-token sequences of similar depth make each one pool item over all its kv heads (each block of its
+        // cache read whole); a deep one among them keeps its per-head items, and a prefill chunk its tiles. Every token
+        // must get what its sequence alone gives, bit for bit: group sizes 1, 2 and 3, head sizes with and without a
+        // tail past the last register tile, blocks of 16 and of 5 positions, 1 and 2 threads.
+        var rng = new Random(43);
+        (int H, int Kv, int D, int BlockSize)[] configs = [(16, 8, 128, 16), (6, 2, 64, 16), (4, 4, 32, 5), (3, 1, 40, 16)];
+        (int Start, int T)[][] steps =
+        [
+            [(40, 1), (50, 1), (61, 1), (70, 1), (45, 1), (33, 1)],
+            [(0, 1), (17, 1), (20, 1), (31, 1), (16, 1), (900, 1), (5, 1), (12, 1), (0, 9)],
+        ];
+        foreach (int threads in new[] { 1, 2 })
+        {
+            using var pool = new WorkerPool(threads);
+            foreach (var (h, kv, d, blockSize) in configs)
+            {
+                if (dtype.Unsupported(d) is not null)
+                {
+                    continue;
+                }
+
+                foreach ((int Start, int T)[] seqs in steps)
+                {
+                    int kvDim = kv * d, rowBytes = (int)dtype.Bytes(kvDim);
+                    int[] blocksOf = seqs.Select(x => (x.Start + x.T + blockSize - 1) / blockSize).ToArray();
+                    int totalBlocks = blocksOf.Sum() + 3;
+                    byte[] keys = new byte[totalBlocks * blockSize * rowBytes], values = new byte[keys.Length];
+                    KvConvert.FromSingle(KernelAssert.Random(rng, totalBlocks * blockSize * kvDim, 2f), dtype, keys);
+                    KvConvert.FromSingle(KernelAssert.Random(rng, totalBlocks * blockSize * kvDim), dtype, values);
+                    int[] blockTables = Enumerable.Range(0, totalBlocks).OrderBy(_ => rng.Next()).Take(blocksOf.Sum()).ToArray();
+                    var step = new AttentionSequence[seqs.Length];
+                    for (int i = 0, row = 0, at = 0; i < seqs.Length; row += seqs[i].T, at += blocksOf[i], i++)
+                    {
+                        step[i] = new AttentionSequence(row, seqs[i].T, seqs[i].Start, at, blocksOf[i]);
+                    }
+
+                    float[] q = KernelAssert.Random(rng, seqs.Sum(x => x.T) * h * d, 2f);
+                    float scale = 1f / MathF.Sqrt(d);
+                    float[] together = new float[q.Length], alone = new float[q.Length];
+                    RunStep(isa, dtype, pool, q, step, keys, values, blockTables, blockSize, h, kv, d, scale, together);
+                    foreach (AttentionSequence s in step)
+                    {
+                        int n = s.TokenCount * h * d;
+                        Run(isa, dtype, pool, q.AsSpan(s.TokenOffset * h * d, n), s.TokenCount, s.StartPosition, keys, values,
+                            blockTables.AsSpan(s.TableOffset, s.TableLength).ToArray(), blockSize, h, kv, d, scale, alone.AsSpan(s.TokenOffset * h * d, n));
+                    }
+
+                    KernelAssert.Close(alone, together, atol: 0, rtol: 0,
+                        $"{isa} {dtype} heads={h}/{kv} headDim={d} block={blockSize} {seqs.Length} sequences, {threads} threads");
+                }
+            }
+        }
+    }
+
+    private static void RunStep(string isa, KvCacheDType dtype, WorkerPool pool, ReadOnlySpan<float> q, ReadOnlySpan<AttentionSequence> step,
+        byte[] keys, byte[] values, int[] tables, int blockSize, int h, int kv, int d, float scale, Span<float> destination)
+    {
+        switch (dtype)
+        {
+            case KvCacheDType.F32: RunStep<KvF32>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+            case KvCacheDType.BF16: RunStep<KvBf16>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+            case KvCacheDType.F16: RunStep<KvF16>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+            default: RunStep<KvQ8>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+        }
+    }
+
+    private static void RunStep<TK>(string isa, WorkerPool pool, ReadOnlySpan<float> q, ReadOnlySpan<AttentionSequence> step, byte[] keys,
+        byte[] values, int[] tables, int blockSize, int h, int kv, int d, float scale, Span<float> destination) where TK : IKvElement
+    {
+        switch (isa)
+        {
+            case "V512": Attention.Run<Vector512<float>, Simd512, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+            case "V256": Attention.Run<Vector256<float>, Simd256, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+            case "V128": Attention.Run<Vector128<float>, Simd128, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+            case "Scalar": Attention.Run<float, SimdScalar, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+            default:
+                KvCacheDType dtype = typeof(TK) == typeof(KvF32) ? KvCacheDType.F32 : typeof(TK) == typeof(KvBf16) ? KvCacheDType.BF16
+                    : typeof(TK) == typeof(KvF16) ? KvCacheDType.F16 : KvCacheDType.Q8_0;
+                Attention.Causal(pool, q, step, keys, values, dtype, tables, blockSize, h, kv, d, scale, destination);
+                break;
+        }
+    }
+
     private static void Run(string isa, KvCacheDType dtype, WorkerPool pool, ReadOnlySpan<float> q, int t, int start, byte[] keys, byte[] values,
         int[] table, int blockSize, int h, int kv, int d, float scale, Span<float> destination)
     {
