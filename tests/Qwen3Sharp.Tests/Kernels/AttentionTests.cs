@@ -188,7 +188,7 @@ public sealed class AttentionTests
     [Theory, MemberData(nameof(IsasAndDTypes))]
     public void CausalPrefill_TiledTokens_EqualEachTokenAloneBitForBit(string isa, KvCacheDType dtype)
     {
-        // A prefill's tokens share tiles (up to 16 query rows read each block of keys and values together); each token's
+        // A prefill's tokens share tiles (up to 64 query rows read each block of keys and values together); each token's
         // result must be what the token alone gives at its position, bit for bit: a decode of it, or another split of the
         // chunk. Group sizes 1, 2, 3 and 8 (short tiles, rows of a tile from several tokens), starts inside and at the
         // edge of a block, token counts across tile and block edges, and a head size with a tail past the last vector.
