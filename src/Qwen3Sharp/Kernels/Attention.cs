@@ -170,10 +170,11 @@ public static unsafe class Attention
         // threads to stay balanced (see WholeBlockShare): it then reads each block of its cache whole (every head's run,
         // adjacent in the head-major block) instead of one head's run per item, a longer sequential read.
         double wholeBlockCost = cost / (WholeBlockShare * pool.ThreadCount);
+        int HeadsPerItem(in AttentionSequence s) => s.TokenCount == 1 && Cost(s) <= wholeBlockCost ? kvHeadCount : 1;
         int items = 0, decodeHeads = 1;
         foreach (AttentionSequence s in sequences)
         {
-            int heads = s.TokenCount == 1 && Cost(s) <= wholeBlockCost ? kvHeadCount : 1;
+            int heads = HeadsPerItem(s);
             decodeHeads = Math.Max(decodeHeads, heads);
             items += Tiles(s.TokenCount, tileTokens) * (kvHeadCount / heads);
         }
@@ -203,7 +204,7 @@ public static unsafe class Attention
             segments[at] = new Segment
             {
                 TokenOffset = s.TokenOffset, TokenCount = s.TokenCount, StartPosition = s.StartPosition, TableOffset = s.TableOffset,
-                Heads = s.TokenCount == 1 && Cost(s) <= wholeBlockCost ? kvHeadCount : 1,
+                Heads = HeadsPerItem(s),
             };
         }
 
@@ -248,7 +249,7 @@ public static unsafe class Attention
     /// </summary>
     private const int TileRows = 64;
 
-    /// <summary>Tokens of a pool item: as many as give <see cref="TileRows"/> query rows (one with 16 or more query heads per kv head).</summary>
+    /// <summary>Tokens of a pool item: as many as give <see cref="TileRows"/> query rows (one with 64 or more query heads per kv head).</summary>
     internal static int TileTokens(int group) => Math.Max(1, TileRows / group);
 
     private static int Tiles(int tokenCount, int tileTokens) => (tokenCount + tileTokens - 1) / tileTokens;
@@ -260,7 +261,7 @@ public static unsafe class Attention
     /// A one-token sequence is one pool item over all its kv heads, rather than one item per kv head, when its cost is at
     /// most 1 / (WholeBlockShare × threads) of the step's: the item then reads each block of keys (then values) whole,
     /// 32 KiB for Qwen3-1.7B's 16-position f16 blocks, where a head's item reads its 4 KiB run. Zen 5, 2 threads, from
-    /// DRAM: a plain read of 16 sequences' blocks at 500 positions 28 GB/s by head runs, 33–35 whole; the kernel 1.10–1.26×
+    /// DRAM: a plain read of 16 sequences' blocks at 500 positions 28 GB/s by head runs, 33–35 whole; the kernel 1.1–1.2×
     /// at 16 decodes of 500–2,000 positions and 4 of 2,000 (<c>Qwen3Sharp.Bench quick 2 kvstep</c>). A lone decode, two,
     /// or one deep sequence among short ones keeps the per-head items, which the threads share.
     /// </summary>
