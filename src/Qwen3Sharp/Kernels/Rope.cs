@@ -12,42 +12,22 @@ public static unsafe class Rope
     /// <summary>
     /// Rotates every head of x [tokenCount, headCount * headDim] in place; token t is at positions[t].
     /// <paramref name="inverseFrequencies"/> has headDim/2 entries; cos and sin are multiplied by
-    /// <paramref name="attentionScaling"/> (1 except YaRN).
+    /// <paramref name="attentionScaling"/> (1 except YaRN). The model's forward fills one <see cref="FillTable"/> per
+    /// pass and <see cref="Rotate"/>s q and k of every layer with it; this computes the same table a token at a time.
     /// </summary>
     public static void Apply(Span<float> x, int headCount, int headDim, ReadOnlySpan<int> positions,
         ReadOnlySpan<float> inverseFrequencies, float attentionScaling)
     {
-        int half = headDim / 2;
-        if (inverseFrequencies.Length < half || x.Length < (long)positions.Length * headCount * headDim)
-        {
-            throw new ArgumentException(
-                $"Rope needs {half} inverse frequencies (got {inverseFrequencies.Length}) and x of at least " +
-                $"{(long)positions.Length * headCount * headDim} elements (got {x.Length}).");
-        }
-
+        CheckShapes(x.Length, headCount, headDim, positions.Length, inverseFrequencies.Length);
         float[]? rented = null;
         Span<float> table = headDim <= 256 ? stackalloc float[256] : (rented = ArrayPool<float>.Shared.Rent(headDim));
         try
         {
-            fixed (float* px = x, pf = inverseFrequencies, cs = table)
-            fixed (int* pp = positions)
+            int stride = headCount * headDim;
+            for (int t = 0; t < positions.Length; t++)
             {
-                if (Vector512.IsHardwareAccelerated && half >= Vector512<float>.Count)
-                {
-                    Rotate<Vector512<float>, Simd512>(px, headCount, headDim, pp, positions.Length, pf, attentionScaling, cs);
-                }
-                else if (Vector256.IsHardwareAccelerated && half >= Vector256<float>.Count)
-                {
-                    Rotate<Vector256<float>, Simd256>(px, headCount, headDim, pp, positions.Length, pf, attentionScaling, cs);
-                }
-                else if (Vector128.IsHardwareAccelerated && half >= Vector128<float>.Count)
-                {
-                    Rotate<Vector128<float>, Simd128>(px, headCount, headDim, pp, positions.Length, pf, attentionScaling, cs);
-                }
-                else
-                {
-                    Rotate<float, SimdScalar>(px, headCount, headDim, pp, positions.Length, pf, attentionScaling, cs);
-                }
+                FillTable(positions.Slice(t, 1), inverseFrequencies, headDim, attentionScaling, table[..headDim]);
+                Rotate(x.Slice(t * stride, stride), headCount, headDim, table[..headDim]);
             }
         }
         finally
@@ -59,24 +39,93 @@ public static unsafe class Rope
         }
     }
 
-    /// <summary><paramref name="table"/> holds headDim floats: cos [half] then sin [half], refilled per token.</summary>
-    internal static void Rotate<TV, TS>(float* x, int headCount, int headDim, int* positions, int tokenCount,
-        float* inverseFrequencies, float attentionScaling, float* table)
-        where TV : unmanaged where TS : ISimd<TV>
+    /// <summary>
+    /// The rotation of each token at <paramref name="positions"/>: <paramref name="table"/> [tokenCount, headDim] gets
+    /// per token cos [headDim/2] then sin [headDim/2] of position · inverse frequency (the angle in float32, as
+    /// transformers computes it; cos and sin in double, rounded), times <paramref name="attentionScaling"/>. It depends on
+    /// the positions alone, so one table serves q and k of every layer (per layer and head it cost 64 cos and 64 sin
+    /// per token: 2% of a 2,048-token prefill).
+    /// </summary>
+    public static void FillTable(ReadOnlySpan<int> positions, ReadOnlySpan<float> inverseFrequencies, int headDim, float attentionScaling,
+        Span<float> table)
     {
         int half = headDim / 2;
-        int lanes = TS.Count;
-        int main = half - half % lanes;
-        float* cos = table, sin = table + half;
-        for (int t = 0; t < tokenCount; t++)
+        if (inverseFrequencies.Length < half || table.Length < (long)positions.Length * headDim)
         {
+            throw new ArgumentException(
+                $"Rope needs {half} inverse frequencies (got {inverseFrequencies.Length}) and a table of at least " +
+                $"{(long)positions.Length * headDim} elements (got {table.Length}).");
+        }
+
+        for (int t = 0; t < positions.Length; t++)
+        {
+            Span<float> cos = table.Slice(t * headDim, half), sin = table.Slice(t * headDim + half, half);
             for (int i = 0; i < half; i++)
             {
                 float angle = positions[t] * inverseFrequencies[i];   // float32, as transformers computes it
                 cos[i] = (float)Math.Cos(angle) * attentionScaling;
                 sin[i] = (float)Math.Sin(angle) * attentionScaling;
             }
+        }
+    }
 
+    /// <summary>
+    /// Rotates every head of x [tokenCount, headCount * headDim] in place by its token's row of <paramref name="table"/>
+    /// (<see cref="FillTable"/>; tokenCount from x's length).
+    /// </summary>
+    public static void Rotate(Span<float> x, int headCount, int headDim, ReadOnlySpan<float> table)
+    {
+        int tokenCount = x.Length / (headCount * headDim);
+        if (x.Length != tokenCount * headCount * headDim || table.Length < (long)tokenCount * headDim)
+        {
+            throw new ArgumentException(
+                $"Rope.Rotate needs x of whole tokens of {headCount * headDim} elements (got {x.Length}) and a table of at least " +
+                $"{(long)tokenCount * headDim} elements (got {table.Length}).");
+        }
+
+        int half = headDim / 2;
+        fixed (float* px = x, cs = table)
+        {
+            if (Vector512.IsHardwareAccelerated && half >= Vector512<float>.Count)
+            {
+                Rotate<Vector512<float>, Simd512>(px, headCount, headDim, tokenCount, cs);
+            }
+            else if (Vector256.IsHardwareAccelerated && half >= Vector256<float>.Count)
+            {
+                Rotate<Vector256<float>, Simd256>(px, headCount, headDim, tokenCount, cs);
+            }
+            else if (Vector128.IsHardwareAccelerated && half >= Vector128<float>.Count)
+            {
+                Rotate<Vector128<float>, Simd128>(px, headCount, headDim, tokenCount, cs);
+            }
+            else
+            {
+                Rotate<float, SimdScalar>(px, headCount, headDim, tokenCount, cs);
+            }
+        }
+    }
+
+    private static void CheckShapes(long xLength, int headCount, int headDim, int tokenCount, int inverseFrequencies)
+    {
+        int half = headDim / 2;
+        if (inverseFrequencies < half || xLength < (long)tokenCount * headCount * headDim)
+        {
+            throw new ArgumentException(
+                $"Rope needs {half} inverse frequencies (got {inverseFrequencies}) and x of at least " +
+                $"{(long)tokenCount * headCount * headDim} elements (got {xLength}).");
+        }
+    }
+
+    /// <summary><paramref name="table"/>: per token headDim floats, cos [half] then sin [half].</summary>
+    internal static void Rotate<TV, TS>(float* x, int headCount, int headDim, int tokenCount, float* table)
+        where TV : unmanaged where TS : ISimd<TV>
+    {
+        int half = headDim / 2;
+        int lanes = TS.Count;
+        int main = half - half % lanes;
+        for (int t = 0; t < tokenCount; t++)
+        {
+            float* cos = table + (long)t * headDim, sin = cos + half;
             for (int h = 0; h < headCount; h++)
             {
                 float* head = x + ((long)t * headCount + h) * headDim;

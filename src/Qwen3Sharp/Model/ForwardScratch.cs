@@ -10,9 +10,9 @@ namespace Qwen3Sharp.Model;
 /// </summary>
 public sealed unsafe class ForwardScratch : IDisposable
 {
-    private readonly int _hidden, _qDim, _kvDim, _intermediate;
+    private readonly int _hidden, _qDim, _kvDim, _intermediate, _headDim;
     private byte* _block;
-    private readonly float* _hiddenPtr, _normedPtr, _q, _k, _v, _attnOut, _gate, _up;
+    private readonly float* _hiddenPtr, _normedPtr, _q, _k, _v, _attnOut, _gate, _up, _rope;
     private readonly int* _positions;
 
     public ForwardScratch(Qwen3Config config, int maxTokenCount)
@@ -23,6 +23,7 @@ public sealed unsafe class ForwardScratch : IDisposable
         _qDim = config.NumAttentionHeads * config.HeadDim;
         _kvDim = config.NumKeyValueHeads * config.HeadDim;
         _intermediate = config.IntermediateSize;
+        _headDim = config.HeadDim;
 
         long t = maxTokenCount;
         long[] floatCounts =
@@ -36,6 +37,7 @@ public sealed unsafe class ForwardScratch : IDisposable
             t * _intermediate,  // Gate     [T, intermediate]
             t * _intermediate,  // Up       [T, intermediate]
             t,                  // Positions [T] (int)
+            t * _headDim,       // Rope     [T, headDim]: each token's cos, then sin (Rope.FillTable)
         ];
         long total = 0;
         var offsets = new long[floatCounts.Length];
@@ -57,6 +59,7 @@ public sealed unsafe class ForwardScratch : IDisposable
         _gate = (float*)(_block + offsets[6]);
         _up = (float*)(_block + offsets[7]);
         _positions = (int*)(_block + offsets[8]);
+        _rope = (float*)(_block + offsets[9]);
     }
 
     public int MaxTokenCount { get; }
@@ -78,6 +81,8 @@ public sealed unsafe class ForwardScratch : IDisposable
     public Span<float> Gate(int tokenCount) => View(_gate, tokenCount, _intermediate);      // [T, intermediate]
 
     public Span<float> Up(int tokenCount) => View(_up, tokenCount, _intermediate);          // [T, intermediate]
+
+    public Span<float> RopeTable(int tokenCount) => View(_rope, tokenCount, _headDim);      // [T, headDim]
 
     public Span<int> Positions(int tokenCount)                                             // [T]
     {

@@ -334,6 +334,8 @@ public sealed class Qwen3Model : IDisposable
             }
         }
 
+        Span<float> rope = s.RopeTable(t);            // [T, headDim]: the rotation of each token, for q and k of every layer
+        Rope.FillTable(positions, _inverseFrequencies, _headDim, _attentionScaling, rope);
         bool oneStore = PrepareAttention(sequences);
         ReadOnlySpan<AttentionSequence> attention = _attentionSequences.AsSpan(0, sequences.Length);
         Embedding.Gather(_weights.EmbedTokens, tokenIds, hidden);
@@ -363,8 +365,8 @@ public sealed class Qwen3Model : IDisposable
                 RmsNorm.ApplyPerHead(k, w.KNorm!, _eps);
             }
 
-            Rope.Apply(q, _heads, _headDim, positions, _inverseFrequencies, _attentionScaling);
-            Rope.Apply(k, _kvHeads, _headDim, positions, _inverseFrequencies, _attentionScaling);
+            Rope.Rotate(q, _heads, _headDim, rope);
+            Rope.Rotate(k, _kvHeads, _headDim, rope);
             profile?.Mark(ForwardPhase.QkNormRope);
             foreach (ref readonly BatchSequence b in sequences)
             {

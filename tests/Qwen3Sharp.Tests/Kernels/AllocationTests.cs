@@ -16,6 +16,7 @@ public sealed class AllocationTests
         float[] q = KernelAssert.Random(rng, 3 * 4 * 32), kv = KernelAssert.Random(rng, 10 * 2 * 32), att = new float[3 * 4 * 32];
         float[] invFreq = KernelAssert.Random(rng, 16);
         int[] positions = [7, 8, 9], ids = [1, 5, 9];
+        float[] ropeTable = new float[3 * 32];
 
         void Step()
         {
@@ -25,6 +26,8 @@ public sealed class AllocationTests
             RmsNorm.Apply(x.AsSpan(0, 256), norm, 1e-6f, y);
             RmsNorm.ApplyPerHead(q, norm.AsSpan(0, 32), 1e-6f);
             Rope.Apply(q, 4, 32, positions, invFreq, 1f);
+            Rope.FillTable(positions, invFreq, 32, 1f, ropeTable);
+            Rope.Rotate(q, 4, 32, ropeTable);
             SwiGlu.SiluMul(x.AsSpan(0, y.Length), x.AsSpan(0, y.Length), y);
             Softmax.Apply(y);
             Attention.Causal(pool, q, 3, 7, kv, kv, 4, 2, 32, 0.2f, att);

@@ -157,21 +157,37 @@ public sealed unsafe class ElementwiseTests
         float[] x = KernelAssert.Random(rng, positions.Length * heads * headDim);
         float[] expected = (float[])x.Clone();
         ScalarKernels.Rope(expected, heads, headDim, positions, invFreq, 1.25f);
-        float[] table = new float[headDim];
-        fixed (float* px = x, pf = invFreq, cs = table)
-        fixed (int* pp = positions)
+        float[] table = new float[positions.Length * headDim];
+        Rope.FillTable(positions, invFreq, headDim, 1.25f, table);
+        float[] applied = (float[])x.Clone();
+        Rope.Apply(applied, heads, headDim, positions, invFreq, 1.25f);
+        fixed (float* px = x, cs = table)
         {
             switch (isa)
             {
-                case Isa.Dispatch: Rope.Apply(x, heads, headDim, positions, invFreq, 1.25f); break;
-                case "V512": Rope.Rotate<Vector512<float>, Simd512>(px, heads, headDim, pp, positions.Length, pf, 1.25f, cs); break;
-                case "V256": Rope.Rotate<Vector256<float>, Simd256>(px, heads, headDim, pp, positions.Length, pf, 1.25f, cs); break;
-                case "V128": Rope.Rotate<Vector128<float>, Simd128>(px, heads, headDim, pp, positions.Length, pf, 1.25f, cs); break;
-                default: Rope.Rotate<float, SimdScalar>(px, heads, headDim, pp, positions.Length, pf, 1.25f, cs); break;
+                case Isa.Dispatch: Rope.Rotate(x, heads, headDim, table); break;
+                case "V512": Rope.Rotate<Vector512<float>, Simd512>(px, heads, headDim, positions.Length, cs); break;
+                case "V256": Rope.Rotate<Vector256<float>, Simd256>(px, heads, headDim, positions.Length, cs); break;
+                case "V128": Rope.Rotate<Vector128<float>, Simd128>(px, heads, headDim, positions.Length, cs); break;
+                default: Rope.Rotate<float, SimdScalar>(px, heads, headDim, positions.Length, cs); break;
             }
         }
 
         KernelAssert.Close(expected, x, atol: 1e-6f, rtol: 1e-6f, $"Rope {isa} headDim={headDim}");
+        if (isa == Isa.Dispatch)
+        {
+            Assert.Equal(applied, x);   // Apply (a token at a time) and one table for all tokens: the same bits
+        }
+    }
+
+    [Fact]
+    public void Rope_TableAndRotate_RefuseShortBuffers()
+    {
+        int[] positions = [0, 1];
+        Assert.Throws<ArgumentException>(() => Rope.FillTable(positions, new float[8], 16, 1f, new float[16 * 2 - 1]));
+        Assert.Throws<ArgumentException>(() => Rope.FillTable(positions, new float[7], 16, 1f, new float[16 * 2]));
+        Assert.Throws<ArgumentException>(() => Rope.Rotate(new float[2 * 3 * 16], 3, 16, new float[16]));
+        Assert.Throws<ArgumentException>(() => Rope.Rotate(new float[2 * 3 * 16 + 1], 3, 16, new float[2 * 16]));
     }
 
     public static TheoryData<string, DType> IsaDTypes()
