@@ -162,13 +162,18 @@ public static partial class BenchCommand
         double decodeSeconds = TimeDecode(o, decode, process, ct).Wall;
         long peakRss = Process.GetCurrentProcess().PeakWorkingSet64;
         (double X8, double Rows, double X8Cpu, double RowsCpu)? layoutBest = layoutAbContext is { } context ? LayoutAb(o, directory, threads, context, decode, process, ct) : null;
-        bandwidth = Math.Max(bandwidth, MeasureBandwidth(threads));  // before and after: neighbours on a shared machine vary
+        // one buffer for the after-read and every paired window, made once peak RSS is read (faulting in a fresh gigabyte
+        // for each read cost more than the reads: ~1.7 s of system time per GiB on one Zen 5 VM)
+        using var probePool = new WorkerPool(threads);
+        using var probe = new MemoryBandwidth.Probe(probePool);
+        probe.Measure();                                             // warm-up, as before the first read
+        bandwidth = Math.Max(bandwidth, probe.Measure());            // before and after: neighbours on a shared machine vary
         long bytesPerToken = weights.MatrixBytes;   // every projection and the whole output head (read in full even when tied)
         double prefillRate = o.PromptTokens / prefillSeconds;
         double decodeRate = o.GenTokens / decodeSeconds;
         double bound = bandwidth * 1e9 / bytesPerToken;
         long weightBytes = weights.FileBytes;
-        double[] paired = PairedBound(o, decode, process, threads, bytesPerToken, ct);
+        double[] paired = PairedBound(o, decode, process, probe, bytesPerToken, ct);
 
         Qwen3Config c = weights.Config;
         w.WriteLine($"model        {Server.ServerOptions.ModelNameFromDirectory(directory)}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, " +
@@ -518,14 +523,14 @@ public static partial class BenchCommand
     /// moves between ~33 and ~55 GB/s within a minute (Zen 3, this project's machines) mostly measures when that best
     /// read happened; a pass and the reads beside it see the same neighbours.
     /// </summary>
-    private static double[] PairedBound(BenchOptions o, DecodeSetup decode, Process process, int threads, long bytesPerToken, CancellationToken ct)
+    private static double[] PairedBound(BenchOptions o, DecodeSetup decode, Process process, MemoryBandwidth.Probe probe, long bytesPerToken, CancellationToken ct)
     {
         var ratios = new double[o.BoundWindows];
-        double before = MeasureBandwidth(threads);
+        double before = probe.Measure();
         for (int i = 0; i < ratios.Length; i++)
         {
             double rate = o.GenTokens / TimeDecode(o, decode, process, ct).Wall;
-            double after = MeasureBandwidth(threads);
+            double after = probe.Measure();
             ratios[i] = rate * bytesPerToken / (Math.Max(before, after) * 1e9);
             before = after;
         }
@@ -534,11 +539,13 @@ public static partial class BenchCommand
         return ratios;
     }
 
+    /// <summary>The read before the load: its own buffer, freed before the model's weights come in (peak RSS stays theirs).</summary>
     private static double MeasureBandwidth(int threads)
     {
         using var pool = new WorkerPool(threads);
-        MemoryBandwidth.Measure(pool, 256L << 20);  // warm-up
-        return MemoryBandwidth.Measure(pool);
+        using var probe = new MemoryBandwidth.Probe(pool);
+        probe.Measure();                                        // warm-up
+        return probe.Measure();
     }
 
     private static int ArgMax(ReadOnlySpan<float> values)

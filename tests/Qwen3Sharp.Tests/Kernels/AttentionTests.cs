@@ -374,4 +374,22 @@ public sealed class MemoryBandwidthTests
         double gbps = MemoryBandwidth.Measure(pool, 8L << 20);
         Assert.True(gbps > 0 && double.IsFinite(gbps), $"bandwidth {gbps}");
     }
+
+    [Fact]
+    public void Probe_MeasuresAgainAndAgainOverOneBuffer_AndRefusesUseAfterDispose()
+    {
+        using var pool = new WorkerPool(2);
+        var probe = new MemoryBandwidth.Probe(pool, (8L << 20) + 12345);
+        Assert.Equal(8L << 20, probe.Bytes);   // whole 1 MiB chunks
+        for (int i = 0; i < 3; i++)
+        {
+            double gbps = probe.Measure();
+            Assert.True(gbps > 0 && double.IsFinite(gbps), $"bandwidth {gbps}");
+        }
+
+        probe.Dispose();
+        probe.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => probe.Measure());
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MemoryBandwidth.Probe(pool, 1000));
+    }
 }
