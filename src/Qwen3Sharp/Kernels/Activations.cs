@@ -19,6 +19,49 @@ public static unsafe class SwiGlu
         }
     }
 
+    /// <summary>
+    /// <see cref="SiluMul(ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float})"/> split across <paramref name="pool"/> in
+    /// pieces of whole 64-element lines when there are at least <see cref="PooledElementwise.MinElements"/> elements: every
+    /// element takes the vector or scalar path that the one-thread call gives it (the vector width chosen for the whole
+    /// length, the scalar tail at its end), so the bits are the same.
+    /// </summary>
+    public static void SiluMul(WorkerPool pool, ReadOnlySpan<float> gate, ReadOnlySpan<float> up, Span<float> destination)
+    {
+        int n = gate.Length;
+        int items = PooledElementwise.Items(pool, n, (n + 63) / 64);
+        if (items <= 1)
+        {
+            SiluMul(gate, up, destination);
+            return;
+        }
+
+        if (up.Length < n || destination.Length < n)
+        {
+            throw new ArgumentException($"gate has {n} elements but up has {up.Length} and destination {destination.Length}.");
+        }
+
+        fixed (float* g = gate, u = up, d = destination)
+        {
+            var job = new SiluMulJob { Gate = g, Up = u, Destination = d, N = n, PerItem = ((n + items - 1) / items + 63) & ~63 };
+            pool.Run(ref job, items);
+        }
+    }
+
+    private struct SiluMulJob : IPoolJob
+    {
+        public float* Gate, Up, Destination;
+        public int N, PerItem;   // PerItem: a multiple of 64, so every piece but the last is whole vectors of any width
+
+        public readonly void Execute(int index, int worker)
+        {
+            int from = index * PerItem;
+            if (from < N)
+            {
+                Elementwise.BinaryPart<SiluMulOperator>(Gate, Up, N, from, Math.Min(N, from + PerItem), Destination);
+            }
+        }
+    }
+
     /// <summary>silu(g) · u = g / (1 + e^-g) · u.</summary>
     internal readonly struct SiluMulOperator : IBinaryOperator
     {
@@ -141,6 +184,43 @@ internal static unsafe class Elementwise
         else
         {
             Binary<TOp, float, SimdScalar>(a, b, n, destination);
+        }
+    }
+
+    /// <summary>
+    /// Elements [<paramref name="from"/>, <paramref name="to"/>) of <see cref="Binary{TOp}"/> over <paramref name="n"/>
+    /// elements, each on the path the whole call gives it (<paramref name="from"/> a multiple of 64: whole vectors of any width).
+    /// </summary>
+    public static void BinaryPart<TOp>(float* a, float* b, int n, int from, int to, float* destination) where TOp : IBinaryOperator
+    {
+        // the width the whole length chose; the piece's own tail is scalar only where the whole call's is (to == n)
+        int count = to - from;
+        if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
+        {
+            Part<TOp, Vector512<float>, Simd512>(a, b, n, from, count, destination);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count)
+        {
+            Part<TOp, Vector256<float>, Simd256>(a, b, n, from, count, destination);
+        }
+        else if (Vector128.IsHardwareAccelerated && n >= Vector128<float>.Count)
+        {
+            Part<TOp, Vector128<float>, Simd128>(a, b, n, from, count, destination);
+        }
+        else
+        {
+            Binary<TOp, float, SimdScalar>(a + from, b + from, count, destination + from);
+        }
+
+        static void Part<TOp2, TV, TS>(float* a, float* b, int n, int from, int count, float* destination)
+            where TOp2 : IBinaryOperator where TV : unmanaged where TS : ISimd<TV>
+        {
+            if (from % TS.Count != 0 || (from + count != n && count % TS.Count != 0))
+            {
+                throw new ArgumentException($"a piece [{from}, {from + count}) of {n} elements must start and, unless it ends the array, end on whole {TS.Count}-element vectors");
+            }
+
+            Binary<TOp2, TV, TS>(a + from, b + from, count, destination + from);
         }
     }
 

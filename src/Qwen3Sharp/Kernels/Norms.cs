@@ -21,27 +21,81 @@ public static unsafe class RmsNorm
 
         fixed (float* px = x, pw = weight, py = destination)
         {
-            if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
-            {
-                Rows<Vector512<float>, Simd512>(px, pw, n, x.Length / n, eps, py);
-            }
-            else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count)
-            {
-                Rows<Vector256<float>, Simd256>(px, pw, n, x.Length / n, eps, py);
-            }
-            else if (Vector128.IsHardwareAccelerated && n >= Vector128<float>.Count)
-            {
-                Rows<Vector128<float>, Simd128>(px, pw, n, x.Length / n, eps, py);
-            }
-            else
-            {
-                Rows<float, SimdScalar>(px, pw, n, x.Length / n, eps, py);
-            }
+            Rows(px, pw, n, x.Length / n, eps, py);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Apply(ReadOnlySpan{float}, ReadOnlySpan{float}, float, Span{float})"/> with the rows split across
+    /// <paramref name="pool"/> when there are at least <see cref="PooledElementwise.MinElements"/> elements (a prefill; a
+    /// decode step's few rows stay on the calling thread). Each row is normalised by the same code either way: the same bits.
+    /// </summary>
+    public static void Apply(WorkerPool pool, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps, Span<float> destination)
+    {
+        int n = weight.Length;
+        int rows = n == 0 ? 0 : x.Length / n;
+        int items = PooledElementwise.Items(pool, x.Length, rows);
+        if (items <= 1)
+        {
+            Apply(x, weight, eps, destination);
+            return;
+        }
+
+        if (x.Length % n != 0 || destination.Length < x.Length)
+        {
+            throw new ArgumentException(
+                $"x has {x.Length} elements, not a multiple of the weight's {n}, or destination ({destination.Length}) is shorter.");
+        }
+
+        fixed (float* px = x, pw = weight, py = destination)
+        {
+            var job = new RowsJob { X = px, Weight = pw, N = n, Rows = rows, Eps = eps, Destination = py, RowsPerItem = (rows + items - 1) / items };
+            pool.Run(ref job, items);
         }
     }
 
     /// <summary>Qwen3's q/k norm: RMSNorm of every head_dim slice of x [tokens, heads * headDim] in place.</summary>
     public static void ApplyPerHead(Span<float> x, ReadOnlySpan<float> weight, float eps) => Apply(x, weight, eps, x);
+
+    /// <summary><see cref="ApplyPerHead(Span{float}, ReadOnlySpan{float}, float)"/> across <paramref name="pool"/> (as the pooled <c>Apply</c>).</summary>
+    public static void ApplyPerHead(WorkerPool pool, Span<float> x, ReadOnlySpan<float> weight, float eps) => Apply(pool, x, weight, eps, x);
+
+    private struct RowsJob : IPoolJob
+    {
+        public float* X, Weight, Destination;
+        public int N, Rows, RowsPerItem;
+        public float Eps;
+
+        public readonly void Execute(int index, int worker)
+        {
+            int first = index * RowsPerItem, count = Math.Min(RowsPerItem, Rows - first);
+            if (count > 0)
+            {
+                RmsNorm.Rows(X + (long)first * N, Weight, N, count, Eps, Destination + (long)first * N);
+            }
+        }
+    }
+
+    /// <summary>Every row of x [rowCount, n] through the widest vector that n fills.</summary>
+    private static void Rows(float* px, float* pw, int n, int rowCount, float eps, float* py)
+    {
+        if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
+        {
+            Rows<Vector512<float>, Simd512>(px, pw, n, rowCount, eps, py);
+        }
+        else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count)
+        {
+            Rows<Vector256<float>, Simd256>(px, pw, n, rowCount, eps, py);
+        }
+        else if (Vector128.IsHardwareAccelerated && n >= Vector128<float>.Count)
+        {
+            Rows<Vector128<float>, Simd128>(px, pw, n, rowCount, eps, py);
+        }
+        else
+        {
+            Rows<float, SimdScalar>(px, pw, n, rowCount, eps, py);
+        }
+    }
 
     /// <summary>Every row of x [rowCount, n] normalised into destination (may alias x).</summary>
     internal static void Rows<TV, TS>(float* x, float* weight, int n, int rowCount, float eps, float* destination)
@@ -88,3 +142,19 @@ public static unsafe class RmsNorm
         }
     }
 }
+
+/// <summary>
+/// When the elementwise steps of a forward pass (norms, RoPE, SwiGLU) split across the worker pool: a prefill's
+/// [T, width] arrays are big enough that on one thread they were ~4% of a 2,048-token prefill on 2 threads (and a larger
+/// share the more threads the products have), while a decode step's few rows cost less than a dispatch.
+/// </summary>
+public static class PooledElementwise
+{
+    /// <summary>Elements below which a step stays on the calling thread (64K floats: 32 tokens of a 2,048-wide hidden state).</summary>
+    public const int MinElements = 1 << 16;
+
+    /// <summary>Items to split <paramref name="units"/> (rows or tokens) of <paramref name="elements"/> elements into: 1 for "inline".</summary>
+    internal static int Items(WorkerPool pool, long elements, int units)
+        => elements < MinElements || pool.ThreadCount < 2 ? 1 : Math.Min(units, 4 * pool.ThreadCount);
+}
+

@@ -105,6 +105,45 @@ public static unsafe class Rope
         }
     }
 
+    /// <summary>
+    /// <see cref="Rotate(Span{float}, int, int, ReadOnlySpan{float})"/> with the tokens split across <paramref name="pool"/>
+    /// when x has at least <see cref="PooledElementwise.MinElements"/> elements (each token rotated by the same code: the same bits).
+    /// </summary>
+    public static void Rotate(WorkerPool pool, Span<float> x, int headCount, int headDim, ReadOnlySpan<float> table)
+    {
+        int stride = headCount * headDim;
+        int tokenCount = stride == 0 ? 0 : x.Length / stride;
+        int items = PooledElementwise.Items(pool, x.Length, tokenCount);
+        if (items <= 1 || x.Length != tokenCount * stride || table.Length < (long)tokenCount * headDim)
+        {
+            Rotate(x, headCount, headDim, table);   // inline, or its clear error
+            return;
+        }
+
+        fixed (float* px = x, cs = table)
+        {
+            var job = new RotateJob { X = px, Table = cs, HeadCount = headCount, HeadDim = headDim, Tokens = tokenCount, PerItem = (tokenCount + items - 1) / items };
+            pool.Run(ref job, items);
+        }
+    }
+
+    private struct RotateJob : IPoolJob
+    {
+        public float* X, Table;
+        public int HeadCount, HeadDim, Tokens, PerItem;
+
+        public readonly void Execute(int index, int worker)
+        {
+            int first = index * PerItem, count = Math.Min(PerItem, Tokens - first);
+            if (count > 0)
+            {
+                int stride = HeadCount * HeadDim;
+                Rotate(new Span<float>(X + (long)first * stride, count * stride), HeadCount, HeadDim,
+                    new ReadOnlySpan<float>(Table + (long)first * HeadDim, count * HeadDim));
+            }
+        }
+    }
+
     private static void CheckShapes(long xLength, int headCount, int headDim, int tokenCount, int inverseFrequencies)
     {
         int half = headDim / 2;

@@ -345,7 +345,7 @@ public sealed class Qwen3Model : IDisposable
             ref readonly Qwen3LayerWeights w = ref _weights.Layers[l];
 
             // attention
-            RmsNorm.Apply(hidden, w.InputLayerNorm, _eps, normed);
+            RmsNorm.Apply(_pool, hidden, w.InputLayerNorm, _eps, normed);
             profile?.Mark(ForwardPhase.Norm);
             MatMul.Multiply(_pool, normed, t, w.QProj, q, _prefill, QuantDecode, BatchInvariant);
             MatMul.Multiply(_pool, normed, t, w.KProj, k, _prefill, QuantDecode, BatchInvariant);
@@ -361,12 +361,12 @@ public sealed class Qwen3Model : IDisposable
 
             if (w.QNorm is not null)
             {
-                RmsNorm.ApplyPerHead(q, w.QNorm, _eps);                 // qwen3: q/k norm before RoPE
-                RmsNorm.ApplyPerHead(k, w.KNorm!, _eps);
+                RmsNorm.ApplyPerHead(_pool, q, w.QNorm, _eps);          // qwen3: q/k norm before RoPE
+                RmsNorm.ApplyPerHead(_pool, k, w.KNorm!, _eps);
             }
 
-            Rope.Rotate(q, _heads, _headDim, rope);
-            Rope.Rotate(k, _kvHeads, _headDim, rope);
+            Rope.Rotate(_pool, q, _heads, _headDim, rope);
+            Rope.Rotate(_pool, k, _kvHeads, _headDim, rope);
             profile?.Mark(ForwardPhase.QkNormRope);
             foreach (ref readonly BatchSequence b in sequences)
             {
@@ -403,12 +403,12 @@ public sealed class Qwen3Model : IDisposable
             profile?.Mark(ForwardPhase.OutputProjection);
 
             // mlp
-            RmsNorm.Apply(hidden, w.PostAttentionLayerNorm, _eps, normed);
+            RmsNorm.Apply(_pool, hidden, w.PostAttentionLayerNorm, _eps, normed);
             profile?.Mark(ForwardPhase.Norm);
             MatMul.Multiply(_pool, normed, t, w.GateProj, gate, _prefill, QuantDecode, BatchInvariant);
             MatMul.Multiply(_pool, normed, t, w.UpProj, up, _prefill, QuantDecode, BatchInvariant);
             profile?.Mark(ForwardPhase.GateUpProjection);
-            SwiGlu.SiluMul(gate, up, gate);
+            SwiGlu.SiluMul(_pool, gate, up, gate);
             profile?.Mark(ForwardPhase.SwiGlu);
             MatMul.MultiplyAdd(_pool, gate, t, w.DownProj, hidden, _prefill, QuantDecode, BatchInvariant);   // residual fused
             profile?.Mark(ForwardPhase.DownProjection);

@@ -180,6 +180,62 @@ public sealed unsafe class ElementwiseTests
         }
     }
 
+    [Theory]
+    [InlineData(2048, 40, 1)]      // a prefill's hidden rows, 2 threads
+    [InlineData(100, 701, 2)]      // a width with a scalar tail, more rows than items
+    [InlineData(128, 600, 3)]      // per-head rows
+    [InlineData(2048, 8, 2)]       // under the threshold: inline
+    public void Pooled_NormRopeSwiGlu_EqualTheOneThreadStepsBitForBit(int width, int rows, int extraThreads)
+    {
+        using var pool = new WorkerPool(1 + extraThreads);
+        var rng = new Random(width + rows);
+        float[] x = KernelAssert.Random(rng, width * rows), weight = KernelAssert.Random(rng, width);
+        float[] alone = new float[x.Length], pooled = new float[x.Length];
+        RmsNorm.Apply(x, weight, 1e-6f, alone);
+        RmsNorm.Apply(pool, x, weight, 1e-6f, pooled);
+        Assert.Equal(alone, pooled);
+        float[] inPlace = (float[])x.Clone();
+        RmsNorm.ApplyPerHead(pool, inPlace, weight, 1e-6f);
+        Assert.Equal(alone, inPlace);
+
+        // SwiGLU over the flat array, and its odd lengths (a scalar tail only at the very end)
+        foreach (int n in new[] { x.Length, x.Length - 13, x.Length - 64 })
+        {
+            float[] gate = KernelAssert.Random(rng, n), up = KernelAssert.Random(rng, n);
+            float[] one = new float[n], many = (float[])gate.Clone();
+            SwiGlu.SiluMul(gate, up, one);
+            SwiGlu.SiluMul(pool, many, up, many);   // in place, as the model calls it
+            Assert.Equal(one, many);
+        }
+
+        // RoPE: rows as tokens of width/headDim heads
+        const int headDim = 4;
+        if (width % headDim == 0)
+        {
+            int[] positions = Enumerable.Range(0, rows).Select(i => 3 * i + 1).ToArray();
+            float[] invFreq = [1f, 0.01f];
+            float[] table = new float[rows * headDim];
+            Rope.FillTable(positions, invFreq, headDim, 1f, table);
+            float[] a = (float[])x.Clone(), b = (float[])x.Clone();
+            Rope.Rotate(a, width / headDim, headDim, table);
+            Rope.Rotate(pool, b, width / headDim, headDim, table);
+            Assert.Equal(a, b);
+        }
+    }
+
+    [Fact]
+    public void BinaryPart_RefusesAPieceOffWholeVectors()
+    {
+        float[] a = new float[100], b = new float[100], d = new float[100];
+        fixed (float* pa = a, pb = b, pd = d)
+        {
+            float* x = pa, y = pb, z = pd;
+            Assert.Throws<ArgumentException>(() => Elementwise.BinaryPart<SwiGlu.SiluMulOperator>(x, y, 100, 3, 67, z));
+            Assert.Throws<ArgumentException>(() => Elementwise.BinaryPart<SwiGlu.SiluMulOperator>(x, y, 100, 0, 63, z));
+            Elementwise.BinaryPart<SwiGlu.SiluMulOperator>(x, y, 100, 64, 100, z);   // the last piece may end anywhere
+        }
+    }
+
     [Fact]
     public void Rope_TableAndRotate_RefuseShortBuffers()
     {
