@@ -195,6 +195,11 @@ internal static unsafe class Elementwise
     {
         // the width the whole length chose; the piece's own tail is scalar only where the whole call's is (to == n)
         int count = to - from;
+        if (from % 64 != 0 || (to != n && count % 64 != 0) || count < 0 || to > n)
+        {
+            throw new ArgumentException($"a piece [{from}, {to}) of {n} elements must start and, unless it ends the array, end on whole 64-element lines");
+        }
+
         if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
         {
             Part<TOp, Vector512<float>, Simd512>(a, b, n, from, count, destination);
@@ -214,14 +219,7 @@ internal static unsafe class Elementwise
 
         static void Part<TOp2, TV, TS>(float* a, float* b, int n, int from, int count, float* destination)
             where TOp2 : IBinaryOperator where TV : unmanaged where TS : ISimd<TV>
-        {
-            if (from % TS.Count != 0 || (from + count != n && count % TS.Count != 0))
-            {
-                throw new ArgumentException($"a piece [{from}, {from + count}) of {n} elements must start and, unless it ends the array, end on whole {TS.Count}-element vectors");
-            }
-
-            Binary<TOp2, TV, TS>(a + from, b + from, count, destination + from);
-        }
+            => Binary<TOp2, TV, TS>(a + from, b + from, count, destination + from);   // from: whole vectors of any width
     }
 
     /// <summary>destination may alias a or b exactly (each element is read before it is written).</summary>
