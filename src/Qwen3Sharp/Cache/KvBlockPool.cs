@@ -44,18 +44,70 @@ public readonly struct KvCacheView(IKvStore store, int[] table, int blockSize, i
     /// to the store's <see cref="IKvStore.DType"/> (round to nearest even for bf16 and f16).
     /// </summary>
     public void Write(int layer, int startPosition, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int tokenCount)
+        => WriteTokens(Store.DType, Store.KvHeadCount, kvDim, BlockSize, Table, startPosition, k, v, Store.KeyBytes(layer), Store.ValueBytes(layer), 0, tokenCount);
+
+    /// <summary>
+    /// <see cref="Write(int, int, ReadOnlySpan{float}, ReadOnlySpan{float}, int)"/> with the tokens split across
+    /// <paramref name="pool"/> when they hold at least <see cref="PooledElementwise.MinElements"/> elements (a prefill;
+    /// each token's slots are its own, and each is converted by the same code: the same bytes).
+    /// </summary>
+    public unsafe void Write(WorkerPool pool, int layer, int startPosition, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int tokenCount)
     {
-        KvCacheDType dtype = Store.DType;
-        int heads = Store.KvHeadCount, headDim = kvDim / heads;
-        long headBytes = dtype.Bytes(headDim);
+        int items = PooledElementwise.Items(pool, 2L * tokenCount * kvDim, tokenCount);
+        if (items <= 1 || k.Length < (long)tokenCount * kvDim || v.Length < (long)tokenCount * kvDim || startPosition < 0)
+        {
+            Write(layer, startPosition, k, v, tokenCount);   // inline, or its clear error
+            return;
+        }
+
         Span<byte> keys = Store.KeyBytes(layer), values = Store.ValueBytes(layer);
-        for (int t = 0; t < tokenCount; t++)
+        fixed (float* pk = k, pv = v)
+        fixed (byte* keyBytes = keys, valueBytes = values)
+        fixed (int* table = Table)
+        {
+            var job = new WriteJob
+            {
+                DType = Store.DType, Heads = Store.KvHeadCount, KvDim = kvDim, BlockSize = BlockSize, Table = table, TableLength = Table.Length,
+                StartPosition = startPosition, K = pk, V = pv, Keys = keyBytes, Values = valueBytes, KeyBytes = keys.Length, ValueBytes = values.Length,
+                Tokens = tokenCount, PerItem = (tokenCount + items - 1) / items,
+            };
+            pool.Run(ref job, items);
+        }
+    }
+
+    private unsafe struct WriteJob : IPoolJob
+    {
+        public KvCacheDType DType;
+        public int Heads, KvDim, BlockSize, TableLength, StartPosition, KeyBytes, ValueBytes, Tokens, PerItem;
+        public int* Table;
+        public float* K, V;
+        public byte* Keys, Values;
+
+        public readonly void Execute(int index, int worker)
+        {
+            int from = index * PerItem, to = Math.Min(Tokens, from + PerItem);
+            if (from < to)
+            {
+                WriteTokens(DType, Heads, KvDim, BlockSize, new ReadOnlySpan<int>(Table, TableLength), StartPosition,
+                    new ReadOnlySpan<float>(K, Tokens * KvDim), new ReadOnlySpan<float>(V, Tokens * KvDim),
+                    new Span<byte>(Keys, KeyBytes), new Span<byte>(Values, ValueBytes), from, to);
+            }
+        }
+    }
+
+    /// <summary>Tokens [<paramref name="from"/>, <paramref name="to"/>) of a write: each head's vector converted into its slot.</summary>
+    private static void WriteTokens(KvCacheDType dtype, int heads, int kvDim, int blockSize, ReadOnlySpan<int> table, int startPosition,
+        ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<byte> keys, Span<byte> values, int from, int to)
+    {
+        int headDim = kvDim / heads;
+        long headBytes = dtype.Bytes(headDim);
+        for (int t = from; t < to; t++)
         {
             int p = startPosition + t;
-            long slot = (long)Table[p / BlockSize] * heads * BlockSize + p % BlockSize;   // head 0's slot; head h's is h * BlockSize further
+            long slot = (long)table[p / blockSize] * heads * blockSize + p % blockSize;   // head 0's slot; head h's is h * blockSize further
             for (int h = 0; h < heads; h++)
             {
-                int at = (int)((slot + (long)h * BlockSize) * headBytes);
+                int at = (int)((slot + (long)h * blockSize) * headBytes);
                 KvConvert.FromSingle(k.Slice(t * kvDim + h * headDim, headDim), dtype, keys.Slice(at, (int)headBytes));
                 KvConvert.FromSingle(v.Slice(t * kvDim + h * headDim, headDim), dtype, values.Slice(at, (int)headBytes));
             }

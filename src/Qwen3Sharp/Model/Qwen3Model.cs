@@ -371,7 +371,7 @@ public sealed class Qwen3Model : IDisposable
             foreach (ref readonly BatchSequence b in sequences)
             {
                 int n = b.TokenCount;
-                b.Cache.Write(l, b.StartPosition, k.Slice(b.TokenOffset * kvDim, n * kvDim), v.Slice(b.TokenOffset * kvDim, n * kvDim), n);
+                b.Cache.Write(_pool, l, b.StartPosition, k.Slice(b.TokenOffset * kvDim, n * kvDim), v.Slice(b.TokenOffset * kvDim, n * kvDim), n);
             }
 
             profile?.Mark(ForwardPhase.KvWrite);

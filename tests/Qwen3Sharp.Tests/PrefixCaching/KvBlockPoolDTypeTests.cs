@@ -87,6 +87,60 @@ public sealed class KvBlockPoolDTypeTests
     }
 
     [Theory, MemberData(nameof(DTypes))]
+    public void Write_OnTheWorkerPool_StoresTheBytesOfTheOneThreadWrite(KvCacheDType dtype)
+    {
+        // a prefill-sized write (>= PooledElementwise.MinElements) split across threads, from a position inside a block,
+        // into blocks another sequence's interleave: every slot gets the bytes of the one-thread write into a second pool
+        const int heads = 4, headDim = 64, kvDim = heads * headDim, tokens = 150, start = 3;
+        using var workers = new WorkerPool(3);
+        using var one = new KvBlockPool(1, heads, headDim, blockCount: 48, blockSize: 4, dtype: dtype);
+        using var many = new KvBlockPool(1, heads, headDim, blockCount: 48, blockSize: 4, dtype: dtype);
+        var rng = new Random(7);
+        float[] k = Enumerable.Range(0, tokens * kvDim).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+        float[] v = Enumerable.Range(0, tokens * kvDim).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+        Assert.True(2L * tokens * kvDim >= PooledElementwise.MinElements);
+        var tables = new List<int[]>();
+        foreach (KvBlockPool pool in new[] { one, many })
+        {
+            var other = new BlockTable(48);
+            var table = new BlockTable(48);
+            for (int i = 0; i < 3; i++)   // interleaved, so this sequence's blocks are not in order
+            {
+                Assert.True(pool.TryGrow(other, 4 * (i + 1)));
+                Assert.True(pool.TryGrow(table, 4 * 13 * (i + 1)));
+            }
+
+            var view = new KvCacheView(pool, table.Blocks, pool.BlockSize, kvDim);
+            if (ReferenceEquals(pool, one))
+            {
+                view.Write(0, start, k, v, tokens);
+            }
+            else
+            {
+                view.Write(workers, 0, start, k, v, tokens);
+            }
+
+            tables.Add(table.Blocks);
+        }
+
+        Assert.Equal(tables[0], tables[1]);
+        int headBytes = (int)dtype.Bytes(headDim);
+        for (int p = start; p < start + tokens; p++)
+        {
+            for (int h = 0; h < heads; h++)
+            {
+                int at = ((tables[0][p / 4] * heads + h) * 4 + p % 4) * headBytes;   // the written slots (the rest was never written)
+                Assert.Equal(one.KeyBytes(0).Slice(at, headBytes).ToArray(), many.KeyBytes(0).Slice(at, headBytes).ToArray());
+                Assert.Equal(one.ValueBytes(0).Slice(at, headBytes).ToArray(), many.ValueBytes(0).Slice(at, headBytes).ToArray());
+            }
+        }
+
+        // positions past the table: the pool rethrows the worker's error, as the inline write throws it
+        var shortTable = new KvCacheView(many, [0, 1], many.BlockSize, kvDim);
+        Assert.ThrowsAny<Exception>(() => shortTable.Write(workers, 0, 0, k, v, tokens));
+    }
+
+    [Theory, MemberData(nameof(DTypes))]
     public void Write_RaggedAcrossBlocks_ReadsBackTheRoundedValues(KvCacheDType dtype)
     {
         using var pool = new KvBlockPool(2, 2, 32, blockCount: 8, blockSize: 4, dtype: dtype);
