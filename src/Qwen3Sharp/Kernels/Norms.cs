@@ -142,19 +142,3 @@ public static unsafe class RmsNorm
         }
     }
 }
-
-/// <summary>
-/// When the elementwise steps of a forward pass (norms, RoPE, SwiGLU) split across the worker pool: a prefill's
-/// [T, width] arrays are big enough that on one thread they were ~4% of a 2,048-token prefill on 2 threads (and a larger
-/// share the more threads the products have), while a decode step's few rows cost less than a dispatch.
-/// </summary>
-public static class PooledElementwise
-{
-    /// <summary>Elements below which a step stays on the calling thread (64K floats: 32 tokens of a 2,048-wide hidden state).</summary>
-    public const int MinElements = 1 << 16;
-
-    /// <summary>Items to split <paramref name="units"/> (rows or tokens) of <paramref name="elements"/> elements into: 1 for "inline".</summary>
-    internal static int Items(WorkerPool pool, long elements, int units)
-        => elements < MinElements || pool.ThreadCount < 2 ? 1 : Math.Min(units, 4 * pool.ThreadCount);
-}
-
