@@ -60,6 +60,11 @@ public sealed unsafe partial class ModelWeights
             {
                 int r0 = chunk * chunkRows, n = Math.Min(chunkRows, rowCount - r0);
                 byte* source = (byte*)data + r0 * rowBytes, destination = (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes;
+                if (fileBacked)
+                {
+                    Populate(source, n * rowBytes, write: false);
+                }
+
                 if (Volatile.Read(ref failed) != 0 || (fileBacked && !Repackable(new WeightView(source, format, n, cols))))   // anonymous: checked whole above
                 {
                     Volatile.Write(ref failed, 1);
@@ -67,6 +72,7 @@ public sealed unsafe partial class ModelWeights
                     return;
                 }
 
+                Populate(destination, (n + QuantMatMul.GroupRows - 1) / QuantMatMul.GroupRows * groupBytes, write: true);
                 QuantMatMul.Repack(format, source, n, cols, destination);
                 DropPages(source, n * rowBytes);
             });
@@ -117,6 +123,8 @@ public sealed unsafe partial class ModelWeights
             Parallel.For(0, (v.RowCount + chunkRows - 1) / chunkRows, chunk =>
             {
                 int r0 = chunk * chunkRows, n = Math.Min(chunkRows, v.RowCount - r0);
+                Populate(v.Data + r0 * v.RowBytes, n * v.RowBytes, write: false);
+                Populate((byte*)target + r0 / QuantMatMul.GroupRows * groupBytes, (n + QuantMatMul.GroupRows - 1) / QuantMatMul.GroupRows * groupBytes, write: true);
                 QuantMatMul.RepackAffineX8(v, r0, n, (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes);
                 DropPages(v.Data + r0 * v.RowBytes, n * v.RowBytes);
                 DropPages(v.Scales + r0 * tableBytes, n * tableBytes);

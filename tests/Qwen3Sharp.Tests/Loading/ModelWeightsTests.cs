@@ -10,6 +10,43 @@ public sealed class ModelWeightsTests
         VocabSize = 16, HiddenSize = 8, IntermediateSize = 12, NumHiddenLayers = 2, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDim = 4,
     };
 
+    [Fact]
+    public unsafe void Populate_MapsAFreshBufferInInOneCall()
+    {
+        // what the load does before each piece it copies or repacks: every page resident after one madvise (mincore says
+        // so per page, whatever other tests allocate meanwhile), not faulted in one by one as the copy touches them
+        Assert.True(OperatingSystem.IsLinux(), "the project's machines and CI run Linux");
+        Assert.NotEqual("0", Environment.GetEnvironmentVariable(ModelWeights.PopulateVariable));
+        const long bytes = 64L << 20;
+        long pages = bytes / Environment.SystemPageSize;
+        byte* buffer = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)bytes, 4096);
+        byte[] residency = new byte[pages];
+        try
+        {
+            Assert.True(Resident(buffer, bytes, residency) < pages / 2);   // a fresh mapping: not yet faulted in
+            Assert.True(ModelWeights.Populate(buffer + 100, bytes - 200, write: true));   // rounded out to whole pages
+            Assert.Equal(pages, Resident(buffer, bytes, residency));
+            Assert.Equal(0, buffer[bytes - 1]);   // populated as if written, its contents untouched (fresh pages are zero)
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(buffer);
+        }
+
+        static long Resident(byte* start, long length, byte[] vector)
+        {
+            fixed (byte* v = vector)
+            {
+                Assert.Equal(0, Mincore(start, (nuint)length, v));
+            }
+
+            return vector.Count(b => (b & 1) != 0);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mincore")]
+    private static extern unsafe int Mincore(void* address, nuint length, byte* vector);
+
     /// <summary>Writes config.json and a single F32 model.safetensors, leaving out or reshaping one tensor if asked.</summary>
     private static void WriteMicroModel(string dir, Qwen3Config config, string? skip = null, string? reshape = null)
     {
