@@ -56,10 +56,77 @@ public static unsafe partial class QuantMatMul
     /// </summary>
     public static void RepackQ8_0x8(byte* source, int rows, int cols, byte* destination)
     {
+        if (Avx2.IsSupported)
+        {
+            RepackQ8_0x8Avx2(source, rows, cols, destination);
+            return;
+        }
+
+        RepackQ8_0x8Scalar(source, rows, cols, destination, 0);
+    }
+
+    /// <summary>
+    /// <see cref="RepackQ8_0x8"/> with each whole group's blocks as an 8 × 8 transpose of 32-bit lanes (row i's 32 codes in
+    /// one unaligned load; out come the 8 code vectors, lane i row i's codes 4v..4v+3) instead of 64 four-byte moves: the
+    /// repack was a third of a Q8_0 GGUF load's CPU time. The same bytes as <see cref="RepackQ8_0x8Scalar"/> (test); a short
+    /// last group takes the scalar loop, which pads it with zero rows.
+    /// </summary>
+    internal static void RepackQ8_0x8Avx2(byte* source, int rows, int cols, byte* destination)
+    {
+        int blocks = cols / BlockSize;
+        long rowBytes = (long)blocks * 34, groupBytes = Q8GroupBytes(cols);
+        int whole = rows / GroupRows;
+        for (int g = 0; g < whole; g++)
+        {
+            byte* group = destination + g * groupBytes;
+            byte* row0 = source + (long)g * GroupRows * rowBytes;
+            for (int k = 0; k < blocks; k++)
+            {
+                byte* b0 = row0 + k * 34L;
+                ushort* scales = (ushort*)(group + (long)k * Q8BlockBytes);
+                for (int i = 0; i < GroupRows; i++)
+                {
+                    scales[i] = *(ushort*)(b0 + i * rowBytes);
+                }
+
+                Vector256<int> r0 = Vector256.Load((int*)(b0 + 2)), r1 = Vector256.Load((int*)(b0 + rowBytes + 2));
+                Vector256<int> r2 = Vector256.Load((int*)(b0 + 2 * rowBytes + 2)), r3 = Vector256.Load((int*)(b0 + 3 * rowBytes + 2));
+                Vector256<int> r4 = Vector256.Load((int*)(b0 + 4 * rowBytes + 2)), r5 = Vector256.Load((int*)(b0 + 5 * rowBytes + 2));
+                Vector256<int> r6 = Vector256.Load((int*)(b0 + 6 * rowBytes + 2)), r7 = Vector256.Load((int*)(b0 + 7 * rowBytes + 2));
+                // pairs of rows interleaved by dword, then by qword: u0 holds rows 0-3 of dwords 0 (low lane) and 4 (high lane), …
+                Vector256<long> t0 = Avx2.UnpackLow(r0, r1).AsInt64(), t1 = Avx2.UnpackHigh(r0, r1).AsInt64();
+                Vector256<long> t2 = Avx2.UnpackLow(r2, r3).AsInt64(), t3 = Avx2.UnpackHigh(r2, r3).AsInt64();
+                Vector256<long> t4 = Avx2.UnpackLow(r4, r5).AsInt64(), t5 = Avx2.UnpackHigh(r4, r5).AsInt64();
+                Vector256<long> t6 = Avx2.UnpackLow(r6, r7).AsInt64(), t7 = Avx2.UnpackHigh(r6, r7).AsInt64();
+                Vector256<int> u0 = Avx2.UnpackLow(t0, t2).AsInt32(), u1 = Avx2.UnpackHigh(t0, t2).AsInt32();
+                Vector256<int> u2 = Avx2.UnpackLow(t1, t3).AsInt32(), u3 = Avx2.UnpackHigh(t1, t3).AsInt32();
+                Vector256<int> u4 = Avx2.UnpackLow(t4, t6).AsInt32(), u5 = Avx2.UnpackHigh(t4, t6).AsInt32();
+                Vector256<int> u6 = Avx2.UnpackLow(t5, t7).AsInt32(), u7 = Avx2.UnpackHigh(t5, t7).AsInt32();
+                int* q = (int*)((byte*)scales + GroupScaleBytes);
+                Avx2.Permute2x128(u0, u4, 0x20).Store(q);
+                Avx2.Permute2x128(u1, u5, 0x20).Store(q + 8);
+                Avx2.Permute2x128(u2, u6, 0x20).Store(q + 16);
+                Avx2.Permute2x128(u3, u7, 0x20).Store(q + 24);
+                Avx2.Permute2x128(u0, u4, 0x31).Store(q + 32);
+                Avx2.Permute2x128(u1, u5, 0x31).Store(q + 40);
+                Avx2.Permute2x128(u2, u6, 0x31).Store(q + 48);
+                Avx2.Permute2x128(u3, u7, 0x31).Store(q + 56);
+            }
+        }
+
+        if (whole * GroupRows < rows)
+        {
+            RepackQ8_0x8Scalar(source, rows, cols, destination, whole);
+        }
+    }
+
+    /// <summary>The scalar form of <see cref="RepackQ8_0x8"/> from group <paramref name="firstGroup"/> on (rows past the matrix: zeros).</summary>
+    internal static void RepackQ8_0x8Scalar(byte* source, int rows, int cols, byte* destination, int firstGroup)
+    {
         int blocks = cols / BlockSize;
         long rowBytes = (long)blocks * 34, groupBytes = Q8GroupBytes(cols);
         int groups = (rows + GroupRows - 1) / GroupRows;
-        for (int g = 0; g < groups; g++)
+        for (int g = firstGroup; g < groups; g++)
         {
             byte* group = destination + g * groupBytes;   // [blocks]: [8 rows] fp16 scales, then [8 vectors][8 rows][4 bytes] codes
             for (int i = 0; i < GroupRows; i++)

@@ -46,6 +46,29 @@ public sealed unsafe class Q4x8MatMulTests
         return data;
     }
 
+    [Avx2Theory]
+    [InlineData(8 * 5 + 3, 7)]     // a short last group (the scalar loop's zero rows)
+    [InlineData(16, 64)]
+    [InlineData(5, 3)]             // only a short group
+    public void RepackQ8_0x8_TransposedForm_WritesTheScalarFormsBytes(int rows, int blocks)
+    {
+        int cols = 32 * blocks;
+        var rng = new Random(rows * blocks);
+        byte[] source = new byte[rows * blocks * 34];
+        rng.NextBytes(source);
+        long bytes = QuantMatMul.RepackedBytes(DType.Q8_0, rows, cols);
+        byte[] scalar = new byte[bytes], transposed = new byte[bytes];
+        Array.Fill(scalar, (byte)0xA5);
+        Array.Fill(transposed, (byte)0x5A);   // every byte written by both
+        fixed (byte* s = source, a = scalar, b = transposed)
+        {
+            QuantMatMul.RepackQ8_0x8Scalar(s, rows, cols, a, 0);
+            QuantMatMul.RepackQ8_0x8Avx2(s, rows, cols, b);
+        }
+
+        Assert.Equal(scalar, transposed);
+    }
+
     [Theory]
     [InlineData(DType.Q4_0)]
     [InlineData(DType.Q4_K)]
@@ -551,6 +574,18 @@ public sealed unsafe class Q4x8MatMulTests
         Array.Fill(y, start);
         QuantMatMul.Run(isa, pool, x, tokens, w, y, accumulate, QuantDecodeKernel.Int8);
         return y;
+    }
+}
+
+/// <summary>A theory that runs AVX2 code; skipped where the CPU (or the runtime's ISA switches) lack AVX2.</summary>
+public sealed class Avx2TheoryAttribute : TheoryAttribute
+{
+    public Avx2TheoryAttribute()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported)
+        {
+            Skip = "needs AVX2; this CPU or the runtime's ISA switches (DOTNET_EnableAVX2=0) lack it";
+        }
     }
 }
 
