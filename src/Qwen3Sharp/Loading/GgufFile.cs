@@ -342,6 +342,23 @@ public sealed unsafe class GgufFile : IDisposable
         return result;
     }
 
+    /// <summary>
+    /// Where <paramref name="pointer"/> (into this file's mapping) lies in the file: its handle and byte offset, or false
+    /// when it points elsewhere.
+    /// </summary>
+    internal bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
+    {
+        handle = null;
+        offset = pointer - _base;
+        if (_base == null || pointer < _base || offset >= FileBytes)
+        {
+            return false;
+        }
+
+        handle = _mapping.Handle;
+        return true;
+    }
+
     public void Dispose()
     {
         if (_base != null)

@@ -35,6 +35,22 @@ public sealed class GgufParts : IDisposable
     /// <summary>The part that holds <paramref name="name"/>, or null.</summary>
     public GgufFile? Find(string name) => _owner.GetValueOrDefault(name);
 
+    /// <summary>The file and byte offset of <paramref name="pointer"/>, a pointer into one of the parts' mappings, or false.</summary>
+    internal unsafe bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
+    {
+        foreach (GgufFile file in _files)
+        {
+            if (file.TryLocate(pointer, out handle, out offset))
+            {
+                return true;
+            }
+        }
+
+        handle = null;
+        offset = 0;
+        return false;
+    }
+
     /// <summary>Opens <paramref name="path"/> and, when it is the first part of a split model, the other parts beside it.</summary>
     /// <exception cref="ModelFormatException">A part is missing, malformed, out of order, or two parts hold the same tensor.</exception>
     public static GgufParts Open(string path)

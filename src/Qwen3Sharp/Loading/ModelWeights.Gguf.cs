@@ -58,7 +58,7 @@ public sealed unsafe partial class ModelWeights
             bool repack = ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8;
             if (repack && quantize is null)
             {
-                RepackGroups(matrices, buffers, fileBacked: true, hugePages: placement == WeightPlacement.HugePageCopy);
+                RepackGroups(matrices, buffers, fileBacked: true, hugePages: placement == WeightPlacement.HugePageCopy, files: parts);
             }
 
             copy = Place(matrices, placement, quantize, floatLayout);
