@@ -19,14 +19,12 @@ public sealed unsafe partial class ModelWeights
     /// matrix with an infinite or NaN block scale keeps the row layout: its dropped pages fault back in from the file.
     /// </summary>
     /// <remarks>
-    /// <paramref name="fileBacked"/>: the sources are mapped file pages, which can be dropped before the whole matrix is
+    /// <para><paramref name="fileBacked"/>: the sources are mapped file pages, which can be dropped before the whole matrix is
     /// known to repack (they fault back in). Otherwise (matrices quantized at load into anonymous memory, where a dropped
-    /// page reads back as zeros) the whole matrix is checked first.
-    /// </remarks>
-    /// <remarks>
-    /// <paramref name="files"/>: the GGUF parts the matrices are mapped from, if any. Each chunk is then read from its file
-    /// with <c>pread</c> into a buffer reused from chunk to chunk and repacked from there, and the mapping is never touched
-    /// (a pass over a fresh mapping read ~2 GB/s on this project's Zen 5 VM, <c>pread</c> ~8: a fifth of a Q8_0 load).
+    /// page reads back as zeros) the whole matrix is checked first.</para>
+    /// <para><paramref name="files"/>: the GGUF parts the matrices are mapped from, if any. Each chunk is then read from its
+    /// file with <c>pread</c> into a buffer reused from chunk to chunk and repacked from there, and the mapping is never
+    /// touched (a pass over a fresh mapping read ~2 GB/s on this project's Zen 5 VM, <c>pread</c> ~8: a fifth of a Q8_0 load).</para>
     /// </remarks>
     private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool fileBacked, bool hugePages, GgufParts? files = null)
     {
