@@ -30,20 +30,30 @@ public sealed class BatchInvariantServerTests
         "A shop sells pens at 2 dollars each. How much do 6 pens cost?",
     ];
 
-    private static JsonObject Body(string prompt, int maxTokens) => new()
+    private static JsonObject Body(string prompt, int maxTokens, bool toTheEnd)
     {
-        ["model"] = "demo",
-        ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = prompt }),
-        ["temperature"] = 0,
-        ["max_tokens"] = maxTokens,
-        ["logprobs"] = true,
-        ["top_logprobs"] = 3,
-    };
+        var body = new JsonObject
+        {
+            ["model"] = "demo",
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = prompt }),
+            ["temperature"] = 0,
+            ["max_tokens"] = maxTokens,
+            ["logprobs"] = true,
+            ["top_logprobs"] = 3,
+        };
+        if (toTheEnd)
+        {
+            // <|endoftext|> and <|im_end|> (the real tokenizer's ids) banned: the request decodes all max_tokens
+            body["logit_bias"] = new JsonObject { ["151643"] = -100, ["151645"] = -100 };
+        }
+
+        return body;
+    }
 
     /// <summary>The choice of a non-streamed completion (message, finish reason and every token's logprobs), as JSON text.</summary>
-    private static async Task<string> CompleteAsync(HttpClient http, string prompt, int maxTokens)
+    private static async Task<string> CompleteAsync(HttpClient http, string prompt, int maxTokens, bool toTheEnd = false)
     {
-        using var content = new StringContent(Body(prompt, maxTokens).ToJsonString(), Encoding.UTF8, "application/json");
+        using var content = new StringContent(Body(prompt, maxTokens, toTheEnd).ToJsonString(), Encoding.UTF8, "application/json");
         using HttpResponseMessage response = await http.PostAsync("/v1/chat/completions", content);
         string text = await response.Content.ReadAsStringAsync();
         Assert.True(response.IsSuccessStatusCode, text);
@@ -84,8 +94,9 @@ public sealed class BatchInvariantServerTests
 
             string alone = await CompleteAsync(http, Prompts[0], maxTokens: 48);
 
-            // The same request while seven others run: they start first and decode longer, so every one of its steps is batched.
-            Task<string>[] others = Prompts.Skip(1).Select(p => CompleteAsync(http, p, maxTokens: 160)).ToArray();
+            // The same request while seven others run: they start first and decode longer (all 160 tokens, their end tokens
+            // banned: answers that stopped early let a slow machine run the request alone), so every one of its steps is batched.
+            Task<string>[] others = Prompts.Skip(1).Select(p => CompleteAsync(http, p, maxTokens: 160, toTheEnd: true)).ToArray();
             while (host.Engine.Stats.RunningRequests < 4 && !others.All(t => t.IsCompleted))
             {
                 await Task.Delay(2);
@@ -100,7 +111,7 @@ public sealed class BatchInvariantServerTests
             }
 
             string together = await target;
-            await Task.WhenAll(others);
+            Assert.All(await Task.WhenAll(others), o => Assert.Equal("length", JsonNode.Parse(o)!["finish_reason"]!.GetValue<string>()));
             Assert.True(besides >= 4, $"only {besides} requests ran at once");
             Assert.Equal(alone, together);
         }
