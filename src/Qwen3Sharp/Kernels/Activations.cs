@@ -8,10 +8,7 @@ public static unsafe class SwiGlu
     /// <summary>destination = silu(gate) * up, elementwise; destination may alias gate.</summary>
     public static void SiluMul(ReadOnlySpan<float> gate, ReadOnlySpan<float> up, Span<float> destination)
     {
-        if (up.Length < gate.Length || destination.Length < gate.Length)
-        {
-            throw new ArgumentException($"gate has {gate.Length} elements but up has {up.Length} and destination {destination.Length}.");
-        }
+        CheckShapes(gate.Length, up.Length, destination.Length);
 
         fixed (float* g = gate, u = up, d = destination)
         {
@@ -35,15 +32,20 @@ public static unsafe class SwiGlu
             return;
         }
 
-        if (up.Length < n || destination.Length < n)
-        {
-            throw new ArgumentException($"gate has {n} elements but up has {up.Length} and destination {destination.Length}.");
-        }
+        CheckShapes(n, up.Length, destination.Length);
 
         fixed (float* g = gate, u = up, d = destination)
         {
             var job = new SiluMulJob { Gate = g, Up = u, Destination = d, N = n, PerItem = ((n + items - 1) / items + 63) & ~63 };
             pool.Run(ref job, items);
+        }
+    }
+
+    private static void CheckShapes(int gate, int up, int destination)
+    {
+        if (up < gate || destination < gate)
+        {
+            throw new ArgumentException($"gate has {gate} elements but up has {up} and destination {destination}.");
         }
     }
 

@@ -100,23 +100,7 @@ public static unsafe partial class MatMul
             Vector256<uint> r2 = Avx.LoadVector256(rows + 2L * pairs + p), r3 = Avx.LoadVector256(rows + 3L * pairs + p);
             Vector256<uint> r4 = Avx.LoadVector256(rows + 4L * pairs + p), r5 = Avx.LoadVector256(rows + 5L * pairs + p);
             Vector256<uint> r6 = Avx.LoadVector256(rows + 6L * pairs + p), r7 = Avx.LoadVector256(rows + 7L * pairs + p);
-            Vector256<ulong> t0 = Avx2.UnpackLow(r0, r1).AsUInt64(), t1 = Avx2.UnpackHigh(r0, r1).AsUInt64();
-            Vector256<ulong> t2 = Avx2.UnpackLow(r2, r3).AsUInt64(), t3 = Avx2.UnpackHigh(r2, r3).AsUInt64();
-            Vector256<ulong> t4 = Avx2.UnpackLow(r4, r5).AsUInt64(), t5 = Avx2.UnpackHigh(r4, r5).AsUInt64();
-            Vector256<ulong> t6 = Avx2.UnpackLow(r6, r7).AsUInt64(), t7 = Avx2.UnpackHigh(r6, r7).AsUInt64();
-            Vector256<uint> u0 = Avx2.UnpackLow(t0, t2).AsUInt32(), u1 = Avx2.UnpackHigh(t0, t2).AsUInt32();
-            Vector256<uint> u2 = Avx2.UnpackLow(t1, t3).AsUInt32(), u3 = Avx2.UnpackHigh(t1, t3).AsUInt32();
-            Vector256<uint> u4 = Avx2.UnpackLow(t4, t6).AsUInt32(), u5 = Avx2.UnpackHigh(t4, t6).AsUInt32();
-            Vector256<uint> u6 = Avx2.UnpackLow(t5, t7).AsUInt32(), u7 = Avx2.UnpackHigh(t5, t7).AsUInt32();
-            uint* d = dst + 8L * p;
-            Avx.Store(d, Avx2.Permute2x128(u0, u4, 0x20));
-            Avx.Store(d + 8, Avx2.Permute2x128(u1, u5, 0x20));
-            Avx.Store(d + 16, Avx2.Permute2x128(u2, u6, 0x20));
-            Avx.Store(d + 24, Avx2.Permute2x128(u3, u7, 0x20));
-            Avx.Store(d + 32, Avx2.Permute2x128(u0, u4, 0x31));
-            Avx.Store(d + 40, Avx2.Permute2x128(u1, u5, 0x31));
-            Avx.Store(d + 48, Avx2.Permute2x128(u2, u6, 0x31));
-            Avx.Store(d + 56, Avx2.Permute2x128(u3, u7, 0x31));
+            SimdMath.Transpose8x8(r0, r1, r2, r3, r4, r5, r6, r7, dst + 8L * p);
         }
 
         for (; p < pairs; p++)

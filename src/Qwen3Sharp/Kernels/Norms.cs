@@ -13,11 +13,7 @@ public static unsafe class RmsNorm
             return;
         }
 
-        if (x.Length % n != 0 || destination.Length < x.Length)
-        {
-            throw new ArgumentException(
-                $"x has {x.Length} elements, not a multiple of the weight's {n}, or destination ({destination.Length}) is shorter.");
-        }
+        CheckShapes(x.Length, n, destination.Length);
 
         fixed (float* px = x, pw = weight, py = destination)
         {
@@ -41,16 +37,21 @@ public static unsafe class RmsNorm
             return;
         }
 
-        if (x.Length % n != 0 || destination.Length < x.Length)
-        {
-            throw new ArgumentException(
-                $"x has {x.Length} elements, not a multiple of the weight's {n}, or destination ({destination.Length}) is shorter.");
-        }
+        CheckShapes(x.Length, n, destination.Length);
 
         fixed (float* px = x, pw = weight, py = destination)
         {
             var job = new RowsJob { X = px, Weight = pw, N = n, Rows = rows, Eps = eps, Destination = py, RowsPerItem = (rows + items - 1) / items };
             pool.Run(ref job, items);
+        }
+    }
+
+    private static void CheckShapes(int xLength, int n, int destinationLength)
+    {
+        if (xLength % n != 0 || destinationLength < xLength)
+        {
+            throw new ArgumentException(
+                $"x has {xLength} elements, not a multiple of the weight's {n}, or destination ({destinationLength}) is shorter.");
         }
     }
 

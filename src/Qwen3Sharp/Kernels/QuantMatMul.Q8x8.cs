@@ -89,28 +89,11 @@ public static unsafe partial class QuantMatMul
                     scales[i] = *(ushort*)(b0 + i * rowBytes);
                 }
 
-                Vector256<int> r0 = Vector256.Load((int*)(b0 + 2)), r1 = Vector256.Load((int*)(b0 + rowBytes + 2));
-                Vector256<int> r2 = Vector256.Load((int*)(b0 + 2 * rowBytes + 2)), r3 = Vector256.Load((int*)(b0 + 3 * rowBytes + 2));
-                Vector256<int> r4 = Vector256.Load((int*)(b0 + 4 * rowBytes + 2)), r5 = Vector256.Load((int*)(b0 + 5 * rowBytes + 2));
-                Vector256<int> r6 = Vector256.Load((int*)(b0 + 6 * rowBytes + 2)), r7 = Vector256.Load((int*)(b0 + 7 * rowBytes + 2));
-                // pairs of rows interleaved by dword, then by qword: u0 holds rows 0-3 of dwords 0 (low lane) and 4 (high lane), …
-                Vector256<long> t0 = Avx2.UnpackLow(r0, r1).AsInt64(), t1 = Avx2.UnpackHigh(r0, r1).AsInt64();
-                Vector256<long> t2 = Avx2.UnpackLow(r2, r3).AsInt64(), t3 = Avx2.UnpackHigh(r2, r3).AsInt64();
-                Vector256<long> t4 = Avx2.UnpackLow(r4, r5).AsInt64(), t5 = Avx2.UnpackHigh(r4, r5).AsInt64();
-                Vector256<long> t6 = Avx2.UnpackLow(r6, r7).AsInt64(), t7 = Avx2.UnpackHigh(r6, r7).AsInt64();
-                Vector256<int> u0 = Avx2.UnpackLow(t0, t2).AsInt32(), u1 = Avx2.UnpackHigh(t0, t2).AsInt32();
-                Vector256<int> u2 = Avx2.UnpackLow(t1, t3).AsInt32(), u3 = Avx2.UnpackHigh(t1, t3).AsInt32();
-                Vector256<int> u4 = Avx2.UnpackLow(t4, t6).AsInt32(), u5 = Avx2.UnpackHigh(t4, t6).AsInt32();
-                Vector256<int> u6 = Avx2.UnpackLow(t5, t7).AsInt32(), u7 = Avx2.UnpackHigh(t5, t7).AsInt32();
-                int* q = (int*)((byte*)scales + GroupScaleBytes);
-                Avx2.Permute2x128(u0, u4, 0x20).Store(q);
-                Avx2.Permute2x128(u1, u5, 0x20).Store(q + 8);
-                Avx2.Permute2x128(u2, u6, 0x20).Store(q + 16);
-                Avx2.Permute2x128(u3, u7, 0x20).Store(q + 24);
-                Avx2.Permute2x128(u0, u4, 0x31).Store(q + 32);
-                Avx2.Permute2x128(u1, u5, 0x31).Store(q + 40);
-                Avx2.Permute2x128(u2, u6, 0x31).Store(q + 48);
-                Avx2.Permute2x128(u3, u7, 0x31).Store(q + 56);
+                Vector256<uint> r0 = Vector256.Load((uint*)(b0 + 2)), r1 = Vector256.Load((uint*)(b0 + rowBytes + 2));
+                Vector256<uint> r2 = Vector256.Load((uint*)(b0 + 2 * rowBytes + 2)), r3 = Vector256.Load((uint*)(b0 + 3 * rowBytes + 2));
+                Vector256<uint> r4 = Vector256.Load((uint*)(b0 + 4 * rowBytes + 2)), r5 = Vector256.Load((uint*)(b0 + 5 * rowBytes + 2));
+                Vector256<uint> r6 = Vector256.Load((uint*)(b0 + 6 * rowBytes + 2)), r7 = Vector256.Load((uint*)(b0 + 7 * rowBytes + 2));
+                SimdMath.Transpose8x8(r0, r1, r2, r3, r4, r5, r6, r7, (uint*)((byte*)scales + GroupScaleBytes));
             }
         }
 

@@ -432,6 +432,34 @@ internal unsafe struct SimdScalar : ISimd<float>
 /// <summary>Vectorised float32 maths shared by the elementwise kernels.</summary>
 internal static unsafe class SimdMath
 {
+    /// <summary>
+    /// An 8 × 8 transpose of 32-bit lanes (AVX2): vector j of the 8 stored one after the other at <paramref name="destination"/>
+    /// holds lane j of <paramref name="r0"/> … <paramref name="r7"/>, in that order. The load-time repacks into 8-row groups
+    /// use it (BF16 column pairs, Q8_0 code dwords).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Transpose8x8(Vector256<uint> r0, Vector256<uint> r1, Vector256<uint> r2, Vector256<uint> r3,
+        Vector256<uint> r4, Vector256<uint> r5, Vector256<uint> r6, Vector256<uint> r7, uint* destination)
+    {
+        // pairs of rows interleaved by dword, then by qword: u0 holds rows 0-3 of lanes 0 (low half) and 4 (high half), …
+        Vector256<ulong> t0 = Avx2.UnpackLow(r0, r1).AsUInt64(), t1 = Avx2.UnpackHigh(r0, r1).AsUInt64();
+        Vector256<ulong> t2 = Avx2.UnpackLow(r2, r3).AsUInt64(), t3 = Avx2.UnpackHigh(r2, r3).AsUInt64();
+        Vector256<ulong> t4 = Avx2.UnpackLow(r4, r5).AsUInt64(), t5 = Avx2.UnpackHigh(r4, r5).AsUInt64();
+        Vector256<ulong> t6 = Avx2.UnpackLow(r6, r7).AsUInt64(), t7 = Avx2.UnpackHigh(r6, r7).AsUInt64();
+        Vector256<uint> u0 = Avx2.UnpackLow(t0, t2).AsUInt32(), u1 = Avx2.UnpackHigh(t0, t2).AsUInt32();
+        Vector256<uint> u2 = Avx2.UnpackLow(t1, t3).AsUInt32(), u3 = Avx2.UnpackHigh(t1, t3).AsUInt32();
+        Vector256<uint> u4 = Avx2.UnpackLow(t4, t6).AsUInt32(), u5 = Avx2.UnpackHigh(t4, t6).AsUInt32();
+        Vector256<uint> u6 = Avx2.UnpackLow(t5, t7).AsUInt32(), u7 = Avx2.UnpackHigh(t5, t7).AsUInt32();
+        Avx.Store(destination, Avx2.Permute2x128(u0, u4, 0x20));
+        Avx.Store(destination + 8, Avx2.Permute2x128(u1, u5, 0x20));
+        Avx.Store(destination + 16, Avx2.Permute2x128(u2, u6, 0x20));
+        Avx.Store(destination + 24, Avx2.Permute2x128(u3, u7, 0x20));
+        Avx.Store(destination + 32, Avx2.Permute2x128(u0, u4, 0x31));
+        Avx.Store(destination + 40, Avx2.Permute2x128(u1, u5, 0x31));
+        Avx.Store(destination + 48, Avx2.Permute2x128(u2, u6, 0x31));
+        Avx.Store(destination + 56, Avx2.Permute2x128(u3, u7, 0x31));
+    }
+
     /// <summary>A hint to bring the cache line at <paramref name="address"/> into all cache levels (x86 only; a no-op elsewhere).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Prefetch(void* address)
