@@ -62,6 +62,41 @@ public sealed class BatchInvariantServerTests
         return choice.ToJsonString();
     }
 
+    [Fact]
+    public async Task ChatCompletions_LongPromptInOneChunk_SameAnswerAndLogprobsAsInChunksOf24()
+    {
+        // A 700-token prompt prefilled in one step takes the pooled elementwise steps (norms, RoPE, SwiGLU and KV writes
+        // split across the threads: >= PooledElementwise.MinElements) and one RoPE table for the pass; in chunks of 24
+        // tokens every step is below the threshold and runs them on one thread. Batch invariant: the same bits either way.
+        string directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-longprompt-" + Guid.NewGuid().ToString("N"));
+        DemoModel.Write(directory);
+        try
+        {
+            string prompt = string.Concat(Enumerable.Repeat("Tom has 3 apples and buys 4 more. ", 60)) + "How many apples does he have now?";
+            var answers = new List<string>();
+            foreach (int chunk in new[] { 1024, 24 })
+            {
+                using Qwen3Host host = Qwen3Host.Load(directory, new HostOptions
+                {
+                    ThreadCount = 2, ContextSize = 2048, MaxSequences = 2, MaxBatchedTokens = chunk, BatchInvariant = true,
+                    WeightPlacement = WeightPlacement.Mapped,
+                });
+                Assert.True(host.Tokenizer.Encode(prompt).Length * host.Model.Config.HiddenSize >= Qwen3Sharp.Kernels.PooledElementwise.MinElements);
+                await using WebApplication app = Qwen3Server.Build(new ServerOptions { Port = 0, ServedModelNames = ["demo"] }, host.Chat,
+                    ["--Logging:LogLevel:Default=Warning"]);
+                await app.StartAsync();
+                using var http = new HttpClient { BaseAddress = app.GetBoundAddress(), Timeout = TimeSpan.FromSeconds(300) };
+                answers.Add(await CompleteAsync(http, prompt, maxTokens: 24));
+            }
+
+            Assert.Equal(answers[0], answers[1]);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     /// <param name="floatGroups">
     /// False: served from the mapped file with --batch-invariant. True: the default kernels on the weights copied into the
     /// 8-row float groups (what <c>qwen3 serve</c> does on AVX2 machines), batch invariant without the switch.
