@@ -99,6 +99,23 @@ internal sealed unsafe class FileMapping : IDisposable
         }
     }
 
+    /// <summary>
+    /// Where <paramref name="pointer"/> (into this mapping) lies in the file: its handle and byte offset, or false when it
+    /// points elsewhere or the mapping is disposed.
+    /// </summary>
+    public bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
+    {
+        handle = null;
+        offset = pointer - Base;
+        if (Base == null || pointer < Base || offset >= Length)
+        {
+            return false;
+        }
+
+        handle = Handle;
+        return true;
+    }
+
     public void Dispose()
     {
         if (Base != null)
@@ -110,4 +127,15 @@ internal sealed unsafe class FileMapping : IDisposable
             _stream.Dispose();
         }
     }
+}
+
+/// <summary>
+/// The mapped files a model's matrices point into (a GGUF model's parts, a checkpoint's safetensors shards): a load reads
+/// the bytes it copies or repacks from the file with <c>pread</c> (<see cref="FileMapping.Handle"/>) instead of through the
+/// mapping (see <see cref="FileMapping.Handle"/> for why).
+/// </summary>
+internal interface IMappedFiles
+{
+    /// <summary>The file and byte offset of <paramref name="pointer"/>, a pointer into one of the files' mappings, or false.</summary>
+    unsafe bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset);
 }

@@ -347,17 +347,7 @@ public sealed unsafe class GgufFile : IDisposable
     /// when it points elsewhere.
     /// </summary>
     internal bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
-    {
-        handle = null;
-        offset = pointer - _base;
-        if (_base == null || pointer < _base || offset >= FileBytes)
-        {
-            return false;
-        }
-
-        handle = _mapping.Handle;
-        return true;
-    }
+        => _mapping.TryLocate(pointer, out handle, out offset);
 
     public void Dispose()
     {

@@ -9,7 +9,7 @@ namespace Qwen3Sharp.Loading;
 /// keys <c>split.no</c> (0-based), <c>split.count</c> and, in the first, <c>split.tensors.count</c>. As llama.cpp does,
 /// the model is opened by its first part and the others are found next to it by name.
 /// </summary>
-public sealed class GgufParts : IDisposable
+public sealed class GgufParts : IDisposable, IMappedFiles
 {
     private const string SplitNo = "split.no", SplitCount = "split.count", SplitTensors = "split.tensors.count";
 
@@ -35,8 +35,7 @@ public sealed class GgufParts : IDisposable
     /// <summary>The part that holds <paramref name="name"/>, or null.</summary>
     public GgufFile? Find(string name) => _owner.GetValueOrDefault(name);
 
-    /// <summary>The file and byte offset of <paramref name="pointer"/>, a pointer into one of the parts' mappings, or false.</summary>
-    internal unsafe bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
+    unsafe bool IMappedFiles.TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
     {
         foreach (GgufFile file in _files)
         {

@@ -61,7 +61,7 @@ public sealed unsafe partial class ModelWeights
                 RepackGroups(matrices, buffers, fileBacked: true, hugePages: placement == WeightPlacement.HugePageCopy, files: parts);
             }
 
-            copy = Place(matrices, placement, quantize, floatLayout);
+            copy = Place(matrices, placement, quantize, floatLayout, parts);
             if (repack && quantize is not null)
             {
                 RepackGroups(matrices, buffers, fileBacked: false, hugePages: false);

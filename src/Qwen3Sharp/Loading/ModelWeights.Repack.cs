@@ -22,11 +22,11 @@ public sealed unsafe partial class ModelWeights
     /// <para><paramref name="fileBacked"/>: the sources are mapped file pages, which can be dropped before the whole matrix is
     /// known to repack (they fault back in). Otherwise (matrices quantized at load into anonymous memory, where a dropped
     /// page reads back as zeros) the whole matrix is checked first.</para>
-    /// <para><paramref name="files"/>: the GGUF parts the matrices are mapped from, if any. Each chunk is then read from its
+    /// <para><paramref name="files"/>: the files the matrices are mapped from (a GGUF model's parts), if any. Each chunk is then read from its
     /// file with <c>pread</c> into a buffer reused from chunk to chunk and repacked from there, and the mapping is never
     /// touched (a pass over a fresh mapping read ~2 GB/s on this project's Zen 5 VM, <c>pread</c> ~8: a fifth of a Q8_0 load).</para>
     /// </remarks>
-    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool fileBacked, bool hugePages, GgufParts? files = null)
+    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool fileBacked, bool hugePages, IMappedFiles? files = null)
     {
         string[] keys = [.. matrices.Where(kv => QuantMatMul.GroupLayoutOf(kv.Value.DType) is not null).Select(kv => kv.Key)];
         long total = 0;

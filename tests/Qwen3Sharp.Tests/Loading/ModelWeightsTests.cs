@@ -190,4 +190,48 @@ public sealed class ModelWeightsTests
         Assert.Equal("lm_head.weight", ex.Tensor);   // the last tensor no longer fits
         Assert.Contains("outside the data region", ex.Message);
     }
+
+    [Theory]
+    [InlineData("tiny-a", Qwen3Sharp.Kernels.QuantLayout.Rows)]
+    [InlineData("tiny-a", Qwen3Sharp.Kernels.QuantLayout.Interleaved8)]
+    [InlineData("tiny-b", Qwen3Sharp.Kernels.QuantLayout.Rows)]          // two shards, F32
+    [InlineData("tiny-b", Qwen3Sharp.Kernels.QuantLayout.Interleaved8)]
+    public unsafe void Load_CopyReadFromTheFilesInPiecesOf8Rows_HoldsTheMappedMatricesBytes(string model, Qwen3Sharp.Kernels.QuantLayout floatLayout)
+    {
+        // The copy reads each piece from its file (pread) straight into place, or into a reused buffer to be grouped from
+        // there; pieces of 8 rows split every matrix of the tiny models, so a piece's rows must land at their own rows.
+        string dir = Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", model);
+        using ModelWeights mapped = ModelWeights.Load(dir, WeightPlacement.Mapped);
+        ModelWeights.CopyPieceBytesOnThisThread = 1;
+        try
+        {
+            using ModelWeights copied = ModelWeights.Load(dir, WeightPlacement.Copy, floatLayout: floatLayout);
+            WeightView[] Matrices(ModelWeights w) => [.. w.Layers.SelectMany(l => l.Matrices), w.EmbedTokens, w.LmHead];
+            foreach (var (m, c) in Matrices(mapped).Zip(Matrices(copied)))
+            {
+                Assert.Equal((m.RowCount, m.ColCount), (c.RowCount, c.ColCount));
+                byte[] expected = new byte[c.DataBytes];
+                fixed (byte* e = expected)
+                {
+                    if (floatLayout == Qwen3Sharp.Kernels.QuantLayout.Rows)
+                    {
+                        Assert.Equal(m.DType, c.DType);
+                        Buffer.MemoryCopy(m.Data, e, expected.Length, m.DataBytes);
+                    }
+                    else
+                    {
+                        Assert.Equal(Qwen3Sharp.Kernels.MatMul.FloatGroupLayoutOf(m.DType), c.DType);
+                        Qwen3Sharp.Kernels.MatMul.RepackFloatGroups(m.DType, m.Data, m.RowCount, m.ColCount, 0, m.RowCount, e);
+                    }
+                }
+
+                Assert.True(m.RowCount > 8);   // more than one piece
+                Assert.True(expected.AsSpan().SequenceEqual(new ReadOnlySpan<byte>(c.Data, expected.Length)));
+            }
+        }
+        finally
+        {
+            ModelWeights.CopyPieceBytesOnThisThread = 0;
+        }
+    }
 }
