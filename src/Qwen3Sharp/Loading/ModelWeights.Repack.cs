@@ -121,9 +121,11 @@ public sealed unsafe partial class ModelWeights
     /// biases together) in one 2 MiB-aligned buffer added to <paramref name="buffers"/>, as <see cref="RepackGroups"/> does
     /// for the GGML formats: chunks of rows on every core, each chunk's source pages (codes and tables) dropped from the
     /// resident set once repacked. Every BF16 value widens exactly, so no matrix has to stay in rows. Matrices with F16 or
-    /// F32 tables keep <see cref="DType.Affine"/> (the float-activation <see cref="Kernels.AffineMatMul"/>).
+    /// F32 tables keep <see cref="DType.Affine"/> (the float-activation <see cref="Kernels.AffineMatMul"/>). A matrix whose
+    /// codes and tables all lie in <paramref name="files"/> is read chunk by chunk with <c>pread</c> into a buffer reused from
+    /// chunk to chunk (codes, scales, biases) and repacked from there, the mapping never touched (see <see cref="RepackGroups"/>).
     /// </summary>
-    private static void RepackAffineGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages)
+    private static void RepackAffineGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages, IMappedFiles? files = null)
     {
         string[] keys = [.. matrices.Where(kv => QuantMatMul.AffineGroupLayoutOf(kv.Value) is not null).Select(kv => kv.Key).Order(StringComparer.Ordinal)];
         long total = 0;
@@ -139,26 +141,58 @@ public sealed unsafe partial class ModelWeights
         }
 
         byte* buffer = RepackBuffer(total, buffers, hugePages);
+        int chunkRows = RepackChunkRowsOnThisThread;
+        static long TableBytes(in WeightView v) => (long)(v.ColCount / v.GroupSize) * sizeof(ushort);   // one row's scales (and its biases)
+        using var reads = new ChunkBuffers(keys.Max(k => Math.Min(chunkRows, matrices[k].RowCount) * (matrices[k].RowBytes + 2 * TableBytes(matrices[k]))));
 
         byte* next = buffer;
         foreach (string key in keys)
         {
             WeightView v = matrices[key];
             long groupBytes = QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, QuantMatMul.GroupRows, v.ColCount);
-            long tableBytes = (long)(v.ColCount / v.GroupSize) * sizeof(ushort);   // one row's scales (and its biases)
-            int chunkRows = RepackChunkRowsOnThisThread;
+            long tableBytes = TableBytes(v);
+            Microsoft.Win32.SafeHandles.SafeFileHandle? codeFile = null, scaleFile = null, biasFile = null;
+            long codeOffset = 0, scaleOffset = 0, biasOffset = 0;
+            bool read = files is not null && files.TryLocate(v.Data, out codeFile, out codeOffset)
+                && files.TryLocate(v.Scales, out scaleFile, out scaleOffset) && files.TryLocate(v.Biases, out biasFile, out biasOffset);
             nint target = (nint)next;
             Parallel.For(0, (v.RowCount + chunkRows - 1) / chunkRows, chunk =>
             {
                 int r0 = chunk * chunkRows, n = Math.Min(chunkRows, v.RowCount - r0);
+                byte* destination = (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes;
+                Populate(destination, (n + QuantMatMul.GroupRows - 1) / QuantMatMul.GroupRows * groupBytes, write: true);
+                if (read)
+                {
+                    // the chunk's codes, scales and biases one after another in the buffer: a matrix of its n rows
+                    byte* rows = reads.Rent();
+                    try
+                    {
+                        long codeBytes = n * v.RowBytes;
+                        ReadExactly(codeFile!, rows, codeBytes, codeOffset + r0 * v.RowBytes);
+                        ReadExactly(scaleFile!, rows + codeBytes, n * tableBytes, scaleOffset + r0 * tableBytes);
+                        ReadExactly(biasFile!, rows + codeBytes + n * tableBytes, n * tableBytes, biasOffset + r0 * tableBytes);
+                        var part = new WeightView(rows, v.Bits, v.GroupSize, rows + codeBytes, rows + codeBytes + n * tableBytes, v.GroupDType, n, v.ColCount, v.SourceBits);
+                        QuantMatMul.RepackAffineX8(part, 0, n, destination);
+                    }
+                    finally
+                    {
+                        reads.Return(rows);
+                    }
+
+                    return;
+                }
+
                 Populate(v.Data + r0 * v.RowBytes, n * v.RowBytes, write: false);
-                Populate((byte*)target + r0 / QuantMatMul.GroupRows * groupBytes, (n + QuantMatMul.GroupRows - 1) / QuantMatMul.GroupRows * groupBytes, write: true);
-                QuantMatMul.RepackAffineX8(v, r0, n, (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes);
+                QuantMatMul.RepackAffineX8(v, r0, n, destination);
                 DropPages(v.Data + r0 * v.RowBytes, n * v.RowBytes);
                 DropPages(v.Scales + r0 * tableBytes, n * tableBytes);
                 DropPages(v.Biases + r0 * tableBytes, n * tableBytes);
             });
-            DropPages(v.Data, v.DataBytes);   // the pages that straddled two chunks
+            if (!read)
+            {
+                DropPages(v.Data, v.DataBytes);   // the pages that straddled two chunks
+            }
+
             matrices[key] = new WeightView(next, QuantMatMul.AffineGroupLayoutOf(v)!.Value, v.GroupSize, v.SourceBits, v.RowCount, v.ColCount);
             next += (QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, v.RowCount, v.ColCount) + 63) & ~63L;
         }

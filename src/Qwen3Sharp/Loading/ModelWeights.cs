@@ -214,7 +214,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
             if (quantization is not null && ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
             {
                 // MLX: the affine matrices into the int8 kernels' 8-row groups, from the mapped files (nothing to copy after)
-                RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy);
+                RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, new ShardFiles(files));
             }
 
             copy = Place(matrices, placement, quantize, floatLayout, new ShardFiles(files));

@@ -360,4 +360,46 @@ public sealed unsafe class MlxTests(ITestOutputHelper output)
             "model.layers.0.mlp.gate_proj.biases", "must match");
         LoadFails(MlxTestModels.EditedCopy(src, dir.File("i32"), header: h => h["model.layers.0.mlp.gate_proj.scales"]!["dtype"] = "I32"), "I32");
     }
+
+    [Theory]
+    [InlineData("tiny-a-8bit")]
+    [InlineData("tiny-a-4bit-mixed")]
+    [InlineData("tiny-b-6bit")]      // 6-bit codes are widened at load (not the file's bytes): read through the mapping
+    public void Load_RepackReadFromTheFilesInChunksOf8Rows_EqualsOneRepackOfTheMappedMatrix(string fixture)
+    {
+        // The repack reads each chunk's codes, scales and biases from the file (pread) into one reused buffer; chunks of 8
+        // rows split every matrix, so each chunk's rows must land in their own group.
+        using ModelWeights mapped = ModelWeights.Load(Fixture(fixture), WeightPlacement.Mapped, layout: QuantLayout.Rows);
+        ModelWeights.RepackChunkRowsOnThisThread = 8;
+        try
+        {
+            using ModelWeights repacked = ModelWeights.Load(Fixture(fixture), WeightPlacement.Mapped, layout: QuantLayout.Interleaved8);
+            WeightView[] Matrices(ModelWeights w) => [.. w.Layers.SelectMany(l => l.Matrices), w.EmbedTokens, w.LmHead];
+            int compared = 0;
+            foreach (var (m, r) in Matrices(mapped).Zip(Matrices(repacked)))
+            {
+                if (QuantMatMul.AffineGroupLayoutOf(m) is not { } layout)
+                {
+                    continue;
+                }
+
+                Assert.Equal(layout, r.DType);
+                Assert.True(m.RowCount > 8);   // more than one chunk
+                byte[] expected = new byte[QuantMatMul.RepackedBytesAffineX8(m.Bits, m.GroupSize, m.RowCount, m.ColCount)];
+                fixed (byte* e = expected)
+                {
+                    QuantMatMul.RepackAffineX8(m, 0, m.RowCount, e);
+                }
+
+                Assert.True(expected.AsSpan().SequenceEqual(new ReadOnlySpan<byte>(r.Data, expected.Length)));
+                compared++;
+            }
+
+            Assert.True(compared > 0);
+        }
+        finally
+        {
+            ModelWeights.RepackChunkRowsOnThisThread = 0;
+        }
+    }
 }
