@@ -53,19 +53,15 @@ public sealed unsafe partial class ModelWeights
                 }
             }
 
-            // Repack from the file first (its dropped pages fault back in if a matrix must stay in rows), then copy what is
-            // left; matrices quantized at load are anonymous, so those are checked whole before any page is dropped.
-            bool repack = ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8;
-            if (repack && quantize is null)
+            // The block-format matrices repacked from the file first, then the float ones copied (or quantized into the
+            // same layout) from it.
+            Kernels.QuantLayout resolved = ResolveLayout(layout);
+            if (resolved == Kernels.QuantLayout.Interleaved8)
             {
-                RepackGroups(matrices, buffers, fileBacked: true, hugePages: placement == WeightPlacement.HugePageCopy, files: parts);
+                RepackGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, files: parts);
             }
 
-            copy = Place(matrices, placement, quantize, floatLayout, parts);
-            if (repack && quantize is not null)
-            {
-                RepackGroups(matrices, buffers, fileBacked: false, hugePages: false);
-            }
+            copy = Place(matrices, placement, quantize, resolved, floatLayout, parts);
 
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
             return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, parts, buffers)

@@ -16,23 +16,31 @@ public sealed unsafe partial class ModelWeights
     /// advised for huge pages, and repoints <paramref name="matrices"/> at the blocks. Every matrix is quantized, the
     /// embedding and output head included ("pure", as <c>llama-quantize --pure</c>; llama-quantize's default Q4_0 recipe
     /// keeps the output head in Q6_K, which this engine does not have). Matrices already in a block format stay as
-    /// they are. The file pages read are then dropped from this process's mappings (the page cache keeps them), so
-    /// the resident set holds the quantized weights only.
+    /// they are.
+    /// <para>With <paramref name="groups"/> the blocks go straight into the 8-row groups of the decode kernels
+    /// (<see cref="DType.Q8_0x8"/>, <see cref="DType.Q4_0x8"/>); a matrix with a block scale the groups cannot hold (an fp16
+    /// infinity: weights beyond ±8.3 million) is quantized again into rows.</para>
+    /// <para>Chunks of up to <see cref="RepackChunkRowsOnThisThread"/> rows (and <see cref="QuantizeChunkBytes"/>) of every matrix, on every core: each chunk is read
+    /// from its file with <c>pread</c> (<paramref name="files"/>; otherwise through the mapping, whose pages are then
+    /// dropped from this process's resident set) into a buffer reused from chunk to chunk, widened, quantized there and
+    /// repacked into place, so the resident set holds the quantized weights and a chunk per core.</para>
     /// </summary>
-    private static byte* QuantizeMatrices(Dictionary<string, WeightView> matrices, DType target)
+    private static byte* QuantizeMatrices(Dictionary<string, WeightView> matrices, DType target, bool groups, IMappedFiles? files)
     {
         if (!LoadQuantizations.Contains(target))
         {
             throw new ArgumentException($"cannot quantize to {target} at load (supported: {string.Join(", ", LoadQuantizations)})", nameof(target));
         }
 
-        List<string> keys = matrices.Where(m => m.Value.DType is DType.BF16 or DType.F16 or DType.F32
+        string[] keys = [.. matrices.Where(m => m.Value.DType is DType.BF16 or DType.F16 or DType.F32
                 && m.Value.ColCount % QuantScalar.BlockSize == 0)
-            .Select(m => m.Key).Order(StringComparer.Ordinal).ToList();
+            .Select(m => m.Key).Order(StringComparer.Ordinal)];
+        long RowsBytes(in WeightView v) => target.RowBytes(v.ColCount) * v.RowCount;
+        long SlotBytes(in WeightView v) => groups ? Math.Max(RowsBytes(v), Kernels.QuantMatMul.RepackedBytes(target, v.RowCount, v.ColCount)) : RowsBytes(v);
         long total = 0;
         foreach (string key in keys)
         {
-            total += (target.RowBytes(matrices[key].ColCount) * matrices[key].RowCount + 63) & ~63L;
+            total += (SlotBytes(matrices[key]) + 63) & ~63L;
         }
 
         long bytes = Math.Max(HugePageBytes, (total + HugePageBytes - 1) & ~(HugePageBytes - 1));
@@ -42,53 +50,127 @@ public sealed unsafe partial class ModelWeights
             _ = Madvise(buffer, (nuint)bytes, MadviseHugePage);
         }
 
+        int chunkRows = RepackChunkRowsOnThisThread;
+        var chunks = new List<(int Matrix, int Row, int Rows)>();
+        var slots = new nint[keys.Length];
+        var sources = new WeightView[keys.Length];
+        long chunkBytes = 0;
         byte* next = buffer;
-        foreach (string key in keys)
+        for (int m = 0; m < keys.Length; m++)
         {
-            WeightView source = matrices[key];
-            var quantized = new WeightView(next, target, source.RowCount, source.ColCount);
-            QuantizeRows(source, quantized);
-            if (OperatingSystem.IsLinux())
+            WeightView v = sources[m] = matrices[keys[m]];
+            slots[m] = (nint)next;
+            next += (SlotBytes(v) + 63) & ~63L;
+            // a chunk holds its source rows and its quantized rows (at most QuantizeChunkBytes, in whole 8-row groups) and one widened row
+            long rowBytes = v.RowBytes + target.RowBytes(v.ColCount);
+            int rows = (int)Math.Min(chunkRows, Math.Max(Kernels.QuantMatMul.GroupRows, QuantizeChunkBytes / rowBytes / Kernels.QuantMatMul.GroupRows * Kernels.QuantMatMul.GroupRows));
+            for (int r = 0; r < v.RowCount; r += rows)
             {
-                long start = ((long)source.Data + 4095) & ~4095L, end = ((long)source.Data + source.ByteCount) & ~4095L;
-                if (end > start)
+                chunks.Add((m, r, Math.Min(rows, v.RowCount - r)));
+            }
+
+            chunkBytes = Math.Max(chunkBytes, Math.Min(rows, v.RowCount) * rowBytes + 4L * v.ColCount);
+        }
+
+        var failed = new int[keys.Length];     // a chunk of the matrix had a scale the groups cannot hold
+        using (var reads = new ChunkBuffers(chunkBytes))
+        {
+            Parallel.ForEach(chunks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, c =>
+            {
+                WeightView v = sources[c.Matrix];
+                long qRowBytes = target.RowBytes(v.ColCount);
+                byte* rows = reads.Rent();
+                try
                 {
-                    _ = Madvise((void*)start, (nuint)(end - start), MadviseDontNeed);
+                    byte* source = v.Data + c.Row * v.RowBytes;
+                    Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
+                    long offset = 0;
+                    bool read = files is not null && files.TryLocate(source, out handle, out offset);
+                    if (read)
+                    {
+                        ReadExactly(handle!, rows, c.Rows * v.RowBytes, offset);
+                        source = rows;
+                    }
+                    else
+                    {
+                        Populate(source, c.Rows * v.RowBytes, write: false);
+                    }
+
+                    byte* quantized = groups ? rows + c.Rows * v.RowBytes : (byte*)slots[c.Matrix] + c.Row * qRowBytes;
+                    Populate(quantized, c.Rows * qRowBytes, write: true);
+                    QuantizeRows(new WeightView(source, v.DType, c.Rows, v.ColCount), target, quantized, (float*)(rows + c.Rows * (v.RowBytes + qRowBytes)));
+                    if (groups)
+                    {
+                        if (Volatile.Read(ref failed[c.Matrix]) == 0 && Kernels.QuantMatMul.CanRepack(target, quantized, c.Rows, v.ColCount))
+                        {
+                            long groupBytes = Kernels.QuantMatMul.RepackedBytes(target, Kernels.QuantMatMul.GroupRows, v.ColCount);
+                            byte* destination = (byte*)slots[c.Matrix] + c.Row / Kernels.QuantMatMul.GroupRows * groupBytes;
+                            Populate(destination, (c.Rows + Kernels.QuantMatMul.GroupRows - 1) / Kernels.QuantMatMul.GroupRows * groupBytes, write: true);
+                            Kernels.QuantMatMul.Repack(target, quantized, c.Rows, v.ColCount, destination);
+                        }
+                        else
+                        {
+                            Volatile.Write(ref failed[c.Matrix], 1);
+                        }
+                    }
+
+                    if (!read)
+                    {
+                        DropPages(source, c.Rows * v.RowBytes);
+                    }
+                }
+                finally
+                {
+                    reads.Return(rows);
+                }
+            });
+        }
+
+        for (int m = 0; m < keys.Length; m++)
+        {
+            WeightView v = sources[m];
+            bool grouped = groups && failed[m] == 0;
+            if (groups && !grouped)
+            {
+                // rows after all: quantized again from the mapping into the matrix's own slot
+                float* row = (float*)NativeMemory.Alloc((nuint)v.ColCount, sizeof(float));
+                try
+                {
+                    QuantizeRows(v, target, (byte*)slots[m], row);
+                }
+                finally
+                {
+                    NativeMemory.Free(row);
                 }
             }
 
-            matrices[key] = quantized;
-            next += (quantized.ByteCount + 63) & ~63L;
+            DropPages(v.Data, v.DataBytes);   // the pages that straddled two chunks (none after pread)
+            matrices[keys[m]] = grouped ? new WeightView((byte*)slots[m], Kernels.QuantMatMul.GroupLayoutOf(target)!.Value, v.RowCount, v.ColCount)
+                : new WeightView((byte*)slots[m], target, v.RowCount, v.ColCount);
         }
 
         return buffer;
     }
 
-    /// <summary>Widens each row to float32 and quantizes it; rows are independent, so they go in parallel.</summary>
-    private static void QuantizeRows(WeightView source, WeightView destination)
-    {
-        const int RowsPerItem = 64;
-        int items = (source.RowCount + RowsPerItem - 1) / RowsPerItem;
-        Parallel.For(0, items, () => new float[source.ColCount], (item, _, row) =>
-        {
-            fixed (float* x = row)
-            {
-                for (int r = item * RowsPerItem; r < Math.Min(source.RowCount, (item + 1) * RowsPerItem); r++)
-                {
-                    WidenRow(source, r, x);
-                    if (destination.DType == DType.Q8_0)
-                    {
-                        QuantScalar.QuantizeRowQ8_0(x, source.ColCount, destination.Row(r));
-                    }
-                    else
-                    {
-                        QuantScalar.QuantizeRowQ4_0(x, source.ColCount, destination.Row(r));
-                    }
-                }
-            }
+    /// <summary>Most bytes of one chunk of <see cref="QuantizeMatrices"/> (source and quantized rows): 8 MiB, a buffer per core.</summary>
+    private const long QuantizeChunkBytes = 8L << 20;
 
-            return row;
-        }, _ => { });
+    /// <summary>Widens each row of <paramref name="source"/> to float32 in <paramref name="row"/> and quantizes it into <paramref name="destination"/>'s rows.</summary>
+    private static void QuantizeRows(in WeightView source, DType target, byte* destination, float* row)
+    {
+        long rowBytes = target.RowBytes(source.ColCount);
+        for (int r = 0; r < source.RowCount; r++)
+        {
+            WidenRow(source, r, row);
+            if (target == DType.Q8_0)
+            {
+                QuantScalar.QuantizeRowQ8_0(row, source.ColCount, destination + r * rowBytes);
+            }
+            else
+            {
+                QuantScalar.QuantizeRowQ4_0(row, source.ColCount, destination + r * rowBytes);
+            }
+        }
     }
 
     private static void WidenRow(WeightView source, int row, float* x)

@@ -19,14 +19,11 @@ public sealed unsafe partial class ModelWeights
     /// matrix with an infinite or NaN block scale keeps the row layout: its dropped pages fault back in from the file.
     /// </summary>
     /// <remarks>
-    /// <para><paramref name="fileBacked"/>: the sources are mapped file pages, which can be dropped before the whole matrix is
-    /// known to repack (they fault back in). Otherwise (matrices quantized at load into anonymous memory, where a dropped
-    /// page reads back as zeros) the whole matrix is checked first.</para>
     /// <para><paramref name="files"/>: the files the matrices are mapped from (a GGUF model's parts), if any. Each chunk is then read from its
     /// file with <c>pread</c> into a buffer reused from chunk to chunk and repacked from there, and the mapping is never
     /// touched (a pass over a fresh mapping read ~2 GB/s on this project's Zen 5 VM, <c>pread</c> ~8: a fifth of a Q8_0 load).</para>
     /// </remarks>
-    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool fileBacked, bool hugePages, IMappedFiles? files = null)
+    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages, IMappedFiles? files = null)
     {
         string[] keys = [.. matrices.Where(kv => QuantMatMul.GroupLayoutOf(kv.Value.DType) is not null).Select(kv => kv.Key)];
         long total = 0;
@@ -50,12 +47,7 @@ public sealed unsafe partial class ModelWeights
             WeightView v = matrices[key];
             Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
             long fileOffset = 0;
-            bool read = fileBacked && files is not null && files.TryLocate(v.Data, out handle, out fileOffset);
-            if (!fileBacked && !Repackable(v))
-            {
-                next += (RepackedBytes(v) + 63) & ~63L;
-                continue;
-            }
+            bool read = files is not null && files.TryLocate(v.Data, out handle, out fileOffset);
 
             DType packed = QuantMatMul.GroupLayoutOf(v.DType)!.Value;
             long rowBytes = v.RowBytes, groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
@@ -77,12 +69,12 @@ public sealed unsafe partial class ModelWeights
                         ReadExactly(handle!, chunkBuffer, n * rowBytes, fileOffset + r0 * rowBytes);
                         source = chunkBuffer;
                     }
-                    else if (fileBacked)
+                    else
                     {
                         Populate(source, n * rowBytes, write: false);
                     }
 
-                    if (Volatile.Read(ref failed) != 0 || (fileBacked && !Repackable(new WeightView(source, format, n, cols))))   // anonymous: checked whole above
+                    if (Volatile.Read(ref failed) != 0 || !Repackable(new WeightView(source, format, n, cols)))
                     {
                         Volatile.Write(ref failed, 1);
                         state.Stop();

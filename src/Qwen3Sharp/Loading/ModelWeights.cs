@@ -217,11 +217,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
                 RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, new ShardFiles(files));
             }
 
-            copy = Place(matrices, placement, quantize, floatLayout, new ShardFiles(files));
-            if (quantize is not null && ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
-            {
-                RepackGroups(matrices, buffers, fileBacked: false, hugePages: false);   // the quantized buffer is advised already
-            }
+            copy = Place(matrices, placement, quantize, ResolveLayout(layout), floatLayout, new ShardFiles(files));
 
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
             return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy, buffers: buffers)
@@ -329,9 +325,9 @@ public sealed unsafe partial class ModelWeights : IDisposable
     /// <see cref="WeightPlacement.HugePageCopy"/> adds nothing), copied into private memory (huge pages on request), or in place in the mapped files
     /// (null then). Returns the buffer the matrices now point into.
     /// </summary>
-    private static byte* Place(Dictionary<string, WeightView> matrices, WeightPlacement placement, DType? quantize, Kernels.QuantLayout? floatLayout,
-        IMappedFiles files) =>
-        quantize is { } target ? QuantizeMatrices(matrices, target)
+    private static byte* Place(Dictionary<string, WeightView> matrices, WeightPlacement placement, DType? quantize, Kernels.QuantLayout layout,
+        Kernels.QuantLayout? floatLayout, IMappedFiles files) =>
+        quantize is { } target ? QuantizeMatrices(matrices, target, groups: layout == Kernels.QuantLayout.Interleaved8, files)
         : placement is WeightPlacement.HugePageCopy or WeightPlacement.Copy
             ? CopyToPrivate(matrices, placement == WeightPlacement.HugePageCopy, (floatLayout ?? Kernels.KernelSelection.FloatLayout) == Kernels.QuantLayout.Interleaved8, files)
         : null;

@@ -18,13 +18,18 @@ public sealed class LoadQuantizationTests
     private static string Gguf(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "gguf", name);
 
     [Theory]
-    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf", QuantLayout.Rows)]
-    [InlineData(DType.Q4_0, "tiny-a-q4_0.gguf", QuantLayout.Rows)]
-    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf", QuantLayout.Interleaved8)]   // both repacked into 8-row groups alike
-    [InlineData(DType.Q4_0, "tiny-a-q4_0.gguf", QuantLayout.Interleaved8)]
-    public unsafe void QuantizedAtLoad_EqualsTheConvertersBlocks_ByteForByte(DType target, string converted, QuantLayout layout)
+    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf", QuantLayout.Rows, 0)]
+    [InlineData(DType.Q4_0, "tiny-a-q4_0.gguf", QuantLayout.Rows, 0)]
+    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf", QuantLayout.Interleaved8, 0)]   // both repacked into 8-row groups alike
+    [InlineData(DType.Q4_0, "tiny-a-q4_0.gguf", QuantLayout.Interleaved8, 0)]
+    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf", QuantLayout.Rows, 8)]           // chunks of 8 rows: each lands at its own rows
+    [InlineData(DType.Q8_0, "tiny-a-q8_0.gguf", QuantLayout.Interleaved8, 8)]   // ... and in its own groups
+    [InlineData(DType.Q4_0, "tiny-a-q4_0.gguf", QuantLayout.Interleaved8, 8)]
+    public unsafe void QuantizedAtLoad_EqualsTheConvertersBlocks_ByteForByte(DType target, string converted, QuantLayout layout, int chunkRows)
     {
+        ModelWeights.RepackChunkRowsOnThisThread = chunkRows;
         using ModelWeights quantized = ModelWeights.Load(GoldenTinyA, quantize: target, layout: layout);
+        ModelWeights.RepackChunkRowsOnThisThread = 0;
         using ModelWeights file = ModelWeights.Load(Gguf(converted), layout: layout);
         DType stored = layout == QuantLayout.Rows ? target : target == DType.Q8_0 ? DType.Q8_0x8 : DType.Q4_0x8;
 
@@ -55,6 +60,44 @@ public sealed class LoadQuantizationTests
         // tied embeddings: the output head is the quantized embedding itself, not a second copy
         Assert.True(quantized.LmHead.Data == quantized.EmbedTokens.Data);
         Assert.InRange(quantized.MatrixBytes, 1, file.MatrixBytes);
+    }
+
+    [Fact]
+    public unsafe void QuantizedAtLoad_AScaleTheGroupsCannotHold_LeavesThatMatrixInRows()
+    {
+        // A weight of ~1e7 in one BF16 matrix gives its block an fp16 scale of +inf (1e7 / 127 > 65504): that matrix stays
+        // in Q8_0 rows, quantized as the row layout quantizes it, while every other matrix goes into the 8-row groups.
+        using var dir = new TempDir();
+        foreach (string f in Directory.GetFiles(GoldenTinyA))
+        {
+            File.Copy(f, Path.Combine(dir.Path, Path.GetFileName(f)));
+        }
+
+        const string Key = "model.layers.1.mlp.up_proj.weight";
+        string weights = Path.Combine(dir.Path, "model.safetensors");
+        long offset;
+        using (SafetensorsFile st = SafetensorsFile.Open(weights))
+        {
+            WeightView up = st.GetMatrix(Key);
+            Assert.Equal(DType.BF16, up.DType);
+            Assert.True(st.TryLocate(up.Row(13) + 2 * 5, out _, out offset));   // row 13 (the second chunk of 8), column 5
+        }
+
+        using (var stream = new FileStream(weights, FileMode.Open, FileAccess.Write))
+        {
+            stream.Position = offset;
+            stream.Write(BitConverter.GetBytes((ushort)0x4B19));   // bf16 1.0e7
+        }
+
+        ModelWeights.RepackChunkRowsOnThisThread = 8;
+        using ModelWeights grouped = ModelWeights.Load(dir.Path, quantize: DType.Q8_0, layout: QuantLayout.Interleaved8);
+        ModelWeights.RepackChunkRowsOnThisThread = 0;
+        using ModelWeights rows = ModelWeights.Load(dir.Path, quantize: DType.Q8_0, layout: QuantLayout.Rows);
+        WeightView odd = grouped.Layers[1].UpProj, expected = rows.Layers[1].UpProj;
+        Assert.Equal(DType.Q8_0, odd.DType);
+        Assert.True(new ReadOnlySpan<byte>(odd.Data, (int)odd.ByteCount).SequenceEqual(new ReadOnlySpan<byte>(expected.Data, (int)expected.ByteCount)));
+        Assert.Equal(DType.Q8_0x8, grouped.Layers[1].GateProj.DType);
+        Assert.Equal(DType.Q8_0x8, grouped.Layers[0].UpProj.DType);
     }
 
     [Fact]
