@@ -39,53 +39,61 @@ public sealed unsafe partial class ModelWeights
 
         byte* buffer = RepackBuffer(total, buffers, hugePages);
         int chunkRows = RepackChunkRowsOnThisThread;
-        using var reads = new ChunkBuffers(keys.Max(k => Math.Min(chunkRows, matrices[k].RowCount) * matrices[k].RowBytes));
-
+        var sources = new WeightView[keys.Length];
+        var targets = new nint[keys.Length];
+        var chunks = new List<(int Matrix, int Row, int Rows)>();     // the chunks of every matrix in one list, so small matrices run side by side
         byte* next = buffer;
-        foreach (string key in keys)
+        for (int m = 0; m < keys.Length; m++)
         {
-            WeightView v = matrices[key];
-            Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
-            long fileOffset = 0;
-            bool read = files is not null && files.TryLocate(v.Data, out handle, out fileOffset);
-
-            DType packed = QuantMatMul.GroupLayoutOf(v.DType)!.Value;
-            long rowBytes = v.RowBytes, groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
-            // chunks on every core (each its own rows and groups); a bad scale in any chunk leaves the matrix in rows
-            int failed = 0;
-            nint data = (nint)v.Data, target = (nint)next;
-            DType format = v.DType;
-            int rowCount = v.RowCount, cols = v.ColCount;
-            Parallel.For(0, (rowCount + chunkRows - 1) / chunkRows, (chunk, state) =>
+            WeightView v = sources[m] = matrices[keys[m]];
+            targets[m] = (nint)next;
+            next += (RepackedBytes(v) + 63) & ~63L;     // a matrix left in rows leaves its space untouched (never resident)
+            for (int r = 0; r < v.RowCount; r += chunkRows)
             {
-                int r0 = chunk * chunkRows, n = Math.Min(chunkRows, rowCount - r0);
-                byte* source = (byte*)data + r0 * rowBytes, destination = (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes;
-                byte* chunkBuffer = null;
+                chunks.Add((m, r, Math.Min(chunkRows, v.RowCount - r)));
+            }
+        }
+
+        var failed = new int[keys.Length];   // a bad scale in any chunk leaves the matrix in rows
+        using (var reads = new ChunkBuffers(sources.Max(v => Math.Min(chunkRows, v.RowCount) * v.RowBytes)))
+        {
+            Parallel.ForEach(chunks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, c =>
+            {
+                WeightView v = sources[c.Matrix];
+                if (Volatile.Read(ref failed[c.Matrix]) != 0)
+                {
+                    return;
+                }
+
+                long groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
+                byte* source = v.Data + c.Row * v.RowBytes, destination = (byte*)targets[c.Matrix] + c.Row / QuantMatMul.GroupRows * groupBytes;
+                Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
+                long offset = 0;
+                bool read = files is not null && files.TryLocate(source, out handle, out offset);
+                byte* chunkBuffer = read ? reads.Rent() : null;
                 try
                 {
                     if (read)
                     {
-                        chunkBuffer = reads.Rent();
-                        ReadExactly(handle!, chunkBuffer, n * rowBytes, fileOffset + r0 * rowBytes);
+                        ReadExactly(handle!, chunkBuffer, c.Rows * v.RowBytes, offset);
                         source = chunkBuffer;
                     }
                     else
                     {
-                        Populate(source, n * rowBytes, write: false);
+                        Populate(source, c.Rows * v.RowBytes, write: false);
                     }
 
-                    if (Volatile.Read(ref failed) != 0 || !Repackable(new WeightView(source, format, n, cols)))
+                    if (!Repackable(new WeightView(source, v.DType, c.Rows, v.ColCount)))
                     {
-                        Volatile.Write(ref failed, 1);
-                        state.Stop();
+                        Volatile.Write(ref failed[c.Matrix], 1);
                         return;
                     }
 
-                    Populate(destination, (n + QuantMatMul.GroupRows - 1) / QuantMatMul.GroupRows * groupBytes, write: true);
-                    QuantMatMul.Repack(format, source, n, cols, destination);
+                    Populate(destination, (c.Rows + QuantMatMul.GroupRows - 1) / QuantMatMul.GroupRows * groupBytes, write: true);
+                    QuantMatMul.Repack(v.DType, source, c.Rows, v.ColCount, destination);
                     if (!read)
                     {
-                        DropPages(source, n * rowBytes);
+                        DropPages(source, c.Rows * v.RowBytes);
                     }
                 }
                 finally
@@ -96,14 +104,16 @@ public sealed unsafe partial class ModelWeights
                     }
                 }
             });
-            bool repacked = failed == 0;
-            if (repacked)
+        }
+
+        for (int m = 0; m < keys.Length; m++)
+        {
+            WeightView v = sources[m];
+            if (failed[m] == 0)
             {
                 DropPages(v.Data, v.DataBytes);   // the pages that straddled two chunks
-                matrices[key] = new WeightView(next, packed, v.RowCount, v.ColCount);
+                matrices[keys[m]] = new WeightView((byte*)targets[m], QuantMatMul.GroupLayoutOf(v.DType)!.Value, v.RowCount, v.ColCount);
             }
-
-            next += (RepackedBytes(v) + 63) & ~63L;     // a matrix left in rows leaves its space untouched (never resident)
         }
     }
 
