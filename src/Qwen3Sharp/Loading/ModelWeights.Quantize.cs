@@ -51,7 +51,6 @@ public sealed unsafe partial class ModelWeights
         }
 
         int chunkRows = RepackChunkRowsOnThisThread;
-        var chunks = new List<(int Matrix, int Row, int Rows)>();
         var slots = new nint[keys.Length];
         var sources = new WeightView[keys.Length];
         long chunkBytes = 0;
@@ -61,21 +60,17 @@ public sealed unsafe partial class ModelWeights
             WeightView v = sources[m] = matrices[keys[m]];
             slots[m] = (nint)next;
             next += (SlotBytes(v) + 63) & ~63L;
-            // a chunk holds its source rows and its quantized rows (at most QuantizeChunkBytes, in whole 8-row groups) and one widened row
-            long rowBytes = v.RowBytes + target.RowBytes(v.ColCount);
-            int rows = (int)Math.Min(chunkRows, Math.Max(Kernels.QuantMatMul.GroupRows, QuantizeChunkBytes / rowBytes / Kernels.QuantMatMul.GroupRows * Kernels.QuantMatMul.GroupRows));
-            for (int r = 0; r < v.RowCount; r += rows)
-            {
-                chunks.Add((m, r, Math.Min(rows, v.RowCount - r)));
-            }
-
-            chunkBytes = Math.Max(chunkBytes, Math.Min(rows, v.RowCount) * rowBytes + 4L * v.ColCount);
+            chunkBytes = Math.Max(chunkBytes, Math.Min(ChunkRows(v), v.RowCount) * (v.RowBytes + target.RowBytes(v.ColCount)) + 4L * v.ColCount);
         }
+
+        // a chunk holds its source rows and its quantized rows (at most QuantizeChunkBytes, in whole 8-row groups) and one widened row
+        int ChunkRows(WeightView v) => (int)Math.Min(chunkRows, Math.Max(Kernels.QuantMatMul.GroupRows,
+            QuantizeChunkBytes / (v.RowBytes + target.RowBytes(v.ColCount)) / Kernels.QuantMatMul.GroupRows * Kernels.QuantMatMul.GroupRows));
 
         var failed = new int[keys.Length];     // a chunk of the matrix had a scale the groups cannot hold
         using (var reads = new ChunkBuffers(chunkBytes))
         {
-            Parallel.ForEach(chunks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, c =>
+            ForEachChunk(sources, ChunkRows, c =>
             {
                 WeightView v = sources[c.Matrix];
                 long qRowBytes = target.RowBytes(v.ColCount);

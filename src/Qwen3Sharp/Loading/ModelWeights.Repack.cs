@@ -41,23 +41,18 @@ public sealed unsafe partial class ModelWeights
         int chunkRows = RepackChunkRowsOnThisThread;
         var sources = new WeightView[keys.Length];
         var targets = new nint[keys.Length];
-        var chunks = new List<(int Matrix, int Row, int Rows)>();     // the chunks of every matrix in one list, so small matrices run side by side
         byte* next = buffer;
         for (int m = 0; m < keys.Length; m++)
         {
             WeightView v = sources[m] = matrices[keys[m]];
             targets[m] = (nint)next;
             next += (RepackedBytes(v) + 63) & ~63L;     // a matrix left in rows leaves its space untouched (never resident)
-            for (int r = 0; r < v.RowCount; r += chunkRows)
-            {
-                chunks.Add((m, r, Math.Min(chunkRows, v.RowCount - r)));
-            }
         }
 
         var failed = new int[keys.Length];   // a bad scale in any chunk leaves the matrix in rows
         using (var reads = new ChunkBuffers(sources.Max(v => Math.Min(chunkRows, v.RowCount) * v.RowBytes)))
         {
-            Parallel.ForEach(chunks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, c =>
+            ForEachChunk(sources, _ => chunkRows, c =>
             {
                 WeightView v = sources[c.Matrix];
                 if (Volatile.Read(ref failed[c.Matrix]) != 0)
@@ -145,34 +140,39 @@ public sealed unsafe partial class ModelWeights
         byte* buffer = RepackBuffer(total, buffers, hugePages);
         int chunkRows = RepackChunkRowsOnThisThread;
         static long TableBytes(in WeightView v) => (long)(v.ColCount / v.GroupSize) * sizeof(ushort);   // one row's scales (and its biases)
-        using var reads = new ChunkBuffers(keys.Max(k => Math.Min(chunkRows, matrices[k].RowCount) * (matrices[k].RowBytes + 2 * TableBytes(matrices[k]))));
-
+        var sources = new WeightView[keys.Length];
+        var targets = new nint[keys.Length];
         byte* next = buffer;
-        foreach (string key in keys)
+        for (int m = 0; m < keys.Length; m++)
         {
-            WeightView v = matrices[key];
-            long groupBytes = QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, QuantMatMul.GroupRows, v.ColCount);
-            long tableBytes = TableBytes(v);
-            Microsoft.Win32.SafeHandles.SafeFileHandle? codeFile = null, scaleFile = null, biasFile = null;
-            long codeOffset = 0, scaleOffset = 0, biasOffset = 0;
-            bool read = files is not null && files.TryLocate(v.Data, out codeFile, out codeOffset)
-                && files.TryLocate(v.Scales, out scaleFile, out scaleOffset) && files.TryLocate(v.Biases, out biasFile, out biasOffset);
-            nint target = (nint)next;
-            Parallel.For(0, (v.RowCount + chunkRows - 1) / chunkRows, chunk =>
+            WeightView v = sources[m] = matrices[keys[m]];
+            targets[m] = (nint)next;
+            next += (QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, v.RowCount, v.ColCount) + 63) & ~63L;
+        }
+
+        using (var reads = new ChunkBuffers(sources.Max(v => Math.Min(chunkRows, v.RowCount) * (v.RowBytes + 2 * TableBytes(v)))))
+        {
+            ForEachChunk(sources, _ => chunkRows, c =>
             {
-                int r0 = chunk * chunkRows, n = Math.Min(chunkRows, v.RowCount - r0);
-                byte* destination = (byte*)target + r0 / QuantMatMul.GroupRows * groupBytes;
+                WeightView v = sources[c.Matrix];
+                int r0 = c.Row, n = c.Rows;
+                long groupBytes = QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, QuantMatMul.GroupRows, v.ColCount), tableBytes = TableBytes(v);
+                byte* destination = (byte*)targets[c.Matrix] + r0 / QuantMatMul.GroupRows * groupBytes;
                 Populate(destination, (n + QuantMatMul.GroupRows - 1) / QuantMatMul.GroupRows * groupBytes, write: true);
-                if (read)
+                Microsoft.Win32.SafeHandles.SafeFileHandle? codeFile = null, scaleFile = null, biasFile = null;
+                long codeOffset = 0, scaleOffset = 0, biasOffset = 0;
+                if (files is not null && files.TryLocate(v.Data + r0 * v.RowBytes, out codeFile, out codeOffset)
+                    && files.TryLocate(v.Scales + r0 * tableBytes, out scaleFile, out scaleOffset)
+                    && files.TryLocate(v.Biases + r0 * tableBytes, out biasFile, out biasOffset))
                 {
                     // the chunk's codes, scales and biases one after another in the buffer: a matrix of its n rows
                     byte* rows = reads.Rent();
                     try
                     {
                         long codeBytes = n * v.RowBytes;
-                        ReadExactly(codeFile!, rows, codeBytes, codeOffset + r0 * v.RowBytes);
-                        ReadExactly(scaleFile!, rows + codeBytes, n * tableBytes, scaleOffset + r0 * tableBytes);
-                        ReadExactly(biasFile!, rows + codeBytes + n * tableBytes, n * tableBytes, biasOffset + r0 * tableBytes);
+                        ReadExactly(codeFile!, rows, codeBytes, codeOffset);
+                        ReadExactly(scaleFile!, rows + codeBytes, n * tableBytes, scaleOffset);
+                        ReadExactly(biasFile!, rows + codeBytes + n * tableBytes, n * tableBytes, biasOffset);
                         var part = new WeightView(rows, v.Bits, v.GroupSize, rows + codeBytes, rows + codeBytes + n * tableBytes, v.GroupDType, n, v.ColCount, v.SourceBits);
                         QuantMatMul.RepackAffineX8(part, 0, n, destination);
                     }
@@ -190,14 +190,34 @@ public sealed unsafe partial class ModelWeights
                 DropPages(v.Scales + r0 * tableBytes, n * tableBytes);
                 DropPages(v.Biases + r0 * tableBytes, n * tableBytes);
             });
-            if (!read)
-            {
-                DropPages(v.Data, v.DataBytes);   // the pages that straddled two chunks
-            }
-
-            matrices[key] = new WeightView(next, QuantMatMul.AffineGroupLayoutOf(v)!.Value, v.GroupSize, v.SourceBits, v.RowCount, v.ColCount);
-            next += (QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, v.RowCount, v.ColCount) + 63) & ~63L;
         }
+
+        for (int m = 0; m < keys.Length; m++)
+        {
+            WeightView v = sources[m];
+            DropPages(v.Data, v.DataBytes);   // the pages that straddled two chunks (none read with pread)
+            matrices[keys[m]] = new WeightView((byte*)targets[m], QuantMatMul.AffineGroupLayoutOf(v)!.Value, v.GroupSize, v.SourceBits, v.RowCount, v.ColCount);
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/> on every chunk of <paramref name="chunkRows"/>(matrix) rows of every matrix of
+    /// <paramref name="sources"/>, all from one list on every core (one matrix after another left 1.7B's one-chunk
+    /// matrices on one core), at most one chunk per core at a time (so at most one chunk buffer each).
+    /// </summary>
+    private static void ForEachChunk(WeightView[] sources, Func<WeightView, int> chunkRows, Action<(int Matrix, int Row, int Rows)> body)
+    {
+        var chunks = new List<(int Matrix, int Row, int Rows)>();
+        for (int m = 0; m < sources.Length; m++)
+        {
+            int rows = chunkRows(sources[m]);
+            for (int r = 0; r < sources[m].RowCount; r += rows)
+            {
+                chunks.Add((m, r, Math.Min(rows, sources[m].RowCount - r)));
+            }
+        }
+
+        Parallel.ForEach(chunks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, body);
     }
 
     /// <summary><paramref name="bytes"/> bytes of <paramref name="file"/> from <paramref name="offset"/> into <paramref name="destination"/> (a short read is a truncated file).</summary>
