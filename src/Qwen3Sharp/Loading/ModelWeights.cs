@@ -387,7 +387,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
         }
 
         using var reads = new ChunkBuffers(pieces.Max(p => p.Rows * p.Source.RowBytes));
-        Parallel.ForEach(pieces, p =>
+        Parallel.ForEach(pieces, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, p =>   // a chunk buffer per core at most
         {
             WeightView v = p.Source;
             byte* source = v.Data + p.Row * v.RowBytes, target = (byte*)p.Target + p.Row * v.RowBytes;
