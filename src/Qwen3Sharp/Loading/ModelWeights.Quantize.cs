@@ -154,42 +154,18 @@ public sealed unsafe partial class ModelWeights
     private static void QuantizeRows(in WeightView source, DType target, byte* destination, float* row)
     {
         long rowBytes = target.RowBytes(source.ColCount);
+        var widened = new Span<float>(row, source.ColCount);
         for (int r = 0; r < source.RowCount; r++)
         {
-            WidenRow(source, r, row);
+            Kernels.Embedding.Gather(source, new ReadOnlySpan<int>(in r), widened);
             if (target == DType.Q8_0)
             {
-                QuantScalar.QuantizeRowQ8_0(row, source.ColCount, destination + r * rowBytes);
+                Kernels.RowQuantizer.Q8_0(row, source.ColCount, destination + r * rowBytes);
             }
             else
             {
-                QuantScalar.QuantizeRowQ4_0(row, source.ColCount, destination + r * rowBytes);
+                Kernels.RowQuantizer.Q4_0(row, source.ColCount, destination + r * rowBytes);
             }
-        }
-    }
-
-    private static void WidenRow(WeightView source, int row, float* x)
-    {
-        byte* p = source.Row(row);
-        switch (source.DType)
-        {
-            case DType.F32:
-                new ReadOnlySpan<float>(p, source.ColCount).CopyTo(new Span<float>(x, source.ColCount));
-                break;
-            case DType.F16:
-                for (int c = 0; c < source.ColCount; c++)
-                {
-                    x[c] = (float)((Half*)p)[c];
-                }
-
-                break;
-            default:
-                for (int c = 0; c < source.ColCount; c++)
-                {
-                    x[c] = BitConverter.Int32BitsToSingle(((ushort*)p)[c] << 16);
-                }
-
-                break;
         }
     }
 }
