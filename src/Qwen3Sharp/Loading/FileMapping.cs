@@ -131,11 +131,26 @@ internal sealed unsafe class FileMapping : IDisposable
 
 /// <summary>
 /// The mapped files a model's matrices point into (a GGUF model's parts, a checkpoint's safetensors shards): a load reads
-/// the bytes it copies or repacks from the file with <c>pread</c> (<see cref="FileMapping.Handle"/>) instead of through the
-/// mapping (see <see cref="FileMapping.Handle"/> for why).
+/// the bytes it copies, repacks or quantizes from the file with <c>pread</c> (<see cref="FileMapping.Handle"/>) instead of
+/// through the mapping (see <see cref="FileMapping.Handle"/> for why).
 /// </summary>
-internal interface IMappedFiles
+internal sealed class MappedFiles(IEnumerable<FileMapping> mappings)
 {
+    private readonly FileMapping[] _mappings = [.. mappings];
+
     /// <summary>The file and byte offset of <paramref name="pointer"/>, a pointer into one of the files' mappings, or false.</summary>
-    unsafe bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset);
+    public unsafe bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
+    {
+        foreach (FileMapping mapping in _mappings)
+        {
+            if (mapping.TryLocate(pointer, out handle, out offset))
+            {
+                return true;
+            }
+        }
+
+        handle = null;
+        offset = 0;
+        return false;
+    }
 }

@@ -342,12 +342,8 @@ public sealed unsafe class GgufFile : IDisposable
         return result;
     }
 
-    /// <summary>
-    /// Where <paramref name="pointer"/> (into this file's mapping) lies in the file: its handle and byte offset, or false
-    /// when it points elsewhere.
-    /// </summary>
-    internal bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
-        => _mapping.TryLocate(pointer, out handle, out offset);
+    /// <summary>The file's mapping (a load reads matrices through its handle: <see cref="MappedFiles"/>).</summary>
+    internal FileMapping Mapping => _mapping;
 
     public void Dispose()
     {

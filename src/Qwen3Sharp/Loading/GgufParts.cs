@@ -9,7 +9,7 @@ namespace Qwen3Sharp.Loading;
 /// keys <c>split.no</c> (0-based), <c>split.count</c> and, in the first, <c>split.tensors.count</c>. As llama.cpp does,
 /// the model is opened by its first part and the others are found next to it by name.
 /// </summary>
-public sealed class GgufParts : IDisposable, IMappedFiles
+public sealed class GgufParts : IDisposable
 {
     private const string SplitNo = "split.no", SplitCount = "split.count", SplitTensors = "split.tensors.count";
 
@@ -35,20 +35,8 @@ public sealed class GgufParts : IDisposable, IMappedFiles
     /// <summary>The part that holds <paramref name="name"/>, or null.</summary>
     public GgufFile? Find(string name) => _owner.GetValueOrDefault(name);
 
-    unsafe bool IMappedFiles.TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
-    {
-        foreach (GgufFile file in _files)
-        {
-            if (file.TryLocate(pointer, out handle, out offset))
-            {
-                return true;
-            }
-        }
-
-        handle = null;
-        offset = 0;
-        return false;
-    }
+    /// <summary>The parts' mappings, for a load that reads its matrices with <c>pread</c>.</summary>
+    internal MappedFiles Mappings => new(_files.Select(f => f.Mapping));
 
     /// <summary>Opens <paramref name="path"/> and, when it is the first part of a split model, the other parts beside it.</summary>
     /// <exception cref="ModelFormatException">A part is missing, malformed, out of order, or two parts hold the same tensor.</exception>

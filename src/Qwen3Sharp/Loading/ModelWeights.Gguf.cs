@@ -58,10 +58,10 @@ public sealed unsafe partial class ModelWeights
             Kernels.QuantLayout resolved = ResolveLayout(layout);
             if (resolved == Kernels.QuantLayout.Interleaved8)
             {
-                RepackGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, files: parts);
+                RepackGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, files: parts.Mappings);
             }
 
-            copy = Place(matrices, placement, quantize, resolved, floatLayout, parts);
+            copy = Place(matrices, placement, quantize, resolved, floatLayout, parts.Mappings);
 
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
             return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, parts, buffers)

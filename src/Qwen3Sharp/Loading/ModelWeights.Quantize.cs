@@ -25,7 +25,7 @@ public sealed unsafe partial class ModelWeights
     /// dropped from this process's resident set) into a buffer reused from chunk to chunk, widened, quantized there and
     /// repacked into place, so the resident set holds the quantized weights and a chunk per core.</para>
     /// </summary>
-    private static byte* QuantizeMatrices(Dictionary<string, WeightView> matrices, DType target, bool groups, IMappedFiles? files)
+    private static byte* QuantizeMatrices(Dictionary<string, WeightView> matrices, DType target, bool groups, MappedFiles? files)
     {
         if (!LoadQuantizations.Contains(target))
         {

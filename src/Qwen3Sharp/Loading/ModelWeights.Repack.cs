@@ -23,7 +23,7 @@ public sealed unsafe partial class ModelWeights
     /// file with <c>pread</c> into a buffer reused from chunk to chunk and repacked from there, and the mapping is never
     /// touched (a pass over a fresh mapping read ~2 GB/s on this project's Zen 5 VM, <c>pread</c> ~8: a fifth of a Q8_0 load).</para>
     /// </remarks>
-    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages, IMappedFiles? files = null)
+    private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages, MappedFiles? files = null)
     {
         string[] keys = [.. matrices.Where(kv => QuantMatMul.GroupLayoutOf(kv.Value.DType) is not null).Select(kv => kv.Key)];
         long total = 0;
@@ -122,7 +122,7 @@ public sealed unsafe partial class ModelWeights
     /// codes and tables all lie in <paramref name="files"/> is read chunk by chunk with <c>pread</c> into a buffer reused from
     /// chunk to chunk (codes, scales, biases) and repacked from there, the mapping never touched (see <see cref="RepackGroups"/>).
     /// </summary>
-    private static void RepackAffineGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages, IMappedFiles? files = null)
+    private static void RepackAffineGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages, MappedFiles? files = null)
     {
         string[] keys = [.. matrices.Where(kv => QuantMatMul.AffineGroupLayoutOf(kv.Value) is not null).Select(kv => kv.Key).Order(StringComparer.Ordinal)];
         long total = 0;
@@ -203,7 +203,8 @@ public sealed unsafe partial class ModelWeights
     /// <summary>
     /// Runs <paramref name="body"/> on every chunk of <paramref name="chunkRows"/>(matrix) rows of every matrix of
     /// <paramref name="sources"/>, all from one list on every core (one matrix after another left 1.7B's one-chunk
-    /// matrices on one core), at most one chunk per core at a time (so at most one chunk buffer each).
+    /// matrices on one core), at most one chunk per core at a time (so at most one chunk buffer each): the copy's pieces,
+    /// the block and MLX repacks' chunks and the quantize pass's.
     /// </summary>
     private static void ForEachChunk(WeightView[] sources, Func<WeightView, int> chunkRows, Action<(int Matrix, int Row, int Rows)> body)
     {

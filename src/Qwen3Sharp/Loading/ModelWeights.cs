@@ -214,10 +214,10 @@ public sealed unsafe partial class ModelWeights : IDisposable
             if (quantization is not null && ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
             {
                 // MLX: the affine matrices into the int8 kernels' 8-row groups, from the mapped files (nothing to copy after)
-                RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, new ShardFiles(files));
+                RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, new MappedFiles(files.Select(f => f.Mapping)));
             }
 
-            copy = Place(matrices, placement, quantize, ResolveLayout(layout), floatLayout, new ShardFiles(files));
+            copy = Place(matrices, placement, quantize, ResolveLayout(layout), floatLayout, new MappedFiles(files.Select(f => f.Mapping)));
 
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
             return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy, buffers: buffers)
@@ -251,25 +251,6 @@ public sealed unsafe partial class ModelWeights : IDisposable
     {
         get => t_copyPieceBytes > 0 ? t_copyPieceBytes : DefaultCopyPieceBytes;
         set => t_copyPieceBytes = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "0 or more bytes");
-    }
-
-    /// <summary>A checkpoint's safetensors shards as the mapped files a load reads its copies from.</summary>
-    private sealed class ShardFiles(IReadOnlyList<SafetensorsFile> files) : IMappedFiles
-    {
-        public bool TryLocate(byte* pointer, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset)
-        {
-            foreach (SafetensorsFile file in files)
-            {
-                if (file.TryLocate(pointer, out handle, out offset))
-                {
-                    return true;
-                }
-            }
-
-            handle = null;
-            offset = 0;
-            return false;
-        }
     }
 
     private static CheckpointKey Find(IReadOnlyList<CheckpointKey> table, string name)
@@ -326,7 +307,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
     /// (null then). Returns the buffer the matrices now point into.
     /// </summary>
     private static byte* Place(Dictionary<string, WeightView> matrices, WeightPlacement placement, DType? quantize, Kernels.QuantLayout layout,
-        Kernels.QuantLayout? floatLayout, IMappedFiles files) =>
+        Kernels.QuantLayout? floatLayout, MappedFiles files) =>
         quantize is { } target ? QuantizeMatrices(matrices, target, groups: layout == Kernels.QuantLayout.Interleaved8, files)
         : placement is WeightPlacement.HugePageCopy or WeightPlacement.Copy
             ? CopyToPrivate(matrices, placement == WeightPlacement.HugePageCopy, (floatLayout ?? Kernels.KernelSelection.FloatLayout) == Kernels.QuantLayout.Interleaved8, files)
@@ -345,7 +326,7 @@ public sealed unsafe partial class ModelWeights : IDisposable
     /// <see cref="RepackGroups"/>. (Reading straight into the fresh target was slower on this project's Zen 5 VM: 1.7B BF16
     /// <c>qwen3 run</c> 8.4–8.7 s, against 7.0–7.5 s through the mapping and 6.3–6.5 s through the buffer.)
     /// </summary>
-    private static byte* CopyToPrivate(Dictionary<string, WeightView> matrices, bool hugePages, bool floatGroups, IMappedFiles? files)
+    private static byte* CopyToPrivate(Dictionary<string, WeightView> matrices, bool hugePages, bool floatGroups, MappedFiles? files)
     {
         string[] keys = [.. matrices.Where(kv => kv.Value.DType.RowGroup() == 1).Select(kv => kv.Key)];
         bool Grouped(in WeightView v) => floatGroups && Kernels.MatMul.FloatGroupLayoutOf(v.DType) is not null && v.ColCount % 2 == 0;
@@ -369,28 +350,24 @@ public sealed unsafe partial class ModelWeights : IDisposable
         }
 
         long piece = CopyPieceBytesOnThisThread;
-        var pieces = new List<(WeightView Source, int Row, int Rows, nint Target)>();
+        int PieceRows(WeightView v) => (int)Math.Clamp(piece / Math.Max(1, v.RowBytes) / 8 * 8, 8, Math.Max(8, v.RowCount));
+        var sources = new WeightView[keys.Length];
+        var targets = new nint[keys.Length];
         byte* next = buffer;
-        foreach (string key in keys)
+        for (int m = 0; m < keys.Length; m++)
         {
-            WeightView v = matrices[key];
-            long rowBytes = Math.Max(1, v.RowBytes);
-            int pieceRows = (int)Math.Clamp(piece / rowBytes / 8 * 8, 8, Math.Max(8, v.RowCount));
-            for (int r = 0; r < v.RowCount; r += pieceRows)
-            {
-                pieces.Add((v, r, Math.Min(pieceRows, v.RowCount - r), (nint)next));
-            }
-
-            matrices[key] = Grouped(v) ? new WeightView(next, Kernels.MatMul.FloatGroupLayoutOf(v.DType)!.Value, v.RowCount, v.ColCount)
+            WeightView v = sources[m] = matrices[keys[m]];
+            targets[m] = (nint)next;
+            matrices[keys[m]] = Grouped(v) ? new WeightView(next, Kernels.MatMul.FloatGroupLayoutOf(v.DType)!.Value, v.RowCount, v.ColCount)
                 : v.WithData(next);       // affine: the scale and bias tables stay where they are
             next += (Bytes(v) + 63) & ~63L;
         }
 
-        using var reads = new ChunkBuffers(pieces.Max(p => p.Rows * p.Source.RowBytes));
-        Parallel.ForEach(pieces, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, p =>   // a chunk buffer per core at most
+        using var reads = new ChunkBuffers(sources.Max(v => Math.Min(PieceRows(v), v.RowCount) * v.RowBytes));
+        ForEachChunk(sources, PieceRows, p =>
         {
-            WeightView v = p.Source;
-            byte* source = v.Data + p.Row * v.RowBytes, target = (byte*)p.Target + p.Row * v.RowBytes;
+            WeightView v = sources[p.Matrix];
+            byte* source = v.Data + p.Row * v.RowBytes, target = (byte*)targets[p.Matrix] + p.Row * v.RowBytes;
             long pieceBytes = p.Rows * v.RowBytes;
             Populate(target, pieceBytes, write: true);   // grouped: the same bytes, rows in groups
             if (files is not null && files.TryLocate(source, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset))
