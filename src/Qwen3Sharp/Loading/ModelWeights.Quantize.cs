@@ -78,12 +78,12 @@ public sealed unsafe partial class ModelWeights
                 try
                 {
                     byte* source = v.Data + c.Row * v.RowBytes;
-                    Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
+                    FileMapping? file = null;
                     long offset = 0;
-                    bool read = files is not null && files.TryLocate(source, out handle, out offset);
+                    bool read = files is not null && files.TryLocate(source, out file, out offset);
                     if (read)
                     {
-                        ReadExactly(handle!, rows, c.Rows * v.RowBytes, offset);
+                        file!.ReadExactly(rows, c.Rows * v.RowBytes, offset);
                         source = rows;
                     }
                     else

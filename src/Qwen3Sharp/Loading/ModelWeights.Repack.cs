@@ -62,15 +62,15 @@ public sealed unsafe partial class ModelWeights
 
                 long groupBytes = RepackedBytes(new WeightView(v.Data, v.DType, QuantMatMul.GroupRows, v.ColCount));
                 byte* source = v.Data + c.Row * v.RowBytes, destination = (byte*)targets[c.Matrix] + c.Row / QuantMatMul.GroupRows * groupBytes;
-                Microsoft.Win32.SafeHandles.SafeFileHandle? handle = null;
+                FileMapping? file = null;
                 long offset = 0;
-                bool read = files is not null && files.TryLocate(source, out handle, out offset);
+                bool read = files is not null && files.TryLocate(source, out file, out offset);
                 byte* chunkBuffer = read ? reads.Rent() : null;
                 try
                 {
                     if (read)
                     {
-                        ReadExactly(handle!, chunkBuffer, c.Rows * v.RowBytes, offset);
+                        file!.ReadExactly(chunkBuffer, c.Rows * v.RowBytes, offset);
                         source = chunkBuffer;
                     }
                     else
@@ -159,7 +159,7 @@ public sealed unsafe partial class ModelWeights
                 long groupBytes = QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, QuantMatMul.GroupRows, v.ColCount), tableBytes = TableBytes(v);
                 byte* destination = (byte*)targets[c.Matrix] + r0 / QuantMatMul.GroupRows * groupBytes;
                 Populate(destination, (n + QuantMatMul.GroupRows - 1) / QuantMatMul.GroupRows * groupBytes, write: true);
-                Microsoft.Win32.SafeHandles.SafeFileHandle? codeFile = null, scaleFile = null, biasFile = null;
+                FileMapping? codeFile = null, scaleFile = null, biasFile = null;
                 long codeOffset = 0, scaleOffset = 0, biasOffset = 0;
                 if (files is not null && files.TryLocate(v.Data + r0 * v.RowBytes, out codeFile, out codeOffset)
                     && files.TryLocate(v.Scales + r0 * tableBytes, out scaleFile, out scaleOffset)
@@ -170,9 +170,9 @@ public sealed unsafe partial class ModelWeights
                     try
                     {
                         long codeBytes = n * v.RowBytes;
-                        ReadExactly(codeFile!, rows, codeBytes, codeOffset);
-                        ReadExactly(scaleFile!, rows + codeBytes, n * tableBytes, scaleOffset);
-                        ReadExactly(biasFile!, rows + codeBytes + n * tableBytes, n * tableBytes, biasOffset);
+                        codeFile!.ReadExactly(rows, codeBytes, codeOffset);
+                        scaleFile!.ReadExactly(rows + codeBytes, n * tableBytes, scaleOffset);
+                        biasFile!.ReadExactly(rows + codeBytes + n * tableBytes, n * tableBytes, biasOffset);
                         var part = new WeightView(rows, v.Bits, v.GroupSize, rows + codeBytes, rows + codeBytes + n * tableBytes, v.GroupDType, n, v.ColCount, v.SourceBits);
                         QuantMatMul.RepackAffineX8(part, 0, n, destination);
                     }
@@ -218,22 +218,14 @@ public sealed unsafe partial class ModelWeights
             }
         }
 
-        Parallel.ForEach(chunks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, body);
-    }
-
-    /// <summary><paramref name="bytes"/> bytes of <paramref name="file"/> from <paramref name="offset"/> into <paramref name="destination"/> (a short read is a truncated file).</summary>
-    private static void ReadExactly(Microsoft.Win32.SafeHandles.SafeFileHandle file, byte* destination, long bytes, long offset)
-    {
-        long done = 0;
-        while (done < bytes)
+        try
         {
-            int got = RandomAccess.Read(file, new Span<byte>(destination + done, (int)Math.Min(bytes - done, 1 << 30)), offset + done);
-            if (got <= 0)
-            {
-                throw new IOException($"the model file ended at byte {offset + done} while {bytes - done} more bytes of a matrix were read from it");
-            }
-
-            done += got;
+            Parallel.ForEach(chunks, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, body);
+        }
+        catch (AggregateException e)
+        {
+            // one clear error for the load's caller (a file that shrank fails every chunk after its end alike)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
         }
     }
 

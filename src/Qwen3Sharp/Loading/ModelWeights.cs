@@ -370,12 +370,12 @@ public sealed unsafe partial class ModelWeights : IDisposable
             byte* source = v.Data + p.Row * v.RowBytes, target = (byte*)targets[p.Matrix] + p.Row * v.RowBytes;
             long pieceBytes = p.Rows * v.RowBytes;
             Populate(target, pieceBytes, write: true);   // grouped: the same bytes, rows in groups
-            if (files is not null && files.TryLocate(source, out Microsoft.Win32.SafeHandles.SafeFileHandle? handle, out long offset))
+            if (files is not null && files.TryLocate(source, out FileMapping? file, out long offset))
             {
                 byte* rows = reads.Rent();
                 try
                 {
-                    ReadExactly(handle!, rows, pieceBytes, offset);
+                    file.ReadExactly(rows, pieceBytes, offset);
                     if (Grouped(v))
                     {
                         // the piece's rows [Row, Row + Rows) are the buffer's: the repack addresses them from the matrix's row 0

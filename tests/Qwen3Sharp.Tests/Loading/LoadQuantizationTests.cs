@@ -80,7 +80,7 @@ public sealed class LoadQuantizationTests
         {
             WeightView up = st.GetMatrix(Key);
             Assert.Equal(DType.BF16, up.DType);
-            Assert.True(st.Mapping.TryLocate(up.Row(13) + 2 * 5, out _, out offset));   // row 13 (the second chunk of 8), column 5
+            Assert.True(st.Mapping.TryLocate(up.Row(13) + 2 * 5, out offset));   // row 13 (the second chunk of 8), column 5
         }
 
         using (var stream = new FileStream(weights, FileMode.Open, FileAccess.Write))

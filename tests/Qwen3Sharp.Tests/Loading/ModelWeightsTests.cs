@@ -234,4 +234,32 @@ public sealed class ModelWeightsTests
             ModelWeights.CopyPieceBytesOnThisThread = 0;
         }
     }
+
+    [Fact]
+    public unsafe void MappedFileRead_AfterTheFileShrank_IsAModelFormatErrorNamingIt()
+    {
+        // A load reads its chunks with pread from the mapped file: a file cut short after it was mapped (a download or copy
+        // still running over it) gives a clear error naming the file, where reading the mapping would have killed the process.
+        using var dir = new TempDir();
+        string path = Path.Combine(dir.Path, "model.safetensors");
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "Fixtures", "golden", "tiny-a", "model.safetensors"), path);
+        using SafetensorsFile st = SafetensorsFile.Open(path);
+        WeightView up = st.GetMatrix("model.layers.1.mlp.up_proj.weight");
+        Assert.True(st.Mapping.TryLocate(up.Data, out long offset));
+        byte[] bytes = new byte[up.DataBytes];
+        fixed (byte* b = bytes)
+        {
+            st.Mapping.ReadExactly(b, bytes.Length, offset);
+            Assert.True(bytes.AsSpan().SequenceEqual(new ReadOnlySpan<byte>(up.Data, bytes.Length)));   // the mapped bytes
+
+            Assert.Equal(0, Truncate(path, offset + 100));
+            nint target = (nint)b;
+            var ex = Assert.Throws<ModelFormatException>(() => st.Mapping.ReadExactly((byte*)target, bytes.Length, offset));
+            Assert.Equal(path, ex.File);
+            Assert.Contains($"the file ended at byte {offset + 100}", ex.Message);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "truncate", SetLastError = true)]
+    private static extern int Truncate(string path, long length);
 }
