@@ -55,13 +55,14 @@ public sealed unsafe partial class ModelWeights
 
             // The block-format matrices repacked from the file first, then the float ones copied (or quantized into the
             // same layout) from it.
+            MappedFiles mapped = parts.Mappings;
             Kernels.QuantLayout resolved = ResolveLayout(layout);
             if (resolved == Kernels.QuantLayout.Interleaved8)
             {
-                RepackGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, files: parts.Mappings);
+                RepackGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, files: mapped);
             }
 
-            copy = Place(matrices, placement, quantize, resolved, floatLayout, parts.Mappings);
+            copy = Place(matrices, placement, quantize, resolved, floatLayout, mapped);
 
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
             return new ModelWeights(config, [], embed, lmHead, norm, layers, copy, parts, buffers)

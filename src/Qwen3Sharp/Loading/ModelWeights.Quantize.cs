@@ -37,31 +37,15 @@ public sealed unsafe partial class ModelWeights
             .Select(m => m.Key).Order(StringComparer.Ordinal)];
         long RowsBytes(in WeightView v) => target.RowBytes(v.ColCount) * v.RowCount;
         long SlotBytes(in WeightView v) => groups ? Math.Max(RowsBytes(v), Kernels.QuantMatMul.RepackedBytes(target, v.RowCount, v.ColCount)) : RowsBytes(v);
-        long total = 0;
-        foreach (string key in keys)
+        WeightView[] sources = [.. keys.Select(k => matrices[k])];
+        byte* buffer = LayOut(sources, v => SlotBytes(v), hugePages: true, out nint[] slots);
+        if (buffer == null)
         {
-            total += (SlotBytes(matrices[key]) + 63) & ~63L;
-        }
-
-        long bytes = Math.Max(HugePageBytes, (total + HugePageBytes - 1) & ~(HugePageBytes - 1));
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, (nuint)HugePageBytes);
-        if (OperatingSystem.IsLinux())
-        {
-            _ = Madvise(buffer, (nuint)bytes, MadviseHugePage);
+            return null;
         }
 
         int chunkRows = RepackChunkRowsOnThisThread;
-        var slots = new nint[keys.Length];
-        var sources = new WeightView[keys.Length];
-        long chunkBytes = 0;
-        byte* next = buffer;
-        for (int m = 0; m < keys.Length; m++)
-        {
-            WeightView v = sources[m] = matrices[keys[m]];
-            slots[m] = (nint)next;
-            next += (SlotBytes(v) + 63) & ~63L;
-            chunkBytes = Math.Max(chunkBytes, Math.Min(ChunkRows(v), v.RowCount) * (v.RowBytes + target.RowBytes(v.ColCount)) + 4L * v.ColCount);
-        }
+        long chunkBytes = sources.Max(v => Math.Min(ChunkRows(v), v.RowCount) * (v.RowBytes + target.RowBytes(v.ColCount)) + 4L * v.ColCount);
 
         // a chunk holds its source rows and its quantized rows (at most QuantizeChunkBytes, in whole 8-row groups) and one widened row
         int ChunkRows(WeightView v) => (int)Math.Min(chunkRows, Math.Max(Kernels.QuantMatMul.GroupRows,

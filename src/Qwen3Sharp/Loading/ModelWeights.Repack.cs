@@ -26,28 +26,16 @@ public sealed unsafe partial class ModelWeights
     private static void RepackGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages, MappedFiles? files = null)
     {
         string[] keys = [.. matrices.Where(kv => QuantMatMul.GroupLayoutOf(kv.Value.DType) is not null).Select(kv => kv.Key)];
-        long total = 0;
-        foreach (string key in keys)
-        {
-            total += (RepackedBytes(matrices[key]) + 63) & ~63L;
-        }
-
-        if (total == 0)
+        WeightView[] sources = [.. keys.Select(k => matrices[k])];
+        // a matrix left in rows leaves its space untouched (never resident)
+        byte* buffer = LayOut(sources, v => RepackedBytes(v), hugePages, out nint[] targets);
+        if (buffer == null)
         {
             return;
         }
 
-        byte* buffer = RepackBuffer(total, buffers, hugePages);
+        buffers.Add((nint)buffer);
         int chunkRows = RepackChunkRowsOnThisThread;
-        var sources = new WeightView[keys.Length];
-        var targets = new nint[keys.Length];
-        byte* next = buffer;
-        for (int m = 0; m < keys.Length; m++)
-        {
-            WeightView v = sources[m] = matrices[keys[m]];
-            targets[m] = (nint)next;
-            next += (RepackedBytes(v) + 63) & ~63L;     // a matrix left in rows leaves its space untouched (never resident)
-        }
 
         var failed = new int[keys.Length];   // a bad scale in any chunk leaves the matrix in rows
         using (var reads = new ChunkBuffers(sources.Max(v => Math.Min(chunkRows, v.RowCount) * v.RowBytes)))
@@ -125,30 +113,16 @@ public sealed unsafe partial class ModelWeights
     private static void RepackAffineGroups(Dictionary<string, WeightView> matrices, List<nint> buffers, bool hugePages, MappedFiles? files = null)
     {
         string[] keys = [.. matrices.Where(kv => QuantMatMul.AffineGroupLayoutOf(kv.Value) is not null).Select(kv => kv.Key).Order(StringComparer.Ordinal)];
-        long total = 0;
-        foreach (string key in keys)
-        {
-            WeightView v = matrices[key];
-            total += (QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, v.RowCount, v.ColCount) + 63) & ~63L;
-        }
-
-        if (total == 0)
+        WeightView[] sources = [.. keys.Select(k => matrices[k])];
+        byte* buffer = LayOut(sources, v => QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, v.RowCount, v.ColCount), hugePages, out nint[] targets);
+        if (buffer == null)
         {
             return;
         }
 
-        byte* buffer = RepackBuffer(total, buffers, hugePages);
+        buffers.Add((nint)buffer);
         int chunkRows = RepackChunkRowsOnThisThread;
         static long TableBytes(in WeightView v) => (long)(v.ColCount / v.GroupSize) * sizeof(ushort);   // one row's scales (and its biases)
-        var sources = new WeightView[keys.Length];
-        var targets = new nint[keys.Length];
-        byte* next = buffer;
-        for (int m = 0; m < keys.Length; m++)
-        {
-            WeightView v = sources[m] = matrices[keys[m]];
-            targets[m] = (nint)next;
-            next += (QuantMatMul.RepackedBytesAffineX8(v.Bits, v.GroupSize, v.RowCount, v.ColCount) + 63) & ~63L;
-        }
 
         using (var reads = new ChunkBuffers(sources.Max(v => Math.Min(chunkRows, v.RowCount) * (v.RowBytes + 2 * TableBytes(v)))))
         {
@@ -263,15 +237,37 @@ public sealed unsafe partial class ModelWeights
         }
     }
 
-    /// <summary>A 2 MiB-aligned buffer of at least <paramref name="bytes"/> for repacked matrices, added to <paramref name="buffers"/>; advised for huge pages with <paramref name="hugePages"/>.</summary>
-    private static byte* RepackBuffer(long bytes, List<nint> buffers, bool hugePages)
+    /// <summary>
+    /// Lays <paramref name="sources"/> out one after another in one 2 MiB-aligned buffer, <paramref name="bytes"/>(matrix)
+    /// each, every one starting on a cache line, advised for huge pages with <paramref name="hugePages"/> (advice only): the
+    /// buffer (the caller's to free; null when there is nothing to lay out) and each matrix's place in it.
+    /// </summary>
+    private static byte* LayOut(WeightView[] sources, Func<WeightView, long> bytes, bool hugePages, out nint[] places)
     {
-        bytes = (bytes + HugePageBytes - 1) & ~(HugePageBytes - 1);
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, (nuint)HugePageBytes);
-        buffers.Add((nint)buffer);
+        var offsets = new long[sources.Length];
+        long total = 0;
+        for (int m = 0; m < sources.Length; m++)
+        {
+            offsets[m] = total;
+            total += (bytes(sources[m]) + 63) & ~63L;
+        }
+
+        places = new nint[sources.Length];
+        if (total == 0)
+        {
+            return null;
+        }
+
+        total = (total + HugePageBytes - 1) & ~(HugePageBytes - 1);
+        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)total, (nuint)HugePageBytes);
         if (hugePages && OperatingSystem.IsLinux())
         {
-            _ = Madvise(buffer, (nuint)bytes, MadviseHugePage);      // advice only
+            _ = Madvise(buffer, (nuint)total, MadviseHugePage);
+        }
+
+        for (int m = 0; m < sources.Length; m++)
+        {
+            places[m] = (nint)(buffer + offsets[m]);
         }
 
         return buffer;

@@ -211,13 +211,14 @@ public sealed unsafe partial class ModelWeights : IDisposable
                 }
             }
 
+            var mapped = new MappedFiles(files.Select(f => f.Mapping));
             if (quantization is not null && ResolveLayout(layout) == Kernels.QuantLayout.Interleaved8)
             {
                 // MLX: the affine matrices into the int8 kernels' 8-row groups, from the mapped files (nothing to copy after)
-                RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, new MappedFiles(files.Select(f => f.Mapping)));
+                RepackAffineGroups(matrices, buffers, hugePages: placement == WeightPlacement.HugePageCopy, mapped);
             }
 
-            copy = Place(matrices, placement, quantize, ResolveLayout(layout), floatLayout, new MappedFiles(files.Select(f => f.Mapping)));
+            copy = Place(matrices, placement, quantize, ResolveLayout(layout), floatLayout, mapped);
 
             (Qwen3LayerWeights[] layers, WeightView embed, WeightView lmHead, float[] norm) = Assemble(config, matrices, vectors);
             return new ModelWeights(config, files.ToArray(), embed, lmHead, norm, layers, copy, buffers: buffers)
@@ -331,37 +332,23 @@ public sealed unsafe partial class ModelWeights : IDisposable
         string[] keys = [.. matrices.Where(kv => kv.Value.DType.RowGroup() == 1).Select(kv => kv.Key)];
         bool Grouped(in WeightView v) => floatGroups && Kernels.MatMul.FloatGroupLayoutOf(v.DType) is not null && v.ColCount % 2 == 0;
         long Bytes(in WeightView v) => Grouped(v) ? Kernels.MatMul.FloatGroupBytes(v.DType, v.RowCount, v.ColCount) : v.DataBytes;
-        long total = 0;
-        foreach (string key in keys)
-        {
-            total += (Bytes(matrices[key]) + 63) & ~63L;                       // each copy starts on a cache line
-        }
-
-        if (total == 0)
+        WeightView[] sources = [.. keys.Select(k => matrices[k])];
+        byte* buffer = LayOut(sources, v => Bytes(v), hugePages, out nint[] targets);
+        if (buffer == null)
         {
             return null;
         }
 
-        long bytes = (total + HugePageBytes - 1) & ~(HugePageBytes - 1);
-        byte* buffer = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, (nuint)HugePageBytes);
-        if (hugePages && OperatingSystem.IsLinux())
+        for (int m = 0; m < keys.Length; m++)
         {
-            _ = Madvise(buffer, (nuint)bytes, MadviseHugePage);      // advice only: without THP the copy still works
+            WeightView v = sources[m];
+            byte* target = (byte*)targets[m];
+            matrices[keys[m]] = Grouped(v) ? new WeightView(target, Kernels.MatMul.FloatGroupLayoutOf(v.DType)!.Value, v.RowCount, v.ColCount)
+                : v.WithData(target);       // affine: the scale and bias tables stay where they are
         }
 
         long piece = CopyPieceBytesOnThisThread;
         int PieceRows(WeightView v) => (int)Math.Clamp(piece / Math.Max(1, v.RowBytes) / 8 * 8, 8, Math.Max(8, v.RowCount));
-        var sources = new WeightView[keys.Length];
-        var targets = new nint[keys.Length];
-        byte* next = buffer;
-        for (int m = 0; m < keys.Length; m++)
-        {
-            WeightView v = sources[m] = matrices[keys[m]];
-            targets[m] = (nint)next;
-            matrices[keys[m]] = Grouped(v) ? new WeightView(next, Kernels.MatMul.FloatGroupLayoutOf(v.DType)!.Value, v.RowCount, v.ColCount)
-                : v.WithData(next);       // affine: the scale and bias tables stay where they are
-            next += (Bytes(v) + 63) & ~63L;
-        }
 
         using var reads = new ChunkBuffers(sources.Max(v => Math.Min(PieceRows(v), v.RowCount) * v.RowBytes));
         ForEachChunk(sources, PieceRows, p =>
