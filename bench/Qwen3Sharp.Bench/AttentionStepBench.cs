@@ -7,9 +7,9 @@ namespace Qwen3Sharp.Bench;
 
 /// <summary>
 /// The attention of one engine step, Qwen3-1.7B-shaped (16 query heads over 8 kv heads of 128, f16 cache, 16-position
-/// blocks), as the engine ran it before (one pool dispatch per sequence per layer) and as it runs it now (one
-/// dispatch per layer for the whole step), interleaved in rounds in this process so the neighbours' load hits both
-/// alike; best of the rounds each. Four layers of their own stores, so the step reads its KV from DRAM. Environment:
+/// blocks), one pool dispatch per layer for the whole step, unsplit (as batch-invariant callers run it) and as the engine
+/// runs it by default (decodes deeper than 128 positions split by positions, <see cref="Attention.Parts"/>), interleaved
+/// in rounds in this process so the neighbours' load hits both alike; best of the rounds each. Four layers of their own stores, so the step reads its KV from DRAM. Environment:
 /// KVSTEP_DTYPE (bf16, f32, q8_0), KVSTEP_LAYERS (1 with a small case: cache-resident), KVSTEP_CASE (a name's part),
 /// KVSTEP_BLOCK (positions per block), KVSTEP_SEQUENTIAL=1 (consecutive blocks), KVSTEP_HUGE=1 (madvise huge pages).
 /// </summary>
@@ -106,17 +106,11 @@ internal static unsafe partial class AttentionStepBench
                 q[i] = (float)(rng.NextDouble() * 2 - 1);
             }
 
-            void PerSequence()
+            void Unsplit()
             {
                 for (int l = 0; l < layerCount; l++)
                 {
-                    foreach (AttentionSequence s in step)
-                    {
-                        int n = s.TokenCount * Heads * HeadDim;
-                        Attention.Causal(pool, q.AsSpan(s.TokenOffset * Heads * HeadDim, n), s.TokenCount, s.StartPosition, K(l), V(l),
-                            dtype, tables.AsSpan(s.TableOffset, s.TableLength), blockSize, Heads, KvHeads, HeadDim, 0.088f,
-                            output.AsSpan(s.TokenOffset * Heads * HeadDim, n));
-                    }
+                    Attention.Causal(pool, q, step, K(l), V(l), dtype, tables, blockSize, Heads, KvHeads, HeadDim, 0.088f, output, batchInvariant: true);
                 }
             }
 
@@ -128,14 +122,14 @@ internal static unsafe partial class AttentionStepBench
                 }
             }
 
-            PerSequence();
+            Unsplit();
             OneDispatch();
             double a = double.MaxValue, b = double.MaxValue;
             var total = Stopwatch.StartNew();
             for (int round = 0; round < 5 || total.Elapsed.TotalSeconds < 3; round++)
             {
                 long t0 = Stopwatch.GetTimestamp();
-                PerSequence();
+                Unsplit();
                 long t1 = Stopwatch.GetTimestamp();
                 OneDispatch();
                 long t2 = Stopwatch.GetTimestamp();
@@ -150,7 +144,7 @@ internal static unsafe partial class AttentionStepBench
             }
 
             double kvBytes = seqs.Sum(s => (double)(s.Start + s.T) * 2 * rowBytes);   // each sequence's keys and values, read once
-            Console.WriteLine($"{name,-36} per sequence {a / layerCount * 1e6,8:F1} µs/layer   one dispatch {b / layerCount * 1e6,8:F1} µs/layer   ({a / b:F2}x)" +
+            Console.WriteLine($"{name,-36} unsplit {a / layerCount * 1e6,8:F1} µs/layer   split decodes {b / layerCount * 1e6,8:F1} µs/layer   ({a / b:F2}x)" +
                 (seqs.All(s => s.T == 1) ? $"   the KV once at {kvBytes / (b / layerCount) / 1e9:F1} GB/s" : ""));
         }
     }

@@ -110,41 +110,9 @@ public static unsafe class Softmax
             return;
         }
 
+        float total = Exponentiate<TV, TS>(x, n, out _);
         int lanes = TS.Count;
         int main = n - n % lanes;
-        float max = float.NegativeInfinity;
-        if (main > 0)
-        {
-            TV m = TS.Load(x);
-            for (int i = lanes; i < main; i += lanes)
-            {
-                m = TS.Max(m, TS.Load(x + i));
-            }
-
-            max = TS.MaxAcross(m);
-        }
-
-        for (int i = main; i < n; i++)
-        {
-            max = MathF.Max(max, x[i]);
-        }
-
-        TV vmax = TS.Broadcast(max);
-        TV sum = TS.Zero;
-        for (int i = 0; i < main; i += lanes)
-        {
-            TV e = SimdMath.Exp<TV, TS>(TS.Subtract(TS.Load(x + i), vmax));
-            TS.Store(e, x + i);
-            sum = TS.Add(sum, e);
-        }
-
-        float total = TS.Sum(sum);
-        for (int i = main; i < n; i++)
-        {
-            x[i] = MathF.Exp(x[i] - max);
-            total += x[i];
-        }
-
         float inv = 1f / total;
         TV vinv = TS.Broadcast(inv);
         for (int i = 0; i < main; i += lanes)
@@ -156,6 +124,52 @@ public static unsafe class Softmax
         {
             x[i] *= inv;
         }
+    }
+
+    /// <summary>
+    /// x[i] = exp(x[i] − max) in place, where <paramref name="max"/> is the largest x[i]; returns the sum of the new x (in
+    /// vector lanes, then the tail): a softmax before its division, which <see cref="InPlace"/> completes and a split
+    /// attention (one part of the positions at a time, parts merged by their maxima and sums) keeps.
+    /// </summary>
+    internal static float Exponentiate<TV, TS>(float* x, int n, out float max) where TV : unmanaged where TS : ISimd<TV>
+    {
+        int lanes = TS.Count;
+        int main = n - n % lanes;
+        float top = float.NegativeInfinity;
+        if (main > 0)
+        {
+            TV m = TS.Load(x);
+            for (int i = lanes; i < main; i += lanes)
+            {
+                m = TS.Max(m, TS.Load(x + i));
+            }
+
+            top = TS.MaxAcross(m);
+        }
+
+        for (int i = main; i < n; i++)
+        {
+            top = MathF.Max(top, x[i]);
+        }
+
+        TV vmax = TS.Broadcast(top);
+        TV sum = TS.Zero;
+        for (int i = 0; i < main; i += lanes)
+        {
+            TV e = SimdMath.Exp<TV, TS>(TS.Subtract(TS.Load(x + i), vmax));
+            TS.Store(e, x + i);
+            sum = TS.Add(sum, e);
+        }
+
+        float total = TS.Sum(sum);
+        for (int i = main; i < n; i++)
+        {
+            x[i] = MathF.Exp(x[i] - top);
+            total += x[i];
+        }
+
+        max = top;
+        return total;
     }
 }
 

@@ -379,7 +379,7 @@ public sealed class Qwen3Model : IDisposable
             {
                 IKvStore store = sequences[0].Cache.Store;
                 Attention.Causal(_pool, q, attention, store.KeyBytes(l), store.ValueBytes(l), store.DType, _blockTables,
-                    sequences[0].Cache.BlockSize, _heads, _kvHeads, _headDim, _attentionScale, attnOut);   // GQA over the cache
+                    sequences[0].Cache.BlockSize, _heads, _kvHeads, _headDim, _attentionScale, attnOut, BatchInvariant);   // GQA over the cache
             }
             else
             {
@@ -389,7 +389,7 @@ public sealed class Qwen3Model : IDisposable
                     KvCacheView cache = b.Cache;
                     Attention.Causal(_pool, q.Slice(b.TokenOffset * qDim, n * qDim), n, b.StartPosition,
                         cache.Store.KeyBytes(l), cache.Store.ValueBytes(l), cache.Store.DType, cache.Table, cache.BlockSize, _heads, _kvHeads, _headDim,
-                        _attentionScale, attnOut.Slice(b.TokenOffset * qDim, n * qDim));
+                        _attentionScale, attnOut.Slice(b.TokenOffset * qDim, n * qDim), BatchInvariant);
                 }
             }
 

@@ -59,7 +59,7 @@ public sealed class AttentionTests
         using var pool = new WorkerPool(2);
         var rng = new Random(11);
         const int BlockSize = 16, H = 16, Kv = 8, D = 128;
-        (int Start, int T)[] seqs = [(0, 1), (15, 1), (16, 1), (33, 5), (0, 40), (100, 1), (250, 7)];
+        (int Start, int T)[] seqs = [(0, 1), (15, 1), (16, 1), (33, 5), (0, 40), (100, 1), (250, 7), (128, 1), (600, 1), (1500, 1)];
         int totalBlocks = seqs.Sum(x => (x.Start + x.T + BlockSize - 1) / BlockSize) + 3;
         int[] order = Enumerable.Range(0, totalBlocks).OrderBy(_ => rng.Next()).ToArray();
         float[] poolK = new float[totalBlocks * BlockSize * Kv * D], poolV = new float[poolK.Length];
@@ -119,8 +119,9 @@ public sealed class AttentionTests
     public void CausalStep_RaggedSequencesInOneDispatch_EqualEachSequenceAloneBitForBit(KvCacheDType dtype, int threads)
     {
         // An engine step: decodes at several depths and prefill chunks, each over its own shuffled blocks of one store,
-        // tables concatenated in another order than the rows. One dispatch gives every token exactly what a dispatch of
-        // its sequence alone gives (the batch-invariance the engine's step relies on).
+        // tables concatenated in another order than the rows. Batch invariant, one dispatch gives every token exactly what
+        // a dispatch of its sequence alone gives (what the engine's --batch-invariant mode relies on); by default a deep
+        // decode alone is split by positions where among others it may not be, and the two agree to rounding.
         using var pool = new WorkerPool(threads);
         var rng = new Random(23);
         const int BlockSize = 16, H = 16, Kv = 8, D = 128, KvDim = Kv * D;
@@ -159,16 +160,20 @@ public sealed class AttentionTests
 
         float[] q = KernelAssert.Random(rng, tokens * H * D, 2f);
         float scale = 1f / MathF.Sqrt(D);
-        float[] batched = new float[q.Length], alone = new float[q.Length];
-        Attention.Causal(pool, q, step, keys, values, dtype, blockTables, BlockSize, H, Kv, D, scale, batched);
-        foreach (AttentionSequence s in step)
+        foreach (bool invariant in new[] { true, false })
         {
-            int n = s.TokenCount * H * D;
-            Attention.Causal(pool, q.AsSpan(s.TokenOffset * H * D, n), s.TokenCount, s.StartPosition, keys, values, dtype,
-                blockTables.AsSpan(s.TableOffset, s.TableLength), BlockSize, H, Kv, D, scale, alone.AsSpan(s.TokenOffset * H * D, n));
-        }
+            float[] batched = new float[q.Length], alone = new float[q.Length];
+            Attention.Causal(pool, q, step, keys, values, dtype, blockTables, BlockSize, H, Kv, D, scale, batched, invariant);
+            foreach (AttentionSequence s in step)
+            {
+                int n = s.TokenCount * H * D;
+                Attention.Causal(pool, q.AsSpan(s.TokenOffset * H * D, n), s.TokenCount, s.StartPosition, keys, values, dtype,
+                    blockTables.AsSpan(s.TableOffset, s.TableLength), BlockSize, H, Kv, D, scale, alone.AsSpan(s.TokenOffset * H * D, n), invariant);
+            }
 
-        KernelAssert.Close(alone, batched, atol: 0, rtol: 0, $"{dtype} step of {seqs.Length} sequences in one dispatch, {threads} threads");
+            KernelAssert.Close(alone, batched, atol: invariant ? 0 : 2e-6f, rtol: invariant ? 0 : 1e-5f,
+                $"{dtype} step of {seqs.Length} sequences in one dispatch, {threads} threads, batch invariant {invariant}");
+        }
     }
 
     public static TheoryData<string, KvCacheDType> IsasAndDTypes()
@@ -188,15 +193,16 @@ public sealed class AttentionTests
     [Theory, MemberData(nameof(IsasAndDTypes))]
     public void CausalPrefill_TiledTokens_EqualEachTokenAloneBitForBit(string isa, KvCacheDType dtype)
     {
-        // A prefill's tokens share tiles (up to 64 query rows read each block of keys and values together); each token's
-        // result must be what the token alone gives at its position, bit for bit: a decode of it, or another split of the
-        // chunk. Group sizes 1, 2, 3 and 8 (short tiles, rows of a tile from several tokens), starts inside and at the
-        // edge of a block, token counts across tile and block edges, and a head size with a tail past the last vector.
+        // A prefill's tokens share tiles (up to 64 query rows read each block of keys and values together); batch
+        // invariant, each token's result must be what the token alone gives at its position, bit for bit: a decode of it
+        // (deep ones too: not split by positions), or another split of the chunk. Group sizes 1, 2, 3 and 8 (short tiles,
+        // rows of a tile from several tokens), starts inside and at the edge of a block, token counts across tile and
+        // block edges, and a head size with a tail past the last vector.
         using var pool = new WorkerPool(2);
         var rng = new Random(31);
         (int H, int Kv, int D, int BlockSize, int Start, int T)[] configs =
             [(16, 8, 128, 16, 0, 37), (16, 8, 128, 16, 21, 19), (4, 4, 32, 8, 5, 23), (6, 2, 64, 16, 3, 17), (8, 1, 32, 16, 40, 9),
-             (4, 2, 64, 5, 7, 13), (2, 1, 96, 16, 0, 70), (3, 1, 40, 4, 2, 11)];
+             (4, 2, 64, 5, 7, 13), (2, 1, 96, 16, 0, 70), (3, 1, 40, 4, 2, 11), (16, 8, 128, 16, 700, 5), (3, 1, 40, 5, 300, 3)];
         foreach (var (h, kv, d, blockSize, start, t) in configs)
         {
             if (dtype.Unsupported(d) is not null)
@@ -213,11 +219,11 @@ public sealed class AttentionTests
             float[] q = KernelAssert.Random(rng, t * h * d, 2f);
             float scale = 1f / MathF.Sqrt(d);
             float[] tiled = new float[q.Length], alone = new float[q.Length];
-            Run(isa, dtype, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, tiled);
+            Run(isa, dtype, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, tiled, batchInvariant: true);
             for (int i = 0; i < t; i++)
             {
                 Run(isa, dtype, pool, q.AsSpan(i * h * d, h * d), 1, start + i, keys, values, table, blockSize, h, kv, d, scale,
-                    alone.AsSpan(i * h * d, h * d));
+                    alone.AsSpan(i * h * d, h * d), batchInvariant: true);
             }
 
             KernelAssert.Close(alone, tiled, atol: 0, rtol: 0, $"{isa} {dtype} heads={h}/{kv} headDim={d} block={blockSize} start={start} tokens={t}");
@@ -281,60 +287,118 @@ public sealed class AttentionTests
         }
     }
 
+    [Theory, MemberData(nameof(IsasAndDTypes))]
+    public void CausalDecode_DeepSplitByPositions_MatchesUnsplitAndIgnoresThreadCount(string isa, KvCacheDType dtype)
+    {
+        // A lone decode deeper than a part is split by positions (parts of whole blocks, each over all kv heads, merged
+        // by their maxima and sums): it must agree with the unsplit (batch-invariant) kernel, itself pinned to the scalar
+        // reference above, to rounding; and give the same bits on 1, 2 and 3 threads (the parts do not depend on them).
+        // Contexts just past one part and deep, blocks of 16, 5, 1 and 64 positions (the last part shorter than the
+        // others, down to one position), group sizes 1, 2 and 3, a head with a tail past the last vector.
+        var rng = new Random(47);
+        (int H, int Kv, int D, int BlockSize, int Start)[] configs =
+            [(16, 8, 128, 16, 4000), (16, 8, 128, 16, 128), (6, 2, 64, 5, 700), (4, 4, 32, 1, 300), (3, 1, 40, 64, 1000), (2, 1, 96, 16, 2047)];
+        using var one = new WorkerPool(1);
+        using var two = new WorkerPool(2);
+        using var three = new WorkerPool(3);
+        foreach (var (h, kv, d, blockSize, start) in configs)
+        {
+            if (dtype.Unsupported(d) is not null)
+            {
+                continue;
+            }
+
+            int context = start + 1, blocks = (context + blockSize - 1) / blockSize, kvDim = kv * d;
+            Assert.True(Attention.Parts(context, blockSize, out _) > 1, $"{context} positions in blocks of {blockSize} are split");
+            int rowBytes = (int)dtype.Bytes(kvDim);
+            byte[] keys = new byte[(blocks + 2) * blockSize * rowBytes], values = new byte[keys.Length];
+            KvConvert.FromSingle(KernelAssert.Random(rng, (blocks + 2) * blockSize * kvDim, 2f), dtype, keys);
+            KvConvert.FromSingle(KernelAssert.Random(rng, (blocks + 2) * blockSize * kvDim), dtype, values);
+            int[] table = Enumerable.Range(0, blocks + 2).OrderBy(_ => rng.Next()).Take(blocks).ToArray();
+            float[] q = KernelAssert.Random(rng, h * d, 2f);
+            float scale = 1f / MathF.Sqrt(d);
+            float[] unsplit = new float[q.Length], split1 = new float[q.Length], split2 = new float[q.Length], split3 = new float[q.Length];
+            Run(isa, dtype, two, q, 1, start, keys, values, table, blockSize, h, kv, d, scale, unsplit, batchInvariant: true);
+            Run(isa, dtype, one, q, 1, start, keys, values, table, blockSize, h, kv, d, scale, split1);
+            Run(isa, dtype, two, q, 1, start, keys, values, table, blockSize, h, kv, d, scale, split2);
+            Run(isa, dtype, three, q, 1, start, keys, values, table, blockSize, h, kv, d, scale, split3);
+            string what = $"{isa} {dtype} heads={h}/{kv} headDim={d} block={blockSize} at {start}";
+            KernelAssert.Close(unsplit, split2, atol: 2e-6f, rtol: 1e-5f, what);
+            KernelAssert.Close(split2, split1, atol: 0, rtol: 0, what + ", 1 thread against 2");
+            KernelAssert.Close(split2, split3, atol: 0, rtol: 0, what + ", 3 threads against 2");
+        }
+    }
+
+    [Fact]
+    public void Parts_SplitDeepContextsIntoWholeBlocks()
+    {
+        Assert.Equal(1, Attention.Parts(128, 16, out _));                  // up to MinPartPositions: one part
+        Assert.Equal(2, Attention.Parts(129, 16, out int positions));
+        Assert.Equal(128, positions);
+        Assert.Equal(16, Attention.Parts(4001, 16, out positions));        // at most MaxParts, of whole blocks
+        Assert.Equal(256, positions);
+        Assert.Equal(16, Attention.Parts(100_000, 16, out positions));
+        Assert.Equal(6256, positions);
+        Assert.Equal(1, Attention.Parts(130, 5, out _));                   // 128 rounded up to whole blocks of 5
+        Assert.Equal(2, Attention.Parts(131, 5, out positions));
+        Assert.Equal(130, positions);
+        Assert.Equal(1, Attention.Parts(4001, 4001, out _));              // one dense block: never split
+    }
+
     private static void RunStep(string isa, KvCacheDType dtype, WorkerPool pool, ReadOnlySpan<float> q, ReadOnlySpan<AttentionSequence> step,
-        byte[] keys, byte[] values, int[] tables, int blockSize, int h, int kv, int d, float scale, Span<float> destination)
+        byte[] keys, byte[] values, int[] tables, int blockSize, int h, int kv, int d, float scale, Span<float> destination, bool batchInvariant = false)
     {
         switch (dtype)
         {
-            case KvCacheDType.F32: RunStep<KvF32>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
-            case KvCacheDType.BF16: RunStep<KvBf16>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
-            case KvCacheDType.F16: RunStep<KvF16>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
-            default: RunStep<KvQ8>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+            case KvCacheDType.F32: RunStep<KvF32>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case KvCacheDType.BF16: RunStep<KvBf16>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case KvCacheDType.F16: RunStep<KvF16>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            default: RunStep<KvQ8>(isa, pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination, batchInvariant); break;
         }
     }
 
     private static void RunStep<TK>(string isa, WorkerPool pool, ReadOnlySpan<float> q, ReadOnlySpan<AttentionSequence> step, byte[] keys,
-        byte[] values, int[] tables, int blockSize, int h, int kv, int d, float scale, Span<float> destination) where TK : IKvElement
+        byte[] values, int[] tables, int blockSize, int h, int kv, int d, float scale, Span<float> destination, bool batchInvariant) where TK : IKvElement
     {
         switch (isa)
         {
-            case "V512": Attention.Run<Vector512<float>, Simd512, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
-            case "V256": Attention.Run<Vector256<float>, Simd256, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
-            case "V128": Attention.Run<Vector128<float>, Simd128, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
-            case "Scalar": Attention.Run<float, SimdScalar, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination); break;
+            case "V512": Attention.Run<Vector512<float>, Simd512, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case "V256": Attention.Run<Vector256<float>, Simd256, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case "V128": Attention.Run<Vector128<float>, Simd128, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case "Scalar": Attention.Run<float, SimdScalar, TK>(pool, q, step, keys, values, tables, blockSize, h, kv, d, scale, destination, batchInvariant); break;
             default:
                 KvCacheDType dtype = typeof(TK) == typeof(KvF32) ? KvCacheDType.F32 : typeof(TK) == typeof(KvBf16) ? KvCacheDType.BF16
                     : typeof(TK) == typeof(KvF16) ? KvCacheDType.F16 : KvCacheDType.Q8_0;
-                Attention.Causal(pool, q, step, keys, values, dtype, tables, blockSize, h, kv, d, scale, destination);
+                Attention.Causal(pool, q, step, keys, values, dtype, tables, blockSize, h, kv, d, scale, destination, batchInvariant);
                 break;
         }
     }
 
     private static void Run(string isa, KvCacheDType dtype, WorkerPool pool, ReadOnlySpan<float> q, int t, int start, byte[] keys, byte[] values,
-        int[] table, int blockSize, int h, int kv, int d, float scale, Span<float> destination)
+        int[] table, int blockSize, int h, int kv, int d, float scale, Span<float> destination, bool batchInvariant = false)
     {
         switch (dtype)
         {
-            case KvCacheDType.F32: Run<KvF32>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
-            case KvCacheDType.BF16: Run<KvBf16>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
-            case KvCacheDType.F16: Run<KvF16>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
-            default: Run<KvQ8>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+            case KvCacheDType.F32: Run<KvF32>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case KvCacheDType.BF16: Run<KvBf16>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case KvCacheDType.F16: Run<KvF16>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            default: Run<KvQ8>(isa, pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination, batchInvariant); break;
         }
     }
 
     private static void Run<TK>(string isa, WorkerPool pool, ReadOnlySpan<float> q, int t, int start, byte[] keys, byte[] values,
-        int[] table, int blockSize, int h, int kv, int d, float scale, Span<float> destination) where TK : IKvElement
+        int[] table, int blockSize, int h, int kv, int d, float scale, Span<float> destination, bool batchInvariant) where TK : IKvElement
     {
         switch (isa)
         {
-            case "V512": Attention.Run<Vector512<float>, Simd512, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
-            case "V256": Attention.Run<Vector256<float>, Simd256, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
-            case "V128": Attention.Run<Vector128<float>, Simd128, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
-            case "Scalar": Attention.Run<float, SimdScalar, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination); break;
+            case "V512": Attention.Run<Vector512<float>, Simd512, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case "V256": Attention.Run<Vector256<float>, Simd256, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case "V128": Attention.Run<Vector128<float>, Simd128, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination, batchInvariant); break;
+            case "Scalar": Attention.Run<float, SimdScalar, TK>(pool, q, t, start, keys, values, table, blockSize, h, kv, d, scale, destination, batchInvariant); break;
             default:
                 KvCacheDType dtype = typeof(TK) == typeof(KvF32) ? KvCacheDType.F32 : typeof(TK) == typeof(KvBf16) ? KvCacheDType.BF16
                     : typeof(TK) == typeof(KvF16) ? KvCacheDType.F16 : KvCacheDType.Q8_0;
-                Attention.Causal(pool, q, t, start, keys, values, dtype, table, blockSize, h, kv, d, scale, destination);
+                Attention.Causal(pool, q, t, start, keys, values, dtype, table, blockSize, h, kv, d, scale, destination, batchInvariant);
                 break;
         }
     }
