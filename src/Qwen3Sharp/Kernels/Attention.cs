@@ -171,11 +171,11 @@ public static unsafe class Attention
         // adjacent in the head-major block) instead of one head's run per item, a longer sequential read.
         double wholeBlockCost = cost / (WholeBlockShare * pool.ThreadCount);
         int HeadsPerItem(in AttentionSequence s) => s.TokenCount == 1 && Cost(s) <= wholeBlockCost ? kvHeadCount : 1;
-        // A one-token sequence too deep for that is split by positions instead (see Parts), unless the caller needs batch invariance.
+        // A deep one-token sequence is split by positions instead (see Parts), unless the caller needs batch invariance.
         int PartsOf(in AttentionSequence s, out int partPositions)
         {
             partPositions = 0;
-            return s.TokenCount == 1 && !batchInvariant && Cost(s) > wholeBlockCost ? Parts(s.StartPosition + 1, blockSize, out partPositions) : 1;
+            return s.TokenCount == 1 && !batchInvariant ? Parts(s.StartPosition + 1, blockSize, out partPositions) : 1;
         }
 
         int items = 0, decodeHeads = 1;
@@ -288,21 +288,23 @@ public static unsafe class Attention
     /// 32 KiB for Qwen3-1.7B's 16-position f16 blocks, where a head's item reads its 4 KiB run. Zen 5, 2 threads, from
     /// DRAM: a plain read of 16 sequences' blocks at 500 positions 28 GB/s by head runs, 33–35 whole; the kernel 1.1–1.2×
     /// at 16 decodes of 500–2,000 positions and 4 of 2,000 (<c>Qwen3Sharp.Bench quick 2 kvstep</c>). A lone decode, two,
-    /// or one deep sequence among short ones keeps the per-head items, which the threads share.
+    /// or one deep sequence among short ones keeps the per-head items, which the threads share, when it is no deeper than
+    /// <see cref="MinPartPositions"/>; deeper, a decode is split by positions (<see cref="Parts"/>).
     /// </summary>
     private const int WholeBlockShare = 2;
 
     /// <summary>
-    /// A decode too deep to be one item over all its kv heads (more than 1 / (<see cref="WholeBlockShare"/> × threads) of
-    /// the step's work: a lone decode, two, or one deep among short ones) and deeper than <see cref="MinPartPositions"/> is
-    /// split by positions, into at most <see cref="MaxParts"/> parts of whole blocks: each part is one pool item over all
-    /// kv heads (each block of keys, then of values, read whole as one sequential run), keeps its rows' unnormalised sums
-    /// with their maxima and sums of weights, and the last part to finish merges them in part order (flash-decoding's
-    /// split-K). Before, such a decode was one item per kv head, each reading its head's 4 KiB run of every block (Qwen3-1.7B,
-    /// f16, 16-position blocks): Zen 5, 2 threads, from DRAM (<c>Qwen3Sharp.Bench quick 2 kvstep</c>, interleaved), a lone
-    /// decode at 4,000 positions 678–708 → 350–371 µs per layer, two at 1,000 257–288 → 163–192. Whether a decode splits
-    /// depends on the step; its parts, on its context and block size alone. A split token's sums are merged in another order than a prefill
-    /// tile's or a short decode's, so its result is not theirs bit for bit; batch-invariant callers do not split.
+    /// A decode (a one-token sequence) deeper than <see cref="MinPartPositions"/> is split by positions, into at most
+    /// <see cref="MaxParts"/> parts of whole blocks: each part is one pool item over all kv heads (each block of keys, then
+    /// of values, read whole as one sequential run), keeps its rows' unnormalised sums with their maxima and sums of
+    /// weights, and the last part to finish merges them in part order (flash-decoding's split-K). Before, a lone decode
+    /// was one item per kv head, each reading its head's 4 KiB run of every block (Qwen3-1.7B, f16, 16-position blocks):
+    /// Zen 5, 2 threads, from DRAM (<c>Qwen3Sharp.Bench quick 2 kvstep</c>, interleaved), a lone decode at 4,000 positions
+    /// 703–745 → 380–389 µs per layer, two at 1,000 276–292 → 168–197; steps of 16 decodes at 500–2,000 positions, whose
+    /// whole-block items already read sequentially, 0.94–1.00× (parts of 128 positions: 0.92–0.94× at 500). The parts
+    /// depend on the context and block size alone, not on the step's other sequences nor on the thread count, so a
+    /// decode's result is the same bits alone, in any batch and on any pool; it is not a prefill tile's bits for that
+    /// token (the sums are merged in another order), which batch-invariant callers keep by not splitting.
     /// </summary>
     internal static int Parts(int context, int blockSize, out int partPositions)
     {
@@ -313,7 +315,7 @@ public static unsafe class Attention
     }
 
     /// <summary>The fewest positions in a part: a context up to this deep is one part (not split).</summary>
-    internal const int MinPartPositions = 128;
+    internal const int MinPartPositions = 256;
 
     /// <summary>The most parts a decode splits into.</summary>
     internal const int MaxParts = 16;
