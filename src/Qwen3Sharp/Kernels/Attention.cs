@@ -59,13 +59,16 @@ public static unsafe class Attention
     /// one pool dispatch. q and destination [T, headCount * headDim] hold the step's tokens in batch order; sequence s
     /// owns rows [TokenOffset, TokenOffset + TokenCount) at positions StartPosition.. and its block table is
     /// blockTables[TableOffset..TableOffset + TableLength). Keys and values are one store shared by the sequences, as
-    /// in the paged overload. Each token's result is the single-sequence overload's, bit for bit, and a decode's of that
-    /// token: a row's scores and sums do not depend on the rows that share its tile.
+    /// in the paged overload. Each token's result is the single-sequence overload's, bit for bit: a row's scores and sums
+    /// do not depend on the rows that share its tile, and a decode deeper than <see cref="MinPartPositions"/> is split by
+    /// positions (<see cref="Parts"/>) the same way alone and in any step. A prefill token's result is also the decode's of
+    /// that token, except where that decode is split; <paramref name="batchInvariant"/> splits nothing, so it holds everywhere.
     /// </summary>
     /// <remarks>
     /// One pool item per (tile of tokens, kv head), the most expensive first (the sequences by context, deepest first; a
-    /// sequence's tiles last first), so the items left when a thread runs out of work are the cheapest: a decode at
-    /// 8,000 positions is 8 items the threads share, and the tail of the dispatch is one short item.
+    /// sequence's tiles last first), so the items left when a thread runs out of work are the cheapest; a decode deeper
+    /// than <see cref="MinPartPositions"/> is instead up to 16 items of consecutive positions over all its kv heads, which
+    /// the threads share.
     /// </remarks>
     public static void Causal(WorkerPool pool, ReadOnlySpan<float> q, ReadOnlySpan<AttentionSequence> sequences,
         ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values, KvCacheDType dtype, ReadOnlySpan<int> blockTables, int blockSize,
@@ -492,7 +495,10 @@ public static unsafe class Attention
         /// and stays in L1 while they pass over it, four rows at a time where the register file holds a 4 × 4 tile (two
         /// elsewhere); with several heads the block's runs are read one after the other, a sequential read of the block.
         /// Every score and every sum is computed as for the row alone, in the same order, whatever rows share its tile: a
-        /// token's result does not depend on its neighbours (batch invariance, and the same bits as a decode of that token).
+        /// token's result does not depend on its neighbours (batch invariance, and the same bits as an unsplit decode of that
+        /// token). Positions [<paramref name="from"/>, <paramref name="to"/>) only (from a block's first position): all the
+        /// rows see with <paramref name="partial"/> null, one part of a split decode otherwise, whose unnormalised sums,
+        /// maxima and sums of weights go to <paramref name="partial"/> instead of the softmax and the destination.
         /// </summary>
         private readonly void Tile(int t0, int tokens, int position0, int kvh0, int heads, int* table, float* scores, int from, int to,
             float* partial)
