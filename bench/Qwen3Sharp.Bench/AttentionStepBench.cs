@@ -8,8 +8,9 @@ namespace Qwen3Sharp.Bench;
 /// <summary>
 /// The attention of one engine step, Qwen3-1.7B-shaped (16 query heads over 8 kv heads of 128, f16 cache, 16-position
 /// blocks), one pool dispatch per layer for the whole step, unsplit (as batch-invariant callers run it) and as the engine
-/// runs it by default (decodes deeper than 128 positions split by positions, <see cref="Attention.Parts"/>), interleaved
-/// in rounds in this process so the neighbours' load hits both alike; best of the rounds each. Four layers of their own stores, so the step reads its KV from DRAM. Environment:
+/// runs it by default (decodes deeper than <see cref="Attention.MinPartPositions"/> positions split by positions,
+/// <see cref="Attention.Parts"/>), interleaved in rounds in this process so the neighbours' load hits both alike; best of
+/// the rounds each. Four layers of their own stores, so the step reads its KV from DRAM. Environment:
 /// KVSTEP_DTYPE (bf16, f32, q8_0), KVSTEP_LAYERS (1 with a small case: cache-resident), KVSTEP_CASE (a name's part),
 /// KVSTEP_BLOCK (positions per block), KVSTEP_SEQUENTIAL=1 (consecutive blocks), KVSTEP_HUGE=1 (madvise huge pages).
 /// </summary>
