@@ -105,6 +105,18 @@ public sealed class BatchInvariantServerTests
     [InlineData(false)]
     [InlineData(true)]
     public async Task ChatCompletions_BatchInvariantF16Kv_SameAnswerAndLogprobsAloneAndBesideSeven(bool floatGroups)
+        => await AloneAndBesideSevenAsync(floatGroups, Prompts[0], longPrompt: false);
+
+    [Fact]
+    public async Task ChatCompletions_DeepDecodesSplitByPositions_SameAnswerAndLogprobsAloneAndBesideSeven()
+    {
+        // A prompt past Attention.MinPartPositions: with the default kernels every decode step of the request splits its
+        // attention by positions, the same parts alone and beside seven others, so its answer keeps its bits.
+        string prompt = string.Concat(Enumerable.Repeat("Tom has 3 apples and buys 4 more. ", 30)) + "How many apples does he have now?";
+        await AloneAndBesideSevenAsync(floatGroups: true, prompt, longPrompt: true);
+    }
+
+    private static async Task AloneAndBesideSevenAsync(bool floatGroups, string targetPrompt, bool longPrompt)
     {
         string directory = Path.Combine(Path.GetTempPath(), "qwen3sharp-invariant-" + Guid.NewGuid().ToString("N"));
         DemoModel.Write(directory);
@@ -122,12 +134,13 @@ public sealed class BatchInvariantServerTests
             });
             Assert.Equal(floatGroups, host.Model.Weights.Layers[0].QProj.DType.IsFloatGroups());
             Assert.Equal(Cache.KvCacheDType.F16, host.KvCacheDType);
+            Assert.Equal(longPrompt, host.Tokenizer.Encode(targetPrompt).Length > Attention.MinPartPositions);
             await using WebApplication app = Qwen3Server.Build(new ServerOptions { Port = 0, ServedModelNames = ["demo"] }, host.Chat,
                 ["--Logging:LogLevel:Default=Warning"]);
             await app.StartAsync();
             using var http = new HttpClient { BaseAddress = app.GetBoundAddress(), Timeout = TimeSpan.FromSeconds(300) };
 
-            string alone = await CompleteAsync(http, Prompts[0], maxTokens: 48);
+            string alone = await CompleteAsync(http, targetPrompt, maxTokens: 48);
 
             // The same request while seven others run: they start first and decode longer (all 160 tokens, their end tokens
             // banned: answers that stopped early let a slow machine run the request alone), so every one of its steps is batched.
@@ -137,7 +150,7 @@ public sealed class BatchInvariantServerTests
                 await Task.Delay(2);
             }
 
-            Task<string> target = CompleteAsync(http, Prompts[0], maxTokens: 48);
+            Task<string> target = CompleteAsync(http, targetPrompt, maxTokens: 48);
             int besides = 0;   // the most requests seen running while it ran
             while (!target.IsCompleted)
             {
